@@ -1,0 +1,42 @@
+"""The aiohttp application: EasyRTC over socket.io, the client files and the demos."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from .clientfiles import find_client_files
+from .options import Options
+from .server import EasyRtcServer
+from .transport.python_socketio import PythonSocketIOTransport
+from .web import add_client_routes
+
+log = logging.getLogger("easyrtc_server")
+
+DEMOS_DIR = Path(__file__).resolve().parent / "demos"
+
+SERVER_KEY = web.AppKey("easyrtc_server", EasyRtcServer)
+
+
+def create_app(options: Options | None = None, *, server: EasyRtcServer | None = None) -> web.Application:
+    """An aiohttp application serving EasyRTC at ``/socket.io/`` plus the client files."""
+    server = server or EasyRtcServer(options)
+    options = server.options
+    app = web.Application()
+    app[SERVER_KEY] = server
+    PythonSocketIOTransport(server, options).attach(app)
+    files = find_client_files(options.client_dir)
+    for problem in files.problems:
+        log.warning("%s", problem)
+    demos = DEMOS_DIR if options.demos_enable and DEMOS_DIR.is_dir() else None
+    if options.api_enable or demos is not None:
+        add_client_routes(
+            app,
+            files if options.api_enable else files.without_api(),
+            api_path=options.api_public_folder,
+            demos_dir=demos,
+            demos_path=options.demos_public_folder,
+        )
+    return app

@@ -1,0 +1,189 @@
+"""Authentication (``easyrtcAuth``): checking the request, then building the connection.
+
+``parse_auth`` runs the reference's checks in the reference's order and either refuses with its
+error code or yields an ``AuthRequest``. ``complete_auth`` then checks what depends on the state
+(application, room capacity) before changing anything, so a refused login leaves no trace: no
+half-built connection, no ghost in a room list. Every refusal closes the socket after the reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import rooms
+from .errors import ErrorCode
+from .ice import ice_servers
+from .model import Application, Connection, Session, fields_from_obj, shared_fields
+from .outcome import Json, Outcome
+from .roomdata import join_state
+from .validation import MISSING, is_nonempty_object, is_object
+
+if TYPE_CHECKING:
+    from .core import Core, Peer
+
+
+@dataclass(slots=True)
+class AuthRequest:
+    """A structurally valid ``authenticate`` message."""
+
+    app_name: str
+    username: Any  # MISSING when the key was absent
+    credential: Any  # MISSING when the key was absent
+    easyrtcsid: str | None
+    presence: dict[str, Any] | None
+    rooms: dict[str, Any]  # room name -> roomParameter (None when absent)
+    message: Json
+
+
+def authenticate(core: Core, peer: Peer, msg: Any) -> Outcome:
+    request = parse_auth(core, msg)
+    if isinstance(request, ErrorCode):
+        return core.reject(peer.easyrtcid, "authenticate", request, close=True)
+    return complete_auth(core, peer, request)
+
+
+def parse_auth(core: Core, msg: Any) -> AuthRequest | ErrorCode:
+    """The reference's structural checks, in its order, each with its error code."""
+    if not isinstance(msg, dict) or msg.get("msgType") != "authenticate":
+        return ErrorCode.LOGIN_BAD_AUTH
+    data = msg.get("msgData")
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("apiVersion"), str)
+        or ("roomJoin" in data and not is_object(data["roomJoin"]))
+    ):
+        return ErrorCode.LOGIN_BAD_STRUCTURE
+    bad = ErrorCode.MSG_REJECT_BAD_STRUCTURE
+    server = core.options
+    if not server.api_version_regexp.test(data["apiVersion"]):
+        return bad
+    app_name = data.get("applicationName", MISSING)
+    if app_name is MISSING:
+        app_name = server.app_default_name
+    elif not (isinstance(app_name, str) and server.app_name_regexp.test(app_name)):
+        return bad
+    sid = data.get("easyrtcsid", MISSING)
+    if sid is not MISSING and not (isinstance(sid, str) and server.easyrtcsid_regexp.test(sid)):
+        return bad
+    app = core.apps.get(app_name)
+    opts = app.options if app is not None else server
+    username = data.get("username", MISSING)
+    if username is not MISSING and not (
+        isinstance(username, str) and opts.username_regexp.test(username)
+    ):
+        return bad
+    credential = data.get("credential", MISSING)
+    if credential is not MISSING and not is_nonempty_object(credential):
+        return bad
+    requested = data.get("roomJoin", {})
+    room_params: dict[str, Any] = {}
+    if requested:
+        if not isinstance(requested, dict):
+            return bad
+        for name, spec in requested.items():
+            if (
+                not opts.room_name_regexp.test(name)
+                or not isinstance(spec, dict)
+                or spec.get("roomName") != name
+                or ("roomParameter" in spec and not is_object(spec["roomParameter"]))
+            ):
+                return bad
+            room_params[name] = spec.get("roomParameter")
+    presence = data.get("setPresence", MISSING)
+    if presence is not MISSING and not rooms.check_presence(opts, presence):
+        return bad
+    return AuthRequest(
+        app_name=app_name,
+        username=username,
+        credential=credential,
+        easyrtcsid=sid if sid is not MISSING else None,
+        presence=presence if isinstance(presence, dict) else None,
+        rooms=room_params,
+        message=msg,
+    )
+
+
+def complete_auth(core: Core, peer: Peer, request: AuthRequest) -> Outcome:
+    """Admit the socket into its application and rooms, then send the token and tell peers."""
+    cid = peer.easyrtcid
+    app = core.apps.get(request.app_name)
+    if app is None:
+        if not core.options.app_auto_create_enable:
+            return core.reject(cid, "authenticate", ErrorCode.LOGIN_APP_AUTH_FAIL, close=True)
+        app = core.create_app(request.app_name)
+    names = list(request.rooms)
+    if not names and app.options.room_default_enable:
+        names = [app.options.room_default_name]
+        if names[0] not in app.rooms:  # deleted by server code; never re-created here
+            core.reclaim_app(app)
+            return core.reject(cid, "authenticate", ErrorCode.LOGIN_GEN_FAIL, close=True)
+    refusal = rooms.check_joinable(core, cid, app, names)
+    if refusal is not None:
+        core.reclaim_app(app)
+        code = ErrorCode.LOGIN_GEN_FAIL if refusal == "full" else ErrorCode.LOGIN_BAD_ROOM
+        return core.reject(cid, "authenticate", code, close=True)
+
+    out = Outcome()
+    conn = peer.connection
+    if conn is not None and conn.app is not app:  # moving to another application
+        core.remove_connection(conn, out)
+        conn = None
+    if conn is None:
+        fields = fields_from_obj(app.options.connection_default_field_obj)
+        conn = Connection(cid, app, fields=fields)
+        app.connections[cid] = conn
+        peer.connection = conn
+    _link_session(app, conn, request.easyrtcsid)
+    if request.username is not MISSING:
+        conn.username = request.username
+    if request.credential is not MISSING:
+        conn.credential = request.credential
+    if request.presence is not None:
+        rooms.apply_presence(conn, request.presence)
+    for name in names:
+        rooms.join(core, conn, name, None)
+    out.reply(token(core, conn))
+    rooms.tell_peers(core, conn, out, with_api_field=True)
+    return out
+
+
+def token(core: Core, conn: Connection) -> Json:
+    """The ``token`` reply: everything the client needs to start."""
+    app = conn.app
+    application: Json = {"applicationName": app.name}
+    app_field = shared_fields(app.fields)
+    if app_field is not None:
+        application["field"] = app_field
+    data: Json = {
+        "roomData": {name: join_state(member.room) for name, member in conn.rooms.items()},
+        "application": application,
+        "easyrtcid": conn.easyrtcid,
+        "iceConfig": {"iceServers": ice_servers(conn)},
+        "serverTime": core.now(),
+    }
+    conn_field = shared_fields(conn.fields)
+    if conn_field is not None:
+        data["field"] = conn_field
+    if conn.session is not None:
+        session: Json = {"easyrtcsid": conn.session.easyrtcsid}
+        session_field = shared_fields(conn.session.fields)
+        if session_field is not None:
+            session["field"] = session_field
+        data["sessionData"] = session
+    return {"msgType": "token", "msgData": data}
+
+
+def _link_session(app: Application, conn: Connection, easyrtcsid: str | None) -> None:
+    if easyrtcsid is None or (conn.session and conn.session.easyrtcsid == easyrtcsid):
+        return
+    old = conn.session
+    if old is not None:
+        old.connections.discard(conn.easyrtcid)
+        if not old.connections and not old.fields:
+            app.sessions.pop(old.easyrtcsid, None)
+    session = app.sessions.get(easyrtcsid)
+    if session is None:
+        session = app.sessions[easyrtcsid] = Session(easyrtcsid)
+    session.connections.add(conn.easyrtcid)
+    conn.session = session

@@ -1,0 +1,106 @@
+"""The object model: applications, rooms, connections, sessions, groups and their fields.
+
+Plain records with no behaviour beyond bookkeeping; the protocol rules that change them live in
+``auth``, ``rooms`` and ``relay``. Everything is keyed by validated strings in dicts, never looked
+up as attributes, so a name like ``__proto__`` or ``constructor`` is just a name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .options import FieldObj, Options
+
+
+@dataclass(slots=True)
+class Field:
+    """A named value set by server code; shared ones are sent to clients."""
+
+    value: Any
+    shared: bool = False
+
+
+Fields = dict[str, Field]
+
+
+def fields_from_obj(obj: FieldObj | None) -> Fields:
+    """Fields from the reference's ``{NAME: {fieldValue, fieldOption: {isShared}}}`` form."""
+    if not obj:
+        return {}
+    return {
+        name: Field(spec["fieldValue"], bool(spec.get("fieldOption", {}).get("isShared", False)))
+        for name, spec in obj.items()
+    }
+
+
+def shared_fields(fields: Fields) -> dict[str, dict[str, Any]] | None:
+    """The wire form of the shared fields, or None when there are none."""
+    shared = {
+        name: {"fieldName": name, "fieldValue": f.value} for name, f in fields.items() if f.shared
+    }
+    return shared or None
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    """A client-supplied ``easyrtcsid``: it grants nothing, it only carries fields."""
+
+    easyrtcsid: str
+    fields: Fields = field(default_factory=dict)
+    connections: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True, eq=False)
+class Group:
+    """A set of connections of one application that server code may address at once."""
+
+    name: str
+    members: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True, eq=False)
+class Membership:
+    """One connection in one room: when it joined and its apiField there."""
+
+    connection: Connection
+    room: Room
+    join_time: int
+    api_field: dict[str, Any] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Room:
+    name: str
+    fields: Fields = field(default_factory=dict)
+    members: dict[str, Membership] = field(default_factory=dict)
+    persistent: bool = False
+    """Kept when empty: the default room and rooms made by server code."""
+
+
+@dataclass(slots=True, eq=False)
+class Connection:
+    """An authenticated socket in one application."""
+
+    easyrtcid: str
+    app: Application
+    username: str | None = None
+    credential: Any = None
+    presence: dict[str, Any] = field(default_factory=lambda: {"show": "chat", "status": None})
+    rooms: dict[str, Membership] = field(default_factory=dict)
+    session: Session | None = None
+    fields: Fields = field(default_factory=dict)
+    groups: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True, eq=False)
+class Application:
+    name: str
+    options: Options
+    fields: Fields = field(default_factory=dict)
+    rooms: dict[str, Room] = field(default_factory=dict)
+    connections: dict[str, Connection] = field(default_factory=dict)
+    sessions: dict[str, Session] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
+    persistent: bool = False
+    """Kept when nobody is connected: the default application and ones made by server code."""

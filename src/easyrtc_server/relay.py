@@ -1,0 +1,139 @@
+"""Relaying between clients: WebRTC signals (``easyrtcCmd``) and application messages
+(``easyrtcMsg``) to a peer, a room or a group.
+
+This is the hot path: every ICE candidate passes through ``relay_signal``. Only connections of
+the same application can reach each other, and the sender's id is always the server's, never
+the client's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import ErrorCode
+from .model import Connection
+from .outcome import ACK, Json, Outcome
+from .validation import MISSING
+
+if TYPE_CHECKING:
+    from .core import Core
+
+_BARE_SIGNALS = frozenset(("reject", "hangup"))
+
+
+def relay_signal(core: Core, conn: Connection, msg: Json) -> Outcome:
+    """offer, answer, candidate (with msgData) and reject, hangup (without) to one peer."""
+    msg_type: str = msg["msgType"]
+    data = msg.get("msgData", MISSING)
+    if msg_type in _BARE_SIGNALS:
+        if data is not MISSING:
+            return core.reject(conn.easyrtcid, msg_type, ErrorCode.MSG_REJECT_BAD_DATA)
+    elif not (isinstance(data, dict | list) and data):
+        return core.reject(conn.easyrtcid, msg_type, ErrorCode.MSG_REJECT_BAD_DATA)
+    target_id = msg.get("targetEasyrtcid")
+    target = conn.app.connections.get(target_id) if type(target_id) is str else None
+    if target is None:
+        code = ErrorCode.MSG_REJECT_TARGET_EASYRTCID
+        if not _is_easyrtcid(conn, target_id):
+            code = ErrorCode.MSG_REJECT_BAD_STRUCTURE
+        return core.reject(conn.easyrtcid, msg_type, code)
+    body: Json = {"senderEasyrtcid": conn.easyrtcid}
+    if data is not MISSING:
+        body["msgData"] = data
+    body["easyrtcid"] = target.easyrtcid
+    body["msgType"] = msg_type
+    body["serverTime"] = core.now()
+    return Outcome([(target.easyrtcid, "easyrtcCmd", body), (None, "", ACK)])
+
+
+def route_message(core: Core, conn: Connection, msg: Any) -> Outcome:
+    """An ``easyrtcMsg``: to one peer, to a room, to a group, or (no target) to the server."""
+    sender = conn.easyrtcid
+    if not isinstance(msg, dict):
+        return core.reject(sender, "easyrtcMsg", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
+    msg_type = msg.get("msgType")
+    if not isinstance(msg_type, str):
+        return core.reject(sender, "easyrtcMsg", ErrorCode.MSG_REJECT_BAD_TYPE)
+    opts = conn.app.options
+    target_id = msg.get("targetEasyrtcid", MISSING)
+    room_name = msg.get("targetRoom", MISSING)
+    group_name = msg.get("targetGroup", MISSING)
+    if target_id is not MISSING and not _is_easyrtcid(conn, target_id):
+        return core.reject(sender, msg_type, ErrorCode.MSG_REJECT_TARGET_EASYRTCID)
+    if group_name is not MISSING and not (
+        isinstance(group_name, str) and opts.group_name_regexp.test(group_name)
+    ):
+        return core.reject(sender, msg_type, ErrorCode.MSG_REJECT_TARGET_GROUP)
+    if room_name is not MISSING and not (
+        isinstance(room_name, str) and opts.room_name_regexp.test(room_name)
+    ):
+        return core.reject(sender, msg_type, ErrorCode.MSG_REJECT_TARGET_ROOM)
+    if target_id == sender:
+        return core.reject(sender, msg_type, ErrorCode.MSG_REJECT_TARGET_EASYRTCID)
+
+    body: Json = {"senderEasyrtcid": sender}
+    if target_id is not MISSING:
+        body["targetEasyrtcid"] = target_id
+    body["msgType"] = msg_type
+    if "msgData" in msg:
+        body["msgData"] = msg["msgData"]
+    if room_name is not MISSING:
+        body["targetRoom"] = room_name
+    if target_id is not MISSING:
+        return _to_peer(core, conn, body, target_id, room_name, group_name)
+    if room_name is not MISSING:
+        return _to_room(core, conn, body, room_name, group_name)
+    if group_name is not MISSING:
+        return _to_group(core, conn, body, group_name)
+    # Messages for the server itself: the stock server has no handler for any of them.
+    return core.reject(sender, msg_type, ErrorCode.MSG_REJECT_BAD_TYPE)
+
+
+def _to_peer(
+    core: Core, conn: Connection, body: Json, target_id: str, room_name: Any, group_name: Any
+) -> Outcome:
+    target = conn.app.connections.get(target_id)
+    if target is None:
+        return core.reject(conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_GEN_FAIL)
+    if room_name is not MISSING and not (room_name in conn.rooms and room_name in target.rooms):
+        return core.reject(conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_ROOM)
+    if group_name is not MISSING:
+        if not (group_name in conn.groups and group_name in target.groups):
+            return core.reject(conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_GROUP)
+        body["targetGroup"] = group_name
+    body["easyrtcid"] = target_id
+    body["serverTime"] = core.now()
+    return Outcome([(target_id, "easyrtcMsg", body), (None, "", ACK)])
+
+
+def _to_room(core: Core, conn: Connection, body: Json, room_name: str, group_name: Any) -> Outcome:
+    member = conn.rooms.get(room_name)
+    if member is None:
+        return core.reject(conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_ROOM)
+    recipients = [cid for cid in member.room.members if cid != conn.easyrtcid]
+    if group_name is not MISSING:
+        group = conn.app.groups.get(group_name)
+        members = group.members if group is not None else set()
+        recipients = [cid for cid in recipients if cid in members]
+    return _broadcast(core, body, recipients)
+
+
+def _to_group(core: Core, conn: Connection, body: Json, group_name: str) -> Outcome:
+    group = conn.app.groups.get(group_name)
+    if group is None:
+        return core.reject(conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_GROUP)
+    body["targetGroup"] = group_name
+    recipients = [cid for cid in group.members if cid != conn.easyrtcid]
+    return _broadcast(core, body, recipients)
+
+
+def _broadcast(core: Core, body: Json, recipients: list[str]) -> Outcome:
+    body["serverTime"] = core.now()
+    out = Outcome()
+    for cid in recipients:
+        out.push(cid, "easyrtcMsg", {**body, "easyrtcid": cid})
+    return out.reply(ACK)
+
+
+def _is_easyrtcid(conn: Connection, value: Any) -> bool:
+    return isinstance(value, str) and conn.app.options.easyrtcid_regexp.test(value)

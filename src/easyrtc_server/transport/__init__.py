@@ -1,0 +1,42 @@
+"""The seam between a socket.io transport and the EasyRTC server.
+
+A transport (python-socketio, or the project's own Engine.IO/Socket.IO stack) owns sockets and
+framing; it knows nothing of EasyRTC. For every socket.io connection it hands the server a `Link`
+and calls, in this order and never concurrently for one socket:
+
+- ``peer = server.open(link)`` when the socket.io connection is established;
+- ``await server.receive(peer, event, data, ack)`` for every event packet, in arrival order,
+  where ``ack`` is an async callable taking the one acknowledgement argument, or ``None`` when
+  the client asked for no acknowledgement;
+- ``await server.close(peer)`` once, when the socket is gone (whoever closed it).
+
+The server answers through ``ack`` and pushes to any socket through its ``Link.send``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+Ack = Callable[[Any], Awaitable[None]]
+"""Sends the socket.io acknowledgement of one event, with a single argument."""
+
+
+class Link(Protocol):
+    """One client socket, as a transport exposes it to the server."""
+
+    @property
+    def remote_address(self) -> str | None:
+        """The peer's address, for logs and authentication hooks."""
+        ...
+
+    async def send(self, event: str, data: Any) -> None:
+        """Push one event with one argument, asking for no acknowledgement.
+
+        Must not wait for the network: it queues the frame and returns.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Close the socket from the server side; the transport then calls ``server.close``."""
+        ...

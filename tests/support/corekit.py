@@ -1,0 +1,91 @@
+"""Drive the protocol core directly, as a transport would, with readable results."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from easyrtc_server.core import Core, Peer
+from easyrtc_server.options import Options
+from easyrtc_server.outcome import Outcome
+
+NOW = 1_700_000_000_000
+
+
+@dataclass
+class Result:
+    """One event's outcome, split into the reply and the pushes per recipient."""
+
+    outcome: Outcome
+
+    @property
+    def reply(self) -> Any:
+        replies = [body for to, _, body in self.outcome.sends if to is None]
+        assert len(replies) <= 1, replies
+        return replies[0] if replies else None
+
+    @property
+    def code(self) -> str | None:
+        reply = self.reply
+        if reply and reply.get("msgType") == "error":
+            return str(reply["msgData"]["errorCode"])
+        return None
+
+    @property
+    def closes(self) -> bool:
+        return self.outcome.close
+
+    def pushes(self, to: Peer | str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """``(event, body)`` pushed to one recipient, or ``(recipient, body)`` to all."""
+        if to is None:
+            return [(rcpt, body) for rcpt, _, body in self.outcome.sends if rcpt is not None]
+        target = to.easyrtcid if isinstance(to, Peer) else to
+        return [(event, body) for rcpt, event, body in self.outcome.sends if rcpt == target]
+
+
+class Harness:
+    """A core with a fixed clock and readable easyrtcids (``id-1``, ``id-2`` …)."""
+
+    def __init__(self, options: Options | None = None, **changes: Any) -> None:
+        counter = itertools.count(1)
+        opts = (options or Options()).replace(**changes) if changes else options
+        self.core = Core(opts, clock=lambda: NOW, new_id=lambda: f"id-{next(counter)}")
+
+    def open(self) -> Peer:
+        return self.core.open()
+
+    def send(self, peer: Peer, event: str, payload: Any, *, ack: bool = True) -> Result:
+        return Result(self.core.receive(peer, event, payload, ack))
+
+    def auth(self, peer: Peer, *, raw: Any = None, **msg_data: Any) -> Result:
+        if raw is not None:
+            return self.send(peer, "easyrtcAuth", raw)
+        data = {"apiVersion": "1.1.1-beta", **msg_data}
+        return self.send(peer, "easyrtcAuth", {"msgType": "authenticate", "msgData": data})
+
+    def login(self, **msg_data: Any) -> Peer:
+        peer = self.open()
+        result = self.auth(peer, **msg_data)
+        assert result.reply["msgType"] == "token", result.reply
+        return peer
+
+    def cmd(self, peer: Peer, msg_type: str, **fields: Any) -> Result:
+        return self.send(peer, "easyrtcCmd", {"msgType": msg_type, **fields})
+
+    def msg(self, peer: Peer, msg_type: str, **fields: Any) -> Result:
+        return self.send(peer, "easyrtcMsg", {"msgType": msg_type, **fields})
+
+    def join(self, peer: Peer, *rooms: str) -> Result:
+        return self.cmd(peer, "roomJoin", msgData={"roomJoin": {r: {"roomName": r} for r in rooms}})
+
+    def leave(self, peer: Peer, *rooms: str) -> Result:
+        return self.cmd(
+            peer, "roomLeave", msgData={"roomLeave": {r: {"roomName": r} for r in rooms}}
+        )
+
+    def close(self, peer: Peer) -> Result:
+        return Result(self.core.close(peer))
+
+    def members(self, room: str, app: str = "default") -> list[str]:
+        return list(self.core.apps[app].rooms[room].members)
