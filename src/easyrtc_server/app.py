@@ -20,7 +20,9 @@ DEMOS_DIR = Path(__file__).resolve().parent / "demos"
 SERVER_KEY = web.AppKey("easyrtc_server", EasyRtcServer)
 
 
-def create_app(options: Options | None = None, *, server: EasyRtcServer | None = None) -> web.Application:
+def create_app(
+    options: Options | None = None, *, server: EasyRtcServer | None = None
+) -> web.Application:
     """An aiohttp application serving EasyRTC at ``/socket.io/`` plus the client files."""
     server = server or EasyRtcServer(options)
     options = server.options

@@ -127,7 +127,11 @@ REJECTS: list[tuple[str, Any, ErrorCode]] = [
     ("payload null", None, ErrorCode.LOGIN_BAD_AUTH),
     ("payload a string", "hello", ErrorCode.LOGIN_BAD_AUTH),
     ("payload an array", [1, 2], ErrorCode.LOGIN_BAD_AUTH),
-    ("wrong msgType", {"msgType": "login", "msgData": {"apiVersion": "1"}}, ErrorCode.LOGIN_BAD_AUTH),
+    (
+        "wrong msgType",
+        {"msgType": "login", "msgData": {"apiVersion": "1"}},
+        ErrorCode.LOGIN_BAD_AUTH,
+    ),
     ("no msgData", {"msgType": "authenticate"}, ErrorCode.LOGIN_BAD_STRUCTURE),
     ("msgData a list", {"msgType": "authenticate", "msgData": []}, ErrorCode.LOGIN_BAD_STRUCTURE),
     ("no apiVersion", {"msgType": "authenticate", "msgData": {}}, ErrorCode.LOGIN_BAD_STRUCTURE),
@@ -173,10 +177,14 @@ BAD_FIELDS: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize(("case", "payload", "code"), REJECTS, ids=[r[0] for r in REJECTS])
-def test_improper_login_is_refused_and_socket_closed(case: str, payload: Any, code: ErrorCode) -> None:
+def test_improper_login_is_refused_and_socket_closed(
+    case: str, payload: Any, code: ErrorCode
+) -> None:
     h = Harness()
-    result = h.auth(h.open(), raw=payload) if payload is not None else h.send(
-        h.open(), "easyrtcAuth", None
+    result = (
+        h.auth(h.open(), raw=payload)
+        if payload is not None
+        else h.send(h.open(), "easyrtcAuth", None)
     )
     assert result.code == code
     assert result.reply["msgData"]["errorText"] == ERROR_TEXTS[code]

@@ -158,14 +158,24 @@ MESSAGE_REJECTS: list[tuple[str, Any, ErrorCode]] = [
     ("payload an array", [1], ErrorCode.MSG_REJECT_BAD_STRUCTURE),
     ("no msgType", {"targetRoom": "default"}, ErrorCode.MSG_REJECT_BAD_TYPE),
     ("numeric msgType", {"msgType": 3}, ErrorCode.MSG_REJECT_BAD_TYPE),
-    ("null target", {"msgType": "m", "targetEasyrtcid": None}, ErrorCode.MSG_REJECT_TARGET_EASYRTCID),
-    ("empty target", {"msgType": "m", "targetEasyrtcid": ""}, ErrorCode.MSG_REJECT_TARGET_EASYRTCID),
+    (
+        "null target",
+        {"msgType": "m", "targetEasyrtcid": None},
+        ErrorCode.MSG_REJECT_TARGET_EASYRTCID,
+    ),
+    (
+        "empty target",
+        {"msgType": "m", "targetEasyrtcid": ""},
+        ErrorCode.MSG_REJECT_TARGET_EASYRTCID,
+    ),
     ("bad group name", {"msgType": "m", "targetGroup": "a b"}, ErrorCode.MSG_REJECT_TARGET_GROUP),
     ("bad room name", {"msgType": "m", "targetRoom": 7}, ErrorCode.MSG_REJECT_TARGET_ROOM),
 ]
 
 
-@pytest.mark.parametrize(("case", "payload", "code"), MESSAGE_REJECTS, ids=[r[0] for r in MESSAGE_REJECTS])
+@pytest.mark.parametrize(
+    ("case", "payload", "code"), MESSAGE_REJECTS, ids=[r[0] for r in MESSAGE_REJECTS]
+)
 def test_improper_message_is_refused(case: str, payload: Any, code: ErrorCode) -> None:
     h = Harness()
     a = h.login()

@@ -9,7 +9,12 @@ import pytest
 from easyrtc_server.errors import ErrorCode
 from support.corekit import NOW, Harness
 
-CANDIDATE = {"type": "candidate", "label": 0, "id": "0", "candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host"}
+CANDIDATE = {
+    "type": "candidate",
+    "label": 0,
+    "id": "0",
+    "candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host",
+}
 
 
 @pytest.mark.parametrize("msg_type", ["offer", "answer", "candidate"])
@@ -97,15 +102,55 @@ def test_signal_to_departed_peer_is_refused() -> None:
 
 SIGNAL_REJECTS: list[tuple[str, str, dict[str, Any], ErrorCode]] = [
     ("offer without msgData", "offer", {"targetEasyrtcid": "id-2"}, ErrorCode.MSG_REJECT_BAD_DATA),
-    ("offer empty msgData", "offer", {"targetEasyrtcid": "id-2", "msgData": {}}, ErrorCode.MSG_REJECT_BAD_DATA),
-    ("candidate string msgData", "candidate", {"targetEasyrtcid": "id-2", "msgData": "x"}, ErrorCode.MSG_REJECT_BAD_DATA),
-    ("answer null msgData", "answer", {"targetEasyrtcid": "id-2", "msgData": None}, ErrorCode.MSG_REJECT_BAD_DATA),
-    ("hangup with msgData", "hangup", {"targetEasyrtcid": "id-2", "msgData": {}}, ErrorCode.MSG_REJECT_BAD_DATA),
-    ("reject with null msgData", "reject", {"targetEasyrtcid": "id-2", "msgData": None}, ErrorCode.MSG_REJECT_BAD_DATA),
+    (
+        "offer empty msgData",
+        "offer",
+        {"targetEasyrtcid": "id-2", "msgData": {}},
+        ErrorCode.MSG_REJECT_BAD_DATA,
+    ),
+    (
+        "candidate string msgData",
+        "candidate",
+        {"targetEasyrtcid": "id-2", "msgData": "x"},
+        ErrorCode.MSG_REJECT_BAD_DATA,
+    ),
+    (
+        "answer null msgData",
+        "answer",
+        {"targetEasyrtcid": "id-2", "msgData": None},
+        ErrorCode.MSG_REJECT_BAD_DATA,
+    ),
+    (
+        "hangup with msgData",
+        "hangup",
+        {"targetEasyrtcid": "id-2", "msgData": {}},
+        ErrorCode.MSG_REJECT_BAD_DATA,
+    ),
+    (
+        "reject with null msgData",
+        "reject",
+        {"targetEasyrtcid": "id-2", "msgData": None},
+        ErrorCode.MSG_REJECT_BAD_DATA,
+    ),
     ("offer without target", "offer", {"msgData": {"s": 1}}, ErrorCode.MSG_REJECT_BAD_STRUCTURE),
-    ("offer numeric target", "offer", {"targetEasyrtcid": 7, "msgData": {"s": 1}}, ErrorCode.MSG_REJECT_BAD_STRUCTURE),
-    ("offer malformed target", "offer", {"targetEasyrtcid": "a b", "msgData": {"s": 1}}, ErrorCode.MSG_REJECT_BAD_STRUCTURE),
-    ("hangup unknown target", "hangup", {"targetEasyrtcid": "nobody"}, ErrorCode.MSG_REJECT_TARGET_EASYRTCID),
+    (
+        "offer numeric target",
+        "offer",
+        {"targetEasyrtcid": 7, "msgData": {"s": 1}},
+        ErrorCode.MSG_REJECT_BAD_STRUCTURE,
+    ),
+    (
+        "offer malformed target",
+        "offer",
+        {"targetEasyrtcid": "a b", "msgData": {"s": 1}},
+        ErrorCode.MSG_REJECT_BAD_STRUCTURE,
+    ),
+    (
+        "hangup unknown target",
+        "hangup",
+        {"targetEasyrtcid": "nobody"},
+        ErrorCode.MSG_REJECT_TARGET_EASYRTCID,
+    ),
 ]
 
 

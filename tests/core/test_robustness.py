@@ -13,8 +13,9 @@ from support.corekit import Harness
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 msg_types = st.sampled_from([*COMMANDS, "authenticate", "x", ""])
@@ -72,7 +73,12 @@ def test_random_traffic_never_raises_or_corrupts_rooms(
         result = h.send(peers[index], event, payload, ack=ack)
         if result.reply is not None:
             assert result.reply.get("msgType") in {
-                "ack", "error", "token", "roomData", "roomList", "iceConfig"
+                "ack",
+                "error",
+                "token",
+                "roomData",
+                "roomList",
+                "iceConfig",
             }
         _check_consistent(h)
     for index in closes:
@@ -92,8 +98,12 @@ def test_command_before_login_is_refused_not_ignored() -> None:
 def test_events_without_ack_are_ignored() -> None:
     h = Harness()
     a, b = h.login(), h.login()
-    result = h.send(a, "easyrtcCmd", {"msgType": "offer", "targetEasyrtcid": b.easyrtcid,
-                                      "msgData": {"s": 1}}, ack=False)
+    result = h.send(
+        a,
+        "easyrtcCmd",
+        {"msgType": "offer", "targetEasyrtcid": b.easyrtcid, "msgData": {"s": 1}},
+        ack=False,
+    )
     assert result.outcome.sends == []
 
 

@@ -41,8 +41,9 @@ def test_rejoin_keeps_join_time_and_tells_members_again() -> None:
     a, b = h.login(), h.login()
     first = _room_data(h.join(a, "default").reply)["default"]["clientList"][a.easyrtcid]
     again = h.join(a, "default")
-    assert _room_data(again.reply)["default"]["clientList"][a.easyrtcid]["roomJoinTime"] == (
-        first["roomJoinTime"]
+    assert (
+        _room_data(again.reply)["default"]["clientList"][a.easyrtcid]["roomJoinTime"]
+        == (first["roomJoinTime"])
     )
     assert len(again.pushes(b)) == 1
 
@@ -153,7 +154,9 @@ def test_room_list_refuses_any_msg_data(msg_data: Any) -> None:
     assert h.cmd(a, "getRoomList", msgData=msg_data).code == ErrorCode.MSG_REJECT_BAD_DATA
 
 
-@pytest.mark.parametrize("fields", [{}, {"msgData": {}}, {"msgData": None}, {"msgData": ""}, {"msgData": 0}])
+@pytest.mark.parametrize(
+    "fields", [{}, {"msgData": {}}, {"msgData": None}, {"msgData": ""}, {"msgData": 0}]
+)
 def test_ice_config_with_empty_msg_data(fields: dict[str, Any]) -> None:
     h = Harness()
     a = h.login()
@@ -176,7 +179,9 @@ def test_presence_reply_and_one_push_per_peer_with_shared_rooms() -> None:
     b = h.login(roomJoin={"default": {"roomName": "default"}, "x": {"roomName": "x"}})
     c = h.login()
     h.cmd(a, "setRoomApiField", msgData={"setRoomApiField": {"roomName": "x", "field": {"k": 1}}})
-    result = h.cmd(a, "setPresence", msgData={"setPresence": {"show": "dnd", "status": "in a call"}})
+    result = h.cmd(
+        a, "setPresence", msgData={"setPresence": {"show": "dnd", "status": "in a call"}}
+    )
     reply_rooms = _room_data(result.reply)
     assert set(reply_rooms) == {"default", "x"}
     entry = reply_rooms["x"]["clientListDelta"]["updateClient"][a.easyrtcid]
@@ -219,7 +224,9 @@ def test_api_field_is_per_room_and_reaches_room_members() -> None:
     h = Harness()
     a, b = h.login(), h.login()
     field = {"mediaIds": {"fieldName": "mediaIds", "fieldValue": {"default": "abc"}}}
-    result = h.cmd(a, "setRoomApiField", msgData={"setRoomApiField": {"roomName": "default", "field": field}})
+    result = h.cmd(
+        a, "setRoomApiField", msgData={"setRoomApiField": {"roomName": "default", "field": field}}
+    )
     entry = _room_data(result.reply)["default"]["clientListDelta"]["updateClient"][a.easyrtcid]
     assert entry["apiField"] == field
     assert _room_data(result.pushes(b)[0][1]) == _room_data(result.reply)
@@ -230,7 +237,11 @@ def test_api_field_is_per_room_and_reaches_room_members() -> None:
 def test_clearing_api_field_tells_peers_to_drop_it() -> None:
     h = Harness()
     a, b = h.login(), h.login()
-    h.cmd(a, "setRoomApiField", msgData={"setRoomApiField": {"roomName": "default", "field": {"k": 1}}})
+    h.cmd(
+        a,
+        "setRoomApiField",
+        msgData={"setRoomApiField": {"roomName": "default", "field": {"k": 1}}},
+    )
     result = h.cmd(a, "setRoomApiField", msgData={"setRoomApiField": {"roomName": "default"}})
     pushed = _room_data(result.pushes(b)[0][1])["default"]
     assert pushed["clientListDelta"]["updateClient"][a.easyrtcid]["apiField"] == {}
@@ -265,7 +276,9 @@ def test_api_field_just_under_the_size_limit_is_accepted() -> None:
     h = Harness()
     a = h.login()
     field = {"k": "v" * (4096 - len('{"k":""}') - 1)}
-    reply = h.cmd(a, "setRoomApiField", msgData={"setRoomApiField": {"roomName": "default", "field": field}}).reply
+    reply = h.cmd(
+        a, "setRoomApiField", msgData={"setRoomApiField": {"roomName": "default", "field": field}}
+    ).reply
     assert reply["msgType"] == "roomData"
 
 

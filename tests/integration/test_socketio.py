@@ -121,7 +121,9 @@ async def test_rooms_presence_and_api_fields_reach_the_right_members(
     assert list(seen_by_c) == ["side"]
 
     field = {"mediaIds": {"fieldName": "mediaIds", "fieldValue": {"default": "m1"}}}
-    await b.cmd("setRoomApiField", msgData={"setRoomApiField": {"roomName": "side", "field": field}})
+    await b.cmd(
+        "setRoomApiField", msgData={"setRoomApiField": {"roomName": "side", "field": field}}
+    )
     update = _delta(await c.next_cmd(), "side")["clientListDelta"]["updateClient"][b.easyrtcid]
     assert update["apiField"] == field
 

@@ -1,0 +1,215 @@
+"""Finding the client assets (open-easyrtc api folder, socket.io bundle) and explaining gaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from easyrtc_server import clientfiles
+from easyrtc_server.clientfiles import ENV_VAR, ClientFiles, find_client_files
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_API = REPO / "node_modules" / "open-easyrtc" / "api"
+REAL_BUNDLE = REPO / "node_modules" / "socket.io-client" / "dist" / "socket.io.js"
+
+
+def make_project(root: Path) -> Path:
+    """A folder holding a minimal node_modules with both packages; returns ``root``."""
+    api = root / "node_modules" / "open-easyrtc" / "api"
+    api.mkdir(parents=True)
+    (api / "easyrtc.js").write_text("// easyrtc\n")
+    dist = root / "node_modules" / "socket.io-client" / "dist"
+    dist.mkdir(parents=True)
+    (dist / "socket.io.js").write_text("// socket.io\n")
+    return root
+
+
+def api_of(project: Path) -> Path:
+    return project / "node_modules" / "open-easyrtc" / "api"
+
+
+def bundle_of(project: Path) -> Path:
+    return project / "node_modules" / "socket.io-client" / "dist" / "socket.io.js"
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No env var, an empty working directory, and a repository without node_modules."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(clientfiles, "REPO_ROOT", tmp_path / "repo-without-node-modules")
+    return tmp_path
+
+
+def test_repository_node_modules_are_found_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not (REAL_API / "easyrtc.js").is_file() or not REAL_BUNDLE.is_file():
+        pytest.skip("npm packages not installed (run `npm ci`)")
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
+    files = find_client_files()
+    assert files == ClientFiles(api_dir=REAL_API, socketio_js=REAL_BUNDLE, problems=[])
+    assert files.complete
+
+
+def test_node_modules_in_working_directory(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = make_project(isolated / "project")
+    monkeypatch.chdir(project)
+    files = find_client_files()
+    assert files.api_dir == api_of(project)
+    assert files.socketio_js == bundle_of(project)
+    assert files.problems == []
+
+
+def test_working_directory_comes_before_repository(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_project(isolated / "repo")
+    here = make_project(isolated / "here")
+    monkeypatch.setattr(clientfiles, "REPO_ROOT", repo)
+    monkeypatch.chdir(here)
+    files = find_client_files()
+    assert files.api_dir == api_of(here)
+    assert files.socketio_js == bundle_of(here)
+
+
+def test_repository_is_the_last_resort(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_project(isolated / "repo")
+    monkeypatch.setattr(clientfiles, "REPO_ROOT", repo)
+    files = find_client_files()
+    assert files.api_dir == api_of(repo)
+    assert files.socketio_js == bundle_of(repo)
+    assert files.problems == []
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        pytest.param(lambda p: p, id="project-folder"),
+        pytest.param(lambda p: p / "node_modules", id="node_modules"),
+        pytest.param(lambda p: p / "node_modules" / "open-easyrtc", id="package-folder"),
+        pytest.param(lambda p: p / "node_modules" / "open-easyrtc" / "api", id="api-folder"),
+    ],
+)
+def test_env_var_accepts_any_folder_leading_to_the_packages(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, given: object
+) -> None:
+    project = make_project(isolated / "project")
+    assert callable(given)
+    monkeypatch.setenv(ENV_VAR, str(given(project)))
+    files = find_client_files()
+    assert files.api_dir == api_of(project)
+    assert files.socketio_js == bundle_of(project)
+    assert files.problems == []
+
+
+def test_explicit_argument_comes_before_env_var_and_working_directory(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = make_project(isolated / "chosen")
+    monkeypatch.setenv(ENV_VAR, str(make_project(isolated / "env")))
+    monkeypatch.chdir(make_project(isolated / "cwd2"))
+    files = find_client_files(api_dir=chosen)
+    assert files.api_dir == api_of(chosen)
+    assert files.socketio_js == bundle_of(chosen)
+
+
+def test_env_var_comes_before_working_directory(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = make_project(isolated / "env")
+    monkeypatch.setenv(ENV_VAR, str(env))
+    monkeypatch.chdir(make_project(isolated / "cwd2"))
+    assert find_client_files().api_dir == api_of(env)
+
+
+def test_bare_api_folder_takes_socketio_from_the_next_place(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    custom = isolated / "custom-api"
+    custom.mkdir()
+    (custom / "easyrtc.js").write_text("// custom\n")
+    project = make_project(isolated / "project")
+    monkeypatch.chdir(project)
+    files = find_client_files(api_dir=custom)
+    assert files.api_dir == custom
+    assert files.socketio_js == bundle_of(project)
+    assert files.problems == []
+
+
+def test_explicit_socketio_file_or_folder(isolated: Path) -> None:
+    project = make_project(isolated / "project")
+    bundle = bundle_of(project)
+    assert find_client_files(api_dir=project, socketio_js=bundle).socketio_js == bundle
+    assert find_client_files(socketio_js=bundle.parent).socketio_js == bundle
+    assert find_client_files(socketio_js=bundle.parent.parent).socketio_js == bundle
+
+
+def test_nothing_installed_explains_how_to_get_the_files(isolated: Path) -> None:
+    files = find_client_files()
+    assert files.api_dir is None
+    assert files.socketio_js is None
+    assert not files.complete
+    assert len(files.problems) == 2
+    api_problem, sio_problem = files.problems
+    assert "open-easyrtc" in api_problem
+    assert "socket.io" in sio_problem
+    for problem in files.problems:
+        assert "run `npm ci` in the repository" in problem
+        assert "--client-dir" in problem
+        assert ENV_VAR in problem
+        assert "current directory" in problem
+
+
+def test_wrong_explicit_folder_is_reported_and_the_search_goes_on(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = isolated / "empty"
+    empty.mkdir()
+    project = make_project(isolated / "project")
+    monkeypatch.chdir(project)
+    files = find_client_files(api_dir=empty, socketio_js=empty / "nope.js")
+    assert files.api_dir == api_of(project)
+    assert files.socketio_js == bundle_of(project)
+    assert len(files.problems) == 2
+    assert str(empty) in files.problems[0] and "ignored" in files.problems[0]
+    assert "nope.js" in files.problems[1] and "ignored" in files.problems[1]
+
+
+def test_wrong_env_var_is_reported(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, str(isolated / "does-not-exist"))
+    files = find_client_files()
+    assert files.api_dir is None
+    assert any(ENV_VAR in p and "does-not-exist" in p for p in files.problems)
+
+
+@pytest.mark.parametrize(
+    "weird",
+    [Path("bad\x00name"), Path("/dev/null"), Path("x" * 5000), Path("~nonexistent-user-xyz")],
+)
+def test_unusable_paths_never_raise(isolated: Path, weird: Path) -> None:
+    files = find_client_files(api_dir=weird, socketio_js=weird)
+    assert files.api_dir is None
+    assert files.socketio_js is None
+    assert files.problems
+
+
+def test_api_folder_needs_easyrtc_js(isolated: Path) -> None:
+    project = make_project(isolated / "project")
+    (api_of(project) / "easyrtc.js").unlink()
+    files = find_client_files(api_dir=project)
+    assert files.api_dir is None
+    assert files.socketio_js == bundle_of(project)
+
+
+def test_without_api_keeps_the_socketio_bundle(isolated: Path) -> None:
+    project = make_project(isolated / "project")
+    files = find_client_files(api_dir=project)
+    reduced = files.without_api()
+    assert reduced.api_dir is None
+    assert reduced.socketio_js == bundle_of(project)
+    assert files.api_dir == api_of(project)  # the original is untouched
