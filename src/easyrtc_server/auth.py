@@ -104,20 +104,50 @@ def parse_auth(core: Core, msg: Any) -> AuthRequest | ErrorCode:
     )
 
 
+@dataclass(slots=True)
+class Admission:
+    """A socket admitted into its application and rooms, before its token is sent."""
+
+    conn: Connection
+    out: Outcome
+    """Pushes already due (peers of an application the socket moved away from)."""
+    fresh: bool
+    """The connection is new: no peer has heard of it yet."""
+
+
 def complete_auth(core: Core, peer: Peer, request: AuthRequest) -> Outcome:
-    """Admit the socket into its application and rooms, then send the token and tell peers."""
+    """Admit the socket, then send the token and tell peers: the stock login."""
+    admitted = admit(core, peer, request)
+    if isinstance(admitted, Outcome):
+        return admitted
+    return finish(core, admitted, ice_servers(admitted.conn))
+
+
+def rooms_to_join(core: Core, request: AuthRequest) -> dict[str, Any]:
+    """The rooms a login enters: those requested, else the default room when enabled."""
+    if request.rooms:
+        return request.rooms
+    app = core.apps.get(request.app_name)
+    opts = app.options if app is not None else core.options
+    return {opts.room_default_name: None} if opts.room_default_enable else {}
+
+
+def admit(core: Core, peer: Peer, request: AuthRequest) -> Admission | Outcome:
+    """Check what depends on the state, then build the connection and its memberships.
+
+    Nothing changes unless every check passes, and nothing awaits in between.
+    """
     cid = peer.easyrtcid
     app = core.apps.get(request.app_name)
     if app is None:
         if not core.options.app_auto_create_enable:
             return core.reject(cid, "authenticate", ErrorCode.LOGIN_APP_AUTH_FAIL, close=True)
         app = core.create_app(request.app_name)
-    names = list(request.rooms)
-    if not names and app.options.room_default_enable:
-        names = [app.options.room_default_name]
-        if names[0] not in app.rooms:  # deleted by server code; never re-created here
-            core.reclaim_app(app)
-            return core.reject(cid, "authenticate", ErrorCode.LOGIN_GEN_FAIL, close=True)
+    names = list(rooms_to_join(core, request))
+    if not request.rooms and names and names[0] not in app.rooms:
+        # the default room was deleted by server code; it is never re-created here
+        core.reclaim_app(app)
+        return core.reject(cid, "authenticate", ErrorCode.LOGIN_GEN_FAIL, close=True)
     refusal = rooms.check_joinable(core, cid, app, names)
     if refusal is not None:
         core.reclaim_app(app)
@@ -129,6 +159,7 @@ def complete_auth(core: Core, peer: Peer, request: AuthRequest) -> Outcome:
     if conn is not None and conn.app is not app:  # moving to another application
         core.remove_connection(conn, out)
         conn = None
+    fresh = conn is None
     if conn is None:
         fields = fields_from_obj(app.options.connection_default_field_obj)
         conn = Connection(cid, app, fields=fields)
@@ -143,12 +174,28 @@ def complete_auth(core: Core, peer: Peer, request: AuthRequest) -> Outcome:
         rooms.apply_presence(conn, request.presence)
     for name in names:
         rooms.join(core, conn, name, None)
-    out.reply(token(core, conn))
-    rooms.tell_peers(core, conn, out, with_api_field=True)
+    return Admission(conn, out, fresh)
+
+
+def finish(core: Core, admitted: Admission, servers: list[dict[str, Any]]) -> Outcome:
+    """Send the token, then tell every member sharing a room with the newcomer."""
+    out = admitted.out
+    out.reply(token(core, admitted.conn, servers))
+    rooms.tell_peers(core, admitted.conn, out, with_api_field=True)
     return out
 
 
-def token(core: Core, conn: Connection) -> Json:
+def revoke(core: Core, peer: Peer, admitted: Admission) -> Outcome:
+    """Undo an admission whose login failed later; the socket is closed after the reply."""
+    out = admitted.out
+    if peer.connection is admitted.conn:
+        # peers never heard of a fresh connection: remove it without telling them
+        core.remove_connection(admitted.conn, Outcome() if admitted.fresh else out)
+        peer.connection = None
+    return out
+
+
+def token(core: Core, conn: Connection, servers: list[dict[str, Any]]) -> Json:
     """The ``token`` reply: everything the client needs to start."""
     app = conn.app
     application: Json = {"applicationName": app.name}
@@ -159,7 +206,7 @@ def token(core: Core, conn: Connection) -> Json:
         "roomData": {name: join_state(member.room) for name, member in conn.rooms.items()},
         "application": application,
         "easyrtcid": conn.easyrtcid,
-        "iceConfig": {"iceServers": ice_servers(conn)},
+        "iceConfig": {"iceServers": servers},
         "serverTime": core.now(),
     }
     conn_field = shared_fields(conn.fields)

@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from . import auth, ice, relay, rooms
@@ -34,8 +34,11 @@ class Peer:
     """One socket. Its easyrtcid is drawn when it opens and never changes."""
 
     easyrtcid: str
+    remote_address: str | None = None
     connection: Connection | None = None
     """Set once the socket has authenticated."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Free for server code (hooks) to keep what it learns about this socket."""
 
 
 Handler = Callable[["Core", Connection, Json], Outcome]
@@ -76,12 +79,12 @@ class Core:
 
     # -- socket events ---------------------------------------------------------------------
 
-    def open(self) -> Peer:
+    def open(self, remote_address: str | None = None) -> Peer:
         """A socket connected: give it an easyrtcid, unique among open sockets."""
         easyrtcid = self._new_id()
         while easyrtcid in self.peers:
             easyrtcid = self._new_id()
-        peer = Peer(easyrtcid)
+        peer = Peer(easyrtcid, remote_address)
         self.peers[easyrtcid] = peer
         return peer
 

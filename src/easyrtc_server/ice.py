@@ -24,6 +24,11 @@ def ice_config_reply(servers: list[dict[str, Any]]) -> Json:
 
 def get_ice_config(core: Core, conn: Connection, msg: Json) -> Outcome:
     """``getIceConfig``: msgData may be absent or empty (the real client sends ``{}``)."""
+    refused = check_ice_request(core, conn, msg)
+    return refused or Outcome().reply(ice_config_reply(ice_servers(conn)))
+
+
+def check_ice_request(core: Core, conn: Connection, msg: Json) -> Outcome | None:
     if not is_empty_value(msg.get("msgData", MISSING)):
         return core.reject(conn.easyrtcid, "getIceConfig", ErrorCode.MSG_REJECT_BAD_DATA)
-    return Outcome().reply(ice_config_reply(ice_servers(conn)))
+    return None

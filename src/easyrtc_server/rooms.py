@@ -132,13 +132,25 @@ def parse_room_map(app: Application, value: Any) -> dict[str, Any] | None:
 
 
 def room_join(core: Core, conn: Connection, msg: Json) -> Outcome:
+    requested = parse_room_join(core, conn, msg)
+    if isinstance(requested, Outcome):
+        return requested
+    return apply_room_join(core, conn, list(requested))
+
+
+def parse_room_join(core: Core, conn: Connection, msg: Json) -> dict[str, Any] | Outcome:
+    """The rooms a ``roomJoin`` asks for, name to roomParameter, or the refusal."""
     data = msg.get("msgData")
     if not is_object(data):
         return core.reject(conn.easyrtcid, "roomJoin", ErrorCode.MSG_REJECT_BAD_DATA)
     requested = parse_room_map(conn.app, data.get("roomJoin") if isinstance(data, dict) else None)
     if not requested:  # an empty map crashes the reference; here it is just improper
         return core.reject(conn.easyrtcid, "roomJoin", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
-    names = list(requested)
+    return {name: spec.get("roomParameter") for name, spec in requested.items()}
+
+
+def apply_room_join(core: Core, conn: Connection, names: list[str]) -> Outcome:
+    """Join every room of ``names`` or, if one cannot be joined, none of them."""
     if check_joinable(core, conn.easyrtcid, conn.app, names) is not None:
         return core.reject(conn.easyrtcid, "roomJoin", ErrorCode.MSG_REJECT_BAD_ROOM)
     out = Outcome()

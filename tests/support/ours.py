@@ -9,20 +9,30 @@ from typing import Any
 from aiohttp import web
 
 from easyrtc_server.app import create_app
+from easyrtc_server.hooks import Hooks
 from easyrtc_server.options import Options
+from easyrtc_server.server import EasyRtcServer
 
 from .ports import free_port
 
 
 @asynccontextmanager
-async def running_server(options: dict[str, Any] | None = None) -> AsyncIterator[str]:
+async def running_server(
+    options: dict[str, Any] | None = None, *, hooks: Hooks | None = None
+) -> AsyncIterator[str]:
     """Run our server with ``options`` (the reference's camelCase names or snake_case).
 
     Yields its base URL, ``http://127.0.0.1:PORT``.
     """
+    async with serving(EasyRtcServer(Options.from_mapping(options or {}), hooks=hooks)) as url:
+        yield url
+
+
+@asynccontextmanager
+async def serving(server: EasyRtcServer) -> AsyncIterator[str]:
+    """Serve ``server`` on a free loopback port; yield its base URL."""
     port = free_port()
-    opts = Options.from_mapping({"host": "127.0.0.1", "port": port, **(options or {})})
-    runner = web.AppRunner(create_app(opts), handle_signals=False)
+    runner = web.AppRunner(create_app(server=server), handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()

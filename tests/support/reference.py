@@ -32,8 +32,14 @@ async def reference_server(
     if demos_dir is not None:
         env["DEMOS_DIR"] = str(demos_dir)
     proc = await asyncio.create_subprocess_exec(
-        node, str(SCRIPT), str(port), json.dumps(options or {}),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        node,
+        str(SCRIPT),
+        str(port),
+        json.dumps(options or {}),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     assert proc.stdout is not None
     drain: asyncio.Task[None] | None = None

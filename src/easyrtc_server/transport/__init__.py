@@ -4,7 +4,9 @@ A transport (python-socketio, or the project's own Engine.IO/Socket.IO stack) ow
 framing; it knows nothing of EasyRTC. For every socket.io connection it hands the server a `Link`
 and calls, in this order and never concurrently for one socket:
 
-- ``peer = server.open(link)`` when the socket.io connection is established;
+- ``peer = await server.open(link)`` when the socket.io connection is established; ``None``
+  means the server refuses the socket: refuse the connection (a CONNECT_ERROR) and call nothing
+  else for it;
 - ``await server.receive(peer, event, data, ack)`` for every event packet, in arrival order,
   where ``ack`` is an async callable taking the one acknowledgement argument, or ``None`` when
   the client asked for no acknowledgement;

@@ -107,7 +107,10 @@ class PythonSocketIOTransport:
     async def _on_connect(self, sid: str, environ: dict[str, Any], *_: Any) -> None:
         request = environ.get("aiohttp.request")
         remote = request.remote if request is not None else None
-        self.peers[sid] = self.server.open(_Link(self.sio, sid, remote))
+        peer = await self.server.open(_Link(self.sio, sid, remote))
+        if peer is None:
+            raise socketio.exceptions.ConnectionRefusedError("refused")
+        self.peers[sid] = peer
 
     async def _on_disconnect(self, sid: str, *_: Any) -> None:
         peer = self.peers.pop(sid, None)

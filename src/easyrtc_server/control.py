@@ -1,0 +1,186 @@
+"""What server code (not clients) can do to the state: push messages, set fields, manage
+groups, rooms and applications. Each change returns the pushes it causes, like the handlers.
+
+``EasyRtcServer`` wraps these in async methods that also deliver the pushes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import EasyRtcError, ErrorCode, error_message
+from .model import Application, Connection, Field, Group, Room, shared_fields
+from .outcome import Json, Outcome
+from .roomdata import fields_delta, room_data
+
+if TYPE_CHECKING:
+    from .core import Core
+
+
+def app_of(core: Core, app_name: str) -> Application:
+    app = core.apps.get(app_name)
+    if app is None:
+        raise KeyError(f"no application {app_name!r}")
+    return app
+
+
+def room_of(core: Core, app_name: str, room_name: str) -> Room:
+    room = app_of(core, app_name).rooms.get(room_name)
+    if room is None:
+        raise KeyError(f"no room {room_name!r} in application {app_name!r}")
+    return room
+
+
+def connection_of(core: Core, easyrtcid: str) -> Connection:
+    peer = core.peers.get(easyrtcid)
+    if peer is None or peer.connection is None:
+        raise KeyError(f"no authenticated connection {easyrtcid!r}")
+    return peer.connection
+
+
+def _server_message(core: Core, msg_type: str, msg_data: Any, to: str, extra: Json) -> Json:
+    body: Json = {"msgType": msg_type}
+    if msg_data is not None:
+        body["msgData"] = msg_data
+    body.update(extra)
+    body["easyrtcid"] = to
+    body["serverTime"] = core.now()
+    return body
+
+
+def message_to(
+    core: Core, recipients: list[str], msg_type: str, msg_data: Any, **extra: Any
+) -> Outcome:
+    """An ``easyrtcMsg`` from the server (no ``senderEasyrtcid``: the client's server listener)."""
+    out = Outcome()
+    for cid in recipients:
+        out.push(cid, "easyrtcMsg", _server_message(core, msg_type, msg_data, cid, extra))
+    return out
+
+
+def room_members(core: Core, app_name: str, room_name: str) -> list[str]:
+    return list(room_of(core, app_name, room_name).members)
+
+
+def group_members(core: Core, app_name: str, group_name: str) -> list[str]:
+    group = app_of(core, app_name).groups.get(group_name)
+    return sorted(group.members) if group is not None else []
+
+
+def error_to(core: Core, easyrtcid: str, code: ErrorCode | str) -> Outcome:
+    """Push an EasyRTC error to a client (it shows the text)."""
+    out = Outcome()
+    out.push(easyrtcid, "easyrtcCmd", {**error_message(code, core.now()), "easyrtcid": easyrtcid})
+    return out
+
+
+def ice_config_to(core: Core, easyrtcid: str, servers: list[Json]) -> Outcome:
+    """Replace a client's ICE servers (e.g. fresh TURN credentials)."""
+    out = Outcome()
+    body = {"msgType": "iceConfig", "msgData": {"iceConfig": {"iceServers": servers}}}
+    out.push(easyrtcid, "easyrtcCmd", {**body, "easyrtcid": easyrtcid, "serverTime": core.now()})
+    return out
+
+
+def set_room_field(
+    core: Core, app_name: str, room_name: str, name: str, value: Any, *, shared: bool = True
+) -> Outcome:
+    """Set a room field (the room is then kept when empty); members get its shared fields."""
+    _check_field_name(core, name)
+    room = room_of(core, app_name, room_name)
+    room.fields[name] = Field(value, shared)
+    room.persistent = True
+    out = Outcome()
+    body = room_data({room.name: fields_delta(room)})
+    for cid in room.members:
+        out.push(cid, "easyrtcCmd", {**body, "easyrtcid": cid, "serverTime": core.now()})
+    return out
+
+
+def set_session_field(
+    core: Core, app_name: str, easyrtcsid: str, name: str, value: Any, *, shared: bool = True
+) -> Outcome:
+    """Set a session field; every connection linked to the session is told."""
+    _check_field_name(core, name)
+    app = app_of(core, app_name)
+    session = app.sessions.get(easyrtcsid)
+    if session is None:
+        raise KeyError(f"no session {easyrtcsid!r} in application {app_name!r}")
+    session.fields[name] = Field(value, shared)
+    data: Json = {"easyrtcsid": easyrtcsid, "sessionStatus": "update"}
+    data["field"] = shared_fields(session.fields) or {}
+    out = Outcome()
+    for cid in sorted(session.connections):
+        body = {"msgType": "sessionData", "msgData": {"sessionData": data}}
+        out.push(cid, "easyrtcCmd", {**body, "easyrtcid": cid, "serverTime": core.now()})
+    return out
+
+
+def set_app_field(core: Core, app_name: str, name: str, value: Any, *, shared: bool = True) -> None:
+    """Set an application field; shared ones reach clients in their next token."""
+    _check_field_name(core, name)
+    app = app_of(core, app_name)
+    app.fields[name] = Field(value, shared)
+    app.persistent = True
+
+
+def set_connection_field(
+    core: Core, easyrtcid: str, name: str, value: Any, *, shared: bool = False
+) -> None:
+    """Set a connection field; shared ones reach the client in its next token."""
+    _check_field_name(core, name)
+    connection_of(core, easyrtcid).fields[name] = Field(value, shared)
+
+
+def add_to_group(core: Core, easyrtcid: str, group_name: str) -> None:
+    conn = connection_of(core, easyrtcid)
+    if not conn.app.options.group_name_regexp.test(group_name):
+        raise ValueError(f"improper group name {group_name!r}")
+    group = conn.app.groups.get(group_name)
+    if group is None:
+        group = conn.app.groups[group_name] = Group(group_name)
+    group.members.add(easyrtcid)
+    conn.groups.add(group_name)
+
+
+def remove_from_group(core: Core, easyrtcid: str, group_name: str) -> None:
+    conn = connection_of(core, easyrtcid)
+    group = conn.app.groups.get(group_name)
+    if group is not None:
+        group.members.discard(easyrtcid)
+    conn.groups.discard(group_name)
+
+
+def create_room(core: Core, app_name: str, room_name: str) -> Room:
+    """A room that stays when empty."""
+    app = app_of(core, app_name)
+    if not app.options.room_name_regexp.test(room_name):
+        raise ValueError(f"improper room name {room_name!r}")
+    room = app.rooms.get(room_name) or core.create_room(app, room_name)
+    room.persistent = True
+    return room
+
+
+def delete_room(core: Core, app_name: str, room_name: str) -> None:
+    """Remove an empty room."""
+    room = room_of(core, app_name, room_name)
+    if room.members:
+        raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_ROOM, f"room {room_name!r} is not empty")
+    del core.apps[app_name].rooms[room_name]
+
+
+def create_app(core: Core, app_name: str, **options: Any) -> Application:
+    """An application with its own option overrides (regexps, ICE servers, room rules…)."""
+    if not core.options.app_name_regexp.test(app_name):
+        raise ValueError(f"improper application name {app_name!r}")
+    existing = core.apps.get(app_name)
+    if existing is not None:
+        existing.persistent = True
+        return existing
+    opts = core.options.replace(**options) if options else core.options
+    return core.create_app(app_name, options=opts, persistent=True)
+
+
+def _check_field_name(core: Core, name: str) -> None:
+    if not core.options.field_name_regexp.test(name):
+        raise ValueError(f"improper field name {name!r}")
