@@ -76,20 +76,9 @@ def parse_auth(core: Core, msg: Any) -> AuthRequest | ErrorCode:
     credential = data.get("credential", MISSING)
     if credential is not MISSING and not is_nonempty_object(credential):
         return bad
-    requested = data.get("roomJoin", {})
-    room_params: dict[str, Any] = {}
-    if requested:
-        if not isinstance(requested, dict):
-            return bad
-        for name, spec in requested.items():
-            if (
-                not opts.room_name_regexp.test(name)
-                or not isinstance(spec, dict)
-                or spec.get("roomName") != name
-                or ("roomParameter" in spec and not is_object(spec["roomParameter"]))
-            ):
-                return bad
-            room_params[name] = spec.get("roomParameter")
+    room_params = rooms.parse_room_map(opts, data.get("roomJoin", {}), strict_parameter=True)
+    if room_params is None:
+        return bad
     presence = data.get("setPresence", MISSING)
     if presence is not MISSING and not rooms.check_presence(opts, presence):
         return bad

@@ -50,7 +50,10 @@ def route_message(core: Core, conn: Connection, msg: Any) -> Outcome:
     """An ``easyrtcMsg``: to one peer, to a room, to a group, or (no target) to the server."""
     sender = conn.easyrtcid
     if not isinstance(msg, dict):
-        return core.reject(sender, "easyrtcMsg", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
+        code = ErrorCode.MSG_REJECT_BAD_TYPE  # an array is an object without a msgType
+        if not isinstance(msg, list):
+            code = ErrorCode.MSG_REJECT_BAD_STRUCTURE
+        return core.reject(sender, "easyrtcMsg", code)
     msg_type = msg.get("msgType")
     if not isinstance(msg_type, str):
         return core.reject(sender, "easyrtcMsg", ErrorCode.MSG_REJECT_BAD_TYPE)

@@ -24,7 +24,7 @@ from .roomdata import (
     room_data,
     update_delta,
 )
-from .validation import MISSING, is_nonempty_object, is_object, utf16_length
+from .validation import MISSING, as_map, is_nonempty_object, is_object, utf16_length
 
 if TYPE_CHECKING:
     from .core import Core
@@ -117,15 +117,28 @@ def _push_room_data(core: Core, to: str, rooms: Json, out: Outcome) -> None:
     )
 
 
-def parse_room_map(app: Application, value: Any) -> dict[str, Any] | None:
-    """``{ROOM: {"roomName": ROOM, ...}}`` checked against the room name rules, or None."""
-    if not isinstance(value, dict):
+def parse_room_map(
+    opts: Options, value: Any, *, strict_parameter: bool = False
+) -> dict[str, Any] | None:
+    """``{ROOM: {"roomName": ROOM, "roomParameter": P?}}`` checked, as ``{ROOM: P or None}``.
+
+    None when any entry breaks the rules; a roomParameter that is not an object counts as
+    absent, or (``strict_parameter``, as at login) breaks them too. An array is read the way
+    the reference reads it.
+    """
+    rooms = as_map(value)
+    if rooms is None:
         return None
-    regexp = app.options.room_name_regexp
-    for name, spec in value.items():
+    regexp = opts.room_name_regexp
+    for name, spec in rooms.items():
         if not regexp.test(name) or not isinstance(spec, dict) or spec.get("roomName") != name:
             return None
-    return value
+        if strict_parameter and "roomParameter" in spec and not is_object(spec["roomParameter"]):
+            return None
+    return {
+        name: spec["roomParameter"] if is_object(spec.get("roomParameter")) else None
+        for name, spec in rooms.items()
+    }
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -143,10 +156,11 @@ def parse_room_join(core: Core, conn: Connection, msg: Json) -> dict[str, Any] |
     data = msg.get("msgData")
     if not is_object(data):
         return core.reject(conn.easyrtcid, "roomJoin", ErrorCode.MSG_REJECT_BAD_DATA)
-    requested = parse_room_map(conn.app, data.get("roomJoin") if isinstance(data, dict) else None)
+    value = data.get("roomJoin") if isinstance(data, dict) else None
+    requested = parse_room_map(conn.app.options, value)
     if not requested:  # an empty map crashes the reference; here it is just improper
         return core.reject(conn.easyrtcid, "roomJoin", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
-    return {name: spec.get("roomParameter") for name, spec in requested.items()}
+    return requested
 
 
 def apply_room_join(core: Core, conn: Connection, names: list[str]) -> Outcome:
@@ -163,7 +177,8 @@ def room_leave(core: Core, conn: Connection, msg: Json) -> Outcome:
     data = msg.get("msgData")
     if not is_object(data):
         return core.reject(conn.easyrtcid, "roomLeave", ErrorCode.MSG_REJECT_BAD_DATA)
-    requested = parse_room_map(conn.app, data.get("roomLeave") if isinstance(data, dict) else None)
+    value = data.get("roomLeave") if isinstance(data, dict) else None
+    requested = parse_room_map(conn.app.options, value)
     if requested is None:
         return core.reject(conn.easyrtcid, "roomLeave", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
     out = Outcome()

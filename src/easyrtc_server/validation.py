@@ -21,6 +21,15 @@ def is_nonempty_object(value: Any) -> bool:
     return isinstance(value, dict | list) and len(value) > 0
 
 
+def as_map(value: Any) -> dict[str, Any] | None:
+    """A JSON object as is, an array as JavaScript's ``for…in`` sees it (keys "0", "1", …)."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        return {str(index): item for index, item in enumerate(value)}
+    return None
+
+
 def is_empty_value(value: Any) -> bool:
     """What JavaScript's EasyRTC calls empty: absent, null, false, 0, "", {} or []."""
     if value is MISSING or value is None:

@@ -155,7 +155,7 @@ def test_message_for_the_server_gets_an_error_not_silence() -> None:
 MESSAGE_REJECTS: list[tuple[str, Any, ErrorCode]] = [
     ("payload null", None, ErrorCode.MSG_REJECT_BAD_STRUCTURE),
     ("payload a number", 5, ErrorCode.MSG_REJECT_BAD_STRUCTURE),
-    ("payload an array", [1], ErrorCode.MSG_REJECT_BAD_STRUCTURE),
+    ("payload an array", [1], ErrorCode.MSG_REJECT_BAD_TYPE),
     ("no msgType", {"targetRoom": "default"}, ErrorCode.MSG_REJECT_BAD_TYPE),
     ("numeric msgType", {"msgType": 3}, ErrorCode.MSG_REJECT_BAD_TYPE),
     (

@@ -137,7 +137,7 @@ def _request_label(data: Any) -> str | None:
 def _first_arg(args: tuple[Any, ...]) -> Any:
     if len(args) == 1:
         return args[0]
-    return list(args)
+    return list(args) if args else "<no argument>"
 
 
 class Trace:
@@ -279,16 +279,20 @@ class TraceClient:
         return self.easyrtcid
 
     # -- handlers (run in message order; they record before any await) ----------------------------
+    def _push(self, event: str, args: tuple[Any, ...]) -> None:
+        if not self._closing:  # after our own disconnect nothing may count any more
+            self.trace.record(self.name, "push", event, _first_arg(args))
+
     def _on_cmd(self, *args: Any) -> dict[str, str]:
-        self.trace.record(self.name, "push", "easyrtcCmd", _first_arg(args))
+        self._push("easyrtcCmd", args)
         return {"msgType": "ack"}
 
     def _on_msg(self, *args: Any) -> dict[str, str]:
-        self.trace.record(self.name, "push", "easyrtcMsg", _first_arg(args))
+        self._push("easyrtcMsg", args)
         return {"msgType": "ack"}
 
     def _on_other(self, event: str, *args: Any) -> None:
-        self.trace.record(self.name, "push", event, _first_arg(args))
+        self._push(event, args)
 
     def _on_disconnect(self, *_reason: Any) -> None:
         if not self._closing:
@@ -332,6 +336,8 @@ class TraceClient:
         if isinstance(reply, dict) and reply.get("msgType") == "token":
             msg_data_in = reply.get("msgData")
             if isinstance(msg_data_in, dict) and isinstance(msg_data_in.get("easyrtcid"), str):
+                if self.easyrtcid is not None and self.easyrtcid != msg_data_in["easyrtcid"]:
+                    self.trace.notes.append(f"easyrtcid of {self.name} changed on re-auth")
                 self.easyrtcid = msg_data_in["easyrtcid"]
                 self.trace.learn_id(self.easyrtcid, self.name)
                 application = msg_data_in.get("application")

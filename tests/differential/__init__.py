@@ -1,0 +1,1 @@
+"""Differential tests: the same scripted scenarios against the reference server and ours."""

@@ -1,0 +1,338 @@
+"""Run every scenario against the Node reference and against ours; the normalised traces must match.
+
+- `test_reference_self_check`: each scenario twice against the reference. Proves that barriers and
+  normalisation make a trace deterministic, so that any difference below is the server's.
+- `test_differential`: reference vs. ours (``support.ours.running_server``, imported lazily; the
+  test skips while that module does not exist).
+
+Servers are shared per option set for the whole module (one event loop per module); each run uses
+its own application names, so runs do not see each other. Scenarios marked ``fresh`` (they use the
+default application) get servers of their own.
+
+Deliberate differences of ours are declared below: `DELIBERATE` gives the reason, `TRANSFORMS` turns
+the reference's normalised trace into what ours is expected to produce. A scenario listed in
+`DELIBERATE` without a transform is an expected failure (xfail) when it differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from differential.scenarios import SCENARIOS, Scenario
+from support.reference import reference_server
+from support.trace import Event, EventTransform, Trace, diff, render
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+ServerFactory = Callable[[dict[str, Any]], AbstractAsyncContextManager[str]]
+
+SCENARIO_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 15.0
+# Set DIFF_TRACE_DIR=some/dir to get every rendered trace written there (NAME.KIND.txt).
+TRACE_DIR = os.environ.get("DIFF_TRACE_DIR")
+
+# ---------------------------------------------------------------------------------------------
+# Deliberate differences of ours (filled in by whoever changes ours on purpose)
+
+ALL_OR_NOTHING = (
+    "ours checks every requested room before joining any: a refused login or roomJoin joins "
+    "nothing and leaves no zombie (the reference keeps rooms joined around the refused one)"
+)
+NOT_COUNTED_TWICE = "ours never counts a member twice against roomMaxConnection"
+CLEARED = "ours sends 'apiField': {} when it is cleared, so peers drop the old value"
+RECLAIMED = "ours forgets a client-created room when its last member leaves (reclaim_empty_rooms)"
+
+DELIBERATE: dict[str, str] = {
+    "auth_reject_missing_room_after_joining_another": ALL_OR_NOTHING,
+    "auth_reject_missing_room_before_existing": ALL_OR_NOTHING,
+    "auth_reject_room_full_after_joining_another": ALL_OR_NOTHING,
+    "auth_reject_room_full_before_another": ALL_OR_NOTHING,
+    "room_join_missing_room_without_autocreate": ALL_OR_NOTHING,
+    "max_connection_room_join_full_first": ALL_OR_NOTHING,
+    "max_connection_partial_room_join": ALL_OR_NOTHING,
+    "reauth_failure_full_room_before_another": ALL_OR_NOTHING,
+    "max_connection_rejoin_counts_self": NOT_COUNTED_TWICE,
+    "reauth_in_full_room": NOT_COUNTED_TWICE,
+    "reauth_adds_rooms": (
+        "ours announces a re-authenticated member with its full per-room entry, apiField included"
+    ),
+    "reauth_then_signal": (
+        "ours handles every message once after a re-auth (the reference once per auth so far)"
+    ),
+    "before_auth_no_reply": "ours answers MSG_REJECT_NO_AUTH before login instead of silence",
+    "msg_without_target_not_answered": (
+        "ours answers MSG_REJECT_BAD_TYPE to a message for the server that no hook handles"
+    ),
+    "still_alive": "ours acks stillAlive (kinder to 1.0 clients) instead of MSG_REJECT_BAD_TYPE",
+    "api_field_clear": CLEARED,
+    "api_field_per_room": CLEARED,
+    "room_list_contents": RECLAIMED,
+    "disconnect_cleanup": RECLAIMED,
+}
+"""Scenarios where ours differs on purpose (README, Compatibility). Without a transform below,
+such a scenario is an expected failure, shown with its diff."""
+
+TRANSFORMS: dict[str, EventTransform] = {}
+
+
+def deliberate(name: str, reason: str) -> Callable[[EventTransform], EventTransform]:
+    """Decorator form: ``@deliberate("still_alive", "why")`` on a reference→expected transform."""
+
+    def register(transform: EventTransform) -> EventTransform:
+        if name not in SCENARIOS:
+            raise KeyError(f"unknown scenario {name!r}")
+        DELIBERATE[name] = reason
+        TRANSFORMS[name] = transform
+        return transform
+
+    return register
+
+
+# -- building blocks for transforms (they work on normalised events) ---------------------------
+
+
+def drop(predicate: Callable[[Event], bool]) -> EventTransform:
+    """A transform removing the events ``predicate`` selects."""
+    return lambda events: [e for e in events if not predicate(e)]
+
+
+def replace_data(predicate: Callable[[Event], bool], data: Callable[[Event], Any]
+                 ) -> EventTransform:
+    """A transform giving the selected events new data."""
+    return lambda events: [
+        Event(e.kind, e.client, e.event, data(e), e.request) if predicate(e) else e
+        for e in events
+    ]
+
+
+def compose(*transforms: EventTransform) -> EventTransform:
+    def run(events: list[Event]) -> list[Event]:
+        for transform in transforms:
+            events = transform(events)
+        return events
+
+    return run
+
+
+def still_alive_acked(events: list[Event]) -> list[Event]:
+    """Example: ours answers ``stillAlive`` with a plain ack instead of MSG_REJECT_BAD_TYPE."""
+    return replace_data(
+        lambda e: e.kind == "ack" and e.event == "easyrtcCmd" and e.request == "stillAlive",
+        lambda e: {"msgType": "ack"},
+    )(events)
+
+
+def _update_subjects(event: Event) -> dict[str, set[str]]:
+    """{subject id: rooms} of a roomData push made only of updateClient deltas, else {}."""
+    data = event.data
+    if event.kind != "push" or not isinstance(data, dict) or data.get("msgType") != "roomData":
+        return {}
+    room_data = (data.get("msgData") or {}).get("roomData")
+    if not isinstance(room_data, dict):
+        return {}
+    subjects: dict[str, set[str]] = {}
+    for room, entry in room_data.items():
+        delta = entry.get("clientListDelta") if isinstance(entry, dict) else None
+        if not isinstance(delta, dict) or set(delta) != {"updateClient"}:
+            return {}
+        for subject in delta["updateClient"]:
+            subjects.setdefault(subject, set()).add(room)
+    return subjects
+
+
+def collapse_repeated_updates(events: list[Event]) -> list[Event]:
+    """A newcomer is announced once. Between two ``sync`` markers of one client, an update push
+    about one subject is dropped when a later update push about the same subject covers all its
+    rooms (the reference's first, per-room round at auth). The later push keeps the dropped
+    one's ``apiField`` entries: ours announces the full per-room entry."""
+    out: list[Event] = []
+    window: list[Event] = []
+
+    def flush() -> None:
+        for i, event in enumerate(window):
+            subjects = _update_subjects(event)
+            cover = next(
+                (
+                    later
+                    for later in window[i + 1 :]
+                    if all(
+                        rooms <= _update_subjects(later).get(s, set())
+                        for s, rooms in subjects.items()
+                    )
+                ),
+                None,
+            )
+            if not subjects or cover is None:
+                out.append(event)
+                continue
+            later_rooms = cover.data["msgData"]["roomData"]
+            for room, entry in event.data["msgData"]["roomData"].items():
+                for subject, fields in entry["clientListDelta"]["updateClient"].items():
+                    kept = later_rooms[room]["clientListDelta"]["updateClient"][subject]
+                    if "apiField" in fields and "apiField" not in kept:
+                        kept["apiField"] = fields["apiField"]
+        window.clear()
+
+    for event in events:
+        if event.kind == "sync" or (window and event.client != window[-1].client):
+            flush()
+        if event.kind == "sync":
+            out.append(event)
+        else:
+            window.append(event)
+    flush()
+    return out
+
+
+TRANSFORMS["still_alive"] = still_alive_acked
+
+UNIVERSAL: list[tuple[str, EventTransform]] = [
+    (
+        "ours announces a newcomer once, after its token (the reference twice, first before it)",
+        collapse_repeated_updates,
+    ),
+]
+"""Deliberate differences that show in every scenario where they apply."""
+
+
+def expected_from_reference(name: str, events: list[Event]) -> list[Event]:
+    events = list(events)
+    for _, universal in UNIVERSAL:
+        events = universal(events)
+    transform = TRANSFORMS.get(name)
+    return transform(events) if transform is not None else events
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers and runs
+
+
+def ours_factory() -> ServerFactory:
+    try:
+        from support.ours import running_server
+    except ModuleNotFoundError as exc:
+        if exc.name == "support.ours":
+            pytest.skip("tests/support/ours.py (running_server) does not exist yet")
+        raise
+    factory: ServerFactory = running_server
+    return factory
+
+
+class ServerPool:
+    """Servers started on first use, one per (kind, option set), stopped at module end."""
+
+    def __init__(self) -> None:
+        self._stack = AsyncExitStack()
+        self._urls: dict[tuple[str, str], str] = {}
+
+    async def url(self, kind: str, factory: ServerFactory, options: Mapping[str, Any]) -> str:
+        key = (kind, json.dumps(dict(options), sort_keys=True))
+        if key not in self._urls:
+            self._urls[key] = await self._stack.enter_async_context(factory(dict(options)))
+        return self._urls[key]
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def servers() -> AsyncIterator[ServerPool]:
+    pool = ServerPool()
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
+
+
+_run_ids = itertools.count(1)
+
+
+async def run_scenario(scenario: Scenario, url: str, *, tolerate: bool = False) -> list[Event]:
+    """Run ``scenario`` once against ``url``; its normalised trace. With ``tolerate``, an exception
+    inside the scenario is appended to the trace as an ``error`` event instead of raised."""
+    trace = Trace(f"d{next(_run_ids)}")
+    failure: BaseException | None = None
+    try:
+        await asyncio.wait_for(scenario.run(url, trace), SCENARIO_TIMEOUT)
+    except Exception as exc:
+        if not tolerate:
+            raise
+        failure = exc
+    finally:
+        await asyncio.wait_for(trace.close(), CLOSE_TIMEOUT)
+    events = trace.normalized()
+    if failure is not None:
+        events.append(Event("error", "(scenario)", "", f"{type(failure).__name__}: {failure}"))
+    return events
+
+
+def dump(name: str, kind: str, lines: list[str]) -> None:
+    if TRACE_DIR:
+        path = Path(TRACE_DIR)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / f"{name}.{kind}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+async def run_on(servers: ServerPool, kind: str, factory: ServerFactory, scenario: Scenario,
+                 *, tolerate: bool = False) -> list[Event]:
+    if scenario.fresh:
+        async with factory(dict(scenario.options)) as url:
+            return await run_scenario(scenario, url, tolerate=tolerate)
+    url = await servers.url(kind, factory, scenario.options)
+    return await run_scenario(scenario, url, tolerate=tolerate)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+
+NAMES = list(SCENARIOS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_reference_self_check(name: str, servers: ServerPool) -> None:
+    scenario = SCENARIOS[name]
+    first = render(await run_on(servers, "reference", reference_server, scenario))
+    second = render(await run_on(servers, "reference", reference_server, scenario))
+    dump(name, "reference", first)
+    if first != second:
+        pytest.fail(f"{name}: two reference runs differ (non-deterministic trace)\n"
+                    + diff(first, second, names=("reference run 1", "reference run 2")),
+                    pytrace=False)
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_differential(name: str, servers: ServerPool) -> None:
+    factory = ours_factory()
+    scenario = SCENARIOS[name]
+    reference = await run_on(servers, "reference", reference_server, scenario)
+    ours = await run_on(servers, "ours", factory, scenario, tolerate=True)
+    expected = render(expected_from_reference(name, reference))
+    actual = render(ours)
+    dump(name, "expected", expected)
+    dump(name, "ours", actual)
+    if expected == actual:
+        return
+    label = "expected (reference" + (", transformed)" if name in TRANSFORMS else ")")
+    message = f"{name}: ours differs from the reference\n" + diff(
+        expected, actual, names=(label, "ours")
+    )
+    if name in DELIBERATE and name not in TRANSFORMS:
+        pytest.xfail(f"deliberate: {DELIBERATE[name]}\n{message}")
+    pytest.fail(message, pytrace=False)
+
+
+async def test_registries_name_real_scenarios() -> None:
+    unknown = (set(DELIBERATE) | set(TRANSFORMS)) - set(SCENARIOS)
+    assert not unknown, f"DELIBERATE/TRANSFORMS name unknown scenarios: {sorted(unknown)}"
+    undocumented = set(TRANSFORMS) - set(DELIBERATE)
+    assert not undocumented, f"TRANSFORMS without a reason in DELIBERATE: {sorted(undocumented)}"
