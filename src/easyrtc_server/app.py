@@ -11,6 +11,7 @@ from .clientfiles import find_client_files
 from .options import Options
 from .server import EasyRtcServer
 from .transport.python_socketio import PythonSocketIOTransport
+from .transport.socketio import LeanTransport
 from .web import add_client_routes
 
 log = logging.getLogger("easyrtc_server")
@@ -21,14 +22,26 @@ SERVER_KEY = web.AppKey("easyrtc_server", EasyRtcServer)
 
 
 def create_app(
-    options: Options | None = None, *, server: EasyRtcServer | None = None
+    options: Options | None = None,
+    *,
+    server: EasyRtcServer | None = None,
+    transport: str = "lean",
 ) -> web.Application:
-    """An aiohttp application serving EasyRTC at ``/socket.io/`` plus the client files."""
+    """An aiohttp application serving EasyRTC at ``/socket.io/`` plus the client files.
+
+    ``transport`` is ``"lean"`` (the project's own Engine.IO 3/4 stack, the default) or
+    ``"python-socketio"`` (Engine.IO 4 only, several times slower; kept for comparison).
+    """
     server = server or EasyRtcServer(options)
     options = server.options
     app = web.Application()
     app[SERVER_KEY] = server
-    PythonSocketIOTransport(server, options).attach(app)
+    if transport == "lean":
+        LeanTransport.from_options(server, options).attach(app)
+    elif transport == "python-socketio":
+        PythonSocketIOTransport(server, options).attach(app)
+    else:
+        raise ValueError(f"unknown transport {transport!r}: 'lean' or 'python-socketio'")
     files = find_client_files(options.client_dir)
     for problem in files.problems:
         log.warning("%s", problem)

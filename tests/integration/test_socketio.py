@@ -12,11 +12,21 @@ from support.client import TIMEOUT, Client
 from support.ours import running_server
 
 
-@pytest.fixture(params=["websocket", "polling"])
+@pytest.fixture(
+    params=[
+        ("lean", "websocket"),
+        ("lean", "polling"),
+        ("python-socketio", "websocket"),
+        ("python-socketio", "polling"),
+    ],
+    ids=lambda p: "-".join(p),
+)
 async def clients(request: pytest.FixtureRequest) -> AsyncIterator[list[Client]]:
-    # python-socketio's polling client waits out a heartbeat when it disconnects: keep it short
-    async with running_server({"ping_interval": 1, "ping_timeout": 2}) as url:
-        made = [Client(request.param) for _ in range(3)]
+    server_transport, client_transport = request.param
+    # python-socketio's server holds a polling client's last GET until a heartbeat: keep it short
+    options = {"ping_interval": 1, "ping_timeout": 2}
+    async with running_server(options, transport=server_transport) as url:
+        made = [Client(client_transport) for _ in range(3)]
         for client in made:
             await client.connect(url)
         yield made

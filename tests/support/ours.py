@@ -18,21 +18,25 @@ from .ports import free_port
 
 @asynccontextmanager
 async def running_server(
-    options: dict[str, Any] | None = None, *, hooks: Hooks | None = None
+    options: dict[str, Any] | None = None,
+    *,
+    hooks: Hooks | None = None,
+    transport: str = "lean",
 ) -> AsyncIterator[str]:
     """Run our server with ``options`` (the reference's camelCase names or snake_case).
 
     Yields its base URL, ``http://127.0.0.1:PORT``.
     """
-    async with serving(EasyRtcServer(Options.from_mapping(options or {}), hooks=hooks)) as url:
+    server = EasyRtcServer(Options.from_mapping(options or {}), hooks=hooks)
+    async with serving(server, transport=transport) as url:
         yield url
 
 
 @asynccontextmanager
-async def serving(server: EasyRtcServer) -> AsyncIterator[str]:
+async def serving(server: EasyRtcServer, *, transport: str = "lean") -> AsyncIterator[str]:
     """Serve ``server`` on a free loopback port; yield its base URL."""
     port = free_port()
-    runner = web.AppRunner(create_app(server=server), handle_signals=False)
+    runner = web.AppRunner(create_app(server=server, transport=transport), handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -1,0 +1,71 @@
+// Drives one real socket.io-client from Python, for the transport conformance tests.
+//
+//   node driver.js VERSION URL OPTIONS_JSON
+//
+// VERSION is 4 (socket.io-client 4.x, Engine.IO 4) or 2 (socket.io-client 2.4, Engine.IO 3).
+// Commands arrive on stdin as JSON lines; what happens is printed on stdout as JSON lines:
+//   {"cmd":"emit","id":N,"event":E,"data":D,"ack":true,"binary":false}
+//       -> {"ev":"ack","id":N,"data":...} once acknowledged (binary: D is sent as a Buffer of D)
+//   {"cmd":"disconnect"}   -> the client disconnects ({"ev":"disconnect",...} follows)
+//   {"cmd":"transport"}    -> {"ev":"transport","name":...}
+//   {"cmd":"exit"}
+// Events: ready, connect {id, transport}, upgrade {name}, message {event, data}, disconnect
+// {reason}, connect_error {message}, reconnect_attempt.
+"use strict";
+const readline = require("readline");
+
+const [version, url, optionsJson] = process.argv.slice(2);
+const io = require(version === "2" ? "socket.io-client-v2" : "socket.io-client");
+const options = Object.assign({ reconnection: false, forceNew: true }, JSON.parse(optionsJson || "{}"));
+
+function out(obj) {
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+function transportName() {
+  const engine = socket.io && socket.io.engine;
+  return engine && engine.transport ? engine.transport.name : null;
+}
+
+const socket = io(url, options);
+
+socket.io.on("open", () => {
+  const engine = socket.io.engine;
+  engine.on("upgrade", (t) => out({ ev: "upgrade", name: (t && t.name) || transportName() }));
+});
+socket.on("connect", () => out({ ev: "connect", id: socket.id, transport: transportName() }));
+socket.on("disconnect", (reason) => out({ ev: "disconnect", reason }));
+socket.on("connect_error", (err) => out({ ev: "connect_error", message: String(err && err.message || err) }));
+socket.on("error", (err) => out({ ev: "error", message: String(err && err.message || err) }));
+socket.on("reconnect_attempt", () => out({ ev: "reconnect_attempt" }));
+for (const name of ["easyrtcCmd", "easyrtcMsg", "pushed", "bcast"]) {
+  socket.on(name, (data) => out({ ev: "message", event: name, data }));
+}
+
+const rl = readline.createInterface({ input: process.stdin });
+rl.on("line", (line) => {
+  if (!line.trim()) return;
+  const cmd = JSON.parse(line);
+  switch (cmd.cmd) {
+    case "emit": {
+      const data = cmd.binary ? Buffer.from(String(cmd.data)) : cmd.data;
+      if (cmd.ack) {
+        socket.emit(cmd.event, data, (reply) => out({ ev: "ack", id: cmd.id, data: reply }));
+      } else {
+        socket.emit(cmd.event, data);
+      }
+      break;
+    }
+    case "disconnect":
+      socket.disconnect();
+      break;
+    case "transport":
+      out({ ev: "transport", name: transportName() });
+      break;
+    case "exit":
+      socket.close();
+      process.exit(0);
+  }
+});
+rl.on("close", () => process.exit(0));
+out({ ev: "ready" });
