@@ -346,3 +346,22 @@ def test_client_created_application_is_forgotten_when_last_client_leaves() -> No
     h.close(a)
     assert "pop-up" not in h.core.apps
     assert "default" in h.core.apps
+
+
+def test_array_room_maps_are_read_by_index_as_the_reference_does() -> None:
+    h = Harness()
+    a = h.login()
+    joined = h.cmd(a, "roomJoin", msgData={"roomJoin": [{"roomName": "0"}]})
+    assert set(_room_data(joined.reply)) == {"0"}
+    left = h.cmd(a, "roomLeave", msgData={"roomLeave": []})
+    assert _room_data(left.reply) == {}
+    assert h.cmd(a, "roomJoin", msgData={"roomJoin": []}).code == ErrorCode.MSG_REJECT_BAD_STRUCTURE
+
+
+def test_room_parameter_is_not_checked_by_room_join() -> None:
+    h = Harness()
+    a = h.login()
+    rooms = {"r": {"roomName": "r", "roomParameter": "not an object"}}
+    assert _room_data(h.cmd(a, "roomJoin", msgData={"roomJoin": rooms}).reply)["r"][
+        "roomStatus"
+    ] == ("join")
