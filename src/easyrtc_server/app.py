@@ -25,15 +25,16 @@ def create_app(
     options: Options | None = None,
     *,
     server: EasyRtcServer | None = None,
-    transport: str = "lean",
+    transport: str | None = None,
 ) -> web.Application:
     """An aiohttp application serving EasyRTC at ``/socket.io/`` plus the client files.
 
-    ``transport`` is ``"lean"`` (the project's own Engine.IO 3/4 stack, the default) or
-    ``"python-socketio"`` (Engine.IO 4 only, several times slower; kept for comparison).
+    ``transport`` (default: the ``transport`` option) is ``"lean"``, the project's own
+    Engine.IO 3/4 stack, or ``"python-socketio"`` (Engine.IO 4 only, several times slower).
     """
     server = server or EasyRtcServer(options)
     options = server.options
+    transport = transport or options.transport
     app = web.Application()
     app[SERVER_KEY] = server
     if transport == "lean":

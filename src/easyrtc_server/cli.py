@@ -1,20 +1,37 @@
-"""``easyrtc-server``: run the server from the command line."""
+"""``easyrtc-server``: run the server from the command line.
+
+The options come from ``config.load_options``: defaults, then ``--config FILE`` (TOML), then
+``EASYRTC_*`` environment variables, then the flags given here; a flag left out changes nothing.
+With ``jwt_secret`` set (config file or ``EASYRTC_JWT_SECRET``), every login needs a token.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 from aiohttp import web
 
 from .app import create_app
-from .options import Options, OptionsError
+from .config import ConfigError, Setting, load_options, to_toml
+from .jwtauth import JwtAuth
+from .options import LOG_LEVELS, TRANSPORTS, Options
+from .server import EasyRtcServer
+
+_DEFAULTS = Options()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML configuration file (default: $EASYRTC_CONFIG, else none).",
+)
+@click.option("--host", help=f"Address to listen on.  [default: {_DEFAULTS.host}]")
+@click.option("--port", type=int, help=f"Port to listen on.  [default: {_DEFAULTS.port}]")
 @click.option(
     "--client-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -29,34 +46,65 @@ from .options import Options, OptionsError
 )
 @click.option(
     "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help=f"[default: {_DEFAULTS.log_level}]",
+)
+@click.option(
+    "--transport",
+    type=click.Choice(TRANSPORTS),
+    help=f"socket.io implementation.  [default: {_DEFAULTS.transport}]",
+)
+@click.option(
+    "--print-config",
+    is_flag=True,
+    help="Print the effective configuration as TOML (secrets hidden) and exit.",
 )
 def main(
-    host: str,
-    port: int,
+    config_file: Path | None,
+    host: str | None,
+    port: int | None,
     client_dir: Path | None,
     no_demos: bool,
     cors_origins: tuple[str, ...],
-    log_level: str,
+    log_level: str | None,
+    transport: str | None,
+    print_config: bool,
 ) -> None:
-    """A drop-in EasyRTC signaling server."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """A drop-in EasyRTC signaling server.
+
+    Settings, each overriding the one before: defaults, the --config file, EASYRTC_<OPTION>
+    environment variables, these flags.
+    """
+    given: dict[str, tuple[str, Any]] = {}
+    if host is not None:
+        given["host"] = ("--host", host)
+    if port is not None:
+        given["port"] = ("--port", port)
+    if client_dir is not None:
+        given["client_dir"] = ("--client-dir", client_dir)
+    if no_demos:
+        given["demos_enable"] = ("--no-demos", False)
+    if cors_origins:
+        given["cors_origins"] = ("--cors-origin", cors_origins)
+    if log_level is not None:
+        given["log_level"] = ("--log-level", log_level.lower())
+    if transport is not None:
+        given["transport"] = ("--transport", transport)
+    overrides = {
+        name: Setting(value, f"command line {flag}") for name, (flag, value) in given.items()
+    }
     try:
-        options = Options(
-            host=host,
-            port=port,
-            client_dir=client_dir,
-            demos_enable=not no_demos,
-            cors_origins=cors_origins,
-            log_level=log_level,
-        )
-    except OptionsError as exc:
-        raise click.UsageError(str(exc)) from None
-    web.run_app(create_app(options), host=host, port=port, print=None)
+        options = load_options(config_file, overrides=overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if print_config:
+        click.echo(to_toml(options), nl=False)
+        return
+    logging.basicConfig(
+        level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    server = EasyRtcServer(options, hooks=JwtAuth.from_options(options))
+    web.run_app(create_app(server=server), host=options.host, port=options.port, print=None)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,11 @@ class Hooks:
         """
 
     async def ice_servers(self, conn: Connection) -> list[Json]:
-        """The ICE servers for the token and for ``getIceConfig``: the application's by default."""
+        """The ICE servers for the token and for ``getIceConfig``.
+
+        By default the application's ``app_ice_servers``, plus a TURN entry with fresh
+        time-limited credentials when ``turn_urls`` is set (see ``turn.py``).
+        """
         return ice_servers(conn)
 
     async def server_message(self, conn: Connection, msg: Json) -> Json | None:

@@ -2,8 +2,10 @@
 
 Names are snake_case here; ``Options.from_mapping`` also takes the reference's camelCase names
 (``roomMaxConnection``), so option sets written for the Node server carry over. Unknown names and
-bad values fail at start with a message that names the key. Validation rules (the regexps) live
-here, together, and nowhere else.
+bad values fail at start with a message that names the key (``OptionsError.key``). Validation
+rules (the regexps) live here, together, and nowhere else. A regexp given as text is either a
+JavaScript literal, ``"/^[a-z]+$/i"``, or a bare source that gets the reference's ``i`` flag.
+Where the values come from (files, environment, flags) is ``config.py``'s business.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ FieldObj = dict[str, dict[str, Any]]
 
 
 class OptionsError(ValueError):
-    """An option has an unknown name or a bad value; the message names it."""
+    """An option has an unknown name or a bad value; the message names it.
+
+    ``key`` is the option's snake_case name when the error concerns one option.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def _re(source: str, flags: str = "i") -> JsRegExp:
@@ -86,6 +95,22 @@ class Options:
     ping_timeout: float = 10.0
     max_http_buffer_size: int = 1_000_000
     log_level: str = "info"
+    transport: str = "lean"
+    """``lean`` (our Engine.IO 3/4 stack) or ``python-socketio`` (Engine.IO 4 only, slower)."""
+
+    # ICE: time-limited TURN credentials (coturn ``use-auth-secret``; see ``turn.py``)
+    turn_urls: tuple[str, ...] = ()
+    """TURN URLs (``turn:``/``turns:``) given to every connection with fresh credentials."""
+    turn_secret: str | None = field(default=None, repr=False)
+    """coturn's ``static-auth-secret``; required when ``turn_urls`` is set."""
+    turn_ttl: int = 86400
+    """Seconds a TURN credential stays valid."""
+
+    # JWT login (``jwtauth.JwtAuth``, installed by the command line when a secret is set)
+    jwt_secret: str | None = field(default=None, repr=False)
+    """HS256 secret: every login must carry a token signed with it (``credential.token``)."""
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
 
     def __post_init__(self) -> None:
         for name, value in _validated(self):
@@ -98,14 +123,27 @@ class Options:
 
     def replace(self, **changes: Any) -> Options:
         """A copy with ``changes`` applied (names in either spelling)."""
-        known = {f.name for f in dataclasses.fields(self)}
         normalized: dict[str, Any] = {}
         for key, value in changes.items():
-            name = _snake(key)
-            if name not in known:
-                raise OptionsError(f"unknown option {key!r}")
-            normalized[name] = value
+            normalized[option_name(key)] = value
         return dataclasses.replace(self, **normalized)
+
+
+OPTION_NAMES: frozenset[str] = frozenset(f.name for f in dataclasses.fields(Options))
+
+SECRET_OPTIONS: frozenset[str] = frozenset(("turn_secret", "jwt_secret"))
+"""Options never printed or logged."""
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+TRANSPORTS = ("lean", "python-socketio")
+
+
+def option_name(key: str) -> str:
+    """The snake_case name of option ``key`` (either spelling); OptionsError if unknown."""
+    name = _snake(key)
+    if name not in OPTION_NAMES:
+        raise OptionsError(f"unknown option {key!r}", key=key)
+    return name
 
 
 def _snake(name: str) -> str:
@@ -113,49 +151,129 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
+_REGEXP_LITERAL = re.compile(r"/(.*)/([a-z]*)", re.DOTALL)
+
+
+def parse_regexp(text: str) -> JsRegExp:
+    """A regexp option given as text: ``/source/flags`` (a JavaScript literal) or a bare source,
+    which gets the reference's usual ``i`` flag."""
+    literal = _REGEXP_LITERAL.fullmatch(text)
+    if literal is not None:
+        return JsRegExp(literal.group(1), literal.group(2))
+    return JsRegExp(text, "i")
+
+
 def _validated(options: Options) -> list[tuple[str, Any]]:
     """Check every option's type and value; return the ones that need converting."""
     converted: list[tuple[str, Any]] = []
     for f in dataclasses.fields(options):
         name, value = f.name, getattr(options, f.name)
-        if name.endswith("_regexp"):
-            if isinstance(value, str):
-                value = JsRegExp(value, "i")
-                converted.append((name, value))
-            elif isinstance(value, re.Pattern):
-                raise OptionsError(f"option {name!r}: give the JavaScript source as a string")
-            elif not isinstance(value, JsRegExp):
-                raise OptionsError(f"option {name!r} must be a regexp string, got {value!r}")
-        elif name.endswith("_enable") or name == "reclaim_empty_rooms":
-            if not isinstance(value, bool):
-                raise OptionsError(f"option {name!r} must be true or false, got {value!r}")
-        elif name in ("room_max_connection", "api_field_max_size", "port", "max_http_buffer_size"):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise OptionsError(f"option {name!r} must be a whole number >= 0, got {value!r}")
-        elif name.endswith("_field_obj"):
-            if value is not None:
-                _check_field_obj(name, value)
-        elif name == "app_ice_servers":
-            _check_ice_servers(value)
-        elif name == "cors_origins":
-            if isinstance(value, str):
-                converted.append((name, tuple(o for o in value.split(",") if o)))
-            elif not all(isinstance(o, str) for o in value):
-                raise OptionsError(f"option {name!r} must be a list of origins, got {value!r}")
-            else:
-                converted.append((name, tuple(value)))
-        elif name == "client_dir" and value is not None and not isinstance(value, Path):
-            converted.append((name, Path(value)))
-        elif name in ("ping_interval", "ping_timeout") and (
-            not isinstance(value, int | float) or isinstance(value, bool) or value <= 0
-        ):
-            raise OptionsError(f"option {name!r} must be a number of seconds > 0")
+        try:
+            new = _checked(name, value)
+        except OptionsError as exc:
+            exc.key = exc.key or name
+            raise
+        if new is not value:
+            converted.append((name, new))
+    new_values = dict(converted)
     for name in ("app_default_name", "room_default_name"):
         value = getattr(options, name)
-        regexp = options.app_name_regexp if name.startswith("app") else options.room_name_regexp
+        regexp_name = name.replace("default_name", "name_regexp")
+        regexp = new_values.get(regexp_name, getattr(options, regexp_name))
         if not isinstance(value, str) or not regexp.test(value):
-            raise OptionsError(f"option {name!r}: {value!r} does not match {regexp}")
+            raise OptionsError(f"option {name!r}: {value!r} does not match {regexp}", key=name)
+    if options.turn_urls and not options.turn_secret:
+        raise OptionsError(
+            "option 'turn_secret' is required when 'turn_urls' is set", key="turn_secret"
+        )
     return converted
+
+
+_WHOLE_NUMBERS = frozenset(("room_max_connection", "api_field_max_size", "max_http_buffer_size"))
+_STRINGS = frozenset(("host", "api_public_folder", "demos_public_folder"))
+_OPTIONAL_STRINGS = frozenset(("turn_secret", "jwt_secret", "jwt_audience", "jwt_issuer"))
+
+
+def _checked(name: str, value: Any) -> Any:
+    """``value`` if it is right for option ``name``, a converted value, or OptionsError."""
+    if name.endswith("_regexp"):
+        if isinstance(value, str):
+            try:
+                return parse_regexp(value)
+            except ValueError as exc:
+                raise OptionsError(f"option {name!r}: {exc}") from None
+        if isinstance(value, re.Pattern):
+            raise OptionsError(f"option {name!r}: give the JavaScript source as a string")
+        if not isinstance(value, JsRegExp):
+            raise OptionsError(f"option {name!r} must be a regexp string, got {value!r}")
+    elif name.endswith("_enable") or name == "reclaim_empty_rooms":
+        if not isinstance(value, bool):
+            raise OptionsError(f"option {name!r} must be true or false, got {value!r}")
+    elif name in _WHOLE_NUMBERS:
+        if not _is_int(value) or value < 0:
+            raise OptionsError(f"option {name!r} must be a whole number >= 0, got {value!r}")
+    elif name == "port":
+        if not _is_int(value) or not 0 <= value <= 65535:
+            raise OptionsError(f"option 'port' must be a port number (0-65535), got {value!r}")
+    elif name == "turn_ttl":
+        if not _is_int(value) or value <= 0:
+            raise OptionsError(
+                f"option 'turn_ttl' must be a whole number of seconds > 0, got {value!r}"
+            )
+    elif name.endswith("_field_obj"):
+        if value is not None:
+            _check_field_obj(name, value)
+    elif name == "app_ice_servers":
+        _check_ice_servers(value)
+    elif name in ("cors_origins", "turn_urls"):
+        return _strings(name, value)
+    elif name == "client_dir":
+        if value is not None and not isinstance(value, Path):
+            if not isinstance(value, str):
+                raise OptionsError(f"option 'client_dir' must be a folder path, got {value!r}")
+            return Path(value) if value else None
+    elif name in ("ping_interval", "ping_timeout"):
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise OptionsError(f"option {name!r} must be a number of seconds > 0")
+    elif name == "transport":
+        if value not in TRANSPORTS:
+            raise OptionsError(f"option 'transport' must be one of {', '.join(TRANSPORTS)}", name)
+    elif name == "log_level":
+        if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+            raise OptionsError(f"option 'log_level' must be one of {', '.join(LOG_LEVELS)}")
+        if value != value.lower():
+            return value.lower()
+    elif name in _STRINGS:
+        if not isinstance(value, str):
+            raise OptionsError(f"option {name!r} must be a string, got {value!r}")
+    elif (
+        name in _OPTIONAL_STRINGS
+        and value is not None
+        and (not isinstance(value, str) or not value)
+    ):
+        raise OptionsError(f"option {name!r} must be a non-empty string")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _strings(name: str, value: Any) -> tuple[str, ...]:
+    """A list option: a sequence of strings, or one comma-separated string."""
+    if isinstance(value, str):
+        items: tuple[Any, ...] = tuple(item.strip() for item in value.split(",") if item.strip())
+    elif isinstance(value, list | tuple):
+        items = tuple(value)
+    else:
+        raise OptionsError(f"option {name!r} must be a list of strings, got {value!r}")
+    if not all(isinstance(item, str) and item for item in items):
+        raise OptionsError(f"option {name!r} must be a list of strings, got {value!r}")
+    if name == "turn_urls":
+        for url in items:
+            if not url.startswith(("turn:", "turns:")):
+                raise OptionsError(f"option 'turn_urls': {url!r} is not a turn: or turns: URL")
+    return items
 
 
 def _check_field_obj(name: str, value: Any) -> None:

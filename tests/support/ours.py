@@ -21,7 +21,7 @@ async def running_server(
     options: dict[str, Any] | None = None,
     *,
     hooks: Hooks | None = None,
-    transport: str = "lean",
+    transport: str | None = None,
 ) -> AsyncIterator[str]:
     """Run our server with ``options`` (the reference's camelCase names or snake_case).
 
@@ -33,7 +33,7 @@ async def running_server(
 
 
 @asynccontextmanager
-async def serving(server: EasyRtcServer, *, transport: str = "lean") -> AsyncIterator[str]:
+async def serving(server: EasyRtcServer, *, transport: str | None = None) -> AsyncIterator[str]:
     """Serve ``server`` on a free loopback port; yield its base URL."""
     port = free_port()
     runner = web.AppRunner(create_app(server=server, transport=transport), handle_signals=False)

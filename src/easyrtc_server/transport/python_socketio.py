@@ -1,4 +1,5 @@
-"""The python-socketio binding: Engine.IO 4 / Socket.IO 5 on aiohttp, polling and websocket.
+"""The python-socketio binding: Engine.IO 4 / Socket.IO 5 on aiohttp or ASGI, polling and
+websocket.
 
 python-socketio hands event handlers their arguments but not whether the client asked for an
 acknowledgement, which EasyRTC needs (a message without one is ignored). So the server class
@@ -9,7 +10,7 @@ inline (``async_handlers=False``), so one socket's events are handled in arrival
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import socketio
@@ -75,9 +76,16 @@ class _AckingServer(socketio.AsyncServer):
 
 
 class PythonSocketIOTransport:
-    """Serves EasyRTC over python-socketio, attached to an aiohttp application."""
+    """Serves EasyRTC over python-socketio: ``attach`` it to an aiohttp application, or, built
+    with ``async_mode="asgi"``, wrap ``sio`` in ``socketio.ASGIApp`` (see ``asgi.py``)."""
 
-    def __init__(self, server: Any, options: Options) -> None:
+    def __init__(
+        self,
+        server: Any,
+        options: Options,
+        *,
+        async_mode: Literal["aiohttp", "asgi"] = "aiohttp",
+    ) -> None:
         self.server = server
         self.peers: dict[str, Peer] = {}
         origins = options.cors_origins
@@ -87,7 +95,7 @@ class PythonSocketIOTransport:
         elif origins:
             cors = list(origins)
         self.sio = _AckingServer(
-            async_mode="aiohttp",
+            async_mode=async_mode,
             async_handlers=False,
             cors_allowed_origins=cors,
             ping_interval=options.ping_interval,
@@ -105,9 +113,7 @@ class PythonSocketIOTransport:
         self.sio.attach(app, socketio_path="socket.io")
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], *_: Any) -> None:
-        request = environ.get("aiohttp.request")
-        remote = request.remote if request is not None else None
-        peer = await self.server.open(_Link(self.sio, sid, remote))
+        peer = await self.server.open(_Link(self.sio, sid, _remote_address(environ)))
         if peer is None:
             raise socketio.exceptions.ConnectionRefusedError("refused")
         self.peers[sid] = peer
@@ -116,3 +122,12 @@ class PythonSocketIOTransport:
         peer = self.peers.pop(sid, None)
         if peer is not None:
             await self.server.close(peer)
+
+
+def _remote_address(environ: dict[str, Any]) -> str | None:
+    request = environ.get("aiohttp.request")
+    if request is not None:
+        remote: str | None = request.remote
+        return remote
+    client = environ.get("asgi.scope", {}).get("client")  # (host, port), or None
+    return str(client[0]) if client else None
