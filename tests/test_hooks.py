@@ -19,7 +19,7 @@ from easyrtc_server.model import Connection, Field
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
 from support.client import TIMEOUT, Client
-from support.ours import serving
+from support.ours import connected_clients, serving
 
 
 @asynccontextmanager
@@ -27,14 +27,8 @@ async def clients(
     hooks: Hooks, count: int = 2, **options: Any
 ) -> AsyncIterator[tuple[EasyRtcServer, list[Client]]]:
     server = EasyRtcServer(Options.from_mapping(options), hooks=hooks)
-    async with serving(server) as url:
-        made = [Client() for _ in range(count)]
-        for client in made:
-            await client.connect(url)
-        try:
-            yield server, made
-        finally:
-            await asyncio.gather(*(c.sio.disconnect() for c in made if c.sio.connected))
+    async with connected_clients(server, count) as made:
+        yield server, made
 
 
 def _login(**msg_data: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from easyrtc_server.jwtauth import JwtAuth
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
 from support.client import TIMEOUT, Client
-from support.ours import serving
+from support.ours import connected_clients
 
 SECRET = "a-test-secret-long-enough-for-hs256-and-even-for-the-hs512-test!"
 
@@ -51,14 +51,8 @@ async def jwt_server(
     hooks: Hooks, count: int = 1
 ) -> AsyncIterator[tuple[EasyRtcServer, list[Client]]]:
     server = EasyRtcServer(Options(), hooks=hooks)
-    async with serving(server) as url:
-        made = [Client() for _ in range(count)]
-        for client in made:
-            await client.connect(url)
-        try:
-            yield server, made
-        finally:
-            await asyncio.gather(*(c.sio.disconnect() for c in made if c.sio.connected))
+    async with connected_clients(server, count) as made:
+        yield server, made
 
 
 def username(server: EasyRtcServer, token_reply: dict[str, Any]) -> str | None:

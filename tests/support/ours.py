@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from easyrtc_server.hooks import Hooks
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
 
+from .client import Client
 from .ports import free_port
 
 
@@ -43,3 +45,18 @@ async def serving(server: EasyRtcServer, *, transport: str | None = None) -> Asy
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def connected_clients(
+    server: EasyRtcServer, count: int, *, transport: str = "websocket"
+) -> AsyncIterator[list[Client]]:
+    """Serve ``server`` and connect ``count`` socket.io clients to it (not logged in)."""
+    async with serving(server) as url:
+        made = [Client(transport) for _ in range(count)]
+        for client in made:
+            await client.connect(url)
+        try:
+            yield made
+        finally:
+            await asyncio.gather(*(c.sio.disconnect() for c in made if c.sio.connected))
