@@ -6,6 +6,7 @@ groups, rooms and applications. Each change returns the pushes it causes, like t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import EasyRtcError, ErrorCode, error_message
@@ -67,19 +68,23 @@ def group_members(core: Core, app_name: str, group_name: str) -> list[str]:
     return sorted(group.members) if group is not None else []
 
 
+def command_to(core: Core, recipients: Iterable[str], body: Json) -> Outcome:
+    """Push an ``easyrtcCmd`` to each recipient, addressed to it."""
+    out = Outcome()
+    for cid in recipients:
+        out.push(cid, "easyrtcCmd", {**body, "easyrtcid": cid, "serverTime": core.now()})
+    return out
+
+
 def error_to(core: Core, easyrtcid: str, code: ErrorCode | str) -> Outcome:
     """Push an EasyRTC error to a client (it shows the text)."""
-    out = Outcome()
-    out.push(easyrtcid, "easyrtcCmd", {**error_message(code, core.now()), "easyrtcid": easyrtcid})
-    return out
+    return command_to(core, [easyrtcid], error_message(code, core.now()))
 
 
 def ice_config_to(core: Core, easyrtcid: str, servers: list[Json]) -> Outcome:
     """Replace a client's ICE servers (e.g. fresh TURN credentials)."""
-    out = Outcome()
     body = {"msgType": "iceConfig", "msgData": {"iceConfig": {"iceServers": servers}}}
-    out.push(easyrtcid, "easyrtcCmd", {**body, "easyrtcid": easyrtcid, "serverTime": core.now()})
-    return out
+    return command_to(core, [easyrtcid], body)
 
 
 def set_room_field(
@@ -90,11 +95,7 @@ def set_room_field(
     room = room_of(core, app_name, room_name)
     room.fields[name] = Field(value, shared)
     room.persistent = True
-    out = Outcome()
-    body = room_data({room.name: fields_delta(room)})
-    for cid in room.members:
-        out.push(cid, "easyrtcCmd", {**body, "easyrtcid": cid, "serverTime": core.now()})
-    return out
+    return command_to(core, room.members, room_data({room.name: fields_delta(room)}))
 
 
 def set_session_field(
@@ -109,11 +110,8 @@ def set_session_field(
     session.fields[name] = Field(value, shared)
     data: Json = {"easyrtcsid": easyrtcsid, "sessionStatus": "update"}
     data["field"] = shared_fields(session.fields) or {}
-    out = Outcome()
-    for cid in sorted(session.connections):
-        body = {"msgType": "sessionData", "msgData": {"sessionData": data}}
-        out.push(cid, "easyrtcCmd", {**body, "easyrtcid": cid, "serverTime": core.now()})
-    return out
+    body = {"msgType": "sessionData", "msgData": {"sessionData": data}}
+    return command_to(core, sorted(session.connections), body)
 
 
 def set_app_field(core: Core, app_name: str, name: str, value: Any, *, shared: bool = True) -> None:
