@@ -1,0 +1,143 @@
+"""Helpers for the browser tests: where things are, how Chromium runs, and demo page handles.
+
+Kept out of ``conftest.py`` so that test modules can import them (``from browserkit import ...``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from urllib.parse import urlencode
+
+from playwright.async_api import Browser, ConsoleMessage, Locator, Page, expect
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMOS_DIR = ROOT / "src" / "easyrtc_server" / "demos"
+ARTIFACTS = ROOT / "test-artifacts"
+
+TIMEOUT_MS = 15_000  # for every wait on the pages; a healthy run needs a second or two
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream=fps=15",  # fewer frames to encode: 2-core CI
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+# JavaScript run in a page: the state of the RTCPeerConnection to one peer ("none" if absent).
+PEER_CONNECTION_STATE = """(peer) => {
+    const pc = easyrtc.getPeerConnectionByUserId(peer);
+    return pc ? pc.connectionState : "none";
+}"""
+
+# JavaScript run in a page: does this <video> show a live remote stream?
+VIDEO_PLAYS = """(video) => video.videoWidth > 0 && video.srcObject !== null
+    && video.srcObject.getVideoTracks().some((track) => track.readyState === "live")"""
+
+
+class DemoPage:
+    """One open demo page, plus every console error and uncaught exception it produced."""
+
+    def __init__(self, page: Page, label: str) -> None:
+        self.page = page
+        self.label = label
+        self.errors: list[str] = []
+        self.log: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", self._on_page_error)
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        self.log.append(f"{message.type}: {message.text}")
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    def _on_page_error(self, error: Exception) -> None:
+        self.log.append(f"uncaught: {error}")
+        self.errors.append(f"uncaught: {error}")
+
+    async def my_id(self) -> str:
+        """The page's easyrtcid, once it is connected and in its room."""
+        await expect(self.page.locator("body")).to_have_attribute("data-state", "connected")
+        easyrtcid = await self.page.locator("#my-id").get_attribute("data-easyrtcid")
+        assert easyrtcid
+        return easyrtcid
+
+    def peer(self, easyrtcid: str, within: str = "#peers") -> Locator:
+        """The list entry of another client in this page's list ``within``."""
+        return self.page.locator(f'{within} li[data-easyrtcid="{easyrtcid}"]')
+
+    async def wait_connected_to(self, peer: str) -> None:
+        """Wait until this page's RTCPeerConnection to ``peer`` is ``connected``."""
+        await self.page.wait_for_function(
+            f"(peer) => ({PEER_CONNECTION_STATE})(peer) === 'connected'", arg=peer
+        )
+
+    async def wait_video_plays(self, video: Locator) -> None:
+        """Wait until ``video`` shows a live stream with a picture size."""
+        element = await video.element_handle()
+        await self.page.wait_for_function(VIDEO_PLAYS, arg=element)
+
+
+class Demos:
+    """Opens demo pages on the server under test, each in its own browser context."""
+
+    def __init__(self, browser: Browser, server: str, server_kind: str) -> None:
+        self.browser = browser
+        self.server = server
+        self.server_kind = server_kind
+        self.pages: list[DemoPage] = []
+        self.opened = 0
+
+    async def open(self, path: str, **query: str) -> DemoPage:
+        """Open ``/demos/PATH?QUERY``; peer connections use host candidates only (``ice=none``)."""
+        query.setdefault("ice", "none")
+        self.opened += 1
+        label = f"{self.opened}-{Path(path).stem or 'index'}-{query.get('name', '')}".rstrip("-")
+        context = await self.browser.new_context(viewport={"width": 1100, "height": 760})
+        context.set_default_timeout(TIMEOUT_MS)
+        page = DemoPage(await context.new_page(), label)
+        self.pages.append(page)
+        await page.page.goto(f"{self.server}/demos/{path}?{urlencode(query)}")
+        return page
+
+    async def open_many(self, path: str, *names: str, **query: str) -> list[DemoPage]:
+        """Open ``path`` once per username, all at the same time."""
+        return list(await asyncio.gather(*(self.open(path, name=n, **query) for n in names)))
+
+    async def close(self, page: DemoPage) -> None:
+        """Close a page (the way a user closes a tab) and forget it."""
+        self.pages.remove(page)
+        await page.page.context.close()
+
+    async def close_all(self) -> None:
+        for page in list(self.pages):
+            await self.close(page)
+
+    async def screenshot(self, page: DemoPage, name: str) -> Path:
+        """Save a screenshot as ``test-artifacts/<server>/<name>``."""
+        path = ARTIFACTS / self.server_kind / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await page.page.screenshot(path=path, full_page=True)
+        return path
+
+    def errors(self) -> dict[str, list[str]]:
+        """Console errors and uncaught exceptions, by page, of the pages that had any."""
+        return {page.label: page.errors for page in self.pages if page.errors}
+
+    async def save_failure(self, test_name: str) -> None:
+        """Screenshots and console logs of every open page, for a failed test."""
+        folder = ARTIFACTS / "failures" / re.sub(r"[^\w.-]+", "_", test_name)
+        folder.mkdir(parents=True, exist_ok=True)
+        for page in self.pages:
+            (folder / f"{page.label}.log").write_text("\n".join(page.log) + "\n")
+            if not page.page.is_closed():
+                await page.page.screenshot(path=folder / f"{page.label}.png", full_page=True)
