@@ -327,7 +327,7 @@ async def test_differential(name: str, servers: ServerPool) -> None:
         expected, actual, names=(label, "ours")
     )
     if name in DELIBERATE and name not in TRANSFORMS:
-        pytest.xfail(f"deliberate: {DELIBERATE[name]}\n{message}")
+        pytest.xfail(f"deliberate: {DELIBERATE[name]} (DIFF_TRACE_DIR=dir writes the traces)")
     pytest.fail(message, pytrace=False)
 
 
