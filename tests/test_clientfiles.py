@@ -213,3 +213,50 @@ def test_without_api_keeps_the_socketio_bundle(isolated: Path) -> None:
     assert reduced.api_dir is None
     assert reduced.socketio_js == bundle_of(project)
     assert files.api_dir == api_of(project)  # the original is untouched
+
+
+def make_legacy_package(project: Path, name: str = "open-easyrtc-v2") -> Path:
+    """An open-easyrtc 2.0.x installed as ``name`` next to the project's socket.io-client, with
+    its own socket.io-client 2 nested inside it (as npm lays it out); returns the package."""
+    package = project / "node_modules" / name
+    (package / "api").mkdir(parents=True)
+    (package / "api" / "easyrtc.js").write_text("// easyrtc 2.0.20\n")
+    dist = package / "node_modules" / "socket.io-client" / "dist"
+    dist.mkdir(parents=True)
+    (dist / "socket.io.js").write_text("// socket.io 2\n")
+    return package
+
+
+@pytest.mark.parametrize("folder", ["package", "api"])
+def test_package_or_api_folder_brings_its_own_socketio(isolated: Path, folder: str) -> None:
+    project = make_project(isolated / "project")
+    package = make_legacy_package(project)
+    given = package if folder == "package" else package / "api"
+    files = find_client_files(api_dir=given)
+    assert files.api_dir == package / "api"
+    assert files.socketio_js == package / "node_modules" / "socket.io-client" / "dist" / (
+        "socket.io.js"
+    )
+    assert files.problems == []
+
+
+def test_package_folder_without_its_own_socketio_uses_the_hoisted_one(isolated: Path) -> None:
+    project = make_project(isolated / "project")
+    package = make_legacy_package(project)
+    (package / "node_modules" / "socket.io-client" / "dist" / "socket.io.js").unlink()
+    for given in (package, package / "api"):
+        files = find_client_files(api_dir=given)
+        assert files.api_dir == package / "api"
+        assert files.socketio_js == bundle_of(project)
+
+
+def test_explicit_socketio_wins_over_the_package_one(isolated: Path) -> None:
+    project = make_project(isolated / "project")
+    package = make_legacy_package(project)
+    chosen = isolated / "socket.io-client-v2" / "dist" / "socket.io.js"
+    chosen.parent.mkdir(parents=True)
+    chosen.write_text("// socket.io 2.4\n")
+    files = find_client_files(api_dir=package, socketio_js=chosen.parent.parent)
+    assert files.api_dir == package / "api"
+    assert files.socketio_js == chosen
+    assert files.problems == []

@@ -75,6 +75,22 @@ def test_each_layer_overrides_the_one_before(tmp_path: Path) -> None:
     assert printed("--config", str(path), "--no-demos", "--host", "::1")["demos_enable"] is False
 
 
+def test_client_file_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, 'socketio_js = "/from/file.js"\nclient_dir = "/from/file"\n')
+    assert printed("--config", str(path))["socketio_js"] == "/from/file.js"
+    config = printed(
+        "--config",
+        str(path),
+        "--client-dir",
+        "node_modules/open-easyrtc-v2",
+        "--socketio-js",
+        "node_modules/socket.io-client-v2/dist/socket.io.js",
+    )
+    assert config["client_dir"] == "node_modules/open-easyrtc-v2"
+    assert config["socketio_js"] == "node_modules/socket.io-client-v2/dist/socket.io.js"
+    assert Options.from_mapping({"socketioJs": "a.js"}).socketio_js == Path("a.js")
+
+
 def test_config_file_from_the_environment(tmp_path: Path) -> None:
     path = write(tmp_path, "port = 1234\n")
     assert printed(env={"EASYRTC_CONFIG": str(path)})["port"] == 1234
@@ -90,6 +106,7 @@ def test_environment_values_are_typed() -> None:
         "EASYRTC_ROOM_DEFAULT_FIELD_OBJ": '{"topic": {"fieldValue": "hi"}}',
         "EASYRTC_USERNAME_REGEXP": "/^[a-z]+$/",
         "EASYRTC_CLIENT_DIR": "/srv/easyrtc",
+        "EASYRTC_SOCKETIO_JS": "/srv/socket.io.js",
     }
     options = load_options(environ=env)
     assert options.demos_enable is False and options.app_auto_create_enable is False
@@ -99,6 +116,7 @@ def test_environment_values_are_typed() -> None:
     assert options.room_default_field_obj == {"topic": {"fieldValue": "hi"}}
     assert options.username_regexp == JsRegExp("^[a-z]+$", "")
     assert options.client_dir == Path("/srv/easyrtc")
+    assert options.socketio_js == Path("/srv/socket.io.js")
 
 
 def test_toml_tables_group_options_by_prefix(tmp_path: Path) -> None:
@@ -173,6 +191,7 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
         room_max_connection=3,
         cors_origins=("https://a.example",),
         client_dir=tmp_path,
+        socketio_js=tmp_path / "socket.io.js",
         presence_status_regexp=JsRegExp('^"(.){0,9}\\\\$', "m"),
         username_regexp=JsRegExp("^[a-z]+$", "i"),
         app_default_field_obj={"motd": {"fieldValue": {"text": "héllo\n", "n": [1, 2.5, True]}}},

@@ -564,3 +564,28 @@ async def test_real_package_secrets_stay_private(real_client: Client, target: st
     assert status == 404
     assert b"PRIVATE KEY" not in body
     assert b'"name"' not in body
+
+
+LEGACY = REPO / "node_modules" / "open-easyrtc-v2"
+LEGACY_BUNDLE = REPO / "node_modules" / "socket.io-client-v2" / "dist" / "socket.io.js"
+
+
+@pytest.mark.skipif(
+    not (LEGACY / "api" / "easyrtc.js").is_file() or not LEGACY_BUNDLE.is_file(),
+    reason="npm devDependencies open-easyrtc-v2 / socket.io-client-v2 not installed",
+)
+@pytest.mark.parametrize("client_dir", [LEGACY, LEGACY / "api"], ids=["package", "api"])
+async def test_app_serves_the_legacy_client_with_the_given_bundle(client_dir: Path) -> None:
+    from easyrtc_server.app import create_app
+    from easyrtc_server.options import Options
+
+    options = Options(client_dir=client_dir, socketio_js=LEGACY_BUNDLE, demos_enable=False)
+    async with TestClient(TestServer(create_app(options), host="127.0.0.1")) as client:
+        resp = await client.get("/easyrtc/easyrtc.js")
+        assert resp.status == 200
+        assert await resp.read() == (LEGACY / "api" / "easyrtc.js").read_bytes()
+        resp = await client.get("/socket.io/socket.io.js")
+        assert resp.status == 200
+        body = await resp.read()
+        assert body == LEGACY_BUNDLE.read_bytes()
+        assert b"Socket.IO v2.4.0" in body

@@ -43,7 +43,7 @@ def create_app(
         PythonSocketIOTransport(server, options).attach(app)
     else:
         raise ValueError(f"unknown transport {transport!r}: 'lean' or 'python-socketio'")
-    files = find_client_files(options.client_dir)
+    files = find_client_files(options.client_dir, options.socketio_js)
     for problem in files.problems:
         log.warning("%s", problem)
     demos = DEMOS_DIR if options.demos_enable and DEMOS_DIR.is_dir() else None

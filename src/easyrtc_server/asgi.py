@@ -65,7 +65,9 @@ def create_asgi_app(
     sio_app = socketio.ASGIApp(
         transport.sio, other_asgi_app=other_asgi_app, socketio_path="socket.io"
     )
-    return EasyRtcAsgiApp(server, sio_app, find_client_files(server.options.client_dir))
+    return EasyRtcAsgiApp(
+        server, sio_app, find_client_files(server.options.client_dir, server.options.socketio_js)
+    )
 
 
 class EasyRtcAsgiApp:

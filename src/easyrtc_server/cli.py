@@ -35,7 +35,15 @@ _DEFAULTS = Options()
 @click.option(
     "--client-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder whose node_modules hold open-easyrtc and socket.io-client (found if unset).",
+    help="Folder whose node_modules hold open-easyrtc and socket.io-client, or an open-easyrtc "
+    "package or api folder (found if unset).",
+)
+@click.option(
+    "--socketio-js",
+    type=click.Path(path_type=Path),
+    help="socket.io browser bundle to serve at /socket.io/socket.io.js, e.g. "
+    "node_modules/socket.io-client-v2/dist/socket.io.js for open-easyrtc 2.0.x clients "
+    "(default: the one --client-dir leads to).",
 )
 @click.option("--no-demos", is_flag=True, help="Do not serve the demo pages.")
 @click.option(
@@ -64,6 +72,7 @@ def main(
     host: str | None,
     port: int | None,
     client_dir: Path | None,
+    socketio_js: Path | None,
     no_demos: bool,
     cors_origins: tuple[str, ...],
     log_level: str | None,
@@ -82,6 +91,8 @@ def main(
         given["port"] = ("--port", port)
     if client_dir is not None:
         given["client_dir"] = ("--client-dir", client_dir)
+    if socketio_js is not None:
+        given["socketio_js"] = ("--socketio-js", socketio_js)
     if no_demos:
         given["demos_enable"] = ("--no-demos", False)
     if cors_origins:

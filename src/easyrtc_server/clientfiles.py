@@ -1,4 +1,4 @@
-"""Where the browser-side files live: the open-easyrtc client API folder and the socket.io 4
+"""Where the browser-side files live: the open-easyrtc client API folder and the socket.io
 browser bundle, both installed by ``npm ci`` into ``node_modules``.
 
 Owns the search for them and the explanation when they are missing. It never raises and never
@@ -7,13 +7,17 @@ logs: the caller decides what to do with ``ClientFiles.problems`` (``app.create_
 
 Search order, for each of the two items separately (the first place that has it wins):
 
-1. the explicit argument (``--client-dir`` ends up here);
+1. the explicit argument (``--client-dir`` ends up in ``api_dir``, ``--socketio-js`` in
+   ``socketio_js``);
 2. the environment variable ``EASYRTC_CLIENT_DIR``;
 3. ``node_modules`` in the current working directory;
 4. ``node_modules`` at the repository root (found from this file: ``src/easyrtc_server/``).
 
 A place given explicitly (1 or 2) may be a folder that holds ``node_modules``, a ``node_modules``
-folder, the ``open-easyrtc`` package folder, or its ``api`` folder itself.
+folder, the ``open-easyrtc`` package folder (any name: ``node_modules/open-easyrtc-v2`` for the
+2.0.x client), or its ``api`` folder itself. The socket.io bundle found from a package or api
+folder is the one that package depends on (its own ``node_modules`` first, as Node resolves it),
+unless ``socketio_js`` names one.
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ def find_client_files(api_dir: Path | None = None, socketio_js: Path | None = No
                 break
     if found_sio is None:
         problems.append(
-            f"socket.io 4 browser client not found (looked for node_modules/"
+            f"socket.io browser client not found (looked for node_modules/"
             f"{SOCKETIO_IN_NODE_MODULES.as_posix()} from {_listing(places)}); {HOW_TO_GET}"
         )
 
@@ -151,14 +155,22 @@ def _api_under(root: Path) -> Path | None:
 
 
 def _bundle_under(root: Path) -> Path | None:
-    """``socket.io.js`` in the node_modules that ``root`` is, holds, or sits in."""
+    """``socket.io.js`` in the node_modules that ``root`` is, holds, or sits in.
+
+    From an open-easyrtc package or api folder the package's own ``node_modules`` comes first,
+    as Node resolves it: an open-easyrtc 2.0.x installed next to socket.io-client 4 (as
+    ``open-easyrtc-v2`` is here) keeps its socket.io-client 2 there, and that is the one its
+    easyrtc.js speaks to.
+    """
+    is_api_folder = _is_file(root / API_MARKER)
     for node_modules in (
-        root / "node_modules",  # a project folder
+        root / "node_modules",  # a project folder, or the package folder's own dependencies
+        root.parent / "node_modules" if is_api_folder else None,  # the api folder's package's
         root,  # a node_modules folder
         root.parent,  # the open-easyrtc package folder inside node_modules
         root.parent.parent,  # its api folder
     ):
-        if node_modules.name != "node_modules":
+        if node_modules is None or node_modules.name != "node_modules":
             continue
         bundle = node_modules / SOCKETIO_IN_NODE_MODULES
         if _is_file(bundle):

@@ -84,7 +84,12 @@ class Options:
     host: str = "0.0.0.0"
     port: int = 8080
     client_dir: Path | None = None
-    """Folder holding ``node_modules`` with open-easyrtc and socket.io-client; found if unset."""
+    """Folder holding ``node_modules`` with open-easyrtc and socket.io-client, or an open-easyrtc
+    package or ``api`` folder (``node_modules/open-easyrtc-v2`` for the 2.0.x client); found if
+    unset."""
+    socketio_js: Path | None = None
+    """The socket.io browser bundle served at ``/socket.io/socket.io.js`` (a file, or a
+    socket.io-client package or ``dist`` folder); if unset, the one ``client_dir`` leads to."""
     api_enable: bool = True
     api_public_folder: str = "/easyrtc"
     demos_enable: bool = True
@@ -227,10 +232,10 @@ def _checked(name: str, value: Any) -> Any:
         _check_ice_servers(value)
     elif name in ("cors_origins", "turn_urls"):
         return _strings(name, value)
-    elif name == "client_dir":
+    elif name in ("client_dir", "socketio_js"):
         if value is not None and not isinstance(value, Path):
             if not isinstance(value, str):
-                raise OptionsError(f"option 'client_dir' must be a folder path, got {value!r}")
+                raise OptionsError(f"option {name!r} must be a path, got {value!r}")
             return Path(value) if value else None
     elif name in ("ping_interval", "ping_timeout"):
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
-from playwright.async_api import Browser, ConsoleMessage, Locator, Page, expect
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, expect
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMOS_DIR = ROOT / "src" / "easyrtc_server" / "demos"
@@ -96,6 +97,8 @@ class Demos:
         self.server_kind = server_kind
         self.pages: list[DemoPage] = []
         self.opened = 0
+        self.context_setup: list[Callable[[BrowserContext], Awaitable[None]]] = []
+        """Run on every new page's context before it loads (e.g. ``context.route(...)``)."""
 
     async def open(self, path: str, **query: str) -> DemoPage:
         """Open ``/demos/PATH?QUERY``; peer connections use host candidates only (``ice=none``)."""
@@ -104,6 +107,8 @@ class Demos:
         label = f"{self.opened}-{Path(path).stem or 'index'}-{query.get('name', '')}".rstrip("-")
         context = await self.browser.new_context(viewport={"width": 1100, "height": 760})
         context.set_default_timeout(TIMEOUT_MS)
+        for setup in self.context_setup:
+            await setup(context)
         page = DemoPage(await context.new_page(), label)
         self.pages.append(page)
         await page.page.goto(f"{self.server}/demos/{path}?{urlencode(query)}")
