@@ -72,8 +72,12 @@ UNKNOWN_ID = "AAAAAAAAAAAAAAAA"  # well-formed, never allocated in practice
 ROOM_LIST = payload("getRoomList")
 ICE = payload("getIceConfig", {})
 OFFER_SDP = {"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"}
-CANDIDATE = {"type": "candidate", "label": 0, "id": "0",
-             "candidate": "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host"}
+CANDIDATE = {
+    "type": "candidate",
+    "label": 0,
+    "id": "0",
+    "candidate": "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host",
+}
 
 
 def rooms(*names: str, **params: Any) -> dict[str, dict[str, Any]]:
@@ -100,8 +104,9 @@ def presence(**fields: Any) -> dict[str, Any]:
 
 
 def api_field(room: Any = OMIT, fields: Any = OMIT) -> dict[str, Any]:
-    return payload("setRoomApiField",
-                   {"setRoomApiField": drop_omitted({"roomName": room, "field": fields})})
+    return payload(
+        "setRoomApiField", {"setRoomApiField": drop_omitted({"roomName": room, "field": fields})}
+    )
 
 
 def api_fields(**values: Any) -> dict[str, dict[str, Any]]:
@@ -116,8 +121,9 @@ def app_msg(msg_type: Any = "chat", msg_data: Any = OMIT, **targets: Any) -> dic
     return payload(msg_type, msg_data, **targets)
 
 
-async def connected(url: str, trace: Trace, *names: str, transport: str = "websocket"
-                    ) -> list[TraceClient]:
+async def connected(
+    url: str, trace: Trace, *names: str, transport: str = "websocket"
+) -> list[TraceClient]:
     clients = [trace.client(name, transport=transport) for name in names]
     for c in clients:
         await c.connect(url)
@@ -252,13 +258,24 @@ async def scenario_auth_credential_accepted(url: str, trace: Trace) -> None:
 async def scenario_auth_set_user_cfg_ignored(url: str, trace: Trace) -> None:
     """setUserCfg in auth is not validated and never shown."""
     alice, bob = await connected(url, trace, "alice", "bob")
-    await alice.auth(setUserCfg={
-        "userSettings": {"sharingAudio": True, "sharingVideo": True, "sharingData": False,
-                         "nativeVideoWidth": 640, "nativeVideoHeight": 480,
-                         "windowWidth": 1024, "windowHeight": 768, "screenWidth": 1920,
-                         "screenHeight": 1080, "cookieEnabled": True, "language": "en"},
-        "p2pList": {},
-    })
+    await alice.auth(
+        setUserCfg={
+            "userSettings": {
+                "sharingAudio": True,
+                "sharingVideo": True,
+                "sharingData": False,
+                "nativeVideoWidth": 640,
+                "nativeVideoHeight": 480,
+                "windowWidth": 1024,
+                "windowHeight": 768,
+                "screenWidth": 1920,
+                "screenHeight": 1080,
+                "cookieEnabled": True,
+                "language": "en",
+            },
+            "p2pList": {},
+        }
+    )
     await bob.auth(setUserCfg=5)
 
 
@@ -275,8 +292,10 @@ async def scenario_auth_full_real_client_shape(url: str, trace: Trace) -> None:
     """The real 2.1.8 client's auth message with every optional key."""
     alice, bob = await connected(url, trace, "alice", "bob")
     await alice.auth(
-        setUserCfg={"userSettings": {"sharingAudio": False, "cookieEnabled": True},
-                    "p2pList": {"AAAAAAAAAAAAAAAB": {"connectTime": 1, "isInitiator": True}}},
+        setUserCfg={
+            "userSettings": {"sharingAudio": False, "cookieEnabled": True},
+            "p2pList": {"AAAAAAAAAAAAAAAB": {"connectTime": 1, "isInitiator": True}},
+        },
         setPresence={"show": "chat", "status": "hello"},
         username="alice",
         roomJoin=rooms("lobby", lobby={"topic": "x"}),
@@ -302,8 +321,9 @@ async def scenario_auth_polling_transport(url: str, trace: Trace) -> None:
 # §2.2 Authentication: every reject row (each reply is followed by a server-side close)
 
 
-def _auth_reject(name: str, doc: str, *, raw: Any = OMIT, options: Mapping[str, Any] = DEFAULT,
-                 **fields: Any) -> None:
+def _auth_reject(
+    name: str, doc: str, *, raw: Any = OMIT, options: Mapping[str, Any] = DEFAULT, **fields: Any
+) -> None:
     async def run(url: str, trace: Trace) -> None:
         (alice,) = await connected(url, trace, "alice")
         if raw is OMIT:
@@ -326,31 +346,47 @@ _auth_reject("payload_number", "Check 1: a number payload.", raw=42)
 _auth_reject("payload_boolean", "Check 1: a boolean payload.", raw=True)
 _auth_reject("payload_array", "Check 1: an array payload.", raw=[])
 _auth_reject("msgtype_missing", "Check 1: no msgType.", raw={"msgData": {"apiVersion": "1.0"}})
-_auth_reject("msgtype_wrong", "Check 1: another msgType.",
-             raw={"msgType": "authenticated", "msgData": {"apiVersion": "1.0"}})
-_auth_reject("msgtype_case", "Check 1: msgType is case-sensitive.",
-             raw={"msgType": "Authenticate", "msgData": {"apiVersion": "1.0"}})
-_auth_reject("msgtype_number", "Check 1: numeric msgType.",
-             raw={"msgType": 1, "msgData": {"apiVersion": "1.0"}})
+_auth_reject(
+    "msgtype_wrong",
+    "Check 1: another msgType.",
+    raw={"msgType": "authenticated", "msgData": {"apiVersion": "1.0"}},
+)
+_auth_reject(
+    "msgtype_case",
+    "Check 1: msgType is case-sensitive.",
+    raw={"msgType": "Authenticate", "msgData": {"apiVersion": "1.0"}},
+)
+_auth_reject(
+    "msgtype_number",
+    "Check 1: numeric msgType.",
+    raw={"msgType": 1, "msgData": {"apiVersion": "1.0"}},
+)
 _auth_reject("msgtype_before_msgdata", "Checks 1 before 2.", raw={"msgType": "x"})
 _auth_reject("msgdata_missing", "Check 2: no msgData.", raw={"msgType": "authenticate"})
-_auth_reject("msgdata_string", "Check 2: msgData a string.",
-             raw={"msgType": "authenticate", "msgData": "1.1.1-beta"})
-_auth_reject("msgdata_array", "Check 2: msgData an array (no apiVersion).",
-             raw={"msgType": "authenticate", "msgData": []})
+_auth_reject(
+    "msgdata_string",
+    "Check 2: msgData a string.",
+    raw={"msgType": "authenticate", "msgData": "1.1.1-beta"},
+)
+_auth_reject(
+    "msgdata_array",
+    "Check 2: msgData an array (no apiVersion).",
+    raw={"msgType": "authenticate", "msgData": []},
+)
 _auth_reject("api_version_missing", "Check 2: no apiVersion.", apiVersion=OMIT)
 _auth_reject("api_version_number", "Check 2: numeric apiVersion.", apiVersion=11)
 _auth_reject("room_join_null", "Check 2: roomJoin null.", roomJoin=None)
 _auth_reject("room_join_string", "Check 2: roomJoin a string.", roomJoin="lobby")
-_auth_reject("structure_before_api_version", "Check 2 before 3.",
-             apiVersion="bad version", roomJoin=None)
+_auth_reject(
+    "structure_before_api_version", "Check 2 before 3.", apiVersion="bad version", roomJoin=None
+)
 _auth_reject("api_version_bad_chars", "Check 3: a space in apiVersion.", apiVersion="1.1 beta")
 _auth_reject("api_version_empty", "Check 3: empty apiVersion.", apiVersion="")
 _auth_reject("api_version_too_long", "Check 3: 33-character apiVersion.", apiVersion="1" * 33)
-_auth_reject("app_name_bad_chars", "Check 4: a space in applicationName.",
-             applicationName="my app")
-_auth_reject("app_name_too_long", "Check 4: 33-character applicationName.",
-             applicationName="a" * 33)
+_auth_reject("app_name_bad_chars", "Check 4: a space in applicationName.", applicationName="my app")
+_auth_reject(
+    "app_name_too_long", "Check 4: 33-character applicationName.", applicationName="a" * 33
+)
 _auth_reject("app_name_empty", "Check 4: empty applicationName.", applicationName="")
 _auth_reject("app_name_number", "Check 4: numeric applicationName.", applicationName=7)
 _auth_reject("app_name_null", "Check 4: applicationName null.", applicationName=None)
@@ -368,38 +404,66 @@ _auth_reject("credential_empty_object", "Check 7: credential {}.", credential={}
 _auth_reject("credential_empty_array", "Check 7: credential [].", credential=[])
 _auth_reject("credential_null", "Check 7: credential null.", credential=None)
 _auth_reject("credential_number", "Check 7: numeric credential.", credential=5)
-_auth_reject("room_join_bad_name", "Check 8: a space in a room name.",
-             roomJoin={"bad room": {"roomName": "bad room"}})
-_auth_reject("room_join_name_too_long", "Check 8: 33-character room name.",
-             roomJoin=rooms("r" * 33))
-_auth_reject("room_join_name_mismatch", "Check 8: roomName differs from its key.",
-             roomJoin={"a": {"roomName": "b"}})
+_auth_reject(
+    "room_join_bad_name",
+    "Check 8: a space in a room name.",
+    roomJoin={"bad room": {"roomName": "bad room"}},
+)
+_auth_reject(
+    "room_join_name_too_long", "Check 8: 33-character room name.", roomJoin=rooms("r" * 33)
+)
+_auth_reject(
+    "room_join_name_mismatch",
+    "Check 8: roomName differs from its key.",
+    roomJoin={"a": {"roomName": "b"}},
+)
 _auth_reject("room_join_roomname_missing", "Check 8: no roomName.", roomJoin={"a": {}})
 _auth_reject("room_join_value_not_object", "Check 8: entry is a string.", roomJoin={"a": "a"})
 _auth_reject("room_join_value_null", "Check 8: entry is null.", roomJoin={"a": None})
-_auth_reject("room_join_parameter_string", "Check 8: roomParameter a string.",
-             roomJoin={"a": {"roomName": "a", "roomParameter": "x"}})
-_auth_reject("room_join_one_bad_of_two", "Check 8: one good and one bad room.",
-             roomJoin={"good": {"roomName": "good"}, "b!": {"roomName": "b!"}})
+_auth_reject(
+    "room_join_parameter_string",
+    "Check 8: roomParameter a string.",
+    roomJoin={"a": {"roomName": "a", "roomParameter": "x"}},
+)
+_auth_reject(
+    "room_join_one_bad_of_two",
+    "Check 8: one good and one bad room.",
+    roomJoin={"good": {"roomName": "good"}, "b!": {"roomName": "b!"}},
+)
 _auth_reject("presence_empty", "Check 9: setPresence {}.", setPresence={})
 _auth_reject("presence_string", "Check 9: setPresence a string.", setPresence="away")
 _auth_reject("presence_null", "Check 9: setPresence null.", setPresence=None)
-_auth_reject("presence_bad_show", "Check 9: show not in away/chat/dnd/xa.",
-             setPresence={"show": "busy"})
-_auth_reject("presence_show_case", "Check 9: show is case-sensitive.",
-             setPresence={"show": "Away"})
+_auth_reject(
+    "presence_bad_show", "Check 9: show not in away/chat/dnd/xa.", setPresence={"show": "busy"}
+)
+_auth_reject("presence_show_case", "Check 9: show is case-sensitive.", setPresence={"show": "Away"})
 _auth_reject("presence_show_number", "Check 9: numeric show.", setPresence={"show": 1})
 _auth_reject("presence_status_null", "Check 9: status null.", setPresence={"status": None})
-_auth_reject("presence_status_too_long", "Check 9: 256-character status.",
-             setPresence={"status": "s" * 256})
-_auth_reject("presence_status_newline", "Check 9: a line break in status.",
-             setPresence={"status": "a\nb"})
-_auth_reject("unknown_app", "Check 12: unknown application without appAutoCreateEnable.",
-             options=NO_APP_CREATE, applicationName="nosuchapp")
-_auth_reject("structure_before_unknown_app", "Check 9 before 12.", options=NO_APP_CREATE,
-             applicationName="nosuchapp", setPresence={"show": "busy"})
-_auth_reject("missing_room", "Check 13b: unknown room without roomAutoCreateEnable.",
-             options=NO_ROOM_CREATE, roomJoin=rooms("nosuch"))
+_auth_reject(
+    "presence_status_too_long", "Check 9: 256-character status.", setPresence={"status": "s" * 256}
+)
+_auth_reject(
+    "presence_status_newline", "Check 9: a line break in status.", setPresence={"status": "a\nb"}
+)
+_auth_reject(
+    "unknown_app",
+    "Check 12: unknown application without appAutoCreateEnable.",
+    options=NO_APP_CREATE,
+    applicationName="nosuchapp",
+)
+_auth_reject(
+    "structure_before_unknown_app",
+    "Check 9 before 12.",
+    options=NO_APP_CREATE,
+    applicationName="nosuchapp",
+    setPresence={"show": "busy"},
+)
+_auth_reject(
+    "missing_room",
+    "Check 13b: unknown room without roomAutoCreateEnable.",
+    options=NO_ROOM_CREATE,
+    roomJoin=rooms("nosuch"),
+)
 
 
 @scenario(options=NO_ROOM_CREATE)
@@ -627,9 +691,24 @@ async def scenario_cmd_bad_payloads(url: str, trace: Trace) -> None:
     """§3.1: non-object payloads, missing or bad msgType."""
     (alice,) = await online(url, trace, "alice")
     await each_cmd(
-        alice, "getRoomList", 5, 0, True, False, "", [], [{"msgType": "getRoomList"}], {},
-        {"msgData": {}}, {"msgType": 5}, {"msgType": None}, {"msgType": ["offer"]},
-        {"msgType": "nosuch"}, {"msgType": "OFFER"}, {"msgType": ""}, {"msgType": "token"},
+        alice,
+        "getRoomList",
+        5,
+        0,
+        True,
+        False,
+        "",
+        [],
+        [{"msgType": "getRoomList"}],
+        {},
+        {"msgData": {}},
+        {"msgType": 5},
+        {"msgType": None},
+        {"msgType": ["offer"]},
+        {"msgType": "nosuch"},
+        {"msgType": "OFFER"},
+        {"msgType": ""},
+        {"msgType": "token"},
         {"msgType": "ack"},
     )
 
@@ -638,8 +717,9 @@ async def scenario_cmd_bad_payloads(url: str, trace: Trace) -> None:
 async def scenario_still_alive(url: str, trace: Trace) -> None:
     """§3.11: stillAlive passes validation, then MSG_REJECT_BAD_TYPE."""
     (alice,) = await online(url, trace, "alice")
-    await each_cmd(alice, payload("stillAlive"), payload("stillAlive", {}),
-                   payload("stillAlive", "x"))
+    await each_cmd(
+        alice, payload("stillAlive"), payload("stillAlive", {}), payload("stillAlive", "x")
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -683,19 +763,24 @@ async def scenario_relay_msgdata_passthrough(url: str, trace: Trace) -> None:
     await alice.cmd(relay("offer", bob.id, [1, "two", {"three": 3}]))
     await alice.cmd(relay("answer", bob.id, {"sdp": "ünï ☃ \u2028 \n", "id": alice.id}))
     await alice.cmd(relay("candidate", bob.id, nested))
-    await alice.cmd(relay("offer", bob.id, {"a": 1}, foo="bar", targetRoom="default",
-                          senderEasyrtcid=alice.id))
+    await alice.cmd(
+        relay("offer", bob.id, {"a": 1}, foo="bar", targetRoom="default", senderEasyrtcid=alice.id)
+    )
 
 
 @scenario()
 async def scenario_relay_unknown_target(url: str, trace: Trace) -> None:
     """A well-formed id that is not online: MSG_REJECT_TARGET_EASYRTCID."""
     (alice,) = await online(url, trace, "alice")
-    await each_cmd(alice, relay("offer", UNKNOWN_ID, OFFER_SDP),
-                   relay("answer", UNKNOWN_ID, OFFER_SDP),
-                   relay("candidate", UNKNOWN_ID, CANDIDATE),
-                   relay("reject", UNKNOWN_ID), relay("hangup", UNKNOWN_ID),
-                   relay("offer", "a" * 32, OFFER_SDP))
+    await each_cmd(
+        alice,
+        relay("offer", UNKNOWN_ID, OFFER_SDP),
+        relay("answer", UNKNOWN_ID, OFFER_SDP),
+        relay("candidate", UNKNOWN_ID, CANDIDATE),
+        relay("reject", UNKNOWN_ID),
+        relay("hangup", UNKNOWN_ID),
+        relay("offer", "a" * 32, OFFER_SDP),
+    )
 
 
 @scenario()
@@ -730,9 +815,14 @@ async def scenario_relay_reject_hangup_msgdata_rules(url: str, trace: Trace) -> 
 async def scenario_relay_check_order(url: str, trace: Trace) -> None:
     """msgData is checked before the target syntax, which is checked before the lookup."""
     (alice,) = await online(url, trace, "alice")
-    await each_cmd(alice, relay("offer", "bad id!", {}), relay("hangup", "bad id!", {}),
-                   relay("offer", UNKNOWN_ID, {}), relay("reject", UNKNOWN_ID, None),
-                   relay("answer", "bad id!", OFFER_SDP))
+    await each_cmd(
+        alice,
+        relay("offer", "bad id!", {}),
+        relay("hangup", "bad id!", {}),
+        relay("offer", UNKNOWN_ID, {}),
+        relay("reject", UNKNOWN_ID, None),
+        relay("answer", "bad id!", OFFER_SDP),
+    )
 
 
 @scenario()
@@ -868,9 +958,17 @@ async def scenario_room_join_bad_requests(url: str, trace: Trace) -> None:
     alice, bob = await online(url, trace, "alice", "bob")
     await bob.cmd(join("good"))
     bad_maps: list[Any] = [
-        OMIT, None, "x", 5,
-        {"bad room": {"roomName": "bad room"}}, rooms("r" * 33), {"a": {"roomName": "b"}},
-        {"a": {}}, {"a": "a"}, {"a": None}, {"a": {"roomName": 5}},
+        OMIT,
+        None,
+        "x",
+        5,
+        {"bad room": {"roomName": "bad room"}},
+        rooms("r" * 33),
+        {"a": {"roomName": "b"}},
+        {"a": {}},
+        {"a": "a"},
+        {"a": None},
+        {"a": {"roomName": 5}},
         {"good": {"roomName": "good"}, "b!": {"roomName": "b!"}},
     ]
     for data in (OMIT, None, "x", 5, []):
@@ -928,9 +1026,16 @@ async def scenario_room_leave_bad_requests(url: str, trace: Trace) -> None:
     alice, _bob = await online(url, trace, "alice", "bob")
     for data in (OMIT, None, "x", 5, []):
         await alice.cmd(payload("roomLeave", data))
-    for room_map in (None, "default", 5, {"bad room": {"roomName": "bad room"}},
-                     {"default": {"roomName": "other"}}, {"default": {}}, {"default": None},
-                     {"default": {"roomName": "default"}, "b!": {"roomName": "b!"}}):
+    for room_map in (
+        None,
+        "default",
+        5,
+        {"bad room": {"roomName": "bad room"}},
+        {"default": {"roomName": "other"}},
+        {"default": {}},
+        {"default": None},
+        {"default": {"roomName": "default"}, "b!": {"roomName": "b!"}},
+    ):
         await alice.cmd(payload("roomLeave", {"roomLeave": room_map}))
     await alice.cmd(ROOM_LIST)
 
@@ -963,8 +1068,14 @@ async def scenario_set_presence_in_no_room(url: str, trace: Trace) -> None:
 async def scenario_set_presence_forms(url: str, trace: Trace) -> None:
     """Partial updates merge: show only, status only, empty and 255-character status."""
     alice, _bob = await online(url, trace, "alice", "bob")
-    await each_cmd(alice, presence(show="xa"), presence(status="s" * 255), presence(status=""),
-                   presence(show="chat", status="ünï"), presence(other=1))
+    await each_cmd(
+        alice,
+        presence(show="xa"),
+        presence(status="s" * 255),
+        presence(status=""),
+        presence(show="chat", status="ünï"),
+        presence(other=1),
+    )
 
 
 @scenario()
@@ -973,9 +1084,21 @@ async def scenario_set_presence_bad_requests(url: str, trace: Trace) -> None:
     alice, _bob = await online(url, trace, "alice", "bob")
     for data in (OMIT, None, "x", 5):
         await alice.cmd(payload("setPresence", data))
-    for value in (OMIT, None, {}, [], "away", {"show": "busy"}, {"show": "Away"}, {"show": 1},
-                  {"show": None}, {"status": None}, {"status": 5}, {"status": "s" * 256},
-                  {"status": "a\nb"}):
+    for value in (
+        OMIT,
+        None,
+        {},
+        [],
+        "away",
+        {"show": "busy"},
+        {"show": "Away"},
+        {"show": 1},
+        {"show": None},
+        {"status": None},
+        {"status": 5},
+        {"status": "s" * 256},
+        {"status": "a\nb"},
+    ):
         await alice.cmd(payload("setPresence", drop_omitted({"setPresence": value})))
 
 
@@ -1069,15 +1192,27 @@ async def scenario_api_field_errors(url: str, trace: Trace) -> None:
 async def scenario_set_user_cfg(url: str, trace: Trace) -> None:
     """setUserCfg is validated then discarded: ack or error, nothing pushed or shown."""
     alice, bob = await online(url, trace, "alice", "bob")
-    good = {"userSettings": {"sharingAudio": True, "windowWidth": 100},
-            "p2pList": {bob.id: {"connectTime": 1, "isInitiator": True}},
-            "apiField": "anything"}
+    good = {
+        "userSettings": {"sharingAudio": True, "windowWidth": 100},
+        "p2pList": {bob.id: {"connectTime": 1, "isInitiator": True}},
+        "apiField": "anything",
+    }
     await alice.cmd(payload("setUserCfg", {"setUserCfg": good}))
     await alice.cmd(payload("setUserCfg", {"setUserCfg": {"other": None}}))
     for data in (OMIT, None, "x", 5):
         await alice.cmd(payload("setUserCfg", data))
-    for value in (OMIT, None, {}, [], "x", {"p2pList": {}}, {"p2pList": "x"},
-                  {"userSettings": {}}, {"userSettings": 5}, {"userSettings": None}):
+    for value in (
+        OMIT,
+        None,
+        {},
+        [],
+        "x",
+        {"p2pList": {}},
+        {"p2pList": "x"},
+        {"userSettings": {}},
+        {"userSettings": 5},
+        {"userSettings": None},
+    ):
         await alice.cmd(payload("setUserCfg", drop_omitted({"setUserCfg": value})))
     await bob.cmd(ROOM_LIST)
 
@@ -1165,8 +1300,9 @@ async def scenario_msg_target_group(url: str, trace: Trace) -> None:
     await alice.msg(app_msg("chat", "x", targetGroup="bad group"))
     await alice.msg(app_msg("chat", "x", targetGroup=None))
     await alice.msg(app_msg("chat", "x", targetEasyrtcid=bob.id, targetGroup="g"))
-    await alice.msg(app_msg("chat", "x", targetEasyrtcid=bob.id, targetRoom="default",
-                            targetGroup="g"))
+    await alice.msg(
+        app_msg("chat", "x", targetEasyrtcid=bob.id, targetRoom="default", targetGroup="g")
+    )
     await alice.msg(app_msg("chat", "x", targetRoom="default", targetGroup="g"))
 
 
@@ -1189,9 +1325,19 @@ async def scenario_msg_validation_order(url: str, trace: Trace) -> None:
 async def scenario_msg_bad_payloads(url: str, trace: Trace) -> None:
     """§4.1: non-object payloads (BAD_STRUCTURE), missing or non-string msgType (BAD_TYPE)."""
     alice, bob = await online(url, trace, "alice", "bob")
-    await each_msg(alice, "chat", 5, True, 0, "", [], {},
-                   {"targetEasyrtcid": bob.id}, {"msgType": 5, "targetEasyrtcid": bob.id},
-                   {"msgType": None, "targetRoom": "default"})
+    await each_msg(
+        alice,
+        "chat",
+        5,
+        True,
+        0,
+        "",
+        [],
+        {},
+        {"targetEasyrtcid": bob.id},
+        {"msgType": 5, "targetEasyrtcid": bob.id},
+        {"msgType": None, "targetRoom": "default"},
+    )
 
 
 @scenario()

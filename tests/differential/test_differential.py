@@ -106,12 +106,12 @@ def drop(predicate: Callable[[Event], bool]) -> EventTransform:
     return lambda events: [e for e in events if not predicate(e)]
 
 
-def replace_data(predicate: Callable[[Event], bool], data: Callable[[Event], Any]
-                 ) -> EventTransform:
+def replace_data(
+    predicate: Callable[[Event], bool], data: Callable[[Event], Any]
+) -> EventTransform:
     """A transform giving the selected events new data."""
     return lambda events: [
-        Event(e.kind, e.client, e.event, data(e), e.request) if predicate(e) else e
-        for e in events
+        Event(e.kind, e.client, e.event, data(e), e.request) if predicate(e) else e for e in events
     ]
 
 
@@ -283,8 +283,14 @@ def dump(name: str, kind: str, lines: list[str]) -> None:
         (path / f"{name}.{kind}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-async def run_on(servers: ServerPool, kind: str, factory: ServerFactory, scenario: Scenario,
-                 *, tolerate: bool = False) -> list[Event]:
+async def run_on(
+    servers: ServerPool,
+    kind: str,
+    factory: ServerFactory,
+    scenario: Scenario,
+    *,
+    tolerate: bool = False,
+) -> list[Event]:
     if scenario.fresh:
         async with factory(dict(scenario.options)) as url:
             return await run_scenario(scenario, url, tolerate=tolerate)
@@ -305,9 +311,11 @@ async def test_reference_self_check(name: str, servers: ServerPool) -> None:
     second = render(await run_on(servers, "reference", reference_server, scenario))
     dump(name, "reference", first)
     if first != second:
-        pytest.fail(f"{name}: two reference runs differ (non-deterministic trace)\n"
-                    + diff(first, second, names=("reference run 1", "reference run 2")),
-                    pytrace=False)
+        pytest.fail(
+            f"{name}: two reference runs differ (non-deterministic trace)\n"
+            + diff(first, second, names=("reference run 1", "reference run 2")),
+            pytrace=False,
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
