@@ -1,0 +1,680 @@
+// EasyRTC load generator (not a test): drives one running server through one scenario and prints
+// one JSON line with the results on stdout (progress goes to stderr).
+//
+//   node bench/loadgen.js --url http://127.0.0.1:PORT --scenario NAME [--pid SERVER_PID]
+//                         [--params '{"clients":200}'] [--clk-tck 100]
+//
+// Scenarios (params and defaults in DEFAULTS below):
+//   connect     connect + authenticate rate, each client in a room of its own
+//   relay       candidate relay between pairs (A -> B with acks, WINDOW in flight per pair)
+//   broadcast   easyrtcMsg to targetRoom, rooms of ROOMSIZE, SENDERS per room, WINDOW in flight
+//   storm       join storm: CLIENTS authenticate into one room; time until every list holds all
+//   idle        CLIENTS idle authenticated connections in rooms of ROOMSIZE; server RSS per conn
+//   disconnect  CLIENTS converged in one room; half disconnect; time until the rest converge;
+//               then the half comes back (new sockets) and time until all converge again
+//
+// With --pid, the server's CPU seconds (/proc/PID/stat utime+stime) and RSS (/proc/PID/status
+// VmRSS) are read at the edges of each measured phase. Every loop is bounded by a deadline.
+"use strict";
+const fs = require("fs");
+const path = require("path");
+const { performance } = require("perf_hooks");
+
+function requireFrom(name) {
+  const bases = [__dirname, path.join(__dirname, "..")];
+  return require(require.resolve(name, { paths: bases }));
+}
+const io = requireFrom("socket.io-client");
+
+// ------------------------------------------------------------------------------------------
+// Arguments
+
+const argv = process.argv.slice(2);
+function opt(name, dflt) {
+  const i = argv.indexOf("--" + name);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
+}
+const URL_ = opt("url", "http://127.0.0.1:8080");
+const SCENARIO = opt("scenario", "connect");
+const PID = opt("pid", null);
+const CLK_TCK = Number(opt("clk-tck", 100));
+const PARAMS = JSON.parse(opt("params", "{}"));
+
+const DEFAULTS = {
+  connect: { clients: 500, concurrency: 50, timeout: 60 },
+  relay: { pairs: 20, window: 8, warmup: 1, seconds: 3, concurrency: 50, timeout: 60 },
+  broadcast: {
+    rooms: 10, roomSize: 10, senders: 1, window: 4, warmup: 1, seconds: 3,
+    concurrency: 50, size: 100, timeout: 60,
+  },
+  storm: { clients: 200, concurrency: 100, timeout: 60 },
+  idle: { clients: 2000, roomSize: 100, concurrency: 100, idleSeconds: 5, settle: 1, timeout: 120 },
+  disconnect: { clients: 400, concurrency: 100, timeout: 60 },
+};
+if (!DEFAULTS[SCENARIO]) {
+  console.error(`unknown scenario ${SCENARIO}; one of ${Object.keys(DEFAULTS).join(", ")}`);
+  process.exit(2);
+}
+const P = Object.assign({}, DEFAULTS[SCENARIO], PARAMS);
+const HARD_DEADLINE = performance.now() + (P.timeout + 60) * 1000;
+// Whatever happens, this process ends by itself.
+setTimeout(() => {
+  console.error("loadgen: hard deadline reached, exiting");
+  console.log(JSON.stringify({ scenario: SCENARIO, params: P, error: "hard deadline" }));
+  process.exit(3);
+}, (P.timeout + 90) * 1000).unref();
+
+function log(...a) {
+  console.error(`[loadgen ${SCENARIO}]`, ...a);
+}
+
+// ------------------------------------------------------------------------------------------
+// Server process probes
+
+function serverCpu() {
+  if (!PID) return null;
+  try {
+    const stat = fs.readFileSync(`/proc/${PID}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime, stime (fields 14, 15)
+  } catch (e) {
+    return null;
+  }
+}
+function serverRssKb() {
+  if (!PID) return null;
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${PID}/status`, "utf8"));
+    return m ? Number(m[1]) : null;
+  } catch (e) {
+    return null;
+  }
+}
+function selfCpu() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+/** A measured phase: wall time, server CPU, generator CPU. */
+function phase() {
+  const t0 = performance.now(), c0 = serverCpu(), g0 = selfCpu();
+  return {
+    end() {
+      const wall = (performance.now() - t0) / 1000;
+      const c1 = serverCpu();
+      return {
+        wall,
+        serverCpu: c0 === null || c1 === null ? null : c1 - c0,
+        genCpu: selfCpu() - g0,
+      };
+    },
+  };
+}
+
+function percentile(sorted, q) {
+  if (!sorted.length) return null;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i];
+}
+function latencyStats(arr) {
+  const s = Float64Array.from(arr).sort();
+  const r = (x) => (x === null ? null : Math.round(x * 1000) / 1000);
+  return { p50: r(percentile(s, 0.5)), p99: r(percentile(s, 0.99)), max: r(s.length ? s[s.length - 1] : null), n: s.length };
+}
+function round(x, d = 3) {
+  if (x === null || x === undefined || !isFinite(x)) return null;
+  const k = 10 ** d;
+  return Math.round(x * k) / k;
+}
+function perCpu(count, cpu) {
+  return cpu ? round(count / cpu, 1) : null;
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------------------------------------
+// Clients
+
+let errors = 0;
+const errorSamples = [];
+function noteError(what) {
+  errors++;
+  if (errorSamples.length < 10) errorSamples.push(String(what));
+}
+
+let pushesTotal = 0; // roomData pushes received by all clients
+
+/**
+ * One EasyRTC client: a socket.io socket that authenticates into ROOM and, with `track`, keeps
+ * its room's member set up to date from the token and the roomData deltas.
+ */
+class Client {
+  constructor(index, room, { track = false, onChange = null } = {}) {
+    this.index = index;
+    this.room = room;
+    this.track = track;
+    this.onChange = onChange;
+    this.id = null;
+    this.members = null; // Set of easyrtcids, from the token on
+    this.pending = []; // deltas received before the token
+    this.converged = false;
+    this.closedByUs = false;
+    this.sock = null;
+  }
+
+  /** Connect and authenticate; resolves with the auth latency in ms. */
+  start(timeoutMs) {
+    return new Promise((resolve, reject) => {
+      const t0 = performance.now();
+      const timer = setTimeout(() => {
+        reject(new Error("connect/auth timeout"));
+        this.close();
+      }, timeoutMs);
+      const sock = io(URL_, {
+        transports: ["websocket"],
+        forceNew: true,
+        reconnection: false,
+        timeout: timeoutMs,
+      });
+      this.sock = sock;
+      sock.on("easyrtcCmd", (msg) => this.onCmd(msg));
+      sock.on("disconnect", (reason) => {
+        if (!this.closedByUs) noteError(`client ${this.index} disconnected: ${reason}`);
+      });
+      sock.on("connect_error", (e) => {
+        clearTimeout(timer);
+        reject(new Error("connect_error " + e.message));
+      });
+      sock.on("connect", () => {
+        const msgData = { apiVersion: "1.1.1-beta", applicationName: "bench" };
+        if (this.room) msgData.roomJoin = { [this.room]: { roomName: this.room } };
+        sock.emit("easyrtcAuth", { msgType: "authenticate", msgData }, (reply) => {
+          clearTimeout(timer);
+          if (!reply || reply.msgType !== "token") {
+            reject(new Error("auth failed: " + JSON.stringify(reply).slice(0, 200)));
+            return;
+          }
+          this.id = reply.msgData.easyrtcid;
+          if (this.track) {
+            const rd = reply.msgData.roomData && reply.msgData.roomData[this.room];
+            this.members = new Set(rd && rd.clientList ? Object.keys(rd.clientList) : []);
+            for (const d of this.pending) this.apply(d);
+            this.pending = null;
+            if (this.onChange) this.onChange(this);
+          }
+          resolve(performance.now() - t0);
+        });
+      });
+    });
+  }
+
+  onCmd(msg) {
+    if (!msg || msg.msgType !== "roomData") return;
+    pushesTotal++;
+    if (!this.track) return;
+    const rd = msg.msgData && msg.msgData.roomData && msg.msgData.roomData[this.room];
+    if (!rd) return;
+    if (this.members === null) {
+      this.pending.push(rd);
+      return;
+    }
+    this.apply(rd);
+    if (this.onChange) this.onChange(this);
+  }
+
+  apply(rd) {
+    if (rd.clientList) this.members = new Set(Object.keys(rd.clientList));
+    const delta = rd.clientListDelta;
+    if (delta) {
+      if (delta.updateClient) for (const id of Object.keys(delta.updateClient)) this.members.add(id);
+      if (delta.removeClient) for (const id of Object.keys(delta.removeClient)) this.members.delete(id);
+    }
+  }
+
+  close() {
+    this.closedByUs = true;
+    if (this.sock) this.sock.close();
+  }
+}
+
+/**
+ * Start clients made by make(i) for i in [0, n), at most `concurrency` connecting at once.
+ * Resolves with {clients, latencies, failed}.
+ */
+async function startMany(n, concurrency, make, timeoutMs) {
+  const clients = new Array(n);
+  const latencies = [];
+  let failed = 0;
+  let next = 0;
+  async function worker() {
+    while (next < n && performance.now() < HARD_DEADLINE) {
+      const i = next++;
+      const c = make(i);
+      clients[i] = c;
+      try {
+        latencies.push(await c.start(timeoutMs));
+      } catch (e) {
+        failed++;
+        noteError(e.message);
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+  return { clients: clients.filter((c) => c && c.id), latencies, failed };
+}
+
+function closeAll(clients) {
+  for (const c of clients) if (c) c.close();
+}
+
+/** Wait until pred() holds, polling every `every` ms, at most timeoutMs. Returns pred(). */
+async function waitFor(pred, timeoutMs, every = 5) {
+  const end = Math.min(performance.now() + timeoutMs, HARD_DEADLINE);
+  while (!pred() && performance.now() < end) await sleep(every);
+  return pred();
+}
+
+/** Wait until no roomData push arrived for quietMs (bounded by timeoutMs). */
+async function waitQuiet(quietMs, timeoutMs) {
+  const end = Math.min(performance.now() + timeoutMs, HARD_DEADLINE);
+  let last = pushesTotal, since = performance.now();
+  while (performance.now() < end) {
+    await sleep(50);
+    if (pushesTotal !== last) {
+      last = pushesTotal;
+      since = performance.now();
+    } else if (performance.now() - since >= quietMs) return true;
+  }
+  return false;
+}
+
+/**
+ * Convergence tracking for a set of clients that share one room: each is converged when its
+ * member set equals `expected` (a Set of ids) or, while expected is null, holds `size` members.
+ */
+class Convergence {
+  constructor() {
+    this.expected = null;
+    this.size = 0;
+    this.pendingCount = 0;
+    this.doneAt = null;
+    this.watch = new Set();
+  }
+  reset(clients, { size, expected = null }) {
+    this.size = size;
+    this.expected = expected;
+    this.watch = new Set(clients);
+    this.doneAt = null;
+    for (const c of clients) c.converged = false;
+    this.pendingCount = clients.length;
+    for (const c of clients) if (c.members) this.check(c);
+  }
+  check(c) {
+    if (!this.watch.has(c) || c.converged || !c.members) return;
+    if (c.members.size !== this.size) return;
+    if (this.expected) for (const id of c.members) if (!this.expected.has(id)) return;
+    c.converged = true;
+    if (--this.pendingCount === 0) this.doneAt = performance.now();
+  }
+  /** Exact check at the end: how many watched clients do not hold exactly `expected`. */
+  mismatches(expected) {
+    let bad = 0;
+    for (const c of this.watch) {
+      if (!c.members || c.members.size !== expected.size) { bad++; continue; }
+      for (const id of c.members) if (!expected.has(id)) { bad++; break; }
+    }
+    return bad;
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Scenarios
+
+async function scenarioConnect() {
+  const timeoutMs = P.timeout * 1000;
+  const ph = phase();
+  const { clients, latencies, failed } = await startMany(
+    P.clients, P.concurrency, (i) => new Client(i, `c${i}`), timeoutMs);
+  const m = ph.end();
+  const rss = serverRssKb();
+  closeAll(clients);
+  const lat = latencyStats(latencies);
+  return {
+    metrics: {
+      conn_per_s: round(clients.length / m.wall, 1),
+      auth_p50_ms: lat.p50,
+      auth_p99_ms: lat.p99,
+      auth_per_cpu_s: perCpu(clients.length, m.serverCpu),
+    },
+    detail: { ok: clients.length, failed, wall_s: round(m.wall), server_cpu_s: round(m.serverCpu),
+              gen_cpu_s: round(m.genCpu), server_rss_kb_after: rss, latency: lat },
+  };
+}
+
+function candidate(seq) {
+  return {
+    type: "candidate",
+    label: 0,
+    id: String(seq),
+    candidate: "candidate:1467250027 1 udp 2122260223 192.168.0.196 46243 typ host generation 0 " +
+      "ufrag zOWr network-id 1 network-cost 10 raddr 0.0.0.0 rport 0 tcptype passive x",
+  };
+}
+
+async function scenarioRelay() {
+  const timeoutMs = P.timeout * 1000;
+  const n = P.pairs * 2;
+  const { clients, failed } = await startMany(
+    n, P.concurrency, (i) => new Client(i, `p${i >> 1}`), timeoutMs);
+  if (clients.length !== n) throw new Error(`only ${clients.length}/${n} clients authenticated`);
+  await waitQuiet(200, 5000);
+  const RING = 1 << 16;
+  let measuring = false, running = true;
+  let delivered = 0, acked = 0, sentTotal = 0, deliveredTotal = 0;
+  const lat = [];
+  const pairs = [];
+  for (let p = 0; p < P.pairs; p++) {
+    const a = clients[2 * p], b = clients[2 * p + 1];
+    const pair = { a, b, seq: 0, sent: new Float64Array(RING) };
+    pairs.push(pair);
+    b.sock.on("easyrtcCmd", (msg) => {
+      if (msg.msgType !== "candidate") return;
+      deliveredTotal++;
+      if (!measuring) return;
+      if (msg.senderEasyrtcid !== a.id) { noteError("wrong sender"); return; }
+      const seq = Number(msg.msgData.id);
+      lat.push(performance.now() - pair.sent[seq & (RING - 1)]);
+      delivered++;
+    });
+  }
+  function send(pair, onAck) {
+    const seq = pair.seq++;
+    pair.sent[seq & (RING - 1)] = performance.now();
+    sentTotal++;
+    pair.a.sock.emit("easyrtcCmd",
+      { msgType: "candidate", targetEasyrtcid: pair.b.id, msgData: candidate(seq) },
+      (reply) => {
+        if (!reply || reply.msgType !== "ack") noteError("relay ack " + JSON.stringify(reply).slice(0, 200));
+        if (measuring) acked++;
+        if (onAck) onAck();
+      });
+  }
+  function pump(pair) {
+    if (running) send(pair, () => pump(pair));
+  }
+  let ticker = null;
+  if (P.rate) {
+    // fixed offered load: P.rate messages per second in all, spread over the pairs, every 5 ms
+    let due = 0, next = 0;
+    const t0 = performance.now();
+    ticker = setInterval(() => {
+      if (!running) return;
+      due = Math.floor(((performance.now() - t0) / 1000) * P.rate);
+      for (; next < due; next++) send(pairs[next % pairs.length], null);
+    }, 5);
+  } else {
+    for (const pair of pairs) for (let w = 0; w < P.window; w++) pump(pair);
+  }
+  await sleep(P.warmup * 1000);
+  const ph = phase();
+  measuring = true;
+  await sleep(P.seconds * 1000);
+  measuring = false;
+  const m = ph.end();
+  running = false;
+  if (ticker) clearInterval(ticker);
+  await waitFor(() => deliveredTotal >= sentTotal, 5000);
+  const lost = sentTotal - deliveredTotal;
+  closeAll(clients);
+  const l = latencyStats(lat);
+  return {
+    metrics: {
+      msg_per_s: round(delivered / m.wall, 1),
+      p50_ms: l.p50,
+      p99_ms: l.p99,
+      msg_per_cpu_s: perCpu(delivered, m.serverCpu),
+    },
+    detail: { pairs: P.pairs, window: P.window, rate: P.rate || null, delivered, acked, failed, undelivered: lost,
+              wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), gen_cpu_s: round(m.genCpu),
+              latency: l },
+  };
+}
+
+async function scenarioBroadcast() {
+  const timeoutMs = P.timeout * 1000;
+  const n = P.rooms * P.roomSize;
+  const { clients, failed } = await startMany(
+    n, P.concurrency, (i) => new Client(i, `b${Math.floor(i / P.roomSize)}`), timeoutMs);
+  if (clients.length !== n) throw new Error(`only ${clients.length}/${n} clients authenticated`);
+  await waitQuiet(300, 10000);
+  const RING = 1 << 16;
+  let measuring = false, running = true;
+  let delivered = 0, sends = 0;
+  const lat = [];
+  const senders = [];
+  for (let r = 0; r < P.rooms; r++) {
+    for (let s = 0; s < P.senders; s++) {
+      senders.push({ c: clients[r * P.roomSize + s], room: `b${r}`, seq: 0, sent: new Float64Array(RING) });
+    }
+  }
+  const pad = "x".repeat(P.size);
+  for (const c of clients) {
+    c.sock.on("easyrtcMsg", (msg) => {
+      if (!measuring) return;
+      const d = msg.msgData;
+      const s = senders[d.s];
+      lat.push(performance.now() - s.sent[d.q & (RING - 1)]);
+      delivered++;
+    });
+  }
+  function pump(si) {
+    if (!running) return;
+    const s = senders[si];
+    const seq = s.seq++;
+    s.sent[seq & (RING - 1)] = performance.now();
+    s.c.sock.emit("easyrtcMsg", { msgType: "bench", targetRoom: s.room, msgData: { s: si, q: seq, pad } },
+      (reply) => {
+        if (!reply || reply.msgType !== "ack") noteError("msg ack " + JSON.stringify(reply).slice(0, 200));
+        if (measuring) sends++;
+        pump(si);
+      });
+  }
+  for (let si = 0; si < senders.length; si++) for (let w = 0; w < P.window; w++) pump(si);
+  await sleep(P.warmup * 1000);
+  const ph = phase();
+  measuring = true;
+  await sleep(P.seconds * 1000);
+  measuring = false;
+  const m = ph.end();
+  running = false;
+  await sleep(300);
+  closeAll(clients);
+  const l = latencyStats(lat);
+  return {
+    metrics: {
+      deliveries_per_s: round(delivered / m.wall, 1),
+      p50_ms: l.p50,
+      p99_ms: l.p99,
+      deliveries_per_cpu_s: perCpu(delivered, m.serverCpu),
+    },
+    detail: { rooms: P.rooms, room_size: P.roomSize, senders_per_room: P.senders, window: P.window,
+              sends_acked: sends, delivered, failed, wall_s: round(m.wall),
+              server_cpu_s: round(m.serverCpu), gen_cpu_s: round(m.genCpu), latency: l },
+  };
+}
+
+async function scenarioStorm() {
+  const timeoutMs = P.timeout * 1000;
+  const conv = new Convergence();
+  const all = [];
+  // Every client is watched from the moment it exists: converged once it holds N members.
+  conv.size = P.clients;
+  conv.pendingCount = P.clients;
+  const pushes0 = pushesTotal;
+  const ph = phase();
+  const res = await startMany(P.clients, P.concurrency, (i) => {
+    const c = new Client(i, "storm", { track: true, onChange: (x) => conv.check(x) });
+    conv.watch.add(c);
+    all.push(c);
+    return c;
+  }, timeoutMs);
+  const tTokens = ph.end().wall;
+  const ok = await waitFor(() => conv.doneAt !== null, Math.max(1000, timeoutMs - tTokens * 1000));
+  const m = ph.end();
+  const pushes = pushesTotal - pushes0;
+  const expected = new Set(res.clients.map((c) => c.id));
+  const mismatched = conv.mismatches(expected);
+  const convergedCount = all.filter((c) => c.converged).length;
+  const rss = serverRssKb();
+  closeAll(all);
+  const lat = latencyStats(res.latencies);
+  return {
+    metrics: {
+      converge_s: ok ? round(m.wall) : null,
+      all_tokens_s: round(tTokens),
+      pushes_per_cpu_s: perCpu(pushes, m.serverCpu),
+      server_cpu_s: round(m.serverCpu),
+    },
+    detail: { clients: P.clients, concurrency: P.concurrency, converged: ok,
+              converged_clients: convergedCount, mismatched, failed: res.failed, pushes,
+              wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), gen_cpu_s: round(m.genCpu),
+              server_rss_kb_after: rss, auth_latency: lat },
+  };
+}
+
+async function scenarioIdle() {
+  const timeoutMs = P.timeout * 1000;
+  const rss0 = serverRssKb();
+  const ph = phase();
+  const { clients, latencies, failed } = await startMany(
+    P.clients, P.concurrency, (i) => new Client(i, `i${Math.floor(i / P.roomSize)}`), timeoutMs);
+  const tConnect = ph.end();
+  const quiet = await waitQuiet(P.settle * 1000, timeoutMs);
+  const setup = ph.end();
+  await sleep(500);
+  const rss1 = serverRssKb();
+  const idle = phase();
+  await sleep(P.idleSeconds * 1000);
+  const im = idle.end();
+  const rss2 = serverRssKb();
+  const n = clients.length;
+  closeAll(clients);
+  const perConn = rss0 !== null && rss1 !== null && n ? (rss1 - rss0) / n : null;
+  return {
+    metrics: {
+      rss_kb_per_conn: round(perConn, 2),
+      conn_per_s: round(n / tConnect.wall, 1),
+      idle_cpu_pct: im.serverCpu === null ? null : round((100 * im.serverCpu) / im.wall, 2),
+      setup_cpu_s: round(setup.serverCpu),
+    },
+    detail: { clients: n, requested: P.clients, room_size: P.roomSize, failed, quiet,
+              rss_kb_before: rss0, rss_kb_after: rss1, rss_kb_after_idle: rss2,
+              connect_wall_s: round(tConnect.wall), setup_wall_s: round(setup.wall),
+              setup_server_cpu_s: round(setup.serverCpu), setup_gen_cpu_s: round(setup.genCpu),
+              idle_s: round(im.wall), idle_server_cpu_s: round(im.serverCpu),
+              pushes: pushesTotal, auth_latency: latencyStats(latencies) },
+  };
+}
+
+async function scenarioDisconnect() {
+  const timeoutMs = P.timeout * 1000;
+  const N = P.clients;
+  const conv = new Convergence();
+  conv.size = N;
+  conv.pendingCount = N;
+  const all = [];
+  const res = await startMany(N, P.concurrency, (i) => {
+    const c = new Client(i, "dc", { track: true, onChange: (x) => conv.check(x) });
+    conv.watch.add(c);
+    all.push(c);
+    return c;
+  }, timeoutMs);
+  if (res.clients.length !== N) throw new Error(`only ${res.clients.length}/${N} clients authenticated`);
+  const joined = await waitFor(() => conv.doneAt !== null, timeoutMs);
+  if (!joined) throw new Error("setup join did not converge");
+  await waitQuiet(300, 10000);
+
+  // Phase 1: half of them go away at once.
+  const leaving = all.filter((c) => c.index % 2 === 1);
+  const staying = all.filter((c) => c.index % 2 === 0);
+  const expected = new Set(staying.map((c) => c.id));
+  conv.reset(staying, { size: staying.length, expected });
+  let pushes0 = pushesTotal;
+  const ph1 = phase();
+  closeAll(leaving);
+  const ok1 = await waitFor(() => conv.doneAt !== null, timeoutMs);
+  const m1 = ph1.end();
+  const pushes1 = pushesTotal - pushes0;
+  const bad1 = conv.mismatches(expected);
+
+  // Phase 2 (recovery): as many new clients join again.
+  pushes0 = pushesTotal;
+  const ph2 = phase();
+  const rejoin = [];
+  conv.size = N;
+  conv.expected = null;
+  conv.doneAt = null;
+  conv.pendingCount = N;
+  conv.watch = new Set();
+  for (const c of staying) {
+    c.converged = false;
+    conv.watch.add(c);
+  }
+  const res2 = await startMany(leaving.length, P.concurrency, (i) => {
+    const c = new Client(N + i, "dc", { track: true, onChange: (x) => conv.check(x) });
+    conv.watch.add(c);
+    rejoin.push(c);
+    return c;
+  }, timeoutMs);
+  for (const c of staying) conv.check(c);
+  const ok2 = await waitFor(() => conv.doneAt !== null, timeoutMs);
+  const m2 = ph2.end();
+  const pushes2 = pushesTotal - pushes0;
+  const expected2 = new Set([...staying, ...res2.clients].map((c) => c.id));
+  const bad2 = conv.mismatches(expected2);
+  closeAll(staying);
+  closeAll(rejoin);
+  return {
+    metrics: {
+      leave_converge_s: ok1 ? round(m1.wall) : null,
+      rejoin_converge_s: ok2 ? round(m2.wall) : null,
+      leave_pushes_per_cpu_s: perCpu(pushes1, m1.serverCpu),
+      rejoin_pushes_per_cpu_s: perCpu(pushes2, m2.serverCpu),
+    },
+    detail: { clients: N, left: leaving.length, leave_converged: ok1, leave_mismatched: bad1,
+              leave_pushes: pushes1, leave_server_cpu_s: round(m1.serverCpu),
+              leave_gen_cpu_s: round(m1.genCpu), rejoin_converged: ok2, rejoin_mismatched: bad2,
+              rejoin_pushes: pushes2, rejoin_failed: res2.failed,
+              rejoin_server_cpu_s: round(m2.serverCpu), rejoin_gen_cpu_s: round(m2.genCpu) },
+  };
+}
+
+const SCENARIOS = {
+  connect: scenarioConnect,
+  relay: scenarioRelay,
+  broadcast: scenarioBroadcast,
+  storm: scenarioStorm,
+  idle: scenarioIdle,
+  disconnect: scenarioDisconnect,
+};
+
+(async () => {
+  const t0 = performance.now();
+  const cpu0 = serverCpu();
+  let out;
+  try {
+    const r = await SCENARIOS[SCENARIO]();
+    out = { scenario: SCENARIO, params: P, ...r };
+  } catch (e) {
+    out = { scenario: SCENARIO, params: P, error: String(e && e.stack ? e.stack : e) };
+  }
+  const cpu1 = serverCpu();
+  out.total = {
+    wall_s: round((performance.now() - t0) / 1000),
+    server_cpu_s: cpu0 === null || cpu1 === null ? null : round(cpu1 - cpu0),
+    gen_cpu_s: round(selfCpu()),
+    errors,
+    error_samples: errorSamples,
+  };
+  console.log(JSON.stringify(out));
+  // Give the closes a moment to go out, then leave whatever is still open.
+  setTimeout(() => process.exit(0), 300);
+})();
