@@ -67,19 +67,10 @@ FULL: list[tuple[str, str, dict[str, Any]]] = [
 """A fixed-rate relay run (same offered load on every server) compares latency fairly."""
 FIXED_RATE = ("relay-fixed-5k", "relay", {"pairs": 20, "seconds": 3, "rate": 5000})
 
-# metric -> True when higher is better
-DIRECTION = {
-    "msg_per_s": True,
-    "msg_per_cpu_s": True,
-    "p50_ms": False,
-    "p99_ms": False,
-    "connects_per_s": True,
-    "joins_per_s": True,
-    "converge_ms": False,
-    "rss_kb_per_conn": False,
-    "failed": False,
-    "deliveries_per_s": True,
-}
+
+def higher_is_better(metric: str) -> bool:
+    """Rates are better high; times, latencies, CPU and memory are better low."""
+    return metric.endswith(("per_s", "per_cpu_s"))
 
 
 def free_port() -> int:
@@ -159,7 +150,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", action="append", default=[], help="label or scenario")
     parser.add_argument("--servers", default="ours,ours-psio,reference")
+    parser.add_argument("--report", type=Path, help="only re-render a results.json")
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        results_, meta_ = saved["results"], saved["meta"]
+        servers_ = list(results_)
+        labels = {label for r in results_.values() for label in r}
+        plan_ = [p for p in [*QUICK, *FULL, FIXED_RATE] if p[0] in labels]
+        plan_ = list({p[0]: p for p in plan_}.values())
+        (RESULTS / "results.md").write_text(table(results_, servers_, plan_, meta_))
+        chart(results_, servers_, plan_)
+        print((RESULTS / "results.md").read_text())
+        return
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -230,7 +233,7 @@ def table(
         ]
         for key in metrics:
             values = [results[n].get(label, {}).get("metrics", {}).get(key) for n in servers]
-            better = {True: " ↑", False: " ↓"}.get(DIRECTION.get(key, True), "")
+            better = " ↑" if higher_is_better(key) else " ↓"
             row = [label, key + better, *(fmt(v) for v in values)]
             if len(head) > len(row):
                 ours = results["ours"].get(label, {}).get("metrics", {}).get(key)
@@ -267,13 +270,13 @@ def chart(
     for label, _, _ in plan:
         ref = results["reference"].get(label, {}).get("metrics", {})
         for key, value in ref.items():
-            if key not in DIRECTION or not isinstance(value, int | float) or not value:
+            if not isinstance(value, int | float) or not value or key.endswith("cpu_s"):
                 continue
             labels.append(f"{label}\n{key}")
             for n in ratios:
                 ours = results[n].get(label, {}).get("metrics", {}).get(key)
                 ratio = ours / value if isinstance(ours, int | float) else 0.0
-                ratios[n].append(ratio if DIRECTION[key] else (1 / ratio if ratio else 0.0))
+                ratios[n].append(ratio if higher_is_better(key) else (1 / ratio if ratio else 0.0))
     fig, ax = plt.subplots(figsize=(max(8, len(labels) * 0.9), 5))
     width = 0.8 / max(1, len(ratios))
     for i, (n, values) in enumerate(ratios.items()):
