@@ -7,6 +7,7 @@ With ``jwt_secret`` set (config file or ``EASYRTC_JWT_SECRET``), every login nee
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,22 @@ def main(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     server = EasyRtcServer(options, hooks=JwtAuth.from_options(options))
-    web.run_app(create_app(server=server), host=options.host, port=options.port, print=None)
+    web.run_app(
+        create_app(server=server),
+        host=options.host,
+        port=options.port,
+        print=None,
+        loop=_event_loop(),
+    )
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (it is a dependency on Linux and macOS): a faster loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 if __name__ == "__main__":
