@@ -218,8 +218,9 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
 def test_server_starts_with_the_effective_options(monkeypatch: pytest.MonkeyPatch) -> None:
     started: dict[str, Any] = {}
 
-    def run_app(app: web.Application, *, host: str, port: int, print: Any) -> None:
+    def run_app(app: web.Application, *, host: str, port: int, loop: Any, **_: Any) -> None:
         started.update(server=app[SERVER_KEY], host=host, port=port)
+        loop.close()
 
     monkeypatch.setattr(cli.web, "run_app", run_app)
     env = {"EASYRTC_JWT_SECRET": "s" * 32, "EASYRTC_HOST": "127.0.0.1"}
