@@ -11,11 +11,9 @@ import pytest
 import socketio
 
 from easyrtc_server import control
-from easyrtc_server.auth import AuthRequest
-from easyrtc_server.core import Peer
 from easyrtc_server.errors import EasyRtcError, ErrorCode
-from easyrtc_server.hooks import Hooks
-from easyrtc_server.model import Connection, Field
+from easyrtc_server.hooks import AuthRequest, Hooks, JoinPhase
+from easyrtc_server.model import Connection, Field, Peer
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
 from support.client import TIMEOUT, Client
@@ -56,7 +54,9 @@ class RoomRules(Hooks):
         if not room_name.startswith("ok-"):
             raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_ROOM)
 
-    async def room_join(self, peer: Peer, app_name: str, room_name: str, parameter: Any) -> None:
+    async def room_join(
+        self, peer: Peer, app_name: str, room_name: str, parameter: Any, phase: JoinPhase
+    ) -> None:
         if room_name == "ok-locked" and (parameter or {}).get("pin") != "1234":
             raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_ROOM, "Wrong PIN.")
 
@@ -189,7 +189,7 @@ async def test_push_api_reaches_clients() -> None:
         assert await server.send_message("all", None, room="default") == 2
         assert (await b.next_msg())["targetRoom"] == "default"
 
-        control.add_to_group(server.core, b.easyrtcid, "vip")
+        control.add_to_group(server.core.state, b.easyrtcid, "vip")
         assert await server.send_message("vip", 1, group="vip") == 1
         assert (await b.next_msg())["targetGroup"] == "vip"
 

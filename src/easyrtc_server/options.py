@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from .jsregex import JsRegExp
 
@@ -49,8 +49,14 @@ def _re(source: str, flags: str = "i") -> JsRegExp:
 
 
 @dataclass(frozen=True, slots=True)
-class Options:
-    """Everything that can be configured. Defaults are the reference server's."""
+class ProtocolOptions:
+    """The EasyRTC rules one application follows. Defaults are the reference server's.
+
+    Each application carries its own (``control.create_app(name, **changes)``); the server's
+    ``Options`` give the default application's, and the few that apply before an application
+    is chosen (``app_default_name``, ``app_auto_create_enable``, ``api_version_regexp``,
+    ``app_name_regexp``) are read from the server's.
+    """
 
     # Applications and rooms
     app_default_name: str = "default"
@@ -79,6 +85,32 @@ class Options:
     username_regexp: JsRegExp = _re(r"^(.){1,64}$")
     api_field_max_size: int = 4096
     """setRoomApiField's ``field`` whose JSON text is this long or longer gets BAD_SIZE."""
+
+    def __post_init__(self) -> None:
+        for name, value in _validated(self):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        """Build options from snake_case or the reference's camelCase names."""
+        return cls().replace(**values)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied (names in either spelling)."""
+        names = _names(type(self))
+        normalized: dict[str, Any] = {}
+        for key, value in changes.items():
+            name = option_name(key)
+            if name not in names:
+                raise OptionsError(f"option {key!r} is the server's, not an application's", key)
+            normalized[name] = value
+        return dataclasses.replace(self, **normalized)
+
+
+@dataclass(frozen=True, slots=True)
+class Options(ProtocolOptions):
+    """Everything that can be configured: the protocol options of the default application, and
+    how the server is hosted (listening, client files, transport, TURN, JWT)."""
 
     # Hosting
     host: str = "0.0.0.0"
@@ -117,24 +149,20 @@ class Options:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
 
-    def __post_init__(self) -> None:
-        for name, value in _validated(self):
-            object.__setattr__(self, name, value)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> Options:
-        """Build options from snake_case or the reference's camelCase names."""
-        return cls().replace(**values)
-
-    def replace(self, **changes: Any) -> Options:
-        """A copy with ``changes`` applied (names in either spelling)."""
-        normalized: dict[str, Any] = {}
-        for key, value in changes.items():
-            normalized[option_name(key)] = value
-        return dataclasses.replace(self, **normalized)
+    @property
+    def protocol(self) -> ProtocolOptions:
+        """The protocol options alone, as an application carries them."""
+        return ProtocolOptions(**{name: getattr(self, name) for name in PROTOCOL_OPTION_NAMES})
 
 
 OPTION_NAMES: frozenset[str] = frozenset(f.name for f in dataclasses.fields(Options))
+PROTOCOL_OPTION_NAMES: frozenset[str] = frozenset(
+    f.name for f in dataclasses.fields(ProtocolOptions)
+)
+
+
+def _names(cls: type[ProtocolOptions]) -> frozenset[str]:
+    return OPTION_NAMES if issubclass(cls, Options) else PROTOCOL_OPTION_NAMES
 
 SECRET_OPTIONS: frozenset[str] = frozenset(("turn_secret", "jwt_secret"))
 """Options never printed or logged."""
@@ -168,7 +196,7 @@ def parse_regexp(text: str) -> JsRegExp:
     return JsRegExp(text, "i")
 
 
-def _validated(options: Options) -> list[tuple[str, Any]]:
+def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
     """Check every option's type and value; return the ones that need converting."""
     converted: list[tuple[str, Any]] = []
     for f in dataclasses.fields(options):
@@ -187,7 +215,7 @@ def _validated(options: Options) -> list[tuple[str, Any]]:
         regexp = new_values.get(regexp_name, getattr(options, regexp_name))
         if not isinstance(value, str) or not regexp.test(value):
             raise OptionsError(f"option {name!r}: {value!r} does not match {regexp}", key=name)
-    if options.turn_urls and not options.turn_secret:
+    if isinstance(options, Options) and options.turn_urls and not options.turn_secret:
         raise OptionsError(
             "option 'turn_secret' is required when 'turn_urls' is set", key="turn_secret"
         )
