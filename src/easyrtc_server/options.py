@@ -80,6 +80,19 @@ class Options:
     api_field_max_size: int = 4096
     """setRoomApiField's ``field`` whose JSON text is this long or longer gets BAD_SIZE."""
 
+    # Bounds on what one client can store and create (the reference has none)
+    presence_type_max_size: int = 256
+    """A presence ``type`` whose JSON text is longer gets BAD_SIZE; it is copied into every
+    member list and token, so it must stay small."""
+    max_rooms_per_connection: int = 50
+    """Rooms one connection may be in at once (0: no limit)."""
+    max_rooms_per_join: int = 50
+    """Rooms one ``roomJoin`` or login may name (0: no limit)."""
+    max_rooms_per_app: int = 10_000
+    """Rooms an application may hold; joining beyond it cannot create more (0: no limit)."""
+    max_apps: int = 1_000
+    """Applications that may exist at once; logins cannot create more (0: no limit)."""
+
     # Hosting
     host: str = "0.0.0.0"
     port: int = 8080
@@ -194,7 +207,18 @@ def _validated(options: Options) -> list[tuple[str, Any]]:
     return converted
 
 
-_WHOLE_NUMBERS = frozenset(("room_max_connection", "api_field_max_size", "max_http_buffer_size"))
+_WHOLE_NUMBERS = frozenset(
+    (
+        "room_max_connection",
+        "api_field_max_size",
+        "max_http_buffer_size",
+        "presence_type_max_size",
+        "max_rooms_per_connection",
+        "max_rooms_per_join",
+        "max_rooms_per_app",
+        "max_apps",
+    )
+)
 _STRINGS = frozenset(("host", "api_public_folder", "demos_public_folder"))
 _OPTIONAL_STRINGS = frozenset(("turn_secret", "jwt_secret", "jwt_audience", "jwt_issuer"))
 

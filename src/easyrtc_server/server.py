@@ -88,7 +88,7 @@ class EasyRtcServer:
                 if ack is not None and peer is not None and peer.easyrtcid in links:
                     if undeliverable:
                         body = error_message(ErrorCode.MSG_REJECT_BAD_DATA, self.core.now())
-                    await ack(body)
+                    await self._acknowledge(peer, ack, body)
                 continue
             link = links.get(to)
             if link is None:
@@ -102,6 +102,14 @@ class EasyRtcServer:
             link = links.get(peer.easyrtcid)
             if link is not None:
                 await link.close()
+
+    async def _acknowledge(self, peer: Peer, ack: Ack, body: Json) -> None:
+        """Send the reply; one that cannot be encoded becomes an error reply, never silence."""
+        try:
+            await ack(body)
+        except (TypeError, ValueError, RecursionError) as exc:
+            log.warning("could not encode the reply to %s: %s", peer.easyrtcid, exc)
+            await ack(error_message(ErrorCode.MSG_REJECT_GEN_FAIL, self.core.now()))
 
     # -- what server code can do -------------------------------------------------------------
 
