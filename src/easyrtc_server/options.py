@@ -93,6 +93,11 @@ class Options:
     max_apps: int = 1_000
     """Applications that may exist at once; logins cannot create more (0: no limit)."""
 
+    # Performance
+    room_update_tick: float = 0.0
+    """Seconds during which the member-list deltas one socket receives are merged into one push
+    (``coalesce.py``); 0 sends each delta at once, as the reference does."""
+
     # Hosting
     host: str = "0.0.0.0"
     port: int = 8080
@@ -261,6 +266,10 @@ def _checked(name: str, value: Any) -> Any:
             if not isinstance(value, str):
                 raise OptionsError(f"option {name!r} must be a path, got {value!r}")
             return Path(value) if value else None
+    elif name == "room_update_tick":
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise OptionsError(f"option {name!r} must be a number of seconds from 0 to 1")
+        return float(value)
     elif name in ("ping_interval", "ping_timeout"):
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise OptionsError(f"option {name!r} must be a number of seconds > 0")

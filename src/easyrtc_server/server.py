@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from . import auth, control, ice, rooms
+from .coalesce import CoalescingLink, RoomUpdateBatcher
 from .core import COMMANDS, Core, Peer
 from .errors import EasyRtcError, ErrorCode, error_message
 from .hooks import Hooks
@@ -43,13 +44,14 @@ class EasyRtcServer:
         self.options = self.core.options
         self.hooks = hooks or Hooks()
         self.links: dict[str, Link] = {}
+        self.room_updates = RoomUpdateBatcher(self.options.room_update_tick)
 
     # -- the transport seam ------------------------------------------------------------------
 
     async def open(self, link: Link) -> Peer | None:
         """A socket connected; None if the ``connect`` hook refused it."""
         peer = self.core.open(link.remote_address)
-        self.links[peer.easyrtcid] = link
+        self.links[peer.easyrtcid] = self.room_updates.wrap(link)
         try:
             await self.hooks.connect(peer)
         except Exception as exc:
@@ -88,6 +90,9 @@ class EasyRtcServer:
                 if ack is not None and peer is not None and peer.easyrtcid in links:
                     if undeliverable:
                         body = error_message(ErrorCode.MSG_REJECT_BAD_DATA, self.core.now())
+                    held = links[peer.easyrtcid]
+                    if type(held) is CoalescingLink:  # deltas held for it go out first
+                        await held.flush()
                     await self._acknowledge(peer, ack, body)
                 continue
             link = links.get(to)
