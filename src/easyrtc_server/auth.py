@@ -67,12 +67,16 @@ def parse_auth(state: State, msg: Any) -> AuthRequest | ErrorCode:
     credential = data.get("credential", MISSING)
     if credential is not MISSING and not is_nonempty_object(credential):
         return bad
+    if rooms.names_too_many_rooms(opts, data.get("roomJoin")):
+        return ErrorCode.LOGIN_BAD_ROOM
     room_params = rooms.parse_room_map(opts, data.get("roomJoin", {}), strict_parameter=True)
     if room_params is None:
         return bad
     presence = data.get("setPresence", MISSING)
     if presence is not MISSING and not rooms.check_presence(opts, presence):
         return bad
+    if presence is not MISSING and not rooms.presence_fits(opts, presence):
+        return ErrorCode.MSG_REJECT_BAD_SIZE
     return AuthRequest(
         app_name=app_name,
         username=username,
@@ -101,11 +105,15 @@ def check_login(state: State, login: LoginRequested) -> JoinRequested | Outcome:
     ):
         return _refuse_written(state, login, "username", username)
     requested = request.rooms
-    if not isinstance(requested, dict) or not all(
-        isinstance(name, str)
-        and opts.room_name_regexp.test(name)
-        and (parameter is None or is_object(parameter))
-        for name, parameter in requested.items()
+    if (
+        not isinstance(requested, dict)
+        or rooms.names_too_many_rooms(opts, requested)
+        or not all(
+            isinstance(name, str)
+            and opts.room_name_regexp.test(name)
+            and (parameter is None or is_object(parameter))
+            for name, parameter in requested.items()
+        )
     ):
         return _refuse_written(state, login, "rooms", requested)
     names = requested or ({opts.room_default_name: None} if opts.room_default_enable else {})
@@ -139,7 +147,9 @@ def admit(state: State, join: JoinRequested) -> LoginAdmitted | Outcome:
     peer, request = login.peer, login.request
     app = state.apps.get(join.app_name)
     if app is None:
-        if not state.options.app_auto_create_enable:
+        server = state.options
+        full = bool(server.max_apps) and len(state.apps) >= server.max_apps
+        if not server.app_auto_create_enable or full:
             return _refuse(state, peer, ErrorCode.LOGIN_APP_AUTH_FAIL)
         app = state.create_app(join.app_name)
     names = list(join.rooms)
@@ -147,7 +157,9 @@ def admit(state: State, join: JoinRequested) -> LoginAdmitted | Outcome:
         # the default room was deleted by server code; it is never re-created here
         state.reclaim_app(app)
         return _refuse(state, peer, ErrorCode.LOGIN_GEN_FAIL)
-    refused = rooms.check_joinable(peer.easyrtcid, app, names)
+    conn = peer.connection
+    current = len(conn.rooms) if conn is not None and conn.app is app else 0
+    refused = rooms.check_joinable(peer.easyrtcid, app, names, current)
     if refused is not None:
         state.reclaim_app(app)
         code = ErrorCode.LOGIN_GEN_FAIL if refused == "full" else ErrorCode.LOGIN_BAD_ROOM

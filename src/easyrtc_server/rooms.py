@@ -22,21 +22,41 @@ from .state import State
 from .validation import MISSING, as_map, is_nonempty_object, is_object, utf16_length
 
 
-def check_joinable(conn_id: str, app: Application, names: list[str]) -> str | None:
-    """Why ``conn_id`` cannot enter all of ``names`` now: ``"full"``, ``"missing"``, or None.
+def check_joinable(
+    conn_id: str, app: Application, names: list[str], current: int = 0
+) -> str | None:
+    """Why ``conn_id`` cannot enter all of ``names`` now, or None.
 
-    A member is not counted twice against ``room_max_connection`` when it joins again.
+    ``"full"`` (a room is at ``room_max_connection``), ``"missing"`` (a room does not exist and
+    may not be created), ``"too_many"`` (the connection, in ``current`` rooms, would be in more
+    than ``max_rooms_per_connection``, or the application would hold more than
+    ``max_rooms_per_app``). A member is not counted twice when it joins again.
     """
     opts = app.options
     limit = opts.room_max_connection
+    new_rooms = new_memberships = 0
     for name in names:
         room = app.rooms.get(name)
         if room is None:
             if not opts.room_auto_create_enable:
                 return "missing"
-        elif limit and len(room.members) >= limit and conn_id not in room.members:
-            return "full"
+            new_rooms += 1
+            new_memberships += 1
+        elif conn_id not in room.members:
+            if limit and len(room.members) >= limit:
+                return "full"
+            new_memberships += 1
+    if opts.max_rooms_per_connection and current + new_memberships > opts.max_rooms_per_connection:
+        return "too_many"
+    if new_rooms and opts.max_rooms_per_app and len(app.rooms) + new_rooms > opts.max_rooms_per_app:
+        return "too_many"
     return None
+
+
+def names_too_many_rooms(opts: ProtocolOptions, value: Any) -> bool:
+    """A request naming more rooms than ``max_rooms_per_join``, checked before reading them."""
+    limit = opts.max_rooms_per_join
+    return bool(limit) and isinstance(value, dict | list) and len(value) > limit
 
 
 def parse_room_map(
@@ -72,6 +92,8 @@ def room_join(state: State, conn: Connection, msg: Json) -> JoinRequested | Outc
     if not is_object(data):
         return _refuse(state, conn, "roomJoin", ErrorCode.MSG_REJECT_BAD_DATA)
     value = data.get("roomJoin") if isinstance(data, dict) else None
+    if names_too_many_rooms(conn.app.options, value):
+        return _refuse(state, conn, "roomJoin", ErrorCode.MSG_REJECT_BAD_ROOM)
     requested = parse_room_map(conn.app.options, value)
     if not requested:  # an empty map crashes the reference; here it is just improper
         return _refuse(state, conn, "roomJoin", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
@@ -85,7 +107,7 @@ def apply_room_join(state: State, join: JoinRequested) -> Outcome:
     conn = join.conn
     assert conn is not None
     names = list(join.rooms)
-    if check_joinable(conn.easyrtcid, conn.app, names) is not None:
+    if check_joinable(conn.easyrtcid, conn.app, names, len(conn.rooms)) is not None:
         return _refuse(state, conn, "roomJoin", ErrorCode.MSG_REJECT_BAD_ROOM)
     out = Outcome()
     for name in names:
@@ -114,6 +136,8 @@ def set_presence(state: State, conn: Connection, msg: Json) -> Outcome:
     presence = data.get("setPresence") if isinstance(data, dict) else None
     if not check_presence(conn.app.options, presence):
         return _refuse(state, conn, "setPresence", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
+    if not presence_fits(conn.app.options, presence):
+        return _refuse(state, conn, "setPresence", ErrorCode.MSG_REJECT_BAD_SIZE)
     apply_presence(conn, presence)
     out = Outcome().reply(
         room_data(
@@ -140,6 +164,13 @@ def check_presence(opts: ProtocolOptions, presence: Any) -> bool:
     return status is MISSING or (
         isinstance(status, str) and opts.presence_status_regexp.test(status)
     )
+
+
+def presence_fits(opts: ProtocolOptions, presence: Any) -> bool:
+    """The presence ``type`` (free-form; copied into every member list) is small enough."""
+    if not isinstance(presence, dict) or "type" not in presence:
+        return True
+    return _json_length(presence["type"]) <= opts.presence_type_max_size
 
 
 def apply_presence(conn: Connection, presence: Any) -> None:

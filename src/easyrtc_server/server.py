@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from . import control
+from .coalesce import CoalescingLink, RoomUpdateBatcher
 from .core import Core
 from .decisions import (
     Decision,
@@ -53,13 +54,14 @@ class EasyRtcServer:
         self.hooks = hooks or Hooks()
         self.hooks.bind(self)
         self.links: dict[str, Link] = {}
+        self.room_updates = RoomUpdateBatcher(self.options.room_update_tick)
 
     # -- the transport seam ------------------------------------------------------------------
 
     async def open(self, link: Link) -> Peer | None:
         """A socket connected; None if the ``connect`` hook refused it."""
         peer = self.core.open(link.remote_address)
-        self.links[peer.easyrtcid] = link
+        self.links[peer.easyrtcid] = self.room_updates.wrap(link)
         try:
             await self.hooks.connect(peer)
         except Exception as exc:
@@ -105,7 +107,14 @@ class EasyRtcServer:
                 if ack is not None and peer is not None and peer.easyrtcid in links:
                     if undeliverable:
                         body = error_message(ErrorCode.MSG_REJECT_BAD_DATA, self.core.now())
-                    await ack(body)
+                    held = links[peer.easyrtcid]
+                    if type(held) is CoalescingLink:  # deltas held for it go out first
+                        await held.flush()
+                    try:
+                        await ack(body)
+                    except (TypeError, ValueError, RecursionError) as exc:  # not encodable
+                        log.warning("could not encode the reply to %s: %s", peer.easyrtcid, exc)
+                        await ack(error_message(ErrorCode.MSG_REJECT_GEN_FAIL, self.core.now()))
                 continue
             to = send.to
             link = links.get(to)
