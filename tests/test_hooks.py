@@ -126,6 +126,9 @@ async def test_failing_hooks_refuse_cleanly_without_ghosts() -> None:
         assert no_ice["msgData"]["errorCode"] == "LOGIN_GEN_FAIL"
         await asyncio.wait_for(b.disconnected.wait(), TIMEOUT)
         assert server.occupants("default", "default") == [a.easyrtcid]
+        # a's socket delivers in order: once this marker arrives, any announcement would have too
+        await server.send_message("marker", easyrtcid=a.easyrtcid)
+        assert (await a.next_msg())["msgType"] == "marker"
         assert a.cmds.empty()  # nobody was announced
 
 
