@@ -299,8 +299,8 @@ def test_version_names_the_bundled_client(installed: Installed) -> None:
     )
     lines = result.stdout.splitlines()
     assert lines[0] == "easyrtc-server 0.1.0"
-    assert f"open-easyrtc {EASYRTC_VERSION} from {installed.venv}" in lines[1]
-    assert f"socket.io-client {SOCKETIO_VERSION} from {installed.venv}" in lines[1]
+    assert f"open-easyrtc {EASYRTC_VERSION} from {installed.venv.resolve()}" in lines[1]
+    assert f"socket.io-client {SOCKETIO_VERSION} from {installed.venv.resolve()}" in lines[1]
     assert lines[2] == (
         f"bundled client files: open-easyrtc {EASYRTC_VERSION}, socket.io-client {SOCKETIO_VERSION}"
     )
@@ -344,8 +344,10 @@ async def test_installed_server_serves_the_client_and_every_demo_script(
                 checked.add(target.path)
         assert {"/easyrtc/easyrtc.js", "/socket.io/socket.io.js", "/demos/demo.js"} <= checked
 
-    startup = log.read_text()
-    assert f"client files: open-easyrtc {EASYRTC_VERSION} from {installed.venv}" in startup
+    startup = _read(log)
+    assert (
+        f"client files: open-easyrtc {EASYRTC_VERSION} from {installed.venv.resolve()}" in startup
+    )
     assert "(package)" in startup
 
 
