@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hatchling.builders.config import BuilderConfig
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 PACKAGE_DATA_DIR = "easyrtc_server/client"
@@ -54,7 +55,7 @@ class ClientFilesError(RuntimeError):
     """The client files cannot be had; the message says what is missing and how to get it."""
 
 
-class ClientFilesHook(BuildHookInterface):
+class ClientFilesHook(BuildHookInterface[BuilderConfig]):
     """Adds ``easyrtc_server/client/`` to regular (not editable) wheels."""
 
     PLUGIN_NAME = "custom"
