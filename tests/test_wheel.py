@@ -243,6 +243,29 @@ def test_sdist_without_npm_says_what_is_missing(built: Built, tmp_path: Path) ->
     assert not list(source.glob("dist/*.whl"))
 
 
+def test_editable_install_needs_neither_npm_nor_node_modules(built: Built, tmp_path: Path) -> None:
+    """``pip install -e .`` (PEP 660 ``build_editable``) skips the client files: a checkout
+    serves its own node_modules."""
+    with tarfile.open(built.sdist) as sdist:
+        sdist.extractall(tmp_path, filter="data")
+    [source] = tmp_path.iterdir()
+    env = _clean_env() | {"EASYRTC_NPM": "npm-is-not-installed"}
+    script = "from hatchling.build import build_editable; print(build_editable('out'))"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    with zipfile.ZipFile(source / "out" / result.stdout.split()[-1]) as wheel:
+        names = wheel.namelist()
+    assert not [name for name in names if name.startswith(CLIENT_IN_WHEEL + "/")]
+    assert any(name.endswith(".pth") for name in names)
+
+
 # --- the build hook on its own --------------------------------------------------------------
 
 
