@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import click
 from aiohttp import web
 
 from .app import create_app
+from .clientfiles import bundled_versions, find_client_files
 from .config import ConfigError, Setting, load_options, to_toml
 from .jwtauth import JwtAuth
 from .options import LOG_LEVELS, TRANSPORTS, Options
@@ -24,7 +26,31 @@ from .server import EasyRtcServer
 _DEFAULTS = Options()
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: this server's version, the client files it would serve (found as at
+    start-up, from $EASYRTC_CLIENT_DIR or the defaults), and those bundled in the package."""
+    if not value or ctx.resilient_parsing:
+        return
+    try:
+        version = metadata.version("easyrtc-server")
+    except metadata.PackageNotFoundError:
+        from . import __version__ as version
+    bundled = ", ".join(f"{name} {v}" for name, v in bundled_versions().items())
+    click.echo(f"easyrtc-server {version}")
+    click.echo(find_client_files().summary())
+    click.echo(f"bundled client files: {bundled or 'none (a checkout serves its node_modules)'}")
+    ctx.exit()
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the server's version and its client files' versions, and exit.",
+)
 @click.option(
     "--config",
     "config_file",
@@ -114,6 +140,9 @@ def main(
         return
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("easyrtc_server").info(
+        "%s", find_client_files(options.client_dir, options.socketio_js).summary()
     )
     server = EasyRtcServer(options, hooks=JwtAuth.from_options(options))
     web.run_app(
