@@ -123,7 +123,7 @@ class EasyRtcServer:
             try:
                 await link.send(send.event, body)
             except (TypeError, ValueError, RecursionError) as exc:  # not encodable (too deep)
-                log.warning("could not send %s to %s: %s", body.get("msgType"), to, exc)
+                log.warning("could not send %s to %s: %s", send.event, to, exc)
                 undeliverable = True
         if out.close and peer is not None:
             link = links.get(peer.easyrtcid)
