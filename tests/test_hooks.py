@@ -448,3 +448,20 @@ def test_hooks_are_bound_to_their_server() -> None:
     assert hooks.server is server
     with pytest.raises(RuntimeError):
         EasyRtcServer(hooks=hooks)
+
+
+async def test_each_refusal_is_logged_once_with_client_text_escaped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = EasyRtcServer(hooks=RoomRules())
+    sock = await Socket.open(server)
+    await sock.login()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="easyrtc_server"):
+        await sock.send("easyrtcCmd", {"msgType": "roomJoin", "msgData": {"roomJoin": ROOM_X}})
+        await sock.send("easyrtcMsg", {"msgType": "evil\n" + "x" * 500, "targetRoom": "nowhere"})
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2, lines
+    assert "MSG_REJECT_BAD_ROOM" in lines[0] and sock.peer.easyrtcid in lines[0]
+    assert "MSG_REJECT_TARGET_ROOM" in lines[1]
+    assert "\n" not in lines[1] and len(lines[1]) < 200

@@ -138,10 +138,10 @@ class EasyRtcServer:
         while not isinstance(step, Outcome):
             try:
                 accept = await self._ask_hooks(peer, step)
-            except Exception as exc:
-                _log_refusal(step.what, peer.easyrtcid, exc)
-                if isinstance(exc, EasyRtcError):
-                    return self.core.refuse(step, exc.code, exc.text)
+            except EasyRtcError as exc:  # the core logs the refusal
+                return self.core.refuse(step, exc.code, exc.text)
+            except Exception:
+                log.exception("hook failed for %s of %s", step.what, peer.easyrtcid)
                 return self.core.refuse(step, step.failure)
             step = accept()
         return step
