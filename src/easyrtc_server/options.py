@@ -184,6 +184,7 @@ PROTOCOL_OPTION_NAMES: frozenset[str] = frozenset(
 def _names(cls: type[ProtocolOptions]) -> frozenset[str]:
     return OPTION_NAMES if issubclass(cls, Options) else PROTOCOL_OPTION_NAMES
 
+
 SECRET_OPTIONS: frozenset[str] = frozenset(("turn_secret", "jwt_secret"))
 """Options never printed or logged."""
 
