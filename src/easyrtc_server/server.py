@@ -17,6 +17,7 @@ from typing import Any
 from . import auth, control, ice, rooms
 from .core import COMMANDS, Core, Peer
 from .errors import EasyRtcError, ErrorCode, error_message
+from .events import ServerEvents
 from .hooks import Hooks
 from .model import Connection
 from .options import Options
@@ -43,6 +44,8 @@ class EasyRtcServer:
         self.options = self.core.options
         self.hooks = hooks or Hooks()
         self.links: dict[str, Link] = {}
+        self.events = ServerEvents()  # ops: metrics, webhooks, admin (events.py)
+        self.draining = False  # set while shutting down: /readyz answers 503
 
     # -- the transport seam ------------------------------------------------------------------
 
@@ -57,6 +60,7 @@ class EasyRtcServer:
             del self.links[peer.easyrtcid]
             self.core.close(peer)
             return None
+        self.events.opened(peer, link)
         return peer
 
     async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> None:
@@ -67,9 +71,11 @@ class EasyRtcServer:
             login = event == "easyrtcAuth"
             code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
             out = Outcome(close=login).reply(error_message(code, self.core.now()))
+        self.events.received(peer, event, data, out)
         await self.deliver(peer, out, ack)
 
     async def close(self, peer: Peer) -> None:
+        self.events.closed(peer, self.links.get(peer.easyrtcid))
         self.links.pop(peer.easyrtcid, None)
         conn = peer.connection
         left = list(conn.rooms) if conn is not None else []
@@ -81,6 +87,7 @@ class EasyRtcServer:
 
     async def deliver(self, peer: Peer | None, out: Outcome, ack: Ack | None) -> None:
         """Carry out ``out`` for an event of ``peer``: sends in order, then maybe close."""
+        self.events.sent(out)
         links = self.links
         undeliverable = False
         for to, event, body in out.sends:

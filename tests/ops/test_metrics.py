@@ -1,0 +1,115 @@
+"""/metrics: after a scripted session the scraped values are exactly what happened."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from easyrtc_server.auth import AuthRequest
+from easyrtc_server.core import Peer
+from easyrtc_server.errors import EasyRtcError, ErrorCode
+from easyrtc_server.hooks import Hooks
+from support.ports import free_port
+
+from .opskit import Closes, clients, scrape, served, value
+
+
+class NoMallory(Hooks):
+    async def authenticate(self, peer: Peer, request: AuthRequest) -> None:
+        if request.username == "mallory":
+            raise EasyRtcError(ErrorCode.LOGIN_BAD_AUTH)
+
+
+async def test_scripted_session_is_counted_exactly() -> None:
+    async with served(NoMallory()) as (server, url), clients(url, 3) as (alice, bob, mallory):
+        closes = Closes(server)
+        _, before = await scrape(url + "/metrics")
+        assert value(before, "easyrtc_connections", state="open") == 3
+        assert value(before, "easyrtc_connections", state="authenticated") == 0
+
+        await alice.login(username="alice")
+        await bob.login(username="bob")
+        refused = await mallory.call(
+            "easyrtcAuth",
+            {"msgType": "authenticate", "msgData": {"apiVersion": "1.1.1", "username": "mallory"}},
+        )
+        assert refused["msgData"]["errorCode"] == "LOGIN_BAD_AUTH"
+        await closes.wait(1)
+
+        join = {"roomJoin": {"lobby": {"roomName": "lobby"}}}
+        await alice.cmd("roomJoin", msgData=join)
+        await bob.cmd("roomJoin", msgData=join)
+        for n in range(3):
+            await alice.cmd("candidate", targetEasyrtcid=bob.easyrtcid, msgData={"n": n})
+        await bob.call(
+            "easyrtcMsg", {"msgType": "chat", "targetEasyrtcid": alice.easyrtcid, "msgData": "hi"}
+        )
+        await alice.call("easyrtcMsg", {"msgType": "chat", "targetRoom": "lobby", "msgData": "x"})
+        await alice.call("easyrtcCmd", {"msgType": "noSuchCommand"})
+
+        text, after = await scrape(url + "/metrics")
+
+    assert value(after, "easyrtc_connections_opened_total", transport="websocket") == 3
+    assert value(after, "easyrtc_connections_opened_total", transport="polling") == 0
+    assert value(after, "easyrtc_connections", state="open") == 2
+    assert value(after, "easyrtc_connections", state="authenticated") == 2
+    assert value(after, "easyrtc_connections_by_transport", transport="websocket") == 2
+    assert value(after, "easyrtc_logins_total") == 2
+    assert value(after, "easyrtc_login_refusals_total", code="LOGIN_BAD_AUTH") == 1
+    assert value(after, "easyrtc_login_refusals_total", code="LOGIN_GEN_FAIL") == 0
+    assert value(after, "easyrtc_applications") == 1
+    assert value(after, "easyrtc_rooms") == 2  # default and lobby
+    assert value(after, "easyrtc_room_members_max") == 2
+    assert value(after, "easyrtc_room_members_bucket", le="1") == 0
+    assert value(after, "easyrtc_room_members_bucket", le="2") == 2
+    assert value(after, "easyrtc_room_members_gcount") == 2
+    assert value(after, "easyrtc_room_joins_total") == 4  # two logins into default, two joins
+
+    received = "easyrtc_messages_received_total"
+    assert value(after, received, event="easyrtcAuth", msg_type="authenticate") == 3
+    assert value(after, received, event="easyrtcCmd", msg_type="roomJoin") == 2
+    assert value(after, received, event="easyrtcCmd", msg_type="candidate") == 3
+    assert value(after, received, event="easyrtcMsg", msg_type="other") == 2  # "chat"
+    assert value(after, received, event="easyrtcCmd", msg_type="other") == 1
+    assert value(after, "easyrtc_relayed_signals_total") == 3
+    assert value(after, "easyrtc_relayed_messages_total") == 2  # one direct, one to bob in lobby
+
+    sent = "easyrtc_messages_sent_total"
+    assert value(after, sent, msg_type="token") == 2
+    assert value(after, sent, msg_type="error") == 2  # the refusal and the unknown command
+    assert value(after, sent, msg_type="candidate") == 3
+    assert value(after, sent, msg_type="other") == 2  # the two "chat" deliveries
+    # acks: 3 candidates + 2 easyrtcMsg
+    assert value(after, sent, msg_type="ack") == 5
+
+    hook_count = "easyrtc_hook_duration_seconds_count"
+    assert value(after, hook_count, hook="authenticate") == 3
+    assert value(after, hook_count, hook="connect") == 3
+    assert value(after, "easyrtc_slow_consumer_closes_total") == 0
+    assert value(after, "easyrtc_event_loop_lag_seconds_count") >= 0
+    assert "process_cpu_seconds_total" in text and "python_info" in text
+    for secret in ("alice", "bob", "mallory", alice.easyrtcid, "127.0.0.1"):
+        assert secret not in text  # no client data
+
+
+async def test_metrics_on_their_own_port_or_off() -> None:
+    port = free_port()
+    async with served(metrics_port=port) as (_, url), aiohttp.ClientSession() as http:
+        async with http.get(url + "/metrics") as response:
+            assert response.status == 404
+        _, samples = await scrape(f"http://127.0.0.1:{port}/metrics")
+        assert value(samples, "easyrtc_connections", state="open") == 0
+    async with (
+        served(metrics_enable=False) as (_, url),
+        aiohttp.ClientSession() as http,
+        http.get(url + "/metrics") as response,
+    ):
+        assert response.status == 404
+
+
+async def test_two_servers_in_one_process_count_apart() -> None:
+    async with served() as (_, url_a), served() as (_, url_b), clients(url_a, 1) as (a,):
+        await a.login()
+        _, samples_a = await scrape(url_a + "/metrics")
+        _, samples_b = await scrape(url_b + "/metrics")
+    assert value(samples_a, "easyrtc_logins_total") == 1
+    assert value(samples_b, "easyrtc_logins_total") == 0
