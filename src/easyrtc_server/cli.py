@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .config import ConfigError, Setting, load_options, to_toml
 from .jwtauth import JwtAuth
 from .options import LOG_LEVELS, TRANSPORTS, Options
 from .server import EasyRtcServer
+from .startup import announce, config_sources, listen_error
 
 _DEFAULTS = Options()
 
@@ -116,13 +118,17 @@ def main(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     server = EasyRtcServer(options, hooks=JwtAuth.from_options(options))
-    web.run_app(
-        create_app(server=server),
-        host=options.host,
-        port=options.port,
-        print=None,
-        loop=_event_loop(),
-    )
+    sources = config_sources(config_file, os.environ, (flag for flag, _ in given.values()))
+    try:
+        web.run_app(
+            create_app(server=server),
+            host=options.host,
+            port=options.port,
+            print=lambda _: announce(options, sources),
+            loop=_event_loop(),
+        )
+    except OSError as exc:  # the port is taken, the address is wrong: one line, no traceback
+        raise click.ClickException(listen_error(exc, options)) from None
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
