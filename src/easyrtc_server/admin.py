@@ -162,16 +162,16 @@ class AdminApi:
         msg_type = body.get("msgType")
         if not isinstance(msg_type, str) or not 0 < len(msg_type) <= MSG_TYPE_MAX:
             return _problem(400, f"msgType must be a string of 1 to {MSG_TYPE_MAX} characters")
-        targets = [key for key in ("easyrtcid", "room", "group") if body.get(key) is not None]
+        targets = [key for key in ("easyrtcid", "room", "group") if key in body]
         if len(targets) != 1 or not isinstance(body[targets[0]], str):
             return _problem(400, "give exactly one of easyrtcid, room or group (a string)")
-        app = body.get("app")
-        if app is not None and not isinstance(app, str):
+        app = body.get("app", "")
+        if not isinstance(app, str):
             return _problem(400, "app must be a string")
         target = targets[0]
         try:
             count = await self.server.send_message(
-                msg_type, body.get("msgData"), app=app, **{target: body[target]}
+                msg_type, body.get("msgData"), app=app or None, **{target: body[target]}
             )
         except KeyError:
             return _problem(404, "no such application or room")
@@ -185,6 +185,9 @@ class AdminApi:
         if not isinstance(shared, bool):
             return _problem(400, "shared must be true or false")
         info = request.match_info
+        app = self.server.core.apps.get(info["app"])
+        if app is None or info["room"] not in app.rooms:
+            return _problem(404, "no such application or room")
         try:
             await self.server.set_room_field(
                 info["app"], info["room"], info["field"], body["value"], shared=shared
@@ -307,7 +310,17 @@ OPENAPI: Final[dict[str, Any]] = {
             "put": {
                 "summary": "Set a room field; members are told (shared fields)",
                 "operationId": "setRoomField",
-                "parameters": [_path_param("app"), _path_param("room"), _path_param("field")],
+                "parameters": [
+                    _path_param("app"),
+                    _path_param("room"),
+                    {
+                        "name": "field",
+                        "in": "path",
+                        "required": True,
+                        "description": "Must match the field_name_regexp option (default shown).",
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_. -]{1,32}$"},
+                    },
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -467,6 +480,11 @@ OPENAPI: Final[dict[str, Any]] = {
                     "group": {"type": "string"},
                 },
                 "description": "Exactly one of easyrtcid, room or group.",
+                "oneOf": [
+                    {"required": ["easyrtcid"]},
+                    {"required": ["room"]},
+                    {"required": ["group"]},
+                ],
             },
         },
     },
