@@ -8,7 +8,6 @@ With ``jwt_secret`` set (config file or ``EASYRTC_JWT_SECRET``), every login nee
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,21 @@ from typing import Any
 import click
 from aiohttp import web
 
+from . import logformat
 from .app import create_app
+from .checkconfig import check_config
 from .config import ConfigError, Setting, load_options, to_toml
 from .jwtauth import JwtAuth
-from .options import LOG_LEVELS, TRANSPORTS, Options
+from .options import LOG_FORMATS, LOG_LEVELS, TRANSPORTS, Options
 from .server import EasyRtcServer
 from .startup import announce, config_sources, listen_error
 
 _DEFAULTS = Options()
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.option(
     "--config",
     "config_file",
@@ -66,6 +69,17 @@ _DEFAULTS = Options()
     help=f"socket.io implementation.  [default: {_DEFAULTS.transport}]",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    help=f"text, or json: one object a line.  [default: {_DEFAULTS.log_format}]",
+)
+@click.option(
+    "--access-log",
+    is_flag=True,
+    default=None,
+    help="Log every HTTP request, socket.io polls included.",
+)
+@click.option(
     "--print-config",
     is_flag=True,
     help="Print the effective configuration as TOML (secrets hidden) and exit.",
@@ -80,6 +94,8 @@ def main(
     cors_origins: tuple[str, ...],
     log_level: str | None,
     transport: str | None,
+    log_format: str | None,
+    access_log: bool | None,
     print_config: bool,
 ) -> None:
     """A drop-in EasyRTC signaling server.
@@ -87,6 +103,8 @@ def main(
     Settings, each overriding the one before: defaults, the --config file, EASYRTC_<OPTION>
     environment variables, these flags.
     """
+    if click.get_current_context().invoked_subcommand is not None:
+        return
     given: dict[str, tuple[str, Any]] = {}
     if host is not None:
         given["host"] = ("--host", host)
@@ -104,6 +122,10 @@ def main(
         given["log_level"] = ("--log-level", log_level.lower())
     if transport is not None:
         given["transport"] = ("--transport", transport)
+    if log_format is not None:
+        given["log_format"] = ("--log-format", log_format)
+    if access_log:
+        given["access_log_enable"] = ("--access-log", True)
     overrides = {
         name: Setting(value, f"command line {flag}") for name, (flag, value) in given.items()
     }
@@ -114,10 +136,8 @@ def main(
     if print_config:
         click.echo(to_toml(options), nl=False)
         return
-    logging.basicConfig(
-        level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     server = EasyRtcServer(options, hooks=JwtAuth.from_options(options))
+    logformat.configure(options, server)
     sources = config_sources(config_file, os.environ, (flag for flag, _ in given.values()))
     try:
         web.run_app(
@@ -126,9 +146,20 @@ def main(
             port=options.port,
             print=lambda _: announce(options, sources),
             loop=_event_loop(),
+            access_log_class=logformat.access_logger_class(options),
         )
     except OSError as exc:  # the port is taken, the address is wrong: one line, no traceback
         raise click.ClickException(listen_error(exc, options)) from None
+
+
+@main.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def check_config_command(file: Path) -> None:
+    """Validate a TOML configuration FILE without starting the server."""
+    try:
+        click.echo(check_config(file))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
