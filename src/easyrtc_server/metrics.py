@@ -2,7 +2,11 @@
 
 Counters are kept by a ``Listener`` of the server's events; every label value is from a fixed
 set (unknown ``msgType``s count as ``other``) and the children are bound once, so counting a
-relayed message is a dict lookup and an increment. Gauges that the state already holds (open
+relayed message is a dict lookup and an increment. The per-message counters (messages in and
+out, relays) are ``Tally`` children, a plain integer, exported by a collector at scrape time:
+a ``prometheus_client`` child takes a mutex on every increment, which cost about 0.6 µs each
+here (four per relayed candidate, ten times the rest of the bookkeeping), and the server runs
+on one thread. Gauges that the state already holds (open
 connections, rooms, members per room) are read from it at scrape time by a custom collector,
 never maintained. Nothing here carries client data: no ids, names, addresses or payloads.
 """
@@ -23,7 +27,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -81,6 +90,15 @@ def transport_of(link: Link) -> str:
     return name if isinstance(name, str) else "python-socketio"
 
 
+class Tally:
+    """One pre-bound counter child: increment ``n``. Single-threaded use only (the event loop)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class Metrics(Listener):
     """The counters and histograms of one server, and the collector of its gauges."""
 
@@ -106,34 +124,16 @@ class Metrics(Listener):
             registry=reg,
         )
         self._refusals = {code: self.login_refusals.labels(code) for code in _codes()}
-        received = Counter(
-            "easyrtc_messages_received",
-            "Messages from clients, by event and msgType.",
-            ["event", "msg_type"],
-            registry=reg,
-        )
         self._received = {
-            event: {t: received.labels(event, t) for t in (*MSG_TYPES, "other")}
+            event: {t: Tally() for t in (*MSG_TYPES, "other")}
             for event in ("easyrtcAuth", "easyrtcCmd", "easyrtcMsg", "other")
         }
-        sent = Counter(
-            "easyrtc_messages_sent",
-            "Replies and pushes to clients, by msgType.",
-            ["msg_type"],
-            registry=reg,
-        )
-        self._sent = {t: sent.labels(t) for t in (*MSG_TYPES, "other")}
+        self._received_other = self._received["other"]
+        self._sent = {t: Tally() for t in (*MSG_TYPES, "other")}
         self._sent_other = self._sent["other"]
-        self.relayed_signals = Counter(
-            "easyrtc_relayed_signals",
-            "WebRTC signals (offer, answer, candidate, reject, hangup) passed to a peer.",
-            registry=reg,
-        )
-        self.relayed_messages = Counter(
-            "easyrtc_relayed_messages",
-            "easyrtcMsg deliveries from one client to another (one per recipient).",
-            registry=reg,
-        )
+        self.relayed_signals = Tally()
+        self.relayed_messages = Tally()
+        reg.register(_TallyCollector(self))
         self.slow_consumer_closes = Counter(
             "easyrtc_slow_consumer_closes",
             "Sockets closed because their send buffer went over the limit.",
@@ -165,22 +165,22 @@ class Metrics(Listener):
         self._opened[transport_of(link)].inc()
 
     def received(self, event: str, msg_type: str | None, out: Outcome) -> None:
-        by_type = self._received.get(event) or self._received["other"]
-        (by_type.get(msg_type) or by_type["other"]).inc()  # type: ignore[arg-type]
+        by_type = self._received.get(event) or self._received_other
+        (by_type.get(msg_type) or by_type["other"]).n += 1  # type: ignore[arg-type]
         if event == "easyrtcCmd":
             if msg_type in SIGNALS:
-                pushed = sum(1 for send in out.sends if send[0] is not None)
-                if pushed:
-                    self.relayed_signals.inc(pushed)
+                for send in out.sends:
+                    if send[0] is not None:
+                        self.relayed_signals.n += 1
         elif event == "easyrtcMsg":
-            pushed = sum(1 for send in out.sends if send[0] is not None)
-            if pushed:
-                self.relayed_messages.inc(pushed)
+            for send in out.sends:
+                if send[0] is not None:
+                    self.relayed_messages.n += 1
 
     def sent(self, out: Outcome) -> None:
         counters, other = self._sent, self._sent_other
-        for _to, _event, body in out.sends:
-            (counters.get(body.get("msgType")) or other).inc()  # type: ignore[arg-type]
+        for send in out.sends:
+            (counters.get(send[2].get("msgType")) or other).n += 1  # type: ignore[arg-type]
 
     def logged_in(self, conn: Connection) -> None:
         self.logins.inc()
@@ -216,6 +216,43 @@ class Metrics(Listener):
 
 def _codes() -> list[str]:
     return [code.value for code in ErrorCode] + ["other"]
+
+
+class _TallyCollector(Collector):
+    """The per-message counters, read from their tallies at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        received = CounterMetricFamily(
+            "easyrtc_messages_received",
+            "Messages from clients, by event and msgType.",
+            labels=["event", "msg_type"],
+        )
+        for event, by_type in m._received.items():
+            for msg_type, tally in by_type.items():
+                received.add_metric([event, msg_type], tally.n)
+        yield received
+        sent = CounterMetricFamily(
+            "easyrtc_messages_sent",
+            "Replies and pushes to clients, by msgType.",
+            labels=["msg_type"],
+        )
+        for msg_type, tally in m._sent.items():
+            sent.add_metric([msg_type], tally.n)
+        yield sent
+        yield CounterMetricFamily(
+            "easyrtc_relayed_signals",
+            "WebRTC signals (offer, answer, candidate, reject, hangup) passed to a peer.",
+            value=m.relayed_signals.n,
+        )
+        yield CounterMetricFamily(
+            "easyrtc_relayed_messages",
+            "easyrtcMsg deliveries from one client to another (one per recipient).",
+            value=m.relayed_messages.n,
+        )
 
 
 class _StateCollector(Collector):
