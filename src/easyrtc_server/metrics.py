@@ -204,13 +204,13 @@ class Metrics(Listener):
         """``GET /metrics``: the Prometheus text format."""
         return web.Response(body=self.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def watch_event_loop(self) -> None:
+    async def watch_event_loop(self, interval: float = LAG_INTERVAL) -> None:
         """Measure how late the loop runs a timer, until cancelled."""
         loop = asyncio.get_running_loop()
         observe = self.event_loop_lag.observe
         while True:
-            due = loop.time() + LAG_INTERVAL
-            await asyncio.sleep(LAG_INTERVAL)
+            due = loop.time() + interval
+            await asyncio.sleep(interval)
             observe(max(0.0, loop.time() - due))
 
 
