@@ -131,6 +131,7 @@ class Metrics(Listener):
         self._received_other = self._received["other"]
         self._sent = {t: Tally() for t in (*MSG_TYPES, "other")}
         self._sent_other = self._sent["other"]
+        self._errors = {code: Tally() for code in _codes()}
         self.relayed_signals = Tally()
         self.relayed_messages = Tally()
         reg.register(_TallyCollector(self))
@@ -180,7 +181,12 @@ class Metrics(Listener):
     def sent(self, out: Outcome) -> None:
         counters, other = self._sent, self._sent_other
         for send in out.sends:
-            (counters.get(send[2].get("msgType")) or other).n += 1  # type: ignore[arg-type]
+            msg_type = send[2].get("msgType")
+            (counters.get(msg_type) or other).n += 1  # type: ignore[arg-type]
+            if msg_type == "error":
+                data = send[2].get("msgData")
+                code = data.get("errorCode") if isinstance(data, dict) else None
+                (self._errors.get(code) or self._errors["other"]).n += 1  # type: ignore[arg-type]
 
     def logged_in(self, conn: Connection) -> None:
         self.logins.inc()
@@ -243,6 +249,14 @@ class _TallyCollector(Collector):
         for msg_type, tally in m._sent.items():
             sent.add_metric([msg_type], tally.n)
         yield sent
+        errors = CounterMetricFamily(
+            "easyrtc_errors_sent",
+            "EasyRTC errors sent to clients (every refusal, logins included), by error code.",
+            labels=["code"],
+        )
+        for code, tally in m._errors.items():
+            errors.add_metric([code], tally.n)
+        yield errors
         yield CounterMetricFamily(
             "easyrtc_relayed_signals",
             "WebRTC signals (offer, answer, candidate, reject, hangup) passed to a peer.",

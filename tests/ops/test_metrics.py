@@ -87,6 +87,9 @@ async def test_scripted_session_is_counted_exactly() -> None:
     assert value(after, sent, msg_type="other") == 2  # the two "chat" deliveries
     # acks: 3 candidates + 2 easyrtcMsg
     assert value(after, sent, msg_type="ack") == 5
+    assert value(after, "easyrtc_errors_sent_total", code="LOGIN_BAD_AUTH") == 1
+    assert value(after, "easyrtc_errors_sent_total", code="MSG_REJECT_BAD_TYPE") == 1
+    assert value(after, "easyrtc_errors_sent_total", code="other") == 0
 
     hook_count = "easyrtc_hook_duration_seconds_count"
     assert value(after, hook_count, hook="authenticate") == 3
