@@ -103,10 +103,8 @@ class ServerEvents:
         """Called before the server forgets the connection: ``peer.connection`` is still set."""
         self.connected_since.pop(peer.easyrtcid, None)
         self._sync_rooms(peer, gone=True)
-        reason = ""
-        sock = getattr(link, "engine_socket", None)
-        if sock is not None:
-            reason = str(getattr(sock, "close_reason", ""))
+        sock = engine_socket_of(link) if link is not None else None
+        reason = str(getattr(sock, "close_reason", ""))
         for listener in self.listeners:
             listener.closed(peer, reason)
 
@@ -158,6 +156,20 @@ class ServerEvents:
             self._rooms[cid] = now
         else:
             self._rooms.pop(cid, None)
+
+
+def engine_socket_of(link: Link) -> Any:
+    """The Engine.IO socket under a link of our own transport (through wrappers that expose
+    the link they wrap as ``inner``), or None for other transports."""
+    for _ in range(4):
+        sock = getattr(link, "engine_socket", None)
+        if sock is not None:
+            return sock
+        inner = getattr(link, "inner", None)
+        if inner is None:
+            return None
+        link = inner
+    return None
 
 
 def _error_code(body: Json) -> str:

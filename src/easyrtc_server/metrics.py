@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 
 from .core import COMMANDS
 from .errors import ErrorCode
-from .events import Listener, Member
+from .events import Listener, Member, engine_socket_of
 from .hooks import Hooks
 from .outcome import Outcome
 
@@ -85,8 +85,7 @@ LAG_INTERVAL: Final = 0.5
 
 def transport_of(link: Link) -> str:
     """``polling``/``websocket`` for our own transport, ``python-socketio`` for that binding."""
-    sock = getattr(link, "engine_socket", None)
-    name = getattr(sock, "transport_name", None)
+    name = getattr(engine_socket_of(link), "transport_name", None)
     return name if isinstance(name, str) else "python-socketio"
 
 

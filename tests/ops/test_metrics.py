@@ -144,12 +144,19 @@ class _FakeLink:
         pass
 
 
+class _Wrapper(_FakeLink):
+    """A link wrapping another (as a batching layer may), exposing it as ``inner``."""
+
+    def __init__(self, inner: _FakeLink) -> None:
+        self.inner = inner
+
+
 async def test_slow_consumer_closes_are_counted() -> None:
     server = EasyRtcServer()
     metrics = Metrics(server)
     server.events.add(metrics)
     fast, slow = _FakeLink(), _FakeLink()
-    fast_peer, slow_peer = await server.open(fast), await server.open(slow)
+    fast_peer, slow_peer = await server.open(fast), await server.open(_Wrapper(slow))
     assert fast_peer is not None and slow_peer is not None
     slow.engine_socket.close_reason = "slow consumer"
     await server.close(slow_peer)
