@@ -76,12 +76,16 @@ def parse_auth(core: Core, msg: Any) -> AuthRequest | ErrorCode:
     credential = data.get("credential", MISSING)
     if credential is not MISSING and not is_nonempty_object(credential):
         return bad
+    if rooms.names_too_many_rooms(opts, data.get("roomJoin")):
+        return ErrorCode.LOGIN_BAD_ROOM
     room_params = rooms.parse_room_map(opts, data.get("roomJoin", {}), strict_parameter=True)
     if room_params is None:
         return bad
     presence = data.get("setPresence", MISSING)
     if presence is not MISSING and not rooms.check_presence(opts, presence):
         return bad
+    if presence is not MISSING and not rooms.presence_fits(opts, presence):
+        return ErrorCode.MSG_REJECT_BAD_SIZE
     return AuthRequest(
         app_name=app_name,
         username=username,
@@ -129,7 +133,9 @@ def admit(core: Core, peer: Peer, request: AuthRequest) -> Admission | Outcome:
     cid = peer.easyrtcid
     app = core.apps.get(request.app_name)
     if app is None:
-        if not core.options.app_auto_create_enable:
+        server = core.options
+        full = bool(server.max_apps) and len(core.apps) >= server.max_apps
+        if not server.app_auto_create_enable or full:
             return core.reject(cid, "authenticate", ErrorCode.LOGIN_APP_AUTH_FAIL, close=True)
         app = core.create_app(request.app_name)
     names = list(rooms_to_join(core, request))
@@ -137,7 +143,8 @@ def admit(core: Core, peer: Peer, request: AuthRequest) -> Admission | Outcome:
         # the default room was deleted by server code; it is never re-created here
         core.reclaim_app(app)
         return core.reject(cid, "authenticate", ErrorCode.LOGIN_GEN_FAIL, close=True)
-    refusal = rooms.check_joinable(core, cid, app, names)
+    current = len(peer.connection.rooms) if peer.connection and peer.connection.app is app else 0
+    refusal = rooms.check_joinable(core, cid, app, names, current)
     if refusal is not None:
         core.reclaim_app(app)
         code = ErrorCode.LOGIN_GEN_FAIL if refusal == "full" else ErrorCode.LOGIN_BAD_ROOM

@@ -8,7 +8,9 @@ With ``jwt_secret`` set (config file or ``EASYRTC_JWT_SECRET``), every login nee
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from aiohttp import web
 from . import logformat
 from .app import create_app
 from .checkconfig import check_config
+from .clientfiles import bundled_versions, find_client_files
 from .config import ConfigError, Setting, load_options, to_toml
 from .jwtauth import JwtAuth
 from .options import LOG_FORMATS, LOG_LEVELS, TRANSPORTS, Options
@@ -27,8 +30,32 @@ from .startup import announce, config_sources, listen_error
 _DEFAULTS = Options()
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: this server's version, the client files it would serve (found as at
+    start-up, from $EASYRTC_CLIENT_DIR or the defaults), and those bundled in the package."""
+    if not value or ctx.resilient_parsing:
+        return
+    try:
+        version = metadata.version("easyrtc-server")
+    except metadata.PackageNotFoundError:
+        from . import __version__ as version
+    bundled = ", ".join(f"{name} {v}" for name, v in bundled_versions().items())
+    click.echo(f"easyrtc-server {version}")
+    click.echo(find_client_files().summary())
+    click.echo(f"bundled client files: {bundled or 'none (a checkout serves its node_modules)'}")
+    ctx.exit()
+
+
 @click.group(
     invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the server's version and its client files' versions, and exit.",
 )
 @click.option(
     "--config",
@@ -138,6 +165,9 @@ def main(
         return
     server = EasyRtcServer(options, hooks=JwtAuth.from_options(options))
     logformat.configure(options, server)
+    logging.getLogger("easyrtc_server").info(
+        "%s", find_client_files(options.client_dir, options.socketio_js).summary()
+    )
     sources = config_sources(config_file, os.environ, (flag for flag, _ in given.values()))
     try:
         web.run_app(

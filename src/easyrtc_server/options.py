@@ -80,6 +80,24 @@ class Options:
     api_field_max_size: int = 4096
     """setRoomApiField's ``field`` whose JSON text is this long or longer gets BAD_SIZE."""
 
+    # Bounds on what one client can store and create (the reference has none)
+    presence_type_max_size: int = 256
+    """A presence ``type`` whose JSON text is longer gets BAD_SIZE; it is copied into every
+    member list and token, so it must stay small."""
+    max_rooms_per_connection: int = 50
+    """Rooms one connection may be in at once (0: no limit)."""
+    max_rooms_per_join: int = 50
+    """Rooms one ``roomJoin`` or login may name (0: no limit)."""
+    max_rooms_per_app: int = 10_000
+    """Rooms an application may hold; joining beyond it cannot create more (0: no limit)."""
+    max_apps: int = 1_000
+    """Applications that may exist at once; logins cannot create more (0: no limit)."""
+
+    # Performance
+    room_update_tick: float = 0.0
+    """Seconds during which the member-list deltas one socket receives are merged into one push
+    (``coalesce.py``); 0 sends each delta at once, as the reference does."""
+
     # Hosting
     host: str = "0.0.0.0"
     port: int = 8080
@@ -224,7 +242,17 @@ def _validated(options: Options) -> list[tuple[str, Any]]:
 
 
 _WHOLE_NUMBERS = frozenset(
-    ("room_max_connection", "api_field_max_size", "max_http_buffer_size", "webhook_queue_size")
+    (
+        "room_max_connection",
+        "api_field_max_size",
+        "max_http_buffer_size",
+        "presence_type_max_size",
+        "max_rooms_per_connection",
+        "max_rooms_per_join",
+        "max_rooms_per_app",
+        "max_apps",
+        "webhook_queue_size",
+    )
 )
 _STRINGS = frozenset(("host", "api_public_folder", "demos_public_folder"))
 _OPTIONAL_STRINGS = frozenset(
@@ -276,6 +304,10 @@ def _checked(name: str, value: Any) -> Any:
             if not isinstance(value, str):
                 raise OptionsError(f"option {name!r} must be a path, got {value!r}")
             return Path(value) if value else None
+    elif name == "room_update_tick":
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise OptionsError(f"option {name!r} must be a number of seconds from 0 to 1")
+        return float(value)
     elif name in ("ping_interval", "ping_timeout", "webhook_timeout"):
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise OptionsError(f"option {name!r} must be a number of seconds > 0")

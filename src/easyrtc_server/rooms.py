@@ -32,19 +32,34 @@ if TYPE_CHECKING:
 # -- primitives ------------------------------------------------------------------------------
 
 
-def check_joinable(core: Core, conn_id: str, app: Application, names: list[str]) -> str | None:
-    """Why ``conn_id`` cannot enter all of ``names`` now: ``"full"``, ``"missing"``, or None.
+def check_joinable(
+    core: Core, conn_id: str, app: Application, names: list[str], current: int = 0
+) -> str | None:
+    """Why ``conn_id`` cannot enter all of ``names`` now, or None.
 
-    A member is not counted twice against ``room_max_connection`` when it joins again.
+    ``"full"`` (a room is at ``room_max_connection``), ``"missing"`` (a room does not exist and
+    may not be created), ``"too_many"`` (the connection, in ``current`` rooms, would be in more
+    than ``max_rooms_per_connection``, or the application would hold more than
+    ``max_rooms_per_app``). A member is not counted twice when it joins again.
     """
+    opts = app.options
     limit = core.options.room_max_connection
+    new_rooms = new_memberships = 0
     for name in names:
         room = app.rooms.get(name)
         if room is None:
-            if not app.options.room_auto_create_enable:
+            if not opts.room_auto_create_enable:
                 return "missing"
-        elif limit and len(room.members) >= limit and conn_id not in room.members:
-            return "full"
+            new_rooms += 1
+            new_memberships += 1
+        elif conn_id not in room.members:
+            if limit and len(room.members) >= limit:
+                return "full"
+            new_memberships += 1
+    if opts.max_rooms_per_connection and current + new_memberships > opts.max_rooms_per_connection:
+        return "too_many"
+    if new_rooms and opts.max_rooms_per_app and len(app.rooms) + new_rooms > opts.max_rooms_per_app:
+        return "too_many"
     return None
 
 
@@ -117,6 +132,12 @@ def _push_room_data(core: Core, to: str, rooms: Json, out: Outcome) -> None:
     )
 
 
+def names_too_many_rooms(opts: Options, value: Any) -> bool:
+    """A request naming more rooms than ``max_rooms_per_join``, checked before reading them."""
+    limit = opts.max_rooms_per_join
+    return bool(limit) and isinstance(value, dict | list) and len(value) > limit
+
+
 def parse_room_map(
     opts: Options, value: Any, *, strict_parameter: bool = False
 ) -> dict[str, Any] | None:
@@ -157,6 +178,8 @@ def parse_room_join(core: Core, conn: Connection, msg: Json) -> dict[str, Any] |
     if not is_object(data):
         return core.reject(conn.easyrtcid, "roomJoin", ErrorCode.MSG_REJECT_BAD_DATA)
     value = data.get("roomJoin") if isinstance(data, dict) else None
+    if names_too_many_rooms(conn.app.options, value):
+        return core.reject(conn.easyrtcid, "roomJoin", ErrorCode.MSG_REJECT_BAD_ROOM)
     requested = parse_room_map(conn.app.options, value)
     if not requested:  # an empty map crashes the reference; here it is just improper
         return core.reject(conn.easyrtcid, "roomJoin", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
@@ -165,7 +188,7 @@ def parse_room_join(core: Core, conn: Connection, msg: Json) -> dict[str, Any] |
 
 def apply_room_join(core: Core, conn: Connection, names: list[str]) -> Outcome:
     """Join every room of ``names`` or, if one cannot be joined, none of them."""
-    if check_joinable(core, conn.easyrtcid, conn.app, names) is not None:
+    if check_joinable(core, conn.easyrtcid, conn.app, names, len(conn.rooms)) is not None:
         return core.reject(conn.easyrtcid, "roomJoin", ErrorCode.MSG_REJECT_BAD_ROOM)
     out = Outcome()
     for name in names:
@@ -194,6 +217,8 @@ def set_presence(core: Core, conn: Connection, msg: Json) -> Outcome:
     presence = data.get("setPresence") if isinstance(data, dict) else None
     if not check_presence(conn.app.options, presence):
         return core.reject(conn.easyrtcid, "setPresence", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
+    if not presence_fits(conn.app.options, presence):
+        return core.reject(conn.easyrtcid, "setPresence", ErrorCode.MSG_REJECT_BAD_SIZE)
     apply_presence(conn, presence)
     out = Outcome().reply(
         room_data(
@@ -220,6 +245,13 @@ def check_presence(opts: Options, presence: Any) -> bool:
     return status is MISSING or (
         isinstance(status, str) and opts.presence_status_regexp.test(status)
     )
+
+
+def presence_fits(opts: Options, presence: Any) -> bool:
+    """The presence ``type`` (free-form; copied into every member list) is small enough."""
+    if not isinstance(presence, dict) or "type" not in presence:
+        return True
+    return _json_length(presence["type"]) <= opts.presence_type_max_size
 
 
 def apply_presence(conn: Connection, presence: Any) -> None:

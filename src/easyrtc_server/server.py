@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from . import auth, control, ice, rooms
+from .coalesce import CoalescingLink, RoomUpdateBatcher
 from .core import COMMANDS, Core, Peer
 from .errors import EasyRtcError, ErrorCode, error_message
 from .events import ServerEvents
@@ -44,6 +45,7 @@ class EasyRtcServer:
         self.options = self.core.options
         self.hooks = hooks or Hooks()
         self.links: dict[str, Link] = {}
+        self.room_updates = RoomUpdateBatcher(self.options.room_update_tick)
         self.events = ServerEvents()  # ops: metrics, webhooks, admin (events.py)
         self.draining = False  # set while shutting down: /readyz answers 503
 
@@ -52,7 +54,7 @@ class EasyRtcServer:
     async def open(self, link: Link) -> Peer | None:
         """A socket connected; None if the ``connect`` hook refused it."""
         peer = self.core.open(link.remote_address)
-        self.links[peer.easyrtcid] = link
+        self.links[peer.easyrtcid] = self.room_updates.wrap(link)
         try:
             await self.hooks.connect(peer)
         except Exception as exc:
@@ -95,7 +97,10 @@ class EasyRtcServer:
                 if ack is not None and peer is not None and peer.easyrtcid in links:
                     if undeliverable:
                         body = error_message(ErrorCode.MSG_REJECT_BAD_DATA, self.core.now())
-                    await ack(body)
+                    held = links[peer.easyrtcid]
+                    if type(held) is CoalescingLink:  # deltas held for it go out first
+                        await held.flush()
+                    await self._acknowledge(peer, ack, body)
                 continue
             link = links.get(to)
             if link is None:
@@ -109,6 +114,14 @@ class EasyRtcServer:
             link = links.get(peer.easyrtcid)
             if link is not None:
                 await link.close()
+
+    async def _acknowledge(self, peer: Peer, ack: Ack, body: Json) -> None:
+        """Send the reply; one that cannot be encoded becomes an error reply, never silence."""
+        try:
+            await ack(body)
+        except (TypeError, ValueError, RecursionError) as exc:
+            log.warning("could not encode the reply to %s: %s", peer.easyrtcid, exc)
+            await ack(error_message(ErrorCode.MSG_REJECT_GEN_FAIL, self.core.now()))
 
     # -- what server code can do -------------------------------------------------------------
 

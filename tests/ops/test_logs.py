@@ -26,7 +26,7 @@ from easyrtc_server.server import EasyRtcServer
 from support.ports import free_port
 
 from .opskit import clients, served
-from .test_startup import _command, _env
+from .test_startup import _command, _env, _lines_from
 
 
 @contextmanager
@@ -114,7 +114,7 @@ def test_command_line_logs_json(tmp_path: Path) -> None:
     ) as proc:
         assert proc.stderr is not None
         try:
-            first = proc.stderr.readline()
+            (first,) = _lines_from(proc.stderr, "listening on", 1)
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(10)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 from support.ports import free_port
 
@@ -37,11 +38,10 @@ def test_start_up_line_names_urls_transport_sources_and_role(tmp_path: Path) -> 
     ) as proc:
         assert proc.stderr is not None
         try:
-            lines = [proc.stderr.readline() for _ in range(2)]
+            main, metrics = _lines_from(proc.stderr, "listening on", 2)
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(10)
-    main, metrics = lines
     base = f"http://127.0.0.1:{port}"
     assert f"listening on {base}/: open {base}/, demos {base}/demos/, admin {base}/admin/" in main
     assert "transport lean" in main
@@ -54,13 +54,22 @@ def test_start_up_line_names_urls_transport_sources_and_role(tmp_path: Path) -> 
     assert f"metrics listening on http://127.0.0.1:{metrics_port}/" in metrics
 
 
+def _lines_from(stream: IO[str], start: str, count: int) -> list[str]:
+    """``count`` lines from the first one containing ``start`` (other log lines come first)."""
+    for _ in range(10):
+        line = stream.readline()
+        if start in line:
+            return [line] + [stream.readline() for _ in range(count - 1)]
+    raise AssertionError(f"no line with {start!r}")
+
+
 def _fails(*args: str) -> str:
     result = subprocess.run(_command(*args), capture_output=True, text=True, env=_env(), timeout=30)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+    errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert len(errors) == 1, result.stderr  # one line, after the start-up's log lines
+    return errors[0]
 
 
 def test_taken_port_is_one_line_and_an_error_exit() -> None:
