@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from .model import Connection
     from .server import EasyRtcServer
     from .transport import Link
+
+log = logging.getLogger("easyrtc_server")
 
 MSG_TYPES: Final = (
     *COMMANDS,
@@ -324,9 +327,12 @@ def time_hooks(hooks: Hooks, metrics: Metrics) -> None:
     """
     if getattr(hooks, "_easyrtc_timed", False):
         return
-    for name in HOOK_NAMES:
-        setattr(hooks, name, _timed(getattr(hooks, name), metrics.hook_timers[name]))
-    hooks._easyrtc_timed = True  # type: ignore[attr-defined]
+    try:
+        for name in HOOK_NAMES:
+            setattr(hooks, name, _timed(getattr(hooks, name), metrics.hook_timers[name]))
+        hooks._easyrtc_timed = True  # type: ignore[attr-defined]
+    except AttributeError:  # a Hooks class with __slots__ and no __dict__: nothing was set
+        log.info("hooks of type %s have no __dict__: hook calls are not timed", type(hooks))
 
 
 def _timed(method: Callable[..., Awaitable[Any]], timer: Any) -> Callable[..., Awaitable[Any]]:
