@@ -3,12 +3,12 @@
 Counters are kept by a ``Listener`` of the server's events; every label value is from a fixed
 set (unknown ``msgType``s count as ``other``) and the children are bound once, so counting a
 relayed message is a dict lookup and an increment. The per-message counters (messages in and
-out, relays) are ``Tally`` children, a plain integer, exported by a collector at scrape time:
-a ``prometheus_client`` child takes a mutex on every increment, which cost about 0.6 µs each
-here (four per relayed candidate, ten times the rest of the bookkeeping), and the server runs
-on one thread. Gauges that the state already holds (open
-connections, rooms, members per room) are read from it at scrape time by a custom collector,
-never maintained. Nothing here carries client data: no ids, names, addresses or payloads.
+out, relays, errors) are ``Tally`` children, a plain integer, exported by a collector at scrape
+time: a ``prometheus_client`` child takes a mutex on every increment, which cost about 0.6 µs
+each here (four per relayed candidate, ten times the rest of the bookkeeping), and the server
+runs on one thread. Gauges that the state already holds (open connections, rooms, members per
+room) are read from it at scrape time by a custom collector, never maintained. Nothing here
+carries client data: no ids, names, addresses or payloads.
 """
 
 from __future__ import annotations
