@@ -188,3 +188,18 @@ def _parse(text: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         for family in text_string_to_metric_families(text.decode())
         for sample in family.samples
     }
+
+
+async def test_connections_are_counted_by_transport() -> None:
+    async with (
+        served() as (_, url),
+        clients(url, 1, transport="polling") as (polling,),
+        clients(url, 2),
+    ):
+        await polling.login()
+        _, samples = await scrape(url + "/metrics")
+    by_transport = "easyrtc_connections_by_transport"
+    assert value(samples, by_transport, transport="polling") == 1
+    assert value(samples, by_transport, transport="websocket") == 2
+    assert value(samples, "easyrtc_connections_opened_total", transport="polling") == 1
+    assert value(samples, "easyrtc_connections", state="authenticated") == 1
