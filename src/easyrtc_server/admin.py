@@ -207,7 +207,7 @@ class AdminApi:
         return web.FileResponse(ADMIN_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def dashboard_redirect(self, _request: web.Request) -> web.Response:
-        raise web.HTTPPermanentRedirect("/admin/")
+        raise web.HTTPPermanentRedirect("admin/")  # relative: works under a mount path
 
 
 async def _body(request: web.Request) -> Any:

@@ -210,9 +210,14 @@ async def test_off_without_a_token() -> None:
                 assert response.status == 404
 
 
-async def test_openapi_document_is_served_with_the_token() -> None:
+async def test_openapi_document_and_the_dashboard_page_are_served() -> None:
     async with admin() as (_, _url, http):
         document = await _get(http, "/openapi.json")
+        async with http.get("/admin", allow_redirects=False) as response:
+            assert (response.status, response.headers["Location"]) == (308, "admin/")
+        async with http.get("/admin/", headers={"Authorization": ""}) as response:
+            assert response.status == 200  # the page itself holds no secret
+            assert "<title>EasyRTC admin</title>" in await response.text()
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) == {
         "/applications",
