@@ -8,6 +8,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .clientfiles import find_client_files
+from .operations import OPERATIONS_KEY, Operations
 from .options import Options
 from .server import EasyRtcServer
 from .transport.python_socketio import PythonSocketIOTransport
@@ -37,6 +38,8 @@ def create_app(
     transport = transport or options.transport
     app = web.Application()
     app[SERVER_KEY] = server
+    app[OPERATIONS_KEY] = operations = Operations(server)  # health, metrics, admin, webhooks
+    operations.attach(app)
     if transport == "lean":
         LeanTransport.from_options(server, options).attach(app)
     elif transport == "python-socketio":

@@ -169,6 +169,28 @@ class Options(ProtocolOptions):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
 
+    # Operations: metrics, health, admin API, webhooks, logs (``operations.py`` and friends)
+    metrics_enable: bool = True
+    """Serve Prometheus metrics at ``/metrics``."""
+    metrics_port: int = 0
+    """Serve ``/metrics`` on this port (same host) instead of the signaling port; 0: same port."""
+    admin_token: str | None = field(default=None, repr=False)
+    """Bearer token of the admin API and dashboard (``/admin/``); unset: both are off."""
+    webhook_urls: tuple[str, ...] = ()
+    """URLs that receive room and participant events as signed JSON POSTs."""
+    webhook_secret: str | None = field(default=None, repr=False)
+    """HMAC-SHA256 key signing webhook bodies; required when ``webhook_urls`` is set."""
+    webhook_queue_size: int = 1000
+    """Events waiting to be sent; when full, new events are dropped (and counted)."""
+    webhook_max_attempts: int = 5
+    """Tries per event and URL (with exponential backoff) before it is given up."""
+    webhook_timeout: float = 5.0
+    """Seconds one webhook request may take."""
+    log_format: str = "text"
+    """``text`` (human) or ``json`` (one object a line)."""
+    access_log_enable: bool = False
+    """Log every HTTP request, socket.io polls included (one line per poll)."""
+
     @property
     def protocol(self) -> ProtocolOptions:
         """The protocol options alone, as an application carries them."""
@@ -185,11 +207,14 @@ def _names(cls: type[ProtocolOptions]) -> frozenset[str]:
     return OPTION_NAMES if issubclass(cls, Options) else PROTOCOL_OPTION_NAMES
 
 
-SECRET_OPTIONS: frozenset[str] = frozenset(("turn_secret", "jwt_secret"))
+SECRET_OPTIONS: frozenset[str] = frozenset(
+    ("turn_secret", "jwt_secret", "admin_token", "webhook_secret")
+)
 """Options never printed or logged."""
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 TRANSPORTS = ("lean", "python-socketio")
+LOG_FORMATS = ("text", "json")
 
 
 def option_name(key: str) -> str:
@@ -236,7 +261,13 @@ def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
         regexp = new_values.get(regexp_name, getattr(options, regexp_name))
         if not isinstance(value, str) or not regexp.test(value):
             raise OptionsError(f"option {name!r}: {value!r} does not match {regexp}", key=name)
-    if isinstance(options, Options) and options.turn_urls and not options.turn_secret:
+    if not isinstance(options, Options):
+        return converted
+    if options.webhook_urls and not options.webhook_secret:
+        raise OptionsError(
+            "option 'webhook_secret' is required when 'webhook_urls' is set", key="webhook_secret"
+        )
+    if options.turn_urls and not options.turn_secret:
         raise OptionsError(
             "option 'turn_secret' is required when 'turn_urls' is set", key="turn_secret"
         )
@@ -253,10 +284,13 @@ _WHOLE_NUMBERS = frozenset(
         "max_rooms_per_join",
         "max_rooms_per_app",
         "max_apps",
+        "webhook_queue_size",
     )
 )
 _STRINGS = frozenset(("host", "api_public_folder", "demos_public_folder"))
-_OPTIONAL_STRINGS = frozenset(("turn_secret", "jwt_secret", "jwt_audience", "jwt_issuer"))
+_OPTIONAL_STRINGS = frozenset(
+    ("turn_secret", "jwt_secret", "jwt_audience", "jwt_issuer", "admin_token", "webhook_secret")
+)
 
 
 def _checked(name: str, value: Any) -> Any:
@@ -277,9 +311,15 @@ def _checked(name: str, value: Any) -> Any:
     elif name in _WHOLE_NUMBERS:
         if not _is_int(value) or value < 0:
             raise OptionsError(f"option {name!r} must be a whole number >= 0, got {value!r}")
-    elif name == "port":
+    elif name in ("port", "metrics_port"):
         if not _is_int(value) or not 0 <= value <= 65535:
-            raise OptionsError(f"option 'port' must be a port number (0-65535), got {value!r}")
+            raise OptionsError(f"option {name!r} must be a port number (0-65535), got {value!r}")
+    elif name == "webhook_max_attempts":
+        if not _is_int(value) or value < 1:
+            raise OptionsError(f"option {name!r} must be a whole number >= 1, got {value!r}")
+    elif name == "log_format":
+        if value not in LOG_FORMATS:
+            raise OptionsError(f"option 'log_format' must be one of {', '.join(LOG_FORMATS)}")
     elif name == "turn_ttl":
         if not _is_int(value) or value <= 0:
             raise OptionsError(
@@ -290,7 +330,7 @@ def _checked(name: str, value: Any) -> Any:
             _check_field_obj(name, value)
     elif name == "app_ice_servers":
         _check_ice_servers(value)
-    elif name in ("cors_origins", "turn_urls"):
+    elif name in ("cors_origins", "turn_urls", "webhook_urls"):
         return _strings(name, value)
     elif name in ("client_dir", "socketio_js"):
         if value is not None and not isinstance(value, Path):
@@ -301,7 +341,7 @@ def _checked(name: str, value: Any) -> Any:
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
             raise OptionsError(f"option {name!r} must be a number of seconds from 0 to 1")
         return float(value)
-    elif name in ("ping_interval", "ping_timeout"):
+    elif name in ("ping_interval", "ping_timeout", "webhook_timeout"):
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise OptionsError(f"option {name!r} must be a number of seconds > 0")
     elif name == "transport":
@@ -342,6 +382,10 @@ def _strings(name: str, value: Any) -> tuple[str, ...]:
         for url in items:
             if not url.startswith(("turn:", "turns:")):
                 raise OptionsError(f"option 'turn_urls': {url!r} is not a turn: or turns: URL")
+    if name == "webhook_urls":
+        for url in items:
+            if not url.startswith(("http://", "https://")):
+                raise OptionsError(f"option 'webhook_urls': {url!r} is not an http(s) URL")
     return items
 
 

@@ -74,7 +74,7 @@ def refusal(
     now: int, easyrtcid: str, what: Any, code: str, *, text: str | None = None, close: bool = False
 ) -> Outcome:
     """The error reply for one refused event, logged once (client text escaped, truncated)."""
-    log.info("refused %s from %s: %s", loggable(what), easyrtcid, code)
+    log.info("rejected %s from %s: %s", loggable(what), easyrtcid, code)
     return Outcome(close=close).reply(error_message(code, now, text))
 
 

@@ -30,6 +30,7 @@ from .decisions import (
     UnknownCommand,
 )
 from .errors import EasyRtcError, ErrorCode, error_message
+from .events import ServerEvents
 from .hooks import Hooks
 from .model import Connection, Peer
 from .options import Options
@@ -55,6 +56,8 @@ class EasyRtcServer:
         self.hooks.bind(self)
         self.links: dict[str, Link] = {}
         self.room_updates = RoomUpdateBatcher(self.options.room_update_tick)
+        self.events = ServerEvents()  # ops: metrics, webhooks, admin (events.py)
+        self.draining = False  # set while shutting down: /readyz answers 503
 
     # -- the transport seam ------------------------------------------------------------------
 
@@ -69,6 +72,7 @@ class EasyRtcServer:
             del self.links[peer.easyrtcid]
             self.core.close(peer)
             return None
+        self.events.opened(peer, link)
         return peer
 
     async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> None:
@@ -82,12 +86,14 @@ class EasyRtcServer:
             login = event == "easyrtcAuth"
             code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
             out = Outcome(close=login).reply(error_message(code, self.core.now()))
+        self.events.received(peer, event, data, out)
         await self.deliver(peer, out, ack)
         if out.left:
             await self._rooms_left(out.left)
 
     async def close(self, peer: Peer) -> None:
         """The socket is gone: its rooms are told, then the hooks."""
+        self.events.closed(peer, self.links.get(peer.easyrtcid))
         self.links.pop(peer.easyrtcid, None)
         conn = peer.connection
         out = self.core.close(peer)
@@ -99,6 +105,7 @@ class EasyRtcServer:
 
     async def deliver(self, peer: Peer | None, out: Outcome, ack: Ack | None) -> None:
         """Carry out ``out`` for an event of ``peer``: sends in order, then maybe close."""
+        self.events.sent(out)
         links = self.links
         undeliverable = False
         for send in out.sends:
