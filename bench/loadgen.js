@@ -82,15 +82,39 @@ function log(...a) {
 // ------------------------------------------------------------------------------------------
 // Server process probes
 
-function serverCpu() {
+/**
+ * The server's CPU time so far: {ticks} from /proc/PID/stat (utime + stime of every thread,
+ * dead ones included, in 1/CLK_TCK s) and, finer, {ns, tids} summed over the live threads'
+ * /proc/PID/task/TID/schedstat (nanoseconds on CPU). A 0.2 s phase is 20 ticks: 5 % steps.
+ */
+function serverCpuSample() {
   if (!PID) return null;
   try {
     const stat = fs.readFileSync(`/proc/${PID}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime, stime (fields 14, 15)
+    const sample = { ticks: Number(f[11]) + Number(f[12]), ns: null, tids: null }; // fields 14, 15
+    try {
+      const tids = fs.readdirSync(`/proc/${PID}/task`).sort();
+      let ns = 0;
+      for (const tid of tids) {
+        ns += Number(fs.readFileSync(`/proc/${PID}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+      }
+      sample.ns = ns;
+      sample.tids = tids.join(",");
+    } catch (e) {
+      // a thread ended between the listing and the read, or no schedstat: ticks only
+    }
+    return sample;
   } catch (e) {
     return null;
   }
+}
+/** CPU seconds the server used between two samples: nanoseconds when the same threads lived
+ * at both ends (a thread that ended would take its time with it), else clock ticks. */
+function serverCpuBetween(a, b) {
+  if (a === null || b === null) return null;
+  if (a.ns !== null && b.ns !== null && a.tids === b.tids) return (b.ns - a.ns) / 1e9;
+  return (b.ticks - a.ticks) / CLK_TCK;
 }
 function serverRssKb() {
   if (!PID) return null;
@@ -116,14 +140,13 @@ function selfCpu() {
 }
 /** A measured phase: wall time, server CPU, generator CPU. */
 function phase() {
-  const t0 = performance.now(), c0 = serverCpu(), g0 = selfCpu();
+  const t0 = performance.now(), c0 = serverCpuSample(), g0 = selfCpu();
   return {
     end() {
       const wall = (performance.now() - t0) / 1000;
-      const c1 = serverCpu();
       return {
         wall,
-        serverCpu: c0 === null || c1 === null ? null : c1 - c0,
+        serverCpu: serverCpuBetween(c0, serverCpuSample()),
         genCpu: selfCpu() - g0,
       };
     },
@@ -148,6 +171,10 @@ function round(x, d = 3) {
 /** A count per second of `seconds` (server CPU seconds, or wall-clock seconds). */
 function rate(count, seconds) {
   return seconds ? round(count / seconds, 1) : null;
+}
+/** CPU seconds over wall-clock seconds, in % of one core: 100 means a saturated core. */
+function pct(cpu, wall) {
+  return cpu === null || !wall ? null : round((100 * cpu) / wall, 1);
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -376,7 +403,9 @@ async function scenarioConnect() {
       conn_per_s: round(clients.length / m.wall, 1),
       auth_p50_ms: lat.p50,
       auth_p99_ms: lat.p99,
-      auth_per_cpu_s: rate(clients.length, m.serverCpu),
+      conn_per_cpu_s: rate(clients.length, m.serverCpu),
+      server_cpu_pct: pct(m.serverCpu, m.wall),
+      gen_cpu_pct: pct(m.genCpu, m.wall),
     },
     detail: { ok: clients.length, failed, wall_s: round(m.wall), server_cpu_s: round(m.serverCpu),
               gen_cpu_s: round(m.genCpu), server_rss_kb_after: rss, latency: lat },
@@ -465,6 +494,8 @@ async function scenarioRelay() {
       p50_ms: l.p50,
       p99_ms: l.p99,
       msg_per_cpu_s: rate(delivered, m.serverCpu),
+      server_cpu_pct: pct(m.serverCpu, m.wall),
+      gen_cpu_pct: pct(m.genCpu, m.wall),
     },
     detail: { pairs: P.pairs, window: P.window, rate: P.rate || null, delivered, acked, failed, undelivered: lost,
               wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), gen_cpu_s: round(m.genCpu),
@@ -528,6 +559,8 @@ async function scenarioBroadcast() {
       p50_ms: l.p50,
       p99_ms: l.p99,
       deliveries_per_cpu_s: rate(delivered, m.serverCpu),
+      server_cpu_pct: pct(m.serverCpu, m.wall),
+      gen_cpu_pct: pct(m.genCpu, m.wall),
     },
     detail: { rooms: P.rooms, room_size: P.roomSize, senders_per_room: P.senders, window: P.window,
               sends_acked: sends, delivered, failed, wall_s: round(m.wall),
@@ -614,7 +647,7 @@ async function stormWorker(W) {
   const onChange = (c) => {
     if (c.converged || c.count !== W.total) return;
     c.converged = true;
-    if (++convergedCount === W.count) process.send({ t: "converged", at: nowMs() });
+    if (++convergedCount === W.count) process.send({ t: "converged", at: nowMs(), cpu: selfCpu() });
   };
   const res = await startMany(W.count, W.concurrency, (i) => {
     const c = new StormClient(W.offset + i, "storm", W.total, onChange);
@@ -652,7 +685,7 @@ async function scenarioStorm() {
     w.on("message", (m) => {
       if (m.t === "ready") state.ready++;
       else if (m.t === "tokens") state.tokens.push(m);
-      else if (m.t === "converged") state.converged.push(m.at);
+      else if (m.t === "converged") state.converged.push(m);
       else if (m.t === "final") state.finals.push(m);
     });
     w.on("exit", (code) => state.exited.push(code));
@@ -683,7 +716,9 @@ async function scenarioStorm() {
   for (const w of workers) if (w.exitCode === null) w.kill("SIGKILL");
   const sum = (key) => state.finals.reduce((a, f) => a + f[key], 0);
   const lastToken = Math.max(...state.tokens.map((t) => t.last));
-  const convergedAt = converged ? Math.max(...state.converged) : null;
+  const convergedAt = converged ? Math.max(...state.converged.map((c) => c.at)) : null;
+  // the generator's CPU until convergence: the workers' own (since they started) and ours
+  const genCpu = converged ? state.converged.reduce((a, c) => a + c.cpu, m.genCpu) : null;
   const pushes = sum("pushes");
   const okClients = ids.length;
   const wallToConverge = converged ? (convergedAt - t0) / 1000 : null;
@@ -702,6 +737,8 @@ async function scenarioStorm() {
       pushes_per_s: converged ? round(pushes / wallToConverge, 1) : null,
       pushes_per_cpu_s: rate(pushes, m.serverCpu),
       server_cpu_s: round(m.serverCpu),
+      server_cpu_pct: pct(m.serverCpu, m.wall),
+      gen_cpu_pct: pct(genCpu, m.wall),
       server_rss_mb: rss === null ? null : round(rss / 1024, 1),
       dropped: lostWorkers ? null : sum("dropped"),
     },
@@ -746,7 +783,7 @@ async function scenarioIdle() {
       rss_kb_per_conn: round(perConn, 2),
       conn_per_s: round(n / tConnect.wall, 1),
       conn_per_cpu_s: rate(n, setup.serverCpu),
-      idle_cpu_pct: im.serverCpu === null ? null : round((100 * im.serverCpu) / im.wall, 2),
+      idle_cpu_pct: pct(im.serverCpu, im.wall),
       setup_cpu_s: round(setup.serverCpu),
       dropped_idle: dropped - dropped0,
     },
@@ -853,7 +890,7 @@ if (WORKER) {
   });
 } else (async () => {
   const t0 = performance.now();
-  const cpu0 = serverCpu();
+  const cpu0 = serverCpuSample();
   let out;
   try {
     const r = await SCENARIOS[SCENARIO]();
@@ -861,10 +898,9 @@ if (WORKER) {
   } catch (e) {
     out = { scenario: SCENARIO, params: P, error: String(e && e.stack ? e.stack : e) };
   }
-  const cpu1 = serverCpu();
   out.total = {
     wall_s: round((performance.now() - t0) / 1000),
-    server_cpu_s: cpu0 === null || cpu1 === null ? null : round(cpu1 - cpu0),
+    server_cpu_s: round(serverCpuBetween(cpu0, serverCpuSample())),
     gen_cpu_s: round(selfCpu()),
     errors,
     error_samples: errorSamples,

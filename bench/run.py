@@ -376,8 +376,13 @@ def main() -> None:
         raise SystemExit(f"unknown server(s) {unknown}; known: {list(SERVERS)}")
     server_env, per_server_env = parse_env(args.server_env, set(SERVERS))
     if args.only:
-        plan = [s for s in ALL if s.label in args.only or s.scenario in args.only]
-        plan = list({s.label: s for s in plan}.values())
+        # a label in both sets means the --quick one with --quick, else the full one
+        order = [*QUICK, *FULL] if args.quick else [*FULL, *QUICK]
+        chosen: dict[str, Scenario] = {}
+        for s in [*order, FIXED_RATE, *SMALL]:
+            if s.label in args.only or s.scenario in args.only:
+                chosen.setdefault(s.label, s)
+        plan = list(chosen.values())
     else:
         plan = [*(QUICK if args.quick else FULL), FIXED_RATE]
     if not plan:
