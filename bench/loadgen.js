@@ -190,6 +190,7 @@ function noteError(what) {
 
 let pushesTotal = 0; // roomData pushes received by all clients
 let dropped = 0; // sockets the server closed (or lost) while the scenario held them
+let stopStarting = false; // set when a storm worker is told to finish before all have started
 
 /**
  * One EasyRTC client: a socket.io socket that authenticates into ROOM and, with `track`, keeps
@@ -306,7 +307,7 @@ async function startMany(n, concurrency, make, timeoutMs) {
   let failed = 0;
   let next = 0;
   async function worker() {
-    while (next < n && performance.now() < HARD_DEADLINE) {
+    while (next < n && performance.now() < HARD_DEADLINE && !stopStarting) {
       const i = next++;
       const c = make(i);
       clients[i] = c;
@@ -630,43 +631,60 @@ class StormClient extends Client {
   }
 }
 
-/** Worker side: start this share of the clients on "go", report tokens and convergence. */
+/** Worker side: start this share of the clients on "go", report tokens and convergence; on
+ * "final" (whenever it comes: the coordinator's deadline may fall mid-storm), check every list
+ * against the ids the coordinator sends, report, close. */
 async function stormWorker(W) {
   const timeoutMs = P.timeout * 1000;
   const clients = [];
   let convergedCount = 0;
-  let onGo, onFinal;
+  let onGo;
   const go = new Promise((r) => (onGo = r));
-  const final = new Promise((r) => (onFinal = r));
+  let progress = null;
+  const tokens = () => clients.filter((c) => c.id).length;
+  function finish(m) {
+    stopStarting = true;
+    clearInterval(progress);
+    let mismatched = null;
+    if (m.ids) {
+      const expected = m.ids.map(indexOfId);
+      mismatched = clients.filter((c) => !c.id || !c.holdsExactly(expected)).length;
+    }
+    process.send({
+      t: "final", tokens: tokens(), converged: convergedCount, mismatched, pushes: pushesTotal,
+      dropped, errors, errorSamples, genCpu: selfCpu(),
+    });
+    closeAll(clients);
+    setTimeout(() => process.exit(0), 300);
+  }
   process.on("message", (m) => {
     if (m.t === "go") onGo();
-    else if (m.t === "final") onFinal(m);
+    else if (m.t === "final") finish(m);
   });
+  process.on("disconnect", () => process.exit(4)); // the coordinator is gone
   process.send({ t: "ready" });
   await go;
+  const cpuAtGo = selfCpu();
+  progress = setInterval(() => {
+    process.send({ t: "progress", tokens: tokens(), converged: convergedCount });
+  }, 5000);
   const onChange = (c) => {
     if (c.converged || c.count !== W.total) return;
     c.converged = true;
-    if (++convergedCount === W.count) process.send({ t: "converged", at: nowMs(), cpu: selfCpu() });
+    if (++convergedCount === W.count) {
+      process.send({ t: "converged", at: nowMs(), cpu: selfCpu() - cpuAtGo });
+    }
   };
   const res = await startMany(W.count, W.concurrency, (i) => {
     const c = new StormClient(W.offset + i, "storm", W.total, onChange);
     clients.push(c);
     return c;
   }, timeoutMs);
+  if (stopStarting) return;
   process.send({
     t: "tokens", last: nowMs(), ids: res.clients.map((c) => c.id), failed: res.failed,
     latencies: res.latencies,
   });
-  const m = await final;
-  const expected = m.ids.map(indexOfId);
-  const mismatched = clients.filter((c) => !c.id || !c.holdsExactly(expected)).length;
-  process.send({
-    t: "final", converged: convergedCount, mismatched, pushes: pushesTotal, dropped, errors,
-    errorSamples, genCpu: selfCpu(),
-  });
-  closeAll(clients);
-  setTimeout(() => process.exit(0), 300);
 }
 
 /** Coordinator side: fork the workers, time the storm, read the server's CPU and memory. */
@@ -674,7 +692,7 @@ async function scenarioStorm() {
   const { fork } = require("child_process");
   const procs = Math.max(1, Math.min(P.procs, P.clients));
   const workers = [];
-  const state = { ready: 0, tokens: [], converged: [], finals: [], exited: [] };
+  const state = { ready: 0, tokens: [], converged: [], finals: [], exited: [], progress: [] };
   for (let k = 0; k < procs; k++) {
     const offset = Math.floor((P.clients * k) / procs);
     const count = Math.floor((P.clients * (k + 1)) / procs) - offset;
@@ -687,6 +705,7 @@ async function scenarioStorm() {
       else if (m.t === "tokens") state.tokens.push(m);
       else if (m.t === "converged") state.converged.push(m);
       else if (m.t === "final") state.finals.push(m);
+      else if (m.t === "progress") state.progress[k] = m;
     });
     w.on("exit", (code) => state.exited.push(code));
     workers.push(w);
@@ -697,11 +716,17 @@ async function scenarioStorm() {
   const t0 = nowMs();
   const ph = phase();
   for (const w of workers) w.send({ t: "go" });
+  const progress = setInterval(() => {
+    const sum = (key) => state.progress.reduce((a, p) => a + (p ? p[key] : 0), 0);
+    log(`${round((nowMs() - t0) / 1000, 1)} s: ${sum("tokens")} tokens, ${sum("converged")} lists ` +
+      `complete of ${P.clients}; server RSS ${serverRssKb()} kB`);
+  }, 10000);
   const timeoutMs = P.timeout * 1000;
   await waitFor(() => state.tokens.length === procs || !alive(), timeoutMs);
   const ok = await waitFor(
     () => state.converged.length === procs || !alive(), timeoutMs - (nowMs() - t0));
   const m = ph.end();
+  clearInterval(progress);
   const rss = serverRssKb();
   const peak = serverPeakRssKb();
   const converged = ok && state.converged.length === procs;
@@ -709,7 +734,8 @@ async function scenarioStorm() {
     log(`converged: ${converged}; holding ${P.hold} s to see whether any client is dropped`);
     await sleep(P.hold * 1000);
   }
-  const ids = state.tokens.flatMap((t) => t.ids);
+  // every list is checked against every id, once every id is known
+  const ids = state.tokens.length === procs ? state.tokens.flatMap((t) => t.ids) : null;
   for (const w of workers) if (w.connected) w.send({ t: "final", ids });
   await waitFor(() => state.finals.length + state.exited.length >= procs, 60000);
   await waitFor(() => state.exited.length >= procs, 5000);
@@ -717,16 +743,20 @@ async function scenarioStorm() {
   const sum = (key) => state.finals.reduce((a, f) => a + f[key], 0);
   const lastToken = Math.max(...state.tokens.map((t) => t.last));
   const convergedAt = converged ? Math.max(...state.converged.map((c) => c.at)) : null;
-  // the generator's CPU until convergence: the workers' own (since they started) and ours
+  // the generator's CPU until convergence: the workers' (from "go") and ours
   const genCpu = converged ? state.converged.reduce((a, c) => a + c.cpu, m.genCpu) : null;
   const pushes = sum("pushes");
-  const okClients = ids.length;
+  const okClients = sum("tokens");
   const wallToConverge = converged ? (convergedAt - t0) / 1000 : null;
   errors += sum("errors");
   for (const f of state.finals) for (const e of f.errorSamples) if (errorSamples.length < 10) errorSamples.push(e);
   const lat = latencyStats(state.tokens.flatMap((t) => t.latencies));
   const lostWorkers = procs - state.finals.length;
+  const note = converged ? undefined : (
+    `not every list complete within ${P.timeout} s: ${okClients} of ${P.clients} joined, ` +
+    `${sum("converged")} lists complete` + (lostWorkers ? `, ${lostWorkers} workers lost` : ""));
   return {
+    note,
     metrics: {
       // a client may hold every member a moment before another process has its last token
       converge_after_last_token_s: converged ? round(Math.max(0, convergedAt - lastToken) / 1000) : null,
@@ -744,7 +774,9 @@ async function scenarioStorm() {
     },
     detail: {
       clients: P.clients, concurrency: P.concurrency, procs, hold_s: P.hold || 0, converged,
-      converged_clients: sum("converged"), mismatched: sum("mismatched"), failed: state.tokens.reduce((a, t) => a + t.failed, 0),
+      tokens: okClients, converged_clients: sum("converged"),
+      mismatched: ids === null ? null : sum("mismatched"),
+      failed: state.tokens.reduce((a, t) => a + t.failed, 0),
       lost_workers: lostWorkers, worker_exit_codes: state.exited, pushes,
       converged_minus_last_token_ms: converged ? round(convergedAt - lastToken) : null,
       wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), coordinator_cpu_s: round(m.genCpu),

@@ -28,6 +28,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -249,8 +250,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run_scenario(url: str, pid: int, scenario: Scenario) -> dict[str, Any]:
-    """``taskset`` execs the server, so ``pid`` is the server's own."""
+def run_scenario(url: str, pid: int, scenario: Scenario, log: Path) -> dict[str, Any]:
+    """``taskset`` execs the server, so ``pid`` is the server's own. The generator's progress
+    goes to ``log`` (``tail -f`` it in a long run)."""
     params = scenario.params
     cmd = [
         "node",
@@ -270,13 +272,21 @@ def run_scenario(url: str, pid: int, scenario: Scenario) -> dict[str, Any]:
         params.get("hold", 0) + params.get("idleSeconds", 0) + 10 * params.get("pingIntervals", 0)
     )
     timeout = params.get("timeout", 60) + slack + 120
-    try:
-        done = subprocess.run(pinned(cmd, 1), cwd=ROOT, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"load generator timed out after {timeout} s"}
-    lines = [ln for ln in done.stdout.decode().splitlines() if ln.startswith("{")]
+    with log.open("wb") as err:
+        # its own session: a timeout ends the generator and the workers it forked, together
+        gen = subprocess.Popen(
+            pinned(cmd, 1), cwd=ROOT, stdout=subprocess.PIPE, stderr=err, start_new_session=True
+        )
+        try:
+            out, _ = gen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(gen.pid, signal.SIGKILL)
+            gen.communicate()
+            return {"error": f"load generator timed out after {timeout} s"}
+    lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
     if not lines:
-        return {"error": f"no result (exit {done.returncode}): {done.stderr.decode()[-400:]}"}
+        tail = log.read_text(errors="replace")[-400:]
+        return {"error": f"no result (exit {gen.returncode}): {tail}"}
     return dict(json.loads(lines[-1]))
 
 
@@ -316,6 +326,26 @@ def parse_env(
             raise SystemExit(f"--server-env wants KEY=VALUE or NAME:KEY=VALUE, not {item!r}")
         target[key] = value
     return common, per
+
+
+def with_params(scenario: Scenario, specs: list[str]) -> Scenario:
+    """``KEY=VALUE`` (a JSON value, else a string) for every scenario, ``LABEL:KEY=VALUE`` for
+    one: e.g. ``room-10000:timeout=1200`` or ``clients=100``."""
+    params = dict(scenario.params)
+    for spec in specs:
+        head, sep, rest = spec.partition(":")
+        if sep and "=" not in head:
+            if head != scenario.label:
+                continue
+            spec = rest
+        key, eq, text = spec.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"--param wants [LABEL:]KEY=VALUE, not {spec!r}")
+        try:
+            params[key] = json.loads(text)
+        except json.JSONDecodeError:
+            params[key] = text
+    return scenario._replace(params=params)
 
 
 def add_variant(spec: str) -> None:
@@ -367,6 +397,13 @@ def main() -> None:
         metavar="LABEL=NAME,…",
         help="the servers one scenario runs on (of those in --servers), e.g. room-10000=ours",
     )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="[LABEL:]KEY=VALUE",
+        help="a load generator parameter for every scenario, or the one LABEL (see loadgen.js)",
+    )
     parser.add_argument("--against", default="reference", help="the ratio columns' denominator")
     parser.add_argument("--report", type=Path, help="only re-render a results.json")
     args = parser.parse_args()
@@ -399,12 +436,14 @@ def main() -> None:
         plan = [*(QUICK if args.quick else FULL), FIXED_RATE]
     if not plan:
         raise SystemExit(f"nothing matches --only {args.only}")
+    plan = [with_params(s, args.param) for s in plan]
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with one_run_at_a_time():
         meta: dict[str, Any] = {
             "quick": args.quick,
             "only": args.only,
+            "param": args.param,
             "rounds": args.rounds,
             "heavy_rounds": args.heavy_rounds,
             "cpus": os.cpu_count(),
@@ -482,7 +521,8 @@ def run_plan(
                         flush=True,
                         file=sys.stderr,
                     )
-                    result = run_scenario(server.url, server.proc.pid, scenario)
+                    gen_log = log.with_suffix(".loadgen.log")
+                    result = run_scenario(server.url, server.proc.pid, scenario, gen_log)
                     result["round"] = round_
                     result["load_avg"] = load_average()
                     print(result.get("metrics", result.get("error")), file=sys.stderr)
@@ -568,6 +608,10 @@ def table(
             rows.append("| " + " | ".join(row) + " |")
         for name in present:
             for run in runs[name].get(label, []):
+                if "note" in run:
+                    rows.append(
+                        f"| {label} | note | {name}, round {run.get('round', '?')}: {run['note']} |"
+                    )
                 if "error" in run:
                     error = " ".join(str(run["error"]).split())[:200]
                     rows.append(
@@ -590,6 +634,8 @@ def table(
     extra = {n: s["env"] for n, s in meta.get("servers", {}).items() if s.get("env")}
     if env or extra:
         lines.append(f"Server environment: {env or 'defaults'}; per server: {extra}.")
+    if meta.get("param"):
+        lines.append(f"Load generator parameters changed: {' '.join(meta['param'])}.")
     lines += [f"NOTE: {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
