@@ -291,6 +291,34 @@ def run_scenario(url: str, pid: int, scenario: Scenario, log: Path) -> dict[str,
 
 
 @contextmanager
+def profiled(pid: int, out: Path, enabled: bool) -> Iterator[None]:
+    """A py-spy flame graph of the server while the block runs (sampling without pausing it;
+    py-spy itself runs on the generator's core)."""
+    spy = PYTHON.parent / "py-spy"
+    if not enabled:
+        yield
+        return
+    if not spy.exists():
+        print("NOTE: --profile needs py-spy (.venv/bin/pip install py-spy)", file=sys.stderr)
+        yield
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--nonblocking"]
+    cmd += ["--format", "flamegraph", "--output", str(out)]
+    with out.with_suffix(".log").open("wb") as log:
+        rec = subprocess.Popen(pinned(cmd, 1), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield
+        finally:
+            rec.send_signal(signal.SIGINT)  # py-spy writes the graph on SIGINT
+            try:
+                rec.wait(60)
+            except subprocess.TimeoutExpired:
+                rec.kill()
+                rec.wait()
+
+
+@contextmanager
 def one_run_at_a_time() -> Iterator[None]:
     with LOCK.open("a") as lock:
         try:
@@ -403,6 +431,11 @@ def main() -> None:
         default=[],
         metavar="[LABEL:]KEY=VALUE",
         help="a load generator parameter for every scenario, or the one LABEL (see loadgen.js)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="a py-spy flame graph of each of our servers per run, in bench/results/profiles/",
     )
     parser.add_argument("--against", default="reference", help="the ratio columns' denominator")
     parser.add_argument("--report", type=Path, help="only re-render a results.json")
@@ -522,7 +555,11 @@ def run_plan(
                         file=sys.stderr,
                     )
                     gen_log = log.with_suffix(".loadgen.log")
-                    result = run_scenario(server.url, server.proc.pid, scenario, gen_log)
+                    profile = log.parent.parent / "profiles" / f"{log.stem}.svg"
+                    with profiled(server.proc.pid, profile, args.profile and not variant.reference):
+                        result = run_scenario(server.url, server.proc.pid, scenario, gen_log)
+                    if profile.exists():
+                        result["profile"] = str(profile.relative_to(ROOT))
                     result["round"] = round_
                     result["load_avg"] = load_average()
                     print(result.get("metrics", result.get("error")), file=sys.stderr)
