@@ -16,7 +16,15 @@ from typing import Any
 from . import rooms
 from .decisions import AuthRequest, JoinPhase, JoinRequested, LoginAdmitted, LoginRequested
 from .errors import ErrorCode
-from .model import Application, Connection, Peer, Session, fields_from_obj, shared_fields
+from .model import (
+    Application,
+    Connection,
+    Membership,
+    Peer,
+    Session,
+    fields_from_obj,
+    shared_fields,
+)
 from .outcome import Json, Outcome, loggable, refusal
 from .roomdata import join_state
 from .state import State
@@ -183,8 +191,9 @@ def admit(state: State, join: JoinRequested) -> LoginAdmitted | Outcome:
         conn.credential = request.credential
     if request.presence is not None:
         rooms.apply_presence(conn, request.presence)
+    state.refresh_entries(conn)
     for name in names:
-        state.join(conn, name, None)
+        state.join(conn, name, None, early=out)
     return LoginAdmitted(peer, conn, fresh, out)
 
 
@@ -202,7 +211,8 @@ def revoke(state: State, admitted: LoginAdmitted) -> Outcome:
     peer = admitted.peer
     if peer.connection is admitted.conn:
         # peers never heard of a fresh connection: remove it without telling them
-        state.remove_connection(admitted.conn, Outcome() if admitted.fresh else out)
+        fresh = admitted.fresh
+        state.remove_connection(admitted.conn, Outcome() if fresh else out, tell=not fresh)
         peer.connection = None
     return out
 
@@ -215,7 +225,7 @@ def token(state: State, conn: Connection, servers: list[dict[str, Any]]) -> Json
     if app_field is not None:
         application["field"] = app_field
     data: Json = {
-        "roomData": {name: join_state(member.room) for name, member in conn.rooms.items()},
+        "roomData": {name: _current_state(state, member) for name, member in conn.rooms.items()},
         "application": application,
         "easyrtcid": conn.easyrtcid,
         "iceConfig": {"iceServers": servers},
@@ -231,6 +241,12 @@ def token(state: State, conn: Connection, servers: list[dict[str, Any]]) -> Json
             session["field"] = session_field
         data["sessionData"] = session
     return {"msgType": "token", "msgData": data}
+
+
+def _current_state(state: State, member: Membership) -> Json:
+    """A room's whole state for ``member``, whose list is then current."""
+    state.mark_current(member)
+    return join_state(member.room, state.client_list(member.room))
 
 
 def _link_session(app: Application, conn: Connection, easyrtcsid: str | None) -> None:

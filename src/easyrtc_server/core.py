@@ -121,6 +121,21 @@ class Core:
         """The socket is gone: leave every room and forget the connection."""
         return self.state.remove_peer(peer)
 
+    # -- coalesced room updates (room_update_tick > 0) ---------------------------------------
+
+    def next_room_update(self) -> int | None:
+        """When (clock ms) the pending member-list changes are due; None if there are none."""
+        return self.state.next_flush()
+
+    def flush_room_updates(self) -> Outcome:
+        """The pending member-list changes: one ``roomData`` push per member behind."""
+        return self.state.flush_rooms()
+
+    def settle(self, out: Outcome, sender: Peer | None) -> Outcome:
+        """``out`` with each recipient first caught up on the changes pending for it (call
+        before carrying out any outcome: what a member receives keeps the changes' order)."""
+        return self.state.settle(out, sender.easyrtcid if sender is not None else None)
+
     # -- decisions -------------------------------------------------------------------------
 
     def accept_login(self, decision: LoginRequested) -> JoinRequested | Outcome:

@@ -68,6 +68,9 @@ class Membership:
     room: Room
     join_time: int
     api_field: dict[str, Any] | None = None
+    seen: int = 0
+    """The room's change number up to which this member's list is current (``room_update_tick``
+    > 0: what a coalesced delta for it must still carry)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -77,6 +80,18 @@ class Room:
     members: dict[str, Membership] = field(default_factory=dict)
     persistent: bool = False
     """Kept when empty: the default room and rooms made by server code."""
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each member's clientList entry, in join order, kept current by ``State``: a token or
+    ``roomJoin`` reply copies it instead of rebuilding N entries per join. Never mutate one."""
+    seq: int = 0
+    """Number of the room's last member-list change (coalesced updates)."""
+    flushed: int = 0
+    """``seq`` at the last coalesced update of the whole room."""
+    changed: dict[str, int] = field(default_factory=dict)
+    """Members changed (joined, updated, left) since then, with the number of their last
+    change."""
+    api_cleared: set[str] = field(default_factory=set)
+    """Changed members whose apiField was cleared: their update says ``apiField: {}``."""
 
 
 @dataclass(slots=True, eq=False)

@@ -28,13 +28,12 @@ def client_entry(member: Membership, *, with_api_field: bool = True) -> Json:
     return entry
 
 
-def join_state(room: Room) -> Json:
-    """The full state of a room for a member that joined it (token and roomJoin replies)."""
-    data: Json = {
-        "roomName": room.name,
-        "roomStatus": "join",
-        "clientList": {cid: client_entry(m) for cid, m in room.members.items()},
-    }
+def join_state(room: Room, client_list: dict[str, Json] | None = None) -> Json:
+    """The full state of a room for a member that joined it (token and roomJoin replies);
+    ``client_list`` is the room's cached list (``State.client_list``), else it is built."""
+    if client_list is None:
+        client_list = {cid: client_entry(m) for cid, m in room.members.items()}
+    data: Json = {"roomName": room.name, "roomStatus": "join", "clientList": client_list}
     field = shared_fields(room.fields)
     if field is not None:
         data["field"] = field

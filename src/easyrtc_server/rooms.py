@@ -112,7 +112,12 @@ def apply_room_join(state: State, join: JoinRequested) -> Outcome:
     out = Outcome()
     for name in names:
         state.join(conn, name, out)
-    return out.reply(room_data({name: join_state(conn.app.rooms[name]) for name in names}))
+    states: Json = {}
+    for name in names:
+        member = conn.rooms[name]
+        state.mark_current(member)
+        states[name] = join_state(member.room, state.client_list(member.room))
+    return out.reply(room_data(states))
 
 
 def room_leave(state: State, conn: Connection, msg: Json) -> Outcome:
@@ -139,6 +144,7 @@ def set_presence(state: State, conn: Connection, msg: Json) -> Outcome:
     if not presence_fits(conn.app.options, presence):
         return _refuse(state, conn, "setPresence", ErrorCode.MSG_REJECT_BAD_SIZE)
     apply_presence(conn, presence)
+    state.refresh_entries(conn)
     out = Outcome().reply(
         room_data(
             {
@@ -200,12 +206,16 @@ def set_room_api_field(state: State, conn: Connection, msg: Json) -> Outcome:
     if member is None:
         return _refuse(state, conn, "setRoomApiField", ErrorCode.MSG_REJECT_BAD_ROOM)
     member.api_field = field if field is not MISSING and field else None
+    state.refresh_entry(member)
     entry = client_entry(member)
     if member.api_field is None:
         entry["apiField"] = {}  # so peers drop the old value (the reference leaves it stale)
     delta = room_data({room_name: update_delta(room_name, entry)})
     out = Outcome()
-    state.tell_room(member.room, cid, delta["msgData"]["roomData"][room_name], out)
+    if state.coalescing:
+        state.mark_changed(member.room, cid, api_cleared=member.api_field is None)
+    else:
+        state.tell_room(member.room, cid, delta["msgData"]["roomData"][room_name], out)
     return out.reply(delta)
 
 

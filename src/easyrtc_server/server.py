@@ -12,13 +12,13 @@ answers it. Relayed signals await nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from . import control
-from .coalesce import CoalescingLink, RoomUpdateBatcher
 from .core import Core
 from .decisions import (
     Decision,
@@ -55,7 +55,8 @@ class EasyRtcServer:
         self.hooks = hooks or Hooks()
         self.hooks.bind(self)
         self.links: dict[str, Link] = {}
-        self.room_updates = RoomUpdateBatcher(self.options.room_update_tick)
+        self._room_update_timer: asyncio.TimerHandle | None = None
+        self._room_update_tasks: set[asyncio.Task[None]] = set()
         self.events = ServerEvents()  # ops: metrics, webhooks, admin (events.py)
         self.draining = False  # set while shutting down: /readyz answers 503
 
@@ -64,7 +65,7 @@ class EasyRtcServer:
     async def open(self, link: Link) -> Peer | None:
         """A socket connected; None if the ``connect`` hook refused it."""
         peer = self.core.open(link.remote_address)
-        self.links[peer.easyrtcid] = self.room_updates.wrap(link)
+        self.links[peer.easyrtcid] = link
         try:
             await self.hooks.connect(peer)
         except Exception as exc:
@@ -105,6 +106,11 @@ class EasyRtcServer:
 
     async def deliver(self, peer: Peer | None, out: Outcome, ack: Ack | None) -> None:
         """Carry out ``out`` for an event of ``peer``: sends in order, then maybe close."""
+        out = self.core.settle(out, peer)
+        if self._room_update_timer is None and self.core.next_room_update() is not None:
+            self._room_update_timer = asyncio.get_running_loop().call_later(
+                self.options.room_update_tick, self._room_updates_due
+            )
         self.events.sent(out)
         links = self.links
         undeliverable = False
@@ -114,9 +120,6 @@ class EasyRtcServer:
                 if ack is not None and peer is not None and peer.easyrtcid in links:
                     if undeliverable:
                         body = error_message(ErrorCode.MSG_REJECT_BAD_DATA, self.core.now())
-                    held = links[peer.easyrtcid]
-                    if type(held) is CoalescingLink:  # deltas held for it go out first
-                        await held.flush()
                     try:
                         await ack(body)
                     except (TypeError, ValueError, RecursionError) as exc:  # not encodable
@@ -136,6 +139,13 @@ class EasyRtcServer:
             link = links.get(peer.easyrtcid)
             if link is not None:
                 await link.close()
+
+    def _room_updates_due(self) -> None:
+        """Once per ``room_update_tick``: push the member-list changes of the tick."""
+        self._room_update_timer = None
+        task = asyncio.ensure_future(self.deliver(None, self.core.flush_room_updates(), None))
+        self._room_update_tasks.add(task)
+        task.add_done_callback(self._room_update_tasks.discard)
 
     # -- decisions: the hooks answer what the core asks --------------------------------------
 

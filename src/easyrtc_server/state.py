@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from .model import Application, Connection, Membership, Peer, Room, fields_from_obj
 from .options import Options, ProtocolOptions
-from .outcome import Json, Outcome
+from .outcome import Json, Outcome, Push, Reply, Send
 from .roomdata import client_entry, peers_of, remove_delta, update_delta
 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -45,6 +45,12 @@ class State:
         self._new_id = new_id or random_id
         self.apps: dict[str, Application] = {}
         self.peers: dict[str, Peer] = {}
+        self.tick_ms = self.options.room_update_tick * 1000
+        self.pending_rooms: dict[int, Room] = {}
+        """Rooms with member-list changes not yet told (``room_update_tick`` > 0)."""
+        self.pending_since = 0
+        self._early: set[int] = set()
+        """ids of pushes a flush put in an outcome not yet settled: already in order."""
         self.create_app(self.options.app_default_name, persistent=True)
 
     # -- sockets -----------------------------------------------------------------------------
@@ -99,30 +105,52 @@ class State:
 
     # -- membership --------------------------------------------------------------------------
 
-    def join(self, conn: Connection, room_name: str, out: Outcome | None) -> Membership:
+    @property
+    def coalescing(self) -> bool:
+        """Member-list changes are announced once per ``room_update_tick``, not one by one."""
+        return self.tick_ms > 0
+
+    def join(
+        self, conn: Connection, room_name: str, out: Outcome | None, *, early: Outcome | None = None
+    ) -> Membership:
         """Put ``conn`` in a room (created if needed); tell its other members when ``out`` is
         given. Joining a room again keeps the membership and its join time, and tells the others
-        again."""
+        again. ``early`` takes the pushes that must precede an untold join (coalescing: a
+        member that left within the tick is announced gone first)."""
         app = conn.app
         room = app.rooms.get(room_name) or self.create_room(app, room_name)
-        member = room.members.get(conn.easyrtcid)
+        cid = conn.easyrtcid
+        member = room.members.get(cid)
         if member is None:
-            member = Membership(conn, room, self.now())
-            room.members[conn.easyrtcid] = member
+            if cid in room.changed:  # left within this tick: one delta cannot say both
+                sink = out if out is not None else early
+                self.flush_rooms([room], sink if sink is not None else Outcome())
+            member = Membership(conn, room, self.now(), seen=room.seq)
+            room.members[cid] = member
             conn.rooms[room_name] = member
+        room.entries[cid] = client_entry(member)
         if out is not None:
-            delta = update_delta(room_name, client_entry(member))
-            self.tell_room(room, conn.easyrtcid, delta, out)
+            if self.coalescing:
+                self.mark_changed(room, cid)
+            else:
+                delta = update_delta(room_name, room.entries[cid])
+                self.tell_room(room, cid, delta, out)
         return member
 
-    def leave(self, conn: Connection, room_name: str, out: Outcome) -> bool:
+    def leave(self, conn: Connection, room_name: str, out: Outcome, *, tell: bool = True) -> bool:
         """Take ``conn`` out of a room and tell the members left; False if it was not in it."""
         member = conn.rooms.pop(room_name, None)
         if member is None:
             return False
         room = member.room
         del room.members[conn.easyrtcid]
-        self.tell_room(room, conn.easyrtcid, remove_delta(room_name, conn.easyrtcid), out)
+        room.entries.pop(conn.easyrtcid, None)
+        if tell:
+            if self.coalescing:
+                self.mark_changed(room, conn.easyrtcid)
+            else:
+                delta = remove_delta(room_name, conn.easyrtcid)
+                self.tell_room(room, conn.easyrtcid, delta, out)
         if out.left is None:
             out.left = []
         out.left.append((conn, room_name))
@@ -134,12 +162,13 @@ class State:
             and app.rooms.get(room_name) is room
         ):
             del app.rooms[room_name]
+            self.pending_rooms.pop(id(room), None)
         return True
 
-    def remove_connection(self, conn: Connection, out: Outcome) -> None:
+    def remove_connection(self, conn: Connection, out: Outcome, *, tell: bool = True) -> None:
         """Take ``conn`` out of every room (peers are told), its session, groups and app."""
         for room_name in list(conn.rooms):
-            self.leave(conn, room_name, out)
+            self.leave(conn, room_name, out, tell=tell)
         app = conn.app
         app.connections.pop(conn.easyrtcid, None)
         if conn.session is not None:
@@ -154,6 +183,21 @@ class State:
         conn.groups.clear()
         self.reclaim_app(app)
 
+    def refresh_entries(self, conn: Connection) -> None:
+        """``conn``'s presence or username changed: its cached entry in every room follows."""
+        for member in conn.rooms.values():
+            member.room.entries[conn.easyrtcid] = client_entry(member)
+
+    def refresh_entry(self, member: Membership) -> None:
+        """A member's apiField changed."""
+        member.room.entries[member.connection.easyrtcid] = client_entry(member)
+
+    def client_list(self, room: Room) -> dict[str, Json]:
+        """A room's clientList (a copy of the cache: later changes do not alter a reply)."""
+        if len(room.entries) != len(room.members):  # a member added behind State's back
+            room.entries = {cid: client_entry(m) for cid, m in room.members.items()}
+        return dict(room.entries)
+
     # -- telling the members -----------------------------------------------------------------
 
     def tell_room(self, room: Room, subject: str, delta: Json, out: Outcome) -> None:
@@ -164,7 +208,12 @@ class State:
                 self.push_room_data(member_id, rooms, out)
 
     def tell_peers(self, conn: Connection, out: Outcome, *, with_api_field: bool) -> None:
-        """One push to each member sharing a room with ``conn``: its entry in each shared room."""
+        """One push to each member sharing a room with ``conn``: its entry in each shared room
+        (coalescing: the change is noted, and told at the next flush)."""
+        if self.coalescing:
+            for member in conn.rooms.values():
+                self.mark_changed(member.room, conn.easyrtcid)
+            return
         entries: dict[str, Json] = {}
         for peer_id, shared in peers_of(conn).items():
             rooms: Json = {}
@@ -186,3 +235,141 @@ class State:
                 "serverTime": self.now(),
             },
         )
+
+    # -- coalesced member-list updates (room_update_tick > 0) --------------------------------
+    #
+    # A change is noted in its room (``mark_changed``); the server calls ``flush_rooms`` once
+    # per tick, which builds each room's delta once and pushes it to every member whose list is
+    # behind. A member whose list is already current (a token or roomJoin reply built after the
+    # change, see ``seen``) gets nothing, and nobody is told of their own change. Before any
+    # other send to a member (a reply, a relayed message), ``settle`` catches it up first, so
+    # the order a member sees is the order of the changes.
+
+    def mark_changed(self, room: Room, easyrtcid: str, *, api_cleared: bool = False) -> None:
+        room.seq += 1
+        room.changed.pop(easyrtcid, None)  # keep the order of last changes
+        room.changed[easyrtcid] = room.seq
+        if api_cleared:
+            room.api_cleared.add(easyrtcid)
+        if not self.pending_rooms:
+            self.pending_since = self.now()
+        self.pending_rooms[id(room)] = room
+
+    def mark_current(self, member: Membership) -> None:
+        """``member`` got its room's whole state (a token or ``roomJoin`` reply)."""
+        member.seen = member.room.seq
+
+    def next_flush(self) -> int | None:
+        """When (clock ms) the pending changes are due, or None."""
+        if not self.pending_rooms:
+            return None
+        return self.pending_since + int(self.tick_ms)
+
+    def flush_rooms(self, rooms: list[Room] | None = None, out: Outcome | None = None) -> Outcome:
+        """One push per member behind (all pending rooms, or ``rooms``), holding every change
+        of its rooms since its list was last current."""
+        out = out if out is not None else Outcome()
+        whole = rooms is None
+        if rooms is None:
+            self._early.clear()
+            rooms = list(self.pending_rooms.values())
+            self.pending_rooms = {}
+        pushes: dict[str, Json] = {}
+        for room in rooms:
+            self.pending_rooms.pop(id(room), None)
+            if not room.changed:
+                continue
+            shared: Json | None = None
+            for cid, member in room.members.items():
+                if member.seen >= room.seq:
+                    continue
+                if member.seen == room.flushed and cid not in room.changed:
+                    if shared is None:
+                        shared = self._delta(room, list(room.changed))
+                    delta = shared
+                else:
+                    delta = self._delta(room, self._changed_since(room, member))
+                member.seen = room.seq
+                if delta is not None:
+                    pushes.setdefault(cid, {})[room.name] = delta
+            room.flushed = room.seq
+            room.changed.clear()
+            room.api_cleared.clear()
+        for cid, room_deltas in pushes.items():
+            self.push_room_data(cid, room_deltas, out)
+            if not whole:
+                self._early.add(id(out.sends[-1]))
+        return out
+
+    def settle(self, out: Outcome, sender: str | None) -> Outcome:
+        """``out`` with each recipient caught up on its rooms' pending changes before its first
+        send (a reply goes to ``sender``)."""
+        early, self._early = self._early, set()
+        if not self.pending_rooms:
+            return out
+        sends: list[Send] = []
+        caught_up: set[str] = set()
+        for send in out.sends:
+            if id(send) in early:  # a delta made before a change this outcome holds
+                sends.append(send)
+                continue
+            to = sender if isinstance(send, Reply) else send.to
+            if to is not None and to not in caught_up:
+                caught_up.add(to)
+                catch_up = self._catch_up(to)
+                if catch_up is not None:
+                    sends.append(catch_up)
+            sends.append(send)
+        out.sends = sends
+        return out
+
+    def _catch_up(self, easyrtcid: str) -> Push | None:
+        peer = self.peers.get(easyrtcid)
+        conn = peer.connection if peer is not None else None
+        if conn is None:
+            return None
+        rooms: Json = {}
+        for name, member in conn.rooms.items():
+            room = member.room
+            if member.seen < room.seq and room.changed:
+                delta = self._delta(room, self._changed_since(room, member))
+                member.seen = room.seq
+                if delta is not None:
+                    rooms[name] = delta
+        if not rooms:
+            return None
+        body = {
+            "msgType": "roomData",
+            "msgData": {"roomData": rooms},
+            "easyrtcid": easyrtcid,
+            "serverTime": self.now(),
+        }
+        return Push(easyrtcid, "easyrtcCmd", body)
+
+    @staticmethod
+    def _changed_since(room: Room, member: Membership) -> list[str]:
+        me, seen = member.connection.easyrtcid, member.seen
+        return [cid for cid, seq in room.changed.items() if seq > seen and cid != me]
+
+    @staticmethod
+    def _delta(room: Room, changed: list[str]) -> Json | None:
+        """One room's delta saying the current state of the ``changed`` members."""
+        update: Json = {}
+        remove: Json = {}
+        entries = room.entries
+        for cid in changed:
+            entry = entries.get(cid)
+            if entry is None:
+                remove[cid] = {"easyrtcid": cid}
+            else:
+                if cid in room.api_cleared and "apiField" not in entry:
+                    entry = {**entry, "apiField": {}}  # so peers drop the old value
+                update[cid] = entry
+        if not update and not remove:
+            return None
+        delta: Json = {}
+        if update:
+            delta["updateClient"] = update
+        if remove:
+            delta["removeClient"] = remove
+        return {"roomName": room.name, "roomStatus": "update", "clientListDelta": delta}
