@@ -104,9 +104,13 @@ class EasyRtcServer:
         if conn is not None:
             await self._notify(self.hooks.disconnect, conn)
 
-    async def deliver(self, peer: Peer | None, out: Outcome, ack: Ack | None) -> None:
-        """Carry out ``out`` for an event of ``peer``: sends in order, then maybe close."""
-        out = self.core.settle(out, peer)
+    async def deliver(
+        self, peer: Peer | None, out: Outcome, ack: Ack | None, *, settled: bool = False
+    ) -> None:
+        """Carry out ``out`` for an event of ``peer``: sends in order, then maybe close.
+        ``settled``: ``out`` is a flush of room updates, in order as it is."""
+        if not settled:
+            out = self.core.settle(out, peer)
         if self._room_update_timer is None and self.core.next_room_update() is not None:
             self._room_update_timer = asyncio.get_running_loop().call_later(
                 self.options.room_update_tick, self._room_updates_due
@@ -143,7 +147,8 @@ class EasyRtcServer:
     def _room_updates_due(self) -> None:
         """Once per ``room_update_tick``: push the member-list changes of the tick."""
         self._room_update_timer = None
-        task = asyncio.ensure_future(self.deliver(None, self.core.flush_room_updates(), None))
+        out = self.core.flush_room_updates()
+        task = asyncio.ensure_future(self.deliver(None, out, None, settled=True))
         self._room_update_tasks.add(task)
         task.add_done_callback(self._room_update_tasks.discard)
 

@@ -246,7 +246,11 @@ class State:
     # the order a member sees is the order of the changes.
 
     def mark_changed(self, room: Room, easyrtcid: str, *, api_cleared: bool = False) -> None:
+        member = room.members.get(easyrtcid)
+        current = member if member is not None and member.seen == room.seq else None
         room.seq += 1
+        if current is not None:  # nobody is told of their own change
+            current.seen = room.seq
         room.changed.pop(easyrtcid, None)  # keep the order of last changes
         room.changed[easyrtcid] = room.seq
         if api_cleared:
