@@ -49,7 +49,8 @@ from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, Final, Protocol
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import ClientError, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 __all__ = [
     "EngineHandler",
@@ -90,6 +91,11 @@ _MAX_PACKETS_PER_POLL: Final = 16
 _CLOSE_GRACE: Final = 2.0
 """Seconds a gracefully closed websocket may take to flush before its connection is aborted."""
 
+
+_POLL_WATCH_PERIOD: Final = 0.25
+"""Seconds between checks of pending GETs for a closed connection (a closed tab)."""
+_NETWORK_ERRORS: Final = (OSError, ClientError, HttpProcessingError, asyncio.IncompleteReadError)
+"""What reading a request body raises when the client goes away or sends a broken body."""
 
 _SHORT_HEADERS: Final = tuple(bytes((0x81, n)) for n in range(126))
 
@@ -460,6 +466,8 @@ class EngineIOServer:
         self.sockets: dict[str, EngineSocket] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ws_kwargs = _ws_response_kwargs(self.max_http_buffer_size)
+        self._waiting_polls: dict[EngineSocket, asyncio.BaseTransport] = {}
+        self._poll_watch: asyncio.TimerHandle | None = None
 
     # -- mounting ------------------------------------------------------------------------------
 
@@ -495,6 +503,22 @@ class EngineIOServer:
         if handle is not None:
             sock._forget_handle = None
             handle.cancel()
+
+    def _watch_poll(self, sock: EngineSocket, transport: asyncio.BaseTransport) -> None:
+        """Watch a pending GET's connection: aiohttp does not tell a handler its client left."""
+        self._waiting_polls[sock] = transport
+        if self._poll_watch is None:
+            self._poll_watch = sock._loop.call_later(_POLL_WATCH_PERIOD, self._check_polls)
+
+    def _check_polls(self) -> None:
+        self._poll_watch = None
+        for sock, transport in list(self._waiting_polls.items()):
+            if transport.is_closing():
+                del self._waiting_polls[sock]
+                sock.close("transport close", graceful=False)
+        if self._waiting_polls:
+            loop = asyncio.get_running_loop()
+            self._poll_watch = loop.call_later(_POLL_WATCH_PERIOD, self._check_polls)
 
     def _new_sid(self) -> str:
         while True:
@@ -640,13 +664,19 @@ class EngineIOServer:
         if not sock._outbox and not sock.closed and not sock._upgrading:
             waiter: asyncio.Future[None] = sock._loop.create_future()
             sock._poll_waiter = waiter
+            transport = request.transport
+            if transport is not None:
+                self._watch_poll(sock, transport)
             try:
                 await waiter
             finally:
                 sock._poll_waiter = None
+                self._waiting_polls.pop(sock, None)
             transport = request.transport
             if transport is None or transport.is_closing():
-                # The client went away while waiting; keep the packets for its next GET.
+                # The client went away while its poll was pending (a closed tab): the session
+                # is over, as the reference's "poll connection closed prematurely".
+                sock.close("transport close", graceful=False)
                 return web.Response(status=400)
         return self._poll_response(request, sock, self._take_outbox(sock))
 
@@ -656,7 +686,14 @@ class EngineIOServer:
             sock.close("transport error", graceful=False)
             return self._error(request, BAD_REQUEST)
         async with sock._post_lock:
-            body = await _read_limited(request, self.max_http_buffer_size)
+            try:
+                body = await _read_limited(request, self.max_http_buffer_size)
+            except _NETWORK_ERRORS as exc:
+                # The connection dropped mid-body: the client is gone (as the reference's "data
+                # request connection closed prematurely"). Expected: no traceback.
+                log.debug("POST of %r aborted: %r", sock, exc)
+                sock.close("transport close", graceful=False)
+                return web.Response(status=400, headers=headers)
             if body is None:
                 sock.close("payload too large", graceful=False)
                 return web.Response(status=413, headers=headers)
