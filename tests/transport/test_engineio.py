@@ -225,20 +225,22 @@ async def test_eio3_can_be_refused() -> None:
 @pytest.mark.parametrize(
     ("origins", "origin", "allowed"),
     [
-        ((), "http://elsewhere.example", False),
-        (("http://ok.example",), "http://ok.example", True),
-        (("http://ok.example",), "http://elsewhere.example", False),
-        (("*",), "http://elsewhere.example", True),
+        ((), "http://elsewhere.example", None),
+        (("http://ok.example",), "http://ok.example", "http://ok.example"),
+        (("http://ok.example",), "http://elsewhere.example", None),
+        # any origin: a literal "*", never with credentials (nor reflecting "null")
+        (("*",), "http://elsewhere.example", "*"),
+        (("*",), "null", "*"),
     ],
 )
-async def test_cors(origins: tuple[str, ...], origin: str, allowed: bool) -> None:
+async def test_cors(origins: tuple[str, ...], origin: str, allowed: str | None) -> None:
     async with lean_server(cors_origins=origins) as run, http() as session:
         params = {"EIO": "4", "transport": "polling"}
         async with session.get(run.url + PATH, params=params, headers={"Origin": origin}) as r:
             assert r.status == 200
-            assert r.headers.get("Access-Control-Allow-Origin") == (origin if allowed else None)
-            if allowed:
-                assert r.headers["Access-Control-Allow-Credentials"] == "true"
+            assert r.headers.get("Access-Control-Allow-Origin") == allowed
+            credentials = r.headers.get("Access-Control-Allow-Credentials")
+            assert credentials == ("true" if allowed not in (None, "*") else None)
         preflight = {
             "Origin": origin,
             "Access-Control-Request-Method": "POST",
@@ -247,7 +249,7 @@ async def test_cors(origins: tuple[str, ...], origin: str, allowed: bool) -> Non
         async with session.options(run.url + PATH, params=params, headers=preflight) as r:
             assert r.status == 204
             if allowed:
-                assert r.headers["Access-Control-Allow-Origin"] == origin
+                assert r.headers["Access-Control-Allow-Origin"] == allowed
                 assert "POST" in r.headers["Access-Control-Allow-Methods"]
                 assert r.headers["Access-Control-Allow-Headers"] == "content-type"
             else:
@@ -256,7 +258,34 @@ async def test_cors(origins: tuple[str, ...], origin: str, allowed: bool) -> Non
         params["sid"] = "nope"
         async with session.get(run.url + PATH, params=params, headers={"Origin": origin}) as r:
             assert r.status == 400
-            assert r.headers.get("Access-Control-Allow-Origin") == (origin if allowed else None)
+            assert r.headers.get("Access-Control-Allow-Origin") == allowed
+
+
+@pytest.mark.parametrize(
+    ("origins", "origin", "status"),
+    [
+        ((), "http://elsewhere.example", 101),
+        (("*",), "http://elsewhere.example", 101),
+        (("http://ok.example",), "http://ok.example", 101),
+        (("http://ok.example",), None, 101),  # not a browser
+        (("http://ok.example",), "SAME", 101),  # a page of this server
+        (("http://ok.example",), "http://elsewhere.example", 403),
+    ],
+)
+async def test_websocket_origin_checked_against_cors_origins(
+    origins: tuple[str, ...], origin: str | None, status: int
+) -> None:
+    async with lean_server(cors_origins=origins) as run, http() as session:
+        headers = {} if origin is None else {"Origin": run.url if origin == "SAME" else origin}
+        url = run.url.replace("http", "ws") + PATH + "?EIO=4&transport=websocket"
+        if status == 101:
+            async with session.ws_connect(url, headers=headers) as ws:
+                assert (await ws.receive_str(timeout=TIMEOUT)).startswith("0{")
+        else:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(url, headers=headers)
+            assert refused.value.status == status
+            assert run.server.opening == 0
 
 
 # -- long-polling payloads -----------------------------------------------------------------------
@@ -272,17 +301,46 @@ async def test_v4_polling_batches() -> None:
         assert packets[1:] == ['431["a"]', '432["😀"]', '42["pushed",3]']
 
 
-async def test_v4_polling_caps_packets_per_response() -> None:
+async def test_v4_poll_drains_everything_queued() -> None:
     async with lean_server() as run, http() as session:
         sid, _ = await handshake(session, run)
         body = "\x1e".join(["40"] + [f'42{i}["echo",{i}]' for i in range(40)]).encode()
         assert await post(session, run, sid, body) == 200
+        got = await poll(session, run, sid)
+        assert got[1:] == [f"43{i}[{i}]" for i in range(40)]
+
+
+@pytest.mark.parametrize("eio", [4, 3])
+async def test_poll_caps_packets_when_asked(eio: int) -> None:
+    async with lean_server(max_poll_packets=16) as run, http() as session:
+        sid, _ = await handshake(session, run, eio)
+        packets = [f'42{i}["echo",{i}]' for i in range(40)]
+        body = "\x1e".join(["40", *packets]).encode() if eio == 4 else v3_payload(*packets)
+        assert await post(session, run, sid, body) == 200
         got: list[str] = []
-        while len(got) < 41:
-            batch = await poll(session, run, sid)
+        while len(got) < 40 + (eio == 4):
+            batch = await poll(session, run, sid, eio)
             assert len(batch) <= 16
             got += batch
-        assert got[1:] == [f"43{i}[{i}]" for i in range(40)]
+        assert [p for p in got if p.startswith("43")] == [f"43{i}[{i}]" for i in range(40)]
+
+
+async def test_poll_response_stops_at_the_byte_limit() -> None:
+    async with lean_server(max_http_buffer_size=10_000) as run, http() as session:
+        sid, _ = await handshake(session, run)
+        assert await post(session, run, sid, b"40") == 200
+        await poll(session, run, sid)
+        await post(session, run, sid, b'42["flood",{"count":30,"size":1000}]')
+        sizes: list[int] = []
+        got = 0
+        while got < 30:
+            params = {"EIO": "4", "transport": "polling", "sid": sid}
+            async with session.get(run.url + PATH, params=params) as r:
+                body = await r.read()
+            sizes.append(len(body))
+            got += len(body.split(b"\x1e"))
+        assert max(sizes) <= 10_000
+        assert len(sizes) >= 3
 
 
 async def test_v3_polling_counts_utf16_units() -> None:

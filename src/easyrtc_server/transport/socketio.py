@@ -234,6 +234,9 @@ class LeanTransport:
     - ``cors_origins``: origins whose pages may long-poll cross-origin (``"*"`` for any);
     - ``max_send_buffer`` (4 MiB): unsent bytes after which a socket is closed as a slow consumer;
     - ``allow_eio3`` (True): accept Engine.IO 3 / Socket.IO 4 clients (socket.io-client 2.x);
+    - ``read_timeout`` (10): a POST body must arrive within this time;
+    - ``max_poll_packets`` (0): most packets in one poll response (0: no cap; python-engineio's
+      client takes at most 16);
     - ``connect_timeout`` (45): an Engine.IO 4 session must CONNECT to ``/`` within this time;
     - ``max_json_depth`` (None): deeper JSON closes the socket; None leaves it to orjson, which
       refuses more than 1024 levels;
@@ -251,6 +254,8 @@ class LeanTransport:
         cors_origins: Iterable[str] = (),
         max_send_buffer: int = 4 * 1024 * 1024,
         allow_eio3: bool = True,
+        read_timeout: float = 10.0,
+        max_poll_packets: int = 0,
         connect_timeout: float = 45.0,
         max_json_depth: int | None = None,
         max_attachments: int = 16,
@@ -268,6 +273,8 @@ class LeanTransport:
             cors_origins=cors_origins,
             max_send_buffer=max_send_buffer,
             allow_eio3=allow_eio3,
+            read_timeout=read_timeout,
+            max_poll_packets=max_poll_packets,
         )
 
     @classmethod
