@@ -37,6 +37,7 @@ def create_app(
     transport = transport or options.transport
     app = web.Application()
     app[SERVER_KEY] = server
+    app.on_response_prepare.append(_plain_server_header)
     if transport == "lean":
         LeanTransport.from_options(server, options).attach(app)
     elif transport == "python-socketio":
@@ -56,3 +57,8 @@ def create_app(
             demos_path=options.demos_public_folder,
         )
     return app
+
+
+async def _plain_server_header(_request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """No Python or aiohttp version in the ``Server`` header (aiohttp's default names both)."""
+    response.headers["Server"] = "easyrtc-server"

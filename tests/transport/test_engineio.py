@@ -354,7 +354,7 @@ async def test_v3_polling_counts_utf16_units() -> None:
 
 
 async def test_v3_binary_payloads() -> None:
-    async with lean_server() as run, http() as session:
+    async with lean_server(binary_events=True) as run, http() as session:
         sid, _ = await handshake(session, run, eio=3)
         header = b'451-["bin",{"_placeholder":true,"num":0}]'
         data = b"\x04\x00\xffbytes"
@@ -379,7 +379,7 @@ async def test_v3_binary_payloads() -> None:
 
 
 async def test_v4_polling_base64_binary() -> None:
-    async with lean_server() as run, http() as session:
+    async with lean_server(binary_events=True) as run, http() as session:
         sid, _ = await handshake(session, run)
         body = b'40\x1e451-1["bin",{"_placeholder":true,"num":0}]\x1ebAQID'
         assert await post(session, run, sid, body) == 200
@@ -504,12 +504,16 @@ async def test_client_namespace_disconnect_then_reconnect() -> None:
     await run.server.wait(lambda: len(run.server.closed) == 2)
 
 
-@pytest.mark.parametrize(("depth", "limit"), [(1100, None), (100_000, None), (60, 50)])
-async def test_deep_json_closes_socket(depth: int, limit: int | None) -> None:
+@pytest.mark.parametrize(
+    ("depth", "limit", "ack"),
+    [(1100, None, "1"), (100_000, None, "1"), (1100, 64, "1"), (60, 50, "")],
+)
+async def test_deep_json_closes_socket(depth: int, limit: int | None, ack: str) -> None:
+    # beyond what orjson reads, or too deep and no acknowledgement to carry an error: closed
     async with lean_server(max_json_depth=limit) as run:
         async with raw_ws(run) as ws:
             await ws_connect_v4(ws)
-            await ws.send_str('421["echo",' + "[" * depth + "]" * depth + "]")
+            await ws.send_str(f'42{ack}["echo",' + "[" * depth + "]" * depth + "]")
             assert await until_closed(ws) == []
         await run.server.wait(lambda: len(run.server.closed) == 1)
         assert run.server.peers[0].received == []
@@ -521,8 +525,37 @@ async def test_deep_json_closes_socket(depth: int, limit: int | None) -> None:
             assert await recv_skipping_pings(ws) == f"431[{nested}]"
 
 
-async def test_deep_json_within_orjson_limits_passes() -> None:
-    async with lean_server() as run, raw_ws(run) as ws:
+@pytest.mark.parametrize("polling", [False, True])
+async def test_deep_json_with_ack_gets_easyrtc_error(polling: bool) -> None:
+    async with lean_server() as run:
+        deep = "[" * 65 + "]" * 65
+        if polling:
+            async with http() as session:
+                sid, _ = await handshake(session, run)
+                assert await post(session, run, sid, b"40") == 200
+                await poll(session, run, sid)
+                packet = f'427["echo",{deep}]\x1e428["echo",1]'
+                assert await post(session, run, sid, packet.encode()) == 200
+                replies = await poll(session, run, sid)
+                still_open = not run.server.closed
+        else:
+            async with raw_ws(run) as ws:
+                await ws_connect_v4(ws)
+                await ws.send_str(f'427["echo",{deep}]')
+                await ws.send_str('428["echo",1]')
+                replies = [await recv_skipping_pings(ws), await recv_skipping_pings(ws)]
+                still_open = not run.server.closed
+        assert replies[0].startswith("437[")
+        [error] = json.loads(replies[0][3:])
+        assert error["msgType"] == "error"
+        assert error["msgData"]["errorCode"] == "MSG_REJECT_BAD_STRUCTURE"
+        assert replies[1] == "438[1]"  # the socket goes on
+        assert run.server.peers[0].received == [("echo", 1)]
+        assert still_open
+
+
+async def test_deep_json_within_orjson_limits_passes_when_unlimited() -> None:
+    async with lean_server(max_json_depth=None) as run, raw_ws(run) as ws:
         await ws_connect_v4(ws)
         for depth in (200, 600):  # orjson reads it; writing falls back to the standard library
             nested = "[" * depth + "]" * depth
@@ -559,7 +592,7 @@ async def test_garbage_closes_socket(packet: str) -> None:
 
 
 async def test_binary_frames_v4_and_v3() -> None:
-    async with lean_server() as run:
+    async with lean_server(binary_events=True) as run:
         async with raw_ws(run) as ws:
             await ws_connect_v4(ws)
             await ws.send_str('451-2["bin",{"_placeholder":true,"num":0}]')

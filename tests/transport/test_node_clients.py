@@ -77,7 +77,10 @@ async def test_server_close_seen_by_client(version: str, mode: str) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_binary_attachments(version: str, mode: str, base64: bool) -> None:
     options = dict(MODES[mode], forceBase64=base64)
-    async with lean_server() as run, node_client(version, run.url, options) as client:
+    async with (
+        lean_server(binary_events=True) as run,
+        node_client(version, run.url, options) as client,
+    ):
         await client.expect("connect")
         reply = await client.call("bin", "binary ✓ data", binary=True)
         assert reply == {
