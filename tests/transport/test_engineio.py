@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -707,6 +708,40 @@ async def test_slow_consumer_is_closed() -> None:
         link = run.server.peers[0].link
         assert isinstance(link, SocketLink)
         assert link.engine_socket.close_reason == "slow consumer"
+
+
+async def test_one_large_frame_is_not_a_backlog() -> None:
+    # one frame bigger than the limit, to a client that has not read it yet: delivered, not closed
+    async with lean_server(max_send_buffer=64 * 1024) as run:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel takes little
+        raw.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", run.port))
+        reader, writer = await asyncio.open_connection(sock=raw, limit=1024)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET {PATH}?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 101")
+        writer.write(_masked_frame("40"))
+        writer.write(_masked_frame('42["flood",{"count":1,"size":20000000}]'))
+        await writer.drain()
+        await run.server.wait(lambda: bool(run.server.peers and run.server.peers[0].received))
+        received = 0
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                while received < 20_000_000:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        break
+                    received += len(chunk)
+        finally:
+            writer.close()
+        assert received > 20_000_000
+        assert run.server.closed == []
 
 
 async def test_slow_polling_consumer_is_closed() -> None:
