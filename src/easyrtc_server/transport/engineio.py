@@ -169,10 +169,14 @@ class EngineSocket:
         eio: int,
         transport: TransportKind,
         remote: str | None,
+        *,
+        framed: bool = True,
     ) -> None:
         self._server = server
         self._loop = asyncio.get_running_loop()
-        self.proto = EngineSession(sid, eio, transport, server.limits, self._loop.time())
+        self.proto = EngineSession(
+            sid, eio, transport, server.limits, self._loop.time(), framed=framed
+        )
         self.remote_address = remote
         self.user: Any = None
         """Free for the handler's per-session state."""
@@ -273,6 +277,14 @@ class EngineSocket:
     def _finish_close(self, graceful: bool) -> None:
         server = self._server
         server._wheel.cancel(self)
+        self._close_connection(graceful)
+        if not self._dispatching:
+            self._closed_notified = True
+            server._spawn(server.handler.on_close(self, self.close_reason))
+
+    def _close_connection(self, graceful: bool) -> None:
+        """Let the connection(s) go: flushed and closed, or aborted."""
+        server = self._server
         probe = self._probe
         if probe is not None:
             self._probe = None
@@ -290,16 +302,18 @@ class EngineSocket:
                 else:
                     wt.abort()
         else:
-            if graceful:
-                self._forget_handle = self._loop.call_later(
-                    server.limits.ping_timeout, server._forget, self
-                )
-            else:
-                server._forget(self)
-            self._wake_poll()
-        if not self._dispatching:
-            self._closed_notified = True
-            server._spawn(server.handler.on_close(self, self.close_reason))
+            self._close_polling(graceful)
+
+    def _close_polling(self, graceful: bool) -> None:
+        server = self._server
+        if graceful:
+            # findable by its sid until the close packet is taken, or for a little while
+            self._forget_handle = self._loop.call_later(
+                server.limits.ping_timeout, server._forget, self
+            )
+        else:
+            server._forget(self)
+        self._wake_poll()
 
     async def _notify_closed(self) -> None:
         if not self._closed_notified:
@@ -326,6 +340,26 @@ class EngineSocket:
             if data[:1] == b"2":
                 self._after_send(SendResult.WAKE)
 
+    async def receive_payload(self, body: bytes, content_type: str) -> bool:
+        """Handle a POST body's packets in order; False (session closed) if it is malformed."""
+        packets = self.proto.receive_payload(body, content_type)
+        if packets is None:
+            self._closed_by_protocol()
+            return False
+        self._dispatching = True
+        try:
+            for n, (data, binary) in enumerate(packets, 1):
+                if self.closed:
+                    break
+                await self._on_packet(data, binary)
+                if n % _PACKETS_PER_YIELD == 0:
+                    await asyncio.sleep(0)  # one huge POST must not stall everyone
+        finally:
+            self._dispatching = False
+        if self.closed:
+            await self._notify_closed()
+        return True
+
     def _heartbeat(self, now: float) -> None:
         """The timer wheel's call: the session's deadline came."""
         proto = self.proto
@@ -340,6 +374,11 @@ class EngineSocket:
 
 
 # -- the server -----------------------------------------------------------------------------------
+
+
+def error_body(code: int) -> bytes:
+    """An Engine.IO error response's JSON body."""
+    return orjson.dumps({"code": code, "message": ERROR_MESSAGES[code]})
 
 
 def _ws_response_kwargs(max_msg_size: int) -> dict[str, Any]:
@@ -465,14 +504,17 @@ class EngineIOServer:
             sock._forget_handle = None
             handle.cancel()
 
-    def _new_sid(self) -> str:
+    def new_sid(self) -> str:
         while True:
             sid = secrets.token_urlsafe(15)
             if sid not in self.sockets:
                 return sid
 
     def _new_socket(self, request: web.BaseRequest, eio: int, kind: TransportKind) -> EngineSocket:
-        sock = EngineSocket(self, self._new_sid(), eio, kind, request.remote)
+        return self.add_socket(EngineSocket(self, self.new_sid(), eio, kind, request.remote))
+
+    def add_socket(self, sock: EngineSocket) -> EngineSocket:
+        """Register a new session (a driver's `EngineSocket`) and start its heartbeats."""
         self.sockets[sock.sid] = sock
         self._wheel.schedule(sock, sock.proto.next_deadline())
         return sock
@@ -496,7 +538,10 @@ class EngineIOServer:
     # -- HTTP ----------------------------------------------------------------------------------
 
     def _cors_headers(self, request: web.BaseRequest) -> dict[str, str]:
-        origin = request.headers.get("Origin")
+        return self.cors_headers(request.headers.get("Origin"))
+
+    def cors_headers(self, origin: str | None) -> dict[str, str]:
+        """The CORS headers of a response to a page of ``origin`` (see CORS and origins)."""
         if origin is None:
             return {}
         if self._cors_any:
@@ -510,16 +555,21 @@ class EngineIOServer:
         }
 
     def _origin_allowed(self, request: web.BaseRequest) -> bool:
-        """May a websocket be opened from the page that asks? (See CORS and origins.)"""
+        return self.origin_allowed(request.headers.get("Origin"), request.host)
+
+    def origin_allowed(self, origin: str | None, host: str) -> bool:
+        """May a websocket be opened from a page of ``origin``? (See CORS and origins.)"""
         if not self._cors_origins or self._cors_any:
             return True
-        origin = request.headers.get("Origin")
         if origin is None or origin.rstrip("/") in self._cors_origins:
             return True
-        return urlsplit(origin).netloc == request.host
+        if urlsplit(origin).netloc == host:
+            return True
+        log.info("websocket refused: origin %.100r not in cors_origins", origin)
+        return False
 
     def _error(self, request: web.BaseRequest, code: int, status: int = 400) -> web.Response:
-        body = orjson.dumps({"code": code, "message": ERROR_MESSAGES[code]})
+        body = error_body(code)
         return web.Response(
             status=status,
             body=body,
@@ -556,10 +606,6 @@ class EngineIOServer:
             if method != "GET" or request.headers.get("Upgrade", "").lower() != "websocket":
                 return self._error(request, BAD_REQUEST)
             if not self._origin_allowed(request):
-                log.info(
-                    "websocket refused: origin %.100r not in cors_origins",
-                    request.headers.get("Origin"),
-                )
                 return self._error(request, FORBIDDEN, status=403)
             if sid is None:
                 return await self._ws_handshake(request, eio)
@@ -586,10 +632,11 @@ class EngineIOServer:
 
     async def _poll_handshake(self, request: web.Request, eio: int) -> web.Response:
         sock = self._new_socket(request, eio, TransportKind.POLLING)
-        await self._open(sock)
+        await self.open_socket(sock)
         return self._poll_response(request, sock)
 
-    async def _open(self, sock: EngineSocket) -> None:
+    async def open_socket(self, sock: EngineSocket) -> None:
+        """Tell the handler a session opened (awaited before its first response/message)."""
         sock._dispatching = True
         try:
             await self.handler.on_open(sock)
@@ -656,22 +703,8 @@ class EngineIOServer:
                 return web.Response(status=413, headers=headers)
             if sock.closed:  # e.g. the client's close packet after ours
                 return web.Response(text="ok", content_type="text/html", headers=headers)
-            packets = sock.proto.receive_payload(body, request.content_type)
-            if packets is None:
-                sock._closed_by_protocol()
+            if not await sock.receive_payload(body, request.content_type):
                 return self._error(request, BAD_REQUEST)
-            sock._dispatching = True
-            try:
-                for n, (data, binary) in enumerate(packets, 1):
-                    if sock.closed:
-                        break
-                    await sock._on_packet(data, binary)
-                    if n % _PACKETS_PER_YIELD == 0:
-                        await asyncio.sleep(0)  # one huge POST must not stall everyone
-            finally:
-                sock._dispatching = False
-            if sock.closed:
-                await sock._notify_closed()
         return web.Response(text="ok", content_type="text/html", headers=headers)
 
     # -- websocket -----------------------------------------------------------------------------
@@ -687,7 +720,7 @@ class EngineIOServer:
         sock = self._new_socket(request, eio, TransportKind.WEBSOCKET)
         sock._wt = wt
         sock._loop.call_soon(sock._flush)  # the open packet
-        await self._open(sock)
+        await self.open_socket(sock)
         if not sock.closed:
             await self._ws_loop(sock, ws)
         return ws

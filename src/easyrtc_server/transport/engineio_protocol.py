@@ -144,6 +144,7 @@ class EngineSession:
         "close_reason",
         "eio",
         "finished",
+        "framed",
         "last_seen",
         "limits",
         "sid",
@@ -152,9 +153,19 @@ class EngineSession:
     )
 
     def __init__(
-        self, sid: str, eio: int, transport: TransportKind, limits: SessionLimits, now: float
+        self,
+        sid: str,
+        eio: int,
+        transport: TransportKind,
+        limits: SessionLimits,
+        now: float,
+        *,
+        framed: bool = True,
     ) -> None:
         self.sid = sid
+        self.framed = framed
+        """Websocket output as raw frames (`data_to_send`); else as packets (`packets_to_send`),
+        for drivers whose server frames messages itself (ASGI), queued like a polling outbox."""
         self.eio = eio
         self.transport = transport
         self.limits = limits
@@ -202,7 +213,7 @@ class EngineSession:
         """Queue one text packet (type digit first); dropped once the session is closed."""
         if self.state is State.CLOSED:
             return SendResult.NOTHING
-        if self.transport is TransportKind.WEBSOCKET:
+        if self.transport is TransportKind.WEBSOCKET and self.framed:
             frames = self._frames
             frames.append(ws_frame(packet))
             return SendResult.WAKE if len(frames) == 1 else SendResult.NOTHING
@@ -231,10 +242,23 @@ class EngineSession:
             return b""
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
+    def packets_to_send(self) -> list[bytes]:
+        """Unframed websocket: the packets queued since the last call (see ``framed``)."""
+        packets = self._outbox
+        if packets:
+            self._outbox = []
+            self._outbox_cost = 0
+        return packets
+
+    @property
+    def close_pending(self) -> bool:
+        """Closed gracefully: the driver closes the connection once the queue is sent."""
+        return self._close_queued
+
     @property
     def queued_bytes(self) -> int:
         """What waits in this session's queue, with per-packet overhead for polling."""
-        if self.transport is TransportKind.WEBSOCKET:
+        if self.transport is TransportKind.WEBSOCKET and self.framed:
             return sum(map(len, self._frames))
         return self._outbox_cost
 
@@ -288,9 +312,12 @@ class EngineSession:
         if self.transport is TransportKind.WEBSOCKET:
             if graceful:
                 self._close_queued = True
-                self._frames.append(WS_CLOSE_NORMAL)
+                if self.framed:
+                    self._frames.append(WS_CLOSE_NORMAL)
             else:
                 self._frames = []
+                self._outbox = []
+                self._outbox_cost = 0
         elif not graceful or not self._outbox:
             # polling: queued packets first, then (in a later response, so that the client
             # handles them before it sees the close) the close packet
@@ -392,7 +419,7 @@ class EngineSession:
     def receive_probe(self, data: bytes) -> bytes | None:
         """A packet on the probing websocket of an upgrade.
 
-        Returns the frame to answer a ``2probe`` with; None when the packet completes the upgrade
+        Returns the frame (unframed: the packet) to answer a ``2probe`` with; None when the packet completes the upgrade
         (``5``: the session is now on websocket; its outbox became frames) or refuses it (see
         ``state``: still `State.UPGRADING` or `State.OPEN` means refused and reset to OPEN).
         """
@@ -400,13 +427,14 @@ class EngineSession:
             return None
         if data == _PROBE and self.transport is TransportKind.POLLING:
             self.state = State.UPGRADING
-            return ws_frame(b"3probe")
+            return ws_frame(b"3probe") if self.framed else b"3probe"
         if data == b"5" and self.state is State.UPGRADING:
             self.state = State.OPEN
             self.transport = TransportKind.WEBSOCKET
-            self._frames = [ws_frame(packet) for packet in self._outbox]
-            self._outbox = []
-            self._outbox_cost = 0
+            if self.framed:
+                self._frames = [ws_frame(packet) for packet in self._outbox]
+                self._outbox = []
+                self._outbox_cost = 0
             return None
         self.abort_upgrade()
         return None

@@ -121,13 +121,6 @@ class SocketLink:
         elif self._early is not None:
             self._early.append(b"42" + _dumps([event, data]))
 
-    def send_nowait(self, event: str, data: Any) -> None:
-        """`send` without the coroutine."""
-        if self.connected:
-            self._sock.send_packet(b"42" + _dumps([event, data]))
-        elif self._early is not None:
-            self._early.append(b"42" + _dumps([event, data]))
-
     def send_raw(self, prepared: PreparedEvent) -> None:
         """Push an event encoded once by `prepare_event`."""
         if self.connected:
