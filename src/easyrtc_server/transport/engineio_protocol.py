@@ -419,9 +419,9 @@ class EngineSession:
     def receive_probe(self, data: bytes) -> bytes | None:
         """A packet on the probing websocket of an upgrade.
 
-        Returns the frame (unframed: the packet) to answer a ``2probe`` with; None when the packet completes the upgrade
-        (``5``: the session is now on websocket; its outbox became frames) or refuses it (see
-        ``state``: still `State.UPGRADING` or `State.OPEN` means refused and reset to OPEN).
+        Returns the frame (unframed: the packet) to answer a ``2probe`` with; None when the
+        packet completes the upgrade (``5``: the session is now on websocket; its outbox became
+        frames) or refuses it (``transport`` still polling, ``state`` OPEN).
         """
         if self.state is State.CLOSED:
             return None

@@ -44,6 +44,7 @@ from aiohttp import web
 from ..errors import ErrorCode, error_message
 from ..options import Options
 from . import Ack, Link
+from .asgi_engineio import ASGIApp, AsgiEngineIO
 from .engineio import EngineIOServer, EngineSocket, PreparedPacket
 
 __all__ = [
@@ -309,6 +310,12 @@ class LeanTransport:
     def attach(self, app: web.Application, path: str = "/socket.io/") -> None:
         """Serve Socket.IO at exactly ``path`` (with and without the trailing slash)."""
         self.engine.attach(app, path)
+
+    def asgi_app(
+        self, other_asgi_app: ASGIApp | None = None, path: str = "/socket.io/"
+    ) -> AsgiEngineIO:
+        """An ASGI application serving Socket.IO at ``path``, the rest by ``other_asgi_app``."""
+        return AsgiEngineIO(self.engine, other_asgi_app, path)
 
     async def shutdown(self) -> None:
         """Close every socket (also done by the application's shutdown)."""
