@@ -8,6 +8,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .clientfiles import find_client_files
+from .operations import OPERATIONS_KEY, Operations
 from .options import Options
 from .server import EasyRtcServer
 from .transport.python_socketio import PythonSocketIOTransport
@@ -38,6 +39,8 @@ def create_app(
     app = web.Application()
     app[SERVER_KEY] = server
     app.on_response_prepare.append(_plain_server_header)
+    app[OPERATIONS_KEY] = operations = Operations(server)  # health, metrics, admin, webhooks
+    operations.attach(app)
     if transport == "lean":
         LeanTransport.from_options(server, options).attach(app)
     elif transport == "python-socketio":
