@@ -369,7 +369,11 @@ class EngineSocket:
             return
         if proto.closed:
             return
-        self._after_send(SendResult.WAKE)  # a ping may be queued
+        # a ping may be queued: write it now (a timer callback, no handler is running)
+        if self._wt is not None:
+            self._flush()
+        else:
+            self._wake_poll()
         self._server._wheel.schedule(self, proto.next_deadline())
 
 
