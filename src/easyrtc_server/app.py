@@ -38,6 +38,7 @@ def create_app(
     transport = transport or options.transport
     app = web.Application()
     app[SERVER_KEY] = server
+    app.on_response_prepare.append(_plain_server_header)
     app[OPERATIONS_KEY] = operations = Operations(server)  # health, metrics, admin, webhooks
     operations.attach(app)
     if transport == "lean":
@@ -59,3 +60,8 @@ def create_app(
             demos_path=options.demos_public_folder,
         )
     return app
+
+
+async def _plain_server_header(_request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """No Python or aiohttp version in the ``Server`` header (aiohttp's default names both)."""
+    response.headers["Server"] = "easyrtc-server"

@@ -1,13 +1,15 @@
 """The ASGI application, for FastAPI, Starlette or any ASGI server (uvicorn, hypercorn).
 
-``create_asgi_app`` is the ASGI twin of ``app.create_app``: EasyRTC over python-socketio in its
-ASGI mode at ``/socket.io/``, the socket.io browser bundle at ``/socket.io/socket.io.js``, the
-client API files at ``/easyrtc/`` and the demos at ``/demos/``; anything else goes to
+``create_asgi_app`` is the ASGI twin of ``app.create_app``: EasyRTC at ``/socket.io/`` on the lean
+Engine.IO/Socket.IO stack's ASGI driver (``transport.asgi_engineio``; the ``transport`` option
+``python-socketio`` selects python-socketio's ASGI mode instead), the socket.io browser bundle
+at ``/socket.io/socket.io.js``, the client API files at ``/easyrtc/`` and the demos at
+``/demos/``; anything else goes to
 ``other_asgi_app`` (your FastAPI app), which also receives the lifespan events. Wrap your app
 with it rather than mounting it under a path: socket.io clients expect ``/socket.io/``.
 
 Files are looked up through ``web.locate``, the same traversal-proof lookup as the aiohttp
-routes. Knows nothing of the protocol: the binding is ``transport.python_socketio``'s.
+routes. Knows nothing of the protocol: the transports do.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .clientfiles import ClientFiles, find_client_files
 from .options import Options
 from .server import EasyRtcServer
 from .transport.python_socketio import PythonSocketIOTransport
+from .transport.socketio import LeanTransport
 from .web import (
     ADD_SLASH,
     CLIENT_CACHE_CONTROL,
@@ -61,10 +64,14 @@ def create_asgi_app(
     """An ASGI application serving EasyRTC, its client files, and ``other_asgi_app`` for the
     rest (404 without one)."""
     server = server or EasyRtcServer(options)
-    transport = PythonSocketIOTransport(server, server.options, async_mode="asgi")
-    sio_app = socketio.ASGIApp(
-        transport.sio, other_asgi_app=other_asgi_app, socketio_path="socket.io"
-    )
+    sio_app: ASGIApp
+    if server.options.transport == "lean":
+        sio_app = LeanTransport.from_options(server, server.options).asgi_app(other_asgi_app)
+    else:
+        transport = PythonSocketIOTransport(server, server.options, async_mode="asgi")
+        sio_app = socketio.ASGIApp(
+            transport.sio, other_asgi_app=other_asgi_app, socketio_path="socket.io"
+        )
     return EasyRtcAsgiApp(
         server, sio_app, find_client_files(server.options.client_dir, server.options.socketio_js)
     )

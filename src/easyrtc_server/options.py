@@ -191,6 +191,20 @@ class Options(ProtocolOptions):
     access_log_enable: bool = False
     """Log every HTTP request, socket.io polls included (one line per poll)."""
 
+    # Transport limits (the lean Engine.IO/Socket.IO stack, ``transport/``)
+    max_json_depth: int = 64
+    """An event nested deeper gets MSG_REJECT_BAD_STRUCTURE (or its socket closed); 0: orjson's
+    1024."""
+    binary_events_enable: bool = False
+    """Accept binary Socket.IO events (EasyRTC never sends them); refused with a close if false."""
+    max_send_buffer: int = 4 * 1024 * 1024
+    """Bytes of backlog (websocket) or queue (polling, 64 bytes counted per packet) after which a
+    socket is closed as a slow consumer."""
+    max_poll_packets: int = 0
+    """Most packets in one long-polling response; 0: no cap (python-engineio clients need 16)."""
+    http_read_timeout: float = 10.0
+    """Seconds a long-polling POST body may take to arrive."""
+
     @property
     def protocol(self) -> ProtocolOptions:
         """The protocol options alone, as an application carries them."""
@@ -287,6 +301,7 @@ _WHOLE_NUMBERS = frozenset(
         "webhook_queue_size",
     )
 )
+_TRANSPORT_WHOLE_NUMBERS = frozenset(("max_json_depth", "max_send_buffer", "max_poll_packets"))
 _STRINGS = frozenset(("host", "api_public_folder", "demos_public_folder"))
 _OPTIONAL_STRINGS = frozenset(
     ("turn_secret", "jwt_secret", "jwt_audience", "jwt_issuer", "admin_token", "webhook_secret")
@@ -308,6 +323,12 @@ def _checked(name: str, value: Any) -> Any:
     elif name.endswith("_enable") or name == "reclaim_empty_rooms":
         if not isinstance(value, bool):
             raise OptionsError(f"option {name!r} must be true or false, got {value!r}")
+    elif name in _TRANSPORT_WHOLE_NUMBERS:
+        if not _is_int(value) or value < 0:
+            raise OptionsError(f"option {name!r} must be a whole number >= 0, got {value!r}")
+    elif name == "http_read_timeout":
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise OptionsError(f"option {name!r} must be a number of seconds > 0")
     elif name in _WHOLE_NUMBERS:
         if not _is_int(value) or value < 0:
             raise OptionsError(f"option {name!r} must be a whole number >= 0, got {value!r}")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from aiohttp import web
 
 from easyrtc_server.transport import Ack, Link
@@ -138,11 +140,17 @@ class Running:
 
 @asynccontextmanager
 async def lean_server(
-    *, refuse: bool = False, greet: bool = False, **options: Any
+    *, refuse: bool = False, greet: bool = False, driver: str = "aiohttp", **options: Any
 ) -> AsyncIterator[Running]:
-    """LeanTransport with an EchoServer on a free loopback port."""
+    """LeanTransport with an EchoServer on a free loopback port, on aiohttp or (``driver="asgi"``)
+    on its ASGI driver under uvicorn."""
     server = EchoServer(refuse=refuse, greet=greet)
     transport = LeanTransport(server, **options)
+    if driver == "asgi":
+        async with _uvicorn(transport.asgi_app()) as url:
+            yield Running(url, server, transport)
+        assert not server.errors, server.errors
+        return
     app = web.Application()
     transport.attach(app)
     runner = web.AppRunner(app, shutdown_timeout=2)
@@ -156,6 +164,24 @@ async def lean_server(
         async with asyncio.timeout(TIMEOUT):
             await runner.cleanup()
     assert not server.errors, server.errors
+
+
+@asynccontextmanager
+async def _uvicorn(app: Any) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn in this event loop, on a socket listening before it starts."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(TIMEOUT):
+            await task
+        sock.close()
 
 
 class NodeClient:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -225,20 +226,22 @@ async def test_eio3_can_be_refused() -> None:
 @pytest.mark.parametrize(
     ("origins", "origin", "allowed"),
     [
-        ((), "http://elsewhere.example", False),
-        (("http://ok.example",), "http://ok.example", True),
-        (("http://ok.example",), "http://elsewhere.example", False),
-        (("*",), "http://elsewhere.example", True),
+        ((), "http://elsewhere.example", None),
+        (("http://ok.example",), "http://ok.example", "http://ok.example"),
+        (("http://ok.example",), "http://elsewhere.example", None),
+        # any origin: a literal "*", never with credentials (nor reflecting "null")
+        (("*",), "http://elsewhere.example", "*"),
+        (("*",), "null", "*"),
     ],
 )
-async def test_cors(origins: tuple[str, ...], origin: str, allowed: bool) -> None:
+async def test_cors(origins: tuple[str, ...], origin: str, allowed: str | None) -> None:
     async with lean_server(cors_origins=origins) as run, http() as session:
         params = {"EIO": "4", "transport": "polling"}
         async with session.get(run.url + PATH, params=params, headers={"Origin": origin}) as r:
             assert r.status == 200
-            assert r.headers.get("Access-Control-Allow-Origin") == (origin if allowed else None)
-            if allowed:
-                assert r.headers["Access-Control-Allow-Credentials"] == "true"
+            assert r.headers.get("Access-Control-Allow-Origin") == allowed
+            credentials = r.headers.get("Access-Control-Allow-Credentials")
+            assert credentials == ("true" if allowed not in (None, "*") else None)
         preflight = {
             "Origin": origin,
             "Access-Control-Request-Method": "POST",
@@ -247,7 +250,7 @@ async def test_cors(origins: tuple[str, ...], origin: str, allowed: bool) -> Non
         async with session.options(run.url + PATH, params=params, headers=preflight) as r:
             assert r.status == 204
             if allowed:
-                assert r.headers["Access-Control-Allow-Origin"] == origin
+                assert r.headers["Access-Control-Allow-Origin"] == allowed
                 assert "POST" in r.headers["Access-Control-Allow-Methods"]
                 assert r.headers["Access-Control-Allow-Headers"] == "content-type"
             else:
@@ -256,7 +259,34 @@ async def test_cors(origins: tuple[str, ...], origin: str, allowed: bool) -> Non
         params["sid"] = "nope"
         async with session.get(run.url + PATH, params=params, headers={"Origin": origin}) as r:
             assert r.status == 400
-            assert r.headers.get("Access-Control-Allow-Origin") == (origin if allowed else None)
+            assert r.headers.get("Access-Control-Allow-Origin") == allowed
+
+
+@pytest.mark.parametrize(
+    ("origins", "origin", "status"),
+    [
+        ((), "http://elsewhere.example", 101),
+        (("*",), "http://elsewhere.example", 101),
+        (("http://ok.example",), "http://ok.example", 101),
+        (("http://ok.example",), None, 101),  # not a browser
+        (("http://ok.example",), "SAME", 101),  # a page of this server
+        (("http://ok.example",), "http://elsewhere.example", 403),
+    ],
+)
+async def test_websocket_origin_checked_against_cors_origins(
+    origins: tuple[str, ...], origin: str | None, status: int
+) -> None:
+    async with lean_server(cors_origins=origins) as run, http() as session:
+        headers = {} if origin is None else {"Origin": run.url if origin == "SAME" else origin}
+        url = run.url.replace("http", "ws") + PATH + "?EIO=4&transport=websocket"
+        if status == 101:
+            async with session.ws_connect(url, headers=headers) as ws:
+                assert (await ws.receive_str(timeout=TIMEOUT)).startswith("0{")
+        else:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(url, headers=headers)
+            assert refused.value.status == status
+            assert run.server.opening == 0
 
 
 # -- long-polling payloads -----------------------------------------------------------------------
@@ -272,17 +302,46 @@ async def test_v4_polling_batches() -> None:
         assert packets[1:] == ['431["a"]', '432["😀"]', '42["pushed",3]']
 
 
-async def test_v4_polling_caps_packets_per_response() -> None:
+async def test_v4_poll_drains_everything_queued() -> None:
     async with lean_server() as run, http() as session:
         sid, _ = await handshake(session, run)
         body = "\x1e".join(["40"] + [f'42{i}["echo",{i}]' for i in range(40)]).encode()
         assert await post(session, run, sid, body) == 200
+        got = await poll(session, run, sid)
+        assert got[1:] == [f"43{i}[{i}]" for i in range(40)]
+
+
+@pytest.mark.parametrize("eio", [4, 3])
+async def test_poll_caps_packets_when_asked(eio: int) -> None:
+    async with lean_server(max_poll_packets=16) as run, http() as session:
+        sid, _ = await handshake(session, run, eio)
+        packets = [f'42{i}["echo",{i}]' for i in range(40)]
+        body = "\x1e".join(["40", *packets]).encode() if eio == 4 else v3_payload(*packets)
+        assert await post(session, run, sid, body) == 200
         got: list[str] = []
-        while len(got) < 41:
-            batch = await poll(session, run, sid)
+        while len(got) < 40 + (eio == 4):
+            batch = await poll(session, run, sid, eio)
             assert len(batch) <= 16
             got += batch
-        assert got[1:] == [f"43{i}[{i}]" for i in range(40)]
+        assert [p for p in got if p.startswith("43")] == [f"43{i}[{i}]" for i in range(40)]
+
+
+async def test_poll_response_stops_at_the_byte_limit() -> None:
+    async with lean_server(max_http_buffer_size=10_000) as run, http() as session:
+        sid, _ = await handshake(session, run)
+        assert await post(session, run, sid, b"40") == 200
+        await poll(session, run, sid)
+        await post(session, run, sid, b'42["flood",{"count":30,"size":1000}]')
+        sizes: list[int] = []
+        got = 0
+        while got < 30:
+            params = {"EIO": "4", "transport": "polling", "sid": sid}
+            async with session.get(run.url + PATH, params=params) as r:
+                body = await r.read()
+            sizes.append(len(body))
+            got += len(body.split(b"\x1e"))
+        assert max(sizes) <= 10_000
+        assert len(sizes) >= 3
 
 
 async def test_v3_polling_counts_utf16_units() -> None:
@@ -296,7 +355,7 @@ async def test_v3_polling_counts_utf16_units() -> None:
 
 
 async def test_v3_binary_payloads() -> None:
-    async with lean_server() as run, http() as session:
+    async with lean_server(binary_events=True) as run, http() as session:
         sid, _ = await handshake(session, run, eio=3)
         header = b'451-["bin",{"_placeholder":true,"num":0}]'
         data = b"\x04\x00\xffbytes"
@@ -321,7 +380,7 @@ async def test_v3_binary_payloads() -> None:
 
 
 async def test_v4_polling_base64_binary() -> None:
-    async with lean_server() as run, http() as session:
+    async with lean_server(binary_events=True) as run, http() as session:
         sid, _ = await handshake(session, run)
         body = b'40\x1e451-1["bin",{"_placeholder":true,"num":0}]\x1ebAQID'
         assert await post(session, run, sid, body) == 200
@@ -446,12 +505,16 @@ async def test_client_namespace_disconnect_then_reconnect() -> None:
     await run.server.wait(lambda: len(run.server.closed) == 2)
 
 
-@pytest.mark.parametrize(("depth", "limit"), [(1100, None), (100_000, None), (60, 50)])
-async def test_deep_json_closes_socket(depth: int, limit: int | None) -> None:
+@pytest.mark.parametrize(
+    ("depth", "limit", "ack"),
+    [(1100, None, "1"), (100_000, None, "1"), (1100, 64, "1"), (60, 50, "")],
+)
+async def test_deep_json_closes_socket(depth: int, limit: int | None, ack: str) -> None:
+    # beyond what orjson reads, or too deep and no acknowledgement to carry an error: closed
     async with lean_server(max_json_depth=limit) as run:
         async with raw_ws(run) as ws:
             await ws_connect_v4(ws)
-            await ws.send_str('421["echo",' + "[" * depth + "]" * depth + "]")
+            await ws.send_str(f'42{ack}["echo",' + "[" * depth + "]" * depth + "]")
             assert await until_closed(ws) == []
         await run.server.wait(lambda: len(run.server.closed) == 1)
         assert run.server.peers[0].received == []
@@ -463,8 +526,37 @@ async def test_deep_json_closes_socket(depth: int, limit: int | None) -> None:
             assert await recv_skipping_pings(ws) == f"431[{nested}]"
 
 
-async def test_deep_json_within_orjson_limits_passes() -> None:
-    async with lean_server() as run, raw_ws(run) as ws:
+@pytest.mark.parametrize("polling", [False, True])
+async def test_deep_json_with_ack_gets_easyrtc_error(polling: bool) -> None:
+    async with lean_server() as run:
+        deep = "[" * 65 + "]" * 65
+        if polling:
+            async with http() as session:
+                sid, _ = await handshake(session, run)
+                assert await post(session, run, sid, b"40") == 200
+                await poll(session, run, sid)
+                packet = f'427["echo",{deep}]\x1e428["echo",1]'
+                assert await post(session, run, sid, packet.encode()) == 200
+                replies = await poll(session, run, sid)
+                still_open = not run.server.closed
+        else:
+            async with raw_ws(run) as ws:
+                await ws_connect_v4(ws)
+                await ws.send_str(f'427["echo",{deep}]')
+                await ws.send_str('428["echo",1]')
+                replies = [await recv_skipping_pings(ws), await recv_skipping_pings(ws)]
+                still_open = not run.server.closed
+        assert replies[0].startswith("437[")
+        [error] = json.loads(replies[0][3:])
+        assert error["msgType"] == "error"
+        assert error["msgData"]["errorCode"] == "MSG_REJECT_BAD_STRUCTURE"
+        assert replies[1] == "438[1]"  # the socket goes on
+        assert run.server.peers[0].received == [("echo", 1)]
+        assert still_open
+
+
+async def test_deep_json_within_orjson_limits_passes_when_unlimited() -> None:
+    async with lean_server(max_json_depth=None) as run, raw_ws(run) as ws:
         await ws_connect_v4(ws)
         for depth in (200, 600):  # orjson reads it; writing falls back to the standard library
             nested = "[" * depth + "]" * depth
@@ -501,7 +593,7 @@ async def test_garbage_closes_socket(packet: str) -> None:
 
 
 async def test_binary_frames_v4_and_v3() -> None:
-    async with lean_server() as run:
+    async with lean_server(binary_events=True) as run:
         async with raw_ws(run) as ws:
             await ws_connect_v4(ws)
             await ws.send_str('451-2["bin",{"_placeholder":true,"num":0}]')
@@ -616,6 +708,40 @@ async def test_slow_consumer_is_closed() -> None:
         link = run.server.peers[0].link
         assert isinstance(link, SocketLink)
         assert link.engine_socket.close_reason == "slow consumer"
+
+
+async def test_one_large_frame_is_not_a_backlog() -> None:
+    # one frame bigger than the limit, to a client that has not read it yet: delivered, not closed
+    async with lean_server(max_send_buffer=64 * 1024) as run:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel takes little
+        raw.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", run.port))
+        reader, writer = await asyncio.open_connection(sock=raw, limit=1024)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET {PATH}?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 101")
+        writer.write(_masked_frame("40"))
+        writer.write(_masked_frame('42["flood",{"count":1,"size":20000000}]'))
+        await writer.drain()
+        await run.server.wait(lambda: bool(run.server.peers and run.server.peers[0].received))
+        received = 0
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                while received < 20_000_000:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        break
+                    received += len(chunk)
+        finally:
+            writer.close()
+        assert received > 20_000_000
+        assert run.server.closed == []
 
 
 async def test_slow_polling_consumer_is_closed() -> None:

@@ -23,10 +23,14 @@ PAYLOADS: list[Any] = [
 ]
 
 
+@pytest.mark.parametrize("driver", ["aiohttp", "asgi"])
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("version", VERSIONS)
-async def test_acks_push_and_client_disconnect(version: str, mode: str) -> None:
-    async with lean_server() as run, node_client(version, run.url, MODES[mode]) as client:
+async def test_acks_push_and_client_disconnect(version: str, mode: str, driver: str) -> None:
+    async with (
+        lean_server(driver=driver) as run,
+        node_client(version, run.url, MODES[mode]) as client,
+    ):
         connected = await client.expect("connect")
         assert connected["id"]
         if mode == "upgrade":
@@ -58,10 +62,14 @@ async def test_acks_push_and_client_disconnect(version: str, mode: str) -> None:
     assert peer.closes == 1
 
 
+@pytest.mark.parametrize("driver", ["aiohttp", "asgi"])
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("version", VERSIONS)
-async def test_server_close_seen_by_client(version: str, mode: str) -> None:
-    async with lean_server() as run, node_client(version, run.url, MODES[mode]) as client:
+async def test_server_close_seen_by_client(version: str, mode: str, driver: str) -> None:
+    async with (
+        lean_server(driver=driver) as run,
+        node_client(version, run.url, MODES[mode]) as client,
+    ):
         await client.expect("connect")
         if mode == "upgrade":
             await client.expect("upgrade")
@@ -77,7 +85,10 @@ async def test_server_close_seen_by_client(version: str, mode: str) -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_binary_attachments(version: str, mode: str, base64: bool) -> None:
     options = dict(MODES[mode], forceBase64=base64)
-    async with lean_server() as run, node_client(version, run.url, options) as client:
+    async with (
+        lean_server(binary_events=True) as run,
+        node_client(version, run.url, options) as client,
+    ):
         await client.expect("connect")
         reply = await client.call("bin", "binary ✓ data", binary=True)
         assert reply == {

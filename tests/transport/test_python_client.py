@@ -17,11 +17,19 @@ TRANSPORTS: dict[str, list[str] | None] = {
 }
 
 
+@pytest.mark.parametrize("driver", ["aiohttp", "asgi"])
 @pytest.mark.parametrize("mode", list(TRANSPORTS))
-async def test_python_socketio_client(mode: str) -> None:
+async def test_python_socketio_client(mode: str, driver: str) -> None:
     # python-engineio's polling client may drop its session without telling the server (its
     # last POST is not always sent): short heartbeats let the server notice quickly.
-    async with lean_server(ping_interval=0.5, ping_timeout=2.0) as run:
+    # python-engineio's client refuses polls of more than 16 packets
+    async with lean_server(
+        ping_interval=0.5,
+        ping_timeout=2.0,
+        max_poll_packets=16,
+        binary_events=True,
+        driver=driver,
+    ) as run:
         sio = socketio.AsyncClient(reconnection=False)
         pushed: asyncio.Queue[Any] = asyncio.Queue()
         gone = asyncio.Event()

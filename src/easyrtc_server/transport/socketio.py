@@ -2,8 +2,8 @@
 
 Protocol 5 runs over Engine.IO 4 (socket.io-client 3 and 4), protocol 4 over Engine.IO 3
 (socket.io-client 2). Only the default namespace ``/`` exists: connecting to another one gets a
-CONNECT_ERROR ("Invalid namespace"). Clients may send binary attachments (BINARY_EVENT,
-BINARY_ACK); they are put back in place as ``bytes``. The server only sends JSON.
+CONNECT_ERROR ("Invalid namespace"). With ``binary_events``, clients may send binary attachments
+(BINARY_EVENT, BINARY_ACK); they are put back in place as ``bytes``. The server only sends JSON.
 
 Usage::
 
@@ -17,9 +17,11 @@ follows once. An event's data is its first argument (``None`` when it has none; 
 arguments are dropped).
 
 JSON is parsed with orjson. Malformed JSON, or JSON nested deeper than orjson takes (1024
-levels) or than ``max_json_depth`` if set, closes the socket, as the reference closes a socket on
-a parse error. Values nested deeper than orjson writes (254 levels) are sent with the standard
-library's encoder.
+levels), closes the socket, as the reference closes a socket on a parse error; an event nested
+deeper than ``max_json_depth`` (64) gets EasyRTC's ``MSG_REJECT_BAD_STRUCTURE`` error as its
+acknowledgement (or, asking for none, its socket closed). Binary events are refused (the socket
+closed) unless ``binary_events`` is set. Values nested deeper than orjson writes (254 levels)
+are sent with the standard library's encoder.
 
 To send the same event to many sockets, encode it once with `prepare_event` and hand it to each
 link's `SocketLink.send_raw`.
@@ -32,14 +34,17 @@ import json
 import logging
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
 import orjson
 from aiohttp import web
 
+from ..errors import ErrorCode, error_message
 from ..options import Options
 from . import Ack, Link
+from .asgi_engineio import ASGIApp, AsgiEngineIO
 from .engineio import EngineIOServer, EngineSocket, PreparedPacket
 
 __all__ = [
@@ -117,13 +122,6 @@ class SocketLink:
         elif self._early is not None:
             self._early.append(b"42" + _dumps([event, data]))
 
-    def send_nowait(self, event: str, data: Any) -> None:
-        """`send` without the coroutine."""
-        if self.connected:
-            self._sock.send_packet(b"42" + _dumps([event, data]))
-        elif self._early is not None:
-            self._early.append(b"42" + _dumps([event, data]))
-
     def send_raw(self, prepared: PreparedEvent) -> None:
         """Push an event encoded once by `prepare_event`."""
         if self.connected:
@@ -175,6 +173,14 @@ class _Session:
 
 class _BadPacket(Exception):
     pass
+
+
+class _TooDeep(_BadPacket):
+    """Valid JSON nested deeper than ``max_json_depth``."""
+
+
+_BINARY_DEPTH: Final = 64
+"""Most nesting of a binary packet's JSON (placeholder filling recurses that deep)."""
 
 
 def _dumps(value: Any) -> bytes:
@@ -235,9 +241,15 @@ class LeanTransport:
     - ``cors_origins``: origins whose pages may long-poll cross-origin (``"*"`` for any);
     - ``max_send_buffer`` (4 MiB): unsent bytes after which a socket is closed as a slow consumer;
     - ``allow_eio3`` (True): accept Engine.IO 3 / Socket.IO 4 clients (socket.io-client 2.x);
+    - ``read_timeout`` (10): a POST body must arrive within this time;
+    - ``max_poll_packets`` (0): most packets in one poll response (0: no cap; python-engineio's
+      client takes at most 16);
     - ``connect_timeout`` (45): an Engine.IO 4 session must CONNECT to ``/`` within this time;
-    - ``max_json_depth`` (None): deeper JSON closes the socket; None leaves it to orjson, which
-      refuses more than 1024 levels;
+    - ``max_json_depth`` (64): an event nested deeper gets the EasyRTC error reply
+      ``MSG_REJECT_BAD_STRUCTURE`` when it asked for an acknowledgement, else its socket is
+      closed; None leaves it to orjson, which refuses (closes) more than 1024 levels;
+    - ``binary_events`` (False): binary events (BINARY_EVENT/BINARY_ACK, which EasyRTC never
+      sends) close the socket unless True;
     - ``max_attachments`` (16): a binary packet announcing more closes the socket.
     """
 
@@ -252,14 +264,18 @@ class LeanTransport:
         cors_origins: Iterable[str] = (),
         max_send_buffer: int = 4 * 1024 * 1024,
         allow_eio3: bool = True,
+        read_timeout: float = 10.0,
+        max_poll_packets: int = 0,
         connect_timeout: float = 45.0,
-        max_json_depth: int | None = None,
+        max_json_depth: int | None = 64,
         max_attachments: int = 16,
+        binary_events: bool = False,
     ) -> None:
         self.server = server
         self.connect_timeout = connect_timeout
         self.max_json_depth = max_json_depth
         self.max_attachments = max_attachments
+        self.binary_events = binary_events
         self.engine = EngineIOServer(
             self,
             ping_interval=ping_interval,
@@ -269,6 +285,8 @@ class LeanTransport:
             cors_origins=cors_origins,
             max_send_buffer=max_send_buffer,
             allow_eio3=allow_eio3,
+            read_timeout=read_timeout,
+            max_poll_packets=max_poll_packets,
         )
 
     @classmethod
@@ -279,6 +297,11 @@ class LeanTransport:
             "ping_timeout": options.ping_timeout,
             "max_http_buffer_size": options.max_http_buffer_size,
             "cors_origins": options.cors_origins,
+            "max_json_depth": options.max_json_depth or None,
+            "binary_events": options.binary_events_enable,
+            "max_send_buffer": options.max_send_buffer,
+            "max_poll_packets": options.max_poll_packets,
+            "read_timeout": options.http_read_timeout,
         }
         settings.update(extra)
         return cls(server, **settings)
@@ -288,6 +311,12 @@ class LeanTransport:
     def attach(self, app: web.Application, path: str = "/socket.io/") -> None:
         """Serve Socket.IO at exactly ``path`` (with and without the trailing slash)."""
         self.engine.attach(app, path)
+
+    def asgi_app(
+        self, other_asgi_app: ASGIApp | None = None, path: str = "/socket.io/"
+    ) -> AsgiEngineIO:
+        """An ASGI application serving Socket.IO at ``path``, the rest by ``other_asgi_app``."""
+        return AsgiEngineIO(self.engine, other_asgi_app, path)
 
     async def shutdown(self) -> None:
         """Close every socket (also done by the application's shutdown)."""
@@ -337,8 +366,11 @@ class LeanTransport:
                             args = orjson.loads(data[start:])
                         else:
                             args = self._loads(data[start:])
+                    except _TooDeep:
+                        self._refuse_too_deep(sock, int(head) if head else None)
+                        return
                     except (_BadPacket, ValueError) as exc:
-                        log.debug("closing %r: %s", sock, exc)
+                        log.info("closing %r: %s", sock, exc)
                         sock.close("parse error", graceful=False)
                         return
                     if type(args) is not list or not args or type(args[0]) is not str:
@@ -373,14 +405,25 @@ class LeanTransport:
             if kind == EVENT:
                 if attachments is not None:
                     raise _BadPacket("attachments on a plain event")
-                await self._event(sock, session, nsp, self._loads(rest), ack_id)
+                try:
+                    args = self._loads(rest)
+                except _TooDeep:
+                    self._refuse_too_deep(sock, ack_id)
+                    return
+                await self._event(sock, session, nsp, args, ack_id)
             elif kind in (BINARY_EVENT, BINARY_ACK):
+                if not self.binary_events:
+                    # EasyRTC never sends binary; held attachments would cost memory
+                    raise _BadPacket("binary events are refused")
                 if attachments is None:
                     raise _BadPacket("binary packet without attachment count")
                 need = int(attachments)
                 if need > self.max_attachments:
                     raise _BadPacket("too many attachments")
-                session.pending = (nsp, self._loads(rest))
+                value = self._loads(rest)
+                if _too_deep(value, min(self.max_json_depth or _BINARY_DEPTH, _BINARY_DEPTH)):
+                    raise _BadPacket("binary packet nested too deep")
+                session.pending = (nsp, value)
                 session.kind, session.ack_id, session.need = kind, ack_id, need
                 session.buffers = []
                 if need == 0:
@@ -405,7 +448,7 @@ class LeanTransport:
             else:
                 raise _BadPacket("CONNECT_ERROR from a client")
         except (_BadPacket, ValueError) as exc:
-            log.debug("closing %r: %s", sock, exc)
+            log.info("closing %r: %s", sock, exc)
             sock.close("parse error", graceful=False)
 
     # -- packets ---------------------------------------------------------------------------------
@@ -418,8 +461,18 @@ class LeanTransport:
             and raw.count(b"[") + raw.count(b"{") > limit
             and _too_deep(value, limit)
         ):
-            raise _BadPacket("JSON nested too deep")
+            raise _TooDeep(f"JSON nested deeper than {limit}")
         return value
+
+    def _refuse_too_deep(self, sock: EngineSocket, ack_id: int | None) -> None:
+        """An event nested deeper than ``max_json_depth``: its EasyRTC error, or a close."""
+        if ack_id is None:
+            log.info("closing %r: JSON nested deeper than %s", sock, self.max_json_depth)
+            sock.close("parse error", graceful=False)
+            return
+        log.info("refused an event of %r: JSON nested deeper than %s", sock, self.max_json_depth)
+        reply = error_message(ErrorCode.MSG_REJECT_BAD_STRUCTURE, int(time.time() * 1000))
+        sock.send_packet(b"43" + str(ack_id).encode() + orjson.dumps([reply]))
 
     async def _event(
         self, sock: EngineSocket, session: _Session, nsp: str, args: Any, ack_id: int | None

@@ -1,0 +1,446 @@
+"""The ASGI driver of the Engine.IO protocol: the lean stack under uvicorn, hypercorn, Starlette.
+
+The twin of the aiohttp driver (``engineio.py``), sharing its sessions, heartbeat wheel and
+handler (an `EngineIOServer`); only the I/O differs. ASGI servers frame websocket messages
+themselves, so websocket sessions run unframed (`EngineSession` ``framed=False``): their packets
+queue like a polling outbox (bounded the same way) and one writer task per websocket sends them.
+A long-polling GET ends its session when the server reports ``http.disconnect`` while it waits
+(a closed tab), as the aiohttp driver does.
+
+``AsgiEngineIO(engine)`` answers ``/socket.io/``; anything else goes to ``other_asgi_app`` (404
+without one), which also receives the lifespan events. The sessions close on lifespan shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .engineio import (
+    _NETWORK_ERRORS,
+    BAD_HANDSHAKE_METHOD,
+    BAD_REQUEST,
+    FORBIDDEN,
+    UNKNOWN_SID,
+    UNKNOWN_TRANSPORT,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    EngineIOServer,
+    EngineSocket,
+    error_body,
+)
+from .engineio_protocol import SendResult, TransportKind
+
+__all__ = ["AsgiEngineIO"]
+
+log = logging.getLogger("easyrtc_server.transport.asgi")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _Disconnected(Exception):
+    """The client went away while its request was read."""
+
+
+class AsgiSocket(EngineSocket):
+    """An `EngineSocket` whose websocket is an ASGI connection with a writer task."""
+
+    __slots__ = ("_ws_closed", "_ws_wake")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, framed=False, **kwargs)
+        self._ws_wake: asyncio.Event | None = None
+        """Set when packets wait for the writer; None while the session polls."""
+        self._ws_closed = False
+
+    def _after_send(self, result: SendResult) -> None:
+        if result is SendResult.OVERFLOW:
+            self._closed_by_protocol()
+        elif self._ws_wake is not None:
+            self._ws_wake.set()
+        else:
+            self._wake_poll()
+
+    def _close_connection(self, graceful: bool) -> None:
+        if self._ws_wake is not None:
+            self._server._forget(self)
+            self._ws_wake.set()  # the writer sends what is queued (if graceful), then closes
+        else:
+            self._close_polling(graceful)
+
+    async def write(self, send: Send) -> None:
+        """The writer task of this session's websocket."""
+        wake = self._ws_wake
+        assert wake is not None
+        proto = self.proto
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                for packet in proto.packets_to_send():
+                    await send({"type": "websocket.send", "text": packet.decode()})
+                if proto.closed:
+                    break
+            if not self._ws_closed:
+                self._ws_closed = True
+                await send({"type": "websocket.close", "code": 1000})
+        except _NETWORK_ERRORS as exc:
+            log.debug("websocket of %r: %r", self, exc)
+            self._ws_closed = True
+            if not self.closed:
+                self.close("transport error", graceful=False)
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _remote(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+class AsgiEngineIO:
+    """An ASGI application serving `EngineIOServer`'s sessions at ``path``."""
+
+    def __init__(
+        self,
+        engine: EngineIOServer,
+        other_asgi_app: ASGIApp | None = None,
+        path: str = "/socket.io/",
+    ) -> None:
+        self.engine = engine
+        self.other_asgi_app = other_asgi_app
+        self.path = "/" + path.strip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if kind in ("http", "websocket") and path in (self.path, self.path + "/"):
+            if kind == "http":
+                await self._http(scope, receive, send)
+            else:
+                await self._websocket(scope, receive, send)
+            return
+        if self.other_asgi_app is not None:
+            await self.other_asgi_app(scope, receive, send)
+        elif kind == "http":
+            await _respond(send, 404, [(b"content-type", b"text/plain")], b"Not Found")
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_and_close() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.engine.shutdown()
+            return message
+
+        if self.other_asgi_app is not None:
+            await self.other_asgi_app(scope, receive_and_close, send)
+            return
+        while True:
+            message = await receive_and_close()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- HTTP (long-polling) ---------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        engine = self.engine
+        method = scope.get("method", "GET")
+        cors = engine.cors_headers(_header(scope, b"origin"))
+        headers = [(k.lower().encode(), v.encode()) for k, v in cors.items()]
+        if method == "OPTIONS":
+            if cors:
+                headers.append((b"access-control-allow-methods", b"GET, POST, OPTIONS"))
+                wanted = _header(scope, b"access-control-request-headers")
+                if wanted:
+                    headers.append((b"access-control-allow-headers", wanted.encode()))
+            await _respond(send, 204, headers, b"")
+            return
+        query = _query(scope)
+        eio = self._eio(query)
+        if eio is None:
+            await self._error(send, headers, UNSUPPORTED_PROTOCOL_VERSION)
+            return
+        transport = query.get("transport")
+        if transport != "polling" or "j" in query:
+            code = UNKNOWN_TRANSPORT if transport not in ("polling", "websocket") else BAD_REQUEST
+            await self._error(send, headers, code)
+            return
+        sid = query.get("sid")
+        if sid is None:
+            if method != "GET":
+                await self._error(send, headers, BAD_HANDSHAKE_METHOD)
+                return
+            sock = AsgiSocket(engine, engine.new_sid(), eio, TransportKind.POLLING, _remote(scope))
+            engine.add_socket(sock)
+            await engine.open_socket(sock)
+            await self._poll_response(send, headers, sock)
+            return
+        found = engine.sockets.get(sid)
+        if not isinstance(found, AsgiSocket):
+            await self._error(send, headers, UNKNOWN_SID)
+            return
+        if found._ws_wake is not None:
+            await self._error(send, headers, BAD_REQUEST)
+        elif method == "GET":
+            await self._poll(receive, send, headers, found)
+        elif method == "POST":
+            await self._post(scope, receive, send, headers, found)
+        else:
+            await self._error(send, headers, BAD_REQUEST)
+
+    def _eio(self, query: dict[str, str]) -> int | None:
+        text = query.get("EIO", "3")
+        if text == "4":
+            return 4
+        if text == "3" and self.engine.allow_eio3:
+            return 3
+        return None
+
+    async def _error(self, send: Send, headers: list[tuple[bytes, bytes]], code: int) -> None:
+        status = 403 if code == FORBIDDEN else 400
+        headers = [*headers, (b"content-type", b"application/json")]
+        await _respond(send, status, headers, error_body(code))
+
+    async def _poll_response(
+        self, send: Send, headers: list[tuple[bytes, bytes]], sock: AsgiSocket
+    ) -> None:
+        body = sock.proto.poll_body()
+        if sock.proto.finished:
+            self.engine._forget(sock)
+        await _respond(send, 200, [*headers, (b"content-type", b"text/plain; charset=UTF-8")], body)
+
+    async def _poll(
+        self, receive: Receive, send: Send, headers: list[tuple[bytes, bytes]], sock: AsgiSocket
+    ) -> None:
+        if sock._poll_waiter is not None:
+            sock.close("transport error", graceful=False)
+            await self._error(send, headers, BAD_REQUEST)
+            return
+        if sock.proto.poll_should_wait():
+            waiter: asyncio.Future[None] = sock._loop.create_future()
+            sock._poll_waiter = waiter
+            gone = asyncio.ensure_future(_wait_disconnect(receive))
+            try:
+                await asyncio.wait((waiter, gone), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sock._poll_waiter = None
+                gone.cancel()
+            if gone.done() and not gone.cancelled():
+                # The client went away while its poll was pending (a closed tab).
+                sock.close("transport close", graceful=False)
+                return
+        await self._poll_response(send, headers, sock)
+
+    async def _post(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+        sock: AsgiSocket,
+    ) -> None:
+        engine = self.engine
+        ok = [*headers, (b"content-type", b"text/html")]
+        if sock._post_lock.locked():
+            sock.close("transport error", graceful=False)
+            await self._error(send, headers, BAD_REQUEST)
+            return
+        async with sock._post_lock:
+            try:
+                async with asyncio.timeout(engine.read_timeout):
+                    body = await _read_body(receive, engine.limits.max_payload)
+            except TimeoutError:
+                log.info("closing %r: POST body not received within %ss", sock, engine.read_timeout)
+                sock.close("read timeout", graceful=False)
+                await _respond(send, 408, headers, b"")
+                return
+            except _Disconnected:
+                log.debug("POST of %r aborted", sock)
+                sock.close("transport close", graceful=False)
+                return
+            if body is None:
+                sock.close("payload too large", graceful=False)
+                await _respond(send, 413, headers, b"")
+                return
+            if not sock.closed:
+                content_type = (_header(scope, b"content-type") or "").split(";")[0].strip()
+                if not await sock.receive_payload(body, content_type):
+                    await self._error(send, headers, BAD_REQUEST)
+                    return
+        await _respond(send, 200, ok, b"ok")
+
+    # -- websocket -------------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        engine = self.engine
+        connect = await receive()
+        if connect["type"] != "websocket.connect":
+            return
+        query = _query(scope)
+        eio = self._eio(query)
+        host = _header(scope, b"host") or ""
+        if (
+            eio is None
+            or query.get("transport") != "websocket"
+            or not engine.origin_allowed(_header(scope, b"origin"), host)
+        ):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        sid = query.get("sid")
+        if sid is None:
+            sock = AsgiSocket(
+                engine, engine.new_sid(), eio, TransportKind.WEBSOCKET, _remote(scope)
+            )
+            await send({"type": "websocket.accept"})
+            sock._ws_wake = asyncio.Event()
+            sock._ws_wake.set()  # the open packet
+            engine.add_socket(sock)
+            await self._run(sock, receive, send, opening=True)
+            return
+        found = engine.sockets.get(sid)
+        if not isinstance(found, AsgiSocket) or found.closed or found._ws_wake is not None:
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send({"type": "websocket.accept"})
+        if await self._probe(found, receive, send):
+            await self._run(found, receive, send, opening=False)
+        else:
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def _probe(self, sock: AsgiSocket, receive: Receive, send: Send) -> bool:
+        """The upgrade's probe exchange on the new websocket; True once upgraded."""
+        proto = sock.proto
+        try:
+            async with asyncio.timeout(self.engine.upgrade_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "websocket.receive" or sock.closed:
+                        break
+                    text = message.get("text")
+                    if text is None:
+                        break
+                    data = text.encode()
+                    if data == b"5":
+                        async with sock._post_lock:  # a POST being handled finishes first
+                            if sock.closed or proto.receive_probe(data) is not None:
+                                break
+                            if proto.transport is not TransportKind.WEBSOCKET:
+                                break
+                            sock._ws_wake = asyncio.Event()
+                            sock._ws_wake.set()  # what the outbox held
+                            sock._wake_poll()
+                            return True
+                    reply = proto.receive_probe(data)
+                    if reply is None:
+                        break
+                    await send({"type": "websocket.send", "text": reply.decode()})
+                    sock._wake_poll()  # a held GET is answered with a noop
+        except TimeoutError:
+            pass
+        proto.abort_upgrade()
+        return False
+
+    async def _run(self, sock: AsgiSocket, receive: Receive, send: Send, *, opening: bool) -> None:
+        writer = asyncio.ensure_future(sock.write(send))
+        try:
+            if opening:
+                await self.engine.open_socket(sock)
+            if not sock.closed:
+                await self._read(sock, receive)
+        finally:
+            if not sock.closed:
+                sock._dispatching = True
+                sock.close("transport close", graceful=False)
+                sock._dispatching = False
+            await sock._notify_closed()
+            try:
+                async with asyncio.timeout(2.0):
+                    await writer
+            except TimeoutError:
+                writer.cancel()
+
+    async def _read(self, sock: AsgiSocket, receive: Receive) -> None:
+        """Read one websocket until it ends; hand messages over inline, in order."""
+        on_message = self.engine.handler.on_message
+        proto = sock.proto
+        eio4 = proto.eio >= 4
+        loop = sock._loop
+        limit = self.engine.limits.max_payload
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive" or sock.closed:
+                return
+            text = message.get("text")
+            data: bytes = text.encode() if text is not None else message.get("bytes") or b""
+            if len(data) > limit:
+                sock.close("payload too large", graceful=False)
+                return
+            sock._dispatching = True
+            try:
+                if text is None:
+                    await sock._dispatch(proto.receive_binary_frame(data, loop.time()))
+                elif data[:1] == b"4":
+                    if not eio4:
+                        proto.last_seen = loop.time()
+                    await on_message(sock, data[1:], False)
+                else:
+                    await sock._on_packet(data, False)
+            finally:
+                sock._dispatching = False
+            if sock.closed:
+                return
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None when it is longer than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

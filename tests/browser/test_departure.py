@@ -1,0 +1,54 @@
+"""Issue 13: closing a tab makes the others see the leave at once, on long-polling as on websocket.
+
+The demo pages are forced onto one transport (as a proxy that blocks websockets forces polling)
+by an init script wrapping ``io.connect``, which ``easyrtc.js`` calls with its options.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from browserkit import Demos
+from playwright.async_api import BrowserContext, expect
+
+# Wraps socket.io's `io` (and `io.connect`) as soon as socket.io.js defines it, so that every
+# connection uses only the given transports.
+FORCE_TRANSPORTS = """(() => {
+  const transports = %s;
+  let wrapped;
+  Object.defineProperty(window, "io", {
+    configurable: true,
+    get() { return wrapped; },
+    set(real) {
+      // easyrtc.js calls io.connect(null, options) when the page sets no server URL, and
+      // socket.io then reads the options from the first argument
+      const force = (fn) => function (url, options) {
+        const merged = Object.assign({}, options || {}, { transports });
+        return url == null ? fn.call(this, merged) : fn.call(this, url, merged);
+      };
+      wrapped = Object.assign(force(real), real);
+      wrapped.connect = force(real.connect || real);
+    },
+  });
+})();"""
+
+TRANSPORT_NAME = "() => easyrtc.webSocket.io.engine.transport.name"
+
+
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+async def test_closed_tab_leaves_within_a_second(demos: Demos, transport: str) -> None:
+    async def force(context: BrowserContext) -> None:
+        await context.add_init_script(FORCE_TRANSPORTS % json.dumps([transport]))
+
+    demos.context_setup.append(force)
+    alice, bob = await demos.open_many("chat.html", "alice", "bob")
+    alice_id, bob_id = await alice.my_id(), await bob.my_id()
+    for page in (alice, bob):
+        assert await page.page.evaluate(TRANSPORT_NAME) == transport
+    await expect(alice.peer(bob_id, within="#people")).to_be_visible()
+    await expect(bob.peer(alice_id, within="#people")).to_be_visible()
+
+    await demos.close(bob)
+    await expect(alice.peer(bob_id, within="#people")).to_have_count(0, timeout=1000)
+    assert demos.errors() == {}
