@@ -57,6 +57,9 @@ class EasyRtcServer:
         self.links: dict[str, Link] = {}
         self._room_update_timer: asyncio.TimerHandle | None = None
         self._room_update_tasks: set[asyncio.Task[None]] = set()
+        self._room_update_cost = 0.0
+        """Seconds the last tick's updates took to build and send: the next tick waits at least
+        as long, so a big room's updates take at most about half of the event loop."""
         self.events = ServerEvents()  # ops: metrics, webhooks, admin (events.py)
         self.draining = False  # set while shutting down: /readyz answers 503
 
@@ -112,8 +115,9 @@ class EasyRtcServer:
         if not settled:
             out = self.core.settle(out, peer)
         if self._room_update_timer is None and self.core.next_room_update() is not None:
+            delay = max(self.options.room_update_tick, self._room_update_cost)
             self._room_update_timer = asyncio.get_running_loop().call_later(
-                self.options.room_update_tick, self._room_updates_due
+                delay, self._room_updates_due
             )
         self.events.sent(out)
         links = self.links
@@ -147,10 +151,15 @@ class EasyRtcServer:
     def _room_updates_due(self) -> None:
         """Once per ``room_update_tick``: push the member-list changes of the tick."""
         self._room_update_timer = None
-        out = self.core.flush_room_updates()
-        task = asyncio.ensure_future(self.deliver(None, out, None, settled=True))
+        task = asyncio.ensure_future(self._send_room_updates())
         self._room_update_tasks.add(task)
         task.add_done_callback(self._room_update_tasks.discard)
+
+    async def _send_room_updates(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self.deliver(None, self.core.flush_room_updates(), None, settled=True)
+        self._room_update_cost = loop.time() - started
 
     # -- decisions: the hooks answer what the core asks --------------------------------------
 

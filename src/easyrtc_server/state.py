@@ -299,8 +299,16 @@ class State:
             room.flushed = room.seq
             room.changed.clear()
             room.api_cleared.clear()
+        now = self.now()
+        sends = out.sends
         for cid, room_deltas in pushes.items():
-            self.push_room_data(cid, room_deltas, out)
+            body = {
+                "msgType": "roomData",
+                "msgData": {"roomData": room_deltas},
+                "easyrtcid": cid,
+                "serverTime": now,
+            }
+            sends.append(Push(cid, "easyrtcCmd", body))
             if not whole:
                 self._early.add(id(out.sends[-1]))
         return out
