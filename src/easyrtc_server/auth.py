@@ -200,6 +200,7 @@ def admit(state: State, join: JoinRequested) -> LoginAdmitted | Outcome:
 def finish(state: State, admitted: LoginAdmitted, servers: list[dict[str, Any]]) -> Outcome:
     """Send the token, then tell every member sharing a room with the newcomer."""
     out = admitted.out
+    state.refresh_entries(admitted.conn)  # the hooks may have changed its presence
     out.reply(token(state, admitted.conn, servers))
     state.tell_peers(admitted.conn, out, with_api_field=True)
     return out

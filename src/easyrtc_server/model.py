@@ -103,6 +103,8 @@ class Connection:
     username: str | None = None
     credential: Any = None
     presence: dict[str, Any] = field(default_factory=lambda: {"show": "chat", "status": None})
+    """Rooms cache it in their entries: after changing it (or ``username``) outside a login,
+    call ``State.refresh_entries``."""
     rooms: dict[str, Membership] = field(default_factory=dict)
     session: Session | None = None
     fields: Fields = field(default_factory=dict)
