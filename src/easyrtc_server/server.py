@@ -18,6 +18,7 @@ from . import auth, control, ice, rooms
 from .core import COMMANDS, Core, Peer
 from .errors import EasyRtcError, ErrorCode, error_message
 from .hooks import Hooks
+from .limits import Guard
 from .model import Connection
 from .options import Options
 from .outcome import ACK, Json, Outcome
@@ -43,6 +44,12 @@ class EasyRtcServer:
         self.options = self.core.options
         self.hooks = hooks or Hooks()
         self.links: dict[str, Link] = {}
+        self.guard = Guard(self.options, self.core.now)
+
+    @property
+    def draining(self) -> bool:
+        """True once a graceful shutdown has begun (new sockets are refused)."""
+        return self.guard.draining
 
     # -- the transport seam ------------------------------------------------------------------
 
@@ -50,16 +57,21 @@ class EasyRtcServer:
         """A socket connected; None if the ``connect`` hook refused it."""
         peer = self.core.open(link.remote_address)
         self.links[peer.easyrtcid] = link
+        if await self.guard.refused(peer, link):
+            return peer
         try:
             await self.hooks.connect(peer)
         except Exception as exc:
             _log_refusal("connection", peer, exc)
             del self.links[peer.easyrtcid]
+            self.guard.closed(peer)
             self.core.close(peer)
             return None
         return peer
 
     async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> None:
+        if (refusal := self.guard.check(peer, event, ack is not None)) is not None:
+            return await self.deliver(peer, refusal, ack)
         try:
             out = await self._handle(peer, event, data, ack is not None)
         except Exception:  # a bug must cost one reply, not the connection
@@ -70,6 +82,7 @@ class EasyRtcServer:
         await self.deliver(peer, out, ack)
 
     async def close(self, peer: Peer) -> None:
+        self.guard.closed(peer)
         self.links.pop(peer.easyrtcid, None)
         conn = peer.connection
         left = list(conn.rooms) if conn is not None else []
