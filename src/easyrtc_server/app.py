@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import shutdown
 from .clientfiles import find_client_files
 from .options import Options
 from .server import EasyRtcServer
@@ -37,6 +38,7 @@ def create_app(
     transport = transport or options.transport
     app = web.Application()
     app[SERVER_KEY] = server
+    shutdown.install(app, server)  # before the transport's own shutdown closes every socket
     if transport == "lean":
         LeanTransport.from_options(server, options).attach(app)
     elif transport == "python-socketio":

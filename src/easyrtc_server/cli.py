@@ -15,6 +15,7 @@ from typing import Any
 import click
 from aiohttp import web
 
+from . import shutdown
 from .app import create_app
 from .config import ConfigError, Setting, load_options, to_toml
 from .jwtauth import JwtAuth
@@ -22,6 +23,8 @@ from .options import LOG_LEVELS, TRANSPORTS, Options
 from .server import EasyRtcServer
 
 _DEFAULTS = Options()
+_AFTER_DRAIN = 1.0
+"""Seconds aiohttp waits for requests still running once the clients are drained."""
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -116,12 +119,15 @@ def main(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     server = EasyRtcServer(options, hooks=JwtAuth.from_options(options))
+    app = create_app(server=server)
+    app.on_shutdown.insert(0, shutdown.exit_on_second_signal)
     web.run_app(
-        create_app(server=server),
+        app,
         host=options.host,
         port=options.port,
         print=None,
         loop=_event_loop(),
+        shutdown_timeout=_AFTER_DRAIN,
     )
 
 
