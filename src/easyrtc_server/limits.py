@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from . import logsafe
 from .core import Peer
@@ -88,7 +88,7 @@ class Guard:
     per_address: dict[str, int] = field(default_factory=dict)
     draining: bool = False
     """Set when the server shuts down: new sockets are refused with ``SERVER_SHUTDOWN``."""
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _tasks: set[asyncio.Future[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         logsafe.install()
@@ -141,7 +141,8 @@ class Guard:
             code.value,
         )
         await link.send("easyrtcCmd", error_message(code, self.now_ms()))
-        await link.close()
+        # closed once ``open`` has returned: a transport may not close a socket it is opening
+        self._spawn(link.close())
         return True
 
     # -- receive -----------------------------------------------------------------------------
@@ -231,13 +232,21 @@ class Guard:
             link.remote_address,
             self.options.login_timeout,
         )
-        task = asyncio.ensure_future(self._time_out(link))
+        self._spawn(self._time_out(link))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(_quietly(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _time_out(self, link: Link) -> None:
-        try:
-            await link.send("easyrtcCmd", error_message(ErrorCode.LOGIN_TIMEOUT, self.now_ms()))
-            await link.close()
-        except Exception:  # the socket went away meanwhile
-            log.debug("could not close a socket after its login timeout", exc_info=True)
+        await link.send("easyrtcCmd", error_message(ErrorCode.LOGIN_TIMEOUT, self.now_ms()))
+        await link.close()
+
+
+async def _quietly(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a close of ours; the socket may have gone away meanwhile."""
+    try:
+        await coro
+    except Exception:
+        log.debug("could not close a socket", exc_info=True)

@@ -16,6 +16,10 @@ from support.client import TIMEOUT, Client
 from support.ours import running_server, serving
 
 TRANSPORTS = pytest.mark.parametrize("transport", ["websocket", "polling"])
+SERVERS = pytest.mark.parametrize(
+    ("server_transport", "transport"),
+    [("lean", "websocket"), ("lean", "polling"), ("python-socketio", "websocket")],
+)
 
 
 async def _connected(url: str, transport: str = "websocket") -> Client:
@@ -36,11 +40,11 @@ def _room_size(reply: dict[str, Any], room: str = "default") -> int:
     return int(reply["msgData"]["roomList"][room]["numberClients"])
 
 
-@TRANSPORTS
+@SERVERS
 async def test_a_socket_that_never_logs_in_gets_login_timeout_and_is_closed(
-    transport: str,
+    server_transport: str, transport: str
 ) -> None:
-    async with running_server({"login_timeout": 0.3}) as url:
+    async with running_server({"login_timeout": 0.3}, transport=server_transport) as url:
         honest = await _connected(url, transport)
         await honest.login()
         idle = await _connected(url, transport)
@@ -50,9 +54,12 @@ async def test_a_socket_that_never_logs_in_gets_login_timeout_and_is_closed(
         await honest.sio.disconnect()
 
 
-@TRANSPORTS
-async def test_connections_beyond_the_per_address_limit_are_refused(transport: str) -> None:
-    async with running_server({"max_connections_per_address": 2}) as url:
+@SERVERS
+async def test_connections_beyond_the_per_address_limit_are_refused(
+    server_transport: str, transport: str
+) -> None:
+    options = {"max_connections_per_address": 2}
+    async with running_server(options, transport=server_transport) as url:
         a, b = await _connected(url, transport), await _connected(url, transport)
         await a.login()
         await b.login()
