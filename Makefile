@@ -1,12 +1,23 @@
 # Benchmarks against the Node reference (not tests). `script/setup --test` installs the servers.
+# Override: make bench BENCH_SERVERS=ours,reference BENCH_ROUNDS=5 BENCH_ARGS="--only relay"
 .PHONY: bench bench-quick setup-bench
+
+BENCH_SERVERS ?= ours,ours-tick5,ours-uvicorn,reference
+BENCH_QUICK_SERVERS ?= ours,ours-uvicorn,reference
+BENCH_ROUNDS ?= 3
+BENCH_QUICK_ROUNDS ?= 1
+BENCH_ARGS ?=
 
 setup-bench:
 	@[ -x .venv/bin/python ] && [ -d node_modules/open-easyrtc ] || script/setup --test
 	@.venv/bin/python -c "import matplotlib" 2>/dev/null || .venv/bin/pip install -q matplotlib
+	@# uvicorn's fast HTTP and websocket implementations, for the ours-uvicorn variants
+	@.venv/bin/python -c "import httptools, websockets" 2>/dev/null \
+		|| .venv/bin/pip install -q httptools websockets
 
 bench: setup-bench
-	.venv/bin/python bench/run.py
+	.venv/bin/python bench/run.py --servers $(BENCH_SERVERS) --rounds $(BENCH_ROUNDS) $(BENCH_ARGS)
 
 bench-quick: setup-bench
-	.venv/bin/python bench/run.py --quick
+	.venv/bin/python bench/run.py --quick --servers $(BENCH_QUICK_SERVERS) \
+		--rounds $(BENCH_QUICK_ROUNDS) $(BENCH_ARGS)

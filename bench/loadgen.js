@@ -9,12 +9,18 @@
 //   relay       candidate relay between pairs (A -> B with acks, WINDOW in flight per pair)
 //   broadcast   easyrtcMsg to targetRoom, rooms of ROOMSIZE, SENDERS per room, WINDOW in flight
 //   storm       join storm: CLIENTS authenticate into one room; time until every list holds all
-//   idle        CLIENTS idle authenticated connections in rooms of ROOMSIZE; server RSS per conn
+//               (and after the last token); PROCS worker processes share the clients (forked
+//               with --worker, pinned like this one); HOLD seconds idle afterwards to count
+//               clients the server dropped; server RSS and peak RSS
+//   idle        CLIENTS idle authenticated connections in rooms of ROOMSIZE; server RSS per conn;
+//               server CPU % over max(IDLESECONDS, PINGINTERVALS × the server's ping interval)
 //   disconnect  CLIENTS converged in one room; half disconnect; time until the rest converge;
 //               then the half comes back (new sockets) and time until all converge again
 //
 // With --pid, the server's CPU seconds (/proc/PID/stat utime+stime) and RSS (/proc/PID/status
-// VmRSS) are read at the edges of each measured phase. Every loop is bounded by a deadline.
+// VmRSS) are read at the edges of each measured phase: every rate is given per wall-clock
+// second (`*_per_s`) and per server CPU-second (`*_per_cpu_s`). Every loop is bounded by a
+// deadline.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -47,8 +53,11 @@ const DEFAULTS = {
     rooms: 10, roomSize: 10, senders: 1, window: 4, warmup: 1, seconds: 3,
     concurrency: 50, size: 100, timeout: 60,
   },
-  storm: { clients: 200, concurrency: 100, timeout: 60 },
-  idle: { clients: 2000, roomSize: 100, concurrency: 100, idleSeconds: 5, settle: 1, timeout: 120 },
+  storm: { clients: 200, concurrency: 100, procs: 1, hold: 0, timeout: 60 },
+  idle: {
+    clients: 2000, roomSize: 100, concurrency: 100, idleSeconds: 5, pingIntervals: 0, settle: 1,
+    timeout: 120,
+  },
   disconnect: { clients: 400, concurrency: 100, timeout: 60 },
 };
 if (!DEFAULTS[SCENARIO]) {
@@ -56,13 +65,15 @@ if (!DEFAULTS[SCENARIO]) {
   process.exit(2);
 }
 const P = Object.assign({}, DEFAULTS[SCENARIO], PARAMS);
-const HARD_DEADLINE = performance.now() + (P.timeout + 60) * 1000;
+const WORKER = opt("worker", null); // a storm worker's share: {offset, count, total, concurrency}
+const SLACK = (P.hold || 0) + (P.idleSeconds || 0) + 5 * (P.pingIntervals || 0);
+const HARD_DEADLINE = performance.now() + (P.timeout + SLACK + 60) * 1000;
 // Whatever happens, this process ends by itself.
 setTimeout(() => {
   console.error("loadgen: hard deadline reached, exiting");
   console.log(JSON.stringify({ scenario: SCENARIO, params: P, error: "hard deadline" }));
   process.exit(3);
-}, (P.timeout + 90) * 1000).unref();
+}, (P.timeout + SLACK + 90) * 1000).unref();
 
 function log(...a) {
   console.error(`[loadgen ${SCENARIO}]`, ...a);
@@ -71,20 +82,53 @@ function log(...a) {
 // ------------------------------------------------------------------------------------------
 // Server process probes
 
-function serverCpu() {
+/**
+ * The server's CPU time so far: {ticks} from /proc/PID/stat (utime + stime of every thread,
+ * dead ones included, in 1/CLK_TCK s) and, finer, {ns, tids} summed over the live threads'
+ * /proc/PID/task/TID/schedstat (nanoseconds on CPU). A 0.2 s phase is 20 ticks: 5 % steps.
+ */
+function serverCpuSample() {
   if (!PID) return null;
   try {
     const stat = fs.readFileSync(`/proc/${PID}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime, stime (fields 14, 15)
+    const sample = { ticks: Number(f[11]) + Number(f[12]), ns: null, tids: null }; // fields 14, 15
+    try {
+      const tids = fs.readdirSync(`/proc/${PID}/task`).sort();
+      let ns = 0;
+      for (const tid of tids) {
+        ns += Number(fs.readFileSync(`/proc/${PID}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+      }
+      sample.ns = ns;
+      sample.tids = tids.join(",");
+    } catch (e) {
+      // a thread ended between the listing and the read, or no schedstat: ticks only
+    }
+    return sample;
   } catch (e) {
     return null;
   }
+}
+/** CPU seconds the server used between two samples: nanoseconds when the same threads lived
+ * at both ends (a thread that ended would take its time with it), else clock ticks. */
+function serverCpuBetween(a, b) {
+  if (a === null || b === null) return null;
+  if (a.ns !== null && b.ns !== null && a.tids === b.tids) return (b.ns - a.ns) / 1e9;
+  return (b.ticks - a.ticks) / CLK_TCK;
 }
 function serverRssKb() {
   if (!PID) return null;
   try {
     const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${PID}/status`, "utf8"));
+    return m ? Number(m[1]) : null;
+  } catch (e) {
+    return null;
+  }
+}
+function serverPeakRssKb() {
+  if (!PID) return null;
+  try {
+    const m = /VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${PID}/status`, "utf8"));
     return m ? Number(m[1]) : null;
   } catch (e) {
     return null;
@@ -96,14 +140,13 @@ function selfCpu() {
 }
 /** A measured phase: wall time, server CPU, generator CPU. */
 function phase() {
-  const t0 = performance.now(), c0 = serverCpu(), g0 = selfCpu();
+  const t0 = performance.now(), c0 = serverCpuSample(), g0 = selfCpu();
   return {
     end() {
       const wall = (performance.now() - t0) / 1000;
-      const c1 = serverCpu();
       return {
         wall,
-        serverCpu: c0 === null || c1 === null ? null : c1 - c0,
+        serverCpu: serverCpuBetween(c0, serverCpuSample()),
         genCpu: selfCpu() - g0,
       };
     },
@@ -125,8 +168,13 @@ function round(x, d = 3) {
   const k = 10 ** d;
   return Math.round(x * k) / k;
 }
-function perCpu(count, cpu) {
-  return cpu ? round(count / cpu, 1) : null;
+/** A count per second of `seconds` (server CPU seconds, or wall-clock seconds). */
+function rate(count, seconds) {
+  return seconds ? round(count / seconds, 1) : null;
+}
+/** CPU seconds over wall-clock seconds, in % of one core: 100 means a saturated core. */
+function pct(cpu, wall) {
+  return cpu === null || !wall ? null : round((100 * cpu) / wall, 1);
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -141,6 +189,8 @@ function noteError(what) {
 }
 
 let pushesTotal = 0; // roomData pushes received by all clients
+let dropped = 0; // sockets the server closed (or lost) while the scenario held them
+let stopStarting = false; // set when a storm worker is told to finish before all have started
 
 /**
  * One EasyRTC client: a socket.io socket that authenticates into ROOM and, with `track`, keeps
@@ -154,7 +204,7 @@ class Client {
     this.onChange = onChange;
     this.id = null;
     this.members = null; // Set of easyrtcids, from the token on
-    this.pending = []; // deltas received before the token
+    this.pending = []; // deltas received before the token; null once it came
     this.converged = false;
     this.closedByUs = false;
     this.sock = null;
@@ -177,7 +227,9 @@ class Client {
       this.sock = sock;
       sock.on("easyrtcCmd", (msg) => this.onCmd(msg));
       sock.on("disconnect", (reason) => {
-        if (!this.closedByUs) noteError(`client ${this.index} disconnected: ${reason}`);
+        if (this.closedByUs) return;
+        dropped++;
+        noteError(`client ${this.index} disconnected: ${reason}`);
       });
       sock.on("connect_error", (e) => {
         clearTimeout(timer);
@@ -195,7 +247,7 @@ class Client {
           this.id = reply.msgData.easyrtcid;
           if (this.track) {
             const rd = reply.msgData.roomData && reply.msgData.roomData[this.room];
-            this.members = new Set(rd && rd.clientList ? Object.keys(rd.clientList) : []);
+            this.setMembers(rd && rd.clientList ? Object.keys(rd.clientList) : []);
             for (const d of this.pending) this.apply(d);
             this.pending = null;
             if (this.onChange) this.onChange(this);
@@ -212,7 +264,7 @@ class Client {
     if (!this.track) return;
     const rd = msg.msgData && msg.msgData.roomData && msg.msgData.roomData[this.room];
     if (!rd) return;
-    if (this.members === null) {
+    if (this.pending !== null) {
       this.pending.push(rd);
       return;
     }
@@ -221,12 +273,22 @@ class Client {
   }
 
   apply(rd) {
-    if (rd.clientList) this.members = new Set(Object.keys(rd.clientList));
+    if (rd.clientList) this.setMembers(Object.keys(rd.clientList));
     const delta = rd.clientListDelta;
     if (delta) {
-      if (delta.updateClient) for (const id of Object.keys(delta.updateClient)) this.members.add(id);
-      if (delta.removeClient) for (const id of Object.keys(delta.removeClient)) this.members.delete(id);
+      if (delta.updateClient) for (const id of Object.keys(delta.updateClient)) this.addMember(id);
+      if (delta.removeClient) for (const id of Object.keys(delta.removeClient)) this.removeMember(id);
     }
+  }
+
+  setMembers(ids) {
+    this.members = new Set(ids);
+  }
+  addMember(id) {
+    this.members.add(id);
+  }
+  removeMember(id) {
+    this.members.delete(id);
   }
 
   close() {
@@ -245,7 +307,7 @@ async function startMany(n, concurrency, make, timeoutMs) {
   let failed = 0;
   let next = 0;
   async function worker() {
-    while (next < n && performance.now() < HARD_DEADLINE) {
+    while (next < n && performance.now() < HARD_DEADLINE && !stopStarting) {
       const i = next++;
       const c = make(i);
       clients[i] = c;
@@ -342,7 +404,9 @@ async function scenarioConnect() {
       conn_per_s: round(clients.length / m.wall, 1),
       auth_p50_ms: lat.p50,
       auth_p99_ms: lat.p99,
-      auth_per_cpu_s: perCpu(clients.length, m.serverCpu),
+      conn_per_cpu_s: rate(clients.length, m.serverCpu),
+      server_cpu_pct: pct(m.serverCpu, m.wall),
+      gen_cpu_pct: pct(m.genCpu, m.wall),
     },
     detail: { ok: clients.length, failed, wall_s: round(m.wall), server_cpu_s: round(m.serverCpu),
               gen_cpu_s: round(m.genCpu), server_rss_kb_after: rss, latency: lat },
@@ -430,7 +494,9 @@ async function scenarioRelay() {
       msg_per_s: round(delivered / m.wall, 1),
       p50_ms: l.p50,
       p99_ms: l.p99,
-      msg_per_cpu_s: perCpu(delivered, m.serverCpu),
+      msg_per_cpu_s: rate(delivered, m.serverCpu),
+      server_cpu_pct: pct(m.serverCpu, m.wall),
+      gen_cpu_pct: pct(m.genCpu, m.wall),
     },
     detail: { pairs: P.pairs, window: P.window, rate: P.rate || null, delivered, acked, failed, undelivered: lost,
               wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), gen_cpu_s: round(m.genCpu),
@@ -493,7 +559,9 @@ async function scenarioBroadcast() {
       deliveries_per_s: round(delivered / m.wall, 1),
       p50_ms: l.p50,
       p99_ms: l.p99,
-      deliveries_per_cpu_s: perCpu(delivered, m.serverCpu),
+      deliveries_per_cpu_s: rate(delivered, m.serverCpu),
+      server_cpu_pct: pct(m.serverCpu, m.wall),
+      gen_cpu_pct: pct(m.genCpu, m.wall),
     },
     detail: { rooms: P.rooms, room_size: P.roomSize, senders_per_room: P.senders, window: P.window,
               sends_acked: sends, delivered, failed, wall_s: round(m.wall),
@@ -501,42 +569,220 @@ async function scenarioBroadcast() {
   };
 }
 
-async function scenarioStorm() {
+// Join storm into one room. The coordinator (this process) forks `procs` worker processes (the
+// same file with --worker), each holding its share of the clients: one Node process does not
+// hold 10,000 socket.io clients that each track a 10,000-member list comfortably. Workers inherit
+// the coordinator's CPU pinning, so they all share the generator core. Times are taken on
+// CLOCK_MONOTONIC (process.hrtime), which every process on the machine shares.
+
+function nowMs() {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/** The easyrtcids this process has seen, each with a small index: member sets are bitsets. */
+const idIndex = new Map();
+function indexOfId(id) {
+  let i = idIndex.get(id);
+  if (i === undefined) {
+    i = idIndex.size;
+    idIndex.set(id, i);
+  }
+  return i;
+}
+
+/** A storm client: its member set is a bitset over idIndex (10,000 × 10,000 members: 12.5 MB). */
+class StormClient extends Client {
+  constructor(index, room, total, onChange) {
+    super(index, room, { track: true, onChange });
+    this.bits = new Uint8Array((total >> 3) + 1);
+    this.count = 0;
+  }
+  setMembers(ids) {
+    this.bits.fill(0);
+    this.count = 0;
+    for (const id of ids) this.addMember(id);
+  }
+  addMember(id) {
+    const i = indexOfId(id);
+    if (i >> 3 >= this.bits.length) {
+      const grown = new Uint8Array(Math.max(this.bits.length * 2, (i >> 3) + 1));
+      grown.set(this.bits);
+      this.bits = grown;
+    }
+    const bit = 1 << (i & 7);
+    if (!(this.bits[i >> 3] & bit)) {
+      this.bits[i >> 3] |= bit;
+      this.count++;
+    }
+  }
+  removeMember(id) {
+    const i = idIndex.get(id);
+    if (i === undefined || i >> 3 >= this.bits.length) return;
+    const bit = 1 << (i & 7);
+    if (this.bits[i >> 3] & bit) {
+      this.bits[i >> 3] &= ~bit;
+      this.count--;
+    }
+  }
+  holdsExactly(expectedIndexes) {
+    if (this.count !== expectedIndexes.length) return false;
+    for (const i of expectedIndexes) if (!(this.bits[i >> 3] & (1 << (i & 7)))) return false;
+    return true;
+  }
+}
+
+/** Worker side: start this share of the clients on "go", report tokens and convergence; on
+ * "final" (whenever it comes: the coordinator's deadline may fall mid-storm), check every list
+ * against the ids the coordinator sends, report, close. */
+async function stormWorker(W) {
   const timeoutMs = P.timeout * 1000;
-  const conv = new Convergence();
-  const all = [];
-  // Every client is watched from the moment it exists: converged once it holds N members.
-  conv.size = P.clients;
-  conv.pendingCount = P.clients;
-  const pushes0 = pushesTotal;
-  const ph = phase();
-  const res = await startMany(P.clients, P.concurrency, (i) => {
-    const c = new Client(i, "storm", { track: true, onChange: (x) => conv.check(x) });
-    conv.watch.add(c);
-    all.push(c);
+  const clients = [];
+  let convergedCount = 0;
+  let onGo;
+  const go = new Promise((r) => (onGo = r));
+  let progress = null;
+  const tokens = () => clients.filter((c) => c.id).length;
+  function finish(m) {
+    stopStarting = true;
+    clearInterval(progress);
+    let mismatched = null;
+    if (m.ids) {
+      const expected = m.ids.map(indexOfId);
+      mismatched = clients.filter((c) => !c.id || !c.holdsExactly(expected)).length;
+    }
+    process.send({
+      t: "final", tokens: tokens(), converged: convergedCount, mismatched, pushes: pushesTotal,
+      dropped, errors, errorSamples, genCpu: selfCpu(),
+    });
+    closeAll(clients);
+    setTimeout(() => process.exit(0), 300);
+  }
+  process.on("message", (m) => {
+    if (m.t === "go") onGo();
+    else if (m.t === "final") finish(m);
+  });
+  process.on("disconnect", () => process.exit(4)); // the coordinator is gone
+  process.send({ t: "ready" });
+  await go;
+  const cpuAtGo = selfCpu();
+  progress = setInterval(() => {
+    process.send({ t: "progress", tokens: tokens(), converged: convergedCount });
+  }, 5000);
+  const onChange = (c) => {
+    if (c.converged || c.count !== W.total) return;
+    c.converged = true;
+    if (++convergedCount === W.count) {
+      process.send({ t: "converged", at: nowMs(), cpu: selfCpu() - cpuAtGo });
+    }
+  };
+  const res = await startMany(W.count, W.concurrency, (i) => {
+    const c = new StormClient(W.offset + i, "storm", W.total, onChange);
+    clients.push(c);
     return c;
   }, timeoutMs);
-  const tTokens = ph.end().wall;
-  const ok = await waitFor(() => conv.doneAt !== null, Math.max(1000, timeoutMs - tTokens * 1000));
+  if (stopStarting) return;
+  process.send({
+    t: "tokens", last: nowMs(), ids: res.clients.map((c) => c.id), failed: res.failed,
+    latencies: res.latencies,
+  });
+}
+
+/** Coordinator side: fork the workers, time the storm, read the server's CPU and memory. */
+async function scenarioStorm() {
+  const { fork } = require("child_process");
+  const procs = Math.max(1, Math.min(P.procs, P.clients));
+  const workers = [];
+  const state = { ready: 0, tokens: [], converged: [], finals: [], exited: [], progress: [] };
+  for (let k = 0; k < procs; k++) {
+    const offset = Math.floor((P.clients * k) / procs);
+    const count = Math.floor((P.clients * (k + 1)) / procs) - offset;
+    const W = { offset, count, total: P.clients, concurrency: Math.max(1, Math.ceil(P.concurrency / procs)) };
+    const w = fork(__filename, [
+      "--url", URL_, "--scenario", "storm", "--params", JSON.stringify(P), "--worker", JSON.stringify(W),
+    ], { execArgv: ["--max-old-space-size=4096"], stdio: ["ignore", "ignore", "inherit", "ipc"] });
+    w.on("message", (m) => {
+      if (m.t === "ready") state.ready++;
+      else if (m.t === "tokens") state.tokens.push(m);
+      else if (m.t === "converged") state.converged.push(m);
+      else if (m.t === "final") state.finals.push(m);
+      else if (m.t === "progress") state.progress[k] = m;
+    });
+    w.on("exit", (code) => state.exited.push(code));
+    workers.push(w);
+  }
+  const alive = () => state.exited.length === 0;
+  if (!(await waitFor(() => state.ready === procs || !alive(), 30000))) throw new Error("workers not ready");
+  if (!alive()) throw new Error(`a worker exited before the start (${state.exited})`);
+  const t0 = nowMs();
+  const ph = phase();
+  for (const w of workers) w.send({ t: "go" });
+  const progress = setInterval(() => {
+    const sum = (key) => state.progress.reduce((a, p) => a + (p ? p[key] : 0), 0);
+    log(`${round((nowMs() - t0) / 1000, 1)} s: ${sum("tokens")} tokens, ${sum("converged")} lists ` +
+      `complete of ${P.clients}; server RSS ${serverRssKb()} kB`);
+  }, 10000);
+  const timeoutMs = P.timeout * 1000;
+  await waitFor(() => state.tokens.length === procs || !alive(), timeoutMs);
+  const ok = await waitFor(
+    () => state.converged.length === procs || !alive(), timeoutMs - (nowMs() - t0));
   const m = ph.end();
-  const pushes = pushesTotal - pushes0;
-  const expected = new Set(res.clients.map((c) => c.id));
-  const mismatched = conv.mismatches(expected);
-  const convergedCount = all.filter((c) => c.converged).length;
+  clearInterval(progress);
   const rss = serverRssKb();
-  closeAll(all);
-  const lat = latencyStats(res.latencies);
+  const peak = serverPeakRssKb();
+  const converged = ok && state.converged.length === procs;
+  if (P.hold && alive()) {
+    log(`converged: ${converged}; holding ${P.hold} s to see whether any client is dropped`);
+    await sleep(P.hold * 1000);
+  }
+  // every list is checked against every id, once every id is known
+  const ids = state.tokens.length === procs ? state.tokens.flatMap((t) => t.ids) : null;
+  for (const w of workers) if (w.connected) w.send({ t: "final", ids });
+  await waitFor(() => state.finals.length + state.exited.length >= procs, 60000);
+  await waitFor(() => state.exited.length >= procs, 5000);
+  for (const w of workers) if (w.exitCode === null) w.kill("SIGKILL");
+  const sum = (key) => state.finals.reduce((a, f) => a + f[key], 0);
+  const lastToken = Math.max(...state.tokens.map((t) => t.last));
+  const convergedAt = converged ? Math.max(...state.converged.map((c) => c.at)) : null;
+  // the generator's CPU until convergence: the workers' (from "go") and ours
+  const genCpu = converged ? state.converged.reduce((a, c) => a + c.cpu, m.genCpu) : null;
+  const pushes = sum("pushes");
+  const okClients = sum("tokens");
+  const wallToConverge = converged ? (convergedAt - t0) / 1000 : null;
+  errors += sum("errors");
+  for (const f of state.finals) for (const e of f.errorSamples) if (errorSamples.length < 10) errorSamples.push(e);
+  const lat = latencyStats(state.tokens.flatMap((t) => t.latencies));
+  const lostWorkers = procs - state.finals.length;
+  const note = converged ? undefined : (
+    `not every list complete within ${P.timeout} s: ${okClients} of ${P.clients} joined, ` +
+    `${sum("converged")} lists complete` + (lostWorkers ? `, ${lostWorkers} workers lost` : ""));
   return {
+    note,
     metrics: {
-      converge_s: ok ? round(m.wall) : null,
-      all_tokens_s: round(tTokens),
-      pushes_per_cpu_s: perCpu(pushes, m.serverCpu),
+      // a client may hold every member a moment before another process has its last token
+      converge_after_last_token_s: converged ? round(Math.max(0, convergedAt - lastToken) / 1000) : null,
+      all_tokens_s: state.tokens.length === procs ? round((lastToken - t0) / 1000) : null,
+      converge_s: round(wallToConverge),
+      joins_per_s: state.tokens.length === procs ? round(okClients / ((lastToken - t0) / 1000), 1) : null,
+      joins_per_cpu_s: rate(okClients, m.serverCpu),
+      pushes_per_s: converged ? round(pushes / wallToConverge, 1) : null,
+      pushes_per_cpu_s: rate(pushes, m.serverCpu),
       server_cpu_s: round(m.serverCpu),
+      server_cpu_pct: pct(m.serverCpu, m.wall),
+      gen_cpu_pct: pct(genCpu, m.wall),
+      server_rss_mb: rss === null ? null : round(rss / 1024, 1),
+      dropped: lostWorkers ? null : sum("dropped"),
     },
-    detail: { clients: P.clients, concurrency: P.concurrency, converged: ok,
-              converged_clients: convergedCount, mismatched, failed: res.failed, pushes,
-              wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), gen_cpu_s: round(m.genCpu),
-              server_rss_kb_after: rss, auth_latency: lat },
+    detail: {
+      clients: P.clients, concurrency: P.concurrency, procs, hold_s: P.hold || 0, converged,
+      tokens: okClients, converged_clients: sum("converged"),
+      mismatched: ids === null ? null : sum("mismatched"),
+      failed: state.tokens.reduce((a, t) => a + t.failed, 0),
+      lost_workers: lostWorkers, worker_exit_codes: state.exited, pushes,
+      converged_minus_last_token_ms: converged ? round(convergedAt - lastToken) : null,
+      wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), coordinator_cpu_s: round(m.genCpu),
+      workers_cpu_s: round(state.finals.reduce((a, f) => a + f.genCpu, 0)),
+      server_rss_kb_at_converge: rss, server_peak_rss_kb: peak, auth_latency: lat,
+    },
   };
 }
 
@@ -551,8 +797,14 @@ async function scenarioIdle() {
   const setup = ph.end();
   await sleep(500);
   const rss1 = serverRssKb();
+  // The server's ping interval, from the Engine.IO handshake: the idle window spans
+  // `pingIntervals` of them when asked, so that heartbeats are what it measures.
+  const engine = clients.length ? clients[0].sock.io.engine : null;
+  const pingMs = engine && engine._pingInterval > 0 ? engine._pingInterval : null;
+  const idleMs = Math.max(P.idleSeconds * 1000, pingMs ? P.pingIntervals * pingMs : 0);
+  const dropped0 = dropped;
   const idle = phase();
-  await sleep(P.idleSeconds * 1000);
+  await sleep(idleMs);
   const im = idle.end();
   const rss2 = serverRssKb();
   const n = clients.length;
@@ -562,10 +814,13 @@ async function scenarioIdle() {
     metrics: {
       rss_kb_per_conn: round(perConn, 2),
       conn_per_s: round(n / tConnect.wall, 1),
-      idle_cpu_pct: im.serverCpu === null ? null : round((100 * im.serverCpu) / im.wall, 2),
+      conn_per_cpu_s: rate(n, setup.serverCpu),
+      idle_cpu_pct: pct(im.serverCpu, im.wall),
       setup_cpu_s: round(setup.serverCpu),
+      dropped_idle: dropped - dropped0,
     },
     detail: { clients: n, requested: P.clients, room_size: P.roomSize, failed, quiet,
+              ping_interval_s: pingMs === null ? null : pingMs / 1000, dropped_total: dropped,
               rss_kb_before: rss0, rss_kb_after: rss1, rss_kb_after_idle: rss2,
               connect_wall_s: round(tConnect.wall), setup_wall_s: round(setup.wall),
               setup_server_cpu_s: round(setup.serverCpu), setup_gen_cpu_s: round(setup.genCpu),
@@ -636,8 +891,12 @@ async function scenarioDisconnect() {
     metrics: {
       leave_converge_s: ok1 ? round(m1.wall) : null,
       rejoin_converge_s: ok2 ? round(m2.wall) : null,
-      leave_pushes_per_cpu_s: perCpu(pushes1, m1.serverCpu),
-      rejoin_pushes_per_cpu_s: perCpu(pushes2, m2.serverCpu),
+      leave_pushes_per_s: rate(pushes1, m1.wall),
+      leave_pushes_per_cpu_s: rate(pushes1, m1.serverCpu),
+      rejoin_pushes_per_s: rate(pushes2, m2.wall),
+      rejoin_pushes_per_cpu_s: rate(pushes2, m2.serverCpu),
+      rejoin_joins_per_s: rate(res2.clients.length, m2.wall),
+      rejoin_joins_per_cpu_s: rate(res2.clients.length, m2.serverCpu),
     },
     detail: { clients: N, left: leaving.length, leave_converged: ok1, leave_mismatched: bad1,
               leave_pushes: pushes1, leave_server_cpu_s: round(m1.serverCpu),
@@ -656,9 +915,14 @@ const SCENARIOS = {
   disconnect: scenarioDisconnect,
 };
 
-(async () => {
+if (WORKER) {
+  stormWorker(JSON.parse(WORKER)).catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+} else (async () => {
   const t0 = performance.now();
-  const cpu0 = serverCpu();
+  const cpu0 = serverCpuSample();
   let out;
   try {
     const r = await SCENARIOS[SCENARIO]();
@@ -666,10 +930,9 @@ const SCENARIOS = {
   } catch (e) {
     out = { scenario: SCENARIO, params: P, error: String(e && e.stack ? e.stack : e) };
   }
-  const cpu1 = serverCpu();
   out.total = {
     wall_s: round((performance.now() - t0) / 1000),
-    server_cpu_s: cpu0 === null || cpu1 === null ? null : round(cpu1 - cpu0),
+    server_cpu_s: round(serverCpuBetween(cpu0, serverCpuSample())),
     gen_cpu_s: round(selfCpu()),
     errors,
     error_samples: errorSamples,

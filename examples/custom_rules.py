@@ -16,10 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from easyrtc_server.app import create_app
-from easyrtc_server.core import Peer
 from easyrtc_server.errors import EasyRtcError, ErrorCode
-from easyrtc_server.hooks import Hooks
-from easyrtc_server.model import Connection
+from easyrtc_server.hooks import Hooks, JoinPhase
+from easyrtc_server.model import Connection, Peer
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
 
@@ -28,31 +27,27 @@ ALLOWED_ROOMS = frozenset(("default", "lobby", "support"))
 
 class CustomRules(Hooks):
     def __init__(self) -> None:
-        self.server: EasyRtcServer | None = None  # set once the server exists
         self.answered = 0
 
-    async def room_join(self, peer: Peer, app_name: str, room_name: str, parameter: Any) -> None:
+    async def room_join(
+        self, peer: Peer, app_name: str, room_name: str, parameter: Any, phase: JoinPhase
+    ) -> None:
         if room_name not in ALLOWED_ROOMS:
-            # a socket's first login has no connection yet; later it is a roomJoin
-            login = peer.connection is None
+            login = phase is JoinPhase.LOGIN
             raise EasyRtcError(ErrorCode.LOGIN_BAD_ROOM if login else ErrorCode.MSG_REJECT_BAD_ROOM)
-        await super().room_join(peer, app_name, room_name, parameter)
+        await super().room_join(peer, app_name, room_name, parameter, phase)
 
     async def server_message(self, conn: Connection, msg: dict[str, Any]) -> dict[str, Any]:
         self.answered += 1
-        if self.server is not None:
-            for room in conn.rooms:
-                await self.server.send_message(
-                    "botStats", {"answered": self.answered}, app=conn.app.name, room=room
-                )
+        for room in conn.rooms:  # self.server: the server these hooks were given to
+            await self.server.send_message(
+                "botStats", {"answered": self.answered}, app=conn.app.name, room=room
+            )
         return {"msgType": msg["msgType"], "msgData": msg.get("msgData")}
 
 
 def build_app(options: Options | None = None) -> web.Application:
-    hooks = CustomRules()
-    server = EasyRtcServer(options, hooks=hooks)
-    hooks.server = server
-    return create_app(server=server)
+    return create_app(server=EasyRtcServer(options, hooks=CustomRules()))
 
 
 if __name__ == "__main__":

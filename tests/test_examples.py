@@ -1,4 +1,7 @@
-"""The examples in ``examples/`` run, and do what their docstrings say, with real clients."""
+"""The examples in ``examples/`` run, and do what their docstrings say, with real clients.
+
+aiohttp applications are served by ``support.ours.serving_app``; the ASGI one by uvicorn.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +17,10 @@ from typing import Any
 
 import aiohttp
 import uvicorn
-from aiohttp import web
 
 from easyrtc_server.asgi import ASGIApp
 from easyrtc_server.options import Options
-from support.client import TIMEOUT, Client
-from support.ports import free_port
+from support.ours import clients_of, serving_app
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -31,18 +32,6 @@ def example(name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-@asynccontextmanager
-async def serving_aiohttp(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    port = free_port()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 @asynccontextmanager
@@ -61,21 +50,6 @@ async def serving_asgi(app: ASGIApp) -> AsyncIterator[str]:
         sock.close()
 
 
-@asynccontextmanager
-async def connected(
-    url: str, count: int, transport: str = "websocket", **connect: Any
-) -> AsyncIterator[list[Client]]:
-    clients = [Client(transport) for _ in range(count)]
-    try:
-        for client in clients:
-            await client.sio.connect(
-                url, transports=[client.transport], wait_timeout=TIMEOUT, **connect
-            )
-        yield clients
-    finally:
-        await asyncio.gather(*(c.sio.disconnect() for c in clients if c.sio.connected))
-
-
 def auth(**msg_data: Any) -> dict[str, Any]:
     return {"msgType": "authenticate", "msgData": {"apiVersion": "1.1.1-beta", **msg_data}}
 
@@ -86,7 +60,7 @@ def rooms(*names: str) -> dict[str, Any]:
 
 async def test_jwt_server_accepts_its_tokens_only() -> None:
     jwt_server = example("jwt_server")
-    async with serving_aiohttp(jwt_server.build_app()) as url, connected(url, 3) as clients:
+    async with serving_app(jwt_server.build_app()) as url, clients_of(url, 3) as clients:
         alice, eve, bob = clients
         lobby = jwt_server.make_token("alice", rooms=["lobby"])
         token = await alice.login(credential={"token": lobby}, roomJoin=rooms("lobby"))
@@ -103,7 +77,7 @@ async def test_jwt_server_accepts_its_tokens_only() -> None:
 
 async def test_custom_rules_allowlist_and_echo_bot() -> None:
     custom = example("custom_rules")
-    async with serving_aiohttp(custom.build_app()) as url, connected(url, 3) as clients:
+    async with serving_app(custom.build_app()) as url, clients_of(url, 3) as clients:
         a, b, outsider = clients
         await a.login(roomJoin=rooms("lobby"))
         await b.login(roomJoin=rooms("lobby"))
@@ -126,9 +100,9 @@ async def test_fastapi_app_serves_easyrtc_files_and_its_own_routes() -> None:
     # python-socketio's polling client waits out a heartbeat when it disconnects: keep it short
     options = Options(ping_interval=1, ping_timeout=2)
     async with serving_asgi(fastapi_mount.build_app(options)) as url:
-        async with connected(url, 1, transport="polling") as (polling,):
+        async with clients_of(url, 1, transport="polling") as (polling,):
             await polling.login()
-        async with connected(url, 2) as (a, b), aiohttp.ClientSession(url) as http:
+        async with clients_of(url, 2) as (a, b), aiohttp.ClientSession(url) as http:
             await a.login()
             await b.login()
             async with http.get("/api/rooms") as response:
@@ -160,8 +134,8 @@ async def test_fastapi_app_serves_easyrtc_files_and_its_own_routes() -> None:
 async def test_aiohttp_sub_application_under_a_path() -> None:
     mounted = example("aiohttp_mount")
     async with (
-        serving_aiohttp(mounted.build_app()) as url,
-        connected(url, 1, socketio_path="rtc/socket.io") as (client,),
+        serving_app(mounted.build_app()) as url,
+        clients_of(url, 1, socketio_path="rtc/socket.io") as (client,),
         aiohttp.ClientSession(url) as http,
     ):
         await client.login()

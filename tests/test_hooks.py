@@ -11,11 +11,9 @@ import pytest
 import socketio
 
 from easyrtc_server import control
-from easyrtc_server.auth import AuthRequest
-from easyrtc_server.core import Peer
 from easyrtc_server.errors import EasyRtcError, ErrorCode
-from easyrtc_server.hooks import Hooks
-from easyrtc_server.model import Connection, Field
+from easyrtc_server.hooks import AuthRequest, Hooks, JoinPhase
+from easyrtc_server.model import Connection, Field, Peer
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
 from support.client import TIMEOUT, Client
@@ -56,7 +54,9 @@ class RoomRules(Hooks):
         if not room_name.startswith("ok-"):
             raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_ROOM)
 
-    async def room_join(self, peer: Peer, app_name: str, room_name: str, parameter: Any) -> None:
+    async def room_join(
+        self, peer: Peer, app_name: str, room_name: str, parameter: Any, phase: JoinPhase
+    ) -> None:
         if room_name == "ok-locked" and (parameter or {}).get("pin") != "1234":
             raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_ROOM, "Wrong PIN.")
 
@@ -126,6 +126,9 @@ async def test_failing_hooks_refuse_cleanly_without_ghosts() -> None:
         assert no_ice["msgData"]["errorCode"] == "LOGIN_GEN_FAIL"
         await asyncio.wait_for(b.disconnected.wait(), TIMEOUT)
         assert server.occupants("default", "default") == [a.easyrtcid]
+        # a's socket delivers in order: once this marker arrives, any announcement would have too
+        await server.send_message("marker", easyrtcid=a.easyrtcid)
+        assert (await a.next_msg())["msgType"] == "marker"
         assert a.cmds.empty()  # nobody was announced
 
 
@@ -189,7 +192,7 @@ async def test_push_api_reaches_clients() -> None:
         assert await server.send_message("all", None, room="default") == 2
         assert (await b.next_msg())["targetRoom"] == "default"
 
-        control.add_to_group(server.core, b.easyrtcid, "vip")
+        control.add_to_group(server.core.state, b.easyrtcid, "vip")
         assert await server.send_message("vip", 1, group="vip") == 1
         assert (await b.next_msg())["targetGroup"] == "vip"
 
@@ -213,3 +216,252 @@ async def test_push_api_reaches_clients() -> None:
             b.easyrtcid
             in removed["msgData"]["roomData"]["default"]["clientListDelta"]["removeClient"]
         )
+
+
+# -- decisions answered while the socket closes, and the hooks' inputs -------------------------
+
+
+class FakeLink:
+    """A transport link that records what the server pushes to it."""
+
+    remote_address = "127.0.0.1"
+
+    def __init__(self) -> None:
+        self.pushed: list[dict[str, Any]] = []
+
+    async def send(self, event: str, data: Any) -> None:
+        self.pushed.append(data)
+
+    async def close(self) -> None:
+        pass
+
+
+class Socket:
+    """One socket opened on ``server`` through a FakeLink, with the acks it got."""
+
+    def __init__(self, server: EasyRtcServer, peer: Peer, link: FakeLink) -> None:
+        self.server, self.peer, self.link = server, peer, link
+        self.acks: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, server: EasyRtcServer) -> Socket:
+        link = FakeLink()
+        peer = await server.open(link)
+        assert peer is not None
+        return cls(server, peer, link)
+
+    async def _ack(self, body: Any) -> None:
+        self.acks.append(body)
+
+    async def send(self, event: str, data: Any) -> None:
+        await self.server.receive(self.peer, event, data, self._ack)
+
+    async def login(self, **msg_data: Any) -> dict[str, Any]:
+        await self.send("easyrtcAuth", _login(**msg_data))
+        assert self.acks[-1]["msgType"] == "token", self.acks[-1]
+        return self.acks[-1]
+
+
+class Gate(Hooks):
+    """Stock hooks, except that ``event`` waits for ``release`` once it has been entered."""
+
+    def __init__(self, event: str) -> None:
+        self.event = event
+        self.armed = False
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.phases: list[JoinPhase] = []
+
+    async def _wait(self, event: str) -> None:
+        if self.armed and event == self.event and not self.entered.is_set():
+            self.entered.set()
+            await self.release.wait()
+
+    async def authenticate(self, peer: Peer, request: AuthRequest) -> None:
+        await self._wait("authenticate")
+
+    async def room_create(self, peer: Peer, app_name: str, room_name: str) -> None:
+        await self._wait("room_create")
+
+    async def room_join(
+        self, peer: Peer, app_name: str, room_name: str, parameter: Any, phase: JoinPhase
+    ) -> None:
+        self.phases.append(phase)
+        await self._wait("room_join")
+
+    async def authenticated(self, conn: Connection) -> None:
+        await self._wait("authenticated")
+
+    async def ice_servers(self, conn: Connection) -> list[dict[str, Any]]:
+        await self._wait("ice_servers")
+        return await super().ice_servers(conn)
+
+    async def server_message(self, conn: Connection, msg: dict[str, Any]) -> dict[str, Any]:
+        await self._wait("server_message")
+        return {"msgType": "answer"}
+
+    async def command(self, conn: Connection, msg: dict[str, Any]) -> dict[str, Any]:
+        await self._wait("command")
+        return {"msgType": "answer"}
+
+
+ROOM_X = {"x": {"roomName": "x"}}
+
+# (hook that waits, whether the socket logs in first, the event it sends while the hook waits)
+HOOKED_EVENTS = [
+    ("authenticate", False, ("easyrtcAuth", _login(roomJoin=ROOM_X))),
+    ("room_create", False, ("easyrtcAuth", _login(roomJoin=ROOM_X))),
+    ("room_join", False, ("easyrtcAuth", _login(roomJoin=ROOM_X))),
+    ("authenticated", False, ("easyrtcAuth", _login(roomJoin=ROOM_X))),
+    ("ice_servers", False, ("easyrtcAuth", _login(roomJoin=ROOM_X))),
+    ("room_create", True, ("easyrtcCmd", {"msgType": "roomJoin", "msgData": {"roomJoin": ROOM_X}})),
+    ("room_join", True, ("easyrtcCmd", {"msgType": "roomJoin", "msgData": {"roomJoin": ROOM_X}})),
+    ("ice_servers", True, ("easyrtcCmd", {"msgType": "getIceConfig", "msgData": {}})),
+    ("server_message", True, ("easyrtcMsg", {"msgType": "hello"})),
+    ("command", True, ("easyrtcCmd", {"msgType": "custom"})),
+]
+
+
+@pytest.mark.parametrize(
+    ("hook", "logged_in", "event"),
+    HOOKED_EVENTS,
+    ids=[f"{hook}-{event[1]['msgType']}" for hook, _, event in HOOKED_EVENTS],
+)
+async def test_socket_closed_while_a_hook_runs_changes_nothing(
+    hook: str, logged_in: bool, event: tuple[str, dict[str, Any]]
+) -> None:
+    gate = Gate(hook)
+    server = EasyRtcServer(hooks=gate)
+    witness = await Socket.open(server)
+    await witness.login(roomJoin={"x": {"roomName": "x"}, "default": {"roomName": "default"}})
+    if hook == "room_create":  # x must not exist yet for the hook to run
+        await witness.send("easyrtcCmd", {"msgType": "roomLeave", "msgData": {"roomLeave": ROOM_X}})
+    sock = await Socket.open(server)
+    if logged_in:
+        await sock.login()
+    acks_before = len(sock.acks)
+
+    gate.armed = True
+    task = asyncio.create_task(sock.send(*event))
+    await asyncio.wait_for(gate.entered.wait(), TIMEOUT)
+    await server.close(sock.peer)
+    pushed_at_close = len(witness.link.pushed)
+    gate.release.set()
+    await asyncio.wait_for(task, TIMEOUT)
+
+    assert len(sock.acks) == acks_before  # no reply to a closed socket
+    assert witness.link.pushed[pushed_at_close:] == []  # nobody hears of it afterwards
+    assert sock.peer.easyrtcid not in server.core.peers
+    assert sock.peer.connection is None
+    assert all(sock.peer.easyrtcid not in app.connections for app in server.core.apps.values())
+    assert server.occupants("default", "default") == [witness.peer.easyrtcid]
+    room_x = server.core.apps["default"].rooms.get("x")
+    if hook == "room_create":
+        assert room_x is None  # never created
+    else:
+        assert room_x is not None and list(room_x.members) == [witness.peer.easyrtcid]
+
+
+async def test_room_join_is_told_whether_it_runs_at_login_or_on_room_join() -> None:
+    gate = Gate("none")
+    server = EasyRtcServer(hooks=gate)
+    sock = await Socket.open(server)
+    await sock.login()
+    await sock.send("easyrtcCmd", {"msgType": "roomJoin", "msgData": {"roomJoin": ROOM_X}})
+    assert gate.phases == [JoinPhase.LOGIN, JoinPhase.ROOM_JOIN]
+
+
+class Rewriter(Hooks):
+    """Writes whatever the test asks into the login request."""
+
+    def __init__(self, **changes: Any) -> None:
+        self.changes = changes
+        self.app_name_given: list[bool] = []
+
+    async def authenticate(self, peer: Peer, request: AuthRequest) -> None:
+        self.app_name_given.append(request.app_name_given)
+        for name, value in self.changes.items():
+            setattr(request, name, value)
+
+
+async def test_authenticate_hook_knows_whether_the_application_was_named() -> None:
+    hooks = Rewriter()
+    server = EasyRtcServer(hooks=hooks)
+    await (await Socket.open(server)).login()
+    await (await Socket.open(server)).login(applicationName="default")
+    assert hooks.app_name_given == [False, True]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"username": "x" * 65},
+        {"username": 7},
+        {"app_name": "no spaces allowed"},
+        {"app_name": None},
+        {"rooms": {"bad room!": None}},
+        {"rooms": {"ok": "not an object"}},
+        {"rooms": ["default"]},
+        {"rooms": {f"r{i}": None for i in range(51)}},
+    ],
+    ids=repr,
+)
+async def test_values_a_hook_writes_are_checked_like_a_clients(changes: dict[str, Any]) -> None:
+    server = EasyRtcServer(hooks=Rewriter(**changes))
+    sock = await Socket.open(server)
+    await sock.send("easyrtcAuth", _login())
+    assert sock.acks[-1]["msgData"]["errorCode"] == "LOGIN_BAD_AUTH"
+    assert server.occupants("default", "default") == []
+    assert list(server.core.apps) == ["default"]
+
+
+async def test_values_a_hook_writes_are_used_when_proper() -> None:
+    server = EasyRtcServer(hooks=Rewriter(username="carol", app_name="other", rooms={"r": None}))
+    token = await (await Socket.open(server)).login(username="alice")
+    data = token["msgData"]
+    assert data["application"]["applicationName"] == "other"
+    assert data["roomData"]["r"]["clientList"][data["easyrtcid"]]["username"] == "carol"
+
+
+class MoreIce(Hooks):
+    async def ice_servers(self, conn: Connection) -> list[dict[str, Any]]:
+        servers = await super().ice_servers(conn)
+        servers.append({"urls": "turn:extra.example.org"})
+        servers[0]["urls"] = ["stun:changed.example.org"]
+        return servers
+
+
+async def test_ice_servers_hook_can_change_its_list_without_changing_the_default() -> None:
+    server = EasyRtcServer(hooks=MoreIce())
+    first = (await (await Socket.open(server)).login())["msgData"]["iceConfig"]["iceServers"]
+    second = (await (await Socket.open(server)).login())["msgData"]["iceConfig"]["iceServers"]
+    assert first == second
+    assert len(second) == len(Options().app_ice_servers) + 1
+    assert server.options.app_ice_servers == Options().app_ice_servers
+
+
+def test_hooks_are_bound_to_their_server() -> None:
+    hooks = Hooks()
+    with pytest.raises(RuntimeError):
+        _ = hooks.server
+    server = EasyRtcServer(hooks=hooks)
+    assert hooks.server is server
+    with pytest.raises(RuntimeError):
+        EasyRtcServer(hooks=hooks)
+
+
+async def test_each_refusal_is_logged_once_with_client_text_escaped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = EasyRtcServer(hooks=RoomRules())
+    sock = await Socket.open(server)
+    await sock.login()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="easyrtc_server"):
+        await sock.send("easyrtcCmd", {"msgType": "roomJoin", "msgData": {"roomJoin": ROOM_X}})
+        await sock.send("easyrtcMsg", {"msgType": "evil\n" + "x" * 500, "targetRoom": "nowhere"})
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2, lines
+    assert "MSG_REJECT_BAD_ROOM" in lines[0] and sock.peer.easyrtcid in lines[0]
+    assert "MSG_REJECT_TARGET_ROOM" in lines[1]
+    assert "\n" not in lines[1] and len(lines[1]) < 200

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from easyrtc_server.auth import AuthRequest
-from easyrtc_server.core import Peer
 from easyrtc_server.errors import EasyRtcError, ErrorCode
-from easyrtc_server.hooks import Hooks
+from easyrtc_server.hooks import Hooks, JoinPhase
 from easyrtc_server.jwtauth import JwtAuth
+from easyrtc_server.model import Peer
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
 from support.client import TIMEOUT, Client
@@ -188,8 +188,10 @@ class MembersOnly(JwtAuth):
         if claims is None or claims.get("role") != "member":
             raise EasyRtcError(ErrorCode.LOGIN_BAD_AUTH)
 
-    async def room_join(self, peer: Peer, app_name: str, room_name: str, parameter: Any) -> None:
-        await super().room_join(peer, app_name, room_name, parameter)
+    async def room_join(
+        self, peer: Peer, app_name: str, room_name: str, parameter: Any, phase: JoinPhase
+    ) -> None:
+        await super().room_join(peer, app_name, room_name, parameter, phase)
         self.joins.append(room_name)
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from . import shutdown
 from .clientfiles import find_client_files
+from .operations import OPERATIONS_KEY, Operations
 from .options import Options
 from .server import EasyRtcServer
 from .transport.python_socketio import PythonSocketIOTransport
@@ -39,6 +40,8 @@ def create_app(
     app = web.Application()
     app[SERVER_KEY] = server
     shutdown.install(app, server)  # before the transport's own shutdown closes every socket
+    app[OPERATIONS_KEY] = operations = Operations(server)  # health, metrics, admin, webhooks
+    operations.attach(app)
     if transport == "lean":
         LeanTransport.from_options(server, options).attach(app)
     elif transport == "python-socketio":

@@ -1,49 +1,39 @@
 """Authentication (``easyrtcAuth``): checking the request, then building the connection.
 
-``parse_auth`` runs the reference's checks in the reference's order and either refuses with its
-error code or yields an ``AuthRequest``. ``complete_auth`` then checks what depends on the state
-(application, room capacity) before changing anything, so a refused login leaves no trace: no
-half-built connection, no ghost in a room list. Every refusal closes the socket after the reply.
+A login takes three decisions (``decisions``): ``authenticate`` runs the reference's checks in
+its order and asks whether the login may proceed (``LoginRequested``); ``check_login`` checks
+again what a hook may have written and asks about the rooms (``JoinRequested``); ``admit``
+checks what depends on the state (application, room capacity) before changing anything, builds
+the connection and asks whether it may stay (``LoginAdmitted``); ``finish`` sends the token, or
+``revoke`` undoes it. A refused login leaves no trace: no half-built connection, no ghost in a
+room list. Every refusal closes the socket after the reply.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import rooms
+from .decisions import AuthRequest, JoinPhase, JoinRequested, LoginAdmitted, LoginRequested
 from .errors import ErrorCode
-from .ice import ice_servers
-from .model import Application, Connection, Session, fields_from_obj, shared_fields
-from .outcome import Json, Outcome
+from .model import Application, Connection, Peer, Session, fields_from_obj, shared_fields
+from .outcome import Json, Outcome, loggable, refusal
 from .roomdata import join_state
+from .state import State
 from .validation import MISSING, is_nonempty_object, is_object
 
-if TYPE_CHECKING:
-    from .core import Core, Peer
+__all__ = ["AuthRequest", "admit", "authenticate", "check_login", "finish", "revoke", "token"]
 
 
-@dataclass(slots=True)
-class AuthRequest:
-    """A structurally valid ``authenticate`` message."""
-
-    app_name: str
-    username: Any  # MISSING when the key was absent
-    credential: Any  # MISSING when the key was absent
-    easyrtcsid: str | None
-    presence: dict[str, Any] | None
-    rooms: dict[str, Any]  # room name -> roomParameter (None when absent)
-    message: Json
-
-
-def authenticate(core: Core, peer: Peer, msg: Any) -> Outcome:
-    request = parse_auth(core, msg)
+def authenticate(state: State, peer: Peer, msg: Any) -> LoginRequested | Outcome:
+    """``easyrtcAuth``: a structurally valid login is a decision to make; else refused."""
+    request = parse_auth(state, msg)
     if isinstance(request, ErrorCode):
-        return core.reject(peer.easyrtcid, "authenticate", request, close=True)
-    return complete_auth(core, peer, request)
+        return _refuse(state, peer, request)
+    return LoginRequested(peer, request)
 
 
-def parse_auth(core: Core, msg: Any) -> AuthRequest | ErrorCode:
+def parse_auth(state: State, msg: Any) -> AuthRequest | ErrorCode:
     """The reference's structural checks, in its order, each with its error code."""
     if not isinstance(msg, dict) or msg.get("msgType") != "authenticate":
         return ErrorCode.LOGIN_BAD_AUTH
@@ -55,19 +45,20 @@ def parse_auth(core: Core, msg: Any) -> AuthRequest | ErrorCode:
     ):
         return ErrorCode.LOGIN_BAD_STRUCTURE
     bad = ErrorCode.MSG_REJECT_BAD_STRUCTURE
-    server = core.options
+    server = state.options
     if not server.api_version_regexp.test(data["apiVersion"]):
         return bad
     app_name = data.get("applicationName", MISSING)
-    if app_name is MISSING:
+    app_name_given = app_name is not MISSING
+    if not app_name_given:
         app_name = server.app_default_name
     elif not (isinstance(app_name, str) and server.app_name_regexp.test(app_name)):
         return bad
-    sid = data.get("easyrtcsid", MISSING)
-    if sid is not MISSING and not (isinstance(sid, str) and server.easyrtcsid_regexp.test(sid)):
-        return bad
-    app = core.apps.get(app_name)
+    app = state.apps.get(app_name)
     opts = app.options if app is not None else server
+    sid = data.get("easyrtcsid", MISSING)
+    if sid is not MISSING and not (isinstance(sid, str) and opts.easyrtcsid_regexp.test(sid)):
+        return bad
     username = data.get("username", MISSING)
     if username is not MISSING and not (
         isinstance(username, str) and opts.username_regexp.test(username)
@@ -76,12 +67,16 @@ def parse_auth(core: Core, msg: Any) -> AuthRequest | ErrorCode:
     credential = data.get("credential", MISSING)
     if credential is not MISSING and not is_nonempty_object(credential):
         return bad
+    if rooms.names_too_many_rooms(opts, data.get("roomJoin")):
+        return ErrorCode.LOGIN_BAD_ROOM
     room_params = rooms.parse_room_map(opts, data.get("roomJoin", {}), strict_parameter=True)
     if room_params is None:
         return bad
     presence = data.get("setPresence", MISSING)
     if presence is not MISSING and not rooms.check_presence(opts, presence):
         return bad
+    if presence is not MISSING and not rooms.presence_fits(opts, presence):
+        return ErrorCode.MSG_REJECT_BAD_SIZE
     return AuthRequest(
         app_name=app_name,
         username=username,
@@ -90,69 +85,96 @@ def parse_auth(core: Core, msg: Any) -> AuthRequest | ErrorCode:
         presence=presence if isinstance(presence, dict) else None,
         rooms=room_params,
         message=msg,
+        app_name_given=app_name_given,
     )
 
 
-@dataclass(slots=True)
-class Admission:
-    """A socket admitted into its application and rooms, before its token is sent."""
+def check_login(state: State, login: LoginRequested) -> JoinRequested | Outcome:
+    """The login as the ``authenticate`` hook left it: its values checked again (a hook may
+    have written them), then the rooms it is to enter."""
+    request = login.request
+    server = state.options
+    app_name = request.app_name
+    if not (isinstance(app_name, str) and server.app_name_regexp.test(app_name)):
+        return _refuse_written(state, login, "applicationName", app_name)
+    app = state.apps.get(app_name)
+    opts = app.options if app is not None else server
+    username = request.username
+    if username is not MISSING and not (
+        isinstance(username, str) and opts.username_regexp.test(username)
+    ):
+        return _refuse_written(state, login, "username", username)
+    requested = request.rooms
+    if (
+        not isinstance(requested, dict)
+        or rooms.names_too_many_rooms(opts, requested)
+        or not all(
+            isinstance(name, str)
+            and opts.room_name_regexp.test(name)
+            and (parameter is None or is_object(parameter))
+            for name, parameter in requested.items()
+        )
+    ):
+        return _refuse_written(state, login, "rooms", requested)
+    names = requested or ({opts.room_default_name: None} if opts.room_default_enable else {})
+    existing = app.rooms if app is not None else {}
+    creates = frozenset(name for name in names if name not in existing)
+    return JoinRequested(JoinPhase.LOGIN, app_name, names, creates, login=login)
 
-    conn: Connection
-    out: Outcome
-    """Pushes already due (peers of an application the socket moved away from)."""
-    fresh: bool
-    """The connection is new: no peer has heard of it yet."""
+
+def _refuse_written(state: State, login: LoginRequested, what: str, value: Any) -> Outcome:
+    return refusal(
+        state.now(),
+        login.peer.easyrtcid,
+        f"login (the authenticate hook set an improper {what} {loggable(value)})",
+        ErrorCode.LOGIN_BAD_AUTH,
+        close=True,
+    )
 
 
-def complete_auth(core: Core, peer: Peer, request: AuthRequest) -> Outcome:
-    """Admit the socket, then send the token and tell peers: the stock login."""
-    admitted = admit(core, peer, request)
-    if isinstance(admitted, Outcome):
-        return admitted
-    return finish(core, admitted, ice_servers(admitted.conn))
+def _refuse(state: State, peer: Peer, code: ErrorCode) -> Outcome:
+    return refusal(state.now(), peer.easyrtcid, "authenticate", code, close=True)
 
 
-def rooms_to_join(core: Core, request: AuthRequest) -> dict[str, Any]:
-    """The rooms a login enters: those requested, else the default room when enabled."""
-    if request.rooms:
-        return request.rooms
-    app = core.apps.get(request.app_name)
-    opts = app.options if app is not None else core.options
-    return {opts.room_default_name: None} if opts.room_default_enable else {}
-
-
-def admit(core: Core, peer: Peer, request: AuthRequest) -> Admission | Outcome:
+def admit(state: State, join: JoinRequested) -> LoginAdmitted | Outcome:
     """Check what depends on the state, then build the connection and its memberships.
 
-    Nothing changes unless every check passes, and nothing awaits in between.
+    Nothing changes unless every check passes, and nothing awaits in between. No peer is told
+    yet: ``finish`` does, after the token.
     """
-    cid = peer.easyrtcid
-    app = core.apps.get(request.app_name)
+    login = join.login
+    assert login is not None
+    peer, request = login.peer, login.request
+    app = state.apps.get(join.app_name)
     if app is None:
-        if not core.options.app_auto_create_enable:
-            return core.reject(cid, "authenticate", ErrorCode.LOGIN_APP_AUTH_FAIL, close=True)
-        app = core.create_app(request.app_name)
-    names = list(rooms_to_join(core, request))
+        server = state.options
+        full = bool(server.max_apps) and len(state.apps) >= server.max_apps
+        if not server.app_auto_create_enable or full:
+            return _refuse(state, peer, ErrorCode.LOGIN_APP_AUTH_FAIL)
+        app = state.create_app(join.app_name)
+    names = list(join.rooms)
     if not request.rooms and names and names[0] not in app.rooms:
         # the default room was deleted by server code; it is never re-created here
-        core.reclaim_app(app)
-        return core.reject(cid, "authenticate", ErrorCode.LOGIN_GEN_FAIL, close=True)
-    refusal = rooms.check_joinable(core, cid, app, names)
-    if refusal is not None:
-        core.reclaim_app(app)
-        code = ErrorCode.LOGIN_GEN_FAIL if refusal == "full" else ErrorCode.LOGIN_BAD_ROOM
-        return core.reject(cid, "authenticate", code, close=True)
+        state.reclaim_app(app)
+        return _refuse(state, peer, ErrorCode.LOGIN_GEN_FAIL)
+    conn = peer.connection
+    current = len(conn.rooms) if conn is not None and conn.app is app else 0
+    refused = rooms.check_joinable(peer.easyrtcid, app, names, current)
+    if refused is not None:
+        state.reclaim_app(app)
+        code = ErrorCode.LOGIN_GEN_FAIL if refused == "full" else ErrorCode.LOGIN_BAD_ROOM
+        return _refuse(state, peer, code)
 
     out = Outcome()
     conn = peer.connection
     if conn is not None and conn.app is not app:  # moving to another application
-        core.remove_connection(conn, out)
+        state.remove_connection(conn, out)
         conn = None
     fresh = conn is None
     if conn is None:
         fields = fields_from_obj(app.options.connection_default_field_obj)
-        conn = Connection(cid, app, fields=fields)
-        app.connections[cid] = conn
+        conn = Connection(peer.easyrtcid, app, fields=fields)
+        app.connections[peer.easyrtcid] = conn
         peer.connection = conn
     _link_session(app, conn, request.easyrtcsid)
     if request.username is not MISSING:
@@ -162,29 +184,30 @@ def admit(core: Core, peer: Peer, request: AuthRequest) -> Admission | Outcome:
     if request.presence is not None:
         rooms.apply_presence(conn, request.presence)
     for name in names:
-        rooms.join(core, conn, name, None)
-    return Admission(conn, out, fresh)
+        state.join(conn, name, None)
+    return LoginAdmitted(peer, conn, fresh, out)
 
 
-def finish(core: Core, admitted: Admission, servers: list[dict[str, Any]]) -> Outcome:
+def finish(state: State, admitted: LoginAdmitted, servers: list[dict[str, Any]]) -> Outcome:
     """Send the token, then tell every member sharing a room with the newcomer."""
     out = admitted.out
-    out.reply(token(core, admitted.conn, servers))
-    rooms.tell_peers(core, admitted.conn, out, with_api_field=True)
+    out.reply(token(state, admitted.conn, servers))
+    state.tell_peers(admitted.conn, out, with_api_field=True)
     return out
 
 
-def revoke(core: Core, peer: Peer, admitted: Admission) -> Outcome:
+def revoke(state: State, admitted: LoginAdmitted) -> Outcome:
     """Undo an admission whose login failed later; the socket is closed after the reply."""
     out = admitted.out
+    peer = admitted.peer
     if peer.connection is admitted.conn:
         # peers never heard of a fresh connection: remove it without telling them
-        core.remove_connection(admitted.conn, Outcome() if admitted.fresh else out)
+        state.remove_connection(admitted.conn, Outcome() if admitted.fresh else out)
         peer.connection = None
     return out
 
 
-def token(core: Core, conn: Connection, servers: list[dict[str, Any]]) -> Json:
+def token(state: State, conn: Connection, servers: list[dict[str, Any]]) -> Json:
     """The ``token`` reply: everything the client needs to start."""
     app = conn.app
     application: Json = {"applicationName": app.name}
@@ -196,7 +219,7 @@ def token(core: Core, conn: Connection, servers: list[dict[str, Any]]) -> Json:
         "application": application,
         "easyrtcid": conn.easyrtcid,
         "iceConfig": {"iceServers": servers},
-        "serverTime": core.now(),
+        "serverTime": state.now(),
     }
     conn_field = shared_fields(conn.fields)
     if conn_field is not None:

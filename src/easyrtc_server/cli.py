@@ -9,25 +9,56 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import click
 from aiohttp import web
 
-from . import shutdown
+from . import logformat, shutdown
 from .app import create_app
+from .checkconfig import check_config
+from .clientfiles import bundled_versions, find_client_files
 from .config import ConfigError, Setting, load_options, to_toml
 from .jwtauth import JwtAuth
-from .options import LOG_LEVELS, TRANSPORTS, Options
+from .options import LOG_FORMATS, LOG_LEVELS, TRANSPORTS, Options
 from .server import EasyRtcServer
+from .startup import announce, config_sources, listen_error
 
 _DEFAULTS = Options()
 _AFTER_DRAIN = 1.0
 """Seconds aiohttp waits for requests still running once the clients are drained."""
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: this server's version, the client files it would serve (found as at
+    start-up, from $EASYRTC_CLIENT_DIR or the defaults), and those bundled in the package."""
+    if not value or ctx.resilient_parsing:
+        return
+    try:
+        version = metadata.version("easyrtc-server")
+    except metadata.PackageNotFoundError:
+        from . import __version__ as version
+    bundled = ", ".join(f"{name} {v}" for name, v in bundled_versions().items())
+    click.echo(f"easyrtc-server {version}")
+    click.echo(find_client_files().summary())
+    click.echo(f"bundled client files: {bundled or 'none (a checkout serves its node_modules)'}")
+    ctx.exit()
+
+
+@click.group(
+    invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the server's version and its client files' versions, and exit.",
+)
 @click.option(
     "--config",
     "config_file",
@@ -67,6 +98,17 @@ _AFTER_DRAIN = 1.0
     help=f"socket.io implementation.  [default: {_DEFAULTS.transport}]",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    help=f"text, or json: one object a line.  [default: {_DEFAULTS.log_format}]",
+)
+@click.option(
+    "--access-log",
+    is_flag=True,
+    default=None,
+    help="Log every HTTP request, socket.io polls included.",
+)
+@click.option(
     "--print-config",
     is_flag=True,
     help="Print the effective configuration as TOML (secrets hidden) and exit.",
@@ -81,6 +123,8 @@ def main(
     cors_origins: tuple[str, ...],
     log_level: str | None,
     transport: str | None,
+    log_format: str | None,
+    access_log: bool | None,
     print_config: bool,
 ) -> None:
     """A drop-in EasyRTC signaling server.
@@ -88,6 +132,8 @@ def main(
     Settings, each overriding the one before: defaults, the --config file, EASYRTC_<OPTION>
     environment variables, these flags.
     """
+    if click.get_current_context().invoked_subcommand is not None:
+        return
     given: dict[str, tuple[str, Any]] = {}
     if host is not None:
         given["host"] = ("--host", host)
@@ -105,6 +151,10 @@ def main(
         given["log_level"] = ("--log-level", log_level.lower())
     if transport is not None:
         given["transport"] = ("--transport", transport)
+    if log_format is not None:
+        given["log_format"] = ("--log-format", log_format)
+    if access_log:
+        given["access_log_enable"] = ("--access-log", True)
     overrides = {
         name: Setting(value, f"command line {flag}") for name, (flag, value) in given.items()
     }
@@ -115,20 +165,36 @@ def main(
     if print_config:
         click.echo(to_toml(options), nl=False)
         return
-    logging.basicConfig(
-        level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     server = EasyRtcServer(options, hooks=JwtAuth.from_options(options))
+    logformat.configure(options, server)
+    logging.getLogger("easyrtc_server").info(
+        "%s", find_client_files(options.client_dir, options.socketio_js).summary()
+    )
+    sources = config_sources(config_file, os.environ, (flag for flag, _ in given.values()))
     app = create_app(server=server)
     app.on_shutdown.insert(0, shutdown.exit_on_second_signal)
-    web.run_app(
-        app,
-        host=options.host,
-        port=options.port,
-        print=None,
-        loop=_event_loop(),
-        shutdown_timeout=_AFTER_DRAIN,
-    )
+    try:
+        web.run_app(
+            app,
+            host=options.host,
+            port=options.port,
+            print=lambda _: announce(options, sources),
+            loop=_event_loop(),
+            access_log_class=logformat.access_logger_class(options),
+            shutdown_timeout=_AFTER_DRAIN,
+        )
+    except OSError as exc:  # the port is taken, the address is wrong: one line, no traceback
+        raise click.ClickException(listen_error(exc, options)) from None
+
+
+@main.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def check_config_command(file: Path) -> None:
+    """Validate a TOML configuration FILE without starting the server."""
+    try:
+        click.echo(check_config(file))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

@@ -1,5 +1,6 @@
 """Where the browser-side files live: the open-easyrtc client API folder and the socket.io
-browser bundle, both installed by ``npm ci`` into ``node_modules``.
+browser bundle, installed by ``npm ci`` into a checkout's ``node_modules`` or bundled in the
+wheel (``build_client.py`` puts them in ``easyrtc_server/client/``).
 
 Owns the search for them and the explanation when they are missing. It never raises and never
 logs: the caller decides what to do with ``ClientFiles.problems`` (``app.create_app`` logs them;
@@ -11,7 +12,9 @@ Search order, for each of the two items separately (the first place that has it 
    ``socketio_js``);
 2. the environment variable ``EASYRTC_CLIENT_DIR``;
 3. ``node_modules`` in the current working directory;
-4. ``node_modules`` at the repository root (found from this file: ``src/easyrtc_server/``).
+4. ``node_modules`` at the repository root (found from this file: ``src/easyrtc_server/``);
+5. the files bundled in the installed package (``client/`` next to this file; absent in a
+   checkout, whose editable install serves its ``node_modules``).
 
 A place given explicitly (1 or 2) may be a folder that holds ``node_modules``, a ``node_modules``
 folder, the ``open-easyrtc`` package folder (any name: ``node_modules/open-easyrtc-v2`` for the
@@ -22,6 +25,7 @@ unless ``socketio_js`` names one.
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -40,6 +44,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 """The checkout this module runs from (src layout). Meaningless for an installed wheel, in which
 case it simply holds no ``node_modules``."""
 
+PACKAGE_CLIENT_DIR = Path(__file__).resolve().parent / "client"
+"""The client files a wheel carries, laid out as in ``node_modules`` (``open-easyrtc/api``,
+``socket.io-client/dist``), each package with its ``LICENSE`` and ``package.json``."""
+
+PACKAGE_LABEL = "package"
+CLIENT_PACKAGES = ("open-easyrtc", "socket.io-client")
+
 HOW_TO_GET = (
     f"run `npm ci` in the repository, or pass --client-dir (or set {ENV_VAR}) "
     "to a folder that holds node_modules"
@@ -53,6 +64,9 @@ class ClientFiles:
     api_dir: Path | None
     socketio_js: Path | None
     problems: list[str] = field(default_factory=list)
+    api_from: str = ""
+    """Which place the API folder came from (``package``, ``repository``, ...)."""
+    socketio_from: str = ""
 
     @property
     def complete(self) -> bool:
@@ -62,7 +76,51 @@ class ClientFiles:
     def without_api(self) -> ClientFiles:
         """The same files with the API folder left out (``apiEnable`` off): only the socket.io
         bundle stays, which the demos still need."""
-        return replace(self, api_dir=None, problems=list(self.problems))
+        return replace(self, api_dir=None, api_from="", problems=list(self.problems))
+
+    def versions(self) -> dict[str, str]:
+        """``{npm package: version}`` of what was found, read from each one's package.json
+        (``"unknown version"`` for a bare folder without one)."""
+        return dict(item for item in self._packages() if item is not None)
+
+    def summary(self) -> str:
+        """One line for the start-up log: what is served, which versions, from where."""
+        parts = []
+        for package, what, path, place in zip(
+            self._packages(),
+            ("open-easyrtc client API", "socket.io browser client"),
+            (self.api_dir, self.socketio_js),
+            (self.api_from, self.socketio_from),
+            strict=True,
+        ):
+            if package is None:
+                parts.append(f"{what} not found")
+            else:
+                parts.append(f"{package[0]} {package[1]} from {path} ({place})")
+        return "client files: " + "; ".join(parts)
+
+    def _packages(self) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+        """(name, version) of the API's npm package and of the bundle's, None where missing."""
+        api = sio = None
+        if self.api_dir is not None:
+            api = _package_json(self.api_dir.parent) or ("open-easyrtc", "unknown version")
+        if self.socketio_js is not None:
+            sio = _package_json(self.socketio_js.parent.parent) or (
+                "socket.io-client",
+                "unknown version",
+            )
+        return api, sio
+
+
+def bundled_versions() -> dict[str, str]:
+    """``{npm package: version}`` of the client files in the installed package (empty in an
+    editable install of a checkout, which serves its own node_modules)."""
+    found = {}
+    for name in CLIENT_PACKAGES:
+        manifest = _package_json(PACKAGE_CLIENT_DIR / name)
+        if manifest is not None:
+            found[manifest[0]] = manifest[1]
+    return found
 
 
 @dataclass(frozen=True)
@@ -70,6 +128,8 @@ class _Place:
     path: Path
     label: str
     explicit: bool
+    bundled: bool = False
+    """The package's own ``client`` folder: it holds the npm packages, like node_modules."""
 
     def describe(self) -> str:
         return f"{self.path} ({self.label})"
@@ -86,9 +146,11 @@ def find_client_files(api_dir: Path | None = None, socketio_js: Path | None = No
     places = _places(api_dir)
 
     found_api: Path | None = None
+    api_from = ""
     for place in places:
         found_api = _api_under(place.path)
         if found_api is not None:
+            api_from = place.label
             break
         if place.explicit:
             problems.append(
@@ -101,14 +163,18 @@ def find_client_files(api_dir: Path | None = None, socketio_js: Path | None = No
         )
 
     found_sio: Path | None = None
+    sio_from = ""
     if socketio_js is not None:
         found_sio = _bundle_at(_expand(socketio_js))
         if found_sio is None:
             problems.append(f"no socket.io.js at {socketio_js} (socketio_js argument); ignored")
+        else:
+            sio_from = "socketio_js argument"
     if found_sio is None:
         for place in places:
-            found_sio = _bundle_under(place.path)
+            found_sio = _bundle_under(place.path, holds_packages=place.bundled)
             if found_sio is not None:
+                sio_from = place.label
                 break
     if found_sio is None:
         problems.append(
@@ -116,7 +182,13 @@ def find_client_files(api_dir: Path | None = None, socketio_js: Path | None = No
             f"{SOCKETIO_IN_NODE_MODULES.as_posix()} from {_listing(places)}); {HOW_TO_GET}"
         )
 
-    return ClientFiles(api_dir=found_api, socketio_js=found_sio, problems=problems)
+    return ClientFiles(
+        api_dir=found_api,
+        socketio_js=found_sio,
+        problems=problems,
+        api_from=api_from,
+        socketio_from=sio_from,
+    )
 
 
 def _places(api_dir: Path | None) -> list[_Place]:
@@ -130,6 +202,7 @@ def _places(api_dir: Path | None) -> list[_Place]:
     with suppress(OSError):  # the working directory may have been deleted under us
         places.append(_Place(Path.cwd(), "current directory", explicit=False))
     places.append(_Place(REPO_ROOT, "repository", explicit=False))
+    places.append(_Place(PACKAGE_CLIENT_DIR, PACKAGE_LABEL, explicit=False, bundled=True))
 
     unique: list[_Place] = []
     seen: set[Path] = set()
@@ -154,14 +227,18 @@ def _api_under(root: Path) -> Path | None:
     return None
 
 
-def _bundle_under(root: Path) -> Path | None:
-    """``socket.io.js`` in the node_modules that ``root`` is, holds, or sits in.
+def _bundle_under(root: Path, *, holds_packages: bool = False) -> Path | None:
+    """``socket.io.js`` in the node_modules that ``root`` is, holds, or sits in (or in ``root``
+    itself when it ``holds_packages`` the way node_modules does: the package's bundle).
 
     From an open-easyrtc package or api folder the package's own ``node_modules`` comes first,
     as Node resolves it: an open-easyrtc 2.0.x installed next to socket.io-client 4 (as
     ``open-easyrtc-v2`` is here) keeps its socket.io-client 2 there, and that is the one its
     easyrtc.js speaks to.
     """
+    if holds_packages:
+        bundle = root / SOCKETIO_IN_NODE_MODULES
+        return bundle if _is_file(bundle) else None
     is_api_folder = _is_file(root / API_MARKER)
     for node_modules in (
         root / "node_modules",  # a project folder, or the package folder's own dependencies
@@ -184,6 +261,20 @@ def _bundle_at(path: Path) -> Path | None:
         if _is_file(candidate):
             return candidate
     return None
+
+
+def _package_json(folder: Path) -> tuple[str, str] | None:
+    """``(name, version)`` from ``folder/package.json``, if it is readable and has both."""
+    try:
+        manifest = json.loads((folder / "package.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    name, version = manifest.get("name"), manifest.get("version")
+    if not isinstance(name, str) or not isinstance(version, str):
+        return None
+    return name, version
 
 
 def _listing(places: list[_Place]) -> str:

@@ -7,103 +7,101 @@ groups, rooms and applications. Each change returns the pushes it causes, like t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import EasyRtcError, ErrorCode, error_message
 from .model import Application, Connection, Field, Group, Room, shared_fields
 from .outcome import Json, Outcome
 from .roomdata import fields_delta, room_data
-
-if TYPE_CHECKING:
-    from .core import Core
+from .state import State
 
 
-def app_of(core: Core, app_name: str) -> Application:
-    app = core.apps.get(app_name)
+def app_of(state: State, app_name: str) -> Application:
+    app = state.apps.get(app_name)
     if app is None:
         raise KeyError(f"no application {app_name!r}")
     return app
 
 
-def room_of(core: Core, app_name: str, room_name: str) -> Room:
-    room = app_of(core, app_name).rooms.get(room_name)
+def room_of(state: State, app_name: str, room_name: str) -> Room:
+    room = app_of(state, app_name).rooms.get(room_name)
     if room is None:
         raise KeyError(f"no room {room_name!r} in application {app_name!r}")
     return room
 
 
-def connection_of(core: Core, easyrtcid: str) -> Connection:
-    peer = core.peers.get(easyrtcid)
+def connection_of(state: State, easyrtcid: str) -> Connection:
+    peer = state.peers.get(easyrtcid)
     if peer is None or peer.connection is None:
         raise KeyError(f"no authenticated connection {easyrtcid!r}")
     return peer.connection
 
 
-def _server_message(core: Core, msg_type: str, msg_data: Any, to: str, extra: Json) -> Json:
+def _server_message(state: State, msg_type: str, msg_data: Any, to: str, extra: Json) -> Json:
     body: Json = {"msgType": msg_type}
     if msg_data is not None:
         body["msgData"] = msg_data
     body.update(extra)
     body["easyrtcid"] = to
-    body["serverTime"] = core.now()
+    body["serverTime"] = state.now()
     return body
 
 
 def message_to(
-    core: Core, recipients: list[str], msg_type: str, msg_data: Any, **extra: Any
+    state: State, recipients: list[str], msg_type: str, msg_data: Any, **extra: Any
 ) -> Outcome:
     """An ``easyrtcMsg`` from the server (no ``senderEasyrtcid``: the client's server listener)."""
     out = Outcome()
     for cid in recipients:
-        out.push(cid, "easyrtcMsg", _server_message(core, msg_type, msg_data, cid, extra))
+        out.push(cid, "easyrtcMsg", _server_message(state, msg_type, msg_data, cid, extra))
     return out
 
 
-def room_members(core: Core, app_name: str, room_name: str) -> list[str]:
-    return list(room_of(core, app_name, room_name).members)
+def room_members(state: State, app_name: str, room_name: str) -> list[str]:
+    return list(room_of(state, app_name, room_name).members)
 
 
-def group_members(core: Core, app_name: str, group_name: str) -> list[str]:
-    group = app_of(core, app_name).groups.get(group_name)
+def group_members(state: State, app_name: str, group_name: str) -> list[str]:
+    group = app_of(state, app_name).groups.get(group_name)
     return sorted(group.members) if group is not None else []
 
 
-def command_to(core: Core, recipients: Iterable[str], body: Json) -> Outcome:
+def command_to(state: State, recipients: Iterable[str], body: Json) -> Outcome:
     """Push an ``easyrtcCmd`` to each recipient, addressed to it."""
     out = Outcome()
     for cid in recipients:
-        out.push(cid, "easyrtcCmd", {**body, "easyrtcid": cid, "serverTime": core.now()})
+        out.push(cid, "easyrtcCmd", {**body, "easyrtcid": cid, "serverTime": state.now()})
     return out
 
 
-def error_to(core: Core, easyrtcid: str, code: ErrorCode | str) -> Outcome:
+def error_to(state: State, easyrtcid: str, code: ErrorCode | str) -> Outcome:
     """Push an EasyRTC error to a client (it shows the text)."""
-    return command_to(core, [easyrtcid], error_message(code, core.now()))
+    return command_to(state, [easyrtcid], error_message(code, state.now()))
 
 
-def ice_config_to(core: Core, easyrtcid: str, servers: list[Json]) -> Outcome:
+def ice_config_to(state: State, easyrtcid: str, servers: list[Json]) -> Outcome:
     """Replace a client's ICE servers (e.g. fresh TURN credentials)."""
     body = {"msgType": "iceConfig", "msgData": {"iceConfig": {"iceServers": servers}}}
-    return command_to(core, [easyrtcid], body)
+    return command_to(state, [easyrtcid], body)
 
 
 def set_room_field(
-    core: Core, app_name: str, room_name: str, name: str, value: Any, *, shared: bool = True
+    state: State, app_name: str, room_name: str, name: str, value: Any, *, shared: bool = True
 ) -> Outcome:
     """Set a room field (the room is then kept when empty); members get its shared fields."""
-    _check_field_name(core, name)
-    room = room_of(core, app_name, room_name)
+    _check_field_name(app_of(state, app_name), name)
+    room = room_of(state, app_name, room_name)
     room.fields[name] = Field(value, shared)
     room.persistent = True
-    return command_to(core, room.members, room_data({room.name: fields_delta(room)}))
+    return command_to(state, room.members, room_data({room.name: fields_delta(room)}))
 
 
 def set_session_field(
-    core: Core, app_name: str, easyrtcsid: str, name: str, value: Any, *, shared: bool = True
+    state: State, app_name: str, easyrtcsid: str, name: str, value: Any, *, shared: bool = True
 ) -> Outcome:
     """Set a session field; every connection linked to the session is told."""
-    _check_field_name(core, name)
-    app = app_of(core, app_name)
+    app = app_of(state, app_name)
+    _check_field_name(app, name)
     session = app.sessions.get(easyrtcsid)
     if session is None:
         raise KeyError(f"no session {easyrtcsid!r} in application {app_name!r}")
@@ -111,27 +109,30 @@ def set_session_field(
     data: Json = {"easyrtcsid": easyrtcsid, "sessionStatus": "update"}
     data["field"] = shared_fields(session.fields) or {}
     body = {"msgType": "sessionData", "msgData": {"sessionData": data}}
-    return command_to(core, sorted(session.connections), body)
+    return command_to(state, sorted(session.connections), body)
 
 
-def set_app_field(core: Core, app_name: str, name: str, value: Any, *, shared: bool = True) -> None:
+def set_app_field(
+    state: State, app_name: str, name: str, value: Any, *, shared: bool = True
+) -> None:
     """Set an application field; shared ones reach clients in their next token."""
-    _check_field_name(core, name)
-    app = app_of(core, app_name)
+    app = app_of(state, app_name)
+    _check_field_name(app, name)
     app.fields[name] = Field(value, shared)
     app.persistent = True
 
 
 def set_connection_field(
-    core: Core, easyrtcid: str, name: str, value: Any, *, shared: bool = False
+    state: State, easyrtcid: str, name: str, value: Any, *, shared: bool = False
 ) -> None:
     """Set a connection field; shared ones reach the client in its next token."""
-    _check_field_name(core, name)
-    connection_of(core, easyrtcid).fields[name] = Field(value, shared)
+    conn = connection_of(state, easyrtcid)
+    _check_field_name(conn.app, name)
+    conn.fields[name] = Field(value, shared)
 
 
-def add_to_group(core: Core, easyrtcid: str, group_name: str) -> None:
-    conn = connection_of(core, easyrtcid)
+def add_to_group(state: State, easyrtcid: str, group_name: str) -> None:
+    conn = connection_of(state, easyrtcid)
     if not conn.app.options.group_name_regexp.test(group_name):
         raise ValueError(f"improper group name {group_name!r}")
     group = conn.app.groups.get(group_name)
@@ -141,44 +142,45 @@ def add_to_group(core: Core, easyrtcid: str, group_name: str) -> None:
     conn.groups.add(group_name)
 
 
-def remove_from_group(core: Core, easyrtcid: str, group_name: str) -> None:
-    conn = connection_of(core, easyrtcid)
+def remove_from_group(state: State, easyrtcid: str, group_name: str) -> None:
+    conn = connection_of(state, easyrtcid)
     group = conn.app.groups.get(group_name)
     if group is not None:
         group.members.discard(easyrtcid)
     conn.groups.discard(group_name)
 
 
-def create_room(core: Core, app_name: str, room_name: str) -> Room:
+def create_room(state: State, app_name: str, room_name: str) -> Room:
     """A room that stays when empty."""
-    app = app_of(core, app_name)
+    app = app_of(state, app_name)
     if not app.options.room_name_regexp.test(room_name):
         raise ValueError(f"improper room name {room_name!r}")
-    room = app.rooms.get(room_name) or core.create_room(app, room_name)
+    room = app.rooms.get(room_name) or state.create_room(app, room_name)
     room.persistent = True
     return room
 
 
-def delete_room(core: Core, app_name: str, room_name: str) -> None:
+def delete_room(state: State, app_name: str, room_name: str) -> None:
     """Remove an empty room."""
-    room = room_of(core, app_name, room_name)
+    room = room_of(state, app_name, room_name)
     if room.members:
         raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_ROOM, f"room {room_name!r} is not empty")
-    del core.apps[app_name].rooms[room_name]
+    del state.apps[app_name].rooms[room_name]
 
 
-def create_app(core: Core, app_name: str, **options: Any) -> Application:
-    """An application with its own option overrides (regexps, ICE servers, room rules…)."""
-    if not core.options.app_name_regexp.test(app_name):
+def create_app(state: State, app_name: str, **options: Any) -> Application:
+    """An application with its own protocol options: the server's, with ``options`` changed
+    (regexps, ICE servers, room rules…; camelCase names too)."""
+    if not state.options.app_name_regexp.test(app_name):
         raise ValueError(f"improper application name {app_name!r}")
-    existing = core.apps.get(app_name)
+    existing = state.apps.get(app_name)
     if existing is not None:
         existing.persistent = True
         return existing
-    opts = core.options.replace(**options) if options else core.options
-    return core.create_app(app_name, options=opts, persistent=True)
+    opts = state.options.protocol.replace(**options)
+    return state.create_app(app_name, options=opts, persistent=True)
 
 
-def _check_field_name(core: Core, name: str) -> None:
-    if not core.options.field_name_regexp.test(name):
+def _check_field_name(app: Application, name: str) -> None:
+    if not app.options.field_name_regexp.test(name):
         raise ValueError(f"improper field name {name!r}")

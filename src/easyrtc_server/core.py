@@ -1,49 +1,45 @@
 """The EasyRTC protocol core: one incoming message in, what to send to whom out.
 
-``Core`` owns the whole state (applications, rooms, connections, sessions, groups) and does no
-I/O. A binding feeds it socket events (``open``, ``receive``, ``close``) and carries out the
-returned ``Outcome``: an ordered list of sends, each either the acknowledgement to the sender
-or a push to an easyrtcid. It knows nothing of sockets, tasks or time beyond an injected clock.
+``Core`` dispatches the events of sockets (``open``, ``receive``, ``close``) to the rules in
+``auth``, ``rooms``, ``relay`` and ``ice``, which change the ``State`` and return an
+``Outcome``: an ordered list of sends (the ``Reply`` to the sender, ``Push`` es to easyrtcids)
+and whether to close the socket. It does no I/O and knows nothing of sockets, tasks or time
+beyond the state's injected clock.
 
-Dispatch is a table from ``msgType`` to handler (``COMMANDS``), so the whole command API is
-visible in one place; the handlers live in ``auth``, ``rooms``, ``relay`` and ``ice``.
+Where server policy may say no, a rule returns a decision (``decisions``) instead; the caller
+answers with ``accept_…`` or ``refuse``, and only then does the state change. Whether the
+socket closed in the meantime is checked here, once, for every decision.
+
+``COMMANDS`` maps every ``easyrtcCmd`` msgType to its rule: the whole command API in one table.
 """
 
 from __future__ import annotations
 
-import logging
-import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from . import auth, ice, relay, rooms
-from .errors import ErrorCode, error_message
-from .model import Application, Connection, Room, fields_from_obj
+from .decisions import (
+    Decision,
+    IceRequested,
+    JoinPhase,
+    JoinRequested,
+    LoginAdmitted,
+    LoginRequested,
+    ServerMessage,
+    UnknownCommand,
+)
+from .errors import ErrorCode
+from .model import Application, Connection, Peer
 from .options import Options
-from .outcome import Json, Outcome
+from .outcome import ACK, Json, Outcome, refusal
+from .state import State
 
-log = logging.getLogger("easyrtc_server")
+__all__ = ["COMMANDS", "Core", "Peer"]
 
-_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+Rule = Callable[[State, Connection, Json], "Outcome | Decision"]
 
-
-@dataclass(slots=True, eq=False)
-class Peer:
-    """One socket. Its easyrtcid is drawn when it opens and never changes."""
-
-    easyrtcid: str
-    remote_address: str | None = None
-    connection: Connection | None = None
-    """Set once the socket has authenticated."""
-    data: dict[str, Any] = field(default_factory=dict)
-    """Free for server code (hooks) to keep what it learns about this socket."""
-
-
-Handler = Callable[["Core", Connection, Json], Outcome]
-
-COMMANDS: Final[dict[str, Handler]] = {
+COMMANDS: Final[dict[str, Rule]] = {
     "candidate": relay.relay_signal,
     "offer": relay.relay_signal,
     "answer": relay.relay_signal,
@@ -70,109 +66,129 @@ class Core:
         clock: Callable[[], int] | None = None,
         new_id: Callable[[], str] | None = None,
     ) -> None:
-        self.options = options or Options()
-        self.now: Callable[[], int] = clock or (lambda: int(time.time() * 1000))
-        self._new_id = new_id or _random_id
-        self.apps: dict[str, Application] = {}
-        self.peers: dict[str, Peer] = {}
-        self.create_app(self.options.app_default_name, persistent=True)
+        self.state = State(options, clock=clock, new_id=new_id)
+
+    @property
+    def options(self) -> Options:
+        return self.state.options
+
+    @property
+    def apps(self) -> dict[str, Application]:
+        return self.state.apps
+
+    @property
+    def peers(self) -> dict[str, Peer]:
+        return self.state.peers
+
+    def now(self) -> int:
+        return self.state.now()
 
     # -- socket events ---------------------------------------------------------------------
 
     def open(self, remote_address: str | None = None) -> Peer:
         """A socket connected: give it an easyrtcid, unique among open sockets."""
-        easyrtcid = self._new_id()
-        while easyrtcid in self.peers:
-            easyrtcid = self._new_id()
-        peer = Peer(easyrtcid, remote_address)
-        self.peers[easyrtcid] = peer
-        return peer
+        return self.state.add_peer(remote_address)
 
-    def receive(self, peer: Peer, event: str, payload: Any, has_ack: bool) -> Outcome:
+    def receive(self, peer: Peer, event: str, payload: Any, has_ack: bool) -> Outcome | Decision:
         """Handle one event from ``peer``. Never raises for anything a client can send."""
+        conn = peer.connection
+        if event == "easyrtcCmd" and has_ack and conn is not None and isinstance(payload, dict):
+            msg_type = payload.get("msgType")
+            rule = COMMANDS.get(msg_type) if isinstance(msg_type, str) else None
+            if rule is not None:
+                return rule(self.state, conn, payload)
         if event == "easyrtcAuth":
             if not has_ack:  # the reference drops such a socket without a word
                 return Outcome(close=True)
-            return auth.authenticate(self, peer, payload)
+            return auth.authenticate(self.state, peer, payload)
         if event not in ("easyrtcCmd", "easyrtcMsg") or not has_ack:
             return Outcome()
-        conn = peer.connection
         if conn is None:
-            return self.reject(peer.easyrtcid, event, ErrorCode.MSG_REJECT_NO_AUTH)
+            return self._refuse(peer.easyrtcid, event, ErrorCode.MSG_REJECT_NO_AUTH)
         if event == "easyrtcMsg":
-            return relay.route_message(self, conn, payload)
+            return relay.route_message(self.state, conn, payload)
         if not isinstance(payload, dict):
             code = ErrorCode.MSG_REJECT_BAD_TYPE
             if not isinstance(payload, list):
                 code = ErrorCode.MSG_REJECT_BAD_STRUCTURE
-            return self.reject(conn.easyrtcid, event, code)
+            return self._refuse(conn.easyrtcid, event, code)
         msg_type = payload.get("msgType")
-        handler = COMMANDS.get(msg_type) if isinstance(msg_type, str) else None
-        if handler is None:
-            return self.reject(conn.easyrtcid, msg_type, ErrorCode.MSG_REJECT_BAD_TYPE)
-        return handler(self, conn, payload)
+        if isinstance(msg_type, str):  # not in COMMANDS: the server's hooks may know it
+            return UnknownCommand(conn, payload)
+        return self._refuse(conn.easyrtcid, msg_type, ErrorCode.MSG_REJECT_BAD_TYPE)
 
     def close(self, peer: Peer) -> Outcome:
         """The socket is gone: leave every room and forget the connection."""
-        out = Outcome()
-        if self.peers.get(peer.easyrtcid) is peer:
-            del self.peers[peer.easyrtcid]
-        if peer.connection is not None:
-            self.remove_connection(peer.connection, out)
-            peer.connection = None
+        return self.state.remove_peer(peer)
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def accept_login(self, decision: LoginRequested) -> JoinRequested | Outcome:
+        """The login may proceed: next, may it enter its rooms?"""
+        if not self.is_current(decision):
+            return Outcome()
+        return auth.check_login(self.state, decision)
+
+    def accept_join(self, decision: JoinRequested) -> LoginAdmitted | Outcome:
+        """The rooms may be entered: on ``roomJoin`` they are; at login the connection is built
+        and the next question is whether it may stay."""
+        if not self.is_current(decision):
+            return Outcome()
+        if decision.phase is JoinPhase.LOGIN:
+            return auth.admit(self.state, decision)
+        return rooms.apply_room_join(self.state, decision)
+
+    def accept_token(self, decision: LoginAdmitted, servers: list[Json]) -> Outcome:
+        """The login stands, with these ICE servers: send the token, tell the peers."""
+        if not self.is_current(decision):
+            return decision.out
+        return auth.finish(self.state, decision, servers)
+
+    def accept_ice(self, decision: IceRequested, servers: list[Json]) -> Outcome:
+        if not self.is_current(decision):
+            return Outcome()
+        return Outcome().reply(ice.ice_config_reply(servers))
+
+    def accept_reply(self, decision: ServerMessage | UnknownCommand, body: Json | None) -> Outcome:
+        """The server's answer to a message or command for it (None: a plain ack)."""
+        if not self.is_current(decision):
+            return Outcome()
+        return Outcome().reply(body if body is not None else ACK)
+
+    def refuse(self, decision: Decision, code: str, text: str | None = None) -> Outcome:
+        """Refuse with EasyRTC error ``code``; a refused login closes the socket, and one
+        already admitted is undone."""
+        if not self.is_current(decision):
+            return decision.out if isinstance(decision, LoginAdmitted) else Outcome()
+        login = isinstance(decision, LoginRequested | LoginAdmitted) or (
+            isinstance(decision, JoinRequested) and decision.phase is JoinPhase.LOGIN
+        )
+        easyrtcid = _peer_id(decision)
+        out = refusal(self.now(), easyrtcid, decision.what, code, text=text, close=login)
+        if isinstance(decision, LoginAdmitted):
+            return auth.revoke(self.state, decision).extend(out)
         return out
 
-    # -- replies -----------------------------------------------------------------------------
+    def is_current(self, decision: Decision) -> bool:
+        """The socket a decision is about is still open, and still the same connection: a
+        decision taken while it closed (or logged in elsewhere) changes nothing."""
+        state = self.state
+        if isinstance(decision, LoginRequested):
+            return state.is_open(decision.peer)
+        if isinstance(decision, JoinRequested) and decision.login is not None:
+            return state.is_open(decision.login.peer)
+        conn = decision.conn
+        peer = state.peers.get(conn.easyrtcid) if conn is not None else None
+        return peer is not None and peer.connection is conn
 
-    def reject(self, easyrtcid: str, what: Any, code: ErrorCode, *, close: bool = False) -> Outcome:
-        """The error reply for one refused message, logged once."""
-        log.info("rejected %s from %s: %s", what, easyrtcid, code.value)
-        return Outcome(close=close).reply(error_message(code, self.now()))
-
-    # -- state changes shared by the handlers ------------------------------------------------
-
-    def create_app(
-        self, name: str, *, options: Options | None = None, persistent: bool = False
-    ) -> Application:
-        """A new application with its fields and, when enabled, its default room."""
-        opts = options or self.options
-        app = Application(name, opts, fields_from_obj(opts.app_default_field_obj))
-        app.persistent = persistent
-        self.apps[name] = app
-        if opts.room_default_enable:
-            self.create_room(app, opts.room_default_name, persistent=True)
-        return app
-
-    def create_room(self, app: Application, name: str, *, persistent: bool = False) -> Room:
-        room = Room(name, fields_from_obj(app.options.room_default_field_obj))
-        room.persistent = persistent
-        app.rooms[name] = room
-        return room
-
-    def remove_connection(self, conn: Connection, out: Outcome) -> None:
-        """Take ``conn`` out of every room (peers are told), its session, groups and app."""
-        for room_name in list(conn.rooms):
-            rooms.leave(self, conn, room_name, out)
-        app = conn.app
-        app.connections.pop(conn.easyrtcid, None)
-        if conn.session is not None:
-            conn.session.connections.discard(conn.easyrtcid)
-            if not conn.session.connections and not conn.session.fields:
-                app.sessions.pop(conn.session.easyrtcsid, None)
-            conn.session = None
-        for group_name in conn.groups:
-            group = app.groups.get(group_name)
-            if group is not None:
-                group.members.discard(conn.easyrtcid)
-        conn.groups.clear()
-        self.reclaim_app(app)
-
-    def reclaim_app(self, app: Application) -> None:
-        """Forget an application that clients created once nobody uses it."""
-        if not app.persistent and not app.connections and self.apps.get(app.name) is app:
-            del self.apps[app.name]
+    def _refuse(self, easyrtcid: str, what: Any, code: ErrorCode) -> Outcome:
+        return refusal(self.now(), easyrtcid, what, code)
 
 
-def _random_id() -> str:
-    """16 unpredictable characters, the reference's length and alphabet."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+def _peer_id(decision: Decision) -> str:
+    if isinstance(decision, LoginRequested | LoginAdmitted):
+        return decision.peer.easyrtcid
+    if isinstance(decision, JoinRequested) and decision.login is not None:
+        return decision.login.peer.easyrtcid
+    assert decision.conn is not None
+    return decision.conn.easyrtcid

@@ -1,7 +1,8 @@
 """Server events that Python code can override: who may log in, which rooms exist, what the
 server answers to messages addressed to it, which ICE servers a connection gets.
 
-Subclass ``Hooks``, override the events you need, and pass an instance to ``EasyRtcServer``.
+Subclass ``Hooks``, override the events you need, and pass an instance to ``EasyRtcServer``,
+which binds it (``hooks.server`` is then the server, for its push API).
 Every event is an ``async def``; call ``super()`` to keep the stock behaviour around your own.
 To refuse, raise ``EasyRtcError(code)``: the client gets that EasyRTC error (a refused login is
 then disconnected). Any other exception is logged and answered with the event's generic failure
@@ -13,19 +14,37 @@ Events of one socket run in that socket's message order. They do not block other
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .auth import AuthRequest
-from .core import Peer
+from .decisions import AuthRequest, JoinPhase
 from .errors import EasyRtcError, ErrorCode
 from .ice import ice_servers
-from .model import Connection
+from .model import Connection, Peer
+from .outcome import Json
 
-Json = dict[str, Any]
+if TYPE_CHECKING:
+    from .server import EasyRtcServer
+
+__all__ = ["AuthRequest", "Hooks", "JoinPhase"]
 
 
 class Hooks:
     """The stock behaviour of every event; override what you need."""
+
+    _server: EasyRtcServer | None = None
+
+    def bind(self, server: EasyRtcServer) -> None:
+        """Called by the ``EasyRtcServer`` these hooks serve (one server per instance)."""
+        if self._server is not None and self._server is not server:
+            raise RuntimeError("these hooks already serve another server")
+        self._server = server
+
+    @property
+    def server(self) -> EasyRtcServer:
+        """The server these hooks serve: its push API (``send_message``…) and queries."""
+        if self._server is None:
+            raise RuntimeError("hooks not bound: pass them to EasyRtcServer(hooks=...)")
+        return self._server
 
     async def connect(self, peer: Peer) -> None:
         """A socket connected (``peer.remote_address`` is known). Raise to close it at once."""
@@ -34,16 +53,19 @@ class Hooks:
         """A structurally valid login. Raise to refuse (default code ``LOGIN_BAD_AUTH``).
 
         ``request`` may be changed: its ``username``, ``app_name`` or ``rooms`` are used as they
-        are after this returns. ``peer.data`` keeps anything needed by later events.
+        are after this returns, once they pass the same checks as a client's values (else
+        ``LOGIN_BAD_AUTH``). ``request.app_name_given`` tells whether the client named the
+        application. ``peer.data`` keeps anything needed by later events.
         """
 
     async def room_create(self, peer: Peer, app_name: str, room_name: str) -> None:
         """A login or ``roomJoin`` is about to create a room. Raise to refuse."""
 
     async def room_join(
-        self, peer: Peer, app_name: str, room_name: str, room_parameter: Any
+        self, peer: Peer, app_name: str, room_name: str, room_parameter: Any, phase: JoinPhase
     ) -> None:
-        """A login or ``roomJoin`` is about to enter a room. Raise to refuse.
+        """A login (``phase`` is ``JoinPhase.LOGIN``) or a ``roomJoin`` (``ROOM_JOIN``) is
+        about to enter a room. Raise to refuse.
 
         Refusing one room refuses the whole request (``LOGIN_GEN_FAIL`` for a login,
         ``MSG_REJECT_BAD_ROOM`` for a ``roomJoin``, unless you raise another code).
@@ -58,10 +80,10 @@ class Hooks:
     async def ice_servers(self, conn: Connection) -> list[Json]:
         """The ICE servers for the token and for ``getIceConfig``.
 
-        By default the application's ``app_ice_servers``, plus a TURN entry with fresh
-        time-limited credentials when ``turn_urls`` is set (see ``turn.py``).
+        By default a copy of the application's ``app_ice_servers`` (yours to change), plus a
+        TURN entry with fresh time-limited credentials when ``turn_urls`` is set (``turn.py``).
         """
-        return ice_servers(conn)
+        return ice_servers(conn, self.server.options)
 
     async def server_message(self, conn: Connection, msg: Json) -> Json | None:
         """An ``easyrtcMsg`` with no target, i.e. for the server.

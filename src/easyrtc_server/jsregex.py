@@ -2,9 +2,12 @@
 
 EasyRTC options carry JavaScript regexps (``^(.){1,64}$`` with flag ``i``). Python's ``re`` differs
 in ways clients would notice at the edges: ``.`` in JavaScript excludes ``\\r``, ``\\u2028`` and
-``\\u2029`` too, ``$`` never matches before a final newline, quantifiers count UTF-16 code units
-(an emoji is two), and case-insensitive ``[a-z]`` must not match the Kelvin sign. ``JsRegExp``
-translates a pattern once so that ``test`` answers as JavaScript's ``RegExp.test`` does.
+``\\u2029`` too (and, with flag ``s``, nothing), ``$`` never matches before a final newline (with
+flag ``m``, ``^`` and ``$`` match at every line terminator, ``\\r`` included), ``\\s`` takes in
+Unicode's spaces, quantifiers count UTF-16 code units (an emoji is two), and case-insensitive
+``[a-z]`` must not match the Kelvin sign. ``JsRegExp`` translates a pattern once so that ``test``
+answers as JavaScript's ``RegExp.test`` does (``tests/core/test_jsregex.py`` checks a table of
+patterns against Node's own answers).
 """
 
 from __future__ import annotations
@@ -12,31 +15,51 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_DOT = "[^\\n\\r\\u2028\\u2029]"
+_LINE_TERMINATORS = "\\n\\r\\u2028\\u2029"
+_DOT = f"[^{_LINE_TERMINATORS}]"
+_LINE_START = f"(?:^|(?<=[{_LINE_TERMINATORS}]))"
+_LINE_END = f"(?=[{_LINE_TERMINATORS}]|\\Z)"
+_SPACE = "\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+"""JavaScript's ``\\s``: ASCII whitespace and Unicode's spaces, line terminators and BOM."""
 
 
-def _translate(source: str) -> str:
-    """Rewrite JavaScript-only meanings of ``.`` and ``$`` outside character classes."""
+def _translate(source: str, *, dotall: bool, multiline: bool) -> str:
+    """Rewrite the JavaScript meanings of ``.``, ``^``, ``$`` and ``\\s`` that Python's differ
+    from, outside and (for ``\\s``) inside character classes."""
     out: list[str] = []
     in_class = False
     i = 0
     while i < len(source):
         ch = source[i]
         if ch == "\\" and i + 1 < len(source):
-            out.append(source[i : i + 2])
+            escape = source[i : i + 2]
+            if escape == "\\s":
+                out.append(_SPACE if in_class else f"[{_SPACE}]")
+            elif escape == "\\S" and not in_class:
+                out.append(f"[^{_SPACE}]")
+            else:
+                out.append(escape)
             i += 2
             continue
         if in_class:
             if ch == "]":
                 in_class = False
-            out.append(ch)
+            out.append("\\[" if ch == "[" else ch)  # a literal [ in JavaScript, a set in Python
         elif ch == "[":
-            in_class = True
-            out.append(ch)
+            negated = source.startswith("^", i + 1)
+            i += 1 + negated
+            if source.startswith("]", i):  # JavaScript's [] matches nothing, [^] anything
+                out.append("[\\s\\S]" if negated else "(?!)")
+            else:
+                out.append("[^" if negated else "[")
+                in_class = True
+                continue
         elif ch == ".":
-            out.append(_DOT)
+            out.append("." if dotall else _DOT)
         elif ch == "$":
-            out.append("\\Z")
+            out.append(_LINE_END if multiline else "\\Z")
+        elif ch == "^":
+            out.append(_LINE_START if multiline else "^")
         else:
             out.append(ch)
         i += 1
@@ -70,11 +93,9 @@ class JsRegExp:
         py_flags = re.ASCII  # JavaScript's \d, \w and [a-z]/i are ASCII-only without the u flag
         if "i" in self.flags:
             py_flags |= re.IGNORECASE
-        if "m" in self.flags:
-            py_flags |= re.MULTILINE
-        source = self.source if "s" in self.flags else _translate(self.source)
-        if "m" in self.flags:
-            source = source.replace("\\Z", "$")
+        if "s" in self.flags:
+            py_flags |= re.DOTALL
+        source = _translate(self.source, dotall="s" in self.flags, multiline="m" in self.flags)
         try:
             compiled = re.compile(source, py_flags)
         except re.error as exc:

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import jwt
 
-from .auth import AuthRequest
-from .core import Peer
+from .decisions import AuthRequest, JoinPhase
 from .errors import EasyRtcError, ErrorCode
 from .hooks import Hooks
+from .model import Peer
 from .validation import MISSING
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class JwtAuth(Hooks):
         if app is not None:
             if not isinstance(app, str):
                 _refuse(peer, "claim 'app' is not a string")
-            if "applicationName" not in request.message["msgData"]:
+            if not request.app_name_given:
                 request.app_name = app
             elif request.app_name != app:
                 _refuse(peer, f"application {request.app_name!r} is not the token's")
@@ -130,16 +130,14 @@ class JwtAuth(Hooks):
         await super().authenticate(peer, request)
 
     async def room_join(
-        self, peer: Peer, app_name: str, room_name: str, room_parameter: Any
+        self, peer: Peer, app_name: str, room_name: str, room_parameter: Any, phase: JoinPhase
     ) -> None:
         claims = self.claims(peer)
         allowed = claims.get("rooms") if claims is not None else None
         if allowed is not None and room_name not in allowed:
-            # A socket's first login has no connection yet; later it is a roomJoin (or a login
-            # again on the same socket, refused too, only with the roomJoin code).
-            login = peer.connection is None
+            login = phase is JoinPhase.LOGIN
             raise EasyRtcError(ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_BAD_ROOM)
-        await super().room_join(peer, app_name, room_name, room_parameter)
+        await super().room_join(peer, app_name, room_name, room_parameter, phase)
 
 
 def _refuse(peer: Peer, why: str) -> NoReturn:

@@ -39,7 +39,9 @@ REFUSAL_TEMPLATES: Final[dict[str, int]] = {
 }
 """Refusal lines logged by other modules, with the position of the easyrtcid argument."""
 
-_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+"""A backslash is left as it is: text escaped before (``repr``) is not escaped twice; what
+matters is that no control character reaches the line."""
 
 
 def shown(value: Any, limit: int = MAX_ARG) -> str:
@@ -49,7 +51,7 @@ def shown(value: Any, limit: int = MAX_ARG) -> str:
     if cut:
         extra = len(text) - limit
         text = text[:limit]
-    if text.isprintable() and "\\" not in text:
+    if text.isprintable():
         escaped = text
     else:
         escaped = "".join(_escape(ch) for ch in text)

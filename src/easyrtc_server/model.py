@@ -1,8 +1,9 @@
-"""The object model: applications, rooms, connections, sessions, groups and their fields.
+"""The object model: sockets, applications, rooms, connections, sessions, groups, fields.
 
-Plain records with no behaviour beyond bookkeeping; the protocol rules that change them live in
-``auth``, ``rooms`` and ``relay``. Everything is keyed by validated strings in dicts, never looked
-up as attributes, so a name like ``__proto__`` or ``constructor`` is just a name.
+Plain records with no behaviour beyond bookkeeping; ``state`` changes them, the protocol rules
+live in ``auth``, ``rooms``, ``relay`` and ``ice``. Everything is keyed by validated strings in
+dicts, never looked up as attributes, so a name like ``__proto__`` or ``constructor`` is just
+a name.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .options import FieldObj, Options
+from .options import FieldObj, ProtocolOptions
 
 
 @dataclass(slots=True)
@@ -94,9 +95,21 @@ class Connection:
 
 
 @dataclass(slots=True, eq=False)
+class Peer:
+    """One socket. Its easyrtcid is drawn when it opens and never changes."""
+
+    easyrtcid: str
+    remote_address: str | None = None
+    connection: Connection | None = None
+    """Set once the socket has authenticated."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Free for server code (hooks) to keep what it learns about this socket."""
+
+
+@dataclass(slots=True, eq=False)
 class Application:
     name: str
-    options: Options
+    options: ProtocolOptions
     fields: Fields = field(default_factory=dict)
     rooms: dict[str, Room] = field(default_factory=dict)
     connections: dict[str, Connection] = field(default_factory=dict)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from .jsregex import JsRegExp
 
@@ -49,8 +49,14 @@ def _re(source: str, flags: str = "i") -> JsRegExp:
 
 
 @dataclass(frozen=True, slots=True)
-class Options:
-    """Everything that can be configured. Defaults are the reference server's."""
+class ProtocolOptions:
+    """The EasyRTC rules one application follows. Defaults are the reference server's.
+
+    Each application carries its own (``control.create_app(name, **changes)``); the server's
+    ``Options`` give the default application's, and the few that apply before an application
+    is chosen (``app_default_name``, ``app_auto_create_enable``, ``api_version_regexp``,
+    ``app_name_regexp``) are read from the server's.
+    """
 
     # Applications and rooms
     app_default_name: str = "default"
@@ -79,6 +85,52 @@ class Options:
     username_regexp: JsRegExp = _re(r"^(.){1,64}$")
     api_field_max_size: int = 4096
     """setRoomApiField's ``field`` whose JSON text is this long or longer gets BAD_SIZE."""
+
+    # Bounds on what one client can store and create (the reference has none)
+    presence_type_max_size: int = 256
+    """A presence ``type`` whose JSON text is longer gets BAD_SIZE; it is copied into every
+    member list and token, so it must stay small."""
+    max_rooms_per_connection: int = 50
+    """Rooms one connection may be in at once (0: no limit)."""
+    max_rooms_per_join: int = 50
+    """Rooms one ``roomJoin`` or login may name (0: no limit)."""
+    max_rooms_per_app: int = 10_000
+    """Rooms an application may hold; joining beyond it cannot create more (0: no limit)."""
+
+    def __post_init__(self) -> None:
+        for name, value in _validated(self):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        """Build options from snake_case or the reference's camelCase names."""
+        return cls().replace(**values)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied (names in either spelling)."""
+        names = _names(type(self))
+        normalized: dict[str, Any] = {}
+        for key, value in changes.items():
+            name = option_name(key)
+            if name not in names:
+                raise OptionsError(f"option {key!r} is the server's, not an application's", key)
+            normalized[name] = value
+        return dataclasses.replace(self, **normalized)
+
+
+@dataclass(frozen=True, slots=True)
+class Options(ProtocolOptions):
+    """Everything that can be configured: the protocol options of the default application, and
+    how the server is hosted (listening, client files, transport, TURN, JWT)."""
+
+    # Bounds on the whole server
+    max_apps: int = 1_000
+    """Applications that may exist at once; logins cannot create more (0: no limit)."""
+
+    # Performance
+    room_update_tick: float = 0.0
+    """Seconds during which the member-list deltas one socket receives are merged into one push
+    (``coalesce.py``); 0 sends each delta at once, as the reference does."""
 
     # Hosting
     host: str = "0.0.0.0"
@@ -135,30 +187,52 @@ class Options:
     shutdown_drain_time: float = 10.0
     """Seconds SIGTERM/SIGINT gives the server to tell every client's peers and close."""
 
-    def __post_init__(self) -> None:
-        for name, value in _validated(self):
-            object.__setattr__(self, name, value)
+    # Operations: metrics, health, admin API, webhooks, logs (``operations.py`` and friends)
+    metrics_enable: bool = True
+    """Serve Prometheus metrics at ``/metrics``."""
+    metrics_port: int = 0
+    """Serve ``/metrics`` on this port (same host) instead of the signaling port; 0: same port."""
+    admin_token: str | None = field(default=None, repr=False)
+    """Bearer token of the admin API and dashboard (``/admin/``); unset: both are off."""
+    webhook_urls: tuple[str, ...] = ()
+    """URLs that receive room and participant events as signed JSON POSTs."""
+    webhook_secret: str | None = field(default=None, repr=False)
+    """HMAC-SHA256 key signing webhook bodies; required when ``webhook_urls`` is set."""
+    webhook_queue_size: int = 1000
+    """Events waiting to be sent; when full, new events are dropped (and counted)."""
+    webhook_max_attempts: int = 5
+    """Tries per event and URL (with exponential backoff) before it is given up."""
+    webhook_timeout: float = 5.0
+    """Seconds one webhook request may take."""
+    log_format: str = "text"
+    """``text`` (human) or ``json`` (one object a line)."""
+    access_log_enable: bool = False
+    """Log every HTTP request, socket.io polls included (one line per poll)."""
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> Options:
-        """Build options from snake_case or the reference's camelCase names."""
-        return cls().replace(**values)
-
-    def replace(self, **changes: Any) -> Options:
-        """A copy with ``changes`` applied (names in either spelling)."""
-        normalized: dict[str, Any] = {}
-        for key, value in changes.items():
-            normalized[option_name(key)] = value
-        return dataclasses.replace(self, **normalized)
+    @property
+    def protocol(self) -> ProtocolOptions:
+        """The protocol options alone, as an application carries them."""
+        return ProtocolOptions(**{name: getattr(self, name) for name in PROTOCOL_OPTION_NAMES})
 
 
 OPTION_NAMES: frozenset[str] = frozenset(f.name for f in dataclasses.fields(Options))
+PROTOCOL_OPTION_NAMES: frozenset[str] = frozenset(
+    f.name for f in dataclasses.fields(ProtocolOptions)
+)
 
-SECRET_OPTIONS: frozenset[str] = frozenset(("turn_secret", "jwt_secret"))
+
+def _names(cls: type[ProtocolOptions]) -> frozenset[str]:
+    return OPTION_NAMES if issubclass(cls, Options) else PROTOCOL_OPTION_NAMES
+
+
+SECRET_OPTIONS: frozenset[str] = frozenset(
+    ("turn_secret", "jwt_secret", "admin_token", "webhook_secret")
+)
 """Options never printed or logged."""
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 TRANSPORTS = ("lean", "python-socketio")
+LOG_FORMATS = ("text", "json")
 
 
 def option_name(key: str) -> str:
@@ -186,7 +260,7 @@ def parse_regexp(text: str) -> JsRegExp:
     return JsRegExp(text, "i")
 
 
-def _validated(options: Options) -> list[tuple[str, Any]]:
+def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
     """Check every option's type and value; return the ones that need converting."""
     converted: list[tuple[str, Any]] = []
     for f in dataclasses.fields(options):
@@ -205,11 +279,17 @@ def _validated(options: Options) -> list[tuple[str, Any]]:
         regexp = new_values.get(regexp_name, getattr(options, regexp_name))
         if not isinstance(value, str) or not regexp.test(value):
             raise OptionsError(f"option {name!r}: {value!r} does not match {regexp}", key=name)
+    if not isinstance(options, Options):
+        return converted
+    if options.webhook_urls and not options.webhook_secret:
+        raise OptionsError(
+            "option 'webhook_secret' is required when 'webhook_urls' is set", key="webhook_secret"
+        )
     if options.turn_urls and not options.turn_secret:
         raise OptionsError(
             "option 'turn_secret' is required when 'turn_urls' is set", key="turn_secret"
         )
-    secret = options.jwt_secret
+    secret = getattr(options, "jwt_secret", None)
     if isinstance(secret, str) and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
         raise OptionsError(
             f"option 'jwt_secret' is {len(secret.encode())} bytes long: an HS256 secret needs "
@@ -222,9 +302,23 @@ def _validated(options: Options) -> list[tuple[str, Any]]:
 MIN_JWT_SECRET_BYTES = 32
 """RFC 7518 3.2: an HS256 key must be at least as long as the hash output (256 bits)."""
 
-_WHOLE_NUMBERS = frozenset(("room_max_connection", "api_field_max_size", "max_http_buffer_size"))
+_WHOLE_NUMBERS = frozenset(
+    (
+        "room_max_connection",
+        "api_field_max_size",
+        "max_http_buffer_size",
+        "presence_type_max_size",
+        "max_rooms_per_connection",
+        "max_rooms_per_join",
+        "max_rooms_per_app",
+        "max_apps",
+        "webhook_queue_size",
+    )
+)
 _STRINGS = frozenset(("host", "api_public_folder", "demos_public_folder"))
-_OPTIONAL_STRINGS = frozenset(("turn_secret", "jwt_secret", "jwt_audience", "jwt_issuer"))
+_OPTIONAL_STRINGS = frozenset(
+    ("turn_secret", "jwt_secret", "jwt_audience", "jwt_issuer", "admin_token", "webhook_secret")
+)
 
 
 _LIMIT_COUNTS = frozenset(
@@ -264,9 +358,15 @@ def _checked(name: str, value: Any) -> Any:
     elif name in _WHOLE_NUMBERS:
         if not _is_int(value) or value < 0:
             raise OptionsError(f"option {name!r} must be a whole number >= 0, got {value!r}")
-    elif name == "port":
+    elif name in ("port", "metrics_port"):
         if not _is_int(value) or not 0 <= value <= 65535:
-            raise OptionsError(f"option 'port' must be a port number (0-65535), got {value!r}")
+            raise OptionsError(f"option {name!r} must be a port number (0-65535), got {value!r}")
+    elif name == "webhook_max_attempts":
+        if not _is_int(value) or value < 1:
+            raise OptionsError(f"option {name!r} must be a whole number >= 1, got {value!r}")
+    elif name == "log_format":
+        if value not in LOG_FORMATS:
+            raise OptionsError(f"option 'log_format' must be one of {', '.join(LOG_FORMATS)}")
     elif name == "turn_ttl":
         if not _is_int(value) or value <= 0:
             raise OptionsError(
@@ -277,14 +377,18 @@ def _checked(name: str, value: Any) -> Any:
             _check_field_obj(name, value)
     elif name == "app_ice_servers":
         _check_ice_servers(value)
-    elif name in ("cors_origins", "turn_urls"):
+    elif name in ("cors_origins", "turn_urls", "webhook_urls"):
         return _strings(name, value)
     elif name in ("client_dir", "socketio_js"):
         if value is not None and not isinstance(value, Path):
             if not isinstance(value, str):
                 raise OptionsError(f"option {name!r} must be a path, got {value!r}")
             return Path(value) if value else None
-    elif name in ("ping_interval", "ping_timeout"):
+    elif name == "room_update_tick":
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise OptionsError(f"option {name!r} must be a number of seconds from 0 to 1")
+        return float(value)
+    elif name in ("ping_interval", "ping_timeout", "webhook_timeout"):
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise OptionsError(f"option {name!r} must be a number of seconds > 0")
     elif name == "transport":
@@ -325,6 +429,10 @@ def _strings(name: str, value: Any) -> tuple[str, ...]:
         for url in items:
             if not url.startswith(("turn:", "turns:")):
                 raise OptionsError(f"option 'turn_urls': {url!r} is not a turn: or turns: URL")
+    if name == "webhook_urls":
+        for url in items:
+            if not url.startswith(("http://", "https://")):
+                raise OptionsError(f"option 'webhook_urls': {url!r} is not an http(s) URL")
     return items
 
 

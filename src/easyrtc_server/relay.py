@@ -8,71 +8,70 @@ the client's.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .decisions import ServerMessage
 from .errors import ErrorCode
 from .model import Connection
-from .outcome import ACK, Json, Outcome
+from .outcome import ACKED, Json, Outcome, Push, refusal
+from .state import State
 from .validation import MISSING
-
-if TYPE_CHECKING:
-    from .core import Core
 
 _BARE_SIGNALS = frozenset(("reject", "hangup"))
 
 
-def relay_signal(core: Core, conn: Connection, msg: Json) -> Outcome:
+def relay_signal(state: State, conn: Connection, msg: Json) -> Outcome:
     """offer, answer, candidate (with msgData) and reject, hangup (without) to one peer."""
     msg_type: str = msg["msgType"]
     data = msg.get("msgData", MISSING)
     if msg_type in _BARE_SIGNALS:
         if data is not MISSING:
-            return core.reject(conn.easyrtcid, msg_type, ErrorCode.MSG_REJECT_BAD_DATA)
+            return refusal(state.now(), conn.easyrtcid, msg_type, ErrorCode.MSG_REJECT_BAD_DATA)
     elif not (isinstance(data, dict | list) and data):
-        return core.reject(conn.easyrtcid, msg_type, ErrorCode.MSG_REJECT_BAD_DATA)
+        return refusal(state.now(), conn.easyrtcid, msg_type, ErrorCode.MSG_REJECT_BAD_DATA)
     target_id = msg.get("targetEasyrtcid")
     target = conn.app.connections.get(target_id) if type(target_id) is str else None
     if target is None:
         code = ErrorCode.MSG_REJECT_TARGET_EASYRTCID
         if not _is_easyrtcid(conn, target_id):
             code = ErrorCode.MSG_REJECT_BAD_STRUCTURE
-        return core.reject(conn.easyrtcid, msg_type, code)
+        return refusal(state.now(), conn.easyrtcid, msg_type, code)
     body: Json = {"senderEasyrtcid": conn.easyrtcid}
     if data is not MISSING:
         body["msgData"] = data
     body["easyrtcid"] = target.easyrtcid
     body["msgType"] = msg_type
-    body["serverTime"] = core.now()
-    return Outcome([(target.easyrtcid, "easyrtcCmd", body), (None, "", ACK)])
+    body["serverTime"] = state.now()
+    return Outcome([Push(target.easyrtcid, "easyrtcCmd", body), ACKED])
 
 
-def route_message(core: Core, conn: Connection, msg: Any) -> Outcome:
+def route_message(state: State, conn: Connection, msg: Any) -> Outcome | ServerMessage:
     """An ``easyrtcMsg``: to one peer, to a room, to a group, or (no target) to the server."""
     sender = conn.easyrtcid
     if not isinstance(msg, dict):
         code = ErrorCode.MSG_REJECT_BAD_TYPE  # an array is an object without a msgType
         if not isinstance(msg, list):
             code = ErrorCode.MSG_REJECT_BAD_STRUCTURE
-        return core.reject(sender, "easyrtcMsg", code)
+        return refusal(state.now(), sender, "easyrtcMsg", code)
     msg_type = msg.get("msgType")
     if not isinstance(msg_type, str):
-        return core.reject(sender, "easyrtcMsg", ErrorCode.MSG_REJECT_BAD_TYPE)
+        return refusal(state.now(), sender, "easyrtcMsg", ErrorCode.MSG_REJECT_BAD_TYPE)
     opts = conn.app.options
     target_id = msg.get("targetEasyrtcid", MISSING)
     room_name = msg.get("targetRoom", MISSING)
     group_name = msg.get("targetGroup", MISSING)
     if target_id is not MISSING and not _is_easyrtcid(conn, target_id):
-        return core.reject(sender, msg_type, ErrorCode.MSG_REJECT_TARGET_EASYRTCID)
+        return refusal(state.now(), sender, msg_type, ErrorCode.MSG_REJECT_TARGET_EASYRTCID)
     if group_name is not MISSING and not (
         isinstance(group_name, str) and opts.group_name_regexp.test(group_name)
     ):
-        return core.reject(sender, msg_type, ErrorCode.MSG_REJECT_TARGET_GROUP)
+        return refusal(state.now(), sender, msg_type, ErrorCode.MSG_REJECT_TARGET_GROUP)
     if room_name is not MISSING and not (
         isinstance(room_name, str) and opts.room_name_regexp.test(room_name)
     ):
-        return core.reject(sender, msg_type, ErrorCode.MSG_REJECT_TARGET_ROOM)
+        return refusal(state.now(), sender, msg_type, ErrorCode.MSG_REJECT_TARGET_ROOM)
     if target_id == sender:
-        return core.reject(sender, msg_type, ErrorCode.MSG_REJECT_TARGET_EASYRTCID)
+        return refusal(state.now(), sender, msg_type, ErrorCode.MSG_REJECT_TARGET_EASYRTCID)
 
     body: Json = {"senderEasyrtcid": sender}
     if target_id is not MISSING:
@@ -83,59 +82,70 @@ def route_message(core: Core, conn: Connection, msg: Any) -> Outcome:
     if room_name is not MISSING:
         body["targetRoom"] = room_name
     if target_id is not MISSING:
-        return _to_peer(core, conn, body, target_id, room_name, group_name)
+        return _to_peer(state, conn, body, target_id, room_name, group_name)
     if room_name is not MISSING:
-        return _to_room(core, conn, body, room_name, group_name)
+        return _to_room(state, conn, body, room_name, group_name)
     if group_name is not MISSING:
-        return _to_group(core, conn, body, group_name)
-    # Messages for the server itself: the stock server has no handler for any of them.
-    return core.reject(sender, msg_type, ErrorCode.MSG_REJECT_BAD_TYPE)
+        return _to_group(state, conn, body, group_name)
+    # For the server itself: its hooks answer (the stock server has no such messages)
+    return ServerMessage(conn, msg)
 
 
 def _to_peer(
-    core: Core, conn: Connection, body: Json, target_id: str, room_name: Any, group_name: Any
+    state: State, conn: Connection, body: Json, target_id: str, room_name: Any, group_name: Any
 ) -> Outcome:
     target = conn.app.connections.get(target_id)
     if target is None:
-        return core.reject(conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_GEN_FAIL)
+        return refusal(state.now(), conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_GEN_FAIL)
     if room_name is not MISSING and not (room_name in conn.rooms and room_name in target.rooms):
-        return core.reject(conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_ROOM)
+        return refusal(
+            state.now(), conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_ROOM
+        )
     if group_name is not MISSING:
         if not (group_name in conn.groups and group_name in target.groups):
-            return core.reject(conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_GROUP)
+            return refusal(
+                state.now(), conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_GROUP
+            )
         body["targetGroup"] = group_name
     body["easyrtcid"] = target_id
-    body["serverTime"] = core.now()
-    return Outcome([(target_id, "easyrtcMsg", body), (None, "", ACK)])
+    body["serverTime"] = state.now()
+    return Outcome([Push(target_id, "easyrtcMsg", body), ACKED])
 
 
-def _to_room(core: Core, conn: Connection, body: Json, room_name: str, group_name: Any) -> Outcome:
+def _to_room(
+    state: State, conn: Connection, body: Json, room_name: str, group_name: Any
+) -> Outcome:
     member = conn.rooms.get(room_name)
     if member is None:
-        return core.reject(conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_ROOM)
+        return refusal(
+            state.now(), conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_ROOM
+        )
     recipients = [cid for cid in member.room.members if cid != conn.easyrtcid]
     if group_name is not MISSING:
         group = conn.app.groups.get(group_name)
         members = group.members if group is not None else set()
         recipients = [cid for cid in recipients if cid in members]
-    return _broadcast(core, body, recipients)
+    return _broadcast(state, body, recipients)
 
 
-def _to_group(core: Core, conn: Connection, body: Json, group_name: str) -> Outcome:
+def _to_group(state: State, conn: Connection, body: Json, group_name: str) -> Outcome:
     group = conn.app.groups.get(group_name)
     if group is None:
-        return core.reject(conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_GROUP)
+        return refusal(
+            state.now(), conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_GROUP
+        )
     body["targetGroup"] = group_name
     recipients = [cid for cid in group.members if cid != conn.easyrtcid]
-    return _broadcast(core, body, recipients)
+    return _broadcast(state, body, recipients)
 
 
-def _broadcast(core: Core, body: Json, recipients: list[str]) -> Outcome:
-    body["serverTime"] = core.now()
+def _broadcast(state: State, body: Json, recipients: list[str]) -> Outcome:
+    body["serverTime"] = state.now()
     out = Outcome()
     for cid in recipients:
         out.push(cid, "easyrtcMsg", {**body, "easyrtcid": cid})
-    return out.reply(ACK)
+    out.sends.append(ACKED)
+    return out
 
 
 def _is_easyrtcid(conn: Connection, value: Any) -> bool:

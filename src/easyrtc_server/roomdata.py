@@ -5,11 +5,8 @@ Pure functions of the model; they decide nothing about who receives what.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .model import Connection, Membership, Room, shared_fields
-
-Json = dict[str, Any]
+from .outcome import Json
 
 
 def client_entry(member: Membership, *, with_api_field: bool = True) -> Json:

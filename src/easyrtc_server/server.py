@@ -1,33 +1,44 @@
-"""Runs the protocol core behind a transport: feeds it socket events, awaits the hooks, carries
-out the outcomes.
+"""Runs the protocol core behind a transport: feeds it socket events, answers its decisions
+with the hooks, carries out the outcomes.
 
-This is the only place that turns the core's ``Outcome`` into I/O: acknowledgements through the
-transport's ack callable, pushes through the recipients' ``Link``, and the closing of sockets
-that failed to authenticate. Transports call ``open``, ``receive`` and ``close`` (see
+This is the only place that turns the core's ``Outcome`` into I/O: the ``Reply`` through the
+transport's ack callable, each ``Push`` through the recipient's ``Link``, and the closing of
+sockets that failed to authenticate. Transports call ``open``, ``receive`` and ``close`` (see
 ``transport/__init__.py``) and serialise the calls of one socket, which keeps a client's
-messages in arrival order. Relayed signals go straight to the core; only the events that have
-hooks (login, roomJoin, getIceConfig, messages for the server) await anything.
+messages in arrival order. What a message means is the core's business alone: where a policy
+may say no, the core returns a decision (``decisions``), and ``_decide`` awaits the hooks and
+answers it. Relayed signals await nothing.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from . import auth, control, ice, rooms
-from .core import COMMANDS, Core, Peer
+from . import control
+from .coalesce import CoalescingLink, RoomUpdateBatcher
+from .core import Core
+from .decisions import (
+    Decision,
+    IceRequested,
+    JoinRequested,
+    LoginAdmitted,
+    LoginRequested,
+    ServerMessage,
+    UnknownCommand,
+)
 from .errors import EasyRtcError, ErrorCode, error_message
+from .events import ServerEvents
 from .hooks import Hooks
 from .limits import Guard
-from .model import Connection
+from .model import Connection, Peer
 from .options import Options
-from .outcome import ACK, Json, Outcome
+from .outcome import Outcome, Reply
 from .transport import Ack, Link
 
 log = logging.getLogger("easyrtc_server")
-
-_HOOKED_COMMANDS = frozenset(("roomJoin", "roomLeave", "getIceConfig"))
-_TARGETS = ("targetEasyrtcid", "targetRoom", "targetGroup")
 
 
 class EasyRtcServer:
@@ -43,78 +54,143 @@ class EasyRtcServer:
         self.core = core or Core(options)
         self.options = self.core.options
         self.hooks = hooks or Hooks()
+        self.hooks.bind(self)
         self.links: dict[str, Link] = {}
-        self.guard = Guard(self.options, self.core.now)
-
-    @property
-    def draining(self) -> bool:
-        """True once a graceful shutdown has begun (new sockets are refused)."""
-        return self.guard.draining
+        self.room_updates = RoomUpdateBatcher(self.options.room_update_tick)
+        self.events = ServerEvents()  # ops: metrics, webhooks, admin (events.py)
+        self.draining = False  # set while shutting down: /readyz answers 503
+        self.guard = Guard(self.options, self.core.now)  # connection and rate limits
 
     # -- the transport seam ------------------------------------------------------------------
 
     async def open(self, link: Link) -> Peer | None:
         """A socket connected; None if the ``connect`` hook refused it."""
         peer = self.core.open(link.remote_address)
-        self.links[peer.easyrtcid] = link
-        if await self.guard.refused(peer, link):
-            return peer
+        self.links[peer.easyrtcid] = self.room_updates.wrap(link)
         try:
             await self.hooks.connect(peer)
         except Exception as exc:
-            _log_refusal("connection", peer, exc)
+            _log_refusal("connection", peer.easyrtcid, exc)
             del self.links[peer.easyrtcid]
-            self.guard.closed(peer)
             self.core.close(peer)
             return None
+        self.events.opened(peer, link)
+        await self.guard.refused(peer, link)  # over a limit: its error is pushed, it is closed
         return peer
 
     async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> None:
+        """One event of ``peer``: the core's outcome, or its decision answered by the hooks."""
         if (refusal := self.guard.check(peer, event, ack is not None)) is not None:
             return await self.deliver(peer, refusal, ack)
         try:
-            out = await self._handle(peer, event, data, ack is not None)
+            out = self.core.receive(peer, event, data, ack is not None)
+            if not isinstance(out, Outcome):
+                out = await self._decide(peer, out)
         except Exception:  # a bug must cost one reply, not the connection
             log.exception("failed to handle %s from %s", event, peer.easyrtcid)
             login = event == "easyrtcAuth"
             code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
             out = Outcome(close=login).reply(error_message(code, self.core.now()))
+        self.events.received(peer, event, data, out)
         await self.deliver(peer, out, ack)
+        if out.left:
+            await self._rooms_left(out.left)
 
     async def close(self, peer: Peer) -> None:
+        """The socket is gone: its rooms are told, then the hooks."""
         self.guard.closed(peer)
+        self.events.closed(peer, self.links.get(peer.easyrtcid))
         self.links.pop(peer.easyrtcid, None)
         conn = peer.connection
-        left = list(conn.rooms) if conn is not None else []
-        await self.deliver(peer, self.core.close(peer), None)
+        out = self.core.close(peer)
+        await self.deliver(peer, out, None)
+        if out.left:
+            await self._rooms_left(out.left)
         if conn is not None:
-            for room_name in left:
-                await self._notify(self.hooks.room_left, conn, room_name)
             await self._notify(self.hooks.disconnect, conn)
 
     async def deliver(self, peer: Peer | None, out: Outcome, ack: Ack | None) -> None:
         """Carry out ``out`` for an event of ``peer``: sends in order, then maybe close."""
+        self.events.sent(out)
         links = self.links
         undeliverable = False
-        for to, event, body in out.sends:
-            if to is None:
+        for send in out.sends:
+            body = send.body
+            if isinstance(send, Reply):
                 if ack is not None and peer is not None and peer.easyrtcid in links:
                     if undeliverable:
                         body = error_message(ErrorCode.MSG_REJECT_BAD_DATA, self.core.now())
-                    await ack(body)
+                    held = links[peer.easyrtcid]
+                    if type(held) is CoalescingLink:  # deltas held for it go out first
+                        await held.flush()
+                    try:
+                        await ack(body)
+                    except (TypeError, ValueError, RecursionError) as exc:  # not encodable
+                        log.warning("could not encode the reply to %s: %s", peer.easyrtcid, exc)
+                        await ack(error_message(ErrorCode.MSG_REJECT_GEN_FAIL, self.core.now()))
                 continue
+            to = send.to
             link = links.get(to)
             if link is None:
                 continue
             try:
-                await link.send(event, body)
+                await link.send(send.event, body)
             except (TypeError, ValueError, RecursionError) as exc:  # not encodable (too deep)
-                log.warning("could not send %s to %s: %s", body.get("msgType"), to, exc)
+                log.warning("could not send %s to %s: %s", send.event, to, exc)
                 undeliverable = True
         if out.close and peer is not None:
             link = links.get(peer.easyrtcid)
             if link is not None:
                 await link.close()
+
+    # -- decisions: the hooks answer what the core asks --------------------------------------
+
+    async def _decide(self, peer: Peer, decision: Decision) -> Outcome:
+        """Answer the core's decision with the hooks, and the next one (a login asks thrice)."""
+        step: Outcome | Decision = decision
+        while not isinstance(step, Outcome):
+            try:
+                accept = await self._ask_hooks(peer, step)
+            except EasyRtcError as exc:  # the core logs the refusal
+                return self.core.refuse(step, exc.code, exc.text)
+            except Exception:
+                log.exception("hook failed for %s of %s", step.what, peer.easyrtcid)
+                return self.core.refuse(step, step.failure)
+            step = accept()
+        return step
+
+    async def _ask_hooks(self, peer: Peer, decision: Decision) -> Callable[[], Outcome | Decision]:
+        """Await the hooks ``decision`` needs; return its acceptance (raise to refuse)."""
+        core, hooks = self.core, self.hooks
+        match decision:
+            case LoginRequested(request=request):
+                await hooks.authenticate(peer, request)
+                return partial(core.accept_login, decision)
+            case JoinRequested(app_name=app_name, phase=phase):
+                for name, parameter in decision.rooms.items():
+                    if name in decision.creates:
+                        await hooks.room_create(peer, app_name, name)
+                    await hooks.room_join(peer, app_name, name, parameter, phase)
+                return partial(core.accept_join, decision)
+            case LoginAdmitted(conn=conn):
+                await hooks.authenticated(conn)
+                return partial(core.accept_token, decision, await hooks.ice_servers(conn))
+            case IceRequested(conn=conn):
+                return partial(core.accept_ice, decision, await hooks.ice_servers(conn))
+            case ServerMessage(conn=conn, msg=msg):
+                return partial(core.accept_reply, decision, await hooks.server_message(conn, msg))
+            case UnknownCommand(conn=conn, msg=msg):
+                return partial(core.accept_reply, decision, await hooks.command(conn, msg))
+
+    async def _rooms_left(self, left: list[tuple[Connection, str]]) -> None:
+        for conn, room_name in left:
+            await self._notify(self.hooks.room_left, conn, room_name)
+
+    async def _notify(self, event: Any, *args: Any) -> None:
+        try:
+            await event(*args)
+        except Exception:
+            log.exception("hook %s failed", getattr(event, "__name__", event))
 
     # -- what server code can do -------------------------------------------------------------
 
@@ -142,35 +218,39 @@ class EasyRtcServer:
         if easyrtcid is not None:
             recipients = [easyrtcid] if easyrtcid in core.peers else []
         elif room is not None:
-            recipients = control.room_members(core, app_name, room)
+            recipients = control.room_members(core.state, app_name, room)
             extra["targetRoom"] = room
         elif group is not None:
-            recipients = control.group_members(core, app_name, group)
+            recipients = control.group_members(core.state, app_name, group)
             extra["targetGroup"] = group
         else:
             raise ValueError("send_message needs easyrtcid, room or group")
-        await self.apply(control.message_to(core, recipients, msg_type, msg_data, **extra))
+        await self.apply(control.message_to(core.state, recipients, msg_type, msg_data, **extra))
         return len(recipients)
 
     async def send_error(self, easyrtcid: str, code: ErrorCode | str) -> None:
         """Push an EasyRTC error to a client, which shows its text."""
-        await self.apply(control.error_to(self.core, easyrtcid, code))
+        await self.apply(control.error_to(self.core.state, easyrtcid, code))
 
     async def push_ice_config(self, easyrtcid: str) -> None:
         """Send a connection fresh ICE servers (from the ``ice_servers`` hook)."""
-        conn = control.connection_of(self.core, easyrtcid)
+        conn = control.connection_of(self.core.state, easyrtcid)
         servers = await self.hooks.ice_servers(conn)
-        await self.apply(control.ice_config_to(self.core, easyrtcid, servers))
+        await self.apply(control.ice_config_to(self.core.state, easyrtcid, servers))
 
     async def set_room_field(
         self, app: str, room: str, name: str, value: Any, *, shared: bool = True
     ) -> None:
-        await self.apply(control.set_room_field(self.core, app, room, name, value, shared=shared))
+        await self.apply(
+            control.set_room_field(self.core.state, app, room, name, value, shared=shared)
+        )
 
     async def set_session_field(
         self, app: str, easyrtcsid: str, name: str, value: Any, *, shared: bool = True
     ) -> None:
-        out = control.set_session_field(self.core, app, easyrtcsid, name, value, shared=shared)
+        out = control.set_session_field(
+            self.core.state, app, easyrtcsid, name, value, shared=shared
+        )
         await self.apply(out)
 
     async def disconnect(self, easyrtcid: str) -> bool:
@@ -190,134 +270,16 @@ class EasyRtcServer:
 
     def rooms(self, app: str) -> dict[str, int]:
         """The rooms of an application with their member counts."""
-        return {name: len(r.members) for name, r in control.app_of(self.core, app).rooms.items()}
+        return {
+            name: len(r.members) for name, r in control.app_of(self.core.state, app).rooms.items()
+        }
 
     def occupants(self, app: str, room: str) -> list[str]:
-        return control.room_members(self.core, app, room)
-
-    # -- events with hooks ------------------------------------------------------------------
-
-    async def _handle(self, peer: Peer, event: str, data: Any, has_ack: bool) -> Outcome:
-        conn = peer.connection
-        if has_ack and type(data) is dict:
-            if event == "easyrtcAuth":
-                return await self._authenticate(peer, data)
-            if conn is not None:
-                msg_type = data.get("msgType")
-                if (
-                    event == "easyrtcCmd"
-                    and type(msg_type) is str
-                    and (msg_type in _HOOKED_COMMANDS or msg_type not in COMMANDS)
-                ):
-                    return await self._command(peer, conn, msg_type, data)
-                if (
-                    event == "easyrtcMsg"
-                    and type(msg_type) is str
-                    and not any(key in data for key in _TARGETS)
-                ):
-                    return await self._reply_from(
-                        peer,
-                        self.hooks.server_message(conn, data),
-                        ErrorCode.MSG_REJECT_GEN_FAIL,
-                    )
-        return self.core.receive(peer, event, data, has_ack)
-
-    async def _authenticate(self, peer: Peer, data: Json) -> Outcome:
-        core = self.core
-        request = auth.parse_auth(core, data)
-        if isinstance(request, ErrorCode):
-            return core.reject(peer.easyrtcid, "authenticate", request, close=True)
-        hooks = self.hooks
-        try:
-            await hooks.authenticate(peer, request)
-        except Exception as exc:
-            return self._refuse(peer, "login", exc, ErrorCode.LOGIN_BAD_AUTH, close=True)
-        try:
-            await self._room_policy(peer, request.app_name, auth.rooms_to_join(core, request))
-        except Exception as exc:
-            return self._refuse(peer, "login", exc, ErrorCode.LOGIN_GEN_FAIL, close=True)
-        if peer.easyrtcid not in core.peers:  # closed while the hooks ran
-            return Outcome()
-        admitted = auth.admit(core, peer, request)
-        if isinstance(admitted, Outcome):
-            return admitted
-        try:
-            await hooks.authenticated(admitted.conn)
-            servers = await hooks.ice_servers(admitted.conn)
-        except Exception as exc:
-            out = auth.revoke(core, peer, admitted)
-            refusal = self._refuse(peer, "login", exc, ErrorCode.LOGIN_GEN_FAIL, close=True)
-            out.sends.extend(refusal.sends)
-            out.close = True
-            return out
-        if peer.connection is not admitted.conn:  # closed while the hooks ran
-            return admitted.out
-        return auth.finish(core, admitted, servers)
-
-    async def _command(self, peer: Peer, conn: Connection, msg_type: str, msg: Json) -> Outcome:
-        core = self.core
-        if msg_type == "roomJoin":
-            requested = rooms.parse_room_join(core, conn, msg)
-            if isinstance(requested, Outcome):
-                return requested
-            try:
-                await self._room_policy(peer, conn.app.name, requested)
-            except Exception as exc:
-                return self._refuse(peer, "roomJoin", exc, ErrorCode.MSG_REJECT_BAD_ROOM)
-            if peer.connection is not conn:
-                return Outcome()
-            return rooms.apply_room_join(core, conn, list(requested))
-        if msg_type == "roomLeave":
-            before = list(conn.rooms)
-            out = rooms.room_leave(core, conn, msg)
-            for room_name in before:
-                if room_name not in conn.rooms:
-                    await self._notify(self.hooks.room_left, conn, room_name)
-            return out
-        if msg_type == "getIceConfig":
-            refused = ice.check_ice_request(core, conn, msg)
-            if refused is not None:
-                return refused
-            try:
-                servers = await self.hooks.ice_servers(conn)
-            except Exception as exc:
-                return self._refuse(peer, "getIceConfig", exc, ErrorCode.MSG_REJECT_GEN_FAIL)
-            return Outcome().reply(ice.ice_config_reply(servers))
-        return await self._reply_from(
-            peer, self.hooks.command(conn, msg), ErrorCode.MSG_REJECT_GEN_FAIL
-        )
-
-    async def _room_policy(self, peer: Peer, app_name: str, requested: dict[str, Any]) -> None:
-        app = self.core.apps.get(app_name)
-        for room_name, parameter in requested.items():
-            if app is None or room_name not in app.rooms:
-                await self.hooks.room_create(peer, app_name, room_name)
-            await self.hooks.room_join(peer, app_name, room_name, parameter)
-
-    async def _reply_from(self, peer: Peer, pending: Any, failure: ErrorCode) -> Outcome:
-        try:
-            reply = await pending
-        except Exception as exc:
-            return self._refuse(peer, "message", exc, failure)
-        return Outcome().reply(reply if reply is not None else ACK)
-
-    def _refuse(
-        self, peer: Peer, what: str, exc: Exception, default: ErrorCode, *, close: bool = False
-    ) -> Outcome:
-        _log_refusal(what, peer, exc)
-        code = exc.code if isinstance(exc, EasyRtcError) else default
-        text = exc.text if isinstance(exc, EasyRtcError) else None
-        return Outcome(close=close).reply(error_message(code, self.core.now(), text))
-
-    async def _notify(self, event: Any, *args: Any) -> None:
-        try:
-            await event(*args)
-        except Exception:
-            log.exception("hook %s failed", getattr(event, "__name__", event))
+        return control.room_members(self.core.state, app, room)
 
 
-def _log_refusal(what: str, peer: Peer, exc: Exception) -> None:
+def _log_refusal(what: str, easyrtcid: str, exc: Exception) -> None:
     if isinstance(exc, EasyRtcError):
-        log.info("refused %s of %s: %s", what, peer.easyrtcid, exc.code)
+        log.info("refused %s of %s: %s", what, easyrtcid, exc.code)
     else:
-        log.error("hook failed for %s of %s", what, peer.easyrtcid, exc_info=exc)
+        log.error("hook failed for %s of %s", what, easyrtcid, exc_info=exc)

@@ -33,7 +33,8 @@ SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 async def drain(server: EasyRtcServer, drain_time: float) -> int:
     """Close every client as described above; return how many were closed in time."""
-    server.guard.draining = True
+    server.draining = True  # /readyz answers 503
+    server.guard.draining = True  # new sockets get SERVER_SHUTDOWN
     clients = len(server.links)
     log.info("shutting down: closing %d sockets within %g s", clients, drain_time)
     closed = 0

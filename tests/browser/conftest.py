@@ -3,9 +3,8 @@
 Every test runs once per server:
 
 - ``reference``: the Node open-easyrtc server (``support.reference``) serving our demo pages;
-- ``ours``: this project's server, started by ``support.ours.running_server(options)``. The
-  parameter is always collected; while ``tests/support/ours.py`` does not exist it is skipped with
-  a reason that ``-ra`` prints. ``BROWSER_SERVERS=reference`` (or ``=ours``) runs only those.
+- ``ours``: this project's server, started by ``support.ours.running_server(options)``.
+  ``BROWSER_SERVERS=reference`` (or ``=ours``) runs only those.
 
 Chromium is the system one (``/usr/bin/chromium``, or ``$CHROMIUM``); Playwright's own browser
 download is not used. One browser serves the whole run (so these tests share the session's event
@@ -15,7 +14,6 @@ When a test fails, screenshots and console logs of its pages go to ``test-artifa
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -29,11 +27,8 @@ from browserkit import CHROMIUM_ARGS, DEMOS_DIR, Demos
 from playwright.async_api import Browser, async_playwright
 from pytest_asyncio import is_async_test
 
+from support.ours import running_server
 from support.reference import reference_server
-
-
-def _ours_available() -> bool:
-    return importlib.util.find_spec("support.ours") is not None
 
 
 def _server_params() -> list[Any]:
@@ -42,19 +37,13 @@ def _server_params() -> list[Any]:
     if "reference" in wanted:
         params.append(pytest.param("reference", id="reference"))
     if "ours" in wanted:
-        missing = pytest.mark.skipif(
-            not _ours_available(),
-            reason="tests/support/ours.py (running_server) does not exist yet",
-        )
-        params.append(pytest.param("ours", id="ours", marks=missing))
+        params.append(pytest.param("ours", id="ours"))
     return params
 
 
 def _start(kind: str, options: dict[str, Any]) -> AbstractAsyncContextManager[str]:
     if kind == "reference":
         return reference_server(options, demos_dir=DEMOS_DIR)
-    from support.ours import running_server  # late: absent until the server is runnable
-
     return running_server(options)
 
 

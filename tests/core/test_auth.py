@@ -8,6 +8,7 @@ import pytest
 
 from easyrtc_server.errors import ERROR_TEXTS, ErrorCode
 from easyrtc_server.options import DEFAULT_ICE_SERVERS
+from easyrtc_server.outcome import Reply
 from support.corekit import NOW, Harness
 
 
@@ -69,7 +70,7 @@ def test_second_client_sees_first_and_first_is_told_once() -> None:
         },
     }
     # the token is sent before peers hear of the newcomer
-    assert result.outcome.sends[0][0] is None
+    assert isinstance(result.outcome.sends[0], Reply)
 
 
 def test_auth_with_rooms_joins_only_those_rooms() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from easyrtc_server.errors import ErrorCode
 from easyrtc_server.model import Group
+from easyrtc_server.outcome import Push, Reply
 from support.corekit import NOW, Harness
 
 
@@ -16,7 +17,7 @@ def test_message_to_peer_carries_sender_and_target() -> None:
     a, b = h.login(), h.login()
     result = h.msg(a, "chat", targetEasyrtcid=b.easyrtcid, msgData={"text": "hi"})
     assert result.outcome.sends == [
-        (
+        Push(
             b.easyrtcid,
             "easyrtcMsg",
             {
@@ -28,7 +29,7 @@ def test_message_to_peer_carries_sender_and_target() -> None:
                 "serverTime": NOW,
             },
         ),
-        (None, "", {"msgType": "ack"}),
+        Reply({"msgType": "ack"}),
     ]
 
 

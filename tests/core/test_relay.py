@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from easyrtc_server.errors import ErrorCode
+from easyrtc_server.outcome import Push, Reply
 from support.corekit import NOW, Harness
 
 CANDIDATE = {
@@ -23,7 +24,7 @@ def test_signal_with_data_reaches_target_before_ack(msg_type: str) -> None:
     a, b = h.login(), h.login()
     result = h.cmd(a, msg_type, targetEasyrtcid=b.easyrtcid, msgData=CANDIDATE)
     assert result.outcome.sends == [
-        (
+        Push(
             b.easyrtcid,
             "easyrtcCmd",
             {
@@ -34,7 +35,7 @@ def test_signal_with_data_reaches_target_before_ack(msg_type: str) -> None:
                 "serverTime": NOW,
             },
         ),
-        (None, "", {"msgType": "ack"}),
+        Reply({"msgType": "ack"}),
     ]
 
 

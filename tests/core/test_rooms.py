@@ -8,6 +8,7 @@ import pytest
 
 from easyrtc_server.errors import ErrorCode
 from easyrtc_server.options import DEFAULT_ICE_SERVERS
+from easyrtc_server.outcome import Reply
 from support.corekit import NOW, Harness
 
 
@@ -31,7 +32,7 @@ def test_join_new_room_replies_full_list_and_tells_members() -> None:
     assert delta["roomStatus"] == "update"
     assert list(delta["clientListDelta"]["updateClient"]) == [a.easyrtcid]
     # pushes go out before the reply
-    assert result.outcome.sends[-1][0] is None
+    assert isinstance(result.outcome.sends[-1], Reply)
 
 
 def test_rejoin_keeps_join_time_and_tells_members_again() -> None:
@@ -190,7 +191,7 @@ def test_presence_reply_and_one_push_per_peer_with_shared_rooms() -> None:
         "roomJoinTime": NOW,
         "presence": {"show": "dnd", "status": "in a call"},
     }
-    assert result.outcome.sends[0][0] is None  # reply first
+    assert isinstance(result.outcome.sends[0], Reply)  # reply first
     assert len(result.pushes(b)) == 1
     assert set(_room_data(result.pushes(b)[0][1])) == {"default", "x"}
     assert set(_room_data(result.pushes(c)[0][1])) == {"default"}

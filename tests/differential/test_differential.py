@@ -2,16 +2,20 @@
 
 - `test_reference_self_check`: each scenario twice against the reference. Proves that barriers and
   normalisation make a trace deterministic, so that any difference below is the server's.
-- `test_differential`: reference vs. ours (``support.ours.running_server``, imported lazily; the
-  test skips while that module does not exist).
+- `test_differential`: reference vs. ours (``support.ours.running_server``). Every scenario is a
+  strict pass: ours must produce exactly the expected trace.
 
 Servers are shared per option set for the whole module (one event loop per module); each run uses
 its own application names, so runs do not see each other. Scenarios marked ``fresh`` (they use the
 default application) get servers of their own.
 
-Deliberate differences of ours are declared below: `DELIBERATE` gives the reason, `TRANSFORMS` turns
-the reference's normalised trace into what ours is expected to produce. A scenario listed in
-`DELIBERATE` without a transform is an expected failure (xfail) when it differs.
+Deliberate differences of ours are declared below: `DELIBERATE` gives the reason, and each such
+scenario has either a transform (`TRANSFORMS`), which turns the reference's normalised trace into
+what ours must produce, or a golden trace of ours (``golden/NAME.txt``, reviewed against the
+reference's), used where the difference cascades through the rest of the scenario (a refused
+login that leaves no zombie changes every later room count). A golden scenario also fails when the
+reference starts producing the golden trace itself: the difference is gone, so is the exception.
+``DIFF_UPDATE_GOLDEN=1`` rewrites the golden traces from ours (then review their diff).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import pytest
 import pytest_asyncio
 
 from differential.scenarios import SCENARIOS, Scenario
+from support.ours import running_server
 from support.reference import reference_server
 from support.trace import Event, EventTransform, Trace, diff, render
 
@@ -40,6 +45,8 @@ SCENARIO_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 15.0
 # Set DIFF_TRACE_DIR=some/dir to get every rendered trace written there (NAME.KIND.txt).
 TRACE_DIR = os.environ.get("DIFF_TRACE_DIR")
+GOLDEN_DIR = Path(__file__).parent / "golden"
+UPDATE_GOLDEN = os.environ.get("DIFF_UPDATE_GOLDEN") == "1"
 
 # ---------------------------------------------------------------------------------------------
 # Deliberate differences of ours (filled in by whoever changes ours on purpose)
@@ -60,7 +67,7 @@ DELIBERATE: dict[str, str] = {
     "room_join_missing_room_without_autocreate": ALL_OR_NOTHING,
     "max_connection_room_join_full_first": ALL_OR_NOTHING,
     "max_connection_partial_room_join": ALL_OR_NOTHING,
-    "reauth_failure_full_room_before_another": ALL_OR_NOTHING,
+    "reauth_failure_full_room_before_another": NOT_COUNTED_TWICE,
     "max_connection_rejoin_counts_self": NOT_COUNTED_TWICE,
     "reauth_in_full_room": NOT_COUNTED_TWICE,
     "reauth_adds_rooms": (
@@ -79,8 +86,8 @@ DELIBERATE: dict[str, str] = {
     "room_list_contents": RECLAIMED,
     "disconnect_cleanup": RECLAIMED,
 }
-"""Scenarios where ours differs on purpose (README, Compatibility). Without a transform below,
-such a scenario is an expected failure, shown with its diff."""
+"""Scenarios where ours differs on purpose (README, Compatibility); each has a transform below or
+a golden trace in ``golden/``."""
 
 TRANSFORMS: dict[str, EventTransform] = {}
 
@@ -101,11 +108,6 @@ def deliberate(name: str, reason: str) -> Callable[[EventTransform], EventTransf
 # -- building blocks for transforms (they work on normalised events) ---------------------------
 
 
-def drop(predicate: Callable[[Event], bool]) -> EventTransform:
-    """A transform removing the events ``predicate`` selects."""
-    return lambda events: [e for e in events if not predicate(e)]
-
-
 def replace_data(
     predicate: Callable[[Event], bool], data: Callable[[Event], Any]
 ) -> EventTransform:
@@ -115,21 +117,36 @@ def replace_data(
     ]
 
 
-def compose(*transforms: EventTransform) -> EventTransform:
-    def run(events: list[Event]) -> list[Event]:
-        for transform in transforms:
-            events = transform(events)
-        return events
-
-    return run
-
-
+@deliberate("still_alive", DELIBERATE["still_alive"])
 def still_alive_acked(events: list[Event]) -> list[Event]:
-    """Example: ours answers ``stillAlive`` with a plain ack instead of MSG_REJECT_BAD_TYPE."""
+    """Ours answers ``stillAlive`` with a plain ack instead of MSG_REJECT_BAD_TYPE."""
     return replace_data(
         lambda e: e.kind == "ack" and e.event == "easyrtcCmd" and e.request == "stillAlive",
         lambda e: {"msgType": "ack"},
     )(events)
+
+
+def _without_empty_client_rooms(data: Any) -> Any:
+    rooms = data["msgData"]["roomList"]
+    kept = {
+        name: room
+        for name, room in rooms.items()
+        if room.get("numberClients") != 0 or name == "default"
+    }
+    return {**data, "msgData": {**data["msgData"], "roomList": kept}}
+
+
+def reclaimed_rooms_unlisted(events: list[Event]) -> list[Event]:
+    """Ours forgets client-created rooms once empty: room lists show no empty room but the
+    default one (the only room these scenarios keep on purpose)."""
+    return replace_data(
+        lambda e: e.kind == "ack" and e.request == "getRoomList" and "roomList" in str(e.data),
+        lambda e: _without_empty_client_rooms(e.data),
+    )(events)
+
+
+TRANSFORMS["room_list_contents"] = reclaimed_rooms_unlisted
+TRANSFORMS["disconnect_cleanup"] = reclaimed_rooms_unlisted
 
 
 def _update_subjects(event: Event) -> dict[str, set[str]]:
@@ -194,8 +211,6 @@ def collapse_repeated_updates(events: list[Event]) -> list[Event]:
     return out
 
 
-TRANSFORMS["still_alive"] = still_alive_acked
-
 UNIVERSAL: list[tuple[str, EventTransform]] = [
     (
         "ours announces a newcomer once, after its token (the reference twice, first before it)",
@@ -215,17 +230,6 @@ def expected_from_reference(name: str, events: list[Event]) -> list[Event]:
 
 # ---------------------------------------------------------------------------------------------
 # Servers and runs
-
-
-def ours_factory() -> ServerFactory:
-    try:
-        from support.ours import running_server
-    except ModuleNotFoundError as exc:
-        if exc.name == "support.ours":
-            pytest.skip("tests/support/ours.py (running_server) does not exist yet")
-        raise
-    factory: ServerFactory = running_server
-    return factory
 
 
 class ServerPool:
@@ -318,25 +322,40 @@ async def test_reference_self_check(name: str, servers: ServerPool) -> None:
         )
 
 
+def golden(name: str, ours: list[str]) -> list[str]:
+    """The golden trace of scenario ``name`` (rewritten from ``ours`` with DIFF_UPDATE_GOLDEN=1)."""
+    path = GOLDEN_DIR / f"{name}.txt"
+    if UPDATE_GOLDEN:
+        GOLDEN_DIR.mkdir(exist_ok=True)
+        path.write_text("\n".join(ours) + "\n", encoding="utf-8")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
 @pytest.mark.parametrize("name", NAMES)
 async def test_differential(name: str, servers: ServerPool) -> None:
-    factory = ours_factory()
     scenario = SCENARIOS[name]
     reference = await run_on(servers, "reference", reference_server, scenario)
-    ours = await run_on(servers, "ours", factory, scenario, tolerate=True)
-    expected = render(expected_from_reference(name, reference))
+    ours = await run_on(servers, "ours", running_server, scenario, tolerate=True)
     actual = render(ours)
+    from_reference = render(expected_from_reference(name, reference))
+    if name in DELIBERATE and name not in TRANSFORMS:
+        expected, label = golden(name, actual), f"golden/{name}.txt"
+        if from_reference == expected:
+            pytest.fail(
+                f"{name}: the reference now produces the golden trace; drop the deliberate "
+                "difference and its golden file",
+                pytrace=False,
+            )
+    else:
+        expected = from_reference
+        label = "expected (reference" + (", transformed)" if name in TRANSFORMS else ")")
     dump(name, "expected", expected)
     dump(name, "ours", actual)
-    if expected == actual:
-        return
-    label = "expected (reference" + (", transformed)" if name in TRANSFORMS else ")")
-    message = f"{name}: ours differs from the reference\n" + diff(
-        expected, actual, names=(label, "ours")
-    )
-    if name in DELIBERATE and name not in TRANSFORMS:
-        pytest.xfail(f"deliberate: {DELIBERATE[name]} (DIFF_TRACE_DIR=dir writes the traces)")
-    pytest.fail(message, pytrace=False)
+    if expected != actual:
+        message = f"{name}: ours differs from the expected trace\n" + diff(
+            expected, actual, names=(label, "ours")
+        )
+        pytest.fail(message, pytrace=False)
 
 
 async def test_registries_name_real_scenarios() -> None:
@@ -344,3 +363,5 @@ async def test_registries_name_real_scenarios() -> None:
     assert not unknown, f"DELIBERATE/TRANSFORMS name unknown scenarios: {sorted(unknown)}"
     undocumented = set(TRANSFORMS) - set(DELIBERATE)
     assert not undocumented, f"TRANSFORMS without a reason in DELIBERATE: {sorted(undocumented)}"
+    goldens = {path.stem for path in GOLDEN_DIR.glob("*.txt")}
+    assert goldens == set(DELIBERATE) - set(TRANSFORMS), "one golden trace per untransformed case"

@@ -4,7 +4,7 @@
 //   node tests/reference/server.js PORT [EASYRTC_OPTIONS_JSON]
 //
 // Env DEMOS_DIR: a folder served at /demos/ instead of the package's own demos.
-// Prints "listening PORT" on stdout once it accepts connections.
+// Prints "listening PORT" on stdout once it accepts connections (port 0: one the system picks).
 "use strict";
 const http = require("http");
 const express = require("express");
@@ -39,5 +39,5 @@ easyrtc.listen(app, socketServer, options, (err) => {
     console.error(err);
     process.exit(1);
   }
-  webServer.listen(port, "127.0.0.1", () => console.log(`listening ${port}`));
+  webServer.listen(port, "127.0.0.1", () => console.log(`listening ${webServer.address().port}`));
 });

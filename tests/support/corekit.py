@@ -1,4 +1,7 @@
-"""Drive the protocol core directly, as a transport would, with readable results."""
+"""Drive the protocol core directly, as a transport would, with readable results.
+
+Decisions are answered as the stock hooks answer them (``decide``), without awaiting anything.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,39 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from easyrtc_server.core import Core, Peer
+from easyrtc_server.core import Core
+from easyrtc_server.decisions import (
+    Decision,
+    IceRequested,
+    JoinRequested,
+    LoginAdmitted,
+    LoginRequested,
+    ServerMessage,
+    UnknownCommand,
+)
+from easyrtc_server.errors import ErrorCode
+from easyrtc_server.ice import ice_servers
+from easyrtc_server.model import Peer
 from easyrtc_server.options import Options
-from easyrtc_server.outcome import Outcome
+from easyrtc_server.outcome import Outcome, Push, Reply
+
+
+def decide(core: Core, step: Outcome | Decision) -> Outcome:
+    """Answer every decision the way the stock ``Hooks`` do."""
+    while not isinstance(step, Outcome):
+        match step:
+            case LoginRequested():
+                step = core.accept_login(step)
+            case JoinRequested():
+                step = core.accept_join(step)
+            case LoginAdmitted(conn=conn):
+                step = core.accept_token(step, ice_servers(conn, core.options))
+            case IceRequested(conn=conn):
+                step = core.accept_ice(step, ice_servers(conn, core.options))
+            case ServerMessage() | UnknownCommand():
+                step = core.refuse(step, ErrorCode.MSG_REJECT_BAD_TYPE)
+    return step
+
 
 NOW = 1_700_000_000_000
 
@@ -21,7 +54,7 @@ class Result:
 
     @property
     def reply(self) -> Any:
-        replies = [body for to, _, body in self.outcome.sends if to is None]
+        replies = [send.body for send in self.outcome.sends if isinstance(send, Reply)]
         assert len(replies) <= 1, replies
         return replies[0] if replies else None
 
@@ -38,10 +71,11 @@ class Result:
 
     def pushes(self, to: Peer | str | None = None) -> list[tuple[str, dict[str, Any]]]:
         """``(event, body)`` pushed to one recipient, or ``(recipient, body)`` to all."""
+        pushes = [send for send in self.outcome.sends if isinstance(send, Push)]
         if to is None:
-            return [(rcpt, body) for rcpt, _, body in self.outcome.sends if rcpt is not None]
+            return [(push.to, push.body) for push in pushes]
         target = to.easyrtcid if isinstance(to, Peer) else to
-        return [(event, body) for rcpt, event, body in self.outcome.sends if rcpt == target]
+        return [(push.event, push.body) for push in pushes if push.to == target]
 
 
 class Harness:
@@ -56,7 +90,7 @@ class Harness:
         return self.core.open()
 
     def send(self, peer: Peer, event: str, payload: Any, *, ack: bool = True) -> Result:
-        return Result(self.core.receive(peer, event, payload, ack))
+        return Result(decide(self.core, self.core.receive(peer, event, payload, ack)))
 
     def auth(self, peer: Peer, *, raw: Any = None, **msg_data: Any) -> Result:
         if raw is not None:

@@ -1,4 +1,8 @@
-"""Start our server in this process on a free loopback port, for end-to-end tests."""
+"""Start our server in this process on a loopback port, for end-to-end tests.
+
+Sites listen on port 0 and report the port the kernel gave them, so no two servers can race for
+one port.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,7 @@ from easyrtc_server.hooks import Hooks
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
 
-from .client import Client
-from .ports import free_port
+from .client import TIMEOUT, Client
 
 
 @asynccontextmanager
@@ -37,14 +40,35 @@ async def running_server(
 @asynccontextmanager
 async def serving(server: EasyRtcServer, *, transport: str | None = None) -> AsyncIterator[str]:
     """Serve ``server`` on a free loopback port; yield its base URL."""
-    port = free_port()
-    runner = web.AppRunner(create_app(server=server, transport=transport), handle_signals=False)
+    async with serving_app(create_app(server=server, transport=transport)) as url:
+        yield url
+
+
+@asynccontextmanager
+async def serving_app(app: web.Application) -> AsyncIterator[str]:
+    """Serve any aiohttp application on a free loopback port; yield its base URL."""
+    runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        yield f"http://127.0.0.1:{port}"
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def clients_of(
+    url: str, count: int, *, transport: str = "websocket", **connect: Any
+) -> AsyncIterator[list[Client]]:
+    """``count`` socket.io clients connected to ``url`` (not logged in), disconnected after."""
+    made = [Client(transport) for _ in range(count)]
+    try:
+        for client in made:
+            await client.sio.connect(url, transports=[transport], wait_timeout=TIMEOUT, **connect)
+        yield made
+    finally:
+        await asyncio.gather(*(c.sio.disconnect() for c in made if c.sio.connected))
 
 
 @asynccontextmanager
@@ -52,11 +76,5 @@ async def connected_clients(
     server: EasyRtcServer, count: int, *, transport: str = "websocket"
 ) -> AsyncIterator[list[Client]]:
     """Serve ``server`` and connect ``count`` socket.io clients to it (not logged in)."""
-    async with serving(server) as url:
-        made = [Client(transport) for _ in range(count)]
-        for client in made:
-            await client.connect(url)
-        try:
-            yield made
-        finally:
-            await asyncio.gather(*(c.sio.disconnect() for c in made if c.sio.connected))
+    async with serving(server) as url, clients_of(url, count, transport=transport) as made:
+        yield made

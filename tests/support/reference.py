@@ -1,4 +1,7 @@
-"""Start the Node reference server (open-easyrtc) on a free loopback port, for comparison."""
+"""Start the Node reference server (open-easyrtc) on a free loopback port, for comparison.
+
+It listens on port 0 and prints the port it got, so no two servers can race for one port.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-
-from .ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "reference" / "server.js"
@@ -27,14 +28,13 @@ async def reference_server(
         raise RuntimeError("node is not installed: the reference server needs Node.js")
     if not (ROOT / "node_modules" / "open-easyrtc").is_dir():
         raise RuntimeError("npm packages missing: run `npm ci` in the repository root")
-    port = free_port()
     env = dict(os.environ)
     if demos_dir is not None:
         env["DEMOS_DIR"] = str(demos_dir)
     proc = await asyncio.create_subprocess_exec(
         node,
         str(SCRIPT),
-        str(port),
+        "0",
         json.dumps(options or {}),
         cwd=ROOT,
         env=env,
@@ -50,7 +50,8 @@ async def reference_server(
             if not line:
                 raise RuntimeError("reference server exited:\n" + "".join(output))
             output.append(line.decode(errors="replace"))
-            if line.startswith(b"listening"):
+            if line.startswith(b"listening "):
+                port = int(line.split()[1])
                 break
         drain = asyncio.create_task(_drain(proc.stdout))
         yield f"http://127.0.0.1:{port}"

@@ -192,8 +192,9 @@ def _make_ack(sock: EngineSocket, ack_id: int) -> Ack:
     async def ack(arg: Any) -> None:
         nonlocal sent
         if not sent:
+            packet = prefix + _dumps([arg])  # may raise: the caller can then send another reply
             sent = True
-            sock.send_packet(prefix + _dumps([arg]))
+            sock.send_packet(packet)
 
     return ack
 

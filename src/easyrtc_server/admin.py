@@ -1,0 +1,491 @@
+"""The admin API under ``/admin/api/`` and the dashboard page at ``/admin/``.
+
+Off unless ``admin_token`` is set. Every API request needs ``Authorization: Bearer <token>``,
+compared in constant time; anything else gets 401. No CORS headers are ever sent, so other
+origins' pages cannot read it. The API is a thin JSON layer over ``EasyRtcServer``'s push API
+and queries; ``OPENAPI`` describes it and is served at ``/admin/api/openapi.json``.
+The dashboard is static (``admin/``): the token is typed in by the user, never embedded.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+from aiohttp import web
+
+from .metrics import transport_of
+
+if TYPE_CHECKING:
+    from .model import Connection
+    from .server import EasyRtcServer
+
+ADMIN_DIR: Final = Path(__file__).resolve().parent / "admin"
+API: Final = "/admin/api"
+MSG_TYPE_MAX: Final = 64
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
+class AdminApi:
+    """The routes of the admin API and dashboard for one server."""
+
+    def __init__(self, server: EasyRtcServer, token: str) -> None:
+        self.server = server
+        self._token = token.encode()
+
+    def attach(self, app: web.Application) -> None:
+        routes = [
+            ("GET", "/applications", self.applications),
+            ("GET", "/applications/{app}/rooms", self.rooms),
+            ("GET", "/applications/{app}/rooms/{room}", self.room),
+            ("PUT", "/applications/{app}/rooms/{room}/fields/{field}", self.set_room_field),
+            ("GET", "/connections/{easyrtcid}", self.connection),
+            ("DELETE", "/connections/{easyrtcid}", self.kick),
+            ("POST", "/messages", self.message),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route(method, API + path, self._guarded(handler))
+        app.router.add_get(API + "/openapi.json", self._guarded(self.openapi))
+        app.router.add_get("/admin", self.dashboard_redirect)
+        app.router.add_get("/admin/", self.dashboard)
+        app.router.add_static("/admin/static/", ADMIN_DIR, follow_symlinks=False)
+
+    # -- auth ----------------------------------------------------------------------------------
+
+    def authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip().encode(), self._token)
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if not self.authorized(request):
+                response = _problem(401, "a valid bearer token is required")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="easyrtc-admin"'
+                return response
+            return await handler(request)
+
+        return guarded
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def applications(self, _request: web.Request) -> web.Response:
+        apps = self.server.core.apps
+        return _json(
+            {
+                "applications": [
+                    {"name": name, "rooms": len(app.rooms), "connections": len(app.connections)}
+                    for name, app in apps.items()
+                ]
+            }
+        )
+
+    async def rooms(self, request: web.Request) -> web.Response:
+        app = self.server.core.apps.get(request.match_info["app"])
+        if app is None:
+            return _problem(404, "no such application")
+        return _json({"rooms": [self._room(room) for room in app.rooms.values()]})
+
+    async def room(self, request: web.Request) -> web.Response:
+        app = self.server.core.apps.get(request.match_info["app"])
+        room = app.rooms.get(request.match_info["room"]) if app is not None else None
+        if room is None:
+            return _problem(404, "no such room")
+        body = self._room(room)
+        body["occupants"] = [self._occupant(m.connection) for m in room.members.values()]
+        return _json(body)
+
+    async def connection(self, request: web.Request) -> web.Response:
+        conn = self.server.connection(request.match_info["easyrtcid"])
+        if conn is None:
+            return _problem(404, "no such connection")
+        return _json(self._occupant(conn))
+
+    def _room(self, room: Any) -> dict[str, Any]:
+        return {
+            "name": room.name,
+            "members": len(room.members),
+            "fields": {name: f.value for name, f in room.fields.items()},
+        }
+
+    def _occupant(self, conn: Connection) -> dict[str, Any]:
+        server = self.server
+        link = server.links.get(conn.easyrtcid)
+        return {
+            "easyrtcid": conn.easyrtcid,
+            "app": conn.app.name,
+            "username": conn.username,
+            "presence": dict(conn.presence),
+            "rooms": list(conn.rooms),
+            "remoteAddress": link.remote_address if link is not None else None,
+            "connectedSince": _iso(server.events.connected_since.get(conn.easyrtcid)),
+            "transport": transport_of(link) if link is not None else None,
+        }
+
+    # -- acting --------------------------------------------------------------------------------
+
+    async def kick(self, request: web.Request) -> web.Response:
+        if not await self.server.disconnect(request.match_info["easyrtcid"]):
+            return _problem(404, "no such connection")
+        return _json({"disconnected": True})
+
+    async def message(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        if not isinstance(body, dict):
+            return _problem(400, "the body must be a JSON object")
+        msg_type = body.get("msgType")
+        if not isinstance(msg_type, str) or not 0 < len(msg_type) <= MSG_TYPE_MAX:
+            return _problem(400, f"msgType must be a string of 1 to {MSG_TYPE_MAX} characters")
+        targets = [key for key in ("easyrtcid", "room", "group") if key in body]
+        if len(targets) != 1 or not isinstance(body[targets[0]], str):
+            return _problem(400, "give exactly one of easyrtcid, room or group (a string)")
+        app = body.get("app", "")
+        if not isinstance(app, str):
+            return _problem(400, "app must be a string")
+        target = targets[0]
+        try:
+            count = await self.server.send_message(
+                msg_type, body.get("msgData"), app=app or None, **{target: body[target]}
+            )
+        except KeyError:
+            return _problem(404, "no such application or room")
+        return _json({"recipients": count})
+
+    async def set_room_field(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        if not isinstance(body, dict) or "value" not in body:
+            return _problem(400, 'the body must be a JSON object with "value"')
+        shared = body.get("shared", True)
+        if not isinstance(shared, bool):
+            return _problem(400, "shared must be true or false")
+        info = request.match_info
+        app = self.server.core.apps.get(info["app"])
+        if app is None or info["room"] not in app.rooms:
+            return _problem(404, "no such application or room")
+        try:
+            await self.server.set_room_field(
+                info["app"], info["room"], info["field"], body["value"], shared=shared
+            )
+        except KeyError:
+            return _problem(404, "no such application or room")
+        except ValueError as exc:
+            return _problem(400, str(exc))
+        return _json({"name": info["field"], "value": body["value"], "shared": shared})
+
+    # -- documents -----------------------------------------------------------------------------
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return _json(OPENAPI)
+
+    async def dashboard(self, _request: web.Request) -> web.FileResponse:
+        return web.FileResponse(ADMIN_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def dashboard_redirect(self, _request: web.Request) -> web.Response:
+        raise web.HTTPPermanentRedirect("admin/")  # relative: works under a mount path
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERR = _ok(_ref("Error"), "Not found")
+_BAD = _ok(_ref("Error"), "Bad request")
+_NAME = {"type": "string", "minLength": 1}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _NAME}
+
+
+OPENAPI: Final[dict[str, Any]] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "easyrtc-server admin API",
+        "version": "1",
+        "description": "Inspect and act on a running EasyRTC signaling server. Every request "
+        "needs `Authorization: Bearer <admin_token>`.",
+    },
+    "servers": [{"url": "/admin/api"}],
+    "security": [{"bearer": []}],
+    "paths": {
+        "/applications": {
+            "get": {
+                "summary": "Applications with their room and connection counts",
+                "operationId": "listApplications",
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["applications"],
+                            "properties": {
+                                "applications": {"type": "array", "items": _ref("Application")}
+                            },
+                        }
+                    ),
+                    "401": _ok(_ref("Error"), "Missing or wrong token"),
+                },
+            }
+        },
+        "/applications/{app}/rooms": {
+            "get": {
+                "summary": "Rooms of an application with member counts and fields",
+                "operationId": "listRooms",
+                "parameters": [_path_param("app")],
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["rooms"],
+                            "properties": {"rooms": {"type": "array", "items": _ref("Room")}},
+                        }
+                    ),
+                    "401": _ok(_ref("Error"), "Missing or wrong token"),
+                    "404": _ERR,
+                },
+            }
+        },
+        "/applications/{app}/rooms/{room}": {
+            "get": {
+                "summary": "One room with its occupants",
+                "operationId": "getRoom",
+                "parameters": [_path_param("app"), _path_param("room")],
+                "responses": {
+                    "200": _ok(
+                        {
+                            "allOf": [
+                                _ref("Room"),
+                                {
+                                    "type": "object",
+                                    "required": ["occupants"],
+                                    "properties": {
+                                        "occupants": {"type": "array", "items": _ref("Occupant")}
+                                    },
+                                },
+                            ]
+                        }
+                    ),
+                    "401": _ok(_ref("Error"), "Missing or wrong token"),
+                    "404": _ERR,
+                },
+            }
+        },
+        "/applications/{app}/rooms/{room}/fields/{field}": {
+            "put": {
+                "summary": "Set a room field; members are told (shared fields)",
+                "operationId": "setRoomField",
+                "parameters": [
+                    _path_param("app"),
+                    _path_param("room"),
+                    {
+                        "name": "field",
+                        "in": "path",
+                        "required": True,
+                        "description": "Must match the field_name_regexp option (default shown).",
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_. -]{1,32}$"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["value"],
+                                "properties": {
+                                    "value": {},
+                                    "shared": {"type": "boolean", "default": True},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["name", "value", "shared"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "value": {},
+                                "shared": {"type": "boolean"},
+                            },
+                        }
+                    ),
+                    "400": _BAD,
+                    "401": _ok(_ref("Error"), "Missing or wrong token"),
+                    "404": _ERR,
+                },
+            }
+        },
+        "/connections/{easyrtcid}": {
+            "get": {
+                "summary": "One authenticated connection",
+                "operationId": "getConnection",
+                "parameters": [_path_param("easyrtcid")],
+                "responses": {
+                    "200": _ok(_ref("Occupant")),
+                    "401": _ok(_ref("Error"), "Missing or wrong token"),
+                    "404": _ERR,
+                },
+            },
+            "delete": {
+                "summary": "Kick: close the connection's socket (peers get removeClient)",
+                "operationId": "kickConnection",
+                "parameters": [_path_param("easyrtcid")],
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["disconnected"],
+                            "properties": {"disconnected": {"type": "boolean"}},
+                        }
+                    ),
+                    "401": _ok(_ref("Error"), "Missing or wrong token"),
+                    "404": _ERR,
+                },
+            },
+        },
+        "/messages": {
+            "post": {
+                "summary": "Send a server message (easyrtcMsg) to a connection, room or group",
+                "operationId": "sendMessage",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("MessageRequest")}},
+                },
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["recipients"],
+                            "properties": {"recipients": {"type": "integer", "minimum": 0}},
+                        }
+                    ),
+                    "400": _BAD,
+                    "401": _ok(_ref("Error"), "Missing or wrong token"),
+                    "404": _ERR,
+                },
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            },
+            "Application": {
+                "type": "object",
+                "required": ["name", "rooms", "connections"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "rooms": {"type": "integer", "minimum": 0},
+                    "connections": {"type": "integer", "minimum": 0},
+                },
+            },
+            "Room": {
+                "type": "object",
+                "required": ["name", "members", "fields"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "members": {"type": "integer", "minimum": 0},
+                    "fields": {"type": "object"},
+                },
+            },
+            "Occupant": {
+                "type": "object",
+                "required": [
+                    "easyrtcid",
+                    "app",
+                    "username",
+                    "presence",
+                    "rooms",
+                    "remoteAddress",
+                    "connectedSince",
+                    "transport",
+                ],
+                "properties": {
+                    "easyrtcid": {"type": "string"},
+                    "app": {"type": "string"},
+                    "username": {"type": "string", "nullable": True},
+                    "presence": {
+                        "type": "object",
+                        "properties": {
+                            "show": {"type": "string"},
+                            "status": {"type": "string", "nullable": True},
+                        },
+                    },
+                    "rooms": {"type": "array", "items": {"type": "string"}},
+                    "remoteAddress": {"type": "string", "nullable": True},
+                    "connectedSince": {
+                        "type": "string",
+                        "format": "date-time",
+                        "nullable": True,
+                    },
+                    "transport": {
+                        "type": "string",
+                        "enum": ["polling", "websocket", "python-socketio"],
+                        "nullable": True,
+                    },
+                },
+            },
+            "MessageRequest": {
+                "type": "object",
+                "required": ["msgType"],
+                "properties": {
+                    "msgType": {"type": "string", "minLength": 1, "maxLength": MSG_TYPE_MAX},
+                    "msgData": {},
+                    "app": {"type": "string", "description": "default: app_default_name"},
+                    "easyrtcid": {"type": "string"},
+                    "room": {"type": "string"},
+                    "group": {"type": "string"},
+                },
+                "description": "Exactly one of easyrtcid, room or group.",
+                "oneOf": [
+                    {"required": ["easyrtcid"]},
+                    {"required": ["room"]},
+                    {"required": ["group"]},
+                ],
+            },
+        },
+    },
+}

@@ -1,6 +1,0 @@
-"""Shared test setup: tests import helpers as ``support.*``."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
