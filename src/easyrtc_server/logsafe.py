@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-MAX_ARG: Final = 120
-"""Characters of one client-supplied value shown in a log line."""
+MAX_ARG: Final = 2000
+"""Characters of one argument shown in a log line: enough for any line of the server's own,
+few enough that a client's 1 MB ``msgType`` cannot flood the log (the core cuts it shorter)."""
 
 WINDOW: Final = 10.0
 """Seconds during which further refusals of the same client are only counted."""
@@ -51,10 +52,7 @@ def shown(value: Any, limit: int = MAX_ARG) -> str:
     if cut:
         extra = len(text) - limit
         text = text[:limit]
-    if text.isprintable():
-        escaped = text
-    else:
-        escaped = "".join(_escape(ch) for ch in text)
+    escaped = text if text.isprintable() else "".join(_escape(ch) for ch in text)
     return f"{escaped}…(+{extra} chars)" if cut else escaped
 
 
@@ -93,6 +91,16 @@ class _Shown:
 _SCALARS: Final = (int, float, bool, type(None))
 
 
+def _safe(arg: Any) -> Any:
+    """A log argument made safe: numbers as they are, text escaped and cut (still a ``str``, so
+    other filters can read it), anything else shown the same way."""
+    if isinstance(arg, _SCALARS) or type(arg) is _Shown:
+        return arg
+    if type(arg) is str:
+        return arg if len(arg) <= MAX_ARG and arg.isprintable() else shown(arg)
+    return _Shown(arg)
+
+
 class SafeArguments(logging.Filter):
     """Escapes and truncates the arguments (and a control-character-laden message) of a record;
     routes the known refusal lines through ``refusals``."""
@@ -100,9 +108,9 @@ class SafeArguments(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and args:
-            record.args = tuple(a if isinstance(a, _SCALARS) else _Shown(a) for a in args)
+            record.args = tuple(_safe(a) for a in args)
         elif isinstance(args, dict):
-            record.args = {k: v if isinstance(v, _SCALARS) else _Shown(v) for k, v in args.items()}
+            record.args = {k: _safe(v) for k, v in args.items()}
         msg = record.msg
         if not isinstance(msg, str) or not msg.isprintable():
             # with arguments the text is a template: escape it but never cut a placeholder
@@ -148,7 +156,7 @@ class RefusalLog:
         if not self.logger.isEnabledFor(level):
             return
         record = self.logger.makeRecord(self.logger.name, level, "(refusal)", 0, msg, args, None)
-        record.args = tuple(a if isinstance(a, _SCALARS) else _Shown(a) for a in args)
+        record.args = tuple(_safe(a) for a in args)
         if self._pass(record, key, level):
             self.logger.handle(record)
 
