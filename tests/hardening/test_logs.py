@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
+import aiohttp
 import pytest
 
 from easyrtc_server.logsafe import MAX_ARG, RefusalLog, shown
-from support.client import Client
+from support.client import TIMEOUT, Client
 from support.ours import running_server
 
 FORGED = "x\n2026-12-01 06:00:00 CRITICAL easyrtc_server: disk on fire\r"
@@ -38,6 +40,31 @@ async def test_client_text_in_log_lines_is_escaped_and_truncated(
     assert "x\\n2026-12-01 06:00:00 CRITICAL" in refusal
     assert all("\n" not in line and "\r" not in line for line in lines)
     assert max(len(line) for line in lines) < 3 * MAX_ARG
+
+
+async def test_a_msg_type_nested_1000_deep_is_refused_without_an_error_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with running_server() as url, aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(
+            url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        )
+        assert (await ws.receive_str(timeout=TIMEOUT)).startswith("0{")
+        await ws.send_str("40")
+        assert (await ws.receive_str(timeout=TIMEOUT)).startswith("40")
+        auth = {"msgType": "authenticate", "msgData": {"apiVersion": "1.1.1-beta"}}
+        await ws.send_str("421" + json.dumps(["easyrtcAuth", auth]))
+        assert (await ws.receive_str(timeout=TIMEOUT)).startswith("431")
+        deep = "[" * 1000 + "1" + "]" * 1000  # JSON allows it (1,024); Python's repr does not
+        await ws.send_str('422["easyrtcCmd",{"msgType":' + deep + ',"msgData":{}}]')
+        reply = await ws.receive_str(timeout=TIMEOUT)
+        while not reply.startswith("432"):  # pushes (a member list) may come first
+            reply = await ws.receive_str(timeout=TIMEOUT)
+        assert json.loads(reply[3:])[0]["msgData"]["errorCode"] == "MSG_REJECT_BAD_TYPE"
+        await ws.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("nested too deep to show" in line for line in _lines(caplog, logging.INFO))
 
 
 async def test_refusals_of_one_client_are_logged_once_with_a_count(
