@@ -43,7 +43,7 @@ from .core import COMMANDS
 from .errors import ErrorCode
 from .events import Listener, Member, engine_socket_of
 from .hooks import Hooks
-from .outcome import Outcome, Push
+from .outcome import ACKED, Outcome, Push
 
 if TYPE_CHECKING:
     from .core import Peer
@@ -133,6 +133,7 @@ class Metrics(Listener):
         self._received_other = self._received["other"]
         self._sent = {t: Tally() for t in (*MSG_TYPES, "other")}
         self._sent_other = self._sent["other"]
+        self._sent_ack = self._sent["ack"]
         self._errors = {code: Tally() for code in _codes()}
         self.relayed_signals = Tally()
         self.relayed_messages = Tally()
@@ -183,6 +184,9 @@ class Metrics(Listener):
     def sent(self, out: Outcome) -> None:
         counters, other = self._sent, self._sent_other
         for send in out.sends:
+            if send is ACKED:  # the shared plain ack: most replies
+                self._sent_ack.n += 1
+                continue
             msg_type = send.body.get("msgType")
             (counters.get(msg_type) or other).n += 1  # type: ignore[arg-type]
             if msg_type == "error":

@@ -622,6 +622,21 @@ async def test_server_errors_are_contained_and_acks_sent_once() -> None:
         assert await recv_skipping_pings(ws) == "433[3]"
 
 
+async def test_acks_carry_the_event_ack_id_as_a_number() -> None:
+    """The plain ack (encoded once) and any other reply go back under the event's ack id,
+    written as a number ("007" as 7), as socket.io's own server writes it."""
+    async with lean_server() as run, raw_ws(run) as ws:
+        await ws_connect_v4(ws)
+        await ws.send_str('427["echo",{"msgType":"ack"}]')
+        assert await recv_skipping_pings(ws) == '437[{"msgType":"ack"}]'
+        await ws.send_str('42007["echo",{"msgType":"ack"}]')
+        assert await recv_skipping_pings(ws) == '437[{"msgType":"ack"}]'
+        await ws.send_str('420["echo",{"msgType":"ack","msgData":null}]')
+        assert await recv_skipping_pings(ws) == '430[{"msgType":"ack","msgData":null}]'
+        await ws.send_str('429007199254740993["echo",["ack"]]')
+        assert await recv_skipping_pings(ws) == '439007199254740993[["ack"]]'
+
+
 # -- heartbeats ------------------------------------------------------------------------------------
 
 

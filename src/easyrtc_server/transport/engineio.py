@@ -236,7 +236,7 @@ class EngineSocket:
         elif self._wt is not None:
             # Frames queued during one pass of the event loop go out in one write (one
             # syscall): a reader handling a burst of messages answers them all at once.
-            self._loop.call_soon(self._flush)
+            self._server._flush_soon(self)
         else:
             self._wake_poll()
 
@@ -452,6 +452,8 @@ class EngineIOServer:
         self._ws_kwargs = _ws_response_kwargs(self.limits.max_payload)
         self._waiting_polls: dict[EngineSocket, asyncio.BaseTransport] = {}
         self._poll_watch: asyncio.TimerHandle | None = None
+        self._dirty: list[EngineSocket] = []
+        """Websocket sessions with frames queued in this pass of the loop (see `_flush_soon`)."""
         self._wheel: TimerWheel[EngineSocket] = TimerWheel(
             _wheel_resolution(self.limits), EngineSocket._heartbeat
         )
@@ -507,6 +509,22 @@ class EngineIOServer:
         if handle is not None:
             sock._forget_handle = None
             handle.cancel()
+
+    def _flush_soon(self, sock: EngineSocket) -> None:
+        """Write ``sock``'s frames at the end of this pass of the event loop, with those of every
+        other socket written to in it: one callback per pass, not one per socket."""
+        dirty = self._dirty
+        if not dirty:
+            sock._loop.call_soon(self._flush_dirty)
+        dirty.append(sock)
+
+    def _flush_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for sock in dirty:
+            try:
+                sock._flush()
+            except Exception:  # one socket's failure must not hold back the others' frames
+                log.exception("could not write to %r", sock)
 
     def new_sid(self) -> str:
         while True:
