@@ -217,7 +217,10 @@ class EngineSocket:
 
     def send_packet(self, packet: bytes) -> None:
         """Queue one text packet (type digit first). Never waits; dropped once closed."""
-        result = self.proto.send(packet)
+        if self._wt is not None:  # a websocket: frame it here, as ``send_prepared`` does
+            result = self.proto.send_frame(ws_frame(packet))
+        else:
+            result = self.proto.send(packet)
         if result:
             self._after_send(result)
 

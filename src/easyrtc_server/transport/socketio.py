@@ -118,7 +118,11 @@ class SocketLink:
     async def send(self, event: str, data: Any) -> None:
         """Push one event (no ack requested); queues and returns at once."""
         if self.connected:
-            self._sock.send_packet(b"42" + _dumps([event, data]))
+            try:
+                packet = b"42" + orjson.dumps([event, data])
+            except orjson.JSONEncodeError:  # nested beyond orjson's 254 levels
+                packet = b"42" + _dumps([event, data])
+            self._sock.send_packet(packet)
         elif self._early is not None:
             self._early.append(b"42" + _dumps([event, data]))
 
@@ -198,7 +202,7 @@ by value (a one-key dict compares in a few dozen nanoseconds), so a caller may p
 
 
 def _make_ack(sock: EngineSocket, ack_id: bytes) -> Ack:
-    """The acknowledgement callable of one event; ``ack_id`` is the id's digits as received."""
+    """The acknowledgement callable of one event; ``ack_id``: the id in digits, no leading 0."""
     sent = False
 
     async def ack(arg: Any) -> None:
@@ -369,16 +373,19 @@ class LeanTransport:
                 head = data[1:start]
                 if not head or head.isdigit():
                     try:
-                        if self.max_json_depth is None:
-                            args = orjson.loads(data[start:])
-                        else:
-                            args = self._loads(data[start:])
-                    except _TooDeep:
-                        self._refuse_too_deep(sock, int(head) if head else None)
-                        return
-                    except (_BadPacket, ValueError) as exc:
+                        args = orjson.loads(data[start:])
+                    except ValueError as exc:
                         log.info("closing %r: %s", sock, exc)
                         sock.close("parse error", graceful=False)
+                        return
+                    limit = self.max_json_depth
+                    # as deep as that takes that many brackets (the head has none)
+                    if (
+                        limit is not None
+                        and data.count(b"[") + data.count(b"{") > limit
+                        and _too_deep(args, limit)
+                    ):
+                        self._refuse_too_deep(sock, int(head) if head else None)
                         return
                     if type(args) is not list or not args or type(args[0]) is not str:
                         sock.close("parse error", graceful=False)
