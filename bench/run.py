@@ -50,7 +50,14 @@ LOCK = Path("/tmp/easyrtc-server-bench.lock")
 HOST = "127.0.0.1"
 SERVER_OPTIONS = {"roomMaxConnection": 0}
 """The same on every server: join storms put up to 10,000 users in one room (default limit 100)."""
-OURS_ENV = {"EASYRTC_ROOM_MAX_CONNECTION": "0"}
+OURS_ENV = {
+    "EASYRTC_ROOM_MAX_CONNECTION": "0",
+    # the load comes from one address at rates no real client sends: connection and message
+    # limits off (the reference has none)
+    "EASYRTC_MESSAGE_RATE": "0",
+    "EASYRTC_MAX_CONNECTIONS": "0",
+    "EASYRTC_MAX_CONNECTIONS_PER_ADDRESS": "0",
+}
 
 
 @dataclass(frozen=True)

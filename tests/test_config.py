@@ -198,7 +198,7 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
         app_ice_servers=[{"urls": "turn:t.example", "username": "u", "credential": "p"}],
         turn_urls=("turn:t.example",),
         turn_secret="do-not-print-me",
-        jwt_secret="nor-me",
+        jwt_secret="nor-me-" + "x" * 32,
         jwt_audience="rtc",
         ping_timeout=7.5,
     )
@@ -206,7 +206,7 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
     assert "do-not-print-me" not in text and "nor-me" not in text
     assert "# turn_secret = (set, not shown)" in text
     path = write(tmp_path, text)
-    env = {"EASYRTC_TURN_SECRET": "do-not-print-me", "EASYRTC_JWT_SECRET": "nor-me"}
+    env = {"EASYRTC_TURN_SECRET": "do-not-print-me", "EASYRTC_JWT_SECRET": "nor-me-" + "x" * 32}
     assert load_options(path, environ=env) == rich
 
     # and through the command line: printing the printed file prints it again

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import shutdown
 from .clientfiles import find_client_files
 from .operations import OPERATIONS_KEY, Operations
 from .options import Options
@@ -39,6 +40,7 @@ def create_app(
     app = web.Application()
     app[SERVER_KEY] = server
     app.on_response_prepare.append(_plain_server_header)
+    shutdown.install(app, server)  # before the transport's own shutdown closes every socket
     app[OPERATIONS_KEY] = operations = Operations(server)  # health, metrics, admin, webhooks
     operations.attach(app)
     if transport == "lean":

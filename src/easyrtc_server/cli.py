@@ -17,7 +17,7 @@ from typing import Any
 import click
 from aiohttp import web
 
-from . import logformat
+from . import logformat, shutdown
 from .app import create_app
 from .checkconfig import check_config
 from .clientfiles import bundled_versions, find_client_files
@@ -28,6 +28,8 @@ from .server import EasyRtcServer
 from .startup import announce, config_sources, listen_error
 
 _DEFAULTS = Options()
+_AFTER_DRAIN = 1.0
+"""Seconds aiohttp waits for requests still running once the clients are drained."""
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -46,9 +48,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-@click.group(
-    invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]}
-)
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--version",
     is_flag=True,
@@ -169,14 +169,17 @@ def main(
         "%s", find_client_files(options.client_dir, options.socketio_js).summary()
     )
     sources = config_sources(config_file, os.environ, (flag for flag, _ in given.values()))
+    app = create_app(server=server)
+    app.on_shutdown.insert(0, shutdown.exit_on_second_signal)
     try:
         web.run_app(
-            create_app(server=server),
+            app,
             host=options.host,
             port=options.port,
             print=lambda _: announce(options, sources),
             loop=_event_loop(),
             access_log_class=logformat.access_logger_class(options),
+            shutdown_timeout=_AFTER_DRAIN,
         )
     except OSError as exc:  # the port is taken, the address is wrong: one line, no traceback
         raise click.ClickException(listen_error(exc, options)) from None

@@ -169,6 +169,24 @@ class Options(ProtocolOptions):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
 
+    # Connection limits (``limits.py``; 0 turns a limit off) and shutdown (``shutdown.py``)
+    login_timeout: float = 5.0
+    """Seconds a socket may stay connected without sending its login: then ``LOGIN_TIMEOUT``
+    and closed."""
+    max_connections: int = 20_000
+    """Open sockets in total; more get ``LOGIN_NO_SOCKETS`` and are closed."""
+    max_connections_per_address: int = 500
+    """Open sockets from one remote address (a NAT'd office shares one); as above."""
+    message_rate: float = 100.0
+    """Messages per second one socket may send on average (token bucket refill rate)."""
+    message_burst: int = 300
+    """Messages one socket may send at once (token bucket size); more get
+    ``MSG_REJECT_RATE_LIMIT``."""
+    message_refusals_before_close: int = 100
+    """Rate-limited messages within 10 s after which the socket is closed."""
+    shutdown_drain_time: float = 10.0
+    """Seconds SIGTERM/SIGINT gives the server to tell every client's peers and close."""
+
     # Operations: metrics, health, admin API, webhooks, logs (``operations.py`` and friends)
     metrics_enable: bool = True
     """Serve Prometheus metrics at ``/metrics``."""
@@ -285,8 +303,18 @@ def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
         raise OptionsError(
             "option 'turn_secret' is required when 'turn_urls' is set", key="turn_secret"
         )
+    secret = getattr(options, "jwt_secret", None)
+    if isinstance(secret, str) and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise OptionsError(
+            f"option 'jwt_secret' is {len(secret.encode())} bytes long: an HS256 secret needs "
+            f"at least {MIN_JWT_SECRET_BYTES} (e.g. the output of `openssl rand -hex 32`)",
+            key="jwt_secret",
+        )
     return converted
 
+
+MIN_JWT_SECRET_BYTES = 32
+"""RFC 7518 3.2: an HS256 key must be at least as long as the hash output (256 bits)."""
 
 _WHOLE_NUMBERS = frozenset(
     (
@@ -308,8 +336,27 @@ _OPTIONAL_STRINGS = frozenset(
 )
 
 
+_LIMIT_COUNTS = frozenset(
+    (
+        "max_connections",
+        "max_connections_per_address",
+        "message_burst",
+        "message_refusals_before_close",
+    )
+)
+_LIMIT_SECONDS = frozenset(("login_timeout", "message_rate", "shutdown_drain_time"))
+
+
 def _checked(name: str, value: Any) -> Any:
     """``value`` if it is right for option ``name``, a converted value, or OptionsError."""
+    if name in _LIMIT_COUNTS:
+        if not _is_int(value) or value < 0:
+            raise OptionsError(f"option {name!r} must be a whole number >= 0, got {value!r}")
+        return value
+    if name in _LIMIT_SECONDS:
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise OptionsError(f"option {name!r} must be a number >= 0, got {value!r}")
+        return value
     if name.endswith("_regexp"):
         if isinstance(value, str):
             try:

@@ -80,5 +80,11 @@ def refusal(
 
 def loggable(value: Any, limit: int = 80) -> str:
     """``value`` as it can go into a log line: repr-escaped, at most ``limit`` characters."""
-    text = value if isinstance(value, str) and value.isidentifier() else repr(value)
+    if isinstance(value, str) and value.isidentifier():
+        text = value
+    else:
+        try:
+            text = repr(value)
+        except RecursionError:  # a msgType nested ~1,000 deep (JSON allows 1,024)
+            text = f"<{type(value).__name__} nested too deep to show>"
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -32,6 +32,7 @@ from .decisions import (
 from .errors import EasyRtcError, ErrorCode, error_message
 from .events import ServerEvents
 from .hooks import Hooks
+from .limits import Guard
 from .model import Connection, Peer
 from .options import Options
 from .outcome import Outcome, Reply
@@ -58,6 +59,7 @@ class EasyRtcServer:
         self.room_updates = RoomUpdateBatcher(self.options.room_update_tick)
         self.events = ServerEvents()  # ops: metrics, webhooks, admin (events.py)
         self.draining = False  # set while shutting down: /readyz answers 503
+        self.guard = Guard(self.options, self.core.now)  # connection and rate limits
 
     # -- the transport seam ------------------------------------------------------------------
 
@@ -73,10 +75,13 @@ class EasyRtcServer:
             self.core.close(peer)
             return None
         self.events.opened(peer, link)
+        await self.guard.refused(peer, link)  # over a limit: its error is pushed, it is closed
         return peer
 
     async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> None:
         """One event of ``peer``: the core's outcome, or its decision answered by the hooks."""
+        if (refusal := self.guard.check(peer, event, ack is not None)) is not None:
+            return await self.deliver(peer, refusal, ack)
         try:
             out = self.core.receive(peer, event, data, ack is not None)
             if not isinstance(out, Outcome):
@@ -93,6 +98,7 @@ class EasyRtcServer:
 
     async def close(self, peer: Peer) -> None:
         """The socket is gone: its rooms are told, then the hooks."""
+        self.guard.closed(peer)
         self.events.closed(peer, self.links.get(peer.easyrtcid))
         self.links.pop(peer.easyrtcid, None)
         conn = peer.connection

@@ -1,0 +1,222 @@
+"""Log lines a client cannot forge or flood.
+
+Two things, installed once per process on the package's loggers (``install``):
+
+- every argument of a log record that is not a number is shown escaped (control characters,
+  newlines included, become ``\\n``-style escapes) and truncated to ``MAX_ARG`` characters, so a
+  ``msgType`` of 1 MB with newlines is one short line;
+- refusals of one client are rate-limited (``RefusalLog``): the first in a ``WINDOW`` is logged,
+  the rest are counted, and the count is logged with the next one after the window, or when the
+  socket closes. Refusals of sockets that have not logged in are logged at DEBUG.
+
+Knows the templates of the refusal lines written elsewhere (``REFUSAL_TEMPLATES``), nothing else
+of the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+MAX_ARG: Final = 2000
+"""Characters of one argument shown in a log line: enough for any line of the server's own,
+few enough that a client's 1 MB ``msgType`` cannot flood the log (the core cuts it shorter)."""
+
+WINDOW: Final = 10.0
+"""Seconds during which further refusals of the same client are only counted."""
+
+MAX_KEYS: Final = 10_000
+"""Clients counted at once before the stale counts are dropped."""
+
+ROOT_LOGGER: Final = "easyrtc_server"
+
+REFUSAL_TEMPLATES: Final[dict[str, int]] = {
+    "rejected %s from %s: %s": 1,  # core.Core.reject
+    "refused %s of %s: %s": 1,  # server._log_refusal
+}
+"""Refusal lines logged by other modules, with the position of the easyrtcid argument."""
+
+_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+"""A backslash is left as it is: text escaped before (``repr``) is not escaped twice; what
+matters is that no control character reaches the line."""
+
+
+def shown(value: Any, limit: int = MAX_ARG) -> str:
+    """``value`` as text fit for one log line: escaped, and cut to ``limit`` characters."""
+    text = value if isinstance(value, str) else _text(value, limit)
+    cut = len(text) > limit
+    if cut:
+        extra = len(text) - limit
+        text = text[:limit]
+    escaped = text if text.isprintable() else "".join(_escape(ch) for ch in text)
+    return f"{escaped}…(+{extra} chars)" if cut else escaped
+
+
+def _text(value: Any, limit: int) -> str:
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value[: limit + 1]).decode("utf-8", "backslashreplace")
+    try:
+        return str(value)
+    except Exception:  # a hostile object's __str__
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _escape(ch: str) -> str:
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    if ch.isprintable():
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class _Shown:
+    """A log argument shown escaped, for both ``%s`` and ``%r``."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: Any) -> None:
+        self.text = shown(value)
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+
+_SCALARS: Final = (int, float, bool, type(None))
+
+
+def _safe(arg: Any) -> Any:
+    """A log argument made safe: numbers as they are, text escaped and cut (still a ``str``, so
+    other filters can read it), anything else shown the same way."""
+    if isinstance(arg, _SCALARS) or type(arg) is _Shown:
+        return arg
+    if type(arg) is str:
+        return arg if len(arg) <= MAX_ARG and arg.isprintable() else shown(arg)
+    return _Shown(arg)
+
+
+class SafeArguments(logging.Filter):
+    """Escapes and truncates the arguments (and a control-character-laden message) of a record;
+    routes the known refusal lines through ``refusals``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args:
+            record.args = tuple(_safe(a) for a in args)
+        elif isinstance(args, dict):
+            record.args = {k: _safe(v) for k, v in args.items()}
+        msg = record.msg
+        if not isinstance(msg, str) or not msg.isprintable():
+            # with arguments the text is a template: escape it but never cut a placeholder
+            record.msg = msg = shown(msg, len(msg) if args and isinstance(msg, str) else MAX_ARG)
+        position = REFUSAL_TEMPLATES.get(msg)
+        if position is not None and isinstance(record.args, tuple) and len(record.args) > position:
+            return refusals.admit(record, str(record.args[position]))
+        return True
+
+
+class Judge(Protocol):
+    """Something that knows whether a client has logged in (a server's ``Guard``)."""
+
+    def is_authenticated(self, key: str) -> bool: ...
+
+
+@dataclass(slots=True)
+class _Count:
+    since: float
+    suppressed: int = 0
+    level: int = logging.INFO
+
+
+class RefusalLog:
+    """One line per client per ``WINDOW`` for its refusals, with a count of the ones not shown.
+
+    ``authenticated`` tells whether a client (by easyrtcid) has logged in; unknown clients and
+    those that have not are logged at DEBUG.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.counts: dict[str, _Count] = {}
+        self.judges: weakref.WeakSet[Judge] = weakref.WeakSet()
+        self.logger = logging.getLogger(ROOT_LOGGER + ".refusals")
+
+    def is_authenticated(self, key: str) -> bool:
+        return any(judge.is_authenticated(key) for judge in self.judges)
+
+    def note(self, key: str, authenticated: bool, msg: str, *args: Any) -> None:
+        """Log a refusal of client ``key`` (an easyrtcid or an address), throttled."""
+        level = logging.INFO if authenticated else logging.DEBUG
+        if not self.logger.isEnabledFor(level):
+            return
+        record = self.logger.makeRecord(self.logger.name, level, "(refusal)", 0, msg, args, None)
+        record.args = tuple(_safe(a) for a in args)
+        if self._pass(record, key, level):
+            self.logger.handle(record)
+
+    def admit(self, record: logging.LogRecord, key: str) -> bool:
+        """For a refusal record logged elsewhere: True to log it (maybe demoted, with a count)."""
+        level = record.levelno
+        if level == logging.INFO and not self.is_authenticated(key):
+            level = logging.DEBUG
+            record.levelno, record.levelname = level, "DEBUG"
+            if not logging.getLogger(record.name).isEnabledFor(level):
+                return False
+        return self._pass(record, key, level)
+
+    def _pass(self, record: logging.LogRecord, key: str, level: int) -> bool:
+        now = self.clock()
+        counts = self.counts
+        if len(counts) > MAX_KEYS:
+            self._prune(now)
+        count = counts.get(key)
+        if count is not None and now - count.since < WINDOW:
+            count.suppressed += 1
+            return False
+        if count is not None and count.suppressed:
+            record.msg = f"{record.msg} (and %d more refusals of %s in the last %.0f s)"
+            record.args = (*(record.args or ()), count.suppressed, key, now - count.since)
+        self.counts[key] = _Count(now, level=level)
+        return True
+
+    def _prune(self, now: float) -> None:
+        """Drop the counts of clients not refused lately (keys that no close ever forgets,
+        such as addresses, would otherwise pile up)."""
+        for key, count in list(self.counts.items()):
+            if now - count.since >= WINDOW:
+                self.forget(key)
+
+    def forget(self, key: str) -> None:
+        """The client is gone: log the refusals still counted."""
+        count = self.counts.pop(key, None)
+        if count is not None and count.suppressed:
+            self.logger.log(
+                count.level,
+                "%s: %d more refusals not logged before it closed",
+                shown(key),
+                count.suppressed,
+            )
+
+
+refusals = RefusalLog()
+"""The process's refusal log (loggers are process-wide too)."""
+
+_FILTER = SafeArguments()
+
+
+def install() -> None:
+    """Put the filter on every logger of the package (idempotent)."""
+    names = [
+        ROOT_LOGGER,
+        *(name for name in logging.root.manager.loggerDict if name.startswith(ROOT_LOGGER + ".")),
+    ]
+    for name in names:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -1,0 +1,90 @@
+"""Graceful shutdown: refuse newcomers, say goodbye to every client, run the hooks, within a time.
+
+On SIGTERM/SIGINT aiohttp stops listening and runs the application's ``on_shutdown`` handlers;
+``install`` puts ``drain`` first among them, before the transport closes whatever is left. A
+drain marks the server as draining (``EasyRtcServer.draining``, which new sockets are refused
+with ``SERVER_SHUTDOWN`` by and ``/readyz`` reads), then takes the clients one at a time: the
+client gets a ``SERVER_SHUTDOWN`` error push, the server forgets it exactly as on a disconnect
+(its peers get ``removeClient``, the ``room_left`` and ``disconnect`` hooks run) and its socket
+is closed. One at a time, so that every remaining client hears of each leaving one. What is not
+done within ``shutdown_drain_time`` is left to the transport's shutdown, which closes all at once.
+
+``exit_on_second_signal`` (the command line installs it) makes a second signal end the process
+at once. Knows the server's seam (``links``, ``close``), not the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Final
+
+from aiohttp import web
+
+from .errors import ErrorCode, error_message
+from .server import EasyRtcServer
+
+log = logging.getLogger("easyrtc_server.shutdown")
+
+SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+async def drain(server: EasyRtcServer, drain_time: float) -> int:
+    """Close every client as described above; return how many were closed in time."""
+    server.draining = True  # /readyz answers 503
+    server.guard.draining = True  # new sockets get SERVER_SHUTDOWN
+    clients = len(server.links)
+    log.info("shutting down: closing %d sockets within %g s", clients, drain_time)
+    closed = 0
+    try:
+        async with asyncio.timeout(drain_time):
+            for easyrtcid in list(server.links):
+                if await _close_one(server, easyrtcid):
+                    closed += 1
+    except TimeoutError:
+        log.warning(
+            "drain time of %g s over: %d of %d sockets left to close at once",
+            drain_time,
+            clients - closed,
+            clients,
+        )
+    return closed
+
+
+async def _close_one(server: EasyRtcServer, easyrtcid: str) -> bool:
+    link = server.links.get(easyrtcid)
+    peer = server.core.peers.get(easyrtcid)
+    if link is None or peer is None:  # left meanwhile
+        return False
+    try:
+        await link.send("easyrtcCmd", error_message(ErrorCode.SERVER_SHUTDOWN, server.core.now()))
+    except Exception:  # its socket is already broken: it is forgotten all the same
+        log.debug("could not tell %s of the shutdown", easyrtcid, exc_info=True)
+    # forgotten now, as on a disconnect; the transport's own close() call later finds nothing
+    await server.close(peer)
+    await link.close()
+    return True
+
+
+def install(app: web.Application, server: EasyRtcServer) -> None:
+    """Drain ``server`` first when ``app`` shuts down."""
+
+    async def on_shutdown(_app: web.Application) -> None:
+        await drain(server, server.options.shutdown_drain_time)
+
+    app.on_shutdown.insert(0, on_shutdown)
+
+
+async def exit_on_second_signal(_app: web.Application) -> None:
+    """An ``on_shutdown`` handler: from now on SIGINT/SIGTERM end the process at once."""
+    loop = asyncio.get_running_loop()
+    for signum in SIGNALS:
+        loop.add_signal_handler(signum, _exit_now, signum)
+
+
+def _exit_now(signum: int) -> None:
+    log.warning("second signal (%s): exiting without finishing the shutdown", signum)
+    logging.shutdown()
+    os._exit(128 + signum)
