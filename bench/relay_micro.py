@@ -5,8 +5,9 @@ then A sends B ``candidate`` commands with acks, ``window`` of them per event-lo
 the same path a websocket message takes (``LeanTransport.on_message`` → ``server.receive`` →
 the core → the pushes and the ack → the frames queued and flushed once per pass). Prints the
 microseconds of CPU per message; with ``--profile FILE`` a cProfile dump of the run as well.
-Metrics are on, as in the default server. A regression guard for the hot path, not a benchmark
-of the whole server (``bench/run.py`` is that)::
+Metrics are on, as in the default server; the message rate limit is off, as ``bench/run.py``
+runs it. A regression guard for the hot path, not a benchmark of the whole server
+(``bench/run.py`` is that)::
 
     .venv/bin/python bench/relay_micro.py --messages 200000
     py-spy record -o relay.svg -- .venv/bin/python bench/relay_micro.py --messages 400000
@@ -79,7 +80,7 @@ async def _session(transport: LeanTransport, eio: int) -> tuple[EngineSocket, _S
 
 
 async def run(messages: int, window: int, eio: int, profile: str | None) -> None:
-    server = EasyRtcServer(Options())
+    server = EasyRtcServer(Options(message_rate=0))  # no rate limit, as bench/run.py runs it
     Operations(server)  # metrics on, as served
     transport = LeanTransport.from_options(server, server.options)
     a, _ = await _session(transport, eio)
