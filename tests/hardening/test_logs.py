@@ -46,7 +46,11 @@ async def test_a_msg_type_nested_1000_deep_is_refused_without_an_error_in_the_lo
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with running_server() as url, aiohttp.ClientSession() as session:
+    # the transport's own depth limit off, so that the core sees (and logs) the message
+    async with (
+        running_server({"max_json_depth": 0}) as url,
+        aiohttp.ClientSession() as session,
+    ):
         ws = await session.ws_connect(
             url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
         )

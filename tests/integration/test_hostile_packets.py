@@ -185,8 +185,13 @@ async def test_pong_flood_of_a_client_that_never_polls_is_bounded() -> None:
         await bystander.sio.disconnect()
 
 
+# The per-socket message rate limit (limits.py) is off where a test floods on purpose: these
+# check the transport's queues and fairness, not that limit.
+NO_RATE_LIMIT = {"message_rate": 0}
+
+
 async def test_polling_client_behind_latency_gets_3mb_of_small_messages() -> None:
-    async with running_server() as url, aiohttp.ClientSession() as session:
+    async with running_server(NO_RATE_LIMIT) as url, aiohttp.ClientSession() as session:
         sender = await _bystander(url)
         receiver = PollingClient(session, url, 4)
         await receiver.login()
@@ -255,7 +260,7 @@ async def test_aborted_post_logs_no_traceback(caplog: pytest.LogCaptureFixture) 
 
 
 async def test_huge_post_of_tiny_packets_lets_others_in() -> None:
-    async with running_server() as url, aiohttp.ClientSession() as session:
+    async with running_server(NO_RATE_LIMIT) as url, aiohttp.ClientSession() as session:
         bystander = await _bystander(url)
         attacker = PollingClient(session, url, 4)
         await attacker.login()
@@ -278,3 +283,20 @@ async def test_no_versions_in_the_server_header() -> None:
             async with session.get(url + path) as r:
                 server = r.headers.get("Server", "")
                 assert "Python" not in server and "aiohttp" not in server, (path, server)
+
+
+async def test_engineio_session_that_never_connects_is_closed_after_the_login_timeout() -> None:
+    async with (
+        running_server({"login_timeout": 0.5}) as url,
+        aiohttp.ClientSession() as session,
+    ):
+        ws = await session.ws_connect(
+            url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        )
+        assert (await ws.receive_str(timeout=TIMEOUT)).startswith("0{")
+        started = time.monotonic()
+        message = await ws.receive(timeout=TIMEOUT)  # no "40": never connects, never logs in
+        while message.type == aiohttp.WSMsgType.TEXT:
+            message = await ws.receive(timeout=TIMEOUT)
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert time.monotonic() - started < 3

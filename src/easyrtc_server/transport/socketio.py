@@ -313,6 +313,8 @@ class LeanTransport:
             "max_send_buffer": options.max_send_buffer,
             "max_poll_packets": options.max_poll_packets,
             "read_timeout": options.http_read_timeout,
+            # a session that never connects to "/" cannot log in either
+            "connect_timeout": options.login_timeout or 45.0,
         }
         settings.update(extra)
         return cls(server, **settings)
