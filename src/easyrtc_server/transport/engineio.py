@@ -255,6 +255,7 @@ class EngineSocket:
         if backlog > self._server.limits.max_send_buffer and not self.closed:
             self.close("slow consumer", graceful=False)
             return
+        self._server.bytes_sent += len(data)
         wt.write(data)
 
     def _wake_poll(self) -> None:
@@ -299,6 +300,7 @@ class EngineSocket:
                 if graceful:
                     data = self.proto.data_to_send()
                     if data:
+                        server.bytes_sent += len(data)
                         wt.write(data)
                     wt.close()
                     self._loop.call_later(_CLOSE_GRACE, wt.abort)
@@ -456,6 +458,10 @@ class EngineIOServer:
         self._waiting_polls: dict[EngineSocket, asyncio.BaseTransport] = {}
         self._poll_watch: asyncio.TimerHandle | None = None
         self._dirty: list[EngineSocket] = []
+        self.bytes_received = 0
+        """Bytes of Engine.IO payload read from clients (websocket frames, POST bodies)."""
+        self.bytes_sent = 0
+        """Bytes written to clients (websocket frames with their headers, poll bodies)."""
         """Websocket sessions with frames queued in this pass of the loop (see `_flush_soon`)."""
         self._wheel: TimerWheel[EngineSocket] = TimerWheel(
             _wheel_resolution(self.limits), EngineSocket._heartbeat
@@ -672,6 +678,7 @@ class EngineIOServer:
 
     def _poll_response(self, request: web.BaseRequest, sock: EngineSocket) -> web.Response:
         body = sock.proto.poll_body()
+        self.bytes_sent += len(body)
         if sock.proto.finished:
             self._forget(sock)
         return web.Response(
@@ -726,6 +733,7 @@ class EngineIOServer:
             if body is None:
                 sock.close("payload too large", graceful=False)
                 return web.Response(status=413, headers=headers)
+            self.bytes_received += len(body)
             if sock.closed:  # e.g. the client's close packet after ours
                 return web.Response(text="ok", content_type="text/html", headers=headers)
             if not await sock.receive_payload(body, request.content_type):
@@ -820,6 +828,7 @@ class EngineIOServer:
                     data = msg.data
                     if type(data) is not bytes:
                         data = data.encode()
+                    self.bytes_received += len(data)
                     sock._dispatching = True
                     try:
                         if data[:1] == b"4":
@@ -834,6 +843,7 @@ class EngineIOServer:
                     if sock.closed:
                         break
                 elif kind is WSMsgType.BINARY:
+                    self.bytes_received += len(msg.data)
                     sock._dispatching = True
                     try:
                         events = proto.receive_binary_frame(msg.data, loop.time())
