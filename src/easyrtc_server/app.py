@@ -44,7 +44,10 @@ def create_app(
     app[OPERATIONS_KEY] = operations = Operations(server)  # health, metrics, admin, webhooks
     operations.attach(app)
     if transport == "lean":
-        LeanTransport.from_options(server, options).attach(app)
+        lean = LeanTransport.from_options(server, options)
+        lean.attach(app)
+        if operations.metrics is not None:
+            operations.metrics.wire = lean.engine  # bytes in and out
     elif transport == "python-socketio":
         PythonSocketIOTransport(server, options).attach(app)
     else:

@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from aiohttp import web
 from prometheus_client import (
@@ -43,7 +43,7 @@ from .core import COMMANDS
 from .errors import ErrorCode
 from .events import Listener, Member, engine_socket_of
 from .hooks import Hooks
-from .outcome import Outcome, Push
+from .outcome import ACKED, Outcome, Push
 
 if TYPE_CHECKING:
     from .core import Peer
@@ -133,6 +133,9 @@ class Metrics(Listener):
         self._received_other = self._received["other"]
         self._sent = {t: Tally() for t in (*MSG_TYPES, "other")}
         self._sent_other = self._sent["other"]
+        self.wire: WireCounts | None = None
+        """Where the transport counts bytes (the lean aiohttp driver); see ``count_bytes_of``."""
+        self._sent_ack = self._sent["ack"]
         self._errors = {code: Tally() for code in _codes()}
         self.relayed_signals = Tally()
         self.relayed_messages = Tally()
@@ -183,6 +186,9 @@ class Metrics(Listener):
     def sent(self, out: Outcome) -> None:
         counters, other = self._sent, self._sent_other
         for send in out.sends:
+            if send is ACKED:  # the shared plain ack: most replies
+                self._sent_ack.n += 1
+                continue
             msg_type = send.body.get("msgType")
             (counters.get(msg_type) or other).n += 1  # type: ignore[arg-type]
             if msg_type == "error":
@@ -224,6 +230,13 @@ class Metrics(Listener):
 
 def _codes() -> list[str]:
     return [code.value for code in ErrorCode] + ["other"]
+
+
+class WireCounts(Protocol):
+    """A transport that counts the bytes it reads and writes (``EngineIOServer``)."""
+
+    bytes_received: int
+    bytes_sent: int
 
 
 class _TallyCollector(Collector):
@@ -269,6 +282,18 @@ class _TallyCollector(Collector):
             "easyrtcMsg deliveries from one client to another (one per recipient).",
             value=m.relayed_messages.n,
         )
+        wire = m.wire
+        if wire is not None:
+            yield CounterMetricFamily(
+                "easyrtc_received_bytes",
+                "Bytes read from clients: websocket messages and long-polling POST bodies.",
+                value=wire.bytes_received,
+            )
+            yield CounterMetricFamily(
+                "easyrtc_sent_bytes",
+                "Bytes written to clients: websocket frames and long-polling responses.",
+                value=wire.bytes_sent,
+            )
 
 
 class _StateCollector(Collector):

@@ -18,6 +18,8 @@ from .state import State
 from .validation import MISSING
 
 _BARE_SIGNALS = frozenset(("reject", "hangup"))
+_JSON_CONTAINERS = frozenset((dict, list))
+"""What parsed JSON objects and arrays are (exactly: the parsers make no subclasses)."""
 
 
 def relay_signal(state: State, conn: Connection, msg: Json) -> Outcome:
@@ -27,7 +29,7 @@ def relay_signal(state: State, conn: Connection, msg: Json) -> Outcome:
     if msg_type in _BARE_SIGNALS:
         if data is not MISSING:
             return refusal(state.now(), conn.easyrtcid, msg_type, ErrorCode.MSG_REJECT_BAD_DATA)
-    elif not (isinstance(data, dict | list) and data):
+    elif not (type(data) in _JSON_CONTAINERS and data):
         return refusal(state.now(), conn.easyrtcid, msg_type, ErrorCode.MSG_REJECT_BAD_DATA)
     target_id = msg.get("targetEasyrtcid")
     target = conn.app.connections.get(target_id) if type(target_id) is str else None
@@ -36,12 +38,22 @@ def relay_signal(state: State, conn: Connection, msg: Json) -> Outcome:
         if not _is_easyrtcid(conn, target_id):
             code = ErrorCode.MSG_REJECT_BAD_STRUCTURE
         return refusal(state.now(), conn.easyrtcid, msg_type, code)
-    body: Json = {"senderEasyrtcid": conn.easyrtcid}
-    if data is not MISSING:
-        body["msgData"] = data
-    body["easyrtcid"] = target.easyrtcid
-    body["msgType"] = msg_type
-    body["serverTime"] = state.now()
+    # one dict display each (the key order is the wire's)
+    if data is MISSING:
+        body = {
+            "senderEasyrtcid": conn.easyrtcid,
+            "easyrtcid": target.easyrtcid,
+            "msgType": msg_type,
+            "serverTime": state.now(),
+        }
+    else:
+        body = {
+            "senderEasyrtcid": conn.easyrtcid,
+            "msgData": data,
+            "easyrtcid": target.easyrtcid,
+            "msgType": msg_type,
+            "serverTime": state.now(),
+        }
     return Outcome([Push(target.easyrtcid, "easyrtcCmd", body), ACKED])
 
 

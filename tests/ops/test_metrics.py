@@ -203,3 +203,29 @@ async def test_connections_are_counted_by_transport() -> None:
     assert value(samples, by_transport, transport="websocket") == 2
     assert value(samples, "easyrtc_connections_opened_total", transport="polling") == 1
     assert value(samples, "easyrtc_connections", state="authenticated") == 1
+
+
+async def test_bytes_in_and_out_are_counted() -> None:
+    async with served() as (_, url), aiohttp.ClientSession() as session:
+        _, before = await scrape(url + "/metrics")
+        ws = await session.ws_connect(
+            url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        )
+        received = [await ws.receive_str(timeout=10)]  # the open packet
+        login = (
+            '421["easyrtcAuth",{"msgType":"authenticate","msgData":{"apiVersion":"1.1.1-beta"}}]'
+        )
+        sent = ["40", login]
+        await ws.send_str(sent[0])
+        received.append(await ws.receive_str(timeout=10))  # connected
+        await ws.send_str(sent[1])
+        received.append(await ws.receive_str(timeout=10))  # the token
+        _, after = await scrape(url + "/metrics")
+        await ws.close()
+    bytes_in = value(after, "easyrtc_received_bytes_total") - value(
+        before, "easyrtc_received_bytes_total"
+    )
+    bytes_out = value(after, "easyrtc_sent_bytes_total") - value(before, "easyrtc_sent_bytes_total")
+    assert bytes_in == sum(len(text) for text in sent)
+    payload = sum(len(text.encode()) for text in received)
+    assert payload < bytes_out <= payload + 4 * len(received)  # each frame's header: 2 to 4 bytes

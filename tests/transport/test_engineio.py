@@ -622,6 +622,56 @@ async def test_server_errors_are_contained_and_acks_sent_once() -> None:
         assert await recv_skipping_pings(ws) == "433[3]"
 
 
+async def test_acks_carry_the_event_ack_id_as_a_number() -> None:
+    """The plain ack (encoded once) and any other reply go back under the event's ack id,
+    written as a number ("007" as 7), as socket.io's own server writes it."""
+    async with lean_server() as run, raw_ws(run) as ws:
+        await ws_connect_v4(ws)
+        await ws.send_str('427["echo",{"msgType":"ack"}]')
+        assert await recv_skipping_pings(ws) == '437[{"msgType":"ack"}]'
+        await ws.send_str('42007["echo",{"msgType":"ack"}]')
+        assert await recv_skipping_pings(ws) == '437[{"msgType":"ack"}]'
+        await ws.send_str('420["echo",{"msgType":"ack","msgData":null}]')
+        assert await recv_skipping_pings(ws) == '430[{"msgType":"ack","msgData":null}]'
+        await ws.send_str('429007199254740993["echo",["ack"]]')
+        assert await recv_skipping_pings(ws) == '439007199254740993[["ack"]]'
+
+
+class _FailingWrites:
+    """A connection whose writes fail (a bug or a broken transport), otherwise open."""
+
+    def write(self, data: bytes) -> None:
+        raise OSError("write failed on purpose")
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def test_a_failing_write_does_not_hold_back_other_sockets() -> None:
+    """The frames of one pass of the loop go out together; a socket whose write fails costs
+    only itself: the next socket still gets its frame, and the failed one later frames."""
+    async with lean_server() as run, raw_ws(run) as broken, raw_ws(run) as ws:
+        await ws_connect_v4(broken)
+        await ws_connect_v4(ws)
+        await run.server.wait(lambda: len(run.server.open_peers) == 2)
+        link = run.server.peers[0].link
+        assert isinstance(link, SocketLink)
+        sock = link.engine_socket
+        real = sock._wt
+        sock._wt = _FailingWrites()  # type: ignore[assignment]
+        try:
+            await ws.send_str('42["bcast","one"]')  # to the broken socket first, then to ws
+            assert await recv_skipping_pings(ws) == '42["bcast","one"]'
+        finally:
+            sock._wt = real
+        await ws.send_str('42["bcast","two"]')
+        assert await recv_skipping_pings(ws) == '42["bcast","two"]'
+        assert await recv_skipping_pings(broken) == '42["bcast","two"]'
+
+
 # -- heartbeats ------------------------------------------------------------------------------------
 
 

@@ -217,7 +217,10 @@ class EngineSocket:
 
     def send_packet(self, packet: bytes) -> None:
         """Queue one text packet (type digit first). Never waits; dropped once closed."""
-        result = self.proto.send(packet)
+        if self._wt is not None:  # a websocket: frame it here, as ``send_prepared`` does
+            result = self.proto.send_frame(ws_frame(packet))
+        else:
+            result = self.proto.send(packet)
         if result:
             self._after_send(result)
 
@@ -236,7 +239,7 @@ class EngineSocket:
         elif self._wt is not None:
             # Frames queued during one pass of the event loop go out in one write (one
             # syscall): a reader handling a burst of messages answers them all at once.
-            self._loop.call_soon(self._flush)
+            self._server._flush_soon(self)
         else:
             self._wake_poll()
 
@@ -252,6 +255,7 @@ class EngineSocket:
         if backlog > self._server.limits.max_send_buffer and not self.closed:
             self.close("slow consumer", graceful=False)
             return
+        self._server.bytes_sent += len(data)
         wt.write(data)
 
     def _wake_poll(self) -> None:
@@ -296,6 +300,7 @@ class EngineSocket:
                 if graceful:
                     data = self.proto.data_to_send()
                     if data:
+                        server.bytes_sent += len(data)
                         wt.write(data)
                     wt.close()
                     self._loop.call_later(_CLOSE_GRACE, wt.abort)
@@ -452,6 +457,12 @@ class EngineIOServer:
         self._ws_kwargs = _ws_response_kwargs(self.limits.max_payload)
         self._waiting_polls: dict[EngineSocket, asyncio.BaseTransport] = {}
         self._poll_watch: asyncio.TimerHandle | None = None
+        self._dirty: list[EngineSocket] = []
+        self.bytes_received = 0
+        """Bytes of Engine.IO payload read from clients (websocket frames, POST bodies)."""
+        self.bytes_sent = 0
+        """Bytes written to clients (websocket frames with their headers, poll bodies)."""
+        """Websocket sessions with frames queued in this pass of the loop (see `_flush_soon`)."""
         self._wheel: TimerWheel[EngineSocket] = TimerWheel(
             _wheel_resolution(self.limits), EngineSocket._heartbeat
         )
@@ -507,6 +518,22 @@ class EngineIOServer:
         if handle is not None:
             sock._forget_handle = None
             handle.cancel()
+
+    def _flush_soon(self, sock: EngineSocket) -> None:
+        """Write ``sock``'s frames at the end of this pass of the event loop, with those of every
+        other socket written to in it: one callback per pass, not one per socket."""
+        dirty = self._dirty
+        if not dirty:
+            sock._loop.call_soon(self._flush_dirty)
+        dirty.append(sock)
+
+    def _flush_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for sock in dirty:
+            try:
+                sock._flush()
+            except Exception:  # one socket's failure must not hold back the others' frames
+                log.exception("could not write to %r", sock)
 
     def new_sid(self) -> str:
         while True:
@@ -651,6 +678,7 @@ class EngineIOServer:
 
     def _poll_response(self, request: web.BaseRequest, sock: EngineSocket) -> web.Response:
         body = sock.proto.poll_body()
+        self.bytes_sent += len(body)
         if sock.proto.finished:
             self._forget(sock)
         return web.Response(
@@ -705,6 +733,7 @@ class EngineIOServer:
             if body is None:
                 sock.close("payload too large", graceful=False)
                 return web.Response(status=413, headers=headers)
+            self.bytes_received += len(body)
             if sock.closed:  # e.g. the client's close packet after ours
                 return web.Response(text="ok", content_type="text/html", headers=headers)
             if not await sock.receive_payload(body, request.content_type):
@@ -799,6 +828,7 @@ class EngineIOServer:
                     data = msg.data
                     if type(data) is not bytes:
                         data = data.encode()
+                    self.bytes_received += len(data)
                     sock._dispatching = True
                     try:
                         if data[:1] == b"4":
@@ -813,6 +843,7 @@ class EngineIOServer:
                     if sock.closed:
                         break
                 elif kind is WSMsgType.BINARY:
+                    self.bytes_received += len(msg.data)
                     sock._dispatching = True
                     try:
                         events = proto.receive_binary_frame(msg.data, loop.time())

@@ -118,7 +118,11 @@ class SocketLink:
     async def send(self, event: str, data: Any) -> None:
         """Push one event (no ack requested); queues and returns at once."""
         if self.connected:
-            self._sock.send_packet(b"42" + _dumps([event, data]))
+            try:
+                packet = b"42" + orjson.dumps([event, data])
+            except orjson.JSONEncodeError:  # nested beyond orjson's 254 levels
+                packet = b"42" + _dumps([event, data])
+            self._sock.send_packet(packet)
         elif self._early is not None:
             self._early.append(b"42" + _dumps([event, data]))
 
@@ -191,16 +195,23 @@ def _dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _make_ack(sock: EngineSocket, ack_id: int) -> Ack:
-    prefix = b"43" + str(ack_id).encode()
+_PLAIN_ACK: Final = {"msgType": "ack"}
+_PLAIN_ACK_ARGS: Final = orjson.dumps([_PLAIN_ACK])
+"""EasyRTC's success reply, the acknowledgement of nearly every event: encoded once. Compared
+by value (a one-key dict compares in a few dozen nanoseconds), so a caller may pass any dict."""
+
+
+def _make_ack(sock: EngineSocket, ack_id: bytes) -> Ack:
+    """The acknowledgement callable of one event; ``ack_id``: the id in digits, no leading 0."""
     sent = False
 
     async def ack(arg: Any) -> None:
         nonlocal sent
         if not sent:
-            packet = prefix + _dumps([arg])  # may raise: the caller can then send another reply
+            # may raise (not encodable): the caller can then send another reply
+            args = _PLAIN_ACK_ARGS if arg == _PLAIN_ACK else _dumps([arg])
             sent = True
-            sock.send_packet(packet)
+            sock.send_packet(b"43" + ack_id + args)
 
     return ack
 
@@ -364,21 +375,26 @@ class LeanTransport:
                 head = data[1:start]
                 if not head or head.isdigit():
                     try:
-                        if self.max_json_depth is None:
-                            args = orjson.loads(data[start:])
-                        else:
-                            args = self._loads(data[start:])
-                    except _TooDeep:
-                        self._refuse_too_deep(sock, int(head) if head else None)
-                        return
-                    except (_BadPacket, ValueError) as exc:
+                        args = orjson.loads(data[start:])
+                    except ValueError as exc:
                         log.info("closing %r: %s", sock, exc)
                         sock.close("parse error", graceful=False)
+                        return
+                    limit = self.max_json_depth
+                    # as deep as that takes that many brackets (the head has none)
+                    if (
+                        limit is not None
+                        and data.count(b"[") + data.count(b"{") > limit
+                        and _too_deep(args, limit)
+                    ):
+                        self._refuse_too_deep(sock, int(head) if head else None)
                         return
                     if type(args) is not list or not args or type(args[0]) is not str:
                         sock.close("parse error", graceful=False)
                         return
-                    ack = _make_ack(sock, int(head)) if head else None
+                    if head[:1] == b"0" and len(head) > 1:  # "007" is sent back as "7"
+                        head = str(int(head)).encode()
+                    ack = _make_ack(sock, head) if head else None
                     try:
                         await self.server.receive(
                             link.peer, args[0], args[1] if len(args) > 1 else None, ack
@@ -485,7 +501,7 @@ class LeanTransport:
         if link is None or nsp != "/":
             return
         data = args[1] if len(args) > 1 else None
-        ack = None if ack_id is None else _make_ack(sock, ack_id)
+        ack = None if ack_id is None else _make_ack(sock, str(ack_id).encode())
         try:
             await self.server.receive(link.peer, args[0], data, ack)
         except Exception:
