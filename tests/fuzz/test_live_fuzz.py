@@ -24,6 +24,7 @@ from easyrtc_server.app import create_app
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
 from support.ports import free_port
+from support.rawsocket import connected_socket
 
 TIMEOUT = 10.0
 FUZZ = Path(__file__).resolve().parents[2] / "bench" / "fuzz.py"
@@ -89,16 +90,6 @@ def live() -> Iterator[tuple[LiveServer, Errors]]:
         root.removeHandler(errors)
 
 
-async def _socket(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
-    ws = await session.ws_connect(
-        url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
-    )
-    assert (await ws.receive_str(timeout=TIMEOUT)).startswith("0{")
-    await ws.send_str("40")
-    assert (await ws.receive_str(timeout=TIMEOUT)).startswith("40")
-    return ws
-
-
 async def _ack(ws: aiohttp.ClientWebSocketResponse, ack_id: int) -> Any:
     """The acknowledgement ``ack_id``, skipping pushes and pings; None if the socket closed."""
     prefix = f"43{ack_id}["
@@ -114,7 +105,7 @@ async def _ack(ws: aiohttp.ClientWebSocketResponse, ack_id: int) -> Any:
 
 async def _still_serving(url: str) -> None:
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(session, url)
+        ws = await connected_socket(session, url)
         await ws.send_str("4277" + json.dumps(["easyrtcAuth", AUTH]))
         token = await _ack(ws, 77)
         assert token is not None and token["msgType"] == "token", token
@@ -173,7 +164,7 @@ def test_raw_frames_never_break_the_server(
 ) -> None:
     async def send() -> None:
         async with aiohttp.ClientSession() as session:
-            ws = await _socket(session, live[0].url)
+            ws = await connected_socket(session, live[0].url)
             if login:
                 await ws.send_str("421" + json.dumps(["easyrtcAuth", AUTH]))
                 assert await _ack(ws, 1) is not None
@@ -200,7 +191,7 @@ def test_easyrtc_payloads_get_an_answer_or_a_close(
 ) -> None:
     async def send() -> None:
         async with aiohttp.ClientSession() as session:
-            ws = await _socket(session, live[0].url)
+            ws = await connected_socket(session, live[0].url)
             await ws.send_str("421" + json.dumps(["easyrtcAuth", AUTH]))
             assert (await _ack(ws, 1))["msgType"] == "token"
             for ack_id, body in enumerate(bodies, start=2):

@@ -15,18 +15,9 @@ import pytest
 from support.client import TIMEOUT, Client
 from support.ours import running_server
 from support.polling import PollingClient
+from support.rawsocket import connected_socket
 
 AUTH = {"msgType": "authenticate", "msgData": {"apiVersion": "1.1.1-beta"}}
-
-
-async def _raw_socket(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
-    ws = await session.ws_connect(
-        url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
-    )
-    assert (await ws.receive_str(timeout=TIMEOUT)).startswith("0{")
-    await ws.send_str("40")
-    assert (await ws.receive_str(timeout=TIMEOUT)).startswith("40")
-    return ws
 
 
 async def test_payload_5000_levels_deep_closes_only_its_own_socket() -> None:
@@ -34,7 +25,7 @@ async def test_payload_5000_levels_deep_closes_only_its_own_socket() -> None:
         bystander = Client()
         await bystander.connect(url)
         await bystander.login()
-        ws = await _raw_socket(session, url)
+        ws = await connected_socket(session, url)
         await ws.send_str("421" + json.dumps(["easyrtcAuth", AUTH]))
         assert (await ws.receive_str(timeout=TIMEOUT)).startswith("431")
         deep = '{"d":' * 5000 + "1" + "}" * 5000
@@ -57,12 +48,12 @@ async def test_payload_5000_levels_deep_closes_only_its_own_socket() -> None:
 
 async def test_null_and_absent_payloads_get_errors() -> None:
     async with running_server() as url, aiohttp.ClientSession() as session:
-        ws = await _raw_socket(session, url)
+        ws = await connected_socket(session, url)
         await ws.send_str('421["easyrtcAuth",null]')
         reply = await ws.receive_str(timeout=TIMEOUT)
         assert reply.startswith("431")
         assert json.loads(reply[3:])[0]["msgData"]["errorCode"] == "LOGIN_BAD_AUTH"
-        ws2 = await _raw_socket(session, url)
+        ws2 = await connected_socket(session, url)
         await ws2.send_str("421" + json.dumps(["easyrtcAuth", AUTH]))
         await ws2.receive_str(timeout=TIMEOUT)
         for packet in ('422["easyrtcCmd"]', '423["easyrtcMsg",null]'):
@@ -97,7 +88,7 @@ async def _still_serves(url: str, bystander: Client, members: int) -> None:
 async def _logged_in_ws(
     session: aiohttp.ClientSession, url: str
 ) -> aiohttp.ClientWebSocketResponse:
-    ws = await _raw_socket(session, url)
+    ws = await connected_socket(session, url)
     await ws.send_str("421" + json.dumps(["easyrtcAuth", AUTH]))
     assert (await ws.receive_str(timeout=TIMEOUT)).startswith("431")
     return ws

@@ -15,6 +15,7 @@ from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
 from support.client import TIMEOUT, Client
 from support.ours import running_server, serving
+from support.rawsocket import connected_socket
 
 AUTH = {"msgType": "authenticate", "msgData": {"apiVersion": "1.1.1-beta"}}
 DEEP_TYPE = "[" * 1000 + "1" + "]" * 1000  # about 2 KB: orjson and json both fail to encode it
@@ -24,12 +25,7 @@ CORE_CHECKS = {"max_json_depth": 0}
 
 
 async def _raw_login(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
-    ws = await session.ws_connect(
-        url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
-    )
-    assert (await ws.receive_str(timeout=TIMEOUT)).startswith("0{")
-    await ws.send_str("40")
-    assert (await ws.receive_str(timeout=TIMEOUT)).startswith("40")
+    ws = await connected_socket(session, url)
     await ws.send_str("421" + json.dumps(["easyrtcAuth", AUTH]))
     reply = await ws.receive_str(timeout=TIMEOUT)
     assert reply.startswith("431") and '"token"' in reply, reply
