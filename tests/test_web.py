@@ -496,10 +496,6 @@ async def test_files_removed_after_start_give_404(site: Path, make_client: MakeC
 
 # --- the real npm packages -------------------------------------------------------------------
 
-needs_npm = pytest.mark.skipif(
-    not (PACKAGE / "api" / "easyrtc.js").is_file(), reason="npm packages not installed"
-)
-
 
 @pytest.fixture
 async def real_client(make_client: MakeClient, monkeypatch: pytest.MonkeyPatch) -> Client:
@@ -509,7 +505,6 @@ async def real_client(make_client: MakeClient, monkeypatch: pytest.MonkeyPatch) 
     return await make_client(files, demos_dir=PACKAGE / "demos")
 
 
-@needs_npm
 @pytest.mark.parametrize(
     ("path", "on_disk", "content_type"),
     [
@@ -545,7 +540,6 @@ async def test_real_client_files(
     assert await resp.read() == (REPO / "node_modules" / on_disk).read_bytes()
 
 
-@needs_npm
 @pytest.mark.parametrize(
     "target",
     [
@@ -570,10 +564,6 @@ LEGACY = REPO / "node_modules" / "open-easyrtc-v2"
 LEGACY_BUNDLE = REPO / "node_modules" / "socket.io-client-v2" / "dist" / "socket.io.js"
 
 
-@pytest.mark.skipif(
-    not (LEGACY / "api" / "easyrtc.js").is_file() or not LEGACY_BUNDLE.is_file(),
-    reason="npm devDependencies open-easyrtc-v2 / socket.io-client-v2 not installed",
-)
 @pytest.mark.parametrize("client_dir", [LEGACY, LEGACY / "api"], ids=["package", "api"])
 async def test_app_serves_the_legacy_client_with_the_given_bundle(client_dir: Path) -> None:
     from easyrtc_server.app import create_app

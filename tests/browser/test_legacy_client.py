@@ -26,10 +26,12 @@ SCRIPTS = {
     "/socket.io/socket.io.js": LEGACY_SOCKETIO,
 }
 
-pytestmark = pytest.mark.skipif(
-    not all(path.is_file() for path in SCRIPTS.values()),
-    reason="npm devDependencies open-easyrtc-v2 / socket.io-client-v2 missing: run `npm ci`",
-)
+
+def test_the_legacy_client_files_are_installed() -> None:
+    """``script/setup`` installs the npm devDependencies these tests serve."""
+    missing = [str(path) for path in SCRIPTS.values() if not path.is_file()]
+    assert not missing, f"run `npm ci`: missing {missing}"
+
 
 # JavaScript run in a page: what the socket.io connection of easyrtc really is.
 ENGINE_INFO = """() => {
