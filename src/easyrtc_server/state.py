@@ -316,7 +316,9 @@ class State:
     def settle(self, out: Outcome, sender: str | None) -> Outcome:
         """``out`` with each recipient caught up on its rooms' pending changes before its first
         send (a reply goes to ``sender``)."""
-        early, self._early = self._early, set()
+        early = self._early
+        if early:  # no new set per outcome on the hot path, where it stays empty
+            self._early = set()
         if not self.pending_rooms:
             return out
         sends: list[Send] = []
