@@ -26,7 +26,6 @@ import json
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from liveserver import free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).with_name("easyrtc-server")
@@ -517,26 +517,6 @@ async def _progress(stats: Stats, total: int, start: float) -> None:
         await asyncio.sleep(30)
         rate = stats.sent / (time.monotonic() - start)
         print(f"{stats.sent:,}/{total:,} sent ({rate:,.0f}/s)", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(400):
-        if proc.poll() is not None:
-            raise SystemExit("the server exited at start")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        return
-    raise SystemExit("the server did not start")
 
 
 def main() -> int:

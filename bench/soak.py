@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from liveserver import free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = ("soakA", "soakB", "soakC")
@@ -362,28 +363,6 @@ async def soak(url: str, duration: float, clients: int, pause: float) -> dict[st
         "final_state": state,
         "problems": problems,
     }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(400):
-        if proc.poll() is not None:
-            raise SystemExit("the server exited at start")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        return
-    raise SystemExit("the server did not start")
 
 
 def main() -> int:
