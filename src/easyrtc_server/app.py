@@ -9,6 +9,7 @@ from aiohttp import web
 
 from . import shutdown
 from .clientfiles import find_client_files
+from .cluster.node import ClusterNode
 from .operations import OPERATIONS_KEY, Operations
 from .options import Options
 from .server import EasyRtcServer
@@ -41,6 +42,12 @@ def create_app(
     app[SERVER_KEY] = server
     app.on_response_prepare.append(_plain_server_header)
     shutdown.install(app, server)  # before the transport's own shutdown closes every socket
+    if options.redis_url is not None and server.cluster is None:
+        server.cluster = ClusterNode(server, options)
+    if server.cluster is not None:  # a node of a cluster: joins it at start, leaves at the end
+        node = server.cluster
+        app.on_startup.append(lambda _app: node.start())
+        app.on_cleanup.append(lambda _app: node.stop())
     app[OPERATIONS_KEY] = operations = Operations(server)  # health, metrics, admin, webhooks
     operations.attach(app)
     if transport == "lean":

@@ -25,7 +25,7 @@ from .config import ConfigError, Setting, load_options, to_toml
 from .jwtauth import JwtAuth
 from .options import LOG_FORMATS, LOG_LEVELS, TRANSPORTS, Options
 from .server import EasyRtcServer
-from .startup import announce, config_sources, listen_error
+from .startup import ALONE, announce, config_sources, listen_error
 
 _DEFAULTS = Options()
 _AFTER_DRAIN = 1.0
@@ -107,6 +107,22 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     help="Log every HTTP request, socket.io polls included.",
 )
 @click.option(
+    "--redis",
+    "redis_url",
+    help="redis://HOST:PORT/DB: run as a node of a cluster sharing this Redis "
+    "(default: one process, no Redis).",
+)
+@click.option(
+    "--cluster",
+    "cluster_name",
+    help=f"Name of the cluster (namespaces its Redis keys).  [default: {_DEFAULTS.cluster_name}]",
+)
+@click.option(
+    "--workers",
+    type=int,
+    help="Processes serving this port as nodes of one cluster (needs --redis).  [default: 1]",
+)
+@click.option(
     "--print-config",
     is_flag=True,
     help="Print the effective configuration as TOML (secrets hidden) and exit.",
@@ -123,6 +139,9 @@ def main(
     transport: str | None,
     log_format: str | None,
     access_log: bool | None,
+    redis_url: str | None,
+    cluster_name: str | None,
+    workers: int | None,
     print_config: bool,
 ) -> None:
     """A drop-in EasyRTC signaling server.
@@ -153,6 +172,12 @@ def main(
         given["log_format"] = ("--log-format", log_format)
     if access_log:
         given["access_log_enable"] = ("--access-log", True)
+    if redis_url is not None:
+        given["redis_url"] = ("--redis", redis_url)
+    if cluster_name is not None:
+        given["cluster_name"] = ("--cluster", cluster_name)
+    if workers is not None:
+        given["workers"] = ("--workers", workers)
     overrides = {
         name: Setting(value, f"command line {flag}") for name, (flag, value) in given.items()
     }
@@ -163,6 +188,11 @@ def main(
     if print_config:
         click.echo(to_toml(options), nl=False)
         return
+    if options.workers > 1 and options.redis_url is None:
+        raise click.ClickException(
+            f"--workers {options.workers} needs --redis: the workers are nodes of one cluster, "
+            "and a cluster keeps what they share (rooms, who is connected where) in Redis"
+        )
     server = EasyRtcServer(options, hooks=JwtAuth.from_options(options))
     logformat.configure(options, server)
     logging.getLogger("easyrtc_server").info(
@@ -170,13 +200,14 @@ def main(
     )
     sources = config_sources(config_file, os.environ, (flag for flag, _ in given.values()))
     app = create_app(server=server)
+    role = server.cluster.role if server.cluster is not None else ALONE
     app.on_shutdown.insert(0, shutdown.exit_on_second_signal)
     try:
         web.run_app(
             app,
             host=options.host,
             port=options.port,
-            print=lambda _: announce(options, sources),
+            print=lambda _: announce(options, sources, role),
             loop=_event_loop(),
             access_log_class=logformat.access_logger_class(options),
             shutdown_timeout=_AFTER_DRAIN,

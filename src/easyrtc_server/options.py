@@ -223,6 +223,16 @@ class Options(ProtocolOptions):
     http_read_timeout: float = 10.0
     """Seconds a long-polling POST body may take to arrive."""
 
+    # Cluster (``cluster/``): several processes or machines serve one EasyRTC world over Redis
+    redis_url: str | None = field(default=None, repr=False)
+    """``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``; a password may be in it): this
+    process becomes a node of a cluster. Unset: one process, state in memory (the default)."""
+    cluster_name: str = "easyrtc"
+    """Namespace of the cluster's Redis keys and channels: several clusters can share a Redis."""
+    workers: int = 1
+    """Processes started on this host serving the same port (``SO_REUSEPORT``) as nodes of one
+    cluster; more than 1 needs ``redis_url``."""
+
     @property
     def protocol(self) -> ProtocolOptions:
         """The protocol options alone, as an application carries them."""
@@ -240,9 +250,9 @@ def _names(cls: type[ProtocolOptions]) -> frozenset[str]:
 
 
 SECRET_OPTIONS: frozenset[str] = frozenset(
-    ("turn_secret", "jwt_secret", "admin_token", "webhook_secret")
+    ("turn_secret", "jwt_secret", "admin_token", "webhook_secret", "redis_url")
 )
-"""Options never printed or logged."""
+"""Options never printed or logged (``redis_url`` may hold a password)."""
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 TRANSPORTS = ("lean", "python-socketio")
@@ -336,6 +346,9 @@ _OPTIONAL_STRINGS = frozenset(
 )
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
 _LIMIT_COUNTS = frozenset(
     (
         "max_connections",
@@ -382,6 +395,23 @@ def _checked(name: str, value: Any) -> Any:
     elif name in ("port", "metrics_port"):
         if not _is_int(value) or not 0 <= value <= 65535:
             raise OptionsError(f"option {name!r} must be a port number (0-65535), got {value!r}")
+    elif name == "redis_url":
+        if value is not None and (
+            not isinstance(value, str) or not value.startswith(_REDIS_SCHEMES)
+        ):
+            raise OptionsError(
+                "option 'redis_url' must be a redis://, rediss:// or unix:// URL", name
+            )
+    elif name == "cluster_name":
+        if not isinstance(value, str) or not _CLUSTER_NAME.fullmatch(value):
+            raise OptionsError(
+                "option 'cluster_name' must be 1-64 letters, digits, '_', '.' or '-'", name
+            )
+    elif name == "workers":
+        if not _is_int(value) or not 1 <= value <= 256:
+            raise OptionsError(
+                f"option 'workers' must be a whole number from 1 to 256, got {value!r}"
+            )
     elif name == "webhook_max_attempts":
         if not _is_int(value) or value < 1:
             raise OptionsError(f"option {name!r} must be a whole number >= 1, got {value!r}")

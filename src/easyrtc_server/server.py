@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import control
 from .core import Core
@@ -37,6 +37,9 @@ from .model import Connection, Peer
 from .options import Options
 from .outcome import Outcome, Reply
 from .transport import Ack, Link
+
+if TYPE_CHECKING:
+    from .cluster.node import ClusterNode
 
 log = logging.getLogger("easyrtc_server")
 
@@ -64,6 +67,7 @@ class EasyRtcServer:
         self.events = ServerEvents()  # ops: metrics, webhooks, admin (events.py)
         self.draining = False  # set while shutting down: /readyz answers 503
         self.guard = Guard(self.options, self.core.now)  # connection and rate limits
+        self.cluster: ClusterNode | None = None  # set when this process is a cluster node
 
     # -- the transport seam ------------------------------------------------------------------
 

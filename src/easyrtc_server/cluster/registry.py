@@ -1,0 +1,155 @@
+"""Which nodes of a cluster are alive, and where other nodes reach them.
+
+Each node keeps a key ``{cluster}:alive:{node_id}`` with a TTL (``ALIVE_TTL``) and refreshes it
+every third of that; the value is its ``NodeInfo`` (the URL that forwarded Engine.IO requests go
+to, its pid and start time). A node whose key expired is dead: its clients are reaped
+(``docs/cluster.md``). Losing Redis is logged once when it happens and once when it is back, not
+per refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .keys import ClusterKeys
+
+log = logging.getLogger("easyrtc_server.cluster")
+
+ALIVE_TTL = 6.0
+"""Seconds a node's alive key outlives its last refresh."""
+URL_CACHE_TTL = 1.0
+"""Seconds a looked-up node URL is trusted without asking Redis again."""
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    node_id: str
+    url: str | None = None
+    """Base URL (``http://host:port``) other nodes forward this node's Engine.IO requests to."""
+    pid: int = field(default_factory=os.getpid)
+    started: int = field(default_factory=lambda: int(time.time() * 1000))
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {"node": self.node_id, "url": self.url, "pid": self.pid, "started": self.started}
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> NodeInfo:
+        data: dict[str, Any] = orjson.loads(raw)
+        return cls(str(data["node"]), data.get("url"), int(data["pid"]), int(data["started"]))
+
+
+class NodeRegistry:
+    """This node's alive key, and lookups of the others'."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: ClusterKeys,
+        info: NodeInfo,
+        *,
+        ttl: float = ALIVE_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.info = info
+        self.ttl = ttl
+        self._clock = clock
+        self.connected = False
+        """The last refresh reached Redis."""
+        self.on_lost: list[Callable[[], Any]] = []
+        """Called (sync) once when Redis stops answering."""
+        self.on_back: list[Callable[[], Any]] = []
+        """Called (sync) once when it answers again."""
+        self._urls: dict[str, tuple[str | None, float]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._lost_logged = False
+
+    async def announce(self) -> None:
+        """Write (or refresh) this node's alive key."""
+        await self.redis.set(
+            self.keys.alive(self.info.node_id), self.info.encode(), px=int(self.ttl * 1000)
+        )
+
+    async def start(self) -> None:
+        """Announce this node, then keep its alive key fresh in the background until ``stop``.
+        A Redis that does not answer yet is logged, not fatal: the node serves and retries."""
+        if self._task is None:
+            await self._refresh()
+            self._task = asyncio.create_task(self._refresh_forever(), name="cluster-registry")
+
+    async def stop(self) -> None:
+        """Stop refreshing and remove the key: the others see this node gone at once."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.delete(self.keys.alive(self.info.node_id))
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        try:
+            await self.announce()
+        except (RedisError, OSError) as exc:
+            self._set_connected(False, exc)
+        else:
+            self._set_connected(True)
+
+    def _set_connected(self, connected: bool, exc: BaseException | None = None) -> None:
+        was = self.connected
+        self.connected = connected
+        if connected and not was:
+            if self._lost_logged:
+                log.warning("Redis is reachable again")
+                self._lost_logged = False
+            for callback in list(self.on_back):
+                callback()
+        elif not connected and (was or not self._lost_logged):
+            if not self._lost_logged:
+                log.error("Redis unreachable (%s): new logins are refused until it is back", exc)
+                self._lost_logged = True
+            if was:
+                for callback in list(self.on_lost):
+                    callback()
+
+    async def url_of(self, node_id: str) -> str | None:
+        """Where node ``node_id`` takes forwarded requests; None if it is not alive."""
+        now = self._clock()
+        cached = self._urls.get(node_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        raw = await self.redis.get(self.keys.alive(node_id))
+        url = NodeInfo.decode(raw).url if raw is not None else None
+        self._urls[node_id] = (url, now + URL_CACHE_TTL)
+        return url
+
+    async def alive_nodes(self) -> dict[str, NodeInfo]:
+        """Every node whose alive key has not expired."""
+        found: dict[str, NodeInfo] = {}
+        keys = [key async for key in self.redis.scan_iter(match=self.keys.alive_pattern)]
+        if not keys:
+            return found
+        for raw in await self.redis.mget(keys):
+            if raw is not None:
+                info = NodeInfo.decode(raw)
+                found[info.node_id] = info
+        return found

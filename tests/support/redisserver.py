@@ -1,0 +1,96 @@
+"""A real ``redis-server`` (Debian's) on a free loopback port, for cluster tests.
+
+It runs as Redis is usually run for a cluster's shared state: no persistence (``--save ""``,
+``--appendonly no``), so a restart comes back empty. ``stop``/``start`` on the same port let
+failure tests take Redis away and bring it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from .ports import free_port
+
+READY = b"Ready to accept connections"
+START_TIMEOUT = 10.0
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return found
+
+
+class RedisServer:
+    """One redis-server process; ``url`` stays the same across ``stop``/``start``."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.process: asyncio.subprocess.Process | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        """Start it and wait for its ready line."""
+        self.process = await asyncio.create_subprocess_exec(
+            redis_server_binary(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--loglevel", "notice",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        lines: list[bytes] = []
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                while READY not in (line := await self.process.stdout.readline()):
+                    if not line:
+                        raise RuntimeError("redis-server exited: " + b"".join(lines).decode())
+                    lines.append(line)
+        except TimeoutError:
+            raise RuntimeError("redis-server did not start: " + b"".join(lines).decode()) from None
+        self._drain = asyncio.create_task(self._discard(self.process.stdout))
+
+    @staticmethod
+    async def _discard(stream: asyncio.StreamReader) -> None:
+        while await stream.read(65536):
+            pass
+
+    async def stop(self, *, kill: bool = False) -> None:
+        """Stop it (SIGTERM, or SIGKILL with ``kill``) and wait until it has exited."""
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        await process.wait()
+        if self._drain is not None:
+            await self._drain
+            self._drain = None
+
+    async def restart(self) -> None:
+        """Stop and start again on the same port: it comes back empty."""
+        await self.stop()
+        await self.start()
+
+
+@asynccontextmanager
+async def running_redis() -> AsyncIterator[RedisServer]:
+    """A fresh, empty redis-server for the duration of the block."""
+    server = RedisServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
