@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from .engineio import (
@@ -34,6 +34,8 @@ from .engineio import (
 from .engineio_protocol import EngineSession, SendResult, TransportKind, ws_frame
 
 __all__ = ["AsgiEngineIO"]
+
+_OVERFLOW: Final = SendResult.OVERFLOW
 
 log = logging.getLogger("easyrtc_server.transport.asgi")
 
@@ -61,7 +63,7 @@ class AsgiSocket(EngineSocket):
         self._direct: DirectWebSocket | None = None
 
     def _after_send(self, result: SendResult) -> None:
-        if result is SendResult.OVERFLOW:
+        if result is _OVERFLOW:
             self._closed_by_protocol()
         elif self._direct is not None:
             # written with every other socket's at the end of this pass, as the aiohttp driver

@@ -256,6 +256,7 @@ class SocketSession:
         "_buffers",
         "_deadline",
         "_held",
+        "_max_depth",
         "_need",
         "_pending",
         "_want_close",
@@ -267,6 +268,7 @@ class SocketSession:
     def __init__(self, eio: int, limits: SessionLimits) -> None:
         self.eio = eio
         self.limits = limits
+        self._max_depth = limits.max_json_depth
         self.state: State = _IDLE
         self._deadline: float | None = None
         self._held: list[bytes] = []
@@ -373,7 +375,7 @@ class SocketSession:
                         args = orjson.loads(data[start:])
                     except ValueError as exc:
                         return ProtocolError(str(exc))
-                    limit = self.limits.max_json_depth
+                    limit = self._max_depth
                     # as deep as that takes that many brackets (the head has none)
                     if (
                         limit is not None
