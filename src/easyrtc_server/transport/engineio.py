@@ -841,6 +841,10 @@ class EngineIOServer:
                             if not eio4:
                                 proto.last_seen = loop.time()
                             await on_message(sock, data[1:], False)
+                        elif data == b"3" and eio4:
+                            # a pong, from every socket every ping interval: no coroutine
+                            proto.receive_packet(data, False, loop.time())
+                            self._wheel.schedule(sock, proto.next_deadline())
                         else:
                             await sock._on_packet(data, False)
                     finally:

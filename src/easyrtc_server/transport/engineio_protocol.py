@@ -57,6 +57,8 @@ RECORD_SEPARATOR: Final = b"\x1e"
 WS_CLOSE_NORMAL: Final = b"\x88\x02\x03\xe8"
 """A websocket close frame with code 1000."""
 _PROBE: Final = b"2probe"
+_PING_FRAME: Final = b"\x81\x012"
+"""The ping packet as a websocket text frame."""
 
 _H16 = struct.Struct("!BBH").pack
 _H64 = struct.Struct("!BBQ").pack
@@ -356,7 +358,9 @@ class EngineSession:
             elif self._ping_due is not None and now >= self._ping_due:
                 self._ping_due = None
                 self._pong_deadline = now + limits.ping_timeout
-                if self.send(b"2") is _OVERFLOW:
+                if self.transport is _WEBSOCKET and self.framed:
+                    self._frames.append(_PING_FRAME)  # framed once for every session
+                elif self.send(b"2") is _OVERFLOW:
                     return [Closed(self.close_reason)]
             return []
         deadline = self.last_seen + limits.ping_interval + limits.ping_timeout
