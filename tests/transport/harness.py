@@ -148,9 +148,14 @@ async def lean_server(
     **options: Any,
 ) -> AsyncIterator[Running]:
     """LeanTransport with an EchoServer on a free loopback port, on aiohttp or (``driver="asgi"``)
-    on its ASGI driver under uvicorn (``uvicorn_options``: more `uvicorn.Config` arguments)."""
+    on its ASGI driver under uvicorn (``uvicorn_options``: more `uvicorn.Config` arguments);
+    ``"asgi-direct"``: uvicorn's websockets-sansio without compression, which the driver writes
+    to directly (`DirectWebSocket`)."""
     server = EchoServer(refuse=refuse, greet=greet)
     transport = LeanTransport(server, **options)
+    if driver == "asgi-direct":
+        driver = "asgi"
+        uvicorn_options = {"ws": "websockets-sansio", "ws_per_message_deflate": False}
     if driver == "asgi":
         async with _uvicorn(transport.asgi_app(), **(uvicorn_options or {})) as url:
             yield Running(url, server, transport)

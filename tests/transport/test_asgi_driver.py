@@ -14,6 +14,13 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from easyrtc_server.transport.asgi_engineio import DirectWebSocket
+from easyrtc_server.transport.engineio_protocol import (
+    EngineSession,
+    SessionLimits,
+    TransportKind,
+    ws_frame,
+)
 from easyrtc_server.transport.socketio import SocketLink
 
 from .harness import TIMEOUT, Running, lean_server
@@ -213,3 +220,47 @@ def _masked_frame(text: str) -> bytes:
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     assert len(payload) < 126
     return bytes((0x81, 0x80 | len(payload))) + mask + masked
+
+
+class _FakeTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class _FakeConn:
+    expect_continuation_frame = False
+    extensions: list[object] = []
+    state = "open"
+
+
+class _FakeUvicornWebSocket:
+    """What `DirectWebSocket` uses of uvicorn's websockets-sansio protocol."""
+
+    def __init__(self) -> None:
+        self.conn = _FakeConn()
+        self.transport = _FakeTransport()
+        self.writable = asyncio.Event()
+        self.disconnected = False
+        self.close_sent = False
+
+
+async def test_packets_held_back_by_flow_control_go_out_before_newer_ones() -> None:
+    owner = _FakeUvicornWebSocket()
+    direct = DirectWebSocket(owner, "open")
+    session = EngineSession("s", 4, TransportKind.WEBSOCKET, SessionLimits(), 0.0, framed=False)
+    session.packets_to_send()  # the open packet
+    writer = asyncio.ensure_future(direct.write([b"4old"]))
+    await asyncio.sleep(0)  # the writer waits: uvicorn holds writes back
+    assert owner.transport.written == []
+    owner.writable.set()  # writes resume; the end-of-pass flush may run before the writer
+    session.send(b"4new")
+    assert not direct.write_now(session)  # it must not overtake the held packet
+    await writer
+    assert direct.write_now(session)
+    assert owner.transport.written == [ws_frame(b"4old"), ws_frame(b"4new")]

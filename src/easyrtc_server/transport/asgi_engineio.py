@@ -137,13 +137,15 @@ class DirectWebSocket:
     have to see every frame); anything else, and the websocket's close, go through ``send``.
     """
 
-    __slots__ = ("_conn", "_open", "_owner")
+    __slots__ = ("_conn", "_open", "_owner", "_waiting")
 
     def __init__(self, owner: Any, open_state: Any) -> None:
         self._owner = owner
         self._conn = owner.conn
         self._open = open_state
         """websockets' ``State.OPEN``."""
+        self._waiting = False
+        """The writer task holds packets until uvicorn takes writes again: newer ones wait."""
 
     @classmethod
     def of(cls, send: Send) -> DirectWebSocket | None:
@@ -181,7 +183,7 @@ class DirectWebSocket:
     def write_now(self, proto: EngineSession) -> bool:
         """Write ``proto``'s queued packets unless uvicorn holds writes back (False then)."""
         owner = self._owner
-        if not owner.writable.is_set():
+        if self._waiting or not owner.writable.is_set():
             return False
         try:
             self._check_open()
@@ -195,7 +197,11 @@ class DirectWebSocket:
     async def write(self, packets: list[bytes]) -> None:
         """Send text packets as websocket frames in one write; raises if the connection is gone."""
         owner = self._owner
-        await owner.writable.wait()
+        self._waiting = True
+        try:
+            await owner.writable.wait()
+        finally:
+            self._waiting = False
         self._check_open()
         owner.transport.write(b"".join([ws_frame(packet) for packet in packets]))
 
