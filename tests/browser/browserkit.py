@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, expect
+
+from easyrtc_server.core import Peer
+from easyrtc_server.events import Listener
+from easyrtc_server.outcome import Outcome, Push
+from easyrtc_server.transport import Link
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMOS_DIR = ROOT / "src" / "easyrtc_server" / "demos"
@@ -34,6 +40,21 @@ CHROMIUM_ARGS = [
 
 expect.set_options(timeout=TIMEOUT_MS)
 
+# Init script: easyrtc.js logs what it does (signals sent and received, data channel events) to
+# the console from the moment it loads, so a failed test's page logs tell the whole story.
+EASYRTC_DEBUG = """(() => {
+  Object.defineProperty(window, "easyrtc", {
+    configurable: true,
+    set(client) {
+      const plain = { value: client, writable: true, configurable: true, enumerable: true };
+      Object.defineProperty(window, "easyrtc", plain);
+      if (client && typeof client.enableDebug === "function") {
+        client.enableDebug(true);
+      }
+    },
+  });
+})();"""
+
 # JavaScript run in a page: the state of the RTCPeerConnection to one peer ("none" if absent).
 PEER_CONNECTION_STATE = """(peer) => {
     const pc = easyrtc.getPeerConnectionByUserId(peer);
@@ -43,6 +64,32 @@ PEER_CONNECTION_STATE = """(peer) => {
 # JavaScript run in a page: does this <video> show a live remote stream?
 VIDEO_PLAYS = """(video) => video.videoWidth > 0 && video.srcObject !== null
     && video.srcObject.getVideoTracks().some((track) => track.readyState === "live")"""
+
+
+class ServerLog(Listener):
+    """What our server sent to whom, one line per push: saved with a failed test's page logs."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._start = time.monotonic()
+
+    def _line(self, text: str) -> None:
+        self.lines.append(f"{time.monotonic() - self._start:9.3f} {text}")
+
+    def opened(self, peer: Peer, link: Link) -> None:
+        self._line(f"{peer.easyrtcid} connected")
+
+    def sent(self, out: Outcome) -> None:
+        for send in out.sends:
+            if isinstance(send, Push):
+                body = send.body
+                msg_type = body.get("msgType") if isinstance(body, dict) else None
+                sender = body.get("senderEasyrtcid") if isinstance(body, dict) else None
+                origin = f" from {sender}" if sender else ""
+                self._line(f"{send.to} <- {send.event} {msg_type}{origin}")
+
+    def closed(self, peer: Peer, reason: str) -> None:
+        self._line(f"{peer.easyrtcid} closed {reason}".rstrip())
 
 
 class DemoPage:
@@ -91,10 +138,13 @@ class DemoPage:
 class Demos:
     """Opens demo pages on the server under test, each in its own browser context."""
 
-    def __init__(self, browser: Browser, server: str, server_kind: str) -> None:
+    def __init__(
+        self, browser: Browser, server: str, server_kind: str, server_log: ServerLog | None = None
+    ) -> None:
         self.browser = browser
         self.server = server
         self.server_kind = server_kind
+        self.server_log = server_log
         self.pages: list[DemoPage] = []
         self.opened = 0
         self.context_setup: list[Callable[[BrowserContext], Awaitable[None]]] = []
@@ -107,6 +157,7 @@ class Demos:
         label = f"{self.opened}-{Path(path).stem or 'index'}-{query.get('name', '')}".rstrip("-")
         context = await self.browser.new_context(viewport={"width": 1100, "height": 760})
         context.set_default_timeout(TIMEOUT_MS)
+        await context.add_init_script(EASYRTC_DEBUG)
         for setup in self.context_setup:
             await setup(context)
         page = DemoPage(await context.new_page(), label)
@@ -139,9 +190,12 @@ class Demos:
         return {page.label: page.errors for page in self.pages if page.errors}
 
     async def save_failure(self, test_name: str) -> None:
-        """Screenshots and console logs of every open page, for a failed test."""
+        """Screenshots and console logs of every open page (and what our server sent), for a
+        failed test."""
         folder = ARTIFACTS / "failures" / re.sub(r"[^\w.-]+", "_", test_name)
         folder.mkdir(parents=True, exist_ok=True)
+        if self.server_log is not None:
+            (folder / "server.log").write_text("\n".join(self.server_log.lines) + "\n")
         for page in self.pages:
             (folder / f"{page.label}.log").write_text("\n".join(page.log) + "\n")
             if not page.page.is_closed():

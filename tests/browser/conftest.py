@@ -3,7 +3,8 @@
 Every test runs once per server:
 
 - ``reference``: the Node open-easyrtc server (``support.reference``) serving our demo pages;
-- ``ours``: this project's server, started by ``support.ours.running_server(options)``.
+- ``ours``: this project's server, served by ``support.ours.serving``, with a `ServerLog` of
+  what it sends.
   ``BROWSER_SERVERS=reference`` (or ``=ours``) runs only those.
 
 Chromium is the system one (``/usr/bin/chromium``, or ``$CHROMIUM``); Playwright's own browser
@@ -23,11 +24,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from browserkit import CHROMIUM_ARGS, DEMOS_DIR, Demos
+from browserkit import CHROMIUM_ARGS, DEMOS_DIR, Demos, ServerLog
 from playwright.async_api import Browser, async_playwright
 from pytest_asyncio import is_async_test
 
-from support.ours import running_server
+from easyrtc_server.options import Options
+from easyrtc_server.server import EasyRtcServer
+from support.ours import serving
 from support.reference import reference_server
 
 
@@ -41,10 +44,12 @@ def _server_params() -> list[Any]:
     return params
 
 
-def _start(kind: str, options: dict[str, Any]) -> AbstractAsyncContextManager[str]:
+def _start(kind: str, options: dict[str, Any], log: ServerLog) -> AbstractAsyncContextManager[str]:
     if kind == "reference":
         return reference_server(options, demos_dir=DEMOS_DIR)
-    return running_server(options)
+    server = EasyRtcServer(Options.from_mapping(options))
+    server.events.add(log)
+    return serving(server)
 
 
 @pytest.fixture(params=_server_params())
@@ -59,10 +64,18 @@ def server_options() -> dict[str, Any]:
     return {}
 
 
+@pytest.fixture
+def server_log() -> ServerLog:
+    """What our server sends during the test (empty for the reference), kept for failures."""
+    return ServerLog()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def server(server_kind: str, server_options: dict[str, Any]) -> AsyncIterator[str]:
+async def server(
+    server_kind: str, server_options: dict[str, Any], server_log: ServerLog
+) -> AsyncIterator[str]:
     """Base URL (``http://127.0.0.1:PORT``) of a fresh server that serves ``/demos/``."""
-    async with _start(server_kind, server_options) as url:
+    async with _start(server_kind, server_options, server_log) as url:
         yield url
 
 
@@ -88,10 +101,14 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def demos(
-    browser: Browser, server: str, server_kind: str, request: pytest.FixtureRequest
+    browser: Browser,
+    server: str,
+    server_kind: str,
+    server_log: ServerLog,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Demos]:
     """Opens demo pages; saves screenshots and console logs of them all if the test fails."""
-    demos = Demos(browser, server, server_kind)
+    demos = Demos(browser, server, server_kind, server_log)
     yield demos
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:

@@ -17,6 +17,11 @@ async def test_data_channel_opens_and_carries_messages_both_ways(demos: Demos) -
     alice_id, bob_id = await alice.my_id(), await bob.my_id()
 
     await alice.peer(bob_id).get_by_role("button", name="Connect").click()
+    # What comes up, in order, so that a failure names the step that did not: the peer
+    # connection, then each side's channel (easyrtc.js calls a side's channel open once the other
+    # side got its first message over the channel and said so through the server).
+    await alice.wait_connected_to(bob_id)
+    await bob.wait_connected_to(alice_id)
     await expect(alice.peer(bob_id)).to_have_attribute("data-channel", "open")
     await expect(bob.peer(alice_id)).to_have_attribute("data-channel", "open")
 

@@ -1,5 +1,9 @@
 """Issue 13: closing a tab makes the others see the leave at once, on long-polling as on websocket.
 
+"At once" means before any heartbeat could notice: both servers here wait ``PING_TIMEOUT_MS``
+for a pong before they give a socket up, so a leave seen within half of that came from the
+closed socket itself. (A fixed second was too tight for a loaded 2-core CI machine.)
+
 The demo pages are forced onto one transport (as a proxy that blocks websockets forces polling)
 by an init script wrapping ``io.connect``, which ``easyrtc.js`` calls with its options.
 """
@@ -35,9 +39,11 @@ FORCE_TRANSPORTS = """(() => {
 
 TRANSPORT_NAME = "() => easyrtc.webSocket.io.engine.transport.name"
 
+PING_TIMEOUT_MS = 10_000  # ours by default, and tests/reference/server.js
+
 
 @pytest.mark.parametrize("transport", ["polling", "websocket"])
-async def test_closed_tab_leaves_within_a_second(demos: Demos, transport: str) -> None:
+async def test_closed_tab_leaves_before_a_heartbeat_could(demos: Demos, transport: str) -> None:
     async def force(context: BrowserContext) -> None:
         await context.add_init_script(FORCE_TRANSPORTS % json.dumps([transport]))
 
@@ -50,5 +56,6 @@ async def test_closed_tab_leaves_within_a_second(demos: Demos, transport: str) -
     await expect(bob.peer(alice_id, within="#people")).to_be_visible()
 
     await demos.close(bob)
-    await expect(alice.peer(bob_id, within="#people")).to_have_count(0, timeout=1000)
+    gone = alice.peer(bob_id, within="#people")
+    await expect(gone).to_have_count(0, timeout=PING_TIMEOUT_MS // 2)
     assert demos.errors() == {}
