@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from redis.asyncio import Redis
 
 from support.client import Client
 from support.nodes import Node, running_nodes
@@ -35,10 +36,12 @@ def fresh(prefix: str) -> str:
 
 
 ROOM_MAX = 5
+SNAPSHOT_ENTRIES = 20
 TESTS_DIR = Path(__file__).resolve().parent.parent
 NODE_ENV = {
     "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])),
     "EASYRTC_ROOM_MAX_CONNECTION": str(ROOM_MAX),
+    "EASYRTC_CLUSTER_SNAPSHOT_ENTRIES": str(SNAPSHOT_ENTRIES),
 }
 
 
@@ -343,3 +346,35 @@ async def test_messages_to_a_room_cross_nodes_in_order_for_node_clients(
             for _ in range(20)
         ]
         assert got == list(range(20))
+
+
+async def test_a_node_started_later_loads_the_state_from_a_snapshot(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    app, room = fresh("app"), fresh("room")
+    join = {room: {"roomName": room}}
+    a = await connect(stack, nodes[0])
+    await a.login(applicationName=app, roomJoin=join, username="early")
+    for i in range(5 * SNAPSHOT_ENTRIES):  # each one log entry: several snapshots and trims
+        await a.cmd("setPresence", msgData={"setPresence": {"show": "chat", "status": f"s{i}"}})
+    redis = Redis.from_url(nodes[0].redis_url)
+    stack.push_async_callback(redis.aclose)
+    assert await redis.exists("beh:snapshot")
+    info = await redis.xinfo_stream("beh:log")
+    assert info["length"] <= info["entries-added"] - SNAPSHOT_ENTRIES, "the log is trimmed"
+    late = Node(nodes[0].redis_url, cluster="beh", env=NODE_ENV, module="cluster.hooked_node")
+    await late.start()
+    stack.push_async_callback(late.stop)
+    assert any("loaded the cluster state" in line for line in late.lines)
+    c = await connect(stack, late)
+    token = await c.login(applicationName=app, roomJoin=join)
+    listed = token["msgData"]["roomData"][room]["clientList"]
+    assert listed[a.easyrtcid]["username"] == "early"
+    assert listed[a.easyrtcid]["presence"]["status"] == f"s{5 * SNAPSHOT_ENTRIES - 1}"
+    delta = await next_delta(a)
+    assert set(delta["clientListDelta"]["updateClient"]) == {c.easyrtcid}
+    assert await c.cmd("offer", targetEasyrtcid=a.easyrtcid, msgData={"sdp": "late"}) == {
+        "msgType": "ack"
+    }
+    offer = await a.next_cmd()
+    assert (offer["msgType"], offer["senderEasyrtcid"]) == ("offer", c.easyrtcid)
