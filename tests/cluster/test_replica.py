@@ -197,3 +197,20 @@ def test_a_node_gone_takes_its_peers_out_of_every_room() -> None:
     for replica in cluster.replicas.values():
         room = replica.core.apps["default"].rooms["r1"]
         assert set(room.members) == {ids[0], ids[2]}
+
+
+def test_an_answer_after_the_close_leaves_no_ghost() -> None:
+    cluster = Cluster()
+    cid = cluster.open("n2")
+    data = {"apiVersion": "1.1.1-beta"}
+    cluster.append(
+        entries.recv(
+            "n2", 1, cid, None, "easyrtcAuth", {"msgType": "authenticate", "msgData": data}
+        )
+    )
+    cluster.append(entries.close("n2", 2, cid))
+    cluster.append(entries.accept("n2", 3, cid, {"app": "default", "rooms": {}}))
+    cluster.append(entries.refuse("n2", 4, cid, "LOGIN_GEN_FAIL", None))
+    for replica in cluster.replicas.values():
+        assert cid not in replica.core.peers
+        assert cid not in replica.owners and cid not in replica.pending
