@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from ..decisions import Decision
 from ..errors import EasyRtcError, ErrorCode, error_message
-from ..outcome import Outcome, Push, loggable
+from ..outcome import Outcome, Push, Reply, loggable
 from . import log as entries
 from . import snapshot
 from .inbox import Inbox, Item
@@ -240,8 +240,17 @@ class ClusterNode:
         out = applied.result
         if isinstance(out, Outcome) and (out.sends or out.close):
             ack = waiter.ack if waiter is not None else None
+            links = self.server.links
+            mine = Outcome(  # what this node sends (and counts in its metrics)
+                [
+                    send
+                    for send in out.sends
+                    if (ack is not None if isinstance(send, Reply) else send.to in links)
+                ],
+                close=out.close,
+            )
             try:
-                await self.server.deliver(applied.peer, out, ack, replicated=True)
+                await self.server.deliver(applied.peer, mine, ack, replicated=True)
             except Exception:
                 log.exception("failed to deliver a %s log entry", entry.kind)
         if waiter is not None and not waiter.future.done():
