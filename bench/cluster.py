@@ -119,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=20)
-    parser.add_argument("--rate", type=int, default=1000, help="moderate relay load, msg/s")
+    parser.add_argument("--rate", type=int, default=500, help="moderate relay load, msg/s")
     parser.add_argument("--seconds", type=float, default=3)
     parser.add_argument("--storm-clients", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "cluster-results.json")
