@@ -207,27 +207,32 @@ async def test_a_forwarded_post_is_bounded_as_on_the_owner(
 # -- through round-robin nginx --------------------------------------------------------------------
 
 
-async def clients_on_one_node(url: str, transport: list[str], count: int = 2) -> list[Client]:
-    """``count`` logged-in python-socketio clients held by the same node (their sids say which)."""
-    by_node: dict[str, list[Client]] = {}
-    for _ in range(4 * count):
+async def clients_on_two_nodes(url: str, transports: list[str]) -> list[Client]:
+    """Two python-socketio clients connected through ``url``, held by different nodes (their
+    sids say which): what they send each other crosses nodes too."""
+    clients: dict[str, Client] = {}
+    extra: list[Client] = []
+    while len(clients) < 2 and len(extra) < 8:
         client = Client()
-        await client.sio.connect(url, transports=transport, wait_timeout=TIMEOUT)
-        by_node.setdefault(client.sio.eio.sid.split(".")[0], []).append(client)
-        if any(len(group) == count for group in by_node.values()):
-            break
-    chosen = next(group for group in by_node.values() if len(group) == count)
-    for group in by_node.values():
-        if group is not chosen:
-            for client in group:
-                await client.sio.disconnect()
-    return chosen
+        await client.sio.connect(url, transports=transports, wait_timeout=TIMEOUT)
+        node = client.sio.eio.sid.split(".")[0]
+        if node in clients:
+            extra.append(client)
+            # one request more moves nginx's round-robin on by one
+            async with aiohttp.ClientSession() as http, http.get(url + "/healthz") as r:
+                assert r.status == 200
+        else:
+            clients[node] = client
+    for client in extra:
+        await client.sio.disconnect()
+    assert len(clients) == 2, "round-robin never reached the second node"
+    return list(clients.values())
 
 
 @pytest.mark.parametrize("mode", ["polling", "upgrade"])
 async def test_python_socketio_clients_through_round_robin(cluster: Cluster, mode: str) -> None:
     transports = ["polling"] if mode == "polling" else ["polling", "websocket"]
-    alice, bob = await clients_on_one_node(cluster.nginx.url, transports)
+    alice, bob = await clients_on_two_nodes(cluster.nginx.url, transports)
     sid = alice.sio.eio.sid
     try:
         app = f"fwd-py-{mode}"
