@@ -153,3 +153,20 @@ async def test_pages_on_two_nodes_open_a_data_channel(demos: Demos, cluster: Clu
     alice, bob = await open_on_each_node(demos, cluster, "datachannel.html", "nodes-data")
     await data_channel_exchange(alice, bob)
     assert demos.errors() == {}
+
+
+async def test_closed_tab_on_polling_leaves_at_once_through_round_robin(
+    demos: Demos, cluster: Cluster
+) -> None:
+    """A held poll forwarded to the owner: when the tab closes, nginx drops its connection to
+    the node that took the poll, and that node drops the forwarded poll, so the owner sees the
+    client go as if it had held the poll itself."""
+    force(demos, "polling")
+    alice, bob = await demos.open_many("chat.html", "alice", "bob", app="rr-leave")
+    alice_id, bob_id = await alice.my_id(), await bob.my_id()
+    await expect(alice.peer(bob_id, within="#people")).to_be_visible()
+    await expect(bob.peer(alice_id, within="#people")).to_be_visible()
+
+    await demos.close(bob)
+    await expect(alice.peer(bob_id, within="#people")).to_have_count(0, timeout=1500)
+    assert demos.errors() == {}

@@ -17,10 +17,12 @@ import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
+from redis.asyncio import Redis
 
 from support.client import TIMEOUT, Client
 from support.nginx import Nginx, running_nginx
 from support.nodes import Node, running_nodes
+from support.ports import free_port
 from support.redisserver import running_redis
 from transport.harness import node_client
 
@@ -34,6 +36,7 @@ UNKNOWN_SID = {"code": 1, "message": "Session ID unknown"}
 
 @dataclass
 class Cluster:
+    redis_url: str
     nodes: list[Node]
     nginx: Nginx
     ids: dict[str, Node]
@@ -56,7 +59,7 @@ async def cluster() -> AsyncIterator[Cluster]:
         running_nodes(redis.url, 2, cluster="fwd", env=env) as nodes,
         running_nginx([f"127.0.0.1:{node.port}" for node in nodes]) as nginx,
     ):
-        yield Cluster(nodes, nginx, {node_id_of(node): node for node in nodes})
+        yield Cluster(redis.url, nodes, nginx, {node_id_of(node): node for node in nodes})
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -202,6 +205,33 @@ async def test_a_forwarded_post_is_bounded_as_on_the_owner(
     params = {"EIO": "4", "transport": "polling", "sid": sid}
     async with http.get(owner.url + PATH, params=params) as r:
         assert r.status == 400
+
+
+async def test_a_node_is_reached_at_its_advertised_url(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    advertised = f"http://localhost:{port}"
+    env = {
+        "EASYRTC_CLUSTER_LISTEN": f"127.0.0.1:{port}",
+        "EASYRTC_CLUSTER_ADVERTISE_URL": advertised,
+    }
+    third = Node(cluster.redis_url, cluster="fwd", env=env)
+    await third.start()
+    try:
+        node_id = node_id_of(third)
+        redis = Redis.from_url(cluster.redis_url)
+        try:
+            assert orjson.loads(await redis.get(f"fwd:alive:{node_id}"))["url"] == advertised
+        finally:
+            await redis.aclose()
+        sid = await handshake(http, third.url)
+        assert sid.startswith(node_id + ".")
+        other = cluster.nodes[0]
+        assert await post(http, other.url, sid, b"40") == (200, b"ok")
+        assert (await poll(http, other.url, sid))[0].startswith("40{")
+    finally:
+        await third.stop()
 
 
 # -- through round-robin nginx --------------------------------------------------------------------
