@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from . import logformat, shutdown
 from .app import create_app
 from .checkconfig import check_config
 from .clientfiles import bundled_versions, find_client_files
+from .cluster import workers as cluster_workers
 from .config import ConfigError, Setting, load_options, to_toml
 from .jwtauth import JwtAuth
 from .options import LOG_FORMATS, LOG_LEVELS, TRANSPORTS, Options
@@ -122,6 +124,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     type=int,
     help="Processes serving this port as nodes of one cluster (needs --redis).  [default: 1]",
 )
+@click.option(cluster_workers.WORKER_FLAG, "worker_of", type=int, hidden=True)
 @click.option(
     "--print-config",
     is_flag=True,
@@ -142,6 +145,7 @@ def main(
     redis_url: str | None,
     cluster_name: str | None,
     workers: int | None,
+    worker_of: int | None,
     print_config: bool,
 ) -> None:
     """A drop-in EasyRTC signaling server.
@@ -188,11 +192,14 @@ def main(
     if print_config:
         click.echo(to_toml(options), nl=False)
         return
-    if options.workers > 1 and options.redis_url is None:
-        raise click.ClickException(
-            f"--workers {options.workers} needs --redis: the workers are nodes of one cluster, "
-            "and a cluster keeps what they share (rooms, who is connected where) in Redis"
-        )
+    if options.workers > 1 and worker_of is None:  # a supervisor of workers (cluster/workers.py)
+        logformat.configure(options)
+        try:
+            sys.exit(cluster_workers.supervise(options, sys.argv[1:]))
+        except cluster_workers.WorkersError as exc:
+            raise click.ClickException(str(exc)) from None
+    if worker_of is not None:
+        cluster_workers.become_worker(worker_of)
     server = EasyRtcServer(options, hooks=JwtAuth.from_options(options))
     logformat.configure(options, server)
     logging.getLogger("easyrtc_server").info(
@@ -211,6 +218,7 @@ def main(
             loop=_event_loop(),
             access_log_class=logformat.access_logger_class(options),
             shutdown_timeout=_AFTER_DRAIN,
+            reuse_port=worker_of is not None,  # the workers of --workers share the port
         )
     except OSError as exc:  # the port is taken, the address is wrong: one line, no traceback
         raise click.ClickException(listen_error(exc, options)) from None

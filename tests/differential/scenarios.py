@@ -1,7 +1,8 @@
 """Scripted EasyRTC sessions for the differential tests (server-behavior.md §2 to §5).
 
 Each scenario is ``async def scenario_x(url, trace)``: it drives 1 to 3 `TraceClient`s against the
-server at ``url`` and lets the trace record what they observe; it asserts nothing. The test module
+server at ``url`` (a cluster's nodes, the clients spread over them: `node_url`) and lets the trace
+record what they observe; it asserts nothing. The test module
 runs every scenario against two servers and compares the normalised traces.
 
 Rules for scenarios
@@ -121,12 +122,19 @@ def app_msg(msg_type: Any = "chat", msg_data: Any = OMIT, **targets: Any) -> dic
     return payload(msg_type, msg_data, **targets)
 
 
+def node_url(url: str, trace: Trace, client: TraceClient) -> str:
+    """The URL ``client`` connects to. A cluster's ``url`` is its nodes' URLs separated by spaces:
+    a scenario's clients are spread over them round-robin, in the order they were created."""
+    nodes = url.split()
+    return nodes[trace.clients.index(client) % len(nodes)]
+
+
 async def connected(
     url: str, trace: Trace, *names: str, transport: str = "websocket"
 ) -> list[TraceClient]:
     clients = [trace.client(name, transport=transport) for name in names]
     for c in clients:
-        await c.connect(url)
+        await c.connect(node_url(url, trace, c))
     return clients
 
 

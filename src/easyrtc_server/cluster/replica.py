@@ -62,7 +62,8 @@ def is_logged(peer: Peer, event: str, data: Any, has_ack: bool) -> bool:
         event == "easyrtcCmd"
         and peer.connection is not None
         and type(data) is dict
-        and data.get("msgType") in LOGGED_COMMANDS
+        and type(msg_type := data.get("msgType")) is str  # a list cannot be looked up in a set
+        and msg_type in LOGGED_COMMANDS
     )
 
 
