@@ -155,6 +155,7 @@ class Forwarder:
         log.info("node %s takes forwarded requests at %s", self.node.node_id, self.url)
 
     async def stop(self) -> None:
+        log.info("node %s forwarded %d requests to other nodes", self.node.node_id, self.forwarded)
         if self._session is not None:
             await self._session.close()
             self._session = None
