@@ -1,6 +1,6 @@
 # Benchmarks against the Node reference (not tests). `script/setup --test` installs the servers.
 # Override: make bench BENCH_SERVERS=ours,reference BENCH_ROUNDS=5 BENCH_ARGS="--only relay"
-.PHONY: bench bench-quick setup-bench
+.PHONY: bench bench-quick bench-cluster setup-bench
 
 BENCH_SERVERS ?= ours,ours-tick5,ours-uvicorn,reference
 BENCH_QUICK_SERVERS ?= ours,ours-uvicorn,reference
@@ -21,3 +21,9 @@ bench: setup-bench
 bench-quick: setup-bench
 	.venv/bin/python bench/run.py --quick --servers $(BENCH_QUICK_SERVERS) \
 		--rounds $(BENCH_QUICK_ROUNDS) $(BENCH_ARGS)
+
+# Cluster cost (bench/cluster.py): relays same-node vs cross-node vs one process, and a join
+# storm over 1, 2 and 3 nodes; CPU of every node and redis-server. Results: bench/RESULTS.md.
+BENCH_CLUSTER_ROUNDS ?= 3
+bench-cluster: setup-bench
+	.venv/bin/python bench/cluster.py --rounds $(BENCH_CLUSTER_ROUNDS) $(BENCH_ARGS)

@@ -43,6 +43,10 @@ function opt(name, dflt) {
 const URL_ = opt("url", "http://127.0.0.1:8080");
 const SCENARIO = opt("scenario", "connect");
 const PID = opt("pid", null);
+// A cluster: --url takes a comma-separated list, client i connects to URLS[i % length] (repeat
+// a URL to put pairs on one node); --pid takes a list, whose CPU and RSS are summed.
+const URLS = URL_.split(",");
+const PIDS = PID ? PID.split(",") : [];
 const CLK_TCK = Number(opt("clk-tck", 100));
 const PARAMS = JSON.parse(opt("params", "{}"));
 
@@ -89,6 +93,15 @@ function log(...a) {
  */
 function serverCpuSample() {
   if (!PID) return null;
+  const samples = PIDS.map(processCpuSample);
+  if (samples.some((x) => x === null)) return null;
+  return samples.reduce((a, b) => ({
+    ticks: a.ticks + b.ticks,
+    ns: a.ns !== null && b.ns !== null ? a.ns + b.ns : null,
+    tids: a.tids !== null && b.tids !== null ? a.tids + ";" + b.tids : null,
+  }));
+}
+function processCpuSample(PID) {
   try {
     const stat = fs.readFileSync(`/proc/${PID}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -118,6 +131,15 @@ function serverCpuBetween(a, b) {
 }
 function serverRssKb() {
   if (!PID) return null;
+  let sum = 0;
+  for (const PID of PIDS) {
+    const kb = serverRssKbOf(PID);
+    if (kb === null) return null;
+    sum += kb;
+  }
+  return sum;
+}
+function serverRssKbOf(PID) {
   try {
     const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${PID}/status`, "utf8"));
     return m ? Number(m[1]) : null;
@@ -127,6 +149,15 @@ function serverRssKb() {
 }
 function serverPeakRssKb() {
   if (!PID) return null;
+  let sum = 0;
+  for (const PID of PIDS) {
+    const kb = serverPeakRssKbOf(PID);
+    if (kb === null) return null;
+    sum += kb;
+  }
+  return sum;
+}
+function serverPeakRssKbOf(PID) {
   try {
     const m = /VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${PID}/status`, "utf8"));
     return m ? Number(m[1]) : null;
@@ -218,7 +249,7 @@ class Client {
         reject(new Error("connect/auth timeout"));
         this.close();
       }, timeoutMs);
-      const sock = io(URL_, {
+      const sock = io(URLS[this.index % URLS.length], {
         transports: ["websocket"],
         forceNew: true,
         reconnection: false,

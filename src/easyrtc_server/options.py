@@ -232,6 +232,10 @@ class Options(ProtocolOptions):
     workers: int = 1
     """Processes started on this host serving the same port (``SO_REUSEPORT``) as nodes of one
     cluster; more than 1 needs ``redis_url``."""
+    # Cluster state (``cluster/node.py``, ``cluster/snapshot.py``)
+    cluster_snapshot_entries: int = 1000
+    """Log entries between snapshots of the replicated state; the log is trimmed to the one
+    before, so a node that starts loads a snapshot and reads at most twice this many."""
 
     # Cluster request forwarding (``cluster/forwarding.py``): no sticky sessions needed
     cluster_listen: str = "127.0.0.1:0"
@@ -433,7 +437,7 @@ def _checked(name: str, value: Any) -> Any:
             not isinstance(value, str) or not value.startswith(("http://", "https://"))
         ):
             raise OptionsError("option 'cluster_advertise_url' must be an http:// URL", name)
-    elif name == "webhook_max_attempts":
+    elif name in ("webhook_max_attempts", "cluster_snapshot_entries"):
         if not _is_int(value) or value < 1:
             raise OptionsError(f"option {name!r} must be a whole number >= 1, got {value!r}")
     elif name == "log_format":

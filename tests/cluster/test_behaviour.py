@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from redis.asyncio import Redis
 
 from support.client import Client
 from support.nodes import Node, running_nodes
@@ -35,10 +36,12 @@ def fresh(prefix: str) -> str:
 
 
 ROOM_MAX = 5
+SNAPSHOT_ENTRIES = 20
 TESTS_DIR = Path(__file__).resolve().parent.parent
 NODE_ENV = {
     "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])),
     "EASYRTC_ROOM_MAX_CONNECTION": str(ROOM_MAX),
+    "EASYRTC_CLUSTER_SNAPSHOT_ENTRIES": str(SNAPSHOT_ENTRIES),
 }
 
 
@@ -82,6 +85,16 @@ async def next_delta(client: Client) -> dict[str, Any]:
         if cmd["msgType"] == "roomData":
             (delta,) = cmd["msgData"]["roomData"].values()
             return delta  # type: ignore[no-any-return]
+
+
+async def caught_up(client: Client) -> None:
+    """Wait until ``client``'s node has applied every change made so far, wherever it was made:
+    a logged command that changes nothing (leaving a room it is not in) is answered only once
+    its node has applied it, after everything before it in the log."""
+    reply = await client.cmd(
+        "roomLeave", msgData={"roomLeave": {"nowhere": {"roomName": "nowhere"}}}
+    )
+    assert reply["msgType"] == "roomData", reply
 
 
 async def removed(client: Client) -> set[str]:
@@ -133,6 +146,16 @@ async def test_signals_cross_nodes_in_order(nodes: list[Node], stack: AsyncExitS
     assert [c["msgType"] for c in got[:2]] == ["offer", "answer"]
     assert [c["msgData"]["n"] for c in got[2:]] == list(range(50))
     assert all(c["senderEasyrtcid"] == a.easyrtcid for c in got)
+    for i in range(20):  # easyrtcMsg to an easyrtcid, the other way
+        await b.sio.emit(
+            "easyrtcMsg",
+            {"msgType": "chat", "targetEasyrtcid": a.easyrtcid, "msgData": i},
+            callback=lambda *_: None,
+        )
+    msgs = [await a.next_msg() for _ in range(20)]
+    assert [(m["senderEasyrtcid"], m["msgData"]) for m in msgs] == [
+        (b.easyrtcid, i) for i in range(20)
+    ]
 
 
 async def test_presence_and_api_field_reach_members_on_other_nodes(
@@ -222,6 +245,7 @@ async def test_rooms_and_apps_are_created_and_reclaimed_cluster_wide(
     assert room in (await b.cmd("getRoomList"))["msgData"]["roomList"]
     assert (await b.cmd("rooms"))["msgData"] == {"default": 1, room: 1}
     await a.cmd("roomLeave", msgData={"roomLeave": {room: {"roomName": room}}})
+    await caught_up(b)
     listed = (await b.cmd("getRoomList"))["msgData"]["roomList"]
     assert room not in listed, "an empty client-made room is reclaimed on every node"
     # the application goes when its last connection does: a fresh login creates it again
@@ -265,6 +289,7 @@ async def test_sessions_and_groups_span_nodes(nodes: list[Node], stack: AsyncExi
         assert cmd["msgData"]["sessionData"]["field"]["note"]["fieldValue"] == "hello"
     for client in (b, c):
         assert await client.cmd("joinGroup", msgData={"group": "crew"}) == {"msgType": "ack"}
+    await caught_up(a)
     reply = await a.call(
         "easyrtcMsg", {"msgType": "chat", "targetGroup": "crew", "msgData": "to the crew"}
     )
@@ -286,6 +311,8 @@ async def test_push_api_and_queries_act_on_the_whole_cluster(
     a, b, c = [await connect(stack, node) for node in nodes]
     for client in (a, b, c):
         await client.login(applicationName=app, roomJoin=join, username=f"u{id(client) % 997}")
+    await caught_up(a)
+    await caught_up(b)
     occupants = (await a.cmd("occupants", msgData={"room": room}))["msgData"]
     assert occupants == sorted([a.easyrtcid, b.easyrtcid, c.easyrtcid])
     who = (await a.cmd("connection", msgData={"id": c.easyrtcid}))["msgData"]
@@ -343,3 +370,35 @@ async def test_messages_to_a_room_cross_nodes_in_order_for_node_clients(
             for _ in range(20)
         ]
         assert got == list(range(20))
+
+
+async def test_a_node_started_later_loads_the_state_from_a_snapshot(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    app, room = fresh("app"), fresh("room")
+    join = {room: {"roomName": room}}
+    a = await connect(stack, nodes[0])
+    await a.login(applicationName=app, roomJoin=join, username="early")
+    for i in range(5 * SNAPSHOT_ENTRIES):  # each one log entry: several snapshots and trims
+        await a.cmd("setPresence", msgData={"setPresence": {"show": "chat", "status": f"s{i}"}})
+    redis = Redis.from_url(nodes[0].redis_url)
+    stack.push_async_callback(redis.aclose)
+    assert await redis.exists("beh:snapshot")
+    info = await redis.xinfo_stream("beh:log")
+    assert info["length"] <= info["entries-added"] - SNAPSHOT_ENTRIES, "the log is trimmed"
+    late = Node(nodes[0].redis_url, cluster="beh", env=NODE_ENV, module="cluster.hooked_node")
+    await late.start()
+    stack.push_async_callback(late.stop)
+    assert any("loaded the cluster state" in line for line in late.lines)
+    c = await connect(stack, late)
+    token = await c.login(applicationName=app, roomJoin=join)
+    listed = token["msgData"]["roomData"][room]["clientList"]
+    assert listed[a.easyrtcid]["username"] == "early"
+    assert listed[a.easyrtcid]["presence"]["status"] == f"s{5 * SNAPSHOT_ENTRIES - 1}"
+    delta = await next_delta(a)
+    assert set(delta["clientListDelta"]["updateClient"]) == {c.easyrtcid}
+    assert await c.cmd("offer", targetEasyrtcid=a.easyrtcid, msgData={"sdp": "late"}) == {
+        "msgType": "ack"
+    }
+    offer = await a.next_cmd()
+    assert (offer["msgType"], offer["senderEasyrtcid"]) == ("offer", c.easyrtcid)

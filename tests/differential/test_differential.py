@@ -274,13 +274,14 @@ CLUSTER_NODES = 3
 _cluster_ids = itertools.count(1)
 
 CLUSTER_DIFFERENCES: dict[str, str] = {
-    "relays float over barriers": (
-        "a relayed message (offer, answer, candidate, easyrtcMsg, ...) between clients on "
-        "different nodes goes node to node over Redis pub/sub, beside its target's socket, so "
-        "the target's barrier round trip (a sync marker) can overtake it: a cluster promises "
-        "the sender's order, not the order against another client's requests. Compared: its "
-        "place among its target's acks and other pushes; not compared: which sync markers it "
-        "comes before (relays_before_barriers)"
+    "pushes float over barriers": (
+        "a push caused on another node (a relayed offer, candidate or easyrtcMsg over Redis "
+        "pub/sub; a roomData delta from a log entry another node appended) reaches its target "
+        "beside that target's own socket, so the target's barrier round trip (a sync marker, "
+        "answered by its node at once) can overtake it: a cluster promises each sender's order "
+        "and one order of state changes, not their order against another client's requests. "
+        "Compared: every push and its place among its target's acks and other pushes; not "
+        "compared: which sync markers it comes before (pushes_before_barriers)"
     ),
 }
 """What a cluster cannot promise that the single process does, each with its reason; applied to
@@ -291,9 +292,9 @@ def _is_data_line(line: str) -> bool:
     return " |     " in line
 
 
-def relays_before_barriers(lines: list[str]) -> list[str]:
-    """In each run of one client's sync markers and relayed pushes (those naming a
-    ``senderEasyrtcid``), the pushes first, in their order, then the markers."""
+def pushes_before_barriers(lines: list[str]) -> list[str]:
+    """In each run of one client's sync markers and pushes, the pushes first, in their
+    order, then the markers."""
     blocks: list[list[str]] = []
     for line in lines:
         if blocks and _is_data_line(line):
@@ -304,19 +305,19 @@ def relays_before_barriers(lines: list[str]) -> list[str]:
     def is_sync(block: list[str]) -> bool:
         return block[0].endswith(" | sync")
 
-    def is_relay(block: list[str]) -> bool:
-        return " | push easyrtc" in block[0] and any('"senderEasyrtcid":' in x for x in block)
+    def is_push(block: list[str]) -> bool:
+        return " | push " in block[0]
 
     out: list[str] = []
     run: list[list[str]] = []
 
     def flush() -> None:
-        for block in [b for b in run if is_relay(b)] + [b for b in run if is_sync(b)]:
+        for block in [b for b in run if is_push(b)] + [b for b in run if is_sync(b)]:
             out.extend(block)
         run.clear()
 
     for block in blocks:
-        if is_sync(block) or is_relay(block):
+        if is_sync(block) or is_push(block):
             run.append(block)
         else:
             flush()
@@ -467,8 +468,8 @@ async def compare_with_expected(
         expected = from_reference
         label = "expected (reference" + (", transformed)" if name in TRANSFORMS else ")")
     if kind == "cluster":
-        expected, actual = relays_before_barriers(expected), relays_before_barriers(actual)
-        label += ", relays before barriers"
+        expected, actual = pushes_before_barriers(expected), pushes_before_barriers(actual)
+        label += ", pushes before barriers"
     dump(name, "expected", expected)
     dump(name, kind, actual)
     if expected != actual:
@@ -487,11 +488,12 @@ async def test_registries_name_real_scenarios() -> None:
     assert goldens == set(DELIBERATE) - set(TRANSFORMS), "one golden trace per untransformed case"
 
 
-async def test_relays_before_barriers_moves_relayed_pushes_only() -> None:
+async def test_pushes_before_barriers_keeps_the_order_of_pushes_and_acks() -> None:
     relayed = ["bob | push easyrtcMsg", 'bob |     {"senderEasyrtcid": "@alice"}']
     delta = ["bob | push easyrtcCmd", 'bob |     {"msgType": "roomData"}']
-    late = ["bob | sync", "bob | sync", *relayed, *delta, "bob | sync", *relayed]
-    on_time = ["bob | sync", *relayed, "bob | sync", *delta, *relayed, "bob | sync"]
-    canonical = [*relayed, "bob | sync", "bob | sync", *delta, *relayed, "bob | sync"]
-    assert relays_before_barriers(late) == relays_before_barriers(on_time) == canonical
-    assert relays_before_barriers([*delta, "bob | sync"]) == [*delta, "bob | sync"]
+    ack = ["bob | ack easyrtcCmd/roomJoin", 'bob |     {"msgType": "roomData"}']
+    late = ["bob | sync", "bob | sync", *relayed, *ack, "bob | sync", *delta]
+    on_time = ["bob | sync", *relayed, "bob | sync", *ack, *delta, "bob | sync"]
+    canonical = [*relayed, "bob | sync", "bob | sync", *ack, *delta, "bob | sync"]
+    assert pushes_before_barriers(late) == pushes_before_barriers(on_time) == canonical
+    assert pushes_before_barriers([*delta, *ack]) != pushes_before_barriers([*ack, *delta])

@@ -1,0 +1,205 @@
+"""``make bench-cluster``: what a cluster costs, relays and a join storm, against one process.
+
+Not a test. Starts one redis-server (no persistence), the single process without Redis (the
+baseline) and clusters of 1, 2 and 3 nodes on that Redis (each under its own cluster name), all
+alive for the whole run, and drives them with ``bench/loadgen.js`` (``--url`` lists the node each
+client connects to, ``--pid`` the processes whose CPU counts: every node of the cluster *and*
+redis-server). The runs alternate between setups, round after round, so that the noise of a
+shared machine falls on all of them alike; each figure is the median over the rounds.
+
+- relay, at a moderate fixed rate (latency) and saturated (msg/s, msg per CPU-second):
+  ``single`` (one process), ``same-node`` (both ends of every pair on one node of the 2-node
+  cluster), ``cross-node`` (the two ends on the two nodes);
+- storm: 1,000 users join one room, with the clients spread over 1, 2 and 3 nodes (a cluster
+  of that many nodes), and on the single process: time until every list holds everyone.
+
+    .venv/bin/python bench/cluster.py --rounds 3
+    .venv/bin/python bench/cluster.py --rounds 1 --storm-clients 300     # a short check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from liveserver import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+SERVER_ENV = {
+    # the limits a load generator would hit, off (as bench/run.py runs the server)
+    "EASYRTC_ROOM_MAX_CONNECTION": "0",
+    "EASYRTC_MESSAGE_RATE": "0",
+    "EASYRTC_MAX_CONNECTIONS": "0",
+    "EASYRTC_MAX_CONNECTIONS_PER_ADDRESS": "0",
+    "EASYRTC_LOGIN_TIMEOUT": "0",
+    "EASYRTC_LOG_LEVEL": "warning",
+    "EASYRTC_DEMOS_ENABLE": "false",
+}
+
+
+@dataclass
+class Setup:
+    """Where the clients go (``urls``, client i to ``urls[i % len]``) and whose CPU counts."""
+
+    name: str
+    urls: list[str]
+    pids: list[int]
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"a server on port {port} exited at start")
+        try:
+            import socket
+
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"no server listening on port {port}")
+
+
+@contextmanager
+def process(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_server(stack: ExitStack, redis_url: str | None, cluster: str | None) -> tuple[str, int]:
+    port = free_port()
+    cmd = [PYTHON, "-m", "easyrtc_server", "--host", "127.0.0.1", "--port", str(port)]
+    if redis_url is not None and cluster is not None:
+        cmd += ["--redis", redis_url, "--cluster", cluster]
+    proc = stack.enter_context(process(cmd, SERVER_ENV))
+    wait_listening(port, proc)
+    return f"http://127.0.0.1:{port}", proc.pid
+
+
+def loadgen(setup: Setup, scenario: str, params: dict[str, Any]) -> dict[str, Any]:
+    cmd = ["node", str(ROOT / "bench" / "loadgen.js"), "--url", ",".join(setup.urls)]
+    cmd += ["--scenario", scenario, "--pid", ",".join(map(str, setup.pids))]
+    cmd += ["--params", json.dumps(params), "--clk-tck", str(os.sysconf("SC_CLK_TCK"))]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return {"error": (done.stderr or "no output")[-500:]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def median(values: list[Any]) -> Any:
+    numbers = [v for v in values if isinstance(v, int | float)]
+    return round(statistics.median(numbers), 3) if numbers else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--rate", type=int, default=1000, help="moderate relay load, msg/s")
+    parser.add_argument("--seconds", type=float, default=3)
+    parser.add_argument("--storm-clients", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "cluster-results.json")
+    args = parser.parse_args()
+    redis_binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    results: dict[str, dict[str, list[Any]]] = {}
+
+    def record(key: str, out: dict[str, Any]) -> None:
+        slot = results.setdefault(key, {})
+        if "error" in out or out.get("note"):
+            slot.setdefault("errors", []).append(out.get("error") or out.get("note"))
+        for metric, value in (out.get("metrics") or {}).items():
+            slot.setdefault(metric, []).append(value)
+
+    with ExitStack() as stack:
+        redis_port = free_port()
+        redis = stack.enter_context(
+            process(
+                [redis_binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--loglevel", "warning"]
+            )
+        )  # fmt: skip
+        wait_listening(redis_port, redis)
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        single_url, single_pid = start_server(stack, None, None)
+        clusters: dict[int, list[tuple[str, int]]] = {}
+        for size in (1, 2, 3):
+            clusters[size] = [start_server(stack, redis_url, f"bench{size}") for _ in range(size)]
+        two = clusters[2]
+        (u1, p1), (u2, p2) = two
+        relay_setups = [
+            Setup("single", [single_url], [single_pid]),
+            Setup("same-node", [u1, u1, u2, u2], [p1, p2, redis.pid]),
+            Setup("cross-node", [u1, u2], [p1, p2, redis.pid]),
+        ]
+        storm_setups = [Setup("single", [single_url], [single_pid])] + [
+            Setup(
+                f"{size} node{'s' if size > 1 else ''}",
+                [url for url, _ in clusters[size]],
+                [pid for _, pid in clusters[size]] + [redis.pid],
+            )
+            for size in (1, 2, 3)
+        ]
+        relay_moderate = {"pairs": args.pairs, "rate": args.rate, "seconds": args.seconds}
+        relay_max = {"pairs": args.pairs, "window": 8, "seconds": args.seconds}
+        storm = {"clients": args.storm_clients, "concurrency": 100, "timeout": 120}
+        for round_no in range(1, args.rounds + 1):
+            print(f"round {round_no}/{args.rounds}", file=sys.stderr)
+            for setup in relay_setups:
+                record(f"relay-moderate {setup.name}", loadgen(setup, "relay", relay_moderate))
+                record(f"relay-max {setup.name}", loadgen(setup, "relay", relay_max))
+            for setup in storm_setups:
+                record(f"storm {setup.name}", loadgen(setup, "storm", storm))
+    summary = {key: {m: median(v) for m, v in slot.items() if m != "errors"} for key, slot in
+               results.items()}  # fmt: skip
+    errors = {key: slot["errors"] for key, slot in results.items() if slot.get("errors")}
+    machine = f"{platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}"
+    load = os.getloadavg()
+    args.out.write_text(
+        json.dumps({"machine": machine, "rounds": args.rounds, "summary": summary,
+                    "runs": results, "errors": errors}, indent=2)
+    )  # fmt: skip
+    print(f"machine: {machine}; load average at the end {load[0]:.2f}; rounds {args.rounds}")
+    print("| run | msg/s | p50 ms | p99 ms | msg per CPU-s (nodes + redis) |")
+    print("|---|---|---|---|---|")
+    for key, m in summary.items():
+        if key.startswith("relay"):
+            print(f"| {key} | {m.get('msg_per_s')} | {m.get('p50_ms')} | {m.get('p99_ms')} "
+                  f"| {m.get('msg_per_cpu_s')} |")  # fmt: skip
+    print()
+    print("| storm | users | converge s | all tokens s | joins per CPU-s | server CPU s |")
+    print("|---|---|---|---|---|---|")
+    for key, m in summary.items():
+        if key.startswith("storm"):
+            print(f"| {key} | {args.storm_clients} | {m.get('converge_s')} "
+                  f"| {m.get('all_tokens_s')} | {m.get('joins_per_cpu_s')} "
+                  f"| {m.get('server_cpu_s')} |")  # fmt: skip
+    for key, found in errors.items():
+        print(f"ERRORS {key}: {found}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
