@@ -9,6 +9,7 @@ from aiohttp import web
 
 from . import shutdown
 from .clientfiles import find_client_files
+from .cluster.forwarding import Forwarder
 from .cluster.node import ClusterNode
 from .operations import OPERATIONS_KEY, Operations
 from .options import Options
@@ -53,6 +54,8 @@ def create_app(
     if transport == "lean":
         lean = LeanTransport.from_options(server, options)
         lean.attach(app)
+        if server.cluster is not None:  # any node takes any request of a session: no stickiness
+            Forwarder(server.cluster, lean.engine, options).install(app)
         if operations.metrics is not None:
             operations.metrics.wire = lean.engine  # bytes in and out
     elif transport == "python-socketio":

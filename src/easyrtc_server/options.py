@@ -237,6 +237,14 @@ class Options(ProtocolOptions):
     """Log entries between snapshots of the replicated state; the log is trimmed to the one
     before, so a node that starts loads a snapshot and reads at most twice this many."""
 
+    # Cluster request forwarding (``cluster/forwarding.py``): no sticky sessions needed
+    cluster_listen: str = "127.0.0.1:0"
+    """``HOST:PORT`` of a cluster node's second, internal listener, where the other nodes send
+    the Engine.IO requests of its sessions that reached them (port 0: any free port)."""
+    cluster_advertise_url: str | None = None
+    """``http://HOST:PORT`` the other nodes use to reach ``cluster_listen`` (set it when nodes
+    run on several hosts); unset: derived from ``cluster_listen``."""
+
     @property
     def protocol(self) -> ProtocolOptions:
         """The protocol options alone, as an application carries them."""
@@ -352,6 +360,7 @@ _OPTIONAL_STRINGS = frozenset(
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_LISTEN = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
 
 _LIMIT_COUNTS = frozenset(
     (
@@ -416,6 +425,18 @@ def _checked(name: str, value: Any) -> Any:
             raise OptionsError(
                 f"option 'workers' must be a whole number from 1 to 256, got {value!r}"
             )
+    elif name == "cluster_listen":
+        if (
+            not isinstance(value, str)
+            or not _LISTEN.fullmatch(value)
+            or int(value.rsplit(":", 1)[1]) > 65535
+        ):
+            raise OptionsError(f"option 'cluster_listen' must be HOST:PORT, got {value!r}", name)
+    elif name == "cluster_advertise_url":
+        if value is not None and (
+            not isinstance(value, str) or not value.startswith(("http://", "https://"))
+        ):
+            raise OptionsError("option 'cluster_advertise_url' must be an http:// URL", name)
     elif name in ("webhook_max_attempts", "cluster_snapshot_entries"):
         if not _is_int(value) or value < 1:
             raise OptionsError(f"option {name!r} must be a whole number >= 1, got {value!r}")

@@ -134,8 +134,8 @@ class ClusterNode:
     async def stop(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            with contextlib.suppress(asyncio.CancelledError):  # bounded: a reader stuck in
+                await asyncio.wait({self._reader}, timeout=READ_BLOCK_MS / 1000 + 1)  # redis-py
             self._reader = None
         await self.inbox.stop()
         await self.registry.stop()

@@ -41,7 +41,7 @@ import asyncio
 import inspect
 import logging
 import secrets
-from collections.abc import Awaitable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
@@ -124,6 +124,10 @@ class PreparedPacket:
         if frame is None:
             frame = self._frame = ws_frame(self.packet)
         return frame
+
+
+Forward = Callable[[web.Request, str], Awaitable[web.StreamResponse | None]]
+"""``(request, sid) -> response``, or None when the request is not forwarded."""
 
 
 class EngineHandler(Protocol):
@@ -467,6 +471,11 @@ class EngineIOServer:
         """Bytes of Engine.IO payload read from clients (websocket frames, POST bodies)."""
         self.bytes_sent = 0
         """Bytes written to clients (websocket frames with their headers, poll bodies)."""
+        self.sid_prefix = ""
+        """Starts every new sid: a cluster node's id and a dot, so any node can tell the owner."""
+        self.forward: Forward | None = None
+        """Asked about a request whose sid is not here (a cluster node proxies it to the sid's
+        owner); its None answers "Session ID unknown"."""
         """Websocket sessions with frames queued in this pass of the loop (see `_flush_soon`)."""
         self._wheel: TimerWheel[EngineSocket] = TimerWheel(
             _wheel_resolution(self.limits), EngineSocket._heartbeat
@@ -542,7 +551,7 @@ class EngineIOServer:
 
     def new_sid(self) -> str:
         while True:
-            sid = secrets.token_urlsafe(15)
+            sid = self.sid_prefix + secrets.token_urlsafe(15)
             if sid not in self.sockets:
                 return sid
 
@@ -646,6 +655,10 @@ class EngineIOServer:
             if sid is None:
                 return await self._ws_handshake(request, eio)
             sock = self.sockets.get(sid)
+            if sock is None and self.forward is not None:
+                forwarded = await self.forward(request, sid)
+                if forwarded is not None:
+                    return forwarded
             if sock is None or sock.closed:
                 return self._error(request, UNKNOWN_SID)
             return await self._ws_upgrade(request, sock)
@@ -655,6 +668,10 @@ class EngineIOServer:
             return await self._poll_handshake(request, eio)
         sock = self.sockets.get(sid)
         if sock is None:
+            if self.forward is not None:
+                forwarded = await self.forward(request, sid)
+                if forwarded is not None:
+                    return forwarded
             return self._error(request, UNKNOWN_SID)
         if sock._wt is not None:
             return self._error(request, BAD_REQUEST)

@@ -1,0 +1,338 @@
+"""No sticky sessions: Engine.IO requests that reach the wrong node are proxied to the owner.
+
+A socket.io client makes many HTTP requests for one session (polls, posts, the websocket
+upgrade); a round-robin load balancer spreads them over the nodes. On a cluster node every
+Engine.IO sid starts with the node's id (``{node_id}.{random}``), so a node that gets a request
+for a session it does not hold knows which node does, looks up that node's address in its alive
+key (``NodeInfo.url``) and proxies the request there: polls and posts as one HTTP request each
+(over one shared connection pool), a websocket upgrade as a second websocket whose frames are
+bridged both ways until either side closes.
+
+Every node listens on a second, internal address (``cluster_listen``, default ``127.0.0.1:0``)
+serving the same Engine.IO handler, so the nodes are reachable one by one even when several
+share a public port (``--workers``). A forwarded request carries ``FORWARDED_BY``; one that
+arrives with it and still finds no session is refused (no loops). A sid naming a node that is
+not alive, or cannot be reached, gets Engine.IO's "Session ID unknown", and the client
+reconnects (to any node).
+
+Only the session's later requests are ever forwarded: the handshake is served where it lands,
+with that connection's address, so per-address limits see the real client (or, behind a proxy,
+what the proxy gives them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import TYPE_CHECKING, Final
+
+from aiohttp import (
+    ClientError,
+    ClientSession,
+    ClientTimeout,
+    ClientWebSocketResponse,
+    TCPConnector,
+    WSMsgType,
+    WSServerHandshakeError,
+    web,
+)
+from aiohttp.http_exceptions import HttpProcessingError
+from redis.exceptions import RedisError
+
+from .keys import NODE_ID_LENGTH
+
+if TYPE_CHECKING:
+    from ..options import Options
+    from ..transport.engineio import EngineIOServer
+    from .node import ClusterNode
+
+log = logging.getLogger("easyrtc_server.cluster.forwarding")
+
+FORWARDED_BY: Final = "X-EasyRTC-Forwarded-By"
+"""Header of a forwarded request: the id of the node that forwarded it."""
+
+KEPT_REQUEST_HEADERS: Final = (
+    "Origin",
+    "Cookie",
+    "Content-Type",
+    "User-Agent",
+    "Referer",
+    "Authorization",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
+    "X-Real-IP",
+)
+"""Client headers the owner sees as the client sent them (it answers CORS by ``Origin``)."""
+
+KEPT_RESPONSE_HEADERS: Final = (
+    "Content-Type",
+    "Access-Control-Allow-Origin",
+    "Access-Control-Allow-Credentials",
+    "Vary",
+    "Set-Cookie",
+)
+
+_WATCH_PERIOD: Final = 0.25
+"""Seconds between checks that the client of a pending forwarded poll is still there."""
+_CONNECT_TIMEOUT: Final = 5.0
+_NETWORK_ERRORS: Final = (OSError, ClientError, HttpProcessingError, asyncio.IncompleteReadError)
+_ID_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def owner_of(sid: str) -> str | None:
+    """The node id a cluster sid starts with, or None for a sid of another shape."""
+    node, dot, rest = sid.partition(".")
+    if dot and rest and len(node) == NODE_ID_LENGTH and set(node) <= _ID_CHARS:
+        return node
+    return None
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) as a host and a port."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Forwarder:
+    """The internal listener of one node, and the proxy to the other nodes' listeners."""
+
+    def __init__(
+        self,
+        node: ClusterNode,
+        engine: EngineIOServer,
+        options: Options,
+        *,
+        path: str = "/socket.io/",
+    ) -> None:
+        self.node = node
+        self.engine = engine
+        self.options = options
+        self.path = "/" + path.strip("/")
+        self.url: str | None = None
+        """Where the other nodes reach this one (set by ``start``)."""
+        self.forwarded = 0
+        """Requests (polls, posts, upgrades) proxied to another node."""
+        self._runner: web.AppRunner | None = None
+        self._session: ClientSession | None = None
+        self._unreachable: set[str] = set()
+
+    def install(self, app: web.Application) -> None:
+        """Make ``engine``'s sids name this node, forward what is not here, and start the
+        internal listener before the node first announces itself (it announces the URL)."""
+        self.engine.sid_prefix = self.node.node_id + "."
+        self.engine.forward = self.forward
+        app.on_startup.insert(0, lambda _app: self.start())
+        app.on_cleanup.append(lambda _app: self.stop())
+
+    # -- the internal listener -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        inner = web.Application(client_max_size=self.engine.max_http_buffer_size + 1024)
+        handler = self.engine.handle_request
+        inner.router.add_route("*", self.path + "/", handler)
+        if self.path != "/":
+            inner.router.add_route("*", self.path, handler)
+        runner = web.AppRunner(inner, handle_signals=False, access_log=None)
+        await runner.setup()
+        host, port = listen_address(self.options.cluster_listen)
+        await web.TCPSite(runner, host, port).start()
+        self._runner = runner
+        self.url = self.options.cluster_advertise_url or _url_of(runner, host)
+        self.node.registry.info.url = self.url
+        timeout = ClientTimeout(
+            total=None,
+            sock_connect=_CONNECT_TIMEOUT,
+            sock_read=self.engine.ping_interval + self.engine.ping_timeout + _CONNECT_TIMEOUT,
+        )
+        self._session = ClientSession(
+            connector=TCPConnector(limit=0),
+            timeout=timeout,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+        )
+        log.info("node %s takes forwarded requests at %s", self.node.node_id, self.url)
+
+    async def stop(self) -> None:
+        log.info("node %s forwarded %d requests to other nodes", self.node.node_id, self.forwarded)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- forwarding ----------------------------------------------------------------------------
+
+    async def forward(self, request: web.Request, sid: str) -> web.StreamResponse | None:
+        """The engine's question about a sid it does not hold: the owner's answer, or None
+        (the engine then answers "Session ID unknown")."""
+        owner = owner_of(sid)
+        if owner is None or owner == self.node.node_id or self._session is None:
+            return None
+        if FORWARDED_BY in request.headers:
+            log.warning(
+                "refused a request for session %.40s forwarded by node %.20s: not here either",
+                sid,
+                request.headers[FORWARDED_BY],
+            )
+            return None
+        try:
+            base = await self.node.registry.url_of(owner)
+        except (RedisError, OSError) as exc:
+            log.warning("cannot forward session %.40s to node %s: Redis: %s", sid, owner, exc)
+            return None
+        if base is None:
+            log.info("session %.40s: its node %s is not alive", sid, owner)
+            return None
+        url = base.rstrip("/") + str(request.rel_url)
+        headers = self._headers(request)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._forward_websocket(request, owner, url, headers)
+        return await self._forward_http(request, owner, url, headers)
+
+    def _headers(self, request: web.Request) -> dict[str, str]:
+        headers = {
+            name: request.headers[name] for name in KEPT_REQUEST_HEADERS if name in request.headers
+        }
+        client = request.remote or "unknown"
+        earlier = request.headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{earlier}, {client}" if earlier else client
+        headers[FORWARDED_BY] = self.node.node_id
+        return headers
+
+    def _unreachable_once(self, owner: str, url: str, exc: BaseException) -> None:
+        if owner not in self._unreachable:
+            self._unreachable.add(owner)
+            log.warning("cannot reach node %s at %s: %r", owner, url, exc)
+
+    async def _forward_http(
+        self, request: web.Request, owner: str, url: str, headers: dict[str, str]
+    ) -> web.StreamResponse | None:
+        assert self._session is not None
+        body: bytes | None = None
+        if request.method == "POST":
+            # At most one byte more than the owner takes: it refuses the rest as too large.
+            try:
+                async with asyncio.timeout(self.engine.read_timeout):
+                    body = await _read_upto(request, self.engine.max_http_buffer_size + 1)
+            except TimeoutError:
+                return web.Response(status=408)
+            except _NETWORK_ERRORS:
+                return web.Response(status=400)
+        session = self._session
+
+        async def exchange() -> web.Response:
+            async with session.request(
+                request.method, url, headers=headers, data=body, allow_redirects=False
+            ) as upstream:
+                payload = await upstream.read()
+                kept = {
+                    name: upstream.headers[name]
+                    for name in KEPT_RESPONSE_HEADERS
+                    if name in upstream.headers
+                }
+                return web.Response(status=upstream.status, body=payload, headers=kept)
+
+        task = asyncio.ensure_future(exchange())
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=_WATCH_PERIOD)
+                if done:
+                    break
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    # The client left during a held poll: drop the forwarded one too, so the
+                    # owner sees its poll connection close, as if the client were its own.
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, *_NETWORK_ERRORS):
+                        await task
+                    return web.Response(status=400)
+            response = task.result()
+        except _NETWORK_ERRORS as exc:
+            self._unreachable_once(owner, url, exc)
+            return None
+        finally:
+            if not task.done():
+                task.cancel()
+        self._unreachable.discard(owner)
+        self.forwarded += 1
+        return response
+
+    async def _forward_websocket(
+        self, request: web.Request, owner: str, url: str, headers: dict[str, str]
+    ) -> web.StreamResponse | None:
+        assert self._session is not None
+        limit = self.engine.max_http_buffer_size
+        try:
+            upstream = await self._session.ws_connect(
+                url, headers=headers, max_msg_size=limit, compress=0, autoping=True
+            )
+        except WSServerHandshakeError as exc:
+            log.info("node %s refused the upgrade of a forwarded session: %s", owner, exc.status)
+            return None
+        except _NETWORK_ERRORS as exc:
+            self._unreachable_once(owner, url, exc)
+            return None
+        self._unreachable.discard(owner)
+        self.forwarded += 1
+        client = web.WebSocketResponse(max_msg_size=limit, compress=False, autoping=True)
+        try:
+            await client.prepare(request)
+            await _bridge(client, upstream)
+        finally:
+            await upstream.close()
+            await client.close()
+        return client
+
+
+async def _bridge(client: web.WebSocketResponse, upstream: ClientWebSocketResponse) -> None:
+    """Copy frames both ways until either side ends."""
+    tasks = [
+        asyncio.ensure_future(_pump(client, upstream)),
+        asyncio.ensure_future(_pump(upstream, client)),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _pump(
+    source: web.WebSocketResponse | ClientWebSocketResponse,
+    sink: web.WebSocketResponse | ClientWebSocketResponse,
+) -> None:
+    with contextlib.suppress(*_NETWORK_ERRORS, RuntimeError):
+        async for msg in source:
+            if msg.type is WSMsgType.TEXT:
+                await sink.send_str(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await sink.send_bytes(msg.data)
+            else:
+                break
+
+
+async def _read_upto(request: web.BaseRequest, limit: int) -> bytes:
+    """The request body, cut after ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:limit]
+
+
+def _url_of(runner: web.AppRunner, host: str) -> str:
+    """The internal listener's URL as another node uses it."""
+    bound_host, bound_port = runner.addresses[0][:2]
+    if host in ("", "0.0.0.0", "::"):
+        bound_host = socket.gethostname()
+    elif ":" in str(bound_host):
+        bound_host = f"[{bound_host}]"
+    return f"http://{bound_host}:{bound_port}"
