@@ -17,6 +17,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from .ports import free_port
 
 START_TIMEOUT = 20.0
+STOP_TIMEOUT = 30.0
+"""A node drains its clients for at most ``shutdown_drain_time`` (10 s), then leaves."""
 LISTENING = "listening on "
 
 
@@ -94,9 +96,19 @@ class Node:
             return None
         if process.returncode is None:
             process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        code = await process.wait()
-        if self._reader is not None:
-            await self._reader
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                code = await process.wait()
+        except TimeoutError:  # a node that does not exit is a failure, not a hung test run
+            process.kill()
+            await process.wait()
+            raise AssertionError(
+                f"node did not exit within {STOP_TIMEOUT} s of SIGTERM; its log:\n"
+                + "\n".join(self.lines[-40:])
+            ) from None
+        finally:
+            if self._reader is not None:
+                await self._reader
         return code
 
     async def kill(self) -> None:

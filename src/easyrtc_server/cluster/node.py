@@ -19,7 +19,6 @@ log from there before it serves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from dataclasses import dataclass
@@ -54,6 +53,8 @@ READ_COUNT: Final = 512
 """Entries read per ``XREAD``."""
 READ_BLOCK_MS: Final = 1000
 RETRY_DELAY: Final = 0.5
+STOP_STEP_TIMEOUT: Final = 2.0
+"""Seconds each step of leaving the cluster may take."""
 SNAPSHOT_LOCK_MS: Final = 250
 """At most one node dumps the state per this many ms (the others would dump the same)."""
 
@@ -111,6 +112,10 @@ class ClusterNode:
         self._appended: set[str] = set()
         """This node's peers that have had an entry: their close goes through the log."""
         self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._outgoing: list[tuple[bytes, asyncio.Future[None]]] = []
+        """Encoded entries waiting for the writer, with what their events await."""
+        self._write_due = asyncio.Event()
         self._unavailable_logged = False
         self._since_snapshot = 0
         self._write_snapshot = self.redis.register_script(_WRITE_SNAPSHOT)
@@ -129,17 +134,24 @@ class ClusterNode:
         except (RedisError, OSError) as exc:
             log.error("could not read the cluster log at start: %s", exc)
         self._reader = asyncio.create_task(self._read_forever(), name="cluster-log-reader")
+        self._writer = asyncio.create_task(self._write_forever(), name="cluster-log-writer")
         log.info("cluster node %s of %r started", self.node_id, self.options.cluster_name)
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):  # bounded: a reader stuck in
-                await asyncio.wait({self._reader}, timeout=READ_BLOCK_MS / 1000 + 1)  # redis-py
-            self._reader = None
-        await self.inbox.stop()
-        await self.registry.stop()
-        await self.redis.aclose()
+        """Leave the cluster. Every step is bounded: a task stuck in a redis-py read that
+        ignores its cancellation must not keep the process from exiting."""
+        tasks = [task for task in (self._reader, self._writer) if task is not None]
+        self._reader = self._writer = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_STEP_TIMEOUT)
+        for step in (self.inbox.stop, self.registry.stop, self.redis.aclose):
+            try:
+                async with asyncio.timeout(STOP_STEP_TIMEOUT):
+                    await step()
+            except (TimeoutError, RedisError, OSError) as exc:
+                log.warning("leaving the cluster: %s did not finish (%r)", step.__qualname__, exc)
 
     # -- the log -----------------------------------------------------------------------------
 
@@ -148,12 +160,15 @@ class ClusterNode:
         its reply sent through ``ack``). Raises ``ClusterUnavailable`` after
         ``APPEND_TIMEOUT``; the entry may still be applied later, without the reply."""
         entry.seq = seq = next(self._seq)
-        future: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Applied] = loop.create_future()
         self._waiters[seq] = _Waiter(future, ack)
         try:
-            raw = entry.encode()
+            written: asyncio.Future[None] = loop.create_future()
+            self._outgoing.append((entry.encode(), written))
+            self._write_due.set()
             async with asyncio.timeout(APPEND_TIMEOUT):
-                await self.redis.xadd(self.keys.log, {FIELD: raw})
+                await written
                 applied = await future
         except (TimeoutError, RedisError, OSError) as exc:
             raise ClusterUnavailable(str(exc) or type(exc).__name__) from exc
@@ -161,6 +176,33 @@ class ClusterNode:
             self._waiters.pop(seq, None)
         self._unavailable_logged = False
         return applied
+
+    async def _write_forever(self) -> None:
+        """The one writer of this node's entries: everything appended in a loop pass goes in
+        one pipeline (a join storm is a few round trips, not a connection per login), in the
+        order it was appended."""
+        key = self.keys.log
+        while True:
+            await self._write_due.wait()
+            await asyncio.sleep(0)  # one more loop pass: the events read in it join the batch
+            self._write_due.clear()
+            batch, self._outgoing = self._outgoing, []
+            try:
+                if len(batch) == 1:
+                    await self.redis.xadd(key, {FIELD: batch[0][0]})
+                else:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for raw, _written in batch:
+                            pipe.xadd(key, {FIELD: raw})
+                        await pipe.execute()
+            except (RedisError, OSError) as exc:
+                for _raw, written in batch:
+                    if not written.done():  # done: its event gave up waiting
+                        written.set_exception(exc)
+                continue
+            for _raw, written in batch:
+                if not written.done():
+                    written.set_result(None)
 
     async def _load_snapshot(self) -> None:
         raw = await self.redis.get(self.keys.snapshot)
