@@ -1,0 +1,157 @@
+"""Noticing that a node died, or that Redis came back empty, and saying so in the log.
+
+Every node runs one ``Liveness`` watch. Each ``interval`` it
+
+- reads ``{cluster}:epoch``: absent means Redis restarted empty (it runs without persistence);
+  one node sets a new one (``SET NX``), every node sees it differ from the one it knew and
+  rebuilds (``rebuild``);
+- compares the nodes owning connections in its replica with the nodes whose alive key is still
+  there: a node whose key expired (``kill -9``, a lost machine) is reaped. One node takes the
+  reaper lock (``SET NX PX``), checks again that the key is gone, and appends ``node-gone``;
+  every replica then removes that node's connections (``remove_node``), so their peers get
+  ``removeClient`` and rooms are reclaimed or counted right, as on a disconnect.
+
+A node that was reaped while it was cut off from Redis but lived reads its own ``node-gone``
+when it is back: it re-registers its connections (a ``rejoin`` each, see ``rebuild``) instead
+of closing its sockets, so its clients stay; their peers see them leave and come back.
+
+Redis errors here are not logged: the registry logs a lost Redis once, and once when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ..outcome import Outcome
+from ..state import State
+from .keys import ClusterKeys
+from .registry import NodeRegistry
+
+log = logging.getLogger("easyrtc_server.cluster")
+
+NODE_GONE = "node-gone"
+"""The log entry kind announcing that a node died: ``{"node": id}``."""
+REAPER_LOCK_MS = 5000
+"""How long the reaper lock is held: one node announces a death, not every node at once."""
+
+
+def remove_node(state: State, easyrtcids: Iterable[str]) -> Outcome:
+    """A node is gone: its sockets (``easyrtcids``) close in ``state`` as on a disconnect; the
+    pushes tell their peers. Idempotent: ids no longer there are skipped."""
+    out = Outcome()
+    for easyrtcid in easyrtcids:
+        peer = state.peers.get(easyrtcid)
+        if peer is not None:
+            out.extend(state.remove_peer(peer))
+    return out
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
+class Liveness:
+    """The watch of one node: dead nodes reaped, a new epoch noticed."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: ClusterKeys,
+        registry: NodeRegistry,
+        *,
+        owners: Callable[[], Iterable[str]],
+        append: Callable[[str, dict[str, Any]], Awaitable[Any]],
+        on_new_epoch: Callable[[str], Awaitable[Any]],
+        interval: float = 1.0,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.registry = registry
+        self.node_id = registry.info.node_id
+        self._owners = owners
+        """The nodes owning connections in this node's replica."""
+        self._append = append
+        """Appends an entry (kind, args) to the log."""
+        self._on_new_epoch = on_new_epoch
+        """Rebuilds this node's replica; awaited before the watch goes on."""
+        self.interval = interval
+        self.epoch: str | None = None
+        """The epoch this node's replica was built in; None before the first check."""
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Learn (or set) the epoch, then watch in the background until ``stop``."""
+        if self._task is None:
+            with contextlib.suppress(RedisError, OSError):
+                self.epoch = await self.current_epoch()
+            self._task = asyncio.create_task(self._watch(), name="cluster-liveness")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check()
+            except (RedisError, OSError):
+                pass  # the registry logs a lost Redis, once
+            except Exception:
+                log.exception("cluster liveness check failed")
+
+    async def check(self) -> None:
+        """One round: a new epoch first (a rebuild makes reaping moot), then dead nodes."""
+        epoch = await self.current_epoch()
+        if epoch != self.epoch:
+            known, self.epoch = self.epoch, epoch
+            if known is not None:  # else: started while Redis was away, holding nothing yet
+                log.warning("Redis came back empty (new epoch): rebuilding the cluster state")
+                await self._on_new_epoch(epoch)
+            return
+        await self.reap()
+
+    async def current_epoch(self) -> str:
+        """The cluster's epoch, set anew (by whichever node asks first) if Redis lost it."""
+        key = self.keys.epoch
+        epoch = await self.redis.get(key)
+        if epoch is None:
+            await self.redis.set(key, new_epoch(), nx=True)
+            epoch = await self.redis.get(key)
+            if epoch is None:  # flushed again in between: next round
+                raise RedisError("epoch vanished")
+        return epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+
+    async def reap(self) -> list[str]:
+        """Announce the end of every node owning connections whose alive key is gone; returns
+        the nodes this node announced."""
+        owners = set(self._owners()) - {self.node_id}
+        if not owners:
+            return []
+        alive = await self.registry.alive_nodes()
+        dead = sorted(owners - alive.keys())
+        if not dead:
+            return []
+        # One node announces: the lock is left to expire, so that the others, which may apply
+        # the ``node-gone`` a little later, do not announce it again meanwhile.
+        if not await self.redis.set(self.keys.reaper, self.node_id, nx=True, px=REAPER_LOCK_MS):
+            return []
+        reaped: list[str] = []
+        for node in dead:
+            if await self.redis.exists(self.keys.alive(node)):
+                continue  # back in time
+            log.warning("node %s is gone (its alive key expired): removing its clients", node)
+            await self._append(NODE_GONE, {"node": node})
+            reaped.append(node)
+        return reaped
