@@ -35,7 +35,9 @@ class ClusterNode:
         self.node_id = node_id or new_node_id()
         self.keys = ClusterKeys(options.cluster_name)
         self.redis: Redis = Redis.from_url(options.redis_url)
-        self.registry = NodeRegistry(self.redis, self.keys, NodeInfo(self.node_id))
+        self.registry = NodeRegistry(
+            self.redis, self.keys, NodeInfo(self.node_id), ttl=options.cluster_alive_ttl
+        )
 
     @property
     def role(self) -> str:
