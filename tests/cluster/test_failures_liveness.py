@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -32,7 +31,7 @@ class Watcher:
     def __init__(self, redis: Redis, node_id: str, owners: set[str]) -> None:
         self.keys = ClusterKeys("live")
         self.registry = NodeRegistry(redis, self.keys, NodeInfo(node_id), ttl=0.5)
-        self.appended: list[tuple[str, dict[str, Any]]] = []
+        self.appended: list[tuple[str, str]] = []
         self.rebuilt: list[str] = []
         self.owners = owners
         self.liveness = Liveness(
@@ -40,12 +39,12 @@ class Watcher:
             self.keys,
             self.registry,
             owners=lambda: self.owners,
-            append=self._append,
+            announce_gone=self._announce_gone,
             on_new_epoch=self._rebuild,
         )
 
-    async def _append(self, kind: str, args: dict[str, Any]) -> None:
-        self.appended.append((kind, args))
+    async def _announce_gone(self, node: str) -> None:
+        self.appended.append((NODE_GONE, node))
 
     async def _rebuild(self, epoch: str) -> None:
         self.rebuilt.append(epoch)
@@ -64,7 +63,7 @@ async def test_a_node_whose_key_expired_is_announced_gone_by_one_node(
         await redis.delete("live:alive:c")  # expired
         reaped = [await w.liveness.reap() for w in watchers]
         assert reaped == [["c"], []]  # the second is held off by the reaper lock
-        assert watchers[0].appended == [(NODE_GONE, {"node": "c"})]
+        assert watchers[0].appended == [(NODE_GONE, "c")]
         assert watchers[1].appended == []
     finally:
         await redis.aclose()
@@ -80,7 +79,7 @@ async def test_a_node_back_in_time_is_not_reaped(redis_server: RedisServer) -> N
         await redis.set("live:alive:b", NodeInfo("b").encode(), px=100_000)
         assert await w.liveness.reap() == []
         assert await w.liveness.reap() == []
-        assert w.appended == [(NODE_GONE, {"node": "b"})]
+        assert w.appended == [(NODE_GONE, "b")]
     finally:
         await redis.aclose()
 

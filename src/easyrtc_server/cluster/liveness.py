@@ -68,8 +68,9 @@ class Liveness:
         registry: NodeRegistry,
         *,
         owners: Callable[[], Iterable[str]],
-        append: Callable[[str, dict[str, Any]], Awaitable[Any]],
+        announce_gone: Callable[[str], Awaitable[Any]],
         on_new_epoch: Callable[[str], Awaitable[Any]],
+        tidy: Callable[[], Awaitable[Any]] | None = None,
         interval: float = 1.0,
     ) -> None:
         self.redis = redis
@@ -78,8 +79,10 @@ class Liveness:
         self.node_id = registry.info.node_id
         self._owners = owners
         """The nodes owning connections in this node's replica."""
-        self._append = append
-        """Appends an entry (kind, args) to the log."""
+        self._announce_gone = announce_gone
+        """Appends ``node-gone`` for a node to the log."""
+        self._tidy = tidy
+        """Called at the end of each round (this node's own repairs)."""
         self._on_new_epoch = on_new_epoch
         """Rebuilds this node's replica; awaited before the watch goes on."""
         self.interval = interval
@@ -121,6 +124,8 @@ class Liveness:
                 await self._on_new_epoch(epoch)
             return
         await self.reap()
+        if self._tidy is not None:
+            await self._tidy()
 
     async def current_epoch(self) -> str:
         """The cluster's epoch, set anew (by whichever node asks first) if Redis lost it."""
@@ -152,6 +157,6 @@ class Liveness:
             if await self.redis.exists(self.keys.alive(node)):
                 continue  # back in time
             log.warning("node %s is gone (its alive key expired): removing its clients", node)
-            await self._append(NODE_GONE, {"node": node})
+            await self._announce_gone(node)
             reaped.append(node)
         return reaped
