@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import control
+from .cluster.replica import is_logged
 from .core import Core
 from .decisions import (
     Decision,
@@ -90,6 +91,8 @@ class EasyRtcServer:
         """One event of ``peer``: the core's outcome, or its decision answered by the hooks."""
         if (refusal := self.guard.check(peer, event, ack is not None)) is not None:
             return await self.deliver(peer, refusal, ack)
+        if self.cluster is not None and is_logged(peer, event, data, ack is not None):
+            return await self._receive_logged(peer, event, data, ack)
         try:
             out = self.core.receive(peer, event, data, ack is not None)
             if not isinstance(out, Outcome):
@@ -104,24 +107,42 @@ class EasyRtcServer:
         if out.left:
             await self._rooms_left(out.left)
 
+    async def _receive_logged(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> None:
+        """A cluster node's state change: through the cluster's log (delivered there)."""
+        assert self.cluster is not None
+        out = await self.cluster.receive(peer, event, data, ack)
+        self.events.received(peer, event, data, out)
+        if out.left:
+            await self._rooms_left(out.left)
+
     async def close(self, peer: Peer) -> None:
         """The socket is gone: its rooms are told, then the hooks."""
         self.guard.closed(peer)
         self.events.closed(peer, self.links.get(peer.easyrtcid))
         self.links.pop(peer.easyrtcid, None)
         conn = peer.connection
-        out = self.core.close(peer)
-        await self.deliver(peer, out, None)
+        out = await self.cluster.close(peer) if self.cluster is not None else None
+        if out is None:  # not a cluster, or a socket only this node knew
+            out = self.core.close(peer)
+            await self.deliver(peer, out, None)
         if out.left:
             await self._rooms_left(out.left)
         if conn is not None:
             await self._notify(self.hooks.disconnect, conn)
 
     async def deliver(
-        self, peer: Peer | None, out: Outcome, ack: Ack | None, *, settled: bool = False
+        self,
+        peer: Peer | None,
+        out: Outcome,
+        ack: Ack | None,
+        *,
+        settled: bool = False,
+        replicated: bool = False,
     ) -> None:
         """Carry out ``out`` for an event of ``peer``: sends in order, then maybe close.
-        ``settled``: ``out`` is a flush of room updates, in order as it is."""
+        ``settled``: ``out`` is a flush of room updates, in order as it is. ``replicated``:
+        ``out`` is a cluster log entry's, which every node delivers to its own sockets; else
+        a cluster node forwards pushes for other nodes' sockets to them."""
         if not settled:
             out = self.core.settle(out, peer)
         if self._room_update_timer is None and self.core.next_room_update() is not None:
@@ -147,6 +168,8 @@ class EasyRtcServer:
             to = send.to
             link = links.get(to)
             if link is None:
+                if self.cluster is not None and not replicated:
+                    self.cluster.forward(send)
                 continue
             try:
                 await link.send(send.event, body)
@@ -266,26 +289,31 @@ class EasyRtcServer:
         servers = await self.hooks.ice_servers(conn)
         await self.apply(control.ice_config_to(self.core.state, easyrtcid, servers))
 
+    async def change(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Make the change ``control.<name>(state, *args, **kwargs)`` and deliver its pushes;
+        on a cluster node, on every node (``cluster.replica.CONTROLS`` names the changes)."""
+        if self.cluster is not None:
+            return await self.cluster.control(name, *args, **kwargs)
+        result = getattr(control, name)(self.core.state, *args, **kwargs)
+        if isinstance(result, Outcome):
+            await self.apply(result)
+        return result
+
     async def set_room_field(
         self, app: str, room: str, name: str, value: Any, *, shared: bool = True
     ) -> None:
-        await self.apply(
-            control.set_room_field(self.core.state, app, room, name, value, shared=shared)
-        )
+        await self.change("set_room_field", app, room, name, value, shared=shared)
 
     async def set_session_field(
         self, app: str, easyrtcsid: str, name: str, value: Any, *, shared: bool = True
     ) -> None:
-        out = control.set_session_field(
-            self.core.state, app, easyrtcsid, name, value, shared=shared
-        )
-        await self.apply(out)
+        await self.change("set_session_field", app, easyrtcsid, name, value, shared=shared)
 
     async def disconnect(self, easyrtcid: str) -> bool:
         """Close a client's socket (it is then cleaned up as any disconnect)."""
         link = self.links.get(easyrtcid)
         if link is None:
-            return False
+            return self.cluster is not None and self.cluster.disconnect(easyrtcid)
         await link.close()
         return True
 

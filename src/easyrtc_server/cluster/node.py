@@ -1,25 +1,67 @@
-"""This process as a node of a cluster: its id, its Redis connection, its place in the registry.
+"""This process as a node of a cluster: its replica of the state, the log reader, its inbox.
 
-Created by ``app.create_app`` when ``redis_url`` is set, started with the application and stopped
-with it. What the node does with the cluster's state (the log of changes, relays to other nodes,
-reaping dead nodes) builds on this; see ``docs/cluster.md``.
+Created by ``app.create_app`` when ``redis_url`` is set, started with the application and
+stopped with it. The server hands it what must be cluster-wide (``EasyRtcServer`` checks
+``server.cluster`` once per event):
+
+- a client event that changes state (``replica.is_logged``) is appended to the log (``XADD``);
+  this node's reader applies it like every other node's, delivers the pushes to this node's
+  sockets and the reply to the client, and hands the result back. When the core asks a
+  decision, the hooks run here, on the client's node, and their answer is appended in turn;
+- a push to a socket on another node goes to that node's inbox (``inbox``);
+- server code's changes (``control``) are appended as ``control`` entries.
+
+The reader applies the log in order, one entry at a time: ``XREAD BLOCK`` from the last id
+applied. At start the node loads the latest snapshot (``snapshot``), if any, and applies the
+log from there before it serves.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from ..decisions import Decision
+from ..errors import EasyRtcError, ErrorCode, error_message
+from ..outcome import Outcome, Push, loggable
+from . import log as entries
+from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
+from .log import FIELD, LogEntry, LogFormatError
 from .registry import NodeInfo, NodeRegistry
+from .replica import Applied, Replica, answer_of
 
 if TYPE_CHECKING:
+    from ..model import Peer
     from ..options import Options
     from ..server import EasyRtcServer
+    from ..transport import Ack
 
 log = logging.getLogger("easyrtc_server.cluster")
+
+APPEND_TIMEOUT: Final = 2.0
+"""Seconds an event waits for its entry to be appended and applied before it is refused."""
+READ_COUNT: Final = 512
+"""Entries read per ``XREAD``."""
+READ_BLOCK_MS: Final = 1000
+RETRY_DELAY: Final = 0.5
+
+
+class ClusterUnavailable(Exception):
+    """The log could not be appended to (or did not come back) in time."""
+
+
+@dataclass(slots=True)
+class _Waiter:
+    future: asyncio.Future[Applied]
+    ack: Ack | None
 
 
 class ClusterNode:
@@ -38,6 +80,19 @@ class ClusterNode:
         self.registry = NodeRegistry(
             self.redis, self.keys, NodeInfo(self.node_id), ttl=options.cluster_alive_ttl
         )
+        if server.core.state.tick_ms:
+            log.warning("room_update_tick is not used in cluster mode: each change is sent at once")
+            server.core.state.tick_ms = 0
+        self.replica = Replica(server.core, self.node_id)
+        self.inbox = Inbox(self.redis, self.keys, self.node_id, self._from_inbox)
+        self.last_id: bytes | str = "0-0"
+        """Stream id of the last entry applied."""
+        self._seq = itertools.count(1)
+        self._waiters: dict[int, _Waiter] = {}
+        self._appended: set[str] = set()
+        """This node's peers that have had an entry: their close goes through the log."""
+        self._reader: asyncio.Task[None] | None = None
+        self._unavailable_logged = False
 
     @property
     def role(self) -> str:
@@ -46,8 +101,189 @@ class ClusterNode:
 
     async def start(self) -> None:
         await self.registry.start()
+        await self.inbox.start()
+        try:
+            await self._catch_up()
+        except (RedisError, OSError) as exc:
+            log.error("could not read the cluster log at start: %s", exc)
+        self._reader = asyncio.create_task(self._read_forever(), name="cluster-log-reader")
         log.info("cluster node %s of %r started", self.node_id, self.options.cluster_name)
 
     async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        await self.inbox.stop()
         await self.registry.stop()
         await self.redis.aclose()
+
+    # -- the log -----------------------------------------------------------------------------
+
+    async def append(self, entry: LogEntry, ack: Ack | None = None) -> Applied:
+        """Append ``entry`` and wait until this node has applied it (its pushes delivered,
+        its reply sent through ``ack``). Raises ``ClusterUnavailable`` after
+        ``APPEND_TIMEOUT``; the entry may still be applied later, without the reply."""
+        entry.seq = seq = next(self._seq)
+        future: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
+        self._waiters[seq] = _Waiter(future, ack)
+        try:
+            raw = entry.encode()
+            async with asyncio.timeout(APPEND_TIMEOUT):
+                await self.redis.xadd(self.keys.log, {FIELD: raw})
+                applied = await future
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise ClusterUnavailable(str(exc) or type(exc).__name__) from exc
+        finally:
+            self._waiters.pop(seq, None)
+        self._unavailable_logged = False
+        return applied
+
+    async def _catch_up(self) -> None:
+        """Apply the whole log as it stands, before this node serves anyone."""
+        while True:
+            batches = await self.redis.xread({self.keys.log: self.last_id}, count=READ_COUNT)
+            if not batches:
+                return
+            await self._apply_batches(batches)
+
+    async def _read_forever(self) -> None:
+        while True:
+            try:
+                batches = await self.redis.xread(
+                    {self.keys.log: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
+                )
+            except (RedisError, OSError):
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            if batches:
+                await self._apply_batches(batches)
+
+    async def _apply_batches(self, batches: Any) -> None:
+        for _stream, items in batches:
+            for entry_id, fields in items:
+                self.last_id = entry_id
+                try:
+                    entry = LogEntry.decode(fields[FIELD])
+                except (LogFormatError, KeyError) as exc:
+                    log.warning("skipped log entry %s: %s", entry_id, exc)
+                    continue
+                await self._apply(entry)
+
+    async def _apply(self, entry: LogEntry) -> None:
+        """Apply one entry; deliver its pushes to this node's sockets (and the reply, when
+        this node appended it); wake the event that waits for it."""
+        waiter = self._waiters.pop(entry.seq, None) if entry.node == self.node_id else None
+        try:
+            applied = self.replica.apply(entry)
+        except Exception as exc:  # a bug: the same on every replica, so it costs one entry
+            log.exception("failed to apply a %s log entry", entry.kind)
+            applied = Applied(None, error=exc)
+        out = applied.result
+        if isinstance(out, Outcome) and (out.sends or out.close):
+            ack = waiter.ack if waiter is not None else None
+            try:
+                await self.server.deliver(applied.peer, out, ack, replicated=True)
+            except Exception:
+                log.exception("failed to deliver a %s log entry", entry.kind)
+        if waiter is not None and not waiter.future.done():
+            waiter.future.set_result(applied)
+
+    # -- what the server hands over ----------------------------------------------------------
+
+    async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Outcome:
+        """A client event that changes state: through the log, with the hooks answering the
+        core's decisions here. Returns the final outcome, already delivered."""
+        cid = peer.easyrtcid
+        self._appended.add(cid)
+        now = self.replica.now
+        step: Outcome | Decision
+        try:
+            entry = entries.recv(self.node_id, now(), cid, peer.remote_address, event, data)
+            step = (await self.append(entry, ack)).result
+            while not isinstance(step, Outcome):
+                step = (await self.append(await self._answer(peer, step), ack)).result
+            return step
+        except (ClusterUnavailable, TypeError) as exc:
+            login = event == "easyrtcAuth"
+            if isinstance(exc, TypeError):  # a payload that is not JSON (binary)
+                log.info("rejected %s from %s: not JSON (%s)", event, cid, loggable(str(exc)))
+            else:
+                self._log_unavailable(exc)
+            code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
+            out = Outcome(close=login).reply(error_message(code, now()))
+            await self.server.deliver(peer, out, ack)
+            return out
+
+    async def _answer(self, peer: Peer, decision: Decision) -> LogEntry:
+        """Run the hooks for ``decision`` (as a single server does) and return the entry
+        that records their answer."""
+        cid, now = peer.easyrtcid, self.replica.now()
+        try:
+            accept = await self.server._ask_hooks(peer, decision)
+        except EasyRtcError as exc:
+            return entries.refuse(self.node_id, now, cid, exc.code, exc.text)
+        except Exception:
+            log.exception("hook failed for %s of %s", decision.what, cid)
+            return entries.refuse(self.node_id, now, cid, decision.failure, None)
+        args: tuple[Any, ...] = getattr(accept, "args", ())
+        return entries.accept(self.node_id, now, cid, answer_of(decision, args[1:]))
+
+    async def close(self, peer: Peer) -> Outcome | None:
+        """A socket of this node closed: through the log if it ever had an entry (returns the
+        outcome, delivered); None when only this node knew it (the server closes it here)."""
+        cid = peer.easyrtcid
+        if cid not in self._appended:
+            return None
+        self._appended.discard(cid)
+        try:
+            applied = await self.append(entries.close(self.node_id, self.replica.now(), cid))
+        except ClusterUnavailable as exc:
+            self._log_unavailable(exc)
+            return None
+        out = applied.result
+        return out if isinstance(out, Outcome) else Outcome()
+
+    async def control(self, name: str, *args: Any, **kwargs: Any) -> Outcome:
+        """A ``control`` change by server code, applied (and its pushes delivered) on every
+        node; raises what the change raised."""
+        entry = entries.control(self.node_id, self.replica.now(), name, list(args), kwargs)
+        applied = await self.append(entry)
+        if applied.error is not None:
+            raise applied.error
+        out = applied.result
+        return out if isinstance(out, Outcome) else Outcome()
+
+    def forward(self, send: Push) -> None:
+        """A push for a socket this node does not hold: to its owner's inbox, if it has one."""
+        owner = self.replica.owners.get(send.to)
+        if owner is not None and owner != self.node_id:
+            self.inbox.send(owner, [send.to, send.event, send.body])
+
+    def disconnect(self, easyrtcid: str) -> bool:
+        """Ask the node holding ``easyrtcid``'s socket to close it; False if none does."""
+        owner = self.replica.owners.get(easyrtcid)
+        if owner is None or owner == self.node_id:
+            return False
+        self.inbox.send(owner, [easyrtcid, None, None])
+        return True
+
+    async def _from_inbox(self, items: list[Item]) -> None:
+        links = self.server.links
+        for to, event, body in items:
+            link = links.get(to)
+            if link is None:
+                continue
+            if event is None:
+                await link.close()
+                continue
+            try:
+                await link.send(event, body)
+            except (TypeError, ValueError, RecursionError) as exc:
+                log.warning("could not send %s to %s: %s", loggable(event), to, exc)
+
+    def _log_unavailable(self, exc: BaseException) -> None:
+        if not self._unavailable_logged:
+            log.error("the cluster log is unavailable (%s): state changes are refused", exc)
+            self._unavailable_logged = True

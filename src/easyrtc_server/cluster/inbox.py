@@ -1,0 +1,124 @@
+"""Per-node inboxes: relayed messages for sockets on other nodes, over Redis pub/sub.
+
+Relays change no state, so they do not go through the log. The sender's node runs the rule on
+its own replica; a push whose recipient is connected to another node is queued here for that
+node. The queue is published once per event-loop pass, one ``PUBLISH`` per node carrying the
+list of pushes (in one pipeline), by one task over one connection: one sender's messages to one
+target keep their order. Each node subscribes to its own channel (``keys.inbox``) and sends
+each push to its socket.
+
+An item is ``[easyrtcid, event, body]``; ``[easyrtcid, None, None]`` asks the owner to close
+that socket (``server.disconnect`` of a client on another node).
+
+Pub/sub delivers at most once: what is published while a node's subscription is down is lost,
+as a relayed message to a socket that dropped would be. State never travels this way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from .keys import ClusterKeys
+
+log = logging.getLogger("easyrtc_server.cluster")
+
+Item = list[Any]
+RETRY_DELAY = 0.5
+
+
+class Inbox:
+    """This node's outgoing queues to other nodes' inboxes, and its own subscription."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: ClusterKeys,
+        node_id: str,
+        deliver: Callable[[list[Item]], Awaitable[None]],
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.node_id = node_id
+        self._deliver = deliver
+        self._queues: dict[str, list[Item]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pubsub: PubSub | None = None
+        self._subscribed = asyncio.Event()
+        self._failing = False
+
+    def send(self, node: str, item: Item) -> None:
+        """Queue ``item`` for ``node``'s inbox (published at the end of this loop pass)."""
+        queue = self._queues.get(node)
+        if queue is None:
+            self._queues[node] = [item]
+            self._wake.set()
+        else:
+            queue.append(item)
+
+    async def start(self) -> None:
+        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self._tasks = [
+            asyncio.create_task(self._publish_forever(), name="cluster-inbox-out"),
+            asyncio.create_task(self._listen_forever(self._pubsub), name="cluster-inbox-in"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await self._subscribed.wait()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = None
+
+    async def _publish_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            queues, self._queues = self._queues, {}
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for node, items in queues.items():
+                        pipe.publish(self.keys.inbox(node), orjson.dumps(items))
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                if not self._failing:
+                    log.warning("relays to other nodes are lost while Redis is away: %s", exc)
+                    self._failing = True
+            else:
+                self._failing = False
+
+    async def _listen_forever(self, pubsub: PubSub) -> None:
+        channel = self.keys.inbox(self.node_id)
+        while True:
+            try:
+                await pubsub.subscribe(channel)
+                self._subscribed.set()
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    try:
+                        items = orjson.loads(message["data"])
+                    except orjson.JSONDecodeError:
+                        log.warning("unreadable inbox message on %s", channel)
+                        continue
+                    await self._deliver(items)
+            except (RedisError, OSError):
+                await asyncio.sleep(RETRY_DELAY)
