@@ -12,10 +12,12 @@ from typing import Any
 import orjson
 
 from easyrtc_server import control
-from easyrtc_server.cluster.liveness import remove_node
+from easyrtc_server.cluster.log import node_gone
 from easyrtc_server.cluster.rebuild import full_lists, reset, restore, snapshot
+from easyrtc_server.cluster.replica import Replica
 from easyrtc_server.model import Peer
-from support.corekit import Harness
+from easyrtc_server.outcome import Outcome
+from support.corekit import NOW, Harness
 
 
 def _world(h: Harness) -> tuple[Peer, Peer, Peer]:
@@ -118,7 +120,10 @@ def test_a_dead_nodes_clients_leave_as_on_disconnect() -> None:
     h = Harness()
     a, b, c = _world(h)
     h.join(a, "y")
-    out = remove_node(h.core.state, [b.easyrtcid, c.easyrtcid, "not-there"])
+    replica = Replica(h.core, "n1")
+    replica.owners.update({a.easyrtcid: "n1", b.easyrtcid: "n2", c.easyrtcid: "n2"})
+    out = replica.apply(node_gone("n1", NOW, "n2")).result
+    assert isinstance(out, Outcome)
     removed = [
         (push.to, name, list(delta["clientListDelta"]["removeClient"]))  # type: ignore[union-attr]
         for push in out.sends

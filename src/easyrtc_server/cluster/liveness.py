@@ -8,7 +8,7 @@ Every node runs one ``Liveness`` watch. Each ``interval`` it
 - compares the nodes owning connections in its replica with the nodes whose alive key is still
   there: a node whose key expired (``kill -9``, a lost machine) is reaped. One node takes the
   reaper lock (``SET NX PX``), checks again that the key is gone, and appends ``node-gone``;
-  every replica then removes that node's connections (``remove_node``), so their peers get
+  every replica then removes that node's connections (``replica``), so their peers get
   ``removeClient`` and rooms are reclaimed or counted right, as on a disconnect.
 
 A node that was reaped while it was cut off from Redis but lived reads its own ``node-gone``
@@ -25,33 +25,23 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..outcome import Outcome
-from ..state import State
+from . import log as entries
 from .keys import ClusterKeys
 from .registry import NodeRegistry
 
+if TYPE_CHECKING:
+    from .node import ClusterNode
+    from .rebuild import Rebuilder
+
 log = logging.getLogger("easyrtc_server.cluster")
 
-NODE_GONE = "node-gone"
-"""The log entry kind announcing that a node died: ``{"node": id}``."""
 REAPER_LOCK_MS = 5000
 """How long the reaper lock is held: one node announces a death, not every node at once."""
-
-
-def remove_node(state: State, easyrtcids: Iterable[str]) -> Outcome:
-    """A node is gone: its sockets (``easyrtcids``) close in ``state`` as on a disconnect; the
-    pushes tell their peers. Idempotent: ids no longer there are skipped."""
-    out = Outcome()
-    for easyrtcid in easyrtcids:
-        peer = state.peers.get(easyrtcid)
-        if peer is not None:
-            out.extend(state.remove_peer(peer))
-    return out
 
 
 def new_epoch() -> str:
@@ -89,6 +79,26 @@ class Liveness:
         self.epoch: str | None = None
         """The epoch this node's replica was built in; None before the first check."""
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[None]] = set()
+        registry.on_back.append(self._redis_back)
+
+    @classmethod
+    def of(cls, node: ClusterNode, rebuilder: Rebuilder) -> Liveness:
+        """The watch of ``node``: it appends ``node-gone`` to its log, ``rebuilder`` rebuilds."""
+
+        async def announce_gone(gone: str) -> None:
+            await node.append(entries.node_gone(node.node_id, node.replica.now(), gone))
+
+        return cls(
+            node.redis,
+            node.keys,
+            node.registry,
+            owners=lambda: set(node.replica.owners.values()),
+            announce_gone=announce_gone,
+            on_new_epoch=rebuilder.rebuild,
+            tidy=rebuilder.tidy,
+            interval=node.options.cluster_check_interval,
+        )
 
     async def start(self) -> None:
         """Learn (or set) the epoch, then watch in the background until ``stop``."""
@@ -121,11 +131,22 @@ class Liveness:
             known, self.epoch = self.epoch, epoch
             if known is not None:  # else: started while Redis was away, holding nothing yet
                 log.warning("Redis came back empty (new epoch): rebuilding the cluster state")
+                await self.drop_connections()
                 await self._on_new_epoch(epoch)
             return
         await self.reap()
         if self._tidy is not None:
             await self._tidy()
+
+    async def drop_connections(self) -> None:
+        """Close the pooled connections: after Redis restarted each would fail once, and a
+        login that drew one would be refused."""
+        await self.redis.connection_pool.disconnect()
+
+    def _redis_back(self) -> None:
+        task = asyncio.ensure_future(self.drop_connections())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def current_epoch(self) -> str:
         """The cluster's epoch, set anew (by whichever node asks first) if Redis lost it."""

@@ -34,7 +34,9 @@ from ..outcome import Outcome, Push, loggable
 from . import log as entries
 from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
+from .liveness import Liveness
 from .log import FIELD, LogEntry, LogFormatError
+from .rebuild import Rebuilder
 from .registry import NodeInfo, NodeRegistry
 from .replica import Applied, Replica, answer_of
 
@@ -93,6 +95,10 @@ class ClusterNode:
         """This node's peers that have had an entry: their close goes through the log."""
         self._reader: asyncio.Task[None] | None = None
         self._unavailable_logged = False
+        self._generation = 0
+        """Bumped when the log is read again from its start (``restart_log``)."""
+        self.rebuilder = Rebuilder(self)  # failures: cluster/rebuild.py, cluster/liveness.py
+        self.liveness = Liveness.of(self, self.rebuilder)
 
     @property
     def role(self) -> str:
@@ -107,9 +113,11 @@ class ClusterNode:
         except (RedisError, OSError) as exc:
             log.error("could not read the cluster log at start: %s", exc)
         self._reader = asyncio.create_task(self._read_forever(), name="cluster-log-reader")
+        await self.liveness.start()
         log.info("cluster node %s of %r started", self.node_id, self.options.cluster_name)
 
     async def stop(self) -> None:
+        await self.liveness.stop()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -148,8 +156,15 @@ class ClusterNode:
                 return
             await self._apply_batches(batches)
 
+    def restart_log(self) -> None:
+        """Read the log from its start again (Redis came back empty: it is a new log); a
+        batch read before is dropped."""
+        self.last_id = "0-0"
+        self._generation += 1
+
     async def _read_forever(self) -> None:
         while True:
+            generation = self._generation
             try:
                 batches = await self.redis.xread(
                     {self.keys.log: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
@@ -158,11 +173,13 @@ class ClusterNode:
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             if batches:
-                await self._apply_batches(batches)
+                await self._apply_batches(batches, generation)
 
-    async def _apply_batches(self, batches: Any) -> None:
+    async def _apply_batches(self, batches: Any, generation: int | None = None) -> None:
         for _stream, items in batches:
             for entry_id, fields in items:
+                if generation is not None and generation != self._generation:
+                    return
                 self.last_id = entry_id
                 try:
                     entry = LogEntry.decode(fields[FIELD])

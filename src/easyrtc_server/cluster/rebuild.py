@@ -16,16 +16,27 @@ Everything here is a pure function of the replica's ``State``, like the protocol
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..model import Connection, Field, Fields, Group, Membership, Peer, Session
 from ..outcome import Json, Outcome
 from ..roomdata import client_entry, join_state, room_data
 from ..state import State
+from .log import NODE_GONE, LogEntry, close
+from .replica import Applied
 
-REJOIN = "rejoin"
-"""The log entry kind carrying one connection's ``snapshot``."""
+if TYPE_CHECKING:
+    from .node import ClusterNode
+
+log = logging.getLogger("easyrtc_server.cluster")
+
+REJOIN: Final = "rejoin"
+"""The log entry kind carrying one connection's ``snapshot``: ``{p, c}``."""
+APPENDS_AT_ONCE: Final = 64
+"""Rejoin entries appended concurrently (each waits until this node applied it)."""
 
 
 def _fields_out(fields: Fields) -> dict[str, list[Any]]:
@@ -148,3 +159,125 @@ def full_lists(state: State, easyrtcids: Iterable[str]) -> Outcome:
         body = {**room_data(rooms), "easyrtcid": easyrtcid, "serverTime": state.now()}
         out.push(easyrtcid, "easyrtcCmd", body)
     return out
+
+
+class Rebuilder:
+    """One node's part in rebuilding the cluster state: it re-registers the connections of its
+    own sockets when Redis came back empty (``rebuild``) or when it reads that it was declared
+    gone, and appends the closes Redis missed while it was away (``tidy``).
+
+    It adds the ``rejoin`` kind to the replica's apply table and wraps ``node-gone``.
+    """
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+        replica = node.replica
+        self._apply_gone = replica.APPLY[NODE_GONE]
+        replica.APPLY[NODE_GONE] = self._node_gone
+        replica.APPLY[REJOIN] = self._rejoin
+        self._todo: list[Json] = []
+        """Snapshots still to append (Redis failed meanwhile): retried by ``tidy``."""
+        self._task: asyncio.Task[None] | None = None
+        self._stale: set[str] = set()
+
+    @property
+    def state(self) -> State:
+        return self.node.replica.core.state
+
+    def own(self) -> dict[str, Peer]:
+        """The peers of this node's open sockets."""
+        peers = self.state.peers
+        return {cid: peers[cid] for cid in self.node.server.links if cid in peers}
+
+    def own_snapshots(self) -> list[Json]:
+        return [snapshot(p.connection) for p in self.own().values() if p.connection is not None]
+
+    # -- Redis came back empty ---------------------------------------------------------------
+
+    async def rebuild(self, epoch: str) -> None:
+        """Clear the replica, read the new log from its start, re-register this node's
+        connections, then give its members whole lists."""
+        del epoch
+        own = self.own()
+        snaps = self.own_snapshots()
+        replica = self.node.replica
+        reset(self.state, keep=own)
+        replica.owners.clear()
+        replica.pending.clear()
+        self.node.restart_log()
+        await self._reregister(snaps)
+
+    # -- apply-table entries -----------------------------------------------------------------
+
+    def _node_gone(self, entry: LogEntry) -> Applied:
+        """A node is gone; when it is this one (cut off from Redis past its TTL, but alive),
+        its sockets stay open and their connections are re-registered."""
+        if entry.body.get("node") != self.node.node_id:
+            return self._apply_gone(entry)
+        own = self.own()
+        snaps = self.own_snapshots()
+        applied = self._apply_gone(entry)
+        self.state.peers.update(own)  # unauthenticated until their rejoin is read back
+        log.warning(
+            "this node was declared gone while cut off from Redis: "
+            "re-registering its %d connections",
+            len(snaps),
+        )
+        self._start(snaps)
+        return applied
+
+    def _rejoin(self, entry: LogEntry) -> Applied:
+        cid = str(entry.body["p"])
+        replica = self.node.replica
+        replica.owners[cid] = entry.node
+        replica.pending.pop(cid, None)
+        out = restore(self.state, entry.body["c"])
+        return Applied(self.state.peers.get(cid), out)
+
+    # -- re-registering ----------------------------------------------------------------------
+
+    def _start(self, snaps: list[Json]) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = asyncio.create_task(self._reregister(snaps), name="cluster-rejoin")
+
+    async def _reregister(self, snaps: list[Json]) -> None:
+        """Append a ``rejoin`` per connection still open here, then push whole lists."""
+        node = self.node
+        links = node.server.links
+        self._todo = [snap for snap in snaps if snap["easyrtcid"] in links]
+        try:
+            await node.registry.announce()  # alive first, so nobody reaps it again
+            while self._todo:
+                chunk = self._todo[:APPENDS_AT_ONCE]
+                await asyncio.gather(*(node.append(self._entry(snap)) for snap in chunk))
+                del self._todo[: len(chunk)]
+        except Exception as exc:  # Redis failed again: ``tidy`` retries
+            log.warning("re-registering this node's connections failed (%s): retrying", exc)
+            return
+        out = full_lists(self.state, list(links))
+        await node.server.deliver(None, out, None, replicated=True)
+        log.info("re-registered this node's connections")
+
+    def _entry(self, snap: Json) -> LogEntry:
+        node = self.node
+        return LogEntry(
+            REJOIN, node.node_id, node.replica.now(), {"p": snap["easyrtcid"], "c": snap}
+        )
+
+    async def tidy(self) -> None:
+        """Once per liveness round: finish a re-registration that failed, and close in the log
+        the sockets of this node that closed while Redis was away (seen twice in a row, so a
+        close on its way is not sent twice)."""
+        if self._todo and (self._task is None or self._task.done()):
+            self._start([snap for snap in self._todo])
+            return
+        node = self.node
+        links = node.server.links
+        me = node.node_id
+        stale = {
+            cid for cid, owner in node.replica.owners.items() if owner == me and cid not in links
+        }
+        again, self._stale = stale & self._stale, stale - self._stale
+        for cid in sorted(again):
+            await node.append(close(node.node_id, node.replica.now(), cid))
