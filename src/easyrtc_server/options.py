@@ -232,6 +232,10 @@ class Options(ProtocolOptions):
     workers: int = 1
     """Processes started on this host serving the same port (``SO_REUSEPORT``) as nodes of one
     cluster; more than 1 needs ``redis_url``."""
+    # Cluster state (``cluster/node.py``, ``cluster/snapshot.py``)
+    cluster_snapshot_entries: int = 1000
+    """Log entries between snapshots of the replicated state; the log is trimmed to the one
+    before, so a node that starts loads a snapshot and reads at most twice this many."""
 
     # Cluster failures (``cluster/liveness.py``): how fast a dead node or an empty Redis is seen
     cluster_alive_ttl: float = 6.0
@@ -419,7 +423,7 @@ def _checked(name: str, value: Any) -> Any:
             raise OptionsError(
                 f"option 'workers' must be a whole number from 1 to 256, got {value!r}"
             )
-    elif name == "webhook_max_attempts":
+    elif name in ("webhook_max_attempts", "cluster_snapshot_entries"):
         if not _is_int(value) or value < 1:
             raise OptionsError(f"option {name!r} must be a whole number >= 1, got {value!r}")
     elif name == "log_format":

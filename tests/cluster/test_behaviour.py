@@ -8,17 +8,22 @@ python-socketio (``support.client``) and Node socket.io-client 4 and 2.4
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from redis.asyncio import Redis
 
 from support.client import Client
 from support.nodes import Node, running_nodes
 from support.redisserver import running_redis
+from transport.harness import node_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -30,9 +35,25 @@ def fresh(prefix: str) -> str:
     return f"{prefix}{next(_names)}"
 
 
+ROOM_MAX = 5
+SNAPSHOT_ENTRIES = 20
+TESTS_DIR = Path(__file__).resolve().parent.parent
+NODE_ENV = {
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])),
+    "EASYRTC_ROOM_MAX_CONNECTION": str(ROOM_MAX),
+    "EASYRTC_CLUSTER_SNAPSHOT_ENTRIES": str(SNAPSHOT_ENTRIES),
+}
+
+
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def nodes() -> AsyncIterator[list[Node]]:
-    async with running_redis() as redis, running_nodes(redis.url, 3, cluster="beh") as started:
+    """Three nodes of one cluster with the test hooks (``hooked_node``), rooms of 5 at most."""
+    async with (
+        running_redis() as redis,
+        running_nodes(
+            redis.url, 3, cluster="beh", env=NODE_ENV, module="cluster.hooked_node"
+        ) as started,
+    ):
         yield started
 
 
@@ -64,6 +85,14 @@ async def next_delta(client: Client) -> dict[str, Any]:
         if cmd["msgType"] == "roomData":
             (delta,) = cmd["msgData"]["roomData"].values()
             return delta  # type: ignore[no-any-return]
+
+
+async def removed(client: Client) -> set[str]:
+    """The easyrtcids of the next ``removeClient`` delta ``client`` is told of."""
+    while True:
+        delta = (await next_delta(client)).get("clientListDelta", {})
+        if "removeClient" in delta:
+            return set(delta["removeClient"])
 
 
 async def test_logins_on_three_nodes_see_one_room(nodes: list[Node], stack: AsyncExitStack) -> None:
@@ -107,3 +136,245 @@ async def test_signals_cross_nodes_in_order(nodes: list[Node], stack: AsyncExitS
     assert [c["msgType"] for c in got[:2]] == ["offer", "answer"]
     assert [c["msgData"]["n"] for c in got[2:]] == list(range(50))
     assert all(c["senderEasyrtcid"] == a.easyrtcid for c in got)
+
+
+async def test_presence_and_api_field_reach_members_on_other_nodes(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    app, room = fresh("app"), fresh("room")
+    join = {room: {"roomName": room}}
+    a, b = await connect(stack, nodes[0]), await connect(stack, nodes[2])
+    await a.login(applicationName=app, roomJoin=join)
+    await b.login(applicationName=app, roomJoin=join)
+    await next_delta(a)
+    reply = await b.cmd("setPresence", msgData={"setPresence": {"show": "away", "status": "lunch"}})
+    assert reply["msgType"] == "roomData"
+    entry = (await next_delta(a))["clientListDelta"]["updateClient"][b.easyrtcid]
+    assert entry["presence"] == {"show": "away", "status": "lunch"}
+    field = {"mood": {"fieldName": "mood", "fieldValue": "happy"}}
+    await b.cmd("setRoomApiField", msgData={"setRoomApiField": {"roomName": room, "field": field}})
+    entry = (await next_delta(a))["clientListDelta"]["updateClient"][b.easyrtcid]
+    assert entry["apiField"] == field
+    # a newcomer on the third node sees both, as they are now
+    c = await connect(stack, nodes[1])
+    token = await c.login(applicationName=app, roomJoin=join)
+    listed = token["msgData"]["roomData"][room]["clientList"]
+    assert listed[b.easyrtcid]["presence"] == {"show": "away", "status": "lunch"}
+    assert listed[b.easyrtcid]["apiField"] == field
+    await b.cmd("roomLeave", msgData={"roomLeave": {room: {"roomName": room}}})
+    for member in (a, c):
+        assert await removed(member) == {b.easyrtcid}
+
+
+async def test_errors_are_those_of_one_server(nodes: list[Node], stack: AsyncExitStack) -> None:
+    app = fresh("app")
+    a, b = await connect(stack, nodes[0]), await connect(stack, nodes[1])
+    refused = await a.call("easyrtcCmd", {"msgType": "roomJoin", "msgData": {}})
+    assert refused["msgData"]["errorCode"] == "MSG_REJECT_NO_AUTH"
+    await a.login(applicationName=app)
+    await b.login(applicationName=fresh("other"))
+    # b is alive, but in another application: as on one server
+    reply = await a.cmd("offer", targetEasyrtcid=b.easyrtcid, msgData={"sdp": "x"})
+    assert reply["msgData"]["errorCode"] == "MSG_REJECT_TARGET_EASYRTCID"
+    reply = await a.cmd("roomJoin", msgData={"roomJoin": {"bad room!": {"roomName": "bad room!"}}})
+    assert reply["msgData"]["errorCode"] == "MSG_REJECT_BAD_STRUCTURE"
+    reply = await a.cmd(
+        "roomJoin", msgData={"roomJoin": {"forbidden1": {"roomName": "forbidden1"}}}
+    )
+    assert reply["msgData"] == {"errorCode": "MSG_REJECT_BAD_ROOM", "errorText": "not this room"}
+    reply = await a.cmd("roomLeave", msgData=[])
+    assert reply["msgData"]["errorCode"] == "MSG_REJECT_BAD_STRUCTURE"
+    bad_login = Client()
+    await bad_login.connect(nodes[2].url)
+    stack.push_async_callback(bad_login.sio.disconnect)
+    answer = await bad_login.call("easyrtcAuth", {"msgType": "authenticate", "msgData": {}})
+    assert answer["msgData"]["errorCode"] == "LOGIN_BAD_STRUCTURE"
+    await asyncio.wait_for(bad_login.disconnected.wait(), 10)
+
+
+async def test_room_max_connection_holds_under_simultaneous_joins_from_three_nodes(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    app, room = fresh("app"), fresh("room")
+    join = {room: {"roomName": room}}
+    for node in nodes:  # three members: two places left
+        await (await connect(stack, node)).login(applicationName=app, roomJoin=join)
+    racers = [await connect(stack, nodes[i % 3]) for i in range(12)]
+    for i, racer in enumerate(racers):  # each in a room of its own (rooms hold 5)
+        own = f"{room}x{i}"
+        await racer.login(applicationName=app, roomJoin={own: {"roomName": own}})
+    replies = await asyncio.gather(*(r.cmd("roomJoin", msgData={"roomJoin": join}) for r in racers))
+    won = [r for r in replies if r["msgType"] == "roomData"]
+    lost = [r for r in replies if r["msgType"] == "error"]
+    assert len(won) == ROOM_MAX - 3
+    assert {r["msgData"]["errorCode"] for r in lost} == {"MSG_REJECT_BAD_ROOM"}
+    for node in nodes:
+        watcher = await connect(stack, node)
+        await watcher.login(applicationName=app, roomJoin={"watch": {"roomName": "watch"}})
+        listed = (await watcher.cmd("getRoomList"))["msgData"]["roomList"]
+        assert listed[room]["numberClients"] == ROOM_MAX
+
+
+async def test_rooms_and_apps_are_created_and_reclaimed_cluster_wide(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    app, room = fresh("app"), fresh("room")
+    a, b = await connect(stack, nodes[0]), await connect(stack, nodes[1])
+    await a.login(applicationName=app, roomJoin={room: {"roomName": room}})
+    await b.login(applicationName=app)
+    assert room in (await b.cmd("getRoomList"))["msgData"]["roomList"]
+    assert (await b.cmd("rooms"))["msgData"] == {"default": 1, room: 1}
+    await a.cmd("roomLeave", msgData={"roomLeave": {room: {"roomName": room}}})
+    listed = (await b.cmd("getRoomList"))["msgData"]["roomList"]
+    assert room not in listed, "an empty client-made room is reclaimed on every node"
+    # the application goes when its last connection does: a fresh login creates it again
+    await a.sio.disconnect()
+    await b.sio.disconnect()
+    c = await connect(stack, nodes[2])
+    token = await c.login(applicationName=app)
+    assert set(token["msgData"]["roomData"]["default"]["clientList"]) == {c.easyrtcid}
+
+
+async def test_hooks_run_on_the_node_of_the_client(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    app, room = fresh("app"), fresh("room")
+    marks = [len(node.lines) for node in nodes]
+    b = await connect(stack, nodes[1])
+    token = await b.login(applicationName=app, roomJoin={room: {"roomName": room}})
+    assert nodes[1].process is not None
+    assert token["msgData"]["field"]["admittedBy"]["fieldValue"] == nodes[1].process.pid
+    async with asyncio.timeout(10):
+        await nodes[1].wait_for_line(f"hook room_join of {b.easyrtcid}", start=marks[1])
+    for node, mark in ((nodes[0], marks[0]), (nodes[2], marks[2])):
+        assert not any(b.easyrtcid in line for line in node.lines[mark:])
+    # what the hook wrote reaches every replica: a peer elsewhere sees it in its list
+    a = await connect(stack, nodes[0])
+    token = await a.login(applicationName=app, roomJoin={room: {"roomName": room}})
+    assert token["msgData"]["field"]["admittedBy"]["fieldValue"] == nodes[0].process.pid  # type: ignore[union-attr]
+
+
+async def test_sessions_and_groups_span_nodes(nodes: list[Node], stack: AsyncExitStack) -> None:
+    app, sid = fresh("app"), fresh("session")
+    a, b, c = [await connect(stack, node) for node in nodes]
+    await a.login(applicationName=app, easyrtcsid=sid)
+    await b.login(applicationName=app, easyrtcsid=sid)
+    await c.login(applicationName=app)
+    await a.cmd("setSessionField", msgData={"note": "hello"})
+    for member in (a, b):
+        cmd = await member.next_cmd()
+        while cmd["msgType"] != "sessionData":
+            cmd = await member.next_cmd()
+        assert cmd["msgData"]["sessionData"]["field"]["note"]["fieldValue"] == "hello"
+    for client in (b, c):
+        assert await client.cmd("joinGroup", msgData={"group": "crew"}) == {"msgType": "ack"}
+    reply = await a.call(
+        "easyrtcMsg", {"msgType": "chat", "targetGroup": "crew", "msgData": "to the crew"}
+    )
+    assert reply == {"msgType": "ack"}, "a, outside the group, may still send to it"
+    for member in (b, c):
+        msg = await member.next_msg()
+        assert (msg["msgType"], msg["targetGroup"], msg["msgData"]) == (
+            "chat",
+            "crew",
+            "to the crew",
+        )
+
+
+async def test_push_api_and_queries_act_on_the_whole_cluster(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    app, room = fresh("app"), fresh("room")
+    join = {room: {"roomName": room}}
+    a, b, c = [await connect(stack, node) for node in nodes]
+    for client in (a, b, c):
+        await client.login(applicationName=app, roomJoin=join, username=f"u{id(client) % 997}")
+    occupants = (await a.cmd("occupants", msgData={"room": room}))["msgData"]
+    assert occupants == sorted([a.easyrtcid, b.easyrtcid, c.easyrtcid])
+    who = (await a.cmd("connection", msgData={"id": c.easyrtcid}))["msgData"]
+    assert who == f"u{id(c) % 997}"
+    told = await a.cmd("tellRoom", msgData={"room": room, "text": "all hands"})
+    assert told == {"msgType": "told", "msgData": 3}
+    for client in (a, b, c):
+        msg = await client.next_msg()
+        assert (msg["msgType"], msg["msgData"], msg["targetRoom"]) == ("news", "all hands", room)
+    await a.cmd("setRoomField", msgData={"room": room, "topic": "cluster"})
+    for client in (b, c):
+        cmd = await client.next_cmd()
+        while cmd["msgType"] != "roomData" or "field" not in cmd["msgData"]["roomData"][room]:
+            cmd = await client.next_cmd()
+        assert cmd["msgData"]["roomData"][room]["field"]["topic"]["fieldValue"] == "cluster"
+    assert (await b.cmd("kick", msgData={"to": c.easyrtcid}))["msgData"] is True
+    await asyncio.wait_for(c.disconnected.wait(), 10)
+    assert await removed(a) == {c.easyrtcid}
+
+
+async def test_messages_to_a_room_cross_nodes_in_order_for_node_clients(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    """Node socket.io-client 4 and 2.4 (Engine.IO 3) on two nodes, messages from a third."""
+    app, room = fresh("app"), fresh("room")
+    auth = {
+        "msgType": "authenticate",
+        "msgData": {
+            "apiVersion": "1.1.1-beta",
+            "applicationName": app,
+            "roomJoin": {room: {"roomName": room}},
+        },
+    }
+    v4 = await stack.enter_async_context(
+        node_client("4", nodes[1].url, {"transports": ["websocket"]})
+    )
+    v2 = await stack.enter_async_context(
+        node_client("2", nodes[2].url, {"transports": ["websocket"]})
+    )
+    for client in (v4, v2):
+        await client.expect("connect")
+        token = await client.call("easyrtcAuth", auth)
+        assert token["msgType"] == "token"
+    sender = await connect(stack, nodes[0])
+    await sender.login(applicationName=app, roomJoin={room: {"roomName": room}})
+    for i in range(20):
+        await sender.sio.emit(
+            "easyrtcMsg",
+            {"msgType": "chat", "targetRoom": room, "msgData": i},
+            callback=lambda *_: None,
+        )
+    for client in (v4, v2):
+        got = [
+            (await client.expect("message", event="easyrtcMsg"))["data"]["msgData"]
+            for _ in range(20)
+        ]
+        assert got == list(range(20))
+
+
+async def test_a_node_started_later_loads_the_state_from_a_snapshot(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    app, room = fresh("app"), fresh("room")
+    join = {room: {"roomName": room}}
+    a = await connect(stack, nodes[0])
+    await a.login(applicationName=app, roomJoin=join, username="early")
+    for i in range(5 * SNAPSHOT_ENTRIES):  # each one log entry: several snapshots and trims
+        await a.cmd("setPresence", msgData={"setPresence": {"show": "chat", "status": f"s{i}"}})
+    redis = Redis.from_url(nodes[0].redis_url)
+    stack.push_async_callback(redis.aclose)
+    assert await redis.exists("beh:snapshot")
+    info = await redis.xinfo_stream("beh:log")
+    assert info["length"] <= info["entries-added"] - SNAPSHOT_ENTRIES, "the log is trimmed"
+    late = Node(nodes[0].redis_url, cluster="beh", env=NODE_ENV, module="cluster.hooked_node")
+    await late.start()
+    stack.push_async_callback(late.stop)
+    assert any("loaded the cluster state" in line for line in late.lines)
+    c = await connect(stack, late)
+    token = await c.login(applicationName=app, roomJoin=join)
+    listed = token["msgData"]["roomData"][room]["clientList"]
+    assert listed[a.easyrtcid]["username"] == "early"
+    assert listed[a.easyrtcid]["presence"]["status"] == f"s{5 * SNAPSHOT_ENTRIES - 1}"
+    delta = await next_delta(a)
+    assert set(delta["clientListDelta"]["updateClient"]) == {c.easyrtcid}
+    assert await c.cmd("offer", targetEasyrtcid=a.easyrtcid, msgData={"sdp": "late"}) == {
+        "msgType": "ack"
+    }
+    offer = await a.next_cmd()
+    assert (offer["msgType"], offer["senderEasyrtcid"]) == ("offer", c.easyrtcid)

@@ -31,8 +31,10 @@ class Node:
         args: tuple[str, ...] = (),
         env: Mapping[str, str] | None = None,
         port: int | None = None,
+        module: str = "easyrtc_server",
     ) -> None:
         self.redis_url = redis_url
+        self.module = module
         self.cluster = cluster
         self.args = args
         self.env = dict(env or {})
@@ -49,7 +51,7 @@ class Node:
     async def start(self) -> None:
         env = {**os.environ, "EASYRTC_LOGIN_TIMEOUT": "0", **self.env}
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "easyrtc_server",
+            sys.executable, "-m", self.module,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--redis", self.redis_url, "--cluster", self.cluster,
             *self.args,
@@ -110,10 +112,15 @@ async def running_nodes(
     cluster: str = "test",
     args: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
+    module: str = "easyrtc_server",
 ) -> AsyncIterator[list[Node]]:
-    """``count`` nodes of one cluster, started together, stopped after the block."""
+    """``count`` nodes of one cluster, started together, stopped after the block (``module``:
+    what ``python -m`` runs, the server's command line by default)."""
     async with AsyncExitStack() as stack:
-        nodes = [Node(redis_url, cluster=cluster, args=args, env=env) for _ in range(count)]
+        nodes = [
+            Node(redis_url, cluster=cluster, args=args, env=env, module=module)
+            for _ in range(count)
+        ]
         for node in nodes:
             stack.push_async_callback(node.stop)
         await asyncio.gather(*(node.start() for node in nodes))

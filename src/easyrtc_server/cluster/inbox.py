@@ -90,13 +90,18 @@ class Inbox:
     async def _publish_forever(self) -> None:
         while True:
             await self._wake.wait()
+            await asyncio.sleep(0)  # one more loop pass: the sockets read in it join the batch
             self._wake.clear()
             queues, self._queues = self._queues, {}
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for node, items in queues.items():
-                        pipe.publish(self.keys.inbox(node), orjson.dumps(items))
-                    await pipe.execute()
+                if len(queues) == 1:  # the usual case: no pipeline object to build
+                    ((node, items),) = queues.items()
+                    await self.redis.publish(self.keys.inbox(node), orjson.dumps(items))
+                else:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for node, items in queues.items():
+                            pipe.publish(self.keys.inbox(node), orjson.dumps(items))
+                        await pipe.execute()
             except (RedisError, OSError) as exc:
                 if not self._failing:
                     log.warning("relays to other nodes are lost while Redis is away: %s", exc)

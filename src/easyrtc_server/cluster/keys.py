@@ -28,6 +28,21 @@ class ClusterKeys:
         return f"{self.cluster}:log"
 
     @property
+    def snapshot(self) -> str:
+        """String: the replicated state at a log id (``snapshot``), as orjson."""
+        return f"{self.cluster}:snapshot"
+
+    @property
+    def snapshot_id(self) -> str:
+        """String: the log id of the snapshot (the log is trimmed to the one before)."""
+        return f"{self.cluster}:snapshot-id"
+
+    @property
+    def snapshot_lock(self) -> str:
+        """String with a short TTL: the node writing the next snapshot."""
+        return f"{self.cluster}:snapshot-lock"
+
+    @property
     def epoch(self) -> str:
         """String: changes when Redis came back empty, telling every node to rebuild."""
         return f"{self.cluster}:epoch"

@@ -25,13 +25,15 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..decisions import Decision
 from ..errors import EasyRtcError, ErrorCode, error_message
-from ..outcome import Outcome, Push, loggable
+from ..outcome import Outcome, Push, Reply, loggable
 from . import log as entries
+from . import snapshot
 from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
 from .liveness import Liveness
@@ -54,6 +56,25 @@ READ_COUNT: Final = 512
 """Entries read per ``XREAD``."""
 READ_BLOCK_MS: Final = 1000
 RETRY_DELAY: Final = 0.5
+SNAPSHOT_LOCK_MS: Final = 250
+"""At most one node dumps the state per this many ms (the others would dump the same)."""
+
+_WRITE_SNAPSHOT: Final = """
+local function older(a, b)
+  local am, as = string.match(a, '(%d+)-(%d+)')
+  local bm, bs = string.match(b, '(%d+)-(%d+)')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local old = redis.call('GET', KEYS[2])
+if old and not older(old, ARGV[1]) then return false end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1])
+if old then redis.call('XTRIM', KEYS[3], 'MINID', old) end
+return old or ''
+"""
+"""Write a snapshot unless a newer one is there, and trim the log to the snapshot before:
+a node still reading between the two loses nothing."""
 
 
 class ClusterUnavailable(Exception):
@@ -95,6 +116,8 @@ class ClusterNode:
         """This node's peers that have had an entry: their close goes through the log."""
         self._reader: asyncio.Task[None] | None = None
         self._unavailable_logged = False
+        self._since_snapshot = 0
+        self._write_snapshot = self.redis.register_script(_WRITE_SNAPSHOT)
         self._generation = 0
         """Bumped when the log is read again from its start (``restart_log``)."""
         self.rebuilder = Rebuilder(self)  # failures: cluster/rebuild.py, cluster/liveness.py
@@ -109,6 +132,7 @@ class ClusterNode:
         await self.registry.start()
         await self.inbox.start()
         try:
+            await self._load_snapshot()
             await self._catch_up()
         except (RedisError, OSError) as exc:
             log.error("could not read the cluster log at start: %s", exc)
@@ -147,6 +171,40 @@ class ClusterNode:
             self._waiters.pop(seq, None)
         self._unavailable_logged = False
         return applied
+
+    async def _load_snapshot(self) -> None:
+        raw = await self.redis.get(self.keys.snapshot)
+        if raw is None:
+            return
+        doc = orjson.loads(raw)
+        snapshot.load(self.replica, doc["state"])
+        self.last_id = doc["id"]
+        log.info(
+            "loaded the cluster state at log id %s: %d connections",
+            doc["id"],
+            len(self.replica.owners),
+        )
+
+    async def _maybe_snapshot(self, entry_id: bytes | str) -> None:
+        """Every ``cluster_snapshot_entries`` entries, between decisions: one node writes the
+        state at ``entry_id`` and trims the log."""
+        self._since_snapshot += 1
+        if self._since_snapshot < self.options.cluster_snapshot_entries or self.replica.pending:
+            return
+        self._since_snapshot = 0
+        keys = self.keys
+        try:
+            if not await self.redis.set(
+                keys.snapshot_lock, self.node_id, nx=True, px=SNAPSHOT_LOCK_MS
+            ):
+                return
+            at = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            doc = orjson.dumps({"id": at, "state": snapshot.dump(self.replica)})
+            await self._write_snapshot(
+                keys=[keys.snapshot, keys.snapshot_id, keys.log], args=[at, doc]
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("could not write a snapshot of the cluster state: %s", exc)
 
     async def _catch_up(self) -> None:
         """Apply the whole log as it stands, before this node serves anyone."""
@@ -187,6 +245,7 @@ class ClusterNode:
                     log.warning("skipped log entry %s: %s", entry_id, exc)
                     continue
                 await self._apply(entry)
+                await self._maybe_snapshot(entry_id)
 
     async def _apply(self, entry: LogEntry) -> None:
         """Apply one entry; deliver its pushes to this node's sockets (and the reply, when
@@ -200,8 +259,17 @@ class ClusterNode:
         out = applied.result
         if isinstance(out, Outcome) and (out.sends or out.close):
             ack = waiter.ack if waiter is not None else None
+            links = self.server.links
+            mine = Outcome(  # what this node sends (and counts in its metrics)
+                [
+                    send
+                    for send in out.sends
+                    if (ack is not None if isinstance(send, Reply) else send.to in links)
+                ],
+                close=out.close,
+            )
             try:
-                await self.server.deliver(applied.peer, out, ack, replicated=True)
+                await self.server.deliver(applied.peer, mine, ack, replicated=True)
             except Exception:
                 log.exception("failed to deliver a %s log entry", entry.kind)
         if waiter is not None and not waiter.future.done():

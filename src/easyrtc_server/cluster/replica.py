@@ -62,7 +62,8 @@ def is_logged(peer: Peer, event: str, data: Any, has_ack: bool) -> bool:
         event == "easyrtcCmd"
         and peer.connection is not None
         and type(data) is dict
-        and data.get("msgType") in LOGGED_COMMANDS
+        and type(msg_type := data.get("msgType")) is str  # a list cannot be looked up in a set
+        and msg_type in LOGGED_COMMANDS
     )
 
 
@@ -169,8 +170,15 @@ class Replica:
         body = entry.body
         return self._keep(peer, self.core.receive(peer, body["e"], body.get("d"), True))
 
+    def _known(self, entry: LogEntry) -> Peer | None:
+        """The entry's peer if it is still open (an answer that comes after its close, or
+        after a lost entry, is about nothing)."""
+        return self.core.state.peers.get(entry.body["p"])
+
     def _accept(self, entry: LogEntry) -> Applied:
-        peer = self._peer(entry)
+        peer = self._known(entry)
+        if peer is None:
+            return Applied(None)
         decision = self.pending.pop(peer.easyrtcid, None)
         core, body = self.core, entry.body
         result: Outcome | Decision
@@ -198,7 +206,9 @@ class Replica:
         return self._keep(peer, result)
 
     def _refuse(self, entry: LogEntry) -> Applied:
-        peer = self._peer(entry)
+        peer = self._known(entry)
+        if peer is None:
+            return Applied(None)
         decision = self.pending.pop(peer.easyrtcid, None)
         if decision is None:
             return Applied(peer)

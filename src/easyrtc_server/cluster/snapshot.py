@@ -1,0 +1,135 @@
+"""The whole replicated state as one JSON document, so a node joining a running cluster need
+not read the log from its beginning (and the log can be trimmed).
+
+``dump`` writes what every replica holds alike: applications with their fields, rooms (members
+in join order with join times and apiFields, room fields), connections (username, credential,
+presence, fields, session, groups), sessions, groups, and each peer's owner node. ``load``
+rebuilds a replica from it. What is not replicated stays out: ``peer.data`` (the origin's hooks'
+own), coalescing bookkeeping (off in cluster mode).
+
+A snapshot is only taken between decisions (no login or ``roomJoin`` waiting for its origin's
+hooks), since a pending decision holds references into the state that JSON cannot carry.
+Applications keep the protocol options of the loading node's own application of that name
+(server code creates those the same way on every node), else the server's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..model import (
+    Application,
+    Connection,
+    Field,
+    Fields,
+    Group,
+    Membership,
+    Peer,
+    Room,
+    Session,
+)
+from ..roomdata import client_entry
+
+if TYPE_CHECKING:
+    from .replica import Replica
+
+VERSION = 1
+
+
+def _fields(fields: Fields) -> dict[str, list[Any]]:
+    return {name: [f.value, f.shared] for name, f in fields.items()}
+
+
+def _unfields(raw: dict[str, list[Any]]) -> Fields:
+    return {name: Field(value, bool(shared)) for name, (value, shared) in raw.items()}
+
+
+def dump(replica: Replica) -> dict[str, Any]:
+    """The replica's state as JSON-ready data."""
+    state = replica.core.state
+    apps: dict[str, Any] = {}
+    for name, app in state.apps.items():
+        apps[name] = {
+            "persistent": app.persistent,
+            "fields": _fields(app.fields),
+            "rooms": {
+                room_name: {
+                    "persistent": room.persistent,
+                    "fields": _fields(room.fields),
+                    "members": [[cid, m.join_time, m.api_field] for cid, m in room.members.items()],
+                }
+                for room_name, room in app.rooms.items()
+            },
+            "connections": {
+                cid: {
+                    "username": conn.username,
+                    "credential": conn.credential,
+                    "presence": conn.presence,
+                    "fields": _fields(conn.fields),
+                    "session": conn.session.easyrtcsid if conn.session is not None else None,
+                    "groups": sorted(conn.groups),
+                }
+                for cid, conn in app.connections.items()
+            },
+            "sessions": {sid: _fields(s.fields) for sid, s in app.sessions.items()},
+            "groups": {g: sorted(group.members) for g, group in app.groups.items()},
+        }
+    peers = {
+        cid: [peer.remote_address, replica.owners.get(cid)]
+        for cid, peer in state.peers.items()
+        if cid in replica.owners
+    }
+    return {"v": VERSION, "apps": apps, "peers": peers}
+
+
+def load(replica: Replica, data: dict[str, Any]) -> None:
+    """Replace the replica's state with ``data`` (from ``dump``)."""
+    if data.get("v") != VERSION:
+        raise ValueError(f"snapshot version {data.get('v')!r}, this node reads {VERSION}")
+    state = replica.core.state
+    old_apps = state.apps
+    state.apps = {}
+    state.peers = {}
+    replica.owners = {}
+    replica.pending = {}
+    for cid, (address, owner) in data["peers"].items():
+        state.peers[cid] = Peer(cid, address)
+        if owner is not None:
+            replica.owners[cid] = owner
+    for name, raw in data["apps"].items():
+        known = old_apps.get(name)
+        options = known.options if known is not None else state.options.protocol
+        app = Application(name, options, _unfields(raw["fields"]), persistent=raw["persistent"])
+        state.apps[name] = app
+        for sid, fields in raw["sessions"].items():
+            app.sessions[sid] = Session(sid, _unfields(fields))
+        for group_name, group_members in raw["groups"].items():
+            app.groups[group_name] = Group(group_name, set(group_members))
+        for cid, c in raw["connections"].items():
+            conn = Connection(
+                cid,
+                app,
+                username=c["username"],
+                credential=c["credential"],
+                presence=c["presence"],
+                fields=_unfields(c["fields"]),
+                groups=set(c["groups"]),
+            )
+            if c["session"] is not None:
+                session = app.sessions.setdefault(c["session"], Session(c["session"]))
+                session.connections.add(cid)
+                conn.session = session
+            app.connections[cid] = conn
+            peer = state.peers.get(cid)
+            if peer is None:
+                peer = state.peers[cid] = Peer(cid)
+            peer.connection = conn
+        for room_name, r in raw["rooms"].items():
+            room = Room(room_name, _unfields(r["fields"]), persistent=r["persistent"])
+            app.rooms[room_name] = room
+            for cid, join_time, api_field in r["members"]:
+                conn = app.connections[cid]
+                member = Membership(conn, room, join_time, api_field)
+                room.members[cid] = member
+                conn.rooms[room_name] = member
+                room.entries[cid] = client_entry(member)

@@ -1,0 +1,79 @@
+"""A cluster node with hooks, for the behaviour tests: ``python -m cluster.hooked_node ARGS``.
+
+The command line is the server's (``easyrtc_server.cli``); only the hooks differ. They log where
+they run, refuse rooms named ``forbidden…``, give each connection a shared field naming the
+process that admitted it, and answer commands that reach the push API and the queries
+(``server.change``, ``send_message``, ``set_session_field``, ``disconnect``, ``occupants``…),
+so a client on one node can make the server act on clients of other nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from easyrtc_server import cli
+from easyrtc_server.errors import EasyRtcError, ErrorCode
+from easyrtc_server.hooks import Hooks, JoinPhase
+from easyrtc_server.model import Connection, Field, Peer
+from easyrtc_server.options import Options
+from easyrtc_server.outcome import Json
+
+log = logging.getLogger("easyrtc_server")
+
+
+class BehaviourHooks(Hooks):
+    async def room_join(
+        self, peer: Peer, app_name: str, room_name: str, room_parameter: Any, phase: JoinPhase
+    ) -> None:
+        log.info("hook room_join of %s to %s ran here", peer.easyrtcid, room_name)
+        if room_name.startswith("forbidden"):
+            raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_ROOM, "not this room")
+
+    async def authenticated(self, conn: Connection) -> None:
+        conn.fields["admittedBy"] = Field(os.getpid(), shared=True)
+
+    async def command(self, conn: Connection, msg: Json) -> Json | None:
+        server = self.server
+        data = msg.get("msgData") or {}
+        app = conn.app.name
+        match msg["msgType"]:
+            case "joinGroup":
+                await server.change("add_to_group", conn.easyrtcid, data["group"])
+            case "setSessionField":
+                assert conn.session is not None
+                await server.set_session_field(app, conn.session.easyrtcsid, "note", data["note"])
+            case "setRoomField":
+                await server.set_room_field(app, data["room"], "topic", data["topic"])
+            case "tellRoom":
+                count = await server.send_message("news", data["text"], app=app, room=data["room"])
+                return {"msgType": "told", "msgData": count}
+            case "tellClient":
+                await server.send_message("news", data["text"], easyrtcid=data["to"])
+            case "kick":
+                done = await server.disconnect(data["to"])
+                return {"msgType": "kicked", "msgData": done}
+            case "occupants":
+                found = sorted(server.occupants(app, data["room"]))
+                return {"msgType": "occupants", "msgData": found}
+            case "rooms":
+                return {"msgType": "rooms", "msgData": server.rooms(app)}
+            case "connection":
+                other = server.connection(data["id"])
+                user = other.username if other is not None else None
+                return {"msgType": "connection", "msgData": user}
+            case _:
+                raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_TYPE)
+        return None
+
+
+class _HooksFactory:
+    @staticmethod
+    def from_options(options: Options) -> Hooks:
+        return BehaviourHooks()
+
+
+if __name__ == "__main__":
+    cli.JwtAuth = _HooksFactory  # type: ignore[assignment,misc]
+    cli.main()
