@@ -87,6 +87,16 @@ async def next_delta(client: Client) -> dict[str, Any]:
             return delta  # type: ignore[no-any-return]
 
 
+async def caught_up(client: Client) -> None:
+    """Wait until ``client``'s node has applied every change made so far, wherever it was made:
+    a logged command that changes nothing (leaving a room it is not in) is answered only once
+    its node has applied it, after everything before it in the log."""
+    reply = await client.cmd(
+        "roomLeave", msgData={"roomLeave": {"nowhere": {"roomName": "nowhere"}}}
+    )
+    assert reply["msgType"] == "roomData", reply
+
+
 async def removed(client: Client) -> set[str]:
     """The easyrtcids of the next ``removeClient`` delta ``client`` is told of."""
     while True:
@@ -136,6 +146,16 @@ async def test_signals_cross_nodes_in_order(nodes: list[Node], stack: AsyncExitS
     assert [c["msgType"] for c in got[:2]] == ["offer", "answer"]
     assert [c["msgData"]["n"] for c in got[2:]] == list(range(50))
     assert all(c["senderEasyrtcid"] == a.easyrtcid for c in got)
+    for i in range(20):  # easyrtcMsg to an easyrtcid, the other way
+        await b.sio.emit(
+            "easyrtcMsg",
+            {"msgType": "chat", "targetEasyrtcid": a.easyrtcid, "msgData": i},
+            callback=lambda *_: None,
+        )
+    msgs = [await a.next_msg() for _ in range(20)]
+    assert [(m["senderEasyrtcid"], m["msgData"]) for m in msgs] == [
+        (b.easyrtcid, i) for i in range(20)
+    ]
 
 
 async def test_presence_and_api_field_reach_members_on_other_nodes(
@@ -225,6 +245,7 @@ async def test_rooms_and_apps_are_created_and_reclaimed_cluster_wide(
     assert room in (await b.cmd("getRoomList"))["msgData"]["roomList"]
     assert (await b.cmd("rooms"))["msgData"] == {"default": 1, room: 1}
     await a.cmd("roomLeave", msgData={"roomLeave": {room: {"roomName": room}}})
+    await caught_up(b)
     listed = (await b.cmd("getRoomList"))["msgData"]["roomList"]
     assert room not in listed, "an empty client-made room is reclaimed on every node"
     # the application goes when its last connection does: a fresh login creates it again
@@ -268,6 +289,7 @@ async def test_sessions_and_groups_span_nodes(nodes: list[Node], stack: AsyncExi
         assert cmd["msgData"]["sessionData"]["field"]["note"]["fieldValue"] == "hello"
     for client in (b, c):
         assert await client.cmd("joinGroup", msgData={"group": "crew"}) == {"msgType": "ack"}
+    await caught_up(a)
     reply = await a.call(
         "easyrtcMsg", {"msgType": "chat", "targetGroup": "crew", "msgData": "to the crew"}
     )
@@ -289,6 +311,8 @@ async def test_push_api_and_queries_act_on_the_whole_cluster(
     a, b, c = [await connect(stack, node) for node in nodes]
     for client in (a, b, c):
         await client.login(applicationName=app, roomJoin=join, username=f"u{id(client) % 997}")
+    await caught_up(a)
+    await caught_up(b)
     occupants = (await a.cmd("occupants", msgData={"room": room}))["msgData"]
     assert occupants == sorted([a.easyrtcid, b.easyrtcid, c.easyrtcid])
     who = (await a.cmd("connection", msgData={"id": c.easyrtcid}))["msgData"]
