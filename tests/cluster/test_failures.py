@@ -26,6 +26,7 @@ NODE_ENV = {
     "EASYRTC_CLUSTER_CHECK_INTERVAL": "0.5",
     "EASYRTC_ROOM_MAX_CONNECTION": "3",
 }
+REBUILT = "re-registered this node's connections"
 APP = "failures"
 ROOM = "r"
 
@@ -171,8 +172,8 @@ async def test_after_redis_restarted_empty_lists_logins_and_relays_are_right_aga
         took = await on_a.sees({on_a.id, on_b.id})
         assert took <= TARGET
         await on_b.sees({on_a.id, on_b.id})
-        async with asyncio.timeout(TARGET):
-            await a.wait_for_line("rebuilding", start=line)
+        async with asyncio.timeout(TARGET):  # a login before that may be refused
+            await a.wait_for_line(REBUILT, start=line)
 
         try:
             newcomer = await join(a)
@@ -195,7 +196,7 @@ async def test_while_redis_is_away_logins_are_refused_at_once_and_same_node_rela
     ):
         first, second, other = await join(a), await join(a, "side"), await join(b)
         await first.sees({first.id, other.id})
-        line = len(a.lines)
+        line, b_line = len(a.lines), len(b.lines)
 
         await redis.stop()
         for _ in range(3):
@@ -219,6 +220,7 @@ async def test_while_redis_is_away_logins_are_refused_at_once_and_same_node_rela
         await redis.start()
         async with asyncio.timeout(TARGET):
             await a.wait_for_line("Redis is reachable again", start=line)
+            await b.wait_for_line(REBUILT, start=b_line)  # came back empty: rebuilt
         await first.sees({first.id, other.id})
         back = [text for text in a.lines[line:] if "reachable again" in text]
         assert len(back) == 1, a.lines[line:]
