@@ -79,6 +79,8 @@ class Liveness:
         self.epoch: str | None = None
         """The epoch this node's replica was built in; None before the first check."""
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[None]] = set()
+        registry.on_back.append(self._redis_back)
 
     @classmethod
     def of(cls, node: ClusterNode, rebuilder: Rebuilder) -> Liveness:
@@ -130,11 +132,22 @@ class Liveness:
             known, self.epoch = self.epoch, epoch
             if known is not None:  # else: started while Redis was away, holding nothing yet
                 log.warning("Redis came back empty (new epoch): rebuilding the cluster state")
+                await self.drop_connections()
                 await self._on_new_epoch(epoch)
             return
         await self.reap()
         if self._tidy is not None:
             await self._tidy()
+
+    async def drop_connections(self) -> None:
+        """Close the pooled connections: after Redis restarted each would fail once, and a
+        login that drew one would be refused."""
+        await self.redis.connection_pool.disconnect()
+
+    def _redis_back(self) -> None:
+        task = asyncio.ensure_future(self.drop_connections())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def current_epoch(self) -> str:
         """The cluster's epoch, set anew (by whichever node asks first) if Redis lost it."""

@@ -99,9 +99,7 @@ class ClusterNode:
         self.options = options
         self.node_id = node_id or new_node_id()
         self.keys = ClusterKeys(options.cluster_name)
-        # a pooled connection idle for a second is checked first: after Redis restarted it
-        # reconnects instead of failing the command that drew it (cluster/liveness.py)
-        self.redis: Redis = Redis.from_url(options.redis_url, health_check_interval=1)
+        self.redis: Redis = Redis.from_url(options.redis_url)
         self.registry = NodeRegistry(
             self.redis, self.keys, NodeInfo(self.node_id), ttl=options.cluster_alive_ttl
         )
