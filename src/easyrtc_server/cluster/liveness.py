@@ -140,9 +140,9 @@ class Liveness:
             await self._tidy()
 
     async def drop_connections(self) -> None:
-        """Close the pooled connections: after Redis restarted each would fail once, and a
-        login that drew one would be refused."""
-        await self.redis.connection_pool.disconnect()
+        """Close the idle pooled connections: after Redis restarted each would fail once, and
+        a login that drew one would be refused. Those in use are left to their command."""
+        await self.redis.connection_pool.disconnect(inuse_connections=False)
 
     def _redis_back(self) -> None:
         task = asyncio.ensure_future(self.drop_connections())
