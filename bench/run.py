@@ -79,10 +79,12 @@ _OURS_ADDR = ("--host", "{host}", "--port", "{port}")
 _UVICORN = (
     "{python}", "-m", "uvicorn", "--factory", "--app-dir", "{root}/bench", "asgi_app:app",
     "--host", "{host}", "--port", "{port}", "--loop", "uvloop", "--http", "httptools",
-    "--ws", "websockets", "--ws-per-message-deflate", "false",
+    "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
     "--log-level", "warning", "--no-access-log",
 )  # fmt: skip
-"""uvicorn as the README recommends running it: without permessage-deflate, as aiohttp's driver."""
+"""uvicorn as the README recommends running it: without permessage-deflate, as aiohttp's driver,
+with the websocket implementation uvicorn picks when ``websockets`` is installed (the driver
+writes to it directly, see ``asgi_engineio.DirectWebSocket``)."""
 _ASGI_ENV = {"EASYRTC_DEMOS_ENABLE": "false", "EASYRTC_LOG_LEVEL": "warning"}
 
 SERVERS: dict[str, Variant] = {
@@ -91,6 +93,17 @@ SERVERS: dict[str, Variant] = {
     "ours-psio": Variant((*_OURS, "--transport", "python-socketio", *_OURS_ADDR)),
     "ours-uvicorn": Variant(_UVICORN, {**_ASGI_ENV, "EASYRTC_TRANSPORT": "lean"}, lean=True),
     "ours-psio-uvicorn": Variant(_UVICORN, {**_ASGI_ENV, "EASYRTC_TRANSPORT": "python-socketio"}),
+    # uvicorn's other websocket implementations, to compare (issue 10)
+    "ours-uvicorn-legacy": Variant(
+        tuple("websockets" if arg == "websockets-sansio" else arg for arg in _UVICORN),
+        {**_ASGI_ENV, "EASYRTC_TRANSPORT": "lean"},
+        lean=True,
+    ),
+    "ours-uvicorn-wsproto": Variant(
+        tuple("wsproto" if arg == "websockets-sansio" else arg for arg in _UVICORN),
+        {**_ASGI_ENV, "EASYRTC_TRANSPORT": "lean"},
+        lean=True,
+    ),
     "reference": Variant(
         ("node", "{root}/tests/reference/server.js", "{port}", "{options}"), reference=True
     ),
@@ -305,9 +318,10 @@ def run_scenario(url: str, pid: int, scenario: Scenario, log: Path) -> dict[str,
 
 
 @contextmanager
-def profiled(pid: int, out: Path, enabled: bool) -> Iterator[None]:
+def profiled(pid: int, out: Path, enabled: bool, fmt: str = "flamegraph") -> Iterator[None]:
     """A py-spy flame graph of the server while the block runs (sampling without pausing it;
-    py-spy itself runs on the generator's core)."""
+    py-spy itself runs on the generator's core). ``fmt`` "raw": collapsed stacks, for
+    ``bench/profile_summary.py``."""
     spy = PYTHON.parent / "py-spy"
     if not enabled:
         yield
@@ -318,7 +332,7 @@ def profiled(pid: int, out: Path, enabled: bool) -> Iterator[None]:
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--nonblocking"]
-    cmd += ["--format", "flamegraph", "--output", str(out)]
+    cmd += ["--format", fmt, "--output", str(out)]
     with out.with_suffix(".log").open("wb") as log:
         rec = subprocess.Popen(pinned(cmd, 1), stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -451,6 +465,12 @@ def main() -> None:
         action="store_true",
         help="a py-spy flame graph of each of our servers per run, in bench/results/profiles/",
     )
+    parser.add_argument(
+        "--profile-format",
+        choices=("flamegraph", "raw"),
+        default="flamegraph",
+        help="py-spy's output: an SVG, or collapsed stacks (bench/profile_summary.py reads them)",
+    )
     parser.add_argument("--against", default="reference", help="the ratio columns' denominator")
     parser.add_argument("--report", type=Path, help="only re-render a results.json")
     args = parser.parse_args()
@@ -569,8 +589,10 @@ def run_plan(
                         file=sys.stderr,
                     )
                     gen_log = log.with_suffix(".loadgen.log")
-                    profile = log.parent.parent / "profiles" / f"{log.stem}.svg"
-                    with profiled(server.proc.pid, profile, args.profile and not variant.reference):
+                    ext = ".txt" if args.profile_format == "raw" else ".svg"
+                    profile = log.parent.parent / "profiles" / f"{log.stem}{ext}"
+                    enabled = args.profile and not variant.reference
+                    with profiled(server.proc.pid, profile, enabled, args.profile_format):
                         result = run_scenario(server.url, server.proc.pid, scenario, gen_log)
                     if profile.exists():
                         result["profile"] = str(profile.relative_to(ROOT))

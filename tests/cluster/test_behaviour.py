@@ -37,6 +37,7 @@ def fresh(prefix: str) -> str:
 
 ROOM_MAX = 5
 SNAPSHOT_ENTRIES = 20
+DISCONNECT_TIMEOUT = 10
 TESTS_DIR = Path(__file__).resolve().parent.parent
 NODE_ENV = {
     "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])),
@@ -66,7 +67,12 @@ async def stack() -> AsyncIterator[AsyncExitStack]:
 async def connect(stack: AsyncExitStack, node: Node) -> Client:
     client = Client()
     await client.connect(node.url)
-    stack.push_async_callback(client.sio.disconnect)
+
+    async def disconnect() -> None:  # bounded: a stuck goodbye fails the test, never hangs it
+        async with asyncio.timeout(DISCONNECT_TIMEOUT):
+            await client.sio.disconnect()
+
+    stack.push_async_callback(disconnect)
     return client
 
 

@@ -140,14 +140,24 @@ class Running:
 
 @asynccontextmanager
 async def lean_server(
-    *, refuse: bool = False, greet: bool = False, driver: str = "aiohttp", **options: Any
+    *,
+    refuse: bool = False,
+    greet: bool = False,
+    driver: str = "aiohttp",
+    uvicorn_options: dict[str, Any] | None = None,
+    **options: Any,
 ) -> AsyncIterator[Running]:
     """LeanTransport with an EchoServer on a free loopback port, on aiohttp or (``driver="asgi"``)
-    on its ASGI driver under uvicorn."""
+    on its ASGI driver under uvicorn (``uvicorn_options``: more `uvicorn.Config` arguments);
+    ``"asgi-direct"``: uvicorn's websockets-sansio without compression, which the driver writes
+    to directly (`DirectWebSocket`)."""
     server = EchoServer(refuse=refuse, greet=greet)
     transport = LeanTransport(server, **options)
+    if driver == "asgi-direct":
+        driver = "asgi"
+        uvicorn_options = {"ws": "websockets-sansio", "ws_per_message_deflate": False}
     if driver == "asgi":
-        async with _uvicorn(transport.asgi_app()) as url:
+        async with _uvicorn(transport.asgi_app(), **(uvicorn_options or {})) as url:
             yield Running(url, server, transport)
         assert not server.errors, server.errors
         return
@@ -167,12 +177,12 @@ async def lean_server(
 
 
 @asynccontextmanager
-async def _uvicorn(app: Any) -> AsyncIterator[str]:
+async def _uvicorn(app: Any, **options: Any) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn in this event loop, on a socket listening before it starts."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from easyrtc_server.transport.socketio import SocketLink
+
 from .harness import lean_server, node_client
 
 VERSIONS = ["4", "2"]
@@ -23,7 +25,7 @@ PAYLOADS: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize("driver", ["aiohttp", "asgi"])
+@pytest.mark.parametrize("driver", ["aiohttp", "asgi", "asgi-direct"])
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_acks_push_and_client_disconnect(version: str, mode: str, driver: str) -> None:
@@ -54,6 +56,9 @@ async def test_acks_push_and_client_disconnect(version: str, mode: str, driver: 
         assert (await client.expect("message", event="bcast"))["data"] == [1, "two"]
         expected = "polling" if mode == "polling" else "websocket"
         assert await client.transport() == expected
+        if driver == "asgi-direct" and expected == "websocket":  # upgraded ones too
+            assert isinstance(peer.link, SocketLink)
+            assert peer.link.engine_socket._direct is not None  # type: ignore[attr-defined]
 
         await client.send({"cmd": "disconnect"})
         await client.expect("disconnect")
@@ -62,7 +67,7 @@ async def test_acks_push_and_client_disconnect(version: str, mode: str, driver: 
     assert peer.closes == 1
 
 
-@pytest.mark.parametrize("driver", ["aiohttp", "asgi"])
+@pytest.mark.parametrize("driver", ["aiohttp", "asgi", "asgi-direct"])
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_server_close_seen_by_client(version: str, mode: str, driver: str) -> None:

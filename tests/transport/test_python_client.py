@@ -17,7 +17,7 @@ TRANSPORTS: dict[str, list[str] | None] = {
 }
 
 
-@pytest.mark.parametrize("driver", ["aiohttp", "asgi"])
+@pytest.mark.parametrize("driver", ["aiohttp", "asgi", "asgi-direct"])
 @pytest.mark.parametrize("mode", list(TRANSPORTS))
 async def test_python_socketio_client(mode: str, driver: str) -> None:
     # python-engineio's polling client may drop its session without telling the server (its

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from .engineio import (
@@ -31,9 +31,11 @@ from .engineio import (
     EngineSocket,
     error_body,
 )
-from .engineio_protocol import SendResult, TransportKind
+from .engineio_protocol import EngineSession, SendResult, TransportKind, ws_frame
 
 __all__ = ["AsgiEngineIO"]
+
+_OVERFLOW: Final = SendResult.OVERFLOW
 
 log = logging.getLogger("easyrtc_server.transport.asgi")
 
@@ -51,21 +53,39 @@ class _Disconnected(Exception):
 class AsgiSocket(EngineSocket):
     """An `EngineSocket` whose websocket is an ASGI connection with a writer task."""
 
-    __slots__ = ("_ws_closed", "_ws_wake")
+    __slots__ = ("_direct", "_ws_closed", "_ws_wake")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, framed=False, **kwargs)
         self._ws_wake: asyncio.Event | None = None
         """Set when packets wait for the writer; None while the session polls."""
         self._ws_closed = False
+        self._direct: DirectWebSocket | None = None
 
     def _after_send(self, result: SendResult) -> None:
-        if result is SendResult.OVERFLOW:
+        if result is _OVERFLOW:
             self._closed_by_protocol()
+        elif self._direct is not None:
+            # written with every other socket's at the end of this pass, as the aiohttp driver
+            self._server._flush_soon(self)
         elif self._ws_wake is not None:
             self._ws_wake.set()
         else:
             self._wake_poll()
+
+    def _flush(self) -> None:
+        """The end of a pass: write the queued packets now if the connection takes them."""
+        direct, wake = self._direct, self._ws_wake
+        if direct is None or wake is None:
+            return
+        if not direct.write_now(self.proto):
+            wake.set()  # the writer task waits until the connection takes more
+
+    def _wake_poll(self) -> None:
+        # the heartbeat's ping is queued: a websocket's writer sends it, a held GET answers it
+        if self._ws_wake is not None:
+            self._ws_wake.set()
+        super()._wake_poll()
 
     def _close_connection(self, graceful: bool) -> None:
         if self._ws_wake is not None:
@@ -79,12 +99,18 @@ class AsgiSocket(EngineSocket):
         wake = self._ws_wake
         assert wake is not None
         proto = self.proto
+        direct = self._direct
         try:
             while True:
                 await wake.wait()
                 wake.clear()
-                for packet in proto.packets_to_send():
-                    await send({"type": "websocket.send", "text": packet.decode()})
+                packets = proto.packets_to_send()
+                if direct is not None:
+                    if packets:
+                        await direct.write(packets)
+                else:
+                    for packet in packets:
+                        await send({"type": "websocket.send", "text": packet.decode()})
                 if proto.closed:
                     break
             if not self._ws_closed:
@@ -95,6 +121,89 @@ class AsgiSocket(EngineSocket):
             self._ws_closed = True
             if not self.closed:
                 self.close("transport error", graceful=False)
+
+
+class DirectWebSocket:
+    """The websocket of uvicorn's ``websockets-sansio`` implementation, written to directly.
+
+    Under ASGI every packet is one ``await send()``, and uvicorn writes each to the socket at
+    once: a system call, a websockets frame serialization and a writer task step per packet,
+    which made the ASGI driver half as fast as the aiohttp one per CPU-second. When ``send`` is
+    that implementation's (uvicorn's default when the ``websockets`` package is installed), the
+    packets queued in one pass of the event loop are framed here and handed to the transport in
+    one write, from the same end-of-pass callback as the aiohttp driver's, honouring uvicorn's
+    flow control (``writable``, uvicorn 0.52.1 and later; while it is clear the writer task
+    waits) and its connection state. Only without compression (a negotiated extension would
+    have to see every frame); anything else, and the websocket's close, go through ``send``.
+    """
+
+    __slots__ = ("_conn", "_open", "_owner", "_waiting")
+
+    def __init__(self, owner: Any, open_state: Any) -> None:
+        self._owner = owner
+        self._conn = owner.conn
+        self._open = open_state
+        """websockets' ``State.OPEN``."""
+        self._waiting = False
+        """The writer task holds packets until uvicorn takes writes again: newer ones wait."""
+
+    @classmethod
+    def of(cls, send: Send) -> DirectWebSocket | None:
+        """The direct writer of ``send``'s connection, or None to go through ``send``."""
+        owner = getattr(send, "__self__", None)
+        if owner is None or type(owner).__name__ != "WebSocketsSansIOProtocol":
+            return None
+        try:  # optional dependencies: imported once uvicorn is seen serving
+            from uvicorn.protocols.websockets.websockets_sansio_impl import (
+                WebSocketsSansIOProtocol,
+            )
+            from websockets.protocol import State as WsState
+        except ImportError:
+            return None
+        if type(owner) is not WebSocketsSansIOProtocol:
+            return None
+        conn = getattr(owner, "conn", None)
+        needed = ("transport", "writable", "disconnected", "close_sent")
+        if conn is None or not all(hasattr(owner, name) for name in needed):
+            return None
+        attributes = ("expect_continuation_frame", "extensions", "state")
+        if not all(hasattr(conn, name) for name in attributes):
+            return None
+        if conn.extensions or conn.state is not WsState.OPEN:
+            return None
+        return cls(owner, WsState.OPEN)
+
+    def _check_open(self) -> None:
+        owner, conn = self._owner, self._conn
+        if owner.disconnected or owner.close_sent or owner.transport.is_closing():
+            raise ConnectionResetError("websocket closed")
+        if conn.expect_continuation_frame or conn.state is not self._open:
+            raise ConnectionResetError("websocket closing")
+
+    def write_now(self, proto: EngineSession) -> bool:
+        """Write ``proto``'s queued packets unless uvicorn holds writes back (False then)."""
+        owner = self._owner
+        if self._waiting or not owner.writable.is_set():
+            return False
+        try:
+            self._check_open()
+        except ConnectionResetError:
+            return False  # the writer task finds out and ends the session
+        packets = proto.packets_to_send()
+        if packets:
+            owner.transport.write(b"".join([ws_frame(packet) for packet in packets]))
+        return True
+
+    async def write(self, packets: list[bytes]) -> None:
+        """Send text packets as websocket frames in one write; raises if the connection is gone."""
+        owner = self._owner
+        self._waiting = True
+        try:
+            await owner.writable.wait()
+        finally:
+            self._waiting = False
+        self._check_open()
+        owner.transport.write(b"".join([ws_frame(packet) for packet in packets]))
 
 
 def _query(scope: Scope) -> dict[str, str]:
@@ -364,6 +473,7 @@ class AsgiEngineIO:
         return False
 
     async def _run(self, sock: AsgiSocket, receive: Receive, send: Send, *, opening: bool) -> None:
+        sock._direct = DirectWebSocket.of(send)
         writer = asyncio.ensure_future(sock.write(send))
         try:
             if opening:

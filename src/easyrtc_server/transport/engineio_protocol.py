@@ -57,6 +57,8 @@ RECORD_SEPARATOR: Final = b"\x1e"
 WS_CLOSE_NORMAL: Final = b"\x88\x02\x03\xe8"
 """A websocket close frame with code 1000."""
 _PROBE: Final = b"2probe"
+_PING_FRAME: Final = b"\x81\x012"
+"""The ping packet as a websocket text frame."""
 
 _H16 = struct.Struct("!BBH").pack
 _H64 = struct.Struct("!BBQ").pack
@@ -130,6 +132,18 @@ class SessionLimits:
     """Most packets in one poll response; 0 for no cap (python-engineio's client takes 16)."""
 
 
+# Module constants for the hot paths: in Python 3.11 an enum member looked up on its class
+# costs some 70 ns, and a relayed message went through a dozen such lookups.
+_OPEN: Final = State.OPEN
+_UPGRADING: Final = State.UPGRADING
+_CLOSED: Final = State.CLOSED
+_NOTHING: Final = SendResult.NOTHING
+_WAKE: Final = SendResult.WAKE
+_OVERFLOW: Final = SendResult.OVERFLOW
+_POLLING: Final = TransportKind.POLLING
+_WEBSOCKET: Final = TransportKind.WEBSOCKET
+
+
 class EngineSession:
     """The state of one Engine.IO session; see the module documentation for the driver's part."""
 
@@ -169,7 +183,7 @@ class EngineSession:
         self.eio = eio
         self.transport = transport
         self.limits = limits
-        self.state = State.OPEN
+        self.state = _OPEN
         self.close_reason = ""
         self.finished = False
         """Polling: the close packet was handed out; nothing more will come of this session."""
@@ -195,7 +209,7 @@ class EngineSession:
         limits = self.limits
         info: dict[str, object] = {
             "sid": self.sid,
-            "upgrades": ["websocket"] if self.transport is TransportKind.POLLING else [],
+            "upgrades": ["websocket"] if self.transport is _POLLING else [],
             "pingInterval": round(limits.ping_interval * 1000),
             "pingTimeout": round(limits.ping_timeout * 1000),
         }
@@ -205,32 +219,32 @@ class EngineSession:
 
     @property
     def closed(self) -> bool:
-        return self.state is State.CLOSED
+        return self.state is _CLOSED
 
     # -- sending -------------------------------------------------------------------------------
 
     def send(self, packet: bytes) -> SendResult:
         """Queue one text packet (type digit first); dropped once the session is closed."""
-        if self.state is State.CLOSED:
-            return SendResult.NOTHING
-        if self.transport is TransportKind.WEBSOCKET and self.framed:
+        if self.state is _CLOSED:
+            return _NOTHING
+        if self.transport is _WEBSOCKET and self.framed:
             frames = self._frames
             frames.append(ws_frame(packet))
-            return SendResult.WAKE if len(frames) == 1 else SendResult.NOTHING
+            return _WAKE if len(frames) == 1 else _NOTHING
         self._outbox.append(packet)
         self._outbox_cost += len(packet) + PACKET_OVERHEAD
         if self._outbox_cost > self.limits.max_send_buffer:
             self.close("slow consumer", graceful=False)
-            return SendResult.OVERFLOW
-        return SendResult.WAKE
+            return _OVERFLOW
+        return _WAKE
 
     def send_frame(self, frame: bytes) -> SendResult:
         """Queue a websocket frame built once for many sessions (websocket only)."""
-        if self.state is State.CLOSED:
-            return SendResult.NOTHING
+        if self.state is _CLOSED:
+            return _NOTHING
         frames = self._frames
         frames.append(frame)
-        return SendResult.WAKE if len(frames) == 1 else SendResult.NOTHING
+        return _WAKE if len(frames) == 1 else _NOTHING
 
     def data_to_send(self) -> bytes:
         """The websocket frames queued since the last call (empty once closed without grace)."""
@@ -238,7 +252,7 @@ class EngineSession:
         if not frames:
             return b""
         self._frames = []
-        if self.state is State.CLOSED and not self._close_queued:
+        if self.state is _CLOSED and not self._close_queued:
             return b""
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
@@ -258,13 +272,13 @@ class EngineSession:
     @property
     def queued_bytes(self) -> int:
         """What waits in this session's queue, with per-packet overhead for polling."""
-        if self.transport is TransportKind.WEBSOCKET and self.framed:
+        if self.transport is _WEBSOCKET and self.framed:
             return sum(map(len, self._frames))
         return self._outbox_cost
 
     def poll_should_wait(self) -> bool:
         """A GET now would be held until something is queued."""
-        return not self._outbox and self.state is State.OPEN
+        return not self._outbox and self.state is _OPEN
 
     def poll_body(self) -> bytes:
         """The response to a GET: everything queued up to ``max_payload`` bytes, the close
@@ -290,7 +304,7 @@ class EngineSession:
                 packets = outbox[:count]
                 self._outbox = outbox[count:]
                 self._outbox_cost -= sum(map(len, packets)) + PACKET_OVERHEAD * count
-        elif self.state is State.CLOSED:
+        elif self.state is _CLOSED:
             packets = [b"1"]
             self._close_queued = True
             self.finished = True
@@ -304,12 +318,12 @@ class EngineSession:
 
     def close(self, reason: str, *, graceful: bool = True) -> None:
         """End the session. ``graceful`` lets queued data, then a close frame/packet, go out."""
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self.close_reason = reason
         self._ping_due = self._pong_deadline = self._check_at = None
-        if self.transport is TransportKind.WEBSOCKET:
+        if self.transport is _WEBSOCKET:
             if graceful:
                 self._close_queued = True
                 if self.framed:
@@ -334,7 +348,7 @@ class EngineSession:
 
     def handle_timeout(self, now: float) -> list[Event]:
         """Run the heartbeat due at ``now``: send a ping, or close a silent session."""
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return []
         limits = self.limits
         if self.eio >= 4:
@@ -344,7 +358,9 @@ class EngineSession:
             elif self._ping_due is not None and now >= self._ping_due:
                 self._ping_due = None
                 self._pong_deadline = now + limits.ping_timeout
-                if self.send(b"2") is SendResult.OVERFLOW:
+                if self.transport is _WEBSOCKET and self.framed:
+                    self._frames.append(_PING_FRAME)  # framed once for every session
+                elif self.send(b"2") is _OVERFLOW:
                     return [Closed(self.close_reason)]
             return []
         deadline = self.last_seen + limits.ping_interval + limits.ping_timeout
@@ -361,7 +377,7 @@ class EngineSession:
 
     def receive_packet(self, data: bytes, binary: bool, now: float) -> list[Event]:
         """One packet from the client (a websocket message, or one packet of a POST)."""
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return []
         if self.eio < 4:
             self.last_seen = now
@@ -376,7 +392,7 @@ class EngineSession:
                 self._ping_due = now + self.limits.ping_interval
             return []
         if kind == b"2":
-            if self.eio < 4 and self.send(b"3" + data[1:]) is SendResult.OVERFLOW:
+            if self.eio < 4 and self.send(b"3" + data[1:]) is _OVERFLOW:
                 return [Closed(self.close_reason)]
             return []
         if kind == b"1":
@@ -423,14 +439,14 @@ class EngineSession:
         packet completes the upgrade (``5``: the session is now on websocket; its outbox became
         frames) or refuses it (``transport`` still polling, ``state`` OPEN).
         """
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return None
-        if data == _PROBE and self.transport is TransportKind.POLLING:
-            self.state = State.UPGRADING
+        if data == _PROBE and self.transport is _POLLING:
+            self.state = _UPGRADING
             return ws_frame(b"3probe") if self.framed else b"3probe"
-        if data == b"5" and self.state is State.UPGRADING:
-            self.state = State.OPEN
-            self.transport = TransportKind.WEBSOCKET
+        if data == b"5" and self.state is _UPGRADING:
+            self.state = _OPEN
+            self.transport = _WEBSOCKET
             if self.framed:
                 self._frames = [ws_frame(packet) for packet in self._outbox]
                 self._outbox = []
@@ -440,8 +456,8 @@ class EngineSession:
         return None
 
     def abort_upgrade(self) -> None:
-        if self.state is State.UPGRADING:
-            self.state = State.OPEN
+        if self.state is _UPGRADING:
+            self.state = _OPEN
 
 
 # -- payload codecs -------------------------------------------------------------------------------

@@ -25,20 +25,21 @@ are sent with the standard library's encoder.
 
 To send the same event to many sockets, encode it once with `prepare_event` and hand it to each
 link's `SocketLink.send_raw`.
+
+The protocol itself (packets, namespace states, ack ids, bounds) is `socketio_protocol`, without
+I/O; this module drives it: it awaits the server's coroutines, keeps the connect timers and turns
+the protocol's events into calls and closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import secrets
 import time
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
-import orjson
 from aiohttp import web
 
 from ..errors import ErrorCode, error_message
@@ -46,6 +47,22 @@ from ..options import Options
 from . import Ack, Link
 from .asgi_engineio import ASGIApp, AsgiEngineIO
 from .engineio import EngineIOServer, EngineSocket, PreparedPacket
+from .socketio_protocol import (
+    ConnectRequest,
+    ConnectTimedOut,
+    Disconnected,
+    Event,
+    EventReceived,
+    EventRefused,
+    ProtocolError,
+    Reply,
+    SessionLimits,
+    SocketSession,
+    State,
+    dumps,
+    encode_ack,
+    encode_event,
+)
 
 __all__ = [
     "LeanTransport",
@@ -57,19 +74,11 @@ __all__ = [
 
 log = logging.getLogger("easyrtc_server.transport.socketio")
 
-CONNECT: Final = 0
-DISCONNECT: Final = 1
-EVENT: Final = 2
-ACK: Final = 3
-CONNECT_ERROR: Final = 4
-BINARY_EVENT: Final = 5
-BINARY_ACK: Final = 6
+_monotonic: Final = time.monotonic
+"""The protocol's clock (the connect timers are armed with delays from it)."""
 
 PreparedEvent = PreparedPacket
 """An event encoded once (see `prepare_event`)."""
-
-# type digit, [attachments "-"], [namespace ("," or end)], [ack id]; the JSON follows
-_HEADER: Final = re.compile(rb"([0-6])(?:(\d{1,6})-)?(?:(/[^,]*)(?:,|\Z))?(\d{0,16})")
 
 
 class SeamServer(Protocol):
@@ -84,7 +93,7 @@ class SeamServer(Protocol):
 
 def prepare_event(event: str, data: Any) -> PreparedEvent:
     """Encode an event push once, for `SocketLink.send_raw` to any number of sockets."""
-    return PreparedPacket(b"42" + _dumps([event, data]))
+    return PreparedPacket(b"42" + dumps([event, data]))
 
 
 class SocketLink:
@@ -93,16 +102,16 @@ class SocketLink:
     Pushes made while ``server.open`` runs are held and follow the CONNECT packet.
     """
 
-    __slots__ = ("_early", "_sock", "_want_close", "connected", "peer", "sid")
+    __slots__ = ("_opening", "_proto", "_sock", "connected", "peer", "sid")
 
-    def __init__(self, sock: EngineSocket, sid: str) -> None:
+    def __init__(self, sock: EngineSocket, proto: SocketSession, sid: str) -> None:
         self._sock = sock
+        self._proto = proto
         self.sid = sid
         """The Socket.IO session id (the one the client sees as ``socket.id``)."""
         self.peer: Any = None
         self.connected = False
-        self._early: list[bytes] | None = []
-        self._want_close = False
+        self._opening = True
 
     def __repr__(self) -> str:
         return f"<SocketLink {self.sid} on {self._sock!r}>"
@@ -118,20 +127,16 @@ class SocketLink:
     async def send(self, event: str, data: Any) -> None:
         """Push one event (no ack requested); queues and returns at once."""
         if self.connected:
-            try:
-                packet = b"42" + orjson.dumps([event, data])
-            except orjson.JSONEncodeError:  # nested beyond orjson's 254 levels
-                packet = b"42" + _dumps([event, data])
-            self._sock.send_packet(packet)
-        elif self._early is not None:
-            self._early.append(b"42" + _dumps([event, data]))
+            self._sock.send_packet(encode_event(event, data))
+        elif self._opening:
+            self._proto.hold(encode_event(event, data))
 
     def send_raw(self, prepared: PreparedEvent) -> None:
         """Push an event encoded once by `prepare_event`."""
         if self.connected:
             self._sock.send_prepared(prepared)
-        elif self._early is not None:
-            self._early.append(prepared.packet)
+        elif self._opening:
+            self._proto.hold(prepared.packet)
 
     async def close(self) -> None:
         """Disconnect the client (it will not reconnect on its own); ``server.close`` follows."""
@@ -139,66 +144,27 @@ class SocketLink:
 
     def disconnect(self) -> None:
         """`close` without the coroutine."""
+        if not (self.connected or self._opening):
+            return
         sock = self._sock
-        if self._early is not None:  # still opening: done once the CONNECT is out
-            self._want_close = True
-        elif self.connected and not sock.closed:
-            sock.send_packet(b"41")
+        packet = self._proto.disconnect()  # None while opening: done once the CONNECT is out
+        if packet is not None and not sock.closed:
+            sock.send_packet(packet)
             sock.close("server namespace disconnect", graceful=True)
 
-    def _accepted(self) -> None:
-        early, self._early = self._early or [], None
-        self.connected = True
-        for packet in early:
-            self._sock.send_packet(packet)
-        if self._want_close:
-            self.disconnect()
 
-    def _refused(self) -> None:
-        self._early = None
-        self.connected = False
+class _Session(SocketSession):
+    """The protocol state of one Engine.IO session with the driver's: its link, its timer.
 
+    A subclass rather than a wrapper: one attribute less to look up per message.
+    """
 
-class _Session:
-    """Socket.IO state of one Engine.IO session."""
+    __slots__ = ("link", "timer")
 
-    __slots__ = ("ack_id", "buffers", "kind", "link", "need", "pending", "timer")
-
-    def __init__(self) -> None:
+    def __init__(self, eio: int, limits: SessionLimits) -> None:
+        super().__init__(eio, limits)
         self.link: SocketLink | None = None
         self.timer: asyncio.TimerHandle | None = None
-        # a binary packet waiting for its attachments
-        self.pending: Any = None
-        self.kind = 0
-        self.ack_id: int | None = None
-        self.need = 0
-        self.buffers: list[bytes] = []
-
-
-class _BadPacket(Exception):
-    pass
-
-
-class _TooDeep(_BadPacket):
-    """Valid JSON nested deeper than ``max_json_depth``."""
-
-
-_BINARY_DEPTH: Final = 64
-"""Most nesting of a binary packet's JSON (placeholder filling recurses that deep)."""
-
-
-def _dumps(value: Any) -> bytes:
-    """JSON with orjson; the standard library for what orjson refuses (nesting beyond 254)."""
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-_PLAIN_ACK: Final = {"msgType": "ack"}
-_PLAIN_ACK_ARGS: Final = orjson.dumps([_PLAIN_ACK])
-"""EasyRTC's success reply, the acknowledgement of nearly every event: encoded once. Compared
-by value (a one-key dict compares in a few dozen nanoseconds), so a caller may pass any dict."""
 
 
 def _make_ack(sock: EngineSocket, ack_id: bytes) -> Ack:
@@ -208,38 +174,11 @@ def _make_ack(sock: EngineSocket, ack_id: bytes) -> Ack:
     async def ack(arg: Any) -> None:
         nonlocal sent
         if not sent:
-            # may raise (not encodable): the caller can then send another reply
-            args = _PLAIN_ACK_ARGS if arg == _PLAIN_ACK else _dumps([arg])
+            packet = encode_ack(ack_id, arg)  # may raise: the caller can send another reply
             sent = True
-            sock.send_packet(b"43" + ack_id + args)
+            sock.send_packet(packet)
 
     return ack
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if type(item) is dict else item
-        for child in children:
-            if type(child) is dict or type(child) is list:
-                stack.append((child, depth + 1))
-    return False
-
-
-def _fill_placeholders(value: Any, buffers: list[bytes]) -> Any:
-    if type(value) is list:
-        return [_fill_placeholders(v, buffers) for v in value]
-    if type(value) is dict:
-        if value.get("_placeholder") is True:
-            num = value.get("num")
-            if type(num) is not int or not 0 <= num < len(buffers):
-                raise _BadPacket("bad placeholder")
-            return buffers[num]
-        return {k: _fill_placeholders(v, buffers) for k, v in value.items()}
-    return value
 
 
 class LeanTransport:
@@ -287,6 +226,12 @@ class LeanTransport:
         self.max_json_depth = max_json_depth
         self.max_attachments = max_attachments
         self.binary_events = binary_events
+        self.limits = SessionLimits(
+            connect_timeout=connect_timeout,
+            max_json_depth=max_json_depth,
+            binary_events=binary_events,
+            max_attachments=max_attachments,
+        )
         self.engine = EngineIOServer(
             self,
             ping_interval=ping_interval,
@@ -348,10 +293,11 @@ class LeanTransport:
     # -- Engine.IO handler -----------------------------------------------------------------------
 
     async def on_open(self, sock: EngineSocket) -> None:
-        session = _Session()
+        session = _Session(sock.eio, self.limits)
         sock.user = session
-        if sock.eio < 4:
-            await self._connect(sock, session)  # protocol 4 connects "/" implicitly
+        request = session.open(_monotonic())
+        if request is not None:  # protocol 4 connects "/" implicitly
+            await self._connect(sock, session)
         else:
             self._arm_connect_timer(sock, session)
 
@@ -359,207 +305,91 @@ class LeanTransport:
         session: _Session | None = sock.user
         if session is None:
             return
+        session.close()
         if session.timer is not None:
             session.timer.cancel()
             session.timer = None
-        session.pending = None
         await self._disconnected(session)
 
     async def on_message(self, sock: EngineSocket, data: bytes, binary: bool) -> None:
         session: _Session = sock.user
-        if data[:1] == b"2" and not binary and session.pending is None:
-            # The hot path: an EVENT for "/" (``2[...]`` or ``2<ack id>[...]``).
+        event = session.receive_message(data, binary, _monotonic())
+        if type(event) is EventReceived:  # the hot path
             link = session.link
-            start = data.find(b"[", 1)
-            if link is not None and 1 <= start <= 17:
-                head = data[1:start]
-                if not head or head.isdigit():
-                    try:
-                        args = orjson.loads(data[start:])
-                    except ValueError as exc:
-                        log.info("closing %r: %s", sock, exc)
-                        sock.close("parse error", graceful=False)
-                        return
-                    limit = self.max_json_depth
-                    # as deep as that takes that many brackets (the head has none)
-                    if (
-                        limit is not None
-                        and data.count(b"[") + data.count(b"{") > limit
-                        and _too_deep(args, limit)
-                    ):
-                        self._refuse_too_deep(sock, int(head) if head else None)
-                        return
-                    if type(args) is not list or not args or type(args[0]) is not str:
-                        sock.close("parse error", graceful=False)
-                        return
-                    if head[:1] == b"0" and len(head) > 1:  # "007" is sent back as "7"
-                        head = str(int(head)).encode()
-                    ack = _make_ack(sock, head) if head else None
-                    try:
-                        await self.server.receive(
-                            link.peer, args[0], args[1] if len(args) > 1 else None, ack
-                        )
-                    except Exception:
-                        log.exception("server.receive failed for %r", link)
-                    return
-        try:
-            if binary:
-                if session.pending is None:
-                    raise _BadPacket("unexpected binary data")
-                session.buffers.append(data)
-                if len(session.buffers) == session.need:
-                    await self._binary_complete(sock, session)
-                return
-            if session.pending is not None:
-                raise _BadPacket("text while waiting for attachments")
-            match = _HEADER.match(data)
-            if match is None:
-                raise _BadPacket("bad header")
-            kind = data[0] - 0x30
-            attachments, nsp_raw, ack_raw = match.group(2, 3, 4)
-            nsp = "/" if nsp_raw is None else nsp_raw.split(b"?", 1)[0].decode("utf-8", "replace")
-            ack_id = int(ack_raw) if ack_raw else None
-            rest = data[match.end() :]
-            if kind == EVENT:
-                if attachments is not None:
-                    raise _BadPacket("attachments on a plain event")
-                try:
-                    args = self._loads(rest)
-                except _TooDeep:
-                    self._refuse_too_deep(sock, ack_id)
-                    return
-                await self._event(sock, session, nsp, args, ack_id)
-            elif kind in (BINARY_EVENT, BINARY_ACK):
-                if not self.binary_events:
-                    # EasyRTC never sends binary; held attachments would cost memory
-                    raise _BadPacket("binary events are refused")
-                if attachments is None:
-                    raise _BadPacket("binary packet without attachment count")
-                need = int(attachments)
-                if need > self.max_attachments:
-                    raise _BadPacket("too many attachments")
-                value = self._loads(rest)
-                if _too_deep(value, min(self.max_json_depth or _BINARY_DEPTH, _BINARY_DEPTH)):
-                    raise _BadPacket("binary packet nested too deep")
-                session.pending = (nsp, value)
-                session.kind, session.ack_id, session.need = kind, ack_id, need
-                session.buffers = []
-                if need == 0:
-                    await self._binary_complete(sock, session)
-            elif kind == ACK:
-                if attachments is not None:
-                    raise _BadPacket("attachments on a plain ack")
-                self._loads(rest)  # the server never asks for acks: check and drop
-            elif kind == CONNECT:
-                if rest:
-                    auth = self._loads(rest)
-                    if sock.eio >= 4 and type(auth) is not dict:
-                        raise _BadPacket("CONNECT payload is not an object")
-                if nsp != "/":
-                    self._connect_error(sock, nsp, "Invalid namespace")
-                elif session.link is None:
-                    await self._connect(sock, session)
-            elif kind == DISCONNECT:
-                if nsp == "/" and session.link is not None:
-                    await self._disconnected(session)
-                    self._arm_connect_timer(sock, session)
-            else:
-                raise _BadPacket("CONNECT_ERROR from a client")
-        except (_BadPacket, ValueError) as exc:
-            log.info("closing %r: %s", sock, exc)
+            assert link is not None
+            ack_id = event.ack_id
+            try:
+                await self.server.receive(
+                    link.peer,
+                    event.name,
+                    event.data,
+                    None if ack_id is None else _make_ack(sock, ack_id),
+                )
+            except Exception:
+                log.exception("server.receive failed for %r", link)
+        elif event is not None:
+            await self._handle(sock, session, event)
+
+    async def _handle(self, sock: EngineSocket, session: _Session, event: Event) -> None:
+        if type(event) is ProtocolError:
+            log.info("closing %r: %s", sock, event.reason)
             sock.close("parse error", graceful=False)
+        elif type(event) is EventRefused:
+            log.info("refused an event of %r: %s", sock, event.reason)
+            reply = error_message(ErrorCode.MSG_REJECT_BAD_STRUCTURE, int(time.time() * 1000))
+            sock.send_packet(encode_ack(event.ack_id, reply))
+        elif type(event) is ConnectRequest:
+            await self._connect(sock, session)
+        elif type(event) is Disconnected:
+            await self._disconnected(session)
+            self._arm_connect_timer(sock, session)
+        elif type(event) is Reply:
+            sock.send_packet(event.packet)
 
-    # -- packets ---------------------------------------------------------------------------------
-
-    def _loads(self, raw: bytes) -> Any:
-        value = orjson.loads(raw)  # ValueError beyond 1024 levels
-        limit = self.max_json_depth
-        if (
-            limit is not None
-            and raw.count(b"[") + raw.count(b"{") > limit
-            and _too_deep(value, limit)
-        ):
-            raise _TooDeep(f"JSON nested deeper than {limit}")
-        return value
-
-    def _refuse_too_deep(self, sock: EngineSocket, ack_id: int | None) -> None:
-        """An event nested deeper than ``max_json_depth``: its EasyRTC error, or a close."""
-        if ack_id is None:
-            log.info("closing %r: JSON nested deeper than %s", sock, self.max_json_depth)
-            sock.close("parse error", graceful=False)
-            return
-        log.info("refused an event of %r: JSON nested deeper than %s", sock, self.max_json_depth)
-        reply = error_message(ErrorCode.MSG_REJECT_BAD_STRUCTURE, int(time.time() * 1000))
-        sock.send_packet(b"43" + str(ack_id).encode() + orjson.dumps([reply]))
-
-    async def _event(
-        self, sock: EngineSocket, session: _Session, nsp: str, args: Any, ack_id: int | None
-    ) -> None:
-        if type(args) is not list or not args or type(args[0]) is not str:
-            raise _BadPacket("event payload is not [name, ...]")
-        link = session.link
-        if link is None or nsp != "/":
-            return
-        data = args[1] if len(args) > 1 else None
-        ack = None if ack_id is None else _make_ack(sock, str(ack_id).encode())
-        try:
-            await self.server.receive(link.peer, args[0], data, ack)
-        except Exception:
-            log.exception("server.receive failed for %r", link)
-
-    async def _binary_complete(self, sock: EngineSocket, session: _Session) -> None:
-        nsp, value = session.pending
-        buffers = session.buffers
-        session.pending = None
-        session.buffers = []
-        value = _fill_placeholders(value, buffers)
-        if session.kind == BINARY_EVENT:
-            await self._event(sock, session, nsp, value, session.ack_id)
+    # -- connections -----------------------------------------------------------------------------
 
     async def _connect(self, sock: EngineSocket, session: _Session) -> None:
         if session.timer is not None:
             session.timer.cancel()
             session.timer = None
-        link = SocketLink(sock, secrets.token_urlsafe(15))
-        session.link = link  # a second CONNECT meanwhile is ignored
+        link = SocketLink(sock, session, secrets.token_urlsafe(15))
+        session.link = link
         try:
             peer = await self.server.open(link)
         except Exception:
             log.exception("server.open failed")
             peer = None
+        link._opening = False
         if peer is None:
             session.link = None
-            link._refused()
-            self._connect_error(sock, "/", "refused")
+            packet = session.refuse(_monotonic())
+            if packet is not None:
+                sock.send_packet(packet)
             self._arm_connect_timer(sock, session)
             return
         link.peer = peer
-        if sock.eio >= 4:
-            sock.send_packet(b"40" + orjson.dumps({"sid": link.sid}))
-        else:
-            sock.send_packet(b"40")
-        link._accepted()
-
-    def _connect_error(self, sock: EngineSocket, nsp: str, message: str) -> None:
-        data: Any = message
-        if sock.eio >= 4:
-            data = {"message": message}
-        prefix = b"44" if nsp == "/" else b"44" + nsp.encode() + b","
-        sock.send_packet(prefix + orjson.dumps(data))
+        link.connected = True
+        for packet in session.accept(link.sid):
+            sock.send_packet(packet)
+        if session.state is State.CLOSED:  # the server closed it while it opened
+            sock.close("server namespace disconnect", graceful=True)
 
     def _arm_connect_timer(self, sock: EngineSocket, session: _Session) -> None:
-        if sock.closed:
+        deadline = session.next_deadline()
+        if sock.closed or deadline is None:
             return
-        loop = asyncio.get_running_loop()
-        session.timer = loop.call_later(self.connect_timeout, self._connect_timed_out, sock)
+        delay = max(0.0, deadline - _monotonic())
+        session.timer = asyncio.get_running_loop().call_later(delay, self._connect_timed_out, sock)
 
-    @staticmethod
-    def _connect_timed_out(sock: EngineSocket) -> None:
+    def _connect_timed_out(self, sock: EngineSocket) -> None:
         session: _Session | None = sock.user
-        if session is not None:
-            session.timer = None
-            if session.link is None:
-                sock.close("connect timeout", graceful=True)
+        if session is None:
+            return
+        session.timer = None
+        if isinstance(session.handle_timeout(_monotonic()), ConnectTimedOut):
+            sock.close("connect timeout", graceful=True)
+        else:  # woken a little early
+            self._arm_connect_timer(sock, session)
 
     async def _disconnected(self, session: _Session) -> None:
         link = session.link
@@ -567,6 +397,7 @@ class LeanTransport:
             return
         session.link = None
         link.connected = False
+        link._opening = False
         try:
             await self.server.close(link.peer)
         except Exception:
