@@ -245,6 +245,13 @@ class Options(ProtocolOptions):
     """``http://HOST:PORT`` the other nodes use to reach ``cluster_listen`` (set it when nodes
     run on several hosts); unset: derived from ``cluster_listen``."""
 
+    # Cluster failures (``cluster/liveness.py``): how fast a dead node or an empty Redis is seen
+    cluster_alive_ttl: float = 6.0
+    """Seconds a node's alive key outlives its last refresh (refreshed every third of it): a
+    node killed without a goodbye is reaped this long after its last refresh."""
+    cluster_check_interval: float = 1.0
+    """Seconds between a node's checks for dead nodes and for a Redis that came back empty."""
+
     @property
     def protocol(self) -> ProtocolOptions:
         """The protocol options alone, as an application carries them."""
@@ -463,6 +470,10 @@ def _checked(name: str, value: Any) -> Any:
     elif name == "room_update_tick":
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
             raise OptionsError(f"option {name!r} must be a number of seconds from 0 to 1")
+        return float(value)
+    elif name in ("cluster_alive_ttl", "cluster_check_interval"):
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 600:
+            raise OptionsError(f"option {name!r} must be a number of seconds > 0 and <= 600")
         return float(value)
     elif name in ("ping_interval", "ping_timeout", "webhook_timeout"):
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,7 +36,9 @@ from . import log as entries
 from . import snapshot
 from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
+from .liveness import Liveness
 from .log import FIELD, LogEntry, LogFormatError
+from .rebuild import Rebuilder
 from .registry import NodeInfo, NodeRegistry
 from .replica import Applied, Replica, answer_of
 
@@ -99,7 +102,9 @@ class ClusterNode:
         self.node_id = node_id or new_node_id()
         self.keys = ClusterKeys(options.cluster_name)
         self.redis: Redis = Redis.from_url(options.redis_url)
-        self.registry = NodeRegistry(self.redis, self.keys, NodeInfo(self.node_id))
+        self.registry = NodeRegistry(
+            self.redis, self.keys, NodeInfo(self.node_id), ttl=options.cluster_alive_ttl
+        )
         if server.core.state.tick_ms:
             log.warning("room_update_tick is not used in cluster mode: each change is sent at once")
             server.core.state.tick_ms = 0
@@ -119,6 +124,10 @@ class ClusterNode:
         self._unavailable_logged = False
         self._since_snapshot = 0
         self._write_snapshot = self.redis.register_script(_WRITE_SNAPSHOT)
+        self._generation = 0
+        """Bumped when the log is read again from its start (``restart_log``)."""
+        self.rebuilder = Rebuilder(self)  # failures: cluster/rebuild.py, cluster/liveness.py
+        self.liveness = Liveness.of(self, self.rebuilder)
 
     @property
     def role(self) -> str:
@@ -135,11 +144,13 @@ class ClusterNode:
             log.error("could not read the cluster log at start: %s", exc)
         self._reader = asyncio.create_task(self._read_forever(), name="cluster-log-reader")
         self._writer = asyncio.create_task(self._write_forever(), name="cluster-log-writer")
+        await self.liveness.start()
         log.info("cluster node %s of %r started", self.node_id, self.options.cluster_name)
 
     async def stop(self) -> None:
         """Leave the cluster. Every step is bounded: a task stuck in a redis-py read that
         ignores its cancellation must not keep the process from exiting."""
+        await self._bounded(self.liveness.stop)
         tasks = [task for task in (self._reader, self._writer) if task is not None]
         self._reader = self._writer = None
         for task in tasks:
@@ -147,11 +158,15 @@ class ClusterNode:
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_STEP_TIMEOUT)
         for step in (self.inbox.stop, self.registry.stop, self.redis.aclose):
-            try:
-                async with asyncio.timeout(STOP_STEP_TIMEOUT):
-                    await step()
-            except (TimeoutError, RedisError, OSError) as exc:
-                log.warning("leaving the cluster: %s did not finish (%r)", step.__qualname__, exc)
+            await self._bounded(step)
+
+    @staticmethod
+    async def _bounded(step: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            async with asyncio.timeout(STOP_STEP_TIMEOUT):
+                await step()
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning("leaving the cluster: %s did not finish (%r)", step.__qualname__, exc)
 
     # -- the log -----------------------------------------------------------------------------
 
@@ -246,8 +261,15 @@ class ClusterNode:
                 return
             await self._apply_batches(batches)
 
+    def restart_log(self) -> None:
+        """Read the log from its start again (Redis came back empty: it is a new log); a
+        batch read before is dropped."""
+        self.last_id = "0-0"
+        self._generation += 1
+
     async def _read_forever(self) -> None:
         while True:
+            generation = self._generation
             try:
                 batches = await self.redis.xread(
                     {self.keys.log: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
@@ -256,11 +278,13 @@ class ClusterNode:
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             if batches:
-                await self._apply_batches(batches)
+                await self._apply_batches(batches, generation)
 
-    async def _apply_batches(self, batches: Any) -> None:
+    async def _apply_batches(self, batches: Any, generation: int | None = None) -> None:
         for _stream, items in batches:
             for entry_id, fields in items:
+                if generation is not None and generation != self._generation:
+                    return
                 self.last_id = entry_id
                 try:
                     entry = LogEntry.decode(fields[FIELD])

@@ -1,0 +1,112 @@
+"""The liveness watch against a real redis-server: dead nodes reaped once, a new epoch seen.
+
+The nodes here are ``NodeRegistry``/``Liveness`` pairs in this process (the log is a list of
+appended entries); ``test_failures.py`` runs the same through real node processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from easyrtc_server.cluster.keys import ClusterKeys
+from easyrtc_server.cluster.liveness import Liveness
+from easyrtc_server.cluster.registry import NodeInfo, NodeRegistry
+from support.redisserver import RedisServer, running_redis
+
+
+@pytest.fixture
+async def redis_server() -> AsyncIterator[RedisServer]:
+    async with running_redis() as server:
+        yield server
+
+
+class Watcher:
+    """One node's registry and watch, with what it appended and the epochs it rebuilt in."""
+
+    def __init__(self, redis: Redis, node_id: str, owners: set[str]) -> None:
+        self.keys = ClusterKeys("live")
+        self.registry = NodeRegistry(redis, self.keys, NodeInfo(node_id), ttl=0.5)
+        self.appended: list[str] = []
+        self.rebuilt: list[str] = []
+        self.owners = owners
+        self.liveness = Liveness(
+            redis,
+            self.keys,
+            self.registry,
+            owners=lambda: self.owners,
+            announce_gone=self._announce_gone,
+            on_new_epoch=self._rebuild,
+        )
+
+    async def _announce_gone(self, node: str) -> None:
+        self.appended.append(node)
+
+    async def _rebuild(self, epoch: str) -> None:
+        self.rebuilt.append(epoch)
+
+
+async def test_a_node_whose_key_expired_is_announced_gone_by_one_node(
+    redis_server: RedisServer,
+) -> None:
+    redis = Redis.from_url(redis_server.url)
+    try:
+        watchers = [Watcher(redis, name, {"a", "b", "c"}) for name in ("a", "b")]
+        for w in watchers:
+            await w.registry.announce()
+        await redis.set("live:alive:c", NodeInfo("c").encode(), px=100_000)
+        assert [await w.liveness.reap() for w in watchers] == [[], []]  # everyone alive
+        await redis.delete("live:alive:c")  # expired
+        reaped = [await w.liveness.reap() for w in watchers]
+        assert reaped == [["c"], []]  # the second is held off by the reaper lock
+        assert watchers[0].appended == ["c"]
+        assert watchers[1].appended == []
+    finally:
+        await redis.aclose()
+
+
+async def test_a_node_back_in_time_is_not_reaped(redis_server: RedisServer) -> None:
+    redis = Redis.from_url(redis_server.url)
+    try:
+        w = Watcher(redis, "a", {"a", "b"})
+        await w.registry.announce()
+        assert await w.liveness.reap() == ["b"]  # b never announced itself
+        await redis.delete("live:reaper")
+        await redis.set("live:alive:b", NodeInfo("b").encode(), px=100_000)
+        assert await w.liveness.reap() == []
+        assert await w.liveness.reap() == []
+        assert w.appended == ["b"]
+    finally:
+        await redis.aclose()
+
+
+async def test_every_node_rebuilds_once_in_the_one_new_epoch_after_redis_came_back_empty(
+    redis_server: RedisServer,
+) -> None:
+    redis = Redis.from_url(redis_server.url)
+    try:
+        watchers = [Watcher(redis, name, set()) for name in ("a", "b", "c")]
+        for w in watchers:
+            await w.liveness.start()
+            await w.liveness.stop()  # rounds are run by hand below
+        first = watchers[0].liveness.epoch
+        assert first is not None and all(w.liveness.epoch == first for w in watchers)
+        for w in watchers:
+            await w.liveness.check()
+        assert all(w.rebuilt == [] for w in watchers)
+
+        await redis_server.restart()
+        with contextlib.suppress(RedisConnectionError):  # the pooled connection died with it
+            await redis.ping()
+        for w in watchers:
+            await w.liveness.check()
+            await w.liveness.check()
+        epochs = {w.rebuilt[0] for w in watchers if len(w.rebuilt) == 1}
+        assert len(epochs) == 1 and first not in epochs
+        assert all(len(w.rebuilt) == 1 for w in watchers)
+    finally:
+        await redis.aclose()
