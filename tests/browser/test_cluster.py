@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from browserkit import DemoPage, Demos
 from playwright.async_api import BrowserContext, expect
-from test_datachannel import send
+from test_datachannel import data_channel_exchange
 from test_departure import FORCE_TRANSPORTS, TRANSPORT_NAME
 from test_video_call import place_call
 
@@ -78,21 +78,6 @@ async def served_by_both_nodes(cluster: Cluster, page: DemoPage) -> None:
     requests = [r for r in cluster.nginx.requests() if r.sid == sid]
     assert {r.upstream for r in requests} == {f"127.0.0.1:{n.port}" for n in cluster.nodes}
     assert all(r.status == 200 for r in requests), requests
-
-
-async def data_channel_exchange(alice: DemoPage, bob: DemoPage) -> None:
-    alice_id, bob_id = await alice.my_id(), await bob.my_id()
-    await alice.peer(bob_id).get_by_role("button", name="Connect").click()
-    await expect(alice.peer(bob_id)).to_have_attribute("data-channel", "open")
-    await expect(bob.peer(alice_id)).to_have_attribute("data-channel", "open")
-    await send(alice, bob_id, "hello bob")
-    received = bob.page.locator(f'#messages li[data-from="{alice_id}"]')
-    await expect(received.locator(".text")).to_have_text("hello bob")
-    await expect(received).to_have_attribute("data-via", "datachannel")
-    await send(bob, alice_id, "hi alice")
-    received = alice.page.locator(f'#messages li[data-from="{bob_id}"]')
-    await expect(received.locator(".text")).to_have_text("hi alice")
-    await expect(received).to_have_attribute("data-via", "datachannel")
 
 
 async def video_call(alice: DemoPage, bob: DemoPage) -> None:

@@ -12,10 +12,9 @@ async def send(page: DemoPage, to: str, text: str) -> None:
     await page.page.get_by_role("button", name="Send").click()
 
 
-async def test_data_channel_opens_and_carries_messages_both_ways(demos: Demos) -> None:
-    alice, bob = await demos.open_many("datachannel.html", "alice", "bob")
+async def data_channel_exchange(alice: DemoPage, bob: DemoPage) -> None:
+    """Alice opens a channel to Bob; text goes both ways over it (not through the server)."""
     alice_id, bob_id = await alice.my_id(), await bob.my_id()
-
     await alice.peer(bob_id).get_by_role("button", name="Connect").click()
     # What comes up, in order, so that a failure names the step that did not: the peer
     # connection, then each side's channel (easyrtc.js calls a side's channel open once the other
@@ -35,6 +34,10 @@ async def test_data_channel_opens_and_carries_messages_both_ways(demos: Demos) -
     await expect(received.locator(".text")).to_have_text("hi alice, got it")
     await expect(received).to_have_attribute("data-via", "datachannel")
 
+
+async def test_data_channel_opens_and_carries_messages_both_ways(demos: Demos) -> None:
+    alice, bob = await demos.open_many("datachannel.html", "alice", "bob")
+    await data_channel_exchange(alice, bob)
     await demos.screenshot(alice, "datachannel.png")
     assert demos.errors() == {}
 
