@@ -121,7 +121,7 @@ class Liveness:
             try:
                 await self.check()
             except (RedisError, OSError):
-                pass  # the registry logs a lost Redis, once
+                continue  # the registry logs a lost Redis, once
             except Exception:
                 log.exception("cluster liveness check failed")
 
