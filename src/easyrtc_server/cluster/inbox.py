@@ -84,7 +84,7 @@ class Inbox:
         self._tasks = []
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()
             self._pubsub = None
 
     async def _publish_forever(self) -> None:
