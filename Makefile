@@ -1,6 +1,6 @@
 # Benchmarks against the Node reference (not tests). `script/setup --test` installs the servers.
 # Override: make bench BENCH_SERVERS=ours,reference BENCH_ROUNDS=5 BENCH_ARGS="--only relay"
-.PHONY: bench bench-quick bench-cluster setup-bench
+.PHONY: bench bench-quick bench-cluster setup-bench upgrade-deps lock
 
 BENCH_SERVERS ?= ours,ours-tick5,ours-uvicorn,reference
 BENCH_QUICK_SERVERS ?= ours,ours-uvicorn,reference
@@ -8,12 +8,20 @@ BENCH_ROUNDS ?= 3
 BENCH_QUICK_ROUNDS ?= 1
 BENCH_ARGS ?=
 
+# The benchmark tools (matplotlib, httptools, py-spy) are in the locked dev set (locks/dev.txt).
 setup-bench:
 	@[ -x .venv/bin/python ] && [ -d node_modules/open-easyrtc ] || script/setup --test
-	@.venv/bin/python -c "import matplotlib" 2>/dev/null || .venv/bin/pip install -q matplotlib
-	@# uvicorn's fast HTTP and websocket implementations, for the ours-uvicorn variants
-	@.venv/bin/python -c "import httptools, websockets" 2>/dev/null \
-		|| .venv/bin/pip install -q httptools websockets
+
+# Python dependencies: `make lock` after editing pyproject.toml's ranges (keeps the other pins);
+# `make upgrade-deps` moves every pin to the newest release and runs the whole suite on them.
+# Run it on purpose, at least once a month and before a release; commit locks/ when it is green.
+lock:
+	script/lock
+
+upgrade-deps:
+	script/lock --upgrade
+	git --no-pager diff --stat -- locks/
+	script/test
 
 bench: setup-bench
 	.venv/bin/python bench/run.py --servers $(BENCH_SERVERS) --rounds $(BENCH_ROUNDS) $(BENCH_ARGS)

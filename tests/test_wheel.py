@@ -2,9 +2,11 @@
 outside the checkout, started from an empty folder, it serves the client files it carries and
 the demos work in Chromium.
 
-The sdist and wheel are built once per session (``python -m build``: the wheel is built from the
-sdist, so the bundled client files come from ``npm ci`` of ``package-lock.json``), and installed
-once into a virtualenv under the session's temporary folder.
+The sdist and wheel are built once per session (``python -m build --no-isolation``: the locked
+hatchling of the test venv builds them, and the wheel is built from the sdist, so the bundled client
+files come from ``npm ci`` of ``package-lock.json``), and installed once into a virtualenv under the
+session's temporary folder: its dependencies at the versions of ``locks/server.txt``, hash-checked,
+then the wheel itself, whose metadata ranges ``pip check`` holds against them.
 """
 
 from __future__ import annotations
@@ -75,10 +77,10 @@ def _clean_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """``python -m build``: the sdist, then the wheel built from it."""
+    """``python -m build``: the sdist, then the wheel built from it, by the locked backend."""
     out = tmp_path_factory.mktemp("dist")
     result = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(REPO)],
         capture_output=True,
         text=True,
         env=_clean_env(),
@@ -92,19 +94,20 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 @pytest.fixture(scope="session")
 def installed(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """The wheel installed with pip into a new virtualenv (dependencies from the index)."""
+    """The wheel installed with pip into a new virtualenv: its dependencies from the index at
+    the locked versions (hash-checked), then the wheel, whose declared ranges must admit them."""
     root = tmp_path_factory.mktemp("user")
     venv = root / "venv"
     env = _clean_env()
+    pip = str(venv / "bin" / "pip")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
-    result = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", str(built.wheel)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    for command in (
+        [pip, "install", "-q", "--require-hashes", "-r", str(REPO / "locks" / "server.txt")],
+        [pip, "install", "-q", "--no-deps", str(built.wheel)],
+        [pip, "check"],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
     workdir = root / "somewhere"
     workdir.mkdir()
     return Installed(venv, workdir, env)

@@ -236,6 +236,13 @@ async def test_a_node_is_reached_at_its_advertised_url(
 
 # -- through round-robin nginx --------------------------------------------------------------------
 
+ANSWERED_OK = (101, 200)
+"""What the nodes must answer every request of a session through the balancer: no refusal."""
+CLIENT_ABORTED = 499
+"""nginx's note that the client itself abandoned a request: a socket.io client cancels its
+pending long-poll when it upgrades, so whether one shows depends only on timing. No node answered
+it; what the client noticed (its replies and messages) is asserted above."""
+
 
 async def clients_on_two_nodes(url: str, transports: list[str]) -> list[Client]:
     """Two python-socketio clients connected through ``url``, held by different nodes (their
@@ -280,7 +287,7 @@ async def test_python_socketio_clients_through_round_robin(cluster: Cluster, mod
     finally:
         await alice.sio.disconnect()
         await bob.sio.disconnect()
-    assert all(status in (101, 200) for _, status in served), served
+    assert all(status in ANSWERED_OK for _, status in served if status != CLIENT_ABORTED), served
     if mode == "polling":  # (python-engineio upgrades at once: one request, on either node)
         assert {node for node, _ in served} == set(cluster.ids), served
 
@@ -304,7 +311,7 @@ async def test_node_clients_through_round_robin(cluster: Cluster, version: str, 
         # logged when it ends)
         await client.send({"cmd": "disconnect"})
         await client.expect("disconnect")
-    assert all(r.status in (101, 200) for r in served), served
+    assert all(r.status in ANSWERED_OK for r in served if r.status != CLIENT_ABORTED), served
     if mode == "polling":
         [sid] = {r.sid for r in served if r.sid is not None}
         assert {node for node, _ in requests_of(cluster, sid)} == set(cluster.ids)
