@@ -40,7 +40,7 @@ LOCK = json.loads((REPO / "package-lock.json").read_text())
 EASYRTC_VERSION = LOCK["packages"]["node_modules/open-easyrtc"]["version"]
 SOCKETIO_VERSION = LOCK["packages"]["node_modules/socket.io-client"]["version"]
 CLIENT_IN_WHEEL = "easyrtc_server/client"
-START_TIMEOUT = 20.0  # seconds for the installed server to listen (2 busy cores)
+START_TIMEOUT = 60.0  # seconds for the installed server to listen (a bound on a hang)
 JS_TYPES = {"application/javascript", "text/javascript"}
 
 

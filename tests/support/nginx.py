@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .ports import free_port
 
-START_TIMEOUT = 10.0
+START_TIMEOUT = 60.0  # a bound on a hang, not a speed test (loaded machines)
 
 CONFIG = """\
 {user}worker_processes 1;

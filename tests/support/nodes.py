@@ -16,7 +16,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from .ports import free_port
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0
+"""A bound on a hang, not a speed test: a loaded 2-core machine starts Python slowly."""
 STOP_TIMEOUT = 30.0
 """A node drains its clients for at most ``shutdown_drain_time`` (10 s), then leaves."""
 LISTENING = "listening on "
