@@ -183,7 +183,8 @@ class AiohttpEngineIO:
             access_control_request_headers=headers.get("Access-Control-Request-Headers"),
         )
         if type(route) is Poll:
-            return self._reply(request, await route.session.take_poll(self._gone(request)))
+            reply = await route.session.take_poll(self._gone(request), _connected(request))
+            return self._reply(request, reply)
         if type(route) is Post:
             reply = await route.session.take_post(_body_reader(request), request.content_type)
             return self._reply(request, reply)
@@ -308,6 +309,14 @@ class AiohttpEngineIO:
                     break
         finally:
             await sock.connection_lost(reason)
+
+
+def _connected(request: web.BaseRequest) -> Callable[[], bool]:
+    def connected() -> bool:
+        transport = request.transport
+        return transport is not None and not transport.is_closing()
+
+    return connected
 
 
 def _body_reader(request: web.BaseRequest) -> Callable[[int], Awaitable[bytes | None]]:

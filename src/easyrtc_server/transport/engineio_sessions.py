@@ -444,9 +444,14 @@ class EngineSocket:
             self._server.forget(self)
         return HttpReply(200, body, POLL_CONTENT_TYPE)
 
-    async def take_poll(self, client_gone: Callable[[], Awaitable[object]]) -> HttpReply:
+    async def take_poll(
+        self,
+        client_gone: Callable[[], Awaitable[object]],
+        connected: Callable[[], bool] | None = None,
+    ) -> HttpReply:
         """A GET: held until something is queued; ``client_gone()`` (awaited only while held)
-        ends when the client leaves, which ends the session (a closed tab)."""
+        ends when the client leaves, which ends the session (a closed tab), as does a held GET
+        whose ``connected()`` is false once it is woken."""
         if self._poll_waiter is not None:
             self.close("transport error", graceful=False)
             return BAD_REQUEST_REPLY
@@ -459,7 +464,9 @@ class EngineSocket:
             finally:
                 self._poll_waiter = None
                 gone.cancel()
-            if gone.done() and not gone.cancelled():
+            if (gone.done() and not gone.cancelled()) or (
+                connected is not None and not connected()
+            ):
                 # The client went away while its poll was pending (a closed tab): the session
                 # is over, as the reference's "poll connection closed prematurely".
                 self.close("transport close", graceful=False)
