@@ -21,6 +21,7 @@ from support.client import TIMEOUT, Client
 from support.nodes import Node
 
 from .opskit import scrape, value
+from .test_webhooks import receiver
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 PYTHONPATH = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
@@ -91,6 +92,22 @@ async def test_probes_metrics_and_admin_api_under_uvicorn() -> None:
             assert response.status == 200
             assert "<html" in (await response.text()).lower()
         await b.sio.disconnect()
+
+
+async def test_webhooks_under_uvicorn() -> None:
+    async with (
+        receiver() as (hook, hook_url),
+        asgi_process(
+            EASYRTC_WEBHOOK_URLS=hook_url, EASYRTC_WEBHOOK_SECRET="whsec-test-0123456789"
+        ) as node,
+    ):
+        lobby = {"lobby": {"roomName": "lobby"}}
+        (alice,) = await _logged_in(node.url, 1)
+        await alice.cmd("roomJoin", msgData={"roomJoin": lobby})
+        events = [(await hook.next())[1] for _ in range(4)]
+        await alice.sio.disconnect()
+    joined = [(e["event"], e["room"]) for e in events if e["event"] == "participant_joined"]
+    assert ("participant_joined", "lobby") in joined
 
 
 def _removed(pushes: list[dict[str, Any]]) -> set[str]:
