@@ -105,8 +105,8 @@ class AsgiWebSocket:
                     if direct is not None:
                         self.engine.bytes_sent += await direct.write(packets)
                     else:
+                        self.engine.bytes_sent += sum(map(len, packets))
                         for packet in packets:
-                            self.engine.bytes_sent += len(packet)
                             await send({"type": "websocket.send", "text": packet.decode()})
                 if proto.closed:
                     break
