@@ -286,7 +286,6 @@ async def _respond_with(scope: Scope, send: Send, response: web.Response) -> Non
         for name, value in response.headers.items()
         if name.lower() != "content-length"
     ]
-    headers.append((b"server", b"easyrtc-server"))
     head = scope.get("method") == "HEAD"
     await _respond(send, response.status, headers, b"" if head else data, len(data))
 
