@@ -26,8 +26,7 @@ import orjson
 from easyrtc_server.operations import Operations
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
-from easyrtc_server.transport.engineio import EngineSocket
-from easyrtc_server.transport.engineio_protocol import TransportKind
+from easyrtc_server.transport.engineio import AiohttpWebSocket, EngineSocket
 from easyrtc_server.transport.socketio import LeanTransport
 
 CANDIDATE = {
@@ -58,12 +57,9 @@ class _Sink(asyncio.Transport):
 
 async def _session(transport: LeanTransport, eio: int) -> tuple[EngineSocket, _Sink]:
     engine = transport.engine
-    sock = EngineSocket(engine, engine.new_sid(), eio, TransportKind.WEBSOCKET, "127.0.0.1")
     sink = _Sink()
-    sock._wt = sink
-    sock._flush()  # the handshake, queued before there was a connection
-    engine.sockets[sock.sid] = sock
-    await transport.on_open(sock)
+    sock = engine.open_session(eio, "127.0.0.1", AiohttpWebSocket(engine, sink))
+    await sock.open()
     if eio >= 4:
         await transport.on_message(sock, b"0", False)
     auth = {

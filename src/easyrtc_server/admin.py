@@ -9,8 +9,8 @@ The dashboard is static (``admin/``): the token is typed in by the user, never e
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from .metrics import transport_of
+from .routes import OpsHandler, OpsRequest, Route, StaticRoute
 
 if TYPE_CHECKING:
     from .model import Connection
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 ADMIN_DIR: Final = Path(__file__).resolve().parent / "admin"
 API: Final = "/admin/api"
 MSG_TYPE_MAX: Final = 64
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -56,9 +55,11 @@ class AdminApi:
     def __init__(self, server: EasyRtcServer, token: str) -> None:
         self.server = server
         self._token = token.encode()
+        self._page = ADMIN_DIR / "index.html"
 
-    def attach(self, app: web.Application) -> None:
-        routes = [
+    def routes(self) -> list[Route | StaticRoute]:
+        """The API (behind the token), the dashboard and its files."""
+        api = [
             ("GET", "/applications", self.applications),
             ("GET", "/applications/{app}/rooms", self.rooms),
             ("GET", "/applications/{app}/rooms/{room}", self.room),
@@ -67,24 +68,28 @@ class AdminApi:
             ("DELETE", "/connections/{easyrtcid}", self.kick),
             ("POST", "/messages", self.message),
         ]
-        for method, path, handler in routes:
-            app.router.add_route(method, API + path, self._guarded(handler))
-        app.router.add_get(API + "/openapi.json", self._guarded(self.openapi))
-        app.router.add_get("/admin", self.dashboard_redirect)
-        app.router.add_get("/admin/", self.dashboard)
-        app.router.add_static("/admin/static/", ADMIN_DIR, follow_symlinks=False)
+        routes: list[Route | StaticRoute] = [
+            Route(method, API + path, self._guarded(handler)) for method, path, handler in api
+        ]
+        routes += [
+            Route("GET", API + "/openapi.json", self._guarded(self.openapi)),
+            Route("GET", "/admin", self.dashboard_redirect),
+            Route("GET", "/admin/", self.dashboard),
+            StaticRoute("/admin/static/", ADMIN_DIR),
+        ]
+        return routes
 
     # -- auth ----------------------------------------------------------------------------------
 
-    def authorized(self, request: web.Request) -> bool:
+    def authorized(self, request: OpsRequest) -> bool:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer":
             return False
         return hmac.compare_digest(given.strip().encode(), self._token)
 
-    def _guarded(self, handler: Handler) -> Handler:
-        async def guarded(request: web.Request) -> web.StreamResponse:
+    def _guarded(self, handler: OpsHandler) -> OpsHandler:
+        async def guarded(request: OpsRequest) -> web.Response:
             if not self.authorized(request):
                 response = _problem(401, "a valid bearer token is required")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="easyrtc-admin"'
@@ -95,7 +100,7 @@ class AdminApi:
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def applications(self, _request: web.Request) -> web.Response:
+    async def applications(self, _request: OpsRequest) -> web.Response:
         apps = self.server.core.apps
         return _json(
             {
@@ -106,13 +111,13 @@ class AdminApi:
             }
         )
 
-    async def rooms(self, request: web.Request) -> web.Response:
+    async def rooms(self, request: OpsRequest) -> web.Response:
         app = self.server.core.apps.get(request.match_info["app"])
         if app is None:
             return _problem(404, "no such application")
         return _json({"rooms": [self._room(room) for room in app.rooms.values()]})
 
-    async def room(self, request: web.Request) -> web.Response:
+    async def room(self, request: OpsRequest) -> web.Response:
         app = self.server.core.apps.get(request.match_info["app"])
         room = app.rooms.get(request.match_info["room"]) if app is not None else None
         if room is None:
@@ -121,7 +126,7 @@ class AdminApi:
         body["occupants"] = [self._occupant(m.connection) for m in room.members.values()]
         return _json(body)
 
-    async def connection(self, request: web.Request) -> web.Response:
+    async def connection(self, request: OpsRequest) -> web.Response:
         conn = self.server.connection(request.match_info["easyrtcid"])
         if conn is None:
             return _problem(404, "no such connection")
@@ -150,12 +155,12 @@ class AdminApi:
 
     # -- acting --------------------------------------------------------------------------------
 
-    async def kick(self, request: web.Request) -> web.Response:
+    async def kick(self, request: OpsRequest) -> web.Response:
         if not await self.server.disconnect(request.match_info["easyrtcid"]):
             return _problem(404, "no such connection")
         return _json({"disconnected": True})
 
-    async def message(self, request: web.Request) -> web.Response:
+    async def message(self, request: OpsRequest) -> web.Response:
         body = await _body(request)
         if not isinstance(body, dict):
             return _problem(400, "the body must be a JSON object")
@@ -177,7 +182,7 @@ class AdminApi:
             return _problem(404, "no such application or room")
         return _json({"recipients": count})
 
-    async def set_room_field(self, request: web.Request) -> web.Response:
+    async def set_room_field(self, request: OpsRequest) -> web.Response:
         body = await _body(request)
         if not isinstance(body, dict) or "value" not in body:
             return _problem(400, 'the body must be a JSON object with "value"')
@@ -200,17 +205,24 @@ class AdminApi:
 
     # -- documents -----------------------------------------------------------------------------
 
-    async def openapi(self, _request: web.Request) -> web.Response:
+    async def openapi(self, _request: OpsRequest) -> web.Response:
         return _json(OPENAPI)
 
-    async def dashboard(self, _request: web.Request) -> web.FileResponse:
-        return web.FileResponse(ADMIN_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    async def dashboard(self, _request: OpsRequest) -> web.Response:
+        page = await asyncio.get_running_loop().run_in_executor(None, self._page.read_bytes)
+        return web.Response(
+            body=page,
+            content_type="text/html",
+            charset="utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
 
-    async def dashboard_redirect(self, _request: web.Request) -> web.Response:
-        raise web.HTTPPermanentRedirect("admin/")  # relative: works under a mount path
+    async def dashboard_redirect(self, _request: OpsRequest) -> web.Response:
+        # relative: works under a mount path
+        return web.Response(status=308, headers={"Location": "admin/"})
 
 
-async def _body(request: web.Request) -> Any:
+async def _body(request: OpsRequest) -> Any:
     try:
         return orjson.loads(await request.read())
     except orjson.JSONDecodeError:

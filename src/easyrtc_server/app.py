@@ -7,11 +7,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import shutdown
 from .clientfiles import find_client_files
-from .cluster.forwarding import Forwarder
-from .cluster.node import ClusterNode
-from .operations import OPERATIONS_KEY, Operations
+from .hosting import Hosting
+from .operations import OPERATIONS_KEY
 from .options import Options
 from .server import EasyRtcServer
 from .transport.python_socketio import PythonSocketIOTransport
@@ -39,29 +37,25 @@ def create_app(
     server = server or EasyRtcServer(options)
     options = server.options
     transport = transport or options.transport
+    if transport not in ("lean", "python-socketio"):
+        raise ValueError(f"unknown transport {transport!r}: 'lean' or 'python-socketio'")
     app = web.Application()
     app[SERVER_KEY] = server
     app.on_response_prepare.append(_plain_server_header)
-    shutdown.install(app, server)  # before the transport's own shutdown closes every socket
-    if options.redis_url is not None and server.cluster is None:
-        server.cluster = ClusterNode(server, options)
-    if server.cluster is not None:  # a node of a cluster: joins it at start, leaves at the end
-        node = server.cluster
-        app.on_startup.append(lambda _app: node.start())
-        app.on_cleanup.append(lambda _app: node.stop())
-    app[OPERATIONS_KEY] = operations = Operations(server)  # health, metrics, admin, webhooks
-    operations.attach(app)
-    if transport == "lean":
-        lean = LeanTransport.from_options(server, options)
-        lean.attach(app)
-        if server.cluster is not None:  # any node takes any request of a session: no stickiness
-            Forwarder(server.cluster, lean.engine, options).install(app)
-        if operations.metrics is not None:
-            operations.metrics.wire = lean.engine  # bytes in and out
-    elif transport == "python-socketio":
-        PythonSocketIOTransport(server, options).attach(app)
+    lean = LeanTransport.from_options(server, options) if transport == "lean" else None
+    hosting = Hosting(server, lean.engine if lean is not None else None)
+    # the drain comes first among the shutdown handlers, before the transport closes the rest
+    app.on_shutdown.append(lambda _app: hosting.drain())
+    app.on_startup.append(lambda _app: hosting.start())
+    app.on_cleanup.append(lambda _app: hosting.stop())
+    app[OPERATIONS_KEY] = hosting.operations
+    hosting.operations.attach(app)
+    if lean is not None:
+        driver = lean.attach(app)
+        if hosting.forwarder is not None:
+            hosting.forwarder.serve(driver)
     else:
-        raise ValueError(f"unknown transport {transport!r}: 'lean' or 'python-socketio'")
+        PythonSocketIOTransport(server, options).attach(app)
     files = find_client_files(options.client_dir, options.socketio_js)
     for problem in files.problems:
         log.warning("%s", problem)

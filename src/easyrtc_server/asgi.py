@@ -1,12 +1,18 @@
 """The ASGI application, for FastAPI, Starlette or any ASGI server (uvicorn, hypercorn).
 
-``create_asgi_app`` is the ASGI twin of ``app.create_app``: EasyRTC at ``/socket.io/`` on the lean
-Engine.IO/Socket.IO stack's ASGI driver (``transport.asgi_engineio``; the ``transport`` option
-``python-socketio`` selects python-socketio's ASGI mode instead), the socket.io browser bundle
-at ``/socket.io/socket.io.js``, the client API files at ``/easyrtc/`` and the demos at
-``/demos/``; anything else goes to
-``other_asgi_app`` (your FastAPI app), which also receives the lifespan events. Wrap your app
-with it rather than mounting it under a path: socket.io clients expect ``/socket.io/``.
+``create_asgi_app`` is the ASGI twin of ``app.create_app`` and hosts everything it does, through
+the same code (``hosting.py``): EasyRTC at ``/socket.io/`` on the lean Engine.IO/Socket.IO
+stack's ASGI driver (``transport.asgi_engineio``; the ``transport`` option ``python-socketio``
+selects python-socketio's ASGI mode instead), the socket.io browser bundle at
+``/socket.io/socket.io.js``, the client API files at ``/easyrtc/``, the demos at ``/demos/``,
+the operating endpoints (``/healthz``, ``/readyz``, ``/metrics``, the admin API and dashboard:
+``routes.py``) and their background work, webhooks, and with ``redis_url`` a cluster node whose
+nodes forward each other's sessions (``cluster/asgi_forwarding.py``). The lifespan events start
+and stop them; SIGTERM drains the clients first (``shutdown.drain_on_signal``). Options only the
+command line's server can honour are refused when the application is made
+(``hosting.asgi_refusals``). Anything else goes to ``other_asgi_app`` (your FastAPI app), which
+also receives the lifespan events. Wrap your app with it rather than mounting it under a path:
+socket.io clients expect ``/socket.io/``.
 
 Files are looked up through ``web.locate``, the same traversal-proof lookup as the aiohttp
 routes. Knows nothing of the protocol: the transports do.
@@ -15,15 +21,23 @@ routes. Knows nothing of the protocol: the transports do.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import socketio
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
+from . import routes, shutdown
 from .app import DEMOS_DIR
 from .clientfiles import ClientFiles, find_client_files
+from .cluster.asgi_forwarding import AsgiForwarder
+from .config import ConfigError
+from .hosting import Hosting, asgi_refusals
 from .options import Options
+from .routes import Route, StaticRoute
 from .server import EasyRtcServer
 from .transport.python_socketio import PythonSocketIOTransport
 from .transport.socketio import LeanTransport
@@ -43,11 +57,14 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+log = logging.getLogger("easyrtc_server")
+
 _BUNDLE_PATHS = ("/socket.io/socket.io.js", "/socket.io/socket.io.js.map")
+_NO_CACHE = "no-cache"
 
 
 class _Target(NamedTuple):
-    """A request for a client file: the folder, the path inside it, how to serve it."""
+    """A request for a file: the folder, the path inside it, how to serve it."""
 
     folder: Path | None
     rel: str
@@ -61,28 +78,50 @@ def create_asgi_app(
     *,
     other_asgi_app: ASGIApp | None = None,
 ) -> EasyRtcAsgiApp:
-    """An ASGI application serving EasyRTC, its client files, and ``other_asgi_app`` for the
-    rest (404 without one)."""
+    """An ASGI application serving EasyRTC, its client files, the operating endpoints, and
+    ``other_asgi_app`` for the rest (404 without one).
+
+    Raises `ConfigError` naming the option when the options ask for what an ASGI server
+    cannot give (see ``hosting.asgi_refusals``).
+    """
     server = server or EasyRtcServer(options)
+    refusals = asgi_refusals(server.options)
+    if refusals:
+        raise ConfigError("; ".join(refusals))
     sio_app: ASGIApp
     if server.options.transport == "lean":
-        sio_app = LeanTransport.from_options(server, server.options).asgi_app(other_asgi_app)
+        lean = LeanTransport.from_options(server, server.options)
+        hosting = Hosting(server, lean.engine)
+        driver = lean.asgi_app(other_asgi_app)
+        if hosting.forwarder is not None:
+            driver.forward = AsgiForwarder(hosting.forwarder)
+        sio_app = driver
     else:
+        hosting = Hosting(server, None)
         transport = PythonSocketIOTransport(server, server.options, async_mode="asgi")
         sio_app = socketio.ASGIApp(
             transport.sio, other_asgi_app=other_asgi_app, socketio_path="socket.io"
         )
-    return EasyRtcAsgiApp(
-        server, sio_app, find_client_files(server.options.client_dir, server.options.socketio_js)
-    )
+    files = find_client_files(server.options.client_dir, server.options.socketio_js)
+    for problem in files.problems:
+        log.warning("%s", problem)
+    return EasyRtcAsgiApp(server, sio_app, files, hosting)
 
 
 class EasyRtcAsgiApp:
-    """Routes the client files itself and everything else to python-socketio's ``ASGIApp``."""
+    """Routes the files and the operating endpoints itself, everything else to the transport's
+    ASGI application; starts and stops the hosting with the lifespan events."""
 
-    def __init__(self, server: EasyRtcServer, sio_app: ASGIApp, files: ClientFiles) -> None:
+    def __init__(
+        self,
+        server: EasyRtcServer,
+        sio_app: ASGIApp,
+        files: ClientFiles,
+        hosting: Hosting | None = None,
+    ) -> None:
         self.server = server
         self.sio_app = sio_app
+        self.hosting = hosting or Hosting(server, None)
         options = server.options
         self.api_dir = files.api_dir if options.api_enable else None
         self.api_prefix = _prefix(options.api_public_folder)
@@ -94,14 +133,83 @@ class EasyRtcAsgiApp:
             self.api_dir = None
         if not self.demos_prefix:
             self.demos_dir = None
+        self.routes = self.hosting.operations.routes()
+        self._route_tops = {
+            _top(route.path if isinstance(route, Route) else route.prefix) for route in self.routes
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("method") in ("GET", "HEAD"):
-            target = self._route(scope["path"])
-            if target is not None:
-                await _serve(scope, send, target)
+        kind = scope["type"]
+        if kind == "http":
+            if await self._operations(scope, receive, send):
                 return
+            if scope.get("method") in ("GET", "HEAD"):
+                target = self._route(scope["path"])
+                if target is not None:
+                    await _serve(scope, send, target)
+                    return
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
         await self.sio_app(scope, receive, send)
+
+    # -- lifespan ------------------------------------------------------------------------------
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Start the hosting before the transport (and the host application) hear of the
+        start-up; drain before they hear of the shutdown; stop it when they are done."""
+        hosting = self.hosting
+        failed: list[str] = []
+
+        async def receive_around() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await hosting.operations.start()
+                    await hosting.start()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    failed.append(f"easyrtc-server did not start: {exc}")
+                else:
+                    shutdown.drain_on_signal(self.server)
+            elif message["type"] == "lifespan.shutdown":
+                await hosting.drain()
+            return message
+
+        async def send_around(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete" and failed:
+                message = {"type": "lifespan.startup.failed", "message": failed[0]}
+            elif message["type"] == "lifespan.shutdown.complete":
+                await hosting.stop()
+                await hosting.operations.stop()
+            await send(message)
+
+        await self.sio_app(scope, receive_around, send_around)
+
+    # -- the operating endpoints ---------------------------------------------------------------
+
+    async def _operations(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        path: str = scope["path"]
+        if _top(path) not in self._route_tops:
+            return False  # the common case: no operating endpoint starts so
+        method: str = scope.get("method", "GET")
+        for route in self.routes:
+            if isinstance(route, StaticRoute):
+                if path.startswith(route.prefix) and method in ("GET", "HEAD"):
+                    rel = path[len(route.prefix) :]
+                    await _serve(scope, send, _Target(route.folder, rel, _NO_CACHE))
+                    return True
+                continue
+            found = routes.match(route.path, path)
+            if found is None or (route.method != method and not _head_of(route, method)):
+                continue
+            try:
+                response = await route.handler(_OpsRequest(scope, receive, found))
+            except web.HTTPException as exc:  # raised by reading too big a body
+                response = web.Response(status=exc.status, text=exc.text or "")
+            await _respond_with(scope, send, response)
+            return True
+        return False
 
     def _route(self, path: str) -> _Target | None:
         """Where the client file that ``path`` names lives, or None for anything else."""
@@ -118,6 +226,68 @@ class EasyRtcAsgiApp:
             rel = path[len(self.demos_prefix) + 1 :]
             return _Target(self.demos_dir, rel, DEMOS_CACHE_CONTROL, INDEX_FILE)
         return None
+
+
+def _top(path: str) -> str:
+    """A path's first segment with its slash (``/admin`` of ``/admin/api/x``)."""
+    end = path.find("/", 1)
+    return path if end < 0 else path[:end]
+
+
+def _head_of(route: Route, method: str) -> bool:
+    return method == "HEAD" and route.method == "GET"
+
+
+class _OpsRequest:
+    """An ASGI request as an operating endpoint reads it (``routes.OpsRequest``)."""
+
+    def __init__(self, scope: Scope, receive: Receive, match_info: dict[str, str]) -> None:
+        self._receive = receive
+        self._match_info = match_info
+        self._headers = CIMultiDictProxy(
+            CIMultiDict(
+                (bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
+                for k, v in scope.get("headers", ())
+            )
+        )
+
+    @property
+    def match_info(self) -> Mapping[str, str]:
+        return self._match_info
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    async def read(self) -> bytes:
+        """The body; more than ``routes.MAX_BODY`` bytes is refused with 413."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > routes.MAX_BODY:
+                raise web.HTTPRequestEntityTooLarge(max_size=routes.MAX_BODY, actual_size=size)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+async def _respond_with(scope: Scope, send: Send, response: web.Response) -> None:
+    """Write an in-memory aiohttp response."""
+    body = response.body
+    data = body if isinstance(body, bytes) else b""
+    headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.headers.items()
+        if name.lower() != "content-length"
+    ]
+    head = scope.get("method") == "HEAD"
+    await _respond(send, response.status, headers, b"" if head else data, len(data))
 
 
 async def _serve(scope: Scope, send: Send, target: _Target) -> None:

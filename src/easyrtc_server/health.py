@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .routes import OpsRequest, Route
+
 if TYPE_CHECKING:
     from .server import EasyRtcServer
 
@@ -38,19 +40,18 @@ class Readiness:
                 found.append(reason)
         return found
 
-    async def healthz(self, _request: web.Request) -> web.Response:
+    async def healthz(self, _request: OpsRequest) -> web.Response:
         return web.json_response({"status": "ok"}, headers=_NO_CACHE)
 
-    async def readyz(self, _request: web.Request) -> web.Response:
+    async def readyz(self, _request: OpsRequest) -> web.Response:
         reasons = self.reasons()
         if reasons:
             body = {"status": "not ready", "reasons": reasons}
             return web.json_response(body, status=503, headers=_NO_CACHE)
         return web.json_response({"status": "ready"}, headers=_NO_CACHE)
 
-    def attach(self, app: web.Application) -> None:
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
+    def routes(self) -> list[Route]:
+        return [Route("GET", "/healthz", self.healthz), Route("GET", "/readyz", self.readyz)]
 
 
 _NO_CACHE = {"Cache-Control": "no-store"}

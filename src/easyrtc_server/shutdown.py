@@ -1,9 +1,10 @@
 """Graceful shutdown: refuse newcomers, say goodbye to every client, run the hooks, within a time.
 
 On SIGTERM/SIGINT aiohttp stops listening and runs the application's ``on_shutdown`` handlers;
-``install`` puts ``drain`` first among them, before the transport closes whatever is left. A
-drain marks the server as draining (``EasyRtcServer.draining``, which new sockets are refused
-with ``SERVER_SHUTDOWN`` by and ``/readyz`` reads), then takes the clients one at a time: the
+``drain`` is the first of them (``hosting.py``), before the transport closes whatever is left.
+Under ASGI, ``drain_on_signal`` starts it at the signal (see there). A drain marks the server
+as draining (``EasyRtcServer.draining``, which new sockets are refused with ``SERVER_SHUTDOWN``
+by and ``/readyz`` reads), then takes the clients one at a time: the
 client gets a ``SERVER_SHUTDOWN`` error push, the server forgets it exactly as on a disconnect
 (its peers get ``removeClient``, the ``room_left`` and ``disconnect`` hooks run) and its socket
 is closed. One at a time, so that every remaining client hears of each leaving one. What is not
@@ -19,7 +20,10 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Final
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -68,13 +72,54 @@ async def _close_one(server: EasyRtcServer, easyrtcid: str) -> bool:
     return True
 
 
-def install(app: web.Application, server: EasyRtcServer) -> None:
-    """Drain ``server`` first when ``app`` shuts down."""
+def drain_on_signal(server: EasyRtcServer) -> None:
+    """Under an ASGI server: on SIGTERM/SIGINT, drain first, then let the server's handler run.
 
-    async def on_shutdown(_app: web.Application) -> None:
-        await drain(server, server.options.shutdown_drain_time)
+    uvicorn closes every websocket (code 1012) as soon as it is signalled and sends the lifespan
+    shutdown only once they are gone: a drain then would find nobody to say goodbye to. So the
+    Python-level handlers the ASGI server installed are wrapped: the first signal drains (within
+    ``shutdown_drain_time``) and then calls the server's handler, which stops the server; a
+    second signal calls it at once. Handlers that are not Python functions are left alone (the
+    lifespan shutdown still drains whatever is left).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only: the lifespan shutdown drains
+    loop = asyncio.get_running_loop()
+    for signum in SIGNALS:
+        previous = signal.getsignal(signum)
+        if callable(previous):
+            signal.signal(signum, _DrainFirst(server, loop, previous))
 
-    app.on_shutdown.insert(0, on_shutdown)
+
+class _DrainFirst:
+    """One signal's handler: drain, then pass the signal on to the ASGI server's handler."""
+
+    def __init__(
+        self,
+        server: EasyRtcServer,
+        loop: asyncio.AbstractEventLoop,
+        previous: Callable[[int, FrameType | None], Any],
+    ) -> None:
+        self.server = server
+        self.loop = loop
+        self.previous = previous
+        self.task: asyncio.Task[None] | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.server.draining:  # a second signal, or the server is stopping anyway
+            self.previous(signum, frame)
+            return
+        self.server.draining = True
+        self.loop.call_soon_threadsafe(self._start, signum)
+
+    def _start(self, signum: int) -> None:
+        self.task = self.loop.create_task(self._drain_then_stop(signum))
+
+    async def _drain_then_stop(self, signum: int) -> None:
+        try:
+            await drain(self.server, self.server.options.shutdown_drain_time)
+        finally:
+            self.previous(signum, None)
 
 
 async def exit_on_second_signal(_app: web.Application) -> None:

@@ -24,11 +24,11 @@ LISTENING = "listening on "
 
 
 class Node:
-    """One server process, a node of cluster ``cluster`` on ``redis_url``."""
+    """One server process, a node of cluster ``cluster`` on ``redis_url`` (None: alone)."""
 
     def __init__(
         self,
-        redis_url: str,
+        redis_url: str | None,
         *,
         cluster: str = "test",
         args: tuple[str, ...] = (),
@@ -53,10 +53,13 @@ class Node:
 
     async def start(self) -> None:
         env = {**os.environ, "EASYRTC_LOGIN_TIMEOUT": "0", **self.env}
+        cluster = (
+            () if self.redis_url is None else ("--redis", self.redis_url, "--cluster", self.cluster)
+        )
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", self.module,
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--redis", self.redis_url, "--cluster", self.cluster,
+            *cluster,
             *self.args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

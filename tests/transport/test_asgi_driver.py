@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from easyrtc_server.transport.asgi_engineio import DirectWebSocket
+from easyrtc_server.transport.asgi_engineio import AsgiWebSocket, DirectWebSocket
 from easyrtc_server.transport.engineio_protocol import (
     EngineSession,
     SessionLimits,
@@ -156,7 +156,9 @@ async def test_pushes_arrive_whole_and_in_order(
         ws = await _connect(session, run, deflate)
         sock = run.server.peers[0].link
         assert isinstance(sock, SocketLink)
-        direct = sock.engine_socket._direct  # type: ignore[attr-defined]
+        conn = sock.engine_socket.connection
+        assert isinstance(conn, AsgiWebSocket)
+        direct = conn.direct
         assert (direct is not None) == (
             uvicorn_options["ws"] == "websockets-sansio" and not deflate
         )
@@ -210,7 +212,8 @@ async def test_slow_consumer_is_closed_when_written_directly() -> None:
             writer.close()
         link = run.server.peers[0].link
         assert isinstance(link, SocketLink)
-        assert link.engine_socket._direct is not None  # type: ignore[attr-defined]
+        conn = link.engine_socket.connection
+        assert isinstance(conn, AsgiWebSocket) and conn.direct is not None
         assert link.engine_socket.close_reason == "slow consumer"
 
 
@@ -260,7 +263,7 @@ async def test_packets_held_back_by_flow_control_go_out_before_newer_ones() -> N
     assert owner.transport.written == []
     owner.writable.set()  # writes resume; the end-of-pass flush may run before the writer
     session.send(b"4new")
-    assert not direct.write_now(session)  # it must not overtake the held packet
+    assert direct.write_now(session) < 0  # it must not overtake the held packet
     await writer
-    assert direct.write_now(session)
+    assert direct.write_now(session) == len(ws_frame(b"4new"))
     assert owner.transport.written == [ws_frame(b"4old"), ws_frame(b"4new")]

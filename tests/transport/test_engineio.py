@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from easyrtc_server.transport.engineio import AiohttpWebSocket
 from easyrtc_server.transport.socketio import SocketLink
 
 from .harness import TIMEOUT, Running, lean_server
@@ -659,14 +660,15 @@ async def test_a_failing_write_does_not_hold_back_other_sockets() -> None:
         await run.server.wait(lambda: len(run.server.open_peers) == 2)
         link = run.server.peers[0].link
         assert isinstance(link, SocketLink)
-        sock = link.engine_socket
-        real = sock._wt
-        sock._wt = _FailingWrites()  # type: ignore[assignment]
+        conn = link.engine_socket.connection
+        assert isinstance(conn, AiohttpWebSocket)
+        real = conn.transport
+        conn.transport = _FailingWrites()  # type: ignore[assignment]
         try:
             await ws.send_str('42["bcast","one"]')  # to the broken socket first, then to ws
             assert await recv_skipping_pings(ws) == '42["bcast","one"]'
         finally:
-            sock._wt = real
+            conn.transport = real
         await ws.send_str('42["bcast","two"]')
         assert await recv_skipping_pings(ws) == '42["bcast","two"]'
         assert await recv_skipping_pings(broken) == '42["bcast","two"]'

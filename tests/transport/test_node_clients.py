@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from easyrtc_server.transport.asgi_engineio import AsgiWebSocket
 from easyrtc_server.transport.socketio import SocketLink
 
 from .harness import lean_server, node_client
@@ -58,7 +59,8 @@ async def test_acks_push_and_client_disconnect(version: str, mode: str, driver: 
         assert await client.transport() == expected
         if driver == "asgi-direct" and expected == "websocket":  # upgraded ones too
             assert isinstance(peer.link, SocketLink)
-            assert peer.link.engine_socket._direct is not None  # type: ignore[attr-defined]
+            conn = peer.link.engine_socket.connection
+            assert isinstance(conn, AsgiWebSocket) and conn.direct is not None
 
         await client.send({"cmd": "disconnect"})
         await client.expect("disconnect")

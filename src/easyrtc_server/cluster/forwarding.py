@@ -26,7 +26,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import TYPE_CHECKING, Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from aiohttp import (
     ClientError,
@@ -41,11 +42,12 @@ from aiohttp import (
 from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import RedisError
 
+from ..transport.engineio import AiohttpEngineIO
 from .keys import NODE_ID_LENGTH
 
 if TYPE_CHECKING:
     from ..options import Options
-    from ..transport.engineio import EngineIOServer
+    from ..transport.engineio_sessions import EngineIOServer
     from .node import ClusterNode
 
 log = logging.getLogger("easyrtc_server.cluster.forwarding")
@@ -89,6 +91,14 @@ def owner_of(sid: str) -> str | None:
     return None
 
 
+class Destination(NamedTuple):
+    """Where a request for another node's session goes: the owner, the URL, the headers."""
+
+    owner: str
+    url: str
+    headers: dict[str, str]
+
+
 def listen_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` too) as a host and a port."""
     host, _, port = text.rpartition(":")
@@ -118,19 +128,27 @@ class Forwarder:
         self._session: ClientSession | None = None
         self._unreachable: set[str] = set()
 
-    def install(self, app: web.Application) -> None:
-        """Make ``engine``'s sids name this node, forward what is not here, and start the
-        internal listener before the node first announces itself (it announces the URL)."""
-        self.engine.sid_prefix = self.node.node_id + "."
-        self.engine.forward = self.forward
-        app.on_startup.insert(0, lambda _app: self.start())
-        app.on_cleanup.append(lambda _app: self.stop())
+        self.engine.sid_prefix = self.node.node_id + "."  # any node can tell a sid's owner
+
+    def serve(self, driver: AiohttpEngineIO) -> None:
+        """Forward what ``driver`` finds no session for. ``start`` (the internal listener)
+        must run before the node first announces itself (it announces the URL)."""
+        driver.forward = self.forward
+
+    @property
+    def session(self) -> ClientSession:
+        """The connection pool to the other nodes (between ``start`` and ``stop``)."""
+        if self._session is None:
+            raise RuntimeError("the forwarder is not started")
+        return self._session
 
     # -- the internal listener -----------------------------------------------------------------
 
     async def start(self) -> None:
         inner = web.Application(client_max_size=self.engine.max_http_buffer_size + 1024)
-        handler = self.engine.handle_request
+        driver = AiohttpEngineIO(self.engine)  # the same sessions, whichever driver opened them
+        self.serve(driver)
+        handler = driver.handle_request
         inner.router.add_route("*", self.path + "/", handler)
         if self.path != "/":
             inner.router.add_route("*", self.path, handler)
@@ -165,17 +183,20 @@ class Forwarder:
 
     # -- forwarding ----------------------------------------------------------------------------
 
-    async def forward(self, request: web.Request, sid: str) -> web.StreamResponse | None:
-        """The engine's question about a sid it does not hold: the owner's answer, or None
-        (the engine then answers "Session ID unknown")."""
+    async def destination(
+        self, sid: str, target: str, headers: Mapping[str, str], remote: str | None
+    ) -> Destination | None:
+        """Where a request for ``sid`` (to ``target``, the path and query) goes, with the
+        headers to send; None when it is not forwarded (the driver then answers "Session ID
+        unknown"). Driver-neutral: ``headers`` are the request's, by canonical name."""
         owner = owner_of(sid)
         if owner is None or owner == self.node.node_id or self._session is None:
             return None
-        if FORWARDED_BY in request.headers:
+        if FORWARDED_BY in headers:
             log.warning(
                 "refused a request for session %.40s forwarded by node %.20s: not here either",
                 sid,
-                request.headers[FORWARDED_BY],
+                headers[FORWARDED_BY],
             )
             return None
         try:
@@ -186,21 +207,34 @@ class Forwarder:
         if base is None:
             log.info("session %.40s: its node %s is not alive", sid, owner)
             return None
-        url = base.rstrip("/") + str(request.rel_url)
-        headers = self._headers(request)
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._forward_websocket(request, owner, url, headers)
-        return await self._forward_http(request, owner, url, headers)
+        return Destination(owner, base.rstrip("/") + target, self._headers(headers, remote))
 
-    def _headers(self, request: web.Request) -> dict[str, str]:
-        headers = {
-            name: request.headers[name] for name in KEPT_REQUEST_HEADERS if name in request.headers
-        }
-        client = request.remote or "unknown"
-        earlier = request.headers.get("X-Forwarded-For")
+    async def forward(self, request: web.Request, sid: str) -> web.StreamResponse | None:
+        """The aiohttp driver's question about a sid it does not hold: the owner's answer, or
+        None (the driver then answers "Session ID unknown")."""
+        to = await self.destination(sid, str(request.rel_url), request.headers, request.remote)
+        if to is None:
+            return None
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._forward_websocket(request, to.owner, to.url, to.headers)
+        return await self._forward_http(request, to.owner, to.url, to.headers)
+
+    def _headers(self, given: Mapping[str, str], remote: str | None) -> dict[str, str]:
+        headers = {name: given[name] for name in KEPT_REQUEST_HEADERS if name in given}
+        client = remote or "unknown"
+        earlier = given.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{earlier}, {client}" if earlier else client
         headers[FORWARDED_BY] = self.node.node_id
         return headers
+
+    def reached(self, owner: str) -> None:
+        """A request was forwarded to ``owner`` (counted; its next failure is logged)."""
+        self._unreachable.discard(owner)
+        self.forwarded += 1
+
+    def unreachable(self, owner: str, url: str, exc: BaseException) -> None:
+        """``owner`` could not be reached (logged once until it is reached again)."""
+        self._unreachable_once(owner, url, exc)
 
     def _unreachable_once(self, owner: str, url: str, exc: BaseException) -> None:
         if owner not in self._unreachable:

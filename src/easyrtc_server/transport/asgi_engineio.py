@@ -1,14 +1,18 @@
-"""The ASGI driver of the Engine.IO protocol: the lean stack under uvicorn, hypercorn, Starlette.
+"""The ASGI driver of the Engine.IO session layer (``engineio_sessions``): request plumbing.
 
-The twin of the aiohttp driver (``engineio.py``), sharing its sessions, heartbeat wheel and
-handler (an `EngineIOServer`); only the I/O differs. ASGI servers frame websocket messages
-themselves, so websocket sessions run unframed (`EngineSession` ``framed=False``): their packets
-queue like a polling outbox (bounded the same way) and one writer task per websocket sends them.
-A long-polling GET ends its session when the server reports ``http.disconnect`` while it waits
-(a closed tab), as the aiohttp driver does.
+The twin of the aiohttp driver (``engineio.py``): both route requests with
+``EngineIOServer.route`` and leave every rule of the protocol to the session layer, so one
+server's sessions can be served by both (a cluster node's internal listener is aiohttp). ASGI
+servers frame websocket messages themselves, so a session's websocket here (`AsgiWebSocket`)
+takes packets, not frames: they queue like a polling outbox (bounded the same way) and one writer
+task per websocket sends them, or, under uvicorn's websockets-sansio implementation, the packets
+of a pass are framed and written straight into its transport (`DirectWebSocket`, the raw fast
+path). A long-polling GET ends its session when the server reports ``http.disconnect`` while it
+waits (a closed tab), as the aiohttp driver does.
 
 ``AsgiEngineIO(engine)`` answers ``/socket.io/``; anything else goes to ``other_asgi_app`` (404
 without one), which also receives the lifespan events. The sessions close on lifespan shutdown.
+``forward`` is asked about a request whose sid is not here (a cluster node proxies it).
 """
 
 from __future__ import annotations
@@ -16,26 +20,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qsl
 
-from .engineio import (
-    _NETWORK_ERRORS,
-    BAD_HANDSHAKE_METHOD,
-    BAD_REQUEST,
-    FORBIDDEN,
-    UNKNOWN_SID,
-    UNKNOWN_TRANSPORT,
-    UNSUPPORTED_PROTOCOL_VERSION,
+from .engineio_protocol import EngineSession, ws_frame
+from .engineio_routing import Handshake, Poll, Post, Preflight, Refuse, Upgrade
+from .engineio_sessions import (
+    BAD_REQUEST_REPLY,
+    ClientGone,
     EngineIOServer,
     EngineSocket,
-    error_body,
+    HttpReply,
 )
-from .engineio_protocol import EngineSession, SendResult, TransportKind, ws_frame
 
-__all__ = ["AsgiEngineIO"]
-
-_OVERFLOW: Final = SendResult.OVERFLOW
+__all__ = ["AsgiEngineIO", "AsgiForward", "AsgiWebSocket", "DirectWebSocket"]
 
 log = logging.getLogger("easyrtc_server.transport.asgi")
 
@@ -45,82 +43,84 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+_WRITER_GRACE: Final = 2.0
+"""Seconds a closed websocket's writer may take to send what is left."""
 
-class _Disconnected(Exception):
-    """The client went away while its request was read."""
+
+class AsgiForward(Protocol):
+    """A cluster node's proxy: answers a request for ``sid`` (True), or leaves it (False)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, sid: str) -> bool: ...
 
 
-class AsgiSocket(EngineSocket):
-    """An `EngineSocket` whose websocket is an ASGI connection with a writer task."""
+class AsgiWebSocket:
+    """A session's websocket under ASGI: packets sent by a writer task, or written directly."""
 
-    __slots__ = ("_direct", "_ws_closed", "_ws_wake")
+    __slots__ = ("_send", "direct", "engine", "sent_close", "wake")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, framed=False, **kwargs)
-        self._ws_wake: asyncio.Event | None = None
-        """Set when packets wait for the writer; None while the session polls."""
-        self._ws_closed = False
-        self._direct: DirectWebSocket | None = None
+    framed = False
 
-    def _after_send(self, result: SendResult) -> None:
-        if result is _OVERFLOW:
-            self._closed_by_protocol()
-        elif self._direct is not None:
-            # written with every other socket's at the end of this pass, as the aiohttp driver
-            self._server._flush_soon(self)
-        elif self._ws_wake is not None:
-            self._ws_wake.set()
-        else:
-            self._wake_poll()
+    def __init__(self, engine: EngineIOServer, send: Send) -> None:
+        self.engine = engine
+        self._send = send
+        self.direct = DirectWebSocket.of(send)
+        """The raw fast path, when the server is uvicorn's websockets-sansio."""
+        self.wake = asyncio.Event()
+        """Set when packets wait for the writer."""
+        self.sent_close = False
 
-    def _flush(self) -> None:
+    def flush(self, sock: EngineSocket) -> None:
         """The end of a pass: write the queued packets now if the connection takes them."""
-        direct, wake = self._direct, self._ws_wake
-        if direct is None or wake is None:
+        direct = self.direct
+        if direct is None or sock.closed:
+            self.wake.set()
             return
-        if not direct.write_now(self.proto):
-            wake.set()  # the writer task waits until the connection takes more
-
-    def _wake_poll(self) -> None:
-        # the heartbeat's ping is queued: a websocket's writer sends it, a held GET answers it
-        if self._ws_wake is not None:
-            self._ws_wake.set()
-        super()._wake_poll()
-
-    def _close_connection(self, graceful: bool) -> None:
-        if self._ws_wake is not None:
-            self._server._forget(self)
-            self._ws_wake.set()  # the writer sends what is queued (if graceful), then closes
+        written = direct.write_now(sock.proto)
+        if written < 0:
+            self.wake.set()  # the writer task waits until the connection takes more
         else:
-            self._close_polling(graceful)
+            self.engine.bytes_sent += written
 
-    async def write(self, send: Send) -> None:
-        """The writer task of this session's websocket."""
-        wake = self._ws_wake
-        assert wake is not None
-        proto = self.proto
-        direct = self._direct
+    def close(self, sock: EngineSocket, graceful: bool) -> None:
+        self.wake.set()  # the writer sends what is queued (if graceful), then closes
+
+    async def send_probe_reply(self, data: bytes) -> None:
+        await self._send({"type": "websocket.send", "text": data.decode()})
+
+    def abort(self) -> None:
+        """The driver closes a failed probe's websocket itself."""
+
+    async def write(self, sock: EngineSocket) -> None:
+        """The writer task of this websocket."""
+        wake = self.wake
+        proto = sock.proto
+        direct = self.direct
+        send = self._send
         try:
             while True:
                 await wake.wait()
                 wake.clear()
                 packets = proto.packets_to_send()
-                if direct is not None:
-                    if packets:
-                        await direct.write(packets)
-                else:
-                    for packet in packets:
-                        await send({"type": "websocket.send", "text": packet.decode()})
+                if packets:
+                    if direct is not None:
+                        self.engine.bytes_sent += await direct.write(packets)
+                    else:
+                        self.engine.bytes_sent += sum(map(len, packets))
+                        for packet in packets:
+                            await send({"type": "websocket.send", "text": packet.decode()})
                 if proto.closed:
                     break
-            if not self._ws_closed:
-                self._ws_closed = True
-                await send({"type": "websocket.close", "code": 1000})
-        except _NETWORK_ERRORS as exc:
-            log.debug("websocket of %r: %r", self, exc)
-            self._ws_closed = True
-            if not self.closed:
-                self.close("transport error", graceful=False)
+            await self.send_close()
+        except (OSError, ClientGone) as exc:
+            log.debug("websocket of %r: %r", sock, exc)
+            self.sent_close = True
+            if not sock.closed:
+                sock.close("transport error", graceful=False)
+
+    async def send_close(self) -> None:
+        if not self.sent_close:
+            self.sent_close = True
+            await self._send({"type": "websocket.close", "code": 1000})
 
 
 class DirectWebSocket:
@@ -180,22 +180,26 @@ class DirectWebSocket:
         if conn.expect_continuation_frame or conn.state is not self._open:
             raise ConnectionResetError("websocket closing")
 
-    def write_now(self, proto: EngineSession) -> bool:
-        """Write ``proto``'s queued packets unless uvicorn holds writes back (False then)."""
+    def write_now(self, proto: EngineSession) -> int:
+        """Write ``proto``'s queued packets unless uvicorn holds writes back (-1 then); the
+        bytes written."""
         owner = self._owner
         if self._waiting or not owner.writable.is_set():
-            return False
+            return -1
         try:
             self._check_open()
         except ConnectionResetError:
-            return False  # the writer task finds out and ends the session
+            return -1  # the writer task finds out and ends the session
         packets = proto.packets_to_send()
-        if packets:
-            owner.transport.write(b"".join([ws_frame(packet) for packet in packets]))
-        return True
+        if not packets:
+            return 0
+        data = b"".join([ws_frame(packet) for packet in packets])
+        owner.transport.write(data)
+        return len(data)
 
-    async def write(self, packets: list[bytes]) -> None:
-        """Send text packets as websocket frames in one write; raises if the connection is gone."""
+    async def write(self, packets: list[bytes]) -> int:
+        """Send text packets as websocket frames in one write; raises if the connection is gone.
+        The bytes written."""
         owner = self._owner
         self._waiting = True
         try:
@@ -203,7 +207,9 @@ class DirectWebSocket:
         finally:
             self._waiting = False
         self._check_open()
-        owner.transport.write(b"".join([ws_frame(packet) for packet in packets]))
+        data = b"".join([ws_frame(packet) for packet in packets])
+        owner.transport.write(data)
+        return len(data)
 
 
 def _query(scope: Scope) -> dict[str, str]:
@@ -234,6 +240,7 @@ class AsgiEngineIO:
         self.engine = engine
         self.other_asgi_app = other_asgi_app
         self.path = "/" + path.strip("/")
+        self.forward: AsgiForward | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -242,10 +249,7 @@ class AsgiEngineIO:
             return
         path = scope.get("path", "")
         if kind in ("http", "websocket") and path in (self.path, self.path + "/"):
-            if kind == "http":
-                await self._http(scope, receive, send)
-            else:
-                await self._websocket(scope, receive, send)
+            await self._engineio(kind, scope, receive, send)
             return
         if self.other_asgi_app is not None:
             await self.other_asgi_app(scope, receive, send)
@@ -272,280 +276,157 @@ class AsgiEngineIO:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    # -- HTTP (long-polling) ---------------------------------------------------------------------
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _engineio(self, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = kind == "websocket"
         engine = self.engine
-        method = scope.get("method", "GET")
-        cors = engine.cors_headers(_header(scope, b"origin"))
-        headers = [(k.lower().encode(), v.encode()) for k, v in cors.items()]
-        if method == "OPTIONS":
-            if cors:
-                headers.append((b"access-control-allow-methods", b"GET, POST, OPTIONS"))
-                wanted = _header(scope, b"access-control-request-headers")
-                if wanted:
-                    headers.append((b"access-control-allow-headers", wanted.encode()))
-            await _respond(send, 204, headers, b"")
+        origin = _header(scope, b"origin")
+        if websocket and (await receive())["type"] != "websocket.connect":
             return
-        query = _query(scope)
-        eio = self._eio(query)
-        if eio is None:
-            await self._error(send, headers, UNSUPPORTED_PROTOCOL_VERSION)
+        route = engine.route(
+            "GET" if websocket else scope.get("method", "GET"),
+            _query(scope),
+            upgrade=websocket,
+            origin=origin,
+            host=_header(scope, b"host") or "",
+            access_control_request_headers=_header(scope, b"access-control-request-headers"),
+        )
+        if websocket:
+            if type(route) is Handshake and route.websocket:
+                await send({"type": "websocket.accept"})
+                conn = AsgiWebSocket(engine, send)
+                sock = engine.open_session(route.eio, _remote(scope), conn)
+                await self._run(sock, conn, receive, opening=True)
+            elif type(route) is Upgrade:
+                await self._upgrade(route.session, receive, send)
+            elif type(route) is Refuse and route.missing is not None and self.forward is not None:
+                if not await self.forward(scope, receive, send, route.missing):
+                    await send({"type": "websocket.close", "code": 1008})
+            else:
+                await send({"type": "websocket.close", "code": 1008})
             return
-        transport = query.get("transport")
-        if transport != "polling" or "j" in query:
-            code = UNKNOWN_TRANSPORT if transport not in ("polling", "websocket") else BAD_REQUEST
-            await self._error(send, headers, code)
-            return
-        sid = query.get("sid")
-        if sid is None:
-            if method != "GET":
-                await self._error(send, headers, BAD_HANDSHAKE_METHOD)
+        if type(route) is Poll:
+            await self._reply(send, origin, await route.session.take_poll(_disconnect(receive)))
+        elif type(route) is Post:
+            content_type = (_header(scope, b"content-type") or "").split(";")[0].strip()
+            reply = await route.session.take_post(_body_reader(receive), content_type)
+            await self._reply(send, origin, reply)
+        elif type(route) is Handshake and not route.websocket:
+            sock = engine.open_session(route.eio, _remote(scope))
+            await sock.open()
+            await self._reply(send, origin, sock.poll_reply())
+        elif type(route) is Preflight:
+            await _respond(send, 204, _headers(route.headers), b"")
+        elif type(route) is Refuse:
+            forward = self.forward
+            missing = route.missing
+            if (
+                missing is not None
+                and forward is not None
+                and await forward(scope, receive, send, missing)
+            ):
                 return
-            sock = AsgiSocket(engine, engine.new_sid(), eio, TransportKind.POLLING, _remote(scope))
-            engine.add_socket(sock)
-            await engine.open_socket(sock)
-            await self._poll_response(send, headers, sock)
-            return
-        found = engine.sockets.get(sid)
-        if not isinstance(found, AsgiSocket):
-            await self._error(send, headers, UNKNOWN_SID)
-            return
-        if found._ws_wake is not None:
-            await self._error(send, headers, BAD_REQUEST)
-        elif method == "GET":
-            await self._poll(receive, send, headers, found)
-        elif method == "POST":
-            await self._post(scope, receive, send, headers, found)
-        else:
-            await self._error(send, headers, BAD_REQUEST)
+            await self._reply(send, origin, HttpReply(route.status, route.body, "application/json"))
+        else:  # a websocket request over plain HTTP
+            await self._reply(send, origin, BAD_REQUEST_REPLY)
 
-    def _eio(self, query: dict[str, str]) -> int | None:
-        text = query.get("EIO", "3")
-        if text == "4":
-            return 4
-        if text == "3" and self.engine.allow_eio3:
-            return 3
-        return None
-
-    async def _error(self, send: Send, headers: list[tuple[bytes, bytes]], code: int) -> None:
-        status = 403 if code == FORBIDDEN else 400
-        headers = [*headers, (b"content-type", b"application/json")]
-        await _respond(send, status, headers, error_body(code))
-
-    async def _poll_response(
-        self, send: Send, headers: list[tuple[bytes, bytes]], sock: AsgiSocket
-    ) -> None:
-        body = sock.proto.poll_body()
-        if sock.proto.finished:
-            self.engine._forget(sock)
-        await _respond(send, 200, [*headers, (b"content-type", b"text/plain; charset=UTF-8")], body)
-
-    async def _poll(
-        self, receive: Receive, send: Send, headers: list[tuple[bytes, bytes]], sock: AsgiSocket
-    ) -> None:
-        if sock._poll_waiter is not None:
-            sock.close("transport error", graceful=False)
-            await self._error(send, headers, BAD_REQUEST)
-            return
-        if sock.proto.poll_should_wait():
-            waiter: asyncio.Future[None] = sock._loop.create_future()
-            sock._poll_waiter = waiter
-            gone = asyncio.ensure_future(_wait_disconnect(receive))
-            try:
-                await asyncio.wait((waiter, gone), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sock._poll_waiter = None
-                gone.cancel()
-            if gone.done() and not gone.cancelled():
-                # The client went away while its poll was pending (a closed tab).
-                sock.close("transport close", graceful=False)
-                return
-        await self._poll_response(send, headers, sock)
-
-    async def _post(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        headers: list[tuple[bytes, bytes]],
-        sock: AsgiSocket,
-    ) -> None:
-        engine = self.engine
-        ok = [*headers, (b"content-type", b"text/html")]
-        if sock._post_lock.locked():
-            sock.close("transport error", graceful=False)
-            await self._error(send, headers, BAD_REQUEST)
-            return
-        async with sock._post_lock:
-            try:
-                async with asyncio.timeout(engine.read_timeout):
-                    body = await _read_body(receive, engine.limits.max_payload)
-            except TimeoutError:
-                log.info("closing %r: POST body not received within %ss", sock, engine.read_timeout)
-                sock.close("read timeout", graceful=False)
-                await _respond(send, 408, headers, b"")
-                return
-            except _Disconnected:
-                log.debug("POST of %r aborted", sock)
-                sock.close("transport close", graceful=False)
-                return
-            if body is None:
-                sock.close("payload too large", graceful=False)
-                await _respond(send, 413, headers, b"")
-                return
-            if not sock.closed:
-                content_type = (_header(scope, b"content-type") or "").split(";")[0].strip()
-                if not await sock.receive_payload(body, content_type):
-                    await self._error(send, headers, BAD_REQUEST)
-                    return
-        await _respond(send, 200, ok, b"ok")
+    async def _reply(self, send: Send, origin: str | None, reply: HttpReply) -> None:
+        headers = _headers(self.engine.cors_headers(origin))
+        if reply.content_type is not None:
+            headers.append((b"content-type", reply.content_type.encode()))
+        await _respond(send, reply.status, headers, reply.body)
 
     # -- websocket -------------------------------------------------------------------------------
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        engine = self.engine
-        connect = await receive()
-        if connect["type"] != "websocket.connect":
-            return
-        query = _query(scope)
-        eio = self._eio(query)
-        host = _header(scope, b"host") or ""
-        if (
-            eio is None
-            or query.get("transport") != "websocket"
-            or not engine.origin_allowed(_header(scope, b"origin"), host)
-        ):
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        sid = query.get("sid")
-        if sid is None:
-            sock = AsgiSocket(
-                engine, engine.new_sid(), eio, TransportKind.WEBSOCKET, _remote(scope)
-            )
-            await send({"type": "websocket.accept"})
-            sock._ws_wake = asyncio.Event()
-            sock._ws_wake.set()  # the open packet
-            engine.add_socket(sock)
-            await self._run(sock, receive, send, opening=True)
-            return
-        found = engine.sockets.get(sid)
-        if not isinstance(found, AsgiSocket) or found.closed or found._ws_wake is not None:
-            await send({"type": "websocket.close", "code": 1008})
-            return
+    async def _upgrade(self, sock: EngineSocket, receive: Receive, send: Send) -> None:
         await send({"type": "websocket.accept"})
-        if await self._probe(found, receive, send):
-            await self._run(found, receive, send, opening=False)
+        conn = AsgiWebSocket(self.engine, send)
+
+        async def next_text() -> bytes | None:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return None
+            text = message.get("text")
+            return None if text is None else text.encode()
+
+        if await sock.upgrade(conn, next_text):
+            await self._run(sock, conn, receive, opening=False)
         else:
-            await send({"type": "websocket.close", "code": 1000})
+            await conn.send_close()
 
-    async def _probe(self, sock: AsgiSocket, receive: Receive, send: Send) -> bool:
-        """The upgrade's probe exchange on the new websocket; True once upgraded."""
-        proto = sock.proto
-        try:
-            async with asyncio.timeout(self.engine.upgrade_timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] != "websocket.receive" or sock.closed:
-                        break
-                    text = message.get("text")
-                    if text is None:
-                        break
-                    data = text.encode()
-                    if data == b"5":
-                        async with sock._post_lock:  # a POST being handled finishes first
-                            if sock.closed or proto.receive_probe(data) is not None:
-                                break
-                            if proto.transport is not TransportKind.WEBSOCKET:
-                                break
-                            sock._ws_wake = asyncio.Event()
-                            sock._ws_wake.set()  # what the outbox held
-                            sock._wake_poll()
-                            return True
-                    reply = proto.receive_probe(data)
-                    if reply is None:
-                        break
-                    await send({"type": "websocket.send", "text": reply.decode()})
-                    sock._wake_poll()  # a held GET is answered with a noop
-        except TimeoutError:
-            pass
-        proto.abort_upgrade()
-        return False
-
-    async def _run(self, sock: AsgiSocket, receive: Receive, send: Send, *, opening: bool) -> None:
-        sock._direct = DirectWebSocket.of(send)
-        writer = asyncio.ensure_future(sock.write(send))
+    async def _run(
+        self, sock: EngineSocket, conn: AsgiWebSocket, receive: Receive, *, opening: bool
+    ) -> None:
+        writer = asyncio.ensure_future(conn.write(sock))
         try:
             if opening:
-                await self.engine.open_socket(sock)
+                await sock.open()
             if not sock.closed:
                 await self._read(sock, receive)
         finally:
-            if not sock.closed:
-                sock._dispatching = True
-                sock.close("transport close", graceful=False)
-                sock._dispatching = False
-            await sock._notify_closed()
+            await sock.connection_lost("transport close")
             try:
-                async with asyncio.timeout(2.0):
+                async with asyncio.timeout(_WRITER_GRACE):
                     await writer
             except TimeoutError:
                 writer.cancel()
 
-    async def _read(self, sock: AsgiSocket, receive: Receive) -> None:
+    async def _read(self, sock: EngineSocket, receive: Receive) -> None:
         """Read one websocket until it ends; hand messages over inline, in order."""
-        on_message = self.engine.handler.on_message
-        proto = sock.proto
-        eio4 = proto.eio >= 4
-        loop = sock._loop
+        receive_text = sock.receive_text
         limit = self.engine.limits.max_payload
         while True:
             message = await receive()
             if message["type"] != "websocket.receive" or sock.closed:
                 return
             text = message.get("text")
-            data: bytes = text.encode() if text is not None else message.get("bytes") or b""
-            if len(data) > limit:
-                sock.close("payload too large", graceful=False)
-                return
-            sock._dispatching = True
-            try:
-                if text is None:
-                    await sock._dispatch(proto.receive_binary_frame(data, loop.time()))
-                elif data[:1] == b"4":
-                    if not eio4:
-                        proto.last_seen = loop.time()
-                    await on_message(sock, data[1:], False)
-                else:
-                    await sock._on_packet(data, False)
-            finally:
-                sock._dispatching = False
+            if text is not None:
+                data = text.encode()
+                if len(data) > limit:
+                    sock.close("payload too large", graceful=False)
+                    return
+                await receive_text(data)
+            else:
+                data = message.get("bytes") or b""
+                if len(data) > limit:
+                    sock.close("payload too large", graceful=False)
+                    return
+                await sock.receive_binary(data)
             if sock.closed:
                 return
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
+def _headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None when it is longer than ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+def _disconnect(receive: Receive) -> Callable[[], Awaitable[object]]:
+    async def wait() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    return wait
+
+
+def _body_reader(receive: Receive) -> Callable[[int], Awaitable[bytes | None]]:
+    async def read(limit: int) -> bytes | None:
+        """The request body, or None when it is longer than ``limit`` bytes."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone("http.disconnect")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    return read
 
 
 async def _respond(

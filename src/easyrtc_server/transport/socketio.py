@@ -46,7 +46,8 @@ from ..errors import ErrorCode, error_message
 from ..options import Options
 from . import Ack, Link
 from .asgi_engineio import ASGIApp, AsgiEngineIO
-from .engineio import EngineIOServer, EngineSocket, PreparedPacket
+from .engineio import AiohttpEngineIO
+from .engineio_sessions import EngineIOServer, EngineSocket, PreparedPacket
 from .socketio_protocol import (
     ConnectRequest,
     ConnectTimedOut,
@@ -266,9 +267,12 @@ class LeanTransport:
 
     prepare_event = staticmethod(prepare_event)
 
-    def attach(self, app: web.Application, path: str = "/socket.io/") -> None:
-        """Serve Socket.IO at exactly ``path`` (with and without the trailing slash)."""
-        self.engine.attach(app, path)
+    def attach(self, app: web.Application, path: str = "/socket.io/") -> AiohttpEngineIO:
+        """Serve Socket.IO at exactly ``path`` (with and without the trailing slash); the
+        aiohttp driver that does."""
+        driver = AiohttpEngineIO(self.engine)
+        driver.attach(app, path)
+        return driver
 
     def asgi_app(
         self, other_asgi_app: ASGIApp | None = None, path: str = "/socket.io/"
