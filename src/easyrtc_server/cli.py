@@ -88,6 +88,13 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     help="An origin allowed to connect from other pages ('*' for any); repeatable.",
 )
 @click.option(
+    "--strict-errors",
+    is_flag=True,
+    default=None,
+    help="Answer with an EasyRTC error where the reference stays silent (for protocol clients "
+    "and debugging; easyrtc.js shows every error in a dialog).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     help=f"[default: {_DEFAULTS.log_level}]",
@@ -138,6 +145,7 @@ def main(
     socketio_js: Path | None,
     no_demos: bool,
     cors_origins: tuple[str, ...],
+    strict_errors: bool | None,
     log_level: str | None,
     transport: str | None,
     log_format: str | None,
@@ -168,6 +176,8 @@ def main(
         given["demos_enable"] = ("--no-demos", False)
     if cors_origins:
         given["cors_origins"] = ("--cors-origin", cors_origins)
+    if strict_errors:
+        given["strict_errors"] = ("--strict-errors", True)
     if log_level is not None:
         given["log_level"] = ("--log-level", log_level.lower())
     if transport is not None:

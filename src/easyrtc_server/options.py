@@ -97,6 +97,14 @@ class ProtocolOptions:
     max_rooms_per_app: int = 10_000
     """Rooms an application may hold; joining beyond it cannot create more (0: no limit)."""
 
+    # How much the server says about what it does not carry out
+    strict_errors: bool = False
+    """Answer with an EasyRTC error where the reference stays silent: ``MSG_REJECT_NO_AUTH``
+    to messages before login, ``MSG_REJECT_BAD_TYPE`` to a message for the server that no hook
+    handles, ``MSG_REJECT_TARGET_ROOM`` to a room message sent while its sender is still
+    entering (``relay.ENTRY_GRACE_MS``). Off: silence, as the reference, because ``easyrtc.js``
+    shows every error it receives in a dialog by default."""
+
     def __post_init__(self) -> None:
         for name, value in _validated(self):
             object.__setattr__(self, name, value)
