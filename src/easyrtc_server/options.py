@@ -154,6 +154,9 @@ class Options(ProtocolOptions):
     api_public_folder: str = "/easyrtc"
     demos_enable: bool = True
     demos_public_folder: str = "/demos"
+    demos_dir: Path | None = None
+    """Folder served at ``demos_public_folder`` instead of the bundled demo pages, e.g.
+    ``node_modules/open-easyrtc/demos`` (the reference's own demos, unmodified)."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to use the polling transport from other pages; ``("*",)`` for any."""
     ping_interval: float = 5.0
@@ -470,7 +473,7 @@ def _checked(name: str, value: Any) -> Any:
         _check_ice_servers(value)
     elif name in ("cors_origins", "turn_urls", "webhook_urls"):
         return _strings(name, value)
-    elif name in ("client_dir", "socketio_js"):
+    elif name in ("client_dir", "socketio_js", "demos_dir"):
         if value is not None and not isinstance(value, Path):
             if not isinstance(value, str):
                 raise OptionsError(f"option {name!r} must be a path, got {value!r}")
