@@ -7,10 +7,13 @@ box, or an ``alert``). ``demo_reconnect.html`` reports its own steps through ``s
 the code ``xx``, ``demo_audio_video.html`` its login with ``noerror``: those are their output,
 not errors.
 
-Not run: ``demo_screenshare.html`` (``getDisplayMedia`` needs a screen and a user's choice of
-what to share; headless Chromium has neither) and ``demo_recording.html`` (records the local
-camera into a file the user saves: nothing of the server's in it). Every other page is at least
-opened, connected and checked for errors (``test_every_other_demo_connects_without_an_error``).
+Every other page is opened, connected and checked for errors
+(``test_every_other_demo_connects_without_an_error``); the recording of ``demo_recording.html``
+(``MediaRecorder`` into a file the user saves: nothing of the server's in it) is not run. Not
+run at all: ``demo_screenshare.html``, broken in the package itself (it loads
+``js/demo_multistream_no_iframe.js``, which open-easyrtc 2.1.8 does not ship, so its Connect
+button calls an undefined ``connect``; the same on the reference server), and headless Chromium
+could not share a screen anyway (``getDisplayMedia`` needs a screen and a user's choice).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ OTHER_DEMOS = [
     "demo_instant_messaging_selfconnect.html",
     "demo_connector.html",
     "demo4.html",
+    "demo_recording.html",  # connects; recording to a file is not run (see above)
 ]
 
 # JavaScript run in a page: resolves once easyrtc.js is logged in and a round trip to the
@@ -211,11 +215,14 @@ async def test_reconnect(ref_demos: Demos) -> None:
 
 
 async def test_every_other_demo_connects_without_an_error(ref_demos: Demos) -> None:
-    for path in OTHER_DEMOS:
+    async def connected(path: str) -> None:
         page = await ref_demos.open(path, name="solo")
         connect = page.page.locator("#connectButton, #buttonImmediate")
         if await connect.count():  # the demos that wait for the user to connect
             await connect.click()
         await my_id(page)
-        assert await errors_shown(ref_demos) == {}, path
-        await ref_demos.close(page)
+
+    for start in range(0, len(OTHER_DEMOS), 4):  # a few at a time: 2-core CI
+        await asyncio.gather(*(connected(path) for path in OTHER_DEMOS[start : start + 4]))
+        assert await errors_shown(ref_demos) == {}
+        await ref_demos.close_all()
