@@ -55,7 +55,7 @@ class ProtocolOptions:
     Each application carries its own (``control.create_app(name, **changes)``); the server's
     ``Options`` give the default application's, and the few that apply before an application
     is chosen (``app_default_name``, ``app_auto_create_enable``, ``api_version_regexp``,
-    ``app_name_regexp``) are read from the server's.
+    ``app_name_regexp``, and ``strict_errors`` before login) are read from the server's.
     """
 
     # Applications and rooms
