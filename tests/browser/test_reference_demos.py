@@ -214,15 +214,11 @@ async def test_reconnect(ref_demos: Demos) -> None:
     ]
 
 
-async def test_every_other_demo_connects_without_an_error(ref_demos: Demos) -> None:
-    async def connected(path: str) -> None:
-        page = await ref_demos.open(path, name="solo")
-        connect = page.page.locator("#connectButton, #buttonImmediate")
-        if await connect.count():  # the demos that wait for the user to connect
-            await connect.click()
-        await my_id(page)
-
-    for start in range(0, len(OTHER_DEMOS), 4):  # a few at a time: 2-core CI
-        await asyncio.gather(*(connected(path) for path in OTHER_DEMOS[start : start + 4]))
-        assert await errors_shown(ref_demos) == {}
-        await ref_demos.close_all()
+@pytest.mark.parametrize("path", OTHER_DEMOS)
+async def test_every_other_demo_connects_without_an_error(ref_demos: Demos, path: str) -> None:
+    page = await ref_demos.open(path, name="solo")
+    connect = page.page.locator("#connectButton, #buttonImmediate")
+    if await connect.count():  # the demos that wait for the user to connect
+        await connect.click()
+    await my_id(page)
+    assert await errors_shown(ref_demos) == {}
