@@ -120,6 +120,16 @@ async def scene(gl_browser: Browser, naf_server: str) -> AsyncIterator[Scene]:
         await scene.close(page)
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def strict_scene(gl_browser: Browser) -> AsyncIterator[Scene]:
+    """The scene on a server of its own with ``strict_errors``."""
+    async for url in scene_server(Options(demos_dir=APPS_DIR, strict_errors=True)):
+        scene = Scene(gl_browser, url)
+        yield scene
+        for page in list(scene.pages):
+            await scene.close(page)
+
+
 async def client_id(page: DemoPage) -> str:
     """NAF's client id: set once the page is connected and in its room."""
     handle = await page.page.wait_for_function("() => window.NAF && NAF.clientId")
@@ -152,3 +162,19 @@ async def test_two_pages_see_each_other_move_and_no_error_is_shown(
     await scene.close(bob)
     await alice.page.wait_for_function(f"(o) => ({AVATAR_X})(o) === null", arg=bob_id)
     assert await scene.errors_shown() == {}
+
+
+async def test_strict_errors_show_networked_aframe_its_dialogs(strict_scene: Scene) -> None:
+    """What the default spares NAF's users (and what this module would catch): with
+    ``strict_errors`` the updates it sends before its login get MSG_REJECT_NO_AUTH, and those it
+    sends between its token and its roomJoin MSG_REJECT_TARGET_ROOM (as from the reference),
+    each one shown in easyrtc.js's error box."""
+    room = f"naf{next(_rooms)}"
+    pages = await asyncio.gather(*(strict_scene.open("wseasyrtc", room) for _ in range(2)))
+    for page in pages:
+        await client_id(page)  # connected: every answer to what it sent before has arrived
+    shown = await strict_scene.errors_shown()
+    codes = {error.split(":")[0] for errors in shown.values() for error in errors}
+    assert codes & {"MSG_REJECT_NO_AUTH", "MSG_REJECT_TARGET_ROOM"}, shown
+    boxes = [await page.page.locator("#easyrtcErrorDialog").count() for page in pages]
+    assert sum(boxes) >= 1  # the box a user sees
