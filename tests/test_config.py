@@ -91,6 +91,14 @@ def test_client_file_flags(tmp_path: Path) -> None:
     assert Options.from_mapping({"socketioJs": "a.js"}).socketio_js == Path("a.js")
 
 
+def test_demos_dir_and_strict_errors_flags() -> None:
+    assert printed()["strict_errors"] is False
+    config = printed("--demos-dir", "node_modules/open-easyrtc/demos", "--strict-errors")
+    assert config["demos_dir"] == "node_modules/open-easyrtc/demos"
+    assert config["strict_errors"] is True
+    assert printed(env={"EASYRTC_STRICT_ERRORS": "true"})["strict_errors"] is True
+
+
 def test_config_file_from_the_environment(tmp_path: Path) -> None:
     path = write(tmp_path, "port = 1234\n")
     assert printed(env={"EASYRTC_CONFIG": str(path)})["port"] == 1234

@@ -579,3 +579,22 @@ async def test_app_serves_the_legacy_client_with_the_given_bundle(client_dir: Pa
         body = await resp.read()
         assert body == LEGACY_BUNDLE.read_bytes()
         assert b"Socket.IO v2.4.0" in body
+
+
+async def test_app_serves_the_reference_demos_from_demos_dir(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from easyrtc_server.app import create_app
+    from easyrtc_server.options import Options
+
+    demos = REPO / "node_modules" / "open-easyrtc" / "demos"
+    async with TestClient(TestServer(create_app(Options(demos_dir=demos)), host="127.0.0.1")) as c:
+        resp = await c.get("/demos/demo_instant_messaging_rooms.html")
+        assert resp.status == 200
+        assert await resp.read() == (demos / "demo_instant_messaging_rooms.html").read_bytes()
+        assert (await c.get("/demos/js/demo_instant_messaging_rooms.js")).status == 200
+        assert (await c.get("/easyrtc/easyrtc.js")).status == 200  # its ../easyrtc/easyrtc.js
+    missing = Options(demos_dir=REPO / "no-such-folder")
+    async with TestClient(TestServer(create_app(missing), host="127.0.0.1")) as c:
+        assert (await c.get("/demos/index.html")).status == 404
+    assert "demo pages not served" in caplog.text

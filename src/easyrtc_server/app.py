@@ -59,7 +59,10 @@ def create_app(
     files = find_client_files(options.client_dir, options.socketio_js)
     for problem in files.problems:
         log.warning("%s", problem)
-    demos = DEMOS_DIR if options.demos_enable and DEMOS_DIR.is_dir() else None
+    demos_dir = options.demos_dir or DEMOS_DIR
+    demos = demos_dir if options.demos_enable and demos_dir.is_dir() else None
+    if options.demos_enable and demos is None:
+        log.warning("demo pages not served: %s is not a folder", demos_dir)
     if options.api_enable or demos is not None:
         add_client_routes(
             app,

@@ -126,7 +126,8 @@ class EasyRtcAsgiApp:
         self.api_dir = files.api_dir if options.api_enable else None
         self.api_prefix = _prefix(options.api_public_folder)
         self.bundle = files.socketio_js
-        self.demos_dir = DEMOS_DIR if options.demos_enable and DEMOS_DIR.is_dir() else None
+        demos_dir = options.demos_dir or DEMOS_DIR
+        self.demos_dir = demos_dir if options.demos_enable and demos_dir.is_dir() else None
         self.demos_prefix = _prefix(options.demos_public_folder)
         # a folder served at the root would hide /socket.io/ and the host application
         if not self.api_prefix:

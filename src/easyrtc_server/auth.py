@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import rooms
+from . import relay, rooms
 from .decisions import AuthRequest, JoinPhase, JoinRequested, LoginAdmitted, LoginRequested
 from .errors import ErrorCode
 from .model import (
@@ -200,6 +200,7 @@ def admit(state: State, join: JoinRequested) -> LoginAdmitted | Outcome:
 def finish(state: State, admitted: LoginAdmitted, servers: list[dict[str, Any]]) -> Outcome:
     """Send the token, then tell every member sharing a room with the newcomer."""
     out = admitted.out
+    admitted.conn.entering_until = state.now() + relay.ENTRY_GRACE_MS
     state.refresh_entries(admitted.conn)  # the hooks may have changed its presence
     out.reply(token(state, admitted.conn, servers))
     state.tell_peers(admitted.conn, out, with_api_field=True)

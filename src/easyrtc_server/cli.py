@@ -82,10 +82,23 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 )
 @click.option("--no-demos", is_flag=True, help="Do not serve the demo pages.")
 @click.option(
+    "--demos-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to serve at /demos/ instead of the bundled demo pages, e.g. "
+    "node_modules/open-easyrtc/demos (the reference's own demos).",
+)
+@click.option(
     "--cors-origin",
     "cors_origins",
     multiple=True,
     help="An origin allowed to connect from other pages ('*' for any); repeatable.",
+)
+@click.option(
+    "--strict-errors",
+    is_flag=True,
+    default=None,
+    help="Answer with an EasyRTC error where the reference stays silent (for protocol clients "
+    "and debugging; easyrtc.js shows every error in a dialog).",
 )
 @click.option(
     "--log-level",
@@ -137,7 +150,9 @@ def main(
     client_dir: Path | None,
     socketio_js: Path | None,
     no_demos: bool,
+    demos_dir: Path | None,
     cors_origins: tuple[str, ...],
+    strict_errors: bool | None,
     log_level: str | None,
     transport: str | None,
     log_format: str | None,
@@ -166,8 +181,12 @@ def main(
         given["socketio_js"] = ("--socketio-js", socketio_js)
     if no_demos:
         given["demos_enable"] = ("--no-demos", False)
+    if demos_dir is not None:
+        given["demos_dir"] = ("--demos-dir", demos_dir)
     if cors_origins:
         given["cors_origins"] = ("--cors-origin", cors_origins)
+    if strict_errors:
+        given["strict_errors"] = ("--strict-errors", True)
     if log_level is not None:
         given["log_level"] = ("--log-level", log_level.lower())
     if transport is not None:

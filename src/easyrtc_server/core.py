@@ -103,7 +103,9 @@ class Core:
             return auth.authenticate(self.state, peer, payload)
         if event not in ("easyrtcCmd", "easyrtcMsg") or not has_ack:
             return Outcome()
-        if conn is None:
+        if conn is None:  # the reference has no handler yet: silence, unless strict_errors
+            if not self.state.options.strict_errors:
+                return Outcome()
             return self._refuse(peer.easyrtcid, event, ErrorCode.MSG_REJECT_NO_AUTH)
         if event == "easyrtcMsg":
             return relay.route_message(self.state, conn, payload)
@@ -175,6 +177,8 @@ class Core:
         already admitted is undone."""
         if not self.is_current(decision):
             return decision.out if isinstance(decision, LoginAdmitted) else Outcome()
+        if _unanswered(decision, code):
+            return Outcome()
         login = isinstance(decision, LoginRequested | LoginAdmitted) or (
             isinstance(decision, JoinRequested) and decision.phase is JoinPhase.LOGIN
         )
@@ -198,6 +202,16 @@ class Core:
 
     def _refuse(self, easyrtcid: str, what: Any, code: ErrorCode) -> Outcome:
         return refusal(self.now(), easyrtcid, what, code)
+
+
+def _unanswered(decision: Decision, code: str) -> bool:
+    """A message for the server that no hook knows (``MSG_REJECT_BAD_TYPE``) gets no answer,
+    as from the reference, which has no such messages; ``strict_errors`` answers it."""
+    return (
+        isinstance(decision, ServerMessage)
+        and code == ErrorCode.MSG_REJECT_BAD_TYPE
+        and not decision.conn.app.options.strict_errors
+    )
 
 
 def _peer_id(decision: Decision) -> str:

@@ -89,7 +89,8 @@ class Hooks:
         """An ``easyrtcMsg`` with no target, i.e. for the server.
 
         Return the acknowledgement (``{"msgType": ..., "msgData": ...}``; None sends a plain
-        ack). The stock server has no such messages: it answers ``MSG_REJECT_BAD_TYPE``.
+        ack). The stock server has no such messages: it raises ``MSG_REJECT_BAD_TYPE``, which
+        the client gets only with ``strict_errors`` (the reference answers nothing).
         """
         raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_TYPE)
 

@@ -109,6 +109,10 @@ class Connection:
     session: Session | None = None
     fields: Fields = field(default_factory=dict)
     groups: set[str] = field(default_factory=set)
+    entering_until: int = 0
+    """Clock ms until which the connection is still entering its rooms (set at login, ended by
+    its first ``roomJoin``): a room message to a room it is not in yet is not refused
+    (``relay.ENTRY_GRACE_MS``)."""
 
 
 @dataclass(slots=True, eq=False)

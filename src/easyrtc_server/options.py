@@ -55,7 +55,7 @@ class ProtocolOptions:
     Each application carries its own (``control.create_app(name, **changes)``); the server's
     ``Options`` give the default application's, and the few that apply before an application
     is chosen (``app_default_name``, ``app_auto_create_enable``, ``api_version_regexp``,
-    ``app_name_regexp``) are read from the server's.
+    ``app_name_regexp``, and ``strict_errors`` before login) are read from the server's.
     """
 
     # Applications and rooms
@@ -96,6 +96,14 @@ class ProtocolOptions:
     """Rooms one ``roomJoin`` or login may name (0: no limit)."""
     max_rooms_per_app: int = 10_000
     """Rooms an application may hold; joining beyond it cannot create more (0: no limit)."""
+
+    # How much the server says about what it does not carry out
+    strict_errors: bool = False
+    """Answer with an EasyRTC error where the reference stays silent: ``MSG_REJECT_NO_AUTH``
+    to messages before login, ``MSG_REJECT_BAD_TYPE`` to a message for the server that no hook
+    handles, ``MSG_REJECT_TARGET_ROOM`` to a room message sent while its sender is still
+    entering (``relay.ENTRY_GRACE_MS``). Off: silence, as the reference, because ``easyrtc.js``
+    shows every error it receives in a dialog by default."""
 
     def __post_init__(self) -> None:
         for name, value in _validated(self):
@@ -146,6 +154,9 @@ class Options(ProtocolOptions):
     api_public_folder: str = "/easyrtc"
     demos_enable: bool = True
     demos_public_folder: str = "/demos"
+    demos_dir: Path | None = None
+    """Folder served at ``demos_public_folder`` instead of the bundled demo pages, e.g.
+    ``node_modules/open-easyrtc/demos`` (the reference's own demos, unmodified)."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to use the polling transport from other pages; ``("*",)`` for any."""
     ping_interval: float = 5.0
@@ -462,7 +473,7 @@ def _checked(name: str, value: Any) -> Any:
         _check_ice_servers(value)
     elif name in ("cors_origins", "turn_urls", "webhook_urls"):
         return _strings(name, value)
-    elif name in ("client_dir", "socketio_js"):
+    elif name in ("client_dir", "socketio_js", "demos_dir"):
         if value is not None and not isinstance(value, Path):
             if not isinstance(value, str):
                 raise OptionsError(f"option {name!r} must be a path, got {value!r}")

@@ -17,6 +17,14 @@ from .outcome import ACKED, Json, Outcome, Push, refusal
 from .state import State
 from .validation import MISSING
 
+ENTRY_GRACE_MS = 10_000
+"""How long after its token a connection counts as entering until it asks to join a room.
+easyrtc.js apps send to the room they are about to join before they ask: networked-aframe
+(``wseasyrtc``) logs in, fetches the server's time, then sends ``roomJoin``, and its entity
+updates to that room go out all along. The reference refuses those with
+``MSG_REJECT_TARGET_ROOM``, which easyrtc.js shows in a dialog; here they are acknowledged and
+reach nobody (the room is not the sender's yet), unless ``strict_errors``."""
+
 _BARE_SIGNALS = frozenset(("reject", "hangup"))
 _JSON_CONTAINERS = frozenset((dict, list))
 """What parsed JSON objects and arrays are (exactly: the parsers make no subclasses)."""
@@ -129,6 +137,8 @@ def _to_room(
 ) -> Outcome:
     member = conn.rooms.get(room_name)
     if member is None:
+        if state.now() < conn.entering_until and not conn.app.options.strict_errors:
+            return Outcome([ACKED])  # it is still entering (ENTRY_GRACE_MS): reaches nobody
         return refusal(
             state.now(), conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_ROOM
         )

@@ -88,6 +88,7 @@ def parse_room_map(
 
 def room_join(state: State, conn: Connection, msg: Json) -> JoinRequested | Outcome:
     """``roomJoin``: the rooms asked for are a decision to make (hooks); else refused."""
+    conn.entering_until = 0  # it has asked for its rooms (relay.ENTRY_GRACE_MS)
     data = msg.get("msgData")
     if not is_object(data):
         return _refuse(state, conn, "roomJoin", ErrorCode.MSG_REJECT_BAD_DATA)

@@ -55,6 +55,42 @@ EASYRTC_DEBUG = """(() => {
   });
 })();"""
 
+# Init script: every error easyrtc.js shows the user (``easyrtc.showError``, whose default puts
+# the "Error messages" box, ``#easyrtcErrorDialog``, on the page) and every ``alert`` is also
+# noted in ``window.__errorsShown``; the dialog itself still appears, as for a user.
+ERROR_WATCH = """(() => {
+  window.__errorsShown = [];
+  const alert = window.alert;
+  window.alert = function (message) {
+    window.__errorsShown.push(`alert: ${message}`);
+    return alert.apply(this, arguments);
+  };
+  let client;
+  Object.defineProperty(window, "easyrtc", {
+    configurable: true,
+    get() { return client; },
+    set(value) {
+      client = value;
+      if (value && typeof value.showError === "function" && !value.showError.watched) {
+        const show = value.showError;
+        value.showError = function (code, text) {
+          window.__errorsShown.push(`${code}: ${text}`);
+          return show.apply(this, arguments);
+        };
+        value.showError.watched = true;
+      }
+    },
+  });
+})();"""
+
+# JavaScript run in a page: the errors shown to the user so far (ERROR_WATCH, the error box).
+ERRORS_SHOWN = """() => {
+  const shown = [...(window.__errorsShown || [])];
+  const box = document.getElementById("easyrtcErrorDialog");
+  if (box && box.offsetParent !== null && !shown.length) shown.push("box: " + box.innerText);
+  return shown;
+}"""
+
 # JavaScript run in a page: the state of the RTCPeerConnection to one peer ("none" if absent).
 PEER_CONNECTION_STATE = """(peer) => {
     const pc = easyrtc.getPeerConnectionByUserId(peer);

@@ -94,6 +94,7 @@ def test_message_to_peer_in_room_the_target_is_not_in() -> None:
 def test_message_to_room_one_is_not_in() -> None:
     h = Harness()
     a = h.login()
+    h.join(a, "y")  # it has entered its rooms (see test_quiet_by_default for before)
     h.login(roomJoin={"x": {"roomName": "x"}})
     assert h.msg(a, "chat", targetRoom="x").code == ErrorCode.MSG_REJECT_TARGET_ROOM
 
@@ -147,8 +148,8 @@ def test_message_to_group_defined_by_server_code() -> None:
     )
 
 
-def test_message_for_the_server_gets_an_error_not_silence() -> None:
-    h = Harness()
+def test_message_for_the_server_gets_an_error_with_strict_errors() -> None:
+    h = Harness(strict_errors=True)
     a = h.login()
     assert h.msg(a, "whoami").code == ErrorCode.MSG_REJECT_BAD_TYPE
 

@@ -86,8 +86,8 @@ def test_random_traffic_never_raises_or_corrupts_rooms(
         _check_consistent(h)
 
 
-def test_command_before_login_is_refused_not_ignored() -> None:
-    h = Harness()
+def test_command_before_login_is_refused_with_strict_errors() -> None:
+    h = Harness(strict_errors=True)
     peer = h.open()
     assert h.send(peer, "easyrtcCmd", {"msgType": "getRoomList"}).code == (
         ErrorCode.MSG_REJECT_NO_AUTH

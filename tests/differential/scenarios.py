@@ -32,6 +32,8 @@ DEFAULT: Mapping[str, Any] = MappingProxyType({})
 MAX2: Mapping[str, Any] = MappingProxyType({"roomMaxConnection": 2})
 NO_APP_CREATE: Mapping[str, Any] = MappingProxyType({"appAutoCreateEnable": False})
 NO_ROOM_CREATE: Mapping[str, Any] = MappingProxyType({"roomAutoCreateEnable": False})
+STRICT: Mapping[str, Any] = MappingProxyType({"strictErrors": True})
+"""Ours answers with errors where the reference is silent; the reference ignores the name."""
 
 
 @dataclass(frozen=True)
@@ -654,9 +656,7 @@ async def scenario_reauth_failure_disconnects(url: str, trace: Trace) -> None:
 # §2.1 / §3.1 / §4.1 Before authentication, missing acks, bad payloads
 
 
-@scenario()
-async def scenario_before_auth_no_reply(url: str, trace: Trace) -> None:
-    """Commands and messages before auth are not handled at all: no ack, no error."""
+async def _before_auth(url: str, trace: Trace) -> None:
     alice, bob = await connected(url, trace, "alice", "bob")
     await bob.auth()
     await alice.cmd(ROOM_LIST, wait=False, sync=False)
@@ -664,6 +664,18 @@ async def scenario_before_auth_no_reply(url: str, trace: Trace) -> None:
     await alice.msg(app_msg("chat", "x", targetEasyrtcid=bob.id), wait=False, sync=False)
     await alice.auth()
     await alice.cmd(ROOM_LIST)
+
+
+@scenario()
+async def scenario_before_auth_no_reply(url: str, trace: Trace) -> None:
+    """Commands and messages before auth are not handled at all: no ack, no error."""
+    await _before_auth(url, trace)
+
+
+@scenario(options=STRICT)
+async def scenario_before_auth_refused_with_strict_errors(url: str, trace: Trace) -> None:
+    """strictErrors (ours alone): MSG_REJECT_NO_AUTH before auth instead of silence."""
+    await _before_auth(url, trace)
 
 
 @scenario()
@@ -1281,9 +1293,34 @@ async def scenario_msg_to_room_refused(url: str, trace: Trace) -> None:
     """Room broadcast by a non-member, to a missing or malformed room: TARGET_ROOM."""
     alice, bob = await connected(url, trace, "alice", "bob")
     await alice.auth()
+    await alice.cmd(join("lobby"))  # it has entered its rooms (see msg_to_room_while_entering)
     await bob.auth(roomJoin=rooms("r"))
     for room in ("r", "nosuch", "bad room", "r" * 33, "", None, 5):
         await alice.msg(app_msg("chat", "x", targetRoom=room))
+
+
+async def _room_msg_while_entering(url: str, trace: Trace) -> None:
+    alice, bob = await connected(url, trace, "alice", "bob")
+    await bob.auth(roomJoin=rooms("basic"))
+    await alice.auth()
+    await alice.msg(app_msg("u", {"n": 1}, targetRoom="basic"))
+    await alice.msg(app_msg("u", {"n": 2}, targetRoom="basic"))
+    await alice.cmd(join("basic"))
+    await alice.msg(app_msg("u", {"n": 3}, targetRoom="basic"))
+
+
+@scenario()
+async def scenario_msg_to_room_while_entering(url: str, trace: Trace) -> None:
+    """networked-aframe's race: after its token, before its roomJoin, it sends to the room it is
+    about to join. The reference answers TARGET_ROOM (a dialog); ours acks, the message reaches
+    nobody; after the join it is delivered."""
+    await _room_msg_while_entering(url, trace)
+
+
+@scenario(options=STRICT)
+async def scenario_msg_to_room_while_entering_strict(url: str, trace: Trace) -> None:
+    """strictErrors: TARGET_ROOM while entering, as the reference."""
+    await _room_msg_while_entering(url, trace)
 
 
 @scenario()
@@ -1348,13 +1385,23 @@ async def scenario_msg_bad_payloads(url: str, trace: Trace) -> None:
     )
 
 
-@scenario()
-async def scenario_msg_without_target_not_answered(url: str, trace: Trace) -> None:
-    """A message with no target is for the server: the stock server neither acks nor errs."""
+async def _msg_without_target(url: str, trace: Trace) -> None:
     alice, bob = await online(url, trace, "alice", "bob")
     await alice.msg(app_msg("serverCall", {"q": 1}), wait=False)
     await alice.msg(app_msg("serverCall", targetRoom=""), wait=False)
     await alice.msg(app_msg("chat", "after", targetEasyrtcid=bob.id))
+
+
+@scenario()
+async def scenario_msg_without_target_not_answered(url: str, trace: Trace) -> None:
+    """A message with no target is for the server: the stock server neither acks nor errs."""
+    await _msg_without_target(url, trace)
+
+
+@scenario(options=STRICT)
+async def scenario_msg_without_target_refused_with_strict_errors(url: str, trace: Trace) -> None:
+    """strictErrors (ours alone): MSG_REJECT_BAD_TYPE for a message no hook handles."""
+    await _msg_without_target(url, trace)
 
 
 # ---------------------------------------------------------------------------------------------

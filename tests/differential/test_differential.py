@@ -84,9 +84,16 @@ DELIBERATE: dict[str, str] = {
     "reauth_then_signal": (
         "ours handles every message once after a re-auth (the reference once per auth so far)"
     ),
-    "before_auth_no_reply": "ours answers MSG_REJECT_NO_AUTH before login instead of silence",
-    "msg_without_target_not_answered": (
-        "ours answers MSG_REJECT_BAD_TYPE to a message for the server that no hook handles"
+    "before_auth_refused_with_strict_errors": (
+        "with strictErrors ours answers MSG_REJECT_NO_AUTH before login instead of silence"
+    ),
+    "msg_without_target_refused_with_strict_errors": (
+        "with strictErrors ours answers MSG_REJECT_BAD_TYPE to a message for the server that no "
+        "hook handles"
+    ),
+    "msg_to_room_while_entering": (
+        "ours acks a room message sent after the token and before the sender's first roomJoin "
+        "(it reaches nobody); the reference refuses it with MSG_REJECT_TARGET_ROOM, a dialog"
     ),
     "still_alive": "ours acks stillAlive (kinder to 1.0 clients) instead of MSG_REJECT_BAD_TYPE",
     "api_field_clear": CLEARED,

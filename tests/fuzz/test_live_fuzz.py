@@ -55,7 +55,9 @@ class LiveServer:
         self.loop = asyncio.new_event_loop()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = EasyRtcServer(Options(message_rate=0, login_timeout=2))
+        # strict_errors: every payload gets an answer or a close, so a hang shows (by default a
+        # message for the server no hook handles gets none, as from the reference)
+        self.server = EasyRtcServer(Options(message_rate=0, login_timeout=2, strict_errors=True))
         self.runner = web.AppRunner(create_app(server=self.server), handle_signals=False)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

@@ -96,7 +96,7 @@ async def test_refusals_before_login_are_logged_at_debug(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with running_server() as url:
+    async with running_server({"strict_errors": True}) as url:
         client = Client()
         await client.connect(url)
         for _ in range(5):

@@ -79,12 +79,14 @@ class Result:
 
 
 class Harness:
-    """A core with a fixed clock and readable easyrtcids (``id-1``, ``id-2`` …)."""
+    """A core with a clock that moves only when told (``now``, from ``NOW``) and readable
+    easyrtcids (``id-1``, ``id-2`` …)."""
 
     def __init__(self, options: Options | None = None, **changes: Any) -> None:
         counter = itertools.count(1)
         opts = (options or Options()).replace(**changes) if changes else options
-        self.core = Core(opts, clock=lambda: NOW, new_id=lambda: f"id-{next(counter)}")
+        self.now = NOW
+        self.core = Core(opts, clock=lambda: self.now, new_id=lambda: f"id-{next(counter)}")
 
     def open(self) -> Peer:
         return self.core.open()
