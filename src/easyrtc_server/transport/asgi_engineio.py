@@ -303,7 +303,7 @@ class AsgiEngineIO:
                 await self._error(send, headers, BAD_HANDSHAKE_METHOD)
                 return
             sock = AsgiSocket(engine, engine.new_sid(), eio, TransportKind.POLLING, _remote(scope))
-            engine.add_socket(sock)
+            engine.add_socket(sock, query)
             await engine.open_socket(sock)
             await self._poll_response(send, headers, sock)
             return
@@ -426,7 +426,7 @@ class AsgiEngineIO:
             await send({"type": "websocket.accept"})
             sock._ws_wake = asyncio.Event()
             sock._ws_wake.set()  # the open packet
-            engine.add_socket(sock)
+            engine.add_socket(sock, query)
             await self._run(sock, receive, send, opening=True)
             return
         found = engine.sockets.get(sid)

@@ -41,7 +41,7 @@ import asyncio
 import inspect
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
@@ -93,6 +93,10 @@ ERROR_MESSAGES: Final = {
 _CLOSE_GRACE: Final = 2.0
 """Seconds a gracefully closed websocket may take to flush before its connection is aborted."""
 _POLL_WATCH_PERIOD: Final = 0.25
+
+_GOODBYE_CODES: Final = frozenset((1000, 1001))
+"""Websocket close codes of a client that leaves on purpose (normal closure, going away)."""
+_NO_QUERY: Final[Mapping[str, str]] = {}
 """Seconds between checks of pending GETs for a closed connection (a closed tab)."""
 _NETWORK_ERRORS: Final = (OSError, ClientError, HttpProcessingError, asyncio.IncompleteReadError)
 """What reading a request body raises when the client goes away or sends a broken body."""
@@ -167,6 +171,7 @@ class EngineSocket:
         "_server",
         "_wt",
         "proto",
+        "query",
         "remote_address",
         "user",
     )
@@ -187,6 +192,8 @@ class EngineSocket:
             sid, eio, transport, server.limits, self._loop.time(), framed=framed
         )
         self.remote_address = remote
+        self.query: Mapping[str, str] = _NO_QUERY
+        """The handshake's query parameters the server keeps (``kept_query``)."""
         self.user: Any = None
         """Free for the handler's per-session state."""
         self._closed_notified = False
@@ -438,6 +445,7 @@ class EngineIOServer:
         allow_eio3: bool = True,
         read_timeout: float = 10.0,
         max_poll_packets: int = 0,
+        kept_query: Iterable[str] = (),
     ) -> None:
         if ping_interval <= 0 or ping_timeout <= 0 or upgrade_timeout <= 0 or read_timeout <= 0:
             raise ValueError(
@@ -458,6 +466,8 @@ class EngineIOServer:
         self.upgrade_timeout = float(upgrade_timeout)
         self.read_timeout = float(read_timeout)
         self.allow_eio3 = allow_eio3
+        self.kept_query = tuple(kept_query)
+        """Handshake query parameters kept on the session (``EngineSocket.query``)."""
         origins = tuple(cors_origins)
         self._cors_any = "*" in origins
         self._cors_origins = frozenset(o.rstrip("/") for o in origins)
@@ -556,10 +566,18 @@ class EngineIOServer:
                 return sid
 
     def _new_socket(self, request: web.BaseRequest, eio: int, kind: TransportKind) -> EngineSocket:
-        return self.add_socket(EngineSocket(self, self.new_sid(), eio, kind, request.remote))
+        sock = EngineSocket(self, self.new_sid(), eio, kind, request.remote)
+        return self.add_socket(sock, request.query)
 
-    def add_socket(self, sock: EngineSocket) -> EngineSocket:
-        """Register a new session (a driver's `EngineSocket`) and start its heartbeats."""
+    def add_socket(
+        self, sock: EngineSocket, query: Mapping[str, str] | None = None
+    ) -> EngineSocket:
+        """Register a new session (a driver's `EngineSocket`) and start its heartbeats;
+        ``query``: its handshake's, of which the ``kept_query`` parameters are kept."""
+        if query is not None and self.kept_query:
+            kept = {name: query[name] for name in self.kept_query if name in query}
+            if kept:
+                sock.query = kept
         self.sockets[sock.sid] = sock
         self._wheel.schedule(sock, sock.proto.next_deadline())
         return sock
@@ -883,6 +901,8 @@ class EngineIOServer:
                         reason = "transport error"
                         if ws.close_code == 1009:
                             reason = "payload too large"
+                    elif kind is WSMsgType.CLOSE and msg.data in _GOODBYE_CODES:
+                        reason = "client close"  # a goodbye (a page closed, a disconnect)
                     break
         finally:
             if not sock.closed:
