@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import socketio
 
 from .app import DEMOS_DIR
-from .clientfiles import ClientFiles, find_client_files
+from .clientfiles import OUR_CLIENT_DIR, RESUME_SCRIPT, ClientFiles, find_client_files
 from .options import Options
 from .server import EasyRtcServer
 from .transport.python_socketio import PythonSocketIOTransport
@@ -110,6 +110,8 @@ class EasyRtcAsgiApp:
             name = self.bundle.name if self.bundle is not None else "socket.io.js"
             rel = name + (".map" if path.endswith(".map") else "")
             return _Target(folder, rel, CLIENT_CACHE_CONTROL)
+        if self.api_dir is not None and path == self.api_prefix + "/" + RESUME_SCRIPT:
+            return _Target(OUR_CLIENT_DIR, RESUME_SCRIPT, CLIENT_CACHE_CONTROL)
         if self.api_dir is not None and path.startswith(self.api_prefix + "/"):
             return _Target(self.api_dir, path[len(self.api_prefix) + 1 :], CLIENT_CACHE_CONTROL)
         if self.demos_dir is not None and (

@@ -148,11 +148,10 @@ class Holds:
         return easyrtcid in self.held
 
     def release(self, easyrtcid: str) -> Held | None:
-        """The connection resumes: its hold ends (its queue is the caller's to deliver)."""
-        held = self.held.pop(easyrtcid, None)
-        if held is not None:
-            self.counts.resumes += 1
-        return held
+        """The connection resumes (held, live or restored): its hold ends, if any (its queue
+        is the caller's to deliver)."""
+        self.counts.resumes += 1
+        return self.held.pop(easyrtcid, None)
 
     def take(self, push: Push) -> ErrorCode | None:
         """A push for a connection without a socket: queued if it is held and relayed by a

@@ -9,6 +9,7 @@ const demo = {};
 // ?room=NAME     room to be in (default: the server's default room)
 // ?name=TEXT     username shown to others
 // ?ice=none      use no STUN/TURN servers (host candidates only: same machine or LAN)
+// ?resume=1      keep calls up when the signaling connection drops (easyrtc_resume.js)
 demo.settings = function (defaultApp) {
   const query = new URLSearchParams(location.search);
   return {
@@ -16,6 +17,7 @@ demo.settings = function (defaultApp) {
     room: query.get("room") || "default",
     name: query.get("name") || "",
     ice: query.get("ice") || "",
+    resume: query.get("resume") === "1",
   };
 };
 
@@ -55,6 +57,9 @@ demo.connect = function (settings, onReady) {
   }
   if (settings.ice === "none") {
     easyrtc.setIceUsedInCalls({ iceServers: [] });
+  }
+  if (settings.resume && window.easyrtcResume) {
+    easyrtcResume.enable(easyrtc);
   }
   demo.status("connecting", "Connecting to the server\u2026");
 
