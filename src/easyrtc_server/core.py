@@ -149,6 +149,11 @@ class Core:
         (nothing changes for anyone, no outcome); False: close it as usual."""
         return self.state.is_open(peer) and self.state.holds.hold(peer)
 
+    def is_held(self, peer: Peer) -> bool:
+        """``peer`` is the dropped socket of a held connection."""
+        held = self.state.holds.held.get(peer.easyrtcid)
+        return held is not None and held.peer is peer
+
     def next_hold_expiry(self) -> int | None:
         """When (clock ms) the first hold runs out, or None."""
         return self.state.holds.next_expiry()

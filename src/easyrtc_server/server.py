@@ -130,6 +130,8 @@ class EasyRtcServer:
         if self.core.is_superseded(peer):  # another socket resumed its easyrtcid
             self.guard.closed(peer)
             return
+        if self.core.is_held(peer):  # held already (``hold_for_restart``)
+            return
         link = self.links.get(peer.easyrtcid)
         if (
             self.cluster is None
@@ -226,6 +228,21 @@ class EasyRtcServer:
         self.events.connected_since.pop(easyrtcid, None)
         if superseded is not None:
             self._spawn(superseded.close())
+
+    def hold_for_restart(self, peer: Peer) -> bool:
+        """Shutting down: hold a keyed connection and drop its socket without a goodbye, so
+        that its client comes back to the next process (which restores it from its resume
+        token) and its peers hear nothing. Only with a ``resume_secret`` (else the next
+        process could not restore it) and a transport that can drop a socket."""
+        link = self.links.get(peer.easyrtcid)
+        drop = getattr(link, "drop", None)
+        if self.cluster is not None or not self.options.resume_secret or drop is None:
+            return False
+        if not self.core.hold(peer):
+            return False
+        del self.links[peer.easyrtcid]
+        drop()
+        return True
 
     def _arm_hold_timer(self) -> None:
         due = self.core.next_hold_expiry()

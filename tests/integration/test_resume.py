@@ -16,6 +16,7 @@ import pytest
 
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
+from easyrtc_server.shutdown import drain
 from support.client import TIMEOUT, Client
 from support.ours import serving
 from transport.harness import NodeClient, node_client
@@ -158,3 +159,33 @@ async def test_held_connections_count_against_the_address_limit() -> None:
             await third.expect("connect")
             refused = await third.expect("message", event="easyrtcCmd")
             assert refused["data"]["msgData"]["errorCode"] == "LOGIN_NO_SOCKETS"
+
+
+@pytest.mark.parametrize("secret", [True, False])
+async def test_a_shutdown_drops_keyed_clients_silently_when_a_restart_can_restore_them(
+    secret: bool,
+) -> None:
+    key = secrets.token_urlsafe(32)
+    options = {"resume_secret": "s" * 32} if secret else {}
+    server = WatchedServer(Options.from_mapping(options))
+    async with serving(server) as url:
+        async with node_client("4", url, keyed("4", key, "websocket")) as a:
+            easyrtcid = await login(a)
+            peer = Client()
+            await peer.connect(url)
+            await peer.login(roomJoin=ROOM)
+            await drain(server, 5.0)
+            reason = (await a.expect("disconnect"))["reason"]
+            await asyncio.wait_for(peer.disconnected.wait(), TIMEOUT)  # all it was told is in
+            told = [peer.cmds.get_nowait() for _ in range(peer.cmds.qsize())]
+            codes = [m["msgData"].get("errorCode") for m in told if m["msgType"] == "error"]
+            assert codes == ["SERVER_SHUTDOWN"]
+            if secret:  # dropped as by a broken network: it comes back to the next process
+                assert reason == "transport close"
+                assert not [m for m in a.events("message") if m["data"].get("msgType") == "error"]
+                assert not any(removed(m) for m in told if m["msgType"] == "roomData")
+            else:  # told and disconnected, as any client
+                assert reason == "io server disconnect"
+                assert a.events("message")[-1]["data"]["msgData"]["errorCode"] == "SERVER_SHUTDOWN"
+            await peer.sio.disconnect()
+        assert easyrtcid

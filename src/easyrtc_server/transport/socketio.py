@@ -174,6 +174,12 @@ class SocketLink:
         """Disconnect the client (it will not reconnect on its own); ``server.close`` follows."""
         self.disconnect()
 
+    def drop(self) -> None:
+        """End the session without a Socket.IO DISCONNECT, as a broken network would: a client
+        that resumes (``hold``) comes back. ``server.close`` follows."""
+        if not self._sock.closed:
+            self._sock.close("server restart", graceful=False)
+
     def disconnect(self) -> None:
         """`close` without the coroutine."""
         if not (self.connected or self._opening):
