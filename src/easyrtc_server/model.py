@@ -122,9 +122,9 @@ class Peer:
     """Set once the socket has authenticated."""
     data: dict[str, Any] = field(default_factory=dict)
     """Free for server code (hooks) to keep what it learns about this socket."""
-    resume_key: bytes | None = None
+    resume_key: bytes | None = field(default=None, repr=False)
     """The digest of the resume key the socket gave when it connected (never the key)."""
-    resume_token: str | None = None
+    resume_token: str | None = field(default=None, repr=False)
     """The resume token it gave (a previous process's, to take its easyrtcid back)."""
 
 
