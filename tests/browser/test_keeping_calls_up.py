@@ -10,6 +10,7 @@ call line, and the other page in its list.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from browserkit import DemoPage, Demos
+from playwright.async_api import BrowserContext, expect
+from test_departure import FORCE_TRANSPORTS, TRANSPORT_NAME
 from test_video_call import place_call
 
 from support.serverprocess import ServerProcess
@@ -161,4 +164,24 @@ async def test_a_call_survives_a_network_blip(demos: Demos, proxy: TcpProxy) -> 
     # the server held both (it saw the sockets drop) and both resumed
     text = await metrics(proxy.url)
     assert "easyrtc_holds_total 2.0" in text and "easyrtc_hold_expiries_total 0.0" in text
+    assert errors_besides_the_outage(demos) == {}
+
+
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+async def test_a_closed_tab_still_leaves_at_once(demos: Demos, transport: str) -> None:
+    """A keyed page that closes says goodbye on pagehide (on long-polling, where a closing
+    tab only aborts a request, with a beacon too): it is not held."""
+
+    async def force(context: BrowserContext) -> None:
+        await context.add_init_script(FORCE_TRANSPORTS % json.dumps([transport]))
+
+    demos.context_setup.append(force)
+    alice, bob = await demos.open_many("video.html", "alice", "bob", resume="1")
+    alice_id, bob_id = await alice.my_id(), await bob.my_id()
+    assert await bob.page.evaluate(TRANSPORT_NAME) == transport
+    await expect(alice.peer(bob_id)).to_be_visible()
+
+    await demos.close(bob)
+    await expect(alice.peer(bob_id)).to_have_count(0, timeout=2_000)
+    assert await alice.page.evaluate("() => easyrtc.myEasyrtcid") == alice_id
     assert errors_besides_the_outage(demos) == {}

@@ -84,7 +84,7 @@
 
   function ResumingSocket(easyrtc, io, url, options) {
     this.easyrtc = easyrtc;
-    this.io = io;
+    this.ioFactory = io;
     this.url = url;
     this.options = options || {};
     this.key = tabKey();
@@ -107,6 +107,18 @@
       self.goodbye();
     });
   }
+
+  // What apps read of a socket.io socket: the current real one's manager and id.
+  Object.defineProperty(ResumingSocket.prototype, "io", {
+    get: function () {
+      return this.real ? this.real.io : undefined;
+    },
+  });
+  Object.defineProperty(ResumingSocket.prototype, "id", {
+    get: function () {
+      return this.real ? this.real.id : undefined;
+    },
+  });
 
   ResumingSocket.prototype.on = function (event, handler) {
     (this.handlers[event] = this.handlers[event] || []).push(handler);
@@ -186,7 +198,7 @@
     if (this.token) {
       given.easyrtcResumeToken = this.token;
     }
-    if (this.io.protocol >= 5) {
+    if (this.ioFactory.protocol >= 5) {
       options.auth = given; // Socket.IO 3/4: in the CONNECT packet, never in a URL
     } else {
       var query = copy(options.query);
@@ -201,7 +213,8 @@
 
   ResumingSocket.prototype.open = function () {
     var self = this;
-    var real = this.url ? this.io(this.url, this.socketOptions()) : this.io(this.socketOptions());
+    var make = this.ioFactory;
+    var real = make(this.url || undefined, this.socketOptions()); // no URL: this page's
     this.real = real;
     real.on("connect", function () {
       if (self.real !== real) {
@@ -416,7 +429,7 @@
     try {
       var engine = real.io && real.io.engine;
       if (engine && engine.transport && engine.transport.name === "polling" && engine.id &&
-          this.io.protocol >= 5 && root.navigator.sendBeacon) {
+          this.ioFactory.protocol >= 5 && root.navigator.sendBeacon) {
         var base = (real.io.uri || root.location.origin).replace(/\/$/, "");
         var path = (real.io.opts && real.io.opts.path) || "/socket.io/";
         root.navigator.sendBeacon(base.replace(/^(https?:\/\/[^/]+).*$/, "$1") + path +
