@@ -275,6 +275,7 @@ def _finish_resume(state: State, admitted: LoginAdmitted, servers: list[dict[str
     state.peers[easyrtcid] = peer
     if previous is not None and previous is not peer:
         previous.connection = None  # its socket (dropped, or about to be closed) is done
+        previous.superseded = True
     held = state.holds.release(easyrtcid)
     peer.connection = conn
     if admitted.fresh:

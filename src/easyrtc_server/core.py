@@ -142,7 +142,7 @@ class Core:
 
     def is_superseded(self, peer: Peer) -> bool:
         """Another socket took ``peer``'s easyrtcid over (it resumed with its key)."""
-        return not self.state.is_open(peer)
+        return peer.superseded
 
     def hold(self, peer: Peer) -> bool:
         """``peer``'s socket dropped without a goodbye: True if its connection is now held

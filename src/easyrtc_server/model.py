@@ -126,6 +126,8 @@ class Peer:
     """The digest of the resume key the socket gave when it connected (never the key)."""
     resume_token: str | None = field(default=None, repr=False)
     """The resume token it gave (a previous process's, to take its easyrtcid back)."""
+    superseded: bool = False
+    """Another socket took its easyrtcid over (resumed its connection): it is no one now."""
 
 
 @dataclass(slots=True, eq=False)

@@ -76,10 +76,12 @@ class EasyRtcServer:
 
     async def open(self, link: Link) -> Peer | None:
         """A socket connected; None if the ``connect`` hook refused it."""
+        # resume keys (``hold``): one process only for now; a cluster node ignores them
+        keyed = self.cluster is None
         peer = self.core.open(
             link.remote_address,
-            resume_key=getattr(link, "resume_key", None),
-            resume_token=getattr(link, "resume_token", None),
+            resume_key=getattr(link, "resume_key", None) if keyed else None,
+            resume_token=getattr(link, "resume_token", None) if keyed else None,
         )
         self.links[peer.easyrtcid] = link
         try:
