@@ -397,9 +397,14 @@ class EasyRtcServer:
         await self.change("set_session_field", app, easyrtcsid, name, value, shared=shared)
 
     async def disconnect(self, easyrtcid: str) -> bool:
-        """Close a client's socket (it is then cleaned up as any disconnect)."""
+        """Close a client's socket (it is then cleaned up as any disconnect); a held
+        connection (``hold``) leaves at once."""
         link = self.links.get(easyrtcid)
         if link is None:
+            held = self.core.end_hold(easyrtcid)
+            if held is not None:
+                await self._gone(held)
+                return True
             return self.cluster is not None and self.cluster.disconnect(easyrtcid)
         await link.close()
         return True

@@ -137,6 +137,19 @@ async def test_when_the_grace_runs_out_the_room_is_told() -> None:
         assert not server.guard.sockets.get(easyrtcid)
 
 
+async def test_server_code_disconnecting_a_held_client_ends_its_hold() -> None:
+    key = secrets.token_urlsafe(32)
+    async with world() as (server, url, peer):
+        async with node_client("4", url, keyed("4", key, "websocket")) as a:
+            easyrtcid = await login(a)
+            await peer.next_cmd()
+            a.proc.kill()
+            await server.until(lambda: server.core.state.holds.is_held(easyrtcid))
+        assert await server.disconnect(easyrtcid) is True
+        assert removed(await peer.next_cmd()) == {easyrtcid}
+        assert easyrtcid not in server.core.peers
+
+
 async def test_a_client_without_a_key_leaves_at_once_when_it_drops() -> None:
     async with world() as (_server, url, peer):
         async with node_client("4", url, {"transports": ["websocket"]}) as a:
