@@ -6,6 +6,7 @@ in the query. A peer (python-socketio) watches what the room sees.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -202,3 +203,26 @@ async def test_a_shutdown_drops_keyed_clients_silently_when_a_restart_can_restor
                 assert a.events("message")[-1]["data"]["msgData"]["errorCode"] == "SERVER_SHUTDOWN"
             await peer.sio.disconnect()
         assert easyrtcid
+
+
+@pytest.mark.parametrize(("code", "goodbye"), [(1000, True), (1001, True), (4000, False)])
+async def test_a_websocket_closed_with_1000_or_1001_is_a_goodbye(code: int, goodbye: bool) -> None:
+    """A page that closes its websocket says goodbye with 1000/1001, even without a Socket.IO
+    DISCONNECT; any other close is a drop."""
+    key = secrets.token_urlsafe(32)
+    async with world() as (server, url, peer), aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(
+            url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        )
+        assert (await ws.receive_str(timeout=TIMEOUT)).startswith("0{")
+        await ws.send_str("40" + json.dumps({"easyrtcResumeKey": key}))
+        assert (await ws.receive_str(timeout=TIMEOUT)).startswith("40")
+        await ws.send_str("421" + json.dumps(["easyrtcAuth", AUTH]))
+        token = json.loads((await ws.receive_str(timeout=TIMEOUT))[3:])[0]
+        easyrtcid = token["msgData"]["easyrtcid"]
+        await peer.next_cmd()
+        await ws.close(code=code)
+        await server.until(lambda: easyrtcid not in server.links)
+        assert server.core.state.holds.is_held(easyrtcid) is not goodbye
+        if goodbye:
+            assert removed(await peer.next_cmd()) == {easyrtcid}
