@@ -24,6 +24,7 @@ from .engineio import (
     BAD_HANDSHAKE_METHOD,
     BAD_REQUEST,
     FORBIDDEN,
+    GOODBYE_CODES,
     UNKNOWN_SID,
     UNKNOWN_TRANSPORT,
     UNSUPPORTED_PROTOCOL_VERSION,
@@ -502,6 +503,8 @@ class AsgiEngineIO:
         while True:
             message = await receive()
             if message["type"] != "websocket.receive" or sock.closed:
+                if message.get("code") in GOODBYE_CODES and not sock.closed:
+                    sock.close("client close", graceful=False)  # a goodbye (``hold``)
                 return
             text = message.get("text")
             data: bytes = text.encode() if text is not None else message.get("bytes") or b""

@@ -94,7 +94,7 @@ _CLOSE_GRACE: Final = 2.0
 """Seconds a gracefully closed websocket may take to flush before its connection is aborted."""
 _POLL_WATCH_PERIOD: Final = 0.25
 
-_GOODBYE_CODES: Final = frozenset((1000, 1001))
+GOODBYE_CODES: Final = frozenset((1000, 1001))
 """Websocket close codes of a client that leaves on purpose (normal closure, going away)."""
 _NO_QUERY: Final[Mapping[str, str]] = {}
 """Seconds between checks of pending GETs for a closed connection (a closed tab)."""
@@ -901,7 +901,7 @@ class EngineIOServer:
                         reason = "transport error"
                         if ws.close_code == 1009:
                             reason = "payload too large"
-                    elif kind is WSMsgType.CLOSE and msg.data in _GOODBYE_CODES:
+                    elif kind is WSMsgType.CLOSE and msg.data in GOODBYE_CODES:
                         reason = "client close"  # a goodbye (a page closed, a disconnect)
                     break
         finally:
