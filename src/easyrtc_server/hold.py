@@ -8,7 +8,9 @@ apiFields, nobody told. Messages relayed to it meanwhile are queued, bounded by
 ``resume_queue_messages`` and ``resume_queue_bytes``; past the bound their sender is refused as
 for a gone peer. A new socket that gives the same key and logs in to the same application takes
 the connection back (``auth`` does the login side): same easyrtcid, its rooms, the queue after
-its token. When the grace runs out, the hold ends as an ordinary disconnect.
+its token. When the grace runs out, the hold ends as an ordinary disconnect. One key names one
+connection: a key given while its connection is still live (its socket dropped, unnoticed yet)
+takes the connection over, and the older socket is closed.
 
 A restarted process has no holds. For that case every keyed login also gets a *resume token*:
 its application and easyrtcid with the time, signed (HMAC-SHA256 with ``resume_secret``) over
