@@ -46,6 +46,14 @@ demo.showError = function (errorCode, errorText) {
 // Connects with the settings, leaves the default room for settings.room if needed,
 // then calls onReady(myEasyrtcid).
 demo.connect = function (settings, onReady) {
+  if (settings.resume && !window.easyrtcResume) { // loaded only when asked for
+    const script = document.createElement("script");
+    script.src = "../easyrtc/easyrtc_resume.js";
+    script.onload = () => demo.connect(settings, onReady);
+    script.onerror = () => demo.status("error", "Could not load easyrtc_resume.js.");
+    document.head.appendChild(script);
+    return;
+  }
   easyrtc.setOnError(function (error) {
     demo.showError(error.errorCode, error.errorText);
   });
@@ -58,7 +66,7 @@ demo.connect = function (settings, onReady) {
   if (settings.ice === "none") {
     easyrtc.setIceUsedInCalls({ iceServers: [] });
   }
-  if (settings.resume && window.easyrtcResume) {
+  if (settings.resume) {
     easyrtcResume.enable(easyrtc);
   }
   demo.status("connecting", "Connecting to the server\u2026");
