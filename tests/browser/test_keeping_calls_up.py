@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 import pytest_asyncio
-from browserkit import DemoPage, Demos
+from browserkit import ARTIFACTS, DemoPage, Demos
 from playwright.async_api import BrowserContext, expect
 from test_departure import FORCE_TRANSPORTS, TRANSPORT_NAME
 from test_video_call import place_call
@@ -112,8 +112,9 @@ async def watch(page: DemoPage, other: str) -> float:
     return started
 
 
-async def resumed_and_still_in_the_call(page: DemoPage, me: str, other: str, since: float) -> None:
-    """The page resumed its easyrtcid, and its call went on the whole time."""
+async def resumed_and_still_in_the_call(page: DemoPage, me: str, other: str, since: float) -> float:
+    """The page resumed its easyrtcid, and its call went on the whole time; returns the time
+    (ms) from the drop to the resume."""
     await page.page.wait_for_function("() => easyrtcResume.socket.resumes >= 1")
     await page.page.wait_for_function(
         "(t) => document.getElementById('remote-video').currentTime > t + 2", arg=since
@@ -127,6 +128,17 @@ async def resumed_and_still_in_the_call(page: DemoPage, me: str, other: str, sin
     assert await page.page.evaluate("() => easyrtc.myEasyrtcid") == me
     assert await page.my_id() == me
     assert await page.page.evaluate("() => easyrtc.webSocket.connected") is True
+    [took] = await page.page.evaluate("() => easyrtcResume.socket.resumeTimes")
+    assert 0 < took < 30_000
+    return float(took)
+
+
+def note_resume_times(name: str, times: list[float]) -> None:
+    """Kept for the record (``test-artifacts/process/``): how long the pages were without
+    signaling."""
+    path = ARTIFACTS / "process" / f"resume-times-{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"ms": times}) + "\n")
 
 
 @pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])
@@ -140,10 +152,11 @@ async def test_a_call_survives_a_server_restart(
     await server_process.stop(kill=stop == "kill -9")
     await server_process.start()  # same port, same resume_secret
 
-    await asyncio.gather(
+    times = await asyncio.gather(
         resumed_and_still_in_the_call(alice, alice_id, bob_id, since[0]),
         resumed_and_still_in_the_call(bob, bob_id, alice_id, since[1]),
     )
+    note_resume_times(f"restart-{stop.replace(' ', '')}", list(times))
     # the new process gave both their easyrtcids back from their resume tokens
     assert "easyrtc_restores_total 2.0" in await metrics(server_process.url)
     assert errors_besides_the_outage(demos) == {}
@@ -157,10 +170,11 @@ async def test_a_call_survives_a_network_blip(demos: Demos, proxy: TcpProxy) -> 
     await asyncio.sleep(BLIP_SECONDS)  # the outage itself: nothing to wait for
     await proxy.start()
 
-    await asyncio.gather(
+    times = await asyncio.gather(
         resumed_and_still_in_the_call(alice, alice_id, bob_id, since[0]),
         resumed_and_still_in_the_call(bob, bob_id, alice_id, since[1]),
     )
+    note_resume_times("blip", list(times))
     # the server held both (it saw the sockets drop) and both resumed
     text = await metrics(proxy.url)
     assert "easyrtc_holds_total 2.0" in text and "easyrtc_hold_expiries_total 0.0" in text

@@ -15,7 +15,7 @@
  *   (CONNECT auth for socket.io-client 3/4; the query for 2.x);
  * - a drop ("transport close", "ping timeout", "transport error") is not passed on: the peer
  *   connections, easyrtc.roomJoin, the app's room lists stay as they are. It reconnects with
- *   backoff (0.25 s doubling to 4 s, with jitter) until the server's grace is over, logs in
+ *   backoff (0.25 s doubling to 2 s, with jitter) until the server's grace is over, logs in
  *   again with what easyrtc.js sent at its login (rooms, presence and username as they are
  *   now), and when the token carries the same easyrtcid, hands easyrtc.js the rooms' current
  *   lists (as a roomData command, as the server sends them) and sends what easyrtc.js emitted
@@ -102,6 +102,9 @@
     this.deadline = 0;
     this.attempt = 0;
     this.resumes = 0;
+    this.droppedAt = 0;
+    this.resumeTimes = []; // ms from each drop to its resume (the last 20)
+    this.history = []; // [time, what] of the last 50 socket events, for diagnosis
     var self = this;
     root.addEventListener("pagehide", function () {
       self.goodbye();
@@ -135,6 +138,10 @@
       list.splice(at, 1);
     }
     return this;
+  };
+
+  ResumingSocket.prototype.note = function (what) {
+    this.history = this.history.slice(-49).concat([[Date.now(), what]]);
   };
 
   ResumingSocket.prototype.fire = function (event) {
@@ -216,10 +223,12 @@
     var make = this.ioFactory;
     var real = make(this.url || undefined, this.socketOptions()); // no URL: this page's
     this.real = real;
+    this.note("open");
     real.on("connect", function () {
       if (self.real !== real) {
         return;
       }
+      self.note("connect");
       if (self.state === "connecting") {
         self.state = "up";
         self.connected = true;
@@ -229,11 +238,13 @@
       }
     });
     real.on("disconnect", function (reason) {
+      self.note("disconnect: " + reason);
       if (self.real === real) {
         self.dropped(reason);
       }
     });
-    real.on("connect_error", function () {
+    real.on("connect_error", function (error) {
+      self.note("connect_error: " + (error && error.message));
       if (self.real === real && self.state === "resuming") {
         self.again();
       } else if (self.real === real && self.state === "connecting") {
@@ -265,7 +276,8 @@
       this.again();
     } else if (loggedIn && DROPS[reason]) {
       this.state = "resuming";
-      this.deadline = Date.now() + this.grace * 1000;
+      this.droppedAt = Date.now();
+      this.deadline = this.droppedAt + this.grace * 1000;
       this.attempt = 0;
       this.again();
     } else {
@@ -284,7 +296,7 @@
       this.end("resume timeout");
       return;
     }
-    var delay = Math.min(4000, 250 * Math.pow(2, this.attempt++));
+    var delay = Math.min(2000, 250 * Math.pow(2, this.attempt++));
     delay = delay / 2 + Math.random() * delay / 2;
     clearTimeout(this.retry);
     this.retry = setTimeout(function () {
@@ -309,6 +321,7 @@
     }
     message.msgData = data;
     real.emit("easyrtcAuth", message, function (reply) {
+      self.note("login: " + (reply && reply.msgType));
       if (self.real !== real || self.state !== "resuming") {
         return;
       }
@@ -328,6 +341,7 @@
   ResumingSocket.prototype.resumed = function (reply) {
     this.state = "up";
     this.resumes += 1;
+    this.resumeTimes = this.resumeTimes.slice(-19).concat([Date.now() - this.droppedAt]);
     var data = reply.msgData;
     var msg = { msgType: "roomData", msgData: { roomData: data.roomData }, serverTime: data.serverTime };
     this.fire("easyrtcCmd", this.filterRoomData(msg), function () {});
