@@ -157,7 +157,9 @@ class Guard:
         state = self.sockets.get(peer.easyrtcid)
         if state is None:
             return None
-        if state.closing:  # refused or timed out: its socket is on the way out
+        if state.closing or state.peer is not peer:
+            # refused or timed out, or its easyrtcid resumed by another socket (``hold``):
+            # its socket is on the way out
             return Outcome()
         if event == "easyrtcAuth":
             state.login_seen = True

@@ -226,3 +226,27 @@ async def test_a_websocket_closed_with_1000_or_1001_is_a_goodbye(code: int, good
         assert server.core.state.holds.is_held(easyrtcid) is not goodbye
         if goodbye:
             assert removed(await peer.next_cmd()) == {easyrtcid}
+
+
+async def test_a_socket_whose_connection_was_taken_over_can_do_nothing_more() -> None:
+    """The key used again while its first socket is still open: the new socket has the
+    easyrtcid, the old one is closed and whatever it still sends is ignored."""
+    key = secrets.token_urlsafe(32)
+    async with (
+        world() as (server, url, peer),
+        node_client("4", url, keyed("4", key, "websocket")) as first,
+    ):
+        easyrtcid = await login(first)
+        await peer.next_cmd()
+        async with node_client("4", url, keyed("4", key, "websocket")) as second:
+            assert await login(second) == easyrtcid
+            await first.emit("easyrtcAuth", AUTH, ack=True)  # too late: ignored
+            assert (await first.expect("disconnect"))["reason"] == "io server disconnect"
+            reply = await peer.call(
+                "easyrtcMsg", {"msgType": "chat", "targetEasyrtcid": easyrtcid, "msgData": 1}
+            )
+            assert reply == ACK
+            got = await second.expect("message", event="easyrtcMsg")
+            assert got["data"]["msgData"] == 1
+            assert peer.cmds.empty()  # the room saw nothing
+            assert server.core.state.holds.counts.resumes == 1
