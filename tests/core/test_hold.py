@@ -10,10 +10,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
+
 from easyrtc_server.core import Core
 from easyrtc_server.errors import ErrorCode
 from easyrtc_server.model import Peer
-from easyrtc_server.options import Options
+from easyrtc_server.options import Options, OptionsError
 from easyrtc_server.outcome import Outcome, Push
 from support.corekit import NOW, Result, decide
 
@@ -424,3 +426,10 @@ def test_another_secret_restores_nothing() -> None:
     new = restarted(world, resume_secret="t" * 32)
     a2 = new.connect(KEY, token)
     assert token_of(new.login(a2))["easyrtcid"] != a.easyrtcid
+
+
+def test_a_short_resume_secret_is_refused_at_start() -> None:
+    with pytest.raises(OptionsError, match="'resume_secret' is 5 bytes long"):
+        Options.from_mapping({"resume_secret": "short"})
+    with pytest.raises(OptionsError, match="resume_grace"):
+        Options.from_mapping({"resume_grace": -1})
