@@ -115,7 +115,11 @@ async def test_fastapi_app_serves_easyrtc_files_and_its_own_routes() -> None:
             assert announcement["msgData"] == {"text": "hi"}
 
         async with aiohttp.ClientSession(url) as http:
-            for path in ("/easyrtc/easyrtc.js", "/socket.io/socket.io.js"):
+            for path in (
+                "/easyrtc/easyrtc.js",
+                "/socket.io/socket.io.js",
+                "/easyrtc/easyrtc_resume.js",
+            ):
                 async with http.get(path) as response:
                     assert response.status == 200, path
                     assert response.content_type == "application/javascript"

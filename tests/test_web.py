@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from easyrtc_server.clientfiles import ClientFiles, find_client_files
+from easyrtc_server.clientfiles import OUR_CLIENT_DIR, RESUME_SCRIPT, ClientFiles, find_client_files
 from easyrtc_server.web import (
     ADD_SLASH,
     CLIENT_CACHE_CONTROL,
@@ -152,6 +152,14 @@ async def test_client_files_are_served_with_their_type(
     assert resp.headers["Cache-Control"] == CLIENT_CACHE_CONTROL
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert "ETag" in resp.headers and "Last-Modified" in resp.headers
+
+
+async def test_our_resume_script_is_served_beside_the_client(client: Client) -> None:
+    resp = await client.get("/easyrtc/easyrtc_resume.js")
+    assert resp.status == 200
+    assert resp.content_type == "application/javascript"
+    assert await resp.read() == (OUR_CLIENT_DIR / RESUME_SCRIPT).read_bytes()
+    assert resp.headers["Cache-Control"] == CLIENT_CACHE_CONTROL
 
 
 async def test_text_files_declare_utf8(client: Client) -> None:

@@ -206,6 +206,7 @@ def test_wheel_carries_the_locked_client_files_with_their_licences(built: Built)
         f"{CLIENT_IN_WHEEL}/socket.io-client/dist/socket.io.js.map",
         f"{CLIENT_IN_WHEEL}/socket.io-client/LICENSE",
         "easyrtc_server/demos/index.html",
+        "easyrtc_server/clientjs/easyrtc_resume.js",
         "easyrtc_server-0.1.0.dist-info/licenses/LICENSE",
     } <= names
     assert "Redistribution and use in source and binary forms" in easyrtc_licence  # BSD
@@ -339,6 +340,7 @@ async def test_installed_server_serves_the_client_and_every_demo_script(
         for path, pinned in [
             ("/easyrtc/easyrtc.js", REPO / "node_modules/open-easyrtc/api/easyrtc.js"),
             ("/socket.io/socket.io.js", REPO / "node_modules/socket.io-client/dist/socket.io.js"),
+            ("/easyrtc/easyrtc_resume.js", REPO / "src/easyrtc_server/clientjs/easyrtc_resume.js"),
         ]:
             async with http.get(url + path) as response:
                 assert response.status == 200, path

@@ -32,7 +32,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import routes, shutdown
 from .app import DEMOS_DIR
-from .clientfiles import ClientFiles, find_client_files
+from .clientfiles import OUR_CLIENT_DIR, RESUME_SCRIPT, ClientFiles, find_client_files
 from .cluster.asgi_forwarding import AsgiForwarder
 from .config import ConfigError
 from .hosting import Hosting, asgi_refusals
@@ -219,6 +219,8 @@ class EasyRtcAsgiApp:
             name = self.bundle.name if self.bundle is not None else "socket.io.js"
             rel = name + (".map" if path.endswith(".map") else "")
             return _Target(folder, rel, CLIENT_CACHE_CONTROL)
+        if self.api_dir is not None and path == self.api_prefix + "/" + RESUME_SCRIPT:
+            return _Target(OUR_CLIENT_DIR, RESUME_SCRIPT, CLIENT_CACHE_CONTROL)
         if self.api_dir is not None and path.startswith(self.api_prefix + "/"):
             return _Target(self.api_dir, path[len(self.api_prefix) + 1 :], CLIENT_CACHE_CONTROL)
         if self.demos_dir is not None and (

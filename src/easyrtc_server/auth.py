@@ -16,6 +16,7 @@ from typing import Any
 from . import relay, rooms
 from .decisions import AuthRequest, JoinPhase, JoinRequested, LoginAdmitted, LoginRequested
 from .errors import ErrorCode
+from .hold import RESUME_EVENT
 from .model import (
     Application,
     Connection,
@@ -26,7 +27,7 @@ from .model import (
     shared_fields,
 )
 from .outcome import Json, Outcome, loggable, refusal
-from .roomdata import join_state
+from .roomdata import client_entry, join_state, update_delta
 from .state import State
 from .validation import MISSING, is_nonempty_object, is_object
 
@@ -160,6 +161,9 @@ def admit(state: State, join: JoinRequested) -> LoginAdmitted | Outcome:
         if not server.app_auto_create_enable or full:
             return _refuse(state, peer, ErrorCode.LOGIN_APP_AUTH_FAIL)
         app = state.create_app(join.app_name)
+    resume = _resume_target(state, peer, app)
+    if resume is not None:
+        return _admit_resume(state, login, join, app, *resume)
     names = list(join.rooms)
     if not request.rooms and names and names[0] not in app.rooms:
         # the default room was deleted by server code; it is never re-created here
@@ -199,17 +203,130 @@ def admit(state: State, join: JoinRequested) -> LoginAdmitted | Outcome:
 
 def finish(state: State, admitted: LoginAdmitted, servers: list[dict[str, Any]]) -> Outcome:
     """Send the token, then tell every member sharing a room with the newcomer."""
+    if admitted.resumes is not None:
+        return _finish_resume(state, admitted, servers)
     out = admitted.out
     admitted.conn.entering_until = state.now() + relay.ENTRY_GRACE_MS
     state.refresh_entries(admitted.conn)  # the hooks may have changed its presence
     out.reply(token(state, admitted.conn, servers))
     state.tell_peers(admitted.conn, out, with_api_field=True)
+    if admitted.peer.resume_key is not None:
+        _bind_key(state, admitted.peer, admitted.conn, out)
     return out
+
+
+# -- resuming a held connection (``hold``) ----------------------------------------------------
+
+
+def _resume_target(
+    state: State, peer: Peer, app: Application
+) -> tuple[str, Connection | None] | None:
+    """The easyrtcid ``peer``'s resume key takes back in ``app`` (with its connection, held
+    or still live; None when a token restores it after a restart), or None: a new login."""
+    if peer.resume_key is None or peer.connection is not None:
+        return None
+    holds = state.holds
+    easyrtcid = holds.resumes(peer)
+    if easyrtcid is not None:
+        other = state.peers.get(easyrtcid)
+        conn = other.connection if other is not None else None
+        if other is peer or conn is None or conn.app is not app:
+            return None  # another application's key: an ordinary login
+        return easyrtcid, conn
+    restored = holds.restorable(peer, app.name, state.peers.__contains__)
+    return (restored, None) if restored is not None else None
+
+
+def _admit_resume(
+    state: State,
+    login: LoginRequested,
+    join: JoinRequested,
+    app: Application,
+    easyrtcid: str,
+    conn: Connection | None,
+) -> LoginAdmitted | Outcome:
+    """Check that the resumed connection can enter the rooms asked for; change nothing."""
+    peer, request = login.peer, login.request
+    names = list(request.rooms) if conn is not None else list(join.rooms)
+    current = len(conn.rooms) if conn is not None else 0
+    refused = rooms.check_joinable(easyrtcid, app, names, current)
+    if refused is not None:
+        state.reclaim_app(app)
+        code = ErrorCode.LOGIN_GEN_FAIL if refused == "full" else ErrorCode.LOGIN_BAD_ROOM
+        return _refuse(state, peer, code)
+    fresh = conn is None
+    if conn is None:  # the previous process's: made anew under the old easyrtcid
+        fields = fields_from_obj(app.options.connection_default_field_obj)
+        conn = Connection(easyrtcid, app, fields=fields)
+    return LoginAdmitted(peer, conn, fresh, resumes=easyrtcid, request=request, rooms=names)
+
+
+def _finish_resume(state: State, admitted: LoginAdmitted, servers: list[dict[str, Any]]) -> Outcome:
+    """The socket takes the easyrtcid over; its peers hear only of what changed (a room it
+    entered, a new presence or username); the messages queued meanwhile follow the token."""
+    peer, conn, request = admitted.peer, admitted.conn, admitted.request
+    easyrtcid = conn.easyrtcid
+    assert request is not None and admitted.resumes == easyrtcid
+    out = admitted.out
+    app = conn.app
+    previous = state.peers.get(easyrtcid)
+    if state.peers.get(peer.easyrtcid) is peer:
+        del state.peers[peer.easyrtcid]
+    peer.easyrtcid = easyrtcid
+    state.peers[easyrtcid] = peer
+    if previous is not None and previous is not peer:
+        previous.connection = None  # its socket (dropped, or about to be closed) is done
+        previous.superseded = True
+    held = state.holds.release(easyrtcid)
+    peer.connection = conn
+    if admitted.fresh:
+        app.connections[easyrtcid] = conn
+        state.holds.restored(peer)
+    before = {name: m.room.entries.get(easyrtcid) for name, m in conn.rooms.items()}
+    _link_session(app, conn, request.easyrtcsid)
+    if request.username is not MISSING:
+        conn.username = request.username
+    if request.credential is not MISSING:
+        conn.credential = request.credential
+    if request.presence is not None:
+        rooms.apply_presence(conn, request.presence)
+    state.refresh_entries(conn)
+    for name in admitted.rooms:
+        state.join(conn, name, None, early=out)
+    out.reply(token(state, conn, servers))
+    for name, member in conn.rooms.items():
+        if member.room.entries.get(easyrtcid) == before.get(name):
+            continue  # held, unchanged: nobody needs to hear of it
+        if state.coalescing:
+            state.mark_changed(member.room, easyrtcid)
+        else:
+            entry = client_entry(member, with_api_field=True)
+            state.tell_room(member.room, easyrtcid, update_delta(name, entry), out)
+    if held is not None:
+        out.sends.extend(held.queue)
+    if peer.resume_key is not None:
+        _bind_key(state, peer, conn, out)
+    return out
+
+
+def _bind_key(state: State, peer: Peer, conn: Connection, out: Outcome) -> None:
+    """Bind the socket's key to its connection and give it a token for a later process."""
+    digest = peer.resume_key
+    assert digest is not None
+    holds = state.holds
+    holds.bind(conn.easyrtcid, digest)
+    body = {
+        "resumeToken": holds.token(conn.app.name, conn.easyrtcid, digest),
+        "resumeGrace": holds.grace_ms / 1000,
+    }
+    out.push(conn.easyrtcid, RESUME_EVENT, body)
 
 
 def revoke(state: State, admitted: LoginAdmitted) -> Outcome:
     """Undo an admission whose login failed later; the socket is closed after the reply."""
     out = admitted.out
+    if admitted.resumes is not None:
+        return out  # a resume changes nothing before ``finish``
     peer = admitted.peer
     if peer.connection is admitted.conn:
         # peers never heard of a fresh connection: remove it without telling them

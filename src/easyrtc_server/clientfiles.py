@@ -48,6 +48,12 @@ PACKAGE_CLIENT_DIR = Path(__file__).resolve().parent / "client"
 """The client files a wheel carries, laid out as in ``node_modules`` (``open-easyrtc/api``,
 ``socket.io-client/dist``), each package with its ``LICENSE`` and ``package.json``."""
 
+OUR_CLIENT_DIR = Path(__file__).resolve().parent / "clientjs"
+"""Browser scripts of this project, served beside the open-easyrtc ones."""
+RESUME_SCRIPT = "easyrtc_resume.js"
+"""Keeps an easyrtc.js app's calls up across signaling drops (``hold``); served at
+``{api_public_folder}/easyrtc_resume.js``."""
+
 PACKAGE_LABEL = "package"
 CLIENT_PACKAGES = ("open-easyrtc", "socket.io-client")
 

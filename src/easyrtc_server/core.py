@@ -30,6 +30,7 @@ from .decisions import (
     UnknownCommand,
 )
 from .errors import ErrorCode
+from .hold import key_digest, well_formed_token
 from .model import Application, Connection, Peer
 from .options import Options
 from .outcome import ACK, Json, Outcome, refusal
@@ -85,9 +86,22 @@ class Core:
 
     # -- socket events ---------------------------------------------------------------------
 
-    def open(self, remote_address: str | None = None) -> Peer:
-        """A socket connected: give it an easyrtcid, unique among open sockets."""
-        return self.state.add_peer(remote_address)
+    def open(
+        self,
+        remote_address: str | None = None,
+        *,
+        resume_key: Any = None,
+        resume_token: Any = None,
+    ) -> Peer:
+        """A socket connected: give it an easyrtcid, unique among open sockets. A well-formed
+        ``resume_key`` (``hold``) is kept as its digest, with its ``resume_token``; a bad one
+        is ignored: an ordinary socket."""
+        peer = self.state.add_peer(remote_address)
+        digest = key_digest(resume_key)
+        if digest is not None:
+            peer.resume_key = digest
+            peer.resume_token = well_formed_token(resume_token)
+        return peer
 
     def receive(self, peer: Peer, event: str, payload: Any, has_ack: bool) -> Outcome | Decision:
         """Handle one event from ``peer``. Never raises for anything a client can send."""
@@ -121,7 +135,40 @@ class Core:
 
     def close(self, peer: Peer) -> Outcome:
         """The socket is gone: leave every room and forget the connection."""
-        return self.state.remove_peer(peer)
+        state = self.state
+        if peer.connection is not None and state.is_open(peer):
+            state.holds.unbind(peer.easyrtcid)
+        return state.remove_peer(peer)
+
+    # -- holding keyed connections (``hold``) ------------------------------------------------
+
+    def is_superseded(self, peer: Peer) -> bool:
+        """Another socket took ``peer``'s easyrtcid over (it resumed with its key)."""
+        return peer.superseded
+
+    def hold(self, peer: Peer) -> bool:
+        """``peer``'s socket dropped without a goodbye: True if its connection is now held
+        (nothing changes for anyone, no outcome); False: close it as usual."""
+        return self.state.is_open(peer) and self.state.holds.hold(peer)
+
+    def is_held(self, peer: Peer) -> bool:
+        """``peer`` is the dropped socket of a held connection."""
+        held = self.state.holds.held.get(peer.easyrtcid)
+        return held is not None and held.peer is peer
+
+    def end_hold(self, easyrtcid: str) -> Peer | None:
+        """End the hold of ``easyrtcid`` now (server code disconnects it): its dropped
+        socket, to close as usual, or None if it is not held."""
+        held = self.state.holds.held.pop(easyrtcid, None)
+        return held.peer if held is not None else None
+
+    def next_hold_expiry(self) -> int | None:
+        """When (clock ms) the first hold runs out, or None."""
+        return self.state.holds.next_expiry()
+
+    def expire_holds(self) -> list[Peer]:
+        """The held sockets whose grace is over: close each as usual (``close``)."""
+        return self.state.holds.expired()
 
     # -- coalesced room updates (room_update_tick > 0) ---------------------------------------
 
@@ -194,6 +241,13 @@ class Core:
         state = self.state
         if isinstance(decision, LoginRequested):
             return state.is_open(decision.peer)
+        if isinstance(decision, LoginAdmitted) and decision.resumes is not None:
+            other = state.peers.get(decision.resumes)
+            if not state.is_open(decision.peer):
+                return False
+            if decision.fresh:  # restored after a restart: nobody took the easyrtcid since
+                return other is None
+            return other is not None and other.connection is decision.conn
         if isinstance(decision, JoinRequested) and decision.login is not None:
             return state.is_open(decision.login.peer)
         conn = decision.conn

@@ -92,6 +92,14 @@ class LoginAdmitted:
     """The connection is new (not a login again on the same socket)."""
     out: Outcome = field(default_factory=Outcome)
     """Pushes already due (peers of an application the socket moved away from)."""
+    resumes: str | None = None
+    """The easyrtcid this login takes back with its resume key (``hold``): ``conn`` is the
+    held (or still live) connection, or, ``fresh``, one made anew after a restart. Nothing
+    changes until ``finish``."""
+    request: AuthRequest | None = None
+    """The login request (a resume applies it at ``finish``)."""
+    rooms: list[str] = field(default_factory=list)
+    """The rooms a resume enters (besides the ones it holds)."""
     failure: ClassVar[ErrorCode] = ErrorCode.LOGIN_GEN_FAIL
     what: ClassVar[str] = "login"
 

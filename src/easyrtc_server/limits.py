@@ -157,7 +157,9 @@ class Guard:
         state = self.sockets.get(peer.easyrtcid)
         if state is None:
             return None
-        if state.closing:  # refused or timed out: its socket is on the way out
+        if state.closing or state.peer is not peer:
+            # refused or timed out, or its easyrtcid resumed by another socket (``hold``):
+            # its socket is on the way out
             return Outcome()
         if event == "easyrtcAuth":
             state.login_seen = True
@@ -202,9 +204,10 @@ class Guard:
 
     def closed(self, peer: Peer) -> None:
         """The socket is gone: uncount it, stop its timer, log its unlogged refusals."""
-        state = self.sockets.pop(peer.easyrtcid, None)
-        if state is None:
+        state = self.sockets.get(peer.easyrtcid)
+        if state is None or state.peer is not peer:  # superseded: counted no more
             return
+        del self.sockets[peer.easyrtcid]
         if state.timer is not None:
             state.timer.cancel()
         address = state.address
@@ -215,6 +218,16 @@ class Guard:
             else:
                 self.per_address.pop(address, None)
         logsafe.refusals.forget(peer.easyrtcid)
+
+    def moved(self, old_id: str, peer: Peer) -> None:
+        """``peer``, counted as ``old_id``, resumed the easyrtcid it has now (``hold``): the
+        socket that had it (held, or still open) is no longer counted; ``peer`` is, under it."""
+        replaced = self.sockets.get(peer.easyrtcid)
+        if replaced is not None:
+            self.closed(replaced.peer)
+        state = self.sockets.pop(old_id, None)
+        if state is not None:
+            self.sockets[peer.easyrtcid] = state
 
     # -- the login deadline ------------------------------------------------------------------
 

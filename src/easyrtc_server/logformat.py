@@ -21,6 +21,8 @@ import orjson
 from aiohttp.web import BaseRequest, StreamResponse
 from aiohttp.web_log import AccessLogger
 
+from .transport.socketio import RESUME_KEY, RESUME_TOKEN
+
 if TYPE_CHECKING:
     from .options import Options
     from .server import EasyRtcServer
@@ -76,6 +78,9 @@ class ConnectionFields(logging.Filter):
         return True
 
 
+SECRET_QUERY = (RESUME_KEY, RESUME_TOKEN)
+
+
 class QuietAccessLogger(AccessLogger):
     """aiohttp's access log without the socket.io requests."""
 
@@ -85,8 +90,20 @@ class QuietAccessLogger(AccessLogger):
         super().log(request, response, time)
 
 
+class RedactingAccessLogger(AccessLogger):
+    """aiohttp's access log with the resume keys and tokens (``hold``) that socket.io-client
+    2.x clients put in the query blanked out: secrets never reach a log."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        query = request.rel_url.query
+        if any(name in query for name in SECRET_QUERY):
+            hidden = {name: "redacted" for name in SECRET_QUERY if name in query}
+            request = request.clone(rel_url=request.rel_url.update_query(hidden))
+        super().log(request, response, time)
+
+
 def access_logger_class(options: Options) -> type[AccessLogger]:
-    return AccessLogger if options.access_log_enable else QuietAccessLogger
+    return RedactingAccessLogger if options.access_log_enable else QuietAccessLogger
 
 
 def configure(options: Options, server: EasyRtcServer | None = None) -> None:

@@ -47,6 +47,7 @@ from .outcome import ACKED, Outcome, Push
 
 if TYPE_CHECKING:
     from .core import Peer
+    from .hold import Holds
     from .model import Connection
     from .server import EasyRtcServer
     from .transport import Link
@@ -296,6 +297,41 @@ class _TallyCollector(Collector):
             )
 
 
+def _hold_metrics(holds: Holds) -> Iterator[Metric]:
+    """Keeping calls up (``hold``): held connections now, and what became of holds."""
+    counts = holds.counts
+    yield GaugeMetricFamily(
+        "easyrtc_held_connections",
+        "Connections held for their client to resume (socket dropped, grace not over).",
+        value=len(holds.held),
+    )
+    for name, help_text, value in (
+        ("easyrtc_holds", "Keyed connections held after their socket dropped.", counts.holds),
+        (
+            "easyrtc_resumes",
+            "Connections a new socket resumed (held, live, or restored after a restart).",
+            counts.resumes,
+        ),
+        (
+            "easyrtc_restores",
+            "Connections restored from a previous process's resume token.",
+            counts.restores,
+        ),
+        (
+            "easyrtc_hold_expiries",
+            "Holds whose grace ran out (then a disconnect).",
+            counts.expiries,
+        ),
+        ("easyrtc_held_messages_queued", "Messages queued for held connections.", counts.queued),
+        (
+            "easyrtc_held_messages_refused",
+            "Messages for held connections over the queue bounds.",
+            counts.overflows,
+        ),
+    ):
+        yield CounterMetricFamily(name, help_text, value=value)
+
+
 class _StateCollector(Collector):
     """Gauges read from the server's state at scrape time."""
 
@@ -325,6 +361,7 @@ class _StateCollector(Collector):
             transports.add_metric([name], count)
         yield transports
         yield GaugeMetricFamily("easyrtc_applications", "Applications.", value=len(apps))
+        yield from _hold_metrics(core.state.holds)
         sizes = [len(room.members) for app in apps for room in app.rooms.values()]
         yield GaugeMetricFamily("easyrtc_rooms", "Rooms, empty ones included.", value=len(sizes))
         yield GaugeMetricFamily(

@@ -117,7 +117,8 @@ class Connection:
 
 @dataclass(slots=True, eq=False)
 class Peer:
-    """One socket. Its easyrtcid is drawn when it opens and never changes."""
+    """One socket. Its easyrtcid is drawn when it opens, and changes once at most: when its
+    login resumes a held connection, whose easyrtcid it takes (``hold``)."""
 
     easyrtcid: str
     remote_address: str | None = None
@@ -125,6 +126,12 @@ class Peer:
     """Set once the socket has authenticated."""
     data: dict[str, Any] = field(default_factory=dict)
     """Free for server code (hooks) to keep what it learns about this socket."""
+    resume_key: bytes | None = field(default=None, repr=False)
+    """The digest of the resume key the socket gave when it connected (never the key)."""
+    resume_token: str | None = field(default=None, repr=False)
+    """The resume token it gave (a previous process's, to take its easyrtcid back)."""
+    superseded: bool = False
+    """Another socket took its easyrtcid over (resumed its connection): it is no one now."""
 
 
 @dataclass(slots=True, eq=False)

@@ -198,6 +198,18 @@ class Options(ProtocolOptions):
     shutdown_drain_time: float = 10.0
     """Seconds SIGTERM/SIGINT gives the server to tell every client's peers and close."""
 
+    # Keeping calls up (``hold.py``): a keyed client's connection outlives its socket
+    resume_grace: float = 30.0
+    """Seconds a connection that gave a resume key is held after its socket dropped without a
+    goodbye (still in its rooms, nobody told), waiting for the client to resume it; 0: never."""
+    resume_queue_messages: int = 100
+    """Messages and signals queued for one held connection; more are refused to their sender."""
+    resume_queue_bytes: int = 262_144
+    """Bytes (JSON) queued for one held connection; more are refused to their sender."""
+    resume_secret: str | None = field(default=None, repr=False)
+    """Key (32 bytes or more) signing the resume tokens that let clients take their easyrtcid
+    back from a restarted server; unset: a random key per process (no resume across restarts)."""
+
     # Operations: metrics, health, admin API, webhooks, logs (``operations.py`` and friends)
     metrics_enable: bool = True
     """Serve Prometheus metrics at ``/metrics``."""
@@ -280,7 +292,7 @@ def _names(cls: type[ProtocolOptions]) -> frozenset[str]:
 
 
 SECRET_OPTIONS: frozenset[str] = frozenset(
-    ("turn_secret", "jwt_secret", "admin_token", "webhook_secret", "redis_url")
+    ("turn_secret", "jwt_secret", "admin_token", "webhook_secret", "redis_url", "resume_secret")
 )
 """Options never printed or logged (``redis_url`` may hold a password)."""
 
@@ -350,6 +362,13 @@ def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
             f"at least {MIN_JWT_SECRET_BYTES} (e.g. the output of `openssl rand -hex 32`)",
             key="jwt_secret",
         )
+    secret = getattr(options, "resume_secret", None)
+    if isinstance(secret, str) and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise OptionsError(
+            f"option 'resume_secret' is {len(secret.encode())} bytes long: it needs at least "
+            f"{MIN_JWT_SECRET_BYTES} (e.g. the output of `openssl rand -hex 32`)",
+            key="resume_secret",
+        )
     return converted
 
 
@@ -372,7 +391,15 @@ _WHOLE_NUMBERS = frozenset(
 _TRANSPORT_WHOLE_NUMBERS = frozenset(("max_json_depth", "max_send_buffer", "max_poll_packets"))
 _STRINGS = frozenset(("host", "api_public_folder", "demos_public_folder"))
 _OPTIONAL_STRINGS = frozenset(
-    ("turn_secret", "jwt_secret", "jwt_audience", "jwt_issuer", "admin_token", "webhook_secret")
+    (
+        "turn_secret",
+        "jwt_secret",
+        "jwt_audience",
+        "jwt_issuer",
+        "admin_token",
+        "webhook_secret",
+        "resume_secret",
+    )
 )
 
 
@@ -386,9 +413,11 @@ _LIMIT_COUNTS = frozenset(
         "max_connections_per_address",
         "message_burst",
         "message_refusals_before_close",
+        "resume_queue_messages",
+        "resume_queue_bytes",
     )
 )
-_LIMIT_SECONDS = frozenset(("login_timeout", "message_rate", "shutdown_drain_time"))
+_LIMIT_SECONDS = frozenset(("login_timeout", "message_rate", "shutdown_drain_time", "resume_grace"))
 
 
 def _checked(name: str, value: Any) -> Any:

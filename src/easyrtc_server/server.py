@@ -69,12 +69,20 @@ class EasyRtcServer:
         self.draining = False  # set while shutting down: /readyz answers 503
         self.guard = Guard(self.options, self.core.now)  # connection and rate limits
         self.cluster: ClusterNode | None = None  # set when this process is a cluster node
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._hold_tasks: set[asyncio.Task[None]] = set()
 
     # -- the transport seam ------------------------------------------------------------------
 
     async def open(self, link: Link) -> Peer | None:
         """A socket connected; None if the ``connect`` hook refused it."""
-        peer = self.core.open(link.remote_address)
+        # resume keys (``hold``): one process only for now; a cluster node ignores them
+        keyed = self.cluster is None
+        peer = self.core.open(
+            link.remote_address,
+            resume_key=getattr(link, "resume_key", None) if keyed else None,
+            resume_token=getattr(link, "resume_token", None) if keyed else None,
+        )
         self.links[peer.easyrtcid] = link
         try:
             await self.hooks.connect(peer)
@@ -96,7 +104,10 @@ class EasyRtcServer:
         try:
             out = self.core.receive(peer, event, data, ack is not None)
             if not isinstance(out, Outcome):
+                easyrtcid = peer.easyrtcid
                 out = await self._decide(peer, out)
+                if peer.easyrtcid != easyrtcid:  # its login resumed a held connection
+                    self._resumed(easyrtcid, peer)
         except Exception:  # a bug must cost one reply, not the connection
             log.exception("failed to handle %s from %s", event, peer.easyrtcid)
             login = event == "easyrtcAuth"
@@ -116,7 +127,26 @@ class EasyRtcServer:
             await self._rooms_left(out.left)
 
     async def close(self, peer: Peer) -> None:
-        """The socket is gone: its rooms are told, then the hooks."""
+        """The socket is gone: its rooms are told, then the hooks. A keyed connection that
+        dropped without a goodbye is held instead (``hold``): nobody is told yet."""
+        if self.core.is_superseded(peer):  # another socket resumed its easyrtcid
+            self.guard.closed(peer)
+            return
+        if self.core.is_held(peer):  # held already (``hold_for_restart``)
+            return
+        link = self.links.get(peer.easyrtcid)
+        if (
+            self.cluster is None
+            and link is not None
+            and not getattr(link, "goodbye", True)
+            and self.core.hold(peer)
+        ):
+            del self.links[peer.easyrtcid]  # still counted by the guard: held, not gone
+            self._arm_hold_timer()
+            return
+        await self._gone(peer)
+
+    async def _gone(self, peer: Peer) -> None:
         self.guard.closed(peer)
         self.events.closed(peer, self.links.get(peer.easyrtcid))
         self.links.pop(peer.easyrtcid, None)
@@ -153,12 +183,15 @@ class EasyRtcServer:
         self.events.sent(out)
         links = self.links
         undeliverable = False
+        gone: ErrorCode | None = None
         for send in out.sends:
             body = send.body
             if isinstance(send, Reply):
                 if ack is not None and peer is not None and peer.easyrtcid in links:
                     if undeliverable:
                         body = error_message(ErrorCode.MSG_REJECT_BAD_DATA, self.core.now())
+                    elif gone is not None:
+                        body = error_message(gone, self.core.now())
                     try:
                         await ack(body)
                     except (TypeError, ValueError, RecursionError) as exc:  # not encodable
@@ -170,6 +203,8 @@ class EasyRtcServer:
             if link is None:
                 if self.cluster is not None and not replicated:
                     self.cluster.forward(send)
+                else:  # held (``hold``): queued, or refused as for a gone peer
+                    gone = self.core.state.holds.take(send)
                 continue
             try:
                 await link.send(send.event, body)
@@ -180,6 +215,58 @@ class EasyRtcServer:
             link = links.get(peer.easyrtcid)
             if link is not None:
                 await link.close()
+
+    # -- held connections (``hold``) ---------------------------------------------------------
+
+    def _resumed(self, easyrtcid: str, peer: Peer) -> None:
+        """``peer`` (until now ``easyrtcid``) took a held or live connection over: its link
+        and its count follow it; a socket still open under that easyrtcid is closed."""
+        links = self.links
+        superseded = links.pop(peer.easyrtcid, None)
+        link = links.pop(easyrtcid, None)
+        if link is not None:
+            links[peer.easyrtcid] = link
+        self.guard.moved(easyrtcid, peer)
+        self.events.connected_since.pop(easyrtcid, None)
+        if superseded is not None:
+            self._spawn(superseded.close())
+
+    def hold_for_restart(self, peer: Peer) -> bool:
+        """Shutting down: hold a keyed connection and drop its socket without a goodbye, so
+        that its client comes back to the next process (which restores it from its resume
+        token) and its peers hear nothing. Only with a ``resume_secret`` (else the next
+        process could not restore it) and a transport that can drop a socket."""
+        link = self.links.get(peer.easyrtcid)
+        drop = getattr(link, "drop", None)
+        if self.cluster is not None or not self.options.resume_secret or drop is None:
+            return False
+        if not self.core.hold(peer):
+            return False
+        del self.links[peer.easyrtcid]
+        drop()
+        return True
+
+    def _arm_hold_timer(self) -> None:
+        due = self.core.next_hold_expiry()
+        if due is None or self._hold_timer is not None:
+            return
+        delay = max(0.0, (due - self.core.now()) / 1000)
+        self._hold_timer = asyncio.get_running_loop().call_later(delay, self._holds_due)
+
+    def _holds_due(self) -> None:
+        self._hold_timer = None
+        self._spawn(self._expire_holds())
+
+    async def _expire_holds(self) -> None:
+        """Holds whose grace ran out end as ordinary disconnects: peers told, hooks run."""
+        for peer in self.core.expire_holds():
+            await self._gone(peer)
+        self._arm_hold_timer()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._hold_tasks.add(task)
+        task.add_done_callback(self._hold_tasks.discard)
 
     def _room_updates_due(self) -> None:
         """Once per ``room_update_tick``: push the member-list changes of the tick."""
@@ -310,9 +397,14 @@ class EasyRtcServer:
         await self.change("set_session_field", app, easyrtcsid, name, value, shared=shared)
 
     async def disconnect(self, easyrtcid: str) -> bool:
-        """Close a client's socket (it is then cleaned up as any disconnect)."""
+        """Close a client's socket (it is then cleaned up as any disconnect); a held
+        connection (``hold``) leaves at once."""
         link = self.links.get(easyrtcid)
         if link is None:
+            held = self.core.end_hold(easyrtcid)
+            if held is not None:
+                await self._gone(held)
+                return True
             return self.cluster is not None and self.cluster.disconnect(easyrtcid)
         await link.close()
         return True

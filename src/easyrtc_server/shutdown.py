@@ -9,6 +9,8 @@ client gets a ``SERVER_SHUTDOWN`` error push, the server forgets it exactly as o
 (its peers get ``removeClient``, the ``room_left`` and ``disconnect`` hooks run) and its socket
 is closed. One at a time, so that every remaining client hears of each leaving one. What is not
 done within ``shutdown_drain_time`` is left to the transport's shutdown, which closes all at once.
+A client that gave a resume key is not told (with a ``resume_secret`` set): its socket is dropped
+without a goodbye, and it takes its easyrtcid back from the next process (``hold``).
 
 ``exit_on_second_signal`` (the command line installs it) makes a second signal end the process
 at once. Knows the server's seam (``links``, ``close``), not the transport.
@@ -62,6 +64,8 @@ async def _close_one(server: EasyRtcServer, easyrtcid: str) -> bool:
     peer = server.core.peers.get(easyrtcid)
     if link is None or peer is None:  # left meanwhile
         return False
+    if server.hold_for_restart(peer):  # keyed: it resumes on the next process
+        return True
     try:
         await link.send("easyrtcCmd", error_message(ErrorCode.SERVER_SHUTDOWN, server.core.now()))
     except Exception:  # its socket is already broken: it is forgotten all the same

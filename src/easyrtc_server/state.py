@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import Callable
 
+from .hold import Holds
 from .model import Application, Connection, Membership, Peer, Room, fields_from_obj
 from .options import Options, ProtocolOptions
 from .outcome import Json, Outcome, Push, Reply, Send
@@ -51,6 +52,8 @@ class State:
         self.pending_since = 0
         self._early: set[int] = set()
         """ids of pushes a flush put in an outcome not yet settled: already in order."""
+        self.holds = Holds(self.options, self.now)
+        """Resume keys and the connections held for them (``hold``)."""
         self.create_app(self.options.app_default_name, persistent=True)
 
     # -- sockets -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Final, Literal
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from .clientfiles import ClientFiles
+from .clientfiles import OUR_CLIENT_DIR, RESUME_SCRIPT, ClientFiles
 
 CLIENT_CACHE_CONTROL: Final = "public, max-age=3600"
 """Client API files and the socket.io bundle: they change only with a new npm install."""
@@ -196,7 +196,7 @@ def add_client_routes(
     """Register GET (and HEAD) routes for the client files on ``app``.
 
     - ``{api_path}/{path}``: any file of ``files.api_dir`` (easyrtc.js, easyrtc_ft.js,
-      easyrtc.css, img/*, labs/*, ...);
+      easyrtc.css, img/*, labs/*, ...), and our ``{api_path}/easyrtc_resume.js``;
     - ``/socket.io/socket.io.js`` and ``/socket.io/socket.io.js.map``: the socket.io bundle;
     - when ``demos_dir`` is given: ``{demos_path}/{path}`` (``index.html`` by default),
       ``{demos_path}`` redirecting to ``{demos_path}/``, and ``/`` redirecting there too unless
@@ -206,6 +206,10 @@ def add_client_routes(
     caller's business). Every route resolves the real path of what it serves and refuses
     anything outside its folder.
     """
+    if files.api_dir is not None:
+        ours = StaticFolder(OUR_CLIENT_DIR, cache_control=CLIENT_CACHE_CONTROL)
+        resume = single_file(ours, RESUME_SCRIPT)
+        app.router.add_get(_prefix(api_path) + "/" + RESUME_SCRIPT, resume)
     api = StaticFolder(files.api_dir, cache_control=CLIENT_CACHE_CONTROL)
     app.router.add_get(_prefix(api_path) + "/{path:.*}", api.handle)
 

@@ -75,7 +75,11 @@ def test_json_formatter_keeps_extras_and_exceptions() -> None:
     assert "ValueError: bad" in line["exception"]
 
 
-async def _requests_logged(caplog: pytest.LogCaptureFixture, **options: Any) -> list[str]:
+async def _requests_logged(
+    caplog: pytest.LogCaptureFixture,
+    paths: tuple[str, ...] = ("/healthz", "/socket.io/?EIO=4&transport=polling"),
+    **options: Any,
+) -> list[str]:
     server = EasyRtcServer(Options.from_mapping(options))
     runner = web.AppRunner(
         create_app(server=server), access_log_class=access_logger_class(server.options)
@@ -86,7 +90,7 @@ async def _requests_logged(caplog: pytest.LogCaptureFixture, **options: Any) -> 
     try:
         with caplog.at_level(logging.INFO, logger="aiohttp.access"):
             async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-                for path in ("/healthz", "/socket.io/?EIO=4&transport=polling"):
+                for path in paths:
                     async with http.get(path) as response:
                         assert response.status == 200
     finally:
@@ -102,6 +106,14 @@ async def test_access_log_leaves_out_socketio_unless_asked(
     caplog.clear()
     full = await _requests_logged(caplog, access_log_enable=True)
     assert len(full) == 2 and "GET /socket.io/?EIO=4" in full[1]
+
+
+async def test_access_log_hides_resume_keys_and_tokens(caplog: pytest.LogCaptureFixture) -> None:
+    key, token = "K" * 40, "payload.signature"
+    path = f"/socket.io/?EIO=3&transport=polling&easyrtcResumeKey={key}&easyrtcResumeToken={token}"
+    [line] = await _requests_logged(caplog, (path,), access_log_enable=True)
+    assert "GET /socket.io/?EIO=3" in line and "easyrtcResumeKey=redacted" in line
+    assert key not in line and token not in line
 
 
 def test_command_line_logs_json(tmp_path: Path) -> None:

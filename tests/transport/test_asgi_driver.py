@@ -267,3 +267,19 @@ async def test_packets_held_back_by_flow_control_go_out_before_newer_ones() -> N
     await writer
     assert direct.write_now(session) == len(ws_frame(b"4new"))
     assert owner.transport.written == [ws_frame(b"4old"), ws_frame(b"4new")]
+
+
+@pytest.mark.parametrize("driver", ["aiohttp", "asgi"])
+@pytest.mark.parametrize(("code", "goodbye"), [(1000, True), (1001, True), (4000, False)])
+async def test_websocket_close_codes_tell_a_goodbye_from_a_drop(
+    driver: str, code: int, goodbye: bool
+) -> None:
+    """Closed by the client with 1000/1001 (a page that goes away): a goodbye, even without a
+    Socket.IO DISCONNECT; another code: a drop (a resumable connection is held)."""
+    async with lean_server(driver=driver) as run, aiohttp.ClientSession() as session:
+        ws = await _connect(session, run, False)
+        await ws.close(code=code)
+        await run.server.wait(lambda: len(run.server.closed) == 1)
+        [peer] = run.server.closed
+        assert isinstance(peer.link, SocketLink)
+        assert peer.link.goodbye is goodbye

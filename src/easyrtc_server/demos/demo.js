@@ -9,6 +9,7 @@ const demo = {};
 // ?room=NAME     room to be in (default: the server's default room)
 // ?name=TEXT     username shown to others
 // ?ice=none      use no STUN/TURN servers (host candidates only: same machine or LAN)
+// ?resume=1      keep calls up when the signaling connection drops (easyrtc_resume.js)
 demo.settings = function (defaultApp) {
   const query = new URLSearchParams(location.search);
   return {
@@ -16,6 +17,7 @@ demo.settings = function (defaultApp) {
     room: query.get("room") || "default",
     name: query.get("name") || "",
     ice: query.get("ice") || "",
+    resume: query.get("resume") === "1",
   };
 };
 
@@ -44,6 +46,14 @@ demo.showError = function (errorCode, errorText) {
 // Connects with the settings, leaves the default room for settings.room if needed,
 // then calls onReady(myEasyrtcid).
 demo.connect = function (settings, onReady) {
+  if (settings.resume && !window.easyrtcResume) { // loaded only when asked for
+    const script = document.createElement("script");
+    script.src = "../easyrtc/easyrtc_resume.js";
+    script.onload = () => demo.connect(settings, onReady);
+    script.onerror = () => demo.status("error", "Could not load easyrtc_resume.js.");
+    document.head.appendChild(script);
+    return;
+  }
   easyrtc.setOnError(function (error) {
     demo.showError(error.errorCode, error.errorText);
   });
@@ -55,6 +65,9 @@ demo.connect = function (settings, onReady) {
   }
   if (settings.ice === "none") {
     easyrtc.setIceUsedInCalls({ iceServers: [] });
+  }
+  if (settings.resume) {
+    easyrtcResume.enable(easyrtc);
   }
   demo.status("connecting", "Connecting to the server\u2026");
 

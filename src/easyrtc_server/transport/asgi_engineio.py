@@ -27,6 +27,7 @@ from .engineio_protocol import EngineSession, ws_frame
 from .engineio_routing import Handshake, Poll, Post, Preflight, Refuse, Upgrade
 from .engineio_sessions import (
     BAD_REQUEST_REPLY,
+    GOODBYE_CODES,
     ClientGone,
     EngineIOServer,
     EngineSocket,
@@ -294,7 +295,7 @@ class AsgiEngineIO:
             if type(route) is Handshake and route.websocket:
                 await send({"type": "websocket.accept"})
                 conn = AsgiWebSocket(engine, send)
-                sock = engine.open_session(route.eio, _remote(scope), conn)
+                sock = engine.open_session(route.eio, _remote(scope), conn, _query(scope))
                 await self._run(sock, conn, receive, opening=True)
             elif type(route) is Upgrade:
                 await self._upgrade(route.session, receive, send)
@@ -311,7 +312,7 @@ class AsgiEngineIO:
             reply = await route.session.take_post(_body_reader(receive), content_type)
             await self._reply(send, origin, reply)
         elif type(route) is Handshake and not route.websocket:
-            sock = engine.open_session(route.eio, _remote(scope))
+            sock = engine.open_session(route.eio, _remote(scope), query=_query(scope))
             await sock.open()
             await self._reply(send, origin, sock.poll_reply())
         elif type(route) is Preflight:
@@ -377,6 +378,8 @@ class AsgiEngineIO:
         while True:
             message = await receive()
             if message["type"] != "websocket.receive" or sock.closed:
+                if message.get("code") in GOODBYE_CODES and not sock.closed:
+                    sock.close("client close", graceful=False)  # a goodbye (``hold``)
                 return
             text = message.get("text")
             if text is not None:

@@ -41,6 +41,7 @@ from .engineio_routing import (
 )
 from .engineio_sessions import (
     BAD_REQUEST_REPLY,
+    GOODBYE_CODES,
     ClientGone,
     EngineHandler,
     EngineIOServer,
@@ -193,7 +194,7 @@ class AiohttpEngineIO:
         if type(route) is Handshake:
             if route.websocket:
                 return await self._ws_handshake(request, route.eio)
-            sock = self.engine.open_session(route.eio, request.remote)
+            sock = self.engine.open_session(route.eio, request.remote, query=request.query)
             await sock.open()
             return self._reply(request, sock.poll_reply())
         if type(route) is Preflight:
@@ -253,7 +254,9 @@ class AiohttpEngineIO:
         wt = request.transport
         if wt is None or wt.is_closing():
             return ws
-        sock = self.engine.open_session(eio, request.remote, AiohttpWebSocket(self.engine, wt))
+        sock = self.engine.open_session(
+            eio, request.remote, AiohttpWebSocket(self.engine, wt), request.query
+        )
         await sock.open()
         if not sock.closed:
             await self._ws_loop(sock, ws)
@@ -304,6 +307,8 @@ class AiohttpEngineIO:
                         reason = "transport error"
                         if ws.close_code == 1009:
                             reason = "payload too large"
+                    elif kind is WSMsgType.CLOSE and msg.data in GOODBYE_CODES:
+                        reason = "client close"  # a goodbye (a page closed, a disconnect)
                     break
                 if sock.closed:
                     break

@@ -68,6 +68,11 @@ log = logging.getLogger("easyrtc_server.transport.engineio")
 _CLOSED: Final = State.CLOSED
 _OVERFLOW: Final = SendResult.OVERFLOW
 _WAKE: Final = SendResult.WAKE
+_NO_QUERY: Final[Mapping[str, str]] = {}
+
+GOODBYE_CODES: Final = frozenset((1000, 1001))
+"""Websocket close codes of a client that leaves on purpose (normal closure, going away): the
+session ends as ``client close``, a goodbye, not a drop (a held resume key is released)."""
 _PACKETS_PER_YIELD: Final = 64
 """A POST's packets are handled in runs of this many, letting other sockets in between."""
 
@@ -174,6 +179,7 @@ class EngineSocket:
         "_probe",
         "_server",
         "proto",
+        "query",
         "remote_address",
         "user",
     )
@@ -194,6 +200,8 @@ class EngineSocket:
             sid, eio, transport, server.limits, self._loop.time(), framed=framed
         )
         self.remote_address = remote
+        self.query: Mapping[str, str] = _NO_QUERY
+        """The handshake's query parameters the server keeps (``kept_query``)."""
         self.user: Any = None
         """Free for the handler's per-session state."""
         self._closed_notified = False
@@ -587,6 +595,7 @@ class EngineIOServer:
         allow_eio3: bool = True,
         read_timeout: float = 10.0,
         max_poll_packets: int = 0,
+        kept_query: Iterable[str] = (),
     ) -> None:
         if ping_interval <= 0 or ping_timeout <= 0 or upgrade_timeout <= 0 or read_timeout <= 0:
             raise ValueError(
@@ -609,6 +618,8 @@ class EngineIOServer:
         self.upgrade_timeout = float(upgrade_timeout)
         self.read_timeout = float(read_timeout)
         self.allow_eio3 = allow_eio3
+        self.kept_query = tuple(kept_query)
+        """Handshake query parameters kept on the session (``EngineSocket.query``)."""
         self.cors = CorsPolicy(cors_origins)
         self.sockets: dict[str, EngineSocket] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -680,12 +691,21 @@ class EngineIOServer:
                 return sid
 
     def open_session(
-        self, eio: int, remote: str | None, connection: Connection | None = None
+        self,
+        eio: int,
+        remote: str | None,
+        connection: Connection | None = None,
+        query: Mapping[str, str] | None = None,
     ) -> EngineSocket:
         """A new registered session: long-polling, or on ``connection`` (a websocket, whose
-        open packet goes out at the end of this pass). Then ``await sock.open()``."""
+        open packet goes out at the end of this pass). Then ``await sock.open()``. ``query``:
+        the handshake's, of which the ``kept_query`` parameters are kept on the session."""
         kind = TransportKind.POLLING if connection is None else TransportKind.WEBSOCKET
         sock = EngineSocket(self, self.new_sid(), eio, kind, remote, connection)
+        if query and self.kept_query:
+            kept = {name: query[name] for name in self.kept_query if name in query}
+            if kept:
+                sock.query = kept
         self.sockets[sock.sid] = sock
         self._wheel.schedule(sock, sock.proto.next_deadline())
         if connection is not None:

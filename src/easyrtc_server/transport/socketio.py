@@ -81,6 +81,14 @@ _monotonic: Final = time.monotonic
 PreparedEvent = PreparedPacket
 """An event encoded once (see `prepare_event`)."""
 
+RESUME_KEY: Final = "easyrtcResumeKey"
+RESUME_TOKEN: Final = "easyrtcResumeToken"
+"""Where a client gives its resume key and token (``hold``): in the CONNECT auth (Socket.IO 5),
+or as handshake query parameters (any protocol; Socket.IO 4 clients have no CONNECT auth)."""
+
+DROPS: Final = frozenset(("ping timeout", "transport close", "transport error"))
+"""Engine.IO close reasons that are not a goodbye: the socket dropped."""
+
 
 class SeamServer(Protocol):
     """The server side of the seam (see `easyrtc_server.transport`)."""
@@ -103,9 +111,21 @@ class SocketLink:
     Pushes made while ``server.open`` runs are held and follow the CONNECT packet.
     """
 
-    __slots__ = ("_opening", "_proto", "_sock", "connected", "peer", "sid")
+    __slots__ = (
+        "_opening",
+        "_proto",
+        "_said_goodbye",
+        "_sock",
+        "connected",
+        "peer",
+        "resume_key",
+        "resume_token",
+        "sid",
+    )
 
-    def __init__(self, sock: EngineSocket, proto: SocketSession, sid: str) -> None:
+    def __init__(
+        self, sock: EngineSocket, proto: SocketSession, sid: str, auth: Any = None
+    ) -> None:
         self._sock = sock
         self._proto = proto
         self.sid = sid
@@ -113,6 +133,11 @@ class SocketLink:
         self.peer: Any = None
         self.connected = False
         self._opening = True
+        self._said_goodbye = False
+        # the client's resume key and token (``hold``): CONNECT auth, else the handshake query
+        given = auth if isinstance(auth, dict) and RESUME_KEY in auth else sock.query
+        self.resume_key: Any = given.get(RESUME_KEY)
+        self.resume_token: Any = given.get(RESUME_TOKEN)
 
     def __repr__(self) -> str:
         return f"<SocketLink {self.sid} on {self._sock!r}>"
@@ -124,6 +149,13 @@ class SocketLink:
     @property
     def engine_socket(self) -> EngineSocket:
         return self._sock
+
+    @property
+    def goodbye(self) -> bool:
+        """The client left on purpose (a DISCONNECT, an Engine.IO close, a websocket closed
+        with 1000/1001), or the server closed it; False for a drop (timeout, broken transport),
+        after which a keyed connection is held."""
+        return self._said_goodbye or self._sock.close_reason not in DROPS
 
     async def send(self, event: str, data: Any) -> None:
         """Push one event (no ack requested); queues and returns at once."""
@@ -142,6 +174,12 @@ class SocketLink:
     async def close(self) -> None:
         """Disconnect the client (it will not reconnect on its own); ``server.close`` follows."""
         self.disconnect()
+
+    def drop(self) -> None:
+        """End the session without a Socket.IO DISCONNECT, as a broken network would: a client
+        that resumes (``hold``) comes back. ``server.close`` follows."""
+        if not self._sock.closed:
+            self._sock.close("server restart", graceful=False)
 
     def disconnect(self) -> None:
         """`close` without the coroutine."""
@@ -235,6 +273,7 @@ class LeanTransport:
         )
         self.engine = EngineIOServer(
             self,
+            kept_query=(RESUME_KEY, RESUME_TOKEN),
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             upgrade_timeout=upgrade_timeout,
@@ -301,7 +340,7 @@ class LeanTransport:
         sock.user = session
         request = session.open(_monotonic())
         if request is not None:  # protocol 4 connects "/" implicitly
-            await self._connect(sock, session)
+            await self._connect(sock, session, None)
         else:
             self._arm_connect_timer(sock, session)
 
@@ -343,8 +382,10 @@ class LeanTransport:
             reply = error_message(ErrorCode.MSG_REJECT_BAD_STRUCTURE, int(time.time() * 1000))
             sock.send_packet(encode_ack(event.ack_id, reply))
         elif type(event) is ConnectRequest:
-            await self._connect(sock, session)
+            await self._connect(sock, session, event.auth)
         elif type(event) is Disconnected:
+            if session.link is not None:
+                session.link._said_goodbye = True
             await self._disconnected(session)
             self._arm_connect_timer(sock, session)
         elif type(event) is Reply:
@@ -352,11 +393,11 @@ class LeanTransport:
 
     # -- connections -----------------------------------------------------------------------------
 
-    async def _connect(self, sock: EngineSocket, session: _Session) -> None:
+    async def _connect(self, sock: EngineSocket, session: _Session, auth: Any) -> None:
         if session.timer is not None:
             session.timer.cancel()
             session.timer = None
-        link = SocketLink(sock, session, secrets.token_urlsafe(15))
+        link = SocketLink(sock, session, secrets.token_urlsafe(15), auth)
         session.link = link
         try:
             peer = await self.server.open(link)

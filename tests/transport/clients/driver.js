@@ -38,7 +38,7 @@ socket.on("disconnect", (reason) => out({ ev: "disconnect", reason }));
 socket.on("connect_error", (err) => out({ ev: "connect_error", message: String(err && err.message || err) }));
 socket.on("error", (err) => out({ ev: "error", message: String(err && err.message || err) }));
 socket.on("reconnect_attempt", () => out({ ev: "reconnect_attempt" }));
-for (const name of ["easyrtcCmd", "easyrtcMsg", "pushed", "bcast"]) {
+for (const name of ["easyrtcCmd", "easyrtcMsg", "easyrtcResume", "pushed", "bcast"]) {
   socket.on(name, (data) => out({ ev: "message", event: name, data }));
 }
 
