@@ -11,6 +11,7 @@ from . import shutdown
 from .clientfiles import find_client_files
 from .cluster.forwarding import Forwarder
 from .cluster.node import ClusterNode
+from .engine import Carrier, Engine, EngineFactory
 from .operations import OPERATIONS_KEY, Operations
 from .options import Options
 from .server import EasyRtcServer
@@ -25,6 +26,18 @@ DEMOS_DIR = Path(__file__).resolve().parent / "demos"
 SERVER_KEY = web.AppKey("easyrtc_server", EasyRtcServer)
 
 
+def engine_for(options: Options) -> EngineFactory | None:
+    """The engine ``options`` ask for: a cluster node when ``redis_url`` is set, else None
+    (the server's default, the state in this process)."""
+    if options.redis_url is None:
+        return None
+
+    def node(carrier: Carrier, options: Options) -> Engine:
+        return ClusterNode(carrier, options)
+
+    return node
+
+
 def create_app(
     options: Options | None = None,
     *,
@@ -36,26 +49,26 @@ def create_app(
     ``transport`` (default: the ``transport`` option) is ``"lean"``, the project's own
     Engine.IO 3/4 stack, or ``"python-socketio"`` (Engine.IO 4 only, several times slower).
     """
-    server = server or EasyRtcServer(options)
+    server = server or EasyRtcServer(options, engine=engine_for(options or Options()))
     options = server.options
     transport = transport or options.transport
     app = web.Application()
     app[SERVER_KEY] = server
     app.on_response_prepare.append(_plain_server_header)
     shutdown.install(app, server)  # before the transport's own shutdown closes every socket
-    if options.redis_url is not None and server.cluster is None:
-        server.cluster = ClusterNode(server, options)
-    if server.cluster is not None:  # a node of a cluster: joins it at start, leaves at the end
-        node = server.cluster
-        app.on_startup.append(lambda _app: node.start())
-        app.on_cleanup.append(lambda _app: node.stop())
+    engine = server.engine  # a node of a cluster joins it at start, leaves at the end
+    node = engine if isinstance(engine, ClusterNode) else None
+    if options.redis_url is not None and node is None:
+        raise ValueError("a server for redis_url is made with engine=app.engine_for(options)")
+    app.on_startup.append(lambda _app: engine.start())
+    app.on_cleanup.append(lambda _app: engine.stop())
     app[OPERATIONS_KEY] = operations = Operations(server)  # health, metrics, admin, webhooks
     operations.attach(app)
     if transport == "lean":
         lean = LeanTransport.from_options(server, options)
         lean.attach(app)
-        if server.cluster is not None:  # any node takes any request of a session: no stickiness
-            Forwarder(server.cluster, lean.engine, options).install(app)
+        if node is not None:  # any node takes any request of a session: no stickiness
+            Forwarder(node, lean.engine, options).install(app)
         if operations.metrics is not None:
             operations.metrics.wire = lean.engine  # bytes in and out
     elif transport == "python-socketio":

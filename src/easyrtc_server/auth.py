@@ -30,7 +30,17 @@ from .roomdata import join_state
 from .state import State
 from .validation import MISSING, is_nonempty_object, is_object
 
-__all__ = ["AuthRequest", "admit", "authenticate", "check_login", "finish", "revoke", "token"]
+__all__ = [
+    "AuthRequest",
+    "admit",
+    "authenticate",
+    "check_login",
+    "credential_of",
+    "finish",
+    "login_read",
+    "revoke",
+    "token",
+]
 
 
 def authenticate(state: State, peer: Peer, msg: Any) -> LoginRequested | Outcome:
@@ -95,6 +105,31 @@ def parse_auth(state: State, msg: Any) -> AuthRequest | ErrorCode:
         message=msg,
         app_name_given=app_name_given,
     )
+
+
+def login_read(request: AuthRequest) -> Json:
+    """A checked login's message with only what ``authenticate`` reads after its checks, never
+    the credential (it is the ``authenticate`` hook's alone): read back, it passes the same
+    checks and gives the same request, but for ``credential`` and ``message``."""
+    data: Json = {"apiVersion": request.message["msgData"]["apiVersion"]}
+    if request.app_name_given:
+        data["applicationName"] = request.app_name
+    if request.easyrtcsid is not None:
+        data["easyrtcsid"] = request.easyrtcsid
+    if request.username is not MISSING:
+        data["username"] = request.username
+    if request.rooms:
+        data["roomJoin"] = rooms.room_map(request.rooms)
+    if request.presence is not None:
+        presence = rooms.presence_read(request.presence)
+        if isinstance(presence, dict):
+            data["setPresence"] = presence
+    return {"msgType": "authenticate", "msgData": data}
+
+
+def credential_of(msg: Json) -> Any:
+    """The credential of a checked login message (MISSING when absent)."""
+    return msg["msgData"].get("credential", MISSING)
 
 
 def check_login(state: State, login: LoginRequested) -> JoinRequested | Outcome:

@@ -1,0 +1,136 @@
+"""Where the state lives and changes: the seam between the server and its state, with the
+in-memory engine (one process) as its first implementation.
+
+The server (``server.EasyRtcServer``) owns the sockets and the hooks; an ``Engine`` owns the
+protocol core and decides *where* a change is made: in this process (``LocalEngine``) or through
+a cluster's log, applied by every node alike (``cluster.node.ClusterNode``). The server hands it
+a client's event, the answer to a decision, a close and server code's changes; the engine makes
+the change, has its sends carried out (``Carrier.deliver``) in the order the changes were made,
+and returns the outcome, so the server can tell its hooks and listeners what happened. A push
+for a socket the server does not hold is the engine's to route, and so is the disconnect of such
+a socket. The decide loop (ask the hooks, answer the core) is the server's, once, for every
+engine.
+
+This module knows no sockets, no hooks and nothing of a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import control
+from .core import Core
+from .decisions import Answer, Decision
+from .model import Peer
+from .options import Options
+from .outcome import Outcome, Push
+from .startup import ALONE
+
+if TYPE_CHECKING:
+    from .transport import Ack, Link
+
+Step = Outcome | Decision
+"""What an event or an answer gives: the outcome (carried out), or the core's next question."""
+
+
+class EngineUnavailable(Exception):
+    """The engine could not make a change (a cluster's log did not answer in time): the event
+    is refused with the generic error of its kind."""
+
+
+class Carrier(Protocol):
+    """What an engine needs of the server: carrying out an outcome, and its open sockets."""
+
+    links: dict[str, Link]
+    """The sockets this process holds, by easyrtcid."""
+
+    async def deliver(self, peer: Peer | None, out: Outcome, ack: Ack | None) -> None: ...
+
+
+class Engine(Protocol):
+    """One place where the server's state is changed (see the module docstring)."""
+
+    core: Core
+
+    @property
+    def role(self) -> str:
+        """How the start-up line describes this process."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step:
+        """A client's event: the outcome, carried out, or the core's decision to answer."""
+        ...
+
+    async def answer(self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None) -> Step:
+        """The hooks' ``answer`` to ``decision``: the outcome, carried out, or the next one."""
+        ...
+
+    async def close(self, peer: Peer) -> Outcome:
+        """A socket of this process closed: its rooms are told (carried out)."""
+        ...
+
+    async def change(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Server code's change ``control.<name>``, carried out; returns what it returned."""
+        ...
+
+    def route(self, send: Push) -> None:
+        """A push for a socket this process does not hold."""
+        ...
+
+    def disconnect(self, easyrtcid: str) -> bool:
+        """Close a socket this process does not hold; False if nobody holds it."""
+        ...
+
+
+EngineFactory = Callable[[Carrier, Options], Engine]
+"""How the server makes its engine: given itself (to carry outcomes out) and its options."""
+
+
+class LocalEngine:
+    """The state in this process: every change is made at once, on the one core."""
+
+    role = ALONE
+
+    def __init__(self, carrier: Carrier, core: Core) -> None:
+        self.core = core
+        self.carrier = carrier
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step:
+        step = self.core.receive(peer, event, data, ack is not None)
+        if type(step) is Outcome:
+            await self.carrier.deliver(peer, step, ack)
+        return step
+
+    async def answer(self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None) -> Step:
+        step = self.core.answer(decision, answer)
+        if type(step) is Outcome:
+            await self.carrier.deliver(peer, step, ack)
+        return step
+
+    async def close(self, peer: Peer) -> Outcome:
+        out = self.core.close(peer)
+        await self.carrier.deliver(peer, out, None)
+        return out
+
+    async def change(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        result = getattr(control, name)(self.core.state, *args, **kwargs)
+        if isinstance(result, Outcome):
+            await self.carrier.deliver(None, result, None)
+        return result
+
+    def route(self, send: Push) -> None:
+        """Nobody else holds sockets: a push for an unknown socket is dropped."""
+
+    def disconnect(self, easyrtcid: str) -> bool:
+        return False
