@@ -281,7 +281,7 @@ def token(state: State, conn: Connection, servers: list[dict[str, Any]]) -> Json
 
 def _current_state(state: State, member: Membership) -> Json:
     """A room's whole state for ``member``, whose list is then current."""
-    state.mark_current(member)
+    state.updates.mark_current(member)
     return join_state(member.room, state.client_list(member.room))
 
 

@@ -98,8 +98,11 @@ class Core:
         *,
         clock: Callable[[], int] | None = None,
         new_id: Callable[[], str] | None = None,
+        here: Callable[[str], bool] | None = None,
     ) -> None:
-        self.state = State(options, clock=clock, new_id=new_id)
+        """``here``: whether an easyrtcid's socket is on this node, for coalesced member-list
+        updates (``coalescing``); None: all are."""
+        self.state = State(options, clock=clock, new_id=new_id, here=here)
 
     @property
     def options(self) -> Options:
@@ -170,16 +173,16 @@ class Core:
 
     def next_room_update(self) -> int | None:
         """When (clock ms) the pending member-list changes are due; None if there are none."""
-        return self.state.next_flush()
+        return self.state.updates.next_flush()
 
     def flush_room_updates(self) -> Outcome:
         """The pending member-list changes: one ``roomData`` push per member behind."""
-        return self.state.flush_rooms()
+        return self.state.updates.flush()
 
     def settle(self, out: Outcome, sender: Peer | None) -> Outcome:
         """``out`` with each recipient first caught up on the changes pending for it (call
         before carrying out any outcome: what a member receives keeps the changes' order)."""
-        return self.state.settle(out, sender.easyrtcid if sender is not None else None)
+        return self.state.updates.settle(out, sender.easyrtcid if sender is not None else None)
 
     # -- decisions -------------------------------------------------------------------------
 

@@ -130,7 +130,7 @@ class Options(ProtocolOptions):
     # Performance
     room_update_tick: float = 0.0
     """Seconds during which the member-list deltas one socket receives are merged into one push
-    (``State.flush_rooms``); 0 sends each delta at once, as the reference does."""
+    (``coalescing.Coalescer.flush``); 0 sends each delta at once, as the reference does."""
 
     # Hosting
     host: str = "0.0.0.0"

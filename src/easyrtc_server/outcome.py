@@ -34,6 +34,9 @@ class Push:
     to: str
     event: str
     body: Json
+    settled: bool = False
+    """Already in order where it stands (a member-list catch-up built into an outcome):
+    ``coalescing.Coalescer.settle`` puts nothing before it."""
 
 
 Send = Reply | Push

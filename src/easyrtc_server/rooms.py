@@ -131,7 +131,7 @@ def apply_room_join(state: State, join: JoinRequested) -> Outcome:
     states: Json = {}
     for name in names:
         member = conn.rooms[name]
-        state.mark_current(member)
+        state.updates.mark_current(member)
         states[name] = join_state(member.room, state.client_list(member.room))
     return out.reply(room_data(states))
 
@@ -252,7 +252,7 @@ def set_room_api_field(state: State, conn: Connection, msg: Json) -> Outcome:
     out = Outcome()
     cid = conn.easyrtcid
     if state.coalescing:
-        state.mark_changed(member.room, cid, api_cleared=member.api_field is None)
+        state.updates.mark_changed(member.room, cid, api_cleared=member.api_field is None)
     else:
         state.tell_room(member.room, cid, delta["msgData"]["roomData"][room_name], out)
     return out.reply(delta)

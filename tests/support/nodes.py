@@ -16,7 +16,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from .ports import free_port
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0
+"""Seconds a node may take to log that it listens (imports alone took 12 s on a loaded machine)."""
 STOP_TIMEOUT = 30.0
 """A node drains its clients for at most ``shutdown_drain_time`` (10 s), then leaves."""
 LISTENING = "listening on "

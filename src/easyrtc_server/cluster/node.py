@@ -24,7 +24,6 @@ log from there before it serves.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -114,10 +113,10 @@ class ClusterNode:
             self.redis, self.keys, NodeInfo(self.node_id), ttl=options.cluster_alive_ttl
         )
         self.rebuilder = Rebuilder(self)  # failures: cluster/rebuild.py, cluster/liveness.py
-        if options.room_update_tick:
-            log.warning("room_update_tick is not used in cluster mode: each change is sent at once")
-            options = dataclasses.replace(options, room_update_tick=0.0)
-        self.replica = Replica.new(options, self.node_id, kinds=self.rebuilder.kinds)
+        links = carrier.links
+        self.replica = Replica.new(
+            options, self.node_id, kinds=self.rebuilder.kinds, here=links.__contains__
+        )
         self.core = self.replica.core
         self.inbox = Inbox(self.redis, self.keys, self.node_id, self._from_inbox)
         self.last_id: bytes | str = "0-0"
@@ -316,7 +315,9 @@ class ClusterNode:
         if isinstance(out, LoginRequested) and waiter is not None and waiter.login is not None:
             out.request.message = waiter.login  # what the authenticate hook reads, as on one
             out.request.credential = credential_of(waiter.login)  # process; never logged
-        if isinstance(out, Outcome) and (out.sends or out.close):
+        if isinstance(out, Outcome) and (
+            out.sends or out.close or self.core.next_room_update() is not None
+        ):  # coalesced updates due for this node's sockets: the server's tick sends them
             ack = waiter.ack if waiter is not None else None
             links = self.carrier.links
             mine = Outcome(  # what this node sends (and counts in its metrics)

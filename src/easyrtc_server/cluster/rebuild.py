@@ -119,7 +119,6 @@ def reset(state: State, keep: Iterable[str]) -> None:
     (this node's own, which stay open and unauthenticated until their rejoin is read back).
     What server code made (persistent applications and rooms, their fields) stays."""
     kept = set(keep)
-    state.pending_rooms = {}
     for peer in list(state.peers.values()):
         if peer.connection is not None:
             state.remove_connection(peer.connection, Outcome(), tell=False)
@@ -132,10 +131,7 @@ def reset(state: State, keep: Iterable[str]) -> None:
             session.connections.clear()
         for group in app.groups.values():
             group.members.clear()
-        for room in app.rooms.values():
-            room.changed.clear()
-            room.api_cleared.clear()
-            room.flushed = room.seq
+    state.updates.reset([room for app in state.apps.values() for room in app.rooms.values()])
 
 
 def full_lists(state: State, easyrtcids: Iterable[str]) -> Outcome:
@@ -150,7 +146,7 @@ def full_lists(state: State, easyrtcids: Iterable[str]) -> Outcome:
             continue
         rooms: Json = {}
         for name, member in conn.rooms.items():
-            state.mark_current(member)
+            state.updates.mark_current(member)
             data = join_state(member.room, state.client_list(member.room))
             data["roomStatus"] = "update"
             rooms[name] = data

@@ -114,10 +114,12 @@ class Replica:
         *,
         wall: Callable[[], int] | None = None,
         kinds: Mapping[str, Apply] | None = None,
+        here: Callable[[str], bool] | None = None,
     ) -> Replica:
-        """A replica with a fresh core reading the log's clock."""
+        """A replica with a fresh core reading the log's clock; ``here`` says which sockets
+        are this node's (the core's coalesced updates are built for those)."""
         clock = LogClock(wall)
-        return cls(Core(options, clock=clock.now), node_id, clock, kinds=kinds)
+        return cls(Core(options, clock=clock.now, here=here), node_id, clock, kinds=kinds)
 
     def now(self) -> int:
         """The entry's time while one is applied, else the wall clock."""

@@ -6,7 +6,7 @@ in join order with join times and apiFields, room fields), connections (username
 fields, session, groups), sessions, groups, and each peer's owner node. ``load`` rebuilds a
 replica from it. What is not replicated stays out: ``peer.data`` (the origin's hooks' own),
 a login's credential (held by the client's node alone, never in Redis), coalescing
-bookkeeping (off in cluster mode).
+bookkeeping (per node: ``coalescing``).
 
 A snapshot is only taken between decisions (no login or ``roomJoin`` waiting for its origin's
 hooks), since a pending decision holds references into the state that JSON cannot carry.
