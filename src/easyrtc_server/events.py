@@ -14,6 +14,8 @@ can change them (a login, ``roomJoin``, ``roomLeave``, a close), never on relaye
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .outcome import Json, Outcome, Reply
@@ -62,6 +64,9 @@ class Listener:
     def closed(self, peer: Peer, reason: str) -> None:
         """A socket is gone; ``reason`` is the transport's (``slow consumer``, …) or empty."""
 
+    def hook_timed(self, name: str, seconds: float) -> None:
+        """A call of hook ``name`` took ``seconds`` (wall clock, awaits included)."""
+
 
 class ServerEvents:
     """The server's side of the seam: a few calls in, listener events out."""
@@ -98,6 +103,17 @@ class ServerEvents:
     def sent(self, out: Outcome) -> None:
         for listener in self.listeners:
             listener.sent(out)
+
+    @contextmanager
+    def hook(self, name: str) -> Iterator[None]:
+        """Around the server's call of hook ``name``: its duration to the listeners."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - start
+            for listener in self.listeners:
+                listener.hook_timed(name, seconds)
 
     def closed(self, peer: Peer, link: Link | None) -> None:
         """Called before the server forgets the connection: ``peer.connection`` is still set."""

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .admin import AdminApi
 from .health import Readiness
-from .metrics import Metrics, time_hooks
+from .metrics import Metrics
 from .server import EasyRtcServer
 from .webhooks import Webhooks
 
@@ -33,8 +33,7 @@ class Operations:
         self.webhooks: Webhooks | None = None
         if options.metrics_enable:
             self.metrics = Metrics(server)
-            server.events.add(self.metrics)
-            time_hooks(server.hooks, self.metrics)
+            server.events.add(self.metrics)  # hook calls are timed where the server makes them
         if options.admin_token:
             self.admin = AdminApi(server, options.admin_token)
         if options.webhook_urls:

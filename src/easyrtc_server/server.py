@@ -86,7 +86,8 @@ class EasyRtcServer:
         peer = self.core.open(link.remote_address)
         self.links[peer.easyrtcid] = link
         try:
-            await self.hooks.connect(peer)
+            with self.events.hook("connect"):
+                await self.hooks.connect(peer)
         except Exception as exc:
             _log_refusal("connection", peer.easyrtcid, exc)
             del self.links[peer.easyrtcid]
@@ -126,7 +127,7 @@ class EasyRtcServer:
         if out.left:
             await self._rooms_left(out.left)
         if conn is not None:
-            await self._notify(self.hooks.disconnect, conn)
+            await self._notify("disconnect", conn)
 
     async def deliver(
         self,
@@ -210,37 +211,48 @@ class EasyRtcServer:
             return Refused(decision.failure)
 
     async def _hooks_answer(self, peer: Peer, decision: Decision) -> Answer:
-        hooks = self.hooks
+        """Each hook call is timed for the listeners (``events.hook``)."""
+        hooks, timed = self.hooks, self.events.hook
         match decision:
             case LoginRequested(request=request):
-                await hooks.authenticate(peer, request)
+                with timed("authenticate"):
+                    await hooks.authenticate(peer, request)
                 return LoginAnswer(request.app_name, request.username, request.rooms)
             case JoinRequested(app_name=app_name, phase=phase):
                 for name, parameter in decision.rooms.items():
                     if name in decision.creates:
-                        await hooks.room_create(peer, app_name, name)
-                    await hooks.room_join(peer, app_name, name, parameter, phase)
+                        with timed("room_create"):
+                            await hooks.room_create(peer, app_name, name)
+                    with timed("room_join"):
+                        await hooks.room_join(peer, app_name, name, parameter, phase)
                 return JoinAnswer()
             case LoginAdmitted(conn=conn):
-                await hooks.authenticated(conn)
-                servers = await hooks.ice_servers(conn)
+                with timed("authenticated"):
+                    await hooks.authenticated(conn)
+                with timed("ice_servers"):
+                    servers = await hooks.ice_servers(conn)
                 return TokenAnswer(servers, conn.username, conn.presence, conn.fields)
             case IceRequested(conn=conn):
-                return IceAnswer(await hooks.ice_servers(conn))
+                with timed("ice_servers"):
+                    return IceAnswer(await hooks.ice_servers(conn))
             case ServerMessage(conn=conn, msg=msg):
-                return ReplyAnswer(await hooks.server_message(conn, msg))
+                with timed("server_message"):
+                    return ReplyAnswer(await hooks.server_message(conn, msg))
             case UnknownCommand(conn=conn, msg=msg):
-                return ReplyAnswer(await hooks.command(conn, msg))
+                with timed("command"):
+                    return ReplyAnswer(await hooks.command(conn, msg))
 
     async def _rooms_left(self, left: list[tuple[Connection, str]]) -> None:
         for conn, room_name in left:
-            await self._notify(self.hooks.room_left, conn, room_name)
+            await self._notify("room_left", conn, room_name)
 
-    async def _notify(self, event: Any, *args: Any) -> None:
+    async def _notify(self, name: str, *args: Any) -> None:
+        """Tell hook ``name`` (``room_left``, ``disconnect``); a failure is logged."""
         try:
-            await event(*args)
+            with self.events.hook(name):
+                await getattr(self.hooks, name)(*args)
         except Exception:
-            log.exception("hook %s failed", getattr(event, "__name__", event))
+            log.exception("hook %s failed", name)
 
     # -- what server code can do -------------------------------------------------------------
 
@@ -285,7 +297,8 @@ class EasyRtcServer:
     async def push_ice_config(self, easyrtcid: str) -> None:
         """Send a connection fresh ICE servers (from the ``ice_servers`` hook)."""
         conn = control.connection_of(self.core.state, easyrtcid)
-        servers = await self.hooks.ice_servers(conn)
+        with self.events.hook("ice_servers"):
+            servers = await self.hooks.ice_servers(conn)
         await self.apply(control.ice_config_to(self.core.state, easyrtcid, servers))
 
     async def change(self, name: str, *args: Any, **kwargs: Any) -> Any:
