@@ -25,7 +25,7 @@ from .model import (
     fields_from_obj,
     shared_fields,
 )
-from .outcome import Json, Outcome, loggable, refusal
+from .outcome import Joined, Json, LoggedIn, Outcome, loggable, refusal
 from .roomdata import join_state
 from .state import State
 from .validation import MISSING, is_nonempty_object, is_object
@@ -236,7 +236,7 @@ def finish(state: State, admitted: LoginAdmitted, servers: list[dict[str, Any]])
     """Send the token, then tell every member sharing a room with the newcomer."""
     out = admitted.out
     state.refresh_entries(admitted.conn)  # the hooks may have changed its presence
-    out.reply(token(state, admitted.conn, servers))
+    out.reply(token(state, admitted.conn, servers)).note(LoggedIn(admitted.conn))
     state.tell_peers(admitted.conn, out, with_api_field=True)
     return out
 
@@ -250,6 +250,10 @@ def revoke(state: State, admitted: LoginAdmitted) -> Outcome:
         fresh = admitted.fresh
         state.remove_connection(admitted.conn, Outcome() if fresh else out, tell=not fresh)
         peer.connection = None
+        if fresh and out.happened:  # its rooms were never entered, as far as anyone knows
+            out.happened = [
+                e for e in out.happened if not (isinstance(e, Joined) and e.conn is admitted.conn)
+            ]
     return out
 
 

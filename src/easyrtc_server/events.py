@@ -7,8 +7,10 @@ member joining or leaving a room, a room starting or finishing) and hands them t
 listeners. Listeners must be cheap and must not await: they run on the signaling path, so
 anything slow (an HTTP request) is queued and done elsewhere.
 
-Room membership is followed by comparing a connection's rooms before and after the events that
-can change them (a login, ``roomJoin``, ``roomLeave``, a close), never on relayed messages.
+What happened is read from the outcome, where the core records it as it happens
+(``outcome.LoggedIn``, ``Joined``, ``Rejected``; the rooms left are ``Outcome.left``), never
+recovered from wire bodies or by comparing room sets. A relayed message's outcome records
+nothing, so nothing is done for it beyond ``received``.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .outcome import Json, Outcome, Reply
+from .outcome import Joined, LoggedIn, Outcome, Rejected
 
 if TYPE_CHECKING:
     from .core import Peer
     from .model import Connection
     from .transport import Link
-
-_MEMBERSHIP_COMMANDS = frozenset(("roomJoin", "roomLeave"))
 
 
 class Member(NamedTuple):
@@ -75,8 +75,8 @@ class ServerEvents:
         self.listeners: list[Listener] = []
         self.connected_since: dict[str, float] = {}
         """Wall-clock time (seconds) each open socket connected, by easyrtcid."""
-        self._rooms: dict[str, set[tuple[str, str]]] = {}
         self._occupancy: dict[tuple[str, str], int] = {}
+        """Members of each (application, room) this server told its listeners of."""
 
     def add(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -94,11 +94,8 @@ class ServerEvents:
             msg_type = None
         for listener in self.listeners:
             listener.received(event, msg_type, out)
-        if event == "easyrtcAuth":
-            self._login_result(peer, out)
-            self._sync_rooms(peer)
-        elif msg_type in _MEMBERSHIP_COMMANDS:
-            self._sync_rooms(peer)
+        if out.happened is not None or out.left:
+            self._happened(out, login=event == "easyrtcAuth")
 
     def sent(self, out: Outcome) -> None:
         for listener in self.listeners:
@@ -115,64 +112,49 @@ class ServerEvents:
             for listener in self.listeners:
                 listener.hook_timed(name, seconds)
 
-    def closed(self, peer: Peer, link: Link | None) -> None:
-        """Called before the server forgets the connection: ``peer.connection`` is still set."""
+    def closed(self, peer: Peer, link: Link | None, out: Outcome) -> None:
+        """The socket is gone, and ``out`` is what its close did (the rooms it left)."""
         self.connected_since.pop(peer.easyrtcid, None)
-        self._sync_rooms(peer, gone=True)
+        if out.left:
+            self._happened(out, login=False)
         sock = engine_socket_of(link) if link is not None else None
         reason = str(getattr(sock, "close_reason", ""))
         for listener in self.listeners:
             listener.closed(peer, reason)
 
-    # -- derived events ----------------------------------------------------------------------
+    # -- what happened -----------------------------------------------------------------------
 
-    def _login_result(self, peer: Peer, out: Outcome) -> None:
-        for send in out.sends:
-            if type(send) is not Reply:
-                continue
-            body = send.body
-            msg_type = body.get("msgType")
-            if msg_type == "token" and peer.connection is not None:
-                for listener in self.listeners:
-                    listener.logged_in(peer.connection)
-            elif msg_type == "error":
-                code = _error_code(body)
-                for listener in self.listeners:
-                    listener.refused(code)
-            return
-
-    def _sync_rooms(self, peer: Peer, *, gone: bool = False) -> None:
-        conn = peer.connection
-        cid = peer.easyrtcid
-        before = self._rooms.get(cid, set())
-        now: set[tuple[str, str]] = set()
-        if conn is not None and not gone:
-            now = {(conn.app.name, room) for room in conn.rooms}
-        if before == now:
-            if gone:
-                self._rooms.pop(cid, None)
-            return
-        username = conn.username if conn is not None else None
+    def _happened(self, out: Outcome, *, login: bool) -> None:
+        """Tell the listeners what ``out`` records: a login's result, then the rooms left,
+        then the rooms entered."""
+        listeners = self.listeners
+        happened = out.happened or ()
+        for event in happened:
+            if type(event) is LoggedIn:
+                for listener in listeners:
+                    listener.logged_in(event.conn)
+            elif type(event) is Rejected and login:
+                for listener in listeners:
+                    listener.refused(event.code)
         occupancy = self._occupancy
-        for key in sorted(before - now):
+        for conn, room in out.left or ():
+            key = (conn.app.name, room)
             count = occupancy.get(key, 1) - 1
             if count <= 0:
                 occupancy.pop(key, None)
             else:
                 occupancy[key] = count
-            member = Member(key[0], key[1], cid, username)
-            for listener in self.listeners:
+            member = Member(key[0], room, conn.easyrtcid, conn.username)
+            for listener in listeners:
                 listener.left(member, count <= 0)
-        for key in sorted(now - before):
-            count = occupancy.get(key, 0) + 1
-            occupancy[key] = count
-            member = Member(key[0], key[1], cid, username)
-            for listener in self.listeners:
-                listener.joined(member, count == 1)
-        if now:
-            self._rooms[cid] = now
-        else:
-            self._rooms.pop(cid, None)
+        for event in happened:
+            if type(event) is Joined:
+                conn = event.conn
+                key = (conn.app.name, event.room)
+                count = occupancy[key] = occupancy.get(key, 0) + 1
+                member = Member(key[0], event.room, conn.easyrtcid, conn.username)
+                for listener in listeners:
+                    listener.joined(member, count == 1)
 
 
 def engine_socket_of(link: Link) -> Any:
@@ -187,9 +169,3 @@ def engine_socket_of(link: Link) -> Any:
             return None
         link = inner
     return None
-
-
-def _error_code(body: Json) -> str:
-    data = body.get("msgData")
-    code = data.get("errorCode") if isinstance(data, dict) else None
-    return code if isinstance(code, str) else "unknown"

@@ -1,7 +1,10 @@
-"""What the core returns for one event: an ordered list of sends, and whether to close.
+"""What the core returns for one event: an ordered list of sends, whether to close, and what
+happened.
 
 A send is a ``Reply`` (the acknowledgement to the sender of the event) or a ``Push`` (an event
-to one easyrtcid). ``refusal`` is the error reply every handler uses, logged once.
+to one easyrtcid). What happened is told as records where it happens (``LoggedIn``, ``Joined``,
+``Rejected``; rooms left are ``Outcome.left``), so the operating side (``events``) never reads
+it back out of wire bodies. ``refusal`` is the error reply every handler uses, logged once.
 """
 
 from __future__ import annotations
@@ -41,6 +44,31 @@ class Push:
 
 Send = Reply | Push
 
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """A login succeeded: ``conn`` has its token."""
+
+    conn: Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """``conn`` entered room ``room`` (a new membership, not a join again)."""
+
+    conn: Connection
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The event was refused with EasyRTC error ``code``."""
+
+    code: str
+
+
+Happened = LoggedIn | Joined | Rejected
+
 ACK: Final[Json] = {"msgType": "ack"}
 """The plain success reply. Shared, so never mutate it."""
 
@@ -56,6 +84,8 @@ class Outcome:
     """Close the sender's socket after the sends (failed authentication)."""
     left: list[tuple[Connection, str]] | None = None
     """Rooms connections left (for the ``room_left`` hook), in order."""
+    happened: list[Happened] | None = None
+    """What else happened, in order (None when nothing did: no list on the relay path)."""
 
     def reply(self, body: Json) -> Outcome:
         self.sends.append(Reply(body))
@@ -64,12 +94,20 @@ class Outcome:
     def push(self, easyrtcid: str, event: str, body: Json) -> None:
         self.sends.append(Push(easyrtcid, event, body))
 
+    def note(self, event: Happened) -> Outcome:
+        if self.happened is None:
+            self.happened = []
+        self.happened.append(event)
+        return self
+
     def extend(self, other: Outcome) -> Outcome:
         """Append ``other``'s sends and left rooms; close if either closes."""
         self.sends.extend(other.sends)
         self.close = self.close or other.close
         if other.left:
             self.left = [*(self.left or ()), *other.left]
+        if other.happened:
+            self.happened = [*(self.happened or ()), *other.happened]
         return self
 
 
@@ -78,7 +116,7 @@ def refusal(
 ) -> Outcome:
     """The error reply for one refused event, logged once (client text escaped, truncated)."""
     log.info("rejected %s from %s: %s", loggable(what), easyrtcid, code)
-    return Outcome(close=close).reply(error_message(code, now, text))
+    return Outcome(close=close).reply(error_message(code, now, text)).note(Rejected(code))
 
 
 def loggable(value: Any, limit: int = 80) -> str:

@@ -43,7 +43,7 @@ from .hooks import Hooks
 from .limits import Guard
 from .model import Connection, Peer
 from .options import Options
-from .outcome import Outcome, Reply
+from .outcome import Outcome, Rejected, Reply
 from .transport import Ack, Link
 
 log = logging.getLogger("easyrtc_server")
@@ -112,7 +112,7 @@ class EasyRtcServer:
             login = event == "easyrtcAuth"
             code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
             out = Outcome(close=login).reply(error_message(code, self.core.now()))
-            await self.deliver(peer, out, ack)
+            await self.deliver(peer, out.note(Rejected(code)), ack)
         self.events.received(peer, event, data, out)
         if out.left:
             await self._rooms_left(out.left)
@@ -120,10 +120,10 @@ class EasyRtcServer:
     async def close(self, peer: Peer) -> None:
         """The socket is gone: its rooms are told, then the hooks."""
         self.guard.closed(peer)
-        self.events.closed(peer, self.links.get(peer.easyrtcid))
-        self.links.pop(peer.easyrtcid, None)
+        link = self.links.pop(peer.easyrtcid, None)
         conn = peer.connection
         out = await self.engine.close(peer)
+        self.events.closed(peer, link, out)
         if out.left:
             await self._rooms_left(out.left)
         if conn is not None:

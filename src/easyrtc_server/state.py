@@ -20,7 +20,7 @@ from collections.abc import Callable
 from .coalescing import Coalescer
 from .model import Application, Connection, Membership, Peer, Room, fields_from_obj
 from .options import Options, ProtocolOptions
-from .outcome import Json, Outcome
+from .outcome import Joined, Json, Outcome
 from .roomdata import client_entry, peers_of, remove_delta, update_delta
 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -125,6 +125,9 @@ class State:
             member = Membership(conn, room, self.now(), seen=room.seq)
             room.members[cid] = member
             conn.rooms[room_name] = member
+            told = out if out is not None else early
+            if told is not None:
+                told.note(Joined(conn, room_name))
         room.entries[cid] = client_entry(member)
         if out is not None:
             if self.coalescing:
