@@ -15,12 +15,16 @@ nothing, so nothing is done for it beyond ``received``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .logsafe import refusals
 from .outcome import Joined, LoggedIn, Outcome, Rejected
+
+log = logging.getLogger("easyrtc_server")
 
 if TYPE_CHECKING:
     from .core import Peer
@@ -95,7 +99,7 @@ class ServerEvents:
         for listener in self.listeners:
             listener.received(event, msg_type, out)
         if out.happened is not None or out.left:
-            self._happened(out, login=event == "easyrtcAuth")
+            self._happened(out, login=event == "easyrtcAuth", by=peer)
 
     def sent(self, out: Outcome) -> None:
         for listener in self.listeners:
@@ -116,7 +120,7 @@ class ServerEvents:
         """The socket is gone, and ``out`` is what its close did (the rooms it left)."""
         self.connected_since.pop(peer.easyrtcid, None)
         if out.left:
-            self._happened(out, login=False)
+            self._happened(out, login=False, by=peer)
         sock = engine_socket_of(link) if link is not None else None
         reason = str(getattr(sock, "close_reason", ""))
         for listener in self.listeners:
@@ -124,18 +128,24 @@ class ServerEvents:
 
     # -- what happened -----------------------------------------------------------------------
 
-    def _happened(self, out: Outcome, *, login: bool) -> None:
-        """Tell the listeners what ``out`` records: a login's result, then the rooms left,
-        then the rooms entered."""
+    def _happened(self, out: Outcome, *, login: bool, by: Peer) -> None:
+        """Log the refusals ``out`` records (throttled per client, at DEBUG for one not logged
+        in) and tell the listeners the rest: a login's result, the rooms left, then the rooms
+        entered."""
         listeners = self.listeners
         happened = out.happened or ()
         for event in happened:
             if type(event) is LoggedIn:
                 for listener in listeners:
                     listener.logged_in(event.conn)
-            elif type(event) is Rejected and login:
-                for listener in listeners:
-                    listener.refused(event.code)
+            elif type(event) is Rejected:
+                cid, code = event.easyrtcid, event.code
+                known = by.connection is not None and cid == by.easyrtcid
+                line = "rejected %s from %s: %s"
+                refusals.note(cid, known, line, event.what, cid, code, logger=log)
+                if login:
+                    for listener in listeners:
+                        listener.refused(code)
         occupancy = self._occupancy
         for conn, room in out.left or ():
             key = (conn.app.name, room)

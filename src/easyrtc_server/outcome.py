@@ -9,7 +9,6 @@ it back out of wire bodies. ``refusal`` is the error reply every handler uses, l
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -17,8 +16,6 @@ from .errors import error_message
 
 if TYPE_CHECKING:
     from .model import Connection
-
-log = logging.getLogger("easyrtc_server")
 
 Json = dict[str, Any]
 
@@ -62,9 +59,13 @@ class Joined:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """The event was refused with EasyRTC error ``code``."""
+    """An event of ``easyrtcid`` was refused with EasyRTC error ``code``; ``what`` says what
+    was refused, already fit for a log line (``loggable``). The operating side logs it,
+    throttled per client (``events``, ``logsafe.RefusalLog``)."""
 
     code: str
+    what: str = ""
+    easyrtcid: str = ""
 
 
 Happened = LoggedIn | Joined | Rejected
@@ -114,9 +115,10 @@ class Outcome:
 def refusal(
     now: int, easyrtcid: str, what: Any, code: str, *, text: str | None = None, close: bool = False
 ) -> Outcome:
-    """The error reply for one refused event, logged once (client text escaped, truncated)."""
-    log.info("rejected %s from %s: %s", loggable(what), easyrtcid, code)
-    return Outcome(close=close).reply(error_message(code, now, text)).note(Rejected(code))
+    """The error reply for one refused event, with the refusal recorded (``Rejected``: the
+    server logs it once, client text escaped and truncated)."""
+    out = Outcome(close=close).reply(error_message(code, now, text))
+    return out.note(Rejected(code, loggable(what), easyrtcid))
 
 
 def loggable(value: Any, limit: int = 80) -> str:

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Any
 
-from . import control
+from . import control, logsafe
 from .core import Core
 from .decisions import (
     Answer,
@@ -112,7 +112,7 @@ class EasyRtcServer:
             login = event == "easyrtcAuth"
             code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
             out = Outcome(close=login).reply(error_message(code, self.core.now()))
-            await self.deliver(peer, out.note(Rejected(code)), ack)
+            await self.deliver(peer, out.note(Rejected(code, event, peer.easyrtcid)), ack)
         self.events.received(peer, event, data, out)
         if out.left:
             await self._rooms_left(out.left)
@@ -343,6 +343,7 @@ class EasyRtcServer:
 
 def _log_refusal(what: str, easyrtcid: str, exc: Exception) -> None:
     if isinstance(exc, EasyRtcError):
-        log.info("refused %s of %s: %s", what, easyrtcid, exc.code)
+        line = "refused %s of %s: %s"
+        logsafe.refusals.note(easyrtcid, False, line, what, easyrtcid, exc.code, logger=log)
     else:
         log.error("hook failed for %s of %s", what, easyrtcid, exc_info=exc)

@@ -39,7 +39,7 @@ from ..core import changes_state
 from ..decisions import Answer, Decision, LoginRequested
 from ..engine import Carrier, EngineUnavailable, Step
 from ..errors import ErrorCode
-from ..outcome import Outcome, Push, Reply, loggable, refusal
+from ..outcome import Outcome, Push, Reply, refusal
 from . import log as entries
 from . import snapshot
 from .inbox import Inbox, Item
@@ -355,10 +355,10 @@ class ClusterNode:
         cid = peer.easyrtcid
         try:
             size = len(orjson.dumps(checked))
-        except TypeError as exc:  # a value that is not JSON (a binary attachment)
-            log.info("rejected %s from %s: not JSON (%s)", event, cid, loggable(str(exc)))
+        except TypeError:  # a value that is not JSON (a binary attachment)
             code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
-            return await self._refuse(peer, ack, refusal(core.now(), cid, event, code, close=login))
+            what = f"{event} (not JSON)"
+            return await self._refuse(peer, ack, refusal(core.now(), cid, what, code, close=login))
         if size > self.options.cluster_max_entry_size:
             code = ErrorCode.MSG_REJECT_BAD_SIZE
             return await self._refuse(peer, ack, refusal(core.now(), cid, event, code, close=login))
