@@ -4,19 +4,21 @@ in-memory engine (one process) as its first implementation.
 The server (``server.EasyRtcServer``) owns the sockets and the hooks; an ``Engine`` owns the
 protocol core and decides *where* a change is made: in this process (``LocalEngine``) or through
 a cluster's log, applied by every node alike (``cluster.node.ClusterNode``). The server hands it
-a client's event, the answer to a decision, a close and server code's changes; the engine makes
-the change, has its sends carried out (``Carrier.deliver``) in the order the changes were made,
-and returns the outcome, so the server can tell its hooks and listeners what happened. A push
-for a socket the server does not hold is the engine's to route, and so is the disconnect of such
-a socket. The decide loop (ask the hooks, answer the core) is the server's, once, for every
-engine.
+a client's event, the answer to a decision, a close and server code's changes. A change the
+engine makes at once, in this process, comes back as its ``Outcome`` for the server to carry out
+(the relayed message's path: no await in between); a change made elsewhere (through a cluster's
+log) comes back as an awaitable, and its outcome is carried out by the engine as it is made
+(``Carrier.deliver``, in the order of the changes), then handed over for the server's hooks and
+listeners. A push for a socket the server does not hold is the engine's to route, and so is the
+disconnect of such a socket. The decide loop (ask the hooks, answer the core) is the server's,
+once, for every engine.
 
 This module knows no sockets, no hooks and nothing of a cluster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import control
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
     from .transport import Ack, Link
 
 Step = Outcome | Decision
-"""What an event or an answer gives: the outcome (carried out), or the core's next question."""
+"""A change's result: its outcome, or the core's next question."""
+Pending = Awaitable[Step]
+"""A change being made elsewhere: an outcome it gives is carried out already."""
 
 
 class EngineUnavailable(Exception):
@@ -62,12 +66,14 @@ class Engine(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step:
-        """A client's event: the outcome, carried out, or the core's decision to answer."""
+    def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
+        """A client's event: made here (the outcome to carry out, or a decision), or pending."""
         ...
 
-    async def answer(self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None) -> Step:
-        """The hooks' ``answer`` to ``decision``: the outcome, carried out, or the next one."""
+    def answer(
+        self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None
+    ) -> Step | Pending:
+        """The hooks' ``answer`` to ``decision``, as ``receive``."""
         ...
 
     async def close(self, peer: Peer) -> Outcome:
@@ -106,17 +112,13 @@ class LocalEngine:
     async def stop(self) -> None:
         pass
 
-    async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step:
-        step = self.core.receive(peer, event, data, ack is not None)
-        if type(step) is Outcome:
-            await self.carrier.deliver(peer, step, ack)
-        return step
+    def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
+        return self.core.receive(peer, event, data, ack is not None)
 
-    async def answer(self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None) -> Step:
-        step = self.core.answer(decision, answer)
-        if type(step) is Outcome:
-            await self.carrier.deliver(peer, step, ack)
-        return step
+    def answer(
+        self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None
+    ) -> Step | Pending:
+        return self.core.answer(decision, answer)
 
     async def close(self, peer: Peer) -> Outcome:
         out = self.core.close(peer)

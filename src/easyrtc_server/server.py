@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from . import control, logsafe
@@ -36,7 +37,7 @@ from .decisions import (
     TokenAnswer,
     UnknownCommand,
 )
-from .engine import Engine, EngineFactory, EngineUnavailable, LocalEngine
+from .engine import Engine, EngineFactory, EngineUnavailable, LocalEngine, Pending, Step
 from .errors import EasyRtcError, ErrorCode, error_message
 from .events import ServerEvents
 from .hooks import Hooks
@@ -67,6 +68,7 @@ class EasyRtcServer:
         else:
             self.engine = LocalEngine(self, core or Core(options))
         self.core = self.engine.core
+        self._updates = self.core.state.updates  # read on every delivery
         self.options = self.core.options
         self.hooks = hooks or Hooks()
         self.hooks.bind(self)
@@ -102,10 +104,12 @@ class EasyRtcServer:
         if (refusal := self.guard.check(peer, event, ack is not None)) is not None:
             return await self.deliver(peer, refusal, ack)
         try:
-            step = await self.engine.receive(peer, event, data, ack)
-            if not isinstance(step, Outcome):
-                step = await self._decide(peer, step, ack)
-            out = step
+            step = self.engine.receive(peer, event, data, ack)
+            if type(step) is Outcome:  # made here, at once: a relayed message
+                await self.deliver(peer, step, ack)
+                out = step
+            else:
+                out = await self._decide(peer, step, ack)
         except Exception as exc:  # a bug must cost one reply, not the connection
             if not isinstance(exc, EngineUnavailable):
                 log.exception("failed to handle %s from %s", event, peer.easyrtcid)
@@ -140,13 +144,14 @@ class EasyRtcServer:
         """Carry out ``out`` for an event of ``peer``: sends in order, then maybe close.
         ``settled``: ``out`` is a flush of room updates, in order as it is. A push for a
         socket this process does not hold is the engine's to route."""
-        if not settled:
-            out = self.core.settle(out, peer)
-        if self._room_update_timer is None and self.core.next_room_update() is not None:
-            delay = max(self.options.room_update_tick, self._room_update_cost)
-            self._room_update_timer = asyncio.get_running_loop().call_later(
-                delay, self._room_updates_due
-            )
+        if self._updates.pending_rooms:  # coalesced member-list changes not told yet
+            if not settled:
+                out = self.core.settle(out, peer)
+            if self._room_update_timer is None and self.core.next_room_update() is not None:
+                delay = max(self.options.room_update_tick, self._room_update_cost)
+                self._room_update_timer = asyncio.get_running_loop().call_later(
+                    delay, self._room_updates_due
+                )
         self.events.sent(out)
         links = self.links
         undeliverable = False
@@ -192,12 +197,20 @@ class EasyRtcServer:
 
     # -- decisions: the hooks answer what the core asks --------------------------------------
 
-    async def _decide(self, peer: Peer, decision: Decision, ack: Ack | None) -> Outcome:
-        """Answer the core's decision with the hooks, and the next one (a login asks thrice)."""
-        step: Outcome | Decision = decision
-        while not isinstance(step, Outcome):
-            step = await self.engine.answer(peer, step, await self.ask_hooks(peer, step), ack)
-        return step
+    async def _decide(self, peer: Peer, step: Step | Pending, ack: Ack | None) -> Outcome:
+        """Until an outcome: answer the core's decisions with the hooks (a login asks thrice),
+        await the changes made elsewhere (their outcomes are carried out as they are made),
+        carry out an outcome made here."""
+        while True:
+            if isinstance(step, Outcome):
+                await self.deliver(peer, step, ack)
+                return step
+            if isinstance(step, Awaitable):
+                step = await step
+                if isinstance(step, Outcome):
+                    return step
+                continue
+            step = self.engine.answer(peer, step, await self.ask_hooks(peer, step), ack)
 
     async def ask_hooks(self, peer: Peer, decision: Decision) -> Answer:
         """Await the hooks ``decision`` needs; their answer as a record (``Refused`` when a

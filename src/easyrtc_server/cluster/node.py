@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 from ..auth import credential_of
 from ..core import changes_state
 from ..decisions import Answer, Decision, LoginRequested
-from ..engine import Carrier, EngineUnavailable, Step
+from ..engine import Carrier, EngineUnavailable, Pending, Step
 from ..errors import ErrorCode
 from ..outcome import Outcome, Push, Reply, refusal
 from . import log as entries
@@ -337,19 +337,15 @@ class ClusterNode:
 
     # -- the engine: what the server hands over ----------------------------------------------
 
-    async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step:
+    def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
         """A client event: checked here, then through the log if it changes state; else this
         node's core's."""
         has_ack = ack is not None
         core = self.core
         if not changes_state(peer, event, data, has_ack):
-            step = core.receive(peer, event, data, has_ack)
-            if type(step) is Outcome:
-                await self.carrier.deliver(peer, step, ack)
-            return step
+            return core.receive(peer, event, data, has_ack)
         checked = core.check(peer, event, data)
         if isinstance(checked, Outcome):  # refused: nothing reaches Redis
-            await self.carrier.deliver(peer, checked, ack)
             return checked
         login = event == "easyrtcAuth"
         cid = peer.easyrtcid
@@ -357,38 +353,32 @@ class ClusterNode:
             size = len(orjson.dumps(checked))
         except TypeError:  # a value that is not JSON (a binary attachment)
             code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
-            what = f"{event} (not JSON)"
-            return await self._refuse(peer, ack, refusal(core.now(), cid, what, code, close=login))
+            return refusal(core.now(), cid, f"{event} (not JSON)", code, close=login)
         if size > self.options.cluster_max_entry_size:
             code = ErrorCode.MSG_REJECT_BAD_SIZE
-            return await self._refuse(peer, ack, refusal(core.now(), cid, event, code, close=login))
+            return refusal(core.now(), cid, event, code, close=login)
         self._appended.add(cid)
         entry = entries.recv(self.node_id, core.now(), cid, peer.remote_address, event, checked)
+        return self._through_log(entry, ack, data if login else None)
+
+    async def _through_log(self, entry: LogEntry, ack: Ack | None, login: Any = None) -> Step:
+        """Append ``entry``; its outcome is carried out as this node applies it."""
         try:
-            return (await self.append(entry, ack, data if login else None)).result
+            return (await self.append(entry, ack, login)).result
         except ClusterUnavailable as exc:
             self._log_unavailable(exc)
             raise
 
-    async def _refuse(self, peer: Peer, ack: Ack | None, out: Outcome) -> Outcome:
-        await self.carrier.deliver(peer, out, ack)
-        return out
-
-    async def answer(self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None) -> Step:
+    def answer(
+        self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None
+    ) -> Step | Pending:
         """The hooks' answer: into the log for a decision the log asked (every replica holds
         it), else this node's core's."""
         cid = peer.easyrtcid
         if self.replica.pending.get(cid) is not decision:
-            step = self.core.answer(decision, answer)
-            if type(step) is Outcome:
-                await self.carrier.deliver(peer, step, ack)
-            return step
-        try:
-            entry = entries.answer(self.node_id, self.replica.now(), cid, answer)
-            return (await self.append(entry, ack)).result
-        except ClusterUnavailable as exc:
-            self._log_unavailable(exc)
-            raise
+            return self.core.answer(decision, answer)
+        entry = entries.answer(self.node_id, self.replica.now(), cid, answer)
+        return self._through_log(entry, ack)
 
     async def close(self, peer: Peer) -> Outcome:
         """A socket of this node closed: through the log if it ever had an entry, else (or if
