@@ -7,8 +7,9 @@ and whether to close the socket. It does no I/O and knows nothing of sockets, ta
 beyond the state's injected clock.
 
 Where server policy may say no, a rule returns a decision (``decisions``) instead; the caller
-answers with ``accept_…`` or ``refuse``, and only then does the state change. Whether the
-socket closed in the meantime is checked here, once, for every decision.
+answers with an answer record (``answer``), and only then does the state change. Whether the
+socket closed in the meantime is checked here, once, for every decision. ``check`` runs a
+state-changing event's rule without changing anything (a cluster node does, before it logs).
 
 ``COMMANDS`` maps every ``easyrtcCmd`` msgType to its rule: the whole command API in one table.
 """
