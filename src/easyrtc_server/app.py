@@ -8,7 +8,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .clientfiles import find_client_files
-from .hosting import Hosting
+from .hosting import Hosting, engine_for
 from .operations import OPERATIONS_KEY
 from .options import Options
 from .server import EasyRtcServer
@@ -22,6 +22,8 @@ DEMOS_DIR = Path(__file__).resolve().parent / "demos"
 
 SERVER_KEY = web.AppKey("easyrtc_server", EasyRtcServer)
 
+__all__ = ["DEMOS_DIR", "SERVER_KEY", "create_app", "engine_for"]
+
 
 def create_app(
     options: Options | None = None,
@@ -34,7 +36,7 @@ def create_app(
     ``transport`` (default: the ``transport`` option) is ``"lean"``, the project's own
     Engine.IO 3/4 stack, or ``"python-socketio"`` (Engine.IO 4 only, several times slower).
     """
-    server = server or EasyRtcServer(options)
+    server = server or EasyRtcServer(options, engine=engine_for(options or Options()))
     options = server.options
     transport = transport or options.transport
     if transport not in ("lean", "python-socketio"):

@@ -35,7 +35,7 @@ from .app import DEMOS_DIR
 from .clientfiles import OUR_CLIENT_DIR, RESUME_SCRIPT, ClientFiles, find_client_files
 from .cluster.asgi_forwarding import AsgiForwarder
 from .config import ConfigError
-from .hosting import Hosting, asgi_refusals
+from .hosting import Hosting, asgi_refusals, engine_for
 from .options import Options
 from .routes import Route, StaticRoute
 from .server import EasyRtcServer
@@ -84,7 +84,7 @@ def create_asgi_app(
     Raises `ConfigError` naming the option when the options ask for what an ASGI server
     cannot give (see ``hosting.asgi_refusals``).
     """
-    server = server or EasyRtcServer(options)
+    server = server or EasyRtcServer(options, engine=engine_for(options or Options()))
     refusals = asgi_refusals(server.options)
     if refusals:
         raise ConfigError("; ".join(refusals))

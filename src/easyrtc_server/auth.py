@@ -26,12 +26,22 @@ from .model import (
     fields_from_obj,
     shared_fields,
 )
-from .outcome import Json, Outcome, loggable, refusal
+from .outcome import Joined, Json, LoggedIn, Outcome, loggable, refusal
 from .roomdata import client_entry, join_state, update_delta
 from .state import State
 from .validation import MISSING, is_nonempty_object, is_object
 
-__all__ = ["AuthRequest", "admit", "authenticate", "check_login", "finish", "revoke", "token"]
+__all__ = [
+    "AuthRequest",
+    "admit",
+    "authenticate",
+    "check_login",
+    "credential_of",
+    "finish",
+    "login_read",
+    "revoke",
+    "token",
+]
 
 
 def authenticate(state: State, peer: Peer, msg: Any) -> LoginRequested | Outcome:
@@ -96,6 +106,31 @@ def parse_auth(state: State, msg: Any) -> AuthRequest | ErrorCode:
         message=msg,
         app_name_given=app_name_given,
     )
+
+
+def login_read(request: AuthRequest) -> Json:
+    """A checked login's message with only what ``authenticate`` reads after its checks, never
+    the credential (it is the ``authenticate`` hook's alone): read back, it passes the same
+    checks and gives the same request, but for ``credential`` and ``message``."""
+    data: Json = {"apiVersion": request.message["msgData"]["apiVersion"]}
+    if request.app_name_given:
+        data["applicationName"] = request.app_name
+    if request.easyrtcsid is not None:
+        data["easyrtcsid"] = request.easyrtcsid
+    if request.username is not MISSING:
+        data["username"] = request.username
+    if request.rooms:
+        data["roomJoin"] = rooms.room_map(request.rooms)
+    if request.presence is not None:
+        presence = rooms.presence_read(request.presence)
+        if isinstance(presence, dict):
+            data["setPresence"] = presence
+    return {"msgType": "authenticate", "msgData": data}
+
+
+def credential_of(msg: Json) -> Any:
+    """The credential of a checked login message (MISSING when absent)."""
+    return msg["msgData"].get("credential", MISSING)
 
 
 def check_login(state: State, login: LoginRequested) -> JoinRequested | Outcome:
@@ -208,7 +243,7 @@ def finish(state: State, admitted: LoginAdmitted, servers: list[dict[str, Any]])
     out = admitted.out
     admitted.conn.entering_until = state.now() + relay.ENTRY_GRACE_MS
     state.refresh_entries(admitted.conn)  # the hooks may have changed its presence
-    out.reply(token(state, admitted.conn, servers))
+    out.reply(token(state, admitted.conn, servers)).note(LoggedIn(admitted.conn))
     state.tell_peers(admitted.conn, out, with_api_field=True)
     if admitted.peer.resume_key is not None:
         _bind_key(state, admitted.peer, admitted.conn, out)
@@ -298,7 +333,7 @@ def _finish_resume(state: State, admitted: LoginAdmitted, servers: list[dict[str
         if member.room.entries.get(easyrtcid) == before.get(name):
             continue  # held, unchanged: nobody needs to hear of it
         if state.coalescing:
-            state.mark_changed(member.room, easyrtcid)
+            state.updates.mark_changed(member.room, easyrtcid)
         else:
             entry = client_entry(member, with_api_field=True)
             state.tell_room(member.room, easyrtcid, update_delta(name, entry), out)
@@ -333,6 +368,10 @@ def revoke(state: State, admitted: LoginAdmitted) -> Outcome:
         fresh = admitted.fresh
         state.remove_connection(admitted.conn, Outcome() if fresh else out, tell=not fresh)
         peer.connection = None
+        if fresh and out.happened:  # its rooms were never entered, as far as anyone knows
+            out.happened = [
+                e for e in out.happened if not (isinstance(e, Joined) and e.conn is admitted.conn)
+            ]
     return out
 
 
@@ -364,7 +403,7 @@ def token(state: State, conn: Connection, servers: list[dict[str, Any]]) -> Json
 
 def _current_state(state: State, member: Membership) -> Json:
     """A room's whole state for ``member``, whose list is then current."""
-    state.mark_current(member)
+    state.updates.mark_current(member)
     return join_state(member.room, state.client_list(member.room))
 
 

@@ -19,7 +19,7 @@ import click
 from aiohttp import web
 
 from . import logformat, shutdown
-from .app import create_app
+from .app import create_app, engine_for
 from .checkconfig import check_config
 from .clientfiles import bundled_versions, find_client_files
 from .cluster import workers as cluster_workers
@@ -27,7 +27,7 @@ from .config import ConfigError, Setting, load_options, to_toml
 from .jwtauth import JwtAuth
 from .options import LOG_FORMATS, LOG_LEVELS, TRANSPORTS, Options
 from .server import EasyRtcServer
-from .startup import ALONE, announce, config_sources, listen_error
+from .startup import announce, config_sources, listen_error
 
 _DEFAULTS = Options()
 _AFTER_DRAIN = 1.0
@@ -219,14 +219,14 @@ def main(
             raise click.ClickException(str(exc)) from None
     if worker_of is not None:
         cluster_workers.become_worker(worker_of)
-    server = EasyRtcServer(options, hooks=JwtAuth.from_options(options))
+    server = EasyRtcServer(options, hooks=JwtAuth.from_options(options), engine=engine_for(options))
     logformat.configure(options, server)
     logging.getLogger("easyrtc_server").info(
         "%s", find_client_files(options.client_dir, options.socketio_js).summary()
     )
     sources = config_sources(config_file, os.environ, (flag for flag, _ in given.values()))
     app = create_app(server=server)
-    role = server.cluster.role if server.cluster is not None else ALONE
+    role = server.engine.role
     app.on_shutdown.insert(0, shutdown.exit_on_second_signal)
     try:
         web.run_app(

@@ -7,8 +7,9 @@ and whether to close the socket. It does no I/O and knows nothing of sockets, ta
 beyond the state's injected clock.
 
 Where server policy may say no, a rule returns a decision (``decisions``) instead; the caller
-answers with ``accept_…`` or ``refuse``, and only then does the state change. Whether the
-socket closed in the meantime is checked here, once, for every decision.
+answers with an answer record (``answer``), and only then does the state change. Whether the
+socket closed in the meantime is checked here, once, for every decision. ``check`` runs a
+state-changing event's rule without changing anything (a cluster node does, before it logs).
 
 ``COMMANDS`` maps every ``easyrtcCmd`` msgType to its rule: the whole command API in one table.
 """
@@ -20,13 +21,20 @@ from typing import Any, Final
 
 from . import auth, ice, relay, rooms
 from .decisions import (
+    Answer,
     Decision,
+    IceAnswer,
     IceRequested,
+    JoinAnswer,
     JoinPhase,
     JoinRequested,
     LoginAdmitted,
+    LoginAnswer,
     LoginRequested,
+    Refused,
+    ReplyAnswer,
     ServerMessage,
+    TokenAnswer,
     UnknownCommand,
 )
 from .errors import ErrorCode
@@ -36,9 +44,10 @@ from .options import Options
 from .outcome import ACK, Json, Outcome, refusal
 from .state import State
 
-__all__ = ["COMMANDS", "Core", "Peer"]
+__all__ = ["CHECKS", "COMMANDS", "Core", "Peer", "changes_state"]
 
 Rule = Callable[[State, Connection, Json], "Outcome | Decision"]
+Check = Callable[[State, Connection, Json], "Json | Outcome"]
 
 COMMANDS: Final[dict[str, Rule]] = {
     "candidate": relay.relay_signal,
@@ -56,6 +65,31 @@ COMMANDS: Final[dict[str, Rule]] = {
     "stillAlive": rooms.still_alive,
 }
 
+CHECKS: Final[dict[str, Check]] = {
+    "roomJoin": rooms.check_room_join,
+    "roomLeave": rooms.check_room_leave,
+    "setPresence": rooms.check_set_presence,
+    "setRoomApiField": rooms.check_set_room_api_field,
+}
+"""The commands that change the state (with a login, ``changes_state``), each with its check:
+what its rule reads, or its refusal (``Core.check``). ``setUserCfg`` is checked and discarded;
+``getRoomList``, ``getIceConfig``, ``stillAlive`` and the relayed signals only read."""
+
+
+def changes_state(peer: Peer, event: str, data: Any, has_ack: bool) -> bool:
+    """Whether this event of a client may change the state (``Core.check`` takes it)."""
+    if not has_ack:
+        return False
+    if event == "easyrtcAuth":
+        return True
+    return (
+        event == "easyrtcCmd"
+        and peer.connection is not None
+        and type(data) is dict
+        and type(msg_type := data.get("msgType")) is str  # a list cannot be looked up in a dict
+        and msg_type in CHECKS
+    )
+
 
 class Core:
     """The state machine of one EasyRTC server (all applications, all sockets)."""
@@ -66,8 +100,11 @@ class Core:
         *,
         clock: Callable[[], int] | None = None,
         new_id: Callable[[], str] | None = None,
+        here: Callable[[str], bool] | None = None,
     ) -> None:
-        self.state = State(options, clock=clock, new_id=new_id)
+        """``here``: whether an easyrtcid's socket is on this node, for coalesced member-list
+        updates (``coalescing``); None: all are."""
+        self.state = State(options, clock=clock, new_id=new_id, here=here)
 
     @property
     def options(self) -> Options:
@@ -170,22 +207,60 @@ class Core:
         """The held sockets whose grace is over: close each as usual (``close``)."""
         return self.state.holds.expired()
 
+    def check(self, peer: Peer, event: str, payload: Any) -> Json | Outcome:
+        """An event ``changes_state`` says yes to, checked by its rule without changing
+        anything: its refusal, or its message with only what the rule reads (a login without
+        its credential); ``receive`` of that message does what ``receive`` of the event does,
+        unless the state changed in between (it is checked again then)."""
+        if event == "easyrtcAuth":
+            asked = auth.authenticate(self.state, peer, payload)
+            return asked if isinstance(asked, Outcome) else auth.login_read(asked.request)
+        conn = peer.connection
+        assert conn is not None, "changes_state: commands of a logged-in socket only"
+        return CHECKS[payload["msgType"]](self.state, conn, payload)
+
     # -- coalesced room updates (room_update_tick > 0) ---------------------------------------
 
     def next_room_update(self) -> int | None:
         """When (clock ms) the pending member-list changes are due; None if there are none."""
-        return self.state.next_flush()
+        return self.state.updates.next_flush()
 
     def flush_room_updates(self) -> Outcome:
         """The pending member-list changes: one ``roomData`` push per member behind."""
-        return self.state.flush_rooms()
+        return self.state.updates.flush()
 
     def settle(self, out: Outcome, sender: Peer | None) -> Outcome:
         """``out`` with each recipient first caught up on the changes pending for it (call
         before carrying out any outcome: what a member receives keeps the changes' order)."""
-        return self.state.settle(out, sender.easyrtcid if sender is not None else None)
+        return self.state.updates.settle(out, sender.easyrtcid if sender is not None else None)
 
     # -- decisions -------------------------------------------------------------------------
+
+    def answer(self, decision: Decision, answer: Answer) -> Outcome | Decision:
+        """Apply the caller's ``answer`` to ``decision``: the ``Outcome``, or the next decision.
+        An answer that does not fit its decision (a bug, or a log entry about a decision this
+        replica no longer has) changes nothing."""
+        match decision, answer:
+            case _, Refused(code=code, text=text):
+                return self.refuse(decision, code, text)
+            case LoginRequested(request=request), LoginAnswer():
+                request.app_name = answer.app_name
+                request.username = answer.username
+                request.rooms = answer.rooms
+                return self.accept_login(decision)
+            case JoinRequested(), JoinAnswer():
+                return self.accept_join(decision)
+            case LoginAdmitted(conn=conn), TokenAnswer():
+                if self.is_current(decision):
+                    conn.username = answer.username
+                    conn.presence = answer.presence
+                    conn.fields = answer.fields
+                return self.accept_token(decision, answer.ice_servers)
+            case IceRequested(), IceAnswer(ice_servers=servers):
+                return self.accept_ice(decision, servers)
+            case ServerMessage() | UnknownCommand(), ReplyAnswer(body=body):
+                return self.accept_reply(decision, body)
+        return Outcome()
 
     def accept_login(self, decision: LoginRequested) -> JoinRequested | Outcome:
         """The login may proceed: next, may it enter its rooms?"""

@@ -1,9 +1,11 @@
 """What the core asks its caller to decide, in the manner of websockets' ``accept``/``reject``.
 
 Where server policy may say no (hooks), the core does not return an ``Outcome`` but one of these
-records. The caller makes up its mind (the server awaits its hooks) and answers with
-``Core.accept_…(decision, …)`` or ``Core.refuse(decision, code)``, which return the ``Outcome``
-(or, for a login, the next decision). Nothing has changed in the state when a decision is
+records. The caller makes up its mind (the server awaits its hooks) and answers with an answer
+record (``LoginAnswer``, ``JoinAnswer``, ``TokenAnswer``, ``IceAnswer``, ``ReplyAnswer`` or
+``Refused``) through ``Core.answer(decision, answer)``, which returns the ``Outcome`` (or, for a
+login, the next decision). Answers are plain values, so a cluster can carry them in its log and
+every replica applies the same one. Nothing has changed in the state when a decision is
 returned, except for ``LoginAdmitted``, whose refusal undoes the admission.
 
 ``failure`` is the error code of a refusal whose reason has no code (a hook that crashed).
@@ -16,7 +18,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from .errors import ErrorCode
-from .model import Connection, Peer
+from .model import Connection, Fields, Peer
 from .outcome import Json, Outcome
 
 
@@ -136,3 +138,57 @@ class UnknownCommand:
 Decision = (
     LoginRequested | JoinRequested | LoginAdmitted | IceRequested | ServerMessage | UnknownCommand
 )
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAnswer:
+    """The ``authenticate`` hook let the login proceed, with the values it may have written
+    (checked again by the core before they are used)."""
+
+    app_name: Any
+    username: Any  # MISSING when absent
+    rooms: Any
+
+
+@dataclass(frozen=True, slots=True)
+class JoinAnswer:
+    """``room_create`` and ``room_join`` let the rooms be entered."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAnswer:
+    """``authenticated`` let the connection stay, and ``ice_servers`` gave its ICE servers;
+    with what the hooks may have written on the connection (its username, presence, fields)."""
+
+    ice_servers: list[Json]
+    username: str | None
+    presence: dict[str, Any]
+    fields: Fields
+
+
+@dataclass(frozen=True, slots=True)
+class IceAnswer:
+    """``ice_servers`` for ``getIceConfig``."""
+
+    ice_servers: list[Json]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyAnswer:
+    """The server's reply to a message or command for it (None: a plain ack)."""
+
+    body: Json | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A hook said no with EasyRTC error ``code`` (and maybe its own ``text``)."""
+
+    code: str
+    text: str | None = None
+
+
+Answer = LoginAnswer | JoinAnswer | TokenAnswer | IceAnswer | ReplyAnswer | Refused

@@ -7,23 +7,29 @@ member joining or leaving a room, a room starting or finishing) and hands them t
 listeners. Listeners must be cheap and must not await: they run on the signaling path, so
 anything slow (an HTTP request) is queued and done elsewhere.
 
-Room membership is followed by comparing a connection's rooms before and after the events that
-can change them (a login, ``roomJoin``, ``roomLeave``, a close), never on relayed messages.
+What happened is read from the outcome, where the core records it as it happens
+(``outcome.LoggedIn``, ``Joined``, ``Rejected``; the rooms left are ``Outcome.left``), never
+recovered from wire bodies or by comparing room sets. A relayed message's outcome records
+nothing, so nothing is done for it beyond ``received``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .outcome import Json, Outcome, Reply
+from .logsafe import refusals
+from .outcome import Joined, LoggedIn, Outcome, Rejected
+
+log = logging.getLogger("easyrtc_server")
 
 if TYPE_CHECKING:
     from .core import Peer
     from .model import Connection
     from .transport import Link
-
-_MEMBERSHIP_COMMANDS = frozenset(("roomJoin", "roomLeave"))
 
 
 class Member(NamedTuple):
@@ -62,6 +68,9 @@ class Listener:
     def closed(self, peer: Peer, reason: str) -> None:
         """A socket is gone; ``reason`` is the transport's (``slow consumer``, …) or empty."""
 
+    def hook_timed(self, name: str, seconds: float) -> None:
+        """A call of hook ``name`` took ``seconds`` (wall clock, awaits included)."""
+
 
 class ServerEvents:
     """The server's side of the seam: a few calls in, listener events out."""
@@ -70,8 +79,8 @@ class ServerEvents:
         self.listeners: list[Listener] = []
         self.connected_since: dict[str, float] = {}
         """Wall-clock time (seconds) each open socket connected, by easyrtcid."""
-        self._rooms: dict[str, set[tuple[str, str]]] = {}
         self._occupancy: dict[tuple[str, str], int] = {}
+        """Members of each (application, room) this server told its listeners of."""
 
     def add(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -89,74 +98,73 @@ class ServerEvents:
             msg_type = None
         for listener in self.listeners:
             listener.received(event, msg_type, out)
-        if event == "easyrtcAuth":
-            self._login_result(peer, out)
-            self._sync_rooms(peer)
-        elif msg_type in _MEMBERSHIP_COMMANDS:
-            self._sync_rooms(peer)
+        if out.happened is not None or out.left:
+            self._happened(out, login=event == "easyrtcAuth", by=peer)
 
     def sent(self, out: Outcome) -> None:
         for listener in self.listeners:
             listener.sent(out)
 
-    def closed(self, peer: Peer, link: Link | None) -> None:
-        """Called before the server forgets the connection: ``peer.connection`` is still set."""
+    @contextmanager
+    def hook(self, name: str) -> Iterator[None]:
+        """Around the server's call of hook ``name``: its duration to the listeners."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - start
+            for listener in self.listeners:
+                listener.hook_timed(name, seconds)
+
+    def closed(self, peer: Peer, link: Link | None, out: Outcome) -> None:
+        """The socket is gone, and ``out`` is what its close did (the rooms it left)."""
         self.connected_since.pop(peer.easyrtcid, None)
-        self._sync_rooms(peer, gone=True)
+        if out.left:
+            self._happened(out, login=False, by=peer)
         sock = engine_socket_of(link) if link is not None else None
         reason = str(getattr(sock, "close_reason", ""))
         for listener in self.listeners:
             listener.closed(peer, reason)
 
-    # -- derived events ----------------------------------------------------------------------
+    # -- what happened -----------------------------------------------------------------------
 
-    def _login_result(self, peer: Peer, out: Outcome) -> None:
-        for send in out.sends:
-            if type(send) is not Reply:
-                continue
-            body = send.body
-            msg_type = body.get("msgType")
-            if msg_type == "token" and peer.connection is not None:
-                for listener in self.listeners:
-                    listener.logged_in(peer.connection)
-            elif msg_type == "error":
-                code = _error_code(body)
-                for listener in self.listeners:
-                    listener.refused(code)
-            return
-
-    def _sync_rooms(self, peer: Peer, *, gone: bool = False) -> None:
-        conn = peer.connection
-        cid = peer.easyrtcid
-        before = self._rooms.get(cid, set())
-        now: set[tuple[str, str]] = set()
-        if conn is not None and not gone:
-            now = {(conn.app.name, room) for room in conn.rooms}
-        if before == now:
-            if gone:
-                self._rooms.pop(cid, None)
-            return
-        username = conn.username if conn is not None else None
+    def _happened(self, out: Outcome, *, login: bool, by: Peer) -> None:
+        """Log the refusals ``out`` records (throttled per client, at DEBUG for one not logged
+        in) and tell the listeners the rest: a login's result, the rooms left, then the rooms
+        entered."""
+        listeners = self.listeners
+        happened = out.happened or ()
+        for event in happened:
+            if type(event) is LoggedIn:
+                for listener in listeners:
+                    listener.logged_in(event.conn)
+            elif type(event) is Rejected:
+                cid, code = event.easyrtcid, event.code
+                known = by.connection is not None and cid == by.easyrtcid
+                line = "rejected %s from %s: %s"
+                refusals.note(cid, known, line, event.what, cid, code, logger=log)
+                if login:
+                    for listener in listeners:
+                        listener.refused(code)
         occupancy = self._occupancy
-        for key in sorted(before - now):
+        for conn, room in out.left or ():
+            key = (conn.app.name, room)
             count = occupancy.get(key, 1) - 1
             if count <= 0:
                 occupancy.pop(key, None)
             else:
                 occupancy[key] = count
-            member = Member(key[0], key[1], cid, username)
-            for listener in self.listeners:
+            member = Member(key[0], room, conn.easyrtcid, conn.username)
+            for listener in listeners:
                 listener.left(member, count <= 0)
-        for key in sorted(now - before):
-            count = occupancy.get(key, 0) + 1
-            occupancy[key] = count
-            member = Member(key[0], key[1], cid, username)
-            for listener in self.listeners:
-                listener.joined(member, count == 1)
-        if now:
-            self._rooms[cid] = now
-        else:
-            self._rooms.pop(cid, None)
+        for event in happened:
+            if type(event) is Joined:
+                conn = event.conn
+                key = (conn.app.name, event.room)
+                count = occupancy[key] = occupancy.get(key, 0) + 1
+                member = Member(key[0], event.room, conn.easyrtcid, conn.username)
+                for listener in listeners:
+                    listener.joined(member, count == 1)
 
 
 def engine_socket_of(link: Link) -> Any:
@@ -171,9 +179,3 @@ def engine_socket_of(link: Link) -> Any:
             return None
         link = inner
     return None
-
-
-def _error_code(body: Json) -> str:
-    data = body.get("msgData")
-    code = data.get("errorCode") if isinstance(data, dict) else None
-    return code if isinstance(code, str) else "unknown"

@@ -19,12 +19,25 @@ import logging
 from . import shutdown
 from .cluster.forwarding import Forwarder
 from .cluster.node import ClusterNode
+from .engine import Carrier, Engine, EngineFactory
 from .operations import Operations
 from .options import Options
 from .server import EasyRtcServer
 from .transport.engineio_sessions import EngineIOServer
 
 log = logging.getLogger("easyrtc_server")
+
+
+def engine_for(options: Options) -> EngineFactory | None:
+    """The engine ``options`` ask for: a cluster node when ``redis_url`` is set, else None
+    (the server's default, the state in this process)."""
+    if options.redis_url is None:
+        return None
+
+    def node(carrier: Carrier, options: Options) -> Engine:
+        return ClusterNode(carrier, options)
+
+    return node
 
 
 class Hosting:
@@ -37,9 +50,10 @@ class Hosting:
     def __init__(self, server: EasyRtcServer, engine: EngineIOServer | None) -> None:
         self.server = server
         options = server.options
-        if options.redis_url is not None and server.cluster is None:
-            server.cluster = ClusterNode(server, options)
-        self.node = server.cluster
+        self.engine = server.engine  # a node of a cluster joins it at start, leaves at the end
+        self.node = self.engine if isinstance(self.engine, ClusterNode) else None
+        if options.redis_url is not None and self.node is None:
+            raise ValueError("a server for redis_url is made with engine=engine_for(options)")
         self.operations = Operations(server)  # health, metrics, admin, webhooks
         self.forwarder: Forwarder | None = None
         if self.node is not None and engine is not None:
@@ -52,8 +66,7 @@ class Hosting:
         """Join the cluster (its internal listener first: the node announces its URL)."""
         if self.forwarder is not None:
             await self.forwarder.start()
-        if self.node is not None:
-            await self.node.start()
+        await self.engine.start()
 
     async def drain(self) -> None:
         """Say goodbye to every client within ``shutdown_drain_time`` (``shutdown.drain``)."""
@@ -61,8 +74,7 @@ class Hosting:
 
     async def stop(self) -> None:
         """Leave the cluster; the transport has closed every session by now."""
-        if self.node is not None:
-            await self.node.stop()
+        await self.engine.stop()
         if self.forwarder is not None:
             await self.forwarder.stop()
 

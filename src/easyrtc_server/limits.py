@@ -73,7 +73,7 @@ class _Socket:
     closing: bool = False
 
 
-@dataclass(slots=True, eq=False, weakref_slot=True)
+@dataclass(slots=True, eq=False)
 class Guard:
     """Connection counting, login timeouts and per-socket message rate limits.
 
@@ -92,7 +92,6 @@ class Guard:
 
     def __post_init__(self) -> None:
         logsafe.install()
-        logsafe.refusals.judges.add(self)
 
     def is_authenticated(self, easyrtcid: str) -> bool:
         state = self.sockets.get(easyrtcid)

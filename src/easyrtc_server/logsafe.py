@@ -9,18 +9,18 @@ Two things, installed once per process on the package's loggers (``install``):
   the rest are counted, and the count is logged with the next one after the window, or when the
   socket closes. Refusals of sockets that have not logged in are logged at DEBUG.
 
-Knows the templates of the refusal lines written elsewhere (``REFUSAL_TEMPLATES``), nothing else
-of the server.
+Refusals come here as data (``refusals.note``, with whether the client has logged in), from the
+server's events (``events``) and its guard (``limits``); this module knows nothing of the
+server.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 MAX_ARG: Final = 2000
 """Characters of one argument shown in a log line: enough for any line of the server's own,
@@ -33,12 +33,6 @@ MAX_KEYS: Final = 10_000
 """Clients counted at once before the stale counts are dropped."""
 
 ROOT_LOGGER: Final = "easyrtc_server"
-
-REFUSAL_TEMPLATES: Final[dict[str, int]] = {
-    "rejected %s from %s: %s": 1,  # core.Core.reject
-    "refused %s of %s: %s": 1,  # server._log_refusal
-}
-"""Refusal lines logged by other modules, with the position of the easyrtcid argument."""
 
 _ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 """A backslash is left as it is: text escaped before (``repr``) is not escaped twice; what
@@ -102,8 +96,8 @@ def _safe(arg: Any) -> Any:
 
 
 class SafeArguments(logging.Filter):
-    """Escapes and truncates the arguments (and a control-character-laden message) of a record;
-    routes the known refusal lines through ``refusals``."""
+    """Escapes and truncates the arguments (and a control-character-laden message) of a
+    record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -114,17 +108,8 @@ class SafeArguments(logging.Filter):
         msg = record.msg
         if not isinstance(msg, str) or not msg.isprintable():
             # with arguments the text is a template: escape it but never cut a placeholder
-            record.msg = msg = shown(msg, len(msg) if args and isinstance(msg, str) else MAX_ARG)
-        position = REFUSAL_TEMPLATES.get(msg)
-        if position is not None and isinstance(record.args, tuple) and len(record.args) > position:
-            return refusals.admit(record, str(record.args[position]))
+            record.msg = shown(msg, len(msg) if args and isinstance(msg, str) else MAX_ARG)
         return True
-
-
-class Judge(Protocol):
-    """Something that knows whether a client has logged in (a server's ``Guard``)."""
-
-    def is_authenticated(self, key: str) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -137,38 +122,32 @@ class _Count:
 class RefusalLog:
     """One line per client per ``WINDOW`` for its refusals, with a count of the ones not shown.
 
-    ``authenticated`` tells whether a client (by easyrtcid) has logged in; unknown clients and
-    those that have not are logged at DEBUG.
+    A refusal of a client that has not logged in is logged at DEBUG.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.counts: dict[str, _Count] = {}
-        self.judges: weakref.WeakSet[Judge] = weakref.WeakSet()
         self.logger = logging.getLogger(ROOT_LOGGER + ".refusals")
 
-    def is_authenticated(self, key: str) -> bool:
-        return any(judge.is_authenticated(key) for judge in self.judges)
-
-    def note(self, key: str, authenticated: bool, msg: str, *args: Any) -> None:
-        """Log a refusal of client ``key`` (an easyrtcid or an address), throttled."""
+    def note(
+        self,
+        key: str,
+        authenticated: bool,
+        msg: str,
+        *args: Any,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        """Log a refusal of client ``key`` (an easyrtcid or an address), throttled, on
+        ``logger`` (default: ``easyrtc_server.refusals``)."""
+        logger = logger or self.logger
         level = logging.INFO if authenticated else logging.DEBUG
-        if not self.logger.isEnabledFor(level):
+        if not logger.isEnabledFor(level):
             return
-        record = self.logger.makeRecord(self.logger.name, level, "(refusal)", 0, msg, args, None)
+        record = logger.makeRecord(logger.name, level, "(refusal)", 0, msg, args, None)
         record.args = tuple(_safe(a) for a in args)
         if self._pass(record, key, level):
-            self.logger.handle(record)
-
-    def admit(self, record: logging.LogRecord, key: str) -> bool:
-        """For a refusal record logged elsewhere: True to log it (maybe demoted, with a count)."""
-        level = record.levelno
-        if level == logging.INFO and not self.is_authenticated(key):
-            level = logging.DEBUG
-            record.levelno, record.levelname = level, "DEBUG"
-            if not logging.getLogger(record.name).isEnabledFor(level):
-                return False
-        return self._pass(record, key, level)
+            logger.handle(record)
 
     def _pass(self, record: logging.LogRecord, key: str, level: int) -> bool:
         now = self.clock()

@@ -14,11 +14,9 @@ carries client data: no ids, names, addresses or payloads.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final, Protocol
 
 from aiohttp import web
 from prometheus_client import (
@@ -42,7 +40,6 @@ from prometheus_client.registry import Collector
 from .core import COMMANDS
 from .errors import ErrorCode
 from .events import Listener, Member, engine_socket_of
-from .hooks import Hooks
 from .outcome import ACKED, Outcome, Push
 
 if TYPE_CHECKING:
@@ -196,6 +193,11 @@ class Metrics(Listener):
                 data = send.body.get("msgData")
                 code = data.get("errorCode") if isinstance(data, dict) else None
                 (self._errors.get(code) or self._errors["other"]).n += 1  # type: ignore[arg-type]
+
+    def hook_timed(self, name: str, seconds: float) -> None:
+        timer = self.hook_timers.get(name)
+        if timer is not None:
+            timer.observe(seconds)
 
     def logged_in(self, conn: Connection) -> None:
         self.logins.inc()
@@ -379,33 +381,3 @@ class _StateCollector(Collector):
             buckets=buckets,
             gsum_value=sum(sizes),
         )
-
-
-def time_hooks(hooks: Hooks, metrics: Metrics) -> None:
-    """Time every hook call of ``hooks`` into ``easyrtc_hook_duration_seconds``.
-
-    The timed calls are set on the instance, shadowing its methods, so ``server.hooks`` stays
-    the object (and the class) the user gave. Done once per hooks object.
-    """
-    if getattr(hooks, "_easyrtc_timed", False):
-        return
-    try:
-        for name in HOOK_NAMES:
-            setattr(hooks, name, _timed(getattr(hooks, name), metrics.hook_timers[name]))
-        hooks._easyrtc_timed = True  # type: ignore[attr-defined]
-    except AttributeError:  # a Hooks class with __slots__ and no __dict__: nothing was set
-        log.info("hooks of type %s have no __dict__: hook calls are not timed", type(hooks))
-
-
-def _timed(method: Callable[..., Awaitable[Any]], timer: Any) -> Callable[..., Awaitable[Any]]:
-    observe = timer.observe
-
-    @functools.wraps(method)
-    async def timed(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return await method(*args, **kwargs)
-        finally:
-            observe(time.perf_counter() - start)
-
-    return timed

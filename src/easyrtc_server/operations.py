@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from . import routes
 from .admin import AdminApi
 from .health import Readiness
-from .metrics import Metrics, time_hooks
+from .metrics import Metrics
 from .routes import OpsRequest, Route, StaticRoute
 from .server import EasyRtcServer
 from .webhooks import Webhooks
@@ -37,8 +37,7 @@ class Operations:
         self.webhooks: Webhooks | None = None
         if options.metrics_enable:
             self.metrics = Metrics(server)
-            server.events.add(self.metrics)
-            time_hooks(server.hooks, self.metrics)
+            server.events.add(self.metrics)  # hook calls are timed where the server makes them
         if options.admin_token:
             self.admin = AdminApi(server, options.admin_token)
         if options.webhook_urls:

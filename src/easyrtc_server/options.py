@@ -138,7 +138,7 @@ class Options(ProtocolOptions):
     # Performance
     room_update_tick: float = 0.0
     """Seconds during which the member-list deltas one socket receives are merged into one push
-    (``State.flush_rooms``); 0 sends each delta at once, as the reference does."""
+    (``coalescing.Coalescer.flush``); 0 sends each delta at once, as the reference does."""
 
     # Hosting
     host: str = "0.0.0.0"
@@ -259,6 +259,10 @@ class Options(ProtocolOptions):
     cluster_snapshot_entries: int = 1000
     """Log entries between snapshots of the replicated state; the log is trimmed to the one
     before, so a node that starts loads a snapshot and reads at most twice this many."""
+    cluster_max_entry_size: int = 16384
+    """Bytes one client event may take in the cluster's log, once checked and reduced to what
+    the protocol reads (room parameters, apiFields, presence): a larger one is refused with
+    ``MSG_REJECT_BAD_SIZE`` and never reaches Redis."""
 
     # Cluster request forwarding (``cluster/forwarding.py``): no sticky sessions needed
     cluster_listen: str = "127.0.0.1:0"
@@ -484,7 +488,7 @@ def _checked(name: str, value: Any) -> Any:
             not isinstance(value, str) or not value.startswith(("http://", "https://"))
         ):
             raise OptionsError("option 'cluster_advertise_url' must be an http:// URL", name)
-    elif name in ("webhook_max_attempts", "cluster_snapshot_entries"):
+    elif name in ("webhook_max_attempts", "cluster_snapshot_entries", "cluster_max_entry_size"):
         if not _is_int(value) or value < 1:
             raise OptionsError(f"option {name!r} must be a whole number >= 1, got {value!r}")
     elif name == "log_format":

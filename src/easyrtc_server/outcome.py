@@ -1,12 +1,14 @@
-"""What the core returns for one event: an ordered list of sends, and whether to close.
+"""What the core returns for one event: an ordered list of sends, whether to close, and what
+happened.
 
 A send is a ``Reply`` (the acknowledgement to the sender of the event) or a ``Push`` (an event
-to one easyrtcid). ``refusal`` is the error reply every handler uses, logged once.
+to one easyrtcid). What happened is told as records where it happens (``LoggedIn``, ``Joined``,
+``Rejected``; rooms left are ``Outcome.left``), so the operating side (``events``) never reads
+it back out of wire bodies. ``refusal`` is the error reply every handler uses, logged once.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -14,8 +16,6 @@ from .errors import error_message
 
 if TYPE_CHECKING:
     from .model import Connection
-
-log = logging.getLogger("easyrtc_server")
 
 Json = dict[str, Any]
 
@@ -34,9 +34,41 @@ class Push:
     to: str
     event: str
     body: Json
+    settled: bool = False
+    """Already in order where it stands (a member-list catch-up built into an outcome):
+    ``coalescing.Coalescer.settle`` puts nothing before it."""
 
 
 Send = Reply | Push
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """A login succeeded: ``conn`` has its token."""
+
+    conn: Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """``conn`` entered room ``room`` (a new membership, not a join again)."""
+
+    conn: Connection
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An event of ``easyrtcid`` was refused with EasyRTC error ``code``; ``what`` says what
+    was refused, already fit for a log line (``loggable``). The operating side logs it,
+    throttled per client (``events``, ``logsafe.RefusalLog``)."""
+
+    code: str
+    what: str = ""
+    easyrtcid: str = ""
+
+
+Happened = LoggedIn | Joined | Rejected
 
 ACK: Final[Json] = {"msgType": "ack"}
 """The plain success reply. Shared, so never mutate it."""
@@ -53,6 +85,8 @@ class Outcome:
     """Close the sender's socket after the sends (failed authentication)."""
     left: list[tuple[Connection, str]] | None = None
     """Rooms connections left (for the ``room_left`` hook), in order."""
+    happened: list[Happened] | None = None
+    """What else happened, in order (None when nothing did: no list on the relay path)."""
 
     def reply(self, body: Json) -> Outcome:
         self.sends.append(Reply(body))
@@ -61,21 +95,30 @@ class Outcome:
     def push(self, easyrtcid: str, event: str, body: Json) -> None:
         self.sends.append(Push(easyrtcid, event, body))
 
+    def note(self, event: Happened) -> Outcome:
+        if self.happened is None:
+            self.happened = []
+        self.happened.append(event)
+        return self
+
     def extend(self, other: Outcome) -> Outcome:
         """Append ``other``'s sends and left rooms; close if either closes."""
         self.sends.extend(other.sends)
         self.close = self.close or other.close
         if other.left:
             self.left = [*(self.left or ()), *other.left]
+        if other.happened:
+            self.happened = [*(self.happened or ()), *other.happened]
         return self
 
 
 def refusal(
     now: int, easyrtcid: str, what: Any, code: str, *, text: str | None = None, close: bool = False
 ) -> Outcome:
-    """The error reply for one refused event, logged once (client text escaped, truncated)."""
-    log.info("rejected %s from %s: %s", loggable(what), easyrtcid, code)
-    return Outcome(close=close).reply(error_message(code, now, text))
+    """The error reply for one refused event, with the refusal recorded (``Rejected``: the
+    server logs it once, client text escaped and truncated)."""
+    out = Outcome(close=close).reply(error_message(code, now, text))
+    return out.note(Rejected(code, loggable(what), easyrtcid))
 
 
 def loggable(value: Any, limit: int = 80) -> str:

@@ -103,6 +103,22 @@ def room_join(state: State, conn: Connection, msg: Json) -> JoinRequested | Outc
     return JoinRequested(JoinPhase.ROOM_JOIN, app.name, requested, creates, conn=conn)
 
 
+def check_room_join(state: State, conn: Connection, msg: Json) -> Json | Outcome:
+    """``roomJoin`` checked: its refusal, or the message with only what ``room_join`` reads."""
+    asked = room_join(state, conn, msg)
+    if isinstance(asked, Outcome):
+        return asked
+    return {"msgType": "roomJoin", "msgData": {"roomJoin": room_map(asked.rooms)}}
+
+
+def room_map(rooms: dict[str, Any]) -> Json:
+    """``{ROOM: P or None}`` in the wire form ``parse_room_map`` reads back."""
+    return {
+        name: {"roomName": name} if p is None else {"roomName": name, "roomParameter": p}
+        for name, p in rooms.items()
+    }
+
+
 def apply_room_join(state: State, join: JoinRequested) -> Outcome:
     """Join every room of ``join`` or, if one cannot be joined, none of them."""
     conn = join.conn
@@ -116,12 +132,24 @@ def apply_room_join(state: State, join: JoinRequested) -> Outcome:
     states: Json = {}
     for name in names:
         member = conn.rooms[name]
-        state.mark_current(member)
+        state.updates.mark_current(member)
         states[name] = join_state(member.room, state.client_list(member.room))
     return out.reply(room_data(states))
 
 
 def room_leave(state: State, conn: Connection, msg: Json) -> Outcome:
+    checked = check_room_leave(state, conn, msg)
+    if isinstance(checked, Outcome):
+        return checked
+    out = Outcome()
+    requested = checked["msgData"]["roomLeave"]
+    for name in requested:
+        state.leave(conn, name, out)
+    return out.reply(room_data({name: leave_state(name) for name in requested}))
+
+
+def check_room_leave(state: State, conn: Connection, msg: Json) -> Json | Outcome:
+    """``roomLeave`` checked: its refusal, or the message with only what ``room_leave`` reads."""
     data = msg.get("msgData")
     if not is_object(data):
         return _refuse(state, conn, "roomLeave", ErrorCode.MSG_REJECT_BAD_DATA)
@@ -129,22 +157,15 @@ def room_leave(state: State, conn: Connection, msg: Json) -> Outcome:
     requested = parse_room_map(conn.app.options, value)
     if requested is None:
         return _refuse(state, conn, "roomLeave", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
-    out = Outcome()
-    for name in requested:
-        state.leave(conn, name, out)
-    return out.reply(room_data({name: leave_state(name) for name in requested}))
+    rooms = {name: {"roomName": name} for name in requested}
+    return {"msgType": "roomLeave", "msgData": {"roomLeave": rooms}}
 
 
 def set_presence(state: State, conn: Connection, msg: Json) -> Outcome:
-    data = msg.get("msgData")
-    if not is_object(data):
-        return _refuse(state, conn, "setPresence", ErrorCode.MSG_REJECT_BAD_DATA)
-    presence = data.get("setPresence") if isinstance(data, dict) else None
-    if not check_presence(conn.app.options, presence):
-        return _refuse(state, conn, "setPresence", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
-    if not presence_fits(conn.app.options, presence):
-        return _refuse(state, conn, "setPresence", ErrorCode.MSG_REJECT_BAD_SIZE)
-    apply_presence(conn, presence)
+    checked = check_set_presence(state, conn, msg)
+    if isinstance(checked, Outcome):
+        return checked
+    apply_presence(conn, checked["msgData"]["setPresence"])
     state.refresh_entries(conn)
     out = Outcome().reply(
         room_data(
@@ -156,6 +177,31 @@ def set_presence(state: State, conn: Connection, msg: Json) -> Outcome:
     )
     state.tell_peers(conn, out, with_api_field=False)
     return out
+
+
+def check_set_presence(state: State, conn: Connection, msg: Json) -> Json | Outcome:
+    """``setPresence`` checked: its refusal, or the message with only what ``set_presence``
+    reads."""
+    data = msg.get("msgData")
+    if not is_object(data):
+        return _refuse(state, conn, "setPresence", ErrorCode.MSG_REJECT_BAD_DATA)
+    presence = data.get("setPresence") if isinstance(data, dict) else None
+    if not check_presence(conn.app.options, presence):
+        return _refuse(state, conn, "setPresence", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
+    if not presence_fits(conn.app.options, presence):
+        return _refuse(state, conn, "setPresence", ErrorCode.MSG_REJECT_BAD_SIZE)
+    return {"msgType": "setPresence", "msgData": {"setPresence": presence_read(presence)}}
+
+
+def presence_read(presence: Any) -> Json | list[Any]:
+    """Of a checked presence, what ``apply_presence`` reads (a non-empty array when that is
+    nothing: it passes the checks again and changes nothing, as the original did)."""
+    read = (
+        {k: presence[k] for k in PRESENCE_KEYS if k in presence}
+        if isinstance(presence, dict)
+        else {}
+    )
+    return read or [0]
 
 
 def check_presence(opts: ProtocolOptions, presence: Any) -> bool:
@@ -180,15 +226,42 @@ def presence_fits(opts: ProtocolOptions, presence: Any) -> bool:
     return _json_length(presence["type"]) <= opts.presence_type_max_size
 
 
+PRESENCE_KEYS = ("show", "status", "type")
+
+
 def apply_presence(conn: Connection, presence: Any) -> None:
     if isinstance(presence, dict):
-        for key in ("show", "status", "type"):
+        for key in PRESENCE_KEYS:
             if key in presence:
                 conn.presence[key] = presence[key]
 
 
 def set_room_api_field(state: State, conn: Connection, msg: Json) -> Outcome:
+    checked = check_set_room_api_field(state, conn, msg)
+    if isinstance(checked, Outcome):
+        return checked
+    request = checked["msgData"]["setRoomApiField"]
+    room_name = request["roomName"]
+    field = request.get("field", MISSING)
+    member = conn.rooms[room_name]
+    member.api_field = field if field is not MISSING and field else None
+    state.refresh_entry(member)
+    entry = client_entry(member)
+    if member.api_field is None:
+        entry["apiField"] = {}  # so peers drop the old value (the reference leaves it stale)
+    delta = room_data({room_name: update_delta(room_name, entry)})
+    out = Outcome()
     cid = conn.easyrtcid
+    if state.coalescing:
+        state.updates.mark_changed(member.room, cid, api_cleared=member.api_field is None)
+    else:
+        state.tell_room(member.room, cid, delta["msgData"]["roomData"][room_name], out)
+    return out.reply(delta)
+
+
+def check_set_room_api_field(state: State, conn: Connection, msg: Json) -> Json | Outcome:
+    """``setRoomApiField`` checked: its refusal, or the message with only what
+    ``set_room_api_field`` reads."""
     data = msg.get("msgData")
     if not is_object(data):
         return _refuse(state, conn, "setRoomApiField", ErrorCode.MSG_REJECT_BAD_DATA)
@@ -203,21 +276,12 @@ def set_room_api_field(state: State, conn: Connection, msg: Json) -> Outcome:
         return _refuse(state, conn, "setRoomApiField", ErrorCode.MSG_REJECT_BAD_STRUCTURE)
     if field is not MISSING and _json_length(field) >= conn.app.options.api_field_max_size:
         return _refuse(state, conn, "setRoomApiField", ErrorCode.MSG_REJECT_BAD_SIZE)
-    member = conn.rooms.get(room_name)
-    if member is None:
+    if room_name not in conn.rooms:
         return _refuse(state, conn, "setRoomApiField", ErrorCode.MSG_REJECT_BAD_ROOM)
-    member.api_field = field if field is not MISSING and field else None
-    state.refresh_entry(member)
-    entry = client_entry(member)
-    if member.api_field is None:
-        entry["apiField"] = {}  # so peers drop the old value (the reference leaves it stale)
-    delta = room_data({room_name: update_delta(room_name, entry)})
-    out = Outcome()
-    if state.coalescing:
-        state.mark_changed(member.room, cid, api_cleared=member.api_field is None)
-    else:
-        state.tell_room(member.room, cid, delta["msgData"]["roomData"][room_name], out)
-    return out.reply(delta)
+    read: Json = {"roomName": room_name}
+    if field is not MISSING:
+        read["field"] = field
+    return {"msgType": "setRoomApiField", "msgData": {"setRoomApiField": read}}
 
 
 def _json_length(value: Any) -> int:

@@ -1,46 +1,51 @@
 """Runs the protocol core behind a transport: feeds it socket events, answers its decisions
 with the hooks, carries out the outcomes.
 
-This is the only place that turns the core's ``Outcome`` into I/O: the ``Reply`` through the
+This is the only place that turns an ``Outcome`` into I/O: the ``Reply`` through the
 transport's ack callable, each ``Push`` through the recipient's ``Link``, and the closing of
 sockets that failed to authenticate. Transports call ``open``, ``receive`` and ``close`` (see
 ``transport/__init__.py``) and serialise the calls of one socket, which keeps a client's
-messages in arrival order. What a message means is the core's business alone: where a policy
-may say no, the core returns a decision (``decisions``), and ``_decide`` awaits the hooks and
-answers it. Relayed signals await nothing.
+messages in arrival order. What a message means is the core's business alone, and where the
+state lives is the engine's (``engine``: this process alone, or shared by several): the server
+hands the engine each event, and where the core asks a decision (``decisions``), ``_decide``
+awaits the hooks and hands the engine their answer, a plain record. Relayed signals await
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import Any
 
-from . import control
-from .cluster.replica import is_logged
+from . import control, logsafe
 from .core import Core
 from .decisions import (
+    Answer,
     Decision,
+    IceAnswer,
     IceRequested,
+    JoinAnswer,
     JoinRequested,
     LoginAdmitted,
+    LoginAnswer,
     LoginRequested,
+    Refused,
+    ReplyAnswer,
     ServerMessage,
+    TokenAnswer,
     UnknownCommand,
 )
+from .engine import Engine, EngineFactory, EngineUnavailable, LocalEngine, Pending, Step
 from .errors import EasyRtcError, ErrorCode, error_message
 from .events import ServerEvents
 from .hooks import Hooks
 from .limits import Guard
 from .model import Connection, Peer
 from .options import Options
-from .outcome import Outcome, Reply
+from .outcome import Outcome, Rejected, Reply
 from .transport import Ack, Link
-
-if TYPE_CHECKING:
-    from .cluster.node import ClusterNode
 
 log = logging.getLogger("easyrtc_server")
 
@@ -54,12 +59,19 @@ class EasyRtcServer:
         *,
         hooks: Hooks | None = None,
         core: Core | None = None,
+        engine: EngineFactory | None = None,
     ) -> None:
-        self.core = core or Core(options)
+        """``engine`` makes the engine (default: the state in this process, on ``core``)."""
+        self.links: dict[str, Link] = {}
+        if engine is not None and core is None:
+            self.engine: Engine = engine(self, options or Options())
+        else:
+            self.engine = LocalEngine(self, core or Core(options))
+        self.core = self.engine.core
+        self._updates = self.core.state.updates  # read on every delivery
         self.options = self.core.options
         self.hooks = hooks or Hooks()
         self.hooks.bind(self)
-        self.links: dict[str, Link] = {}
         self._room_update_timer: asyncio.TimerHandle | None = None
         self._room_update_tasks: set[asyncio.Task[None]] = set()
         self._room_update_cost = 0.0
@@ -68,7 +80,6 @@ class EasyRtcServer:
         self.events = ServerEvents()  # ops: metrics, webhooks, admin (events.py)
         self.draining = False  # set while shutting down: /readyz answers 503
         self.guard = Guard(self.options, self.core.now)  # connection and rate limits
-        self.cluster: ClusterNode | None = None  # set when this process is a cluster node
         self._hold_timer: asyncio.TimerHandle | None = None
         self._hold_tasks: set[asyncio.Task[None]] = set()
 
@@ -76,16 +87,15 @@ class EasyRtcServer:
 
     async def open(self, link: Link) -> Peer | None:
         """A socket connected; None if the ``connect`` hook refused it."""
-        # resume keys (``hold``): one process only for now; a cluster node ignores them
-        keyed = self.cluster is None
-        peer = self.core.open(
+        peer = self.engine.open(  # with its resume key and token, if any (``hold``)
             link.remote_address,
-            resume_key=getattr(link, "resume_key", None) if keyed else None,
-            resume_token=getattr(link, "resume_token", None) if keyed else None,
+            getattr(link, "resume_key", None),
+            getattr(link, "resume_token", None),
         )
         self.links[peer.easyrtcid] = link
         try:
-            await self.hooks.connect(peer)
+            with self.events.hook("connect"):
+                await self.hooks.connect(peer)
         except Exception as exc:
             _log_refusal("connection", peer.easyrtcid, exc)
             del self.links[peer.easyrtcid]
@@ -96,32 +106,23 @@ class EasyRtcServer:
         return peer
 
     async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> None:
-        """One event of ``peer``: the core's outcome, or its decision answered by the hooks."""
+        """One event of ``peer``: the engine's outcome, or its decision answered by the hooks."""
         if (refusal := self.guard.check(peer, event, ack is not None)) is not None:
             return await self.deliver(peer, refusal, ack)
-        if self.cluster is not None and is_logged(peer, event, data, ack is not None):
-            return await self._receive_logged(peer, event, data, ack)
         try:
-            out = self.core.receive(peer, event, data, ack is not None)
-            if not isinstance(out, Outcome):
-                easyrtcid = peer.easyrtcid
-                out = await self._decide(peer, out)
-                if peer.easyrtcid != easyrtcid:  # its login resumed a held connection
-                    self._resumed(easyrtcid, peer)
-        except Exception:  # a bug must cost one reply, not the connection
-            log.exception("failed to handle %s from %s", event, peer.easyrtcid)
+            step = self.engine.receive(peer, event, data, ack)
+            if type(step) is Outcome:  # made here, at once: a relayed message
+                await self.deliver(peer, step, ack)
+                out = step
+            else:
+                out = await self._decide(peer, step, ack)
+        except Exception as exc:  # a bug must cost one reply, not the connection
+            if not isinstance(exc, EngineUnavailable):
+                log.exception("failed to handle %s from %s", event, peer.easyrtcid)
             login = event == "easyrtcAuth"
             code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
             out = Outcome(close=login).reply(error_message(code, self.core.now()))
-        self.events.received(peer, event, data, out)
-        await self.deliver(peer, out, ack)
-        if out.left:
-            await self._rooms_left(out.left)
-
-    async def _receive_logged(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> None:
-        """A cluster node's state change: through the cluster's log (delivered there)."""
-        assert self.cluster is not None
-        out = await self.cluster.receive(peer, event, data, ack)
+            await self.deliver(peer, out.note(Rejected(code, event, peer.easyrtcid)), ack)
         self.events.received(peer, event, data, out)
         if out.left:
             await self._rooms_left(out.left)
@@ -135,12 +136,7 @@ class EasyRtcServer:
         if self.core.is_held(peer):  # held already (``hold_for_restart``)
             return
         link = self.links.get(peer.easyrtcid)
-        if (
-            self.cluster is None
-            and link is not None
-            and not getattr(link, "goodbye", True)
-            and self.core.hold(peer)
-        ):
+        if link is not None and not getattr(link, "goodbye", True) and self.engine.hold(peer):
             del self.links[peer.easyrtcid]  # still counted by the guard: held, not gone
             self._arm_hold_timer()
             return
@@ -148,17 +144,14 @@ class EasyRtcServer:
 
     async def _gone(self, peer: Peer) -> None:
         self.guard.closed(peer)
-        self.events.closed(peer, self.links.get(peer.easyrtcid))
-        self.links.pop(peer.easyrtcid, None)
+        link = self.links.pop(peer.easyrtcid, None)
         conn = peer.connection
-        out = await self.cluster.close(peer) if self.cluster is not None else None
-        if out is None:  # not a cluster, or a socket only this node knew
-            out = self.core.close(peer)
-            await self.deliver(peer, out, None)
+        out = await self.engine.close(peer)
+        self.events.closed(peer, link, out)
         if out.left:
             await self._rooms_left(out.left)
         if conn is not None:
-            await self._notify(self.hooks.disconnect, conn)
+            await self._notify("disconnect", conn)
 
     async def deliver(
         self,
@@ -167,19 +160,18 @@ class EasyRtcServer:
         ack: Ack | None,
         *,
         settled: bool = False,
-        replicated: bool = False,
     ) -> None:
         """Carry out ``out`` for an event of ``peer``: sends in order, then maybe close.
-        ``settled``: ``out`` is a flush of room updates, in order as it is. ``replicated``:
-        ``out`` is a cluster log entry's, which every node delivers to its own sockets; else
-        a cluster node forwards pushes for other nodes' sockets to them."""
-        if not settled:
-            out = self.core.settle(out, peer)
-        if self._room_update_timer is None and self.core.next_room_update() is not None:
-            delay = max(self.options.room_update_tick, self._room_update_cost)
-            self._room_update_timer = asyncio.get_running_loop().call_later(
-                delay, self._room_updates_due
-            )
+        ``settled``: ``out`` is a flush of room updates, in order as it is. A push for a
+        socket this process does not hold is the engine's to route."""
+        if self._updates.pending_rooms:  # coalesced member-list changes not told yet
+            if not settled:
+                out = self.core.settle(out, peer)
+            if self._room_update_timer is None and self.core.next_room_update() is not None:
+                delay = max(self.options.room_update_tick, self._room_update_cost)
+                self._room_update_timer = asyncio.get_running_loop().call_later(
+                    delay, self._room_updates_due
+                )
         self.events.sent(out)
         links = self.links
         undeliverable = False
@@ -201,10 +193,7 @@ class EasyRtcServer:
             to = send.to
             link = links.get(to)
             if link is None:
-                if self.cluster is not None and not replicated:
-                    self.cluster.forward(send)
-                else:  # held (``hold``): queued, or refused as for a gone peer
-                    gone = self.core.state.holds.take(send)
+                gone = self.engine.route(send) or gone  # elsewhere, or held: queued or refused
                 continue
             try:
                 await link.send(send.event, body)
@@ -238,9 +227,7 @@ class EasyRtcServer:
         process could not restore it) and a transport that can drop a socket."""
         link = self.links.get(peer.easyrtcid)
         drop = getattr(link, "drop", None)
-        if self.cluster is not None or not self.options.resume_secret or drop is None:
-            return False
-        if not self.core.hold(peer):
+        if not self.options.resume_secret or drop is None or not self.engine.hold(peer):
             return False
         del self.links[peer.easyrtcid]
         drop()
@@ -283,52 +270,79 @@ class EasyRtcServer:
 
     # -- decisions: the hooks answer what the core asks --------------------------------------
 
-    async def _decide(self, peer: Peer, decision: Decision) -> Outcome:
-        """Answer the core's decision with the hooks, and the next one (a login asks thrice)."""
-        step: Outcome | Decision = decision
-        while not isinstance(step, Outcome):
-            try:
-                accept = await self._ask_hooks(peer, step)
-            except EasyRtcError as exc:  # the core logs the refusal
-                return self.core.refuse(step, exc.code, exc.text)
-            except Exception:
-                log.exception("hook failed for %s of %s", step.what, peer.easyrtcid)
-                return self.core.refuse(step, step.failure)
-            step = accept()
-        return step
+    async def _decide(self, peer: Peer, step: Step | Pending, ack: Ack | None) -> Outcome:
+        """Until an outcome: answer the core's decisions with the hooks (a login asks thrice),
+        await the changes made elsewhere (their outcomes are carried out as they are made),
+        carry out an outcome made here."""
+        easyrtcid = peer.easyrtcid
+        while True:
+            if peer.easyrtcid != easyrtcid:  # its login resumed a held connection (``hold``)
+                self._resumed(easyrtcid, peer)
+                easyrtcid = peer.easyrtcid
+            if isinstance(step, Outcome):
+                await self.deliver(peer, step, ack)
+                return step
+            if isinstance(step, Awaitable):
+                step = await step
+                if isinstance(step, Outcome):
+                    return step
+                continue
+            step = self.engine.answer(peer, step, await self.ask_hooks(peer, step), ack)
 
-    async def _ask_hooks(self, peer: Peer, decision: Decision) -> Callable[[], Outcome | Decision]:
-        """Await the hooks ``decision`` needs; return its acceptance (raise to refuse)."""
-        core, hooks = self.core, self.hooks
+    async def ask_hooks(self, peer: Peer, decision: Decision) -> Answer:
+        """Await the hooks ``decision`` needs; their answer as a record (``Refused`` when a
+        hook raised)."""
+        try:
+            return await self._hooks_answer(peer, decision)
+        except EasyRtcError as exc:  # the core logs the refusal
+            return Refused(exc.code, exc.text)
+        except Exception:
+            log.exception("hook failed for %s of %s", decision.what, peer.easyrtcid)
+            return Refused(decision.failure)
+
+    async def _hooks_answer(self, peer: Peer, decision: Decision) -> Answer:
+        """Each hook call is timed for the listeners (``events.hook``)."""
+        hooks, timed = self.hooks, self.events.hook
         match decision:
             case LoginRequested(request=request):
-                await hooks.authenticate(peer, request)
-                return partial(core.accept_login, decision)
+                with timed("authenticate"):
+                    await hooks.authenticate(peer, request)
+                return LoginAnswer(request.app_name, request.username, request.rooms)
             case JoinRequested(app_name=app_name, phase=phase):
                 for name, parameter in decision.rooms.items():
                     if name in decision.creates:
-                        await hooks.room_create(peer, app_name, name)
-                    await hooks.room_join(peer, app_name, name, parameter, phase)
-                return partial(core.accept_join, decision)
+                        with timed("room_create"):
+                            await hooks.room_create(peer, app_name, name)
+                    with timed("room_join"):
+                        await hooks.room_join(peer, app_name, name, parameter, phase)
+                return JoinAnswer()
             case LoginAdmitted(conn=conn):
-                await hooks.authenticated(conn)
-                return partial(core.accept_token, decision, await hooks.ice_servers(conn))
+                with timed("authenticated"):
+                    await hooks.authenticated(conn)
+                with timed("ice_servers"):
+                    servers = await hooks.ice_servers(conn)
+                return TokenAnswer(servers, conn.username, conn.presence, conn.fields)
             case IceRequested(conn=conn):
-                return partial(core.accept_ice, decision, await hooks.ice_servers(conn))
+                with timed("ice_servers"):
+                    return IceAnswer(await hooks.ice_servers(conn))
             case ServerMessage(conn=conn, msg=msg):
-                return partial(core.accept_reply, decision, await hooks.server_message(conn, msg))
+                with timed("server_message"):
+                    return ReplyAnswer(await hooks.server_message(conn, msg))
             case UnknownCommand(conn=conn, msg=msg):
-                return partial(core.accept_reply, decision, await hooks.command(conn, msg))
+                with timed("command"):
+                    return ReplyAnswer(await hooks.command(conn, msg))
 
     async def _rooms_left(self, left: list[tuple[Connection, str]]) -> None:
         for conn, room_name in left:
-            await self._notify(self.hooks.room_left, conn, room_name)
+            await self._notify("room_left", conn, room_name)
 
-    async def _notify(self, event: Any, *args: Any) -> None:
+    async def _notify(self, name: str, *args: Any) -> None:
+        """Tell hook ``name`` (``room_left``, ``disconnect``); a failure is logged."""
         try:
-            await event(*args)
+            with self.events.hook(name):
+                await getattr(self.hooks, name)(*args)
         except Exception:
-            log.exception("hook %s failed", getattr(event, "__name__", event))
+            log.exception("hook %s failed", name)
 
     # -- what server code can do -------------------------------------------------------------
 
@@ -373,18 +387,14 @@ class EasyRtcServer:
     async def push_ice_config(self, easyrtcid: str) -> None:
         """Send a connection fresh ICE servers (from the ``ice_servers`` hook)."""
         conn = control.connection_of(self.core.state, easyrtcid)
-        servers = await self.hooks.ice_servers(conn)
+        with self.events.hook("ice_servers"):
+            servers = await self.hooks.ice_servers(conn)
         await self.apply(control.ice_config_to(self.core.state, easyrtcid, servers))
 
     async def change(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Make the change ``control.<name>(state, *args, **kwargs)`` and deliver its pushes;
-        on a cluster node, on every node (``cluster.replica.CONTROLS`` names the changes)."""
-        if self.cluster is not None:
-            return await self.cluster.control(name, *args, **kwargs)
-        result = getattr(control, name)(self.core.state, *args, **kwargs)
-        if isinstance(result, Outcome):
-            await self.apply(result)
-        return result
+        """Make the change ``control.<name>(state, *args, **kwargs)`` and deliver its pushes,
+        wherever the state lives (on every process that shares it)."""
+        return await self.engine.change(name, args, kwargs)
 
     async def set_room_field(
         self, app: str, room: str, name: str, value: Any, *, shared: bool = True
@@ -405,7 +415,7 @@ class EasyRtcServer:
             if held is not None:
                 await self._gone(held)
                 return True
-            return self.cluster is not None and self.cluster.disconnect(easyrtcid)
+            return self.engine.disconnect(easyrtcid)
         await link.close()
         return True
 
@@ -428,6 +438,7 @@ class EasyRtcServer:
 
 def _log_refusal(what: str, easyrtcid: str, exc: Exception) -> None:
     if isinstance(exc, EasyRtcError):
-        log.info("refused %s of %s: %s", what, easyrtcid, exc.code)
+        line = "refused %s of %s: %s"
+        logsafe.refusals.note(easyrtcid, False, line, what, easyrtcid, exc.code, logger=log)
     else:
         log.error("hook failed for %s of %s", what, easyrtcid, exc_info=exc)

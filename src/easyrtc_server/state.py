@@ -17,10 +17,11 @@ import secrets
 import time
 from collections.abc import Callable
 
+from .coalescing import Coalescer
 from .hold import Holds
 from .model import Application, Connection, Membership, Peer, Room, fields_from_obj
 from .options import Options, ProtocolOptions
-from .outcome import Json, Outcome, Push, Reply, Send
+from .outcome import Joined, Json, Outcome
 from .roomdata import client_entry, peers_of, remove_delta, update_delta
 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -40,18 +41,19 @@ class State:
         *,
         clock: Callable[[], int] | None = None,
         new_id: Callable[[], str] | None = None,
+        here: Callable[[str], bool] | None = None,
     ) -> None:
+        """``here``: whether an easyrtcid's socket is on this node (coalesced updates are built
+        for those only); None: every socket is."""
         self.options = options or Options()
         self.now: Callable[[], int] = clock or (lambda: int(time.time() * 1000))
         self._new_id = new_id or random_id
         self.apps: dict[str, Application] = {}
         self.peers: dict[str, Peer] = {}
-        self.tick_ms = self.options.room_update_tick * 1000
-        self.pending_rooms: dict[int, Room] = {}
-        """Rooms with member-list changes not yet told (``room_update_tick`` > 0)."""
-        self.pending_since = 0
-        self._early: set[int] = set()
-        """ids of pushes a flush put in an outcome not yet settled: already in order."""
+        self.updates = Coalescer(self, self.options.room_update_tick, here)
+        """The member-list changes not told yet (``room_update_tick`` > 0)."""
+        self.coalescing = self.updates.active
+        """Member-list changes are announced once per ``room_update_tick``, not one by one."""
         self.holds = Holds(self.options, self.now)
         """Resume keys and the connections held for them (``hold``)."""
         self.create_app(self.options.app_default_name, persistent=True)
@@ -108,11 +110,6 @@ class State:
 
     # -- membership --------------------------------------------------------------------------
 
-    @property
-    def coalescing(self) -> bool:
-        """Member-list changes are announced once per ``room_update_tick``, not one by one."""
-        return self.tick_ms > 0
-
     def join(
         self, conn: Connection, room_name: str, out: Outcome | None, *, early: Outcome | None = None
     ) -> Membership:
@@ -127,14 +124,17 @@ class State:
         if member is None:
             if cid in room.changed:  # left within this tick: one delta cannot say both
                 sink = out if out is not None else early
-                self.flush_rooms([room], sink if sink is not None else Outcome())
+                self.updates.flush([room], sink if sink is not None else Outcome())
             member = Membership(conn, room, self.now(), seen=room.seq)
             room.members[cid] = member
             conn.rooms[room_name] = member
+            told = out if out is not None else early
+            if told is not None:
+                told.note(Joined(conn, room_name))
         room.entries[cid] = client_entry(member)
         if out is not None:
             if self.coalescing:
-                self.mark_changed(room, cid)
+                self.updates.mark_changed(room, cid)
             else:
                 delta = update_delta(room_name, room.entries[cid])
                 self.tell_room(room, cid, delta, out)
@@ -150,7 +150,7 @@ class State:
         room.entries.pop(conn.easyrtcid, None)
         if tell:
             if self.coalescing:
-                self.mark_changed(room, conn.easyrtcid)
+                self.updates.mark_changed(room, conn.easyrtcid)
             else:
                 delta = remove_delta(room_name, conn.easyrtcid)
                 self.tell_room(room, conn.easyrtcid, delta, out)
@@ -165,7 +165,7 @@ class State:
             and app.rooms.get(room_name) is room
         ):
             del app.rooms[room_name]
-            self.pending_rooms.pop(id(room), None)
+            self.updates.forget(room)
         return True
 
     def remove_connection(self, conn: Connection, out: Outcome, *, tell: bool = True) -> None:
@@ -215,7 +215,7 @@ class State:
         (coalescing: the change is noted, and told at the next flush)."""
         if self.coalescing:
             for member in conn.rooms.values():
-                self.mark_changed(member.room, conn.easyrtcid)
+                self.updates.mark_changed(member.room, conn.easyrtcid)
             return
         entries: dict[str, Json] = {}
         for peer_id, shared in peers_of(conn).items():
@@ -238,155 +238,3 @@ class State:
                 "serverTime": self.now(),
             },
         )
-
-    # -- coalesced member-list updates (room_update_tick > 0) --------------------------------
-    #
-    # A change is noted in its room (``mark_changed``); the server calls ``flush_rooms`` once
-    # per tick, which builds each room's delta once and pushes it to every member whose list is
-    # behind. A member whose list is already current (a token or roomJoin reply built after the
-    # change, see ``seen``) gets nothing, and nobody is told of their own change. Before any
-    # other send to a member (a reply, a relayed message), ``settle`` catches it up first, so
-    # the order a member sees is the order of the changes.
-
-    def mark_changed(self, room: Room, easyrtcid: str, *, api_cleared: bool = False) -> None:
-        member = room.members.get(easyrtcid)
-        current = member if member is not None and member.seen == room.seq else None
-        room.seq += 1
-        if current is not None:  # nobody is told of their own change
-            current.seen = room.seq
-        room.changed.pop(easyrtcid, None)  # keep the order of last changes
-        room.changed[easyrtcid] = room.seq
-        if api_cleared:
-            room.api_cleared.add(easyrtcid)
-        if not self.pending_rooms:
-            self.pending_since = self.now()
-        self.pending_rooms[id(room)] = room
-
-    def mark_current(self, member: Membership) -> None:
-        """``member`` got its room's whole state (a token or ``roomJoin`` reply)."""
-        member.seen = member.room.seq
-
-    def next_flush(self) -> int | None:
-        """When (clock ms) the pending changes are due, or None."""
-        if not self.pending_rooms:
-            return None
-        return self.pending_since + int(self.tick_ms)
-
-    def flush_rooms(self, rooms: list[Room] | None = None, out: Outcome | None = None) -> Outcome:
-        """One push per member behind (all pending rooms, or ``rooms``), holding every change
-        of its rooms since its list was last current."""
-        out = out if out is not None else Outcome()
-        whole = rooms is None
-        if rooms is None:
-            self._early.clear()
-            rooms = list(self.pending_rooms.values())
-            self.pending_rooms = {}
-        pushes: dict[str, Json] = {}
-        for room in rooms:
-            self.pending_rooms.pop(id(room), None)
-            if not room.changed:
-                continue
-            shared: Json | None = None
-            for cid, member in room.members.items():
-                if member.seen >= room.seq:
-                    continue
-                if member.seen == room.flushed and cid not in room.changed:
-                    if shared is None:
-                        shared = self._delta(room, list(room.changed))
-                    delta = shared
-                else:
-                    delta = self._delta(room, self._changed_since(room, member))
-                member.seen = room.seq
-                if delta is not None:
-                    pushes.setdefault(cid, {})[room.name] = delta
-            room.flushed = room.seq
-            room.changed.clear()
-            room.api_cleared.clear()
-        now = self.now()
-        sends = out.sends
-        for cid, room_deltas in pushes.items():
-            body = {
-                "msgType": "roomData",
-                "msgData": {"roomData": room_deltas},
-                "easyrtcid": cid,
-                "serverTime": now,
-            }
-            sends.append(Push(cid, "easyrtcCmd", body))
-            if not whole:
-                self._early.add(id(out.sends[-1]))
-        return out
-
-    def settle(self, out: Outcome, sender: str | None) -> Outcome:
-        """``out`` with each recipient caught up on its rooms' pending changes before its first
-        send (a reply goes to ``sender``)."""
-        early = self._early
-        if early:  # no new set per outcome on the hot path, where it stays empty
-            self._early = set()
-        if not self.pending_rooms:
-            return out
-        sends: list[Send] = []
-        caught_up: set[str] = set()
-        for send in out.sends:
-            if id(send) in early:  # a delta made before a change this outcome holds
-                sends.append(send)
-                continue
-            to = sender if isinstance(send, Reply) else send.to
-            if to is not None and to not in caught_up:
-                caught_up.add(to)
-                catch_up = self._catch_up(to)
-                if catch_up is not None:
-                    sends.append(catch_up)
-            sends.append(send)
-        out.sends = sends
-        return out
-
-    def _catch_up(self, easyrtcid: str) -> Push | None:
-        peer = self.peers.get(easyrtcid)
-        conn = peer.connection if peer is not None else None
-        if conn is None:
-            return None
-        rooms: Json = {}
-        for name, member in conn.rooms.items():
-            room = member.room
-            if member.seen < room.seq and room.changed:
-                delta = self._delta(room, self._changed_since(room, member))
-                member.seen = room.seq
-                if delta is not None:
-                    rooms[name] = delta
-        if not rooms:
-            return None
-        body = {
-            "msgType": "roomData",
-            "msgData": {"roomData": rooms},
-            "easyrtcid": easyrtcid,
-            "serverTime": self.now(),
-        }
-        return Push(easyrtcid, "easyrtcCmd", body)
-
-    @staticmethod
-    def _changed_since(room: Room, member: Membership) -> list[str]:
-        me, seen = member.connection.easyrtcid, member.seen
-        return [cid for cid, seq in room.changed.items() if seq > seen and cid != me]
-
-    @staticmethod
-    def _delta(room: Room, changed: list[str]) -> Json | None:
-        """One room's delta saying the current state of the ``changed`` members."""
-        update: Json = {}
-        remove: Json = {}
-        entries = room.entries
-        for cid in changed:
-            entry = entries.get(cid)
-            if entry is None:
-                remove[cid] = {"easyrtcid": cid}
-            else:
-                if cid in room.api_cleared and "apiField" not in entry:
-                    entry = {**entry, "apiField": {}}  # so peers drop the old value
-                update[cid] = entry
-        if not update and not remove:
-            return None
-        delta: Json = {}
-        if update:
-            delta["updateClient"] = update
-        if remove:
-            delta["removeClient"] = remove
-        return {"roomName": room.name, "roomStatus": "update", "clientListDelta": delta}

@@ -14,7 +14,7 @@ import orjson
 from easyrtc_server import control
 from easyrtc_server.cluster.log import node_gone
 from easyrtc_server.cluster.rebuild import full_lists, reset, restore, snapshot
-from easyrtc_server.cluster.replica import Replica
+from easyrtc_server.cluster.replica import LogClock, Replica
 from easyrtc_server.model import Peer
 from easyrtc_server.outcome import Outcome
 from support.corekit import NOW, Harness
@@ -120,7 +120,7 @@ def test_a_dead_nodes_clients_leave_as_on_disconnect() -> None:
     h = Harness()
     a, b, c = _world(h)
     h.join(a, "y")
-    replica = Replica(h.core, "n1")
+    replica = Replica(h.core, "n1", LogClock(h.core.now))
     replica.owners.update({a.easyrtcid: "n1", b.easyrtcid: "n2", c.easyrtcid: "n2"})
     out = replica.apply(node_gone("n1", NOW, "n2")).result
     assert isinstance(out, Outcome)

@@ -6,6 +6,17 @@ import pytest
 
 from easyrtc_server.cluster import log as entries
 from easyrtc_server.cluster.log import LogEntry, LogFormatError
+from easyrtc_server.decisions import (
+    Answer,
+    IceAnswer,
+    JoinAnswer,
+    LoginAnswer,
+    Refused,
+    ReplyAnswer,
+    TokenAnswer,
+)
+from easyrtc_server.model import Field
+from easyrtc_server.validation import MISSING
 
 
 def test_log_entries_survive_their_encoding() -> None:
@@ -22,3 +33,26 @@ def test_an_unreadable_entry_is_a_format_error_and_binary_cannot_be_logged() -> 
             LogEntry.decode(raw)
     with pytest.raises(TypeError):
         entries.recv("n1", 5, "abc", None, "easyrtcMsg", {"msgData": b"\x00"}).encode()
+
+
+def test_answer_records_survive_their_encoding() -> None:
+    fields = {"badge": Field(3, True), "secret": Field("s", False)}
+    records: list[Answer] = [
+        LoginAnswer("app", "alice", {"r": None}),
+        LoginAnswer("app", MISSING, {}),
+        JoinAnswer(),
+        TokenAnswer([{"urls": "stun:x"}], "alice", {"show": "away", "status": None}, fields),
+        IceAnswer([]),
+        ReplyAnswer({"msgType": "told"}),
+        ReplyAnswer(None),
+        Refused("MSG_REJECT_BAD_ROOM", "not this room"),
+        Refused("LOGIN_GEN_FAIL"),
+    ]
+    for record in records:
+        back = LogEntry.decode(entries.answer("n1", 5, "abc", record).encode())
+        assert entries.answer_of(back.body) == record
+
+
+def test_an_unreadable_answer_is_no_answer() -> None:
+    assert entries.answer_of({"p": "abc", "a": "hello"}) is None
+    assert entries.answer_of({"p": "abc"}) is None

@@ -2,8 +2,8 @@
 
 Three replicas (three cores, as three nodes hold) apply one log built the way origins build it:
 a client's event is a ``recv`` entry of its node; each decision the core asks is answered by the
-origin (``accept`` with ``answer_of``, or ``refuse``) in a further entry. Hypothesis picks the
-events, the nodes and the answers. No Redis here: the log is a list.
+origin (an ``answer`` entry with the record its hooks gave, ``Refused`` too) in a further entry.
+Hypothesis picks the events, the nodes and the answers. No Redis here: the log is a list.
 """
 
 from __future__ import annotations
@@ -18,15 +18,38 @@ from hypothesis import strategies as st
 from easyrtc_server.cluster import log as entries
 from easyrtc_server.cluster import snapshot
 from easyrtc_server.cluster.log import LogEntry
-from easyrtc_server.cluster.replica import Applied, Replica, answer_of
-from easyrtc_server.core import Core
-from easyrtc_server.decisions import LoginAdmitted
+from easyrtc_server.cluster.replica import Applied, Replica
+from easyrtc_server.core import changes_state
+from easyrtc_server.decisions import (
+    Answer,
+    Decision,
+    JoinAnswer,
+    JoinRequested,
+    LoginAdmitted,
+    LoginAnswer,
+    LoginRequested,
+    Refused,
+    TokenAnswer,
+)
 from easyrtc_server.ice import ice_servers
 from easyrtc_server.options import Options
 from easyrtc_server.outcome import Outcome, Push, Reply
 
 NODES = ("n1", "n2", "n3")
 OPTIONS = Options(room_max_connection=3, max_rooms_per_connection=3)
+
+
+def yes(decision: Decision) -> Answer:
+    """What the default hooks answer, as an origin records it."""
+    match decision:
+        case LoginRequested(request=r):
+            return LoginAnswer(r.app_name, r.username, r.rooms)
+        case JoinRequested():
+            return JoinAnswer()
+        case LoginAdmitted(conn=conn):
+            servers = ice_servers(conn, OPTIONS)
+            return TokenAnswer(servers, conn.username, conn.presence, conn.fields)
+    raise AssertionError(f"not a logged decision: {decision}")
 
 
 def sends(applied: Applied) -> list[tuple[str, str, Any]]:
@@ -50,7 +73,7 @@ class Cluster:
 
     def __post_init__(self) -> None:
         for node in NODES:
-            self.replicas[node] = Replica(Core(OPTIONS), node)
+            self.replicas[node] = Replica.new(OPTIONS, node)
 
     def append(self, entry: LogEntry) -> dict[str, Applied]:
         """Every replica applies ``entry``; they must say the same."""
@@ -72,17 +95,18 @@ class Cluster:
         """What an origin does: the event, then the hooks' answers until an outcome."""
         t = next(self.clock)
         address = "127.0.0.1"
+        origin = self.replicas[node].core
+        if changes_state(origin.peers[cid], event, data, True):
+            checked = origin.check(origin.peers[cid], event, data)
+            if isinstance(checked, Outcome):  # refused by the origin: never logged
+                return
+            data = checked
         step = self.append(entries.recv(node, t, cid, address, event, data))[node].result
         asked = 0
         while not isinstance(step, Outcome):
             t = next(self.clock)
-            if asked == refuse_at:
-                entry = entries.refuse(node, t, cid, step.failure, None)
-            else:
-                args: tuple[Any, ...] = ()
-                if isinstance(step, LoginAdmitted):
-                    args = (ice_servers(step.conn, OPTIONS),)
-                entry = entries.accept(node, t, cid, answer_of(step, args))
+            answer = Refused(step.failure) if asked == refuse_at else yes(step)
+            entry = entries.answer(node, t, cid, answer)
             step = self.append(entry)[node].result
             asked += 1
 
@@ -174,7 +198,7 @@ def test_a_replica_loaded_from_a_snapshot_follows_the_log_alike(
     replica = cluster.replicas["n1"]
     if replica.pending:  # snapshots are taken between decisions only
         return
-    late = Replica(Core(OPTIONS), "n4")
+    late = Replica.new(OPTIONS, "n4")
     snapshot.load(late, snapshot.dump(replica))
     assert snapshot.dump(late) == snapshot.dump(replica)
     cluster.replicas["n4"] = late
@@ -209,8 +233,8 @@ def test_an_answer_after_the_close_leaves_no_ghost() -> None:
         )
     )
     cluster.append(entries.close("n2", 2, cid))
-    cluster.append(entries.accept("n2", 3, cid, {"app": "default", "rooms": {}}))
-    cluster.append(entries.refuse("n2", 4, cid, "LOGIN_GEN_FAIL", None))
+    cluster.append(entries.answer("n2", 3, cid, LoginAnswer("default", "u", {})))
+    cluster.append(entries.answer("n2", 4, cid, Refused("LOGIN_GEN_FAIL")))
     for replica in cluster.replicas.values():
         assert cid not in replica.core.peers
         assert cid not in replica.owners and cid not in replica.pending

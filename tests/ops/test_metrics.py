@@ -13,7 +13,7 @@ from easyrtc_server.auth import AuthRequest
 from easyrtc_server.core import Peer
 from easyrtc_server.errors import EasyRtcError, ErrorCode
 from easyrtc_server.hooks import Hooks
-from easyrtc_server.metrics import Metrics
+from easyrtc_server.metrics import HOOK_NAMES, Metrics
 from easyrtc_server.server import EasyRtcServer
 from support.ports import free_port
 
@@ -229,3 +229,16 @@ async def test_bytes_in_and_out_are_counted() -> None:
     assert bytes_in == sum(len(text) for text in sent)
     payload = sum(len(text.encode()) for text in received)
     assert payload < bytes_out <= payload + 4 * len(received)  # each frame's header: 2 to 4 bytes
+
+
+async def test_hook_calls_are_timed_without_touching_the_users_hooks() -> None:
+    hooks = Hooks()
+    async with served(hooks) as (_, url), clients(url, 1) as (a,):
+        await a.login()
+        await a.cmd("roomJoin", msgData={"roomJoin": {"r": {"roomName": "r"}}})
+        _, samples = await scrape(url + "/metrics")
+    assert not set(vars(hooks)) & set(HOOK_NAMES)  # no method shadowed on the instance
+    hook_count = "easyrtc_hook_duration_seconds_count"
+    assert value(samples, hook_count, hook="authenticated") == 1
+    assert value(samples, hook_count, hook="room_create") == 1
+    assert value(samples, hook_count, hook="room_join") == 2  # the default room, then "r"

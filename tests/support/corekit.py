@@ -11,12 +11,18 @@ from typing import Any
 
 from easyrtc_server.core import Core
 from easyrtc_server.decisions import (
+    Answer,
     Decision,
+    IceAnswer,
     IceRequested,
+    JoinAnswer,
     JoinRequested,
     LoginAdmitted,
+    LoginAnswer,
     LoginRequested,
+    Refused,
     ServerMessage,
+    TokenAnswer,
     UnknownCommand,
 )
 from easyrtc_server.errors import ErrorCode
@@ -26,20 +32,26 @@ from easyrtc_server.options import Options
 from easyrtc_server.outcome import Outcome, Push, Reply
 
 
+def stock_answer(core: Core, decision: Decision) -> Answer:
+    """The answer the stock ``Hooks`` give, as a record."""
+    match decision:
+        case LoginRequested(request=r):
+            return LoginAnswer(r.app_name, r.username, r.rooms)
+        case JoinRequested():
+            return JoinAnswer()
+        case LoginAdmitted(conn=conn):
+            servers = ice_servers(conn, core.options)
+            return TokenAnswer(servers, conn.username, conn.presence, conn.fields)
+        case IceRequested(conn=conn):
+            return IceAnswer(ice_servers(conn, core.options))
+        case ServerMessage() | UnknownCommand():
+            return Refused(ErrorCode.MSG_REJECT_BAD_TYPE)
+
+
 def decide(core: Core, step: Outcome | Decision) -> Outcome:
     """Answer every decision the way the stock ``Hooks`` do."""
     while not isinstance(step, Outcome):
-        match step:
-            case LoginRequested():
-                step = core.accept_login(step)
-            case JoinRequested():
-                step = core.accept_join(step)
-            case LoginAdmitted(conn=conn):
-                step = core.accept_token(step, ice_servers(conn, core.options))
-            case IceRequested(conn=conn):
-                step = core.accept_ice(step, ice_servers(conn, core.options))
-            case ServerMessage() | UnknownCommand():
-                step = core.refuse(step, ErrorCode.MSG_REJECT_BAD_TYPE)
+        step = core.answer(step, stock_answer(core, step))
     return step
 
 

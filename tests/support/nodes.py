@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from .ports import free_port
 
 START_TIMEOUT = 60.0
-"""A bound on a hang, not a speed test: a loaded 2-core machine starts Python slowly."""
+"""Seconds a node may take to log that it listens (imports alone took 12 s on a loaded machine)."""
 STOP_TIMEOUT = 30.0
 """A node drains its clients for at most ``shutdown_drain_time`` (10 s), then leaves."""
 LISTENING = "listening on "

@@ -8,9 +8,9 @@ origin uses to find its own entries when they come back (``seq``). The rest depe
 
 - ``recv`` ``{p, a, e, d}``: peer ``p`` (remote address ``a``) sent event ``e`` with payload
   ``d``; every replica calls ``core.receive``.
-- ``accept`` ``{p, ...answer}``: the origin's hooks said yes to ``p``'s pending decision; the
-  answer holds what the hooks decided or wrote (``ACCEPT_FIELDS``).
-- ``refuse`` ``{p, code, text}``: they said no.
+- ``answer`` ``{p, a, ...}``: the origin's hooks answered ``p``'s pending decision with the
+  answer record of kind ``a`` (``decisions``: ``login``, ``join``, ``token``, ``refused``…),
+  its fields alongside (``answer``, ``answer_of``).
 - ``close`` ``{p}``: ``p``'s socket closed.
 - ``control`` ``{name, args, kwargs}``: server code changed the state (``replica.CONTROLS``).
 - ``node-gone`` ``{node}``: every peer owned by that node is gone.
@@ -25,12 +25,23 @@ from typing import Any, Final
 
 import orjson
 
+from ..decisions import (
+    Answer,
+    IceAnswer,
+    JoinAnswer,
+    LoginAnswer,
+    Refused,
+    ReplyAnswer,
+    TokenAnswer,
+)
+from ..model import Field
+from ..validation import MISSING
+
 FIELD: Final = b"e"
 """The stream field that holds an entry."""
 
 RECV: Final = "recv"
-ACCEPT: Final = "accept"
-REFUSE: Final = "refuse"
+ANSWER: Final = "answer"
 CLOSE: Final = "close"
 CONTROL: Final = "control"
 NODE_GONE: Final = "node-gone"
@@ -78,12 +89,66 @@ def recv(node: str, t: int, peer: str, address: str | None, event: str, data: An
     return LogEntry(RECV, node, t, {"p": peer, "a": address, "e": event, "d": data})
 
 
-def accept(node: str, t: int, peer: str, answer: dict[str, Any]) -> LogEntry:
-    return LogEntry(ACCEPT, node, t, {"p": peer, **answer})
+def answer(node: str, t: int, peer: str, record: Answer) -> LogEntry:
+    """The origin's hooks' ``record`` for ``peer``'s pending decision."""
+    body: dict[str, Any] = {"p": peer}
+    match record:
+        case Refused(code=code, text=text):
+            body.update(a="refused", code=code, text=text)
+        case LoginAnswer(app_name=app, username=user, rooms=rooms):
+            body.update(a="login", app=app, rooms=rooms)
+            if user is not MISSING:
+                body["user"] = user
+        case JoinAnswer():
+            body["a"] = "join"
+        case TokenAnswer():
+            fields = {name: [f.value, f.shared] for name, f in record.fields.items()}
+            body.update(
+                a="token",
+                ice=record.ice_servers,
+                user=record.username,
+                presence=record.presence,
+                fields=fields,
+            )
+        case IceAnswer(ice_servers=servers):
+            body.update(a="ice", ice=servers)
+        case ReplyAnswer(body=reply):
+            body.update(a="reply", body=reply)
+    return LogEntry(ANSWER, node, t, body)
 
 
-def refuse(node: str, t: int, peer: str, code: str, text: str | None) -> LogEntry:
-    return LogEntry(REFUSE, node, t, {"p": peer, "code": code, "text": text})
+def answer_of(body: dict[str, Any]) -> Answer | None:
+    """The answer record an ``answer`` entry's body carries; None if it is unreadable (a
+    value the core reads is checked again by the core)."""
+    kind = body.get("a")
+    if kind == "refused":
+        text = body.get("text")
+        return Refused(str(body.get("code")), text if isinstance(text, str) else None)
+    if kind == "login":
+        return LoginAnswer(body.get("app"), body.get("user", MISSING), body.get("rooms"))
+    if kind == "join":
+        return JoinAnswer()
+    if kind == "token":
+        ice, user, presence = body.get("ice"), body.get("user"), body.get("presence")
+        raw_fields = body.get("fields")
+        fields = {
+            str(name): Field(pair[0], bool(pair[1]))
+            for name, pair in (raw_fields.items() if isinstance(raw_fields, dict) else ())
+            if isinstance(pair, list) and len(pair) == 2
+        }
+        return TokenAnswer(
+            ice if isinstance(ice, list) else [],
+            user if isinstance(user, str) else None,
+            presence if isinstance(presence, dict) else {"show": "chat", "status": None},
+            fields,
+        )
+    if kind == "ice":
+        ice = body.get("ice")
+        return IceAnswer(ice if isinstance(ice, list) else [])
+    if kind == "reply":
+        reply = body.get("body")
+        return ReplyAnswer(reply if isinstance(reply, dict) else None)
+    return None
 
 
 def close(node: str, t: int, peer: str) -> LogEntry:

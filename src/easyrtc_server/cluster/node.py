@@ -1,14 +1,19 @@
 """This process as a node of a cluster: its replica of the state, the log reader, its inbox.
 
-Created by ``app.create_app`` when ``redis_url`` is set, started with the application and
-stopped with it. The server hands it what must be cluster-wide (``EasyRtcServer`` checks
-``server.cluster`` once per event):
+The server's engine (``engine.Engine``) when ``redis_url`` is set (``hosting.engine_for``), started
+and stopped with the application. The server hands every change to it:
 
-- a client event that changes state (``replica.is_logged``) is appended to the log (``XADD``);
-  this node's reader applies it like every other node's, delivers the pushes to this node's
-  sockets and the reply to the client, and hands the result back. When the core asks a
-  decision, the hooks run here, on the client's node, and their answer is appended in turn;
-- a push to a socket on another node goes to that node's inbox (``inbox``);
+- a client event that changes state (``core.changes_state``) is checked here first, by the
+  core's own rules (``Core.check``): a refused one is answered here and never reaches Redis;
+  else what the core reads of it (never the raw payload, never a login's credential, at most
+  ``cluster_max_entry_size`` bytes) is appended to the log (``XADD``). The credential stays on
+  this node: its reader gives it back to the login it applies for its own client, for the
+  hooks. This node's reader applies the entry like every other node's, delivers the pushes to
+  this node's sockets and the reply to the client, and hands the result back. When the core asks a
+  decision, the server's hooks answer it here, on the client's node, and the answer record is
+  appended in turn; every other event is this node's core's alone;
+- a push to a socket on another node goes to that node's inbox (``inbox``), and arrives there
+  through that node's server's ``deliver`` like any other push;
 - server code's changes (``control``) are appended as ``control`` entries.
 
 The reader applies the log in order, one entry at a time: ``XREAD BLOCK`` from the last id
@@ -29,9 +34,12 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..decisions import Decision
-from ..errors import EasyRtcError, ErrorCode, error_message
-from ..outcome import Outcome, Push, Reply, loggable
+from ..auth import credential_of
+from ..core import changes_state
+from ..decisions import Answer, Decision, LoginRequested
+from ..engine import Carrier, EngineUnavailable, Pending, Step
+from ..errors import ErrorCode
+from ..outcome import Outcome, Push, Reply, refusal
 from . import log as entries
 from . import snapshot
 from .inbox import Inbox, Item
@@ -40,12 +48,11 @@ from .liveness import Liveness
 from .log import FIELD, LogEntry, LogFormatError
 from .rebuild import Rebuilder
 from .registry import NodeInfo, NodeRegistry
-from .replica import Applied, Replica, answer_of
+from .replica import Applied, Replica
 
 if TYPE_CHECKING:
     from ..model import Peer
     from ..options import Options
-    from ..server import EasyRtcServer
     from ..transport import Ack
 
 log = logging.getLogger("easyrtc_server.cluster")
@@ -79,7 +86,7 @@ return old or ''
 a node still reading between the two loses nothing."""
 
 
-class ClusterUnavailable(Exception):
+class ClusterUnavailable(EngineUnavailable):
     """The log could not be appended to (or did not come back) in time."""
 
 
@@ -87,17 +94,17 @@ class ClusterUnavailable(Exception):
 class _Waiter:
     future: asyncio.Future[Applied]
     ack: Ack | None
+    login: Any = None
+    """The client's own login message (with its credential), for the login the entry asks."""
 
 
 class ClusterNode:
     """One node of the cluster named by ``options.cluster_name``, on ``options.redis_url``."""
 
-    def __init__(
-        self, server: EasyRtcServer, options: Options, *, node_id: str | None = None
-    ) -> None:
+    def __init__(self, carrier: Carrier, options: Options, *, node_id: str | None = None) -> None:
         if options.redis_url is None:
             raise ValueError("a cluster node needs redis_url")
-        self.server = server
+        self.carrier = carrier
         self.options = options
         self.node_id = node_id or new_node_id()
         self.keys = ClusterKeys(options.cluster_name)
@@ -105,10 +112,12 @@ class ClusterNode:
         self.registry = NodeRegistry(
             self.redis, self.keys, NodeInfo(self.node_id), ttl=options.cluster_alive_ttl
         )
-        if server.core.state.tick_ms:
-            log.warning("room_update_tick is not used in cluster mode: each change is sent at once")
-            server.core.state.tick_ms = 0
-        self.replica = Replica(server.core, self.node_id)
+        self.rebuilder = Rebuilder(self)  # failures: cluster/rebuild.py, cluster/liveness.py
+        links = carrier.links
+        self.replica = Replica.new(
+            options, self.node_id, kinds=self.rebuilder.kinds, here=links.__contains__
+        )
+        self.core = self.replica.core
         self.inbox = Inbox(self.redis, self.keys, self.node_id, self._from_inbox)
         self.last_id: bytes | str = "0-0"
         """Stream id of the last entry applied."""
@@ -126,7 +135,6 @@ class ClusterNode:
         self._write_snapshot = self.redis.register_script(_WRITE_SNAPSHOT)
         self._generation = 0
         """Bumped when the log is read again from its start (``restart_log``)."""
-        self.rebuilder = Rebuilder(self)  # failures: cluster/rebuild.py, cluster/liveness.py
         self.liveness = Liveness.of(self, self.rebuilder)
 
     @property
@@ -170,14 +178,14 @@ class ClusterNode:
 
     # -- the log -----------------------------------------------------------------------------
 
-    async def append(self, entry: LogEntry, ack: Ack | None = None) -> Applied:
+    async def append(self, entry: LogEntry, ack: Ack | None = None, login: Any = None) -> Applied:
         """Append ``entry`` and wait until this node has applied it (its pushes delivered,
         its reply sent through ``ack``). Raises ``ClusterUnavailable`` after
         ``APPEND_TIMEOUT``; the entry may still be applied later, without the reply."""
         entry.seq = seq = next(self._seq)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Applied] = loop.create_future()
-        self._waiters[seq] = _Waiter(future, ack)
+        self._waiters[seq] = _Waiter(future, ack, login)
         try:
             written: asyncio.Future[None] = loop.create_future()
             self._outgoing.append((entry.encode(), written))
@@ -304,9 +312,14 @@ class ClusterNode:
             log.exception("failed to apply a %s log entry", entry.kind)
             applied = Applied(None, error=exc)
         out = applied.result
-        if isinstance(out, Outcome) and (out.sends or out.close):
+        if isinstance(out, LoginRequested) and waiter is not None and waiter.login is not None:
+            out.request.message = waiter.login  # what the authenticate hook reads, as on one
+            out.request.credential = credential_of(waiter.login)  # process; never logged
+        if isinstance(out, Outcome) and (
+            out.sends or out.close or self.core.next_room_update() is not None
+        ):  # coalesced updates due for this node's sockets: the server's tick sends them
             ack = waiter.ack if waiter is not None else None
-            links = self.server.links
+            links = self.carrier.links
             mine = Outcome(  # what this node sends (and counts in its metrics)
                 [
                     send
@@ -316,68 +329,75 @@ class ClusterNode:
                 close=out.close,
             )
             try:
-                await self.server.deliver(applied.peer, mine, ack, replicated=True)
+                await self.carrier.deliver(applied.peer, mine, ack)
             except Exception:
                 log.exception("failed to deliver a %s log entry", entry.kind)
         if waiter is not None and not waiter.future.done():
             waiter.future.set_result(applied)
 
-    # -- what the server hands over ----------------------------------------------------------
+    # -- the engine: what the server hands over ----------------------------------------------
 
-    async def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Outcome:
-        """A client event that changes state: through the log, with the hooks answering the
-        core's decisions here. Returns the final outcome, already delivered."""
+    def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
+        """A client event: checked here, then through the log if it changes state; else this
+        node's core's."""
+        has_ack = ack is not None
+        core = self.core
+        if not changes_state(peer, event, data, has_ack):
+            return core.receive(peer, event, data, has_ack)
+        checked = core.check(peer, event, data)
+        if isinstance(checked, Outcome):  # refused: nothing reaches Redis
+            return checked
+        login = event == "easyrtcAuth"
         cid = peer.easyrtcid
-        self._appended.add(cid)
-        now = self.replica.now
-        step: Outcome | Decision
         try:
-            entry = entries.recv(self.node_id, now(), cid, peer.remote_address, event, data)
-            step = (await self.append(entry, ack)).result
-            while not isinstance(step, Outcome):
-                step = (await self.append(await self._answer(peer, step), ack)).result
-            return step
-        except (ClusterUnavailable, TypeError) as exc:
-            login = event == "easyrtcAuth"
-            if isinstance(exc, TypeError):  # a payload that is not JSON (binary)
-                log.info("rejected %s from %s: not JSON (%s)", event, cid, loggable(str(exc)))
-            else:
-                self._log_unavailable(exc)
+            size = len(orjson.dumps(checked))
+        except TypeError:  # a value that is not JSON (a binary attachment)
             code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
-            out = Outcome(close=login).reply(error_message(code, now()))
-            await self.server.deliver(peer, out, ack)
-            return out
+            return refusal(core.now(), cid, f"{event} (not JSON)", code, close=login)
+        if size > self.options.cluster_max_entry_size:
+            code = ErrorCode.MSG_REJECT_BAD_SIZE
+            return refusal(core.now(), cid, event, code, close=login)
+        self._appended.add(cid)
+        entry = entries.recv(self.node_id, core.now(), cid, peer.remote_address, event, checked)
+        return self._through_log(entry, ack, data if login else None)
 
-    async def _answer(self, peer: Peer, decision: Decision) -> LogEntry:
-        """Run the hooks for ``decision`` (as a single server does) and return the entry
-        that records their answer."""
-        cid, now = peer.easyrtcid, self.replica.now()
+    async def _through_log(self, entry: LogEntry, ack: Ack | None, login: Any = None) -> Step:
+        """Append ``entry``; its outcome is carried out as this node applies it."""
         try:
-            accept = await self.server._ask_hooks(peer, decision)
-        except EasyRtcError as exc:
-            return entries.refuse(self.node_id, now, cid, exc.code, exc.text)
-        except Exception:
-            log.exception("hook failed for %s of %s", decision.what, cid)
-            return entries.refuse(self.node_id, now, cid, decision.failure, None)
-        args: tuple[Any, ...] = getattr(accept, "args", ())
-        return entries.accept(self.node_id, now, cid, answer_of(decision, args[1:]))
-
-    async def close(self, peer: Peer) -> Outcome | None:
-        """A socket of this node closed: through the log if it ever had an entry (returns the
-        outcome, delivered); None when only this node knew it (the server closes it here)."""
-        cid = peer.easyrtcid
-        if cid not in self._appended:
-            return None
-        self._appended.discard(cid)
-        try:
-            applied = await self.append(entries.close(self.node_id, self.replica.now(), cid))
+            return (await self.append(entry, ack, login)).result
         except ClusterUnavailable as exc:
             self._log_unavailable(exc)
-            return None
-        out = applied.result
-        return out if isinstance(out, Outcome) else Outcome()
+            raise
 
-    async def control(self, name: str, *args: Any, **kwargs: Any) -> Outcome:
+    def answer(
+        self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None
+    ) -> Step | Pending:
+        """The hooks' answer: into the log for a decision the log asked (every replica holds
+        it), else this node's core's."""
+        cid = peer.easyrtcid
+        if self.replica.pending.get(cid) is not decision:
+            return self.core.answer(decision, answer)
+        entry = entries.answer(self.node_id, self.replica.now(), cid, answer)
+        return self._through_log(entry, ack)
+
+    async def close(self, peer: Peer) -> Outcome:
+        """A socket of this node closed: through the log if it ever had an entry, else (or if
+        the log is unavailable) on this node alone."""
+        cid = peer.easyrtcid
+        if cid in self._appended:
+            self._appended.discard(cid)
+            try:
+                applied = await self.append(entries.close(self.node_id, self.replica.now(), cid))
+            except ClusterUnavailable as exc:
+                self._log_unavailable(exc)
+            else:
+                out = applied.result
+                return out if isinstance(out, Outcome) else Outcome()
+        out = self.core.close(peer)
+        await self.carrier.deliver(peer, out, None)
+        return out
+
+    async def change(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A ``control`` change by server code, applied (and its pushes delivered) on every
         node; raises what the change raised."""
         entry = entries.control(self.node_id, self.replica.now(), name, list(args), kwargs)
@@ -387,11 +407,20 @@ class ClusterNode:
         out = applied.result
         return out if isinstance(out, Outcome) else Outcome()
 
-    def forward(self, send: Push) -> None:
+    def route(self, send: Push) -> ErrorCode | None:
         """A push for a socket this node does not hold: to its owner's inbox, if it has one."""
         owner = self.replica.owners.get(send.to)
         if owner is not None and owner != self.node_id:
             self.inbox.send(owner, [send.to, send.event, send.body])
+        return None
+
+    def open(self, remote: str | None, resume_key: Any, resume_token: Any) -> Peer:
+        """A socket connected. Resume keys are not kept yet: a held connection would have to
+        live in the replicated state, so a cluster's clients get today's behaviour (``hold``)."""
+        return self.core.open(remote)
+
+    def hold(self, peer: Peer) -> bool:
+        return False
 
     def disconnect(self, easyrtcid: str) -> bool:
         """Ask the node holding ``easyrtcid``'s socket to close it; False if none does."""
@@ -402,18 +431,25 @@ class ClusterNode:
         return True
 
     async def _from_inbox(self, items: list[Item]) -> None:
-        links = self.server.links
+        """Pushes and disconnects other nodes sent for this node's sockets: the pushes through
+        the server's ``deliver``, as every push (counted, settled, the same error handling)."""
+        carrier = self.carrier
+        links = carrier.links
+        out = Outcome()
         for to, event, body in items:
-            link = links.get(to)
-            if link is None:
+            if to not in links:
                 continue
-            if event is None:
-                await link.close()
+            if event is None:  # a disconnect: what came before it first
+                if out.sends:
+                    await carrier.deliver(None, out, None)
+                    out = Outcome()
+                link = links.get(to)
+                if link is not None:
+                    await link.close()
                 continue
-            try:
-                await link.send(event, body)
-            except (TypeError, ValueError, RecursionError) as exc:
-                log.warning("could not send %s to %s: %s", loggable(event), to, exc)
+            out.push(to, event, body)
+        if out.sends:
+            await carrier.deliver(None, out, None)
 
     def _log_unavailable(self, exc: BaseException) -> None:
         if not self._unavailable_logged:

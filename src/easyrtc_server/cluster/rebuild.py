@@ -26,7 +26,7 @@ from ..outcome import Json, Outcome
 from ..roomdata import client_entry, join_state, room_data
 from ..state import State
 from .log import NODE_GONE, LogEntry, close
-from .replica import Applied
+from .replica import Applied, Apply
 
 if TYPE_CHECKING:
     from .node import ClusterNode
@@ -52,13 +52,12 @@ def _fields_in(raw: Any) -> Fields:
 def snapshot(conn: Connection) -> Json:
     """What a replica needs to rebuild ``conn`` exactly: its application, name, presence,
     rooms in join order with their join times and apiFields, session, fields and groups.
-    JSON-encodable (it travels in the log)."""
+    JSON-encodable (it travels in the log); never the credential (the node keeps its own)."""
     session = conn.session
     return {
         "easyrtcid": conn.easyrtcid,
         "app": conn.app.name,
         "username": conn.username,
-        "credential": conn.credential,
         "presence": dict(conn.presence),
         "rooms": [[name, m.join_time, m.api_field] for name, m in conn.rooms.items()],
         "session": None if session is None else [session.easyrtcsid, _fields_out(session.fields)],
@@ -84,7 +83,6 @@ def restore(state: State, snap: Json) -> Outcome:
         app = state.apps.get(app_name) or state.create_app(app_name)
     conn = Connection(easyrtcid, app, fields=_fields_in(snap.get("fields")))
     conn.username = snap.get("username")
-    conn.credential = snap.get("credential")
     presence = snap.get("presence")
     if isinstance(presence, dict):
         conn.presence = dict(presence)
@@ -121,7 +119,6 @@ def reset(state: State, keep: Iterable[str]) -> None:
     (this node's own, which stay open and unauthenticated until their rejoin is read back).
     What server code made (persistent applications and rooms, their fields) stays."""
     kept = set(keep)
-    state.pending_rooms = {}
     for peer in list(state.peers.values()):
         if peer.connection is not None:
             state.remove_connection(peer.connection, Outcome(), tell=False)
@@ -134,10 +131,7 @@ def reset(state: State, keep: Iterable[str]) -> None:
             session.connections.clear()
         for group in app.groups.values():
             group.members.clear()
-        for room in app.rooms.values():
-            room.changed.clear()
-            room.api_cleared.clear()
-            room.flushed = room.seq
+    state.updates.reset([room for app in state.apps.values() for room in app.rooms.values()])
 
 
 def full_lists(state: State, easyrtcids: Iterable[str]) -> Outcome:
@@ -152,7 +146,7 @@ def full_lists(state: State, easyrtcids: Iterable[str]) -> Outcome:
             continue
         rooms: Json = {}
         for name, member in conn.rooms.items():
-            state.mark_current(member)
+            state.updates.mark_current(member)
             data = join_state(member.room, state.client_list(member.room))
             data["roomStatus"] = "update"
             rooms[name] = data
@@ -166,19 +160,22 @@ class Rebuilder:
     own sockets when Redis came back empty (``rebuild``) or when it reads that it was declared
     gone, and appends the closes Redis missed while it was away (``tidy``).
 
-    It adds the ``rejoin`` kind to the replica's apply table and wraps ``node-gone``.
+    ``kinds`` are its entry kinds for the replica's apply table: ``rejoin``, and ``node-gone``
+    wrapped. Made before the node's replica, which it reads only once entries are applied.
     """
 
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
-        replica = node.replica
-        self._apply_gone = replica.APPLY[NODE_GONE]
-        replica.APPLY[NODE_GONE] = self._node_gone
-        replica.APPLY[REJOIN] = self._rejoin
         self._todo: list[Json] = []
         """Snapshots still to append (Redis failed meanwhile): retried by ``tidy``."""
         self._task: asyncio.Task[None] | None = None
         self._stale: set[str] = set()
+        self._credentials: dict[str, Any] = {}
+        """easyrtcid -> credential of this node's connections being re-registered."""
+
+    @property
+    def kinds(self) -> dict[str, Apply]:
+        return {NODE_GONE: self._node_gone, REJOIN: self._rejoin}
 
     @property
     def state(self) -> State:
@@ -187,10 +184,14 @@ class Rebuilder:
     def own(self) -> dict[str, Peer]:
         """The peers of this node's open sockets."""
         peers = self.state.peers
-        return {cid: peers[cid] for cid in self.node.server.links if cid in peers}
+        return {cid: peers[cid] for cid in self.node.carrier.links if cid in peers}
 
     def own_snapshots(self) -> list[Json]:
-        return [snapshot(p.connection) for p in self.own().values() if p.connection is not None]
+        """The snapshots of this node's connections (their credentials kept here, for their
+        rejoins: they never go to Redis)."""
+        conns = [p.connection for p in self.own().values() if p.connection is not None]
+        self._credentials = {conn.easyrtcid: conn.credential for conn in conns}
+        return [snapshot(conn) for conn in conns]
 
     # -- Redis came back empty ---------------------------------------------------------------
 
@@ -212,11 +213,12 @@ class Rebuilder:
     def _node_gone(self, entry: LogEntry) -> Applied:
         """A node is gone; when it is this one (cut off from Redis past its TTL, but alive),
         its sockets stay open and their connections are re-registered."""
+        replica = self.node.replica
         if entry.body.get("node") != self.node.node_id:
-            return self._apply_gone(entry)
+            return replica.node_gone(entry)
         own = self.own()
         snaps = self.own_snapshots()
-        applied = self._apply_gone(entry)
+        applied = replica.node_gone(entry)
         self.state.peers.update(own)  # unauthenticated until their rejoin is read back
         log.warning(
             "this node was declared gone while cut off from Redis: "
@@ -232,7 +234,10 @@ class Rebuilder:
         replica.owners[cid] = entry.node
         replica.pending.pop(cid, None)
         out = restore(self.state, entry.body["c"])
-        return Applied(self.state.peers.get(cid), out)
+        peer = self.state.peers.get(cid)
+        if entry.node == self.node.node_id and peer is not None and peer.connection is not None:
+            peer.connection.credential = self._credentials.pop(cid, None)
+        return Applied(peer, out)
 
     # -- re-registering ----------------------------------------------------------------------
 
@@ -244,7 +249,7 @@ class Rebuilder:
     async def _reregister(self, snaps: list[Json]) -> None:
         """Append a ``rejoin`` per connection still open here, then push whole lists."""
         node = self.node
-        links = node.server.links
+        links = node.carrier.links
         self._todo = [snap for snap in snaps if snap["easyrtcid"] in links]
         try:
             await node.registry.announce()  # alive first, so nobody reaps it again
@@ -256,7 +261,7 @@ class Rebuilder:
             log.warning("re-registering this node's connections failed (%s): retrying", exc)
             return
         out = full_lists(self.state, list(links))
-        await node.server.deliver(None, out, None, replicated=True)
+        await node.carrier.deliver(None, out, None)
         log.info("re-registered this node's connections")
 
     def _entry(self, snap: Json) -> LogEntry:
@@ -273,7 +278,7 @@ class Rebuilder:
             self._start([snap for snap in self._todo])
             return
         node = self.node
-        links = node.server.links
+        links = node.carrier.links
         me = node.node_id
         stale = {
             cid for cid, owner in node.replica.owners.items() if owner == me and cid not in links

@@ -7,33 +7,28 @@ to its caller: each peer's pending decision (a login asks three times; the origi
 answer with ``accept``/``refuse`` entries) and each peer's owner node (where its socket is).
 
 What to do with an outcome (deliver pushes to this node's sockets, the reply to the origin's
-client) is the node's business (``node``); this module does no I/O. ``APPLY`` maps each entry
-kind to its function: a new kind is one function and one line.
+client) is the node's business (``node``); this module does no I/O. ``Replica.kinds`` maps each
+entry kind to its function: a new kind is one function and one line (kinds defined elsewhere,
+as ``rebuild``'s, are given to the constructor).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from .. import control
-from ..decisions import Decision, JoinRequested, LoginAdmitted, LoginRequested
-from ..model import Field, Peer
+from ..core import Core
+from ..decisions import Decision
+from ..model import Peer
+from ..options import Options
 from ..outcome import Outcome
-from ..validation import MISSING
-from .log import ACCEPT, CLOSE, CONTROL, NODE_GONE, RECV, REFUSE, LogEntry
-
-if TYPE_CHECKING:
-    from ..core import Core
+from .log import ANSWER, CLOSE, CONTROL, NODE_GONE, RECV, LogEntry, answer_of
 
 log = logging.getLogger("easyrtc_server.cluster")
-
-LOGGED_COMMANDS: Final = frozenset({"roomJoin", "roomLeave", "setPresence", "setRoomApiField"})
-"""The ``easyrtcCmd`` msgTypes that change state (``core.COMMANDS``), so go through the log.
-``setUserCfg`` is validated and discarded, ``getRoomList``/``getIceConfig``/``stillAlive`` and
-the relayed signals only read; ``easyrtcMsg`` (``relay.route_message``) never changes state."""
 
 CONTROLS: Final[dict[str, Callable[..., Any]]] = {
     name: getattr(control, name)
@@ -52,21 +47,6 @@ CONTROLS: Final[dict[str, Callable[..., Any]]] = {
 """The server-code changes (``control``) that a ``control`` entry may name."""
 
 
-def is_logged(peer: Peer, event: str, data: Any, has_ack: bool) -> bool:
-    """Whether this event of a client changes the state, so goes through the log."""
-    if not has_ack:
-        return False
-    if event == "easyrtcAuth":
-        return True
-    return (
-        event == "easyrtcCmd"
-        and peer.connection is not None
-        and type(data) is dict
-        and type(msg_type := data.get("msgType")) is str  # a list cannot be looked up in a set
-        and msg_type in LOGGED_COMMANDS
-    )
-
-
 @dataclass(slots=True)
 class Applied:
     """What applying one entry gave: the peer it is about, the core's outcome or next
@@ -79,67 +59,83 @@ class Applied:
     """Peers removed (``close``, ``node-gone``)."""
 
 
-def answer_of(decision: Decision, args: tuple[Any, ...]) -> dict[str, Any]:
-    """What an ``accept`` entry must carry for ``decision``, after the hooks ran on the origin:
-    the values they may have written that the core reads, and the acceptance's arguments."""
-    if isinstance(decision, LoginRequested):
-        request = decision.request
-        answer: dict[str, Any] = {"app": request.app_name, "rooms": request.rooms}
-        if request.username is not MISSING:
-            answer["user"] = request.username
-        return answer
-    if isinstance(decision, LoginAdmitted):
-        conn = decision.conn
-        return {
-            "ice": args[0],
-            "user": conn.username,
-            "presence": conn.presence,
-            "fields": {name: [f.value, f.shared] for name, f in conn.fields.items()},
-        }
-    return {}
+class LogClock:
+    """The replicas' clock: the time of the entry being applied, else the wall clock (ms)."""
+
+    __slots__ = ("at", "wall")
+
+    def __init__(self, wall: Callable[[], int] | None = None) -> None:
+        self.wall: Callable[[], int] = wall or (lambda: int(time.time() * 1000))
+        self.at: int | None = None
+        """The time of the entry being applied, None between entries."""
+
+    def now(self) -> int:
+        at = self.at
+        return at if at is not None else self.wall()
+
+
+Apply = Callable[[LogEntry], "Applied"]
 
 
 class Replica:
     """The core of one node, applying the log's entries."""
 
-    def __init__(self, core: Core, node_id: str) -> None:
+    def __init__(
+        self,
+        core: Core,
+        node_id: str,
+        clock: LogClock,
+        *,
+        kinds: Mapping[str, Apply] | None = None,
+    ) -> None:
+        """``core`` reads ``clock`` (``Replica.new`` makes both); ``kinds`` adds entry kinds
+        or replaces this module's."""
         self.core = core
         self.node_id = node_id
+        self.clock = clock
         self.owners: dict[str, str] = {}
         """easyrtcid -> node whose socket it is (peers that ever had an entry)."""
         self.pending: dict[str, Decision] = {}
         """easyrtcid -> the decision its origin's hooks are to answer."""
-        self._t: int | None = None
-        self._wall: Callable[[], int] = core.state.now
-        core.state.now = self.now
-        self.applied = 0
-        """Entries applied since start (snapshots are taken every so many)."""
-        self.APPLY: dict[str, Callable[[LogEntry], Applied]] = {
+        self.kinds: Mapping[str, Apply] = {
             RECV: self._recv,
-            ACCEPT: self._accept,
-            REFUSE: self._refuse,
+            ANSWER: self._answer,
             CLOSE: self._close,
             CONTROL: self._control,
-            NODE_GONE: self._node_gone,
+            NODE_GONE: self.node_gone,
+            **(kinds or {}),
         }
+
+    @classmethod
+    def new(
+        cls,
+        options: Options | None,
+        node_id: str,
+        *,
+        wall: Callable[[], int] | None = None,
+        kinds: Mapping[str, Apply] | None = None,
+        here: Callable[[str], bool] | None = None,
+    ) -> Replica:
+        """A replica with a fresh core reading the log's clock; ``here`` says which sockets
+        are this node's (the core's coalesced updates are built for those)."""
+        clock = LogClock(wall)
+        return cls(Core(options, clock=clock.now, here=here), node_id, clock, kinds=kinds)
 
     def now(self) -> int:
         """The entry's time while one is applied, else the wall clock."""
-        t = self._t
-        return t if t is not None else self._wall()
+        return self.clock.now()
 
     def apply(self, entry: LogEntry) -> Applied:
         """Apply one entry (unknown kinds are skipped: an older node reading a newer log)."""
-        handler = self.APPLY.get(entry.kind)
-        self.applied += 1
+        handler = self.kinds.get(entry.kind)
         if handler is None:
             log.warning("skipped a log entry of unknown kind %r", entry.kind[:40])
             return Applied(None)
-        self._t = entry.t
+        self.clock.at = entry.t
         try:
             return handler(entry)
         finally:
-            self._t = None
+            self.clock.at = None
 
     def owned_by(self, node_id: str) -> list[str]:
         return [cid for cid, owner in self.owners.items() if owner == node_id]
@@ -175,45 +171,15 @@ class Replica:
         after a lost entry, is about nothing)."""
         return self.core.state.peers.get(entry.body["p"])
 
-    def _accept(self, entry: LogEntry) -> Applied:
+    def _answer(self, entry: LogEntry) -> Applied:
         peer = self._known(entry)
         if peer is None:
             return Applied(None)
         decision = self.pending.pop(peer.easyrtcid, None)
-        core, body = self.core, entry.body
-        result: Outcome | Decision
-        if isinstance(decision, LoginRequested):
-            request = decision.request
-            request.app_name = body.get("app")  # type: ignore[assignment]  # checked again
-            request.username = body.get("user", MISSING)
-            request.rooms = body.get("rooms")  # type: ignore[assignment]  # checked again
-            result = core.accept_login(decision)
-        elif isinstance(decision, JoinRequested):
-            result = core.accept_join(decision)
-        elif isinstance(decision, LoginAdmitted):
-            conn = decision.conn
-            if core.is_current(decision):
-                conn.username = body.get("user")
-                presence = body.get("presence")
-                if isinstance(presence, dict):
-                    conn.presence = presence
-                fields = body.get("fields") or {}
-                conn.fields = {name: Field(v, bool(shared)) for name, (v, shared) in fields.items()}
-            ice = body.get("ice")
-            result = core.accept_token(decision, ice if isinstance(ice, list) else [])
-        else:  # no decision pending (its socket closed meanwhile): nothing to do
-            result = Outcome()
-        return self._keep(peer, result)
-
-    def _refuse(self, entry: LogEntry) -> Applied:
-        peer = self._known(entry)
-        if peer is None:
-            return Applied(None)
-        decision = self.pending.pop(peer.easyrtcid, None)
-        if decision is None:
+        answer = answer_of(entry.body)
+        if decision is None or answer is None:  # its socket closed meanwhile: nothing to do
             return Applied(peer)
-        body = entry.body
-        return Applied(peer, self.core.refuse(decision, str(body.get("code")), body.get("text")))
+        return self._keep(peer, self.core.answer(decision, answer))
 
     def _close(self, entry: LogEntry) -> Applied:
         cid = entry.body["p"]
@@ -240,7 +206,7 @@ class Replica:
             return Applied(None, error=exc)
         return Applied(None, result if isinstance(result, Outcome) else Outcome())
 
-    def _node_gone(self, entry: LogEntry) -> Applied:
+    def node_gone(self, entry: LogEntry) -> Applied:
         """Every peer of a dead node leaves, as if each socket had closed."""
         out = Outcome()
         gone: list[Peer] = []

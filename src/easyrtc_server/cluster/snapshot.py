@@ -2,10 +2,11 @@
 not read the log from its beginning (and the log can be trimmed).
 
 ``dump`` writes what every replica holds alike: applications with their fields, rooms (members
-in join order with join times and apiFields, room fields), connections (username, credential,
-presence, fields, session, groups), sessions, groups, and each peer's owner node. ``load``
-rebuilds a replica from it. What is not replicated stays out: ``peer.data`` (the origin's hooks'
-own), coalescing bookkeeping (off in cluster mode).
+in join order with join times and apiFields, room fields), connections (username, presence,
+fields, session, groups), sessions, groups, and each peer's owner node. ``load`` rebuilds a
+replica from it. What is not replicated stays out: ``peer.data`` (the origin's hooks' own),
+a login's credential (held by the client's node alone, never in Redis), coalescing
+bookkeeping (per node: ``coalescing``).
 
 A snapshot is only taken between decisions (no login or ``roomJoin`` waiting for its origin's
 hooks), since a pending decision holds references into the state that JSON cannot carry.
@@ -63,7 +64,6 @@ def dump(replica: Replica) -> dict[str, Any]:
             "connections": {
                 cid: {
                     "username": conn.username,
-                    "credential": conn.credential,
                     "presence": conn.presence,
                     "fields": _fields(conn.fields),
                     "session": conn.session.easyrtcsid if conn.session is not None else None,
@@ -110,7 +110,6 @@ def load(replica: Replica, data: dict[str, Any]) -> None:
                 cid,
                 app,
                 username=c["username"],
-                credential=c["credential"],
                 presence=c["presence"],
                 fields=_unfields(c["fields"]),
                 groups=set(c["groups"]),

@@ -1,0 +1,158 @@
+"""Where the state lives and changes: the seam between the server and its state, with the
+in-memory engine (one process) as its first implementation.
+
+The server (``server.EasyRtcServer``) owns the sockets and the hooks; an ``Engine`` owns the
+protocol core and decides *where* a change is made: in this process (``LocalEngine``) or through
+a cluster's log, applied by every node alike (``cluster.node.ClusterNode``). The server hands it
+a client's event, the answer to a decision, a close and server code's changes. A change the
+engine makes at once, in this process, comes back as its ``Outcome`` for the server to carry out
+(the relayed message's path: no await in between); a change made elsewhere (through a cluster's
+log) comes back as an awaitable, and its outcome is carried out by the engine as it is made
+(``Carrier.deliver``, in the order of the changes), then handed over for the server's hooks and
+listeners. A push for a socket the server does not hold is the engine's to route, and so is the
+disconnect of such a socket. The decide loop (ask the hooks, answer the core) is the server's,
+once, for every engine.
+
+This module knows no sockets, no hooks and nothing of a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import control
+from .core import Core
+from .decisions import Answer, Decision
+from .errors import ErrorCode
+from .model import Peer
+from .options import Options
+from .outcome import Outcome, Push
+from .startup import ALONE
+
+if TYPE_CHECKING:
+    from .transport import Ack, Link
+
+Step = Outcome | Decision
+"""A change's result: its outcome, or the core's next question."""
+Pending = Awaitable[Step]
+"""A change being made elsewhere: an outcome it gives is carried out already."""
+
+
+class EngineUnavailable(Exception):
+    """The engine could not make a change (a cluster's log did not answer in time): the event
+    is refused with the generic error of its kind."""
+
+
+class Carrier(Protocol):
+    """What an engine needs of the server: carrying out an outcome, and its open sockets."""
+
+    links: dict[str, Link]
+    """The sockets this process holds, by easyrtcid."""
+
+    async def deliver(self, peer: Peer | None, out: Outcome, ack: Ack | None) -> None: ...
+
+
+class Engine(Protocol):
+    """One place where the server's state is changed (see the module docstring)."""
+
+    core: Core
+
+    @property
+    def role(self) -> str:
+        """How the start-up line describes this process."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def open(self, remote: str | None, resume_key: Any, resume_token: Any) -> Peer:
+        """A socket connected: its peer, with its resume key and token where this engine
+        keeps identities across drops (``hold``)."""
+        ...
+
+    def hold(self, peer: Peer) -> bool:
+        """``peer``'s socket dropped without a goodbye: hold its connection for a resume
+        (``hold``); False where it has no key or this engine cannot hold it."""
+        ...
+
+    def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
+        """A client's event: made here (the outcome to carry out, or a decision), or pending."""
+        ...
+
+    def answer(
+        self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None
+    ) -> Step | Pending:
+        """The hooks' ``answer`` to ``decision``, as ``receive``."""
+        ...
+
+    async def close(self, peer: Peer) -> Outcome:
+        """A socket of this process closed: its rooms are told (carried out)."""
+        ...
+
+    async def change(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Server code's change ``control.<name>``, carried out; returns what it returned."""
+        ...
+
+    def route(self, send: Push) -> ErrorCode | None:
+        """A push for a socket this process does not hold; the error its sender gets when
+        it cannot be delivered (a held connection's queue is full), else None."""
+        ...
+
+    def disconnect(self, easyrtcid: str) -> bool:
+        """Close a socket this process does not hold; False if nobody holds it."""
+        ...
+
+
+EngineFactory = Callable[[Carrier, Options], Engine]
+"""How the server makes its engine: given itself (to carry outcomes out) and its options."""
+
+
+class LocalEngine:
+    """The state in this process: every change is made at once, on the one core."""
+
+    role = ALONE
+
+    def __init__(self, carrier: Carrier, core: Core) -> None:
+        self.core = core
+        self.carrier = carrier
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def open(self, remote: str | None, resume_key: Any, resume_token: Any) -> Peer:
+        return self.core.open(remote, resume_key=resume_key, resume_token=resume_token)
+
+    def hold(self, peer: Peer) -> bool:
+        return self.core.hold(peer)
+
+    def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
+        return self.core.receive(peer, event, data, ack is not None)
+
+    def answer(
+        self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None
+    ) -> Step | Pending:
+        return self.core.answer(decision, answer)
+
+    async def close(self, peer: Peer) -> Outcome:
+        out = self.core.close(peer)
+        await self.carrier.deliver(peer, out, None)
+        return out
+
+    async def change(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        result = getattr(control, name)(self.core.state, *args, **kwargs)
+        if isinstance(result, Outcome):
+            await self.carrier.deliver(None, result, None)
+        return result
+
+    def route(self, send: Push) -> ErrorCode | None:
+        """Nobody else holds sockets: a push for a held connection is queued (or refused when
+        its queue is full), one for an unknown socket dropped."""
+        return self.core.state.holds.take(send)
+
+    def disconnect(self, easyrtcid: str) -> bool:
+        return False
