@@ -10,6 +10,7 @@ from aiohttp import web
 from . import shutdown
 from .clientfiles import find_client_files
 from .cluster.forwarding import Forwarder
+from .cluster.health import HealthCollector
 from .cluster.node import ClusterNode
 from .operations import OPERATIONS_KEY, Operations
 from .options import Options
@@ -51,6 +52,11 @@ def create_app(
         app.on_cleanup.append(lambda _app: node.stop())
     app[OPERATIONS_KEY] = operations = Operations(server)  # health, metrics, admin, webhooks
     operations.attach(app)
+    if server.cluster is not None:  # its readers' health: /readyz red while behind
+        health = server.cluster.health
+        operations.readiness.add(health.reason)
+        if operations.metrics is not None:
+            operations.metrics.registry.register(HealthCollector(health))
     if transport == "lean":
         lean = LeanTransport.from_options(server, options)
         lean.attach(app)
