@@ -29,6 +29,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from .events import Listener, Member
+from .logsafe import redacted_url, refusals
 
 if TYPE_CHECKING:
     from .options import Options
@@ -134,7 +135,11 @@ class Webhooks(Listener):
                 queue.put_nowait(body)
             except asyncio.QueueFull:
                 self.dropped.inc()
-                log.warning("webhook queue for %s is full: %s dropped", url, event)
+                shown = redacted_url(url)
+                refusals.throttled(
+                    log, "webhook " + url, logging.WARNING,
+                    "webhook queue for %s is full: %s dropped", shown, event,
+                )  # fmt: skip
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -142,7 +147,7 @@ class Webhooks(Listener):
             headers={"User-Agent": "easyrtc-server webhooks"},
         )
         self._tasks = [
-            asyncio.create_task(self._deliver_all(url, queue), name=f"webhooks {url}")
+            asyncio.create_task(self._deliver_all(url, queue), name=f"webhooks {redacted_url(url)}")
             for url, queue in self.queues.items()
         ]
 
@@ -187,10 +192,13 @@ class Webhooks(Listener):
                     if response.status < 500 and response.status != 429:
                         break  # the receiver refuses it: trying again will not help
             except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = f"{type(exc).__name__} {exc}".strip()
+                problem = f"{type(exc).__name__} {exc}".strip().replace(url, redacted_url(url))
             if attempt < self.max_attempts:
-                log.info("webhook %s to %s failed (%s); retry in %.1fs", event, url, problem, delay)
+                log.info(
+                    "webhook %s to %s failed (%s); retry in %.1fs",
+                    event, redacted_url(url), problem, delay,
+                )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
         self.failed.inc()
-        log.warning("webhook %s to %s given up: %s", event, url, problem)
+        log.warning("webhook %s to %s given up: %s", event, redacted_url(url), problem)

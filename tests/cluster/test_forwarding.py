@@ -336,3 +336,18 @@ async def test_a_polling_client_whose_node_is_killed_is_cleanly_disconnected() -
             assert again.sio.eio.sid.startswith(node_id_of(survivor) + ".")
         finally:
             await again.sio.disconnect()
+
+
+async def test_requests_for_a_dead_nodes_sessions_log_one_line_per_client(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    node = cluster.nodes[0]
+    start = len(node.lines)
+    for n in range(200):
+        params = {"EIO": "4", "transport": "polling", "sid": f"deadbeef.{n}"}
+        async with http.get(node.url + PATH, params=params) as r:
+            assert r.status == 400
+    async with asyncio.timeout(TIMEOUT):
+        await node.wait_for_line("its node deadbeef is not alive", start=start)
+    lines = [line for line in node.lines[start:] if "its node deadbeef is not alive" in line]
+    assert len(lines) == 1, lines

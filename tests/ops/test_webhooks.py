@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 
+from easyrtc_server.options import Options
 from easyrtc_server.webhooks import Webhooks, verify
 from support.client import TIMEOUT
 from support.ports import free_port
@@ -184,3 +187,18 @@ async def test_a_full_queue_drops_and_counts() -> None:
 def _webhooks(app_server: Any) -> Webhooks:
     (found,) = [x for x in app_server.events.listeners if isinstance(x, Webhooks)]
     return found
+
+
+def test_dropped_events_log_one_line_per_receiver_without_its_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token_url = "http://127.0.0.1:9/hooks/T0K3N-SECRET?token=QUERY-SECRET"
+    options = Options(webhook_urls=(token_url,), webhook_secret=SECRET, webhook_queue_size=1)
+    webhooks = Webhooks(options)
+    with caplog.at_level(logging.INFO, logger="easyrtc_server"):
+        for n in range(200):  # not started: the queue of one is full after the first
+            webhooks.emit("participant_joined", {"n": n})
+    assert webhooks.dropped._value.get() == 199
+    lines = [r.getMessage() for r in caplog.records if "webhook" in r.getMessage()]
+    assert lines == ["webhook queue for http://127.0.0.1:9/… is full: participant_joined dropped"]
+    assert "SECRET" not in caplog.text

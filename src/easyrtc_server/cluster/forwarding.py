@@ -41,6 +41,7 @@ from aiohttp import (
 from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import RedisError
 
+from ..logsafe import redacted_url, refusals
 from .keys import NODE_ID_LENGTH
 
 if TYPE_CHECKING:
@@ -171,26 +172,35 @@ class Forwarder:
         owner = owner_of(sid)
         if owner is None or owner == self.node.node_id or self._session is None:
             return None
+        client = request.remote or "unknown"
         if FORWARDED_BY in request.headers:
-            log.warning(
+            self._note(
+                client, logging.WARNING,
                 "refused a request for session %.40s forwarded by node %.20s: not here either",
-                sid,
-                request.headers[FORWARDED_BY],
-            )
+                sid, request.headers[FORWARDED_BY],
+            )  # fmt: skip
             return None
         try:
             base = await self.node.registry.url_of(owner)
         except (RedisError, OSError) as exc:
-            log.warning("cannot forward session %.40s to node %s: Redis: %s", sid, owner, exc)
+            self._note(
+                client, logging.WARNING,
+                "cannot forward session %.40s to node %s: Redis: %s", sid, owner, exc,
+            )  # fmt: skip
             return None
         if base is None:
-            log.info("session %.40s: its node %s is not alive", sid, owner)
+            self._note(client, logging.INFO, "session %.40s: its node %s is not alive", sid, owner)
             return None
         url = base.rstrip("/") + str(request.rel_url)
         headers = self._headers(request)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._forward_websocket(request, owner, url, headers)
         return await self._forward_http(request, owner, url, headers)
+
+    @staticmethod
+    def _note(client: str, level: int, msg: str, *args: object) -> None:
+        """A line a request can cause: one per client address per 10 s (``logsafe``)."""
+        refusals.throttled(log, f"forwarding {client} {msg}", level, msg, *args)
 
     def _headers(self, request: web.Request) -> dict[str, str]:
         headers = {
@@ -205,7 +215,7 @@ class Forwarder:
     def _unreachable_once(self, owner: str, url: str, exc: BaseException) -> None:
         if owner not in self._unreachable:
             self._unreachable.add(owner)
-            log.warning("cannot reach node %s at %s: %r", owner, url, exc)
+            log.warning("cannot reach node %s at %s: %r", owner, redacted_url(url), exc)
 
     async def _forward_http(
         self, request: web.Request, owner: str, url: str, headers: dict[str, str]
@@ -270,7 +280,10 @@ class Forwarder:
                 url, headers=headers, max_msg_size=limit, compress=0, autoping=True
             )
         except WSServerHandshakeError as exc:
-            log.info("node %s refused the upgrade of a forwarded session: %s", owner, exc.status)
+            self._note(
+                request.remote or "unknown", logging.INFO,
+                "node %s refused the upgrade of a forwarded session: %s", owner, exc.status,
+            )  # fmt: skip
             return None
         except _NETWORK_ERRORS as exc:
             self._unreachable_once(owner, url, exc)
