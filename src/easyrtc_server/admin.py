@@ -5,6 +5,8 @@ compared in constant time; anything else gets 401. No CORS headers are ever sent
 origins' pages cannot read it. The API is a thin JSON layer over ``EasyRtcServer``'s push API
 and queries; ``OPENAPI`` describes it and is served at ``/admin/api/openapi.json``.
 The dashboard is static (``admin/``): the token is typed in by the user, never embedded.
+Nothing under ``/admin`` may be framed by another page (``FRAME_BLOCKING``: no clickjacking of
+the kick button).
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ if TYPE_CHECKING:
 ADMIN_DIR: Final = Path(__file__).resolve().parent / "admin"
 API: Final = "/admin/api"
 MSG_TYPE_MAX: Final = 64
+
+FRAME_BLOCKING: Final = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
+"""Headers of every response under ``/admin``: no page may frame the dashboard or the API."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,6 +81,7 @@ class AdminApi:
         app.router.add_get("/admin", self.dashboard_redirect)
         app.router.add_get("/admin/", self.dashboard)
         app.router.add_static("/admin/static/", ADMIN_DIR, follow_symlinks=False)
+        app.on_response_prepare.append(_frame_blocking)
 
     # -- auth ----------------------------------------------------------------------------------
 
@@ -208,6 +217,12 @@ class AdminApi:
 
     async def dashboard_redirect(self, _request: web.Request) -> web.Response:
         raise web.HTTPPermanentRedirect("admin/")  # relative: works under a mount path
+
+
+async def _frame_blocking(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    path = request.path
+    if path == "/admin" or path.startswith("/admin/"):
+        response.headers.update(FRAME_BLOCKING)
 
 
 async def _body(request: web.Request) -> Any:

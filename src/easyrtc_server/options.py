@@ -244,6 +244,10 @@ class Options(ProtocolOptions):
     cluster_advertise_url: str | None = None
     """``http://HOST:PORT`` the other nodes use to reach ``cluster_listen`` (set it when nodes
     run on several hosts); unset: derived from ``cluster_listen``."""
+    cluster_secret: str | None = field(default=None, repr=False)
+    """Shared secret of the nodes: a request to the internal listener must prove it (HMAC),
+    so only nodes reach it. Set by environment or config file, never on the command line;
+    unset: a node makes one up for itself, and ``--workers`` hands one to its workers."""
 
     # Cluster failures (``cluster/liveness.py``): how fast a dead node or an empty Redis is seen
     cluster_alive_ttl: float = 6.0
@@ -269,7 +273,7 @@ def _names(cls: type[ProtocolOptions]) -> frozenset[str]:
 
 
 SECRET_OPTIONS: frozenset[str] = frozenset(
-    ("turn_secret", "jwt_secret", "admin_token", "webhook_secret", "redis_url")
+    ("turn_secret", "jwt_secret", "admin_token", "webhook_secret", "redis_url", "cluster_secret")
 )
 """Options never printed or logged (``redis_url`` may hold a password)."""
 
@@ -332,6 +336,20 @@ def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
         raise OptionsError(
             "option 'turn_secret' is required when 'turn_urls' is set", key="turn_secret"
         )
+    token = options.admin_token
+    if isinstance(token, str) and len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise OptionsError(
+            f"option 'admin_token' is {len(token)} characters long: it needs at least "
+            f"{MIN_ADMIN_TOKEN_LENGTH} (e.g. the output of `openssl rand -hex 32`)",
+            key="admin_token",
+        )
+    cluster_secret = options.cluster_secret
+    if isinstance(cluster_secret, str) and len(cluster_secret) < MIN_CLUSTER_SECRET_LENGTH:
+        raise OptionsError(
+            f"option 'cluster_secret' is {len(cluster_secret)} characters long: it needs at "
+            f"least {MIN_CLUSTER_SECRET_LENGTH} (e.g. the output of `openssl rand -hex 32`)",
+            key="cluster_secret",
+        )
     secret = getattr(options, "jwt_secret", None)
     if isinstance(secret, str) and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
         raise OptionsError(
@@ -344,6 +362,10 @@ def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
 
 MIN_JWT_SECRET_BYTES = 32
 """RFC 7518 3.2: an HS256 key must be at least as long as the hash output (256 bits)."""
+MIN_ADMIN_TOKEN_LENGTH = 20
+"""Characters of ``admin_token`` at least: a bearer token guessed online must not be short."""
+MIN_CLUSTER_SECRET_LENGTH = 20
+"""Characters of ``cluster_secret`` at least."""
 
 _WHOLE_NUMBERS = frozenset(
     (
@@ -361,7 +383,15 @@ _WHOLE_NUMBERS = frozenset(
 _TRANSPORT_WHOLE_NUMBERS = frozenset(("max_json_depth", "max_send_buffer", "max_poll_packets"))
 _STRINGS = frozenset(("host", "api_public_folder", "demos_public_folder"))
 _OPTIONAL_STRINGS = frozenset(
-    ("turn_secret", "jwt_secret", "jwt_audience", "jwt_issuer", "admin_token", "webhook_secret")
+    (
+        "turn_secret",
+        "jwt_secret",
+        "jwt_audience",
+        "jwt_issuer",
+        "admin_token",
+        "webhook_secret",
+        "cluster_secret",
+    )
 )
 
 

@@ -17,7 +17,8 @@ reconnects (to any node).
 
 Only the session's later requests are ever forwarded: the handshake is served where it lands,
 with that connection's address, so per-address limits see the real client (or, behind a proxy,
-what the proxy gives them).
+what the proxy gives them). The internal listener therefore takes no handshake (so no login)
+and only requests signed with the cluster's secret (``secret``): 403 for anything else.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import (
@@ -43,6 +45,7 @@ from redis.exceptions import RedisError
 
 from ..logsafe import redacted_url, refusals
 from .keys import NODE_ID_LENGTH
+from .secret import NODE_AUTH, secret_of, sign, verify
 
 if TYPE_CHECKING:
     from ..options import Options
@@ -50,6 +53,8 @@ if TYPE_CHECKING:
     from .node import ClusterNode
 
 log = logging.getLogger("easyrtc_server.cluster.forwarding")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 FORWARDED_BY: Final = "X-EasyRTC-Forwarded-By"
 """Header of a forwarded request: the id of the node that forwarded it."""
@@ -118,6 +123,7 @@ class Forwarder:
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
         self._unreachable: set[str] = set()
+        self._secret = secret_of(options)
 
     def install(self, app: web.Application) -> None:
         """Make ``engine``'s sids name this node, forward what is not here, and start the
@@ -130,7 +136,10 @@ class Forwarder:
     # -- the internal listener -----------------------------------------------------------------
 
     async def start(self) -> None:
-        inner = web.Application(client_max_size=self.engine.max_http_buffer_size + 1024)
+        inner = web.Application(
+            client_max_size=self.engine.max_http_buffer_size + 1024,
+            middlewares=[self._only_nodes],
+        )
         handler = self.engine.handle_request
         inner.router.add_route("*", self.path + "/", handler)
         if self.path != "/":
@@ -154,6 +163,20 @@ class Forwarder:
             skip_auto_headers=("User-Agent",),
         )
         log.info("node %s takes forwarded requests at %s", self.node.node_id, self.url)
+
+    @web.middleware
+    async def _only_nodes(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The internal listener serves the other nodes' forwarded requests, nothing else."""
+        sid = request.query.get("sid")
+        header = request.headers.get(NODE_AUTH, "")
+        if not sid or verify(self._secret, header, request.method, _target(request)) is None:
+            self._note(
+                request.remote or "unknown", logging.WARNING,
+                "refused a request to the internal listener: %s",
+                "a handshake" if not sid else "not signed with the cluster secret",
+            )  # fmt: skip
+            return web.Response(status=403, text="this address takes the cluster's nodes only")
+        return await handler(request)
 
     async def stop(self) -> None:
         log.info("node %s forwarded %d requests to other nodes", self.node.node_id, self.forwarded)
@@ -210,6 +233,7 @@ class Forwarder:
         earlier = request.headers.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{earlier}, {client}" if earlier else client
         headers[FORWARDED_BY] = self.node.node_id
+        headers[NODE_AUTH] = sign(self._secret, self.node.node_id, request.method, _target(request))
         return headers
 
     def _unreachable_once(self, owner: str, url: str, exc: BaseException) -> None:
@@ -339,6 +363,11 @@ async def _read_upto(request: web.BaseRequest, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)[:limit]
+
+
+def _target(request: web.BaseRequest) -> str:
+    """What a node's signature covers besides time and method: the path and the session."""
+    return f"{request.path}?sid={request.query.get('sid', '')}"
 
 
 def _url_of(runner: web.AppRunner, host: str) -> str:
