@@ -375,3 +375,25 @@ async def test_the_internal_listener_takes_only_signed_requests_of_sessions(
             assert r.status == 403
     # the same session through the other node (forwarded, signed) works
     assert await post(http, cluster.nodes[1].url, sid, b"40") == (200, b"ok")
+
+
+async def test_a_post_for_an_unknown_session_of_another_node_is_answered_at_once(
+    cluster: Cluster,
+) -> None:
+    owner, other = cluster.nodes
+    sid = f"{node_id_of(owner)}.not-a-session"
+    reader, writer = await asyncio.open_connection("127.0.0.1", other.port)
+    try:
+        writer.write(
+            f"POST {PATH}?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: {MAX_BODY}\r\n"
+            "\r\n40".encode()
+        )  # and the rest of the body never comes
+        started = time.monotonic()
+        async with asyncio.timeout(TIMEOUT):
+            head = await reader.readuntil(b"\r\n\r\n")
+        waited = time.monotonic() - started
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert waited < 5.0  # not held for the body's read timeout (10 s)

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import (
@@ -245,16 +245,12 @@ class Forwarder:
         self, request: web.Request, owner: str, url: str, headers: dict[str, str]
     ) -> web.StreamResponse | None:
         assert self._session is not None
-        body: bytes | None = None
+        body: _Streamed | None = None
         if request.method == "POST":
-            # At most one byte more than the owner takes: it refuses the rest as too large.
-            try:
-                async with asyncio.timeout(self.engine.read_timeout):
-                    body = await _read_upto(request, self.engine.max_http_buffer_size + 1)
-            except TimeoutError:
-                return web.Response(status=408)
-            except _NETWORK_ERRORS:
-                return web.Response(status=400)
+            # Streamed as it arrives: the owner checks the session first (an unknown one is
+            # answered at once, whatever the body), then bounds the body's size and time as
+            # for its own requests. At most one byte more than it takes is sent.
+            body = _Streamed(request, self.engine.max_http_buffer_size + 1)
         session = self._session
 
         async def exchange() -> web.Response:
@@ -285,6 +281,8 @@ class Forwarder:
                     return web.Response(status=400)
             response = task.result()
         except _NETWORK_ERRORS as exc:
+            if body is not None and body.failed:  # the client's body broke off, not the node
+                return web.Response(status=400)
             self._unreachable_once(owner, url, exc)
             return None
         finally:
@@ -352,17 +350,27 @@ async def _pump(
                 break
 
 
-async def _read_upto(request: web.BaseRequest, limit: int) -> bytes:
-    """The request body, cut after ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await request.content.readany()
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)[:limit]
+class _Streamed:
+    """A client's request body passed on as it arrives, cut after ``limit`` bytes; ``failed``
+    when the client's side broke off."""
+
+    def __init__(self, request: web.BaseRequest, limit: int) -> None:
+        self.request = request
+        self.limit = limit
+        self.failed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        while size < self.limit:
+            try:
+                chunk = await self.request.content.readany()
+            except _NETWORK_ERRORS:
+                self.failed = True
+                raise
+            if not chunk:
+                return
+            yield chunk[: self.limit - size]
+            size += len(chunk)
 
 
 def _target(request: web.BaseRequest) -> str:
