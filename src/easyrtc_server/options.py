@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from .cluster.redisclient import parse_sentinel_url
 from .jsregex import JsRegExp
 
 IceServers = list[dict[str, Any]]
@@ -225,8 +226,14 @@ class Options(ProtocolOptions):
 
     # Cluster (``cluster/``): several processes or machines serve one EasyRTC world over Redis
     redis_url: str | None = field(default=None, repr=False)
-    """``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``; a password may be in it): this
-    process becomes a node of a cluster. Unset: one process, state in memory (the default)."""
+    """``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``; a password may be in it), or a
+    master behind Sentinel, ``redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]``
+    (``rediss+sentinel://`` for TLS to the master): this process becomes a node of a cluster.
+    Unset: one process, state in memory (the default)."""
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    """Password of the sentinels themselves (``requirepass`` in sentinel.conf), if any."""
+    redis_sentinel_tls_enable: bool = False
+    """Speak TLS to the sentinels."""
     cluster_name: str = "easyrtc"
     """Namespace of the cluster's Redis keys and channels: several clusters can share a Redis."""
     workers: int = 1
@@ -273,7 +280,15 @@ def _names(cls: type[ProtocolOptions]) -> frozenset[str]:
 
 
 SECRET_OPTIONS: frozenset[str] = frozenset(
-    ("turn_secret", "jwt_secret", "admin_token", "webhook_secret", "redis_url", "cluster_secret")
+    (
+        "turn_secret",
+        "jwt_secret",
+        "admin_token",
+        "webhook_secret",
+        "redis_url",
+        "cluster_secret",
+        "redis_sentinel_password",
+    )
 )
 """Options never printed or logged (``redis_url`` may hold a password)."""
 
@@ -391,11 +406,12 @@ _OPTIONAL_STRINGS = frozenset(
         "admin_token",
         "webhook_secret",
         "cluster_secret",
+        "redis_sentinel_password",
     )
 )
 
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LISTEN = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
 
@@ -450,8 +466,15 @@ def _checked(name: str, value: Any) -> Any:
             not isinstance(value, str) or not value.startswith(_REDIS_SCHEMES)
         ):
             raise OptionsError(
-                "option 'redis_url' must be a redis://, rediss:// or unix:// URL", name
+                "option 'redis_url' must be a redis://, rediss://, unix:// or "
+                "redis+sentinel:// URL",
+                name,
             )
+        if value is not None and value.startswith(("redis+sentinel://", "rediss+sentinel://")):
+            try:
+                parse_sentinel_url(value)
+            except ValueError as exc:
+                raise OptionsError(f"option 'redis_url': {exc}", name) from None
     elif name == "cluster_name":
         if not isinstance(value, str) or not _CLUSTER_NAME.fullmatch(value):
             raise OptionsError(

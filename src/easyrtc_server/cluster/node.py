@@ -39,6 +39,7 @@ from .keys import ClusterKeys, new_node_id
 from .liveness import Liveness
 from .log import FIELD, LogEntry, LogFormatError
 from .rebuild import Rebuilder
+from .redisclient import redis_client
 from .registry import NodeInfo, NodeRegistry
 from .replica import Applied, Replica, answer_of
 
@@ -101,7 +102,7 @@ class ClusterNode:
         self.options = options
         self.node_id = node_id or new_node_id()
         self.keys = ClusterKeys(options.cluster_name)
-        self.redis: Redis = Redis.from_url(options.redis_url)
+        self.redis: Redis = redis_client(options)  # one Redis, or a master behind Sentinel
         self.registry = NodeRegistry(
             self.redis, self.keys, NodeInfo(self.node_id), ttl=options.cluster_alive_ttl
         )
