@@ -12,6 +12,10 @@ import asyncio
 import time
 from contextlib import suppress
 
+import pytest
+
+from easyrtc_server.cluster.redisclient import parse_sentinel_url
+from easyrtc_server.options import Options, OptionsError
 from support.client import Client
 from support.nodes import Node, running_nodes
 from support.sentinel import running_sentinels
@@ -112,3 +116,30 @@ async def test_a_killed_sentinel_master_is_failed_over_under_load() -> None:
         assert await newcomers[1].send_to(members[2], "and from a newcomer")
         for node in (a, b):
             assert node.process is not None and node.process.returncode is None
+
+
+def test_a_sentinel_url_names_its_sentinels_master_db_and_password() -> None:
+    spec = parse_sentinel_url("redis+sentinel://:pa%40ss@10.0.0.1:26379,10.0.0.2,[::1]:7/main/3")
+    assert spec.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26379), ("::1", 7))
+    assert (spec.master, spec.db, spec.password, spec.username, spec.tls) == (
+        "main",
+        3,
+        "pa@ss",
+        None,
+        False,
+    )
+    assert parse_sentinel_url("rediss+sentinel://u:p@h:1/m").tls
+    assert Options(redis_url="redis+sentinel://h:1/m").redis_url == "redis+sentinel://h:1/m"
+
+
+def test_a_bad_sentinel_url_is_refused_at_start_without_its_password() -> None:
+    for url, why in (
+        ("redis+sentinel://:hunter2@h:1", "ends with /master_name"),
+        ("redis+sentinel://:hunter2@h:x/m", "is not host:port"),
+        ("redis+sentinel://:hunter2@/m", "needs host:port"),
+        ("redis+sentinel://:hunter2@h:1/m/x", "db must be a number"),
+    ):
+        with pytest.raises(OptionsError) as refused:
+            Options(redis_url=url)
+        assert why in str(refused.value)
+        assert "hunter2" not in str(refused.value)
