@@ -148,3 +148,50 @@ def test_the_reader_is_not_ready_while_behind_or_broken() -> None:
     assert health.reason() == "cluster log reader: cannot read the log (ConnectionError)"
     health.caught_up()
     assert health.reason() is None
+
+
+def node_id_of(node: Node) -> str:
+    line = next(line for line in node.lines if "takes forwarded requests at" in line)
+    return line.split(" node ", 1)[1].split()[0]
+
+
+async def metric(node: Node, name: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(node.url + "/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_junk_in_the_log_and_the_inboxes_is_skipped_and_counted() -> None:
+    keys = ClusterKeys("test")
+    junk_entries: list[dict[bytes, bytes]] = [
+        {b"e": b"\xff not json"},
+        {b"other": b"no entry field"},
+        {b"e": b'["a list"]'},
+        {b"e": b'{"k": "recv", "n": "x", "t": 1, "s": 1, "p": 5, "e": [], "d": {}}'},
+        {b"e": b'{"k": "no-such-kind", "n": "x", "t": 1, "s": 1}'},
+    ]
+    junk_messages = [b"\xff", b'{"not": "a list"}', b"[1, 2]", b'[["x"]]', b"[[null, 5, 6]]"]
+    async with (
+        running_redis() as redis,
+        running_nodes(redis.url, 2) as (one, two),
+        AsyncExitStack() as stack,
+    ):
+        client = Redis.from_url(redis.url)
+        stack.push_async_callback(client.aclose)
+        for fields in junk_entries:
+            await client.xadd(keys.log, fields)  # type: ignore[arg-type]
+        for data in junk_messages:
+            await client.publish(keys.inbox(node_id_of(two)), data)
+        a, b = await joined(stack, one), await joined(stack, two)  # the log is read on
+        for text in ("first", "second"):  # the inbox of node two is read on
+            ack = await a.call(
+                "easyrtcMsg", {"msgType": "chat", "targetEasyrtcid": b.easyrtcid, "msgData": text}
+            )
+            assert ack["msgType"] == "ack", ack
+            assert (await b.next_msg())["msgData"] == text
+        assert await metric(one, "easyrtc_cluster_skipped_entries_total") >= 3
+        assert await metric(two, "easyrtc_cluster_inbox_drops_total") >= 4
+        assert sum("further ones are only counted" in line for line in two.lines) <= 3
