@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from .cluster.redisclient import parse_sentinel_url
 from .jsregex import JsRegExp
 
 IceServers = list[dict[str, Any]]
@@ -471,6 +470,8 @@ def _checked(name: str, value: Any) -> Any:
                 name,
             )
         if value is not None and value.startswith(("redis+sentinel://", "rediss+sentinel://")):
+            from .cluster.redisclient import parse_sentinel_url  # redis-py only when used
+
             try:
                 parse_sentinel_url(value)
             except ValueError as exc:
