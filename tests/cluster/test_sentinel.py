@@ -143,3 +143,22 @@ def test_a_bad_sentinel_url_is_refused_at_start_without_its_password() -> None:
             Options(redis_url=url)
         assert why in str(refused.value)
         assert "hunter2" not in str(refused.value)
+
+
+async def test_a_cluster_reaches_a_master_and_sentinels_that_need_passwords() -> None:
+    master_password, sentinel_password = "master-pass-4711", "sentinel-pass-0815"
+    async with (
+        running_sentinels(password=master_password, sentinel_password=sentinel_password) as redis,
+        running_nodes(redis.url, 2, env={"EASYRTC_REDIS_SENTINEL_PASSWORD": sentinel_password}) as (
+            a,
+            b,
+        ),
+        clients() as join,
+    ):
+        on_a, on_b = await join(a), await join(b)
+        await on_a.sees({on_a.id, on_b.id})
+        assert (await on_a.send_to(on_b, "through a guarded Redis"))["msgData"]
+        for node in (a, b):
+            assert not any(
+                master_password in line or sentinel_password in line for line in node.lines
+            )

@@ -94,8 +94,14 @@ def _binary(name: str) -> str:
 class SentinelSetup:
     """A master, two replicas, three sentinels; ``url`` is what a node is given."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self, workdir: Path, *, password: str | None = None, sentinel_password: str | None = None
+    ) -> None:
         self.workdir = workdir
+        self.password = password
+        """The master's and replicas' ``requirepass``."""
+        self.sentinel_password = sentinel_password
+        """The sentinels' own ``requirepass``."""
         self.servers = [LoggedProcess(f"redis {i}", free_port()) for i in range(3)]
         self.sentinels = [LoggedProcess(f"sentinel {i}", free_port()) for i in range(3)]
         self.master_port = self.servers[0].port
@@ -103,7 +109,8 @@ class SentinelSetup:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{MASTER_NAME}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+sentinel://{auth}{hosts}/{MASTER_NAME}/0"
 
     def server(self, port: int) -> LoggedProcess:
         return next(s for s in self.servers if s.port == port)
@@ -128,6 +135,7 @@ class SentinelSetup:
                 await sentinel.wait_for(r"\+sentinel sentinel", count=2)
 
     def _server_command(self, port: int) -> list[str]:
+        auth = ["--requirepass", self.password, "--masterauth", self.password]
         return [
             _binary("redis-server"),
             "--port", str(port),
@@ -137,6 +145,7 @@ class SentinelSetup:
             "--daemonize", "no",
             "--dir", str(self.workdir),
             "--dbfilename", f"dump-{port}.rdb",
+            *(auth if self.password else []),
         ]  # fmt: skip
 
     def _sentinel_conf(self, port: int) -> Path:
@@ -150,6 +159,13 @@ class SentinelSetup:
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {MASTER_NAME} 2\n"
+            + (f"sentinel auth-pass {MASTER_NAME} {self.password}\n" if self.password else "")
+            + (
+                f"requirepass {self.sentinel_password}\n"
+                f"sentinel sentinel-pass {self.sentinel_password}\n"
+                if self.sentinel_password
+                else ""
+            )
         )
         return conf
 
@@ -179,10 +195,13 @@ class SentinelSetup:
 
 
 @asynccontextmanager
-async def running_sentinels() -> AsyncIterator[SentinelSetup]:
-    """A fresh master, two replicas and three sentinels for the duration of the block."""
+async def running_sentinels(
+    *, password: str | None = None, sentinel_password: str | None = None
+) -> AsyncIterator[SentinelSetup]:
+    """A fresh master, two replicas and three sentinels for the duration of the block (with
+    ``requirepass`` on the servers and on the sentinels when given)."""
     with tempfile.TemporaryDirectory(prefix="easyrtc-sentinel-") as workdir:
-        setup = SentinelSetup(Path(workdir))
+        setup = SentinelSetup(Path(workdir), password=password, sentinel_password=sentinel_password)
         try:
             await setup.start()
             yield setup
