@@ -5,6 +5,8 @@ compared in constant time; anything else gets 401. No CORS headers are ever sent
 origins' pages cannot read it. The API is a thin JSON layer over ``EasyRtcServer``'s push API
 and queries; ``OPENAPI`` describes it and is served at ``/admin/api/openapi.json``.
 The dashboard is static (``admin/``): the token is typed in by the user, never embedded.
+Nothing under ``/admin`` may be framed by another page (``FRAME_BLOCKING``: no clickjacking of
+the kick button).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ if TYPE_CHECKING:
 ADMIN_DIR: Final = Path(__file__).resolve().parent / "admin"
 API: Final = "/admin/api"
 MSG_TYPE_MAX: Final = 64
+
+FRAME_BLOCKING: Final = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
+"""Headers of every response under ``/admin``: no page may frame the dashboard or the API."""
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -69,13 +77,14 @@ class AdminApi:
             ("POST", "/messages", self.message),
         ]
         routes: list[Route | StaticRoute] = [
-            Route(method, API + path, self._guarded(handler)) for method, path, handler in api
+            Route(method, API + path, _framed(self._guarded(handler)))
+            for method, path, handler in api
         ]
         routes += [
-            Route("GET", API + "/openapi.json", self._guarded(self.openapi)),
-            Route("GET", "/admin", self.dashboard_redirect),
-            Route("GET", "/admin/", self.dashboard),
-            StaticRoute("/admin/static/", ADMIN_DIR),
+            Route("GET", API + "/openapi.json", _framed(self._guarded(self.openapi))),
+            Route("GET", "/admin", _framed(self.dashboard_redirect)),
+            Route("GET", "/admin/", _framed(self.dashboard)),
+            StaticRoute("/admin/static/", ADMIN_DIR, FRAME_BLOCKING),
         ]
         return routes
 
@@ -220,6 +229,17 @@ class AdminApi:
     async def dashboard_redirect(self, _request: OpsRequest) -> web.Response:
         # relative: works under a mount path
         return web.Response(status=308, headers={"Location": "admin/"})
+
+
+def _framed(handler: OpsHandler) -> OpsHandler:
+    """``handler`` whose responses no page may frame (``FRAME_BLOCKING``)."""
+
+    async def framed(request: OpsRequest) -> web.Response:
+        response = await handler(request)
+        response.headers.update(FRAME_BLOCKING)
+        return response
+
+    return framed
 
 
 async def _body(request: OpsRequest) -> Any:

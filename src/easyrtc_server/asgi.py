@@ -70,6 +70,7 @@ class _Target(NamedTuple):
     rel: str
     cache_control: str
     index_file: str | None = None
+    headers: Mapping[str, str] | None = None
 
 
 def create_asgi_app(
@@ -198,7 +199,8 @@ class EasyRtcAsgiApp:
             if isinstance(route, StaticRoute):
                 if path.startswith(route.prefix) and method in ("GET", "HEAD"):
                     rel = path[len(route.prefix) :]
-                    await _serve(scope, send, _Target(route.folder, rel, _NO_CACHE))
+                    target = _Target(route.folder, rel, _NO_CACHE, headers=route.headers)
+                    await _serve(scope, send, target)
                     return True
                 continue
             found = routes.match(route.path, path)
@@ -322,6 +324,8 @@ async def _serve(scope: Scope, send: Send, target: _Target) -> None:
         (b"cache-control", target.cache_control.encode()),
         (b"x-content-type-options", b"nosniff"),
     ]
+    if target.headers:
+        headers += [(k.lower().encode(), v.encode()) for k, v in target.headers.items()]
     await _respond(send, 200, headers, b"" if scope["method"] == "HEAD" else body, len(body))
 
 

@@ -18,6 +18,7 @@ import logging
 
 from . import shutdown
 from .cluster.forwarding import Forwarder
+from .cluster.health import HealthCollector
 from .cluster.node import ClusterNode
 from .engine import Carrier, Engine, EngineFactory
 from .operations import Operations
@@ -59,6 +60,11 @@ class Hosting:
         if self.node is not None and engine is not None:
             # any node takes any request of a session: no stickiness
             self.forwarder = Forwarder(self.node, engine, options)
+        if self.node is not None:  # its readers' health: /readyz red while behind
+            health = self.node.health
+            self.operations.readiness.add(health.reason)
+            if self.operations.metrics is not None:
+                self.operations.metrics.registry.register(HealthCollector(health))
         if self.operations.metrics is not None and engine is not None:
             self.operations.metrics.wire = engine  # bytes in and out
 

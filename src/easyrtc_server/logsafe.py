@@ -50,6 +50,17 @@ def shown(value: Any, limit: int = MAX_ARG) -> str:
     return f"{escaped}…(+{extra} chars)" if cut else escaped
 
 
+def redacted_url(url: str) -> str:
+    """``url`` fit for a log line: scheme, host and port only. A webhook's path or query often
+    is its token (``/services/T0/B0/XXXX``, ``?token=``), and user info is a password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<url>"
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    hidden = "/…" if len(rest) > len(host) or "@" in rest else ""
+    return f"{scheme}://{host}{hidden}"
+
+
 def _text(value: Any, limit: int) -> str:
     if isinstance(value, bytes | bytearray):
         value = bytes(value[: limit + 1]).decode("utf-8", "backslashreplace")
@@ -145,6 +156,17 @@ class RefusalLog:
         if not logger.isEnabledFor(level):
             return
         record = logger.makeRecord(logger.name, level, "(refusal)", 0, msg, args, None)
+        record.args = tuple(_safe(a) for a in args)
+        if self._pass(record, key, level):
+            logger.handle(record)
+
+    def throttled(self, logger: logging.Logger, key: str, level: int, msg: str, *args: Any) -> None:
+        """Log ``msg`` on ``logger`` at most once per ``WINDOW`` for ``key`` (a line a client
+        can cause by the request, such as a forwarded request's or a dropped webhook's), with
+        the count of the ones not shown."""
+        if not logger.isEnabledFor(level):
+            return
+        record = logger.makeRecord(logger.name, level, "(throttled)", 0, msg, args, None)
         record.args = tuple(_safe(a) for a in args)
         if self._pass(record, key, level):
             logger.handle(record)

@@ -248,8 +248,14 @@ class Options(ProtocolOptions):
 
     # Cluster (``cluster/``): several processes or machines serve one EasyRTC world over Redis
     redis_url: str | None = field(default=None, repr=False)
-    """``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``; a password may be in it): this
-    process becomes a node of a cluster. Unset: one process, state in memory (the default)."""
+    """``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``; a password may be in it), or a
+    master behind Sentinel, ``redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]``
+    (``rediss+sentinel://`` for TLS to the master): this process becomes a node of a cluster.
+    Unset: one process, state in memory (the default)."""
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    """Password of the sentinels themselves (``requirepass`` in sentinel.conf), if any."""
+    redis_sentinel_tls_enable: bool = False
+    """Speak TLS to the sentinels."""
     cluster_name: str = "easyrtc"
     """Namespace of the cluster's Redis keys and channels: several clusters can share a Redis."""
     workers: int = 1
@@ -271,6 +277,10 @@ class Options(ProtocolOptions):
     cluster_advertise_url: str | None = None
     """``http://HOST:PORT`` the other nodes use to reach ``cluster_listen`` (set it when nodes
     run on several hosts); unset: derived from ``cluster_listen``."""
+    cluster_secret: str | None = field(default=None, repr=False)
+    """Shared secret of the nodes: a request to the internal listener must prove it (HMAC),
+    so only nodes reach it. Set by environment or config file, never on the command line;
+    unset: a node makes one up for itself, and ``--workers`` hands one to its workers."""
 
     # Cluster failures (``cluster/liveness.py``): how fast a dead node or an empty Redis is seen
     cluster_alive_ttl: float = 6.0
@@ -296,7 +306,16 @@ def _names(cls: type[ProtocolOptions]) -> frozenset[str]:
 
 
 SECRET_OPTIONS: frozenset[str] = frozenset(
-    ("turn_secret", "jwt_secret", "admin_token", "webhook_secret", "redis_url", "resume_secret")
+    (
+        "turn_secret",
+        "jwt_secret",
+        "admin_token",
+        "webhook_secret",
+        "redis_url",
+        "resume_secret",
+        "cluster_secret",
+        "redis_sentinel_password",
+    )
 )
 """Options never printed or logged (``redis_url`` may hold a password)."""
 
@@ -359,6 +378,20 @@ def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
         raise OptionsError(
             "option 'turn_secret' is required when 'turn_urls' is set", key="turn_secret"
         )
+    token = options.admin_token
+    if isinstance(token, str) and len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise OptionsError(
+            f"option 'admin_token' is {len(token)} characters long: it needs at least "
+            f"{MIN_ADMIN_TOKEN_LENGTH} (e.g. the output of `openssl rand -hex 32`)",
+            key="admin_token",
+        )
+    cluster_secret = options.cluster_secret
+    if isinstance(cluster_secret, str) and len(cluster_secret) < MIN_CLUSTER_SECRET_LENGTH:
+        raise OptionsError(
+            f"option 'cluster_secret' is {len(cluster_secret)} characters long: it needs at "
+            f"least {MIN_CLUSTER_SECRET_LENGTH} (e.g. the output of `openssl rand -hex 32`)",
+            key="cluster_secret",
+        )
     secret = getattr(options, "jwt_secret", None)
     if isinstance(secret, str) and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
         raise OptionsError(
@@ -378,6 +411,10 @@ def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
 
 MIN_JWT_SECRET_BYTES = 32
 """RFC 7518 3.2: an HS256 key must be at least as long as the hash output (256 bits)."""
+MIN_ADMIN_TOKEN_LENGTH = 20
+"""Characters of ``admin_token`` at least: a bearer token guessed online must not be short."""
+MIN_CLUSTER_SECRET_LENGTH = 20
+"""Characters of ``cluster_secret`` at least."""
 
 _WHOLE_NUMBERS = frozenset(
     (
@@ -403,11 +440,13 @@ _OPTIONAL_STRINGS = frozenset(
         "admin_token",
         "webhook_secret",
         "resume_secret",
+        "cluster_secret",
+        "redis_sentinel_password",
     )
 )
 
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LISTEN = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
 
@@ -464,8 +503,17 @@ def _checked(name: str, value: Any) -> Any:
             not isinstance(value, str) or not value.startswith(_REDIS_SCHEMES)
         ):
             raise OptionsError(
-                "option 'redis_url' must be a redis://, rediss:// or unix:// URL", name
+                "option 'redis_url' must be a redis://, rediss://, unix:// or "
+                "redis+sentinel:// URL",
+                name,
             )
+        if value is not None and value.startswith(("redis+sentinel://", "rediss+sentinel://")):
+            from .cluster.redisclient import parse_sentinel_url  # redis-py only when used
+
+            try:
+                parse_sentinel_url(value)
+            except ValueError as exc:
+                raise OptionsError(f"option 'redis_url': {exc}", name) from None
     elif name == "cluster_name":
         if not isinstance(value, str) or not _CLUSTER_NAME.fullmatch(value):
             raise OptionsError(

@@ -46,10 +46,12 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class StaticRoute:
-    """``prefix`` + a relative path serves that file of ``folder`` (no listing, no symlinks)."""
+    """``prefix`` + a relative path serves that file of ``folder`` (no listing, no symlinks),
+    with ``headers`` added to each response."""
 
     prefix: str
     folder: Path
+    headers: Mapping[str, str] | None = None
 
 
 def attach(app: web.Application, routes: Iterable[Route | StaticRoute]) -> None:
@@ -57,8 +59,20 @@ def attach(app: web.Application, routes: Iterable[Route | StaticRoute]) -> None:
     for route in routes:
         if isinstance(route, StaticRoute):
             app.router.add_static(route.prefix, route.folder, follow_symlinks=False)
+            if route.headers:
+                app.on_response_prepare.append(_headers_under(route.prefix, route.headers))
         else:
             app.router.add_route(route.method, route.path, route.handler)
+
+
+def _headers_under(
+    prefix: str, headers: Mapping[str, str]
+) -> Callable[[web.BaseRequest, web.StreamResponse], Awaitable[None]]:
+    async def add(request: web.BaseRequest, response: web.StreamResponse) -> None:
+        if request.path.startswith(prefix):
+            response.headers.update(headers)
+
+    return add
 
 
 def match(pattern: str, path: str) -> dict[str, str] | None:

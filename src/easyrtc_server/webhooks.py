@@ -3,9 +3,12 @@
 Events: ``room_started`` (a room got its first member), ``participant_joined``,
 ``participant_left``, ``room_finished`` (its last member left), each with ``app``, ``room``,
 the participant's ``easyrtcid`` and ``username`` where one is concerned, and times in
-milliseconds since the epoch. The body is signed with HMAC-SHA256 under ``webhook_secret``;
-the receiver recomputes it over the raw body and compares (header ``X-EasyRTC-Signature:
-sha256=<hex>``), as Stripe and LiveKit receivers do.
+milliseconds since the epoch. Each attempt is signed with HMAC-SHA256 under ``webhook_secret``
+over ``<t>.<raw body>``, ``t`` the attempt's time in Unix seconds (header ``X-EasyRTC-Signature:
+t=<t>,sha256=<hex>``, as Stripe's): the receiver recomputes it, compares, and refuses a ``t``
+older than a few minutes (``SIGNATURE_TOLERANCE``), so a captured request cannot be replayed
+later; the body's ``id`` tells a retry from a new event. Redirects are not followed (the signed
+body goes to the configured URL only): a 3xx counts as a refusal.
 
 The signaling path only puts the event on a bounded queue per URL (no await). One task per URL
 sends them in order, retrying failures (network errors, 5xx, 429) with exponential backoff up
@@ -29,6 +32,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from .events import Listener, Member
+from .logsafe import redacted_url, refusals
 
 if TYPE_CHECKING:
     from .options import Options
@@ -41,14 +45,34 @@ BACKOFF_FIRST: Final = 0.5
 BACKOFF_MAX: Final = 30.0
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The signature header's value for ``body``: ``sha256=<hex HMAC-SHA256>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+SIGNATURE_TOLERANCE: Final = 300
+"""Seconds a receiver should accept a signature's ``t`` away from its own clock."""
 
 
-def verify(secret: str, body: bytes, header: str) -> bool:
-    """Does ``header`` sign ``body`` with ``secret``? (For receivers written in Python.)"""
-    return hmac.compare_digest(sign(secret, body), header)
+def sign(secret: str, body: bytes, now: float | None = None) -> str:
+    """The signature header's value for ``body`` sent at ``now``: ``t=<unix s>,sha256=<hex>``."""
+    t = int(time.time() if now is None else now)
+    digest = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},sha256={digest}"
+
+
+def verify(
+    secret: str,
+    body: bytes,
+    header: str,
+    *,
+    tolerance: float = SIGNATURE_TOLERANCE,
+    now: float | None = None,
+) -> bool:
+    """Does ``header`` sign ``body`` with ``secret``, at most ``tolerance`` seconds from ``now``?
+    (For receivers written in Python.)"""
+    fields = dict(part.strip().partition("=")[::2] for part in header.split(","))
+    t = fields.get("t", "")
+    if not t.isdigit() or len(t) > 12:
+        return False
+    if abs((time.time() if now is None else now) - int(t)) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, body, int(t)), header.strip())
 
 
 def _now_ms() -> int:
@@ -134,7 +158,11 @@ class Webhooks(Listener):
                 queue.put_nowait(body)
             except asyncio.QueueFull:
                 self.dropped.inc()
-                log.warning("webhook queue for %s is full: %s dropped", url, event)
+                shown = redacted_url(url)
+                refusals.throttled(
+                    log, "webhook " + url, logging.WARNING,
+                    "webhook queue for %s is full: %s dropped", shown, event,
+                )  # fmt: skip
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -142,7 +170,7 @@ class Webhooks(Listener):
             headers={"User-Agent": "easyrtc-server webhooks"},
         )
         self._tasks = [
-            asyncio.create_task(self._deliver_all(url, queue), name=f"webhooks {url}")
+            asyncio.create_task(self._deliver_all(url, queue), name=f"webhooks {redacted_url(url)}")
             for url, queue in self.queues.items()
         ]
 
@@ -169,16 +197,15 @@ class Webhooks(Listener):
         session = self._session
         assert session is not None
         event = orjson.loads(body)["event"]
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self._secret, body),
-            EVENT_HEADER: event,
-        }
+        headers = {"Content-Type": "application/json", EVENT_HEADER: event}
         delay = self.backoff_first
         for attempt in range(1, self.max_attempts + 1):
             problem: str
             try:
-                async with session.post(url, data=body, headers=headers) as response:
+                headers[SIGNATURE_HEADER] = sign(self._secret, body)  # this attempt's time
+                async with session.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as response:
                     await response.read()
                     if response.status < 300:
                         self.delivered.inc()
@@ -187,10 +214,13 @@ class Webhooks(Listener):
                     if response.status < 500 and response.status != 429:
                         break  # the receiver refuses it: trying again will not help
             except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = f"{type(exc).__name__} {exc}".strip()
+                problem = f"{type(exc).__name__} {exc}".strip().replace(url, redacted_url(url))
             if attempt < self.max_attempts:
-                log.info("webhook %s to %s failed (%s); retry in %.1fs", event, url, problem, delay)
+                log.info(
+                    "webhook %s to %s failed (%s); retry in %.1fs",
+                    event, redacted_url(url), problem, delay,
+                )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
         self.failed.inc()
-        log.warning("webhook %s to %s given up: %s", event, url, problem)
+        log.warning("webhook %s to %s given up: %s", event, redacted_url(url), problem)

@@ -9,6 +9,7 @@ to, so these tests can show that requests really crossed nodes.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from easyrtc_server.cluster.forwarding import FORWARDED_BY
 from support.client import TIMEOUT, Client
 from support.nginx import Nginx, running_nginx
 from support.nodes import Node, running_nodes
@@ -343,3 +345,65 @@ async def test_a_polling_client_whose_node_is_killed_is_cleanly_disconnected() -
             assert again.sio.eio.sid.startswith(node_id_of(survivor) + ".")
         finally:
             await again.sio.disconnect()
+
+
+async def test_requests_for_a_dead_nodes_sessions_log_one_line_per_client(
+    cluster: Cluster,
+) -> None:
+    node = cluster.nodes[0]
+    start = len(node.lines)
+    # from an address of its own (all of 127/8 is loopback): no earlier test's line counts
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.77", 0))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        for n in range(200):
+            params = {"EIO": "4", "transport": "polling", "sid": f"deadbeef.{n}"}
+            async with http.get(node.url + PATH, params=params) as r:
+                assert r.status == 400
+    async with asyncio.timeout(TIMEOUT):
+        await node.wait_for_line("its node deadbeef is not alive", start=start)
+    lines = [line for line in node.lines[start:] if "its node deadbeef is not alive" in line]
+    assert len(lines) == 1, lines
+
+
+def internal_url(node: Node) -> str:
+    line = next(line for line in node.lines if "takes forwarded requests at" in line)
+    return line.rsplit(" at ", 1)[1].strip()
+
+
+async def test_the_internal_listener_takes_only_signed_requests_of_sessions(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    node = cluster.nodes[0]
+    inner = internal_url(node) + PATH
+    async with http.get(inner, params={"EIO": "4", "transport": "polling"}) as r:
+        assert r.status == 403  # no handshake, so no login, from outside the cluster
+    sid = await handshake(http, node.url)
+    params = {"EIO": "4", "transport": "polling", "sid": sid}
+    forged = {"X-EasyRTC-Node-Auth": f"t={int(time.time())},n=x,sig=00", FORWARDED_BY: "x"}
+    for headers in ({}, {FORWARDED_BY: "x"}, forged):
+        async with http.post(inner, params=params, data=b"40", headers=headers) as r:
+            assert r.status == 403
+    # the same session through the other node (forwarded, signed) works
+    assert await post(http, cluster.nodes[1].url, sid, b"40") == (200, b"ok")
+
+
+async def test_a_post_for_an_unknown_session_of_another_node_is_answered_at_once(
+    cluster: Cluster,
+) -> None:
+    owner, other = cluster.nodes
+    sid = f"{node_id_of(owner)}.not-a-session"
+    reader, writer = await asyncio.open_connection("127.0.0.1", other.port)
+    try:
+        writer.write(
+            f"POST {PATH}?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: {MAX_BODY}\r\n"
+            "\r\n40".encode()
+        )  # and the rest of the body never comes
+        started = time.monotonic()
+        async with asyncio.timeout(TIMEOUT):
+            head = await reader.readuntil(b"\r\n\r\n")
+        waited = time.monotonic() - started
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert waited < 8.0  # not held for the body's read timeout (10 s)

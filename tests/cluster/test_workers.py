@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import orjson
 import pytest
@@ -242,3 +243,19 @@ async def test_workers_on_a_port_in_use_stop_at_start_saying_so() -> None:
             _, stderr = await process.communicate()
     assert process.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in stderr.decode()
+
+
+def _proc_strings(pid: int, name: str) -> list[bytes]:
+    """``/proc/PID/cmdline`` or ``environ``: what ``ps`` and the kernel show of a process."""
+    return Path(f"/proc/{pid}/{name}").read_bytes().split(b"\0")
+
+
+async def test_the_redis_url_is_on_no_workers_command_line(supervisor: Supervisor) -> None:
+    pids = supervisor.worker_pids()
+    assert len(pids) == 2
+    for pid in pids.values():
+        args = _proc_strings(pid, "cmdline")
+        assert not any(b"redis://" in arg for arg in args), args
+        assert b"--redis" not in args
+        environ = _proc_strings(pid, "environ")
+        assert f"EASYRTC_REDIS_URL={supervisor.redis_url}".encode() in environ

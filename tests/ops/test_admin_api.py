@@ -9,8 +9,10 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+import pytest
 
 from easyrtc_server import control
+from easyrtc_server.options import Options, OptionsError
 from support.client import TIMEOUT, Client
 
 from .opskit import clients, served
@@ -227,3 +229,22 @@ async def test_openapi_document_and_the_dashboard_page_are_served() -> None:
         "/connections/{easyrtcid}",
         "/messages",
     }
+
+
+async def test_no_page_can_frame_the_dashboard_or_the_api() -> None:
+    async with admin() as (_, _url, http):
+        for path in ("/admin/", "/admin/api/applications", "/admin/static/admin.js"):
+            async with http.get(path) as response:
+                assert response.status == 200, path
+                assert response.headers["X-Frame-Options"] == "DENY", path
+                assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+
+
+def test_a_short_admin_token_is_refused_with_its_minimum() -> None:
+    with pytest.raises(OptionsError) as refused:
+        Options(admin_token="s3cret")
+    assert str(refused.value) == (
+        "option 'admin_token' is 6 characters long: it needs at least 20 "
+        "(e.g. the output of `openssl rand -hex 32`)"
+    )
+    assert Options(admin_token="x" * 20).admin_token == "x" * 20

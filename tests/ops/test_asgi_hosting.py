@@ -25,7 +25,7 @@ from .test_webhooks import receiver
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 PYTHONPATH = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
-TOKEN = "s3cret-admin-token"
+TOKEN = "asgi-admin-token-0123456789"
 DRAIN = 5.0
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 
+from easyrtc_server.options import Options
 from easyrtc_server.webhooks import Webhooks, verify
 from support.client import TIMEOUT
 from support.ports import free_port
@@ -31,6 +34,8 @@ class Receiver:
         self.hang = False
         self.arrived = asyncio.Event()
         self.release = asyncio.Event()
+        self.redirects = 0
+        self.redirected_twice = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -39,6 +44,13 @@ class Receiver:
             await self.release.wait()
         self.received.put_nowait((dict(request.headers), body))
         return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
+
+    async def moved(self, _request: web.Request) -> web.Response:
+        """A receiver that moved: a redirect to ``/hook``."""
+        self.redirects += 1
+        if self.redirects == 2:
+            self.redirected_twice.set()
+        return web.Response(status=307, headers={"Location": "/hook"})
 
     async def next_raw(self) -> tuple[dict[str, str], bytes]:
         return await asyncio.wait_for(self.received.get(), TIMEOUT)
@@ -53,6 +65,7 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     hook = Receiver()
     app = web.Application()
     app.router.add_post("/hook", hook.handle)
+    app.router.add_post("/moved", hook.moved)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
     port = free_port()
@@ -79,10 +92,15 @@ async def test_signed_events_in_order_for_one_room() -> None:
     events = [(headers, orjson.loads(body)) for headers, body in raw]
     for headers, body in raw:
         assert headers["X-EasyRTC-Event"] == orjson.loads(body)["event"]
-        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        assert headers["X-EasyRTC-Signature"] == expected
-        assert verify(SECRET, body, headers["X-EasyRTC-Signature"])
-        assert not verify("another-secret", body, headers["X-EasyRTC-Signature"])
+        signature = headers["X-EasyRTC-Signature"]
+        t = int(signature.split(",")[0].removeprefix("t="))
+        assert abs(time.time() - t) < 60
+        signed = f"{t}.".encode() + body
+        expected = hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+        assert signature == f"t={t},sha256={expected}"
+        assert verify(SECRET, body, signature)
+        assert not verify("another-secret", body, signature)
+        assert not verify(SECRET, body, signature, now=t + 301)  # replayed later: refused
         assert headers["Content-Type"] == "application/json"
     seen = [(e["event"], e["room"], e.get("username")) for _, e in events]
     assert seen == [
@@ -184,3 +202,36 @@ async def test_a_full_queue_drops_and_counts() -> None:
 def _webhooks(app_server: Any) -> Webhooks:
     (found,) = [x for x in app_server.events.listeners if isinstance(x, Webhooks)]
     return found
+
+
+def test_dropped_events_log_one_line_per_receiver_without_its_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token_url = "http://127.0.0.1:9/hooks/T0K3N-SECRET?token=QUERY-SECRET"
+    options = Options(webhook_urls=(token_url,), webhook_secret=SECRET, webhook_queue_size=1)
+    webhooks = Webhooks(options)
+    with caplog.at_level(logging.INFO, logger="easyrtc_server"):
+        for n in range(200):  # not started: the queue of one is full after the first
+            webhooks.emit("participant_joined", {"n": n})
+    assert webhooks.dropped._value.get() == 199
+    lines = [r.getMessage() for r in caplog.records if "webhook" in r.getMessage()]
+    assert lines == ["webhook queue for http://127.0.0.1:9/… is full: participant_joined dropped"]
+    assert "SECRET" not in caplog.text
+
+
+async def test_a_redirect_is_not_followed_with_the_signed_body() -> None:
+    async with receiver() as (hook, hook_url):
+        moved = hook_url.replace("/hook", "/moved")
+        options = Options(webhook_urls=(moved,), webhook_secret=SECRET)
+        webhooks = Webhooks(options)
+        await webhooks.start()
+        try:
+            webhooks.emit("room_started", {"app": "a", "room": "r"})
+            webhooks.emit("room_finished", {"app": "a", "room": "r"})
+            # one URL's events go in order: at the second redirect the first is settled
+            await asyncio.wait_for(hook.redirected_twice.wait(), TIMEOUT)
+        finally:
+            await webhooks.stop()
+    assert hook.received.empty()
+    assert webhooks.failed._value.get() >= 1
+    assert webhooks.delivered._value.get() == 0

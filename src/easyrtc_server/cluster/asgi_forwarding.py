@@ -48,7 +48,8 @@ class AsgiForwarder:
         path = bytes(target).decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
         client = scope.get("client")
         remote = str(client[0]) if client else None
-        to = await self.forwarder.destination(sid, path, headers, remote)
+        method = "GET" if scope["type"] == "websocket" else scope.get("method", "GET")
+        to = await self.forwarder.destination(method, sid, path, headers, remote)
         if to is None:
             return False
         if scope["type"] == "websocket":
@@ -116,7 +117,10 @@ class AsgiForwarder:
                 to.url, headers=to.headers, max_msg_size=limit, compress=0, autoping=True
             )
         except WSServerHandshakeError as exc:
-            log.info("node %s refused the upgrade of a forwarded session: %s", to.owner, exc.status)
+            forwarder.note(
+                None, logging.INFO,
+                "node %s refused the upgrade of a forwarded session: %s", to.owner, exc.status,
+            )  # fmt: skip
             return False
         except _NETWORK_ERRORS as exc:
             forwarder.unreachable(to.owner, to.url, exc)

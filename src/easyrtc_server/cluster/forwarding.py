@@ -17,7 +17,8 @@ reconnects (to any node).
 
 Only the session's later requests are ever forwarded: the handshake is served where it lands,
 with that connection's address, so per-address limits see the real client (or, behind a proxy,
-what the proxy gives them).
+what the proxy gives them). The internal listener therefore takes no handshake (so no login)
+and only requests signed with the cluster's secret (``secret``): 403 for anything else.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple
+from urllib.parse import urlsplit
 
 from aiohttp import (
     ClientError,
@@ -42,8 +44,10 @@ from aiohttp import (
 from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import RedisError
 
+from ..logsafe import redacted_url, refusals
 from ..transport.engineio import AiohttpEngineIO
 from .keys import NODE_ID_LENGTH
+from .secret import NODE_AUTH, secret_of, sign, verify
 
 if TYPE_CHECKING:
     from ..options import Options
@@ -51,6 +55,8 @@ if TYPE_CHECKING:
     from .node import ClusterNode
 
 log = logging.getLogger("easyrtc_server.cluster.forwarding")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 FORWARDED_BY: Final = "X-EasyRTC-Forwarded-By"
 """Header of a forwarded request: the id of the node that forwarded it."""
@@ -127,6 +133,7 @@ class Forwarder:
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
         self._unreachable: set[str] = set()
+        self._secret = secret_of(options)
 
         self.engine.sid_prefix = self.node.node_id + "."  # any node can tell a sid's owner
 
@@ -145,7 +152,10 @@ class Forwarder:
     # -- the internal listener -----------------------------------------------------------------
 
     async def start(self) -> None:
-        inner = web.Application(client_max_size=self.engine.max_http_buffer_size + 1024)
+        inner = web.Application(
+            client_max_size=self.engine.max_http_buffer_size + 1024,
+            middlewares=[self._only_nodes],
+        )
         driver = AiohttpEngineIO(self.engine)  # the same sessions, whichever driver opened them
         self.serve(driver)
         handler = driver.handle_request
@@ -172,6 +182,23 @@ class Forwarder:
         )
         log.info("node %s takes forwarded requests at %s", self.node.node_id, self.url)
 
+    @web.middleware
+    async def _only_nodes(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The internal listener serves the other nodes' forwarded requests, nothing else."""
+        sid = request.query.get("sid")
+        header = request.headers.get(NODE_AUTH, "")
+        if (
+            not sid
+            or verify(self._secret, header, request.method, _target(request.path, sid)) is None
+        ):
+            self._note(
+                request.remote or "unknown", logging.WARNING,
+                "refused a request to the internal listener: %s",
+                "a handshake" if not sid else "not signed with the cluster secret",
+            )  # fmt: skip
+            return web.Response(status=403, text="this address takes the cluster's nodes only")
+        return await handler(request)
+
     async def stop(self) -> None:
         log.info("node %s forwarded %d requests to other nodes", self.node.node_id, self.forwarded)
         if self._session is not None:
@@ -184,35 +211,54 @@ class Forwarder:
     # -- forwarding ----------------------------------------------------------------------------
 
     async def destination(
-        self, sid: str, target: str, headers: Mapping[str, str], remote: str | None
+        self, method: str, sid: str, target: str, headers: Mapping[str, str], remote: str | None
     ) -> Destination | None:
-        """Where a request for ``sid`` (to ``target``, the path and query) goes, with the
-        headers to send; None when it is not forwarded (the driver then answers "Session ID
-        unknown"). Driver-neutral: ``headers`` are the request's, by canonical name."""
+        """Where a ``method`` request for ``sid`` (to ``target``, the path and query) goes,
+        with the headers to send (signed for the owner); None when it is not forwarded (the
+        driver then answers "Session ID unknown"). Driver-neutral: ``headers`` are the
+        request's, by canonical name."""
         owner = owner_of(sid)
         if owner is None or owner == self.node.node_id or self._session is None:
             return None
+        client = remote or "unknown"
         if FORWARDED_BY in headers:
-            log.warning(
+            self._note(
+                client, logging.WARNING,
                 "refused a request for session %.40s forwarded by node %.20s: not here either",
-                sid,
-                headers[FORWARDED_BY],
-            )
+                sid, headers[FORWARDED_BY],
+            )  # fmt: skip
             return None
         try:
             base = await self.node.registry.url_of(owner)
         except (RedisError, OSError) as exc:
-            log.warning("cannot forward session %.40s to node %s: Redis: %s", sid, owner, exc)
+            self._note(
+                client, logging.WARNING,
+                "cannot forward session %.40s to node %s: Redis: %s", sid, owner, exc,
+            )  # fmt: skip
             return None
         if base is None:
-            log.info("session %.40s: its node %s is not alive", sid, owner)
+            self._note(client, logging.INFO, "session %.40s: its node %s is not alive", sid, owner)
             return None
-        return Destination(owner, base.rstrip("/") + target, self._headers(headers, remote))
+        headers = self._headers(headers, remote)
+        signed = _target(urlsplit(target).path, sid)
+        headers[NODE_AUTH] = sign(self._secret, self.node.node_id, method, signed)
+        return Destination(owner, base.rstrip("/") + target, headers)
+
+    @staticmethod
+    def _note(client: str, level: int, msg: str, *args: object) -> None:
+        """A line a request can cause: one per client address per 10 s (``logsafe``)."""
+        refusals.throttled(log, f"forwarding {client} {msg}", level, msg, *args)
+
+    def note(self, client: str | None, level: int, msg: str, *args: object) -> None:
+        """For the drivers' forwarding paths: a throttled line (see ``_note``)."""
+        self._note(client or "unknown", level, msg, *args)
 
     async def forward(self, request: web.Request, sid: str) -> web.StreamResponse | None:
         """The aiohttp driver's question about a sid it does not hold: the owner's answer, or
         None (the driver then answers "Session ID unknown")."""
-        to = await self.destination(sid, str(request.rel_url), request.headers, request.remote)
+        to = await self.destination(
+            request.method, sid, str(request.rel_url), request.headers, request.remote
+        )
         if to is None:
             return None
         if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -239,22 +285,18 @@ class Forwarder:
     def _unreachable_once(self, owner: str, url: str, exc: BaseException) -> None:
         if owner not in self._unreachable:
             self._unreachable.add(owner)
-            log.warning("cannot reach node %s at %s: %r", owner, url, exc)
+            log.warning("cannot reach node %s at %s: %r", owner, redacted_url(url), exc)
 
     async def _forward_http(
         self, request: web.Request, owner: str, url: str, headers: dict[str, str]
     ) -> web.StreamResponse | None:
         assert self._session is not None
-        body: bytes | None = None
+        body: _Streamed | None = None
         if request.method == "POST":
-            # At most one byte more than the owner takes: it refuses the rest as too large.
-            try:
-                async with asyncio.timeout(self.engine.read_timeout):
-                    body = await _read_upto(request, self.engine.max_http_buffer_size + 1)
-            except TimeoutError:
-                return web.Response(status=408)
-            except _NETWORK_ERRORS:
-                return web.Response(status=400)
+            # Streamed as it arrives: the owner checks the session first (an unknown one is
+            # answered at once, whatever the body), then bounds the body's size and time as
+            # for its own requests. At most one byte more than it takes is sent.
+            body = _Streamed(request, self.engine.max_http_buffer_size + 1)
         session = self._session
 
         async def exchange() -> web.Response:
@@ -285,6 +327,8 @@ class Forwarder:
                     return web.Response(status=400)
             response = task.result()
         except _NETWORK_ERRORS as exc:
+            if body is not None and body.failed:  # the client's body broke off, not the node
+                return web.Response(status=400)
             self._unreachable_once(owner, url, exc)
             return None
         finally:
@@ -304,7 +348,10 @@ class Forwarder:
                 url, headers=headers, max_msg_size=limit, compress=0, autoping=True
             )
         except WSServerHandshakeError as exc:
-            log.info("node %s refused the upgrade of a forwarded session: %s", owner, exc.status)
+            self._note(
+                request.remote or "unknown", logging.INFO,
+                "node %s refused the upgrade of a forwarded session: %s", owner, exc.status,
+            )  # fmt: skip
             return None
         except _NETWORK_ERRORS as exc:
             self._unreachable_once(owner, url, exc)
@@ -349,17 +396,32 @@ async def _pump(
                 break
 
 
-async def _read_upto(request: web.BaseRequest, limit: int) -> bytes:
-    """The request body, cut after ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await request.content.readany()
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)[:limit]
+class _Streamed:
+    """A client's request body passed on as it arrives, cut after ``limit`` bytes; ``failed``
+    when the client's side broke off."""
+
+    def __init__(self, request: web.BaseRequest, limit: int) -> None:
+        self.request = request
+        self.limit = limit
+        self.failed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        while size < self.limit:
+            try:
+                chunk = await self.request.content.readany()
+            except _NETWORK_ERRORS:
+                self.failed = True
+                raise
+            if not chunk:
+                return
+            yield chunk[: self.limit - size]
+            size += len(chunk)
+
+
+def _target(path: str, sid: str) -> str:
+    """What a node's signature covers besides time and method: the path and the session."""
+    return f"{path}?sid={sid}"
 
 
 def _url_of(runner: web.AppRunner, host: str) -> str:

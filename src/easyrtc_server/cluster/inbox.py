@@ -10,6 +10,11 @@ each push to its socket.
 An item is ``[easyrtcid, event, body]``; ``[easyrtcid, None, None]`` asks the owner to close
 that socket (``server.disconnect`` of a client on another node).
 
+Neither task stops on what it carries: a push that cannot be encoded (a binary attachment, or
+JSON nested deeper than orjson writes, with ``max_json_depth = 0``) is written by the standard
+library or, failing that, dropped; a message that cannot be delivered is dropped; each kind is
+logged once and counted (``health``, ``easyrtc_cluster_inbox_drops``).
+
 Pub/sub delivers at most once: what is published while a node's subscription is down is lost,
 as a relayed message to a socket that dropped would be. State never travels this way.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +33,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from .health import ReaderHealth
 from .keys import ClusterKeys
 
 log = logging.getLogger("easyrtc_server.cluster")
@@ -44,11 +51,13 @@ class Inbox:
         keys: ClusterKeys,
         node_id: str,
         deliver: Callable[[list[Item]], Awaitable[None]],
+        health: ReaderHealth | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.node_id = node_id
         self._deliver = deliver
+        self.health = health or ReaderHealth()
         self._queues: dict[str, list[Item]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,20 +103,48 @@ class Inbox:
             self._wake.clear()
             queues, self._queues = self._queues, {}
             try:
-                if len(queues) == 1:  # the usual case: no pipeline object to build
-                    ((node, items),) = queues.items()
-                    await self.redis.publish(self.keys.inbox(node), orjson.dumps(items))
+                messages = [
+                    (self.keys.inbox(node), self._encode(items)) for node, items in queues.items()
+                ]
+                if len(messages) == 1:  # the usual case: no pipeline object to build
+                    ((channel, data),) = messages
+                    await self.redis.publish(channel, data)
                 else:
                     async with self.redis.pipeline(transaction=False) as pipe:
-                        for node, items in queues.items():
-                            pipe.publish(self.keys.inbox(node), orjson.dumps(items))
+                        for channel, data in messages:
+                            pipe.publish(channel, data)
                         await pipe.execute()
             except (RedisError, OSError) as exc:
+                self.health.inbox_drops += sum(len(items) for items in queues.values())
                 if not self._failing:
                     log.warning("relays to other nodes are lost while Redis is away: %s", exc)
                     self._failing = True
+            except Exception as exc:  # a bug: the publisher must go on for the next pushes
+                self.health.inbox_drops += sum(len(items) for items in queues.values())
+                self.health.once("inbox-out", "relays to other nodes dropped: %r", exc)
             else:
                 self._failing = False
+
+    def _encode(self, items: list[Item]) -> bytes:
+        """``items`` as one message; an item not JSON to orjson is written by the standard
+        library (nesting beyond 254 levels) or, not JSON at all, dropped and counted."""
+        try:
+            return orjson.dumps(items)
+        except TypeError:
+            pass
+        parts: list[bytes] = []
+        for item in items:
+            try:
+                parts.append(orjson.dumps(item))
+                continue
+            except TypeError:
+                pass
+            try:
+                parts.append(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+            except (TypeError, ValueError, RecursionError) as exc:
+                self.health.inbox_drops += 1
+                self.health.once("inbox-encode", "dropped a relay to another node: %r", exc)
+        return b"[" + b",".join(parts) + b"]"
 
     async def _listen_forever(self, pubsub: PubSub) -> None:
         channel = self.keys.inbox(self.node_id)
@@ -121,9 +158,15 @@ class Inbox:
                         continue
                     try:
                         items = orjson.loads(message["data"])
-                    except orjson.JSONDecodeError:
-                        log.warning("unreadable inbox message on %s", channel)
-                        continue
-                    await self._deliver(items)
+                        if not isinstance(items, list):
+                            raise TypeError("not a list of pushes")
+                        await self._deliver(items)
+                    except (RedisError, OSError):
+                        raise
+                    except Exception as exc:  # whatever was published: the next one counts
+                        self.health.inbox_drops += 1
+                        self.health.once(
+                            "inbox-in", "unusable inbox message on %s: %r", channel, exc
+                        )
             except (RedisError, OSError):
                 await asyncio.sleep(RETRY_DELAY)

@@ -42,11 +42,13 @@ from ..errors import ErrorCode
 from ..outcome import Outcome, Push, Reply, refusal
 from . import log as entries
 from . import snapshot
+from .health import ReaderHealth
 from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
 from .liveness import Liveness
 from .log import FIELD, LogEntry, LogFormatError
 from .rebuild import Rebuilder
+from .redisclient import redis_client
 from .registry import NodeInfo, NodeRegistry
 from .replica import Applied, Replica
 
@@ -108,17 +110,19 @@ class ClusterNode:
         self.options = options
         self.node_id = node_id or new_node_id()
         self.keys = ClusterKeys(options.cluster_name)
-        self.redis: Redis = Redis.from_url(options.redis_url)
+        self.redis: Redis = redis_client(options)  # one Redis, or a master behind Sentinel
         self.registry = NodeRegistry(
             self.redis, self.keys, NodeInfo(self.node_id), ttl=options.cluster_alive_ttl
         )
+        self.health = ReaderHealth()
+        """The readers' progress and what they skipped (``/readyz``, ``/metrics``)."""
         self.rebuilder = Rebuilder(self)  # failures: cluster/rebuild.py, cluster/liveness.py
         links = carrier.links
         self.replica = Replica.new(
             options, self.node_id, kinds=self.rebuilder.kinds, here=links.__contains__
         )
         self.core = self.replica.core
-        self.inbox = Inbox(self.redis, self.keys, self.node_id, self._from_inbox)
+        self.inbox = Inbox(self.redis, self.keys, self.node_id, self._from_inbox, self.health)
         self.last_id: bytes | str = "0-0"
         """Stream id of the last entry applied."""
         self._seq = itertools.count(1)
@@ -228,16 +232,29 @@ class ClusterNode:
                     written.set_result(None)
 
     async def _load_snapshot(self) -> None:
+        """Load the latest snapshot. One that cannot be read does not keep the node from
+        starting: it starts from its own empty state and applies what is left of the log,
+        loudly (the clients of before the snapshot are missing from its lists until they
+        reconnect)."""
         raw = await self.redis.get(self.keys.snapshot)
         if raw is None:
             return
-        doc = orjson.loads(raw)
-        snapshot.load(self.replica, doc["state"])
-        self.last_id = doc["id"]
+        empty = snapshot.dump(self.replica)
+        try:
+            at, state = snapshot.decode(raw)
+            snapshot.load(self.replica, state)
+        except Exception as exc:  # any document at all may be there
+            self.health.snapshot_failures += 1
+            snapshot.load(self.replica, empty)
+            log.error(
+                "the cluster snapshot is unreadable (%r): starting without it, from what is "
+                "left of the log; connections made before it are missing until they reconnect",
+                exc,
+            )
+            return
+        self.last_id = at
         log.info(
-            "loaded the cluster state at log id %s: %d connections",
-            doc["id"],
-            len(self.replica.owners),
+            "loaded the cluster state at log id %s: %d connections", at, len(self.replica.owners)
         )
 
     async def _maybe_snapshot(self, entry_id: bytes | str) -> None:
@@ -254,12 +271,15 @@ class ClusterNode:
             ):
                 return
             at = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            doc = orjson.dumps({"id": at, "state": snapshot.dump(self.replica)})
+            doc = snapshot.encode(at, self.replica)
             await self._write_snapshot(
                 keys=[keys.snapshot, keys.snapshot_id, keys.log], args=[at, doc]
             )
         except (RedisError, OSError) as exc:
             log.warning("could not write a snapshot of the cluster state: %s", exc)
+        except Exception as exc:  # a bug: the log reader goes on, the log is trimmed later
+            self.health.snapshot_failures += 1
+            self.health.once("snapshot", "could not write a snapshot of the cluster state: %r", exc)
 
     async def _catch_up(self) -> None:
         """Apply the whole log as it stands, before this node serves anyone."""
@@ -276,15 +296,26 @@ class ClusterNode:
         self._generation += 1
 
     async def _read_forever(self) -> None:
+        """Read and apply the log until stopped; nothing read stops it (``_apply_batches``
+        skips what it cannot apply), and ``health`` says when it is behind or failing."""
+        health = self.health
         while True:
             generation = self._generation
             try:
                 batches = await self.redis.xread(
                     {self.keys.log: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
                 )
-            except (RedisError, OSError):
+            except (RedisError, OSError) as exc:
+                health.failing(f"cannot read the log ({type(exc).__name__})")
                 await asyncio.sleep(RETRY_DELAY)
                 continue
+            except Exception as exc:  # a reply redis-py could not parse: try again
+                health.failing(f"cannot read the log ({type(exc).__name__})")
+                health.once("xread", "the cluster log reader failed: %r", exc)
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            if _read_count(batches) < READ_COUNT:
+                health.caught_up()
             if batches:
                 await self._apply_batches(batches, generation)
 
@@ -296,10 +327,15 @@ class ClusterNode:
                 self.last_id = entry_id
                 try:
                     entry = LogEntry.decode(fields[FIELD])
-                except (LogFormatError, KeyError) as exc:
-                    log.warning("skipped log entry %s: %s", entry_id, exc)
+                except (LogFormatError, KeyError, TypeError) as exc:
+                    self.health.skipped_entries += 1
+                    self.health.once("decode", "skipped log entry %s: %s", entry_id, exc)
                     continue
-                await self._apply(entry)
+                try:
+                    await self._apply(entry)
+                except Exception as exc:  # the reader must go on whatever one entry does
+                    self.health.skipped_entries += 1
+                    self.health.once("apply", "skipped a %s log entry: %r", entry.kind, exc)
                 await self._maybe_snapshot(entry_id)
 
     async def _apply(self, entry: LogEntry) -> None:
@@ -455,3 +491,8 @@ class ClusterNode:
         if not self._unavailable_logged:
             log.error("the cluster log is unavailable (%s): state changes are refused", exc)
             self._unavailable_logged = True
+
+
+def _read_count(batches: Any) -> int:
+    """How many entries an ``XREAD`` reply holds."""
+    return sum(len(items) for _stream, items in batches or ())

@@ -16,7 +16,10 @@ Applications keep the protocol options of the loading node's own application of 
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from ..model import (
     Application,
@@ -80,6 +83,29 @@ def dump(replica: Replica) -> dict[str, Any]:
         if cid in replica.owners
     }
     return {"v": VERSION, "apps": apps, "peers": peers}
+
+
+def encode(at: str, replica: Replica) -> bytes:
+    """The snapshot document (the state at log id ``at``) as bytes. Never fails on what clients
+    put in the state: a value nested deeper than orjson writes (254 levels, reachable with
+    ``max_json_depth = 0``) is written by the standard library instead."""
+    doc = {"id": at, "state": dump(replica)}
+    try:
+        return orjson.dumps(doc)
+    except TypeError:
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(raw: bytes | str) -> tuple[str, dict[str, Any]]:
+    """The log id and state of a snapshot document; ``ValueError`` if it is not one."""
+    try:
+        doc = orjson.loads(raw)
+        at, state = doc["id"], doc["state"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"unreadable snapshot: {exc!r}") from None
+    if not isinstance(at, str) or not isinstance(state, dict):
+        raise ValueError("unreadable snapshot: no id or state")
+    return at, state
 
 
 def load(replica: Replica, data: dict[str, Any]) -> None:

@@ -13,6 +13,10 @@ and every worker hears one signal, not two (a second one ends a worker without d
 worker asks the kernel for SIGTERM if its supervisor dies (``PR_SET_PDEATHSIG``, Linux), so a
 ``kill -9`` of the supervisor leaves no orphans serving the port.
 
+Secrets never reach a worker's command line (``ps`` shows it to every user of the host): the
+supervisor takes ``--redis`` off the workers' arguments and hands the Redis URL over in the
+environment (``EASYRTC_REDIS_URL``), where only the worker's user can read it.
+
 Knows processes and signals, not the protocol or the cluster's state.
 """
 
@@ -89,9 +93,31 @@ def _check_port_free(host: str, port: int) -> None:
                 raise WorkersError(f"cannot listen on {host}:{port}: {why}") from None
 
 
+SECRET_FLAGS: Final = {"--redis": "EASYRTC_REDIS_URL"}
+"""Command-line flags whose value may hold a secret, and the variable that carries it instead."""
+
+
 def worker_command(argv: Sequence[str], supervisor_pid: int) -> list[str]:
-    """The command line of a worker: this one again, marked as a worker of ``supervisor_pid``."""
-    return [sys.executable, "-m", "easyrtc_server", *argv, WORKER_FLAG, str(supervisor_pid)]
+    """The command line of a worker: this one again without its secrets (``SECRET_FLAGS``),
+    marked as a worker of ``supervisor_pid``."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in SECRET_FLAGS:
+            skip = True
+        elif not arg.startswith(tuple(flag + "=" for flag in SECRET_FLAGS)):
+            kept.append(arg)
+    return [sys.executable, "-m", "easyrtc_server", *kept, WORKER_FLAG, str(supervisor_pid)]
+
+
+def worker_environment(options: Options) -> dict[str, str]:
+    """The environment of a worker: this one, plus the secrets taken off its command line."""
+    env = dict(os.environ)
+    if options.redis_url is not None:
+        env[SECRET_FLAGS["--redis"]] = options.redis_url
+    return env
 
 
 def become_worker(supervisor_pid: int) -> None:
@@ -131,8 +157,10 @@ class Supervisor:
         stable_after: float = STABLE_AFTER,
         backoff_first: float = BACKOFF_FIRST,
         backoff_max: float = BACKOFF_MAX,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.command = list(command)
+        self.env = env
         self.slots = [_Slot(index) for index in range(1, count + 1)]
         self.stable_after = stable_after
         self.backoff_first = backoff_first
@@ -172,7 +200,7 @@ class Supervisor:
                 return
             started = loop.time()
             process = slot.process = await asyncio.create_subprocess_exec(
-                *self.command, process_group=0
+                *self.command, process_group=0, env=self.env
             )
             log.info("worker %d started (pid %d)", slot.index, process.pid)
             if self._stopping.is_set():  # a signal came while it was being started
@@ -208,5 +236,7 @@ def supervise(options: Options, argv: Sequence[str]) -> int:
 
     On asyncio's own loop: uvloop cannot start a process in a process group of its own."""
     check(options)
-    supervisor = Supervisor(options.workers, worker_command(argv, os.getpid()))
+    supervisor = Supervisor(
+        options.workers, worker_command(argv, os.getpid()), env=worker_environment(options)
+    )
     return asyncio.run(supervisor.run())
