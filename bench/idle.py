@@ -321,9 +321,19 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             await asyncio.sleep(5)  # let the last logins' room pushes go out
             rss0 = _rss(server.pid)
             cpu0, w0 = _cpu_s(server.pid), time.monotonic()
+            spy = None
+            if args.profile:  # py-spy samples without pausing the server
+                spy = subprocess.Popen(
+                    [str(PYTHON.with_name("py-spy")), "record", "--nonblocking", "--format", "raw",
+                     "-o", f"{args.profile}.{level}.txt", "-d", str(int(args.idle)), "-r", "50",
+                     "-p", str(server.pid)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
             await asyncio.sleep(args.idle)
             cpu1, w1 = _cpu_s(server.pid), time.monotonic()
             rss = _rss(server.pid)
+            if spy is not None:
+                await asyncio.to_thread(spy.wait)
             logins = await _logins(port, args.logins)
             result = {
                 "level": level,
@@ -370,6 +380,9 @@ def main() -> None:
     parser.add_argument("--per-worker", type=int, default=10000)
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--profile", metavar="PREFIX", help="py-spy each idle window to PREFIX.LEVEL.txt (raw)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
