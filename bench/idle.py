@@ -3,7 +3,8 @@ and the latency of a login among them.
 
     .venv/bin/python bench/idle.py --levels 5000,10000,19000 --idle 60
 
-Starts ``python -m easyrtc_server`` (aiohttp, lean stack, uvloop) on a free loopback port, then
+Starts ``python -m easyrtc_server`` (aiohttp, lean stack, uvloop) on a free loopback port
+(pinned to CPU 0, the generators to CPU 1, as ``run.py`` does), then
 generator processes (this file with ``--worker``), each holding up to ``--per-worker`` raw
 Engine.IO 4 websocket clients from its own source address (127.0.0.2, 127.0.0.3, ...), so that
 no source address runs out of ephemeral ports. A client logs in to EasyRTC (``easyrtcAuth``,
@@ -27,6 +28,7 @@ import base64
 import json
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -220,6 +222,14 @@ def _raise_fd_limit() -> int:
     return hard
 
 
+def _pinned(cpu: int, cmd: list[str]) -> list[str]:
+    """``cmd`` on one CPU (as ``run.py`` does: server on 0, generators on 1); taskset execs it,
+    so the pid is the command's own."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(cpu), *cmd]
+    return cmd
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -285,7 +295,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     port = _free_port()
     env = {**os.environ, **SERVER_ENV, **dict(kv.split("=", 1) for kv in args.server_env)}
     cmd = [str(PYTHON), "-m", "easyrtc_server", "--log-level", "warning", "--no-demos"]
-    server = subprocess.Popen([*cmd, "--host", HOST, "--port", str(port)], env=env)
+    server = subprocess.Popen(  # noqa: ASYNC220 (started once, before any load)
+        _pinned(0, [*cmd, "--host", HOST, "--port", str(port)]), env=env
+    )
     workers: list[subprocess.Popen[str]] = []
     results: list[dict[str, Any]] = []
     try:
@@ -300,12 +312,12 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             while held < level:
                 count = min(args.per_worker, level - held)
                 source = f"127.0.0.{2 + len(workers)}"
-                proc = subprocess.Popen(
-                    [
+                proc = subprocess.Popen(  # noqa: ASYNC220
+                    _pinned(1, [
                         str(PYTHON), __file__, "--worker", "--port", str(port),
                         "--source", source, "--first", str(held), "--count", str(count),
                         "--room-size", str(args.room_size),
-                    ],
+                    ]),
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                 )  # fmt: skip
                 workers.append(proc)
@@ -323,7 +335,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             cpu0, w0 = _cpu_s(server.pid), time.monotonic()
             spy = None
             if args.profile:  # py-spy samples without pausing the server
-                spy = subprocess.Popen(
+                spy = subprocess.Popen(  # noqa: ASYNC220
                     [str(PYTHON.with_name("py-spy")), "record", "--nonblocking", "--format", "raw",
                      "-o", f"{args.profile}.{level}.txt", "-d", str(int(args.idle)), "-r", "50",
                      "-p", str(server.pid)],
