@@ -141,9 +141,62 @@ def test_v3_binary_frame_needs_message_type() -> None:
 
 def test_bad_payload_closes() -> None:
     s = session(3)
-    assert s.receive_payload(b"9:hello", "text/plain") is None
+    with pytest.raises(ValueError):
+        list(s.receive_payload(b"9:hello", "text/plain"))
     assert s.state is State.CLOSED
     assert s.close_reason == "parse error"
+
+
+@pytest.mark.parametrize(
+    ("eio", "body", "content_type"),
+    [
+        (4, b"4a\x1e4b\x1e\x1e4c", "text/plain"),
+        (3, b"2:4a2:4b9:4c", "text/plain"),
+        (3, b"\x00\x02\xff4a\x00\x02\xff4b\x07", "application/octet-stream"),
+    ],
+)
+def test_packets_before_a_malformed_one_are_handled(
+    eio: int, body: bytes, content_type: str
+) -> None:
+    """As the reference: the payload is read packet by packet, and the bad one closes."""
+    s = session(eio)
+    packets = s.receive_payload(body, content_type)
+    assert next(packets) == (b"4a", False)
+    assert next(packets) == (b"4b", False)
+    assert s.state is State.OPEN
+    with pytest.raises(ValueError):
+        next(packets)
+    assert (s.state, s.close_reason) == (State.CLOSED, "parse error")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream"])
+def test_a_post_of_pings_stops_at_the_outbox_bound(content_type: str) -> None:
+    """A 1 MB POST of revision 3 pings: each pong is counted as it is queued, and the packets
+    end at the pong that overflows the outbox, not after decoding the whole body."""
+    bound = 10 * (1 + PACKET_OVERHEAD)
+    s = session(3, max_send_buffer=bound, max_payload=1_000_000)
+    polled(s)  # the open packet
+    ping = b"1:2" if content_type == "text/plain" else b"\x00\x01\xff2"
+    body = ping * (1_000_000 // len(ping))
+    taken = 0
+    for data, binary in s.receive_payload(body, content_type):
+        taken += 1
+        events = s.receive_packet(data, binary, 101.0)
+        if taken <= 10:
+            assert events == []
+            assert s.queued_bytes == taken * (1 + PACKET_OVERHEAD)  # the bound holds at each
+        else:
+            assert events == [Closed("slow consumer")]
+    assert taken == 11  # the overflowing pong closed the session; nothing more was decoded
+    assert s.state is State.CLOSED
+
+
+def test_payload_decoding_is_lazy() -> None:
+    """Packets are decoded as they are taken: a malformed tail is not seen before then."""
+    s = session(4)
+    packets = s.receive_payload(b"4a\x1e" + b"bnot base64!" * 1000, "text/plain")
+    assert next(packets) == (b"4a", False)
+    assert s.state is State.OPEN
 
 
 # -- sending --------------------------------------------------------------------------------------
@@ -259,3 +312,15 @@ def test_v3_payload_roundtrip_counts_utf16() -> None:
     body = encode_payload_v3(packets)
     assert body.startswith(b"3:")
     assert decode_payload_v3(body) == [(p, False) for p in packets]
+
+
+@pytest.mark.parametrize(
+    ("body", "packets"),
+    [
+        (b"3:4\xc3\xa9b6:b4AAE=", [(b"4\xc3\xa9b", False), (b"\x00\x01", True)]),
+        (b"2:4a0:2:4b", [(b"4a", False), (b"4b", False)]),
+        (b"4:4\xf0\x9f\x98\x80x", [(b"4\xf0\x9f\x98\x80x", False)]),
+    ],
+)
+def test_v3_payload_decoding(body: bytes, packets: list[tuple[bytes, bool]]) -> None:
+    assert decode_payload_v3(body) == packets

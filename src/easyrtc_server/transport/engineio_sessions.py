@@ -407,24 +407,31 @@ class EngineSocket:
         await self._notify_closed()
 
     async def receive_payload(self, body: bytes, content_type: str) -> bool:
-        """Handle a POST body's packets in order; False (session closed) if it is malformed."""
+        """Handle a POST body's packets in order, decoding each as it comes (see
+        `EngineSession.receive_payload`); False (session closed) at a malformed one."""
         packets = self.proto.receive_payload(body, content_type)
-        if packets is None:
-            self._closed_by_protocol()
-            return False
+        malformed = False
+        n = 0
         self._dispatching = True
         try:
-            for n, (data, binary) in enumerate(packets, 1):
-                if self.closed:
+            while not self.closed:
+                try:
+                    data, binary = next(packets)
+                except StopIteration:
+                    break
+                except ValueError:
+                    malformed = True
+                    self._closed_by_protocol()
                     break
                 await self._on_packet(data, binary)
+                n += 1
                 if n % _PACKETS_PER_YIELD == 0:
                     await asyncio.sleep(0)  # one huge POST must not stall everyone
         finally:
             self._dispatching = False
         if self.closed:
             await self._notify_closed()
-        return True
+        return not malformed
 
     def _heartbeat(self, now: float) -> None:
         """The timer wheel's call: the session's deadline came."""
