@@ -274,3 +274,42 @@ async def test_pushes_and_posts_during_an_upgrade_arrive_once_each_in_order(
         seen += probe.written
         assert seen == [*pushes[:3], pushes[4], pushes[3], b"4echo:x", pushes[5], b"4echo:y"]
         assert sock.on_websocket and not sock.probing
+
+
+async def test_an_answered_probe_waits_for_the_upgrade_packet_past_the_upgrade_timeout() -> None:
+    """Once told ``3probe`` the client pauses polling until it sends ``5``; aborting the probe
+    then (as a timer set at the websocket's opening did, under load) left a real
+    socket.io-client 4 neither polling nor posting until its ping timeout: messages to and from
+    it were late by seconds (a data channel half open) or lost with the session."""
+    async with engine(upgrade_timeout=0.05) as (server, handler):
+        sock = server.open_session(4, None)
+        await sock.take_poll(never)
+        probe = PacketConnection([])
+        script = ScriptedConnection(probe)
+        upgrading = asyncio.ensure_future(sock.upgrade(probe, script.next_text))
+        script.feed(b"2probe")
+        await asyncio.sleep(0.2)  # the client is slow to send "5": past the upgrade timeout
+        assert not probe.aborted and sock.probing
+        sock.send_packet(b"4meanwhile")
+        script.feed(b"5")
+        assert await asyncio.wait_for(upgrading, TIMEOUT)
+        assert probe.written == [b"4meanwhile"]
+        assert not sock.closed and handler.closed == []
+
+
+async def test_a_probe_that_never_completes_ends_with_the_session_heartbeat() -> None:
+    async with engine(ping_interval=0.05, ping_timeout=0.05, upgrade_timeout=0.05) as (
+        server,
+        handler,
+    ):
+        sock = server.open_session(4, None)
+        await sock.take_poll(never)
+        probe = PacketConnection([])
+        script = ScriptedConnection(probe)
+        upgrading = asyncio.ensure_future(sock.upgrade(probe, script.next_text))
+        script.feed(b"2probe")  # and then nothing: no "5", no pong
+        await asyncio.wait_for(handler.closed_event.wait(), TIMEOUT)
+        assert handler.closed == ["ping timeout"]
+        assert probe.aborted
+        script.feed(None)  # the aborted connection's reader ends
+        assert not await asyncio.wait_for(upgrading, TIMEOUT)
