@@ -42,11 +42,17 @@ class EchoServer:
     event is recorded and acked with None.
     """
 
-    def __init__(self, *, refuse: bool = False, greet: bool = False) -> None:
+    def __init__(
+        self, *, refuse: bool = False, greet: bool = False, stream: tuple[int, float] | None = None
+    ) -> None:
         self.refuse = refuse
         """``open`` refuses every socket."""
         self.greet = greet
         """``open`` pushes "pushed" "welcome" (before it returns)."""
+        self.stream = stream
+        """``(count, every)``: from its opening on, each peer is pushed "streamed" ``{"s": i}``
+        for i in 0..count-1, one every ``every`` seconds (while its transport may upgrade)."""
+        self.streams: list[asyncio.Task[None]] = []
         self.opening = 0
         self.peers: list[FakePeer] = []
         self.closed: list[FakePeer] = []
@@ -80,7 +86,18 @@ class EchoServer:
         peer = FakePeer(link, len(self.peers))
         self.peers.append(peer)
         self._touch()
+        if self.stream is not None:
+            self.streams.append(asyncio.create_task(self._stream(link, *self.stream)))
         return peer
+
+    def stop_streams(self) -> None:
+        for task in self.streams:
+            task.cancel()
+
+    async def _stream(self, link: Link, count: int, every: float) -> None:
+        for i in range(count):
+            await link.send("streamed", {"s": i})
+            await asyncio.sleep(every)
 
     async def receive(self, peer: FakePeer, event: str, data: Any, ack: Ack | None) -> None:
         if peer.closes:
@@ -143,6 +160,7 @@ async def lean_server(
     *,
     refuse: bool = False,
     greet: bool = False,
+    stream: tuple[int, float] | None = None,
     driver: str = "aiohttp",
     uvicorn_options: dict[str, Any] | None = None,
     **options: Any,
@@ -151,14 +169,17 @@ async def lean_server(
     on its ASGI driver under uvicorn (``uvicorn_options``: more `uvicorn.Config` arguments);
     ``"asgi-direct"``: uvicorn's websockets-sansio without compression, which the driver writes
     to directly (`DirectWebSocket`)."""
-    server = EchoServer(refuse=refuse, greet=greet)
+    server = EchoServer(refuse=refuse, greet=greet, stream=stream)
     transport = LeanTransport(server, **options)
     if driver == "asgi-direct":
         driver = "asgi"
         uvicorn_options = {"ws": "websockets-sansio", "ws_per_message_deflate": False}
     if driver == "asgi":
         async with _uvicorn(transport.asgi_app(), **(uvicorn_options or {})) as url:
-            yield Running(url, server, transport)
+            try:
+                yield Running(url, server, transport)
+            finally:
+                server.stop_streams()
         assert not server.errors, server.errors
         return
     app = web.Application()
@@ -171,6 +192,7 @@ async def lean_server(
     try:
         yield Running(f"http://127.0.0.1:{port}", server, transport)
     finally:
+        server.stop_streams()
         async with asyncio.timeout(TIMEOUT):
             await runner.cleanup()
     assert not server.errors, server.errors

@@ -537,7 +537,7 @@ class EngineSocket:
         proto.framed = probe.framed  # the outbox becomes what this connection takes
         upgraded = False
         try:
-            async with asyncio.timeout(self._server.upgrade_timeout):
+            async with asyncio.timeout(self._server.upgrade_timeout) as deadline:
                 while True:
                     data = await next_text()
                     if data is None or self.closed or self._probe is not probe:
@@ -558,6 +558,13 @@ class EngineSocket:
                     if reply is None:
                         break
                     await probe.send_probe_reply(reply)
+                    # The client, told ``3probe``, pauses polling and then sends ``5``: from
+                    # now on it neither polls nor posts until the upgrade completes, so aborting
+                    # the probe would leave it deaf and mute until its ping timeout (engine.io-
+                    # client does not resume a paused transport after a failed probe). The
+                    # session's heartbeat bounds the wait instead: a client that never sends
+                    # ``5`` never answers a ping either, and the session's close aborts the probe.
+                    deadline.reschedule(None)
                     self._wake_poll()  # a held GET is answered with a noop
         except TimeoutError:
             pass

@@ -225,7 +225,9 @@ class LeanTransport:
 
     Options (times in seconds):
 
-    - ``ping_interval`` (5), ``ping_timeout`` (10), ``upgrade_timeout`` (3): Engine.IO timers;
+    - ``ping_interval`` (5), ``ping_timeout`` (10), ``upgrade_timeout`` (3): Engine.IO timers
+      (``upgrade_timeout`` bounds the wait for an upgrade's probe; once the probe is answered,
+      the session's heartbeat bounds the wait for the upgrade packet);
     - ``max_http_buffer_size`` (1e6): largest message or POST body; bigger closes the socket;
     - ``cors_origins``: origins whose pages may long-poll cross-origin (``"*"`` for any);
     - ``max_send_buffer`` (4 MiB): unsent bytes after which a socket is closed as a slow consumer;
