@@ -32,6 +32,18 @@ class Link(Protocol):
         """The peer's address, for logs and authentication hooks."""
         ...
 
+    @property
+    def transport(self) -> str:
+        """How the socket reaches the client, for metrics and the admin API: ``polling`` or
+        ``websocket`` (our own Engine.IO), or the name of the binding that hides it."""
+        ...
+
+    @property
+    def close_reason(self) -> str:
+        """Why the transport closed the socket (e.g. ``slow consumer``), or ``""`` while open
+        or when the binding does not say."""
+        ...
+
     async def send(self, event: str, data: Any) -> None:
         """Push one event with one argument, asking for no acknowledgement.
 

@@ -310,7 +310,7 @@ class EngineSocket:
 
     def _finish_close(self, graceful: bool) -> None:
         server = self._server
-        server._wheel.cancel(self)
+        server.wheel.cancel(self)
         probe = self._probe
         if probe is not None:
             self._probe = None
@@ -331,6 +331,13 @@ class EngineSocket:
         if not self._dispatching:
             self._closed_notified = True
             server.spawn(server.handler.on_close(self, self.close_reason))
+
+    def forgotten(self) -> None:
+        """The server has dropped this socket from its registry: no delayed forget is due."""
+        handle = self._forget_handle
+        if handle is not None:
+            self._forget_handle = None
+            handle.cancel()
 
     async def _notify_closed(self) -> None:
         if not self._closed_notified:
@@ -365,7 +372,7 @@ class EngineSocket:
             await self._dispatch(events)
         if not binary and data[:1] in (b"2", b"3") and not self.closed:
             # a pong moves the next ping; a revision 3 ping queued a pong
-            self._server._wheel.schedule(self, self.proto.next_deadline())
+            self._server.wheel.schedule(self, self.proto.next_deadline())
             if data[:1] == b"2":
                 self._after_send(_WAKE)
 
@@ -383,7 +390,7 @@ class EngineSocket:
             elif data == b"3" and proto.eio >= 4:
                 # a pong, from every socket every ping interval: no coroutine
                 proto.receive_packet(data, False, self._loop.time())
-                server._wheel.schedule(self, proto.next_deadline())
+                server.wheel.schedule(self, proto.next_deadline())
             else:
                 await self._on_packet(data, False)
         finally:
@@ -426,7 +433,7 @@ class EngineSocket:
             await self._notify_closed()
         return True
 
-    def _heartbeat(self, now: float) -> None:
+    def heartbeat(self, now: float) -> None:
         """The timer wheel's call: the session's deadline came."""
         proto = self.proto
         events = proto.handle_timeout(now)
@@ -440,7 +447,7 @@ class EngineSocket:
             self._conn.flush(self)
         else:
             self._wake_poll()
-        self._server._wheel.schedule(self, proto.next_deadline())
+        self._server.wheel.schedule(self, proto.next_deadline())
 
     # -- long-polling --------------------------------------------------------------------------
 
@@ -631,8 +638,8 @@ class EngineIOServer:
         """Bytes written to clients (websocket frames or messages, poll bodies)."""
         self.sid_prefix = ""
         """Starts every new sid: a cluster node's id and a dot, so any node can tell the owner."""
-        self._wheel: TimerWheel[EngineSocket] = TimerWheel(
-            _wheel_resolution(self.limits), EngineSocket._heartbeat
+        self.wheel: TimerWheel[EngineSocket] = TimerWheel(
+            _wheel_resolution(self.limits), EngineSocket.heartbeat
         )
 
     @property
@@ -707,7 +714,7 @@ class EngineIOServer:
             if kept:
                 sock.query = kept
         self.sockets[sock.sid] = sock
-        self._wheel.schedule(sock, sock.proto.next_deadline())
+        self.wheel.schedule(sock, sock.proto.next_deadline())
         if connection is not None:
             self.flush_soon(sock)
         return sock
@@ -724,27 +731,21 @@ class EngineIOServer:
         """Drop ``sock`` from the registry (its sid is unknown from now on)."""
         if self.sockets.get(sock.sid) is sock:
             del self.sockets[sock.sid]
-        handle = sock._forget_handle
-        if handle is not None:
-            sock._forget_handle = None
-            handle.cancel()
+        sock.forgotten()
 
     def flush_soon(self, sock: EngineSocket) -> None:
         """Write ``sock``'s frames at the end of this pass of the event loop, with those of every
         other socket written to in it: one callback per pass, not one per socket."""
         dirty = self._dirty
         if not dirty:
-            sock._loop.call_soon(self._flush_dirty)
+            asyncio.get_running_loop().call_soon(self._flush_dirty)
         dirty.append(sock)
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []
         for sock in dirty:
-            conn = sock._conn
-            if conn is None:
-                continue
             try:
-                conn.flush(sock)
+                sock.flush()
             except Exception:  # one socket's failure must not hold back the others' frames
                 log.exception("could not write to %r", sock)
 
@@ -752,7 +753,7 @@ class EngineIOServer:
         """Close every session and wait (briefly) for the close handlers."""
         for sock in list(self.sockets.values()):
             sock.close("server shutting down", graceful=True)
-        self._wheel.close()
+        self.wheel.close()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
 

@@ -45,6 +45,9 @@ class _Link:
         self.sid = sid
         self.remote_address = remote_address
 
+    transport = "python-socketio"
+    close_reason = ""
+
     async def send(self, event: str, data: Any) -> None:
         await self.sio.emit(event, data, to=self.sid)
 

@@ -112,14 +112,14 @@ class SocketLink:
     """
 
     __slots__ = (
-        "_opening",
         "_proto",
-        "_said_goodbye",
         "_sock",
         "connected",
+        "opening",
         "peer",
         "resume_key",
         "resume_token",
+        "said_goodbye",
         "sid",
     )
 
@@ -132,8 +132,10 @@ class SocketLink:
         """The Socket.IO session id (the one the client sees as ``socket.id``)."""
         self.peer: Any = None
         self.connected = False
-        self._opening = True
-        self._said_goodbye = False
+        self.opening = True
+        """``server.open`` runs: pushes are held until the CONNECT is out."""
+        self.said_goodbye = False
+        """The client sent a Socket.IO DISCONNECT."""
         # the client's resume key and token (``hold``): CONNECT auth, else the handshake query
         given = auth if isinstance(auth, dict) and RESUME_KEY in auth else sock.query
         self.resume_key: Any = given.get(RESUME_KEY)
@@ -148,27 +150,36 @@ class SocketLink:
 
     @property
     def engine_socket(self) -> EngineSocket:
+        """The Engine.IO session under this connection (for this transport's own tests)."""
         return self._sock
+
+    @property
+    def transport(self) -> str:
+        return self._sock.transport_name
+
+    @property
+    def close_reason(self) -> str:
+        return self._sock.close_reason
 
     @property
     def goodbye(self) -> bool:
         """The client left on purpose (a DISCONNECT, an Engine.IO close, a websocket closed
         with 1000/1001), or the server closed it; False for a drop (timeout, broken transport),
         after which a keyed connection is held."""
-        return self._said_goodbye or self._sock.close_reason not in DROPS
+        return self.said_goodbye or self._sock.close_reason not in DROPS
 
     async def send(self, event: str, data: Any) -> None:
         """Push one event (no ack requested); queues and returns at once."""
         if self.connected:
             self._sock.send_packet(encode_event(event, data))
-        elif self._opening:
+        elif self.opening:
             self._proto.hold(encode_event(event, data))
 
     def send_raw(self, prepared: PreparedEvent) -> None:
         """Push an event encoded once by `prepare_event`."""
         if self.connected:
             self._sock.send_prepared(prepared)
-        elif self._opening:
+        elif self.opening:
             self._proto.hold(prepared.packet)
 
     async def close(self) -> None:
@@ -183,7 +194,7 @@ class SocketLink:
 
     def disconnect(self) -> None:
         """`close` without the coroutine."""
-        if not (self.connected or self._opening):
+        if not (self.connected or self.opening):
             return
         sock = self._sock
         packet = self._proto.disconnect()  # None while opening: done once the CONNECT is out
@@ -385,7 +396,7 @@ class LeanTransport:
             await self._connect(sock, session, event.auth)
         elif type(event) is Disconnected:
             if session.link is not None:
-                session.link._said_goodbye = True
+                session.link.said_goodbye = True
             await self._disconnected(session)
             self._arm_connect_timer(sock, session)
         elif type(event) is Reply:
@@ -404,7 +415,7 @@ class LeanTransport:
         except Exception:
             log.exception("server.open failed")
             peer = None
-        link._opening = False
+        link.opening = False
         if peer is None:
             session.link = None
             packet = session.refuse(_monotonic())
@@ -442,7 +453,7 @@ class LeanTransport:
             return
         session.link = None
         link.connected = False
-        link._opening = False
+        link.opening = False
         try:
             await self.server.close(link.peer)
         except Exception:
