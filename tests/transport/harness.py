@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 from aiohttp import web
 
+from easyrtc_server.errors import ErrorCode, error_message
 from easyrtc_server.transport import Ack, Link
 from easyrtc_server.transport.socketio import LeanTransport, SocketLink, prepare_event
 from support.ports import free_port
@@ -81,6 +82,9 @@ class EchoServer:
         self.peers.append(peer)
         self._touch()
         return peer
+
+    def refused(self, reason: str) -> Any:
+        return error_message(ErrorCode.MSG_REJECT_BAD_STRUCTURE, 0)
 
     async def receive(self, peer: FakePeer, event: str, data: Any, ack: Ack | None) -> None:
         if peer.closes:

@@ -13,6 +13,10 @@ and calls, in this order and never concurrently for one socket:
 - ``await server.close(peer)`` once, when the socket is gone (whoever closed it).
 
 The server answers through ``ack`` and pushes to any socket through its ``Link.send``.
+
+A transport that refuses an event before the server sees it (the lean one: JSON nested deeper
+than its limit) but owes the client an acknowledgement acknowledges it with
+``server.refused(reason)``: what the refusal means on the wire is the server's business.
 """
 
 from __future__ import annotations

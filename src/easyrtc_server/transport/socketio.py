@@ -42,7 +42,6 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 
-from ..errors import ErrorCode, error_message
 from ..options import Options
 from . import Ack, Link
 from .asgi_engineio import ASGIApp, AsgiEngineIO
@@ -98,6 +97,8 @@ class SeamServer(Protocol):
     async def receive(self, peer: Any, event: str, data: Any, ack: Ack | None) -> None: ...
 
     async def close(self, peer: Any) -> None: ...
+
+    def refused(self, reason: str) -> Any: ...
 
 
 def prepare_event(event: str, data: Any) -> PreparedEvent:
@@ -245,9 +246,9 @@ class LeanTransport:
     - ``max_poll_packets`` (0): most packets in one poll response (0: no cap; python-engineio's
       client takes at most 16);
     - ``connect_timeout`` (45): an Engine.IO 4 session must CONNECT to ``/`` within this time;
-    - ``max_json_depth`` (64): an event nested deeper gets the EasyRTC error reply
-      ``MSG_REJECT_BAD_STRUCTURE`` when it asked for an acknowledgement, else its socket is
-      closed; None leaves it to orjson, which refuses (closes) more than 1024 levels;
+    - ``max_json_depth`` (64): an event nested deeper is acknowledged with the server's
+      ``refused(reason)`` when it asked for an acknowledgement, else its socket is closed;
+      None leaves it to orjson, which refuses (closes) more than 1024 levels;
     - ``binary_events`` (False): binary events (BINARY_EVENT/BINARY_ACK, which EasyRTC never
       sends) close the socket unless True;
     - ``max_attachments`` (16): a binary packet announcing more closes the socket.
@@ -390,8 +391,7 @@ class LeanTransport:
             sock.close("parse error", graceful=False)
         elif type(event) is EventRefused:
             log.info("refused an event of %r: %s", sock, event.reason)
-            reply = error_message(ErrorCode.MSG_REJECT_BAD_STRUCTURE, int(time.time() * 1000))
-            sock.send_packet(encode_ack(event.ack_id, reply))
+            sock.send_packet(encode_ack(event.ack_id, self.server.refused(event.reason)))
         elif type(event) is ConnectRequest:
             await self._connect(sock, session, event.auth)
         elif type(event) is Disconnected:
