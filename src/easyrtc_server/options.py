@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from .jsregex import JsRegExp
+from .transport.engineio_protocol import ENGINEIO_DEFAULTS, READ_TIMEOUT
+from .transport.socketio_protocol import SOCKETIO_DEFAULTS
 
 IceServers = list[dict[str, Any]]
 
@@ -159,9 +161,9 @@ class Options(ProtocolOptions):
     ``node_modules/open-easyrtc/demos`` (the reference's own demos, unmodified)."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to use the polling transport from other pages; ``("*",)`` for any."""
-    ping_interval: float = 5.0
-    ping_timeout: float = 10.0
-    max_http_buffer_size: int = 1_000_000
+    ping_interval: float = ENGINEIO_DEFAULTS.ping_interval
+    ping_timeout: float = ENGINEIO_DEFAULTS.ping_timeout
+    max_http_buffer_size: int = ENGINEIO_DEFAULTS.max_payload
     log_level: str = "info"
     transport: str = "lean"
     """``lean`` (our Engine.IO 3/4 stack) or ``python-socketio`` (Engine.IO 4 only, slower)."""
@@ -233,17 +235,17 @@ class Options(ProtocolOptions):
     """Log every HTTP request, socket.io polls included (one line per poll)."""
 
     # Transport limits (the lean Engine.IO/Socket.IO stack, ``transport/``)
-    max_json_depth: int = 64
+    max_json_depth: int = SOCKETIO_DEFAULTS.max_json_depth or 0
     """An event nested deeper gets MSG_REJECT_BAD_STRUCTURE (or its socket closed); 0: orjson's
     1024."""
     binary_events_enable: bool = False
     """Accept binary Socket.IO events (EasyRTC never sends them); refused with a close if false."""
-    max_send_buffer: int = 4 * 1024 * 1024
+    max_send_buffer: int = ENGINEIO_DEFAULTS.max_send_buffer
     """Bytes of backlog (websocket) or queue (polling, 64 bytes counted per packet) after which a
     socket is closed as a slow consumer."""
-    max_poll_packets: int = 0
+    max_poll_packets: int = ENGINEIO_DEFAULTS.max_poll_packets
     """Most packets in one long-polling response; 0: no cap (python-engineio clients need 16)."""
-    http_read_timeout: float = 10.0
+    http_read_timeout: float = READ_TIMEOUT
     """Seconds a long-polling POST body may take to arrive."""
 
     # Cluster (``cluster/``): several processes or machines serve one EasyRTC world over Redis

@@ -15,7 +15,7 @@ from easyrtc_server.transport.socketio_protocol import (
     EventRefused,
     ProtocolError,
     Reply,
-    SessionLimits,
+    SocketIOLimits,
     SocketSession,
     State,
     encode_ack,
@@ -26,7 +26,7 @@ NOW = 100.0
 
 
 def session(eio: int = 4, **limits: object) -> SocketSession:
-    s = SocketSession(eio, SessionLimits(**limits))  # type: ignore[arg-type]
+    s = SocketSession(eio, SocketIOLimits(**limits))  # type: ignore[arg-type]
     s.open(NOW)
     return s
 
@@ -44,7 +44,7 @@ def connected(eio: int = 4, **limits: object) -> SocketSession:
 
 
 def test_protocol_5_waits_for_connect_and_answers_with_the_sid() -> None:
-    s = SocketSession(4, SessionLimits(connect_timeout=45.0))
+    s = SocketSession(4, SocketIOLimits(connect_timeout=45.0))
     assert s.open(NOW) is None
     assert s.next_deadline() == NOW + 45.0
     assert s.receive_message(b'0{"token":"x"}', False, NOW + 1) == ConnectRequest({"token": "x"})
@@ -54,7 +54,7 @@ def test_protocol_5_waits_for_connect_and_answers_with_the_sid() -> None:
 
 
 def test_protocol_4_connects_at_once_and_answers_without_payload() -> None:
-    s = SocketSession(3, SessionLimits())
+    s = SocketSession(3, SocketIOLimits())
     assert s.open(NOW) == ConnectRequest(None)
     assert s.next_deadline() is None
     assert s.accept("abc") == [b"40"]
@@ -83,7 +83,7 @@ def test_a_second_connect_while_connecting_or_connected_is_ignored() -> None:
     [(4, b'44{"message":"refused"}'), (3, b'44"refused"')],
 )
 def test_refused_connect_gets_connect_error_and_may_try_again(eio: int, packet: bytes) -> None:
-    s = SocketSession(eio, SessionLimits(connect_timeout=10.0))
+    s = SocketSession(eio, SocketIOLimits(connect_timeout=10.0))
     s.open(NOW)
     if eio >= 4:
         s.receive_message(b"0", False, NOW)
@@ -115,7 +115,7 @@ def test_protocol_5_connect_payload_must_be_an_object() -> None:
 
 
 def test_no_connect_within_the_timeout() -> None:
-    s = SocketSession(4, SessionLimits(connect_timeout=45.0))
+    s = SocketSession(4, SocketIOLimits(connect_timeout=45.0))
     s.open(NOW)
     assert s.handle_timeout(NOW + 44.9) is None
     assert s.handle_timeout(NOW + 45.0) == ConnectTimedOut()

@@ -34,7 +34,10 @@ from typing import Final
 import orjson
 
 __all__ = [
+    "ENGINEIO_DEFAULTS",
     "PACKET_OVERHEAD",
+    "READ_TIMEOUT",
+    "UPGRADE_TIMEOUT",
     "Closed",
     "EngineSession",
     "Event",
@@ -130,6 +133,14 @@ class SessionLimits:
     """Most a polling outbox holds (with `PACKET_OVERHEAD` per packet)."""
     max_poll_packets: int = 0
     """Most packets in one poll response; 0 for no cap (python-engineio's client takes 16)."""
+
+
+ENGINEIO_DEFAULTS: Final = SessionLimits()
+"""The Engine.IO defaults, written once: the drivers' and the server options' defaults."""
+UPGRADE_TIMEOUT: Final = 3.0
+"""Default seconds a websocket upgrade probe may take."""
+READ_TIMEOUT: Final = 10.0
+"""Default seconds a long-polling POST body may take to arrive."""
 
 
 # Module constants for the hot paths: in Python 3.11 an enum member looked up on its class

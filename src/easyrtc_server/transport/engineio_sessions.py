@@ -39,6 +39,9 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from .engineio_protocol import (
+    ENGINEIO_DEFAULTS,
+    READ_TIMEOUT,
+    UPGRADE_TIMEOUT,
     Closed,
     EngineSession,
     Event,
@@ -593,15 +596,15 @@ class EngineIOServer:
         self,
         handler: EngineHandler,
         *,
-        ping_interval: float = 5.0,
-        ping_timeout: float = 10.0,
-        upgrade_timeout: float = 3.0,
-        max_http_buffer_size: int = 1_000_000,
+        ping_interval: float = ENGINEIO_DEFAULTS.ping_interval,
+        ping_timeout: float = ENGINEIO_DEFAULTS.ping_timeout,
+        upgrade_timeout: float = UPGRADE_TIMEOUT,
+        max_http_buffer_size: int = ENGINEIO_DEFAULTS.max_payload,
         cors_origins: Iterable[str] = (),
-        max_send_buffer: int = 4 * 1024 * 1024,
+        max_send_buffer: int = ENGINEIO_DEFAULTS.max_send_buffer,
         allow_eio3: bool = True,
-        read_timeout: float = 10.0,
-        max_poll_packets: int = 0,
+        read_timeout: float = READ_TIMEOUT,
+        max_poll_packets: int = ENGINEIO_DEFAULTS.max_poll_packets,
         kept_query: Iterable[str] = (),
     ) -> None:
         if ping_interval <= 0 or ping_timeout <= 0 or upgrade_timeout <= 0 or read_timeout <= 0:

@@ -46,8 +46,10 @@ from ..options import Options
 from . import Ack, Link
 from .asgi_engineio import ASGIApp, AsgiEngineIO
 from .engineio import AiohttpEngineIO
+from .engineio_protocol import ENGINEIO_DEFAULTS, READ_TIMEOUT, UPGRADE_TIMEOUT
 from .engineio_sessions import EngineIOServer, EngineSocket, PreparedPacket
 from .socketio_protocol import (
+    SOCKETIO_DEFAULTS,
     ConnectRequest,
     ConnectTimedOut,
     Disconnected,
@@ -56,7 +58,7 @@ from .socketio_protocol import (
     EventRefused,
     ProtocolError,
     Reply,
-    SessionLimits,
+    SocketIOLimits,
     SocketSession,
     State,
     dumps,
@@ -212,7 +214,7 @@ class _Session(SocketSession):
 
     __slots__ = ("link", "timer")
 
-    def __init__(self, eio: int, limits: SessionLimits) -> None:
+    def __init__(self, eio: int, limits: SocketIOLimits) -> None:
         super().__init__(eio, limits)
         self.link: SocketLink | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -258,26 +260,26 @@ class LeanTransport:
         self,
         server: SeamServer,
         *,
-        ping_interval: float = 5.0,
-        ping_timeout: float = 10.0,
-        upgrade_timeout: float = 3.0,
-        max_http_buffer_size: int = 1_000_000,
+        ping_interval: float = ENGINEIO_DEFAULTS.ping_interval,
+        ping_timeout: float = ENGINEIO_DEFAULTS.ping_timeout,
+        upgrade_timeout: float = UPGRADE_TIMEOUT,
+        max_http_buffer_size: int = ENGINEIO_DEFAULTS.max_payload,
         cors_origins: Iterable[str] = (),
-        max_send_buffer: int = 4 * 1024 * 1024,
+        max_send_buffer: int = ENGINEIO_DEFAULTS.max_send_buffer,
         allow_eio3: bool = True,
-        read_timeout: float = 10.0,
-        max_poll_packets: int = 0,
-        connect_timeout: float = 45.0,
-        max_json_depth: int | None = 64,
-        max_attachments: int = 16,
-        binary_events: bool = False,
+        read_timeout: float = READ_TIMEOUT,
+        max_poll_packets: int = ENGINEIO_DEFAULTS.max_poll_packets,
+        connect_timeout: float = SOCKETIO_DEFAULTS.connect_timeout,
+        max_json_depth: int | None = SOCKETIO_DEFAULTS.max_json_depth,
+        max_attachments: int = SOCKETIO_DEFAULTS.max_attachments,
+        binary_events: bool = SOCKETIO_DEFAULTS.binary_events,
     ) -> None:
         self.server = server
         self.connect_timeout = connect_timeout
         self.max_json_depth = max_json_depth
         self.max_attachments = max_attachments
         self.binary_events = binary_events
-        self.limits = SessionLimits(
+        self.limits = SocketIOLimits(
             connect_timeout=connect_timeout,
             max_json_depth=max_json_depth,
             binary_events=binary_events,
@@ -311,7 +313,7 @@ class LeanTransport:
             "max_poll_packets": options.max_poll_packets,
             "read_timeout": options.http_read_timeout,
             # a session that never connects to "/" cannot log in either
-            "connect_timeout": options.login_timeout or 45.0,
+            "connect_timeout": options.login_timeout or SOCKETIO_DEFAULTS.connect_timeout,
         }
         settings.update(extra)
         return cls(server, **settings)

@@ -47,6 +47,7 @@ __all__ = [
     "DISCONNECT",
     "DISCONNECT_PACKET",
     "EVENT",
+    "SOCKETIO_DEFAULTS",
     "ConnectRequest",
     "ConnectTimedOut",
     "Disconnected",
@@ -55,7 +56,7 @@ __all__ = [
     "EventRefused",
     "ProtocolError",
     "Reply",
-    "SessionLimits",
+    "SocketIOLimits",
     "SocketSession",
     "State",
     "dumps",
@@ -204,13 +205,17 @@ _CLOSED: Final = State.CLOSED
 
 
 @dataclass(frozen=True, slots=True)
-class SessionLimits:
+class SocketIOLimits:
     """The bounds of every session of one server (see the module documentation)."""
 
     connect_timeout: float = 45.0
     max_json_depth: int | None = 64
     binary_events: bool = False
     max_attachments: int = 16
+
+
+SOCKETIO_DEFAULTS: Final = SocketIOLimits()
+"""The Socket.IO defaults, written once: the transport's and the server options' defaults."""
 
 
 class _BadPacket(Exception):
@@ -265,7 +270,7 @@ class SocketSession:
         "state",
     )
 
-    def __init__(self, eio: int, limits: SessionLimits) -> None:
+    def __init__(self, eio: int, limits: SocketIOLimits) -> None:
         self.eio = eio
         self.limits = limits
         self._max_depth = limits.max_json_depth
