@@ -9,7 +9,7 @@ consumer; one large frame just queued is not a backlog. aiohttp does not tell a 
 its client left, so pending GETs' connections are checked every `_POLL_WATCH_PERIOD`.
 
 The sessions, their timers and every rule of the protocol live in ``engineio_sessions``; this
-module's old names (`EngineIOServer`, `EngineSocket`, `PreparedPacket`, ...) are re-exported.
+module's old names (`EngineIOServer`, `EngineSocket`, ...) are re-exported.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ from .engineio_sessions import (
     EngineIOServer,
     EngineSocket,
     HttpReply,
-    PreparedPacket,
 )
 
 __all__ = [
@@ -62,7 +61,6 @@ __all__ = [
     "EngineHandler",
     "EngineIOServer",
     "EngineSocket",
-    "PreparedPacket",
     "error_body",
     "ws_frame",
 ]

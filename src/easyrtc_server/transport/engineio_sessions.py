@@ -62,7 +62,6 @@ __all__ = [
     "EngineIOServer",
     "EngineSocket",
     "HttpReply",
-    "PreparedPacket",
 ]
 
 log = logging.getLogger("easyrtc_server.transport.engineio")
@@ -100,27 +99,6 @@ class HttpReply:
 OK: Final = HttpReply(200, b"ok", "text/html; charset=utf-8")
 BAD_REQUEST_REPLY: Final = HttpReply.error(BAD_REQUEST)
 POLL_CONTENT_TYPE: Final = "text/plain; charset=UTF-8"
-
-
-class PreparedPacket:
-    """An Engine.IO text packet encoded once, to be sent to many sockets.
-
-    ``packet`` is the packet text (type digit first, e.g. ``b'42["ev",1]'``); the websocket
-    frame is built on first use and then shared.
-    """
-
-    __slots__ = ("_frame", "packet")
-
-    def __init__(self, packet: bytes) -> None:
-        self.packet = packet
-        self._frame: bytes | None = None
-
-    @property
-    def frame(self) -> bytes:
-        frame = self._frame
-        if frame is None:
-            frame = self._frame = ws_frame(self.packet)
-        return frame
 
 
 class EngineHandler(Protocol):
@@ -259,19 +237,10 @@ class EngineSocket:
 
     def send_packet(self, packet: bytes) -> None:
         """Queue one text packet (type digit first). Never waits; dropped once closed."""
-        if self._frames:  # a websocket taking frames: frame it here, as ``send_prepared`` does
+        if self._frames:  # a websocket taking frames: frame it here
             result = self.proto.send_frame(ws_frame(packet))
         else:
             result = self.proto.send(packet)
-        if result:
-            self._after_send(result)
-
-    def send_prepared(self, prepared: PreparedPacket) -> None:
-        """Like ``send_packet``, reusing a frame encoded once for many sockets."""
-        if self._frames:
-            result = self.proto.send_frame(prepared.frame)
-        else:
-            result = self.proto.send(prepared.packet)
         if result:
             self._after_send(result)
 

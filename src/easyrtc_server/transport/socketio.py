@@ -18,13 +18,10 @@ arguments are dropped).
 
 JSON is parsed with orjson. Malformed JSON, or JSON nested deeper than orjson takes (1024
 levels), closes the socket, as the reference closes a socket on a parse error; an event nested
-deeper than ``max_json_depth`` (64) gets EasyRTC's ``MSG_REJECT_BAD_STRUCTURE`` error as its
-acknowledgement (or, asking for none, its socket closed). Binary events are refused (the socket
-closed) unless ``binary_events`` is set. Values nested deeper than orjson writes (254 levels)
-are sent with the standard library's encoder.
-
-To send the same event to many sockets, encode it once with `prepare_event` and hand it to each
-link's `SocketLink.send_raw`.
+deeper than ``max_json_depth`` (64) is acknowledged with the server's ``refused(reason)`` (or,
+asking for none, its socket closed). Binary events are refused (the socket closed) unless
+``binary_events`` is set. Values nested deeper than orjson writes (254 levels) are sent with the
+standard library's encoder.
 
 The protocol itself (packets, namespace states, ack ids, bounds) is `socketio_protocol`, without
 I/O; this module drives it: it awaits the server's coroutines, keeps the connect timers and turns
@@ -47,7 +44,7 @@ from . import Ack, Link
 from .asgi_engineio import ASGIApp, AsgiEngineIO
 from .engineio import AiohttpEngineIO
 from .engineio_protocol import ENGINEIO_DEFAULTS, READ_TIMEOUT, UPGRADE_TIMEOUT
-from .engineio_sessions import EngineIOServer, EngineSocket, PreparedPacket
+from .engineio_sessions import EngineIOServer, EngineSocket
 from .socketio_protocol import (
     SOCKETIO_DEFAULTS,
     ConnectRequest,
@@ -61,26 +58,20 @@ from .socketio_protocol import (
     SocketIOLimits,
     SocketSession,
     State,
-    dumps,
     encode_ack,
     encode_event,
 )
 
 __all__ = [
     "LeanTransport",
-    "PreparedEvent",
     "SeamServer",
     "SocketLink",
-    "prepare_event",
 ]
 
 log = logging.getLogger("easyrtc_server.transport.socketio")
 
 _monotonic: Final = time.monotonic
 """The protocol's clock (the connect timers are armed with delays from it)."""
-
-PreparedEvent = PreparedPacket
-"""An event encoded once (see `prepare_event`)."""
 
 RESUME_KEY: Final = "easyrtcResumeKey"
 RESUME_TOKEN: Final = "easyrtcResumeToken"
@@ -101,11 +92,6 @@ class SeamServer(Protocol):
     async def close(self, peer: Any) -> None: ...
 
     def refused(self, reason: str) -> Any: ...
-
-
-def prepare_event(event: str, data: Any) -> PreparedEvent:
-    """Encode an event push once, for `SocketLink.send_raw` to any number of sockets."""
-    return PreparedPacket(b"42" + dumps([event, data]))
 
 
 class SocketLink:
@@ -177,13 +163,6 @@ class SocketLink:
             self._sock.send_packet(encode_event(event, data))
         elif self.opening:
             self._proto.hold(encode_event(event, data))
-
-    def send_raw(self, prepared: PreparedEvent) -> None:
-        """Push an event encoded once by `prepare_event`."""
-        if self.connected:
-            self._sock.send_prepared(prepared)
-        elif self.opening:
-            self._proto.hold(prepared.packet)
 
     async def close(self) -> None:
         """Disconnect the client (it will not reconnect on its own); ``server.close`` follows."""
@@ -317,8 +296,6 @@ class LeanTransport:
         }
         settings.update(extra)
         return cls(server, **settings)
-
-    prepare_event = staticmethod(prepare_event)
 
     def attach(self, app: web.Application, path: str = "/socket.io/") -> AiohttpEngineIO:
         """Serve Socket.IO at exactly ``path`` (with and without the trailing slash); the
