@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from .extras import missing
 from .jsregex import JsRegExp
 from .transport.engineio_protocol import ENGINEIO_DEFAULTS, READ_TIMEOUT
 from .transport.socketio_protocol import SOCKETIO_DEFAULTS
@@ -530,6 +531,8 @@ def _redis_url(name: str, value: Any) -> Any:
             "option 'redis_url' must be a redis://, rediss://, unix:// or redis+sentinel:// URL",
             name,
         )
+    if (reason := missing("cluster")) is not None:
+        raise OptionsError(f"option 'redis_url' (a cluster): {reason}", name)
     if value.startswith(("redis+sentinel://", "rediss+sentinel://")):
         from .cluster.redisclient import parse_sentinel_url  # redis-py only when used
 
@@ -620,6 +623,8 @@ def _cluster_seconds(name: str, value: Any) -> Any:
 def _transport(name: str, value: Any) -> Any:
     if value not in TRANSPORTS:
         raise OptionsError(f"option 'transport' must be one of {', '.join(TRANSPORTS)}", name)
+    if value == "python-socketio" and (reason := missing("python-socketio")) is not None:
+        raise OptionsError(f"option 'transport': {reason}", name)
     return value
 
 
