@@ -14,7 +14,7 @@ from easyrtc_server.transport.engineio_protocol import (
     Message,
     SendResult,
     SessionLimits,
-    State,
+    SessionState,
     TransportKind,
     decode_payload_v3,
     encode_payload_v3,
@@ -66,7 +66,7 @@ def test_open_packet_comes_first(eio: int, kind: TransportKind) -> None:
     assert info["upgrades"] == (["websocket"] if kind is POLLING else [])
     assert (info["pingInterval"], info["pingTimeout"]) == (5000, 10000)
     assert ("maxPayload" in info) == (eio == 4)
-    assert s.state is State.OPEN
+    assert s.state is SessionState.OPEN
 
 
 # -- heartbeats, on the injected clock ------------------------------------------------------------
@@ -88,7 +88,7 @@ def test_v4_pings_every_interval_and_closes_without_pong() -> None:
     assert polled(s) == [b"2"]
     assert s.handle_timeout(121.9) == []
     assert s.handle_timeout(122.0) == [Closed("ping timeout")]
-    assert s.state is State.CLOSED
+    assert s.state is SessionState.CLOSED
     assert s.next_deadline() is None
 
 
@@ -109,7 +109,7 @@ def test_pausing_client_is_dropped_only_at_the_heartbeat_timeout() -> None:
     polled(s)  # answered; the client does not come back for a while
     s.handle_timeout(105.0)  # ping queued, nobody polls
     assert s.handle_timeout(114.99) == []
-    assert s.state is State.OPEN
+    assert s.state is SessionState.OPEN
     assert s.handle_timeout(115.0) == [Closed("ping timeout")]
 
 
@@ -142,7 +142,7 @@ def test_v3_binary_frame_needs_message_type() -> None:
 def test_bad_payload_closes() -> None:
     s = session(3)
     assert s.receive_payload(b"9:hello", "text/plain") is None
-    assert s.state is State.CLOSED
+    assert s.state is SessionState.CLOSED
     assert s.close_reason == "parse error"
 
 
@@ -204,7 +204,7 @@ def test_polling_outbox_counts_packet_overhead() -> None:
     for _ in range(100):
         assert s.receive_packet(b"2", False, 101.0) == []
     assert s.receive_packet(b"2", False, 101.0) == [Closed("slow consumer")]
-    assert s.state is State.CLOSED
+    assert s.state is SessionState.CLOSED
 
 
 def test_graceful_polling_close_sends_queued_then_close_packet() -> None:
@@ -235,12 +235,12 @@ def test_upgrade_moves_the_outbox_to_frames() -> None:
     s = session(4)
     polled(s)
     assert s.receive_probe(b"2probe") == ws_frame(b"3probe")
-    assert s.state is State.UPGRADING
+    assert s.state is SessionState.UPGRADING
     assert not s.poll_should_wait()
     assert polled(s) == [b"6"]  # a held GET is released with a noop
     s.send(b"4queued")
     assert s.receive_probe(b"5") is None
-    assert (s.state, s.transport) == (State.OPEN, WEBSOCKET)
+    assert (s.state, s.transport) == (SessionState.OPEN, WEBSOCKET)
     assert s.data_to_send() == ws_frame(b"4queued")
 
 
@@ -248,7 +248,7 @@ def test_failed_upgrade_returns_to_polling() -> None:
     s = session(4)
     s.receive_probe(b"2probe")
     assert s.receive_probe(b"4nonsense") is None
-    assert (s.state, s.transport) == (State.OPEN, POLLING)
+    assert (s.state, s.transport) == (SessionState.OPEN, POLLING)
 
 
 # -- codecs ---------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any, Final
 from aiohttp import ClientError, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .engineio_protocol import State, ws_frame
+from .engineio_protocol import SessionState, ws_frame
 from .engineio_routing import (
     BAD_HANDSHAKE_METHOD,
     BAD_REQUEST,
@@ -74,7 +74,7 @@ _POLL_WATCH_PERIOD: Final = 0.25
 NETWORK_ERRORS: Final = (OSError, ClientError, HttpProcessingError, asyncio.IncompleteReadError)
 """What reading a request body raises when the client goes away or sends a broken body."""
 _TEXT: Final = WSMsgType.TEXT
-_CLOSED: Final = State.CLOSED
+_CLOSED: Final = SessionState.CLOSED
 _BINARY: Final = WSMsgType.BINARY
 
 Forward = Callable[[web.Request, str], Awaitable[web.StreamResponse | None]]

@@ -44,7 +44,7 @@ __all__ = [
     "Message",
     "SendResult",
     "SessionLimits",
-    "State",
+    "SessionState",
     "TransportKind",
     "decode_binary_payload_v3",
     "decode_payload_v3",
@@ -78,7 +78,7 @@ def ws_frame(payload: bytes) -> bytes:
     return _H64(0x81, 127, n) + payload
 
 
-class State(enum.Enum):
+class SessionState(enum.Enum):
     """Where a session is."""
 
     OPEN = "open"
@@ -145,9 +145,9 @@ READ_TIMEOUT: Final = 10.0
 
 # Module constants for the hot paths: in Python 3.11 an enum member looked up on its class
 # costs some 70 ns, and a relayed message went through a dozen such lookups.
-_OPEN: Final = State.OPEN
-_UPGRADING: Final = State.UPGRADING
-_CLOSED: Final = State.CLOSED
+_OPEN: Final = SessionState.OPEN
+_UPGRADING: Final = SessionState.UPGRADING
+_CLOSED: Final = SessionState.CLOSED
 _NOTHING: Final = SendResult.NOTHING
 _WAKE: Final = SendResult.WAKE
 _OVERFLOW: Final = SendResult.OVERFLOW

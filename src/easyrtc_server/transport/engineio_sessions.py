@@ -6,7 +6,7 @@ sid generation, CORS and request routing (``engineio_routing``). Everything a lo
 or POST, an upgrade probe or a websocket message does to a session is here, once; a driver
 (``engineio.py`` for aiohttp, ``asgi_engineio.py`` for ASGI) only moves bytes: it routes a
 request, reads bodies and messages, writes the `HttpReply` it is handed, and gives a session its
-websocket as a `Connection`.
+websocket as a `WebSocketChannel`.
 
 Sending
     ``EngineSocket.send_packet`` queues the packet in the session; a websocket's frames queued
@@ -48,7 +48,7 @@ from .engineio_protocol import (
     Message,
     SendResult,
     SessionLimits,
-    State,
+    SessionState,
     TransportKind,
     ws_frame,
 )
@@ -57,17 +57,17 @@ from .timer_wheel import TimerWheel
 
 __all__ = [
     "ClientGone",
-    "Connection",
     "EngineHandler",
     "EngineIOServer",
     "EngineSocket",
     "HttpReply",
+    "WebSocketChannel",
 ]
 
 log = logging.getLogger("easyrtc_server.transport.engineio")
 
 # hot-path constants: an enum member looked up on its class costs some 70 ns in Python 3.11
-_CLOSED: Final = State.CLOSED
+_CLOSED: Final = SessionState.CLOSED
 _OVERFLOW: Final = SendResult.OVERFLOW
 _WAKE: Final = SendResult.WAKE
 _NO_QUERY: Final[Mapping[str, str]] = {}
@@ -121,7 +121,7 @@ class EngineHandler(Protocol):
         """The session is over; called once, never while ``on_message`` runs for it."""
 
 
-class Connection(Protocol):
+class WebSocketChannel(Protocol):
     """A session's websocket, as a driver writes to it."""
 
     @property
@@ -172,7 +172,7 @@ class EngineSocket:
         eio: int,
         transport: TransportKind,
         remote: str | None,
-        connection: Connection | None = None,
+        connection: WebSocketChannel | None = None,
     ) -> None:
         self._server = server
         self._loop = asyncio.get_running_loop()
@@ -190,7 +190,7 @@ class EngineSocket:
         self._conn = connection
         self._frames = connection is not None and framed
         """Sends go to the websocket as frames (else to the session's packet queue)."""
-        self._probe: Connection | None = None
+        self._probe: WebSocketChannel | None = None
         self._poll_waiter: asyncio.Future[None] | None = None
         self._post_lock = asyncio.Lock()
         self._forget_handle: asyncio.TimerHandle | None = None
@@ -221,7 +221,7 @@ class EngineSocket:
         return self.proto.transport.value
 
     @property
-    def connection(self) -> Connection | None:
+    def connection(self) -> WebSocketChannel | None:
         """The websocket (None while long-polling)."""
         return self._conn
 
@@ -496,7 +496,7 @@ class EngineSocket:
     # -- upgrading -----------------------------------------------------------------------------
 
     async def upgrade(
-        self, probe: Connection, next_text: Callable[[], Awaitable[bytes | None]]
+        self, probe: WebSocketChannel, next_text: Callable[[], Awaitable[bytes | None]]
     ) -> bool:
         """Run an upgrade's probe exchange on the new websocket ``probe``; True once the
         session is on it. ``next_text()`` is the websocket's next text message (None: anything
@@ -673,7 +673,7 @@ class EngineIOServer:
         self,
         eio: int,
         remote: str | None,
-        connection: Connection | None = None,
+        connection: WebSocketChannel | None = None,
         query: Mapping[str, str] | None = None,
     ) -> EngineSocket:
         """A new registered session: long-polling, or on ``connection`` (a websocket, whose

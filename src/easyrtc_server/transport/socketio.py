@@ -47,17 +47,17 @@ from .engineio_protocol import ENGINEIO_DEFAULTS, READ_TIMEOUT, UPGRADE_TIMEOUT
 from .engineio_sessions import EngineIOServer, EngineSocket
 from .socketio_protocol import (
     SOCKETIO_DEFAULTS,
+    AutoReply,
     ConnectRequest,
     ConnectTimedOut,
     Disconnected,
     Event,
     EventReceived,
     EventRefused,
+    NamespaceState,
     ProtocolError,
-    Reply,
     SocketIOLimits,
     SocketSession,
-    State,
     encode_ack,
     encode_event,
 )
@@ -378,7 +378,7 @@ class LeanTransport:
                 session.link.said_goodbye = True
             await self._disconnected(session)
             self._arm_connect_timer(sock, session)
-        elif type(event) is Reply:
+        elif type(event) is AutoReply:
             sock.send_packet(event.packet)
 
     # -- connections -----------------------------------------------------------------------------
@@ -406,7 +406,7 @@ class LeanTransport:
         link.connected = True
         for packet in session.accept(link.sid):
             sock.send_packet(packet)
-        if session.state is State.CLOSED:  # the server closed it while it opened
+        if session.state is NamespaceState.CLOSED:  # the server closed it while it opened
             sock.close("server namespace disconnect", graceful=True)
 
     def _arm_connect_timer(self, sock: EngineSocket, session: _Session) -> None:
