@@ -15,8 +15,9 @@ from typing import Any
 import uvicorn
 from aiohttp import web
 
+from easyrtc_server.errors import ErrorCode, error_message
 from easyrtc_server.transport import Ack, Link
-from easyrtc_server.transport.socketio import LeanTransport, SocketLink, prepare_event
+from easyrtc_server.transport.socketio import LeanTransport
 from support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ class EchoServer:
     """A seam server for tests: acks events with what it got and pushes on request.
 
     Events: ``echo`` (ack with the data), ``push`` (push "pushed" with the data to the sender),
-    ``bcast`` (push "bcast" to every open peer, encoded once), ``close`` (close the sender's
+    ``bcast`` (push "bcast" to every open peer), ``close`` (close the sender's
     link), ``flood`` ({"count", "size"}: push that many messages of that size), ``bin`` (ack
     with {"type", "len", "text"} of the data), ``boom`` (raise), ``ack2`` (ack twice); any other
     event is recorded and acked with None.
@@ -99,6 +100,9 @@ class EchoServer:
             await link.send("streamed", {"s": i})
             await asyncio.sleep(every)
 
+    def refused(self, reason: str) -> Any:
+        return error_message(ErrorCode.MSG_REJECT_BAD_STRUCTURE, 0)
+
     async def receive(self, peer: FakePeer, event: str, data: Any, ack: Ack | None) -> None:
         if peer.closes:
             self.errors.append(f"receive after close on peer {peer.number}")
@@ -111,10 +115,8 @@ class EchoServer:
         if event == "push":
             await peer.link.send("pushed", data)
         elif event == "bcast":
-            prepared = prepare_event("bcast", data)
             for other in self.open_peers:
-                assert isinstance(other.link, SocketLink)
-                other.link.send_raw(prepared)
+                await other.link.send("bcast", data)
         elif event == "close":
             await peer.link.close()
         elif event == "flood":

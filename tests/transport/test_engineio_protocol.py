@@ -14,7 +14,7 @@ from easyrtc_server.transport.engineio_protocol import (
     Message,
     SendResult,
     SessionLimits,
-    State,
+    SessionState,
     TransportKind,
     decode_payload_v3,
     encode_payload_v3,
@@ -66,7 +66,7 @@ def test_open_packet_comes_first(eio: int, kind: TransportKind) -> None:
     assert info["upgrades"] == (["websocket"] if kind is POLLING else [])
     assert (info["pingInterval"], info["pingTimeout"]) == (5000, 10000)
     assert ("maxPayload" in info) == (eio == 4)
-    assert s.state is State.OPEN
+    assert s.state is SessionState.OPEN
 
 
 # -- heartbeats, on the injected clock ------------------------------------------------------------
@@ -88,7 +88,7 @@ def test_v4_pings_every_interval_and_closes_without_pong() -> None:
     assert polled(s) == [b"2"]
     assert s.handle_timeout(121.9) == []
     assert s.handle_timeout(122.0) == [Closed("ping timeout")]
-    assert s.state is State.CLOSED
+    assert s.state is SessionState.CLOSED
     assert s.next_deadline() is None
 
 
@@ -109,7 +109,7 @@ def test_pausing_client_is_dropped_only_at_the_heartbeat_timeout() -> None:
     polled(s)  # answered; the client does not come back for a while
     s.handle_timeout(105.0)  # ping queued, nobody polls
     assert s.handle_timeout(114.99) == []
-    assert s.state is State.OPEN
+    assert s.state is SessionState.OPEN
     assert s.handle_timeout(115.0) == [Closed("ping timeout")]
 
 
@@ -143,7 +143,7 @@ def test_bad_payload_closes() -> None:
     s = session(3)
     with pytest.raises(ValueError):
         list(s.receive_payload(b"9:hello", "text/plain"))
-    assert s.state is State.CLOSED
+    assert s.state is SessionState.CLOSED
     assert s.close_reason == "parse error"
 
 
@@ -163,10 +163,10 @@ def test_packets_before_a_malformed_one_are_handled(
     packets = s.receive_payload(body, content_type)
     assert next(packets) == (b"4a", False)
     assert next(packets) == (b"4b", False)
-    assert s.state is State.OPEN
+    assert s.state is SessionState.OPEN
     with pytest.raises(ValueError):
         next(packets)
-    assert (s.state, s.close_reason) == (State.CLOSED, "parse error")
+    assert (s.state, s.close_reason) == (SessionState.CLOSED, "parse error")
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream"])
@@ -188,7 +188,7 @@ def test_a_post_of_pings_stops_at_the_outbox_bound(content_type: str) -> None:
         else:
             assert events == [Closed("slow consumer")]
     assert taken == 11  # the overflowing pong closed the session; nothing more was decoded
-    assert s.state is State.CLOSED
+    assert s.state is SessionState.CLOSED
 
 
 def test_payload_decoding_is_lazy() -> None:
@@ -196,7 +196,7 @@ def test_payload_decoding_is_lazy() -> None:
     s = session(4)
     packets = s.receive_payload(b"4a\x1e" + b"bnot base64!" * 1000, "text/plain")
     assert next(packets) == (b"4a", False)
-    assert s.state is State.OPEN
+    assert s.state is SessionState.OPEN
 
 
 # -- sending --------------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def test_polling_outbox_counts_packet_overhead() -> None:
     for _ in range(100):
         assert s.receive_packet(b"2", False, 101.0) == []
     assert s.receive_packet(b"2", False, 101.0) == [Closed("slow consumer")]
-    assert s.state is State.CLOSED
+    assert s.state is SessionState.CLOSED
 
 
 def test_graceful_polling_close_sends_queued_then_close_packet() -> None:
@@ -288,12 +288,12 @@ def test_upgrade_moves_the_outbox_to_frames() -> None:
     s = session(4)
     polled(s)
     assert s.receive_probe(b"2probe") == ws_frame(b"3probe")
-    assert s.state is State.UPGRADING
+    assert s.state is SessionState.UPGRADING
     assert not s.poll_should_wait()
     assert polled(s) == [b"6"]  # a held GET is released with a noop
     s.send(b"4queued")
     assert s.receive_probe(b"5") is None
-    assert (s.state, s.transport) == (State.OPEN, WEBSOCKET)
+    assert (s.state, s.transport) == (SessionState.OPEN, WEBSOCKET)
     assert s.data_to_send() == ws_frame(b"4queued")
 
 
@@ -301,7 +301,7 @@ def test_failed_upgrade_returns_to_polling() -> None:
     s = session(4)
     s.receive_probe(b"2probe")
     assert s.receive_probe(b"4nonsense") is None
-    assert (s.state, s.transport) == (State.OPEN, POLLING)
+    assert (s.state, s.transport) == (SessionState.OPEN, POLLING)
 
 
 # -- codecs ---------------------------------------------------------------------------------------

@@ -14,6 +14,10 @@ origin uses to find its own entries when they come back (``seq``). The rest depe
 - ``close`` ``{p}``: ``p``'s socket closed.
 - ``control`` ``{name, args, kwargs}``: server code changed the state (``replica.CONTROLS``).
 - ``node-gone`` ``{node}``: every peer owned by that node is gone.
+- ``rejoin`` ``{p, c}``: connection ``p`` rebuilt from its ``snapshot`` ``c`` (``rebuild``).
+
+Fields (apiFields) travel one way everywhere in the cluster, log and snapshots alike:
+``{name: [value, shared]}`` (``encode_fields``, ``decode_fields``).
 
 Only this module knows the wire form (orjson in the field ``e``).
 """
@@ -34,7 +38,7 @@ from ..decisions import (
     ReplyAnswer,
     TokenAnswer,
 )
-from ..model import Field
+from ..model import Field, Fields
 from ..validation import MISSING
 
 FIELD: Final = b"e"
@@ -45,6 +49,24 @@ ANSWER: Final = "answer"
 CLOSE: Final = "close"
 CONTROL: Final = "control"
 NODE_GONE: Final = "node-gone"
+REJOIN: Final = "rejoin"
+
+
+def encode_fields(fields: Fields) -> dict[str, list[Any]]:
+    """Fields as JSON: ``{name: [value, shared]}``."""
+    return {name: [f.value, f.shared] for name, f in fields.items()}
+
+
+def decode_fields(raw: Any) -> Fields:
+    """``encode_fields``' output read back; pairs that are not ``[value, shared]`` are left out
+    (junk from Redis must not crash a reader)."""
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(name): Field(pair[0], bool(pair[1]))
+        for name, pair in raw.items()
+        if isinstance(pair, list) and len(pair) == 2
+    }
 
 
 class LogFormatError(ValueError):
@@ -102,7 +124,7 @@ def answer(node: str, t: int, peer: str, record: Answer) -> LogEntry:
         case JoinAnswer():
             body["a"] = "join"
         case TokenAnswer():
-            fields = {name: [f.value, f.shared] for name, f in record.fields.items()}
+            fields = encode_fields(record.fields)
             body.update(
                 a="token",
                 ice=record.ice_servers,
@@ -130,12 +152,7 @@ def answer_of(body: dict[str, Any]) -> Answer | None:
         return JoinAnswer()
     if kind == "token":
         ice, user, presence = body.get("ice"), body.get("user"), body.get("presence")
-        raw_fields = body.get("fields")
-        fields = {
-            str(name): Field(pair[0], bool(pair[1]))
-            for name, pair in (raw_fields.items() if isinstance(raw_fields, dict) else ())
-            if isinstance(pair, list) and len(pair) == 2
-        }
+        fields = decode_fields(body.get("fields"))
         return TokenAnswer(
             ice if isinstance(ice, list) else [],
             user if isinstance(user, str) else None,
@@ -161,3 +178,7 @@ def control(node: str, t: int, name: str, args: list[Any], kwargs: dict[str, Any
 
 def node_gone(node: str, t: int, gone: str) -> LogEntry:
     return LogEntry(NODE_GONE, node, t, {"node": gone})
+
+
+def rejoin(node: str, t: int, peer: str, snapshot: dict[str, Any]) -> LogEntry:
+    return LogEntry(REJOIN, node, t, {"p": peer, "c": snapshot})

@@ -37,14 +37,17 @@ from typing import Final
 import orjson
 
 __all__ = [
+    "ENGINEIO_DEFAULTS",
     "PACKET_OVERHEAD",
+    "READ_TIMEOUT",
+    "UPGRADE_TIMEOUT",
     "Closed",
     "EngineSession",
     "Event",
     "Message",
     "SendResult",
     "SessionLimits",
-    "State",
+    "SessionState",
     "TransportKind",
     "decode_binary_payload_v3",
     "decode_payload_v3",
@@ -81,7 +84,7 @@ def ws_frame(payload: bytes) -> bytes:
     return _H64(0x81, 127, n) + payload
 
 
-class State(enum.Enum):
+class SessionState(enum.Enum):
     """Where a session is."""
 
     OPEN = "open"
@@ -138,11 +141,19 @@ class SessionLimits:
     """Most packets in one poll response; 0 for no cap (python-engineio's client takes 16)."""
 
 
+ENGINEIO_DEFAULTS: Final = SessionLimits()
+"""The Engine.IO defaults, written once: the drivers' and the server options' defaults."""
+UPGRADE_TIMEOUT: Final = 3.0
+"""Default seconds a websocket upgrade probe may take."""
+READ_TIMEOUT: Final = 10.0
+"""Default seconds a long-polling POST body may take to arrive."""
+
+
 # Module constants for the hot paths: in Python 3.11 an enum member looked up on its class
 # costs some 70 ns, and a relayed message went through a dozen such lookups.
-_OPEN: Final = State.OPEN
-_UPGRADING: Final = State.UPGRADING
-_CLOSED: Final = State.CLOSED
+_OPEN: Final = SessionState.OPEN
+_UPGRADING: Final = SessionState.UPGRADING
+_CLOSED: Final = SessionState.CLOSED
 _NOTHING: Final = SendResult.NOTHING
 _WAKE: Final = SendResult.WAKE
 _OVERFLOW: Final = SendResult.OVERFLOW
