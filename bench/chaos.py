@@ -59,6 +59,7 @@ from support.sentinel import SentinelSetup, running_sentinels  # noqa: E402
 APP = "chaos"
 CALL_TIMEOUT = 10.0
 """Seconds a client waits for any one answer during churn (a fault may swallow a request)."""
+REBUILT = "re-registered this node's connections"
 FAULTS = ("kill", "sigstop", "redis", "failover")
 
 
@@ -85,7 +86,7 @@ class Violation:
     check: str
     kind: str
     """``ghost``, ``missing``, ``phantom-room``, ``replica-ghost``, ``replica-missing``,
-    ``replica-count``, ``stuck``, ``relay-lost``, ``node-down``."""
+    ``replica-count``, ``stuck``, ``relay-lost``, ``node-down``, ``no-rebuild``."""
     where: str
     detail: str
 
@@ -212,11 +213,12 @@ class ChaosClient:
             self.rooms.discard(room)
             self.view.pop(room, None)
 
-    async def send(self, target: str, text: str) -> bool:
-        reply = await self.call(
+    async def send(self, target: str, text: str) -> dict[str, Any]:
+        """Relay ``text`` to ``target``; the server's reply (an ``ack``, or an error)."""
+        reply: dict[str, Any] = await self.call(
             "easyrtcMsg", {"msgType": "chat", "targetEasyrtcid": target, "msgData": text}
         )
-        return bool(reply.get("msgType") == "ack")
+        return reply
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -234,7 +236,9 @@ class Chaos:
         self.redis: RedisServer | None = None
         self.sentinels: SentinelSetup | None = None
         self.nginx: Nginx | None = None
-        self.clients = [ChaosClient(i, random.Random(self.rng.random())) for i in range(config.clients)]
+        self.clients = [
+            ChaosClient(i, random.Random(self.rng.random())) for i in range(config.clients)
+        ]
         self.paused = asyncio.Event()
         self.stopping = asyncio.Event()
         self.checks: list[CheckResult] = []
@@ -245,10 +249,13 @@ class Chaos:
             "joins": 0,
             "leaves": 0,
             "relays_acked": 0,
+            "relays_refused": 0,
             "reconnects": 0,
             "timeouts": 0,
             "errors": 0,
         }
+        self.pending: list[Violation] = []
+        """Violations seen while a fault was undone, reported with the next check."""
         self.stopped: set[int] = set()
         """Indexes of nodes that are SIGSTOPped or killed right now."""
 
@@ -372,8 +379,10 @@ class Chaos:
         else:
             peers = sorted({p for r in client.rooms for p in client.view.get(r, ())})
             peers = [p for p in peers if p != client.easyrtcid]
-            if peers and await client.send(rng.choice(peers), f"m{client.index}-{time.time()}"):
-                self.counts["relays_acked"] += 1
+            if not peers:
+                return
+            reply = await client.send(rng.choice(peers), f"m{client.index}-{time.time()}")
+            self.counts["relays_acked" if reply.get("msgType") == "ack" else "relays_refused"] += 1
 
     # -- faults --------------------------------------------------------------------------------
 
@@ -401,17 +410,40 @@ class Chaos:
             await asyncio.sleep(stopped_for)  # the fault itself is a duration
             os.kill(node.process.pid, signal.SIGCONT)
             self.stopped.discard(index)
-            return f"SIGSTOP of node {index} for {stopped_for:.0f} s (TTL {self.config.alive_ttl} s)"
+            return (
+                f"SIGSTOP of node {index} for {stopped_for:.0f} s (TTL {self.config.alive_ttl} s)"
+            )
         if kind == "redis":
             if self.sentinels is not None:
                 return await self.failover()
             assert self.redis is not None
+            marks = [len(node.lines) for node in self.nodes]
             await self.redis.stop(kill=True)
             await self.redis.start()
-            return "Redis killed and restarted empty"
+            took = await self.rebuilt(marks)
+            return f"Redis killed and restarted empty, every node rebuilt after {took}"
         if kind == "failover":
             return await self.failover()
         raise ValueError(kind)
+
+    async def rebuilt(self, marks: list[int]) -> str:
+        """Wait (bounded by ``converge``) until every node logged that it re-registered its
+        connections after Redis came back empty: the fault is over for the cluster then (relays
+        in the gap are lost, as docs/cluster.md says)."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.config.converge):
+                for node, mark in zip(self.nodes, marks, strict=True):
+                    await node.wait_for_line(REBUILT, start=mark)
+        except TimeoutError:
+            late = [
+                i
+                for i, (n, m) in enumerate(zip(self.nodes, marks, strict=True))
+                if not any(REBUILT in line for line in n.lines[m:])
+            ]
+            self.pending.append(Violation("fault", "no-rebuild", f"nodes {late}", "after Redis"))
+            return f"more than {self.config.converge:.0f} s (not every node)"
+        return f"{time.monotonic() - started:.1f} s"
 
     async def failover(self) -> str:
         if self.sentinels is None:
@@ -500,7 +532,9 @@ class Chaos:
         by_id = {c.easyrtcid: c for c in live}
 
         async def relay(client: ChaosClient) -> None:
-            peers = sorted({p for r in client.rooms for p in client.view.get(r, ())} - {client.easyrtcid})
+            peers = sorted(
+                {p for r in client.rooms for p in client.view.get(r, ())} - {client.easyrtcid}
+            )
             peers = [p for p in peers if p in by_id]
             if not peers or not client.logged_in:
                 return
@@ -508,8 +542,13 @@ class Chaos:
             text = f"probe-{name}-{client.index}"
             where = f"client {client.index} -> client {target.index}"
             try:
-                if not await client.send(target.easyrtcid, text):
-                    raise RuntimeError("not acked")
+                reply = await client.send(target.easyrtcid, text)
+                if reply.get("msgType") != "ack":
+                    raise RuntimeError(f"not acked: {str(reply)[:150]}")
+            except Exception as error:
+                found.append(Violation(name, "relay-lost", where, f"no ack: {error!r}"[:200]))
+                return
+            try:
                 async with asyncio.timeout(timeout):
                     while text not in target.received:
                         target.got_message.clear()
@@ -528,6 +567,7 @@ class Chaos:
                 await asyncio.sleep(0.05)
         started = time.monotonic()
         result = CheckResult(name, time.time(), None)
+        pending, self.pending = self.pending, []
         deadline = started + self.config.converge
         while True:
             violations = self.view_violations(name) + await self.replica_violations(name, http)
@@ -538,7 +578,7 @@ class Chaos:
                 result.violations = violations
                 break
             await asyncio.sleep(0.25)
-        result.violations += await self.probe(name)
+        result.violations += pending + await self.probe(name)
         result.connected = sum(c.logged_in for c in self.clients)
         self.checks.append(result)
         self.paused.clear()
@@ -567,7 +607,9 @@ class Chaos:
             for name, pid in self.pids().items():
                 with contextlib.suppress(OSError, ValueError):
                     status = Path(f"/proc/{pid}/status").read_text()
-                    kb = next(int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS"))
+                    kb = next(
+                        int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS")
+                    )
                     sample[name] = round(kb / 1024, 1)
             self.rss.append(sample)
             with contextlib.suppress(TimeoutError):
@@ -578,9 +620,10 @@ class Chaos:
     async def run(self) -> dict[str, Any]:
         config = self.config
         faults = [f for f in config.faults if f != "failover" or config.sentinel]
-        async with self.processes(), aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)
-        ) as http:
+        async with (
+            self.processes(),
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)) as http,
+        ):
             config.log(f"started redis and {len(self.nodes)} nodes; {config.clients} clients")
             started = time.monotonic()
             rss = asyncio.create_task(self.sample_rss(max(1.0, config.duration / 60)))
@@ -614,7 +657,9 @@ class Chaos:
         await asyncio.sleep(max(0.0, when - time.monotonic()))
 
     def _report_check(self, result: CheckResult, what: str) -> None:
-        took = "not converged" if result.converged_after is None else f"{result.converged_after:.1f} s"
+        took = (
+            "not converged" if result.converged_after is None else f"{result.converged_after:.1f} s"
+        )
         self.config.log(
             f"[{result.name}] {what + '; ' if what else ''}converged: {took}, "
             f"{result.connected} connected, {len(result.violations)} violations"
