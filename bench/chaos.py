@@ -74,6 +74,8 @@ class Config:
     """Mean seconds between two actions of one client."""
     alive_ttl: float = 2.0
     faults: tuple[str, ...] = ("kill", "sigstop", "redis")
+    max_faults: int | None = None
+    """Exactly this many faults, however long they take (None: as many as ``duration`` holds)."""
     sentinel: bool = False
     direct: bool = False
     nodes: int = 3
@@ -122,7 +124,6 @@ class ChaosClient:
         self.received: dict[str, int] = {}
         """Relayed texts received, by text."""
         self.got_message = asyncio.Event()
-        self.busy = False
 
     def take_room_data(self, room_data: dict[str, Any]) -> None:
         for name, data in room_data.items():
@@ -190,9 +191,10 @@ class ChaosClient:
                 async with asyncio.timeout(CALL_TIMEOUT):
                     await sio.disconnect()
 
-    async def call(self, event: str, payload: Any, timeout: float = CALL_TIMEOUT) -> Any:
+    async def call(self, event: str, payload: Any, wait: float = CALL_TIMEOUT) -> Any:
+        """``event`` with ``payload``; its answer, waited for at most ``wait`` seconds."""
         assert self.sio is not None
-        return await self.sio.call(event, payload, timeout=timeout)
+        return await self.sio.call(event, payload, timeout=wait)
 
     async def join(self, room: str) -> None:
         reply = await self.call(
@@ -240,6 +242,11 @@ class Chaos:
             ChaosClient(i, random.Random(self.rng.random())) for i in range(config.clients)
         ]
         self.paused = asyncio.Event()
+        self.resumed = asyncio.Event()
+        self.busy = 0
+        """Clients in the middle of an action."""
+        self.idle = asyncio.Event()
+        self.idle.set()
         self.stopping = asyncio.Event()
         self.checks: list[CheckResult] = []
         self.rss: list[dict[str, Any]] = []
@@ -338,7 +345,8 @@ class Chaos:
             if self.paused.is_set():
                 await self._wait_resumed()
                 continue
-            client.busy = True
+            self.busy += 1
+            self.idle.clear()
             try:
                 await self.act(client)
             except TimeoutError:
@@ -348,12 +356,17 @@ class Chaos:
                 self.counts["errors"] += 1
                 await client.close()
             finally:
-                client.busy = False
+                self.busy -= 1
+                if not self.busy:
+                    self.idle.set()
             await asyncio.sleep(rng.expovariate(1 / self.config.action_interval))
 
     async def _wait_resumed(self) -> None:
-        while self.paused.is_set() and not self.stopping.is_set():
-            await asyncio.sleep(0.1)
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        resumed = asyncio.ensure_future(self.resumed.wait())
+        await asyncio.wait([stopping, resumed], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        resumed.cancel()
 
     async def act(self, client: ChaosClient) -> None:
         if not client.logged_in:
@@ -562,9 +575,9 @@ class Chaos:
     async def check(self, name: str, http: aiohttp.ClientSession) -> CheckResult:
         """Pause the churn, wait for agreement (bounded), probe, resume."""
         self.paused.set()
+        self.resumed.clear()
         async with asyncio.timeout(CALL_TIMEOUT * 3):
-            while any(c.busy for c in self.clients):
-                await asyncio.sleep(0.05)
+            await self.idle.wait()
         started = time.monotonic()
         result = CheckResult(name, time.time(), None)
         pending, self.pending = self.pending, []
@@ -582,6 +595,7 @@ class Chaos:
         result.connected = sum(c.logged_in for c in self.clients)
         self.checks.append(result)
         self.paused.clear()
+        self.resumed.set()
         return result
 
     # -- RSS -----------------------------------------------------------------------------------
@@ -605,12 +619,8 @@ class Chaos:
         while not self.stopping.is_set():
             sample: dict[str, Any] = {"t": round(time.monotonic() - started, 1)}
             for name, pid in self.pids().items():
-                with contextlib.suppress(OSError, ValueError):
-                    status = Path(f"/proc/{pid}/status").read_text()
-                    kb = next(
-                        int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS")
-                    )
-                    sample[name] = round(kb / 1024, 1)
+                if (mb := rss_mb(pid)) is not None:
+                    sample[name] = mb
             self.rss.append(sample)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), every)
@@ -634,7 +644,11 @@ class Chaos:
                 baseline = await self.check("baseline", http)
                 self._report_check(baseline, "")
                 turn = 0
-                while time.monotonic() + config.fault_interval / 2 < end and faults:
+                while faults and (
+                    turn < config.max_faults
+                    if config.max_faults is not None
+                    else time.monotonic() + config.fault_interval / 2 < end
+                ):
                     await self._sleep_until(min(end, time.monotonic() + config.fault_interval / 2))
                     kind = faults[turn % len(faults)]
                     turn += 1
@@ -710,6 +724,18 @@ class Chaos:
             "rss": rss_by_process,
             "rss_samples": self.rss,
         }
+
+
+def rss_mb(pid: int) -> float | None:
+    """The resident set size of process ``pid`` in MB (None: gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
 
 
 def text_report(summary: dict[str, Any]) -> str:
