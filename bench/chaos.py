@@ -137,26 +137,33 @@ class ChaosClient:
                 listed |= set(delta.get("updateClient", {}))
                 listed -= set(delta.get("removeClient", {}))
 
-    def _on_cmd(self, msg: dict[str, Any]) -> None:
-        if msg.get("msgType") == "roomData":
-            self.take_room_data(msg.get("msgData", {}).get("roomData", {}))
+    def handlers(self, sio: socketio.AsyncClient) -> None:
+        """Events of ``sio`` count only while it is this client's socket: a closed socket's
+        late events must not touch the next session's view or truth."""
 
-    def _on_msg(self, msg: dict[str, Any]) -> None:
-        text = msg.get("msgData")
-        if isinstance(text, str):
-            self.received[text] = self.received.get(text, 0) + 1
-            self.got_message.set()
+        def on_cmd(msg: dict[str, Any]) -> None:
+            if sio is self.sio and msg.get("msgType") == "roomData":
+                self.take_room_data(msg.get("msgData", {}).get("roomData", {}))
 
-    def _on_disconnect(self, *_: Any) -> None:
-        self.logged_in = False
+        def on_msg(msg: dict[str, Any]) -> None:
+            text = msg.get("msgData")
+            if sio is self.sio and isinstance(text, str):
+                self.received[text] = self.received.get(text, 0) + 1
+                self.got_message.set()
+
+        def on_disconnect(*_: Any) -> None:
+            if sio is self.sio:
+                self.logged_in = False
+
+        sio.on("easyrtcCmd", on_cmd)
+        sio.on("easyrtcMsg", on_msg)
+        sio.on("disconnect", on_disconnect)
 
     async def connect(self, url: str, rooms: list[str], transports: list[str]) -> None:
         """A new socket and a login that joins ``rooms``."""
         await self.close()
         sio = socketio.AsyncClient(reconnection=False)
-        sio.on("easyrtcCmd", self._on_cmd)
-        sio.on("easyrtcMsg", self._on_msg)
-        sio.on("disconnect", self._on_disconnect)
+        self.handlers(sio)
         self.sio = sio
         self.view = {}
         self.rooms = set()
