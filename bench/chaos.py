@@ -59,6 +59,7 @@ from support.sentinel import SentinelSetup, running_sentinels  # noqa: E402
 APP = "chaos"
 CALL_TIMEOUT = 10.0
 """Seconds a client waits for any one answer during churn (a fault may swallow a request)."""
+FAILOVER_TIMEOUT = 60.0
 REBUILT = "re-registered this node's connections"
 FAULTS = ("kill", "sigstop", "redis", "failover")
 
@@ -468,11 +469,21 @@ class Chaos:
     async def failover(self) -> str:
         if self.sentinels is None:
             return "no failover (run with --sentinel)"
-        starts = [len(s.lines) for s in self.sentinels.sentinels]
-        old = await self.sentinels.kill_master()
-        async with asyncio.timeout(60):
-            new = await self.sentinels.switched(starts)
-        return f"Sentinel failover: master {old} killed, {new} promoted"
+        setup = self.sentinels
+        starts = [len(s.lines) for s in setup.sentinels]
+        old = await setup.kill_master()
+        try:
+            async with asyncio.timeout(FAILOVER_TIMEOUT):
+                new = await setup.switched(starts)
+        except TimeoutError:
+            self.pending.append(
+                Violation("fault", "no-failover", f"master {old}", f"{FAILOVER_TIMEOUT} s")
+            )
+            return f"Sentinel failover: master {old} killed, no switch within {FAILOVER_TIMEOUT} s"
+        # The killed master comes back as a replica of the new one, so the next failover has
+        # two replicas to choose from, as the first one had.
+        await setup.rejoin_as_replica(old)
+        return f"Sentinel failover: master {old} killed, {new} promoted, {old} back as replica"
 
     # -- checks --------------------------------------------------------------------------------
 
