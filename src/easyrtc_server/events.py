@@ -125,6 +125,18 @@ class ServerEvents:
         for listener in self.listeners:
             listener.closed(peer, reason)
 
+    def departed(self, out: Outcome) -> None:
+        """Connections of another process that died left the rooms ``out`` lists (this
+        process reaped them, for it). Their sockets were never this process's: only the rooms
+        left are told, each ``last`` when the room has nobody left anywhere."""
+        listeners = self.listeners
+        for conn, room in out.left or ():
+            left = conn.app.rooms.get(room)
+            last = left is None or not left.members
+            member = Member(conn.app.name, room, conn.easyrtcid, conn.username)
+            for listener in listeners:
+                listener.left(member, last)
+
     # -- what happened -----------------------------------------------------------------------
 
     def _happened(self, out: Outcome, *, login: bool, by: Peer) -> None:

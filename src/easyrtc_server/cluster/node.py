@@ -368,6 +368,8 @@ class ClusterNode:
                 await self.carrier.deliver(applied.peer, mine, ack)
             except Exception:
                 log.exception("failed to deliver a %s log entry", entry.kind)
+        if applied.departed and isinstance(out, Outcome):  # this node reaped a dead node
+            self.carrier.departed(applied.departed, out)
         if waiter is not None and not waiter.future.done():
             waiter.future.set_result(applied)
 
