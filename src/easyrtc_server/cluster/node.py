@@ -40,14 +40,14 @@ from ..decisions import Answer, Decision, LoginRequested
 from ..engine import Carrier, EngineUnavailable, Pending, Step
 from ..errors import ErrorCode
 from ..outcome import Outcome, Push, Reply, refusal
+from . import gaps, snapshot
 from . import log as entries
-from . import snapshot
 from .health import ReaderHealth
 from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
 from .liveness import Liveness
 from .log import FIELD, LogEntry, LogFormatError
-from .rebuild import Rebuilder
+from .rebuild import Rebuilder, full_lists
 from .redisclient import redis_client
 from .registry import NodeInfo, NodeRegistry
 from .replica import Applied, Replica
@@ -81,11 +81,16 @@ local old = redis.call('GET', KEYS[2])
 if old and not older(old, ARGV[1]) then return false end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1])
-if old then redis.call('XTRIM', KEYS[3], 'MINID', old) end
+if old then
+  local last = redis.call('XREVRANGE', KEYS[3], '(' .. old, '-', 'COUNT', 1)
+  if #last > 0 then redis.call('SET', KEYS[4], last[1][1]) end
+  redis.call('XTRIM', KEYS[3], 'MINID', old)
+end
 return old or ''
 """
 """Write a snapshot unless a newer one is there, and trim the log to the snapshot before:
-a node still reading between the two loses nothing."""
+a node still reading between the two loses nothing; one further behind learns it missed
+entries from the newest id trimmed, recorded with the trim (``gaps``)."""
 
 
 class ClusterUnavailable(EngineUnavailable):
@@ -137,6 +142,9 @@ class ClusterNode:
         self._unavailable_logged = False
         self._since_snapshot = 0
         self._write_snapshot = self.redis.register_script(_WRITE_SNAPSHOT)
+        self._read_log = self.redis.register_script(gaps.READ)
+        self._gap_accepted: bytes | str = "0-0"
+        """A trim this node could not rebuild past (no readable snapshot): not noticed again."""
         self._generation = 0
         """Bumped when the log is read again from its start (``restart_log``)."""
         self.liveness = Liveness.of(self, self.rebuilder)
@@ -246,6 +254,7 @@ class ClusterNode:
         except Exception as exc:  # any document at all may be there
             self.health.snapshot_failures += 1
             snapshot.load(self.replica, empty)
+            self._gap_accepted = await self.redis.get(self.keys.trimmed) or "0-0"  # said here
             log.error(
                 "the cluster snapshot is unreadable (%r): starting without it, from what is "
                 "left of the log; connections made before it are missing until they reconnect",
@@ -273,7 +282,7 @@ class ClusterNode:
             at = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             doc = snapshot.encode(at, self.replica)
             await self._write_snapshot(
-                keys=[keys.snapshot, keys.snapshot_id, keys.log], args=[at, doc]
+                keys=[keys.snapshot, keys.snapshot_id, keys.log, keys.trimmed], args=[at, doc]
             )
         except (RedisError, OSError) as exc:
             log.warning("could not write a snapshot of the cluster state: %s", exc)
@@ -284,27 +293,92 @@ class ClusterNode:
     async def _catch_up(self) -> None:
         """Apply the whole log as it stands, before this node serves anyone."""
         while True:
-            batches = await self.redis.xread({self.keys.log: self.last_id}, count=READ_COUNT)
+            batches = await self._read()
             if not batches:
                 return
             await self._apply_batches(batches)
+
+    async def _read(self) -> Any:
+        """The next entries after ``last_id`` (``XREAD``'s reply), read with the newest
+        trimmed id; entries missed there first rebuild the replica from the latest snapshot
+        (then the entries after it are read)."""
+        keys = self.keys
+        at = self.last_id
+        trimmed, raw = await self._read_log(keys=[keys.log, keys.trimmed], args=[at, READ_COUNT])
+        if gaps.missed(at, trimmed) and gaps.missed(self._gap_accepted, trimmed):
+            if await self._rebuild_from_snapshot(at):
+                at = self.last_id
+                trimmed, raw = await self._read_log(
+                    keys=[keys.log, keys.trimmed], args=[at, READ_COUNT]
+                )
+            self._gap_accepted = trimmed  # noticed once: behind the snapshot too, go on
+        return [
+            (
+                stream,
+                [
+                    (entry_id, dict(zip(flat[::2], flat[1::2], strict=False)))
+                    for entry_id, flat in items
+                ],
+            )
+            for stream, items in raw or ()
+        ]
+
+    async def _rebuild_from_snapshot(self, at: bytes | str) -> bool:
+        """The reader missed entries after ``at`` (trimmed before it read them): load the latest
+        snapshot in place of the replica, keeping this node's sockets, and give their members
+        whole lists. False if there is no readable snapshot: the node goes on from the log's
+        oldest entry, its lists wrong for what it missed (logged)."""
+        health = self.health
+        health.log_gaps += 1
+        health.failing("rebuilding from the snapshot (it missed trimmed log entries)")
+        shown = at.decode() if isinstance(at, bytes) else at
+        log.warning(
+            "the cluster log reader missed entries trimmed from the log after %s (it was more "
+            "than a snapshot interval behind): rebuilding this node's state from the snapshot",
+            shown,
+        )
+        raw = await self.redis.get(self.keys.snapshot)
+        try:
+            if raw is None:
+                raise ValueError("there is none")
+            snapped, state = snapshot.decode(raw)
+            self.rebuilder.adopt(state)
+        except Exception as exc:  # any document at all may be there
+            health.snapshot_failures += 1
+            log.error(
+                "could not rebuild from the cluster snapshot (%r): going on from the oldest "
+                "entry of the log; the entries missed are missing from this node's lists",
+                exc,
+            )
+            return False
+        self.last_id = snapped
+        self._since_snapshot = 0
+        out = full_lists(self.core.state, list(self.carrier.links))
+        await self.carrier.deliver(None, out, None)
+        return True
 
     def restart_log(self) -> None:
         """Read the log from its start again (Redis came back empty: it is a new log); a
         batch read before is dropped."""
         self.last_id = "0-0"
+        self._gap_accepted = "0-0"
         self._generation += 1
 
     async def _read_forever(self) -> None:
         """Read and apply the log until stopped; nothing read stops it (``_apply_batches``
-        skips what it cannot apply), and ``health`` says when it is behind or failing."""
+        skips what it cannot apply), and ``health`` says when it is behind or failing. When
+        there is nothing to read it waits with ``XREAD BLOCK`` for the next entry, then reads
+        it with the trimmed mark (``_read``)."""
         health = self.health
+        key = self.keys.log
         while True:
             generation = self._generation
             try:
-                batches = await self.redis.xread(
-                    {self.keys.log: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
-                )
+                batches = await self._read()
+                if not batches:
+                    health.caught_up()
+                    await self.redis.xread({key: self.last_id}, count=1, block=READ_BLOCK_MS)
+                    continue
             except (RedisError, OSError) as exc:
                 health.failing(f"cannot read the log ({type(exc).__name__})")
                 await asyncio.sleep(RETRY_DELAY)
@@ -316,8 +390,7 @@ class ClusterNode:
                 continue
             if _read_count(batches) < READ_COUNT:
                 health.caught_up()
-            if batches:
-                await self._apply_batches(batches, generation)
+            await self._apply_batches(batches, generation)
 
     async def _apply_batches(self, batches: Any, generation: int | None = None) -> None:
         for _stream, items in batches:
