@@ -60,13 +60,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("easyrtc_server.cluster")
 
 APPEND_TIMEOUT: Final = 2.0
-"""Seconds an event waits for its entry to be appended and applied before it is refused."""
+"""Seconds an event waits for Redis to take its entry before it is refused (unavailable)."""
+APPLY_TIMEOUT: Final = 10.0
+"""Seconds an event then waits for this node to apply its entry (its reader behind a storm)
+before it is refused; the admission bound (``cluster_max_pending_appends``) keeps the wait
+short for the events it lets in."""
 READ_COUNT: Final = 512
 """Entries read per ``XREAD``."""
 READ_BLOCK_MS: Final = 1000
 RETRY_DELAY: Final = 0.5
 STOP_STEP_TIMEOUT: Final = 2.0
 """Seconds each step of leaving the cluster may take."""
+BUSY_TEXT: Final = "Server busy, try again shortly."
+"""The ``errorText`` of a state change refused because this node has too many waiting
+(``cluster_max_pending_appends``)."""
 SNAPSHOT_LOCK_MS: Final = 250
 """At most one node dumps the state per this many ms (the others would dump the same)."""
 
@@ -95,6 +102,10 @@ entries from the newest id trimmed, recorded with the trim (``gaps``)."""
 
 class ClusterUnavailable(EngineUnavailable):
     """The log could not be appended to (or did not come back) in time."""
+
+
+class ClusterBehind(ClusterUnavailable):
+    """The entry is in the log, but this node did not apply it in time (it is overloaded)."""
 
 
 @dataclass(slots=True)
@@ -140,6 +151,7 @@ class ClusterNode:
         """Encoded entries waiting for the writer, with what their events await."""
         self._write_due = asyncio.Event()
         self._unavailable_logged = False
+        self._busy_logged = False
         self._since_snapshot = 0
         self._write_snapshot = self.redis.register_script(_WRITE_SNAPSHOT)
         self._read_log = self.redis.register_script(gaps.READ)
@@ -193,7 +205,9 @@ class ClusterNode:
     async def append(self, entry: LogEntry, ack: Ack | None = None, login: Any = None) -> Applied:
         """Append ``entry`` and wait until this node has applied it (its pushes delivered,
         its reply sent through ``ack``). Raises ``ClusterUnavailable`` after
-        ``APPEND_TIMEOUT``; the entry may still be applied later, without the reply."""
+        ``APPEND_TIMEOUT`` if Redis did not take it, ``ClusterBehind`` after ``APPLY_TIMEOUT``
+        more if this node did not apply it; the entry may still be applied later, without the
+        reply."""
         entry.seq = seq = next(self._seq)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Applied] = loop.create_future()
@@ -202,14 +216,21 @@ class ClusterNode:
             written: asyncio.Future[None] = loop.create_future()
             self._outgoing.append((entry.encode(), written))
             self._write_due.set()
-            async with asyncio.timeout(APPEND_TIMEOUT):
-                await written
-                applied = await future
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise ClusterUnavailable(str(exc) or type(exc).__name__) from exc
+            try:
+                async with asyncio.timeout(APPEND_TIMEOUT):
+                    await written
+            except (TimeoutError, RedisError, OSError) as exc:
+                raise ClusterUnavailable(str(exc) or type(exc).__name__) from exc
+            try:
+                async with asyncio.timeout(APPLY_TIMEOUT):
+                    applied = await future
+            except TimeoutError as exc:
+                raise ClusterBehind(f"not applied within {APPLY_TIMEOUT:.0f} s") from exc
         finally:
             self._waiters.pop(seq, None)
         self._unavailable_logged = False
+        if self._busy_logged and len(self._waiters) < self.options.cluster_max_pending_appends // 2:
+            self._busy_logged = False
         return applied
 
     async def _write_forever(self) -> None:
@@ -468,6 +489,8 @@ class ClusterNode:
         if size > self.options.cluster_max_entry_size:
             code = ErrorCode.MSG_REJECT_BAD_SIZE
             return refusal(core.now(), cid, event, code, close=login)
+        if len(self._waiters) >= self.options.cluster_max_pending_appends:
+            return self._busy(cid, event, login)
         self._appended.add(cid)
         entry = entries.recv(self.node_id, core.now(), cid, peer.remote_address, event, checked)
         return self._through_log(entry, ack, data if login else None)
@@ -562,10 +585,29 @@ class ClusterNode:
         if out.sends:
             await carrier.deliver(None, out, None)
 
+    def _busy(self, cid: str, event: str, login: bool) -> Outcome:
+        """Too many of this node's entries are waiting to be applied: a new state change is
+        refused at once, as busy (the generic failure of its kind, as the reference has no
+        busy code), rather than queued behind them. Logged once per busy spell."""
+        self.health.busy_refusals += 1
+        if not self._busy_logged:
+            log.warning(
+                "this node has %d cluster log entries waiting to be applied "
+                "(cluster_max_pending_appends): new state changes are refused as busy",
+                len(self._waiters),
+            )
+            self._busy_logged = True
+        code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
+        return refusal(self.core.now(), cid, event, code, text=BUSY_TEXT, close=login)
+
     def _log_unavailable(self, exc: BaseException) -> None:
-        if not self._unavailable_logged:
+        if self._unavailable_logged:
+            return
+        self._unavailable_logged = True
+        if isinstance(exc, ClusterBehind):
+            log.error("this node's cluster log reader is behind (%s): state changes wait", exc)
+        else:
             log.error("the cluster log is unavailable (%s): state changes are refused", exc)
-            self._unavailable_logged = True
 
 
 def _read_count(batches: Any) -> int:
