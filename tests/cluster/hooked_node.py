@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from easyrtc_server import cli
@@ -64,6 +65,8 @@ class BehaviourHooks(Hooks):
             case "occupants":
                 found = sorted(server.occupants(app, data["room"]))
                 return {"msgType": "occupants", "msgData": found}
+            case "hog":  # a long, blocking piece of work: the event loop starves meanwhile
+                time.sleep(float(data["seconds"]))
             case "rooms":
                 return {"msgType": "rooms", "msgData": server.rooms(app)}
             case "connection":

@@ -1,17 +1,23 @@
-"""A node whose log appends pile up refuses new state changes at once, as busy.
+"""Overload is not failure: a busy node refuses new state changes as busy, and is not reaped.
 
 Real redis-server and a real node process allowed 2 entries waiting
 (``cluster_max_pending_appends``). Redis is frozen (SIGSTOP), so the node's appends cannot
 complete; three clients log in at once: two are let in and wait, the third is answered at once
 with ``LOGIN_GEN_FAIL`` "Server busy…" (the reference's generic login failure), counted in
 ``/metrics`` and logged once. Once Redis runs again, logins work.
+
+And a node whose event loop is blocked for three alive TTLs (a hook doing blocking work) is
+not declared dead: its heartbeat thread keeps its alive key, so its clients' peers on the
+other node see nobody leave.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,9 +26,13 @@ from support.client import Client
 from support.nodes import running_nodes
 from support.redisserver import running_redis
 
+from .test_failures import NODE_ENV as FAILURE_ENV
+from .test_failures import clients
+
 BUSY = "Server busy, try again shortly."
 LOGIN = {"msgType": "authenticate", "msgData": {"apiVersion": "1.1.1-beta"}}
 NODE_ENV = {"EASYRTC_CLUSTER_MAX_PENDING_APPENDS": "2"}
+TESTS_DIR = Path(__file__).resolve().parent.parent
 
 
 async def test_logins_beyond_the_append_bound_are_refused_at_once_as_busy() -> None:
@@ -61,3 +71,27 @@ async def test_logins_beyond_the_append_bound_are_refused_at_once_as_busy() -> N
             await again.sio.disconnect()
         for client in clients:
             await client.sio.disconnect()
+
+
+async def test_a_node_whose_event_loop_is_blocked_past_the_alive_ttl_is_not_reaped() -> None:
+    env = {
+        **FAILURE_ENV,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.getenv("PYTHONPATH")])),
+    }
+    async with (
+        running_redis() as redis,
+        running_nodes(redis.url, 2, env=env, module="cluster.hooked_node") as (a, b),
+        clients() as join,
+    ):
+        on_a, on_b = await join(a), await join(b)
+        both = {on_a.id, on_b.id}
+        await asyncio.gather(on_a.sees(both), on_b.sees(both))
+        # b's event loop does nothing else for 3 alive TTLs (2 s each), a checks every 0.5 s
+        ack = await on_b.client.cmd("hog", msgData={"seconds": 6})
+        assert ack["msgType"] == "ack", ack
+        await on_a.client.cmd("getRoomList")  # a's pushes before this reply have arrived
+        while not on_a.client.cmds.empty():
+            pushed = on_a.client.cmds.get_nowait()
+            assert "removeClient" not in str(pushed), pushed
+        assert not any("is gone" in line for line in a.lines)
+        assert (await on_a.send_to(on_b, "still here"))["msgData"] == "still here"

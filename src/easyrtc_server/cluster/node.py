@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -43,12 +44,13 @@ from ..outcome import Outcome, Push, Reply, refusal
 from . import gaps, snapshot
 from . import log as entries
 from .health import ReaderHealth
+from .heartbeat import Heartbeat
 from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
 from .liveness import Liveness
 from .log import FIELD, LogEntry, LogFormatError
 from .rebuild import Rebuilder, full_lists
-from .redisclient import redis_client
+from .redisclient import blocking_redis_client, redis_client
 from .registry import NodeInfo, NodeRegistry
 from .replica import Applied, Replica
 
@@ -127,9 +129,15 @@ class ClusterNode:
         self.node_id = node_id or new_node_id()
         self.keys = ClusterKeys(options.cluster_name)
         self.redis: Redis = redis_client(options)  # one Redis, or a master behind Sentinel
-        self.registry = NodeRegistry(
-            self.redis, self.keys, NodeInfo(self.node_id), ttl=options.cluster_alive_ttl
+        info = NodeInfo(self.node_id)
+        ttl = options.cluster_alive_ttl
+        heartbeat = Heartbeat(  # the alive key, kept fresh even while the event loop is busy
+            lambda: blocking_redis_client(options, timeout=ttl / 3),
+            self.keys.alive(self.node_id),
+            info.encode,
+            ttl,
         )
+        self.registry = NodeRegistry(self.redis, self.keys, info, ttl=ttl, heartbeat=heartbeat)
         self.health = ReaderHealth()
         """The readers' progress and what they skipped (``/readyz``, ``/metrics``)."""
         self.rebuilder = Rebuilder(self)  # failures: cluster/rebuild.py, cluster/liveness.py
@@ -157,6 +165,9 @@ class ClusterNode:
         self._read_log = self.redis.register_script(gaps.READ)
         self._gap_accepted: bytes | str = "0-0"
         """A trim this node could not rebuild past (no readable snapshot): not noticed again."""
+        self.heard: dict[str, float] = {}
+        """node id -> when (monotonic) this node last applied one of its entries: a node
+        still writing is not reaped, however late its alive key (``liveness``)."""
         self._generation = 0
         """Bumped when the log is read again from its start (``restart_log``)."""
         self.liveness = Liveness.of(self, self.rebuilder)
@@ -436,6 +447,9 @@ class ClusterNode:
         """Apply one entry; deliver its pushes to this node's sockets (and the reply, when
         this node appended it); wake the event that waits for it."""
         waiter = self._waiters.pop(entry.seq, None) if entry.node == self.node_id else None
+        self.heard[entry.node] = time.monotonic()
+        if entry.kind == entries.NODE_GONE:  # forget it (a restarted node has a new id)
+            self.heard.pop(str(entry.body.get("node")), None)
         try:
             applied = self.replica.apply(entry)
         except Exception as exc:  # a bug: the same on every replica, so it costs one entry
