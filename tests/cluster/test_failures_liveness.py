@@ -150,7 +150,7 @@ async def test_a_busy_event_loop_keeps_its_alive_key_through_the_heartbeat_threa
     registry = NodeRegistry(redis, keys, info, ttl=0.6, heartbeat=heartbeat)
     try:
         await registry.start()
-        time.sleep(2.0)  # the event loop does nothing else for more than three TTLs
+        time.sleep(2.0)  # noqa: ASYNC251 (the loop does nothing else for over three TTLs)
         assert await redis.exists(keys.alive("n"))  # still there: the thread kept it fresh
         assert heartbeat.refreshes >= 3
         await registry.stop()
