@@ -70,6 +70,8 @@ short for the events it lets in."""
 READ_COUNT: Final = 512
 """Entries read per ``XREAD``."""
 READ_BLOCK_MS: Final = 1000
+APPLY_SLICE: Final = 64
+"""Entries applied between two hand-overs of the event loop to the node's other tasks."""
 RETRY_DELAY: Final = 0.5
 STOP_STEP_TIMEOUT: Final = 2.0
 """Seconds each step of leaving the cluster may take."""
@@ -425,8 +427,14 @@ class ClusterNode:
             await self._apply_batches(batches, generation)
 
     async def _apply_batches(self, batches: Any, generation: int | None = None) -> None:
+        """Apply what ``XREAD`` returned, in order, handing the event loop over every
+        ``APPLY_SLICE`` entries: a long batch does not hold the other tasks up."""
+        applied = 0
         for _stream, items in batches:
             for entry_id, fields in items:
+                applied += 1
+                if applied % APPLY_SLICE == 0:
+                    await asyncio.sleep(0)
                 if generation is not None and generation != self._generation:
                     return
                 self.last_id = entry_id
