@@ -128,12 +128,15 @@ class ServerEvents:
     def departed(self, out: Outcome) -> None:
         """Connections of another process that died left the rooms ``out`` lists (this
         process reaped them, for it). Their sockets were never this process's: only the rooms
-        left are told, each ``last`` when the room has nobody left anywhere."""
+        left are told; the last of a room's is ``last`` when the room has nobody left anywhere."""
         listeners = self.listeners
-        for conn, room in out.left or ():
-            left = conn.app.rooms.get(room)
-            last = left is None or not left.members
-            member = Member(conn.app.name, room, conn.easyrtcid, conn.username)
+        pairs = out.left or []
+        final = {(conn.app.name, room): i for i, (conn, room) in enumerate(pairs)}
+        for i, (conn, room) in enumerate(pairs):
+            key = (conn.app.name, room)
+            remains = conn.app.rooms.get(room)
+            last = final[key] == i and (remains is None or not remains.members)
+            member = Member(key[0], room, conn.easyrtcid, conn.username)
             for listener in listeners:
                 listener.left(member, last)
 

@@ -4,7 +4,8 @@ Real redis-server, three real node processes with the test hooks (``hooked_node`
 where each hook runs) and a webhook receiver shared by all of them. A node is killed with
 ``kill -9``: one survivor (the one that appends its ``node-gone``) runs what the dead node
 would have run for each of its clients: each ``room_left``, then ``disconnect``, and each
-``participant_left`` webhook, exactly once in the whole cluster.
+``participant_left`` webhook, exactly once in the whole cluster. Without Redis: which rooms
+the listeners are told finished (only one whose last member anywhere left, once).
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from easyrtc_server.cluster import log as entries
+from easyrtc_server.events import Listener, Member, ServerEvents
+from easyrtc_server.outcome import Outcome
 from support.nodes import Node, running_nodes
 from support.ports import free_port
 from support.redisserver import running_redis
 
 from .test_failures import NODE_ENV, TARGET, clients
+from .test_replica import Cluster
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 SECRET = "whsec-reaped-0123456789"
@@ -112,3 +117,37 @@ async def test_a_dead_nodes_clients_get_their_hooks_and_webhooks_once_on_one_sur
             # The survivors' own clients are still there: nobody else left, the room goes on.
             assert not any(e["event"] == "room_finished" for e in hook.events)
             assert ran([a, b], f"hook disconnect of {on_a.id}") == [0, 0]
+
+
+class Told(Listener):
+    def __init__(self) -> None:
+        self.left_rooms: list[tuple[str, str, bool]] = []
+
+    def left(self, member: Member, last: bool) -> None:
+        self.left_rooms.append((member.room, member.easyrtcid, last))
+
+
+def test_the_rooms_a_dead_nodes_clients_left_are_told_finished_only_when_nobody_is_left() -> None:
+    cluster = Cluster()
+    for node in ("n1", "n2", "n2"):
+        cluster.open(node)
+    rooms = {"n1": ["r1"], "n2": ["r1", "r2"]}
+    for node, cid in list(cluster.peers):
+        join = {room: {"roomName": room} for room in rooms[node]}
+        data = {"apiVersion": "1.1.1-beta", "roomJoin": join}
+        cluster.event(node, cid, "easyrtcAuth", {"msgType": "authenticate", "msgData": data}, None)
+    dead = [cid for node, cid in cluster.peers if node == "n2"]
+    out = cluster.append(entries.node_gone("n1", 1, "n2"))["n1"].result
+    assert isinstance(out, Outcome)
+    events = ServerEvents()
+    told = Told()
+    events.add(told)
+    events.departed(out)
+    # r1 goes on with n1's client; r2 had only the dead node's two: finished once, at the end
+    r1 = [(cid, last) for room, cid, last in told.left_rooms if room == "r1"]
+    r2 = [(cid, last) for room, cid, last in told.left_rooms if room == "r2"]
+    assert sorted(cid for cid, _ in r1) == sorted(dead) and not any(last for _, last in r1)
+    assert sorted(cid for cid, _ in r2) == sorted(dead) and [last for _, last in r2] == [
+        False,
+        True,
+    ]

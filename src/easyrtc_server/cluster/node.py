@@ -627,7 +627,11 @@ class ClusterNode:
             return
         self._unavailable_logged = True
         if isinstance(exc, ClusterBehind):
-            log.error("this node's cluster log reader is behind (%s): state changes wait", exc)
+            log.error(
+                "this node's cluster log reader is behind (%s): state changes that wait "
+                "longer are refused",
+                exc,
+            )
         else:
             log.error("the cluster log is unavailable (%s): state changes are refused", exc)
 
