@@ -1,0 +1,158 @@
+"""The member lists a client holds, as easyrtc.js builds them from what it receives.
+
+Coalesced room updates (``room_update_tick`` > 0) merge the ``roomData`` deltas a client would
+get one by one into fewer pushes. What a user notices is not the pushes but the lists the client
+holds whenever it looks at them, so the differential tests compare those: `applied_views`
+replaces each client's delta pushes with the lists it holds at the next thing it observes (an
+ack, a ``sync`` marker, any other push), shown only where they changed. Everything else stays
+in the trace as it was.
+
+Applying follows easyrtc.js's ``processRoomData`` (node_modules/open-easyrtc/api/
+easyrtc_int.js): a ``clientList`` replaces the room's list; a ``clientListDelta`` adds each
+``updateClient`` entry the list lacks, refreshes only ``apiField`` and ``presence`` of one it
+has, then deletes each ``removeClient`` id; ``roomStatus: "leave"`` forgets the room. It reads
+the ``roomData`` of tokens, of ``roomJoin`` / ``roomLeave`` replies and of ``roomData`` pushes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, Final
+
+from .trace import Event
+
+APPLIED: Final = "roomData (applied)"
+"""The event name of a view: ``push roomData (applied)`` in a rendering."""
+
+Lists = dict[str, dict[str, Any]]
+"""Room name → {easyrtcid: the client's entry for that member}."""
+
+_DELTA_KEYS: Final = frozenset({"roomName", "roomStatus", "clientListDelta"})
+_REFRESHED: Final = ("apiField", "presence")
+
+
+def room_data(event: Event) -> dict[str, Any] | None:
+    """The ``roomData`` easyrtc.js applies from ``event``, or None."""
+    data = event.data
+    if not isinstance(data, dict) or event.kind not in {"ack", "push"}:
+        return None
+    if event.kind == "push" and (event.event != "easyrtcCmd" or data.get("msgType") != "roomData"):
+        return None
+    if event.kind == "ack" and data.get("msgType") not in {"token", "roomData"}:
+        return None
+    msg_data = data.get("msgData")
+    rooms = msg_data.get("roomData") if isinstance(msg_data, dict) else None
+    return rooms if isinstance(rooms, dict) else None
+
+
+def is_delta_push(event: Event) -> bool:
+    """A ``roomData`` push made only of member-list deltas (``roomStatus: "update"``, no
+    ``clientList``, no room ``field``): what coalescing may merge."""
+    rooms = room_data(event)
+    if event.kind != "push" or not rooms:
+        return False
+    return all(
+        isinstance(entry, dict)
+        and set(entry) <= _DELTA_KEYS
+        and entry.get("roomStatus") == "update"
+        and isinstance(entry.get("clientListDelta"), dict)
+        for entry in rooms.values()
+    )
+
+
+def apply(lists: Lists, rooms: dict[str, Any]) -> None:
+    """``rooms`` (a message's ``roomData``) applied to ``lists`` as easyrtc.js does."""
+    for name, entry in rooms.items():
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("roomStatus") == "leave":
+            lists.pop(name, None)
+            continue
+        client_list = entry.get("clientList")
+        delta = entry.get("clientListDelta")
+        if client_list:
+            if isinstance(client_list, dict):
+                lists[name] = copy.deepcopy(client_list)
+        elif isinstance(delta, dict):
+            updates = delta.get("updateClient")
+            if isinstance(updates, dict) and updates:
+                members = lists.setdefault(name, {})
+                for cid, fields in updates.items():
+                    if cid not in members:
+                        members[cid] = copy.deepcopy(fields)
+                    elif isinstance(fields, dict) and isinstance(members[cid], dict):
+                        for key in _REFRESHED:
+                            if key in fields:
+                                members[cid][key] = copy.deepcopy(fields[key])
+            removes = delta.get("removeClient")
+            if isinstance(removes, dict) and name in lists:
+                for cid in removes:
+                    lists[name].pop(cid, None)
+
+
+def _changed(lists: Lists, shown: Lists) -> dict[str, Any]:
+    """The rooms whose list differs from what was last shown (None: the room is gone)."""
+    return {
+        name: lists.get(name)
+        for name in sorted(set(lists) | set(shown))
+        if lists.get(name) != shown.get(name)
+    }
+
+
+def at_every_event(_event: Event) -> bool:
+    return True
+
+
+def at_other_than_sync(event: Event) -> bool:
+    """In a cluster a delta may reach its client beside a ``sync`` marker (see
+    ``CLUSTER_DIFFERENCES``): the lists are compared at every other observation."""
+    return event.kind != "sync"
+
+
+def applied_views(
+    events: list[Event], observes: Callable[[Event], bool] = at_every_event
+) -> list[Event]:
+    """``events`` with every client's delta pushes replaced by ``push roomData (applied)``
+        events: before each event that ``observes`` (by default every other event) and at the end
+        of the client's events, the lists of the rooms that changed since they were last seen
+        whole. Events of the other kinds, full lists included, are kept as they are; views already
+    in ``events`` (a golden trace) are applied as the lists they show, so that a view taken at
+    every event can be taken again at fewer (``at_other_than_sync``)."""
+    out: list[Event] = []
+    lists: dict[str, Lists] = {}
+    shown: dict[str, Lists] = {}
+
+    def show(client: str) -> None:
+        changed = _changed(lists.get(client, {}), shown.get(client, {}))
+        if changed:
+            out.append(Event("push", client, APPLIED, copy.deepcopy(changed)))
+            shown[client] = copy.deepcopy(lists[client])
+
+    last: str | None = None
+    for event in events:
+        client = event.client
+        if last is not None and client != last:
+            show(last)
+        last = client
+        held = lists.setdefault(client, {})
+        if event.kind == "push" and event.event == APPLIED:  # a view made before (golden)
+            for name, members in event.data.items():
+                if members is None:
+                    held.pop(name, None)
+                else:
+                    held[name] = copy.deepcopy(members)
+            continue
+        if is_delta_push(event):
+            apply(held, room_data(event) or {})
+            continue
+        if observes(event):
+            show(client)
+        out.append(event)
+        rooms = room_data(event)
+        if rooms is not None:  # seen whole: the event itself is compared as it is
+            apply(held, rooms)
+            shown[client] = copy.deepcopy(held)
+    if last is not None:
+        show(last)
+    return out
