@@ -139,7 +139,7 @@ class Options(ProtocolOptions):
     """Applications that may exist at once; logins cannot create more (0: no limit)."""
 
     # Performance
-    room_update_tick: float = 0.0
+    room_update_tick: float = 0.005
     """Seconds during which the member-list deltas one socket receives are merged into one push
     (``coalescing.Coalescer.flush``); 0 sends each delta at once, as the reference does."""
 

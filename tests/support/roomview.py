@@ -17,7 +17,7 @@ the ``roomData`` of tokens, of ``roomJoin`` / ``roomLeave`` replies and of ``roo
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from .trace import Event
@@ -100,34 +100,41 @@ def _changed(lists: Lists, shown: Lists) -> dict[str, Any]:
     }
 
 
-def at_every_event(_event: Event) -> bool:
-    return True
+@dataclass(frozen=True)
+class Points:
+    """Where the lists a client holds are compared: before each event it observes."""
+
+    sync: bool
+    """``sync`` markers are such events. Not in a cluster: there a delta from another node may
+    reach its client after the barrier that follows the change, up to the client's next other
+    event (``CLUSTER_DIFFERENCES``); and when that event brings a room's whole list (a token, a
+    ``roomJoin`` reply), the coalesced delta may be folded into it, so that list alone shows
+    the room's changes."""
 
 
-def at_other_than_sync(event: Event) -> bool:
-    """In a cluster a delta may reach its client beside a ``sync`` marker (see
-    ``CLUSTER_DIFFERENCES``): the lists are compared at every other observation."""
-    return event.kind != "sync"
+EVERY_EVENT: Final = Points(sync=True)
+BESIDE_BARRIERS: Final = Points(sync=False)
 
 
-def applied_views(
-    events: list[Event], observes: Callable[[Event], bool] = at_every_event
-) -> list[Event]:
+def applied_views(events: list[Event], points: Points = EVERY_EVENT) -> list[Event]:
     """``events`` with every client's delta pushes replaced by ``push roomData (applied)``
-        events: before each event that ``observes`` (by default every other event) and at the end
-        of the client's events, the lists of the rooms that changed since they were last seen
-        whole. Events of the other kinds, full lists included, are kept as they are; views already
-    in ``events`` (a golden trace) are applied as the lists they show, so that a view taken at
-    every event can be taken again at fewer (``at_other_than_sync``)."""
+    events: before each event it observes (``points``) and at the end of the client's events,
+    the lists of the rooms that changed since they were last seen whole. Events of the other
+    kinds, full lists included, are kept as they are. Views already in ``events`` (a golden
+    trace) are applied as the lists they show, so that views taken at ``EVERY_EVENT`` can be
+    taken again at fewer points."""
     out: list[Event] = []
     lists: dict[str, Lists] = {}
     shown: dict[str, Lists] = {}
 
-    def show(client: str) -> None:
-        changed = _changed(lists.get(client, {}), shown.get(client, {}))
+    def show(client: str, folded: frozenset[str] = frozenset()) -> None:
+        held = lists.get(client, {})
+        changed = _changed(held, shown.get(client, {}))
+        for name in folded:
+            changed.pop(name, None)
         if changed:
             out.append(Event("push", client, APPLIED, copy.deepcopy(changed)))
-            shown[client] = copy.deepcopy(lists[client])
+            shown[client] = copy.deepcopy(held)
 
     last: str | None = None
     for event in events:
@@ -146,13 +153,24 @@ def applied_views(
         if is_delta_push(event):
             apply(held, room_data(event) or {})
             continue
-        if observes(event):
+        rooms = room_data(event)
+        if event.kind != "sync":
+            show(client, frozenset() if points.sync else _whole_lists(rooms))
+        elif points.sync:
             show(client)
         out.append(event)
-        rooms = room_data(event)
         if rooms is not None:  # seen whole: the event itself is compared as it is
             apply(held, rooms)
             shown[client] = copy.deepcopy(held)
     if last is not None:
         show(last)
     return out
+
+
+def _whole_lists(rooms: dict[str, Any] | None) -> frozenset[str]:
+    """The rooms whose whole list ``rooms`` (a message's ``roomData``) gives."""
+    if not rooms:
+        return frozenset()
+    return frozenset(
+        name for name, entry in rooms.items() if isinstance(entry, dict) and entry.get("clientList")
+    )
