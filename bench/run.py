@@ -89,6 +89,7 @@ _ASGI_ENV = {"EASYRTC_DEMOS_ENABLE": "false", "EASYRTC_LOG_LEVEL": "warning"}
 
 SERVERS: dict[str, Variant] = {
     "ours": Variant((*_OURS, *_OURS_ADDR)),
+    "ours-tick0": Variant((*_OURS, *_OURS_ADDR), {"EASYRTC_ROOM_UPDATE_TICK": "0"}),
     "ours-tick5": Variant((*_OURS, *_OURS_ADDR), {"EASYRTC_ROOM_UPDATE_TICK": "0.005"}),
     "ours-psio": Variant((*_OURS, "--transport", "python-socketio", *_OURS_ADDR)),
     "ours-uvicorn": Variant(_UVICORN, {**_ASGI_ENV, "EASYRTC_TRANSPORT": "lean"}, lean=True),
@@ -461,6 +462,14 @@ def main() -> None:
         help="a load generator parameter for every scenario, or the one LABEL (see loadgen.js)",
     )
     parser.add_argument(
+        "--server-param",
+        action="append",
+        default=[],
+        metavar="NAME:[LABEL:]KEY=VALUE",
+        help="a load generator parameter for one server's runs, e.g. reference:clients=500 "
+        "(a storm at the size the reference manages, per CPU-second against ours at 1,000)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="a py-spy flame graph of each of our servers per run, in bench/results/profiles/",
@@ -511,6 +520,7 @@ def main() -> None:
             "quick": args.quick,
             "only": args.only,
             "param": args.param,
+            "server_param": args.server_param,
             "rounds": args.rounds,
             "heavy_rounds": args.heavy_rounds,
             "cpus": os.cpu_count(),
@@ -550,6 +560,12 @@ def run_plan(
     notes: list[str] = []
     skipped: set[str] = set()
     scenario_servers: dict[str, tuple[str, ...]] = {}
+    server_params: dict[str, list[str]] = {}
+    for spec in args.server_param:
+        name, sep, rest = spec.partition(":")
+        if not sep or name not in SERVERS:
+            raise SystemExit(f"--server-param wants NAME:[LABEL:]KEY=VALUE, not {spec!r}")
+        server_params.setdefault(name, []).append(rest)
     for spec in args.scenario_servers:
         label, _, names = spec.partition("=")
         scenario_servers[label] = tuple(n.strip() for n in names.split(",") if n.strip())
@@ -592,8 +608,11 @@ def run_plan(
                     ext = ".txt" if args.profile_format == "raw" else ".svg"
                     profile = log.parent.parent / "profiles" / f"{log.stem}{ext}"
                     enabled = args.profile and not variant.reference
+                    own = with_params(scenario, server_params.get(name, []))
                     with profiled(server.proc.pid, profile, enabled, args.profile_format):
-                        result = run_scenario(server.url, server.proc.pid, scenario, gen_log)
+                        result = run_scenario(server.url, server.proc.pid, own, gen_log)
+                    if own.params != scenario.params:
+                        result["params"] = own.params
                     if profile.exists():
                         result["profile"] = str(profile.relative_to(ROOT))
                     result["round"] = round_
