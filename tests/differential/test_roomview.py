@@ -155,3 +155,24 @@ def test_in_a_cluster_a_late_delta_may_be_folded_into_the_next_whole_list() -> N
 
 def views_beside_barriers(events: list[Event]) -> list[Any]:
     return [e.data for e in applied_views(events, BESIDE_BARRIERS) if e.event == APPLIED]
+
+
+def test_an_empty_client_list_empties_the_room() -> None:
+    """``{}`` is true to JavaScript: easyrtc.js replaces the list with it (and then ignores the
+    entry's delta)."""
+    emptied = Event(
+        "push",
+        "alice",
+        "easyrtcCmd",
+        {
+            "msgType": "roomData",
+            "msgData": {"roomData": {"r1": {"roomName": "r1", "clientList": {}}}},
+        },
+    )
+    events = [
+        token({"@alice": ALICE, "@bob": BOB}),
+        emptied,
+        delta({"r1": {"updateClient": {"@carol": CAROL}}}),
+        SYNC,
+    ]
+    assert views(events) == [{"r1": {"@carol": CAROL}}]

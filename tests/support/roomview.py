@@ -71,15 +71,14 @@ def apply(lists: Lists, rooms: dict[str, Any]) -> None:
             continue
         client_list = entry.get("clientList")
         delta = entry.get("clientListDelta")
-        if client_list:
-            if isinstance(client_list, dict):
-                lists[name] = copy.deepcopy(client_list)
+        if _truthy(client_list):
+            lists[name] = copy.deepcopy(client_list) if isinstance(client_list, dict) else {}
         elif isinstance(delta, dict):
             updates = delta.get("updateClient")
             if isinstance(updates, dict) and updates:
                 members = lists.setdefault(name, {})
                 for cid, fields in updates.items():
-                    if cid not in members:
+                    if not _truthy(members.get(cid)):
                         members[cid] = copy.deepcopy(fields)
                     elif isinstance(fields, dict) and isinstance(members[cid], dict):
                         for key in _REFRESHED:
@@ -172,5 +171,12 @@ def _whole_lists(rooms: dict[str, Any] | None) -> frozenset[str]:
     if not rooms:
         return frozenset()
     return frozenset(
-        name for name, entry in rooms.items() if isinstance(entry, dict) and entry.get("clientList")
+        name
+        for name, entry in rooms.items()
+        if isinstance(entry, dict) and _truthy(entry.get("clientList"))
     )
+
+
+def _truthy(value: Any) -> bool:
+    """JavaScript's truth (``{}`` is true): what easyrtc.js's ``if (x)`` tests."""
+    return value is not None and value is not False and value != 0 and value != ""
