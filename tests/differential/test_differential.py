@@ -14,7 +14,7 @@ merges the ``roomData`` deltas of one ``room_update_tick`` into one push (README
 Compatibility). ``support.roomview.applied_views`` applies each client's delta pushes as
 easyrtc.js does and puts the member lists it then holds (``push roomData (applied)``, the rooms
 that changed) before the next thing it observes: an ack, a ``sync`` marker, any other push
-(in a cluster, any but a ``sync`` marker, see ``CLUSTER_DIFFERENCES``). Every other event,
+(in a cluster, any but a ``sync`` marker: ``CLUSTER_POINTS``). Every other event,
 full lists included, is compared as it is. Golden traces hold these views.
 
 Servers are shared per option set for the whole module (one event loop per module); each run uses
@@ -316,13 +316,6 @@ CLUSTER_DIFFERENCES: dict[str, str] = {
         "Compared: every push and its place among its target's acks and other pushes; not "
         "compared: which sync markers it comes before (pushes_before_barriers)"
     ),
-    "member lists compared beside barriers": (
-        "for the same reason a roomData delta may reach its client after the barrier that "
-        "follows the change; with room_update_tick its node may then fold the change into the "
-        "next token or roomJoin reply, which brings the whole list (the member is current). "
-        "Compared: the lists a client holds at each event but sync markers, a room's changes "
-        "shown by the whole list that event brings (roomview.BESIDE_BARRIERS)"
-    ),
 }
 """What a cluster cannot promise that the single process does, each with its reason; applied to
 the expected and to the cluster's trace alike."""
@@ -482,6 +475,14 @@ async def test_differential_cluster(
     await compare_with_expected(name, servers, "cluster", cluster_factory(redis_server.url))
 
 
+CLUSTER_POINTS = BESIDE_BARRIERS
+"""Where a cluster's member lists are compared: for the reason the first ``CLUSTER_DIFFERENCES``
+entry gives, a roomData delta may reach its client after the barrier that follows the change,
+and with ``room_update_tick`` its node may then fold the change into the client's next token or
+``roomJoin`` reply, whose whole list shows it (``roomview.Points``). With barriers that wait for
+the other nodes too, ``EVERY_EVENT`` as on one server."""
+
+
 async def compare_with_expected(
     name: str, servers: ServerPool, kind: str, factory: ServerFactory
 ) -> None:
@@ -490,7 +491,7 @@ async def compare_with_expected(
     scenario = SCENARIOS[name]
     reference = await run_on(servers, "reference", reference_server, scenario)
     ours = await run_on(servers, kind, factory, scenario, tolerate=True)
-    points = BESIDE_BARRIERS if kind == "cluster" else EVERY_EVENT
+    points = CLUSTER_POINTS if kind == "cluster" else EVERY_EVENT
     actual = render(applied_views(ours, points))
     from_reference = render(applied_views(expected_from_reference(name, reference)))
     if name in DELIBERATE and name not in TRANSFORMS:

@@ -104,11 +104,11 @@ class Points:
     """Where the lists a client holds are compared: before each event it observes."""
 
     sync: bool
-    """``sync`` markers are such events. Not in a cluster: there a delta from another node may
+    """``sync`` markers are such events. Not in a cluster whose barriers do not wait for the
+    other nodes (``test_differential.CLUSTER_POINTS``): there a delta from another node may
     reach its client after the barrier that follows the change, up to the client's next other
-    event (``CLUSTER_DIFFERENCES``); and when that event brings a room's whole list (a token, a
-    ``roomJoin`` reply), the coalesced delta may be folded into it, so that list alone shows
-    the room's changes."""
+    event; and when that event brings a room's whole list (a token, a ``roomJoin`` reply), the
+    coalesced delta may be folded into it, so that list alone shows the room's changes."""
 
 
 EVERY_EVENT: Final = Points(sync=True)
