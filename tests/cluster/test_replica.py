@@ -36,7 +36,9 @@ from easyrtc_server.options import Options
 from easyrtc_server.outcome import Outcome, Push, Reply
 
 NODES = ("n1", "n2", "n3")
-OPTIONS = Options(room_max_connection=3, max_rooms_per_connection=3)
+OPTIONS = Options(room_max_connection=3, max_rooms_per_connection=3, room_update_tick=0)
+"""Each member-list change pushed in the outcome of the entry that makes it: what these tests
+read (the coalesced updates on a cluster: ``test_coalesce``, ``tests/core/test_room_updates``)."""
 
 
 def yes(decision: Decision) -> Answer:

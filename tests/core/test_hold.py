@@ -26,12 +26,13 @@ SECRET = "s" * 32
 
 
 class World:
-    """A core with a clock that moves, and sockets that are open (have a link) or not."""
+    """A core with a clock that moves, and sockets that are open (have a link) or not; each
+    member-list change pushed at once (``room_update_tick`` 0) unless told otherwise."""
 
     def __init__(self, start: int = NOW, prefix: str = "id", **changes: Any) -> None:
         self.now = start
         ids = itertools.count(1)
-        options = Options().replace(**{"resume_secret": SECRET, **changes})
+        options = Options().replace(**{"resume_secret": SECRET, "room_update_tick": 0, **changes})
         self.core = Core(options, clock=lambda: self.now, new_id=lambda: f"{prefix}-{next(ids)}")
         self.open_ids: set[str] = set()
         self.queued: list[tuple[str, dict[str, Any]]] = []
