@@ -282,13 +282,15 @@ _cluster_ids = itertools.count(1)
 
 CLUSTER_DIFFERENCES: dict[str, str] = {
     "pushes float over barriers": (
-        "a push caused on another node (a relayed offer, candidate or easyrtcMsg over Redis "
-        "pub/sub; a roomData delta from a log entry another node appended) reaches its target "
-        "beside that target's own socket, so the target's barrier round trip (a sync marker, "
-        "answered by its node at once) can overtake it: a cluster promises each sender's order "
-        "and one order of state changes, not their order against another client's requests. "
-        "Compared: every push and its place among its target's acks and other pushes; not "
-        "compared: which sync markers it comes before (pushes_before_barriers)"
+        "a roomData delta from a log entry another node appended reaches its target beside that "
+        "target's own socket, so the target's barrier round trip (a sync marker, answered by its "
+        "node at once) can overtake it: a cluster promises each sender's order and one order of "
+        "state changes, not their order against another client's requests. Compared: every push "
+        "and its place among its target's acks and other pushes; not compared: which sync "
+        "markers it comes before (pushes_before_barriers). Relays between nodes (an offer, a "
+        "candidate, an easyrtcMsg over a node's inbox) are acked once queued and can arrive "
+        "after the target's next own reply too; the barrier waits for them (Trace's "
+        "relay_barrier), so they land where they do on one server"
     ),
 }
 """What a cluster cannot promise that the single process does, each with its reason; applied to
@@ -365,10 +367,13 @@ def cluster_factory(redis_url: str) -> ServerFactory:
 _run_ids = itertools.count(1)
 
 
-async def run_scenario(scenario: Scenario, url: str, *, tolerate: bool = False) -> list[Event]:
+async def run_scenario(
+    scenario: Scenario, url: str, *, tolerate: bool = False, relay_barrier: bool = False
+) -> list[Event]:
     """Run ``scenario`` once against ``url``; its normalised trace. With ``tolerate``, an exception
-    inside the scenario is appended to the trace as an ``error`` event instead of raised."""
-    trace = Trace(f"d{next(_run_ids)}")
+    inside the scenario is appended to the trace as an ``error`` event instead of raised;
+    ``relay_barrier``: the barriers wait for relays between nodes too (``Trace``)."""
+    trace = Trace(f"d{next(_run_ids)}", relay_barrier=relay_barrier)
     failure: BaseException | None = None
     try:
         await asyncio.wait_for(scenario.run(url, trace), SCENARIO_TIMEOUT)
@@ -399,11 +404,12 @@ async def run_on(
     *,
     tolerate: bool = False,
 ) -> list[Event]:
+    relay_barrier = kind == "cluster"
     if scenario.fresh:
         async with factory(dict(scenario.options)) as url:
-            return await run_scenario(scenario, url, tolerate=tolerate)
+            return await run_scenario(scenario, url, tolerate=tolerate, relay_barrier=relay_barrier)
     url = await servers.url(kind, factory, scenario.options)
-    return await run_scenario(scenario, url, tolerate=tolerate)
+    return await run_scenario(scenario, url, tolerate=tolerate, relay_barrier=relay_barrier)
 
 
 # ---------------------------------------------------------------------------------------------
