@@ -24,13 +24,19 @@ client. Barrier traffic is never recorded; only a ``sync`` marker is, so that a 
 step late shows up in the diff. After a disconnect, a peer of the same application first probes
 (``hangup`` to the gone id) until the server reports the id offline, then the barrier runs.
 
-Relay barriers (clusters)
-A cluster acks a relayed message once it is queued for the target's node; it reaches the target
-later, beside the target's own socket, so the round trip above (answered by the target's node at
-once) does not prove it arrived. With ``relay_barrier`` a barrier after a relay first sends, for
-each target, one unrecorded ``easyrtcMsg`` probe (msgType `RELAY_PROBE`) from a client on every
-other node of its application, and waits until each probe has reached the target: one node's
-relays to another keep their order, so every relay acked before has arrived by then.
+Cluster barriers
+On a cluster the round trip above is answered by the client's node at once, and two kinds of
+push reach a client beside its socket, from other nodes: a relay (acked once it is queued for the
+target's node, then published to that node's inbox) and a push of a state change another node
+appended to the log (sent when this node applies the entry). With ``cluster_barrier`` a barrier
+first waits for both, when an action since the last barrier may have caused them:
+- after a relay, for each client, one unrecorded ``easyrtcMsg`` probe (msgType `RELAY_PROBE`)
+  from a client on every other node of its application, until each has arrived: one node's
+  relays to another keep their order, so every relay acked before has arrived by then;
+- after a state change (a login, a room change, presence, a field, a disconnect), for each
+  client, an unrecorded empty ``roomLeave`` (`LOG_BARRIER_CMD`): a state change that changes
+  nothing, answered once the client's node has applied it, so after every entry appended before
+  it, their pushes to the client sent first.
 """
 
 from __future__ import annotations
@@ -58,9 +64,13 @@ _ID_SHAPE: Final = re.compile(r"[A-Za-z0-9]{16}")
 
 BARRIER_CMD: Final = {"msgType": "getIceConfig", "msgData": {}}
 RELAY_PROBE: Final = "traceRelayBarrierProbe"
-"""msgType of a relay barrier's probe: never recorded."""
+"""msgType of a cluster barrier's relay probe: never recorded."""
+LOG_BARRIER_CMD: Final = {"msgType": "roomLeave", "msgData": {"roomLeave": {}}}
+"""A state change that changes nothing (a cluster barrier's log round trip)."""
 RELAYED_COMMANDS: Final = frozenset({"offer", "answer", "candidate", "reject", "hangup"})
 """The ``easyrtcCmd`` types a server relays to a peer (every ``easyrtcMsg`` is relayed too)."""
+READ_COMMANDS: Final = frozenset({"getIceConfig", "getRoomList"})
+"""The ``easyrtcCmd`` types that only read; every other command may change the state."""
 
 
 class _Omit:
@@ -168,15 +178,18 @@ class Trace:
         ack_timeout: float = 5.0,
         close_timeout: float = 3.0,
         sync_markers: bool = True,
-        relay_barrier: bool = False,
+        cluster_barrier: bool = False,
     ) -> None:
         self.prefix = prefix
         self.ack_timeout = ack_timeout
         self.close_timeout = close_timeout
         self.sync_markers = sync_markers
-        self.relay_barrier = relay_barrier
+        self.cluster_barrier = cluster_barrier
         self.relayed = False
-        """A relay was sent since the last barrier (only then does the relay barrier probe)."""
+        """A relay was sent since the last barrier (a cluster barrier then probes the relays)."""
+        self.changed = False
+        """The state may have changed since the last barrier (a cluster barrier then waits for
+        the log)."""
         self.clients: list[TraceClient] = []
         self.events: dict[str, list[Event]] = {}
         self.ids: dict[str, str] = {}  # easyrtcid -> client name (from tokens)
@@ -219,9 +232,13 @@ class Trace:
     async def barrier(self) -> None:
         """Return once every push caused by earlier actions has reached its client."""
         targets = [c for c in self.clients if c.can_sync]
-        if self.relay_barrier and self.relayed:
-            self.relayed = False
-            await asyncio.gather(*(self._relays_arrived(t, targets) for t in targets))
+        if self.cluster_barrier:
+            relayed, changed = self.relayed, self.changed
+            self.relayed = self.changed = False
+            if relayed:
+                await asyncio.gather(*(self._relays_arrived(t, targets) for t in targets))
+            if changed:
+                await asyncio.gather(*(c.log_round_trip() for c in targets))
         await asyncio.gather(*(c.sync() for c in targets))
 
     async def _relays_arrived(self, target: TraceClient, clients: list[TraceClient]) -> None:
@@ -283,7 +300,7 @@ class TraceClient:
         self.app: str | None = None  # application of the last token
         self.authenticated = False
         self.pending: list[_Pending] = []
-        self._probes: dict[str, asyncio.Future[None]] = {}  # relay barrier probes awaited
+        self._probes: dict[str, asyncio.Future[None]] = {}  # relay probes awaited
         self._probe_ids = itertools.count(1)
         self._closing = False
         self._closed = asyncio.Event()
@@ -333,6 +350,7 @@ class TraceClient:
         self._push(event, args)
 
     def _on_disconnect(self, *_reason: Any) -> None:
+        self.trace.changed = True  # its node appends the close: peers get removeClient
         if not self._closing:
             self.trace.record(self.name, "closed")
         self._closed.set()
@@ -421,6 +439,8 @@ class TraceClient:
         request = _request_label(data)
         if event == "easyrtcMsg" or (event == "easyrtcCmd" and request in RELAYED_COMMANDS):
             self.trace.relayed = True
+        elif not (event == "easyrtcCmd" and request in READ_COMMANDS):
+            self.trace.changed = True
         if not self.connected:
             self.trace.record(self.name, "error", event, "not connected", request)
             return None
@@ -470,6 +490,7 @@ class TraceClient:
     async def disconnect(self, *, sync: bool = True) -> None:
         """Close the socket from the client side; peers' cleanup pushes are awaited."""
         self._closing = True
+        self.trace.changed = True  # its node appends the close: peers get removeClient
         if not await self._close_socket(self.trace.close_timeout):
             self.trace.record(self.name, "timeout", "", "client disconnect not completed")
         self._closed.set()
@@ -505,8 +526,14 @@ class TraceClient:
         except TimeoutError:
             self.trace.record(self.name, "timeout", "", "barrier")
 
+    async def log_round_trip(self) -> None:
+        """A cluster barrier's state change that changes nothing (not recorded): answered once
+        this client's node has applied every entry appended before it."""
+        if await self.silent_call("easyrtcCmd", LOG_BARRIER_CMD) is None and self.connected:
+            self.trace.record(self.name, "timeout", "", "log barrier")
+
     async def probe(self, target: TraceClient) -> None:
-        """A relay barrier's probe to ``target``, awaited until it arrives (not recorded; a
+        """A cluster barrier's relay probe to ``target``, awaited until it arrives (not recorded; a
         probe the server refuses, e.g. to a target it does not know yet, is not waited for)."""
         token = f"{self.name}>{target.name}#{next(self._probe_ids)}"
         arrived = target.expect_probe(token)
@@ -522,7 +549,7 @@ class TraceClient:
             target.forget_probe(token)
 
     def expect_probe(self, token: str) -> asyncio.Future[None]:
-        """The future that the relay barrier probe ``token`` to this client has arrived."""
+        """The future that the relay probe ``token`` to this client has arrived."""
         arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._probes[token] = arrived
         return arrived
