@@ -163,6 +163,26 @@ def reclaimed_rooms_unlisted(events: list[Event]) -> list[Event]:
 
 
 TRANSFORMS["room_list_contents"] = reclaimed_rooms_unlisted
+
+
+@deliberate(
+    "relay_to_disconnected_peer",
+    "ours acks a message to a peer that left less than 10 s ago (it reaches nobody); the "
+    "reference refuses it with MSG_REJECT_GEN_FAIL, a dialog in networked-aframe's race",
+)
+def message_to_departed_peer_acked(events: list[Event]) -> list[Event]:
+    """The refused ``easyrtcMsg`` to the peer that just left becomes a plain ack."""
+    return replace_data(
+        lambda e: (
+            e.kind == "ack"
+            and e.event == "easyrtcMsg"
+            and isinstance(e.data, dict)
+            and e.data.get("msgType") == "error"
+        ),
+        lambda e: {"msgType": "ack"},
+    )(events)
+
+
 TRANSFORMS["disconnect_cleanup"] = reclaimed_rooms_unlisted
 
 

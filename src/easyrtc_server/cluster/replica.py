@@ -23,7 +23,7 @@ from typing import Any, Final
 from .. import control
 from ..core import Core
 from ..decisions import Decision
-from ..model import Peer
+from ..model import Connection, Peer
 from ..options import Options
 from ..outcome import Outcome
 from .log import ANSWER, CLOSE, CONTROL, NODE_GONE, RECV, LogEntry, answer_of
@@ -57,6 +57,9 @@ class Applied:
     error: Exception | None = None
     gone: list[Peer] = field(default_factory=list)
     """Peers removed (``close``, ``node-gone``)."""
+    departed: list[Connection] = field(default_factory=list)
+    """Connections of a dead node whose ``room_left`` and ``disconnect`` hooks this node runs
+    for it: it appended the ``node-gone`` that removed them (one node of the cluster, once)."""
 
 
 class LogClock:
@@ -207,14 +210,20 @@ class Replica:
         return Applied(None, result if isinstance(result, Outcome) else Outcome())
 
     def node_gone(self, entry: LogEntry) -> Applied:
-        """Every peer of a dead node leaves, as if each socket had closed."""
+        """Every peer of a dead node leaves, as if each socket had closed. The node that
+        appended the entry runs their hooks (``Applied.departed``): the reaper lock lets one
+        node append it, and should two, only the first in log order still finds peers."""
         out = Outcome()
         gone: list[Peer] = []
+        conns: list[Connection] = []
         peers = self.core.state.peers
         for cid in self.owned_by(str(entry.body.get("node"))):
             peer = peers.get(cid)
             self.owners.pop(cid, None)
             if peer is not None:
+                if peer.connection is not None:
+                    conns.append(peer.connection)
                 out.extend(self._remove(peer))
                 gone.append(peer)
-        return Applied(None, out, gone=gone)
+        departed = conns if entry.node == self.node_id else []
+        return Applied(None, out, gone=gone, departed=departed)
