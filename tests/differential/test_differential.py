@@ -6,8 +6,10 @@
   strict pass: ours must produce exactly the expected trace.
 - `test_differential_cluster`: the same expected traces, from ours run as a cluster of three node
   processes over one redis-server, each scenario's clients spread over the nodes round-robin
-  (``cluster_factory``). A cluster is one EasyRTC server: no scenario may tell the difference,
-  but for what ``CLUSTER_DIFFERENCES`` lists with its reason.
+  (``cluster_factory``). A cluster is one EasyRTC server: no scenario may tell the difference.
+  The barriers wait for what crosses the nodes too (``Trace``'s ``cluster_barrier``: relays
+  between nodes, and log entries other nodes appended), so every push lands where it does on
+  one server.
 
 Member-list deltas are compared by what they leave a client holding, not push by push: ours
 merges the ``roomData`` deltas of one ``room_update_tick`` into one push (README,
@@ -306,58 +308,6 @@ async def servers() -> AsyncIterator[ServerPool]:
 CLUSTER_NODES = 3
 _cluster_ids = itertools.count(1)
 
-CLUSTER_DIFFERENCES: dict[str, str] = {
-    "pushes float over barriers": (
-        "a push caused on another node (a relayed offer, candidate or easyrtcMsg over Redis "
-        "pub/sub; a roomData delta from a log entry another node appended) reaches its target "
-        "beside that target's own socket, so the target's barrier round trip (a sync marker, "
-        "answered by its node at once) can overtake it: a cluster promises each sender's order "
-        "and one order of state changes, not their order against another client's requests. "
-        "Compared: every push and its place among its target's acks and other pushes; not "
-        "compared: which sync markers it comes before (pushes_before_barriers)"
-    ),
-}
-"""What a cluster cannot promise that the single process does, each with its reason; applied to
-the expected and to the cluster's trace alike."""
-
-
-def _is_data_line(line: str) -> bool:
-    return " |     " in line
-
-
-def pushes_before_barriers(lines: list[str]) -> list[str]:
-    """In each run of one client's sync markers and pushes, the pushes first, in their
-    order, then the markers."""
-    blocks: list[list[str]] = []
-    for line in lines:
-        if blocks and _is_data_line(line):
-            blocks[-1].append(line)
-        else:
-            blocks.append([line])
-
-    def is_sync(block: list[str]) -> bool:
-        return block[0].endswith(" | sync")
-
-    def is_push(block: list[str]) -> bool:
-        return " | push " in block[0]
-
-    out: list[str] = []
-    run: list[list[str]] = []
-
-    def flush() -> None:
-        for block in [b for b in run if is_push(b)] + [b for b in run if is_sync(b)]:
-            out.extend(block)
-        run.clear()
-
-    for block in blocks:
-        if is_sync(block) or is_push(block):
-            run.append(block)
-        else:
-            flush()
-            out.extend(block)
-    flush()
-    return out
-
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def redis_server() -> AsyncIterator[RedisServer]:
@@ -391,10 +341,13 @@ def cluster_factory(redis_url: str) -> ServerFactory:
 _run_ids = itertools.count(1)
 
 
-async def run_scenario(scenario: Scenario, url: str, *, tolerate: bool = False) -> list[Event]:
+async def run_scenario(
+    scenario: Scenario, url: str, *, tolerate: bool = False, cluster_barrier: bool = False
+) -> list[Event]:
     """Run ``scenario`` once against ``url``; its normalised trace. With ``tolerate``, an exception
-    inside the scenario is appended to the trace as an ``error`` event instead of raised."""
-    trace = Trace(f"d{next(_run_ids)}")
+    inside the scenario is appended to the trace as an ``error`` event instead of raised;
+    ``cluster_barrier``: the barriers wait for what crosses a cluster's nodes too (``Trace``)."""
+    trace = Trace(f"d{next(_run_ids)}", cluster_barrier=cluster_barrier)
     failure: BaseException | None = None
     try:
         await asyncio.wait_for(scenario.run(url, trace), SCENARIO_TIMEOUT)
@@ -425,11 +378,14 @@ async def run_on(
     *,
     tolerate: bool = False,
 ) -> list[Event]:
+    cluster_barrier = kind == "cluster"
     if scenario.fresh:
         async with factory(dict(scenario.options)) as url:
-            return await run_scenario(scenario, url, tolerate=tolerate)
+            return await run_scenario(
+                scenario, url, tolerate=tolerate, cluster_barrier=cluster_barrier
+            )
     url = await servers.url(kind, factory, scenario.options)
-    return await run_scenario(scenario, url, tolerate=tolerate)
+    return await run_scenario(scenario, url, tolerate=tolerate, cluster_barrier=cluster_barrier)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,9 +466,6 @@ async def compare_with_expected(
     else:
         expected = render(applied_views(expected_from_reference(name, reference), points))
         label = "expected (reference" + (", transformed)" if name in TRANSFORMS else ")")
-    if kind == "cluster":
-        expected, actual = pushes_before_barriers(expected), pushes_before_barriers(actual)
-        label += ", pushes before barriers"
     dump(name, "expected", expected)
     dump(name, kind, actual)
     if expected != actual:
@@ -529,14 +482,3 @@ async def test_registries_name_real_scenarios() -> None:
     assert not undocumented, f"TRANSFORMS without a reason in DELIBERATE: {sorted(undocumented)}"
     goldens = {path.stem for path in GOLDEN_DIR.glob("*.txt")}
     assert goldens == set(DELIBERATE) - set(TRANSFORMS), "one golden trace per untransformed case"
-
-
-async def test_pushes_before_barriers_keeps_the_order_of_pushes_and_acks() -> None:
-    relayed = ["bob | push easyrtcMsg", 'bob |     {"senderEasyrtcid": "@alice"}']
-    delta = ["bob | push easyrtcCmd", 'bob |     {"msgType": "roomData"}']
-    ack = ["bob | ack easyrtcCmd/roomJoin", 'bob |     {"msgType": "roomData"}']
-    late = ["bob | sync", "bob | sync", *relayed, *ack, "bob | sync", *delta]
-    on_time = ["bob | sync", *relayed, "bob | sync", *ack, *delta, "bob | sync"]
-    canonical = [*relayed, "bob | sync", "bob | sync", *ack, *delta, "bob | sync"]
-    assert pushes_before_barriers(late) == pushes_before_barriers(on_time) == canonical
-    assert pushes_before_barriers([*delta, *ack]) != pushes_before_barriers([*ack, *delta])

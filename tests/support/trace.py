@@ -23,6 +23,20 @@ acks that action. So after an action, one no-state round trip (``getIceConfig`` 
 client. Barrier traffic is never recorded; only a ``sync`` marker is, so that a push arriving one
 step late shows up in the diff. After a disconnect, a peer of the same application first probes
 (``hangup`` to the gone id) until the server reports the id offline, then the barrier runs.
+
+Cluster barriers
+On a cluster the round trip above is answered by the client's node at once, and two kinds of
+push reach a client beside its socket, from other nodes: a relay (acked once it is queued for the
+target's node, then published to that node's inbox) and a push of a state change another node
+appended to the log (sent when this node applies the entry). With ``cluster_barrier`` a barrier
+first waits for both, when an action since the last barrier may have caused them:
+- after a relay, for each client, one unrecorded ``easyrtcMsg`` probe (msgType `RELAY_PROBE`)
+  from a client on every other node of its application, until each has arrived: one node's
+  relays to another keep their order, so every relay acked before has arrived by then;
+- after a state change (a login, a room change, presence, a field, a disconnect), for each
+  client, an unrecorded empty ``roomLeave`` (`LOG_BARRIER_CMD`): a state change that changes
+  nothing, answered once the client's node has applied it, so after every entry appended before
+  it, their pushes to the client sent first.
 """
 
 from __future__ import annotations
@@ -30,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -48,6 +63,14 @@ ID_VALUE_KEYS: Final = frozenset({"easyrtcid", "senderEasyrtcid", "targetEasyrtc
 _ID_SHAPE: Final = re.compile(r"[A-Za-z0-9]{16}")
 
 BARRIER_CMD: Final = {"msgType": "getIceConfig", "msgData": {}}
+RELAY_PROBE: Final = "traceRelayBarrierProbe"
+"""msgType of a cluster barrier's relay probe: never recorded."""
+LOG_BARRIER_CMD: Final = {"msgType": "roomLeave", "msgData": {"roomLeave": {}}}
+"""A state change that changes nothing (a cluster barrier's log round trip)."""
+RELAYED_COMMANDS: Final = frozenset({"offer", "answer", "candidate", "reject", "hangup"})
+"""The ``easyrtcCmd`` types a server relays to a peer (every ``easyrtcMsg`` is relayed too)."""
+READ_COMMANDS: Final = frozenset({"getIceConfig", "getRoomList"})
+"""The ``easyrtcCmd`` types that only read; every other command may change the state."""
 
 
 class _Omit:
@@ -155,11 +178,18 @@ class Trace:
         ack_timeout: float = 5.0,
         close_timeout: float = 3.0,
         sync_markers: bool = True,
+        cluster_barrier: bool = False,
     ) -> None:
         self.prefix = prefix
         self.ack_timeout = ack_timeout
         self.close_timeout = close_timeout
         self.sync_markers = sync_markers
+        self.cluster_barrier = cluster_barrier
+        self.relayed = False
+        """A relay was sent since the last barrier (a cluster barrier then probes the relays)."""
+        self.changed = False
+        """The state may have changed since the last barrier (a cluster barrier then waits for
+        the log)."""
         self.clients: list[TraceClient] = []
         self.events: dict[str, list[Event]] = {}
         self.ids: dict[str, str] = {}  # easyrtcid -> client name (from tokens)
@@ -202,7 +232,23 @@ class Trace:
     async def barrier(self) -> None:
         """Return once every push caused by earlier actions has reached its client."""
         targets = [c for c in self.clients if c.can_sync]
+        if self.cluster_barrier:
+            relayed, changed = self.relayed, self.changed
+            self.relayed = self.changed = False
+            if relayed:
+                await asyncio.gather(*(self._relays_arrived(t, targets) for t in targets))
+            if changed:
+                await asyncio.gather(*(c.log_round_trip() for c in targets))
         await asyncio.gather(*(c.sync() for c in targets))
+
+    async def _relays_arrived(self, target: TraceClient, clients: list[TraceClient]) -> None:
+        """Every relay to ``target`` acked so far has reached it: a probe from one client on
+        each other node (``TraceClient.url``) of its application has."""
+        senders: dict[str, TraceClient] = {}
+        for c in clients:
+            if c is not target and c.app == target.app and c.url not in (None, target.url):
+                senders.setdefault(c.url or "", c)
+        await asyncio.gather(*(sender.probe(target) for sender in senders.values()))
 
     async def await_gone(self, gone: TraceClient) -> None:
         """Wait until the server treats ``gone``'s easyrtcid as offline (seen by a peer)."""
@@ -249,10 +295,13 @@ class TraceClient:
         self.name = name
         self.trace = trace
         self.transport = transport
+        self.url: str | None = None  # the server (a cluster's node) it connected to
         self.easyrtcid: str | None = None  # from the last token
         self.app: str | None = None  # application of the last token
         self.authenticated = False
         self.pending: list[_Pending] = []
+        self._probes: dict[str, asyncio.Future[None]] = {}  # relay probes awaited
+        self._probe_ids = itertools.count(1)
         self._closing = False
         self._closed = asyncio.Event()
         self.sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
@@ -288,13 +337,20 @@ class TraceClient:
         return {"msgType": "ack"}
 
     def _on_msg(self, *args: Any) -> dict[str, str]:
-        self._push("easyrtcMsg", args)
+        data = _first_arg(args)
+        if isinstance(data, dict) and data.get("msgType") == RELAY_PROBE:
+            probe = self._probes.pop(str(data.get("msgData")), None)
+            if probe is not None and not probe.done():
+                probe.set_result(None)
+        else:
+            self._push("easyrtcMsg", args)
         return {"msgType": "ack"}
 
     def _on_other(self, event: str, *args: Any) -> None:
         self._push(event, args)
 
     def _on_disconnect(self, *_reason: Any) -> None:
+        self.trace.changed = True  # its node appends the close: peers get removeClient
         if not self._closing:
             self.trace.record(self.name, "closed")
         self._closed.set()
@@ -304,6 +360,7 @@ class TraceClient:
 
     # -- actions -------------------------------------------------------------------------------
     async def connect(self, url: str) -> None:
+        self.url = url
         await self.sio.connect(url, transports=[self.transport], wait_timeout=5)
 
     def auth_payload(self, msg_data: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
@@ -380,6 +437,10 @@ class TraceClient:
         if it comes later; one that never comes is recorded as ``noack`` by `Trace.close`.
         """
         request = _request_label(data)
+        if event == "easyrtcMsg" or (event == "easyrtcCmd" and request in RELAYED_COMMANDS):
+            self.trace.relayed = True
+        elif not (event == "easyrtcCmd" and request in READ_COMMANDS):
+            self.trace.changed = True
         if not self.connected:
             self.trace.record(self.name, "error", event, "not connected", request)
             return None
@@ -429,6 +490,7 @@ class TraceClient:
     async def disconnect(self, *, sync: bool = True) -> None:
         """Close the socket from the client side; peers' cleanup pushes are awaited."""
         self._closing = True
+        self.trace.changed = True  # its node appends the close: peers get removeClient
         if not await self._close_socket(self.trace.close_timeout):
             self.trace.record(self.name, "timeout", "", "client disconnect not completed")
         self._closed.set()
@@ -463,6 +525,37 @@ class TraceClient:
             await asyncio.wait_for(future, self.trace.ack_timeout)
         except TimeoutError:
             self.trace.record(self.name, "timeout", "", "barrier")
+
+    async def log_round_trip(self) -> None:
+        """A cluster barrier's state change that changes nothing (not recorded): answered once
+        this client's node has applied every entry appended before it."""
+        if await self.silent_call("easyrtcCmd", LOG_BARRIER_CMD) is None and self.connected:
+            self.trace.record(self.name, "timeout", "", "log barrier")
+
+    async def probe(self, target: TraceClient) -> None:
+        """A cluster barrier's relay probe to ``target``, awaited until it arrives (not recorded; a
+        probe the server refuses, e.g. to a target it does not know yet, is not waited for)."""
+        token = f"{self.name}>{target.name}#{next(self._probe_ids)}"
+        arrived = target.expect_probe(token)
+        data = {"msgType": RELAY_PROBE, "msgData": token, "targetEasyrtcid": target.id}
+        try:
+            reply = await self.silent_call("easyrtcMsg", data)
+            if reply != {"msgType": "ack"}:
+                return
+            await asyncio.wait_for(arrived, self.trace.ack_timeout)
+        except TimeoutError:
+            self.trace.record(target.name, "timeout", "", f"relay barrier probe from {self.name}")
+        finally:
+            target.forget_probe(token)
+
+    def expect_probe(self, token: str) -> asyncio.Future[None]:
+        """The future that the relay probe ``token`` to this client has arrived."""
+        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probes[token] = arrived
+        return arrived
+
+    def forget_probe(self, token: str) -> None:
+        self._probes.pop(token, None)
 
     async def silent_call(self, event: str, data: Any) -> Any:
         """An unrecorded emit-and-wait (for probes); None on timeout or closed socket."""
