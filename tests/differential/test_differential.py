@@ -16,8 +16,8 @@ merges the ``roomData`` deltas of one ``room_update_tick`` into one push (README
 Compatibility). ``support.roomview.applied_views`` applies each client's delta pushes as
 easyrtc.js does and puts the member lists it then holds (``push roomData (applied)``, the rooms
 that changed) before the next thing it observes: an ack, a ``sync`` marker, any other push
-(in a cluster, any but a ``sync`` marker: ``CLUSTER_POINTS``). Every other event,
-full lists included, is compared as it is. Golden traces hold these views.
+(in a cluster too: its barriers wait for the other nodes). Every other event, full lists
+included, is compared as it is. Golden traces hold these views.
 
 Servers are shared per option set for the whole module (one event loop per module); each run uses
 its own application names, so runs do not see each other. Scenarios marked ``fresh`` (they use the
@@ -53,7 +53,7 @@ from support.nodes import running_nodes
 from support.ours import running_server
 from support.redisserver import RedisServer, running_redis
 from support.reference import reference_server
-from support.roomview import BESIDE_BARRIERS, EVERY_EVENT, applied_views
+from support.roomview import applied_views
 from support.trace import Event, EventTransform, Trace, diff, parse, render
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -431,14 +431,6 @@ async def test_differential_cluster(
     await compare_with_expected(name, servers, "cluster", cluster_factory(redis_server.url))
 
 
-CLUSTER_POINTS = BESIDE_BARRIERS
-"""Where a cluster's member lists are compared: for the reason the first ``CLUSTER_DIFFERENCES``
-entry gives, a roomData delta may reach its client after the barrier that follows the change,
-and with ``room_update_tick`` its node may then fold the change into the client's next token or
-``roomJoin`` reply, whose whole list shows it (``roomview.Points``). With barriers that wait for
-the other nodes too, ``EVERY_EVENT`` as on one server."""
-
-
 async def compare_with_expected(
     name: str, servers: ServerPool, kind: str, factory: ServerFactory
 ) -> None:
@@ -447,15 +439,14 @@ async def compare_with_expected(
     scenario = SCENARIOS[name]
     reference = await run_on(servers, "reference", reference_server, scenario)
     ours = await run_on(servers, kind, factory, scenario, tolerate=True)
-    points = CLUSTER_POINTS if kind == "cluster" else EVERY_EVENT
-    actual = render(applied_views(ours, points))
+    actual = render(applied_views(ours))
     from_reference = render(applied_views(expected_from_reference(name, reference)))
     if name in DELIBERATE and name not in TRANSFORMS:
         if kind == "ours":
             expected = kept = golden(name, actual)
         else:  # the single process alone writes the golden traces
             kept = (GOLDEN_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines()
-            expected = render(applied_views(parse(kept), points))
+            expected = render(applied_views(parse(kept)))
         label = f"golden/{name}.txt"
         if from_reference == kept:
             pytest.fail(
@@ -464,7 +455,7 @@ async def compare_with_expected(
                 pytrace=False,
             )
     else:
-        expected = render(applied_views(expected_from_reference(name, reference), points))
+        expected = render(applied_views(expected_from_reference(name, reference)))
         label = "expected (reference" + (", transformed)" if name in TRANSFORMS else ")")
     dump(name, "expected", expected)
     dump(name, kind, actual)

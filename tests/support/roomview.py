@@ -17,7 +17,6 @@ the ``roomData`` of tokens, of ``roomJoin`` / ``roomLeave`` replies and of ``roo
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any, Final
 
 from .trace import Event
@@ -99,38 +98,19 @@ def _changed(lists: Lists, shown: Lists) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Points:
-    """Where the lists a client holds are compared: before each event it observes."""
-
-    sync: bool
-    """``sync`` markers are such events. Not in a cluster whose barriers do not wait for the
-    other nodes (``test_differential.CLUSTER_POINTS``): there a delta from another node may
-    reach its client after the barrier that follows the change, up to the client's next other
-    event; and when that event brings a room's whole list (a token, a ``roomJoin`` reply), the
-    coalesced delta may be folded into it, so that list alone shows the room's changes."""
-
-
-EVERY_EVENT: Final = Points(sync=True)
-BESIDE_BARRIERS: Final = Points(sync=False)
-
-
-def applied_views(events: list[Event], points: Points = EVERY_EVENT) -> list[Event]:
+def applied_views(events: list[Event]) -> list[Event]:
     """``events`` with every client's delta pushes replaced by ``push roomData (applied)``
-    events: before each event it observes (``points``) and at the end of the client's events,
-    the lists of the rooms that changed since they were last seen whole. Events of the other
-    kinds, full lists included, are kept as they are. Views already in ``events`` (a golden
-    trace) are applied as the lists they show, so that views taken at ``EVERY_EVENT`` can be
-    taken again at fewer points."""
+    events: before each event it observes and at the end of the client's events, the lists of
+    the rooms that changed since they were last seen whole. Events of the other kinds, full
+    lists included, are kept as they are. Views already in ``events`` (a golden trace) are
+    applied as the lists they show."""
     out: list[Event] = []
     lists: dict[str, Lists] = {}
     shown: dict[str, Lists] = {}
 
-    def show(client: str, folded: frozenset[str] = frozenset()) -> None:
+    def show(client: str) -> None:
         held = lists.get(client, {})
         changed = _changed(held, shown.get(client, {}))
-        for name in folded:
-            changed.pop(name, None)
         if changed:
             out.append(Event("push", client, APPLIED, copy.deepcopy(changed)))
             shown[client] = copy.deepcopy(held)
@@ -153,10 +133,7 @@ def applied_views(events: list[Event], points: Points = EVERY_EVENT) -> list[Eve
             apply(held, room_data(event) or {})
             continue
         rooms = room_data(event)
-        if event.kind != "sync":
-            show(client, frozenset() if points.sync else _whole_lists(rooms))
-        elif points.sync:
-            show(client)
+        show(client)
         out.append(event)
         if rooms is not None:  # seen whole: the event itself is compared as it is
             apply(held, rooms)
@@ -164,17 +141,6 @@ def applied_views(events: list[Event], points: Points = EVERY_EVENT) -> list[Eve
     if last is not None:
         show(last)
     return out
-
-
-def _whole_lists(rooms: dict[str, Any] | None) -> frozenset[str]:
-    """The rooms whose whole list ``rooms`` (a message's ``roomData``) gives."""
-    if not rooms:
-        return frozenset()
-    return frozenset(
-        name
-        for name, entry in rooms.items()
-        if isinstance(entry, dict) and _truthy(entry.get("clientList"))
-    )
 
 
 def _truthy(value: Any) -> bool:
