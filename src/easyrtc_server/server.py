@@ -211,23 +211,24 @@ class EasyRtcServer:
         """``peer`` (until now ``easyrtcid``) took a held or live connection over: its link
         and its count follow it; a socket still open under that easyrtcid is closed."""
         links = self.links
-        superseded = links.pop(peer.easyrtcid, None)
         link = links.pop(easyrtcid, None)
-        if link is not None:
+        if link is not None:  # else its engine moved it already (a cluster's log)
+            superseded = links.pop(peer.easyrtcid, None)
             links[peer.easyrtcid] = link
+            if superseded is not None:
+                self._spawn(superseded.close())
         self.guard.moved(easyrtcid, peer)
         self.events.connected_since.pop(easyrtcid, None)
-        if superseded is not None:
-            self._spawn(superseded.close())
 
     def hold_for_restart(self, peer: Peer) -> bool:
         """Shutting down: hold a keyed connection and drop its socket without a goodbye, so
         that its client comes back to the next process (which restores it from its resume
-        token) and its peers hear nothing. Only with a ``resume_secret`` (else the next
-        process could not restore it) and a transport that can drop a socket."""
+        token) or to another node of its cluster, and its peers hear nothing. Only where the
+        hold outlives this process (``Engine.holds_outlive_stop``) and with a transport that
+        can drop a socket."""
         link = self.links.get(peer.easyrtcid)
         drop = getattr(link, "drop", None)
-        if not self.options.resume_secret or drop is None or not self.engine.hold(peer):
+        if not self.engine.holds_outlive_stop() or drop is None or not self.engine.hold(peer):
             return False
         del self.links[peer.easyrtcid]
         drop()
@@ -285,6 +286,8 @@ class EasyRtcServer:
             if isinstance(step, Awaitable):
                 step = await step
                 if isinstance(step, Outcome):
+                    if peer.easyrtcid != easyrtcid:  # resumed through a cluster's log
+                        self._resumed(easyrtcid, peer)
                     return step
                 continue
             step = self.engine.answer(peer, step, await self.ask_hooks(peer, step), ack)

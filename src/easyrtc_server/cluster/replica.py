@@ -14,6 +14,7 @@ as ``rebuild``'s, are given to the constructor).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -25,8 +26,20 @@ from ..core import Core
 from ..decisions import Decision
 from ..model import Peer
 from ..options import Options
-from ..outcome import Outcome
-from .log import ANSWER, CLOSE, CONTROL, NODE_GONE, RECV, LogEntry, answer_of
+from ..outcome import Outcome, Push
+from .holds import ReplicatedHolds
+from .log import (
+    ANSWER,
+    CLOSE,
+    CONTROL,
+    EXPIRE,
+    HOLD,
+    NODE_GONE,
+    QUEUE,
+    RECV,
+    LogEntry,
+    answer_of,
+)
 
 log = logging.getLogger("easyrtc_server.cluster")
 
@@ -103,8 +116,15 @@ class Replica:
             CLOSE: self._close,
             CONTROL: self._control,
             NODE_GONE: self.node_gone,
+            HOLD: self._hold,
+            QUEUE: self._queue,
+            EXPIRE: self._expire,
             **(kinds or {}),
         }
+        holds = ReplicatedHolds(core.state.options, clock.now)
+        core.state.holds = holds
+        self.holds = holds
+        """The key bindings, holds and queues, alike on every replica (``cluster.holds``)."""
 
     @classmethod
     def new(
@@ -152,9 +172,18 @@ class Replica:
             address = entry.body.get("a")
             peer = peers[cid] = Peer(cid, address if isinstance(address, str) else None)
         self.owners[cid] = entry.node
+        key = entry.body.get("k")
+        if isinstance(key, str) and len(key) == 64:
+            with contextlib.suppress(ValueError):
+                peer.resume_key = bytes.fromhex(key)
         return peer
 
-    def _keep(self, peer: Peer, result: Outcome | Decision) -> Applied:
+    def _keep(self, entry: LogEntry, peer: Peer, result: Outcome | Decision) -> Applied:
+        cid = entry.body["p"]
+        if peer.easyrtcid != cid:  # its login resumed a held (or live) connection
+            self.pending.pop(cid, None)
+            self.owners.pop(cid, None)
+            self.owners[peer.easyrtcid] = entry.node
         if isinstance(result, Outcome):
             self.pending.pop(peer.easyrtcid, None)
         else:
@@ -164,7 +193,7 @@ class Replica:
     def _recv(self, entry: LogEntry) -> Applied:
         peer = self._peer(entry)
         body = entry.body
-        return self._keep(peer, self.core.receive(peer, body["e"], body.get("d"), True))
+        return self._keep(entry, peer, self.core.receive(peer, body["e"], body.get("d"), True))
 
     def _known(self, entry: LogEntry) -> Peer | None:
         """The entry's peer if it is still open (an answer that comes after its close, or
@@ -179,7 +208,7 @@ class Replica:
         answer = answer_of(entry.body)
         if decision is None or answer is None:  # its socket closed meanwhile: nothing to do
             return Applied(peer)
-        return self._keep(peer, self.core.answer(decision, answer))
+        return self._keep(entry, peer, self.core.answer(decision, answer))
 
     def _close(self, entry: LogEntry) -> Applied:
         cid = entry.body["p"]
@@ -187,6 +216,8 @@ class Replica:
         if peer is None:
             self.owners.pop(cid, None)
             return Applied(None)
+        if self.owners.get(cid, entry.node) != entry.node:
+            return Applied(None)  # resumed on another node meanwhile: not this socket
         out = self._remove(peer)
         return Applied(peer, out, gone=[peer])
 
@@ -207,14 +238,52 @@ class Replica:
         return Applied(None, result if isinstance(result, Outcome) else Outcome())
 
     def node_gone(self, entry: LogEntry) -> Applied:
-        """Every peer of a dead node leaves, as if each socket had closed."""
+        """Every peer of a dead node leaves, as if each socket had closed; a keyed one is
+        held instead (its client resumes on another node), nobody told."""
         out = Outcome()
         gone: list[Peer] = []
         peers = self.core.state.peers
+        holds = self.holds
         for cid in self.owned_by(str(entry.body.get("node"))):
             peer = peers.get(cid)
+            if peer is not None and (holds.is_held(cid) or self.core.hold(peer)):
+                continue
             self.owners.pop(cid, None)
             if peer is not None:
                 out.extend(self._remove(peer))
                 gone.append(peer)
         return Applied(None, out, gone=gone)
+
+    def _hold(self, entry: LogEntry) -> Applied:
+        """A keyed socket dropped on its node: held, nobody told (ignored when the connection
+        resumed on another node meanwhile)."""
+        cid = entry.body["p"]
+        peer = self.core.state.peers.get(cid)
+        if peer is None or self.owners.get(cid) != entry.node or self.holds.is_held(cid):
+            return Applied(None)
+        self.core.hold(peer)
+        return Applied(peer)
+
+    def _queue(self, entry: LogEntry) -> Applied:
+        """A relayed push for a held connection: queued (bounded: past the bounds dropped);
+        if it resumed meanwhile, its node delivers it now, in the log's order."""
+        body = entry.body
+        cid = body["p"]
+        relayed = body.get("b")
+        if not isinstance(relayed, dict):
+            return Applied(None)
+        push = Push(cid, str(body.get("e")), relayed)
+        if self.holds.is_held(cid):
+            self.holds.take(push)
+            return Applied(None)
+        if cid not in self.core.state.peers:
+            return Applied(None)
+        return Applied(None, Outcome([push]))
+
+    def _expire(self, entry: LogEntry) -> Applied:
+        """A hold's grace is over by this entry's time: an ordinary disconnect."""
+        peer = self.holds.expire_due(entry.body["p"])
+        if peer is None:
+            return Applied(None)
+        out = self._remove(peer)
+        return Applied(peer, out, gone=[peer])
