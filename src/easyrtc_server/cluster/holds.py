@@ -11,7 +11,7 @@ Two things of the one-process holds do not apply: the server's own expiry timer 
 decides: ``next_expiry`` and ``expired`` give nothing to the server, ``due`` and
 ``expire_due`` serve the replica) and restoring from a resume token after a restart (the
 holds outlive any one node; each replica started at its own time and would decide a token
-differently).
+differently): a keyed login's ``easyrtcResume`` push carries an empty token.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ class ReplicatedHolds(Holds):
 
     def restorable(self, peer: Peer, app_name: str, in_use: Any) -> str | None:
         return None
+
+    def token(self, app_name: str, easyrtcid: str, digest: bytes) -> str:
+        """No token: nothing restores from one here (and every replica computes the same
+        resume push)."""
+        return ""
 
     def due(self) -> int | None:
         """When (log ms) the first hold runs out, or None: then a node appends ``expire``."""
