@@ -6,8 +6,8 @@ the node that appended it (``node``, the *origin*: the node the client is connec
 clock value the replicas use while applying it (``t``, ms), and a per-node sequence number the
 origin uses to find its own entries when they come back (``seq``). The rest depends on the kind:
 
-- ``recv`` ``{p, a, e, d, k}``: peer ``p`` (remote address ``a``) sent event ``e`` with payload
-  ``d``; every replica calls ``core.receive``. A keyed login carries ``k``, the hex digest of
+- ``recv`` ``{p, a, e, d, rk}``: peer ``p`` (remote address ``a``) sent event ``e`` with payload
+  ``d``; every replica calls ``core.receive``. A keyed login carries ``rk``, the hex digest of
   the socket's resume key (never the key: ``hold``).
 - ``answer`` ``{p, a, ...}``: the origin's hooks answered ``p``'s pending decision with the
   answer record of kind ``a`` (``decisions``: ``login``, ``join``, ``token``, ``refused``…),
@@ -104,7 +104,7 @@ def recv(
 ) -> LogEntry:
     body = {"p": peer, "a": address, "e": event, "d": data}
     if key is not None:
-        body["k"] = key.hex()
+        body["rk"] = key.hex()
     return LogEntry(RECV, node, t, body)
 
 

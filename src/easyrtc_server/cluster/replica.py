@@ -172,7 +172,7 @@ class Replica:
             address = entry.body.get("a")
             peer = peers[cid] = Peer(cid, address if isinstance(address, str) else None)
         self.owners[cid] = entry.node
-        key = entry.body.get("k")
+        key = entry.body.get("rk")
         if isinstance(key, str) and len(key) == 64:
             with contextlib.suppress(ValueError):
                 peer.resume_key = bytes.fromhex(key)
