@@ -26,6 +26,7 @@ class Pairs:
     """Milliseconds from each drop to its resume, as they come."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     summary: dict[str, Any] | None = None
+    lines: list[str] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def read(self) -> None:
@@ -43,14 +44,19 @@ class Pairs:
                 self.resumed.append(item["ms"])
             elif item["ev"] == "summary":
                 self.summary = item
+            if item["ev"] != "summary":
+                self.lines.append(line.decode()[:300])
             self._changed.set()
 
-    async def settled_after(self, dropped_before: int) -> None:
-        """Until some client dropped since ``dropped_before`` drops, and every client that
-        dropped is logged in again (callers bound the wait)."""
-        while self.dropped <= dropped_before or len(self.resumed) < self.dropped:
+    async def settled_after(self, drops: int) -> None:
+        """Until ``drops`` drops were seen in all, and every client that dropped is logged in
+        again (callers bound the wait)."""
+        while self.dropped < drops or len(self.resumed) < self.dropped:
             self._changed.clear()
             await self._changed.wait()
+
+    def errors(self) -> list[str]:
+        return self.lines[-10:]
 
     async def stop(self) -> dict[str, Any]:
         assert self.proc.stdin is not None

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -25,6 +26,7 @@ from .keyed_pairs import keyed_pairs, percentile, verdict
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CLIENTS = 24
+SOCKETS = 'easyrtc_connections_by_transport{transport="websocket"}'
 SETTLE = 60.0
 """Seconds every dropped client may take to be back (nodes start slowly on a loaded machine)."""
 ENV = {"EASYRTC_CLUSTER_ALIVE_TTL": "3", "EASYRTC_SHUTDOWN_DRAIN_TIME": "5"}
@@ -42,6 +44,14 @@ class Three:
 
     async def start(self, index: int) -> None:
         await self.nodes[index].start()
+
+
+async def sockets_on(node: Node) -> int:
+    """The websockets a node holds (its metrics)."""
+    async with aiohttp.ClientSession() as http, http.get(node.url + "/metrics") as response:
+        text = await response.text()
+    line = next(line for line in text.splitlines() if line.startswith(SOCKETS))
+    return int(float(line.rsplit(" ", 1)[1]))
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -67,9 +77,16 @@ async def test_kill_drain_and_rolling_restart_are_invisible_to_keyed_pairs(
 
         async def bounce(index: int, *, kill: bool) -> None:
             before = pairs.dropped
+            on_it = await sockets_on(cluster.nodes[index])
             await cluster.restart(index, kill=kill)
-            async with asyncio.timeout(SETTLE):
-                await pairs.settled_after(before)
+            try:
+                async with asyncio.timeout(SETTLE):
+                    await pairs.settled_after(before + on_it)
+            except TimeoutError:
+                raise AssertionError(
+                    f"node {index} {'killed' if kill else 'drained'}: {pairs.dropped} drops "
+                    f"(before: {before}), {len(pairs.resumed)} resumes; {pairs.errors()}"
+                ) from None
             await cluster.start(index)
 
         await bounce(0, kill=True)  # kill -9
