@@ -550,6 +550,11 @@ class ClusterNode:
         links = self.carrier.links
         link = links.pop(before, None) if mine else None
         old = links.pop(easyrtcid, None)
+        if mine:  # its close or hold goes through the log, under its easyrtcid
+            self._appended.discard(before)
+            self._appended.add(easyrtcid)
+        else:
+            self._appended.discard(easyrtcid)
         if link is not None:
             links[easyrtcid] = link
         if old is not None and old is not link:
