@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from cluster.keyed_pairs import keyed_pairs, percentile, verdict  # noqa: E402
-from cluster.test_continuity import Three, sockets_on  # noqa: E402
-from support.nginx import running_nginx  # noqa: E402
-from support.redisserver import running_redis  # noqa: E402
+from cluster.keyed_pairs import keyed_pairs, percentile, verdict
+from cluster.test_continuity import Three, sockets_on
+from support.nginx import running_nginx
+from support.redisserver import running_redis
 
 SETTLE = 180.0
 
