@@ -39,8 +39,11 @@ async def run(clients: int, interval: int) -> dict[str, object]:
                 url = f"http://127.0.0.1:{nginx.port}"
                 async with keyed_pairs(url, clients, interval) as pairs:
                     started = time.monotonic()
-                    async with asyncio.timeout(SETTLE):
-                        await pairs.ready.wait()
+                    try:
+                        async with asyncio.timeout(SETTLE):
+                            await pairs.ready.wait()
+                    except TimeoutError:
+                        raise SystemExit(f"not all clients logged in: {pairs.errors()}") from None
                     print(f"{clients} clients in after {time.monotonic() - started:.1f} s")
                     steps = [(0, True), (1, False), (0, False), (1, False), (2, False)]
                     for index, kill in steps:
