@@ -8,19 +8,19 @@ BENCH_ROUNDS ?= 3
 BENCH_QUICK_ROUNDS ?= 1
 BENCH_ARGS ?=
 
-# The benchmark tools (matplotlib, httptools, py-spy) are in the locked dev set (locks/dev.txt).
+# The benchmark tools (matplotlib, httptools, py-spy) are in the locked dev set (requirements-dev.txt).
 setup-bench:
 	@[ -x .venv/bin/python ] && [ -d node_modules/open-easyrtc ] || script/setup --test
 
 # Python dependencies: `make lock` after editing pyproject.toml's ranges (keeps the other pins);
 # `make upgrade-deps` moves every pin to the newest release and runs the whole suite on them.
-# Run it on purpose, at least once a month and before a release; commit locks/ when it is green.
+# Run it on purpose, at least once a month and before a release; commit requirements-*.txt when it is green.
 lock:
 	script/lock
 
 upgrade-deps:
 	script/lock --upgrade
-	git --no-pager diff --stat -- locks/
+	git --no-pager diff --stat -- requirements-dev.txt requirements-server.txt
 	script/test
 
 bench: setup-bench

@@ -327,7 +327,7 @@ def profiled(pid: int, out: Path, enabled: bool, fmt: str = "flamegraph") -> Ite
         yield
         return
     if not spy.exists():
-        print("NOTE: --profile needs py-spy (in locks/dev.txt: script/setup --test)", file=sys.stderr)
+        print("NOTE: --profile needs py-spy (script/setup --test installs it)", file=sys.stderr)
         yield
         return
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -226,6 +226,8 @@ class FakeLink:
     """A transport link that records what the server pushes to it."""
 
     remote_address = "127.0.0.1"
+    transport = "websocket"
+    close_reason = ""
 
     def __init__(self) -> None:
         self.pushed: list[dict[str, Any]] = []

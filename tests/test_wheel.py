@@ -5,8 +5,8 @@ the demos work in Chromium.
 The sdist and wheel are built once per session (``python -m build --no-isolation``: the locked
 hatchling of the test venv builds them, and the wheel is built from the sdist, so the bundled client
 files come from ``npm ci`` of ``package-lock.json``), and installed once into a virtualenv under the
-session's temporary folder: its dependencies at the versions of ``locks/server.txt``, hash-checked,
-then the wheel itself, whose metadata ranges ``pip check`` holds against them.
+session's temporary folder: its dependencies at the versions of ``requirements-server.txt``,
+hash-checked, then the wheel itself, whose metadata ranges ``pip check`` holds against them.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def installed(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Install
     pip = str(venv / "bin" / "pip")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
     for command in (
-        [pip, "install", "-q", "--require-hashes", "-r", str(REPO / "locks" / "server.txt")],
+        [pip, "install", "-q", "--require-hashes", "-r", str(REPO / "requirements-server.txt")],
         [pip, "install", "-q", "--no-deps", str(built.wheel)],
         [pip, "check"],
     ):

@@ -8,11 +8,11 @@ from pathlib import Path
 from aiohttp import web
 
 from .clientfiles import find_client_files
+from .extras import require
 from .hosting import Hosting, engine_for
 from .operations import OPERATIONS_KEY
 from .options import Options
 from .server import EasyRtcServer
-from .transport.python_socketio import PythonSocketIOTransport
 from .transport.socketio import LeanTransport
 from .web import add_client_routes
 
@@ -57,6 +57,9 @@ def create_app(
         if hosting.forwarder is not None:
             hosting.forwarder.serve(driver)
     else:
+        require("python-socketio", "transport 'python-socketio'")
+        from .transport.python_socketio import PythonSocketIOTransport
+
         PythonSocketIOTransport(server, options).attach(app)
     files = find_client_files(options.client_dir, options.socketio_js)
     for problem in files.problems:

@@ -26,20 +26,18 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import socketio
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import routes, shutdown
 from .app import DEMOS_DIR
 from .clientfiles import OUR_CLIENT_DIR, RESUME_SCRIPT, ClientFiles, find_client_files
-from .cluster.asgi_forwarding import AsgiForwarder
 from .config import ConfigError
+from .extras import require
 from .hosting import Hosting, asgi_refusals, engine_for
 from .options import Options
 from .routes import Route, StaticRoute
 from .server import EasyRtcServer
-from .transport.python_socketio import PythonSocketIOTransport
 from .transport.socketio import LeanTransport
 from .web import (
     ADD_SLASH,
@@ -95,10 +93,17 @@ def create_asgi_app(
         hosting = Hosting(server, lean.engine)
         driver = lean.asgi_app(other_asgi_app)
         if hosting.forwarder is not None:
+            from .cluster.asgi_forwarding import AsgiForwarder
+
             driver.forward = AsgiForwarder(hosting.forwarder)
         sio_app = driver
     else:
         hosting = Hosting(server, None)
+        require("python-socketio", "transport 'python-socketio'")
+        import socketio
+
+        from .transport.python_socketio import PythonSocketIOTransport
+
         transport = PythonSocketIOTransport(server, server.options, async_mode="asgi")
         sio_app = socketio.ASGIApp(
             transport.sio, other_asgi_app=other_asgi_app, socketio_path="socket.io"

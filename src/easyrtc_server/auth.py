@@ -223,14 +223,7 @@ def admit(state: State, join: JoinRequested) -> LoginAdmitted | Outcome:
         conn = Connection(peer.easyrtcid, app, fields=fields)
         app.connections[peer.easyrtcid] = conn
         peer.connection = conn
-    _link_session(app, conn, request.easyrtcsid)
-    if request.username is not MISSING:
-        conn.username = request.username
-    if request.credential is not MISSING:
-        conn.credential = request.credential
-    if request.presence is not None:
-        rooms.apply_presence(conn, request.presence)
-    state.refresh_entries(conn)
+    _apply_login(state, app, conn, request)
     for name in names:
         state.join(conn, name, None, early=out)
     return LoginAdmitted(peer, conn, fresh, out)
@@ -318,14 +311,7 @@ def _finish_resume(state: State, admitted: LoginAdmitted, servers: list[dict[str
         app.connections[easyrtcid] = conn
         state.holds.restored(peer)
     before = {name: m.room.entries.get(easyrtcid) for name, m in conn.rooms.items()}
-    _link_session(app, conn, request.easyrtcsid)
-    if request.username is not MISSING:
-        conn.username = request.username
-    if request.credential is not MISSING:
-        conn.credential = request.credential
-    if request.presence is not None:
-        rooms.apply_presence(conn, request.presence)
-    state.refresh_entries(conn)
+    _apply_login(state, app, conn, request)
     for name in admitted.rooms:
         state.join(conn, name, None, early=out)
     out.reply(token(state, conn, servers))
@@ -405,6 +391,18 @@ def _current_state(state: State, member: Membership) -> Json:
     """A room's whole state for ``member``, whose list is then current."""
     state.updates.mark_current(member)
     return join_state(member.room, state.client_list(member.room))
+
+
+def _apply_login(state: State, app: Application, conn: Connection, request: AuthRequest) -> None:
+    """What a login sets on its connection: the session, username, credential and presence."""
+    _link_session(app, conn, request.easyrtcsid)
+    if request.username is not MISSING:
+        conn.username = request.username
+    if request.credential is not MISSING:
+        conn.credential = request.credential
+    if request.presence is not None:
+        rooms.apply_presence(conn, request.presence)
+    state.refresh_entries(conn)
 
 
 def _link_session(app: Application, conn: Connection, easyrtcsid: str | None) -> None:

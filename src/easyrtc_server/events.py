@@ -121,8 +121,7 @@ class ServerEvents:
         self.connected_since.pop(peer.easyrtcid, None)
         if out.left:
             self._happened(out, login=False, by=peer)
-        sock = engine_socket_of(link) if link is not None else None
-        reason = str(getattr(sock, "close_reason", ""))
+        reason = link.close_reason if link is not None else ""
         for listener in self.listeners:
             listener.closed(peer, reason)
 
@@ -165,17 +164,3 @@ class ServerEvents:
                 member = Member(key[0], event.room, conn.easyrtcid, conn.username)
                 for listener in listeners:
                     listener.joined(member, count == 1)
-
-
-def engine_socket_of(link: Link) -> Any:
-    """The Engine.IO socket under a link of our own transport (through wrappers that expose
-    the link they wrap as ``inner``), or None for other transports."""
-    for _ in range(4):
-        sock = getattr(link, "engine_socket", None)
-        if sock is not None:
-            return sock
-        inner = getattr(link, "inner", None)
-        if inner is None:
-            return None
-        link = inner
-    return None

@@ -15,16 +15,19 @@ ASGI (`asgi_refusals`), naming the option, rather than ignored.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from . import shutdown
-from .cluster.forwarding import Forwarder
-from .cluster.health import HealthCollector
-from .cluster.node import ClusterNode
 from .engine import Carrier, Engine, EngineFactory
+from .extras import require
 from .operations import Operations
 from .options import Options
 from .server import EasyRtcServer
 from .transport.engineio_sessions import EngineIOServer
+
+if TYPE_CHECKING:
+    from .cluster.forwarding import Forwarder
+    from .cluster.node import ClusterNode
 
 log = logging.getLogger("easyrtc_server")
 
@@ -34,6 +37,8 @@ def engine_for(options: Options) -> EngineFactory | None:
     (the server's default, the state in this process)."""
     if options.redis_url is None:
         return None
+    require("cluster", "redis_url (a cluster node)")
+    from .cluster.node import ClusterNode  # redis-py only for a cluster
 
     def node(carrier: Carrier, options: Options) -> Engine:
         return ClusterNode(carrier, options)
@@ -52,15 +57,24 @@ class Hosting:
         self.server = server
         options = server.options
         self.engine = server.engine  # a node of a cluster joins it at start, leaves at the end
-        self.node = self.engine if isinstance(self.engine, ClusterNode) else None
-        if options.redis_url is not None and self.node is None:
-            raise ValueError("a server for redis_url is made with engine=engine_for(options)")
+        self.node: ClusterNode | None = None
+        if options.redis_url is not None:
+            require("cluster", "redis_url (a cluster node)")
+            from .cluster.node import ClusterNode
+
+            if not isinstance(self.engine, ClusterNode):
+                raise ValueError("a server for redis_url is made with engine=engine_for(options)")
+            self.node = self.engine
         self.operations = Operations(server)  # health, metrics, admin, webhooks
         self.forwarder: Forwarder | None = None
         if self.node is not None and engine is not None:
+            from .cluster.forwarding import Forwarder
+
             # any node takes any request of a session: no stickiness
             self.forwarder = Forwarder(self.node, engine, options)
         if self.node is not None:  # its readers' health: /readyz red while behind
+            from .cluster.health import HealthCollector
+
             health = self.node.health
             self.operations.readiness.add(health.reason)
             if self.operations.metrics is not None:

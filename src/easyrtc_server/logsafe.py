@@ -52,7 +52,7 @@ def shown(value: Any, limit: int = MAX_ARG) -> str:
 
 def redacted_url(url: str) -> str:
     """``url`` fit for a log line: scheme, host and port only. A webhook's path or query often
-    is its token (``/services/T0/B0/XXXX``, ``?token=``), and user info is a password."""
+    is its token (``/services/T0/B0/SECRET``, ``?token=``), and user info is a password."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "<url>"

@@ -39,7 +39,7 @@ from prometheus_client.registry import Collector
 
 from .core import COMMANDS
 from .errors import ErrorCode
-from .events import Listener, Member, engine_socket_of
+from .events import Listener, Member
 from .outcome import ACKED, Outcome, Push
 
 if TYPE_CHECKING:
@@ -86,8 +86,7 @@ LAG_INTERVAL: Final = 0.5
 
 def transport_of(link: Link) -> str:
     """``polling``/``websocket`` for our own transport, ``python-socketio`` for that binding."""
-    name = getattr(engine_socket_of(link), "transport_name", None)
-    return name if isinstance(name, str) else "python-socketio"
+    return link.transport
 
 
 class Tally:
@@ -124,17 +123,18 @@ class Metrics(Listener):
             registry=reg,
         )
         self._refusals = {code: self.login_refusals.labels(code) for code in _codes()}
-        self._received = {
+        self.received_tallies = {
             event: {t: Tally() for t in (*MSG_TYPES, "other")}
             for event in ("easyrtcAuth", "easyrtcCmd", "easyrtcMsg", "other")
         }
-        self._received_other = self._received["other"]
-        self._sent = {t: Tally() for t in (*MSG_TYPES, "other")}
-        self._sent_other = self._sent["other"]
+        self._received_other = self.received_tallies["other"]
+        self.sent_tallies = {t: Tally() for t in (*MSG_TYPES, "other")}
+        self._sent_other = self.sent_tallies["other"]
         self.wire: WireCounts | None = None
         """Where the transport counts bytes (the lean aiohttp driver); see ``count_bytes_of``."""
-        self._sent_ack = self._sent["ack"]
-        self._errors = {code: Tally() for code in _codes()}
+        self._sent_ack = self.sent_tallies["ack"]
+        self.error_tallies = {code: Tally() for code in _codes()}
+        """The per-message tallies above are read by the collector at scrape time."""
         self.relayed_signals = Tally()
         self.relayed_messages = Tally()
         reg.register(_TallyCollector(self))
@@ -169,7 +169,7 @@ class Metrics(Listener):
         self._opened[transport_of(link)].inc()
 
     def received(self, event: str, msg_type: str | None, out: Outcome) -> None:
-        by_type = self._received.get(event) or self._received_other
+        by_type = self.received_tallies.get(event) or self._received_other
         (by_type.get(msg_type) or by_type["other"]).n += 1  # type: ignore[arg-type]
         if event == "easyrtcCmd":
             if msg_type in SIGNALS:
@@ -182,7 +182,7 @@ class Metrics(Listener):
                     self.relayed_messages.n += 1
 
     def sent(self, out: Outcome) -> None:
-        counters, other = self._sent, self._sent_other
+        counters, other = self.sent_tallies, self._sent_other
         for send in out.sends:
             if send is ACKED:  # the shared plain ack: most replies
                 self._sent_ack.n += 1
@@ -192,7 +192,7 @@ class Metrics(Listener):
             if msg_type == "error":
                 data = send.body.get("msgData")
                 code = data.get("errorCode") if isinstance(data, dict) else None
-                (self._errors.get(code) or self._errors["other"]).n += 1  # type: ignore[arg-type]
+                (self.error_tallies.get(code) or self.error_tallies["other"]).n += 1  # type: ignore[arg-type]
 
     def hook_timed(self, name: str, seconds: float) -> None:
         timer = self.hook_timers.get(name)
@@ -255,7 +255,7 @@ class _TallyCollector(Collector):
             "Messages from clients, by event and msgType.",
             labels=["event", "msg_type"],
         )
-        for event, by_type in m._received.items():
+        for event, by_type in m.received_tallies.items():
             for msg_type, tally in by_type.items():
                 received.add_metric([event, msg_type], tally.n)
         yield received
@@ -264,7 +264,7 @@ class _TallyCollector(Collector):
             "Replies and pushes to clients, by msgType.",
             labels=["msg_type"],
         )
-        for msg_type, tally in m._sent.items():
+        for msg_type, tally in m.sent_tallies.items():
             sent.add_metric([msg_type], tally.n)
         yield sent
         errors = CounterMetricFamily(
@@ -272,7 +272,7 @@ class _TallyCollector(Collector):
             "EasyRTC errors sent to clients (every refusal, logins included), by error code.",
             labels=["code"],
         )
-        for code, tally in m._errors.items():
+        for code, tally in m.error_tallies.items():
             errors.add_metric([code], tally.n)
         yield errors
         yield CounterMetricFamily(

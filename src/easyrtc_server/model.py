@@ -1,5 +1,22 @@
 """The object model: sockets, applications, rooms, connections, sessions, groups, fields.
 
+Glossary (the same words in every module, in the README and in the tests):
+
+- **socket**: one socket.io connection of a client, from CONNECT to close. The server sees it
+  as a `Peer` (it has an easyrtcid from the start) and reaches it through its **link**.
+- **link**: a transport's handle on one socket (``transport.Link``: ``send``, ``close``, its
+  address, transport kind and close reason); the only thing the server knows of the transport.
+- **session**, unqualified: an Engine.IO session (``transport/engineio_*``: sid, heartbeats,
+  polling or websocket); the EasyRTC ``easyrtcsid`` cookie session is `Session` below, always
+  called the *EasyRTC session*.
+- **connection**: an EasyRTC login (`Connection`): a socket that authenticated into an
+  application, with its username, rooms, fields and presence. A socket has at most one.
+- **peer**: the server's record of one socket (`Peer`), logged in or not; never "another
+  client" (that is a connection, or an easyrtcid).
+- **node**: one server process of a cluster (``cluster/node.py``), owning its sockets.
+- **engine**: where the EasyRTC state changes (``engine.py``): in this process (`LocalEngine`)
+  or through the cluster's log (``ClusterNode``); the server talks to one or the other.
+
 Plain records with no behaviour beyond bookkeeping; ``state`` changes them, the protocol rules
 live in ``auth``, ``rooms``, ``relay`` and ``ice``. Everything is keyed by validated strings in
 dicts, never looked up as attributes, so a name like ``__proto__`` or ``constructor`` is just
@@ -117,8 +134,9 @@ class Connection:
 
 @dataclass(slots=True, eq=False)
 class Peer:
-    """One socket. Its easyrtcid is drawn when it opens, and changes once at most: when its
-    login resumes a held connection, whose easyrtcid it takes (``hold``)."""
+    """The server's record of one socket (logged in or not). Its easyrtcid is drawn when it
+    opens, and changes once at most: when its login resumes a held connection, whose easyrtcid
+    it takes (``hold``)."""
 
     easyrtcid: str
     remote_address: str | None = None

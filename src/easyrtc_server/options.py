@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from .extras import missing
 from .jsregex import JsRegExp
+from .transport.engineio_protocol import ENGINEIO_DEFAULTS, READ_TIMEOUT
+from .transport.socketio_protocol import SOCKETIO_DEFAULTS
 
 IceServers = list[dict[str, Any]]
 
@@ -159,9 +162,9 @@ class Options(ProtocolOptions):
     ``node_modules/open-easyrtc/demos`` (the reference's own demos, unmodified)."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to use the polling transport from other pages; ``("*",)`` for any."""
-    ping_interval: float = 5.0
-    ping_timeout: float = 10.0
-    max_http_buffer_size: int = 1_000_000
+    ping_interval: float = ENGINEIO_DEFAULTS.ping_interval
+    ping_timeout: float = ENGINEIO_DEFAULTS.ping_timeout
+    max_http_buffer_size: int = ENGINEIO_DEFAULTS.max_payload
     log_level: str = "info"
     transport: str = "lean"
     """``lean`` (our Engine.IO 3/4 stack) or ``python-socketio`` (Engine.IO 4 only, slower)."""
@@ -233,17 +236,17 @@ class Options(ProtocolOptions):
     """Log every HTTP request, socket.io polls included (one line per poll)."""
 
     # Transport limits (the lean Engine.IO/Socket.IO stack, ``transport/``)
-    max_json_depth: int = 64
+    max_json_depth: int = SOCKETIO_DEFAULTS.max_json_depth or 0
     """An event nested deeper gets MSG_REJECT_BAD_STRUCTURE (or its socket closed); 0: orjson's
     1024."""
     binary_events_enable: bool = False
     """Accept binary Socket.IO events (EasyRTC never sends them); refused with a close if false."""
-    max_send_buffer: int = 4 * 1024 * 1024
+    max_send_buffer: int = ENGINEIO_DEFAULTS.max_send_buffer
     """Bytes of backlog (websocket) or queue (polling, 64 bytes counted per packet) after which a
     socket is closed as a slow consumer."""
-    max_poll_packets: int = 0
+    max_poll_packets: int = ENGINEIO_DEFAULTS.max_poll_packets
     """Most packets in one long-polling response; 0: no cap (python-engineio clients need 16)."""
-    http_read_timeout: float = 10.0
+    http_read_timeout: float = READ_TIMEOUT
     """Seconds a long-polling POST body may take to arrive."""
 
     # Cluster (``cluster/``): several processes or machines serve one EasyRTC world over Redis
@@ -463,131 +466,235 @@ _LIMIT_COUNTS = frozenset(
 _LIMIT_SECONDS = frozenset(("login_timeout", "message_rate", "shutdown_drain_time", "resume_grace"))
 
 
-def _checked(name: str, value: Any) -> Any:
-    """``value`` if it is right for option ``name``, a converted value, or OptionsError."""
-    if name in _LIMIT_COUNTS:
-        if not _is_int(value) or value < 0:
-            raise OptionsError(f"option {name!r} must be a whole number >= 0, got {value!r}")
-        return value
-    if name in _LIMIT_SECONDS:
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            raise OptionsError(f"option {name!r} must be a number >= 0, got {value!r}")
-        return value
-    if name.endswith("_regexp"):
-        if isinstance(value, str):
-            try:
-                return parse_regexp(value)
-            except ValueError as exc:
-                raise OptionsError(f"option {name!r}: {exc}") from None
-        if isinstance(value, re.Pattern):
-            raise OptionsError(f"option {name!r}: give the JavaScript source as a string")
-        if not isinstance(value, JsRegExp):
-            raise OptionsError(f"option {name!r} must be a regexp string, got {value!r}")
-    elif name.endswith("_enable") or name == "reclaim_empty_rooms":
-        if not isinstance(value, bool):
-            raise OptionsError(f"option {name!r} must be true or false, got {value!r}")
-    elif name in _TRANSPORT_WHOLE_NUMBERS:
-        if not _is_int(value) or value < 0:
-            raise OptionsError(f"option {name!r} must be a whole number >= 0, got {value!r}")
-    elif name == "http_read_timeout":
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-            raise OptionsError(f"option {name!r} must be a number of seconds > 0")
-    elif name in _WHOLE_NUMBERS:
-        if not _is_int(value) or value < 0:
-            raise OptionsError(f"option {name!r} must be a whole number >= 0, got {value!r}")
-    elif name in ("port", "metrics_port"):
-        if not _is_int(value) or not 0 <= value <= 65535:
-            raise OptionsError(f"option {name!r} must be a port number (0-65535), got {value!r}")
-    elif name == "redis_url":
-        if value is not None and (
-            not isinstance(value, str) or not value.startswith(_REDIS_SCHEMES)
-        ):
-            raise OptionsError(
-                "option 'redis_url' must be a redis://, rediss://, unix:// or "
-                "redis+sentinel:// URL",
-                name,
-            )
-        if value is not None and value.startswith(("redis+sentinel://", "rediss+sentinel://")):
-            from .cluster.redisclient import parse_sentinel_url  # redis-py only when used
+Check = Callable[[str, Any], Any]
+"""One option's check: ``(name, value)`` -> the value (or a converted one), or OptionsError."""
 
-            try:
-                parse_sentinel_url(value)
-            except ValueError as exc:
-                raise OptionsError(f"option 'redis_url': {exc}", name) from None
-    elif name == "cluster_name":
-        if not isinstance(value, str) or not _CLUSTER_NAME.fullmatch(value):
-            raise OptionsError(
-                "option 'cluster_name' must be 1-64 letters, digits, '_', '.' or '-'", name
-            )
-    elif name == "workers":
-        if not _is_int(value) or not 1 <= value <= 256:
-            raise OptionsError(
-                f"option 'workers' must be a whole number from 1 to 256, got {value!r}"
-            )
-    elif name == "cluster_listen":
-        if (
-            not isinstance(value, str)
-            or not _LISTEN.fullmatch(value)
-            or int(value.rsplit(":", 1)[1]) > 65535
-        ):
-            raise OptionsError(f"option 'cluster_listen' must be HOST:PORT, got {value!r}", name)
-    elif name == "cluster_advertise_url":
-        if value is not None and (
-            not isinstance(value, str) or not value.startswith(("http://", "https://"))
-        ):
-            raise OptionsError("option 'cluster_advertise_url' must be an http:// URL", name)
-    elif name in ("webhook_max_attempts", "cluster_snapshot_entries", "cluster_max_entry_size"):
-        if not _is_int(value) or value < 1:
-            raise OptionsError(f"option {name!r} must be a whole number >= 1, got {value!r}")
-    elif name == "log_format":
-        if value not in LOG_FORMATS:
-            raise OptionsError(f"option 'log_format' must be one of {', '.join(LOG_FORMATS)}")
-    elif name == "turn_ttl":
-        if not _is_int(value) or value <= 0:
-            raise OptionsError(
-                f"option 'turn_ttl' must be a whole number of seconds > 0, got {value!r}"
-            )
-    elif name.endswith("_field_obj"):
-        if value is not None:
-            _check_field_obj(name, value)
-    elif name == "app_ice_servers":
-        _check_ice_servers(value)
-    elif name in ("cors_origins", "turn_urls", "webhook_urls"):
-        return _strings(name, value)
-    elif name in ("client_dir", "socketio_js", "demos_dir"):
-        if value is not None and not isinstance(value, Path):
-            if not isinstance(value, str):
-                raise OptionsError(f"option {name!r} must be a path, got {value!r}")
-            return Path(value) if value else None
-    elif name == "room_update_tick":
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise OptionsError(f"option {name!r} must be a number of seconds from 0 to 1")
-        return float(value)
-    elif name in ("cluster_alive_ttl", "cluster_check_interval"):
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 600:
-            raise OptionsError(f"option {name!r} must be a number of seconds > 0 and <= 600")
-        return float(value)
-    elif name in ("ping_interval", "ping_timeout", "webhook_timeout"):
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-            raise OptionsError(f"option {name!r} must be a number of seconds > 0")
-    elif name == "transport":
-        if value not in TRANSPORTS:
-            raise OptionsError(f"option 'transport' must be one of {', '.join(TRANSPORTS)}", name)
-    elif name == "log_level":
-        if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
-            raise OptionsError(f"option 'log_level' must be one of {', '.join(LOG_LEVELS)}")
-        if value != value.lower():
-            return value.lower()
-    elif name in _STRINGS:
-        if not isinstance(value, str):
-            raise OptionsError(f"option {name!r} must be a string, got {value!r}")
-    elif (
-        name in _OPTIONAL_STRINGS
-        and value is not None
-        and (not isinstance(value, str) or not value)
+
+def _whole_number(name: str, value: Any) -> Any:
+    if not _is_int(value) or value < 0:
+        raise OptionsError(f"option {name!r} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _at_least_one(name: str, value: Any) -> Any:
+    if not _is_int(value) or value < 1:
+        raise OptionsError(f"option {name!r} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _seconds(name: str, value: Any) -> Any:
+    if not _is_number(value) or value < 0:
+        raise OptionsError(f"option {name!r} must be a number >= 0, got {value!r}")
+    return value
+
+
+def _positive_seconds(name: str, value: Any) -> Any:
+    if not _is_number(value) or value <= 0:
+        raise OptionsError(f"option {name!r} must be a number of seconds > 0")
+    return value
+
+
+def _regexp(name: str, value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_regexp(value)
+        except ValueError as exc:
+            raise OptionsError(f"option {name!r}: {exc}") from None
+    if isinstance(value, re.Pattern):
+        raise OptionsError(f"option {name!r}: give the JavaScript source as a string")
+    if not isinstance(value, JsRegExp):
+        raise OptionsError(f"option {name!r} must be a regexp string, got {value!r}")
+    return value
+
+
+def _flag(name: str, value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise OptionsError(f"option {name!r} must be true or false, got {value!r}")
+    return value
+
+
+def _port(name: str, value: Any) -> Any:
+    if not _is_int(value) or not 0 <= value <= 65535:
+        raise OptionsError(f"option {name!r} must be a port number (0-65535), got {value!r}")
+    return value
+
+
+def _redis_url(name: str, value: Any) -> Any:
+    if value is None:
+        return value
+    if not isinstance(value, str) or not value.startswith(_REDIS_SCHEMES):
+        raise OptionsError(
+            "option 'redis_url' must be a redis://, rediss://, unix:// or redis+sentinel:// URL",
+            name,
+        )
+    if (reason := missing("cluster")) is not None:
+        raise OptionsError(f"option 'redis_url' (a cluster): {reason}", name)
+    if value.startswith(("redis+sentinel://", "rediss+sentinel://")):
+        from .cluster.redisclient import parse_sentinel_url  # redis-py only when used
+
+        try:
+            parse_sentinel_url(value)
+        except ValueError as exc:
+            raise OptionsError(f"option 'redis_url': {exc}", name) from None
+    return value
+
+
+def _cluster_name(name: str, value: Any) -> Any:
+    if not isinstance(value, str) or not _CLUSTER_NAME.fullmatch(value):
+        raise OptionsError(
+            "option 'cluster_name' must be 1-64 letters, digits, '_', '.' or '-'", name
+        )
+    return value
+
+
+def _workers(name: str, value: Any) -> Any:
+    if not _is_int(value) or not 1 <= value <= 256:
+        raise OptionsError(f"option 'workers' must be a whole number from 1 to 256, got {value!r}")
+    return value
+
+
+def _listen(name: str, value: Any) -> Any:
+    if (
+        not isinstance(value, str)
+        or not _LISTEN.fullmatch(value)
+        or int(value.rsplit(":", 1)[1]) > 65535
     ):
+        raise OptionsError(f"option 'cluster_listen' must be HOST:PORT, got {value!r}", name)
+    return value
+
+
+def _advertise_url(name: str, value: Any) -> Any:
+    if value is not None and (
+        not isinstance(value, str) or not value.startswith(("http://", "https://"))
+    ):
+        raise OptionsError("option 'cluster_advertise_url' must be an http:// URL", name)
+    return value
+
+
+def _log_format(name: str, value: Any) -> Any:
+    if value not in LOG_FORMATS:
+        raise OptionsError(f"option 'log_format' must be one of {', '.join(LOG_FORMATS)}")
+    return value
+
+
+def _turn_ttl(name: str, value: Any) -> Any:
+    if not _is_int(value) or value <= 0:
+        raise OptionsError(
+            f"option 'turn_ttl' must be a whole number of seconds > 0, got {value!r}"
+        )
+    return value
+
+
+def _field_obj(name: str, value: Any) -> Any:
+    if value is not None:
+        _check_field_obj(name, value)
+    return value
+
+
+def _ice_servers(name: str, value: Any) -> Any:
+    _check_ice_servers(value)
+    return value
+
+
+def _path(name: str, value: Any) -> Any:
+    if value is None or isinstance(value, Path):
+        return value
+    if not isinstance(value, str):
+        raise OptionsError(f"option {name!r} must be a path, got {value!r}")
+    return Path(value) if value else None
+
+
+def _tick(name: str, value: Any) -> Any:
+    if not _is_number(value) or not 0 <= value <= 1:
+        raise OptionsError(f"option {name!r} must be a number of seconds from 0 to 1")
+    return float(value)
+
+
+def _cluster_seconds(name: str, value: Any) -> Any:
+    if not _is_number(value) or not 0 < value <= 600:
+        raise OptionsError(f"option {name!r} must be a number of seconds > 0 and <= 600")
+    return float(value)
+
+
+def _transport(name: str, value: Any) -> Any:
+    if value not in TRANSPORTS:
+        raise OptionsError(f"option 'transport' must be one of {', '.join(TRANSPORTS)}", name)
+    if value == "python-socketio" and (reason := missing("python-socketio")) is not None:
+        raise OptionsError(f"option 'transport': {reason}", name)
+    return value
+
+
+def _log_level(name: str, value: Any) -> Any:
+    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+        raise OptionsError(f"option 'log_level' must be one of {', '.join(LOG_LEVELS)}")
+    return value.lower() if value != value.lower() else value
+
+
+def _string(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        raise OptionsError(f"option {name!r} must be a string, got {value!r}")
+    return value
+
+
+def _optional_string(name: str, value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or not value):
         raise OptionsError(f"option {name!r} must be a non-empty string")
     return value
+
+
+def _unchecked(name: str, value: Any) -> Any:
+    return value
+
+
+def _table() -> dict[str, Check]:
+    """Each option's check. Earlier rows win, so a limit named ``*_enable`` stays a limit."""
+    rows: list[tuple[Iterable[str], Check]] = [
+        (_LIMIT_COUNTS, _whole_number),
+        (_LIMIT_SECONDS, _seconds),
+        ((n for n in OPTION_NAMES if n.endswith("_regexp")), _regexp),
+        ((n for n in OPTION_NAMES if n.endswith("_enable")), _flag),
+        (("reclaim_empty_rooms",), _flag),
+        (_TRANSPORT_WHOLE_NUMBERS, _whole_number),
+        (("http_read_timeout",), _positive_seconds),
+        (_WHOLE_NUMBERS, _whole_number),
+        (("port", "metrics_port"), _port),
+        (("redis_url",), _redis_url),
+        (("cluster_name",), _cluster_name),
+        (("workers",), _workers),
+        (("cluster_listen",), _listen),
+        (("cluster_advertise_url",), _advertise_url),
+        (
+            ("webhook_max_attempts", "cluster_snapshot_entries", "cluster_max_entry_size"),
+            _at_least_one,
+        ),
+        (("log_format",), _log_format),
+        (("turn_ttl",), _turn_ttl),
+        ((n for n in OPTION_NAMES if n.endswith("_field_obj")), _field_obj),
+        (("app_ice_servers",), _ice_servers),
+        (("cors_origins", "turn_urls", "webhook_urls"), _strings),
+        (("client_dir", "socketio_js", "demos_dir"), _path),
+        (("room_update_tick",), _tick),
+        (("cluster_alive_ttl", "cluster_check_interval"), _cluster_seconds),
+        (("ping_interval", "ping_timeout", "webhook_timeout"), _positive_seconds),
+        (("transport",), _transport),
+        (("log_level",), _log_level),
+        (_STRINGS, _string),
+        (_OPTIONAL_STRINGS, _optional_string),
+    ]
+    table: dict[str, Check] = {}
+    for names, check in rows:
+        for name in names:
+            table.setdefault(name, check)
+    return table
+
+
+def _checked(name: str, value: Any) -> Any:
+    """``value`` if it is right for option ``name``, a converted value, or OptionsError."""
+    return CHECKS.get(name, _unchecked)(name, value)
 
 
 def _is_int(value: Any) -> bool:
@@ -633,3 +740,7 @@ def _check_ice_servers(value: Any) -> None:
         urls = server.get("urls", server.get("url")) if isinstance(server, dict) else None
         if not (isinstance(urls, str) or (isinstance(urls, list) and urls)):
             raise OptionsError(f"option 'app_ice_servers': {server!r} has no 'urls'")
+
+
+CHECKS: dict[str, Check] = _table()
+"""Option name -> its check (an option with no row takes any value)."""

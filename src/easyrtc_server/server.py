@@ -127,6 +127,11 @@ class EasyRtcServer:
         if out.left:
             await self._rooms_left(out.left)
 
+    def refused(self, reason: str) -> dict[str, Any]:
+        """The acknowledgement of an event the transport refused unread (``reason``: e.g. JSON
+        nested too deep): a malformed message's EasyRTC error."""
+        return error_message(ErrorCode.MSG_REJECT_BAD_STRUCTURE, self.core.now())
+
     async def close(self, peer: Peer) -> None:
         """The socket is gone: its rooms are told, then the hooks. A keyed connection that
         dropped without a goodbye is held instead (``hold``): nobody is told yet."""

@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
+import orjson
 from redis.asyncio import Redis
 
 from easyrtc_server.cluster.health import BEHIND_AFTER, ReaderHealth
@@ -42,6 +43,15 @@ async def joined(stack: AsyncExitStack, node: Node) -> Client:
     stack.push_async_callback(client.sio.disconnect)
     await client.login(applicationName=APP, roomJoin=JOIN)
     return client
+
+
+async def sees(client: Client, easyrtcid: str) -> None:
+    """Until ``client``'s node tells it of ``easyrtcid`` in its room (a ``roomData`` push):
+    that node has applied the other node's login."""
+    while True:
+        push = await client.next_cmd()
+        if push.get("msgType") == "roomData" and easyrtcid in orjson.dumps(push).decode():
+            return
 
 
 async def test_a_deep_api_field_does_not_stop_the_node_or_its_snapshots() -> None:
@@ -186,6 +196,7 @@ async def test_junk_in_the_log_and_the_inboxes_is_skipped_and_counted() -> None:
         for data in junk_messages:
             await client.publish(keys.inbox(node_id_of(two)), data)
         a, b = await joined(stack, one), await joined(stack, two)  # the log is read on
+        await sees(a, b.easyrtcid)  # node one applied b's login: a message to b is known there
         for text in ("first", "second"):  # the inbox of node two is read on
             ack = await a.call(
                 "easyrtcMsg", {"msgType": "chat", "targetEasyrtcid": b.easyrtcid, "msgData": text}

@@ -28,7 +28,8 @@ from support.redisserver import RedisServer, running_redis
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-WAIT = 20.0
+WAIT = 60.0
+"""A bound on a hang (workers start Python processes: slow on a loaded machine)."""
 STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
 
 

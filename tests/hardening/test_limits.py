@@ -130,6 +130,8 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
 
 class _Link:
     remote_address = "192.0.2.1"
+    transport = "websocket"
+    close_reason = ""
 
     async def send(self, event: str, data: Any) -> None:
         pass

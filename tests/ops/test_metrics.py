@@ -124,18 +124,14 @@ async def test_two_servers_in_one_process_count_apart() -> None:
     assert value(samples_b, "easyrtc_logins_total") == 0
 
 
-class _FakeSocket:
-    transport_name = "websocket"
-    close_reason = ""
-
-
 class _FakeLink:
-    """A transport link whose Engine.IO socket the transport closed as a slow consumer."""
+    """A transport link that the transport may close as a slow consumer."""
 
     remote_address = "127.0.0.1"
+    transport = "websocket"
 
     def __init__(self) -> None:
-        self.engine_socket = _FakeSocket()
+        self.close_reason = ""
 
     async def send(self, event: str, data: Any) -> None:
         pass
@@ -145,10 +141,14 @@ class _FakeLink:
 
 
 class _Wrapper(_FakeLink):
-    """A link wrapping another (as a batching layer may), exposing it as ``inner``."""
+    """A link wrapping another (as a batching layer may): it passes on the Link surface."""
 
     def __init__(self, inner: _FakeLink) -> None:
         self.inner = inner
+
+    @property  # type: ignore[override]
+    def close_reason(self) -> str:
+        return self.inner.close_reason
 
 
 async def test_slow_consumer_closes_are_counted() -> None:
@@ -158,7 +158,7 @@ async def test_slow_consumer_closes_are_counted() -> None:
     fast, slow = _FakeLink(), _FakeLink()
     fast_peer, slow_peer = await server.open(fast), await server.open(_Wrapper(slow))
     assert fast_peer is not None and slow_peer is not None
-    slow.engine_socket.close_reason = "slow consumer"
+    slow.close_reason = "slow consumer"
     await server.close(slow_peer)
     await server.close(fast_peer)
     samples = _parse(metrics.exposition())

@@ -174,6 +174,12 @@ class SentinelSetup:
         await self.server(self.master_port).stop(kill=True)
         return self.master_port
 
+    async def rejoin_as_replica(self, port: int) -> None:
+        """Start the killed server on ``port`` again, as a replica of the current master (so a
+        later failover has as many replicas to choose from as the first)."""
+        command = [*self._server_command(port), "--replicaof", "127.0.0.1", str(self.master_port)]
+        await self.server(port).start(command, "Ready to accept connections")
+
     async def switched(self, starts: Sequence[int]) -> int:
         """Wait for a sentinel's ``+switch-master``; the new master's port."""
         waits = [

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from .ports import free_port
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0  # a bound on a hang, not a speed test (loaded machines)
 LISTENING = "listening on "
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import uvicorn
 from aiohttp import web
 
+from easyrtc_server.errors import ErrorCode, error_message
 from easyrtc_server.transport import Ack, Link
-from easyrtc_server.transport.socketio import LeanTransport, SocketLink, prepare_event
+from easyrtc_server.transport.socketio import LeanTransport
 from support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,17 +37,23 @@ class EchoServer:
     """A seam server for tests: acks events with what it got and pushes on request.
 
     Events: ``echo`` (ack with the data), ``push`` (push "pushed" with the data to the sender),
-    ``bcast`` (push "bcast" to every open peer, encoded once), ``close`` (close the sender's
+    ``bcast`` (push "bcast" to every open peer), ``close`` (close the sender's
     link), ``flood`` ({"count", "size"}: push that many messages of that size), ``bin`` (ack
     with {"type", "len", "text"} of the data), ``boom`` (raise), ``ack2`` (ack twice); any other
     event is recorded and acked with None.
     """
 
-    def __init__(self, *, refuse: bool = False, greet: bool = False) -> None:
+    def __init__(
+        self, *, refuse: bool = False, greet: bool = False, stream: tuple[int, float] | None = None
+    ) -> None:
         self.refuse = refuse
         """``open`` refuses every socket."""
         self.greet = greet
         """``open`` pushes "pushed" "welcome" (before it returns)."""
+        self.stream = stream
+        """``(count, every)``: from its opening on, each peer is pushed "streamed" ``{"s": i}``
+        for i in 0..count-1, one every ``every`` seconds (while its transport may upgrade)."""
+        self.streams: list[asyncio.Task[None]] = []
         self.opening = 0
         self.peers: list[FakePeer] = []
         self.closed: list[FakePeer] = []
@@ -80,7 +87,21 @@ class EchoServer:
         peer = FakePeer(link, len(self.peers))
         self.peers.append(peer)
         self._touch()
+        if self.stream is not None:
+            self.streams.append(asyncio.create_task(self._stream(link, *self.stream)))
         return peer
+
+    def stop_streams(self) -> None:
+        for task in self.streams:
+            task.cancel()
+
+    async def _stream(self, link: Link, count: int, every: float) -> None:
+        for i in range(count):
+            await link.send("streamed", {"s": i})
+            await asyncio.sleep(every)
+
+    def refused(self, reason: str) -> Any:
+        return error_message(ErrorCode.MSG_REJECT_BAD_STRUCTURE, 0)
 
     async def receive(self, peer: FakePeer, event: str, data: Any, ack: Ack | None) -> None:
         if peer.closes:
@@ -94,10 +115,8 @@ class EchoServer:
         if event == "push":
             await peer.link.send("pushed", data)
         elif event == "bcast":
-            prepared = prepare_event("bcast", data)
             for other in self.open_peers:
-                assert isinstance(other.link, SocketLink)
-                other.link.send_raw(prepared)
+                await other.link.send("bcast", data)
         elif event == "close":
             await peer.link.close()
         elif event == "flood":
@@ -143,6 +162,7 @@ async def lean_server(
     *,
     refuse: bool = False,
     greet: bool = False,
+    stream: tuple[int, float] | None = None,
     driver: str = "aiohttp",
     uvicorn_options: dict[str, Any] | None = None,
     **options: Any,
@@ -151,14 +171,17 @@ async def lean_server(
     on its ASGI driver under uvicorn (``uvicorn_options``: more `uvicorn.Config` arguments);
     ``"asgi-direct"``: uvicorn's websockets-sansio without compression, which the driver writes
     to directly (`DirectWebSocket`)."""
-    server = EchoServer(refuse=refuse, greet=greet)
+    server = EchoServer(refuse=refuse, greet=greet, stream=stream)
     transport = LeanTransport(server, **options)
     if driver == "asgi-direct":
         driver = "asgi"
         uvicorn_options = {"ws": "websockets-sansio", "ws_per_message_deflate": False}
     if driver == "asgi":
         async with _uvicorn(transport.asgi_app(), **(uvicorn_options or {})) as url:
-            yield Running(url, server, transport)
+            try:
+                yield Running(url, server, transport)
+            finally:
+                server.stop_streams()
         assert not server.errors, server.errors
         return
     app = web.Application()
@@ -171,6 +194,7 @@ async def lean_server(
     try:
         yield Running(f"http://127.0.0.1:{port}", server, transport)
     finally:
+        server.stop_streams()
         async with asyncio.timeout(TIMEOUT):
             await runner.cleanup()
     assert not server.errors, server.errors

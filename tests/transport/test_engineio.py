@@ -762,6 +762,10 @@ async def test_slow_consumer_is_closed() -> None:
         assert link.engine_socket.close_reason == "slow consumer"
 
 
+BULK_TIMEOUT = 120.0
+"""Seconds for a bulk transfer to arrive: a bound on a hang, not a speed test."""
+
+
 async def test_one_large_frame_is_not_a_backlog() -> None:
     # one frame bigger than the limit, to a client that has not read it yet: delivered, not closed
     async with lean_server(max_send_buffer=64 * 1024) as run:
@@ -784,7 +788,8 @@ async def test_one_large_frame_is_not_a_backlog() -> None:
         await run.server.wait(lambda: bool(run.server.peers and run.server.peers[0].received))
         received = 0
         try:
-            async with asyncio.timeout(TIMEOUT):
+            # a bound on a hang: 20 MB through a 4 KB receive buffer on a loaded machine
+            async with asyncio.timeout(BULK_TIMEOUT):
                 while received < 20_000_000:
                     chunk = await reader.read(65536)
                     if not chunk:

@@ -14,7 +14,7 @@ from easyrtc_server.transport.engineio_protocol import (
     Message,
     SendResult,
     SessionLimits,
-    State,
+    SessionState,
     TransportKind,
     decode_payload_v3,
     encode_payload_v3,
@@ -66,7 +66,7 @@ def test_open_packet_comes_first(eio: int, kind: TransportKind) -> None:
     assert info["upgrades"] == (["websocket"] if kind is POLLING else [])
     assert (info["pingInterval"], info["pingTimeout"]) == (5000, 10000)
     assert ("maxPayload" in info) == (eio == 4)
-    assert s.state is State.OPEN
+    assert s.state is SessionState.OPEN
 
 
 # -- heartbeats, on the injected clock ------------------------------------------------------------
@@ -88,7 +88,7 @@ def test_v4_pings_every_interval_and_closes_without_pong() -> None:
     assert polled(s) == [b"2"]
     assert s.handle_timeout(121.9) == []
     assert s.handle_timeout(122.0) == [Closed("ping timeout")]
-    assert s.state is State.CLOSED
+    assert s.state is SessionState.CLOSED
     assert s.next_deadline() is None
 
 
@@ -109,7 +109,7 @@ def test_pausing_client_is_dropped_only_at_the_heartbeat_timeout() -> None:
     polled(s)  # answered; the client does not come back for a while
     s.handle_timeout(105.0)  # ping queued, nobody polls
     assert s.handle_timeout(114.99) == []
-    assert s.state is State.OPEN
+    assert s.state is SessionState.OPEN
     assert s.handle_timeout(115.0) == [Closed("ping timeout")]
 
 
@@ -141,9 +141,62 @@ def test_v3_binary_frame_needs_message_type() -> None:
 
 def test_bad_payload_closes() -> None:
     s = session(3)
-    assert s.receive_payload(b"9:hello", "text/plain") is None
-    assert s.state is State.CLOSED
+    with pytest.raises(ValueError):
+        list(s.receive_payload(b"9:hello", "text/plain"))
+    assert s.state is SessionState.CLOSED
     assert s.close_reason == "parse error"
+
+
+@pytest.mark.parametrize(
+    ("eio", "body", "content_type"),
+    [
+        (4, b"4a\x1e4b\x1e\x1e4c", "text/plain"),
+        (3, b"2:4a2:4b9:4c", "text/plain"),
+        (3, b"\x00\x02\xff4a\x00\x02\xff4b\x07", "application/octet-stream"),
+    ],
+)
+def test_packets_before_a_malformed_one_are_handled(
+    eio: int, body: bytes, content_type: str
+) -> None:
+    """As the reference: the payload is read packet by packet, and the bad one closes."""
+    s = session(eio)
+    packets = s.receive_payload(body, content_type)
+    assert next(packets) == (b"4a", False)
+    assert next(packets) == (b"4b", False)
+    assert s.state is SessionState.OPEN
+    with pytest.raises(ValueError):
+        next(packets)
+    assert (s.state, s.close_reason) == (SessionState.CLOSED, "parse error")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream"])
+def test_a_post_of_pings_stops_at_the_outbox_bound(content_type: str) -> None:
+    """A 1 MB POST of revision 3 pings: each pong is counted as it is queued, and the packets
+    end at the pong that overflows the outbox, not after decoding the whole body."""
+    bound = 10 * (1 + PACKET_OVERHEAD)
+    s = session(3, max_send_buffer=bound, max_payload=1_000_000)
+    polled(s)  # the open packet
+    ping = b"1:2" if content_type == "text/plain" else b"\x00\x01\xff2"
+    body = ping * (1_000_000 // len(ping))
+    taken = 0
+    for data, binary in s.receive_payload(body, content_type):
+        taken += 1
+        events = s.receive_packet(data, binary, 101.0)
+        if taken <= 10:
+            assert events == []
+            assert s.queued_bytes == taken * (1 + PACKET_OVERHEAD)  # the bound holds at each
+        else:
+            assert events == [Closed("slow consumer")]
+    assert taken == 11  # the overflowing pong closed the session; nothing more was decoded
+    assert s.state is SessionState.CLOSED
+
+
+def test_payload_decoding_is_lazy() -> None:
+    """Packets are decoded as they are taken: a malformed tail is not seen before then."""
+    s = session(4)
+    packets = s.receive_payload(b"4a\x1e" + b"bnot base64!" * 1000, "text/plain")
+    assert next(packets) == (b"4a", False)
+    assert s.state is SessionState.OPEN
 
 
 # -- sending --------------------------------------------------------------------------------------
@@ -204,7 +257,7 @@ def test_polling_outbox_counts_packet_overhead() -> None:
     for _ in range(100):
         assert s.receive_packet(b"2", False, 101.0) == []
     assert s.receive_packet(b"2", False, 101.0) == [Closed("slow consumer")]
-    assert s.state is State.CLOSED
+    assert s.state is SessionState.CLOSED
 
 
 def test_graceful_polling_close_sends_queued_then_close_packet() -> None:
@@ -235,12 +288,12 @@ def test_upgrade_moves_the_outbox_to_frames() -> None:
     s = session(4)
     polled(s)
     assert s.receive_probe(b"2probe") == ws_frame(b"3probe")
-    assert s.state is State.UPGRADING
+    assert s.state is SessionState.UPGRADING
     assert not s.poll_should_wait()
     assert polled(s) == [b"6"]  # a held GET is released with a noop
     s.send(b"4queued")
     assert s.receive_probe(b"5") is None
-    assert (s.state, s.transport) == (State.OPEN, WEBSOCKET)
+    assert (s.state, s.transport) == (SessionState.OPEN, WEBSOCKET)
     assert s.data_to_send() == ws_frame(b"4queued")
 
 
@@ -248,7 +301,7 @@ def test_failed_upgrade_returns_to_polling() -> None:
     s = session(4)
     s.receive_probe(b"2probe")
     assert s.receive_probe(b"4nonsense") is None
-    assert (s.state, s.transport) == (State.OPEN, POLLING)
+    assert (s.state, s.transport) == (SessionState.OPEN, POLLING)
 
 
 # -- codecs ---------------------------------------------------------------------------------------
@@ -259,3 +312,15 @@ def test_v3_payload_roundtrip_counts_utf16() -> None:
     body = encode_payload_v3(packets)
     assert body.startswith(b"3:")
     assert decode_payload_v3(body) == [(p, False) for p in packets]
+
+
+@pytest.mark.parametrize(
+    ("body", "packets"),
+    [
+        (b"3:4\xc3\xa9b6:b4AAE=", [(b"4\xc3\xa9b", False), (b"\x00\x01", True)]),
+        (b"2:4a0:2:4b", [(b"4a", False), (b"4b", False)]),
+        (b"4:4\xf0\x9f\x98\x80x", [(b"4\xf0\x9f\x98\x80x", False)]),
+    ],
+)
+def test_v3_payload_decoding(body: bytes, packets: list[tuple[bytes, bool]]) -> None:
+    assert decode_payload_v3(body) == packets

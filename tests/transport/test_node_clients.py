@@ -179,3 +179,42 @@ async def test_push_during_open_follows_connect(version: str, mode: str) -> None
             "connect",
             "message",
         ]
+
+
+@pytest.mark.parametrize("driver", ["aiohttp", "asgi"])
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_messages_both_ways_survive_the_upgrade(version: str, driver: str) -> None:
+    """A client that sends and is pushed messages without pause from its first moment, while its
+    transport upgrades from polling to websocket, loses, repeats and reorders none of them (a
+    relayed message late or lost around the upgrade would leave, e.g., a data channel half open)."""
+    count, rounds, mid_stream = 120, 4, 0
+    for _ in range(rounds):
+        burst = {"event": "push", "count": count, "every": 3}
+        async with (
+            lean_server(driver=driver, stream=(count, 0.003)) as run,
+            node_client(version, run.url, {"burst": burst}) as client,
+        ):
+            await client.expect("upgrade", seconds=30)
+            await client.expect("burst_done", seconds=30)
+            for i in range(count):
+                await client.expect("message", seconds=30, event="streamed", data={"s": i})
+                await client.expect("message", seconds=30, event="pushed", data={"i": i})
+            [peer] = run.server.peers
+            assert [d for e, d in peer.received if e == "push"] == [{"i": i} for i in range(count)]
+            messages = [e for e in client.seen if e["ev"] in ("message", "upgrade")]
+            assert [e["data"] for e in messages if e.get("event") == "streamed"] == [
+                {"s": i} for i in range(count)
+            ]
+            assert [e["data"] for e in messages if e.get("event") == "pushed"] == [
+                {"i": i} for i in range(count)
+            ]
+            # did messages flow (sent since "connect" until "burst_done", or pushed) across it?
+            kinds = [e["ev"] for e in client.seen if e["ev"] != "ack"]
+            upgraded = kinds.index("upgrade")
+            sending = kinds.index("connect") < upgraded < kinds.index("burst_done")
+            pushed = "message" in kinds[:upgraded] and "message" in kinds[upgraded:]
+            mid_stream += sending or pushed
+    if version == "2":
+        # 2.x upgrades after "connect", mid-stream; 4.x mostly before it, with the server's
+        # first pushes queued during the probe (test_engineio_sessions pins that window)
+        assert mid_stream, "the upgrade never happened while messages flowed"

@@ -8,16 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from easyrtc_server.transport.socketio_protocol import (
+    AutoReply,
     ConnectRequest,
     ConnectTimedOut,
     Disconnected,
     EventReceived,
     EventRefused,
+    NamespaceState,
     ProtocolError,
-    Reply,
-    SessionLimits,
+    SocketIOLimits,
     SocketSession,
-    State,
     encode_ack,
     encode_event,
 )
@@ -26,7 +26,7 @@ NOW = 100.0
 
 
 def session(eio: int = 4, **limits: object) -> SocketSession:
-    s = SocketSession(eio, SessionLimits(**limits))  # type: ignore[arg-type]
+    s = SocketSession(eio, SocketIOLimits(**limits))  # type: ignore[arg-type]
     s.open(NOW)
     return s
 
@@ -36,7 +36,7 @@ def connected(eio: int = 4, **limits: object) -> SocketSession:
     if eio >= 4:
         assert s.receive_message(b"0", False, NOW) == ConnectRequest(None)
     s.accept("sid1")
-    assert s.state is State.CONNECTED
+    assert s.state is NamespaceState.CONNECTED
     return s
 
 
@@ -44,17 +44,17 @@ def connected(eio: int = 4, **limits: object) -> SocketSession:
 
 
 def test_protocol_5_waits_for_connect_and_answers_with_the_sid() -> None:
-    s = SocketSession(4, SessionLimits(connect_timeout=45.0))
+    s = SocketSession(4, SocketIOLimits(connect_timeout=45.0))
     assert s.open(NOW) is None
     assert s.next_deadline() == NOW + 45.0
     assert s.receive_message(b'0{"token":"x"}', False, NOW + 1) == ConnectRequest({"token": "x"})
     assert s.next_deadline() is None  # the server decides now, no timer runs
     assert s.accept("abc") == [b'40{"sid":"abc"}']
-    assert s.state is State.CONNECTED
+    assert s.state is NamespaceState.CONNECTED
 
 
 def test_protocol_4_connects_at_once_and_answers_without_payload() -> None:
-    s = SocketSession(3, SessionLimits())
+    s = SocketSession(3, SocketIOLimits())
     assert s.open(NOW) == ConnectRequest(None)
     assert s.next_deadline() is None
     assert s.accept("abc") == [b"40"]
@@ -83,13 +83,13 @@ def test_a_second_connect_while_connecting_or_connected_is_ignored() -> None:
     [(4, b'44{"message":"refused"}'), (3, b'44"refused"')],
 )
 def test_refused_connect_gets_connect_error_and_may_try_again(eio: int, packet: bytes) -> None:
-    s = SocketSession(eio, SessionLimits(connect_timeout=10.0))
+    s = SocketSession(eio, SocketIOLimits(connect_timeout=10.0))
     s.open(NOW)
     if eio >= 4:
         s.receive_message(b"0", False, NOW)
     s.hold(b'42["dropped",1]')
     assert s.refuse(NOW + 5) == packet
-    assert s.state is State.IDLE
+    assert s.state is NamespaceState.IDLE
     assert s.next_deadline() == NOW + 15
     assert s.receive_message(b"0", False, NOW + 6) == ConnectRequest(None)
     assert s.accept("x")[1:] == []  # the held push of the refused attempt is gone
@@ -104,8 +104,8 @@ def test_refused_connect_gets_connect_error_and_may_try_again(eio: int, packet: 
 )
 def test_connect_to_another_namespace_is_answered_invalid(eio: int, reply: bytes) -> None:
     s = session(eio)
-    assert s.receive_message(b"0/admin,", False, NOW) == Reply(reply)
-    assert s.receive_message(b"0/admin?x=1", False, NOW) == Reply(reply)
+    assert s.receive_message(b"0/admin,", False, NOW) == AutoReply(reply)
+    assert s.receive_message(b"0/admin?x=1", False, NOW) == AutoReply(reply)
 
 
 def test_protocol_5_connect_payload_must_be_an_object() -> None:
@@ -115,7 +115,7 @@ def test_protocol_5_connect_payload_must_be_an_object() -> None:
 
 
 def test_no_connect_within_the_timeout() -> None:
-    s = SocketSession(4, SessionLimits(connect_timeout=45.0))
+    s = SocketSession(4, SocketIOLimits(connect_timeout=45.0))
     s.open(NOW)
     assert s.handle_timeout(NOW + 44.9) is None
     assert s.handle_timeout(NOW + 45.0) == ConnectTimedOut()
@@ -128,7 +128,7 @@ def test_no_connect_within_the_timeout() -> None:
 def test_client_disconnect_starts_the_connect_timer_again() -> None:
     s = connected(connect_timeout=30.0)
     assert s.receive_message(b"1", False, NOW + 10) == Disconnected()
-    assert s.state is State.IDLE
+    assert s.state is NamespaceState.IDLE
     assert s.next_deadline() == NOW + 40
     assert s.receive_message(b'2["ev",1]', False, NOW + 11) is None  # not connected
     assert s.receive_message(b"1", False, NOW + 12) is None  # already out
@@ -139,7 +139,7 @@ def test_client_disconnect_starts_the_connect_timer_again() -> None:
 def test_server_disconnect_sends_disconnect_and_ends_the_session() -> None:
     s = connected()
     assert s.disconnect() == b"41"
-    assert s.state is State.CLOSED
+    assert s.state is NamespaceState.CLOSED
     assert s.disconnect() is None
     assert s.receive_message(b'2["ev",1]', False, NOW) is None
     assert s.receive_message(b"0", False, NOW) is None
@@ -152,13 +152,13 @@ def test_server_disconnect_while_connecting_follows_the_connect_packet() -> None
     s.hold(b'42["bye",1]')
     assert s.disconnect() is None
     assert s.accept("abc") == [b'40{"sid":"abc"}', b'42["bye",1]', b"41"]
-    assert s.state is State.CLOSED
+    assert s.state is NamespaceState.CLOSED
 
 
 def test_engine_close_ends_everything() -> None:
     s = session()
     s.close()
-    assert s.state is State.CLOSED
+    assert s.state is NamespaceState.CLOSED
     assert s.next_deadline() is None
     assert s.receive_message(b"0", False, NOW) is None
 
@@ -311,7 +311,7 @@ def test_any_message_gives_an_event_or_nothing_never_an_exception(
         ConnectRequest,
         EventReceived,
         Disconnected,
-        Reply,
+        AutoReply,
         EventRefused,
         ProtocolError,
     )

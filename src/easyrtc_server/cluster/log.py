@@ -19,6 +19,10 @@ origin uses to find its own entries when they come back (``seq``). The rest depe
 - ``queue`` ``{p, e, b}``: a push (event ``e``, body ``b``) relayed to ``p`` while it is held:
   queued for its resume (delivered by its node if it resumed meanwhile).
 - ``expire`` ``{p}``: ``p``'s hold ends if its grace is over by the entry's time.
+- ``rejoin`` ``{p, c}``: connection ``p`` rebuilt from its ``snapshot`` ``c`` (``rebuild``).
+
+Fields (apiFields) travel one way everywhere in the cluster, log and snapshots alike:
+``{name: [value, shared]}`` (``encode_fields``, ``decode_fields``).
 
 Only this module knows the wire form (orjson in the field ``e``).
 """
@@ -39,7 +43,7 @@ from ..decisions import (
     ReplyAnswer,
     TokenAnswer,
 )
-from ..model import Field
+from ..model import Field, Fields
 from ..validation import MISSING
 
 FIELD: Final = b"e"
@@ -53,6 +57,24 @@ NODE_GONE: Final = "node-gone"
 HOLD: Final = "hold"
 QUEUE: Final = "queue"
 EXPIRE: Final = "expire"
+REJOIN: Final = "rejoin"
+
+
+def encode_fields(fields: Fields) -> dict[str, list[Any]]:
+    """Fields as JSON: ``{name: [value, shared]}``."""
+    return {name: [f.value, f.shared] for name, f in fields.items()}
+
+
+def decode_fields(raw: Any) -> Fields:
+    """``encode_fields``' output read back; pairs that are not ``[value, shared]`` are left out
+    (junk from Redis must not crash a reader)."""
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(name): Field(pair[0], bool(pair[1]))
+        for name, pair in raw.items()
+        if isinstance(pair, list) and len(pair) == 2
+    }
 
 
 class LogFormatError(ValueError):
@@ -121,7 +143,7 @@ def answer(node: str, t: int, peer: str, record: Answer) -> LogEntry:
         case JoinAnswer():
             body["a"] = "join"
         case TokenAnswer():
-            fields = {name: [f.value, f.shared] for name, f in record.fields.items()}
+            fields = encode_fields(record.fields)
             body.update(
                 a="token",
                 ice=record.ice_servers,
@@ -149,12 +171,7 @@ def answer_of(body: dict[str, Any]) -> Answer | None:
         return JoinAnswer()
     if kind == "token":
         ice, user, presence = body.get("ice"), body.get("user"), body.get("presence")
-        raw_fields = body.get("fields")
-        fields = {
-            str(name): Field(pair[0], bool(pair[1]))
-            for name, pair in (raw_fields.items() if isinstance(raw_fields, dict) else ())
-            if isinstance(pair, list) and len(pair) == 2
-        }
+        fields = decode_fields(body.get("fields"))
         return TokenAnswer(
             ice if isinstance(ice, list) else [],
             user if isinstance(user, str) else None,
@@ -192,3 +209,7 @@ def queue(node: str, t: int, peer: str, event: str, body: Any) -> LogEntry:
 
 def expire(node: str, t: int, peer: str) -> LogEntry:
     return LogEntry(EXPIRE, node, t, {"p": peer})
+
+
+def rejoin(node: str, t: int, peer: str, snapshot: dict[str, Any]) -> LogEntry:
+    return LogEntry(REJOIN, node, t, {"p": peer, "c": snapshot})

@@ -21,11 +21,11 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from ..model import Connection, Field, Fields, Group, Membership, Peer, Session
+from ..model import Connection, Group, Membership, Peer, Session
 from ..outcome import Json, Outcome
 from ..roomdata import client_entry, join_state, room_data
 from ..state import State
-from .log import NODE_GONE, LogEntry, close
+from .log import NODE_GONE, REJOIN, LogEntry, close, decode_fields, encode_fields, rejoin
 from .replica import Applied, Apply
 
 if TYPE_CHECKING:
@@ -33,20 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("easyrtc_server.cluster")
 
-REJOIN: Final = "rejoin"
-"""The log entry kind carrying one connection's ``snapshot``: ``{p, c}``."""
 APPENDS_AT_ONCE: Final = 64
 """Rejoin entries appended concurrently (each waits until this node applied it)."""
-
-
-def _fields_out(fields: Fields) -> dict[str, list[Any]]:
-    return {name: [f.value, f.shared] for name, f in fields.items()}
-
-
-def _fields_in(raw: Any) -> Fields:
-    if not isinstance(raw, dict):
-        return {}
-    return {str(name): Field(pair[0], bool(pair[1])) for name, pair in raw.items()}
 
 
 def snapshot(conn: Connection) -> Json:
@@ -60,8 +48,8 @@ def snapshot(conn: Connection) -> Json:
         "username": conn.username,
         "presence": dict(conn.presence),
         "rooms": [[name, m.join_time, m.api_field] for name, m in conn.rooms.items()],
-        "session": None if session is None else [session.easyrtcsid, _fields_out(session.fields)],
-        "fields": _fields_out(conn.fields),
+        "session": None if session is None else [session.easyrtcsid, encode_fields(session.fields)],
+        "fields": encode_fields(conn.fields),
         "groups": sorted(conn.groups),
     }
 
@@ -81,7 +69,7 @@ def restore(state: State, snap: Json) -> Outcome:
         state.remove_connection(peer.connection, Outcome(), tell=False)
         peer.connection = None
         app = state.apps.get(app_name) or state.create_app(app_name)
-    conn = Connection(easyrtcid, app, fields=_fields_in(snap.get("fields")))
+    conn = Connection(easyrtcid, app, fields=decode_fields(snap.get("fields")))
     conn.username = snap.get("username")
     presence = snap.get("presence")
     if isinstance(presence, dict):
@@ -90,7 +78,7 @@ def restore(state: State, snap: Json) -> Outcome:
     peer.connection = conn
     session = snap.get("session")
     if session is not None:
-        sid, fields = str(session[0]), _fields_in(session[1])
+        sid, fields = str(session[0]), decode_fields(session[1])
         linked = app.sessions.get(sid)
         if linked is None:
             linked = app.sessions[sid] = Session(sid)
@@ -266,9 +254,7 @@ class Rebuilder:
 
     def _entry(self, snap: Json) -> LogEntry:
         node = self.node
-        return LogEntry(
-            REJOIN, node.node_id, node.replica.now(), {"p": snap["easyrtcid"], "c": snap}
-        )
+        return rejoin(node.node_id, node.replica.now(), snap["easyrtcid"], snap)
 
     async def tidy(self) -> None:
         """Once per liveness round: finish a re-registration that failed, and close in the log

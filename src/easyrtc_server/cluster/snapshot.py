@@ -25,8 +25,6 @@ import orjson
 from ..model import (
     Application,
     Connection,
-    Field,
-    Fields,
     Group,
     Membership,
     Peer,
@@ -34,19 +32,12 @@ from ..model import (
     Session,
 )
 from ..roomdata import client_entry
+from .log import decode_fields, encode_fields
 
 if TYPE_CHECKING:
     from .replica import Replica
 
 VERSION = 1
-
-
-def _fields(fields: Fields) -> dict[str, list[Any]]:
-    return {name: [f.value, f.shared] for name, f in fields.items()}
-
-
-def _unfields(raw: dict[str, list[Any]]) -> Fields:
-    return {name: Field(value, bool(shared)) for name, (value, shared) in raw.items()}
 
 
 def dump(replica: Replica) -> dict[str, Any]:
@@ -56,11 +47,11 @@ def dump(replica: Replica) -> dict[str, Any]:
     for name, app in state.apps.items():
         apps[name] = {
             "persistent": app.persistent,
-            "fields": _fields(app.fields),
+            "fields": encode_fields(app.fields),
             "rooms": {
                 room_name: {
                     "persistent": room.persistent,
-                    "fields": _fields(room.fields),
+                    "fields": encode_fields(room.fields),
                     "members": [[cid, m.join_time, m.api_field] for cid, m in room.members.items()],
                 }
                 for room_name, room in app.rooms.items()
@@ -69,13 +60,13 @@ def dump(replica: Replica) -> dict[str, Any]:
                 cid: {
                     "username": conn.username,
                     "presence": conn.presence,
-                    "fields": _fields(conn.fields),
+                    "fields": encode_fields(conn.fields),
                     "session": conn.session.easyrtcsid if conn.session is not None else None,
                     "groups": sorted(conn.groups),
                 }
                 for cid, conn in app.connections.items()
             },
-            "sessions": {sid: _fields(s.fields) for sid, s in app.sessions.items()},
+            "sessions": {sid: encode_fields(s.fields) for sid, s in app.sessions.items()},
             "groups": {g: sorted(group.members) for g, group in app.groups.items()},
         }
     peers = {
@@ -126,10 +117,10 @@ def load(replica: Replica, data: dict[str, Any]) -> None:
     for name, raw in data["apps"].items():
         known = old_apps.get(name)
         options = known.options if known is not None else state.options.protocol
-        app = Application(name, options, _unfields(raw["fields"]), persistent=raw["persistent"])
+        app = Application(name, options, decode_fields(raw["fields"]), persistent=raw["persistent"])
         state.apps[name] = app
         for sid, fields in raw["sessions"].items():
-            app.sessions[sid] = Session(sid, _unfields(fields))
+            app.sessions[sid] = Session(sid, decode_fields(fields))
         for group_name, group_members in raw["groups"].items():
             app.groups[group_name] = Group(group_name, set(group_members))
         for cid, c in raw["connections"].items():
@@ -138,7 +129,7 @@ def load(replica: Replica, data: dict[str, Any]) -> None:
                 app,
                 username=c["username"],
                 presence=c["presence"],
-                fields=_unfields(c["fields"]),
+                fields=decode_fields(c["fields"]),
                 groups=set(c["groups"]),
             )
             if c["session"] is not None:
@@ -151,7 +142,7 @@ def load(replica: Replica, data: dict[str, Any]) -> None:
                 peer = state.peers[cid] = Peer(cid)
             peer.connection = conn
         for room_name, r in raw["rooms"].items():
-            room = Room(room_name, _unfields(r["fields"]), persistent=r["persistent"])
+            room = Room(room_name, decode_fields(r["fields"]), persistent=r["persistent"])
             app.rooms[room_name] = room
             for cid, join_time, api_field in r["members"]:
                 conn = app.connections[cid]

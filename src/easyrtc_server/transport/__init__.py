@@ -13,6 +13,10 @@ and calls, in this order and never concurrently for one socket:
 - ``await server.close(peer)`` once, when the socket is gone (whoever closed it).
 
 The server answers through ``ack`` and pushes to any socket through its ``Link.send``.
+
+A transport that refuses an event before the server sees it (the lean one: JSON nested deeper
+than its limit) but owes the client an acknowledgement acknowledges it with
+``server.refused(reason)``: what the refusal means on the wire is the server's business.
 """
 
 from __future__ import annotations
@@ -30,6 +34,18 @@ class Link(Protocol):
     @property
     def remote_address(self) -> str | None:
         """The peer's address, for logs and authentication hooks."""
+        ...
+
+    @property
+    def transport(self) -> str:
+        """How the socket reaches the client, for metrics and the admin API: ``polling`` or
+        ``websocket`` (our own Engine.IO), or the name of the binding that hides it."""
+        ...
+
+    @property
+    def close_reason(self) -> str:
+        """Why the transport closed the socket (e.g. ``slow consumer``), or ``""`` while open
+        or when the binding does not say."""
         ...
 
     async def send(self, event: str, data: Any) -> None:

@@ -9,7 +9,7 @@ consumer; one large frame just queued is not a backlog. aiohttp does not tell a 
 its client left, so pending GETs' connections are checked every `_POLL_WATCH_PERIOD`.
 
 The sessions, their timers and every rule of the protocol live in ``engineio_sessions``; this
-module's old names (`EngineIOServer`, `EngineSocket`, `PreparedPacket`, ...) are re-exported.
+module's old names (`EngineIOServer`, `EngineSocket`, ...) are re-exported.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Final
 from aiohttp import ClientError, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .engineio_protocol import State, ws_frame
+from .engineio_protocol import SessionState, ws_frame
 from .engineio_routing import (
     BAD_HANDSHAKE_METHOD,
     BAD_REQUEST,
@@ -47,7 +47,6 @@ from .engineio_sessions import (
     EngineIOServer,
     EngineSocket,
     HttpReply,
-    PreparedPacket,
 )
 
 __all__ = [
@@ -62,7 +61,6 @@ __all__ = [
     "EngineHandler",
     "EngineIOServer",
     "EngineSocket",
-    "PreparedPacket",
     "error_body",
     "ws_frame",
 ]
@@ -76,7 +74,7 @@ _POLL_WATCH_PERIOD: Final = 0.25
 NETWORK_ERRORS: Final = (OSError, ClientError, HttpProcessingError, asyncio.IncompleteReadError)
 """What reading a request body raises when the client goes away or sends a broken body."""
 _TEXT: Final = WSMsgType.TEXT
-_CLOSED: Final = State.CLOSED
+_CLOSED: Final = SessionState.CLOSED
 _BINARY: Final = WSMsgType.BINARY
 
 Forward = Callable[[web.Request, str], Awaitable[web.StreamResponse | None]]

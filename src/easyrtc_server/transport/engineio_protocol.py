@@ -5,8 +5,9 @@ encodings, the session state, heartbeats and the send queues, and nothing of soc
 asyncio. A driver (``engineio.py`` for aiohttp) moves the bytes and the time:
 
 - a packet from the client goes to ``receive_packet(data, binary, now)``, a POST body to
-  ``receive_payload(body, content_type)`` then each packet to ``receive_packet``; they return the
-  events (`Message`, `Closed`) the driver acts on;
+  ``receive_payload(body, content_type)``, which decodes it packet by packet as each one is
+  taken (and handed to ``receive_packet``); they return the events (`Message`, `Closed`) the
+  driver acts on;
 - ``send(packet)`` queues one packet; a websocket driver writes ``data_to_send()``, a polling
   driver answers a GET with ``poll_body()`` (``poll_should_wait()`` says whether to hold it);
 - ``next_deadline()`` is when ``handle_timeout(now)`` must next be called (heartbeats).
@@ -18,7 +19,8 @@ that sent nothing for ``ping_interval + ping_timeout``.
 Send queues are bounded: a websocket's queue is handed to the driver every event-loop pass, a
 long-polling session's outbox holds at most ``max_send_buffer`` bytes, counting ``PACKET_OVERHEAD``
 bytes per packet (so that a flood of tiny packets is bounded in memory too). Beyond that the
-session is closed as a ``"slow consumer"``. A poll takes everything queued, up to
+session is closed as a ``"slow consumer"``, in the middle of a POST if its pings overflow it.
+A poll takes everything queued, up to
 ``max_payload`` bytes (at least one packet) and, if set, ``max_poll_packets`` packets.
 """
 
@@ -28,25 +30,32 @@ import base64
 import binascii
 import enum
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
 import orjson
 
 __all__ = [
+    "ENGINEIO_DEFAULTS",
     "PACKET_OVERHEAD",
+    "READ_TIMEOUT",
+    "UPGRADE_TIMEOUT",
     "Closed",
     "EngineSession",
     "Event",
     "Message",
     "SendResult",
     "SessionLimits",
-    "State",
+    "SessionState",
     "TransportKind",
     "decode_binary_payload_v3",
     "decode_payload_v3",
     "decode_payload_v4",
     "encode_payload_v3",
+    "iter_binary_payload_v3",
+    "iter_payload_v3",
+    "iter_payload_v4",
     "ws_frame",
 ]
 
@@ -75,7 +84,7 @@ def ws_frame(payload: bytes) -> bytes:
     return _H64(0x81, 127, n) + payload
 
 
-class State(enum.Enum):
+class SessionState(enum.Enum):
     """Where a session is."""
 
     OPEN = "open"
@@ -132,11 +141,19 @@ class SessionLimits:
     """Most packets in one poll response; 0 for no cap (python-engineio's client takes 16)."""
 
 
+ENGINEIO_DEFAULTS: Final = SessionLimits()
+"""The Engine.IO defaults, written once: the drivers' and the server options' defaults."""
+UPGRADE_TIMEOUT: Final = 3.0
+"""Default seconds a websocket upgrade probe may take."""
+READ_TIMEOUT: Final = 10.0
+"""Default seconds a long-polling POST body may take to arrive."""
+
+
 # Module constants for the hot paths: in Python 3.11 an enum member looked up on its class
 # costs some 70 ns, and a relayed message went through a dozen such lookups.
-_OPEN: Final = State.OPEN
-_UPGRADING: Final = State.UPGRADING
-_CLOSED: Final = State.CLOSED
+_OPEN: Final = SessionState.OPEN
+_UPGRADING: Final = SessionState.UPGRADING
+_CLOSED: Final = SessionState.CLOSED
 _NOTHING: Final = SendResult.NOTHING
 _WAKE: Final = SendResult.WAKE
 _OVERFLOW: Final = SendResult.OVERFLOW
@@ -418,17 +435,30 @@ class EngineSession:
             data = data[1:]
         return self.receive_packet(data, True, now)
 
-    def receive_payload(self, body: bytes, content_type: str) -> list[tuple[bytes, bool]] | None:
-        """The packets of a POST body, or None (and the session closed) when it is malformed."""
-        try:
-            if self.eio >= 4:
-                return decode_payload_v4(body)
-            if content_type == "application/octet-stream":
-                return decode_binary_payload_v3(body)
-            return decode_payload_v3(body)
-        except ValueError:
-            self.close("parse error", graceful=False)
-            return None
+    def receive_payload(self, body: bytes, content_type: str) -> Iterator[tuple[bytes, bool]]:
+        """The packets of a POST body, decoded one at a time as the driver takes them.
+
+        Lazy, so that a POST costs memory for what it queues, not for what it carries: the
+        packets end as soon as the session closes (its outbox overflowing with the pongs of a
+        flood of revision 3 pings, a close packet). A malformed packet closes the session
+        (``"parse error"``) and raises ValueError; the packets before it were handled, as the
+        reference does.
+        """
+        if self.eio >= 4:
+            packets = iter_payload_v4(body)
+        elif content_type == "application/octet-stream":
+            packets = iter_binary_payload_v3(body)
+        else:
+            packets = iter_payload_v3(body)
+        while self.state is not _CLOSED:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except ValueError:
+                self.close("parse error", graceful=False)
+                raise
+            yield packet
 
     # -- upgrading to websocket ----------------------------------------------------------------
 
@@ -465,15 +495,27 @@ class EngineSession:
 
 def decode_payload_v4(body: bytes) -> list[tuple[bytes, bool]]:
     """Revision 4 long-polling body: packets separated by ``\\x1e``, ``b`` = base64 binary."""
-    packets: list[tuple[bytes, bool]] = []
-    for part in body.split(RECORD_SEPARATOR):
-        if not part:
+    return list(iter_payload_v4(body))
+
+
+def iter_payload_v4(body: bytes) -> Iterator[tuple[bytes, bool]]:
+    """`decode_payload_v4` one packet at a time (ValueError when the next one is malformed)."""
+    find = body.find
+    i, n = 0, len(body)
+    while True:
+        j = find(RECORD_SEPARATOR, i)
+        if j < 0:
+            j = n
+        if j == i:
             raise ValueError("empty packet")
+        part = body[i:j]
         if part[:1] == b"b":
-            packets.append((_b64(part[1:]), True))
+            yield _b64(part[1:]), True
         else:
-            packets.append((part, False))
-    return packets
+            yield part, False
+        if j == n:
+            return
+        i = j + 1
 
 
 def _b64(data: bytes | str) -> bytes:
@@ -500,24 +542,37 @@ def encode_payload_v3(packets: list[bytes]) -> bytes:
 
 def decode_payload_v3(body: bytes) -> list[tuple[bytes, bool]]:
     """Revision 3 text payload; lengths count UTF-16 code units, as JavaScript does."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError("payload is not UTF-8") from exc
-    if text.isascii():
+    return list(iter_payload_v3(body))
+
+
+def iter_payload_v3(body: bytes) -> Iterator[tuple[bytes, bool]]:
+    """`decode_payload_v3` one packet at a time (ValueError when the next one is malformed).
+
+    An ASCII body is read in place (no decoded copy); others through their UTF-16 form.
+    """
+    if body.isascii():
         data, width = body, 1
     else:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError("payload is not UTF-8") from exc
         data, width = text.encode("utf-16-le", "surrogatepass"), 2
+        del text
 
     def unit(j: int) -> int:
         return data[j] if width == 1 else data[2 * j] | data[2 * j + 1] << 8
 
-    def chunk(a: int, b: int) -> str:
+    def chunk(a: int, b: int) -> bytes:
         if width == 1:
-            return data[a:b].decode("ascii")
-        return data[2 * a : 2 * b].decode("utf-16-le", "surrogatepass")
+            return data[a:b]
+        return (
+            data[2 * a : 2 * b]
+            .decode("utf-16-le", "surrogatepass")
+            .encode("utf-8", "surrogatepass")
+        )
 
-    packets: list[tuple[bytes, bool]] = []
+    found = False
     size = len(data) // width
     i = 0
     while i < size:
@@ -539,24 +594,29 @@ def decode_payload_v3(body: bytes) -> list[tuple[bytes, bool]]:
         i = start + length
         if not packet:
             continue
-        if packet[0] == "b":
-            if packet[1:2] != "4":
+        found = True
+        if packet[:1] == b"b":
+            if packet[1:2] != b"4":
                 raise ValueError("bad binary packet")
-            packets.append((_b64(packet[2:]), True))
+            yield _b64(packet[2:]), True
         else:
-            packets.append((packet.encode("utf-8", "surrogatepass"), False))
-    if not packets:
+            yield packet, False
+    if not found:
         raise ValueError("empty payload")
-    return packets
 
 
 def decode_binary_payload_v3(body: bytes) -> list[tuple[bytes, bool]]:
-    """Revision 3 ``application/octet-stream`` payload.
+    """Revision 3 ``application/octet-stream`` payload (see `iter_binary_payload_v3`)."""
+    return list(iter_binary_payload_v3(body))
+
+
+def iter_binary_payload_v3(body: bytes) -> Iterator[tuple[bytes, bool]]:
+    """Revision 3 ``application/octet-stream`` payload, one packet at a time.
 
     Each packet: ``0`` (string) or ``1`` (binary), its length as one byte per decimal digit, 255,
     then the packet (a string packet's UTF-8 bytes; a binary packet's type byte and data).
     """
-    packets: list[tuple[bytes, bool]] = []
+    found = False
     i, n = 0, len(body)
     while i < n:
         kind = body[i]
@@ -580,12 +640,12 @@ def decode_binary_payload_v3(body: bytes) -> list[tuple[bytes, bool]]:
             raise ValueError("bad binary payload")
         packet = body[i : i + length]
         i += length
+        found = True
         if kind == 0:
-            packets.append((packet, False))
+            yield packet, False
         else:
             if packet[0] != 4:
                 raise ValueError("binary packet is not a message")
-            packets.append((packet[1:], True))
-    if not packets:
+            yield packet[1:], True
+    if not found:
         raise ValueError("empty payload")
-    return packets

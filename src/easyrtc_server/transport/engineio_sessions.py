@@ -6,7 +6,7 @@ sid generation, CORS and request routing (``engineio_routing``). Everything a lo
 or POST, an upgrade probe or a websocket message does to a session is here, once; a driver
 (``engineio.py`` for aiohttp, ``asgi_engineio.py`` for ASGI) only moves bytes: it routes a
 request, reads bodies and messages, writes the `HttpReply` it is handed, and gives a session its
-websocket as a `Connection`.
+websocket as a `WebSocketChannel`.
 
 Sending
     ``EngineSocket.send_packet`` queues the packet in the session; a websocket's frames queued
@@ -39,13 +39,16 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from .engineio_protocol import (
+    ENGINEIO_DEFAULTS,
+    READ_TIMEOUT,
+    UPGRADE_TIMEOUT,
     Closed,
     EngineSession,
     Event,
     Message,
     SendResult,
     SessionLimits,
-    State,
+    SessionState,
     TransportKind,
     ws_frame,
 )
@@ -54,18 +57,17 @@ from .timer_wheel import TimerWheel
 
 __all__ = [
     "ClientGone",
-    "Connection",
     "EngineHandler",
     "EngineIOServer",
     "EngineSocket",
     "HttpReply",
-    "PreparedPacket",
+    "WebSocketChannel",
 ]
 
 log = logging.getLogger("easyrtc_server.transport.engineio")
 
 # hot-path constants: an enum member looked up on its class costs some 70 ns in Python 3.11
-_CLOSED: Final = State.CLOSED
+_CLOSED: Final = SessionState.CLOSED
 _OVERFLOW: Final = SendResult.OVERFLOW
 _WAKE: Final = SendResult.WAKE
 _NO_QUERY: Final[Mapping[str, str]] = {}
@@ -99,27 +101,6 @@ BAD_REQUEST_REPLY: Final = HttpReply.error(BAD_REQUEST)
 POLL_CONTENT_TYPE: Final = "text/plain; charset=UTF-8"
 
 
-class PreparedPacket:
-    """An Engine.IO text packet encoded once, to be sent to many sockets.
-
-    ``packet`` is the packet text (type digit first, e.g. ``b'42["ev",1]'``); the websocket
-    frame is built on first use and then shared.
-    """
-
-    __slots__ = ("_frame", "packet")
-
-    def __init__(self, packet: bytes) -> None:
-        self.packet = packet
-        self._frame: bytes | None = None
-
-    @property
-    def frame(self) -> bytes:
-        frame = self._frame
-        if frame is None:
-            frame = self._frame = ws_frame(self.packet)
-        return frame
-
-
 class EngineHandler(Protocol):
     """What sits on top of Engine.IO (the Socket.IO layer)."""
 
@@ -140,7 +121,7 @@ class EngineHandler(Protocol):
         """The session is over; called once, never while ``on_message`` runs for it."""
 
 
-class Connection(Protocol):
+class WebSocketChannel(Protocol):
     """A session's websocket, as a driver writes to it."""
 
     @property
@@ -191,7 +172,7 @@ class EngineSocket:
         eio: int,
         transport: TransportKind,
         remote: str | None,
-        connection: Connection | None = None,
+        connection: WebSocketChannel | None = None,
     ) -> None:
         self._server = server
         self._loop = asyncio.get_running_loop()
@@ -209,7 +190,7 @@ class EngineSocket:
         self._conn = connection
         self._frames = connection is not None and framed
         """Sends go to the websocket as frames (else to the session's packet queue)."""
-        self._probe: Connection | None = None
+        self._probe: WebSocketChannel | None = None
         self._poll_waiter: asyncio.Future[None] | None = None
         self._post_lock = asyncio.Lock()
         self._forget_handle: asyncio.TimerHandle | None = None
@@ -240,7 +221,7 @@ class EngineSocket:
         return self.proto.transport.value
 
     @property
-    def connection(self) -> Connection | None:
+    def connection(self) -> WebSocketChannel | None:
         """The websocket (None while long-polling)."""
         return self._conn
 
@@ -256,19 +237,10 @@ class EngineSocket:
 
     def send_packet(self, packet: bytes) -> None:
         """Queue one text packet (type digit first). Never waits; dropped once closed."""
-        if self._frames:  # a websocket taking frames: frame it here, as ``send_prepared`` does
+        if self._frames:  # a websocket taking frames: frame it here
             result = self.proto.send_frame(ws_frame(packet))
         else:
             result = self.proto.send(packet)
-        if result:
-            self._after_send(result)
-
-    def send_prepared(self, prepared: PreparedPacket) -> None:
-        """Like ``send_packet``, reusing a frame encoded once for many sockets."""
-        if self._frames:
-            result = self.proto.send_frame(prepared.frame)
-        else:
-            result = self.proto.send(prepared.packet)
         if result:
             self._after_send(result)
 
@@ -310,7 +282,7 @@ class EngineSocket:
 
     def _finish_close(self, graceful: bool) -> None:
         server = self._server
-        server._wheel.cancel(self)
+        server.wheel.cancel(self)
         probe = self._probe
         if probe is not None:
             self._probe = None
@@ -331,6 +303,13 @@ class EngineSocket:
         if not self._dispatching:
             self._closed_notified = True
             server.spawn(server.handler.on_close(self, self.close_reason))
+
+    def forgotten(self) -> None:
+        """The server has dropped this socket from its registry: no delayed forget is due."""
+        handle = self._forget_handle
+        if handle is not None:
+            self._forget_handle = None
+            handle.cancel()
 
     async def _notify_closed(self) -> None:
         if not self._closed_notified:
@@ -365,7 +344,7 @@ class EngineSocket:
             await self._dispatch(events)
         if not binary and data[:1] in (b"2", b"3") and not self.closed:
             # a pong moves the next ping; a revision 3 ping queued a pong
-            self._server._wheel.schedule(self, self.proto.next_deadline())
+            self._server.wheel.schedule(self, self.proto.next_deadline())
             if data[:1] == b"2":
                 self._after_send(_WAKE)
 
@@ -383,7 +362,7 @@ class EngineSocket:
             elif data == b"3" and proto.eio >= 4:
                 # a pong, from every socket every ping interval: no coroutine
                 proto.receive_packet(data, False, self._loop.time())
-                server._wheel.schedule(self, proto.next_deadline())
+                server.wheel.schedule(self, proto.next_deadline())
             else:
                 await self._on_packet(data, False)
         finally:
@@ -407,26 +386,33 @@ class EngineSocket:
         await self._notify_closed()
 
     async def receive_payload(self, body: bytes, content_type: str) -> bool:
-        """Handle a POST body's packets in order; False (session closed) if it is malformed."""
+        """Handle a POST body's packets in order, decoding each as it comes (see
+        `EngineSession.receive_payload`); False (session closed) at a malformed one."""
         packets = self.proto.receive_payload(body, content_type)
-        if packets is None:
-            self._closed_by_protocol()
-            return False
+        malformed = False
+        n = 0
         self._dispatching = True
         try:
-            for n, (data, binary) in enumerate(packets, 1):
-                if self.closed:
+            while not self.closed:
+                try:
+                    data, binary = next(packets)
+                except StopIteration:
+                    break
+                except ValueError:
+                    malformed = True
+                    self._closed_by_protocol()
                     break
                 await self._on_packet(data, binary)
+                n += 1
                 if n % _PACKETS_PER_YIELD == 0:
                     await asyncio.sleep(0)  # one huge POST must not stall everyone
         finally:
             self._dispatching = False
         if self.closed:
             await self._notify_closed()
-        return True
+        return not malformed
 
-    def _heartbeat(self, now: float) -> None:
+    def heartbeat(self, now: float) -> None:
         """The timer wheel's call: the session's deadline came."""
         proto = self.proto
         events = proto.handle_timeout(now)
@@ -440,7 +426,7 @@ class EngineSocket:
             self._conn.flush(self)
         else:
             self._wake_poll()
-        self._server._wheel.schedule(self, proto.next_deadline())
+        self._server.wheel.schedule(self, proto.next_deadline())
 
     # -- long-polling --------------------------------------------------------------------------
 
@@ -517,7 +503,7 @@ class EngineSocket:
     # -- upgrading -----------------------------------------------------------------------------
 
     async def upgrade(
-        self, probe: Connection, next_text: Callable[[], Awaitable[bytes | None]]
+        self, probe: WebSocketChannel, next_text: Callable[[], Awaitable[bytes | None]]
     ) -> bool:
         """Run an upgrade's probe exchange on the new websocket ``probe``; True once the
         session is on it. ``next_text()`` is the websocket's next text message (None: anything
@@ -530,7 +516,7 @@ class EngineSocket:
         proto.framed = probe.framed  # the outbox becomes what this connection takes
         upgraded = False
         try:
-            async with asyncio.timeout(self._server.upgrade_timeout):
+            async with asyncio.timeout(self._server.upgrade_timeout) as deadline:
                 while True:
                     data = await next_text()
                     if data is None or self.closed or self._probe is not probe:
@@ -551,6 +537,13 @@ class EngineSocket:
                     if reply is None:
                         break
                     await probe.send_probe_reply(reply)
+                    # The client, told ``3probe``, pauses polling and then sends ``5``: from
+                    # now on it neither polls nor posts until the upgrade completes, so aborting
+                    # the probe would leave it deaf and mute until its ping timeout (engine.io-
+                    # client does not resume a paused transport after a failed probe). The
+                    # session's heartbeat bounds the wait instead: a client that never sends
+                    # ``5`` never answers a ping either, and the session's close aborts the probe.
+                    deadline.reschedule(None)
                     self._wake_poll()  # a held GET is answered with a noop
         except TimeoutError:
             pass
@@ -586,15 +579,15 @@ class EngineIOServer:
         self,
         handler: EngineHandler,
         *,
-        ping_interval: float = 5.0,
-        ping_timeout: float = 10.0,
-        upgrade_timeout: float = 3.0,
-        max_http_buffer_size: int = 1_000_000,
+        ping_interval: float = ENGINEIO_DEFAULTS.ping_interval,
+        ping_timeout: float = ENGINEIO_DEFAULTS.ping_timeout,
+        upgrade_timeout: float = UPGRADE_TIMEOUT,
+        max_http_buffer_size: int = ENGINEIO_DEFAULTS.max_payload,
         cors_origins: Iterable[str] = (),
-        max_send_buffer: int = 4 * 1024 * 1024,
+        max_send_buffer: int = ENGINEIO_DEFAULTS.max_send_buffer,
         allow_eio3: bool = True,
-        read_timeout: float = 10.0,
-        max_poll_packets: int = 0,
+        read_timeout: float = READ_TIMEOUT,
+        max_poll_packets: int = ENGINEIO_DEFAULTS.max_poll_packets,
         kept_query: Iterable[str] = (),
     ) -> None:
         if ping_interval <= 0 or ping_timeout <= 0 or upgrade_timeout <= 0 or read_timeout <= 0:
@@ -631,8 +624,8 @@ class EngineIOServer:
         """Bytes written to clients (websocket frames or messages, poll bodies)."""
         self.sid_prefix = ""
         """Starts every new sid: a cluster node's id and a dot, so any node can tell the owner."""
-        self._wheel: TimerWheel[EngineSocket] = TimerWheel(
-            _wheel_resolution(self.limits), EngineSocket._heartbeat
+        self.wheel: TimerWheel[EngineSocket] = TimerWheel(
+            _wheel_resolution(self.limits), EngineSocket.heartbeat
         )
 
     @property
@@ -694,7 +687,7 @@ class EngineIOServer:
         self,
         eio: int,
         remote: str | None,
-        connection: Connection | None = None,
+        connection: WebSocketChannel | None = None,
         query: Mapping[str, str] | None = None,
     ) -> EngineSocket:
         """A new registered session: long-polling, or on ``connection`` (a websocket, whose
@@ -707,7 +700,7 @@ class EngineIOServer:
             if kept:
                 sock.query = kept
         self.sockets[sock.sid] = sock
-        self._wheel.schedule(sock, sock.proto.next_deadline())
+        self.wheel.schedule(sock, sock.proto.next_deadline())
         if connection is not None:
             self.flush_soon(sock)
         return sock
@@ -724,27 +717,21 @@ class EngineIOServer:
         """Drop ``sock`` from the registry (its sid is unknown from now on)."""
         if self.sockets.get(sock.sid) is sock:
             del self.sockets[sock.sid]
-        handle = sock._forget_handle
-        if handle is not None:
-            sock._forget_handle = None
-            handle.cancel()
+        sock.forgotten()
 
     def flush_soon(self, sock: EngineSocket) -> None:
         """Write ``sock``'s frames at the end of this pass of the event loop, with those of every
         other socket written to in it: one callback per pass, not one per socket."""
         dirty = self._dirty
         if not dirty:
-            sock._loop.call_soon(self._flush_dirty)
+            asyncio.get_running_loop().call_soon(self._flush_dirty)
         dirty.append(sock)
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []
         for sock in dirty:
-            conn = sock._conn
-            if conn is None:
-                continue
             try:
-                conn.flush(sock)
+                sock.flush()
             except Exception:  # one socket's failure must not hold back the others' frames
                 log.exception("could not write to %r", sock)
 
@@ -752,7 +739,7 @@ class EngineIOServer:
         """Close every session and wait (briefly) for the close handlers."""
         for sock in list(self.sockets.values()):
             sock.close("server shutting down", graceful=True)
-        self._wheel.close()
+        self.wheel.close()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
 

@@ -17,7 +17,6 @@ import socketio
 from aiohttp import web
 from socketio import packet
 
-from ..core import Peer
 from ..options import Options
 from . import Ack
 
@@ -44,6 +43,9 @@ class _Link:
         self.sio = sio
         self.sid = sid
         self.remote_address = remote_address
+
+    transport = "python-socketio"
+    close_reason = ""
 
     async def send(self, event: str, data: Any) -> None:
         await self.sio.emit(event, data, to=self.sid)
@@ -87,7 +89,7 @@ class PythonSocketIOTransport:
         async_mode: Literal["aiohttp", "asgi"] = "aiohttp",
     ) -> None:
         self.server = server
-        self.peers: dict[str, Peer] = {}
+        self.peers: dict[str, Any] = {}  # the server's peers, opaque here
         origins = options.cors_origins
         cors: str | list[str] | None = None
         if "*" in origins:

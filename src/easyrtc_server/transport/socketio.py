@@ -18,13 +18,10 @@ arguments are dropped).
 
 JSON is parsed with orjson. Malformed JSON, or JSON nested deeper than orjson takes (1024
 levels), closes the socket, as the reference closes a socket on a parse error; an event nested
-deeper than ``max_json_depth`` (64) gets EasyRTC's ``MSG_REJECT_BAD_STRUCTURE`` error as its
-acknowledgement (or, asking for none, its socket closed). Binary events are refused (the socket
-closed) unless ``binary_events`` is set. Values nested deeper than orjson writes (254 levels)
-are sent with the standard library's encoder.
-
-To send the same event to many sockets, encode it once with `prepare_event` and hand it to each
-link's `SocketLink.send_raw`.
+deeper than ``max_json_depth`` (64) is acknowledged with the server's ``refused(reason)`` (or,
+asking for none, its socket closed). Binary events are refused (the socket closed) unless
+``binary_events`` is set. Values nested deeper than orjson writes (254 levels) are sent with the
+standard library's encoder.
 
 The protocol itself (packets, namespace states, ack ids, bounds) is `socketio_protocol`, without
 I/O; this module drives it: it awaits the server's coroutines, keeps the connect timers and turns
@@ -42,44 +39,39 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 
-from ..errors import ErrorCode, error_message
 from ..options import Options
 from . import Ack, Link
 from .asgi_engineio import ASGIApp, AsgiEngineIO
 from .engineio import AiohttpEngineIO
-from .engineio_sessions import EngineIOServer, EngineSocket, PreparedPacket
+from .engineio_protocol import ENGINEIO_DEFAULTS, READ_TIMEOUT, UPGRADE_TIMEOUT
+from .engineio_sessions import EngineIOServer, EngineSocket
 from .socketio_protocol import (
+    SOCKETIO_DEFAULTS,
+    AutoReply,
     ConnectRequest,
     ConnectTimedOut,
     Disconnected,
     Event,
     EventReceived,
     EventRefused,
+    NamespaceState,
     ProtocolError,
-    Reply,
-    SessionLimits,
+    SocketIOLimits,
     SocketSession,
-    State,
-    dumps,
     encode_ack,
     encode_event,
 )
 
 __all__ = [
     "LeanTransport",
-    "PreparedEvent",
     "SeamServer",
     "SocketLink",
-    "prepare_event",
 ]
 
 log = logging.getLogger("easyrtc_server.transport.socketio")
 
 _monotonic: Final = time.monotonic
 """The protocol's clock (the connect timers are armed with delays from it)."""
-
-PreparedEvent = PreparedPacket
-"""An event encoded once (see `prepare_event`)."""
 
 RESUME_KEY: Final = "easyrtcResumeKey"
 RESUME_TOKEN: Final = "easyrtcResumeToken"
@@ -99,10 +91,7 @@ class SeamServer(Protocol):
 
     async def close(self, peer: Any) -> None: ...
 
-
-def prepare_event(event: str, data: Any) -> PreparedEvent:
-    """Encode an event push once, for `SocketLink.send_raw` to any number of sockets."""
-    return PreparedPacket(b"42" + dumps([event, data]))
+    def refused(self, reason: str) -> Any: ...
 
 
 class SocketLink:
@@ -112,14 +101,14 @@ class SocketLink:
     """
 
     __slots__ = (
-        "_opening",
         "_proto",
-        "_said_goodbye",
         "_sock",
         "connected",
+        "opening",
         "peer",
         "resume_key",
         "resume_token",
+        "said_goodbye",
         "sid",
     )
 
@@ -132,8 +121,10 @@ class SocketLink:
         """The Socket.IO session id (the one the client sees as ``socket.id``)."""
         self.peer: Any = None
         self.connected = False
-        self._opening = True
-        self._said_goodbye = False
+        self.opening = True
+        """``server.open`` runs: pushes are held until the CONNECT is out."""
+        self.said_goodbye = False
+        """The client sent a Socket.IO DISCONNECT."""
         # the client's resume key and token (``hold``): CONNECT auth, else the handshake query
         given = auth if isinstance(auth, dict) and RESUME_KEY in auth else sock.query
         self.resume_key: Any = given.get(RESUME_KEY)
@@ -148,28 +139,30 @@ class SocketLink:
 
     @property
     def engine_socket(self) -> EngineSocket:
+        """The Engine.IO session under this connection (for this transport's own tests)."""
         return self._sock
+
+    @property
+    def transport(self) -> str:
+        return self._sock.transport_name
+
+    @property
+    def close_reason(self) -> str:
+        return self._sock.close_reason
 
     @property
     def goodbye(self) -> bool:
         """The client left on purpose (a DISCONNECT, an Engine.IO close, a websocket closed
         with 1000/1001), or the server closed it; False for a drop (timeout, broken transport),
         after which a keyed connection is held."""
-        return self._said_goodbye or self._sock.close_reason not in DROPS
+        return self.said_goodbye or self._sock.close_reason not in DROPS
 
     async def send(self, event: str, data: Any) -> None:
         """Push one event (no ack requested); queues and returns at once."""
         if self.connected:
             self._sock.send_packet(encode_event(event, data))
-        elif self._opening:
+        elif self.opening:
             self._proto.hold(encode_event(event, data))
-
-    def send_raw(self, prepared: PreparedEvent) -> None:
-        """Push an event encoded once by `prepare_event`."""
-        if self.connected:
-            self._sock.send_prepared(prepared)
-        elif self._opening:
-            self._proto.hold(prepared.packet)
 
     async def close(self) -> None:
         """Disconnect the client (it will not reconnect on its own); ``server.close`` follows."""
@@ -183,7 +176,7 @@ class SocketLink:
 
     def disconnect(self) -> None:
         """`close` without the coroutine."""
-        if not (self.connected or self._opening):
+        if not (self.connected or self.opening):
             return
         sock = self._sock
         packet = self._proto.disconnect()  # None while opening: done once the CONNECT is out
@@ -200,7 +193,7 @@ class _Session(SocketSession):
 
     __slots__ = ("link", "timer")
 
-    def __init__(self, eio: int, limits: SessionLimits) -> None:
+    def __init__(self, eio: int, limits: SocketIOLimits) -> None:
         super().__init__(eio, limits)
         self.link: SocketLink | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -225,7 +218,9 @@ class LeanTransport:
 
     Options (times in seconds):
 
-    - ``ping_interval`` (5), ``ping_timeout`` (10), ``upgrade_timeout`` (3): Engine.IO timers;
+    - ``ping_interval`` (5), ``ping_timeout`` (10), ``upgrade_timeout`` (3): Engine.IO timers
+      (``upgrade_timeout`` bounds the wait for an upgrade's probe; once the probe is answered,
+      the session's heartbeat bounds the wait for the upgrade packet);
     - ``max_http_buffer_size`` (1e6): largest message or POST body; bigger closes the socket;
     - ``cors_origins``: origins whose pages may long-poll cross-origin (``"*"`` for any);
     - ``max_send_buffer`` (4 MiB): unsent bytes after which a socket is closed as a slow consumer;
@@ -234,9 +229,9 @@ class LeanTransport:
     - ``max_poll_packets`` (0): most packets in one poll response (0: no cap; python-engineio's
       client takes at most 16);
     - ``connect_timeout`` (45): an Engine.IO 4 session must CONNECT to ``/`` within this time;
-    - ``max_json_depth`` (64): an event nested deeper gets the EasyRTC error reply
-      ``MSG_REJECT_BAD_STRUCTURE`` when it asked for an acknowledgement, else its socket is
-      closed; None leaves it to orjson, which refuses (closes) more than 1024 levels;
+    - ``max_json_depth`` (64): an event nested deeper is acknowledged with the server's
+      ``refused(reason)`` when it asked for an acknowledgement, else its socket is closed;
+      None leaves it to orjson, which refuses (closes) more than 1024 levels;
     - ``binary_events`` (False): binary events (BINARY_EVENT/BINARY_ACK, which EasyRTC never
       sends) close the socket unless True;
     - ``max_attachments`` (16): a binary packet announcing more closes the socket.
@@ -246,26 +241,26 @@ class LeanTransport:
         self,
         server: SeamServer,
         *,
-        ping_interval: float = 5.0,
-        ping_timeout: float = 10.0,
-        upgrade_timeout: float = 3.0,
-        max_http_buffer_size: int = 1_000_000,
+        ping_interval: float = ENGINEIO_DEFAULTS.ping_interval,
+        ping_timeout: float = ENGINEIO_DEFAULTS.ping_timeout,
+        upgrade_timeout: float = UPGRADE_TIMEOUT,
+        max_http_buffer_size: int = ENGINEIO_DEFAULTS.max_payload,
         cors_origins: Iterable[str] = (),
-        max_send_buffer: int = 4 * 1024 * 1024,
+        max_send_buffer: int = ENGINEIO_DEFAULTS.max_send_buffer,
         allow_eio3: bool = True,
-        read_timeout: float = 10.0,
-        max_poll_packets: int = 0,
-        connect_timeout: float = 45.0,
-        max_json_depth: int | None = 64,
-        max_attachments: int = 16,
-        binary_events: bool = False,
+        read_timeout: float = READ_TIMEOUT,
+        max_poll_packets: int = ENGINEIO_DEFAULTS.max_poll_packets,
+        connect_timeout: float = SOCKETIO_DEFAULTS.connect_timeout,
+        max_json_depth: int | None = SOCKETIO_DEFAULTS.max_json_depth,
+        max_attachments: int = SOCKETIO_DEFAULTS.max_attachments,
+        binary_events: bool = SOCKETIO_DEFAULTS.binary_events,
     ) -> None:
         self.server = server
         self.connect_timeout = connect_timeout
         self.max_json_depth = max_json_depth
         self.max_attachments = max_attachments
         self.binary_events = binary_events
-        self.limits = SessionLimits(
+        self.limits = SocketIOLimits(
             connect_timeout=connect_timeout,
             max_json_depth=max_json_depth,
             binary_events=binary_events,
@@ -299,12 +294,10 @@ class LeanTransport:
             "max_poll_packets": options.max_poll_packets,
             "read_timeout": options.http_read_timeout,
             # a session that never connects to "/" cannot log in either
-            "connect_timeout": options.login_timeout or 45.0,
+            "connect_timeout": options.login_timeout or SOCKETIO_DEFAULTS.connect_timeout,
         }
         settings.update(extra)
         return cls(server, **settings)
-
-    prepare_event = staticmethod(prepare_event)
 
     def attach(self, app: web.Application, path: str = "/socket.io/") -> AiohttpEngineIO:
         """Serve Socket.IO at exactly ``path`` (with and without the trailing slash); the
@@ -379,16 +372,15 @@ class LeanTransport:
             sock.close("parse error", graceful=False)
         elif type(event) is EventRefused:
             log.info("refused an event of %r: %s", sock, event.reason)
-            reply = error_message(ErrorCode.MSG_REJECT_BAD_STRUCTURE, int(time.time() * 1000))
-            sock.send_packet(encode_ack(event.ack_id, reply))
+            sock.send_packet(encode_ack(event.ack_id, self.server.refused(event.reason)))
         elif type(event) is ConnectRequest:
             await self._connect(sock, session, event.auth)
         elif type(event) is Disconnected:
             if session.link is not None:
-                session.link._said_goodbye = True
+                session.link.said_goodbye = True
             await self._disconnected(session)
             self._arm_connect_timer(sock, session)
-        elif type(event) is Reply:
+        elif type(event) is AutoReply:
             sock.send_packet(event.packet)
 
     # -- connections -----------------------------------------------------------------------------
@@ -404,7 +396,7 @@ class LeanTransport:
         except Exception:
             log.exception("server.open failed")
             peer = None
-        link._opening = False
+        link.opening = False
         if peer is None:
             session.link = None
             packet = session.refuse(_monotonic())
@@ -416,7 +408,7 @@ class LeanTransport:
         link.connected = True
         for packet in session.accept(link.sid):
             sock.send_packet(packet)
-        if session.state is State.CLOSED:  # the server closed it while it opened
+        if session.state is NamespaceState.CLOSED:  # the server closed it while it opened
             sock.close("server namespace disconnect", graceful=True)
 
     def _arm_connect_timer(self, sock: EngineSocket, session: _Session) -> None:
@@ -442,7 +434,7 @@ class LeanTransport:
             return
         session.link = None
         link.connected = False
-        link._opening = False
+        link.opening = False
         try:
             await self.server.close(link.peer)
         except Exception:

@@ -7,7 +7,7 @@ send, and nothing of sockets or asyncio. A driver (``socketio.py``) moves the pa
 - ``open(now)`` once the Engine.IO session is open: protocol 4 (Engine.IO 3) connects ``/``
   implicitly and gets a `ConnectRequest` at once; protocol 5 waits for the client's CONNECT;
 - each Engine.IO message goes to ``receive_message(data, binary, now)``, which returns at most one
-  event (`ConnectRequest`, `EventReceived`, `Disconnected`, `Reply`, `EventRefused`,
+  event (`ConnectRequest`, `EventReceived`, `Disconnected`, `AutoReply`, `EventRefused`,
   `ProtocolError`) or None;
 - the driver answers a `ConnectRequest` with ``accept(sid)`` (the CONNECT packet, then the pushes
   ``hold`` kept meanwhile) or ``refuse(now)`` (a CONNECT_ERROR);
@@ -47,17 +47,18 @@ __all__ = [
     "DISCONNECT",
     "DISCONNECT_PACKET",
     "EVENT",
+    "SOCKETIO_DEFAULTS",
+    "AutoReply",
     "ConnectRequest",
     "ConnectTimedOut",
     "Disconnected",
     "Event",
     "EventReceived",
     "EventRefused",
+    "NamespaceState",
     "ProtocolError",
-    "Reply",
-    "SessionLimits",
+    "SocketIOLimits",
     "SocketSession",
-    "State",
     "dumps",
     "encode_ack",
     "encode_event",
@@ -151,7 +152,7 @@ class Disconnected:
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class AutoReply:
     """The protocol answers on its own: send ``packet`` (e.g. a CONNECT_ERROR)."""
 
     packet: bytes
@@ -180,11 +181,11 @@ class ConnectTimedOut:
     """No CONNECT within ``connect_timeout``: close the Engine.IO session."""
 
 
-Event = ConnectRequest | EventReceived | Disconnected | Reply | EventRefused | ProtocolError
+Event = ConnectRequest | EventReceived | Disconnected | AutoReply | EventRefused | ProtocolError
 _DISCONNECTED: Final = Disconnected()
 
 
-class State(enum.Enum):
+class NamespaceState(enum.Enum):
     """Where a session's ``/`` connection is."""
 
     IDLE = "idle"
@@ -197,20 +198,24 @@ class State(enum.Enum):
 
 
 # module constants: an enum member looked up on its class costs some 70 ns in Python 3.11
-_IDLE: Final = State.IDLE
-_CONNECTING: Final = State.CONNECTING
-_CONNECTED: Final = State.CONNECTED
-_CLOSED: Final = State.CLOSED
+_IDLE: Final = NamespaceState.IDLE
+_CONNECTING: Final = NamespaceState.CONNECTING
+_CONNECTED: Final = NamespaceState.CONNECTED
+_CLOSED: Final = NamespaceState.CLOSED
 
 
 @dataclass(frozen=True, slots=True)
-class SessionLimits:
+class SocketIOLimits:
     """The bounds of every session of one server (see the module documentation)."""
 
     connect_timeout: float = 45.0
     max_json_depth: int | None = 64
     binary_events: bool = False
     max_attachments: int = 16
+
+
+SOCKETIO_DEFAULTS: Final = SocketIOLimits()
+"""The Socket.IO defaults, written once: the transport's and the server options' defaults."""
 
 
 class _BadPacket(Exception):
@@ -265,11 +270,11 @@ class SocketSession:
         "state",
     )
 
-    def __init__(self, eio: int, limits: SessionLimits) -> None:
+    def __init__(self, eio: int, limits: SocketIOLimits) -> None:
         self.eio = eio
         self.limits = limits
         self._max_depth = limits.max_json_depth
-        self.state: State = _IDLE
+        self.state: NamespaceState = _IDLE
         self._deadline: float | None = None
         self._held: list[bytes] = []
         self._want_close = False
@@ -472,7 +477,7 @@ class SocketSession:
             else:
                 auth = None
             if nsp != "/":
-                return Reply(self._connect_error(nsp, "Invalid namespace"))
+                return AutoReply(self._connect_error(nsp, "Invalid namespace"))
             if self.state is _IDLE:
                 self.state = _CONNECTING
                 self._deadline = None

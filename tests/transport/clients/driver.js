@@ -9,6 +9,9 @@
 //   {"cmd":"disconnect"}   -> the client disconnects ({"ev":"disconnect",...} follows)
 //   {"cmd":"transport"}    -> {"ev":"transport","name":...}
 //   {"cmd":"exit"}
+// OPTIONS_JSON may hold "burst": {"event":E,"count":N,"every":MS}: from the moment the socket
+// connects, emit E with {"i": 0..N-1}, one every MS milliseconds (through the upgrade), then
+// print {"ev":"burst_done"}.
 // Events: ready, connect {id, transport}, upgrade {name}, message {event, data}, disconnect
 // {reason}, connect_error {message}, reconnect_attempt.
 "use strict";
@@ -16,7 +19,10 @@ const readline = require("readline");
 
 const [version, url, optionsJson] = process.argv.slice(2);
 const io = require(version === "2" ? "socket.io-client-v2" : "socket.io-client");
-const options = Object.assign({ reconnection: false, forceNew: true }, JSON.parse(optionsJson || "{}"));
+const given = JSON.parse(optionsJson || "{}");
+const burst = given.burst;
+delete given.burst;
+const options = Object.assign({ reconnection: false, forceNew: true }, given);
 
 function out(obj) {
   process.stdout.write(JSON.stringify(obj) + "\n");
@@ -33,12 +39,26 @@ socket.io.on("open", () => {
   const engine = socket.io.engine;
   engine.on("upgrade", (t) => out({ ev: "upgrade", name: (t && t.name) || transportName() }));
 });
-socket.on("connect", () => out({ ev: "connect", id: socket.id, transport: transportName() }));
+socket.on("connect", () => {
+  out({ ev: "connect", id: socket.id, transport: transportName() });
+  if (burst) {
+    let i = 0;
+    const next = () => {
+      if (i >= burst.count) {
+        out({ ev: "burst_done" });
+        return;
+      }
+      socket.emit(burst.event, { i: i++ });
+      setTimeout(next, burst.every);
+    };
+    next();
+  }
+});
 socket.on("disconnect", (reason) => out({ ev: "disconnect", reason }));
 socket.on("connect_error", (err) => out({ ev: "connect_error", message: String(err && err.message || err) }));
 socket.on("error", (err) => out({ ev: "error", message: String(err && err.message || err) }));
 socket.on("reconnect_attempt", () => out({ ev: "reconnect_attempt" }));
-for (const name of ["easyrtcCmd", "easyrtcMsg", "easyrtcResume", "pushed", "bcast"]) {
+for (const name of ["easyrtcCmd", "easyrtcMsg", "easyrtcResume", "pushed", "bcast", "streamed"]) {
   socket.on(name, (data) => out({ ev: "message", event: name, data }));
 }
 
