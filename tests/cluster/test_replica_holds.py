@@ -155,3 +155,24 @@ def test_a_snapshot_carries_the_bindings_holds_and_queues() -> None:
     again = c.open_keyed("n4", KEY)
     outs = c.login("n4", again)
     assert ("easyrtcMsg", message) in events_to(outs, a)
+
+
+def test_a_held_connection_belongs_to_no_node_so_nothing_ends_it_but_its_grace() -> None:
+    """No socket, no owner: the reaper does not announce a drained or dead node again for its
+    held clients, and a node's tidy-up (which closes its own connections that have no socket)
+    does not end a hold."""
+    c = KeyedCluster()
+    a = c.open_keyed("n1", KEY)
+    c.login("n1", a)
+    d = c.open_keyed("n2", KEY[:-1] + "d")
+    c.login("n2", d)
+    c.append(entries.hold("n1", next(c.clock), a))
+    c.append(entries.node_gone("n3", next(c.clock), "n2"))
+    for r in c.replicas.values():
+        assert r.owned_by("n1") == [] and r.owned_by("n2") == []
+        assert r.holds.is_held(a) and r.holds.is_held(d)
+    c.append(entries.close("n1", next(c.clock), a))  # a stale close (the tidy-up's)
+    assert all(r.holds.is_held(a) for r in c.replicas.values())
+    c.login("n3", c.open_keyed("n3", KEY))
+    assert all(r.owners[a] == "n3" and not r.holds.is_held(a) for r in c.replicas.values())
+    c.same()

@@ -598,9 +598,8 @@ class ClusterNode:
         out = Outcome()
         for to, event, body in items:
             if to not in links:
-                held = to in self._holding or self.replica.holds.is_held(to)
-                if event is not None and held:
-                    self._queue(Push(to, event, body))  # its socket dropped meanwhile
+                if event is not None:  # its socket dropped or moved meanwhile: held, or
+                    self.route(Push(to, event, body))  # resumed on another node
                 continue
             if event is None:  # a disconnect: what came before it first
                 if out.sends:

@@ -107,7 +107,9 @@ class Replica:
         self.node_id = node_id
         self.clock = clock
         self.owners: dict[str, str] = {}
-        """easyrtcid -> node whose socket it is (peers that ever had an entry)."""
+        """easyrtcid -> node whose socket it is (peers that ever had an entry). A held
+        connection has no socket, so no owner: no node's reaper or tidy-up takes it for a
+        socket of a dead node, or a stale one of its own, and ends it."""
         self.pending: dict[str, Decision] = {}
         """easyrtcid -> the decision its origin's hooks are to answer."""
         self.kinds: Mapping[str, Apply] = {
@@ -216,8 +218,8 @@ class Replica:
         if peer is None:
             self.owners.pop(cid, None)
             return Applied(None)
-        if self.owners.get(cid, entry.node) != entry.node:
-            return Applied(None)  # resumed on another node meanwhile: not this socket
+        if self.holds.is_held(cid) or self.owners.get(cid, entry.node) != entry.node:
+            return Applied(None)  # held, or resumed on another node meanwhile: not this socket
         out = self._remove(peer)
         return Applied(peer, out, gone=[peer])
 
@@ -246,9 +248,9 @@ class Replica:
         holds = self.holds
         for cid in self.owned_by(str(entry.body.get("node"))):
             peer = peers.get(cid)
+            self.owners.pop(cid, None)
             if peer is not None and (holds.is_held(cid) or self.core.hold(peer)):
                 continue
-            self.owners.pop(cid, None)
             if peer is not None:
                 out.extend(self._remove(peer))
                 gone.append(peer)
@@ -261,7 +263,8 @@ class Replica:
         peer = self.core.state.peers.get(cid)
         if peer is None or self.owners.get(cid) != entry.node or self.holds.is_held(cid):
             return Applied(None)
-        self.core.hold(peer)
+        if self.core.hold(peer):
+            del self.owners[cid]  # no socket now (see ``owners``)
         return Applied(peer)
 
     def _queue(self, entry: LogEntry) -> Applied:

@@ -72,7 +72,7 @@ def dump(replica: Replica) -> dict[str, Any]:
     peers = {
         cid: [peer.remote_address, replica.owners.get(cid)]
         for cid, peer in state.peers.items()
-        if cid in replica.owners
+        if cid in replica.owners or replica.holds.is_held(cid)  # a held one has no owner
     }
     return {"v": VERSION, "apps": apps, "peers": peers, "holds": replica.holds.dump()}
 

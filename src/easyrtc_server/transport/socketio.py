@@ -93,6 +93,11 @@ class SeamServer(Protocol):
 
     def refused(self, reason: str) -> Any: ...
 
+    @property
+    def draining(self) -> bool:
+        """True while the server shuts down: new sessions are refused at the handshake."""
+        ...
+
 
 class SocketLink:
     """One socket.io connection, as the server sees it (implements `Link`).
@@ -278,6 +283,7 @@ class LeanTransport:
             allow_eio3=allow_eio3,
             read_timeout=read_timeout,
             max_poll_packets=max_poll_packets,
+            accepting=lambda: not server.draining,
         )
 
     @classmethod

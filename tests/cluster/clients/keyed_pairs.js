@@ -7,7 +7,10 @@
 // sends its partner (2k <-> 2k+1) a numbered easyrtcMsg every INTERVAL_MS while it is logged in.
 // stdout, JSON lines: {ev:"ready"} once all are in; {ev:"dropped"} per drop, {ev:"resumed", ms}
 // per login after one;
-// {ev:"summary", clients:[...]} after the line "stop" on stdin (sending stops, then 1 s of quiet).
+// {ev:"login-failed"|"connect-error", index, error} when a login or a connection fails;
+// {ev:"summary", marks, clients:[...]} after the line "stop" on stdin (sending stops, then 1 s of
+// quiet). A line "mark NAME" on stdin notes the time (marks: [[NAME, ms], ...]); each client
+// reports when it sent each message (sentAt[n], ms) and its drops ([dropped, resumed] ms).
 "use strict";
 const crypto = require("crypto");
 const readline = require("readline");
@@ -26,7 +29,7 @@ function makeClient(index) {
   const key = crypto.randomBytes(24).toString("base64url");
   const c = {
     index, ids: [], resumes: [], removed: [], accepted: [], refused: [], unacked: [], received: [],
-    loggedIn: false, droppedAt: null, next: 0, errors: [],
+    loggedIn: false, droppedAt: null, next: 0, errors: [], sentAt: [], spans: [],
   };
   const socket = io(url, {
     transports: ["websocket"], forceNew: true, auth: { easyrtcResumeKey: key },
@@ -38,6 +41,7 @@ function makeClient(index) {
     socket.timeout(10000).emit("easyrtcAuth", AUTH, (err, token) => {
       if (err || !token || token.msgType !== "token") {
         c.errors.push(String(err || JSON.stringify(token)));
+        out({ ev: "login-failed", index, error: String(err || JSON.stringify(token)).slice(0, 200) });
         socket.disconnect().connect();
         return;
       }
@@ -47,6 +51,7 @@ function makeClient(index) {
       if (c.droppedAt !== null) {
         const ms = Date.now() - c.droppedAt;
         c.resumes.push(ms);
+        c.spans.push([c.droppedAt, Date.now()]);
         c.droppedAt = null;
         out({ ev: "resumed", index, ms });
       }
@@ -63,6 +68,7 @@ function makeClient(index) {
   });
   socket.on("connect_error", (err) => {
     if (c.errors.length < 5) c.errors.push("connect_error " + String(err && err.message));
+    out({ ev: "connect-error", index, error: String(err && err.message).slice(0, 200) });
   });
   socket.on("easyrtcMsg", (msg) => {
     if (msg && msg.msgType === "seq") c.received.push(msg.msgData);
@@ -91,6 +97,7 @@ function tick() {
     const partner = clients[c.index ^ 1];
     if (!c.loggedIn || !partner) continue;
     const n = c.next++;
+    c.sentAt.push(Date.now());
     const target = partner.ids[0];
     c.socket.timeout(10000).emit("easyrtcMsg", { msgType: "seq", targetEasyrtcid: target, msgData: n }, (err, reply) => {
       if (err) c.unacked.push(n);
@@ -104,15 +111,19 @@ for (let i = 0; i < count; i++) clients.push(makeClient(i));
 setInterval(tick, interval);
 out({ ev: "started" });
 
+const marks = [];
 readline.createInterface({ input: process.stdin }).on("line", (line) => {
+  if (line.startsWith("mark ")) marks.push([line.slice(5).trim(), Date.now()]);
   if (line.trim() !== "stop") return;
   sending = false;
   setTimeout(() => {
     out({
       ev: "summary",
+      marks,
       clients: clients.map((c) => ({
         index: c.index, ids: c.ids, resumes: c.resumes, removed: c.removed, accepted: c.accepted,
         refused: c.refused, unacked: c.unacked, received: c.received, loggedIn: c.loggedIn,
+        sentAt: c.sentAt, spans: c.spans,
         errors: c.errors.slice(0, 5),
       })),
     });
