@@ -2,7 +2,8 @@
 through a round-robin nginx over 3 nodes on one Redis, each sending its partner a numbered
 message every INTERVAL ms; a ``kill -9`` of a node, a SIGTERM drain of a node, then a rolling
 restart of all three. Prints the drop-to-resume times (p50, p99, max) and what the clients saw
-(easyrtcids changed, ``removeClient`` for keyed clients, messages lost or duplicated) as JSON.
+(easyrtcids changed, ``removeClient`` for keyed clients, messages lost or duplicated, and
+``in_flight``: lost on their way to the killed node before its clients resumed) as JSON.
 
     .venv/bin/python bench/continuity.py --clients 200 --interval 1000
 
@@ -49,9 +50,11 @@ async def run(clients: int, interval: int) -> dict[str, object]:
                     for index, kill in steps:
                         before = pairs.dropped
                         on_it = await sockets_on(cluster.nodes[index])
+                        await pairs.mark("kill" if kill else "drain")
                         await cluster.restart(index, kill=kill)
                         async with asyncio.timeout(SETTLE):
                             await pairs.settled_after(before + on_it)
+                        await pairs.mark("settled")
                         print(f"node {index} {'killed' if kill else 'drained'}: {on_it} resumed")
                         await cluster.start(index)
                     summary = await pairs.stop()
@@ -83,6 +86,7 @@ def main() -> None:
     result = asyncio.run(run(args.clients, args.interval))
     result["lost"] = len(result["lost"])  # type: ignore[arg-type]
     result["duplicated"] = len(result["duplicated"])  # type: ignore[arg-type]
+    result["in_flight"] = len(result["in_flight"])  # type: ignore[arg-type]
     print(json.dumps(result, indent=2))
 
 
