@@ -176,3 +176,22 @@ def test_a_held_connection_belongs_to_no_node_so_nothing_ends_it_but_its_grace()
     c.login("n3", c.open_keyed("n3", KEY))
     assert all(r.owners[a] == "n3" and not r.holds.is_held(a) for r in c.replicas.values())
     c.same()
+
+
+def test_server_code_disconnecting_a_held_client_ends_its_hold_on_every_replica() -> None:
+    """``server.disconnect`` of a held connection: no replica ends it alone (its own
+    ``end_hold`` gives nothing, so the server asks the engine); the ``release`` entry the node
+    appends ends it everywhere, as an ordinary leave."""
+    c = KeyedCluster()
+    a = c.open_keyed("n1", KEY)
+    c.login("n1", a)
+    b = c.open_keyed("n2", None)
+    c.login("n2", b)
+    c.append(entries.hold("n1", next(c.clock), a))
+    assert c.replicas["n2"].core.end_hold(a) is None
+    assert all(r.holds.is_held(a) for r in c.replicas.values())
+    gone = c.append(entries.release("n2", next(c.clock), a))
+    out = gone["n2"].result
+    assert isinstance(out, Outcome) and events_to([out], b)  # its peer is told now
+    assert all(a not in r.core.state.peers and not r.holds.is_held(a) for r in c.replicas.values())
+    c.same()

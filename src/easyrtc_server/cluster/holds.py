@@ -42,6 +42,16 @@ class ReplicatedHolds(Holds):
         resume push)."""
         return ""
 
+    def end(self, easyrtcid: str) -> Peer | None:
+        """Not here: every replica ends it alike, through the log (``ClusterNode.disconnect``
+        appends its ``release``)."""
+        return None
+
+    def end_now(self, easyrtcid: str) -> Peer | None:
+        """A ``release`` entry: the held socket of ``easyrtcid``, its hold ended, or None."""
+        held = self.held.pop(easyrtcid, None)
+        return held.peer if held is not None else None
+
     def due(self) -> int | None:
         """When (log ms) the first hold runs out, or None: then a node appends ``expire``."""
         return super().next_expiry()

@@ -19,6 +19,7 @@ origin uses to find its own entries when they come back (``seq``). The rest depe
 - ``queue`` ``{p, e, b}``: a push (event ``e``, body ``b``) relayed to ``p`` while it is held:
   queued for its resume (delivered by its node if it resumed meanwhile).
 - ``expire`` ``{p}``: ``p``'s hold ends if its grace is over by the entry's time.
+- ``release`` ``{p}``: server code disconnected ``p`` while held: its hold ends now.
 - ``rejoin`` ``{p, c}``: connection ``p`` rebuilt from its ``snapshot`` ``c`` (``rebuild``).
 
 Fields (apiFields) travel one way everywhere in the cluster, log and snapshots alike:
@@ -57,6 +58,7 @@ NODE_GONE: Final = "node-gone"
 HOLD: Final = "hold"
 QUEUE: Final = "queue"
 EXPIRE: Final = "expire"
+RELEASE: Final = "release"
 REJOIN: Final = "rejoin"
 
 
@@ -209,6 +211,10 @@ def queue(node: str, t: int, peer: str, event: str, body: Any) -> LogEntry:
 
 def expire(node: str, t: int, peer: str) -> LogEntry:
     return LogEntry(EXPIRE, node, t, {"p": peer})
+
+
+def release(node: str, t: int, peer: str) -> LogEntry:
+    return LogEntry(RELEASE, node, t, {"p": peer})
 
 
 def rejoin(node: str, t: int, peer: str, snapshot: dict[str, Any]) -> LogEntry:

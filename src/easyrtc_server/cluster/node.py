@@ -583,7 +583,11 @@ class ClusterNode:
         self._arm_expiry()
 
     def disconnect(self, easyrtcid: str) -> bool:
-        """Ask the node holding ``easyrtcid``'s socket to close it; False if none does."""
+        """Ask the node holding ``easyrtcid``'s socket to close it; a held connection is
+        released through the log (every replica ends it); False if neither."""
+        if easyrtcid in self._holding or self.replica.holds.is_held(easyrtcid):
+            self._append_later(entries.release(self.node_id, self.replica.now(), easyrtcid))
+            return True
         owner = self.replica.owners.get(easyrtcid)
         if owner is None or owner == self.node_id:
             return False

@@ -37,6 +37,7 @@ from .log import (
     NODE_GONE,
     QUEUE,
     RECV,
+    RELEASE,
     LogEntry,
     answer_of,
 )
@@ -121,6 +122,7 @@ class Replica:
             HOLD: self._hold,
             QUEUE: self._queue,
             EXPIRE: self._expire,
+            RELEASE: self._release,
             **(kinds or {}),
         }
         holds = ReplicatedHolds(core.state.options, clock.now)
@@ -282,6 +284,14 @@ class Replica:
         if cid not in self.core.state.peers:
             return Applied(None)
         return Applied(None, Outcome([push]))
+
+    def _release(self, entry: LogEntry) -> Applied:
+        """Server code disconnected a held connection: an ordinary leave, now."""
+        peer = self.holds.end_now(entry.body["p"])
+        if peer is None:
+            return Applied(None)
+        out = self._remove(peer)
+        return Applied(peer, out, gone=[peer])
 
     def _expire(self, entry: LogEntry) -> Applied:
         """A hold's grace is over by this entry's time: an ordinary disconnect."""
