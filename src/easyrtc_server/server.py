@@ -81,6 +81,9 @@ class EasyRtcServer:
         self.draining = False  # set while shutting down: /readyz answers 503
         self.guard = Guard(self.options, self.core.now)  # connection and rate limits
         self._hold_timer: asyncio.TimerHandle | None = None
+        self._dropped: set[Peer] = set()
+        """Sockets dropped by ``hold_for_restart``, until their close comes: held, though a
+        cluster's replica may not have applied the hold yet."""
         self._hold_tasks: set[asyncio.Task[None]] = set()
 
     # -- the transport seam ------------------------------------------------------------------
@@ -138,7 +141,8 @@ class EasyRtcServer:
         if self.core.is_superseded(peer):  # another socket resumed its easyrtcid
             self.guard.closed(peer)
             return
-        if self.core.is_held(peer):  # held already (``hold_for_restart``)
+        if peer in self._dropped or self.core.is_held(peer):  # held (``hold_for_restart``)
+            self._dropped.discard(peer)
             return
         link = self.links.get(peer.easyrtcid)
         if link is not None and not getattr(link, "goodbye", True) and self.engine.hold(peer):
@@ -236,6 +240,7 @@ class EasyRtcServer:
         if not self.engine.holds_outlive_stop() or drop is None or not self.engine.hold(peer):
             return False
         del self.links[peer.easyrtcid]
+        self._dropped.add(peer)
         drop()
         return True
 

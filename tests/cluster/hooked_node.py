@@ -1,10 +1,11 @@
 """A cluster node with hooks, for the behaviour tests: ``python -m cluster.hooked_node ARGS``.
 
 The command line is the server's (``easyrtc_server.cli``); only the hooks differ. They log where
-they run, refuse rooms named ``forbidden…``, give each connection a shared field naming the
-process that admitted it, and answer commands that reach the push API and the queries
-(``server.change``, ``send_message``, ``set_session_field``, ``disconnect``, ``occupants``…),
-so a client on one node can make the server act on clients of other nodes.
+they run (``room_join``, ``disconnect``), refuse rooms named ``forbidden…``, give each
+connection a shared field naming the process that admitted it, and answer commands that reach
+the push API and the queries (``server.change``, ``send_message``, ``set_session_field``,
+``disconnect``, ``occupants``…), so a client on one node can make the server act on clients
+of other nodes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class BehaviourHooks(Hooks):
         log.info("hook room_join of %s to %s ran here", peer.easyrtcid, room_name)
         if room_name.startswith("forbidden"):
             raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_ROOM, "not this room")
+
+    async def disconnect(self, conn: Connection) -> None:
+        log.info("hook disconnect of %s ran here", conn.easyrtcid)
 
     async def authenticated(self, conn: Connection) -> None:
         conn.fields["admittedBy"] = Field(os.getpid(), shared=True)
