@@ -30,7 +30,7 @@ from support.redisserver import running_redis
 SETTLE = 180.0
 
 
-async def run(clients: int, interval: int) -> dict[str, object]:
+async def run(clients: int, interval: int, rooms: str) -> dict[str, object]:
     async with running_redis() as redis:
         cluster = Three(redis.url)
         await asyncio.gather(*(node.start() for node in cluster.nodes))
@@ -38,7 +38,7 @@ async def run(clients: int, interval: int) -> dict[str, object]:
             upstreams = [f"127.0.0.1:{node.port}" for node in cluster.nodes]
             async with running_nginx(upstreams) as nginx:
                 url = f"http://127.0.0.1:{nginx.port}"
-                async with keyed_pairs(url, clients, interval) as pairs:
+                async with keyed_pairs(url, clients, interval, rooms) as pairs:
                     started = time.monotonic()
                     try:
                         async with asyncio.timeout(SETTLE):
@@ -66,6 +66,7 @@ async def run(clients: int, interval: int) -> dict[str, object]:
     return {
         "clients": clients,
         "interval_ms": interval,
+        "rooms": rooms,
         "resumes": len(times),
         "drop_to_resume_ms": {
             "p50": percentile(times, 0.5),
@@ -82,8 +83,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--interval", type=int, default=1000, help="ms between messages")
+    parser.add_argument(
+        "--rooms", choices=("one", "pairs"), default="pairs",
+        help="one room for everyone, or a room per pair (as calls are; the default)",
+    )  # fmt: skip
     args = parser.parse_args()
-    result = asyncio.run(run(args.clients, args.interval))
+    result = asyncio.run(run(args.clients, args.interval, args.rooms))
     result["lost"] = len(result["lost"])  # type: ignore[arg-type]
     result["duplicated"] = len(result["duplicated"])  # type: ignore[arg-type]
     result["in_flight"] = len(result["in_flight"])  # type: ignore[arg-type]

@@ -80,11 +80,14 @@ class Pairs:
 
 
 @asynccontextmanager
-async def keyed_pairs(url: str, count: int, interval_ms: int = 300) -> AsyncIterator[Pairs]:
+async def keyed_pairs(
+    url: str, count: int, interval_ms: int = 300, rooms: str = "one"
+) -> AsyncIterator[Pairs]:
+    """``rooms``: "one" (every client in one room) or "pairs" (a room per pair)."""
     node = shutil.which("node")
     assert node is not None, "node is not installed"
     proc = await asyncio.create_subprocess_exec(
-        node, str(SCRIPT), url, str(count), str(interval_ms),
+        node, str(SCRIPT), url, str(count), str(interval_ms), rooms,
         cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         limit=64 * 1024 * 1024,
     )  # fmt: skip

@@ -1,7 +1,7 @@
 // Keyed EasyRTC clients in pairs, in one Node process (socket.io-client 4, websocket), for the
 // cluster continuity tests and bench/continuity.py.
 //
-// usage: node keyed_pairs.js URL COUNT INTERVAL_MS
+// usage: node keyed_pairs.js URL COUNT INTERVAL_MS [ROOMS: one (default) | pairs]
 // Each client gives a resume key (CONNECT auth), logs in to room "r", reconnects with backoff
 // when its socket drops and logs in again with the same key. Once every client is in, each
 // sends its partner (2k <-> 2k+1) a numbered easyrtcMsg every INTERVAL_MS while it is logged in.
@@ -16,11 +16,17 @@ const crypto = require("crypto");
 const readline = require("readline");
 const { io } = require("socket.io-client");
 
-const [url, countArg, intervalArg] = process.argv.slice(2);
+const [url, countArg, intervalArg, roomsArg] = process.argv.slice(2);
 const count = Number(countArg);
 const interval = Number(intervalArg || 300);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
-const AUTH = { msgType: "authenticate", msgData: { apiVersion: "1.1.1-beta", roomJoin: { r: { roomName: "r" } } } };
+// ROOMS "one": every client in room "r" (each hears of every other leaving); "pairs": a room
+// per pair, as calls are (no member-list storm of N joins to N members at the start)
+const perPair = roomsArg === "pairs";
+function auth(index) {
+  const room = perPair ? "p" + (index >> 1) : "r";
+  return { msgType: "authenticate", msgData: { apiVersion: "1.1.1-beta", roomJoin: { [room]: { roomName: room } } } };
+}
 
 let sending = false;
 const clients = [];
@@ -38,11 +44,12 @@ function makeClient(index) {
   });
   c.socket = socket;
   socket.on("connect", () => {
-    socket.timeout(10000).emit("easyrtcAuth", AUTH, (err, token) => {
+    socket.timeout(10000).emit("easyrtcAuth", auth(index), (err, token) => {
       if (err || !token || token.msgType !== "token") {
         c.errors.push(String(err || JSON.stringify(token)));
         out({ ev: "login-failed", index, error: String(err || JSON.stringify(token)).slice(0, 200) });
-        socket.disconnect().connect();
+        socket.disconnect();  // again after a while: a refused login storm must not feed itself
+        setTimeout(() => socket.connect(), 250 + Math.random() * 750);
         return;
       }
       const id = token.msgData.easyrtcid;
@@ -85,7 +92,7 @@ function makeClient(index) {
 
 let readyTold = false;
 function maybeReady() {
-  if (readyTold || !clients.every((c) => c.loggedIn)) return;
+  if (readyTold || clients.length < count || !clients.every((c) => c.loggedIn)) return;
   readyTold = true;
   sending = true;
   out({ ev: "ready", ids: clients.map((c) => c.ids[0]) });
@@ -107,7 +114,8 @@ function tick() {
   }
 }
 
-for (let i = 0; i < count; i++) clients.push(makeClient(i));
+// connect in steps of 20 every 100 ms: a start, not a login storm
+for (let i = 0; i < count; i++) setTimeout(() => clients.push(makeClient(i)), 100 * Math.floor(i / 20));
 setInterval(tick, interval);
 out({ ev: "started" });
 
