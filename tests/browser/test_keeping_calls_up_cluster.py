@@ -23,6 +23,9 @@ from support.nginx import Nginx, running_nginx
 from support.nodes import Node
 from support.redisserver import running_redis
 
+BACK_MS = 45_000
+"""How long a page may take to be back after its node went (a bound on a hang: with both cores
+busy, a node's start alone took 12 s)."""
 ENGINE_SID = "() => easyrtcResume.socket.real.io.engine.id"
 """The Engine.IO sid of the page's current socket (the resume script's, under easyrtc.js's)."""
 STARTED = "cluster node "
@@ -48,7 +51,7 @@ class Cluster:
 
     async def holding(self, page: DemoPage) -> int:
         """The index of the node that holds ``page``'s socket."""
-        await page.page.wait_for_function("() => easyrtc.webSocket.connected")
+        await page.page.wait_for_function("() => easyrtc.webSocket.connected", timeout=BACK_MS)
         sid: str = await page.page.evaluate(ENGINE_SID)
         ids = [await self.node_id(i) for i in range(len(self.nodes))]
         return ids.index(sid.split(".", 1)[0])
@@ -123,7 +126,7 @@ async def test_a_call_survives_its_node_and_a_rolling_restart(
         await cluster.restart(index, kill=kill)
         for cid, before in on_it.items():
             await pages[cid].page.wait_for_function(
-                "(n) => easyrtcResume.socket.resumes > n", arg=before
+                "(n) => easyrtcResume.socket.resumes > n", arg=before, timeout=BACK_MS
             )
 
     await bounce(await cluster.holding(alice), kill=stop == "kill -9")
