@@ -2,7 +2,7 @@
 # Override: make bench BENCH_SERVERS=ours,reference BENCH_ROUNDS=5 BENCH_ARGS="--only relay"
 .PHONY: bench bench-quick bench-cluster setup-bench upgrade-deps lock
 
-BENCH_SERVERS ?= ours,ours-tick5,ours-uvicorn,reference
+BENCH_SERVERS ?= ours,ours-tick0,ours-uvicorn,reference
 BENCH_QUICK_SERVERS ?= ours,ours-uvicorn,reference
 BENCH_ROUNDS ?= 3
 BENCH_QUICK_ROUNDS ?= 1

@@ -9,8 +9,9 @@ leaving rooms, relaying messages to each other, and disconnecting and reconnecti
 of a node past the alive TTL (then SIGCONT), Redis restarted empty, and a Sentinel failover
 (``--sentinel`` only).
 
-After each fault the churn pauses and the checker compares, until they agree or
-``--converge`` seconds have passed:
+After each fault the churn pauses, every client that lost its socket logs in again (one that
+cannot within ``--converge`` seconds is *locked out*), and the checker compares, until they agree
+or ``--converge`` seconds have passed:
 
 - every client's own view (its room lists, built only from what it received: the token,
   ``roomData`` pushes and the ``roomJoin``/``roomLeave`` replies) with the truth (which clients
@@ -89,7 +90,8 @@ class Violation:
     check: str
     kind: str
     """``ghost``, ``missing``, ``phantom-room``, ``replica-ghost``, ``replica-missing``,
-    ``replica-count``, ``stuck``, ``relay-lost``, ``node-down``, ``no-rebuild``."""
+    ``replica-count``, ``stuck``, ``relay-lost``, ``node-down``, ``no-rebuild``,
+    ``locked-out``."""
     where: str
     detail: str
 
@@ -590,16 +592,37 @@ class Chaos:
         await asyncio.gather(*(relay(c) for c in live))
         return found
 
+    async def log_back_in(self, name: str, deadline: float) -> None:
+        """Every client that lost its socket (its node killed, an answer lost) logs in again,
+        as a real client reconnects, retrying until ``deadline``; one that cannot is *locked
+        out*. The check then covers every client."""
+        while True:
+            out = [c for c in self.clients if not c.logged_in]
+            if not out:
+                return
+            if time.monotonic() >= deadline:
+                self.pending.extend(
+                    Violation(name, "locked-out", f"client {c.index}", "cannot log in again")
+                    for c in out
+                )
+                return
+            self.counts["reconnects"] += len(out)
+            await asyncio.gather(*(self.login(c) for c in out))
+            if any(not c.logged_in for c in out):
+                await asyncio.sleep(0.25)  # a retry's backoff, as a client's
+
     async def check(self, name: str, http: aiohttp.ClientSession) -> CheckResult:
-        """Pause the churn, wait for agreement (bounded), probe, resume."""
+        """Pause the churn, log the lost clients back in, wait for agreement (bounded), probe,
+        resume."""
         self.paused.set()
         self.resumed.clear()
         async with asyncio.timeout(CALL_TIMEOUT * 3):
             await self.idle.wait()
         started = time.monotonic()
         result = CheckResult(name, time.time(), None)
-        pending, self.pending = self.pending, []
         deadline = started + self.config.converge
+        await self.log_back_in(name, deadline)
+        pending, self.pending = self.pending, []
         while True:
             violations = self.view_violations(name) + await self.replica_violations(name, http)
             if not violations:

@@ -8,7 +8,8 @@ storms fork several generator processes, all on CPU 1), and writes ``bench/resul
     .venv/bin/python bench/run.py --quick                    # about 3.5 minutes, 3 servers
     .venv/bin/python bench/run.py --rounds 3                 # the full set
     .venv/bin/python bench/run.py --only relay --servers ours,reference --rounds 5
-    .venv/bin/python bench/run.py --only storm-1000 --servers ours,ours-tick5,reference
+    .venv/bin/python bench/run.py --only storm-1000 --servers ours,reference --rounds 3 \
+        --heavy-rounds 3 --server-param reference:clients=500   # joins per CPU-s (issue 22)
     .venv/bin/python bench/run.py --variant ours-tick2=ours,EASYRTC_ROOM_UPDATE_TICK=0.002
 
 The machine is noisy (shared, 2 cores): each scenario runs ``--rounds`` times, the servers
@@ -89,6 +90,7 @@ _ASGI_ENV = {"EASYRTC_DEMOS_ENABLE": "false", "EASYRTC_LOG_LEVEL": "warning"}
 
 SERVERS: dict[str, Variant] = {
     "ours": Variant((*_OURS, *_OURS_ADDR)),
+    "ours-tick0": Variant((*_OURS, *_OURS_ADDR), {"EASYRTC_ROOM_UPDATE_TICK": "0"}),
     "ours-tick5": Variant((*_OURS, *_OURS_ADDR), {"EASYRTC_ROOM_UPDATE_TICK": "0.005"}),
     "ours-psio": Variant((*_OURS, "--transport", "python-socketio", *_OURS_ADDR)),
     "ours-uvicorn": Variant(_UVICORN, {**_ASGI_ENV, "EASYRTC_TRANSPORT": "lean"}, lean=True),
@@ -151,15 +153,15 @@ FULL: list[Scenario] = [
         ours_only=True,
         heavy=True,
     ),
-    # Without coalescing (tick 0, the default) 10,000 joiners cost 50 M pushes: many minutes of
-    # server and generator CPU. `--scenario-servers room-10000=ours,ours-tick5` runs it anyway.
+    # Without coalescing (ours-tick0) 10,000 joiners cost 50 M pushes: many minutes of server
+    # and generator CPU. `--scenario-servers room-10000=ours-tick0` runs it anyway.
     Scenario(
         "room-10000",
         "storm",
         {"clients": 10000, "procs": 4, "hold": 12, "timeout": 600},
         ours_only=True,
         heavy=True,
-        only=("ours-tick5",),
+        only=("ours", "ours-tick5"),
     ),
     Scenario(
         "heartbeat-10000",
@@ -461,6 +463,14 @@ def main() -> None:
         help="a load generator parameter for every scenario, or the one LABEL (see loadgen.js)",
     )
     parser.add_argument(
+        "--server-param",
+        action="append",
+        default=[],
+        metavar="NAME:[LABEL:]KEY=VALUE",
+        help="a load generator parameter for one server's runs, e.g. reference:clients=500 "
+        "(a storm at the size the reference manages, per CPU-second against ours at 1,000)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="a py-spy flame graph of each of our servers per run, in bench/results/profiles/",
@@ -511,6 +521,7 @@ def main() -> None:
             "quick": args.quick,
             "only": args.only,
             "param": args.param,
+            "server_param": args.server_param,
             "rounds": args.rounds,
             "heavy_rounds": args.heavy_rounds,
             "cpus": os.cpu_count(),
@@ -550,6 +561,12 @@ def run_plan(
     notes: list[str] = []
     skipped: set[str] = set()
     scenario_servers: dict[str, tuple[str, ...]] = {}
+    server_params: dict[str, list[str]] = {}
+    for spec in args.server_param:
+        name, sep, rest = spec.partition(":")
+        if not sep or name not in SERVERS:
+            raise SystemExit(f"--server-param wants NAME:[LABEL:]KEY=VALUE, not {spec!r}")
+        server_params.setdefault(name, []).append(rest)
     for spec in args.scenario_servers:
         label, _, names = spec.partition("=")
         scenario_servers[label] = tuple(n.strip() for n in names.split(",") if n.strip())
@@ -592,8 +609,11 @@ def run_plan(
                     ext = ".txt" if args.profile_format == "raw" else ".svg"
                     profile = log.parent.parent / "profiles" / f"{log.stem}{ext}"
                     enabled = args.profile and not variant.reference
+                    own = with_params(scenario, server_params.get(name, []))
                     with profiled(server.proc.pid, profile, enabled, args.profile_format):
-                        result = run_scenario(server.url, server.proc.pid, scenario, gen_log)
+                        result = run_scenario(server.url, server.proc.pid, own, gen_log)
+                    if own.params != scenario.params:
+                        result["params"] = own.params
                     if profile.exists():
                         result["profile"] = str(profile.relative_to(ROOT))
                     result["round"] = round_

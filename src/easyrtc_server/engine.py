@@ -25,7 +25,7 @@ from . import control
 from .core import Core
 from .decisions import Answer, Decision
 from .errors import ErrorCode
-from .model import Peer
+from .model import Connection, Peer
 from .options import Options
 from .outcome import Outcome, Push
 from .startup import ALONE
@@ -51,6 +51,13 @@ class Carrier(Protocol):
     """The sockets this process holds, by easyrtcid."""
 
     async def deliver(self, peer: Peer | None, out: Outcome, ack: Ack | None) -> None: ...
+
+    def departed(self, conns: list[Connection], out: Outcome) -> None:
+        """Connections whose socket was in another process, which died, are gone (``out``,
+        delivered already, is what their removal did): run their ``room_left`` and
+        ``disconnect`` hooks and tell the listeners, as that process would have. Returns at
+        once; the hooks run in the background."""
+        ...
 
 
 class Engine(Protocol):

@@ -125,6 +125,21 @@ class ServerEvents:
         for listener in self.listeners:
             listener.closed(peer, reason)
 
+    def departed(self, out: Outcome) -> None:
+        """Connections of another process that died left the rooms ``out`` lists (this
+        process reaped them, for it). Their sockets were never this process's: only the rooms
+        left are told; the last of a room's is ``last`` when the room has nobody left anywhere."""
+        listeners = self.listeners
+        pairs = out.left or []
+        final = {(conn.app.name, room): i for i, (conn, room) in enumerate(pairs)}
+        for i, (conn, room) in enumerate(pairs):
+            key = (conn.app.name, room)
+            remains = conn.app.rooms.get(room)
+            last = final[key] == i and (remains is None or not remains.members)
+            member = Member(key[0], room, conn.easyrtcid, conn.username)
+            for listener in listeners:
+                listener.left(member, last)
+
     # -- what happened -----------------------------------------------------------------------
 
     def _happened(self, out: Outcome, *, login: bool, by: Peer) -> None:

@@ -163,3 +163,5 @@ class Application:
     groups: dict[str, Group] = field(default_factory=dict)
     persistent: bool = False
     """Kept when nobody is connected: the default application and ones made by server code."""
+    departed: dict[str, int] = field(default_factory=dict)
+    """easyrtcid -> clock ms it left, for ``state.DEPARTURE_GRACE_MS`` (oldest first)."""

@@ -139,9 +139,10 @@ class Options(ProtocolOptions):
     """Applications that may exist at once; logins cannot create more (0: no limit)."""
 
     # Performance
-    room_update_tick: float = 0.0
+    room_update_tick: float = 0.005
     """Seconds during which the member-list deltas one socket receives are merged into one push
-    (``coalescing.Coalescer.flush``); 0 sends each delta at once, as the reference does."""
+    (``coalescing.Coalescer.flush``): a join storm costs a push per member per tick, not per
+    join. 0 sends each delta at once, as the reference does."""
 
     # Hosting
     host: str = "0.0.0.0"
@@ -272,6 +273,10 @@ class Options(ProtocolOptions):
     """Bytes one client event may take in the cluster's log, once checked and reduced to what
     the protocol reads (room parameters, apiFields, presence): a larger one is refused with
     ``MSG_REJECT_BAD_SIZE`` and never reaches Redis."""
+    cluster_max_pending_appends: int = 4096
+    """Entries a node may have appended to the cluster's log and not yet applied: beyond, a
+    client's new state change is refused at once as busy (``LOGIN_GEN_FAIL`` for a login,
+    ``MSG_REJECT_GEN_FAIL`` otherwise) instead of queueing; changes already under way finish."""
 
     # Cluster request forwarding (``cluster/forwarding.py``): no sticky sessions needed
     cluster_listen: str = "127.0.0.1:0"
@@ -668,7 +673,12 @@ def _table() -> dict[str, Check]:
         (("cluster_listen",), _listen),
         (("cluster_advertise_url",), _advertise_url),
         (
-            ("webhook_max_attempts", "cluster_snapshot_entries", "cluster_max_entry_size"),
+            (
+                "webhook_max_attempts",
+                "cluster_snapshot_entries",
+                "cluster_max_entry_size",
+                "cluster_max_pending_appends",
+            ),
             _at_least_one,
         ),
         (("log_format",), _log_format),

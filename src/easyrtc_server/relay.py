@@ -14,7 +14,7 @@ from .decisions import ServerMessage
 from .errors import ErrorCode
 from .model import Connection
 from .outcome import ACKED, Json, Outcome, Push, refusal
-from .state import State
+from .state import DEPARTURE_GRACE_MS, State
 from .validation import MISSING
 
 ENTRY_GRACE_MS = 10_000
@@ -116,7 +116,15 @@ def _to_peer(
 ) -> Outcome:
     target = conn.app.connections.get(target_id)
     if target is None:
-        return refusal(state.now(), conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_GEN_FAIL)
+        left_at = conn.app.departed.get(target_id)
+        now = state.now()
+        if (
+            left_at is not None
+            and now - left_at < DEPARTURE_GRACE_MS
+            and not conn.app.options.strict_errors
+        ):
+            return Outcome([ACKED])  # it has just left; the sender cannot know yet: reaches nobody
+        return refusal(now, conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_GEN_FAIL)
     if room_name is not MISSING and not (room_name in conn.rooms and room_name in target.rooms):
         return refusal(
             state.now(), conn.easyrtcid, body["msgType"], ErrorCode.MSG_REJECT_TARGET_ROOM

@@ -162,6 +162,18 @@ class EasyRtcServer:
         if conn is not None:
             await self._notify("disconnect", conn)
 
+    def departed(self, conns: list[Connection], out: Outcome) -> None:
+        """Connections of a dead node, reaped by this one (``engine.Carrier.departed``): their
+        hooks run here, in the background, in the order of a disconnect's."""
+        self._spawn(self._departed(conns, out))
+
+    async def _departed(self, conns: list[Connection], out: Outcome) -> None:
+        self.events.departed(out)
+        if out.left:
+            await self._rooms_left(out.left)
+        for conn in conns:
+            await self._notify("disconnect", conn)
+
     async def deliver(
         self,
         peer: Peer | None,

@@ -13,7 +13,7 @@ A client that gave a resume key is not told (with a ``resume_secret`` set): its 
 without a goodbye, and it takes its easyrtcid back from the next process (``hold``).
 
 ``exit_on_second_signal`` (the command line installs it) makes a second signal end the process
-at once. Knows the server's seam (``links``, ``close``), not the transport.
+at once. Knows the server's seam (``links``, ``deliver``, ``close``), not the transport.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from .errors import ErrorCode, error_message
+from .outcome import Outcome
 from .server import EasyRtcServer
 
 log = logging.getLogger("easyrtc_server.shutdown")
@@ -66,8 +67,12 @@ async def _close_one(server: EasyRtcServer, easyrtcid: str) -> bool:
         return False
     if server.hold_for_restart(peer):  # keyed: it resumes on the next process
         return True
-    try:
-        await link.send("easyrtcCmd", error_message(ErrorCode.SERVER_SHUTDOWN, server.core.now()))
+    goodbye = Outcome()
+    goodbye.push(
+        easyrtcid, "easyrtcCmd", error_message(ErrorCode.SERVER_SHUTDOWN, server.core.now())
+    )
+    try:  # delivered as any push: the member-list changes it was not told yet come first
+        await server.deliver(None, goodbye, None)
     except Exception:  # its socket is already broken: it is forgotten all the same
         log.debug("could not tell %s of the shutdown", easyrtcid, exc_info=True)
     # forgotten now, as on a disconnect; the transport's own close() call later finds nothing

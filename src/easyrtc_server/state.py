@@ -24,6 +24,14 @@ from .options import Options, ProtocolOptions
 from .outcome import Joined, Json, Outcome
 from .roomdata import client_entry, peers_of, remove_delta, update_delta
 
+DEPARTURE_GRACE_MS = 10_000
+"""How long after a connection left a message to it alone (``easyrtcMsg`` with its
+``targetEasyrtcid``) is acknowledged and reaches nobody, instead of the reference's
+``MSG_REJECT_GEN_FAIL`` (unless ``strict_errors``). Its peers cannot know at once: the
+``removeClient`` delta is on its way while they go on sending; networked-aframe (``easyrtc``
+adapter) sends its entity updates over the server when a closing page's data channel is gone, and
+easyrtc.js shows the refusal in a dialog."""
+
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -173,7 +181,8 @@ class State:
         for room_name in list(conn.rooms):
             self.leave(conn, room_name, out, tell=tell)
         app = conn.app
-        app.connections.pop(conn.easyrtcid, None)
+        if app.connections.pop(conn.easyrtcid, None) is not None:
+            self.remember_departure(app, conn.easyrtcid)
         if conn.session is not None:
             conn.session.connections.discard(conn.easyrtcid)
             if not conn.session.connections and not conn.session.fields:
@@ -185,6 +194,18 @@ class State:
                 group.members.discard(conn.easyrtcid)
         conn.groups.clear()
         self.reclaim_app(app)
+
+    def remember_departure(self, app: Application, easyrtcid: str) -> None:
+        """Note when ``easyrtcid`` left, forgetting departures older than the grace."""
+        now = self.now()
+        departed = app.departed
+        departed.pop(easyrtcid, None)
+        departed[easyrtcid] = now
+        while True:  # oldest first: stop at the first one still within the grace
+            oldest = next(iter(departed))
+            if now - departed[oldest] < DEPARTURE_GRACE_MS:
+                break
+            del departed[oldest]
 
     def refresh_entries(self, conn: Connection) -> None:
         """``conn``'s presence or username changed: its cached entry in every room follows."""

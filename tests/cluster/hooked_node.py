@@ -1,17 +1,18 @@
 """A cluster node with hooks, for the behaviour tests: ``python -m cluster.hooked_node ARGS``.
 
 The command line is the server's (``easyrtc_server.cli``); only the hooks differ. They log where
-they run (``room_join``, ``disconnect``), refuse rooms named ``forbidden…``, give each
-connection a shared field naming the process that admitted it, and answer commands that reach
-the push API and the queries (``server.change``, ``send_message``, ``set_session_field``,
-``disconnect``, ``occupants``…), so a client on one node can make the server act on clients
-of other nodes.
+they run (``room_join``, ``room_left``, ``disconnect``), refuse rooms named ``forbidden…``, give
+each connection a shared field naming the process that admitted it, and answer commands that
+reach the push API and the queries
+(``server.change``, ``send_message``, ``set_session_field``, ``disconnect``, ``occupants``…),
+so a client on one node can make the server act on clients of other nodes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from easyrtc_server import cli
@@ -31,6 +32,9 @@ class BehaviourHooks(Hooks):
         log.info("hook room_join of %s to %s ran here", peer.easyrtcid, room_name)
         if room_name.startswith("forbidden"):
             raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_ROOM, "not this room")
+
+    async def room_left(self, conn: Connection, room_name: str) -> None:
+        log.info("hook room_left of %s from %s ran here", conn.easyrtcid, room_name)
 
     async def disconnect(self, conn: Connection) -> None:
         log.info("hook disconnect of %s ran here", conn.easyrtcid)
@@ -61,6 +65,8 @@ class BehaviourHooks(Hooks):
             case "occupants":
                 found = sorted(server.occupants(app, data["room"]))
                 return {"msgType": "occupants", "msgData": found}
+            case "hog":  # a long, blocking piece of work: the event loop starves meanwhile
+                time.sleep(float(data["seconds"]))  # noqa: ASYNC251 (the point)
             case "rooms":
                 return {"msgType": "rooms", "msgData": server.rooms(app)}
             case "connection":

@@ -2,9 +2,10 @@
 
 40 clients behind an nginx round-robin over 3 nodes keep logging in, joining and leaving rooms,
 relaying and reconnecting for about 90 s; two faults, a ``kill -9`` of a node (restarted) and
-Redis restarted empty. After each (and before the first, and at the end) every client's own
-room lists, the truth and every node's replica must agree within 10 s, every client must get an
-answer, and a relayed message must arrive. The checker is the bench's own code, imported.
+Redis restarted empty. After each (and before the first, and at the end) every client that lost
+its socket must log in again, every client's own room lists, the truth and every node's replica
+must agree within 10 s, every client must get an answer, and a relayed message must arrive.
+The checker is the bench's own code, imported.
 """
 
 from __future__ import annotations
@@ -46,5 +47,6 @@ async def test_a_short_chaos_run_with_a_node_killed_and_redis_restarted_has_no_v
     names = [check["name"] for check in summary["checks"]]
     assert names == ["baseline", "1:kill", "2:redis", "final"], report
     assert summary["violations"] == [], report
-    assert all(check["connected"] >= 30 for check in summary["checks"]), report
+    # every client logged back in after each fault (else a locked-out violation above)
+    assert all(check["connected"] == config.clients for check in summary["checks"]), report
     assert summary["counts"]["joins"] > 0 and summary["counts"]["relays_acked"] > 0, report

@@ -7,12 +7,15 @@ appended entries); ``test_failures.py`` runs the same through real node processe
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import pytest
+from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from easyrtc_server.cluster.heartbeat import Heartbeat
 from easyrtc_server.cluster.keys import ClusterKeys
 from easyrtc_server.cluster.liveness import Liveness
 from easyrtc_server.cluster.registry import NodeInfo, NodeRegistry
@@ -34,6 +37,9 @@ class Watcher:
         self.appended: list[str] = []
         self.rebuilt: list[str] = []
         self.owners = owners
+        self.heard: dict[str, float] = {}
+        """When this node last applied an entry of each node (the clock is ``now``)."""
+        self.now = 100.0
         self.liveness = Liveness(
             redis,
             self.keys,
@@ -41,6 +47,8 @@ class Watcher:
             owners=lambda: self.owners,
             announce_gone=self._announce_gone,
             on_new_epoch=self._rebuild,
+            heard=self.heard.get,
+            clock=lambda: self.now,
         )
 
     async def _announce_gone(self, node: str) -> None:
@@ -110,3 +118,56 @@ async def test_every_node_rebuilds_once_in_the_one_new_epoch_after_redis_came_ba
         assert all(len(w.rebuilt) == 1 for w in watchers)
     finally:
         await redis.aclose()
+
+
+async def test_a_node_still_writing_to_the_log_is_not_reaped_though_its_key_expired(
+    redis_server: RedisServer,
+) -> None:
+    redis = Redis.from_url(redis_server.url)
+    try:
+        w = Watcher(redis, "a", {"a", "b"})
+        await w.registry.announce()
+        w.heard["b"] = w.now - 0.4  # b's entries are still coming (its loop is only busy)
+        assert await w.liveness.reap() == []
+        w.now += 0.2  # nothing from b for longer than the TTL (0.5 s): it is gone
+        assert await w.liveness.reap() == ["b"]
+    finally:
+        await redis.aclose()
+
+
+async def test_a_busy_event_loop_keeps_its_alive_key_through_the_heartbeat_thread(
+    redis_server: RedisServer,
+) -> None:
+    keys = ClusterKeys("busy")
+    info = NodeInfo("n")
+    redis = Redis.from_url(redis_server.url)
+    heartbeat = Heartbeat(
+        lambda: BlockingRedis.from_url(redis_server.url, socket_timeout=0.5),
+        keys.alive("n"),
+        info.encode,
+        0.6,
+    )
+    registry = NodeRegistry(redis, keys, info, ttl=0.6, heartbeat=heartbeat)
+    try:
+        await registry.start()
+        time.sleep(2.0)  # noqa: ASYNC251 (the loop does nothing else for over three TTLs)
+        assert await redis.exists(keys.alive("n"))  # still there: the thread kept it fresh
+        assert heartbeat.refreshes >= 3
+        await registry.stop()
+        assert not await redis.exists(keys.alive("n"))  # a goodbye still removes it at once
+    finally:
+        await registry.stop()
+        await redis.aclose()
+
+
+def test_the_heartbeat_stops_once_the_event_loop_has_stalled_past_its_limit() -> None:
+    now = [0.0]
+    heartbeat = Heartbeat(lambda: BlockingRedis(), "k", lambda: b"", 6.0, clock=lambda: now[0])
+    assert heartbeat.stall_limit == 60.0
+    heartbeat.beat()
+    now[0] = 59.0
+    assert heartbeat.due()  # a loop busy for a minute is slow, not dead
+    now[0] = 61.0
+    assert not heartbeat.due()  # a wedged loop: the node is let go, and reaped
+    heartbeat.beat()
+    assert heartbeat.due()

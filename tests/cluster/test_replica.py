@@ -36,7 +36,9 @@ from easyrtc_server.options import Options
 from easyrtc_server.outcome import Outcome, Push, Reply
 
 NODES = ("n1", "n2", "n3")
-OPTIONS = Options(room_max_connection=3, max_rooms_per_connection=3)
+OPTIONS = Options(room_max_connection=3, max_rooms_per_connection=3, room_update_tick=0)
+"""Each member-list change pushed in the outcome of the entry that makes it: what these tests
+read (the coalesced updates on a cluster: ``test_coalesce``, ``tests/core/test_room_updates``)."""
 
 
 def yes(decision: Decision) -> Answer:
@@ -221,6 +223,28 @@ def test_a_node_gone_takes_its_peers_out_of_every_room() -> None:
     for replica in cluster.replicas.values():
         room = replica.core.apps["default"].rooms["r1"]
         assert set(room.members) == {ids[0], ids[2]}
+
+
+def test_only_the_node_whose_node_gone_removed_the_peers_runs_their_hooks() -> None:
+    cluster = Cluster()
+    for node in ("n1", "n2", "n2", "n3"):
+        cluster.open(node)
+    for node, cid in list(cluster.peers):
+        data = {"apiVersion": "1.1.1-beta", "roomJoin": {"r1": {"roomName": "r1"}}}
+        cluster.event(node, cid, "easyrtcAuth", {"msgType": "authenticate", "msgData": data}, None)
+    dead = [cid for node, cid in cluster.peers if node == "n2"]
+    # n3 and n1 both announce n2's end (the reaper lock expired between them): the first in
+    # log order removes the peers, so its origin alone runs their hooks, once.
+    first = cluster.append(entries.node_gone("n3", next(cluster.clock), "n2"))
+    second = cluster.append(entries.node_gone("n1", next(cluster.clock), "n2"))
+    departed = {node: [c.easyrtcid for c in a.departed] for node, a in first.items()}
+    assert departed == {"n1": [], "n2": [], "n3": dead}
+    out = first["n3"].result
+    assert isinstance(out, Outcome)
+    assert sorted((c.easyrtcid, room) for c, room in out.left or ()) == sorted(
+        (cid, "r1") for cid in dead
+    )
+    assert all(a.departed == [] and a.gone == [] for a in second.values())
 
 
 def test_an_answer_after_the_close_leaves_no_ghost() -> None:

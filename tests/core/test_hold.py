@@ -17,6 +17,7 @@ from easyrtc_server.errors import ErrorCode
 from easyrtc_server.model import Peer
 from easyrtc_server.options import Options, OptionsError
 from easyrtc_server.outcome import Outcome, Push
+from easyrtc_server.state import DEPARTURE_GRACE_MS
 from support.corekit import NOW, Result, decide
 
 KEY = "k" * 10 + "Q9_-zx" * 4  # 34 characters
@@ -25,12 +26,13 @@ SECRET = "s" * 32
 
 
 class World:
-    """A core with a clock that moves, and sockets that are open (have a link) or not."""
+    """A core with a clock that moves, and sockets that are open (have a link) or not; each
+    member-list change pushed at once (``room_update_tick`` 0) unless told otherwise."""
 
     def __init__(self, start: int = NOW, prefix: str = "id", **changes: Any) -> None:
         self.now = start
         ids = itertools.count(1)
-        options = Options().replace(**{"resume_secret": SECRET, **changes})
+        options = Options().replace(**{"resume_secret": SECRET, "room_update_tick": 0, **changes})
         self.core = Core(options, clock=lambda: self.now, new_id=lambda: f"{prefix}-{next(ids)}")
         self.open_ids: set[str] = set()
         self.queued: list[tuple[str, dict[str, Any]]] = []
@@ -267,6 +269,8 @@ def test_when_the_grace_runs_out_the_hold_ends_as_a_disconnect() -> None:
     assert world.core.state.holds.counts.expiries == 1
     a2 = world.connect(KEY)
     assert token_of(world.login(a2))["easyrtcid"] != a.easyrtcid  # an ordinary new login
+    assert world.message(b, a.easyrtcid, 1).code is None  # just gone (DEPARTURE_GRACE_MS)
+    world.now += DEPARTURE_GRACE_MS
     assert world.message(b, a.easyrtcid, 1).code == ErrorCode.MSG_REJECT_GEN_FAIL
 
 

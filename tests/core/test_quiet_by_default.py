@@ -1,4 +1,5 @@
-"""Silence where the reference is silent, and no refusal for a room its sender is entering.
+"""Silence where the reference is silent, no refusal for a room its sender is entering, and none
+for a peer that has just left.
 
 easyrtc.js shows every error it receives in a dialog (``easyrtc.showError``), so an answer where
 the reference says nothing is a dialog in some real app. ``strict_errors`` brings the answers
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from easyrtc_server.errors import ErrorCode
 from easyrtc_server.relay import ENTRY_GRACE_MS
+from easyrtc_server.state import DEPARTURE_GRACE_MS
 from support.corekit import Harness
 
 
@@ -89,3 +91,63 @@ def test_room_asked_for_in_the_login_is_the_senders_at_once() -> None:
     h.auth(alice, roomJoin={"basic": {"roomName": "basic"}})
     sent = h.msg(alice, "u", msgData=1, targetRoom="basic")
     assert [to for to, _ in sent.pushes()] == [bob.easyrtcid]
+
+
+def test_message_to_a_peer_that_has_just_left_is_not_refused() -> None:
+    """networked-aframe (``easyrtc`` adapter): a closing page's data channel goes first, so its
+    peer sends the next entity update over the server before the ``removeClient`` reaches it.
+    The reference answers MSG_REJECT_GEN_FAIL, a dialog on the page that stays."""
+    h = Harness()
+    alice, bob = h.login(), h.login()
+    h.close(bob)
+    late = h.msg(alice, "u", msgData={"x": 1}, targetEasyrtcid=bob.easyrtcid)
+    assert late.code is None and late.reply == {"msgType": "ack"}
+    assert late.pushes() == []
+
+
+def test_a_departed_peer_is_refused_after_the_grace_time() -> None:
+    h = Harness()
+    alice, bob = h.login(), h.login()
+    h.close(bob)
+    h.now += DEPARTURE_GRACE_MS - 1
+    assert h.msg(alice, "u", targetEasyrtcid=bob.easyrtcid).code is None
+    h.now += 1
+    refused = h.msg(alice, "u", targetEasyrtcid=bob.easyrtcid)
+    assert refused.code == ErrorCode.MSG_REJECT_GEN_FAIL
+
+
+def test_an_id_that_was_never_online_is_refused_at_once() -> None:
+    h = Harness()
+    alice = h.login()
+    unknown = h.msg(alice, "u", targetEasyrtcid="AAAAAAAAAAAAAAAA")
+    assert unknown.code == ErrorCode.MSG_REJECT_GEN_FAIL
+
+
+def test_signals_to_a_departed_peer_are_refused_as_the_reference() -> None:
+    """Only application messages: easyrtc.js' own signals to a gone peer fail its call quietly."""
+    h = Harness()
+    alice, bob = h.login(), h.login()
+    h.close(bob)
+    offer = h.cmd(alice, "offer", targetEasyrtcid=bob.easyrtcid, msgData={"sdp": "x"})
+    assert offer.code == ErrorCode.MSG_REJECT_TARGET_EASYRTCID
+
+
+def test_message_to_a_departed_peer_is_refused_with_strict_errors() -> None:
+    h = Harness(strict_errors=True)
+    alice, bob = h.login(), h.login()
+    h.close(bob)
+    late = h.msg(alice, "u", targetEasyrtcid=bob.easyrtcid)
+    assert late.code == ErrorCode.MSG_REJECT_GEN_FAIL
+
+
+def test_departures_are_forgotten_after_the_grace_time() -> None:
+    """Memory: a busy server remembers only the last grace's departures."""
+    h = Harness()
+    alice = h.login()
+    for _ in range(5):
+        h.close(h.login())
+    h.now += DEPARTURE_GRACE_MS
+    h.close(h.login())
+    app = h.core.apps["default"]
+    assert len(app.departed) == 1
+    assert alice.easyrtcid in app.connections

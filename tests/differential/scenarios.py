@@ -870,15 +870,26 @@ async def scenario_relay_ignores_rooms(url: str, trace: Trace) -> None:
     await alice.cmd(relay("candidate", bob.id, CANDIDATE))
 
 
-@scenario()
-async def scenario_relay_to_disconnected_peer(url: str, trace: Trace) -> None:
-    """After a peer left: relays get TARGET_EASYRTCID, messages GEN_FAIL."""
+async def _relay_to_disconnected_peer(url: str, trace: Trace) -> None:
     alice, bob = await online(url, trace, "alice", "bob")
     bob_id = bob.id
     await bob.disconnect()
     await alice.cmd(relay("offer", bob_id, OFFER_SDP))
     await alice.cmd(relay("hangup", bob_id))
     await alice.msg(app_msg("chat", "x", targetEasyrtcid=bob_id))
+
+
+@scenario()
+async def scenario_relay_to_disconnected_peer(url: str, trace: Trace) -> None:
+    """After a peer left: relays get TARGET_EASYRTCID; a message GEN_FAIL from the reference,
+    an ack that reaches nobody from ours while the departure is fresh (DEPARTURE_GRACE_MS)."""
+    await _relay_to_disconnected_peer(url, trace)
+
+
+@scenario(options=STRICT)
+async def scenario_relay_to_disconnected_peer_strict(url: str, trace: Trace) -> None:
+    """strictErrors: the message to the departed peer gets GEN_FAIL, as the reference."""
+    await _relay_to_disconnected_peer(url, trace)
 
 
 # ---------------------------------------------------------------------------------------------

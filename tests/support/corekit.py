@@ -90,13 +90,18 @@ class Result:
         return [(push.event, push.body) for push in pushes if push.to == target]
 
 
+PER_CHANGE = Options(room_update_tick=0)
+"""Each member-list change pushed in the outcome that makes it, as the reference does: what
+these tests read. Coalesced updates (the default tick) are ``test_room_updates``' subject."""
+
+
 class Harness:
     """A core with a clock that moves only when told (``now``, from ``NOW``) and readable
-    easyrtcids (``id-1``, ``id-2`` …)."""
+    easyrtcids (``id-1``, ``id-2`` …); ``PER_CHANGE`` options unless given others."""
 
     def __init__(self, options: Options | None = None, **changes: Any) -> None:
         counter = itertools.count(1)
-        opts = (options or Options()).replace(**changes) if changes else options
+        opts = (options or PER_CHANGE).replace(**changes) if changes else options or PER_CHANGE
         self.now = NOW
         self.core = Core(opts, clock=lambda: self.now, new_id=lambda: f"id-{next(counter)}")
 

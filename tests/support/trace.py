@@ -599,6 +599,36 @@ def render(events: Iterable[Event]) -> list[str]:
     return lines
 
 
+def parse(lines: Iterable[str]) -> list[Event]:
+    """The events of a rendering (`render`'s inverse: ``render(parse(lines)) == lines``), for
+    traces kept as text (the differential tests' golden traces)."""
+    events: list[Event] = []
+    data: list[str] = []
+
+    def close() -> None:
+        if data:
+            last = events[-1]
+            events[-1] = replace(last, data=json.loads("\n".join(data)))
+            data.clear()
+
+    for line in lines:
+        if line.startswith("== ") and line.endswith(" =="):
+            continue
+        if line.startswith(" | "):  # a note: no client
+            client, rest = "", line[3:]
+        else:
+            client, _, rest = line.partition(" | ")
+        if rest.startswith("    "):
+            data.append(rest[4:])
+            continue
+        close()
+        kind, _, what = rest.partition(" ")
+        event, slash, request = what.partition("/")
+        events.append(Event(kind, client, event, None, request if slash else None))
+    close()
+    return events
+
+
 def diff(
     expected: list[str], actual: list[str], *, names: tuple[str, str] = ("expected", "actual")
 ) -> str:

@@ -38,6 +38,11 @@ class ReaderHealth:
         """Snapshots that could not be written or read."""
         self.inbox_drops = 0
         """Relayed messages to or from other nodes that could not be published or delivered."""
+        self.busy_refusals = 0
+        """Client state changes refused because too many entries were waiting."""
+        self.log_gaps = 0
+        """Times the log reader found it had missed trimmed entries (and rebuilt from the
+        snapshot)."""
         self._logged: set[str] = set()
 
     def caught_up(self) -> None:
@@ -86,6 +91,16 @@ class HealthCollector(Collector):
             "easyrtc_cluster_inbox_drops",
             "Relayed messages to or from other nodes dropped (not publishable or deliverable).",
             value=h.inbox_drops,
+        )
+        yield CounterMetricFamily(
+            "easyrtc_cluster_busy_refusals",
+            "Client state changes refused as busy: too many log entries waiting to be applied.",
+            value=h.busy_refusals,
+        )
+        yield CounterMetricFamily(
+            "easyrtc_cluster_log_gaps",
+            "Times this node's log reader missed trimmed entries and rebuilt from the snapshot.",
+            value=h.log_gaps,
         )
         yield GaugeMetricFamily(
             "easyrtc_cluster_log_lag_seconds",

@@ -38,6 +38,11 @@ class ClusterKeys:
         return f"{self.cluster}:snapshot-id"
 
     @property
+    def trimmed(self) -> str:
+        """String: the newest log id the snapshots trimmed (a reader behind it missed some)."""
+        return f"{self.cluster}:trimmed"
+
+    @property
     def snapshot_lock(self) -> str:
         """String with a short TTL: the node writing the next snapshot."""
         return f"{self.cluster}:snapshot-lock"

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,8 @@ class Liveness:
         on_new_epoch: Callable[[str], Awaitable[Any]],
         tidy: Callable[[], Awaitable[Any]] | None = None,
         interval: float = 1.0,
+        heard: Callable[[str], float | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -76,6 +79,9 @@ class Liveness:
         self._on_new_epoch = on_new_epoch
         """Rebuilds this node's replica; awaited before the watch goes on."""
         self.interval = interval
+        self._heard = heard
+        """When (``clock``) this node last applied an entry of a node, None if never."""
+        self._clock = clock
         self.epoch: str | None = None
         """The epoch this node's replica was built in; None before the first check."""
         self._task: asyncio.Task[None] | None = None
@@ -98,6 +104,7 @@ class Liveness:
             on_new_epoch=rebuilder.rebuild,
             tidy=rebuilder.tidy,
             interval=node.options.cluster_check_interval,
+            heard=node.heard.get,
         )
 
     async def start(self) -> None:
@@ -160,6 +167,12 @@ class Liveness:
                 raise RedisError("epoch vanished")
         return epoch.decode() if isinstance(epoch, bytes) else str(epoch)
 
+    def heard_lately(self, node: str) -> bool:
+        """This node applied an entry of ``node`` within the alive TTL: it is writing, so it
+        lives, however late its alive key (its event loop busy, its refreshes starved)."""
+        heard = self._heard(node) if self._heard is not None else None
+        return heard is not None and self._clock() - heard <= self.registry.ttl
+
     async def reap(self) -> list[str]:
         """Announce the end of every node owning connections whose alive key is gone; returns
         the nodes this node announced."""
@@ -167,7 +180,7 @@ class Liveness:
         if not owners:
             return []
         alive = await self.registry.alive_nodes()
-        dead = sorted(owners - alive.keys())
+        dead = [node for node in sorted(owners - alive.keys()) if not self.heard_lately(node)]
         if not dead:
             return []
         # One node announces: the lock is left to expire, so that the others, which may apply

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -40,15 +41,16 @@ from ..decisions import Answer, Decision, LoginRequested
 from ..engine import Carrier, EngineUnavailable, Pending, Step
 from ..errors import ErrorCode
 from ..outcome import Outcome, Push, Reply, refusal
+from . import gaps, snapshot
 from . import log as entries
-from . import snapshot
 from .health import ReaderHealth
+from .heartbeat import Heartbeat
 from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
 from .liveness import Liveness
 from .log import EXPIRE, FIELD, HOLD, NODE_GONE, LogEntry, LogFormatError
-from .rebuild import Rebuilder
-from .redisclient import redis_client
+from .rebuild import Rebuilder, full_lists
+from .redisclient import blocking_redis_client, redis_client
 from .registry import NodeInfo, NodeRegistry
 from .replica import Applied, Replica
 
@@ -60,15 +62,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("easyrtc_server.cluster")
 
 APPEND_TIMEOUT: Final = 2.0
-"""Seconds an event waits for its entry to be appended and applied before it is refused."""
+"""Seconds an event waits for Redis to take its entry before it is refused (unavailable)."""
+APPLY_TIMEOUT: Final = 10.0
+"""Seconds an event then waits for this node to apply its entry (its reader behind a storm)
+before it is refused; the admission bound (``cluster_max_pending_appends``) keeps the wait
+short for the events it lets in."""
 READ_COUNT: Final = 512
 """Entries read per ``XREAD``."""
 READ_BLOCK_MS: Final = 1000
+APPLY_SLICE: Final = 64
+"""Entries applied between two hand-overs of the event loop to the node's other tasks."""
 RETRY_DELAY: Final = 0.5
 STOP_STEP_TIMEOUT: Final = 2.0
 """Seconds each step of leaving the cluster may take."""
 EXPIRY_MIN_DELAY: Final = 0.2
 """Seconds at least between two looks for holds past their grace (clocks may differ)."""
+BUSY_TEXT: Final = "Server busy, try again shortly."
+"""The ``errorText`` of a state change refused because this node has too many waiting
+(``cluster_max_pending_appends``)."""
 SNAPSHOT_LOCK_MS: Final = 250
 """At most one node dumps the state per this many ms (the others would dump the same)."""
 
@@ -83,15 +94,24 @@ local old = redis.call('GET', KEYS[2])
 if old and not older(old, ARGV[1]) then return false end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1])
-if old then redis.call('XTRIM', KEYS[3], 'MINID', old) end
+if old then
+  local last = redis.call('XREVRANGE', KEYS[3], '(' .. old, '-', 'COUNT', 1)
+  if #last > 0 then redis.call('SET', KEYS[4], last[1][1]) end
+  redis.call('XTRIM', KEYS[3], 'MINID', old)
+end
 return old or ''
 """
 """Write a snapshot unless a newer one is there, and trim the log to the snapshot before:
-a node still reading between the two loses nothing."""
+a node still reading between the two loses nothing; one further behind learns it missed
+entries from the newest id trimmed, recorded with the trim (``gaps``)."""
 
 
 class ClusterUnavailable(EngineUnavailable):
     """The log could not be appended to (or did not come back) in time."""
+
+
+class ClusterBehind(ClusterUnavailable):
+    """The entry is in the log, but this node did not apply it in time (it is overloaded)."""
 
 
 @dataclass(slots=True)
@@ -113,9 +133,15 @@ class ClusterNode:
         self.node_id = node_id or new_node_id()
         self.keys = ClusterKeys(options.cluster_name)
         self.redis: Redis = redis_client(options)  # one Redis, or a master behind Sentinel
-        self.registry = NodeRegistry(
-            self.redis, self.keys, NodeInfo(self.node_id), ttl=options.cluster_alive_ttl
+        info = NodeInfo(self.node_id)
+        ttl = options.cluster_alive_ttl
+        heartbeat = Heartbeat(  # the alive key, kept fresh even while the event loop is busy
+            lambda: blocking_redis_client(options, timeout=ttl / 3),
+            self.keys.alive(self.node_id),
+            info.encode,
+            ttl,
         )
+        self.registry = NodeRegistry(self.redis, self.keys, info, ttl=ttl, heartbeat=heartbeat)
         self.health = ReaderHealth()
         """The readers' progress and what they skipped (``/readyz``, ``/metrics``)."""
         self.rebuilder = Rebuilder(self)  # failures: cluster/rebuild.py, cluster/liveness.py
@@ -137,8 +163,15 @@ class ClusterNode:
         """Encoded entries waiting for the writer, with what their events await."""
         self._write_due = asyncio.Event()
         self._unavailable_logged = False
+        self._busy_logged = False
         self._since_snapshot = 0
         self._write_snapshot = self.redis.register_script(_WRITE_SNAPSHOT)
+        self._read_log = self.redis.register_script(gaps.READ)
+        self._gap_accepted: bytes | str = "0-0"
+        """A trim this node could not rebuild past (no readable snapshot): not noticed again."""
+        self.heard: dict[str, float] = {}
+        """node id -> when (monotonic) this node last applied one of its entries: a node
+        still writing is not reaped, however late its alive key (``liveness``)."""
         self._generation = 0
         """Bumped when the log is read again from its start (``restart_log``)."""
         self.liveness = Liveness.of(self, self.rebuilder)
@@ -200,7 +233,9 @@ class ClusterNode:
     async def append(self, entry: LogEntry, ack: Ack | None = None, login: Any = None) -> Applied:
         """Append ``entry`` and wait until this node has applied it (its pushes delivered,
         its reply sent through ``ack``). Raises ``ClusterUnavailable`` after
-        ``APPEND_TIMEOUT``; the entry may still be applied later, without the reply."""
+        ``APPEND_TIMEOUT`` if Redis did not take it, ``ClusterBehind`` after ``APPLY_TIMEOUT``
+        more if this node did not apply it; the entry may still be applied later, without the
+        reply."""
         entry.seq = seq = next(self._seq)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Applied] = loop.create_future()
@@ -209,14 +244,21 @@ class ClusterNode:
             written: asyncio.Future[None] = loop.create_future()
             self._outgoing.append((entry.encode(), written))
             self._write_due.set()
-            async with asyncio.timeout(APPEND_TIMEOUT):
-                await written
-                applied = await future
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise ClusterUnavailable(str(exc) or type(exc).__name__) from exc
+            try:
+                async with asyncio.timeout(APPEND_TIMEOUT):
+                    await written
+            except (TimeoutError, RedisError, OSError) as exc:
+                raise ClusterUnavailable(str(exc) or type(exc).__name__) from exc
+            try:
+                async with asyncio.timeout(APPLY_TIMEOUT):
+                    applied = await future
+            except TimeoutError as exc:
+                raise ClusterBehind(f"not applied within {APPLY_TIMEOUT:.0f} s") from exc
         finally:
             self._waiters.pop(seq, None)
         self._unavailable_logged = False
+        if self._busy_logged and len(self._waiters) < self.options.cluster_max_pending_appends // 2:
+            self._busy_logged = False
         return applied
 
     async def _write_forever(self) -> None:
@@ -261,6 +303,7 @@ class ClusterNode:
         except Exception as exc:  # any document at all may be there
             self.health.snapshot_failures += 1
             snapshot.load(self.replica, empty)
+            self._gap_accepted = await self.redis.get(self.keys.trimmed) or "0-0"  # said here
             log.error(
                 "the cluster snapshot is unreadable (%r): starting without it, from what is "
                 "left of the log; connections made before it are missing until they reconnect",
@@ -288,7 +331,7 @@ class ClusterNode:
             at = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             doc = snapshot.encode(at, self.replica)
             await self._write_snapshot(
-                keys=[keys.snapshot, keys.snapshot_id, keys.log], args=[at, doc]
+                keys=[keys.snapshot, keys.snapshot_id, keys.log, keys.trimmed], args=[at, doc]
             )
         except (RedisError, OSError) as exc:
             log.warning("could not write a snapshot of the cluster state: %s", exc)
@@ -299,27 +342,92 @@ class ClusterNode:
     async def _catch_up(self) -> None:
         """Apply the whole log as it stands, before this node serves anyone."""
         while True:
-            batches = await self.redis.xread({self.keys.log: self.last_id}, count=READ_COUNT)
+            batches = await self._read()
             if not batches:
                 return
             await self._apply_batches(batches)
+
+    async def _read(self) -> Any:
+        """The next entries after ``last_id`` (``XREAD``'s reply), read with the newest
+        trimmed id; entries missed there first rebuild the replica from the latest snapshot
+        (then the entries after it are read)."""
+        keys = self.keys
+        at = self.last_id
+        trimmed, raw = await self._read_log(keys=[keys.log, keys.trimmed], args=[at, READ_COUNT])
+        if gaps.missed(at, trimmed) and gaps.missed(self._gap_accepted, trimmed):
+            if await self._rebuild_from_snapshot(at):
+                at = self.last_id
+                trimmed, raw = await self._read_log(
+                    keys=[keys.log, keys.trimmed], args=[at, READ_COUNT]
+                )
+            self._gap_accepted = trimmed  # noticed once: behind the snapshot too, go on
+        return [
+            (
+                stream,
+                [
+                    (entry_id, dict(zip(flat[::2], flat[1::2], strict=False)))
+                    for entry_id, flat in items
+                ],
+            )
+            for stream, items in raw or ()
+        ]
+
+    async def _rebuild_from_snapshot(self, at: bytes | str) -> bool:
+        """The reader missed entries after ``at`` (trimmed before it read them): load the latest
+        snapshot in place of the replica, keeping this node's sockets, and give their members
+        whole lists. False if there is no readable snapshot: the node goes on from the log's
+        oldest entry, its lists wrong for what it missed (logged)."""
+        health = self.health
+        health.log_gaps += 1
+        health.failing("rebuilding from the snapshot (it missed trimmed log entries)")
+        shown = at.decode() if isinstance(at, bytes) else at
+        log.warning(
+            "the cluster log reader missed entries trimmed from the log after %s (it was more "
+            "than a snapshot interval behind): rebuilding this node's state from the snapshot",
+            shown,
+        )
+        raw = await self.redis.get(self.keys.snapshot)
+        try:
+            if raw is None:
+                raise ValueError("there is none")
+            snapped, state = snapshot.decode(raw)
+            self.rebuilder.adopt(state)
+        except Exception as exc:  # any document at all may be there
+            health.snapshot_failures += 1
+            log.error(
+                "could not rebuild from the cluster snapshot (%r): going on from the oldest "
+                "entry of the log; the entries missed are missing from this node's lists",
+                exc,
+            )
+            return False
+        self.last_id = snapped
+        self._since_snapshot = 0
+        out = full_lists(self.core.state, list(self.carrier.links))
+        await self.carrier.deliver(None, out, None)
+        return True
 
     def restart_log(self) -> None:
         """Read the log from its start again (Redis came back empty: it is a new log); a
         batch read before is dropped."""
         self.last_id = "0-0"
+        self._gap_accepted = "0-0"
         self._generation += 1
 
     async def _read_forever(self) -> None:
         """Read and apply the log until stopped; nothing read stops it (``_apply_batches``
-        skips what it cannot apply), and ``health`` says when it is behind or failing."""
+        skips what it cannot apply), and ``health`` says when it is behind or failing. When
+        there is nothing to read it waits with ``XREAD BLOCK`` for the next entry, then reads
+        it with the trimmed mark (``_read``)."""
         health = self.health
+        key = self.keys.log
         while True:
             generation = self._generation
             try:
-                batches = await self.redis.xread(
-                    {self.keys.log: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
-                )
+                batches = await self._read()
+                if not batches:
+                    health.caught_up()
+                    await self.redis.xread({key: self.last_id}, count=1, block=READ_BLOCK_MS)
+                    continue
             except (RedisError, OSError) as exc:
                 health.failing(f"cannot read the log ({type(exc).__name__})")
                 await asyncio.sleep(RETRY_DELAY)
@@ -331,12 +439,17 @@ class ClusterNode:
                 continue
             if _read_count(batches) < READ_COUNT:
                 health.caught_up()
-            if batches:
-                await self._apply_batches(batches, generation)
+            await self._apply_batches(batches, generation)
 
     async def _apply_batches(self, batches: Any, generation: int | None = None) -> None:
+        """Apply what ``XREAD`` returned, in order, handing the event loop over every
+        ``APPLY_SLICE`` entries: a long batch does not hold the other tasks up."""
+        applied = 0
         for _stream, items in batches:
             for entry_id, fields in items:
+                applied += 1
+                if applied % APPLY_SLICE == 0:
+                    await asyncio.sleep(0)
                 if generation is not None and generation != self._generation:
                     return
                 self.last_id = entry_id
@@ -357,6 +470,9 @@ class ClusterNode:
         """Apply one entry; deliver its pushes to this node's sockets (and the reply, when
         this node appended it); wake the event that waits for it."""
         waiter = self._waiters.pop(entry.seq, None) if entry.node == self.node_id else None
+        self.heard[entry.node] = time.monotonic()
+        if entry.kind == entries.NODE_GONE:  # forget it (a restarted node has a new id)
+            self.heard.pop(str(entry.body.get("node")), None)
         try:
             applied = self.replica.apply(entry)
         except Exception as exc:  # a bug: the same on every replica, so it costs one entry
@@ -391,6 +507,8 @@ class ClusterNode:
                 await self.carrier.deliver(applied.peer, mine, ack)
             except Exception:
                 log.exception("failed to deliver a %s log entry", entry.kind)
+        if applied.departed and isinstance(out, Outcome):  # this node reaped a dead node
+            self.carrier.departed(applied.departed, out)
         if waiter is not None and not waiter.future.done():
             waiter.future.set_result(applied)
 
@@ -416,6 +534,8 @@ class ClusterNode:
         if size > self.options.cluster_max_entry_size:
             code = ErrorCode.MSG_REJECT_BAD_SIZE
             return refusal(core.now(), cid, event, code, close=login)
+        if len(self._waiters) >= self.options.cluster_max_pending_appends:
+            return self._busy(cid, event, login)
         self._appended.add(cid)
         key = peer.resume_key if login else None  # its digest: the key never leaves this node
         entry = entries.recv(
@@ -617,10 +737,33 @@ class ClusterNode:
         if out.sends:
             await carrier.deliver(None, out, None)
 
+    def _busy(self, cid: str, event: str, login: bool) -> Outcome:
+        """Too many of this node's entries are waiting to be applied: a new state change is
+        refused at once, as busy (the generic failure of its kind, as the reference has no
+        busy code), rather than queued behind them. Logged once per busy spell."""
+        self.health.busy_refusals += 1
+        if not self._busy_logged:
+            log.warning(
+                "this node has %d cluster log entries waiting to be applied "
+                "(cluster_max_pending_appends): new state changes are refused as busy",
+                len(self._waiters),
+            )
+            self._busy_logged = True
+        code = ErrorCode.LOGIN_GEN_FAIL if login else ErrorCode.MSG_REJECT_GEN_FAIL
+        return refusal(self.core.now(), cid, event, code, text=BUSY_TEXT, close=login)
+
     def _log_unavailable(self, exc: BaseException) -> None:
-        if not self._unavailable_logged:
+        if self._unavailable_logged:
+            return
+        self._unavailable_logged = True
+        if isinstance(exc, ClusterBehind):
+            log.error(
+                "this node's cluster log reader is behind (%s): state changes that wait "
+                "longer are refused",
+                exc,
+            )
+        else:
             log.error("the cluster log is unavailable (%s): state changes are refused", exc)
-            self._unavailable_logged = True
 
 
 def _read_count(batches: Any) -> int:

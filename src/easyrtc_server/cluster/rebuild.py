@@ -27,6 +27,7 @@ from ..roomdata import client_entry, join_state, room_data
 from ..state import State
 from .log import NODE_GONE, REJOIN, LogEntry, close, decode_fields, encode_fields, rejoin
 from .replica import Applied, Apply
+from .snapshot import load as snapshot_load
 
 if TYPE_CHECKING:
     from .node import ClusterNode
@@ -195,6 +196,32 @@ class Rebuilder:
         replica.pending.clear()
         self.node.restart_log()
         await self._reregister(snaps)
+
+    # -- the reader missed trimmed entries ----------------------------------------------------
+
+    def adopt(self, data: dict[str, Any]) -> None:
+        """Replace the replica's state with a snapshot's (``snapshot.dump``), keeping the peers
+        of this node's open sockets (the server holds them): each takes its connection from
+        the snapshot (with the credential this node kept), or none (not logged in then: its
+        login is in the log after it).
+        Raises what ``snapshot.load`` raises, the replica then unchanged."""
+        own = self.own()
+        replica = self.node.replica
+        state = self.state
+        before = (state.apps, state.peers, replica.owners, replica.pending)
+        try:
+            snapshot_load(replica, data)
+        except Exception:
+            state.apps, state.peers, replica.owners, replica.pending = before
+            raise
+        for cid, peer in own.items():
+            fresh = state.peers.get(cid)
+            conn = fresh.connection if fresh is not None else None
+            if conn is not None and peer.connection is not None:
+                conn.credential = peer.connection.credential  # kept here, never in Redis
+            peer.connection = conn
+            state.peers[cid] = peer
+        state.updates.reset([room for app in state.apps.values() for room in app.rooms.values()])
 
     # -- apply-table entries -----------------------------------------------------------------
 

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
 
+from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
+from redis.sentinel import Sentinel as BlockingSentinel
 
 if TYPE_CHECKING:
     from ..options import Options
@@ -98,28 +100,55 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
 
 def redis_client(options: Options) -> Redis:
     """The client of ``options.redis_url``: a master found through Sentinel, or one Redis."""
-    url = options.redis_url
-    if url is None:
-        raise ValueError("a cluster node needs redis_url")
+    url = _url(options)
     if not url.startswith(SENTINEL_SCHEMES):
         return Redis.from_url(url)
     spec = parse_sentinel_url(url)
-    sentinel_kwargs: dict[str, Any] = {
+    sentinel = Sentinel(list(spec.sentinels), sentinel_kwargs=_sentinel_kwargs(options))
+    client: Redis = sentinel.master_for(spec.master, **_master_kwargs(spec))
+    return client
+
+
+def blocking_redis_client(options: Options, *, timeout: float) -> BlockingRedis:
+    """The same Redis for a thread of its own (``heartbeat``): redis-py's blocking client,
+    every command bounded by ``timeout`` seconds, so that a Redis that hangs cannot hold it."""
+    url = _url(options)
+    bounds = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if not url.startswith(SENTINEL_SCHEMES):
+        return BlockingRedis.from_url(url, **bounds)
+    spec = parse_sentinel_url(url)
+    sentinel = BlockingSentinel(list(spec.sentinels), sentinel_kwargs=_sentinel_kwargs(options))
+    client: BlockingRedis = sentinel.master_for(spec.master, **{**_master_kwargs(spec), **bounds})
+    return client
+
+
+def _url(options: Options) -> str:
+    if options.redis_url is None:
+        raise ValueError("a cluster node needs redis_url")
+    return options.redis_url
+
+
+def _sentinel_kwargs(options: Options) -> dict[str, Any]:
+    """How to reach the sentinels themselves."""
+    kwargs: dict[str, Any] = {
         "socket_timeout": SENTINEL_TIMEOUT,
         "socket_connect_timeout": SENTINEL_TIMEOUT,
     }
     if options.redis_sentinel_password is not None:
-        sentinel_kwargs["password"] = options.redis_sentinel_password
+        kwargs["password"] = options.redis_sentinel_password
     if options.redis_sentinel_tls_enable:
-        sentinel_kwargs["ssl"] = True
-    sentinel = Sentinel(list(spec.sentinels), sentinel_kwargs=sentinel_kwargs)
-    master_kwargs: dict[str, Any] = {
+        kwargs["ssl"] = True
+    return kwargs
+
+
+def _master_kwargs(spec: SentinelUrl) -> dict[str, Any]:
+    """How to reach the master the sentinels name."""
+    kwargs: dict[str, Any] = {
         "db": spec.db,
         "username": spec.username,
         "password": spec.password,
         "socket_connect_timeout": CONNECT_TIMEOUT,
     }
     if spec.tls:
-        master_kwargs["ssl"] = True
-    client: Redis = sentinel.master_for(spec.master, **master_kwargs)
-    return client
+        kwargs["ssl"] = True
+    return kwargs

@@ -22,6 +22,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .heartbeat import Heartbeat
 from .keys import ClusterKeys
 
 log = logging.getLogger("easyrtc_server.cluster")
@@ -62,8 +63,12 @@ class NodeRegistry:
         *,
         ttl: float = ALIVE_TTL,
         clock: Callable[[], float] = time.monotonic,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
+        """``heartbeat`` also refreshes the key from a thread, while this registry's own
+        refreshes (from the event loop) show the loop is alive."""
         self.redis = redis
+        self.heartbeat = heartbeat
         self.keys = keys
         self.info = info
         self.ttl = ttl
@@ -90,9 +95,13 @@ class NodeRegistry:
         if self._task is None:
             await self._refresh()
             self._task = asyncio.create_task(self._refresh_forever(), name="cluster-registry")
+            if self.heartbeat is not None:
+                self.heartbeat.start()
 
     async def stop(self) -> None:
         """Stop refreshing and remove the key: the others see this node gone at once."""
+        if self.heartbeat is not None:
+            await asyncio.to_thread(self.heartbeat.stop)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,6 +116,8 @@ class NodeRegistry:
             await self._refresh()
 
     async def _refresh(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.beat()
         try:
             await self.announce()
         except (RedisError, OSError) as exc:

@@ -24,7 +24,7 @@ from typing import Any, Final
 from .. import control
 from ..core import Core
 from ..decisions import Decision
-from ..model import Peer
+from ..model import Connection, Peer
 from ..options import Options
 from ..outcome import Outcome, Push
 from .holds import ReplicatedHolds
@@ -71,6 +71,9 @@ class Applied:
     error: Exception | None = None
     gone: list[Peer] = field(default_factory=list)
     """Peers removed (``close``, ``node-gone``)."""
+    departed: list[Connection] = field(default_factory=list)
+    """Connections of a dead node whose ``room_left`` and ``disconnect`` hooks this node runs
+    for it: it appended the ``node-gone`` that removed them (one node of the cluster, once)."""
 
 
 class LogClock:
@@ -243,9 +246,12 @@ class Replica:
 
     def node_gone(self, entry: LogEntry) -> Applied:
         """Every peer of a dead node leaves, as if each socket had closed; a keyed one is
-        held instead (its client resumes on another node), nobody told."""
+        held instead (its client resumes on another node), nobody told. The node that
+        appended the entry runs the leavers' hooks (``Applied.departed``): the reaper lock lets
+        one node append it, and should two, only the first in log order still finds peers."""
         out = Outcome()
         gone: list[Peer] = []
+        conns: list[Connection] = []
         peers = self.core.state.peers
         holds = self.holds
         for cid in self.owned_by(str(entry.body.get("node"))):
@@ -254,9 +260,12 @@ class Replica:
             if peer is not None and (holds.is_held(cid) or self.core.hold(peer)):
                 continue
             if peer is not None:
+                if peer.connection is not None:
+                    conns.append(peer.connection)
                 out.extend(self._remove(peer))
                 gone.append(peer)
-        return Applied(None, out, gone=gone)
+        departed = conns if entry.node == self.node_id else []
+        return Applied(None, out, gone=gone, departed=departed)
 
     def _hold(self, entry: LogEntry) -> Applied:
         """A keyed socket dropped on its node: held, nobody told (ignored when the connection

@@ -1,0 +1,76 @@
+"""A node that missed trimmed log entries notices, rebuilds from the snapshot, and says so.
+
+Real redis-server and two real node processes, snapshots every 10 entries. Node b is frozen
+(SIGSTOP; its alive key outlives the pause, so nobody reaps it) while a client logs in on a
+and others come and go until the log is trimmed past where b stopped reading. When b runs
+again, its reader finds that it missed entries: it rebuilds its state from the snapshot, its
+client gets the whole list (with the newcomer it never read about), relays to the newcomer
+work, one WARNING is logged and ``/metrics`` counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import aiohttp
+from redis.asyncio import Redis
+
+from easyrtc_server.cluster.gaps import stream_id
+from support.nodes import running_nodes
+from support.redisserver import running_redis
+
+from .test_failures import TARGET, clients
+
+NODE_ENV = {
+    "EASYRTC_CLUSTER_ALIVE_TTL": "120",
+    "EASYRTC_CLUSTER_SNAPSHOT_ENTRIES": "10",
+}
+MISSED = "the cluster log reader missed entries trimmed from the log"
+CLUSTER = "gaps"
+
+
+async def test_a_node_that_missed_trimmed_entries_rebuilds_from_the_snapshot() -> None:
+    async with (
+        running_redis() as redis_server,
+        running_nodes(redis_server.url, 2, cluster=CLUSTER, env=NODE_ENV) as (a, b),
+        clients() as join,
+    ):
+        redis = Redis.from_url(redis_server.url)
+        try:
+            on_a, on_b = await join(a), await join(b)
+            await asyncio.gather(on_a.sees({on_a.id, on_b.id}), on_b.sees({on_a.id, on_b.id}))
+            assert b.process is not None
+            [(stopped_at, _)] = await redis.xrevrange(f"{CLUSTER}:log", count=1)
+            b.process.send_signal(signal.SIGSTOP)
+            try:
+                newcomer = await join(a)
+                async with asyncio.timeout(4 * TARGET):  # come and go until b's part is trimmed
+                    while stream_id(await redis.get(f"{CLUSTER}:trimmed") or "0-0") <= stream_id(
+                        stopped_at
+                    ):
+                        passing = await join(a, "elsewhere")
+                        await passing.client.sio.disconnect()
+            finally:
+                b.process.send_signal(signal.SIGCONT)
+
+            everyone = {on_a.id, on_b.id, newcomer.id}
+            await on_b.sees(everyone)
+            async with asyncio.timeout(TARGET):
+                await b.wait_for_line(MISSED)
+            assert sum(MISSED in line for line in b.lines) == 1
+            assert not any(MISSED in line for line in a.lines)
+            assert (await on_b.send_to(newcomer, "after the rebuild"))["msgData"]
+            assert (await newcomer.send_to(on_b, "and back"))["msgData"]
+            rooms = await on_b.client.cmd("getRoomList")
+            assert rooms["msgData"]["roomList"]["r"]["numberClients"] == 3
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{b.url}/metrics") as metrics,
+                http.get(f"{b.url}/readyz") as ready,
+            ):
+                text = await metrics.text()
+                assert ready.status == 200
+            assert "easyrtc_cluster_log_gaps_total 1.0" in text
+        finally:
+            await redis.aclose()
