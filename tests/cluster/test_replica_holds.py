@@ -122,6 +122,9 @@ def test_the_grace_is_decided_by_the_expire_entry_time() -> None:
     gone = c.append(entries.expire("n3", 1_000_000_000 + grace, a))
     out = gone["n2"].result
     assert isinstance(out, Outcome) and events_to([out], b)  # its peer is told now
+    # its hooks run once, on the node that appended the expiry
+    assert [conn.easyrtcid for conn in gone["n3"].departed] == [a]
+    assert gone["n1"].departed == gone["n2"].departed == []
     assert all(a not in r.core.state.peers for r in c.replicas.values())
     c.same()
 
@@ -193,5 +196,6 @@ def test_server_code_disconnecting_a_held_client_ends_its_hold_on_every_replica(
     gone = c.append(entries.release("n2", next(c.clock), a))
     out = gone["n2"].result
     assert isinstance(out, Outcome) and events_to([out], b)  # its peer is told now
+    assert [conn.easyrtcid for conn in gone["n2"].departed] == [a]  # hooks run there
     assert all(a not in r.core.state.peers and not r.holds.is_held(a) for r in c.replicas.values())
     c.same()

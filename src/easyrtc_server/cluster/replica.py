@@ -296,16 +296,19 @@ class Replica:
 
     def _release(self, entry: LogEntry) -> Applied:
         """Server code disconnected a held connection: an ordinary leave, now."""
-        peer = self.holds.end_now(entry.body["p"])
-        if peer is None:
-            return Applied(None)
-        out = self._remove(peer)
-        return Applied(peer, out, gone=[peer])
+        return self._end_hold(entry, self.holds.end_now(entry.body["p"]))
 
     def _expire(self, entry: LogEntry) -> Applied:
         """A hold's grace is over by this entry's time: an ordinary disconnect."""
-        peer = self.holds.expire_due(entry.body["p"])
+        return self._end_hold(entry, self.holds.expire_due(entry.body["p"]))
+
+    def _end_hold(self, entry: LogEntry, peer: Peer | None) -> Applied:
+        """A hold ended (``peer``: its dropped socket, None if it was not held): peers told on
+        every replica, the hooks run by the node that appended the entry (the first one in
+        log order, should two append it)."""
         if peer is None:
             return Applied(None)
+        conn = peer.connection
         out = self._remove(peer)
-        return Applied(peer, out, gone=[peer])
+        departed = [conn] if conn is not None and entry.node == self.node_id else []
+        return Applied(None, out, gone=[peer], departed=departed)
