@@ -196,8 +196,7 @@ class Core:
     def end_hold(self, easyrtcid: str) -> Peer | None:
         """End the hold of ``easyrtcid`` now (server code disconnects it): its dropped
         socket, to close as usual, or None if it is not held."""
-        held = self.state.holds.held.pop(easyrtcid, None)
-        return held.peer if held is not None else None
+        return self.state.holds.end(easyrtcid)
 
     def next_hold_expiry(self) -> int | None:
         """When (clock ms) the first hold runs out, or None."""

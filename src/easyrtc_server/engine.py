@@ -84,6 +84,12 @@ class Engine(Protocol):
         (``hold``); False where it has no key or this engine cannot hold it."""
         ...
 
+    def holds_outlive_stop(self) -> bool:
+        """A hold made as this process stops lives on: the next process restores it from its
+        resume token (one process: only with a ``resume_secret``), or the other nodes of a
+        cluster keep it (``server.hold_for_restart``)."""
+        ...
+
     def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
         """A client's event: made here (the outcome to carry out, or a decision), or pending."""
         ...
@@ -136,6 +142,9 @@ class LocalEngine:
 
     def hold(self, peer: Peer) -> bool:
         return self.core.hold(peer)
+
+    def holds_outlive_stop(self) -> bool:
+        return bool(self.core.state.options.resume_secret)
 
     def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
         return self.core.receive(peer, event, data, ack is not None)

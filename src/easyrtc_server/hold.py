@@ -155,6 +155,12 @@ class Holds:
         self.counts.resumes += 1
         return self.held.pop(easyrtcid, None)
 
+    def end(self, easyrtcid: str) -> Peer | None:
+        """Server code ends the hold of ``easyrtcid`` now: its dropped socket, to close as
+        usual, or None if it is not held."""
+        held = self.held.pop(easyrtcid, None)
+        return held.peer if held is not None else None
+
     def take(self, push: Push) -> ErrorCode | None:
         """A push for a connection without a socket: queued if it is held and relayed by a
         peer (other pushes are dropped). Past the bounds, the error its sender is refused

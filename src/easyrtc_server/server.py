@@ -81,6 +81,9 @@ class EasyRtcServer:
         self.draining = False  # set while shutting down: /readyz answers 503
         self.guard = Guard(self.options, self.core.now)  # connection and rate limits
         self._hold_timer: asyncio.TimerHandle | None = None
+        self._dropped: set[Peer] = set()
+        """Sockets dropped by ``hold_for_restart``, until their close comes: held, though a
+        cluster's replica may not have applied the hold yet."""
         self._hold_tasks: set[asyncio.Task[None]] = set()
 
     # -- the transport seam ------------------------------------------------------------------
@@ -138,7 +141,8 @@ class EasyRtcServer:
         if self.core.is_superseded(peer):  # another socket resumed its easyrtcid
             self.guard.closed(peer)
             return
-        if self.core.is_held(peer):  # held already (``hold_for_restart``)
+        if peer in self._dropped or self.core.is_held(peer):  # held (``hold_for_restart``)
+            self._dropped.discard(peer)
             return
         link = self.links.get(peer.easyrtcid)
         if link is not None and not getattr(link, "goodbye", True) and self.engine.hold(peer):
@@ -228,25 +232,27 @@ class EasyRtcServer:
         """``peer`` (until now ``easyrtcid``) took a held or live connection over: its link
         and its count follow it; a socket still open under that easyrtcid is closed."""
         links = self.links
-        superseded = links.pop(peer.easyrtcid, None)
         link = links.pop(easyrtcid, None)
-        if link is not None:
+        if link is not None:  # else its engine moved it already (a cluster's log)
+            superseded = links.pop(peer.easyrtcid, None)
             links[peer.easyrtcid] = link
+            if superseded is not None:
+                self._spawn(superseded.close())
         self.guard.moved(easyrtcid, peer)
         self.events.connected_since.pop(easyrtcid, None)
-        if superseded is not None:
-            self._spawn(superseded.close())
 
     def hold_for_restart(self, peer: Peer) -> bool:
         """Shutting down: hold a keyed connection and drop its socket without a goodbye, so
         that its client comes back to the next process (which restores it from its resume
-        token) and its peers hear nothing. Only with a ``resume_secret`` (else the next
-        process could not restore it) and a transport that can drop a socket."""
+        token) or to another node of its cluster, and its peers hear nothing. Only where the
+        hold outlives this process (``Engine.holds_outlive_stop``) and with a transport that
+        can drop a socket."""
         link = self.links.get(peer.easyrtcid)
         drop = getattr(link, "drop", None)
-        if not self.options.resume_secret or drop is None or not self.engine.hold(peer):
+        if not self.engine.holds_outlive_stop() or drop is None or not self.engine.hold(peer):
             return False
         del self.links[peer.easyrtcid]
+        self._dropped.add(peer)
         drop()
         return True
 
@@ -302,6 +308,8 @@ class EasyRtcServer:
             if isinstance(step, Awaitable):
                 step = await step
                 if isinstance(step, Outcome):
+                    if peer.easyrtcid != easyrtcid:  # resumed through a cluster's log
+                        self._resumed(easyrtcid, peer)
                     return step
                 continue
             step = self.engine.answer(peer, step, await self.ask_hooks(peer, step), ack)

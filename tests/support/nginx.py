@@ -4,7 +4,9 @@ No stickiness: consecutive requests of one client go to the nodes in turn, which
 cluster's request forwarding must cope with. The configuration is generated in a temporary
 directory that also holds the pid file, the logs and nginx's temp paths; nginx runs in the
 foreground (``daemon off``). The access log has one line per request with its sid and the node
-that served it (``requests()``), so a test can show that requests really crossed nodes.
+that served it (``requests()``), so a test can show that requests really crossed nodes;
+``timed.log`` has the same with the time, every upstream tried and its status, for a failure's
+record.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ error_log {dir}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     log_format upstreams '$request_method $request_uri $status $upstream_addr';
+    log_format timed '$msec $request_method $request_uri $status $upstream_addr '
+                     '$upstream_status $request_time';
     access_log {dir}/access.log upstreams;
+    access_log {dir}/timed.log timed;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
@@ -54,6 +59,8 @@ http {{
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_buffering off;
             proxy_read_timeout 1h;
+            proxy_connect_timeout 2s;
+            proxy_next_upstream error timeout http_503;
         }}
     }}
 }}
@@ -90,7 +97,13 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> str:
-        servers = "\n".join(f"        server {upstream};" for upstream in self.upstreams)
+        # max_fails=0 as the README's example: nginx's passive check would take a node that
+        # refused one connection (restarting) for down, then let through one request per
+        # fail_timeout until a request to it completes, which a websocket does only when it
+        # closes: the clients of a drained node would come back two per 10 s.
+        servers = "\n".join(
+            f"        server {upstream} max_fails=0;" for upstream in self.upstreams
+        )
         # As root, nginx's workers would run as nobody, who cannot write the temp dir.
         user = "user root;\n" if os.geteuid() == 0 else ""
         return CONFIG.format(user=user, dir=self.dir, servers=servers, port=self.port)

@@ -54,6 +54,8 @@ class EchoServer:
         """``(count, every)``: from its opening on, each peer is pushed "streamed" ``{"s": i}``
         for i in 0..count-1, one every ``every`` seconds (while its transport may upgrade)."""
         self.streams: list[asyncio.Task[None]] = []
+        self.draining = False
+        """True: new sessions are refused at their handshake (``SeamServer.draining``)."""
         self.opening = 0
         self.peers: list[FakePeer] = []
         self.closed: list[FakePeer] = []

@@ -221,6 +221,28 @@ async def test_eio3_can_be_refused() -> None:
         assert (await r.json())["code"] == 5
 
 
+@pytest.mark.parametrize("driver", ["aiohttp", "asgi"])
+async def test_a_draining_server_refuses_new_sessions_with_503_and_keeps_the_open_ones(
+    driver: str,
+) -> None:
+    """While the server drains, a handshake (polling or websocket) is answered 503 at once, so a
+    balancer or the client's retry picks another node; a session opened before goes on."""
+    async with lean_server(driver=driver) as run, raw_ws(run) as ws, http() as session:
+        await ws_connect_v4(ws)
+        run.server.draining = True
+        params = {"EIO": "4", "transport": "polling"}
+        async with session.get(run.url + PATH, params=params) as r:
+            assert r.status == 503
+            assert await r.json() == {"code": 6, "message": "Server shutting down"}
+        params["transport"] = "websocket"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(run.url + PATH, params=params)
+        assert refused.value.status == 503
+        assert len(run.server.peers) == 1
+        await ws.send_str('421["echo",1]')
+        assert await recv_skipping_pings(ws) == "431[1]"
+
+
 # -- CORS ----------------------------------------------------------------------------------------
 
 

@@ -89,6 +89,7 @@
     this.options = options || {};
     this.key = tabKey();
     this.token = null;
+    this.held = false; // the server holds this login on a drop (it sent easyrtcResume)
     this.grace = DEFAULT_GRACE;
     this.handlers = {}; // easyrtc.js's listeners, by event
     this.real = null;
@@ -189,6 +190,7 @@
   ResumingSocket.prototype.start = function () {
     this.state = "connecting";
     this.token = null;
+    this.held = false;
     this.auth = null;
     this.lists = {};
     this.open();
@@ -253,6 +255,7 @@
     });
     real.on("easyrtcResume", function (data) {
       if (self.real === real && data) {
+        self.held = true; // a cluster's push has no token: its holds outlive any node
         self.token = data.resumeToken || self.token;
         self.grace = data.resumeGrace || self.grace;
       }
@@ -271,7 +274,7 @@
   };
 
   ResumingSocket.prototype.dropped = function (reason) {
-    var loggedIn = this.state === "up" && this.easyrtc.myEasyrtcid && this.token;
+    var loggedIn = this.state === "up" && this.easyrtc.myEasyrtcid && this.held;
     if (this.state === "resuming") {
       this.again();
     } else if (loggedIn && DROPS[reason]) {

@@ -6,14 +6,20 @@ the node that appended it (``node``, the *origin*: the node the client is connec
 clock value the replicas use while applying it (``t``, ms), and a per-node sequence number the
 origin uses to find its own entries when they come back (``seq``). The rest depends on the kind:
 
-- ``recv`` ``{p, a, e, d}``: peer ``p`` (remote address ``a``) sent event ``e`` with payload
-  ``d``; every replica calls ``core.receive``.
+- ``recv`` ``{p, a, e, d, rk}``: peer ``p`` (remote address ``a``) sent event ``e`` with payload
+  ``d``; every replica calls ``core.receive``. A keyed login carries ``rk``, the hex digest of
+  the socket's resume key (never the key: ``hold``).
 - ``answer`` ``{p, a, ...}``: the origin's hooks answered ``p``'s pending decision with the
   answer record of kind ``a`` (``decisions``: ``login``, ``join``, ``token``, ``refused``…),
   its fields alongside (``answer``, ``answer_of``).
 - ``close`` ``{p}``: ``p``'s socket closed.
 - ``control`` ``{name, args, kwargs}``: server code changed the state (``replica.CONTROLS``).
-- ``node-gone`` ``{node}``: every peer owned by that node is gone.
+- ``node-gone`` ``{node}``: every peer owned by that node is gone (a keyed one is held).
+- ``hold`` ``{p}``: ``p``'s socket dropped without a goodbye: held (``cluster.holds``).
+- ``queue`` ``{p, e, b}``: a push (event ``e``, body ``b``) relayed to ``p`` while it is held:
+  queued for its resume (delivered by its node if it resumed meanwhile).
+- ``expire`` ``{p}``: ``p``'s hold ends if its grace is over by the entry's time.
+- ``release`` ``{p}``: server code disconnected ``p`` while held: its hold ends now.
 - ``rejoin`` ``{p, c}``: connection ``p`` rebuilt from its ``snapshot`` ``c`` (``rebuild``).
 
 Fields (apiFields) travel one way everywhere in the cluster, log and snapshots alike:
@@ -49,6 +55,10 @@ ANSWER: Final = "answer"
 CLOSE: Final = "close"
 CONTROL: Final = "control"
 NODE_GONE: Final = "node-gone"
+HOLD: Final = "hold"
+QUEUE: Final = "queue"
+EXPIRE: Final = "expire"
+RELEASE: Final = "release"
 REJOIN: Final = "rejoin"
 
 
@@ -107,8 +117,19 @@ class LogEntry:
         return cls(kind, node, t, data, seq if isinstance(seq, int) else 0)
 
 
-def recv(node: str, t: int, peer: str, address: str | None, event: str, data: Any) -> LogEntry:
-    return LogEntry(RECV, node, t, {"p": peer, "a": address, "e": event, "d": data})
+def recv(
+    node: str,
+    t: int,
+    peer: str,
+    address: str | None,
+    event: str,
+    data: Any,
+    key: bytes | None = None,
+) -> LogEntry:
+    body = {"p": peer, "a": address, "e": event, "d": data}
+    if key is not None:
+        body["rk"] = key.hex()
+    return LogEntry(RECV, node, t, body)
 
 
 def answer(node: str, t: int, peer: str, record: Answer) -> LogEntry:
@@ -178,6 +199,22 @@ def control(node: str, t: int, name: str, args: list[Any], kwargs: dict[str, Any
 
 def node_gone(node: str, t: int, gone: str) -> LogEntry:
     return LogEntry(NODE_GONE, node, t, {"node": gone})
+
+
+def hold(node: str, t: int, peer: str) -> LogEntry:
+    return LogEntry(HOLD, node, t, {"p": peer})
+
+
+def queue(node: str, t: int, peer: str, event: str, body: Any) -> LogEntry:
+    return LogEntry(QUEUE, node, t, {"p": peer, "e": event, "b": body})
+
+
+def expire(node: str, t: int, peer: str) -> LogEntry:
+    return LogEntry(EXPIRE, node, t, {"p": peer})
+
+
+def release(node: str, t: int, peer: str) -> LogEntry:
+    return LogEntry(RELEASE, node, t, {"p": peer})
 
 
 def rejoin(node: str, t: int, peer: str, snapshot: dict[str, Any]) -> LogEntry:

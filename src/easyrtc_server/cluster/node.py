@@ -48,7 +48,7 @@ from .heartbeat import Heartbeat
 from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
 from .liveness import Liveness
-from .log import FIELD, LogEntry, LogFormatError
+from .log import EXPIRE, FIELD, HOLD, NODE_GONE, LogEntry, LogFormatError
 from .rebuild import Rebuilder, full_lists
 from .redisclient import blocking_redis_client, redis_client
 from .registry import NodeInfo, NodeRegistry
@@ -75,6 +75,8 @@ APPLY_SLICE: Final = 64
 RETRY_DELAY: Final = 0.5
 STOP_STEP_TIMEOUT: Final = 2.0
 """Seconds each step of leaving the cluster may take."""
+EXPIRY_MIN_DELAY: Final = 0.2
+"""Seconds at least between two looks for holds past their grace (clocks may differ)."""
 BUSY_TEXT: Final = "Server busy, try again shortly."
 """The ``errorText`` of a state change refused because this node has too many waiting
 (``cluster_max_pending_appends``)."""
@@ -173,6 +175,13 @@ class ClusterNode:
         self._generation = 0
         """Bumped when the log is read again from its start (``restart_log``)."""
         self.liveness = Liveness.of(self, self.rebuilder)
+        self._holding: set[str] = set()
+        """This node's sockets whose ``hold`` entry is on its way (``hold``)."""
+        self._expiring: set[str] = set()
+        """Held connections whose ``expire`` this node appended, not applied yet."""
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        """Entries appended without an event waiting (``hold``, ``queue``, ``expire``)."""
 
     @property
     def role(self) -> str:
@@ -190,12 +199,18 @@ class ClusterNode:
         self._reader = asyncio.create_task(self._read_forever(), name="cluster-log-reader")
         self._writer = asyncio.create_task(self._write_forever(), name="cluster-log-writer")
         await self.liveness.start()
+        self._arm_expiry()
         log.info("cluster node %s of %r started", self.node_id, self.options.cluster_name)
 
     async def stop(self) -> None:
         """Leave the cluster. Every step is bounded: a task stuck in a redis-py read that
         ignores its cancellation must not keep the process from exiting."""
         await self._bounded(self.liveness.stop)
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        if self._tasks:  # the holds of a drain: written before the writer stops
+            await asyncio.wait(list(self._tasks), timeout=STOP_STEP_TIMEOUT)
         tasks = [task for task in (self._reader, self._writer) if task is not None]
         self._reader = self._writer = None
         for task in tasks:
@@ -464,6 +479,14 @@ class ClusterNode:
             log.exception("failed to apply a %s log entry", entry.kind)
             applied = Applied(None, error=exc)
         out = applied.result
+        cid = entry.peer
+        peer = applied.peer
+        if peer is not None and cid is not None and peer.easyrtcid != cid:
+            self._took_over(cid, peer.easyrtcid, mine=waiter is not None)
+        elif entry.kind == EXPIRE and cid is not None:
+            self._expiring.discard(cid)
+        if entry.kind in (HOLD, EXPIRE, NODE_GONE):
+            self._arm_expiry()
         if isinstance(out, LoginRequested) and waiter is not None and waiter.login is not None:
             out.request.message = waiter.login  # what the authenticate hook reads, as on one
             out.request.credential = credential_of(waiter.login)  # process; never logged
@@ -514,7 +537,10 @@ class ClusterNode:
         if len(self._waiters) >= self.options.cluster_max_pending_appends:
             return self._busy(cid, event, login)
         self._appended.add(cid)
-        entry = entries.recv(self.node_id, core.now(), cid, peer.remote_address, event, checked)
+        key = peer.resume_key if login else None  # its digest: the key never leaves this node
+        entry = entries.recv(
+            self.node_id, core.now(), cid, peer.remote_address, event, checked, key
+        )
         return self._through_log(entry, ack, data if login else None)
 
     async def _through_log(self, entry: LogEntry, ack: Ack | None, login: Any = None) -> Step:
@@ -540,6 +566,8 @@ class ClusterNode:
         """A socket of this node closed: through the log if it ever had an entry, else (or if
         the log is unavailable) on this node alone."""
         cid = peer.easyrtcid
+        if cid in self._holding or self.replica.holds.is_held(cid):
+            return Outcome()  # held (``hold``): nobody is told
         if cid in self._appended:
             self._appended.discard(cid)
             try:
@@ -564,22 +592,122 @@ class ClusterNode:
         return out if isinstance(out, Outcome) else Outcome()
 
     def route(self, send: Push) -> ErrorCode | None:
-        """A push for a socket this node does not hold: to its owner's inbox, if it has one."""
-        owner = self.replica.owners.get(send.to)
+        """A push for a socket this node does not hold: queued through the log for a held
+        connection (refused when its queue is full), else to its owner's inbox."""
+        to = send.to
+        if to in self._holding or self.replica.holds.is_held(to):
+            return self._queue(send)
+        owner = self.replica.owners.get(to)
         if owner is not None and owner != self.node_id:
-            self.inbox.send(owner, [send.to, send.event, send.body])
+            self.inbox.send(owner, [to, send.event, send.body])
+        return None
+
+    def _queue(self, send: Push) -> ErrorCode | None:
+        """A push for a held connection: a relayed one goes into the log (every replica
+        queues it), unless this replica sees its queue full already (the sender is refused,
+        as for a gone peer); server pushes are dropped (the resume's token carries the
+        current state)."""
+        body = send.body
+        if type(body) is not dict or "senderEasyrtcid" not in body:
+            return None
+        holds = self.replica.holds
+        held = holds.held.get(send.to)
+        if held is not None and (
+            len(held.queue) >= holds.max_messages or held.size >= holds.max_bytes
+        ):
+            holds.counts.overflows += 1
+            if send.event == "easyrtcCmd":
+                return ErrorCode.MSG_REJECT_TARGET_EASYRTCID
+            return ErrorCode.MSG_REJECT_GEN_FAIL if "targetEasyrtcid" in body else None
+        now = self.replica.now()
+        self._append_later(entries.queue(self.node_id, now, send.to, send.event, body))
         return None
 
     def open(self, remote: str | None, resume_key: Any, resume_token: Any) -> Peer:
-        """A socket connected. Resume keys are not kept yet: a held connection would have to
-        live in the replicated state, so a cluster's clients get today's behaviour (``hold``)."""
-        return self.core.open(remote)
+        """A socket connected: its resume key's digest is kept (it reaches the log with its
+        login). No token: the holds outlive any one node (``cluster.holds``)."""
+        return self.core.open(remote, resume_key=resume_key)
 
     def hold(self, peer: Peer) -> bool:
-        return False
+        """A keyed socket of this node dropped without a goodbye: its ``hold`` entry is
+        appended (every replica holds it); True at once, nobody is told."""
+        cid = peer.easyrtcid
+        holds = self.replica.holds
+        if (
+            holds.grace_ms <= 0
+            or cid not in self._appended
+            or cid not in holds.key_of
+            or peer.connection is None
+            or self.core.state.peers.get(cid) is not peer
+        ):
+            return False
+        self._appended.discard(cid)
+        self._holding.add(cid)
+        task = self._append_later(entries.hold(self.node_id, self.replica.now(), cid))
+        task.add_done_callback(lambda _task: self._holding.discard(cid))
+        return True
+
+    def holds_outlive_stop(self) -> bool:
+        """A hold made while this node stops lives on in the other replicas."""
+        return True
+
+    def _append_later(self, entry: LogEntry) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(self._append_quietly(entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _append_quietly(self, entry: LogEntry) -> None:
+        try:
+            await self.append(entry)
+        except ClusterUnavailable as exc:
+            self._log_unavailable(exc)
+
+    def _took_over(self, before: str, easyrtcid: str, *, mine: bool) -> None:
+        """A login (``before``) resumed ``easyrtcid``: on its node, its socket is that
+        easyrtcid's from now on (the pushes of the resume reach it); a socket still open
+        under that easyrtcid, here, is closed (its client is elsewhere now)."""
+        links = self.carrier.links
+        link = links.pop(before, None) if mine else None
+        old = links.pop(easyrtcid, None)
+        if mine:  # its close or hold goes through the log, under its easyrtcid
+            self._appended.discard(before)
+            self._appended.add(easyrtcid)
+        else:
+            self._appended.discard(easyrtcid)
+        if link is not None:
+            links[easyrtcid] = link
+        if old is not None and old is not link:
+            task = asyncio.ensure_future(old.close())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _arm_expiry(self) -> None:
+        """Wake up when the first hold's grace runs out, to append its ``expire``."""
+        due = self.replica.holds.due()
+        if due is None or self._expiry_timer is not None:
+            return
+        delay = max(EXPIRY_MIN_DELAY, (due - self.replica.now()) / 1000)
+        loop = asyncio.get_running_loop()
+        self._expiry_timer = loop.call_later(delay, self._expire_due)
+
+    def _expire_due(self) -> None:
+        """Append ``expire`` for every hold past its grace (by this node's clock; the entry's
+        time decides, the same on every replica; another node may append it too)."""
+        self._expiry_timer = None
+        now = self.replica.now()
+        for cid, held in list(self.replica.holds.held.items()):
+            if held.until <= now and cid not in self._expiring:
+                self._expiring.add(cid)
+                self._append_later(entries.expire(self.node_id, now, cid))
+        self._arm_expiry()
 
     def disconnect(self, easyrtcid: str) -> bool:
-        """Ask the node holding ``easyrtcid``'s socket to close it; False if none does."""
+        """Ask the node holding ``easyrtcid``'s socket to close it; a held connection is
+        released through the log (every replica ends it); False if neither."""
+        if easyrtcid in self._holding or self.replica.holds.is_held(easyrtcid):
+            self._append_later(entries.release(self.node_id, self.replica.now(), easyrtcid))
+            return True
         owner = self.replica.owners.get(easyrtcid)
         if owner is None or owner == self.node_id:
             return False
@@ -594,6 +722,8 @@ class ClusterNode:
         out = Outcome()
         for to, event, body in items:
             if to not in links:
+                if event is not None:  # its socket dropped or moved meanwhile: held, or
+                    self.route(Push(to, event, body))  # resumed on another node
                 continue
             if event is None:  # a disconnect: what came before it first
                 if out.sends:

@@ -14,6 +14,7 @@ as ``rebuild``'s, are given to the constructor).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -25,8 +26,21 @@ from ..core import Core
 from ..decisions import Decision
 from ..model import Connection, Peer
 from ..options import Options
-from ..outcome import Outcome
-from .log import ANSWER, CLOSE, CONTROL, NODE_GONE, RECV, LogEntry, answer_of
+from ..outcome import Outcome, Push
+from .holds import ReplicatedHolds
+from .log import (
+    ANSWER,
+    CLOSE,
+    CONTROL,
+    EXPIRE,
+    HOLD,
+    NODE_GONE,
+    QUEUE,
+    RECV,
+    RELEASE,
+    LogEntry,
+    answer_of,
+)
 
 log = logging.getLogger("easyrtc_server.cluster")
 
@@ -97,7 +111,9 @@ class Replica:
         self.node_id = node_id
         self.clock = clock
         self.owners: dict[str, str] = {}
-        """easyrtcid -> node whose socket it is (peers that ever had an entry)."""
+        """easyrtcid -> node whose socket it is (peers that ever had an entry). A held
+        connection has no socket, so no owner: no node's reaper or tidy-up takes it for a
+        socket of a dead node, or a stale one of its own, and ends it."""
         self.pending: dict[str, Decision] = {}
         """easyrtcid -> the decision its origin's hooks are to answer."""
         self.kinds: Mapping[str, Apply] = {
@@ -106,8 +122,16 @@ class Replica:
             CLOSE: self._close,
             CONTROL: self._control,
             NODE_GONE: self.node_gone,
+            HOLD: self._hold,
+            QUEUE: self._queue,
+            EXPIRE: self._expire,
+            RELEASE: self._release,
             **(kinds or {}),
         }
+        holds = ReplicatedHolds(core.state.options, clock.now)
+        core.state.holds = holds
+        self.holds = holds
+        """The key bindings, holds and queues, alike on every replica (``cluster.holds``)."""
 
     @classmethod
     def new(
@@ -155,9 +179,18 @@ class Replica:
             address = entry.body.get("a")
             peer = peers[cid] = Peer(cid, address if isinstance(address, str) else None)
         self.owners[cid] = entry.node
+        key = entry.body.get("rk")
+        if isinstance(key, str) and len(key) == 64:
+            with contextlib.suppress(ValueError):
+                peer.resume_key = bytes.fromhex(key)
         return peer
 
-    def _keep(self, peer: Peer, result: Outcome | Decision) -> Applied:
+    def _keep(self, entry: LogEntry, peer: Peer, result: Outcome | Decision) -> Applied:
+        cid = entry.body["p"]
+        if peer.easyrtcid != cid:  # its login resumed a held (or live) connection
+            self.pending.pop(cid, None)
+            self.owners.pop(cid, None)
+            self.owners[peer.easyrtcid] = entry.node
         if isinstance(result, Outcome):
             self.pending.pop(peer.easyrtcid, None)
         else:
@@ -167,7 +200,7 @@ class Replica:
     def _recv(self, entry: LogEntry) -> Applied:
         peer = self._peer(entry)
         body = entry.body
-        return self._keep(peer, self.core.receive(peer, body["e"], body.get("d"), True))
+        return self._keep(entry, peer, self.core.receive(peer, body["e"], body.get("d"), True))
 
     def _known(self, entry: LogEntry) -> Peer | None:
         """The entry's peer if it is still open (an answer that comes after its close, or
@@ -182,7 +215,7 @@ class Replica:
         answer = answer_of(entry.body)
         if decision is None or answer is None:  # its socket closed meanwhile: nothing to do
             return Applied(peer)
-        return self._keep(peer, self.core.answer(decision, answer))
+        return self._keep(entry, peer, self.core.answer(decision, answer))
 
     def _close(self, entry: LogEntry) -> Applied:
         cid = entry.body["p"]
@@ -190,6 +223,8 @@ class Replica:
         if peer is None:
             self.owners.pop(cid, None)
             return Applied(None)
+        if self.holds.is_held(cid) or self.owners.get(cid, entry.node) != entry.node:
+            return Applied(None)  # held, or resumed on another node meanwhile: not this socket
         out = self._remove(peer)
         return Applied(peer, out, gone=[peer])
 
@@ -210,16 +245,20 @@ class Replica:
         return Applied(None, result if isinstance(result, Outcome) else Outcome())
 
     def node_gone(self, entry: LogEntry) -> Applied:
-        """Every peer of a dead node leaves, as if each socket had closed. The node that
-        appended the entry runs their hooks (``Applied.departed``): the reaper lock lets one
-        node append it, and should two, only the first in log order still finds peers."""
+        """Every peer of a dead node leaves, as if each socket had closed; a keyed one is
+        held instead (its client resumes on another node), nobody told. The node that
+        appended the entry runs the leavers' hooks (``Applied.departed``): the reaper lock lets
+        one node append it, and should two, only the first in log order still finds peers."""
         out = Outcome()
         gone: list[Peer] = []
         conns: list[Connection] = []
         peers = self.core.state.peers
+        holds = self.holds
         for cid in self.owned_by(str(entry.body.get("node"))):
             peer = peers.get(cid)
             self.owners.pop(cid, None)
+            if peer is not None and (holds.is_held(cid) or self.core.hold(peer)):
+                continue
             if peer is not None:
                 if peer.connection is not None:
                     conns.append(peer.connection)
@@ -227,3 +266,49 @@ class Replica:
                 gone.append(peer)
         departed = conns if entry.node == self.node_id else []
         return Applied(None, out, gone=gone, departed=departed)
+
+    def _hold(self, entry: LogEntry) -> Applied:
+        """A keyed socket dropped on its node: held, nobody told (ignored when the connection
+        resumed on another node meanwhile)."""
+        cid = entry.body["p"]
+        peer = self.core.state.peers.get(cid)
+        if peer is None or self.owners.get(cid) != entry.node or self.holds.is_held(cid):
+            return Applied(None)
+        if self.core.hold(peer):
+            del self.owners[cid]  # no socket now (see ``owners``)
+        return Applied(peer)
+
+    def _queue(self, entry: LogEntry) -> Applied:
+        """A relayed push for a held connection: queued (bounded: past the bounds dropped);
+        if it resumed meanwhile, its node delivers it now, in the log's order."""
+        body = entry.body
+        cid = body["p"]
+        relayed = body.get("b")
+        if not isinstance(relayed, dict):
+            return Applied(None)
+        push = Push(cid, str(body.get("e")), relayed)
+        if self.holds.is_held(cid):
+            self.holds.take(push)
+            return Applied(None)
+        if cid not in self.core.state.peers:
+            return Applied(None)
+        return Applied(None, Outcome([push]))
+
+    def _release(self, entry: LogEntry) -> Applied:
+        """Server code disconnected a held connection: an ordinary leave, now."""
+        return self._end_hold(entry, self.holds.end_now(entry.body["p"]))
+
+    def _expire(self, entry: LogEntry) -> Applied:
+        """A hold's grace is over by this entry's time: an ordinary disconnect."""
+        return self._end_hold(entry, self.holds.expire_due(entry.body["p"]))
+
+    def _end_hold(self, entry: LogEntry, peer: Peer | None) -> Applied:
+        """A hold ended (``peer``: its dropped socket, None if it was not held): peers told on
+        every replica, the hooks run by the node that appended the entry (the first one in
+        log order, should two append it)."""
+        if peer is None:
+            return Applied(None)
+        conn = peer.connection
+        out = self._remove(peer)
+        departed = [conn] if conn is not None and entry.node == self.node_id else []
+        return Applied(None, out, gone=[peer], departed=departed)

@@ -3,7 +3,8 @@ not read the log from its beginning (and the log can be trimmed).
 
 ``dump`` writes what every replica holds alike: applications with their fields, rooms (members
 in join order with join times and apiFields, room fields), connections (username, presence,
-fields, session, groups), sessions, groups, and each peer's owner node. ``load`` rebuilds a
+fields, session, groups), sessions, groups, each peer's owner node, and the resume keys'
+digests with the held connections and their queues (``cluster.holds``). ``load`` rebuilds a
 replica from it. What is not replicated stays out: ``peer.data`` (the origin's hooks' own),
 a login's credential (held by the client's node alone, never in Redis), coalescing
 bookkeeping (per node: ``coalescing``).
@@ -71,9 +72,9 @@ def dump(replica: Replica) -> dict[str, Any]:
     peers = {
         cid: [peer.remote_address, replica.owners.get(cid)]
         for cid, peer in state.peers.items()
-        if cid in replica.owners
+        if cid in replica.owners or replica.holds.is_held(cid)  # a held one has no owner
     }
-    return {"v": VERSION, "apps": apps, "peers": peers}
+    return {"v": VERSION, "apps": apps, "peers": peers, "holds": replica.holds.dump()}
 
 
 def encode(at: str, replica: Replica) -> bytes:
@@ -149,3 +150,4 @@ def load(replica: Replica, data: dict[str, Any]) -> None:
                 room.members[cid] = member
                 conn.rooms[room_name] = member
                 room.entries[cid] = client_entry(member)
+    replica.holds.load(data.get("holds") or {}, state.peers)

@@ -302,6 +302,16 @@ class AsgiEngineIO:
             elif type(route) is Refuse and route.missing is not None and self.forward is not None:
                 if not await self.forward(scope, receive, send, route.missing):
                     await send({"type": "websocket.close", "code": 1008})
+            elif type(route) is Refuse and route.status == 503 and _can_deny(scope):
+                # as the aiohttp driver answers it: a balancer tries another node on a 503
+                await send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": route.status,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send({"type": "websocket.http.response.body", "body": route.body})
             else:
                 await send({"type": "websocket.close", "code": 1008})
             return
@@ -430,6 +440,13 @@ def _body_reader(receive: Receive) -> Callable[[int], Awaitable[bytes | None]]:
                 return b"".join(chunks)
 
     return read
+
+
+def _can_deny(scope: Scope) -> bool:
+    """The ASGI server can answer a websocket handshake with an HTTP response (the websocket
+    denial response extension; else a refusal is a close, which the server answers 403)."""
+    extensions = scope.get("extensions") or {}
+    return "websocket.http.response" in extensions
 
 
 async def _respond(

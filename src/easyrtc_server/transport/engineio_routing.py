@@ -28,6 +28,7 @@ __all__ = [
     "BAD_HANDSHAKE_METHOD",
     "BAD_REQUEST",
     "FORBIDDEN",
+    "SHUTTING_DOWN",
     "UNKNOWN_SID",
     "UNKNOWN_TRANSPORT",
     "UNSUPPORTED_PROTOCOL_VERSION",
@@ -54,6 +55,9 @@ BAD_HANDSHAKE_METHOD: Final = 2
 BAD_REQUEST: Final = 3
 FORBIDDEN: Final = 4
 UNSUPPORTED_PROTOCOL_VERSION: Final = 5
+SHUTTING_DOWN: Final = 6
+"""Ours, not Engine.IO's: a handshake while the server drains, answered ``503`` so that a
+balancer (nginx ``proxy_next_upstream http_503``) or the client's retry goes to another node."""
 
 ERROR_MESSAGES: Final = {
     UNKNOWN_TRANSPORT: "Transport unknown",
@@ -62,6 +66,7 @@ ERROR_MESSAGES: Final = {
     BAD_REQUEST: "Bad request",
     FORBIDDEN: "Forbidden",
     UNSUPPORTED_PROTOCOL_VERSION: "Unsupported protocol version",
+    SHUTTING_DOWN: "Server shutting down",
 }
 
 
@@ -181,6 +186,8 @@ class Refuse:
 
     @property
     def status(self) -> int:
+        if self.code == SHUTTING_DOWN:
+            return 503
         return 403 if self.code == FORBIDDEN else 400
 
     @property

@@ -52,7 +52,16 @@ from .engineio_protocol import (
     TransportKind,
     ws_frame,
 )
-from .engineio_routing import BAD_REQUEST, CorsPolicy, Route, error_body, route_request
+from .engineio_routing import (
+    BAD_REQUEST,
+    SHUTTING_DOWN,
+    CorsPolicy,
+    Handshake,
+    Refuse,
+    Route,
+    error_body,
+    route_request,
+)
 from .timer_wheel import TimerWheel
 
 __all__ = [
@@ -560,6 +569,8 @@ class EngineSocket:
 
 # -- the registry ---------------------------------------------------------------------------------
 
+SHUTTING_DOWN_REFUSAL: Final = Refuse(SHUTTING_DOWN)
+
 
 def _wheel_resolution(limits: SessionLimits) -> float:
     return max(0.005, min(0.25, limits.ping_interval / 10, limits.ping_timeout / 10))
@@ -589,6 +600,7 @@ class EngineIOServer:
         read_timeout: float = READ_TIMEOUT,
         max_poll_packets: int = ENGINEIO_DEFAULTS.max_poll_packets,
         kept_query: Iterable[str] = (),
+        accepting: Callable[[], bool] = lambda: True,
     ) -> None:
         if ping_interval <= 0 or ping_timeout <= 0 or upgrade_timeout <= 0 or read_timeout <= 0:
             raise ValueError(
@@ -613,6 +625,10 @@ class EngineIOServer:
         self.allow_eio3 = allow_eio3
         self.kept_query = tuple(kept_query)
         """Handshake query parameters kept on the session (``EngineSocket.query``)."""
+        self.accepting = accepting
+        """False while the server drains: a handshake is refused (``SHUTTING_DOWN``, 503) so
+        that its client goes to another node at once instead of being closed after it
+        connected; the sessions already open go on."""
         self.cors = CorsPolicy(cors_origins)
         self.sockets: dict[str, EngineSocket] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -656,8 +672,9 @@ class EngineIOServer:
         host: str,
         access_control_request_headers: str | None = None,
     ) -> Route[EngineSocket]:
-        """What to do with a request (`route_request` against these sessions and options)."""
-        return route_request(
+        """What to do with a request (`route_request` against these sessions and options); a
+        handshake is refused while the server does not accept new sessions (``accepting``)."""
+        route = route_request(
             method,
             query,
             upgrade=upgrade,
@@ -668,6 +685,9 @@ class EngineIOServer:
             allow_eio3=self.allow_eio3,
             access_control_request_headers=access_control_request_headers,
         )
+        if type(route) is Handshake and not self.accepting():
+            return SHUTTING_DOWN_REFUSAL
+        return route
 
     def cors_headers(self, origin: str | None) -> dict[str, str]:
         """The CORS headers of a response to a page of ``origin``."""

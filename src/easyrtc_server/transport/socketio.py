@@ -93,6 +93,11 @@ class SeamServer(Protocol):
 
     def refused(self, reason: str) -> Any: ...
 
+    @property
+    def draining(self) -> bool:
+        """True while the server shuts down: new sessions are refused at the handshake."""
+        ...
+
 
 class SocketLink:
     """One socket.io connection, as the server sees it (implements `Link`).
@@ -170,9 +175,11 @@ class SocketLink:
 
     def drop(self) -> None:
         """End the session without a Socket.IO DISCONNECT, as a broken network would: a client
-        that resumes (``hold``) comes back. ``server.close`` follows."""
+        that resumes (``hold``) comes back. ``server.close`` follows. What is queued for it
+        still goes out first (its client sees "transport close" all the same): a relayed
+        message handed to this socket just before a drain is delivered, not lost."""
         if not self._sock.closed:
-            self._sock.close("server restart", graceful=False)
+            self._sock.close("server restart", graceful=True)
 
     def disconnect(self) -> None:
         """`close` without the coroutine."""
@@ -278,6 +285,7 @@ class LeanTransport:
             allow_eio3=allow_eio3,
             read_timeout=read_timeout,
             max_poll_packets=max_poll_packets,
+            accepting=lambda: not server.draining,
         )
 
     @classmethod
