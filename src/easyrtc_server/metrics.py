@@ -171,14 +171,16 @@ class Metrics(Listener):
     def received(self, event: str, msg_type: str | None, out: Outcome) -> None:
         by_type = self.received_tallies.get(event) or self._received_other
         (by_type.get(msg_type) or by_type["other"]).n += 1  # type: ignore[arg-type]
+        # an outcome may also carry member-list catch-ups (roomData, room_update_tick): only
+        # the pushes on the relayed message's own event and type are relays
         if event == "easyrtcCmd":
             if msg_type in SIGNALS:
                 for send in out.sends:
-                    if type(send) is Push:
+                    if type(send) is Push and send.body.get("msgType") == msg_type:
                         self.relayed_signals.n += 1
         elif event == "easyrtcMsg":
             for send in out.sends:
-                if type(send) is Push:
+                if type(send) is Push and send.event == "easyrtcMsg":
                     self.relayed_messages.n += 1
 
     def sent(self, out: Outcome) -> None:

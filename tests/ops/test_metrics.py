@@ -14,6 +14,7 @@ from easyrtc_server.core import Peer
 from easyrtc_server.errors import EasyRtcError, ErrorCode
 from easyrtc_server.hooks import Hooks
 from easyrtc_server.metrics import HOOK_NAMES, Metrics
+from easyrtc_server.outcome import ACKED, Outcome, Push
 from easyrtc_server.server import EasyRtcServer
 from support.ports import free_port
 
@@ -164,6 +165,21 @@ async def test_slow_consumer_closes_are_counted() -> None:
     samples = _parse(metrics.exposition())
     assert samples["easyrtc_slow_consumer_closes_total", frozenset()] == 1
     assert samples["easyrtc_connections_opened_total", frozenset({("transport", "websocket")})] == 2
+
+
+def test_member_list_catch_ups_in_a_relay_outcome_are_not_counted_as_relays() -> None:
+    """With ``room_update_tick`` a relay's outcome may first carry the sender's pending
+    member-list delta (a roomData push): a user counting relays must not see it (it once made
+    3 candidates count 4 under load)."""
+    metrics = Metrics(EasyRtcServer())
+    catch_up = Push("a", "easyrtcCmd", {"msgType": "roomData", "msgData": {}})
+    signal = Push("b", "easyrtcCmd", {"msgType": "candidate", "msgData": {"n": 1}})
+    message = Push("b", "easyrtcMsg", {"msgType": "chat", "msgData": "hi"})
+    metrics.received("easyrtcCmd", "candidate", Outcome([catch_up, signal, ACKED]))
+    metrics.received("easyrtcMsg", "chat", Outcome([catch_up, message, ACKED]))
+    samples = _parse(metrics.exposition())
+    assert samples["easyrtc_relayed_signals_total", frozenset()] == 1
+    assert samples["easyrtc_relayed_messages_total", frozenset()] == 1
 
 
 async def test_event_loop_lag_is_measured() -> None:
