@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
-from browserkit import DemoPage, Demos
+from browserkit import ARTIFACTS, DemoPage, Demos
 from test_keeping_calls_up import REPORT, errors_besides_the_outage, note_resume_times, watch
 from test_video_call import place_call
 
@@ -36,11 +36,23 @@ class Cluster:
     redis_url: str
     nodes: list[Node]
     nginx: Nginx | None = None
+    stopped: list[Node] = field(default_factory=list)
+    """Nodes stopped by ``restart``, kept for their logs."""
+
+    def write_logs(self, name: str) -> None:
+        """Every node's log (stopped ones first) and nginx's, for a failed test."""
+        folder = ARTIFACTS / "failures" / f"cluster-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for n, node in enumerate([*self.stopped, *self.nodes]):
+            (folder / f"node-{n}-port-{node.port}.log").write_text("\n".join(node.lines))
+        if self.nginx is not None:
+            (folder / "nginx-error.log").write_text(self.nginx.error_log())
 
     async def restart(self, index: int, *, kill: bool) -> None:
         """Stop node ``index`` (``kill -9`` or SIGTERM) and start a new one on its port."""
         old = self.nodes[index]
         await old.stop(kill=kill)
+        self.stopped.append(old)
         self.nodes[index] = Node(self.redis_url, cluster="browser-keep", port=old.port)
         await self.nodes[index].start()
 
@@ -129,13 +141,17 @@ async def test_a_call_survives_its_node_and_a_rolling_restart(
                 "(n) => easyrtcResume.socket.resumes > n", arg=before, timeout=BACK_MS
             )
 
-    await bounce(await cluster.holding(alice), kill=stop == "kill -9")
-    assert await resumes(alice) >= 1
-    for index in range(len(cluster.nodes)):  # a rolling restart
-        await bounce(index, kill=False)
+    try:
+        await bounce(await cluster.holding(alice), kill=stop == "kill -9")
+        assert await resumes(alice) >= 1
+        for index in range(len(cluster.nodes)):  # a rolling restart
+            await bounce(index, kill=False)
 
-    await still_in_the_call(alice, alice_id, since[0])
-    await still_in_the_call(bob, bob_id, since[1])
+        await still_in_the_call(alice, alice_id, since[0])
+        await still_in_the_call(bob, bob_id, since[1])
+    except BaseException:
+        cluster.write_logs(stop.replace(" ", ""))
+        raise
     times = [
         float(t)
         for page in (alice, bob)
