@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 
 from ..transport.asgi_engineio import Message, Receive, Scope, Send
-from .forwarding import KEPT_RESPONSE_HEADERS, Destination, Forwarder
+from .forwarding import KEPT_RESPONSE_HEADERS, Destination, Forwarder, upstream_close_code
 
 log = logging.getLogger("easyrtc_server.cluster.forwarding")
 
@@ -126,23 +126,31 @@ class AsgiForwarder:
             forwarder.unreachable(to.owner, to.url, exc)
             return False
         forwarder.reached(to.owner)
+        closed: list[int] = []
         try:
             await send({"type": "websocket.accept"})
-            await _bridge(receive, send, upstream, limit)
+            await _bridge(receive, send, upstream, limit, closed)
         finally:
-            await upstream.close()
+            await upstream.close(code=upstream_close_code(closed[0] if closed else None))
         return True
 
 
 async def _bridge(
-    receive: Receive, send: Send, upstream: ClientWebSocketResponse, limit: int
+    receive: Receive,
+    send: Send,
+    upstream: ClientWebSocketResponse,
+    limit: int,
+    closed: list[int],
 ) -> None:
-    """Copy messages both ways until either side ends."""
+    """Copy messages both ways until either side ends; the close code the client sent, if
+    it closed, is appended to ``closed``."""
 
     async def from_client() -> None:
         while True:
             message = await receive()
             if message["type"] != "websocket.receive":
+                if message["type"] == "websocket.disconnect":
+                    closed.append(int(message.get("code", 1005)))
                 return
             text = message.get("text")
             if text is not None:

@@ -37,6 +37,7 @@ from aiohttp import (
     ClientTimeout,
     ClientWebSocketResponse,
     TCPConnector,
+    WSCloseCode,
     WSMsgType,
     WSServerHandshakeError,
     web,
@@ -363,9 +364,26 @@ class Forwarder:
             await client.prepare(request)
             await _bridge(client, upstream)
         finally:
-            await upstream.close()
+            # The client's own close code passes on as it is: 1000/1001 is a goodbye, and the
+            # owner ends the session. Anything else ending the bridge here (this node stopping,
+            # the client's connection lost) is a drop, never a goodbye: the owner holds a keyed
+            # connection (``hold``) instead of telling its peers it left.
+            await upstream.close(code=upstream_close_code(client.close_code))
             await client.close()
         return client
+
+
+_UNSENDABLE: Final = frozenset((1005, 1006, 1015))
+"""Close codes that name what happened but may not be sent in a close frame (RFC 6455 7.4.1)."""
+
+
+def upstream_close_code(client_code: int | None) -> int:
+    """The close code a bridge sends the owner node: the client's, when it closed with one (a
+    goodbye, 1000/1001, ends the session there); else 1012 (service restart), a drop, so that
+    the owner holds a keyed connection instead of telling its peers it left."""
+    if client_code is None or client_code in _UNSENDABLE:
+        return int(WSCloseCode.SERVICE_RESTART)
+    return client_code
 
 
 async def _bridge(client: web.WebSocketResponse, upstream: ClientWebSocketResponse) -> None:
