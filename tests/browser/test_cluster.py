@@ -12,9 +12,10 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiohttp
 import pytest
 import pytest_asyncio
-from browserkit import DemoPage, Demos
+from browserkit import ARTIFACTS, DemoPage, Demos
 from playwright.async_api import BrowserContext, expect
 from test_datachannel import data_channel_exchange
 from test_departure import FORCE_TRANSPORTS, TRANSPORT_NAME
@@ -31,6 +32,26 @@ ENGINE_SID = "() => easyrtc.webSocket.io.engine.id"
 class Cluster:
     nodes: list[Node]
     nginx: Nginx
+
+    async def write_logs(self, name: str) -> None:
+        """The nodes' logs and inbox counters, nginx's timed access log and error log, for a
+        failed test (the data-channel flake of issue 18 came back here once without them)."""
+        folder = ARTIFACTS / "failures" / f"cluster-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        async with aiohttp.ClientSession() as http:
+            for n, node in enumerate(self.nodes):
+                (folder / f"node-{n}-port-{node.port}.log").write_text("\n".join(node.lines))
+                async with http.get(node.url + "/metrics") as response:
+                    kept = [
+                        line
+                        for line in (await response.text()).splitlines()
+                        if "inbox" in line or "forward" in line or "relayed" in line
+                    ]
+                (folder / f"node-{n}-metrics.txt").write_text("\n".join(kept))
+        timed = self.nginx.dir / "timed.log"
+        if timed.exists():
+            (folder / "nginx-access.log").write_text(timed.read_text())
+        (folder / "nginx-error.log").write_text(self.nginx.error_log())
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -97,7 +118,11 @@ async def video_call(alice: DemoPage, bob: DemoPage) -> None:
 async def test_data_channel_through_round_robin(demos: Demos, cluster: Cluster, mode: str) -> None:
     force(demos, mode)
     pages = await demos.open_many("datachannel.html", "alice", "bob", app=f"rr-data-{mode}")
-    await data_channel_exchange(*pages)
+    try:
+        await data_channel_exchange(*pages)
+    except BaseException:
+        await cluster.write_logs(f"data-{mode}")
+        raise
     await check_transport(tuple(pages), mode)
     if mode == "polling":
         for page in pages:
