@@ -112,10 +112,9 @@ async def watch(page: DemoPage, other: str) -> float:
     return started
 
 
-async def resumed_and_still_in_the_call(page: DemoPage, me: str, other: str, since: float) -> float:
-    """The page resumed its easyrtcid, and its call went on the whole time; returns the time
-    (ms) from the drop to the resume."""
-    await page.page.wait_for_function("() => easyrtcResume.socket.resumes >= 1")
+async def call_went_on(page: DemoPage, me: str, since: float) -> None:
+    """After 2 s more of video and of watching: the call went on the whole time, and the page
+    kept its easyrtcid and is connected."""
     await page.page.wait_for_function(
         "(t) => document.getElementById('remote-video').currentTime > t + 2", arg=since
     )
@@ -128,6 +127,13 @@ async def resumed_and_still_in_the_call(page: DemoPage, me: str, other: str, sin
     assert await page.page.evaluate("() => easyrtc.myEasyrtcid") == me
     assert await page.my_id() == me
     assert await page.page.evaluate("() => easyrtc.webSocket.connected") is True
+
+
+async def resumed_and_still_in_the_call(page: DemoPage, me: str, other: str, since: float) -> float:
+    """The page resumed its easyrtcid, and its call went on the whole time; returns the time
+    (ms) from the drop to the resume."""
+    await page.page.wait_for_function("() => easyrtcResume.socket.resumes >= 1")
+    await call_went_on(page, me, since)
     [took] = await page.page.evaluate("() => easyrtcResume.socket.resumeTimes")
     assert 0 < took < 30_000
     return float(took)

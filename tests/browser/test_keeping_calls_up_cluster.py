@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 from browserkit import ARTIFACTS, DemoPage, Demos
-from test_keeping_calls_up import REPORT, errors_besides_the_outage, note_resume_times, watch
+from test_keeping_calls_up import (
+    call_went_on,
+    errors_besides_the_outage,
+    note_resume_times,
+    watch,
+)
 from test_video_call import place_call
 
 from support.nginx import Nginx, running_nginx
@@ -100,22 +105,6 @@ async def resumes(page: DemoPage) -> int:
     return count
 
 
-async def still_in_the_call(page: DemoPage, me: str, since: float) -> None:
-    """The page kept its easyrtcid and its call went on the whole time."""
-    await page.page.wait_for_function(
-        "(t) => document.getElementById('remote-video').currentTime > t + 2", arg=since
-    )
-    report = await page.page.evaluate(REPORT)
-    assert report["samples"] > 20
-    assert report["notConnected"] == []  # the RTCPeerConnection stayed connected
-    assert report["callStates"] == []  # the call never ended
-    assert report["peerMissing"] == 0  # the other page never left the list
-    assert report["pageStates"] == []  # never shown disconnected
-    assert await page.page.evaluate("() => easyrtc.myEasyrtcid") == me
-    assert await page.my_id() == me
-    assert await page.page.evaluate("() => easyrtc.webSocket.connected") is True
-
-
 @pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])
 async def test_a_call_survives_its_node_and_a_rolling_restart(
     demos: Demos, cluster: Cluster, stop: str
@@ -147,8 +136,8 @@ async def test_a_call_survives_its_node_and_a_rolling_restart(
         for index in range(len(cluster.nodes)):  # a rolling restart
             await bounce(index, kill=False)
 
-        await still_in_the_call(alice, alice_id, since[0])
-        await still_in_the_call(bob, bob_id, since[1])
+        await call_went_on(alice, alice_id, since[0])
+        await call_went_on(bob, bob_id, since[1])
     except BaseException:
         cluster.write_logs(stop.replace(" ", ""))
         raise
