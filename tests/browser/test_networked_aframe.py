@@ -21,7 +21,16 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from browserkit import CHROMIUM_ARGS, ERROR_WATCH, ERRORS_SHOWN, TIMEOUT_MS, DemoPage
+from browserkit import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    EASYRTC_DEBUG,
+    ERROR_WATCH,
+    ERRORS_SHOWN,
+    TIMEOUT_MS,
+    DemoPage,
+    ServerLog,
+)
 from playwright.async_api import Browser, Dialog, async_playwright
 
 from easyrtc_server.app import create_app
@@ -49,6 +58,14 @@ AVATAR_X = """(owner) => {
     (e) => e.components.networked && e.components.networked.data.owner === owner);
   return el ? el.object3D.position.x : null;
 }"""
+# JavaScript run in a page: what its NAF knows of the others, for a failed test's logs.
+NAF_STATE = """() => ({
+  me: NAF.clientId,
+  occupants: Object.keys(NAF.connection.connectedClients || {}),
+  dataChannels: NAF.connection.activeDataChannels,
+  entities: Object.keys(NAF.entities.entities),
+  time: Date.now(),
+})"""
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -62,34 +79,42 @@ async def gl_browser(chromium: str) -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def scene_server(options: Options) -> AsyncIterator[str]:
+async def scene_server(options: Options, log: ServerLog) -> AsyncIterator[str]:
     missing = [str(path) for path in BUNDLES if not path.is_file()]
     if missing:
         pytest.fail(f"missing {missing}: run script/setup --test (or script/fetch-apps)")
     server = EasyRtcServer(options)
+    server.events.add(log)
     async with serving_app(create_app(server=server)) as url:
         yield url
 
 
+@pytest.fixture(scope="module")
+def naf_log() -> ServerLog:
+    return ServerLog()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def naf_server() -> AsyncIterator[str]:
+async def naf_server(naf_log: ServerLog) -> AsyncIterator[str]:
     """Our server, with the scene and the bundles at ``/demos/`` (``demos_dir``)."""
-    async for url in scene_server(Options(demos_dir=APPS_DIR)):
+    async for url in scene_server(Options(demos_dir=APPS_DIR), naf_log):
         yield url
 
 
 class Scene:
     """Open scene pages; each page's dialogs (alert, confirm) are noted and dismissed."""
 
-    def __init__(self, browser: Browser, server: str) -> None:
-        self.browser, self.server = browser, server
+    def __init__(self, browser: Browser, server: str, log: ServerLog | None = None) -> None:
+        self.browser, self.server, self.log = browser, server, log
         self.pages: list[DemoPage] = []
+        self.closed: list[DemoPage] = []
         self.dialogs: list[str] = []
 
     async def open(self, adapter: str, room: str) -> DemoPage:
         context = await self.browser.new_context(viewport={"width": 480, "height": 320})
         context.set_default_timeout(TIMEOUT_MS)
         await context.add_init_script(ERROR_WATCH)
+        await context.add_init_script(EASYRTC_DEBUG)
         page = DemoPage(await context.new_page(), f"{len(self.pages) + 1}-{adapter}")
         page.page.on("dialog", self._on_dialog)
         self.pages.append(page)
@@ -102,7 +127,22 @@ class Scene:
 
     async def close(self, page: DemoPage) -> None:
         self.pages.remove(page)
+        self.closed.append(page)
         await page.page.context.close()
+
+    async def save_failure(self, name: str) -> Path:
+        """Every page's console (easyrtc.js debug on), what each open page's NAF holds of the
+        others, and what the server sent: for a failed test."""
+        folder = ARTIFACTS / "failures" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.log is not None:
+            (folder / "server.log").write_text("\n".join(self.log.lines) + "\n")
+        for page in [*self.pages, *self.closed]:
+            lines = list(page.log)
+            if not page.page.is_closed():
+                lines.append("NAF now: " + str(await page.page.evaluate(NAF_STATE)))
+            (folder / f"{page.label}.log").write_text("\n".join(lines) + "\n")
+        return folder
 
     async def errors_shown(self) -> dict[str, list[str]]:
         """What each open page showed its user as an error (and any page's dialogs)."""
@@ -113,8 +153,8 @@ class Scene:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def scene(gl_browser: Browser, naf_server: str) -> AsyncIterator[Scene]:
-    scene = Scene(gl_browser, naf_server)
+async def scene(gl_browser: Browser, naf_server: str, naf_log: ServerLog) -> AsyncIterator[Scene]:
+    scene = Scene(gl_browser, naf_server, naf_log)
     yield scene
     for page in list(scene.pages):
         await scene.close(page)
@@ -123,7 +163,7 @@ async def scene(gl_browser: Browser, naf_server: str) -> AsyncIterator[Scene]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def strict_scene(gl_browser: Browser) -> AsyncIterator[Scene]:
     """The scene on a server of its own with ``strict_errors``."""
-    async for url in scene_server(Options(demos_dir=APPS_DIR, strict_errors=True)):
+    async for url in scene_server(Options(demos_dir=APPS_DIR, strict_errors=True), ServerLog()):
         scene = Scene(gl_browser, url)
         yield scene
         for page in list(scene.pages):
@@ -160,7 +200,11 @@ async def test_two_pages_see_each_other_move_and_no_error_is_shown(
     await wait_avatar_moves(bob, alice_id)
 
     await scene.close(bob)
-    await alice.page.wait_for_function(f"(o) => ({AVATAR_X})(o) === null", arg=bob_id)
+    try:
+        await alice.page.wait_for_function(f"(o) => ({AVATAR_X})(o) === null", arg=bob_id)
+    except BaseException:
+        await scene.save_failure(f"naf-{adapter}-load{load + 1}")
+        raise
     assert await scene.errors_shown() == {}
 
 

@@ -24,8 +24,8 @@ from easyrtc_server.cluster import log as entries
 from easyrtc_server.events import Listener, Member, ServerEvents
 from easyrtc_server.outcome import Outcome
 from support.nodes import Node, running_nodes
-from support.ports import free_port
 from support.redisserver import running_redis
+from support.webserver import posts_served
 
 from .test_failures import NODE_ENV, TARGET, clients
 from .test_replica import Cluster
@@ -64,16 +64,8 @@ class Receiver:
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     """A webhook receiver, and the URL to send to it."""
     hook = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", hook.handle)
-    runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield hook, f"http://127.0.0.1:{port}/hook"
-    finally:
-        await runner.cleanup()
+    async with posts_served({"/hook": hook.handle}) as base:
+        yield hook, f"{base}/hook"
 
 
 def ran(nodes: list[Node], line: str) -> list[int]:

@@ -18,7 +18,7 @@ from aiohttp import web
 from easyrtc_server.options import Options
 from easyrtc_server.webhooks import Webhooks, verify
 from support.client import TIMEOUT
-from support.ports import free_port
+from support.webserver import posts_served
 
 from .opskit import clients, scrape, served, value
 
@@ -63,18 +63,11 @@ class Receiver:
 @asynccontextmanager
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     hook = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", hook.handle)
-    app.router.add_post("/moved", hook.moved)
-    runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield hook, f"http://127.0.0.1:{port}/hook"
-    finally:
-        hook.release.set()
-        await runner.cleanup()
+    async with posts_served({"/hook": hook.handle, "/moved": hook.moved}) as base:
+        try:
+            yield hook, f"{base}/hook"
+        finally:
+            hook.release.set()
 
 
 async def test_signed_events_in_order_for_one_room() -> None:
