@@ -43,13 +43,17 @@ expect.set_options(timeout=TIMEOUT_MS)
 # Init script: easyrtc.js logs what it does (signals sent and received, data channel events) to
 # the console from the moment it loads, so a failed test's page logs tell the whole story.
 EASYRTC_DEBUG = """(() => {
+  // Composes with a watch already on ``window.easyrtc`` (ERROR_WATCH, added before this one).
+  const previous = Object.getOwnPropertyDescriptor(window, "easyrtc");
+  let client;
   Object.defineProperty(window, "easyrtc", {
     configurable: true,
-    set(client) {
-      const plain = { value: client, writable: true, configurable: true, enumerable: true };
-      Object.defineProperty(window, "easyrtc", plain);
-      if (client && typeof client.enableDebug === "function") {
-        client.enableDebug(true);
+    get() { return previous && previous.get ? previous.get() : client; },
+    set(value) {
+      if (previous && previous.set) previous.set(value);
+      else client = value;
+      if (value && typeof value.enableDebug === "function") {
+        value.enableDebug(true);
       }
     },
   });
