@@ -35,6 +35,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import sys
@@ -82,6 +83,9 @@ class Config:
     direct: bool = False
     nodes: int = 3
     seed: int | None = None
+    evidence: Path | None = None
+    """Where a check with violations leaves its evidence: each node's log since the fault, the
+    violations, and each client's socket (None: nowhere)."""
     log: Callable[[str], None] = print
 
 
@@ -693,9 +697,12 @@ class Chaos:
                     await self._sleep_until(min(end, time.monotonic() + config.fault_interval / 2))
                     kind = faults[turn % len(faults)]
                     turn += 1
+                    marks = [len(node.lines) for node in self.nodes]
                     what = await self.fault(kind)
                     result = await self.check(f"{turn}:{kind}", http)
                     self._report_check(result, what)
+                    if result.violations:
+                        self.keep_evidence(result, what, marks)
                     await self._sleep_until(min(end, time.monotonic() + config.fault_interval / 2))
                 final = await self.check("final", http)
                 self._report_check(final, "")
@@ -721,6 +728,29 @@ class Chaos:
         )
         for violation in result.violations[:5]:
             self.config.log(f"    {violation.kind} at {violation.where}: {violation.detail}")
+
+    def keep_evidence(self, result: CheckResult, what: str, marks: list[int]) -> None:
+        """The nodes' logs since the fault, the violations and every client's socket, in
+        ``evidence/<check>/``: what a violation needs to be explained."""
+        if self.config.evidence is None:
+            return
+        folder = self.config.evidence / re.sub(r"[^\w.-]+", "_", result.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, (node, mark) in enumerate(zip(self.nodes, marks, strict=False)):
+            (folder / f"node{index}.log").write_text("\n".join(node.lines[mark:]) + "\n")
+        lines = [what, *(f"{v.kind} at {v.where}: {v.detail}" for v in result.violations)]
+        (folder / "violations.txt").write_text("\n".join(lines) + "\n")
+        clients = []
+        for client in self.clients:
+            sio = client.sio
+            engine = getattr(sio, "eio", None)
+            clients.append(
+                f"client {client.index} {client.easyrtcid} logged_in={client.logged_in} "
+                f"rooms={sorted(client.rooms)} sid={getattr(engine, 'sid', None)} "
+                f"transport={sio.transport() if sio is not None else None}"
+            )
+        (folder / "clients.txt").write_text("\n".join(clients) + "\n")
+        self.config.log(f"    evidence: {folder}")
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         violations = [v.as_dict() for c in self.checks for v in c.violations]
@@ -822,6 +852,9 @@ def main() -> int:
     parser.add_argument("--direct", action="store_true", help="no nginx: clients pick nodes")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--json", type=Path, help="write the JSON summary here")
+    parser.add_argument(
+        "--evidence", type=Path, help="a check with violations leaves the nodes' logs here"
+    )
     args = parser.parse_args()
     faults = tuple(f for f in args.faults.split(",") if f)
     if unknown := set(faults) - set(FAULTS):
@@ -837,6 +870,7 @@ def main() -> int:
         sentinel=args.sentinel,
         direct=args.direct,
         seed=args.seed,
+        evidence=args.evidence,
         log=lambda line: print(line, flush=True),
     )
     summary = asyncio.run(Chaos(config).run())
