@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .model import Membership, Room
-from .outcome import Json, Outcome, Push, Reply, Send
+from .outcome import Fanout, Json, Outcome, Push, Reply, Send
 
 if TYPE_CHECKING:
     from .state import State
@@ -134,6 +134,15 @@ class Coalescer:
             if isinstance(send, Reply):
                 to = sender
             elif send.settled:  # a delta made before a change this outcome holds
+                sends.append(send)
+                continue
+            elif isinstance(send, Fanout):  # each recipient's catch-up before it, in their order
+                for cid in send.to:
+                    if cid not in caught_up and (here is None or here(cid)):
+                        caught_up.add(cid)
+                        catch_up = self._catch_up(cid)
+                        if catch_up is not None:
+                            sends.append(catch_up)
                 sends.append(send)
                 continue
             else:

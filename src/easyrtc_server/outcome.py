@@ -1,8 +1,9 @@
 """What the core returns for one event: an ordered list of sends, whether to close, and what
 happened.
 
-A send is a ``Reply`` (the acknowledgement to the sender of the event) or a ``Push`` (an event
-to one easyrtcid). What happened is told as records where it happens (``LoggedIn``, ``Joined``,
+A send is a ``Reply`` (the acknowledgement to the sender of the event), a ``Push`` (an event
+to one easyrtcid) or a ``Fanout`` (one event to several, each addressed to its recipient: a room
+or group message). What happened is told as records where it happens (``LoggedIn``, ``Joined``,
 ``Rejected``; rooms left are ``Outcome.left``), so the operating side (``events``) never reads
 it back out of wire bodies. ``refusal`` is the error reply every handler uses, logged once.
 """
@@ -39,7 +40,35 @@ class Push:
     ``coalescing.Coalescer.settle`` puts nothing before it."""
 
 
-Send = Reply | Push
+ADDRESS: Final = "easyrtcid"
+"""The key a ``Fanout``'s body gets per recipient: its own easyrtcid."""
+
+
+@dataclass(slots=True)
+class Fanout:
+    """One event to several easyrtcids: each gets ``body`` with its own easyrtcid added as the
+    last key (``body_for``), as the reference addresses a room message to each member. One
+    send rather than a ``Push`` each, so that the server encodes the shared part once
+    (``transport.SharedEvent``)."""
+
+    to: list[str]
+    event: str
+    body: Json
+    """Without ``easyrtcid``; the same object for every recipient, so never mutate it."""
+    settled: bool = False
+    """As ``Push.settled`` (a fan-out never is: it relays a message)."""
+
+    def body_for(self, easyrtcid: str) -> Json:
+        """The body ``easyrtcid`` gets."""
+        return {**self.body, ADDRESS: easyrtcid}
+
+    def pushes(self) -> list[Push]:
+        """One ``Push`` per recipient, for what handles sends one by one."""
+        event = self.event
+        return [Push(cid, event, self.body_for(cid)) for cid in self.to]
+
+
+Send = Reply | Push | Fanout
 
 
 @dataclass(frozen=True, slots=True)
