@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from easyrtc_server.core import Core
 from easyrtc_server.model import Peer
 from easyrtc_server.options import Options
-from easyrtc_server.outcome import Outcome, Push, Reply
+from easyrtc_server.outcome import Fanout, Outcome, Push, Reply
 from support.corekit import NOW, decide
 
 View = dict[str, dict[str, dict[str, Any]]]
@@ -221,6 +221,36 @@ def test_a_reply_comes_after_the_changes_pending_for_its_member() -> None:
         send.to != a.easyrtcid
         for send in s.core.flush_room_updates().sends
         if isinstance(send, Push)
+    )
+
+
+def test_a_room_message_comes_after_the_changes_pending_for_each_recipient() -> None:
+    s = Sockets(1.0)
+    a, b, c = _login(s), _login(s), _login(s)
+    msg = {"msgType": "chat", "targetRoom": "default", "msgData": "hi"}
+    out = decide(s.core, s.core.receive(c, "easyrtcMsg", msg, True))
+    sends = s.core.settle(out, c).sends
+    # a and b each hear of the joins they have not been told of, then the message (one send
+    # for both: its body is encoded once); c's token was current, its ack comes at once
+    assert [type(send) for send in sends] == [Push, Push, Fanout, Reply]
+    first, second, fanout = sends[:3]
+    assert isinstance(first, Push) and first.to == a.easyrtcid
+    assert isinstance(second, Push) and second.to == b.easyrtcid
+    a_delta = first.body["msgData"]["roomData"]["default"]["clientListDelta"]
+    assert list(a_delta["updateClient"]) == [b.easyrtcid, c.easyrtcid]
+    b_delta = second.body["msgData"]["roomData"]["default"]["clientListDelta"]
+    assert list(b_delta["updateClient"]) == [c.easyrtcid]
+    assert isinstance(fanout, Fanout) and fanout.to == [a.easyrtcid, b.easyrtcid]
+    assert fanout.body_for(b.easyrtcid) == {
+        "senderEasyrtcid": c.easyrtcid,
+        "msgType": "chat",
+        "msgData": "hi",
+        "targetRoom": "default",
+        "serverTime": s.clock,
+        "easyrtcid": b.easyrtcid,
+    }
+    assert all(  # everyone is current now: the tick has nothing left
+        not isinstance(send, Push) for send in s.core.flush_room_updates().sends
     )
 
 
