@@ -732,6 +732,8 @@ class ClusterNode:
         out = Outcome()
         for to, event, body in items:
             if type(to) is list:  # a fan-out: the body once, each recipient's easyrtcid added
+                if type(body) is not dict or type(event) is not str:
+                    raise TypeError("not a fan-out")  # counted as an unusable inbox message
                 here = [cid for cid in to if cid in links]
                 if here:
                     out.sends.append(Fanout(here, event, body))
