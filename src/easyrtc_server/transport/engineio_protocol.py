@@ -117,10 +117,11 @@ class SplitPacket:
         return b"".join((self.head, middle, self.tail))
 
     def frame(self, middle: bytes) -> bytes:
-        n = len(self.head) + len(middle) + len(self.tail)
-        framed_head = self._framed_heads.get(n)
+        size = len(middle)
+        framed_head = self._framed_heads.get(size)  # by the middle's length: one len() less
         if framed_head is None:
-            framed_head = self._framed_heads[n] = ws_header(n) + self.head
+            header = ws_header(len(self.head) + size + len(self.tail))
+            framed_head = self._framed_heads[size] = header + self.head
         return b"".join((framed_head, middle, self.tail))
 
 
