@@ -597,7 +597,7 @@ class ClusterNode:
 
     def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
         """``route`` for the recipients ``to`` of ``send``: one inbox item per owner node,
-        carrying the body once with the recipients there (``inbox``)."""
+        carrying the body once with its recipients there (``inbox``; a plain push for one)."""
         code = None
         owners = self.replica.owners
         by_owner: dict[str, list[str]] = {}
@@ -609,7 +609,10 @@ class ClusterNode:
             if owner is not None and owner != self.node_id:
                 by_owner.setdefault(owner, []).append(cid)
         for owner, ids in by_owner.items():
-            self.inbox.send(owner, [ids, send.event, send.body])
+            if len(ids) == 1:  # nothing to share: the item of one push, as ``route`` queues it
+                self.inbox.send(owner, [ids[0], send.event, send.body_for(ids[0])])
+            else:
+                self.inbox.send(owner, [ids, send.event, send.body])
         return code
 
     def _queue(self, send: Push) -> ErrorCode | None:
