@@ -81,8 +81,9 @@ class Coalescer:
 
     def flush(self, rooms: list[Room] | None = None, out: Outcome | None = None) -> Outcome:
         """One push per member behind (all pending rooms, or ``rooms``), holding every change
-        of its rooms since its list was last current. Pushes put in an ``out`` not carried out
-        yet are marked ``settled``: ``settle`` puts nothing before them."""
+        of its rooms since its list was last current; the members told the same deltas share
+        one ``Fanout``. Pushes put in an ``out`` not carried out yet are marked ``settled``:
+        ``settle`` puts nothing before them."""
         out = out if out is not None else Outcome()
         whole = rooms is None
         if rooms is None:
@@ -110,16 +111,29 @@ class Coalescer:
             room.flushed = room.seq
             room.changed.clear()
             room.api_cleared.clear()
+        # members told the same deltas (most of a room: the shared one) get one Fanout, its
+        # body encoded once for all of them; the others a push each
+        same: dict[tuple[tuple[str, int], ...], list[str]] = {}
+        for cid, room_deltas in pushes.items():
+            kind = tuple((name, id(delta)) for name, delta in room_deltas.items())
+            members = same.get(kind)
+            if members is None:
+                same[kind] = [cid]
+            else:
+                members.append(cid)
         now = self.state.now()
         sends = out.sends
-        for cid, room_deltas in pushes.items():
-            body = {
-                "msgType": "roomData",
-                "msgData": {"roomData": room_deltas},
-                "easyrtcid": cid,
-                "serverTime": now,
-            }
-            sends.append(Push(cid, "easyrtcCmd", body, settled=not whole))
+        settled = not whole
+        for cids in same.values():
+            first = cids[0]
+            body: Json = {"msgType": "roomData", "msgData": {"roomData": pushes[first]}}
+            if len(cids) == 1:
+                body["easyrtcid"] = first
+                body["serverTime"] = now
+                sends.append(Push(first, "easyrtcCmd", body, settled=settled))
+            else:
+                after = {"serverTime": now}
+                sends.append(Fanout(cids, "easyrtcCmd", body, settled=settled, after=after))
         return out
 
     def settle(self, out: Outcome, sender: str | None) -> Outcome:

@@ -47,7 +47,8 @@ ADDRESS: Final = "easyrtcid"
 @dataclass(slots=True)
 class Fanout:
     """One event to several easyrtcids: each gets ``body`` with its own easyrtcid added as the
-    last key (``body_for``), as the reference addresses a room message to each member. One
+    last key (then ``after``'s: ``body_for``), as the reference addresses a room message to
+    each member. One
     send rather than a ``Push`` each, so that the server encodes the shared part once
     (``transport.SharedEvent``)."""
 
@@ -56,10 +57,15 @@ class Fanout:
     body: Json
     """Without ``easyrtcid``; the same object for every recipient, so never mutate it."""
     settled: bool = False
-    """As ``Push.settled`` (a fan-out never is: it relays a message)."""
+    """As ``Push.settled`` (a member-list update built into an outcome)."""
+    after: Json | None = None
+    """Keys that follow the easyrtcid, the same for everyone (a member-list update's
+    ``serverTime``); None for none."""
 
     def body_for(self, easyrtcid: str) -> Json:
         """The body ``easyrtcid`` gets."""
+        if self.after:
+            return {**self.body, ADDRESS: easyrtcid, **self.after}
         return {**self.body, ADDRESS: easyrtcid}
 
     def pushes(self) -> list[Push]:

@@ -213,7 +213,7 @@ class EasyRtcServer:
                         await ack(error_message(ErrorCode.MSG_REJECT_GEN_FAIL, self.core.now()))
                 continue
             if isinstance(send, Fanout):
-                shared = SharedEvent(send.event, body, ADDRESS)  # encoded once, for every link
+                shared = SharedEvent(send.event, body, ADDRESS, send.after)  # encoded once
                 away: list[str] = []
                 for to in send.to:
                     link = links.get(to)

@@ -6,6 +6,7 @@ long-polling; frames of each header size; pushes held while the socket is openin
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,16 +40,24 @@ BODIES: list[dict[str, Any]] = [
     {"msgType": "bench", "msgData": "y" * 70_000},  # frames with a 64-bit length
 ]
 VALUES = ["id-1", "a" * 32, "b", "c.d_e-f"]  # easyrtcids of different lengths
+AFTERS: list[dict[str, Any] | None] = [None, {"serverTime": 1733472000000}, {"a": [1], "b": "é"}]
+"""Keys after the address: none (a room message), a member-list update's serverTime, more."""
 
 
+@pytest.mark.parametrize("after", AFTERS)
 @pytest.mark.parametrize("body", BODIES, ids=range(len(BODIES)))
 def test_the_split_packet_is_the_packet_and_the_frame_of_each_recipient(
-    body: dict[str, Any],
+    body: dict[str, Any], after: dict[str, Any] | None
 ) -> None:
-    head, tail = split_event("easyrtcMsg", body, KEY) or (b"", b"")
+    parts = split_event("easyrtcMsg", body, KEY, after)
+    if after is not None and not body.keys().isdisjoint(after):
+        assert parts is None  # a key of both stays where it was: sent whole (below)
+        return
+    assert parts is not None
+    head, tail = parts
     packet = SplitPacket(head, tail)
     for value in VALUES + VALUES:  # again: the framed heads kept per length
-        whole = encode_event("easyrtcMsg", {**body, KEY: value})
+        whole = encode_event("easyrtcMsg", {**body, KEY: value, **(after or {})})
         middle = orjson.dumps(value)
         assert head + middle + tail == whole
         assert packet.packet(middle) == whole
@@ -58,6 +67,8 @@ def test_the_split_packet_is_the_packet_and_the_frame_of_each_recipient(
 def test_data_holding_the_key_already_is_not_split() -> None:
     # {**data, key: value} keeps the key where it was: no shared head and tail fits that
     assert split_event("easyrtcMsg", {KEY: "old", "msgType": "x"}, KEY) is None
+    assert split_event("easyrtcMsg", {"msgType": "x"}, KEY, {KEY: "old"}) is None
+    assert split_event("easyrtcMsg", {"msgType": "x"}, KEY, {"msgType": "y"}) is None
 
 
 class Frames:
@@ -199,10 +210,10 @@ async def test_a_shared_push_is_on_the_wire_what_a_push_per_recipient_is(
         shared = [await _client(lean, seam, eio, kind) for _ in VALUES]
         for client in one_by_one + shared:
             client.wire()  # the open and CONNECT packets (each with its own sid)
-        for body in BODIES:
-            event = SharedEvent("easyrtcMsg", body, KEY)
+        for body, after in itertools.product(BODIES, AFTERS):
+            event = SharedEvent("easyrtcMsg", body, KEY, after)
             for value, single, many in zip(VALUES, one_by_one, shared, strict=True):
-                await single.link.send("easyrtcMsg", {**body, KEY: value})
+                await single.link.send("easyrtcMsg", {**body, KEY: value, **(after or {})})
                 await many.link.send_shared(event, value)
             for single, many in zip(one_by_one, shared, strict=True):
                 expected = single.wire()

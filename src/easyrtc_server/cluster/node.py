@@ -28,7 +28,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -609,7 +609,10 @@ class ClusterNode:
             if owner is not None and owner != self.node_id:
                 by_owner.setdefault(owner, []).append(cid)
         for owner, ids in by_owner.items():
-            if len(ids) == 1:  # nothing to share: the item of one push, as ``route`` queues it
+            if send.after:  # keys after the easyrtcid (never a relay): a push item each
+                for cid in ids:
+                    self.inbox.send(owner, [cid, send.event, send.body_for(cid)])
+            elif len(ids) == 1:  # nothing to share: the item of one push, as ``route`` queues
                 self.inbox.send(owner, [ids[0], send.event, send.body_for(ids[0])])
             else:
                 self.inbox.send(owner, [ids, send.event, send.body])
@@ -805,7 +808,7 @@ def _sends_here(out: Outcome, acked: bool, links: Mapping[str, object]) -> list[
         elif isinstance(send, Fanout):
             here = [cid for cid in send.to if cid in links]
             if here:
-                sends.append(Fanout(here, send.event, send.body))
+                sends.append(replace(send, to=here))
         elif send.to in links:
             sends.append(send)
     return sends

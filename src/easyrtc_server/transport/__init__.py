@@ -32,22 +32,31 @@ Ack = Callable[[Any], Awaitable[None]]
 
 
 class SharedEvent:
-    """One event for many sockets, its argument ``data`` with ``key: value`` added last, the
-    value each socket's own (`Link.send_shared`). ``data`` must not hold ``key``, and nobody
-    may change it while the event is being sent."""
+    """One event for many sockets, its argument ``data`` with ``key: value`` added, the value
+    each socket's own (`Link.send_shared`), then ``after``'s keys, the same for all. Nobody
+    may change ``data`` or ``after`` while the event is being sent."""
 
-    __slots__ = ("data", "encoded", "event", "key")
+    __slots__ = ("after", "data", "encoded", "event", "key")
 
-    def __init__(self, event: str, data: dict[str, Any], key: str) -> None:
+    def __init__(
+        self,
+        event: str,
+        data: dict[str, Any],
+        key: str,
+        after: dict[str, Any] | None = None,
+    ) -> None:
         self.event = event
         self.data = data
         self.key = key
+        self.after = after or None
         self.encoded: Any = None
         """Where a transport keeps its encoding of the common part, made by the first
         ``send_shared`` and used by the rest (None until then)."""
 
     def data_for(self, value: Any) -> dict[str, Any]:
         """The argument one socket gets."""
+        if self.after:
+            return {**self.data, self.key: value, **self.after}
         return {**self.data, self.key: value}
 
 

@@ -182,7 +182,7 @@ class SocketLink:
         and 4); each socket adds its value, framed as its transport wants (`SplitPacket`)."""
         packet = event.encoded
         if packet is None:
-            parts = split_event(event.event, event.data, event.key)
+            parts = split_event(event.event, event.data, event.key, event.after)
             packet = event.encoded = _UNSPLIT if parts is None else SplitPacket(*parts)
         if packet is _UNSPLIT:
             await self.send(event.event, event.data_for(value))
