@@ -3,9 +3,10 @@ happened.
 
 A send is a ``Reply`` (the acknowledgement to the sender of the event), a ``Push`` (an event
 to one easyrtcid) or a ``Fanout`` (one event to several, each addressed to its recipient: a room
-or group message). What happened is told as records where it happens (``LoggedIn``, ``Joined``,
-``Rejected``; rooms left are ``Outcome.left``), so the operating side (``events``) never reads
-it back out of wire bodies. ``refusal`` is the error reply every handler uses, logged once.
+or group message, a member-list update several members get alike). What happened is told as
+records where it happens (``LoggedIn``, ``Joined``, ``Rejected``; rooms left are
+``Outcome.left``), so the operating side (``events``) never reads it back out of wire bodies.
+``refusal`` is the error reply every handler uses, logged once.
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ ADDRESS: Final = "easyrtcid"
 class Fanout:
     """One event to several easyrtcids: each gets ``body`` with its own easyrtcid added as the
     last key (then ``after``'s: ``body_for``), as the reference addresses a room message to
-    each member. One
-    send rather than a ``Push`` each, so that the server encodes the shared part once
-    (``transport.SharedEvent``)."""
+    each member. One send rather than a ``Push`` each, so that the server encodes the shared
+    part once (``transport.SharedEvent``): a room or group message, or the member-list update
+    of a tick for the members told the same changes."""
 
     to: list[str]
     event: str
