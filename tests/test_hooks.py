@@ -16,6 +16,7 @@ from easyrtc_server.hooks import AuthRequest, Hooks, JoinPhase
 from easyrtc_server.model import Connection, Field, Peer
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
+from easyrtc_server.transport import SharedEvent
 from support.client import TIMEOUT, Client
 from support.ours import connected_clients, serving
 
@@ -235,6 +236,9 @@ class FakeLink:
     async def send(self, event: str, data: Any) -> None:
         self.pushed.append(data)
 
+    async def send_shared(self, event: SharedEvent, value: Any) -> None:
+        await self.send(event.event, event.data_for(value))
+
     async def close(self) -> None:
         pass
 
@@ -258,6 +262,9 @@ class Socket:
 
     async def send(self, event: str, data: Any) -> None:
         await self.server.receive(self.peer, event, data, self._ack)
+
+    async def send_shared(self, event: SharedEvent, value: Any) -> None:
+        await self.send(event.event, event.data_for(value))
 
     async def login(self, **msg_data: Any) -> dict[str, Any]:
         await self.send("easyrtcAuth", _login(**msg_data))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .model import Membership, Room
-from .outcome import Json, Outcome, Push, Reply, Send
+from .outcome import Fanout, Json, Outcome, Push, Reply, Send
 
 if TYPE_CHECKING:
     from .state import State
@@ -81,8 +81,9 @@ class Coalescer:
 
     def flush(self, rooms: list[Room] | None = None, out: Outcome | None = None) -> Outcome:
         """One push per member behind (all pending rooms, or ``rooms``), holding every change
-        of its rooms since its list was last current. Pushes put in an ``out`` not carried out
-        yet are marked ``settled``: ``settle`` puts nothing before them."""
+        of its rooms since its list was last current; the members told the same deltas share
+        one ``Fanout``. Pushes put in an ``out`` not carried out yet are marked ``settled``:
+        ``settle`` puts nothing before them."""
         out = out if out is not None else Outcome()
         whole = rooms is None
         if rooms is None:
@@ -110,16 +111,29 @@ class Coalescer:
             room.flushed = room.seq
             room.changed.clear()
             room.api_cleared.clear()
+        # members told the same deltas (most of a room: the shared one) get one Fanout, its
+        # body encoded once for all of them; the others a push each
+        same: dict[tuple[tuple[str, int], ...], list[str]] = {}
+        for cid, room_deltas in pushes.items():
+            kind = tuple((name, id(delta)) for name, delta in room_deltas.items())
+            members = same.get(kind)
+            if members is None:
+                same[kind] = [cid]
+            else:
+                members.append(cid)
         now = self.state.now()
         sends = out.sends
-        for cid, room_deltas in pushes.items():
-            body = {
-                "msgType": "roomData",
-                "msgData": {"roomData": room_deltas},
-                "easyrtcid": cid,
-                "serverTime": now,
-            }
-            sends.append(Push(cid, "easyrtcCmd", body, settled=not whole))
+        settled = not whole
+        for cids in same.values():
+            first = cids[0]
+            body: Json = {"msgType": "roomData", "msgData": {"roomData": pushes[first]}}
+            if len(cids) == 1:
+                body["easyrtcid"] = first
+                body["serverTime"] = now
+                sends.append(Push(first, "easyrtcCmd", body, settled=settled))
+            else:
+                after = {"serverTime": now}
+                sends.append(Fanout(cids, "easyrtcCmd", body, settled=settled, after=after))
         return out
 
     def settle(self, out: Outcome, sender: str | None) -> Outcome:
@@ -134,6 +148,15 @@ class Coalescer:
             if isinstance(send, Reply):
                 to = sender
             elif send.settled:  # a delta made before a change this outcome holds
+                sends.append(send)
+                continue
+            elif isinstance(send, Fanout):  # each recipient's catch-up before it, in their order
+                for cid in send.to:
+                    if cid not in caught_up and (here is None or here(cid)):
+                        caught_up.add(cid)
+                        catch_up = self._catch_up(cid)
+                        if catch_up is not None:
+                            sends.append(catch_up)
                 sends.append(send)
                 continue
             else:

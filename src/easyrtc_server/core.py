@@ -2,9 +2,9 @@
 
 ``Core`` dispatches the events of sockets (``open``, ``receive``, ``close``) to the rules in
 ``auth``, ``rooms``, ``relay`` and ``ice``, which change the ``State`` and return an
-``Outcome``: an ordered list of sends (the ``Reply`` to the sender, ``Push`` es to easyrtcids)
-and whether to close the socket. It does no I/O and knows nothing of sockets, tasks or time
-beyond the state's injected clock.
+``Outcome``: an ordered list of sends (the ``Reply`` to the sender, ``Push`` es to easyrtcids,
+a ``Fanout`` for a room or group message) and whether to close the socket. It does no I/O and
+knows nothing of sockets, tasks or time beyond the state's injected clock.
 
 Where server policy may say no, a rule returns a decision (``decisions``) instead; the caller
 answers with an answer record (``answer``), and only then does the state change. Whether the

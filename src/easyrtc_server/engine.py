@@ -27,7 +27,7 @@ from .decisions import Answer, Decision
 from .errors import ErrorCode
 from .model import Connection, Peer
 from .options import Options
-from .outcome import Outcome, Push
+from .outcome import Fanout, Outcome, Push
 from .startup import ALONE
 
 if TYPE_CHECKING:
@@ -113,6 +113,10 @@ class Engine(Protocol):
         it cannot be delivered (a held connection's queue is full), else None."""
         ...
 
+    def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
+        """``route`` for the recipients ``to`` of ``send`` this process does not hold."""
+        ...
+
     def disconnect(self, easyrtcid: str) -> bool:
         """Close a socket this process does not hold; False if nobody holds it."""
         ...
@@ -169,6 +173,13 @@ class LocalEngine:
         """Nobody else holds sockets: a push for a held connection is queued (or refused when
         its queue is full), one for an unknown socket dropped."""
         return self.core.state.holds.take(send)
+
+    def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
+        take = self.core.state.holds.take
+        code = None
+        for cid in to:
+            code = take(Push(cid, send.event, send.body_for(cid))) or code
+        return code
 
     def disconnect(self, easyrtcid: str) -> bool:
         return False

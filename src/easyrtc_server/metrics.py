@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 from .core import COMMANDS
 from .errors import ErrorCode
 from .events import Listener, Member
-from .outcome import ACKED, Outcome, Push
+from .outcome import ACKED, Fanout, Outcome, Push
 
 if TYPE_CHECKING:
     from .core import Peer
@@ -182,6 +182,8 @@ class Metrics(Listener):
             for send in out.sends:
                 if type(send) is Push and send.event == "easyrtcMsg":
                     self.relayed_messages.n += 1
+                elif type(send) is Fanout and send.event == "easyrtcMsg":
+                    self.relayed_messages.n += len(send.to)
 
     def sent(self, out: Outcome) -> None:
         counters, other = self.sent_tallies, self._sent_other
@@ -190,7 +192,9 @@ class Metrics(Listener):
                 self._sent_ack.n += 1
                 continue
             msg_type = send.body.get("msgType")
-            (counters.get(msg_type) or other).n += 1  # type: ignore[arg-type]
+            (counters.get(msg_type) or other).n += (  # type: ignore[arg-type]
+                len(send.to) if type(send) is Fanout else 1
+            )
             if msg_type == "error":
                 data = send.body.get("msgData")
                 code = data.get("errorCode") if isinstance(data, dict) else None

@@ -1,10 +1,12 @@
 """What the core returns for one event: an ordered list of sends, whether to close, and what
 happened.
 
-A send is a ``Reply`` (the acknowledgement to the sender of the event) or a ``Push`` (an event
-to one easyrtcid). What happened is told as records where it happens (``LoggedIn``, ``Joined``,
-``Rejected``; rooms left are ``Outcome.left``), so the operating side (``events``) never reads
-it back out of wire bodies. ``refusal`` is the error reply every handler uses, logged once.
+A send is a ``Reply`` (the acknowledgement to the sender of the event), a ``Push`` (an event
+to one easyrtcid) or a ``Fanout`` (one event to several, each addressed to its recipient: a room
+or group message, a member-list update several members get alike). What happened is told as
+records where it happens (``LoggedIn``, ``Joined``, ``Rejected``; rooms left are
+``Outcome.left``), so the operating side (``events``) never reads it back out of wire bodies.
+``refusal`` is the error reply every handler uses, logged once.
 """
 
 from __future__ import annotations
@@ -39,7 +41,41 @@ class Push:
     ``coalescing.Coalescer.settle`` puts nothing before it."""
 
 
-Send = Reply | Push
+ADDRESS: Final = "easyrtcid"
+"""The key a ``Fanout``'s body gets per recipient: its own easyrtcid."""
+
+
+@dataclass(slots=True)
+class Fanout:
+    """One event to several easyrtcids: each gets ``body`` with its own easyrtcid added as the
+    last key (then ``after``'s: ``body_for``), as the reference addresses a room message to
+    each member. One send rather than a ``Push`` each, so that the server encodes the shared
+    part once (``transport.SharedEvent``): a room or group message, or the member-list update
+    of a tick for the members told the same changes."""
+
+    to: list[str]
+    event: str
+    body: Json
+    """Without ``easyrtcid``; the same object for every recipient, so never mutate it."""
+    settled: bool = False
+    """As ``Push.settled`` (a member-list update built into an outcome)."""
+    after: Json | None = None
+    """Keys that follow the easyrtcid, the same for everyone (a member-list update's
+    ``serverTime``); None for none."""
+
+    def body_for(self, easyrtcid: str) -> Json:
+        """The body ``easyrtcid`` gets."""
+        if self.after:
+            return {**self.body, ADDRESS: easyrtcid, **self.after}
+        return {**self.body, ADDRESS: easyrtcid}
+
+    def pushes(self) -> list[Push]:
+        """One ``Push`` per recipient, for what handles sends one by one."""
+        event = self.event
+        return [Push(cid, event, self.body_for(cid)) for cid in self.to]
+
+
+Send = Reply | Push | Fanout
 
 
 @dataclass(frozen=True, slots=True)

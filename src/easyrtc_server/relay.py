@@ -13,7 +13,7 @@ from typing import Any
 from .decisions import ServerMessage
 from .errors import ErrorCode
 from .model import Connection
-from .outcome import ACKED, Json, Outcome, Push, refusal
+from .outcome import ACKED, Fanout, Json, Outcome, Push, refusal
 from .state import DEPARTURE_GRACE_MS, State
 from .validation import MISSING
 
@@ -170,12 +170,12 @@ def _to_group(state: State, conn: Connection, body: Json, group_name: str) -> Ou
 
 
 def _broadcast(state: State, body: Json, recipients: list[str]) -> Outcome:
+    """Every recipient gets ``body`` with its own easyrtcid last: one ``Fanout``, whose
+    shared part is encoded once for all of them."""
     body["serverTime"] = state.now()
-    out = Outcome()
-    for cid in recipients:
-        out.push(cid, "easyrtcMsg", {**body, "easyrtcid": cid})
-    out.sends.append(ACKED)
-    return out
+    if not recipients:
+        return Outcome([ACKED])
+    return Outcome([Fanout(recipients, "easyrtcMsg", body), ACKED])
 
 
 def _is_easyrtcid(conn: Connection, value: Any) -> bool:

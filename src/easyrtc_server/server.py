@@ -2,7 +2,8 @@
 with the hooks, carries out the outcomes.
 
 This is the only place that turns an ``Outcome`` into I/O: the ``Reply`` through the
-transport's ack callable, each ``Push`` through the recipient's ``Link``, and the closing of
+transport's ack callable, each ``Push`` through the recipient's ``Link`` (a ``Fanout`` through
+each recipient's, its shared part encoded once: ``Link.send_shared``), and the closing of
 sockets that failed to authenticate. Transports call ``open``, ``receive`` and ``close`` (see
 ``transport/__init__.py``) and serialise the calls of one socket, which keeps a client's
 messages in arrival order. What a message means is the core's business alone, and where the
@@ -44,8 +45,8 @@ from .hooks import Hooks
 from .limits import Guard
 from .model import Connection, Peer
 from .options import Options
-from .outcome import Outcome, Rejected, Reply
-from .transport import Ack, Link
+from .outcome import ADDRESS, Fanout, Outcome, Rejected, Reply
+from .transport import Ack, Link, SharedEvent
 
 log = logging.getLogger("easyrtc_server")
 
@@ -210,6 +211,22 @@ class EasyRtcServer:
                     except (TypeError, ValueError, RecursionError) as exc:  # not encodable
                         log.warning("could not encode the reply to %s: %s", peer.easyrtcid, exc)
                         await ack(error_message(ErrorCode.MSG_REJECT_GEN_FAIL, self.core.now()))
+                continue
+            if isinstance(send, Fanout):
+                shared = SharedEvent(send.event, body, ADDRESS, send.after)  # encoded once
+                away: list[str] = []
+                for to in send.to:
+                    link = links.get(to)
+                    if link is None:
+                        away.append(to)
+                        continue
+                    try:
+                        await link.send_shared(shared, to)
+                    except (TypeError, ValueError, RecursionError) as exc:  # not encodable
+                        log.warning("could not send %s to %s: %s", send.event, to, exc)
+                        undeliverable = True
+                if away:
+                    gone = self.engine.route_fanout(send, away) or gone
                 continue
             to = send.to
             link = links.get(to)

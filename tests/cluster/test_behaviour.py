@@ -381,6 +381,33 @@ async def test_messages_to_a_room_cross_nodes_in_order_for_node_clients(
         assert got == list(range(20))
 
 
+async def test_a_room_message_reaches_several_members_of_another_node_each_addressed(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    """One inbox item per node carries the body once; each member gets its own easyrtcid."""
+    app, room = fresh("app"), fresh("room")
+    join = {room: {"roomName": room}}
+    sender = await connect(stack, nodes[0])
+    near = await connect(stack, nodes[0])
+    far = [await connect(stack, nodes[1]) for _ in range(3)]
+    for client in (sender, near, *far):
+        await client.login(applicationName=app, roomJoin=join)
+    for client in (sender, near, *far):
+        await caught_up(client)
+    for text in ("one", "two"):
+        reply = await sender.call(
+            "easyrtcMsg", {"msgType": "chat", "targetRoom": room, "msgData": text}
+        )
+        assert reply == {"msgType": "ack"}
+    for client in (near, *far):
+        for text in ("one", "two"):
+            msg = await client.next_msg()
+            assert msg["msgData"] == text
+            assert msg["easyrtcid"] == client.easyrtcid
+            assert msg["senderEasyrtcid"] == sender.easyrtcid
+            assert msg["targetRoom"] == room
+
+
 async def test_a_node_started_later_loads_the_state_from_a_snapshot(
     nodes: list[Node], stack: AsyncExitStack
 ) -> None:

@@ -16,7 +16,7 @@ from easyrtc_server.core import Core
 from easyrtc_server.errors import ErrorCode
 from easyrtc_server.model import Peer
 from easyrtc_server.options import Options, OptionsError
-from easyrtc_server.outcome import Outcome, Push
+from easyrtc_server.outcome import Fanout, Outcome, Push
 from easyrtc_server.state import DEPARTURE_GRACE_MS
 from support.corekit import NOW, Result, decide
 
@@ -46,7 +46,12 @@ class World:
         """What reaches open sockets; pushes to held connections are queued or refused."""
         refused: ErrorCode | None = None
         kept = []
-        for send in out.sends:
+        sends = [
+            push
+            for send in out.sends
+            for push in (send.pushes() if isinstance(send, Fanout) else [send])
+        ]
+        for send in sends:
             if isinstance(send, Push) and send.to not in self.open_ids:
                 code = self.core.state.holds.take(send)
                 refused = refused or code

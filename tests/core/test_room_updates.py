@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from easyrtc_server.core import Core
 from easyrtc_server.model import Peer
 from easyrtc_server.options import Options
-from easyrtc_server.outcome import Outcome, Push, Reply
+from easyrtc_server.outcome import Fanout, Outcome, Push, Reply, Send
 from support.corekit import NOW, decide
 
 View = dict[str, dict[str, dict[str, Any]]]
@@ -40,6 +40,13 @@ def apply_room_data(view: View, rooms: dict[str, Any]) -> None:
             members.pop(cid, None)
 
 
+def expanded(sends: list[Send]) -> list[Send]:
+    """``sends`` with each ``Fanout`` as the pushes it makes."""
+    return [
+        push for send in sends for push in (send.pushes() if isinstance(send, Fanout) else [send])
+    ]
+
+
 class Sockets:
     """A core with an injected clock and sockets whose views follow what they receive."""
 
@@ -53,7 +60,7 @@ class Sockets:
 
     def deliver(self, out: Outcome, sender: Peer | None) -> None:
         out = self.core.settle(out, sender)
-        for send in out.sends:
+        for send in expanded(out.sends):
             to = sender.easyrtcid if isinstance(send, Reply) and sender else None
             if isinstance(send, Push):
                 to = send.to
@@ -194,9 +201,8 @@ def test_a_storm_of_joins_is_one_push_per_member_per_tick() -> None:
     s = Sockets(0.005)
     first = [_login(s) for _ in range(20)]
     assert s.core.next_room_update() == NOW + 5
-    pushes: list[Push] = []
     out = s.core.flush_room_updates()
-    pushes = [send for send in out.sends if isinstance(send, Push)]
+    pushes = [send for send in expanded(out.sends) if isinstance(send, Push)]
     # the first joiner hears of the 19 others at once; the last one's token held them all
     assert len(pushes) == 19
     by_member = {push.to: push.body for push in pushes}
@@ -204,6 +210,28 @@ def test_a_storm_of_joins_is_one_push_per_member_per_tick() -> None:
     delta = by_member[first[0].easyrtcid]["msgData"]["roomData"]["default"]["clientListDelta"]
     assert list(delta["updateClient"]) == [p.easyrtcid for p in first[1:]]
     assert s.core.next_room_update() is None
+
+
+def test_the_members_told_the_same_changes_share_one_body() -> None:
+    s = Sockets(0.005)
+    settled = [_login(s) for _ in range(10)]
+    s.flush()
+    joined = [_login(s) for _ in range(3)]
+    s.clock += 5
+    out = s.core.flush_room_updates()
+    # the 10 current at the last tick are told the same delta: one Fanout, encoded once;
+    # the first two joiners each hear of the later ones; the last one's token had everyone
+    fanouts = [send for send in out.sends if isinstance(send, Fanout)]
+    assert [fanout.to for fanout in fanouts] == [[p.easyrtcid for p in settled]]
+    assert sorted(send.to for send in out.sends if isinstance(send, Push)) == sorted(
+        p.easyrtcid for p in joined[:2]
+    )
+    body = fanouts[0].body_for(settled[3].easyrtcid)
+    assert list(body) == ["msgType", "msgData", "easyrtcid", "serverTime"]  # the wire's order
+    delta = body["msgData"]["roomData"]["default"]["clientListDelta"]
+    assert list(delta["updateClient"]) == [p.easyrtcid for p in joined]
+    s.deliver(out, None)
+    s.check()
 
 
 def test_a_reply_comes_after_the_changes_pending_for_its_member() -> None:
@@ -219,9 +247,37 @@ def test_a_reply_comes_after_the_changes_pending_for_its_member() -> None:
     # a is current now: the tick has nothing left for it
     assert all(
         send.to != a.easyrtcid
-        for send in s.core.flush_room_updates().sends
+        for send in expanded(s.core.flush_room_updates().sends)
         if isinstance(send, Push)
     )
+
+
+def test_a_room_message_comes_after_the_changes_pending_for_each_recipient() -> None:
+    s = Sockets(1.0)
+    a, b, c = _login(s), _login(s), _login(s)
+    msg = {"msgType": "chat", "targetRoom": "default", "msgData": "hi"}
+    out = decide(s.core, s.core.receive(c, "easyrtcMsg", msg, True))
+    sends = s.core.settle(out, c).sends
+    # a and b each hear of the joins they have not been told of, then the message (one send
+    # for both: its body is encoded once); c's token was current, its ack comes at once
+    assert [type(send) for send in sends] == [Push, Push, Fanout, Reply]
+    first, second, fanout = sends[:3]
+    assert isinstance(first, Push) and first.to == a.easyrtcid
+    assert isinstance(second, Push) and second.to == b.easyrtcid
+    a_delta = first.body["msgData"]["roomData"]["default"]["clientListDelta"]
+    assert list(a_delta["updateClient"]) == [b.easyrtcid, c.easyrtcid]
+    b_delta = second.body["msgData"]["roomData"]["default"]["clientListDelta"]
+    assert list(b_delta["updateClient"]) == [c.easyrtcid]
+    assert isinstance(fanout, Fanout) and fanout.to == [a.easyrtcid, b.easyrtcid]
+    assert fanout.body_for(b.easyrtcid) == {
+        "senderEasyrtcid": c.easyrtcid,
+        "msgType": "chat",
+        "msgData": "hi",
+        "targetRoom": "default",
+        "serverTime": s.clock,
+        "easyrtcid": b.easyrtcid,
+    }
+    assert s.core.flush_room_updates().sends == []  # everyone is current: nothing left
 
 
 def test_a_member_who_left_and_came_back_within_a_tick_is_seen_leaving_first() -> None:

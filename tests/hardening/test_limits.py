@@ -12,6 +12,7 @@ from easyrtc_server.core import Core
 from easyrtc_server.limits import MSG_REJECT_RATE_LIMIT, Guard, TokenBucket
 from easyrtc_server.options import Options
 from easyrtc_server.server import EasyRtcServer
+from easyrtc_server.transport import SharedEvent
 from support.client import TIMEOUT, Client
 from support.ours import running_server, serving
 
@@ -135,6 +136,9 @@ class _Link:
 
     async def send(self, event: str, data: Any) -> None:
         pass
+
+    async def send_shared(self, event: SharedEvent, value: Any) -> None:
+        await self.send(event.event, event.data_for(value))
 
     async def close(self) -> None:
         pass

@@ -16,6 +16,7 @@ from easyrtc_server.hooks import Hooks
 from easyrtc_server.metrics import HOOK_NAMES, Metrics
 from easyrtc_server.outcome import ACKED, Outcome, Push
 from easyrtc_server.server import EasyRtcServer
+from easyrtc_server.transport import SharedEvent
 from support.ports import free_port
 
 from .opskit import Closes, clients, scrape, served, value
@@ -136,6 +137,9 @@ class _FakeLink:
 
     async def send(self, event: str, data: Any) -> None:
         pass
+
+    async def send_shared(self, event: SharedEvent, value: Any) -> None:
+        await self.send(event.event, event.data_for(value))
 
     async def close(self) -> None:
         pass

@@ -29,7 +29,7 @@ from easyrtc_server.errors import ErrorCode
 from easyrtc_server.ice import ice_servers
 from easyrtc_server.model import Peer
 from easyrtc_server.options import Options
-from easyrtc_server.outcome import Outcome, Push, Reply
+from easyrtc_server.outcome import Fanout, Outcome, Push, Reply
 
 
 def stock_answer(core: Core, decision: Decision) -> Answer:
@@ -82,8 +82,14 @@ class Result:
         return self.outcome.close
 
     def pushes(self, to: Peer | str | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """``(event, body)`` pushed to one recipient, or ``(recipient, body)`` to all."""
-        pushes = [send for send in self.outcome.sends if isinstance(send, Push)]
+        """``(event, body)`` pushed to one recipient, or ``(recipient, body)`` to all (a
+        ``Fanout`` as the pushes it makes, one per recipient)."""
+        pushes: list[Push] = []
+        for send in self.outcome.sends:
+            if isinstance(send, Push):
+                pushes.append(send)
+            elif isinstance(send, Fanout):
+                pushes.extend(send.pushes())
         if to is None:
             return [(push.to, push.body) for push in pushes]
         target = to.easyrtcid if isinstance(to, Peer) else to

@@ -7,8 +7,10 @@ list of pushes (in one pipeline), by one task over one connection: one sender's 
 target keep their order. Each node subscribes to its own channel (``keys.inbox``) and sends
 each push to its socket.
 
-An item is ``[easyrtcid, event, body]``; ``[easyrtcid, None, None]`` asks the owner to close
-that socket (``server.disconnect`` of a client on another node).
+An item is ``[easyrtcid, event, body]``; ``[[easyrtcid, ...], event, body]`` is a room or group
+message to several of that node's sockets, its body (without ``easyrtcid``) carried once, each
+recipient's easyrtcid added by the owner (``outcome.Fanout``); ``[easyrtcid, None, None]``
+asks the owner to close that socket (``server.disconnect`` of a client on another node).
 
 Neither task stops on what it carries: a push that cannot be encoded (a binary attachment, or
 JSON nested deeper than orjson writes, with ``max_json_depth = 0``) is written by the standard

@@ -27,8 +27,8 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -40,7 +40,7 @@ from ..core import changes_state
 from ..decisions import Answer, Decision, LoginRequested
 from ..engine import Carrier, EngineUnavailable, Pending, Step
 from ..errors import ErrorCode
-from ..outcome import Outcome, Push, Reply, refusal
+from ..outcome import Fanout, Outcome, Push, Reply, Send, refusal
 from . import gaps, snapshot
 from . import log as entries
 from .health import ReaderHealth
@@ -495,14 +495,7 @@ class ClusterNode:
         ):  # coalesced updates due for this node's sockets: the server's tick sends them
             ack = waiter.ack if waiter is not None else None
             links = self.carrier.links
-            mine = Outcome(  # what this node sends (and counts in its metrics)
-                [
-                    send
-                    for send in out.sends
-                    if (ack is not None if isinstance(send, Reply) else send.to in links)
-                ],
-                close=out.close,
-            )
+            mine = Outcome(_sends_here(out, ack is not None, links), close=out.close)
             try:
                 await self.carrier.deliver(applied.peer, mine, ack)
             except Exception:
@@ -601,6 +594,29 @@ class ClusterNode:
         if owner is not None and owner != self.node_id:
             self.inbox.send(owner, [to, send.event, send.body])
         return None
+
+    def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
+        """``route`` for the recipients ``to`` of ``send``: one inbox item per owner node,
+        carrying the body once with its recipients there (``inbox``; a plain push for one)."""
+        code = None
+        owners = self.replica.owners
+        by_owner: dict[str, list[str]] = {}
+        for cid in to:
+            if cid in self._holding or self.replica.holds.is_held(cid):
+                code = self._queue(Push(cid, send.event, send.body_for(cid))) or code
+                continue
+            owner = owners.get(cid)
+            if owner is not None and owner != self.node_id:
+                by_owner.setdefault(owner, []).append(cid)
+        for owner, ids in by_owner.items():
+            if send.after:  # keys after the easyrtcid (never a relay): a push item each
+                for cid in ids:
+                    self.inbox.send(owner, [cid, send.event, send.body_for(cid)])
+            elif len(ids) == 1:  # nothing to share: the item of one push, as ``route`` queues
+                self.inbox.send(owner, [ids[0], send.event, send.body_for(ids[0])])
+            else:
+                self.inbox.send(owner, [ids, send.event, send.body])
+        return code
 
     def _queue(self, send: Push) -> ErrorCode | None:
         """A push for a held connection: a relayed one goes into the log (every replica
@@ -721,6 +737,16 @@ class ClusterNode:
         links = carrier.links
         out = Outcome()
         for to, event, body in items:
+            if type(to) is list:  # a fan-out: the body once, each recipient's easyrtcid added
+                if type(body) is not dict or type(event) is not str:
+                    raise TypeError("not a fan-out")  # counted as an unusable inbox message
+                here = [cid for cid in to if cid in links]
+                if here:
+                    out.sends.append(Fanout(here, event, body))
+                if len(here) < len(to):  # dropped or moved meanwhile: held, or on another node
+                    fanout = Fanout([cid for cid in to if cid not in links], event, body)
+                    self.route_fanout(fanout, fanout.to)
+                continue
             if to not in links:
                 if event is not None:  # its socket dropped or moved meanwhile: held, or
                     self.route(Push(to, event, body))  # resumed on another node
@@ -769,3 +795,20 @@ class ClusterNode:
 def _read_count(batches: Any) -> int:
     """How many entries an ``XREAD`` reply holds."""
     return sum(len(items) for _stream, items in batches or ())
+
+
+def _sends_here(out: Outcome, acked: bool, links: Mapping[str, object]) -> list[Send]:
+    """What of ``out`` this node sends (and counts in its metrics): the reply when it holds
+    the ack, and the pushes to its own sockets."""
+    sends: list[Send] = []
+    for send in out.sends:
+        if isinstance(send, Reply):
+            if acked:
+                sends.append(send)
+        elif isinstance(send, Fanout):
+            here = [cid for cid in send.to if cid in links]
+            if here:
+                sends.append(replace(send, to=here))
+        elif send.to in links:
+            sends.append(send)
+    return sends

@@ -12,7 +12,10 @@ and calls, in this order and never concurrently for one socket:
   the client asked for no acknowledgement;
 - ``await server.close(peer)`` once, when the socket is gone (whoever closed it).
 
-The server answers through ``ack`` and pushes to any socket through its ``Link.send``.
+The server answers through ``ack`` and pushes to any socket through its ``Link.send``; an
+event pushed to many sockets whose argument differs per socket only in its last key (a room
+message, addressed to each recipient) goes through ``Link.send_shared``, so that the transport
+can encode the common part once for all of them.
 
 A transport that refuses an event before the server sees it (the lean one: JSON nested deeper
 than its limit) but owes the client an acknowledgement acknowledges it with
@@ -26,6 +29,35 @@ from typing import Any, Protocol
 
 Ack = Callable[[Any], Awaitable[None]]
 """Sends the socket.io acknowledgement of one event, with a single argument."""
+
+
+class SharedEvent:
+    """One event for many sockets, its argument ``data`` with ``key: value`` added, the value
+    each socket's own (`Link.send_shared`), then ``after``'s keys, the same for all. Nobody
+    may change ``data`` or ``after`` while the event is being sent."""
+
+    __slots__ = ("after", "data", "encoded", "event", "key")
+
+    def __init__(
+        self,
+        event: str,
+        data: dict[str, Any],
+        key: str,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        self.event = event
+        self.data = data
+        self.key = key
+        self.after = after or None
+        self.encoded: Any = None
+        """Where a transport keeps its encoding of the common part, made by the first
+        ``send_shared`` and used by the rest (None until then)."""
+
+    def data_for(self, value: Any) -> dict[str, Any]:
+        """The argument one socket gets."""
+        if self.after:
+            return {**self.data, self.key: value, **self.after}
+        return {**self.data, self.key: value}
 
 
 class Link(Protocol):
@@ -53,6 +85,11 @@ class Link(Protocol):
 
         Must not wait for the network: it queues the frame and returns.
         """
+        ...
+
+    async def send_shared(self, event: SharedEvent, value: Any) -> None:
+        """``send(event.event, event.data_for(value))``, the same on the wire, with what the
+        sockets of ``event`` share encoded once. Must not wait for the network either."""
         ...
 
     async def close(self) -> None:

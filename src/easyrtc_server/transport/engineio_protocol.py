@@ -48,6 +48,7 @@ __all__ = [
     "SendResult",
     "SessionLimits",
     "SessionState",
+    "SplitPacket",
     "TransportKind",
     "decode_binary_payload_v3",
     "decode_payload_v3",
@@ -57,6 +58,7 @@ __all__ = [
     "iter_payload_v3",
     "iter_payload_v4",
     "ws_frame",
+    "ws_header",
 ]
 
 PACKET_OVERHEAD: Final = 64
@@ -82,6 +84,45 @@ def ws_frame(payload: bytes) -> bytes:
     if n < 65536:
         return _H16(0x81, 126, n) + payload
     return _H64(0x81, 127, n) + payload
+
+
+def ws_header(n: int) -> bytes:
+    """The header of an unmasked, final websocket text frame of ``n`` payload bytes."""
+    if n < 126:
+        return _SHORT_HEADERS[n]
+    if n < 65536:
+        return _H16(0x81, 126, n)
+    return _H64(0x81, 127, n)
+
+
+class SplitPacket:
+    """One text packet pushed to many sessions, the same for all but a middle part (a room
+    message, whose recipients each get their own easyrtcid): ``head + middle + tail``.
+
+    The shared parts are encoded once, and so is each websocket frame header with the head
+    (per payload length, which is the same for middles of one length): a recipient costs one
+    concatenation rather than an encoding and a framing. ``packet`` gives the bytes a polling
+    outbox or an unframed websocket queues, ``frame`` the websocket frame; both are
+    byte-identical to ``head + middle + tail`` sent, or framed, on its own.
+    """
+
+    __slots__ = ("_framed_heads", "head", "tail")
+
+    def __init__(self, head: bytes, tail: bytes) -> None:
+        self.head = head
+        self.tail = tail
+        self._framed_heads: dict[int, bytes] = {}
+
+    def packet(self, middle: bytes) -> bytes:
+        return b"".join((self.head, middle, self.tail))
+
+    def frame(self, middle: bytes) -> bytes:
+        size = len(middle)
+        framed_head = self._framed_heads.get(size)  # by the middle's length: one len() less
+        if framed_head is None:
+            header = ws_header(len(self.head) + size + len(self.tail))
+            framed_head = self._framed_heads[size] = header + self.head
+        return b"".join((framed_head, middle, self.tail))
 
 
 class SessionState(enum.Enum):

@@ -49,6 +49,7 @@ from .engineio_protocol import (
     SendResult,
     SessionLimits,
     SessionState,
+    SplitPacket,
     TransportKind,
     ws_frame,
 )
@@ -250,6 +251,16 @@ class EngineSocket:
             result = self.proto.send_frame(ws_frame(packet))
         else:
             result = self.proto.send(packet)
+        if result:
+            self._after_send(result)
+
+    def send_split(self, packet: SplitPacket, middle: bytes) -> None:
+        """Queue ``packet`` with this session's ``middle`` (see `SplitPacket`): what
+        ``send_packet(packet.packet(middle))`` queues, without framing it here."""
+        if self._frames:
+            result = self.proto.send_frame(packet.frame(middle))
+        else:
+            result = self.proto.send(packet.packet(middle))
         if result:
             self._after_send(result)
 

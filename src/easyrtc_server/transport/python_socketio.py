@@ -18,7 +18,7 @@ from aiohttp import web
 from socketio import packet
 
 from ..options import Options
-from . import Ack
+from . import Ack, SharedEvent
 
 
 class _Json:
@@ -49,6 +49,10 @@ class _Link:
 
     async def send(self, event: str, data: Any) -> None:
         await self.sio.emit(event, data, to=self.sid)
+
+    async def send_shared(self, event: SharedEvent, value: Any) -> None:
+        """Encoded per socket: python-socketio encodes each ``emit`` itself."""
+        await self.sio.emit(event.event, event.data_for(value), to=self.sid)
 
     async def close(self) -> None:
         await self.sio.disconnect(self.sid)

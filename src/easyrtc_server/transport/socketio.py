@@ -40,10 +40,10 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 
 from ..options import Options
-from . import Ack, Link
+from . import Ack, Link, SharedEvent
 from .asgi_engineio import ASGIApp, AsgiEngineIO
 from .engineio import AiohttpEngineIO
-from .engineio_protocol import ENGINEIO_DEFAULTS, READ_TIMEOUT, UPGRADE_TIMEOUT
+from .engineio_protocol import ENGINEIO_DEFAULTS, READ_TIMEOUT, UPGRADE_TIMEOUT, SplitPacket
 from .engineio_sessions import EngineIOServer, EngineSocket
 from .socketio_protocol import (
     SOCKETIO_DEFAULTS,
@@ -58,8 +58,10 @@ from .socketio_protocol import (
     ProtocolError,
     SocketIOLimits,
     SocketSession,
+    dumps,
     encode_ack,
     encode_event,
+    split_event,
 )
 
 __all__ = [
@@ -80,6 +82,11 @@ or as handshake query parameters (any protocol; Socket.IO 4 clients have no CONN
 
 DROPS: Final = frozenset(("ping timeout", "transport close", "transport error"))
 """Engine.IO close reasons that are not a goodbye: the socket dropped."""
+
+
+_UNSPLIT: Final = SplitPacket(b"", b"")
+"""A `SharedEvent`'s encoding when it cannot be split (its data holds its key already): each
+socket's is encoded whole."""
 
 
 class SeamServer(Protocol):
@@ -168,6 +175,21 @@ class SocketLink:
             self._sock.send_packet(encode_event(event, data))
         elif self.opening:
             self._proto.hold(encode_event(event, data))
+
+    async def send_shared(self, event: SharedEvent, value: Any) -> None:
+        """`send` of ``event.data_for(value)``: the EVENT packet is split around ``value``
+        once, by the first socket of ``event`` (the same for Socket.IO 4 and 5, Engine.IO 3
+        and 4); each socket adds its value, framed as its transport wants (`SplitPacket`)."""
+        packet = event.encoded
+        if packet is None:
+            parts = split_event(event.event, event.data, event.key, event.after)
+            packet = event.encoded = _UNSPLIT if parts is None else SplitPacket(*parts)
+        if packet is _UNSPLIT:
+            await self.send(event.event, event.data_for(value))
+        elif self.connected:
+            self._sock.send_split(packet, dumps(value))
+        elif self.opening:
+            self._proto.hold(packet.packet(dumps(value)))
 
     async def close(self) -> None:
         """Disconnect the client (it will not reconnect on its own); ``server.close`` follows."""

@@ -62,6 +62,7 @@ __all__ = [
     "dumps",
     "encode_ack",
     "encode_event",
+    "split_event",
 ]
 
 CONNECT: Final = 0
@@ -96,6 +97,26 @@ def encode_event(event: str, data: Any) -> bytes:
         return b"42" + orjson.dumps([event, data])
     except orjson.JSONEncodeError:  # nested beyond orjson's 254 levels
         return b"42" + dumps([event, data])
+
+
+def split_event(
+    event: str, data: dict[str, Any], key: str, after: dict[str, Any] | None = None
+) -> tuple[bytes, bytes] | None:
+    """The EVENT packet of ``{**data, key: value, **after}`` around its ``value``, for any
+    ``value``: ``(head, tail)`` such that ``head + <value as JSON> + tail`` is byte for byte
+    ``encode_event(event, {**data, key: value, **after})``. None when the keys overlap (a
+    merged key would stay where it first stood). Raises what ``encode_event`` raises for what
+    cannot be encoded."""
+    if key in data or (after and (key in after or not data.keys().isdisjoint(after))):
+        return None
+    whole = encode_event(event, data)  # b'42["ev",{...}]'
+    if not whole.endswith(b"}]"):  # not a dict's encoding: not what the caller promised
+        raise TypeError(f"not an object: {type(data).__name__}")
+    sep = b"," if data else b""
+    tail = b"}]"
+    if after:
+        tail = b"," + dumps(after)[1:] + b"]"  # ',"k":v,...}' + ']'
+    return whole[:-2] + sep + orjson.dumps(key) + b":", tail
 
 
 _PLAIN_ACK: Final = {"msgType": "ack"}
