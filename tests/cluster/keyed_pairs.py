@@ -114,11 +114,14 @@ class Verdict:
     in_flight: list[tuple[int, int]]
     """Lost ones sent to a client of a ``kill -9``ed node from just before the kill until that
     client resumed: relayed to the dead node over pub/sub, before any node knew the client had
-    moved (the documented limit of a kill, README "Keeping calls up")."""
+    moved (none since the senders' nodes keep them until confirmed, ``delivery``)."""
     duplicated: list[tuple[int, int]]
     refused: int
     unacked: int
     accepted: int
+    repeats: int = 0
+    """Second copies of messages (sent again after a resume) the clients dropped by their
+    stamp (``delivery``)."""
 
 
 IN_FLIGHT_MS = 1000
@@ -168,6 +171,7 @@ def verdict(summary: dict[str, Any]) -> Verdict:
         sum(len(c["refused"]) for c in clients),
         sum(len(c["unacked"]) for c in clients),
         sum(len(c["accepted"]) for c in clients),
+        sum(c.get("repeats", 0) for c in clients),
     )
 
 

@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from ..auth import credential_of
 from ..core import changes_state
 from ..decisions import Answer, Decision, LoginRequested
+from ..delivery import RELAYED, RETRANSMIT_MS, STAMP, Ledger
 from ..engine import Carrier, EngineUnavailable, Pending, Step
 from ..errors import ErrorCode
 from ..outcome import Outcome, Push, Reply, refusal
@@ -182,6 +183,10 @@ class ClusterNode:
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         """Entries appended without an event waiting (``hold``, ``queue``, ``expire``)."""
+        limits = options.resume_queue_messages, options.resume_queue_bytes
+        self.ledger = Ledger(self.node_id, *limits, self.replica.now)
+        """Relays this node sent to keyed connections, until confirmed (``delivery``)."""
+        self._retransmit_timer: asyncio.TimerHandle | None = None
 
     @property
     def role(self) -> str:
@@ -206,6 +211,9 @@ class ClusterNode:
         """Leave the cluster. Every step is bounded: a task stuck in a redis-py read that
         ignores its cancellation must not keep the process from exiting."""
         await self._bounded(self.liveness.stop)
+        if self._retransmit_timer is not None:
+            self._retransmit_timer.cancel()
+            self._retransmit_timer = None
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
             self._expiry_timer = None
@@ -507,6 +515,10 @@ class ClusterNode:
                 await self.carrier.deliver(applied.peer, mine, ack)
             except Exception:
                 log.exception("failed to deliver a %s log entry", entry.kind)
+        if peer is not None and cid is not None and peer.easyrtcid != cid:
+            await self.resend(peer.easyrtcid)  # after its token: to wherever it resumed
+        elif entry.kind in (HOLD, NODE_GONE):
+            self._unconfirmed_to_holds()
         if applied.departed and isinstance(out, Outcome):  # this node reaped a dead node
             self.carrier.departed(applied.departed, out)
         if waiter is not None and not waiter.future.done():
@@ -599,8 +611,79 @@ class ClusterNode:
             return self._queue(send)
         owner = self.replica.owners.get(to)
         if owner is not None and owner != self.node_id:
-            self.inbox.send(owner, [to, send.event, send.body])
+            body = send.body
+            if (
+                to in self.replica.holds.key_of
+                and type(body) is dict
+                and RELAYED in body
+                and STAMP not in body
+            ):  # kept until its client confirms it, wherever it is then (``delivery``)
+                ledger = self.ledger
+                body = ledger.stamp(to, body)
+                ledger.keep(to, body[STAMP][1], send.event, body)
+                self._arm_retransmit()
+            self.inbox.send(owner, [to, send.event, body])
         return None
+
+    def confirmed(self, origin: str, to: str, n: int) -> None:
+        """Confirmed to the node that kept it (through its inbox, batched as relays are)."""
+        if origin == self.node_id:
+            self.ledger.confirm(to, n)
+        else:
+            self.inbox.send(origin, [to, None, n])
+
+    async def resend(self, easyrtcid: str) -> None:
+        """``easyrtcid`` resumed (on this node or another): what this node relayed to it and
+        its client has not confirmed goes again, in order, to its socket's node."""
+        again = self.ledger.pending(easyrtcid)
+        if not again:
+            return
+        owner = self.replica.owners.get(easyrtcid)
+        if owner == self.node_id:
+            out = Outcome()
+            for event, body in again:
+                out.push(easyrtcid, event, body)
+            await self.carrier.deliver(None, out, None)
+        elif owner is not None:
+            for event, body in again:
+                self.inbox.send(owner, [easyrtcid, event, body])
+        self._arm_retransmit()
+
+    def _unconfirmed_to_holds(self, only: str | None = None) -> None:
+        """Connections held now: what this node relayed to them unconfirmed goes into their
+        hold's queue (through the log; the log keeps it when this node is gone)."""
+        holds = self.replica.holds
+        targets = [only] if only is not None else list(self.ledger.out)
+        for to in targets:
+            if not (to in self._holding or holds.is_held(to)):
+                continue
+            for event, body in self.ledger.take(to):
+                now = self.replica.now()
+                entry = entries.queue(self.node_id, now, to, event, body, unconfirmed=True)
+                self._append_later(entry)
+
+    def _arm_retransmit(self) -> None:
+        if self._retransmit_timer is None and self.ledger.out:
+            loop = asyncio.get_running_loop()
+            self._retransmit_timer = loop.call_later(RETRANSMIT_MS / 2000, self._retransmit_due)
+
+    def _retransmit_due(self) -> None:
+        """Unconfirmed for ``RETRANSMIT_MS`` (a resend that reached a node before it applied
+        the resume, a confirmation lost with Redis): sent again; a connection gone for good
+        is forgotten."""
+        self._retransmit_timer = None
+        ledger = self.ledger
+        keyed = self.replica.holds.key_of
+        for to in [to for to in ledger.out if to not in keyed]:
+            ledger.forget(to)
+        due = ledger.due()
+        for to in due:
+            task = asyncio.ensure_future(self.resend(to))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._unconfirmed_to_holds()
+        if any(out.items for out in ledger.out.values()):
+            self._arm_retransmit()
 
     def _queue(self, send: Push) -> ErrorCode | None:
         """A push for a held connection: a relayed one goes into the log (every replica
@@ -645,6 +728,7 @@ class ClusterNode:
         self._holding.add(cid)
         task = self._append_later(entries.hold(self.node_id, self.replica.now(), cid))
         task.add_done_callback(lambda _task: self._holding.discard(cid))
+        self._unconfirmed_to_holds(cid)  # after the hold, in the log's order
         return True
 
     def holds_outlive_stop(self) -> bool:
@@ -721,6 +805,9 @@ class ClusterNode:
         links = carrier.links
         out = Outcome()
         for to, event, body in items:
+            if event is None and type(body) is int:  # a confirmation (``delivery``)
+                self.ledger.confirm(to, body)
+                continue
             if to not in links:
                 if event is not None:  # its socket dropped or moved meanwhile: held, or
                     self.route(Push(to, event, body))  # resumed on another node
