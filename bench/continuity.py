@@ -92,6 +92,7 @@ def main() -> None:
     result["lost"] = len(result["lost"])  # type: ignore[arg-type]
     result["duplicated"] = len(result["duplicated"])  # type: ignore[arg-type]
     result["in_flight"] = len(result["in_flight"])  # type: ignore[arg-type]
+    result["reordered"] = len(result["reordered"])  # type: ignore[arg-type]
     print(json.dumps(result, indent=2))
 
 

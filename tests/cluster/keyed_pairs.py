@@ -119,6 +119,8 @@ class Verdict:
     refused: int
     unacked: int
     accepted: int
+    reordered: list[tuple[int, int]] = field(default_factory=list)
+    """(receiver, n) received after a later message of the same sender."""
     repeats: int = 0
     """Second copies of messages (sent again after a resume) the clients dropped by their
     stamp (``delivery``)."""
@@ -150,10 +152,16 @@ def verdict(summary: dict[str, Any]) -> Verdict:
     lost: list[tuple[int, int]] = []
     in_flight: list[tuple[int, int]] = []
     duplicated: list[tuple[int, int]] = []
+    reordered: list[tuple[int, int]] = []
     for c in clients:
         partner = clients[c["index"] ^ 1]
         got = Counter(c["received"])
         duplicated += [(c["index"], n) for n, k in got.items() if k > 1]
+        highest = -1
+        for n in c["received"]:
+            if n < highest:
+                reordered.append((c["index"], n))
+            highest = max(highest, n)
         windows = _kill_windows(summary, c)
         sent_at = partner.get("sentAt", [])
         for n in partner["accepted"]:
@@ -171,6 +179,7 @@ def verdict(summary: dict[str, Any]) -> Verdict:
         sum(len(c["refused"]) for c in clients),
         sum(len(c["unacked"]) for c in clients),
         sum(len(c["accepted"]) for c in clients),
+        reordered,
         sum(c.get("repeats", 0) for c in clients),
     )
 

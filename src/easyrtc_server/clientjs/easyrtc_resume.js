@@ -21,6 +21,10 @@
  *   lists (as a roomData command, as the server sends them) and sends what easyrtc.js emitted
  *   meanwhile. A peer of an open call missing from those lists (after a server restart it may
  *   come back after us) stays listed for the grace; if it does not come back, it leaves then;
+ * - it confirms every relayed message (easyrtcResumeAcks): the server numbers them and sends
+ *   again, after a resume, what this tab did not confirm (it may have been lost with the old
+ *   socket, or with a cluster node); a message whose number came before is acknowledged and
+ *   dropped, so easyrtc.js gets each one once;
  * - a goodbye stays a goodbye: easyrtc.disconnect(), the server closing the socket, a failed
  *   resume (the grace was over: another easyrtcid) end it as easyrtc.js would have ended
  *   it (its 'disconnect' handlers run), and on pagehide the socket says goodbye (on
@@ -38,6 +42,8 @@
   var DROPS = { "transport close": 1, "ping timeout": 1, "transport error": 1 };
   var MAX_WAITING = 500; // emits kept while the socket is down
   var DEFAULT_GRACE = 30; // seconds, until the server says otherwise
+  var SEEN_WINDOW = 1024; // message numbers kept above the last contiguous one, per origin
+  var MAX_ORIGINS = 64; // servers (processes, nodes) whose numbers are kept
 
   function newKey() {
     var bytes = new Uint8Array(32);
@@ -106,6 +112,7 @@
     this.droppedAt = 0;
     this.resumeTimes = []; // ms from each drop to its resume (the last 20)
     this.history = []; // [time, what] of the last 50 socket events, for diagnosis
+    this.seen = {}; // origin -> the relayed messages' numbers had (firstTime)
     var self = this;
     root.addEventListener("pagehide", function () {
       self.goodbye();
@@ -193,6 +200,7 @@
     this.held = false;
     this.auth = null;
     this.lists = {};
+    this.seen = {};
     this.open();
   };
 
@@ -203,7 +211,7 @@
     if (!options.transports) {
       options.transports = ["polling", "websocket"];
     }
-    var given = { easyrtcResumeKey: this.key };
+    var given = { easyrtcResumeKey: this.key, easyrtcResumeAcks: "1" };
     if (this.token) {
       given.easyrtcResumeToken = this.token;
     }
@@ -212,6 +220,7 @@
     } else {
       var query = copy(options.query);
       query.easyrtcResumeKey = given.easyrtcResumeKey;
+      query.easyrtcResumeAcks = given.easyrtcResumeAcks;
       if (given.easyrtcResumeToken) {
         query.easyrtcResumeToken = given.easyrtcResumeToken;
       }
@@ -265,12 +274,49 @@
         if (self.real !== real) {
           return;
         }
+        if (msg && msg.easyrtcSeq && !self.firstTime(msg.easyrtcSeq)) {
+          if (ack) {
+            ack({ msgType: "ack" }); // a second copy, sent again after a resume: had it
+          }
+          return;
+        }
         if (event === "easyrtcCmd" && msg && msg.msgType === "roomData") {
           msg = self.filterRoomData(msg);
         }
         self.fire(event, msg, ack || function () {});
       });
     });
+  };
+
+  // A relayed message the server numbered ([origin, n]: it sends again what this tab did not
+  // confirm) is new unless that number came before; a gap that never fills is skipped after
+  // SEEN_WINDOW numbers.
+  ResumingSocket.prototype.firstTime = function (stamp) {
+    var origin = String(stamp[0]);
+    var n = stamp[1];
+    var seen = this.seen[origin];
+    if (!seen) {
+      var origins = Object.keys(this.seen);
+      if (origins.length >= MAX_ORIGINS) {
+        delete this.seen[origins[0]];
+      }
+      seen = this.seen[origin] = { last: 0, above: {}, count: 0 };
+    }
+    if (typeof n !== "number" || n <= seen.last || seen.above[n]) {
+      return false;
+    }
+    seen.above[n] = true;
+    seen.count += 1;
+    if (seen.count > SEEN_WINDOW) {
+      var lowest = Math.min.apply(null, Object.keys(seen.above).map(Number));
+      seen.last = lowest - 1;
+    }
+    while (seen.above[seen.last + 1]) {
+      seen.last += 1;
+      delete seen.above[seen.last];
+      seen.count -= 1;
+    }
+    return true;
   };
 
   ResumingSocket.prototype.dropped = function (reason) {

@@ -81,6 +81,9 @@ EXPIRY_MIN_DELAY: Final = 0.2
 BUSY_TEXT: Final = "Server busy, try again shortly."
 """The ``errorText`` of a state change refused because this node has too many waiting
 (``cluster_max_pending_appends``)."""
+RESUMING_WAIT: Final = 5.0
+"""Seconds at most that relays for a connection a login of this node resumes wait for it
+(then the login failed, or resumed nothing: they go where the connection is)."""
 SNAPSHOT_LOCK_MS: Final = 250
 """At most one node dumps the state per this many ms (the others would dump the same)."""
 
@@ -187,6 +190,10 @@ class ClusterNode:
         self.ledger = Ledger(self.node_id, *limits, self.replica.now)
         """Relays this node sent to keyed connections, until confirmed (``delivery``)."""
         self._retransmit_timer: asyncio.TimerHandle | None = None
+        self._resuming: dict[str, tuple[float, list[Item]]] = {}
+        """easyrtcid -> (since, inbox items for it): a login of this node resumes it, not
+        applied yet; what other nodes sent it meanwhile waits, in order, for the resume's
+        token (else it would go on to its old node)."""
 
     @property
     def role(self) -> str:
@@ -517,6 +524,8 @@ class ClusterNode:
                 log.exception("failed to deliver a %s log entry", entry.kind)
         if peer is not None and cid is not None and peer.easyrtcid != cid:
             await self.resend(peer.easyrtcid)  # after its token: to wherever it resumed
+            if waiter is not None:
+                await self._from_inbox(self._resuming.pop(peer.easyrtcid, (0.0, []))[1])
         elif entry.kind in (HOLD, NODE_GONE):
             self._unconfirmed_to_holds()
         if applied.departed and isinstance(out, Outcome):  # this node reaped a dead node
@@ -550,6 +559,9 @@ class ClusterNode:
             return self._busy(cid, event, login)
         self._appended.add(cid)
         key = peer.resume_key if login else None  # its digest: the key never leaves this node
+        if key is not None and (resumes := self.replica.holds.bound.get(key)) is not None:
+            self._resuming.setdefault(resumes, (time.monotonic(), []))
+            self._arm_retransmit()
         entry = entries.recv(
             self.node_id, core.now(), cid, peer.remote_address, event, checked, key
         )
@@ -663,7 +675,7 @@ class ClusterNode:
                 self._append_later(entry)
 
     def _arm_retransmit(self) -> None:
-        if self._retransmit_timer is None and self.ledger.out:
+        if self._retransmit_timer is None and (self.ledger.out or self._resuming):
             loop = asyncio.get_running_loop()
             self._retransmit_timer = loop.call_later(RETRANSMIT_MS / 2000, self._retransmit_due)
 
@@ -672,6 +684,11 @@ class ClusterNode:
         the resume, a confirmation lost with Redis): sent again; a connection gone for good
         is forgotten."""
         self._retransmit_timer = None
+        stale = time.monotonic() - RESUMING_WAIT
+        for cid in [cid for cid, (since, _items) in self._resuming.items() if since < stale]:
+            task = asyncio.ensure_future(self._from_inbox(self._resuming.pop(cid)[1]))
+            self._tasks.add(task)  # its login did not resume it here: on to where it is
+            task.add_done_callback(self._tasks.discard)
         ledger = self.ledger
         keyed = self.replica.holds.key_of
         for to in [to for to in ledger.out if to not in keyed]:
@@ -682,7 +699,7 @@ class ClusterNode:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._unconfirmed_to_holds()
-        if any(out.items for out in ledger.out.values()):
+        if self._resuming or any(out.items for out in ledger.out.values()):
             self._arm_retransmit()
 
     def _queue(self, send: Push) -> ErrorCode | None:
@@ -809,6 +826,9 @@ class ClusterNode:
                 self.ledger.confirm(to, body)
                 continue
             if to not in links:
+                if (waiting := self._resuming.get(to)) is not None:
+                    waiting[1].append([to, event, body])  # its resume is on its way here
+                    continue
                 if event is not None:  # its socket dropped or moved meanwhile: held, or
                     self.route(Push(to, event, body))  # resumed on another node
                 continue
