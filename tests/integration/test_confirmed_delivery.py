@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import pytest
 import socketio
 
@@ -142,6 +143,14 @@ async def test_messages_written_to_a_socket_that_drops_are_delivered_once_after_
             assert client.got == [0, 1, 2, 3, 4]
             assert client.stamped == len(client.got) + client.copies
             assert server.engine.ledger.pending(easyrtcid) == []  # all confirmed
+            async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as response:
+                metrics = await response.text()
+            assert "easyrtc_unconfirmed_messages 0.0" in metrics
+            confirmed = next(
+                line for line in metrics.splitlines()
+                if line.startswith("easyrtc_confirmed_messages_total")
+            )  # fmt: skip
+            assert float(confirmed.split()[1]) >= 4
         else:  # the wire of before: no stamp; what was in the network is lost
             assert client.got == [0, 3, 4]
             assert client.stamped == 0
