@@ -41,6 +41,8 @@ RELAYED: Final = "senderEasyrtcid"
 current state)."""
 RETRANSMIT_MS: Final = 1000
 """A message unconfirmed this long is sent again (a cluster's resend that raced a resume)."""
+MAX_RETRANSMITS: Final = 3
+"""Times a message is sent again for want of a confirmation before it is forgotten."""
 SEEN_WINDOW: Final = 1024
 """Numbers a client remembers above its last contiguous one, per origin (a gap left by a
 forgotten message is skipped past this many)."""
@@ -68,6 +70,7 @@ class Unconfirmed:
     size: int
     sent: int
     """Clock ms of its last sending."""
+    retransmits: int = 0
 
 
 @dataclass(slots=True)
@@ -145,8 +148,11 @@ class Ledger:
             out.size -= item.size
             self.counts.confirmed += 1
 
-    def pending(self, to: str) -> list[tuple[str, dict[str, Any]]]:
-        """What ``to``'s client has not confirmed, in order, marked sent now (to send again)."""
+    def pending(self, to: str, *, retransmit: bool = False) -> list[tuple[str, dict[str, Any]]]:
+        """What ``to``'s client has not confirmed, in order, marked sent now (to send again).
+        ``retransmit``: sent again for want of a confirmation, not for a resume; a message
+        sent so ``MAX_RETRANSMITS`` times is forgotten instead (a client that asked for
+        confirmations and gives none)."""
         out = self.out.get(to)
         if out is None or not out.items:
             return []
@@ -154,6 +160,12 @@ class Ledger:
         again = []
         for n in sorted(out.items):
             item = out.items[n]
+            if retransmit:
+                if item.retransmits >= MAX_RETRANSMITS:
+                    out.size -= out.items.pop(n).size
+                    self.counts.forgotten += 1
+                    continue
+                item.retransmits += 1
             item.sent = now
             again.append((item.event, item.body))
         self.counts.resent += len(again)

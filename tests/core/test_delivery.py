@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from easyrtc_server.delivery import (
+    MAX_RETRANSMITS,
     RETRANSMIT_MS,
     SEEN_WINDOW,
     STAMP,
@@ -104,6 +105,19 @@ def test_messages_unconfirmed_for_the_retransmit_time_are_due_until_sent_again()
     ledger.forget("B")
     assert ledger.due() == []
     assert "B" not in ledger.out
+
+
+def test_a_message_never_confirmed_is_retransmitted_a_few_times_then_forgotten() -> None:
+    ledger = Ledger("o", 100, 1 << 20, Clock())
+    body = sent(ledger, "A", msg(0))
+    for _ in range(MAX_RETRANSMITS):
+        assert ledger.pending("A", retransmit=True) == [("easyrtcMsg", body)]
+    assert ledger.pending("A", retransmit=True) == []
+    assert ledger.counts.forgotten == 1
+    assert ledger.out["A"].size == 0
+    sent(ledger, "A", msg(1))
+    for _ in range(5):  # resumes are not counted
+        assert len(ledger.pending("A")) == 1
 
 
 def test_keeping_a_message_again_only_renews_its_time() -> None:

@@ -644,10 +644,11 @@ class ClusterNode:
         else:
             self.inbox.send(origin, [to, None, n])
 
-    async def resend(self, easyrtcid: str) -> None:
+    async def resend(self, easyrtcid: str, *, retransmit: bool = False) -> None:
         """``easyrtcid`` resumed (on this node or another): what this node relayed to it and
-        its client has not confirmed goes again, in order, to its socket's node."""
-        again = self.ledger.pending(easyrtcid)
+        its client has not confirmed goes again, in order, to its socket's node
+        (``retransmit``: unconfirmed for ``RETRANSMIT_MS``)."""
+        again = self.ledger.pending(easyrtcid, retransmit=retransmit)
         if not again:
             return
         owner = self.replica.owners.get(easyrtcid)
@@ -695,7 +696,7 @@ class ClusterNode:
             ledger.forget(to)
         due = ledger.due()
         for to in due:
-            task = asyncio.ensure_future(self.resend(to))
+            task = asyncio.ensure_future(self.resend(to, retransmit=True))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._unconfirmed_to_holds()
