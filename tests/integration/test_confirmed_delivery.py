@@ -25,6 +25,7 @@ from easyrtc_server.server import EasyRtcServer
 from support.client import TIMEOUT, Client
 from support.ours import serving
 from support.tcpproxy import TcpProxy
+from transport.harness import NodeClient, node_client
 
 ROOM = {"r": {"roomName": "r"}}
 AUTH = {"msgType": "authenticate", "msgData": {"apiVersion": "1.1.1-beta", "roomJoin": ROOM}}
@@ -181,3 +182,55 @@ async def test_a_connection_taken_over_while_its_socket_seems_alive_gets_what_it
         await client.sio.disconnect()
         assert old is not None
         await old.disconnect()
+
+
+@pytest.mark.parametrize("version", ["4", "2"])
+async def test_node_clients_confirm_with_the_key_in_the_auth_or_the_query(version: str) -> None:
+    """socket.io-client 4 asks in the CONNECT auth, 2.x (Engine.IO 3) in the query."""
+    key = secrets.token_urlsafe(32)
+    given = {"easyrtcResumeKey": key, "easyrtcResumeAcks": "1"}
+    options = {"transports": ["websocket"], "auth" if version == "4" else "query": given}
+    seen = Seen()
+
+    async def login(client: NodeClient) -> str:
+        await client.expect("connect")
+        token = await client.call("easyrtcAuth", AUTH)
+        assert token["msgType"] == "token", token
+        easyrtcid: str = token["msgData"]["easyrtcid"]
+        return easyrtcid
+
+    async def new_ones(client: NodeClient, count: int) -> list[Any]:
+        got: list[Any] = []
+        while len(got) < count:
+            msg = (await client.expect("message", event="easyrtcMsg"))["data"]
+            stamp = stamp_of(msg)
+            assert stamp is not None
+            if seen.first_time(stamp):
+                got.append(msg["msgData"])
+        return got
+
+    async with (
+        world() as (server, url, peer),
+        proxied(url) as proxy,
+        node_client(version, proxy.url, options) as first,
+    ):
+        easyrtcid = await login(first)
+        await peer.next_cmd()
+
+        async def send(n: int) -> None:
+            chat = {"msgType": "chat", "targetEasyrtcid": easyrtcid, "msgData": n}
+            assert await peer.call("easyrtcMsg", chat) == ACK
+
+        await send(0)
+        assert await new_ones(first, 1) == [0]
+        proxy.swallow()
+        await send(1)
+        await send(2)
+        await proxy.cut()
+        await server.until(lambda: server.core.state.holds.is_held(easyrtcid))
+        first.proc.kill()
+        await send(3)
+        async with node_client(version, url, options) as again:
+            assert await login(again) == easyrtcid
+            assert await new_ones(again, 3) == [1, 2, 3]
+            assert peer.cmds.empty()
