@@ -12,7 +12,10 @@ and calls, in this order and never concurrently for one socket:
   the client asked for no acknowledgement;
 - ``await server.close(peer)`` once, when the socket is gone (whoever closed it).
 
-The server answers through ``ack`` and pushes to any socket through its ``Link.send``.
+The server answers through ``ack`` and pushes to any socket through its ``Link.send``. A link
+whose client asked to confirm relayed messages (``confirms``, ``delivery``) also has
+``send_confirmed(event, data, confirmed)``: the push asks for a Socket.IO acknowledgement, and
+``confirmed()`` is called when it comes (the lean transport; others have neither).
 
 A transport that refuses an event before the server sees it (the lean one: JSON nested deeper
 than its limit) but owes the client an acknowledgement acknowledges it with
