@@ -700,8 +700,7 @@ class ClusterNode:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._unconfirmed_to_holds()
-        if self._resuming or any(out.items for out in ledger.out.values()):
-            self._arm_retransmit()
+        self._arm_retransmit()  # while anything is kept (numbering included): to forget it
 
     def _queue(self, send: Push) -> ErrorCode | None:
         """A push for a held connection: a relayed one goes into the log (every replica
