@@ -24,7 +24,8 @@
  * - it confirms every relayed message (easyrtcResumeAcks): the server numbers them and sends
  *   again, after a resume, what this tab did not confirm (it may have been lost with the old
  *   socket, or with a cluster node); a message whose number came before is acknowledged and
- *   dropped, so easyrtc.js gets each one once;
+ *   dropped, so easyrtc.js gets each one once; one that comes after a gap waits up to 2 s for
+ *   the missing one, so it gets them in order;
  * - a goodbye stays a goodbye: easyrtc.disconnect(), the server closing the socket, a failed
  *   resume (the grace was over: another easyrtcid) end it as easyrtc.js would have ended
  *   it (its 'disconnect' handlers run), and on pagehide the socket says goodbye (on
@@ -44,6 +45,7 @@
   var DEFAULT_GRACE = 30; // seconds, until the server says otherwise
   var SEEN_WINDOW = 1024; // message numbers kept above the last contiguous one, per origin
   var MAX_ORIGINS = 64; // servers (processes, nodes) whose numbers are kept
+  var GAP_WAIT = 2000; // ms a numbered message waits for a missing predecessor (resent after 1 s)
 
   function newKey() {
     var bytes = new Uint8Array(32);
@@ -113,6 +115,8 @@
     this.resumeTimes = []; // ms from each drop to its resume (the last 20)
     this.history = []; // [time, what] of the last 50 socket events, for diagnosis
     this.seen = {}; // origin -> the relayed messages' numbers had (firstTime)
+    this.early = {}; // origin -> n -> [event, msg] that came after a gap (inOrder)
+    this.gapTimers = {}; // origin -> timer
     var self = this;
     root.addEventListener("pagehide", function () {
       self.goodbye();
@@ -201,6 +205,7 @@
     this.auth = null;
     this.lists = {};
     this.seen = {};
+    this.early = {};
     this.open();
   };
 
@@ -274,18 +279,63 @@
         if (self.real !== real) {
           return;
         }
-        if (msg && msg.easyrtcSeq && !self.firstTime(msg.easyrtcSeq)) {
+        if (msg && msg.easyrtcSeq) { // numbered: confirmed at once, passed on once, in order
           if (ack) {
-            ack({ msgType: "ack" }); // a second copy, sent again after a resume: had it
+            ack({ msgType: "ack" });
+          }
+          if (self.firstTime(msg.easyrtcSeq)) { // else a second copy, sent again: had it
+            self.inOrder(event, msg);
           }
           return;
         }
-        if (event === "easyrtcCmd" && msg && msg.msgType === "roomData") {
-          msg = self.filterRoomData(msg);
-        }
-        self.fire(event, msg, ack || function () {});
+        self.handOver(event, msg, ack);
       });
     });
+  };
+
+  ResumingSocket.prototype.handOver = function (event, msg, ack) {
+    if (event === "easyrtcCmd" && msg && msg.msgType === "roomData") {
+      msg = this.filterRoomData(msg);
+    }
+    this.fire(event, msg, ack || function () {});
+  };
+
+  // A numbered message after a gap (its predecessor was sent again and is still on its way)
+  // waits up to GAP_WAIT ms for the gap to fill, then goes on anyway.
+  ResumingSocket.prototype.inOrder = function (event, msg) {
+    var self = this;
+    var origin = String(msg.easyrtcSeq[0]);
+    var seen = this.seen[origin];
+    var early = this.early[origin] || (this.early[origin] = {});
+    early[msg.easyrtcSeq[1]] = [event, msg];
+    this.passOn(origin, function (n) {
+      return n <= seen.last;
+    });
+    if (this.early[origin] && !this.gapTimers[origin]) {
+      this.gapTimers[origin] = setTimeout(function () {
+        delete self.gapTimers[origin];
+        self.passOn(origin, function () {
+          return true;
+        });
+      }, GAP_WAIT);
+    }
+  };
+
+  ResumingSocket.prototype.passOn = function (origin, ready) {
+    var early = this.early[origin] || {};
+    var numbers = Object.keys(early).map(Number).sort(function (a, b) {
+      return a - b;
+    });
+    for (var i = 0; i < numbers.length && ready(numbers[i]); i++) {
+      var item = early[numbers[i]];
+      delete early[numbers[i]];
+      this.handOver(item[0], item[1]);
+    }
+    if (!Object.keys(early).length) {
+      delete this.early[origin];
+      clearTimeout(this.gapTimers[origin]);
+      delete this.gapTimers[origin];
+    }
   };
 
   // A relayed message the server numbered ([origin, n]: it sends again what this tab did not
@@ -507,6 +557,11 @@
 
   ResumingSocket.prototype.end = function (reason) {
     clearTimeout(this.retry);
+    for (var origin in this.gapTimers) {
+      clearTimeout(this.gapTimers[origin]);
+    }
+    this.gapTimers = {};
+    this.early = {};
     for (var id in this.missing) {
       clearTimeout(this.missing[id]);
     }
