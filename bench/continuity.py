@@ -2,8 +2,11 @@
 through a round-robin nginx over 3 nodes on one Redis, each sending its partner a numbered
 message every INTERVAL ms; a ``kill -9`` of a node, a SIGTERM drain of a node, then a rolling
 restart of all three. Prints the drop-to-resume times (p50, p99, max) and what the clients saw
-(easyrtcids changed, ``removeClient`` for keyed clients, messages lost or duplicated, and
-``in_flight``: lost on their way to the killed node before its clients resumed) as JSON.
+(easyrtcids changed, ``removeClient`` for keyed clients, messages lost or duplicated,
+``in_flight``: lost on their way to the killed node before its clients resumed, ``reordered``:
+received after a later one of the same sender, ``repeats``: second copies sent again after a
+resume, which the clients dropped by their stamp) as JSON. The clients confirm their messages
+(``easyrtcResumeAcks``, ``delivery``).
 
     .venv/bin/python bench/continuity.py --clients 200 --interval 1000
 
@@ -92,6 +95,7 @@ def main() -> None:
     result["lost"] = len(result["lost"])  # type: ignore[arg-type]
     result["duplicated"] = len(result["duplicated"])  # type: ignore[arg-type]
     result["in_flight"] = len(result["in_flight"])  # type: ignore[arg-type]
+    result["reordered"] = len(result["reordered"])  # type: ignore[arg-type]
     print(json.dumps(result, indent=2))
 
 

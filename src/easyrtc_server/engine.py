@@ -18,12 +18,14 @@ This module knows no sockets, no hooks and nothing of a cluster.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import control
 from .core import Core
 from .decisions import Answer, Decision
+from .delivery import Ledger
 from .errors import ErrorCode
 from .model import Connection, Peer
 from .options import Options
@@ -64,6 +66,9 @@ class Engine(Protocol):
     """One place where the server's state is changed (see the module docstring)."""
 
     core: Core
+    ledger: Ledger
+    """The relayed messages this process took from their senders and their (keyed,
+    confirming) recipients have not confirmed yet (``delivery``)."""
 
     @property
     def role(self) -> str:
@@ -121,6 +126,15 @@ class Engine(Protocol):
         """Close a socket this process does not hold; False if nobody holds it."""
         ...
 
+    def confirmed(self, origin: str, to: str, n: int) -> None:
+        """``to``'s client confirmed the message ``n`` of ``origin`` (``delivery``)."""
+        ...
+
+    async def resend(self, easyrtcid: str) -> None:
+        """A socket of this process took ``easyrtcid``'s connection over (a resume, its
+        token delivered): what its client has not confirmed is sent again."""
+        ...
+
 
 EngineFactory = Callable[[Carrier, Options], Engine]
 """How the server makes its engine: given itself (to carry outcomes out) and its options."""
@@ -134,6 +148,13 @@ class LocalEngine:
     def __init__(self, carrier: Carrier, core: Core) -> None:
         self.core = core
         self.carrier = carrier
+        options = core.options
+        self.ledger = Ledger(
+            secrets.token_urlsafe(8),
+            options.resume_queue_messages,
+            options.resume_queue_bytes,
+            core.now,
+        )
 
     async def start(self) -> None:
         pass
@@ -145,7 +166,15 @@ class LocalEngine:
         return self.core.open(remote, resume_key=resume_key, resume_token=resume_token)
 
     def hold(self, peer: Peer) -> bool:
-        return self.core.hold(peer)
+        """What its client had not confirmed goes first in its hold's queue."""
+        if not self.core.hold(peer):
+            return False
+        cid = peer.easyrtcid
+        unconfirmed = self.ledger.take(cid)
+        if unconfirmed:
+            pushes = [Push(cid, event, body) for event, body in unconfirmed]
+            self.core.state.holds.requeue(cid, pushes)
+        return True
 
     def holds_outlive_stop(self) -> bool:
         return bool(self.core.state.options.resume_secret)
@@ -183,3 +212,15 @@ class LocalEngine:
 
     def disconnect(self, easyrtcid: str) -> bool:
         return False
+
+    def confirmed(self, origin: str, to: str, n: int) -> None:
+        if origin == self.ledger.origin:
+            self.ledger.confirm(to, n)
+
+    async def resend(self, easyrtcid: str) -> None:
+        again = self.ledger.pending(easyrtcid)
+        if again:
+            out = Outcome()
+            for event, body in again:
+                out.push(easyrtcid, event, body)
+            await self.carrier.deliver(None, out, None)

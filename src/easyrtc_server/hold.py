@@ -26,6 +26,7 @@ core builds and removes connections.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import re
@@ -187,6 +188,22 @@ class Holds:
         held.size += size
         self.counts.queued += 1
         return None
+
+    def requeue(self, easyrtcid: str, pushes: list[Push], *, first: bool = True) -> None:
+        """Relayed messages its client had not confirmed when its socket dropped
+        (``delivery``): queued past the bounds too (their senders were answered), first in the
+        queue (``first``: they came before anything queued) or last."""
+        held = self.held.get(easyrtcid)
+        if held is None:
+            return
+        for push in reversed(pushes) if first else pushes:
+            if first:
+                held.queue.appendleft(push)
+            else:
+                held.queue.append(push)
+            with contextlib.suppress(orjson.JSONEncodeError):
+                held.size += len(orjson.dumps(push.body))
+            self.counts.queued += 1
 
     def next_expiry(self) -> int | None:
         """When (clock ms) the first hold runs out, or None."""

@@ -44,6 +44,7 @@ from .outcome import ACKED, Fanout, Outcome, Push
 
 if TYPE_CHECKING:
     from .core import Peer
+    from .delivery import Ledger
     from .hold import Holds
     from .model import Connection
     from .server import EasyRtcServer
@@ -340,6 +341,34 @@ def _hold_metrics(holds: Holds) -> Iterator[Metric]:
         yield CounterMetricFamily(name, help_text, value=value)
 
 
+def _delivery_metrics(ledger: Ledger) -> Iterator[Metric]:
+    """Confirmed delivery (``delivery``): relays kept until their client confirms them."""
+    counts = ledger.counts
+    yield GaugeMetricFamily(
+        "easyrtc_unconfirmed_messages",
+        "Relayed messages this process keeps until their clients confirm them.",
+        value=sum(len(out.items) for out in list(ledger.out.values())),
+    )
+    for name, help_text, value in (
+        (
+            "easyrtc_confirmed_messages",
+            "Relayed messages this process kept that their clients confirmed.",
+            counts.confirmed,
+        ),
+        (
+            "easyrtc_resent_messages",
+            "Relayed messages sent again after a resume (or unconfirmed for a second).",
+            counts.resent,
+        ),
+        (
+            "easyrtc_unconfirmed_forgotten",
+            "Unconfirmed relayed messages dropped past the bounds of one connection.",
+            counts.forgotten,
+        ),
+    ):
+        yield CounterMetricFamily(name, help_text, value=value)
+
+
 class _StateCollector(Collector):
     """Gauges read from the server's state at scrape time."""
 
@@ -370,6 +399,7 @@ class _StateCollector(Collector):
         yield transports
         yield GaugeMetricFamily("easyrtc_applications", "Applications.", value=len(apps))
         yield from _hold_metrics(core.state.holds)
+        yield from _delivery_metrics(self.server.engine.ledger)
         sizes = [len(room.members) for app in apps for room in app.rooms.values()]
         yield GaugeMetricFamily("easyrtc_rooms", "Rooms, empty ones included.", value=len(sizes))
         yield GaugeMetricFamily(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 from . import control, logsafe
@@ -38,6 +39,7 @@ from .decisions import (
     TokenAnswer,
     UnknownCommand,
 )
+from .delivery import RELAYED, STAMP, stamp_of
 from .engine import Engine, EngineFactory, EngineUnavailable, LocalEngine, Pending, Step
 from .errors import EasyRtcError, ErrorCode, error_message
 from .events import ServerEvents
@@ -154,6 +156,7 @@ class EasyRtcServer:
 
     async def _gone(self, peer: Peer) -> None:
         self.guard.closed(peer)
+        self.engine.ledger.forget(peer.easyrtcid)
         link = self.links.pop(peer.easyrtcid, None)
         conn = peer.connection
         out = await self.engine.close(peer)
@@ -196,6 +199,7 @@ class EasyRtcServer:
                 )
         self.events.sent(out)
         links = self.links
+        keyed = self.core.state.holds.key_of
         undeliverable = False
         gone: ErrorCode | None = None
         for send in out.sends:
@@ -214,6 +218,7 @@ class EasyRtcServer:
                 continue
             if isinstance(send, Fanout):
                 shared = SharedEvent(send.event, body, ADDRESS, send.after)  # encoded once
+                relayed = type(body) is dict and RELAYED in body
                 away: list[str] = []
                 for to in send.to:
                     link = links.get(to)
@@ -221,7 +226,10 @@ class EasyRtcServer:
                         away.append(to)
                         continue
                     try:
-                        await link.send_shared(shared, to)
+                        if to in keyed and relayed:  # its own stamp and confirmation
+                            await self._send_keyed(link, to, send.event, send.body_for(to))
+                        else:
+                            await link.send_shared(shared, to)
                     except (TypeError, ValueError, RecursionError) as exc:  # not encodable
                         log.warning("could not send %s to %s: %s", send.event, to, exc)
                         undeliverable = True
@@ -234,7 +242,10 @@ class EasyRtcServer:
                 gone = self.engine.route(send) or gone  # elsewhere, or held: queued or refused
                 continue
             try:
-                await link.send(send.event, body)
+                if to in keyed and type(body) is dict and RELAYED in body:
+                    await self._send_keyed(link, to, send.event, body)
+                else:
+                    await link.send(send.event, body)
             except (TypeError, ValueError, RecursionError) as exc:  # not encodable (too deep)
                 log.warning("could not send %s to %s: %s", send.event, to, exc)
                 undeliverable = True
@@ -242,6 +253,29 @@ class EasyRtcServer:
             link = links.get(peer.easyrtcid)
             if link is not None:
                 await link.close()
+
+    async def _send_keyed(self, link: Link, to: str, event: str, body: dict[str, Any]) -> None:
+        """A relayed message to a keyed connection's socket here: stamped, sent asking for an
+        acknowledgement and kept until it comes, if its client confirms (``delivery``); else
+        sent as to anyone (a stamp from another node taken off), and confirmed to its origin."""
+        ledger = self.engine.ledger
+        stamp = stamp_of(body)
+        if getattr(link, "confirms", False):
+            if stamp is None:
+                body = ledger.stamp(to, body)
+                stamp = (ledger.origin, body[STAMP][1])
+            origin, n = stamp
+            if origin == ledger.origin:
+                ledger.keep(to, n, event, body)
+            await link.send_confirmed(  # type: ignore[attr-defined]
+                event, body, partial(self.engine.confirmed, origin, to, n)
+            )
+            return
+        if stamp is None:
+            await link.send(event, body)
+            return
+        await link.send(event, {key: value for key, value in body.items() if key != STAMP})
+        self.engine.confirmed(stamp[0], to, stamp[1])
 
     # -- held connections (``hold``) ---------------------------------------------------------
 
@@ -316,11 +350,14 @@ class EasyRtcServer:
         carry out an outcome made here."""
         easyrtcid = peer.easyrtcid
         while True:
-            if peer.easyrtcid != easyrtcid:  # its login resumed a held connection (``hold``)
+            resumed = peer.easyrtcid != easyrtcid
+            if resumed:  # its login resumed a held connection (``hold``)
                 self._resumed(easyrtcid, peer)
                 easyrtcid = peer.easyrtcid
             if isinstance(step, Outcome):
                 await self.deliver(peer, step, ack)
+                if resumed:  # after its token: what its client had not confirmed
+                    await self.engine.resend(easyrtcid)
                 return step
             if isinstance(step, Awaitable):
                 step = await step

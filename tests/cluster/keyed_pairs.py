@@ -114,11 +114,16 @@ class Verdict:
     in_flight: list[tuple[int, int]]
     """Lost ones sent to a client of a ``kill -9``ed node from just before the kill until that
     client resumed: relayed to the dead node over pub/sub, before any node knew the client had
-    moved (the documented limit of a kill, README "Keeping calls up")."""
+    moved (none since the senders' nodes keep them until confirmed, ``delivery``)."""
     duplicated: list[tuple[int, int]]
     refused: int
     unacked: int
     accepted: int
+    reordered: list[tuple[int, int]] = field(default_factory=list)
+    """(receiver, n) received after a later message of the same sender."""
+    repeats: int = 0
+    """Second copies of messages (sent again after a resume) the clients dropped by their
+    stamp (``delivery``)."""
 
 
 IN_FLIGHT_MS = 1000
@@ -147,10 +152,16 @@ def verdict(summary: dict[str, Any]) -> Verdict:
     lost: list[tuple[int, int]] = []
     in_flight: list[tuple[int, int]] = []
     duplicated: list[tuple[int, int]] = []
+    reordered: list[tuple[int, int]] = []
     for c in clients:
         partner = clients[c["index"] ^ 1]
         got = Counter(c["received"])
         duplicated += [(c["index"], n) for n, k in got.items() if k > 1]
+        highest = -1
+        for n in c["received"]:
+            if n < highest:
+                reordered.append((c["index"], n))
+            highest = max(highest, n)
         windows = _kill_windows(summary, c)
         sent_at = partner.get("sentAt", [])
         for n in partner["accepted"]:
@@ -168,6 +179,8 @@ def verdict(summary: dict[str, Any]) -> Verdict:
         sum(len(c["refused"]) for c in clients),
         sum(len(c["unacked"]) for c in clients),
         sum(len(c["accepted"]) for c in clients),
+        reordered,
+        sum(c.get("repeats", 0) for c in clients),
     )
 
 

@@ -199,3 +199,25 @@ def test_server_code_disconnecting_a_held_client_ends_its_hold_on_every_replica(
     assert [conn.easyrtcid for conn in gone["n2"].departed] == [a]  # hooks run there
     assert all(a not in r.core.state.peers and not r.holds.is_held(a) for r in c.replicas.values())
     c.same()
+
+
+def test_unconfirmed_messages_are_queued_past_the_bounds_in_the_order_they_come() -> None:
+    """A node that relayed messages its client never confirmed puts them into the hold's
+    queue (``u``, ``delivery``): their senders were answered, so no bound refuses them; the
+    resume delivers them in the log's order, behind what was queued before."""
+    c = KeyedCluster()
+    a = c.open_keyed("n1", KEY)
+    c.login("n1", a)
+    c.append(entries.hold("n1", next(c.clock), a))
+    bound = c.replicas["n1"].holds.max_messages
+    for n in range(bound):
+        message = {"senderEasyrtcid": "x", "msgType": "m", "msgData": n}
+        c.append(entries.queue("n2", next(c.clock), a, "easyrtcMsg", message))
+    late = {"senderEasyrtcid": "x", "msgType": "m", "msgData": "late"}
+    c.append(entries.queue("n2", next(c.clock), a, "easyrtcMsg", late))  # over: dropped
+    kept = {"senderEasyrtcid": "y", "msgType": "m", "msgData": "kept", "easyrtcSeq": ["n3", 7]}
+    c.append(entries.queue("n3", next(c.clock), a, "easyrtcMsg", kept, unconfirmed=True))
+    c.same()
+    outs = c.login("n2", c.open_keyed("n2", KEY))
+    got = [body["msgData"] for event, body in events_to(outs, a) if event == "easyrtcMsg"]
+    assert got == [*range(bound), "kept"]

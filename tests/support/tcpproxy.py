@@ -18,6 +18,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.swallowing = False
+        """``swallow``: what arrives is read and thrown away, as a network that lost it."""
 
     @property
     def url(self) -> str:
@@ -26,8 +28,14 @@ class TcpProxy:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
+    def swallow(self) -> None:
+        """From now on, read what either side sends and deliver nothing (the sender's TCP
+        stack sees it taken; it never arrives), until ``cut``."""
+        self.swallowing = True
+
     async def cut(self) -> None:
         """Stop listening and drop every connection (both sides see it closed)."""
+        self.swallowing = False
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -62,6 +70,8 @@ class TcpProxy:
     ) -> None:
         try:
             while data := await source.read(65536):
+                if self.swallowing:
+                    continue
                 sink.write(data)
                 await sink.drain()
         except (OSError, asyncio.CancelledError):

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from easyrtc_server.transport.socketio_protocol import (
+    AckReceived,
     AutoReply,
     ConnectRequest,
     ConnectTimedOut,
@@ -20,6 +21,7 @@ from easyrtc_server.transport.socketio_protocol import (
     SocketSession,
     encode_ack,
     encode_event,
+    encode_event_asking,
 )
 
 NOW = 100.0
@@ -205,9 +207,18 @@ def test_garbage_is_a_protocol_error(data: bytes) -> None:
     assert isinstance(connected().receive_message(data, False, NOW), ProtocolError)
 
 
-def test_acks_from_the_client_are_checked_and_dropped() -> None:
+def test_acks_from_the_client_are_checked_and_reported_by_id() -> None:
     s = connected()
-    assert s.receive_message(b"31[1]", False, NOW) is None
+    assert s.receive_message(b"31[1]", False, NOW) == AckReceived(1)
+    assert s.receive_message(b"3007[]", False, NOW) == AckReceived(7)
+    assert s.receive_message(b"3[1]", False, NOW) is None  # no id: nothing to confirm
+    assert s.receive_message(b"3/other,1[1]", False, NOW) is None  # another namespace
+    assert isinstance(s.receive_message(b"31[1", False, NOW), ProtocolError)
+    assert session().receive_message(b"31[1]", False, NOW) is None  # not connected
+
+
+def test_an_event_asking_for_an_ack_carries_its_id() -> None:
+    assert encode_event_asking("easyrtcMsg", {"a": 1}, 12) == b'4212["easyrtcMsg",{"a":1}]'
 
 
 def test_encoded_packets() -> None:

@@ -21,6 +21,11 @@
  *   lists (as a roomData command, as the server sends them) and sends what easyrtc.js emitted
  *   meanwhile. A peer of an open call missing from those lists (after a server restart it may
  *   come back after us) stays listed for the grace; if it does not come back, it leaves then;
+ * - it confirms every relayed message (easyrtcResumeAcks): the server numbers them and sends
+ *   again, after a resume, what this tab did not confirm (it may have been lost with the old
+ *   socket, or with a cluster node); a message whose number came before is acknowledged and
+ *   dropped, so easyrtc.js gets each one once; one that comes after a gap waits up to 2 s for
+ *   the missing one, so it gets them in order;
  * - a goodbye stays a goodbye: easyrtc.disconnect(), the server closing the socket, a failed
  *   resume (the grace was over: another easyrtcid) end it as easyrtc.js would have ended
  *   it (its 'disconnect' handlers run), and on pagehide the socket says goodbye (on
@@ -38,6 +43,9 @@
   var DROPS = { "transport close": 1, "ping timeout": 1, "transport error": 1 };
   var MAX_WAITING = 500; // emits kept while the socket is down
   var DEFAULT_GRACE = 30; // seconds, until the server says otherwise
+  var SEEN_WINDOW = 1024; // message numbers kept above the last contiguous one, per origin
+  var MAX_ORIGINS = 64; // servers (processes, nodes) whose numbers are kept
+  var GAP_WAIT = 2000; // ms a numbered message waits for a missing predecessor (resent after 1 s)
 
   function newKey() {
     var bytes = new Uint8Array(32);
@@ -106,6 +114,9 @@
     this.droppedAt = 0;
     this.resumeTimes = []; // ms from each drop to its resume (the last 20)
     this.history = []; // [time, what] of the last 50 socket events, for diagnosis
+    this.seen = {}; // origin -> the relayed messages' numbers had (firstTime)
+    this.early = {}; // origin -> n -> [event, msg] that came after a gap (inOrder)
+    this.gapTimers = {}; // origin -> timer
     var self = this;
     root.addEventListener("pagehide", function () {
       self.goodbye();
@@ -193,6 +204,8 @@
     this.held = false;
     this.auth = null;
     this.lists = {};
+    this.seen = {};
+    this.early = {};
     this.open();
   };
 
@@ -203,7 +216,7 @@
     if (!options.transports) {
       options.transports = ["polling", "websocket"];
     }
-    var given = { easyrtcResumeKey: this.key };
+    var given = { easyrtcResumeKey: this.key, easyrtcResumeAcks: "1" };
     if (this.token) {
       given.easyrtcResumeToken = this.token;
     }
@@ -212,6 +225,7 @@
     } else {
       var query = copy(options.query);
       query.easyrtcResumeKey = given.easyrtcResumeKey;
+      query.easyrtcResumeAcks = given.easyrtcResumeAcks;
       if (given.easyrtcResumeToken) {
         query.easyrtcResumeToken = given.easyrtcResumeToken;
       }
@@ -265,12 +279,94 @@
         if (self.real !== real) {
           return;
         }
-        if (event === "easyrtcCmd" && msg && msg.msgType === "roomData") {
-          msg = self.filterRoomData(msg);
+        if (msg && msg.easyrtcSeq) { // numbered: confirmed at once, passed on once, in order
+          if (ack) {
+            ack({ msgType: "ack" });
+          }
+          if (self.firstTime(msg.easyrtcSeq)) { // else a second copy, sent again: had it
+            self.inOrder(event, msg);
+          }
+          return;
         }
-        self.fire(event, msg, ack || function () {});
+        self.handOver(event, msg, ack);
       });
     });
+  };
+
+  ResumingSocket.prototype.handOver = function (event, msg, ack) {
+    if (event === "easyrtcCmd" && msg && msg.msgType === "roomData") {
+      msg = this.filterRoomData(msg);
+    }
+    this.fire(event, msg, ack || function () {});
+  };
+
+  // A numbered message after a gap (its predecessor was sent again and is still on its way)
+  // waits up to GAP_WAIT ms for the gap to fill, then goes on anyway.
+  ResumingSocket.prototype.inOrder = function (event, msg) {
+    var self = this;
+    var origin = String(msg.easyrtcSeq[0]);
+    var seen = this.seen[origin];
+    var early = this.early[origin] || (this.early[origin] = {});
+    early[msg.easyrtcSeq[1]] = [event, msg];
+    this.passOn(origin, function (n) {
+      return n <= seen.last;
+    });
+    if (this.early[origin] && !this.gapTimers[origin]) {
+      this.gapTimers[origin] = setTimeout(function () {
+        delete self.gapTimers[origin];
+        self.passOn(origin, function () {
+          return true;
+        });
+      }, GAP_WAIT);
+    }
+  };
+
+  ResumingSocket.prototype.passOn = function (origin, ready) {
+    var early = this.early[origin] || {};
+    var numbers = Object.keys(early).map(Number).sort(function (a, b) {
+      return a - b;
+    });
+    for (var i = 0; i < numbers.length && ready(numbers[i]); i++) {
+      var item = early[numbers[i]];
+      delete early[numbers[i]];
+      this.handOver(item[0], item[1]);
+    }
+    if (!Object.keys(early).length) {
+      delete this.early[origin];
+      clearTimeout(this.gapTimers[origin]);
+      delete this.gapTimers[origin];
+    }
+  };
+
+  // A relayed message the server numbered ([origin, n]: it sends again what this tab did not
+  // confirm) is new unless that number came before; a gap that never fills is skipped after
+  // SEEN_WINDOW numbers.
+  ResumingSocket.prototype.firstTime = function (stamp) {
+    var origin = String(stamp[0]);
+    var n = stamp[1];
+    var seen = this.seen[origin];
+    if (!seen) {
+      var origins = Object.keys(this.seen);
+      if (origins.length >= MAX_ORIGINS) {
+        delete this.seen[origins[0]];
+      }
+      seen = this.seen[origin] = { last: 0, above: {}, count: 0 };
+    }
+    if (typeof n !== "number" || n <= seen.last || seen.above[n]) {
+      return false;
+    }
+    seen.above[n] = true;
+    seen.count += 1;
+    if (seen.count > SEEN_WINDOW) {
+      var lowest = Math.min.apply(null, Object.keys(seen.above).map(Number));
+      seen.last = lowest - 1;
+    }
+    while (seen.above[seen.last + 1]) {
+      seen.last += 1;
+      delete seen.above[seen.last];
+      seen.count -= 1;
+    }
+    return true;
   };
 
   ResumingSocket.prototype.dropped = function (reason) {
@@ -461,6 +557,11 @@
 
   ResumingSocket.prototype.end = function (reason) {
     clearTimeout(this.retry);
+    for (var origin in this.gapTimers) {
+      clearTimeout(this.gapTimers[origin]);
+    }
+    this.gapTimers = {};
+    this.early = {};
     for (var id in this.missing) {
       clearTimeout(this.missing[id]);
     }

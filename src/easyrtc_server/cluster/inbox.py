@@ -10,15 +10,19 @@ each push to its socket.
 An item is ``[easyrtcid, event, body]``; ``[[easyrtcid, ...], event, body]`` is a room or group
 message to several of that node's sockets, its body (without ``easyrtcid``) carried once, each
 recipient's easyrtcid added by the owner (``outcome.Fanout``); ``[easyrtcid, None, None]``
-asks the owner to close that socket (``server.disconnect`` of a client on another node).
+asks the owner to close that socket (``server.disconnect`` of a client on another node);
+``[easyrtcid, None, n]`` (an integer) tells the node that kept relayed message ``n`` for that
+connection that its client confirmed it (``delivery``).
 
 Neither task stops on what it carries: a push that cannot be encoded (a binary attachment, or
 JSON nested deeper than orjson writes, with ``max_json_depth = 0``) is written by the standard
 library or, failing that, dropped; a message that cannot be delivered is dropped; each kind is
 logged once and counted (``health``, ``easyrtc_cluster_inbox_drops``).
 
-Pub/sub delivers at most once: what is published while a node's subscription is down is lost,
-as a relayed message to a socket that dropped would be. State never travels this way.
+Pub/sub delivers at most once: what is published while a node's subscription is down is lost.
+A relay to a keyed client that confirms its messages is kept by its sender's node until
+confirmed, and sent again where the client resumes (``delivery``); other relays are lost, as a
+relayed message to a socket that dropped would be. State never travels this way.
 """
 
 from __future__ import annotations

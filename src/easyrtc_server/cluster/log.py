@@ -16,8 +16,9 @@ origin uses to find its own entries when they come back (``seq``). The rest depe
 - ``control`` ``{name, args, kwargs}``: server code changed the state (``replica.CONTROLS``).
 - ``node-gone`` ``{node}``: every peer owned by that node is gone (a keyed one is held).
 - ``hold`` ``{p}``: ``p``'s socket dropped without a goodbye: held (``cluster.holds``).
-- ``queue`` ``{p, e, b}``: a push (event ``e``, body ``b``) relayed to ``p`` while it is held:
-  queued for its resume (delivered by its node if it resumed meanwhile).
+- ``queue`` ``{p, e, b, u}``: a push (event ``e``, body ``b``) relayed to ``p`` while it is held:
+  queued for its resume (delivered by its node if it resumed meanwhile); ``u``: one its client
+  had not confirmed when it dropped (``delivery``), queued past the bounds.
 - ``expire`` ``{p}``: ``p``'s hold ends if its grace is over by the entry's time.
 - ``release`` ``{p}``: server code disconnected ``p`` while held: its hold ends now.
 - ``rejoin`` ``{p, c}``: connection ``p`` rebuilt from its ``snapshot`` ``c`` (``rebuild``).
@@ -205,8 +206,15 @@ def hold(node: str, t: int, peer: str) -> LogEntry:
     return LogEntry(HOLD, node, t, {"p": peer})
 
 
-def queue(node: str, t: int, peer: str, event: str, body: Any) -> LogEntry:
-    return LogEntry(QUEUE, node, t, {"p": peer, "e": event, "b": body})
+def queue(
+    node: str, t: int, peer: str, event: str, body: Any, *, unconfirmed: bool = False
+) -> LogEntry:
+    """``unconfirmed``: sent before the hold, its client never confirmed it (``delivery``):
+    queued past the bounds."""
+    entry = {"p": peer, "e": event, "b": body}
+    if unconfirmed:
+        entry["u"] = 1
+    return LogEntry(QUEUE, node, t, entry)
 
 
 def expire(node: str, t: int, peer: str) -> LogEntry:

@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from ..auth import credential_of
 from ..core import changes_state
 from ..decisions import Answer, Decision, LoginRequested
+from ..delivery import RELAYED, RETRANSMIT_MS, STAMP, Ledger
 from ..engine import Carrier, EngineUnavailable, Pending, Step
 from ..errors import ErrorCode
 from ..outcome import Fanout, Outcome, Push, Reply, Send, refusal
@@ -80,6 +81,9 @@ EXPIRY_MIN_DELAY: Final = 0.2
 BUSY_TEXT: Final = "Server busy, try again shortly."
 """The ``errorText`` of a state change refused because this node has too many waiting
 (``cluster_max_pending_appends``)."""
+RESUMING_WAIT: Final = 5.0
+"""Seconds at most that relays for a connection a login of this node resumes wait for it
+(then the login failed, or resumed nothing: they go where the connection is)."""
 SNAPSHOT_LOCK_MS: Final = 250
 """At most one node dumps the state per this many ms (the others would dump the same)."""
 
@@ -182,6 +186,14 @@ class ClusterNode:
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         """Entries appended without an event waiting (``hold``, ``queue``, ``expire``)."""
+        limits = options.resume_queue_messages, options.resume_queue_bytes
+        self.ledger = Ledger(self.node_id, *limits, self.replica.now)
+        """Relays this node sent to keyed connections, until confirmed (``delivery``)."""
+        self._retransmit_timer: asyncio.TimerHandle | None = None
+        self._resuming: dict[str, tuple[float, list[Item]]] = {}
+        """easyrtcid -> (since, inbox items for it): a login of this node resumes it, not
+        applied yet; what other nodes sent it meanwhile waits, in order, for the resume's
+        token (else it would go on to its old node)."""
 
     @property
     def role(self) -> str:
@@ -206,6 +218,9 @@ class ClusterNode:
         """Leave the cluster. Every step is bounded: a task stuck in a redis-py read that
         ignores its cancellation must not keep the process from exiting."""
         await self._bounded(self.liveness.stop)
+        if self._retransmit_timer is not None:
+            self._retransmit_timer.cancel()
+            self._retransmit_timer = None
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
             self._expiry_timer = None
@@ -500,6 +515,12 @@ class ClusterNode:
                 await self.carrier.deliver(applied.peer, mine, ack)
             except Exception:
                 log.exception("failed to deliver a %s log entry", entry.kind)
+        if peer is not None and cid is not None and peer.easyrtcid != cid:
+            await self.resend(peer.easyrtcid)  # after its token: to wherever it resumed
+            if waiter is not None:
+                await self._from_inbox(self._resuming.pop(peer.easyrtcid, (0.0, []))[1])
+        elif entry.kind in (HOLD, NODE_GONE):
+            self._unconfirmed_to_holds()
         if applied.departed and isinstance(out, Outcome):  # this node reaped a dead node
             self.carrier.departed(applied.departed, out)
         if waiter is not None and not waiter.future.done():
@@ -531,6 +552,9 @@ class ClusterNode:
             return self._busy(cid, event, login)
         self._appended.add(cid)
         key = peer.resume_key if login else None  # its digest: the key never leaves this node
+        if key is not None and (resumes := self.replica.holds.bound.get(key)) is not None:
+            self._resuming.setdefault(resumes, (time.monotonic(), []))
+            self._arm_retransmit()
         entry = entries.recv(
             self.node_id, core.now(), cid, peer.remote_address, event, checked, key
         )
@@ -592,7 +616,18 @@ class ClusterNode:
             return self._queue(send)
         owner = self.replica.owners.get(to)
         if owner is not None and owner != self.node_id:
-            self.inbox.send(owner, [to, send.event, send.body])
+            body = send.body
+            if (
+                to in self.replica.holds.key_of
+                and type(body) is dict
+                and RELAYED in body
+                and STAMP not in body
+            ):  # kept until its client confirms it, wherever it is then (``delivery``)
+                ledger = self.ledger
+                body = ledger.stamp(to, body)
+                ledger.keep(to, body[STAMP][1], send.event, body)
+                self._arm_retransmit()
+            self.inbox.send(owner, [to, send.event, body])
         return None
 
     def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
@@ -601,9 +636,13 @@ class ClusterNode:
         code = None
         owners = self.replica.owners
         by_owner: dict[str, list[str]] = {}
+        keyed = self.replica.holds.key_of if RELAYED in send.body else {}
         for cid in to:
             if cid in self._holding or self.replica.holds.is_held(cid):
                 code = self._queue(Push(cid, send.event, send.body_for(cid))) or code
+                continue
+            if cid in keyed:  # stamped and kept for it alone (``route``, ``delivery``)
+                code = self.route(Push(cid, send.event, send.body_for(cid))) or code
                 continue
             owner = owners.get(cid)
             if owner is not None and owner != self.node_id:
@@ -617,6 +656,71 @@ class ClusterNode:
             else:
                 self.inbox.send(owner, [ids, send.event, send.body])
         return code
+
+    def confirmed(self, origin: str, to: str, n: int) -> None:
+        """Confirmed to the node that kept it (through its inbox, batched as relays are)."""
+        if origin == self.node_id:
+            self.ledger.confirm(to, n)
+        else:
+            self.inbox.send(origin, [to, None, n])
+
+    async def resend(self, easyrtcid: str, *, retransmit: bool = False) -> None:
+        """``easyrtcid`` resumed (on this node or another): what this node relayed to it and
+        its client has not confirmed goes again, in order, to its socket's node
+        (``retransmit``: unconfirmed for ``RETRANSMIT_MS``)."""
+        again = self.ledger.pending(easyrtcid, retransmit=retransmit)
+        if not again:
+            return
+        owner = self.replica.owners.get(easyrtcid)
+        if owner == self.node_id:
+            out = Outcome()
+            for event, body in again:
+                out.push(easyrtcid, event, body)
+            await self.carrier.deliver(None, out, None)
+        elif owner is not None:
+            for event, body in again:
+                self.inbox.send(owner, [easyrtcid, event, body])
+        self._arm_retransmit()
+
+    def _unconfirmed_to_holds(self, only: str | None = None) -> None:
+        """Connections held now: what this node relayed to them unconfirmed goes into their
+        hold's queue (through the log; the log keeps it when this node is gone)."""
+        holds = self.replica.holds
+        targets = [only] if only is not None else list(self.ledger.out)
+        for to in targets:
+            if not (to in self._holding or holds.is_held(to)):
+                continue
+            for event, body in self.ledger.take(to):
+                now = self.replica.now()
+                entry = entries.queue(self.node_id, now, to, event, body, unconfirmed=True)
+                self._append_later(entry)
+
+    def _arm_retransmit(self) -> None:
+        if self._retransmit_timer is None and (self.ledger.out or self._resuming):
+            loop = asyncio.get_running_loop()
+            self._retransmit_timer = loop.call_later(RETRANSMIT_MS / 2000, self._retransmit_due)
+
+    def _retransmit_due(self) -> None:
+        """Unconfirmed for ``RETRANSMIT_MS`` (a resend that reached a node before it applied
+        the resume, a confirmation lost with Redis): sent again; a connection gone for good
+        is forgotten."""
+        self._retransmit_timer = None
+        stale = time.monotonic() - RESUMING_WAIT
+        for cid in [cid for cid, (since, _items) in self._resuming.items() if since < stale]:
+            task = asyncio.ensure_future(self._from_inbox(self._resuming.pop(cid)[1]))
+            self._tasks.add(task)  # its login did not resume it here: on to where it is
+            task.add_done_callback(self._tasks.discard)
+        ledger = self.ledger
+        keyed = self.replica.holds.key_of
+        for to in [to for to in ledger.out if to not in keyed]:
+            ledger.forget(to)
+        due = ledger.due()
+        for to in due:
+            task = asyncio.ensure_future(self.resend(to, retransmit=True))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._unconfirmed_to_holds()
+        self._arm_retransmit()  # while anything is kept (numbering included): to forget it
 
     def _queue(self, send: Push) -> ErrorCode | None:
         """A push for a held connection: a relayed one goes into the log (every replica
@@ -661,6 +765,7 @@ class ClusterNode:
         self._holding.add(cid)
         task = self._append_later(entries.hold(self.node_id, self.replica.now(), cid))
         task.add_done_callback(lambda _task: self._holding.discard(cid))
+        self._unconfirmed_to_holds(cid)  # after the hold, in the log's order
         return True
 
     def holds_outlive_stop(self) -> bool:
@@ -747,7 +852,13 @@ class ClusterNode:
                     fanout = Fanout([cid for cid in to if cid not in links], event, body)
                     self.route_fanout(fanout, fanout.to)
                 continue
+            if event is None and type(body) is int:  # a confirmation (``delivery``)
+                self.ledger.confirm(to, body)
+                continue
             if to not in links:
+                if (waiting := self._resuming.get(to)) is not None:
+                    waiting[1].append([to, event, body])  # its resume is on its way here
+                    continue
                 if event is not None:  # its socket dropped or moved meanwhile: held, or
                     self.route(Push(to, event, body))  # resumed on another node
                 continue

@@ -288,7 +288,10 @@ class Replica:
             return Applied(None)
         push = Push(cid, str(body.get("e")), relayed)
         if self.holds.is_held(cid):
-            self.holds.take(push)
+            if body.get("u"):  # unconfirmed by its client: its sender was answered long ago
+                self.holds.requeue(cid, [push], first=False)
+            else:
+                self.holds.take(push)
             return Applied(None)
         if cid not in self.core.state.peers:
             return Applied(None)

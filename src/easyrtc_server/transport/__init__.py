@@ -15,7 +15,10 @@ and calls, in this order and never concurrently for one socket:
 The server answers through ``ack`` and pushes to any socket through its ``Link.send``; an
 event pushed to many sockets whose argument differs per socket only in its last key (a room
 message, addressed to each recipient) goes through ``Link.send_shared``, so that the transport
-can encode the common part once for all of them.
+can encode the common part once for all of them. A link whose client asked to confirm relayed
+messages (``confirms``, ``delivery``) also has ``send_confirmed(event, data, confirmed)``: the
+push asks for a Socket.IO acknowledgement, and ``confirmed()`` is called when it comes (the lean
+transport; others have neither).
 
 A transport that refuses an event before the server sees it (the lean one: JSON nested deeper
 than its limit) but owes the client an acknowledgement acknowledges it with

@@ -34,11 +34,12 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from ..delivery import wants_acks
 from ..options import Options
 from . import Ack, Link, SharedEvent
 from .asgi_engineio import ASGIApp, AsgiEngineIO
@@ -47,6 +48,7 @@ from .engineio_protocol import ENGINEIO_DEFAULTS, READ_TIMEOUT, UPGRADE_TIMEOUT,
 from .engineio_sessions import EngineIOServer, EngineSocket
 from .socketio_protocol import (
     SOCKETIO_DEFAULTS,
+    AckReceived,
     AutoReply,
     ConnectRequest,
     ConnectTimedOut,
@@ -61,6 +63,7 @@ from .socketio_protocol import (
     dumps,
     encode_ack,
     encode_event,
+    encode_event_asking,
     split_event,
 )
 
@@ -77,10 +80,14 @@ _monotonic: Final = time.monotonic
 
 RESUME_KEY: Final = "easyrtcResumeKey"
 RESUME_TOKEN: Final = "easyrtcResumeToken"
+RESUME_ACKS: Final = "easyrtcResumeAcks"
 """Where a client gives its resume key and token (``hold``): in the CONNECT auth (Socket.IO 5),
 or as handshake query parameters (any protocol; Socket.IO 4 clients have no CONNECT auth)."""
 
 DROPS: Final = frozenset(("ping timeout", "transport close", "transport error"))
+MAX_AWAITED_ACKS: Final = 4096
+"""Acknowledgements one socket may owe at once (``send_confirmed``); past it, the oldest is
+forgotten (its message stays unconfirmed: sent again after a resume)."""
 """Engine.IO close reasons that are not a goodbye: the socket dropped."""
 
 
@@ -113,8 +120,11 @@ class SocketLink:
     """
 
     __slots__ = (
+        "_awaited",
+        "_next_ack",
         "_proto",
         "_sock",
+        "confirms",
         "connected",
         "opening",
         "peer",
@@ -141,6 +151,10 @@ class SocketLink:
         given = auth if isinstance(auth, dict) and RESUME_KEY in auth else sock.query
         self.resume_key: Any = given.get(RESUME_KEY)
         self.resume_token: Any = given.get(RESUME_TOKEN)
+        self.confirms: bool = self.resume_key is not None and wants_acks(given.get(RESUME_ACKS))
+        """The client confirms relayed messages (``delivery``): ``send_confirmed`` asks."""
+        self._awaited: dict[int, Callable[[], None]] = {}
+        self._next_ack = 0
 
     def __repr__(self) -> str:
         return f"<SocketLink {self.sid} on {self._sock!r}>"
@@ -190,6 +204,23 @@ class SocketLink:
             self._sock.send_split(packet, dumps(value))
         elif self.opening:
             self._proto.hold(packet.packet(dumps(value)))
+
+    async def send_confirmed(self, event: str, data: Any, confirmed: Callable[[], None]) -> None:
+        """Push one event asking for an acknowledgement; ``confirmed`` is called when it comes
+        (``delivery``). Queues and returns at once."""
+        if not self.connected:
+            return await self.send(event, data)
+        self._next_ack += 1
+        awaited = self._awaited
+        awaited[self._next_ack] = confirmed
+        if len(awaited) > MAX_AWAITED_ACKS:
+            del awaited[next(iter(awaited))]
+        self._sock.send_packet(encode_event_asking(event, data, self._next_ack))
+
+    def acked(self, ack_id: int) -> None:
+        confirmed = self._awaited.pop(ack_id, None)
+        if confirmed is not None:
+            confirmed()
 
     async def close(self) -> None:
         """Disconnect the client (it will not reconnect on its own); ``server.close`` follows."""
@@ -297,7 +328,7 @@ class LeanTransport:
         )
         self.engine = EngineIOServer(
             self,
-            kept_query=(RESUME_KEY, RESUME_TOKEN),
+            kept_query=(RESUME_KEY, RESUME_TOKEN, RESUME_ACKS),
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             upgrade_timeout=upgrade_timeout,
@@ -410,6 +441,9 @@ class LeanTransport:
                 session.link.said_goodbye = True
             await self._disconnected(session)
             self._arm_connect_timer(sock, session)
+        elif type(event) is AckReceived:
+            if session.link is not None:
+                session.link.acked(event.ack_id)
         elif type(event) is AutoReply:
             sock.send_packet(event.packet)
 

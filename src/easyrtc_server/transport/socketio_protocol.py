@@ -48,6 +48,7 @@ __all__ = [
     "DISCONNECT_PACKET",
     "EVENT",
     "SOCKETIO_DEFAULTS",
+    "AckReceived",
     "AutoReply",
     "ConnectRequest",
     "ConnectTimedOut",
@@ -62,6 +63,7 @@ __all__ = [
     "dumps",
     "encode_ack",
     "encode_event",
+    "encode_event_asking",
     "split_event",
 ]
 
@@ -89,6 +91,11 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_event_asking(event: str, data: Any, ack_id: int) -> bytes:
+    """An EVENT packet for ``/`` asking for the acknowledgement ``ack_id`` (`AckReceived`)."""
+    return b"42" + str(ack_id).encode() + dumps([event, data])
 
 
 def encode_event(event: str, data: Any) -> bytes:
@@ -191,6 +198,14 @@ class EventRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class AckReceived:
+    """The client acknowledged the event the server sent with ``ack_id``
+    (``encode_event_asking``); what it answered is not read."""
+
+    ack_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class ProtocolError:
     """Garbage, or something refused outright: close the Engine.IO session (a parse error)."""
 
@@ -202,7 +217,15 @@ class ConnectTimedOut:
     """No CONNECT within ``connect_timeout``: close the Engine.IO session."""
 
 
-Event = ConnectRequest | EventReceived | Disconnected | AutoReply | EventRefused | ProtocolError
+Event = (
+    ConnectRequest
+    | EventReceived
+    | Disconnected
+    | AutoReply
+    | EventRefused
+    | AckReceived
+    | ProtocolError
+)
 _DISCONNECTED: Final = Disconnected()
 
 
@@ -488,8 +511,10 @@ class SocketSession:
         if kind == ACK:
             if attachments is not None:
                 raise _BadPacket("attachments on a plain ack")
-            self._loads(rest)  # the server never asks for acks: check and drop
-            return None
+            self._loads(rest)  # checked; what the client answered is not read
+            if ack_id is None or self.state is not _CONNECTED or nsp != "/":
+                return None
+            return AckReceived(int(ack_id))
         if kind == CONNECT:
             if rest:
                 auth = self._loads(rest)

@@ -2,7 +2,8 @@
 // cluster continuity tests and bench/continuity.py.
 //
 // usage: node keyed_pairs.js URL COUNT INTERVAL_MS [ROOMS: one (default) | pairs]
-// Each client gives a resume key (CONNECT auth), logs in to room "r", reconnects with backoff
+// Each client gives a resume key (CONNECT auth) and asks to confirm relayed messages
+// (easyrtcResumeAcks: it acknowledges each and drops a second copy), logs in to room "r", reconnects with backoff
 // when its socket drops and logs in again with the same key. Once every client is in, each
 // sends its partner (2k <-> 2k+1) a numbered easyrtcMsg every INTERVAL_MS while it is logged in.
 // stdout, JSON lines: {ev:"ready"} once all are in; {ev:"dropped"} per drop, {ev:"resumed", ms}
@@ -31,14 +32,28 @@ function auth(index) {
 let sending = false;
 const clients = [];
 
+// A stamped message ([origin, n], server's delivery.py) is new unless its number was seen from
+// that origin: the second copy of a message sent again after a resume is dropped.
+function firstTime(c, stamp) {
+  if (!Array.isArray(stamp)) return true;
+  const [origin, n] = stamp;
+  let seen = c.seen.get(origin);
+  if (!seen) c.seen.set(origin, (seen = { last: 0, above: new Set() }));
+  if (n <= seen.last || seen.above.has(n)) return false;
+  seen.above.add(n);
+  while (seen.above.has(seen.last + 1)) seen.above.delete(++seen.last);
+  return true;
+}
+
 function makeClient(index) {
   const key = crypto.randomBytes(24).toString("base64url");
   const c = {
     index, ids: [], resumes: [], removed: [], accepted: [], refused: [], unacked: [], received: [],
     loggedIn: false, droppedAt: null, next: 0, errors: [], sentAt: [], spans: [],
+    seen: new Map(), repeats: 0,
   };
   const socket = io(url, {
-    transports: ["websocket"], forceNew: true, auth: { easyrtcResumeKey: key },
+    transports: ["websocket"], forceNew: true, auth: { easyrtcResumeKey: key, easyrtcResumeAcks: true },
     reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 1000, randomizationFactor: 0.5,
     timeout: 5000,
   });
@@ -77,7 +92,9 @@ function makeClient(index) {
     if (c.errors.length < 5) c.errors.push("connect_error " + String(err && err.message));
     out({ ev: "connect-error", index, error: String(err && err.message).slice(0, 200) });
   });
-  socket.on("easyrtcMsg", (msg) => {
+  socket.on("easyrtcMsg", (msg, ack) => {
+    if (ack) ack({ msgType: "ack" }); // confirmed: the server stops keeping it
+    if (!firstTime(c, msg && msg.easyrtcSeq)) { c.repeats += 1; return; }
     if (msg && msg.msgType === "seq") c.received.push(msg.msgData);
   });
   socket.on("easyrtcCmd", (msg) => {
@@ -131,7 +148,7 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
       clients: clients.map((c) => ({
         index: c.index, ids: c.ids, resumes: c.resumes, removed: c.removed, accepted: c.accepted,
         refused: c.refused, unacked: c.unacked, received: c.received, loggedIn: c.loggedIn,
-        sentAt: c.sentAt, spans: c.spans,
+        sentAt: c.sentAt, spans: c.spans, repeats: c.repeats,
         errors: c.errors.slice(0, 5),
       })),
     });

@@ -59,7 +59,10 @@ socket.on("connect_error", (err) => out({ ev: "connect_error", message: String(e
 socket.on("error", (err) => out({ ev: "error", message: String(err && err.message || err) }));
 socket.on("reconnect_attempt", () => out({ ev: "reconnect_attempt" }));
 for (const name of ["easyrtcCmd", "easyrtcMsg", "easyrtcResume", "pushed", "bcast", "streamed"]) {
-  socket.on(name, (data) => out({ ev: "message", event: name, data }));
+  socket.on(name, (data, ack) => {
+    out({ ev: "message", event: name, data });
+    if (typeof ack === "function") ack({ msgType: "ack" }); // a push that asks to be confirmed
+  });
 }
 
 const rl = readline.createInterface({ input: process.stdin });
