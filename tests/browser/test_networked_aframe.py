@@ -51,6 +51,8 @@ GL_ARGS = [
 ]
 LOADS = 2  # page pairs per adapter (fresh pages); the old dialogs showed on 5 to 8 pages of 8
 _rooms = itertools.count()
+GONE_WITHIN_MS = 45_000
+"""How long a closed page's avatar may stay on the other page (see the test)."""
 
 # JavaScript run in a page: x of the avatar owned by ``owner`` (null while there is none).
 AVATAR_X = """(owner) => {
@@ -201,7 +203,11 @@ async def test_two_pages_see_each_other_move_and_no_error_is_shown(
 
     await scene.close(bob)
     try:
-        await alice.page.wait_for_function(f"(o) => ({AVATAR_X})(o) === null", arg=bob_id)
+        # Within a second when the page says goodbye; the bound also covers a page that
+        # vanished without a word (the server's ping timeout, 15 s, and ICE's consent check).
+        await alice.page.wait_for_function(
+            f"(o) => ({AVATAR_X})(o) === null", arg=bob_id, timeout=GONE_WITHIN_MS
+        )
     except BaseException:
         await scene.save_failure(f"naf-{adapter}-load{load + 1}")
         raise
