@@ -7,8 +7,13 @@ list of pushes (in one pipeline), by one task over one connection: one sender's 
 target keep their order. Each node subscribes to its own channel (``keys.inbox``) and sends
 each push to its socket.
 
-An item is ``[easyrtcid, event, body]``; ``[easyrtcid, None, None]`` asks the owner to close
-that socket (``server.disconnect`` of a client on another node).
+A message is ``{"o": sender, "i": first, "q": [[after, easyrtcid, event, body], ...]}``: the
+sending node, the index of its first relay among those that node queued to this one, and each
+relay with the sequence number of the last log entry its node had appended before it
+(``ordering.Stamps``); the receiving node keeps the sender's order across the log and its inbox
+with these (``ordering.Arrivals``). ``[after, easyrtcid, None, None]`` asks the owner to close
+that socket (``server.disconnect`` of a client on another node). A plain list of
+``[easyrtcid, event, body]`` (a node of before the ordering) is delivered as it comes.
 
 Neither task stops on what it carries: a push that cannot be encoded (a binary attachment, or
 JSON nested deeper than orjson writes, with ``max_json_depth = 0``) is written by the standard
@@ -35,11 +40,26 @@ from redis.exceptions import RedisError
 
 from .health import ReaderHealth
 from .keys import ClusterKeys
+from .ordering import Stamps
 
 log = logging.getLogger("easyrtc_server.cluster")
 
 Item = list[Any]
 RETRY_DELAY = 0.5
+
+Deliver = Callable[[str | None, int, list[Item]], Awaitable[None]]
+"""What a node does with an inbox message: its sender (None: a node of before the ordering,
+its relays ``[easyrtcid, event, body]``), its first relay's index, its relays."""
+
+
+class _Queue:
+    """The relays queued to one node in this loop pass, and the index of the first."""
+
+    __slots__ = ("first", "rows")
+
+    def __init__(self, first: int, row: Item) -> None:
+        self.first = first
+        self.rows = [row]
 
 
 class Inbox:
@@ -50,29 +70,36 @@ class Inbox:
         redis: Redis,
         keys: ClusterKeys,
         node_id: str,
-        deliver: Callable[[list[Item]], Awaitable[None]],
+        deliver: Deliver,
         health: ReaderHealth | None = None,
+        stamps: Stamps | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.node_id = node_id
         self._deliver = deliver
         self.health = health or ReaderHealth()
-        self._queues: dict[str, list[Item]] = {}
+        self.stamps = stamps or Stamps()
+        """This node's sequence, shared with its log appends (``ordering``)."""
+        self._queues: dict[str, _Queue] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: PubSub | None = None
         self._subscribed = asyncio.Event()
         self._failing = False
 
-    def send(self, node: str, item: Item) -> None:
-        """Queue ``item`` for ``node``'s inbox (published at the end of this loop pass)."""
+    def send(self, node: str, to: str, event: str | None, body: Any) -> None:
+        """Queue a push for ``node``'s inbox (published at the end of this loop pass), stamped
+        with this node's last log entry appended before it."""
+        stamps = self.stamps
+        row = [stamps.seq, to, event, body]
+        index = stamps.relay(node)
         queue = self._queues.get(node)
         if queue is None:
-            self._queues[node] = [item]
+            self._queues[node] = _Queue(index, row)
             self._wake.set()
         else:
-            queue.append(item)
+            queue.rows.append(row)
 
     async def start(self) -> None:
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
@@ -104,47 +131,55 @@ class Inbox:
             queues, self._queues = self._queues, {}
             try:
                 messages = [
-                    (self.keys.inbox(node), self._encode(items)) for node, items in queues.items()
+                    (self.keys.inbox(node), self._encode(queue)) for node, queue in queues.items()
                 ]
                 if len(messages) == 1:  # the usual case: no pipeline object to build
                     ((channel, data),) = messages
-                    await self.redis.publish(channel, data)
+                    heard = [await self.redis.publish(channel, data)]
                 else:
                     async with self.redis.pipeline(transaction=False) as pipe:
                         for channel, data in messages:
                             pipe.publish(channel, data)
-                        await pipe.execute()
+                        heard = await pipe.execute()
+                for node, listeners in zip(queues, heard, strict=True):
+                    if not listeners:  # that node is gone, or not subscribed right now
+                        self.stamps.dropped(node)
             except (RedisError, OSError) as exc:
-                self.health.inbox_drops += sum(len(items) for items in queues.values())
+                for node in queues:
+                    self.stamps.dropped(node)
+                self.health.inbox_drops += sum(len(queue.rows) for queue in queues.values())
                 if not self._failing:
                     log.warning("relays to other nodes are lost while Redis is away: %s", exc)
                     self._failing = True
             except Exception as exc:  # a bug: the publisher must go on for the next pushes
-                self.health.inbox_drops += sum(len(items) for items in queues.values())
+                self.health.inbox_drops += sum(len(queue.rows) for queue in queues.values())
                 self.health.once("inbox-out", "relays to other nodes dropped: %r", exc)
             else:
                 self._failing = False
 
-    def _encode(self, items: list[Item]) -> bytes:
-        """``items`` as one message; an item not JSON to orjson is written by the standard
-        library (nesting beyond 254 levels) or, not JSON at all, dropped and counted."""
+    def _encode(self, queue: _Queue) -> bytes:
+        """``queue`` as one message; a relay not JSON to orjson is written by the standard
+        library (nesting beyond 254 levels) or, not JSON at all, dropped and counted (a
+        ``null`` in its place: the indices of the others stay right)."""
+        head = b'{"o":' + orjson.dumps(self.node_id) + b',"i":%d,"q":' % queue.first
         try:
-            return orjson.dumps(items)
+            return head + orjson.dumps(queue.rows) + b"}"
         except TypeError:
             pass
         parts: list[bytes] = []
-        for item in items:
+        for row in queue.rows:
             try:
-                parts.append(orjson.dumps(item))
+                parts.append(orjson.dumps(row))
                 continue
             except TypeError:
                 pass
             try:
-                parts.append(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+                parts.append(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode())
             except (TypeError, ValueError, RecursionError) as exc:
+                parts.append(b"null")
                 self.health.inbox_drops += 1
                 self.health.once("inbox-encode", "dropped a relay to another node: %r", exc)
-        return b"[" + b",".join(parts) + b"]"
+        return head + b"[" + b",".join(parts) + b"]}"
 
     async def _listen_forever(self, pubsub: PubSub) -> None:
         channel = self.keys.inbox(self.node_id)
@@ -157,10 +192,18 @@ class Inbox:
                     if message is None or message.get("type") != "message":
                         continue
                     try:
-                        items = orjson.loads(message["data"])
-                        if not isinstance(items, list):
-                            raise TypeError("not a list of pushes")
-                        await self._deliver(items)
+                        data = orjson.loads(message["data"])
+                        if isinstance(data, list):  # a node of before the ordering
+                            await self._deliver(None, 0, data)
+                            continue
+                        sender, first, rows = data["o"], data["i"], data["q"]
+                        if not (
+                            isinstance(sender, str)
+                            and isinstance(first, int)
+                            and isinstance(rows, list)
+                        ):
+                            raise TypeError("not an inbox message")
+                        await self._deliver(sender, first, rows)
                     except (RedisError, OSError):
                         raise
                     except Exception as exc:  # whatever was published: the next one counts
