@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from easyrtc_server.cluster import snapshot
 from easyrtc_server.cluster.log import LogEntry, control, node_gone
-from easyrtc_server.cluster.ordering import Arrivals, Stamps
+from easyrtc_server.cluster.ordering import DROPPED, Arrivals, Stamps
 from easyrtc_server.cluster.replica import Replica
 from easyrtc_server.options import Options
 
@@ -33,9 +33,13 @@ class Clock:
         return self.now
 
 
-def relay(after: int, n: int) -> list[Any]:
-    """A relay row as the inbox carries it: ``[after, easyrtcid, event, body]``."""
-    return [after, "bob", "easyrtcMsg", {"n": n}]
+def relay(n: int) -> list[Any]:
+    """A relay as the inbox carries it: ``[easyrtcid, event, body]``."""
+    return ["bob", "easyrtcMsg", {"n": n}]
+
+
+def numbers(items: list[list[Any]]) -> list[int]:
+    return [item[2]["n"] for item in items]
 
 
 @dataclass
@@ -46,9 +50,9 @@ class Sender:
     made: list[tuple[str, int]] = field(default_factory=list)
     """("relay", n) to the target and ("entry", seq), in the order the sender made them."""
     log: list[LogEntry] = field(default_factory=list)
-    inbox: list[tuple[int, list[Any]]] = field(default_factory=list)
-    """Messages to the target: (first index, rows)."""
-    _open: tuple[int, list[Any]] | None = None
+    inbox: list[tuple[int, list[Any], list[Any]]] = field(default_factory=list)
+    """Messages to the target: (first index, afters, relays)."""
+    _open: tuple[int, list[Any], list[Any]] | None = None
 
     def send_relay(self, n: int, to: str = TARGET) -> None:
         after = self.stamps.seq
@@ -57,8 +61,9 @@ class Sender:
             return
         self.made.append(("relay", n))
         if self._open is None:
-            self._open = (index, [])
-        self._open[1].append(relay(after, n))
+            self._open = (index, [], [])
+        self._open[1].append(after)
+        self._open[2].append(relay(n))
 
     def append(self) -> None:
         seq, counts = self.stamps.entry()
@@ -82,22 +87,19 @@ class Target:
     seqs: dict[str, int] = field(default_factory=dict)
     out: list[tuple[str, int]] = field(default_factory=list)
 
-    def message(self, first: int, rows: list[Any]) -> None:
-        rows = [list(row) for row in rows]
-        for row in self.arrivals.arrived(SENDER, first, rows, self.seqs.get(SENDER, 0)):
-            self.out.append(("relay", row[2]["n"]))
+    def message(self, first: int, afters: list[Any], items: list[Any]) -> None:
+        ready = self.arrivals.arrived(SENDER, first, afters, items, self.seqs.get(SENDER, 0))
+        self.out.extend(("relay", n) for n in numbers(ready))
 
     def can_apply(self, entry: LogEntry) -> bool:
         return not self.arrivals.missing(entry.node, entry.relays)
 
     def apply(self, entry: LogEntry) -> None:
         """What ``ClusterNode._apply`` does around an entry."""
-        for row in self.arrivals.release(entry.node, entry.seq - 1):
-            self.out.append(("relay", row[2]["n"]))
+        self.out.extend(("relay", n) for n in numbers(self.arrivals.release(SENDER, entry.seq - 1)))
         self.seqs[entry.node] = entry.seq
         self.out.append(("entry", entry.seq))
-        for row in self.arrivals.release(entry.node, entry.seq):
-            self.out.append(("relay", row[2]["n"]))
+        self.out.extend(("relay", n) for n in numbers(self.arrivals.release(SENDER, entry.seq)))
 
 
 def target(clock: Clock | None = None) -> Target:
@@ -166,28 +168,28 @@ def test_a_relay_after_a_join_waits_for_the_join() -> None:
 def test_a_relay_whose_entry_never_comes_goes_out_after_the_wait_counted() -> None:
     clock = Clock()
     b = target(clock)
-    assert b.arrivals.arrived(SENDER, 0, [relay(7, 1)], applied=6) == []
+    assert b.arrivals.arrived(SENDER, 0, [7], [relay(1)], applied=6) == []
     assert b.arrivals.next_deadline() == clock.now + WAIT
     clock.now += WAIT - 0.01
     assert b.arrivals.expired() == []
     clock.now += 0.01
-    assert [row[2]["n"] for row in b.arrivals.expired()] == [1]
+    assert numbers(b.arrivals.expired()) == [1]
     assert b.arrivals.lates.relays == 1
     assert b.arrivals.next_deadline() is None
     # the entry is given up on: the next relay after it is not held again
-    assert len(b.arrivals.arrived(SENDER, 1, [relay(7, 2)], applied=6)) == 1
+    assert numbers(b.arrivals.arrived(SENDER, 1, [7], [relay(2)], applied=6)) == [2]
 
 
 def test_relays_held_behind_a_late_one_follow_it_when_they_wait_for_no_later_entry() -> None:
     clock = Clock()
     b = target(clock)
-    b.arrivals.arrived(SENDER, 0, [relay(7, 1)], applied=6)
+    b.arrivals.arrived(SENDER, 0, [7], [relay(1)], applied=6)
     clock.now += 1
-    b.arrivals.arrived(SENDER, 1, [relay(7, 2), relay(8, 3)], applied=6)
+    b.arrivals.arrived(SENDER, 1, [7, 8], [relay(2), relay(3)], applied=6)
     clock.now += WAIT - 1
-    assert [row[2]["n"] for row in b.arrivals.expired()] == [1, 2]  # 3 waits for entry 8
+    assert numbers(b.arrivals.expired()) == [1, 2]  # 3 waits for entry 8
     assert b.arrivals.next_deadline() == clock.now + 1
-    assert [row[2]["n"] for row in b.arrivals.release(SENDER, 8)] == [3]
+    assert numbers(b.arrivals.release(SENDER, 8)) == [3]
     assert b.arrivals.lates.relays == 2
 
 
@@ -203,8 +205,8 @@ def test_an_entry_whose_relays_were_lost_is_applied_after_the_wait_counted() -> 
 
 def test_a_gone_node_s_held_relays_go_out_before_its_end_and_nothing_of_it_stays() -> None:
     b = target()
-    b.arrivals.arrived(SENDER, 0, [relay(3, 1), relay(4, 2)], applied=2)
-    assert [row[2]["n"] for row in b.arrivals.forget(SENDER)] == [1, 2]
+    b.arrivals.arrived(SENDER, 0, [3, 4], [relay(1), relay(2)], applied=2)
+    assert numbers(b.arrivals.forget(SENDER)) == [1, 2]
     assert b.arrivals.next_deadline() is None
     assert not b.arrivals.missing(SENDER, {TARGET: 0})
     assert b.arrivals.missing(SENDER, {TARGET: 1})  # a new count, from 0
@@ -212,19 +214,21 @@ def test_a_gone_node_s_held_relays_go_out_before_its_end_and_nothing_of_it_stays
 
 def test_a_sender_whose_count_started_again_is_followed() -> None:
     b = target()
-    b.arrivals.arrived(SENDER, 40, [relay(0, 1)], applied=0)
-    b.arrivals.arrived(SENDER, 0, [relay(0, 2)], applied=0)  # it forgot this node (reaped)
+    b.arrivals.arrived(SENDER, 40, [0], [relay(1)], applied=0)
+    b.arrivals.arrived(SENDER, 0, [0], [relay(2)], applied=0)  # it forgot this node (reaped)
     assert b.arrivals.missing(SENDER, {TARGET: 2})
     assert not b.arrivals.missing(SENDER, {TARGET: 1})
 
 
-def test_rows_that_are_not_relays_are_counted_and_skipped() -> None:
+def test_relays_dropped_at_the_sender_count_and_junk_is_skipped_and_counted() -> None:
     b = target()
-    rows: list[Any] = [None, [1, 2], ["x", "bob", "e", {}], [0, 5, "e", {}], relay(0, 1)]
-    ready = b.arrivals.arrived(SENDER, 0, rows, applied=0)
-    assert ready == [["bob", "e", {}], ["bob", "easyrtcMsg", {"n": 1}]]  # a junk "after": 0
-    assert b.arrivals.unusable == 2  # None: dropped and counted by its sender
-    assert not b.arrivals.missing(SENDER, {TARGET: 5})
+    afters: list[Any] = [DROPPED, 0, 0, "x", 0, 0]
+    items: list[Any] = [[1, 2], ["bob", "e"], ["bob", "e", {}], relay(1), "extra"]
+    ready = b.arrivals.arrived(SENDER, 0, afters, items, applied=0)
+    assert ready == [["bob", "e", {}], relay(1)]  # a junk "after" counts as 0
+    assert b.arrivals.unusable == 3  # DROPPED: counted by its sender
+    assert not b.arrivals.missing(SENDER, {TARGET: 6})
+    assert b.arrivals.missing(SENDER, {TARGET: 7})
 
 
 def test_an_entry_carries_only_the_counts_that_changed_unless_entries_were_lost() -> None:

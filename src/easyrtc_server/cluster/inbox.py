@@ -7,13 +7,14 @@ list of pushes (in one pipeline), by one task over one connection: one sender's 
 target keep their order. Each node subscribes to its own channel (``keys.inbox``) and sends
 each push to its socket.
 
-A message is ``{"o": sender, "i": first, "q": [[after, easyrtcid, event, body], ...]}``: the
-sending node, the index of its first relay among those that node queued to this one, and each
-relay with the sequence number of the last log entry its node had appended before it
-(``ordering.Stamps``); the receiving node keeps the sender's order across the log and its inbox
-with these (``ordering.Arrivals``). ``[after, easyrtcid, None, None]`` asks the owner to close
-that socket (``server.disconnect`` of a client on another node). A plain list of
-``[easyrtcid, event, body]`` (a node of before the ordering) is delivered as it comes.
+A message is a list of relays ``[easyrtcid, event, body]`` (``[easyrtcid, None, None]`` asks the
+owner to close that socket: ``server.disconnect`` of a client on another node), headed by
+``["", sender, [first, after...]]``: the sending node, the index of its first relay among those
+it queued to this node, and for each relay the sequence number of the last log entry its node
+had appended before it (``ordering.Stamps``; -1: a relay dropped at encoding), with which the
+receiving node keeps the sender's order across the log and its inbox (``ordering.Arrivals``).
+The header is a relay to nobody (no easyrtcid is empty): a node of before the ordering skips
+it and delivers the rest as they come; a message without one (from such a node) is delivered so.
 
 Neither task stops on what it carries: a push that cannot be encoded (a binary attachment, or
 JSON nested deeper than orjson writes, with ``max_json_depth = 0``) is written by the standard
@@ -40,26 +41,27 @@ from redis.exceptions import RedisError
 
 from .health import ReaderHealth
 from .keys import ClusterKeys
-from .ordering import Stamps
+from .ordering import DROPPED, Stamps
 
 log = logging.getLogger("easyrtc_server.cluster")
 
 Item = list[Any]
 RETRY_DELAY = 0.5
 
-Deliver = Callable[[str | None, int, list[Item]], Awaitable[None]]
-"""What a node does with an inbox message: its sender (None: a node of before the ordering,
-its relays ``[easyrtcid, event, body]``), its first relay's index, its relays."""
-
+Deliver = Callable[[str | None, int, list[Any], list[Any]], Awaitable[None]]
+"""What a node does with an inbox message: its sender (None: a node of before the ordering),
+its first relay's index, each relay's ``after`` and the relays."""
 
 class _Queue:
-    """The relays queued to one node in this loop pass, and the index of the first."""
+    """The relays queued to one node in this loop pass, the index of the first, and the
+    sequence number of the entry before each."""
 
-    __slots__ = ("first", "rows")
+    __slots__ = ("afters", "first", "items")
 
-    def __init__(self, first: int, row: Item) -> None:
+    def __init__(self, first: int) -> None:
         self.first = first
-        self.rows = [row]
+        self.afters: list[int] = []
+        self.items: list[Item] = []
 
 
 class Inbox:
@@ -92,14 +94,14 @@ class Inbox:
         """Queue a push for ``node``'s inbox (published at the end of this loop pass), stamped
         with this node's last log entry appended before it."""
         stamps = self.stamps
-        row = [stamps.seq, to, event, body]
+        after = stamps.seq
         index = stamps.relay(node)
         queue = self._queues.get(node)
         if queue is None:
-            self._queues[node] = _Queue(index, row)
+            queue = self._queues[node] = _Queue(index)
             self._wake.set()
-        else:
-            queue.rows.append(row)
+        queue.afters.append(after)
+        queue.items.append([to, event, body])
 
     async def start(self) -> None:
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
@@ -147,39 +149,40 @@ class Inbox:
             except (RedisError, OSError) as exc:
                 for node in queues:
                     self.stamps.dropped(node)
-                self.health.inbox_drops += sum(len(queue.rows) for queue in queues.values())
+                self.health.inbox_drops += sum(len(queue.items) for queue in queues.values())
                 if not self._failing:
                     log.warning("relays to other nodes are lost while Redis is away: %s", exc)
                     self._failing = True
             except Exception as exc:  # a bug: the publisher must go on for the next pushes
-                self.health.inbox_drops += sum(len(queue.rows) for queue in queues.values())
+                self.health.inbox_drops += sum(len(queue.items) for queue in queues.values())
                 self.health.once("inbox-out", "relays to other nodes dropped: %r", exc)
             else:
                 self._failing = False
 
     def _encode(self, queue: _Queue) -> bytes:
         """``queue`` as one message; a relay not JSON to orjson is written by the standard
-        library (nesting beyond 254 levels) or, not JSON at all, dropped and counted (a
-        ``null`` in its place: the indices of the others stay right)."""
-        head = b'{"o":' + orjson.dumps(self.node_id) + b',"i":%d,"q":' % queue.first
+        library (nesting beyond 254 levels) or, not JSON at all, dropped and counted (its
+        ``after`` stays, as ``DROPPED``: the indices of the others stay right)."""
+        afters = queue.afters
         try:
-            return head + orjson.dumps(queue.rows) + b"}"
+            return orjson.dumps([["", self.node_id, [queue.first, *afters]], *queue.items])
         except TypeError:
             pass
         parts: list[bytes] = []
-        for row in queue.rows:
+        for i, item in enumerate(queue.items):
             try:
-                parts.append(orjson.dumps(row))
+                parts.append(orjson.dumps(item))
                 continue
             except TypeError:
                 pass
             try:
-                parts.append(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode())
+                parts.append(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
             except (TypeError, ValueError, RecursionError) as exc:
-                parts.append(b"null")
+                afters[i] = DROPPED
                 self.health.inbox_drops += 1
                 self.health.once("inbox-encode", "dropped a relay to another node: %r", exc)
-        return head + b"[" + b",".join(parts) + b"]}"
+        parts.insert(0, orjson.dumps(["", self.node_id, [queue.first, *afters]]))
+        return b"[" + b",".join(parts) + b"]"
 
     async def _listen_forever(self, pubsub: PubSub) -> None:
         channel = self.keys.inbox(self.node_id)
@@ -192,18 +195,22 @@ class Inbox:
                     if message is None or message.get("type") != "message":
                         continue
                     try:
-                        data = orjson.loads(message["data"])
-                        if isinstance(data, list):  # a node of before the ordering
-                            await self._deliver(None, 0, data)
+                        items = orjson.loads(message["data"])
+                        if not isinstance(items, list):
+                            raise TypeError("not a list of pushes")
+                        head = items[0] if items else None
+                        if not (type(head) is list and len(head) == 3 and head[0] == ""):
+                            await self._deliver(None, 0, [], items)  # a node of before
                             continue
-                        sender, first, rows = data["o"], data["i"], data["q"]
+                        _, sender, stamps = head
                         if not (
                             isinstance(sender, str)
-                            and isinstance(first, int)
-                            and isinstance(rows, list)
+                            and type(stamps) is list
+                            and stamps
+                            and type(stamps[0]) is int
                         ):
-                            raise TypeError("not an inbox message")
-                        await self._deliver(sender, first, rows)
+                            raise TypeError("not an inbox message's header")
+                        await self._deliver(sender, stamps[0], stamps[1:], items[1:])
                     except (RedisError, OSError):
                         raise
                     except Exception as exc:  # whatever was published: the next one counts

@@ -780,14 +780,17 @@ class ClusterNode:
         self.inbox.send(owner, easyrtcid, None, None)
         return True
 
-    async def _from_inbox(self, sender: str | None, first: int, rows: list[Item]) -> None:
+    async def _from_inbox(
+        self, sender: str | None, first: int, afters: list[Any], items: list[Any]
+    ) -> None:
         """Relays ``sender`` sent this node: delivered once this replica has applied the
         entries ``sender`` appended before each, else held (``ordering``)."""
         if sender is None:  # a node of before the ordering: as they come
-            await self._deliver_relays(rows)
+            await self._deliver_relays(items)
             return
         arrivals = self.arrivals
-        ready = arrivals.arrived(sender, first, rows, self.replica.seqs.get(sender, 0))
+        applied = self.replica.seqs.get(sender, 0)
+        ready = arrivals.arrived(sender, first, afters, items, applied)
         if arrivals.unusable:
             self.health.inbox_drops += arrivals.unusable
             arrivals.unusable = 0

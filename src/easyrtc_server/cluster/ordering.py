@@ -33,10 +33,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 Item = list[Any]
 """A relay as the target node delivers it: ``[easyrtcid, event, body]``."""
+DROPPED: Final = -1
+"""The ``after`` of a relay its sender could not encode (and left out of the message)."""
 
 
 class Stamps:
@@ -131,31 +133,40 @@ class Arrivals:
         self._holding = 0
         """Relays held, over all origins."""
 
-    def arrived(self, origin: str, first: int, rows: list[Any], applied: int) -> list[Item]:
-        """Relays from ``origin`` arrived, ``[after, easyrtcid, event, body]`` each, the first
-        its relay number ``first`` to this node; ``applied``: the sequence number of its last
-        entry applied here. Returns those to deliver now, in order; the rest are held."""
+    def arrived(
+        self, origin: str, first: int, afters: list[Any], items: list[Any], applied: int
+    ) -> list[Item]:
+        """Relays from ``origin`` arrived: ``items``, the first its relay number ``first`` to
+        this node, each with its ``after`` (``DROPPED``: not encodable at the sender, counted
+        there, not in ``items``); ``applied``: the sequence number of its last entry applied
+        here. Returns those to deliver now, in order; the rest are held."""
         o = self._origins.get(origin)
         if o is None:
             o = self._origins[origin] = _Origin()
-        o.received = first + len(rows)  # lower than before: its count started again
+        o.received = first + len(afters)  # lower than before: its count started again
         ready: list[Item] = []
         held = o.held
         upto = max(applied, o.skipped)
         due = 0.0
-        for row in rows:
-            if not (isinstance(row, list) and len(row) == 4 and isinstance(row[1], str)):
-                if row is not None:  # None: not encodable at the sender, counted there
-                    self.unusable += 1
+        taken = 0
+        for after in afters:
+            if after == DROPPED:
                 continue
-            after = row[0] if isinstance(row[0], int) else 0
+            item = items[taken] if taken < len(items) else None
+            taken += 1
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
+                self.unusable += 1
+                continue
+            if type(after) is not int:
+                after = 0
             if not held and after <= upto:
-                ready.append(row[1:])
+                ready.append(item)
                 continue
             if not due:
                 due = self.clock() + self.wait
-            held.append(_Held(after, row[1:], due))
+            held.append(_Held(after, item, due))
             self._holding += 1
+        self.unusable += max(0, len(items) - taken)
         return ready
 
     def missing(self, origin: str, counts: Mapping[str, Any] | None) -> bool:
