@@ -212,6 +212,15 @@ def test_a_gone_node_s_held_relays_go_out_before_its_end_and_nothing_of_it_stays
     assert b.arrivals.missing(SENDER, {TARGET: 1})  # a new count, from 0
 
 
+def test_a_stopping_node_hands_out_every_held_relay() -> None:
+    b = target()
+    b.arrivals.arrived(SENDER, 0, [3, 4], [relay(1), relay(2)], applied=2)
+    b.arrivals.arrived("y", 0, [9], [relay(3)], applied=0)
+    assert sorted(numbers(b.arrivals.drain())) == [1, 2, 3]
+    assert b.arrivals.next_deadline() is None
+    assert b.arrivals.lates.relays == 0
+
+
 def test_a_sender_whose_count_started_again_is_followed() -> None:
     b = target()
     b.arrivals.arrived(SENDER, 40, [0], [relay(1)], applied=0)

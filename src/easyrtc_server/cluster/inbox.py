@@ -52,6 +52,7 @@ Deliver = Callable[[str | None, int, list[Any], list[Any]], Awaitable[None]]
 """What a node does with an inbox message: its sender (None: a node of before the ordering),
 its first relay's index, each relay's ``after`` and the relays."""
 
+
 class _Queue:
     """The relays queued to one node in this loop pass, the index of the first, and the
     sequence number of the entry before each."""

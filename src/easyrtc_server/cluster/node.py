@@ -222,6 +222,8 @@ class ClusterNode:
             if timer is not None:
                 timer.cancel()
         self._expiry_timer = self._order_timer = None
+        if held := self.arrivals.drain():  # to their sockets, or queued for held connections
+            await self._release(held)
         if self._tasks:  # the holds of a drain: written before the writer stops
             await asyncio.wait(list(self._tasks), timeout=STOP_STEP_TIMEOUT)
         tasks = [task for task in (self._reader, self._writer) if task is not None]

@@ -232,6 +232,15 @@ class Arrivals:
         self._holding -= len(out)
         return out
 
+    def drain(self) -> list[Item]:
+        """Every held relay, per origin in order (this node stops: better out of order than
+        lost, for a held connection's queue in the log)."""
+        out = [h.item for o in self._origins.values() for h in o.held]
+        for o in self._origins.values():
+            o.held.clear()
+        self._holding = 0
+        return out
+
     def forget(self, origin: str) -> list[Item]:
         """``origin`` is gone (``node-gone``): its held relays, to deliver now (it sent them
         before its end); nothing of it is kept."""
