@@ -136,8 +136,8 @@ class WatchedStamps(Stamps):
         super().__init__()
         self.unheard = asyncio.Event()
 
-    def dropped(self, node: str) -> None:
-        super().dropped(node)
+    def dropped(self, node: str, upto: int) -> None:
+        super().dropped(node, upto)
         self.unheard.set()
 
 

@@ -253,8 +253,12 @@ def test_an_entry_carries_only_the_counts_that_changed_unless_entries_were_lost(
     stamps.lost()  # entries 3 and 4 may not be in the log
     assert stamps.entry() == (5, {TARGET: 2, OTHER: 2})
     stamps.relay(TARGET)
-    stamps.dropped(TARGET)  # nobody heard it: nothing to wait for
+    stamps.dropped(TARGET, 3)  # nobody heard it: nothing to wait for
     assert stamps.entry() == (6, {})
+    stamps.relay(TARGET)
+    stamps.relay(TARGET)
+    stamps.dropped(TARGET, 4)  # the 5th is on its way: its arrival tells the count
+    assert stamps.entry() == (7, {TARGET: 5})
     stamps.forget(OTHER)
     assert stamps.relay(OTHER) == 0
 

@@ -144,12 +144,12 @@ class Inbox:
                         for channel, data in messages:
                             pipe.publish(channel, data)
                         heard = await pipe.execute()
-                for node, listeners in zip(queues, heard, strict=True):
+                for (node, queue), listeners in zip(queues.items(), heard, strict=True):
                     if not listeners:  # that node is gone, or not subscribed right now
-                        self.stamps.dropped(node)
+                        self.stamps.dropped(node, queue.first + len(queue.afters))
             except (RedisError, OSError) as exc:
-                for node in queues:
-                    self.stamps.dropped(node)
+                for node, queue in queues.items():
+                    self.stamps.dropped(node, queue.first + len(queue.afters))
                 self.health.inbox_drops += sum(len(queue.items) for queue in queues.values())
                 if not self._failing:
                     log.warning("relays to other nodes are lost while Redis is away: %s", exc)

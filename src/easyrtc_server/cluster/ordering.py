@@ -74,12 +74,12 @@ class Stamps:
         """Entries did not reach the log: the next one carries every count again."""
         self._told.clear()
 
-    def dropped(self, node: str) -> None:
-        """The relays queued to ``node`` so far did not reach it (Redis failed, or nobody
-        listened): no entry need wait for them; the next relay's arrival tells the count."""
-        n = self.sent.get(node)
-        if n is not None:
-            self._told[node] = n
+    def dropped(self, node: str, upto: int) -> None:
+        """The relays queued to ``node`` before number ``upto`` did not reach it (Redis
+        failed, or nobody listened): unless later ones are on their way (whose arrival tells
+        the target the count), no entry announces them to be waited for."""
+        if self.sent.get(node) == upto:
+            self._told[node] = upto
 
     def forget(self, node: str) -> None:
         """``node`` is gone: no more relays to it (should it come back, counted from 0)."""
