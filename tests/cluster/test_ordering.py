@@ -171,9 +171,9 @@ def test_a_relay_whose_entry_never_comes_goes_out_after_the_wait_counted() -> No
     assert b.arrivals.arrived(SENDER, 0, [7], [relay(1)], applied=6) == []
     assert b.arrivals.next_deadline() == clock.now + WAIT
     clock.now += WAIT - 0.01
-    assert b.arrivals.expired() == []
+    assert b.arrivals.expired({}) == []
     clock.now += 0.01
-    assert numbers(b.arrivals.expired()) == [1]
+    assert numbers(b.arrivals.expired({})) == [1]
     assert b.arrivals.lates.relays == 1
     assert b.arrivals.next_deadline() is None
     # the entry is given up on: the next relay after it is not held again
@@ -187,10 +187,22 @@ def test_relays_held_behind_a_late_one_follow_it_when_they_wait_for_no_later_ent
     clock.now += 1
     b.arrivals.arrived(SENDER, 1, [7, 8], [relay(2), relay(3)], applied=6)
     clock.now += WAIT - 1
-    assert numbers(b.arrivals.expired()) == [1, 2]  # 3 waits for entry 8
+    assert numbers(b.arrivals.expired({})) == [1, 2]  # 3 waits for entry 8
     assert b.arrivals.next_deadline() == clock.now + 1
     assert numbers(b.arrivals.release(SENDER, 8)) == [3]
     assert b.arrivals.lates.relays == 2
+
+
+def test_relays_held_behind_a_late_one_follow_it_when_their_entries_were_applied() -> None:
+    clock = Clock()
+    b = target(clock)
+    b.arrivals.arrived(SENDER, 0, [7], [relay(1)], applied=6)  # entry 7 was never written
+    clock.now += 1
+    b.arrivals.arrived(SENDER, 1, [8, 9], [relay(2), relay(3)], applied=6)  # held behind it
+    clock.now += WAIT - 1
+    assert numbers(b.arrivals.expired({SENDER: 8})) == [1, 2]  # entry 8 applied meanwhile
+    assert b.arrivals.lates.relays == 1
+    assert numbers(b.arrivals.release(SENDER, 9)) == [3]
 
 
 def test_an_entry_whose_relays_were_lost_is_applied_after_the_wait_counted() -> None:

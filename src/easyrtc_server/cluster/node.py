@@ -809,14 +809,19 @@ class ClusterNode:
         self._order_timer = asyncio.get_running_loop().call_later(delay, self._order_due)
 
     def _order_due(self) -> None:
-        """Relays held past ``cluster_order_wait``: delivered without their entries, counted."""
         self._order_timer = None
-        late = self.arrivals.expired()
+        task = asyncio.ensure_future(self._expire_held())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _expire_held(self) -> None:
+        """Relays held past ``cluster_order_wait``: delivered without their entries, counted.
+        Taken from the holds in the step that sends them, so that none that arrived
+        meanwhile overtakes them."""
+        late = self.arrivals.expired(self.replica.seqs)
         if late:
             self._order_late("relays were delivered before log entries their node appended first")
-            task = asyncio.ensure_future(self._release(late))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            await self._release(late)
         self._arm_order_timer()
 
     async def _deliver_relays(self, items: list[Item]) -> None:

@@ -211,24 +211,31 @@ class Arrivals:
             return None
         return min(o.held[0].due for o in self._origins.values() if o.held)
 
-    def expired(self) -> list[Item]:
+    def expired(self, applied: Mapping[str, int]) -> list[Item]:
         """The held relays whose wait ran out, with those held behind them that follow no
-        later entry (the entries they wait for are given up on: ``skipped``); counted. Per
-        origin, in order."""
+        later entry (the entries they wait for are given up on: ``skipped``) or that follow
+        entries applied here by now (``applied``: node -> its last sequence number applied);
+        counted. Per origin, in order."""
         if not self._holding:
             return []
         now = self.clock()
         out: list[Item] = []
-        for o in self._origins.values():
+        late = 0
+        for origin, o in self._origins.items():
             held = o.held
             if not held or held[0].due > now:
                 continue
             while held and held[0].due <= now:
                 o.skipped = max(o.skipped, held[0].after)
                 out.append(held.popleft().item)
-            while held and held[0].after <= o.skipped:
-                out.append(held.popleft().item)
-        self.lates.relays += len(out)
+                late += 1
+            done = applied.get(origin, 0)
+            upto = max(o.skipped, done)
+            while held and held[0].after <= upto:
+                h = held.popleft()
+                out.append(h.item)
+                late += h.after > done
+        self.lates.relays += late
         self._holding -= len(out)
         return out
 
