@@ -5,7 +5,7 @@ Alice (node 1) and Bob (node 2) share a room. Alice sends Bob a burst of message
 message, then her ``removeClient``. Then she joins again and, once joined, sends "hello": Bob is
 told she joined before he gets it. In a cluster the messages travel over Redis pub/sub and the
 room changes through the log, two paths that used to race (on main ``901d301``, under load:
-``removeClient`` before "bye" in 8 to 14 of 150 tries, "hello" before the join in 4 to 14);
+``removeClient`` before "bye" in 8 to 23 of 150 tries, "hello" before the join in 0 to 14);
 the nodes now deliver both in the order Alice's node produced them (``cluster/ordering.py``).
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ops.opskit import scrape
 from support.client import Client
 from support.nodes import running_nodes
 from support.redisserver import running_redis
@@ -24,6 +25,7 @@ CHATTER = 50
 WAIT = 10.0
 """Seconds one step of a try may take (a bound on a hang, not a speed test)."""
 ROOM = "order"
+LATES = "easyrtc_cluster_order_timeouts_total"
 NODE_ENV = {"EASYRTC_MESSAGE_RATE": "0", "EASYRTC_ROOM_UPDATE_TICK": "0"}
 """No rate limit (a try sends 53 events as fast as they go); member-list changes pushed at once,
 as the reference does, not 5 ms later (which hides most of the race)."""
@@ -121,10 +123,15 @@ async def test_a_message_then_a_room_change_arrive_in_the_order_sent() -> None:
                 added = await bob_saw.until(delta("updateClient", alice.easyrtcid))
                 if got_hello < added:
                     early_hello.append(n)
+            _, samples = await scrape(second.url + "/metrics")
+            lates = {  # waits that ran out on Bob's node (then the order may not hold)
+                waiting: samples.get((LATES, frozenset({("waiting", waiting)})))
+                for waiting in ("relay", "entry")
+            }
         finally:
             await alice.sio.disconnect()
             await bob.sio.disconnect()
     assert (late_bye, early_hello) == ([], []), (
         f"the removeClient came before the message in {len(late_bye)} tries, "
-        f"the message before the join in {len(early_hello)}"
+        f"the message before the join in {len(early_hello)}; waits that ran out: {lates}"
     )
