@@ -277,6 +277,10 @@ class Options(ProtocolOptions):
     """Entries a node may have appended to the cluster's log and not yet applied: beyond, a
     client's new state change is refused at once as busy (``LOGIN_GEN_FAIL`` for a login,
     ``MSG_REJECT_GEN_FAIL`` otherwise) instead of queueing; changes already under way finish."""
+    cluster_order_wait: float = 2.0
+    """Seconds a relay from another node waits for the log entries that node appended before
+    it, and a log entry for the relays its node sent before it (``cluster/ordering.py``):
+    then it goes on unordered, counted."""
 
     # Cluster request forwarding (``cluster/forwarding.py``): no sticky sessions needed
     cluster_listen: str = "127.0.0.1:0"
@@ -688,7 +692,7 @@ def _table() -> dict[str, Check]:
         (("cors_origins", "turn_urls", "webhook_urls"), _strings),
         (("client_dir", "socketio_js", "demos_dir"), _path),
         (("room_update_tick",), _tick),
-        (("cluster_alive_ttl", "cluster_check_interval"), _cluster_seconds),
+        (("cluster_alive_ttl", "cluster_check_interval", "cluster_order_wait"), _cluster_seconds),
         (("ping_interval", "ping_timeout", "webhook_timeout"), _positive_seconds),
         (("transport",), _transport),
         (("log_level",), _log_level),

@@ -17,6 +17,8 @@ from typing import Final
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .ordering import Lates
+
 log = logging.getLogger("easyrtc_server.cluster")
 
 BEHIND_AFTER: Final = 5.0
@@ -43,6 +45,8 @@ class ReaderHealth:
         self.log_gaps = 0
         """Times the log reader found it had missed trimmed entries (and rebuilt from the
         snapshot)."""
+        self.order = Lates()
+        """Waits for another node's order that ran out (``ordering``; the node's own)."""
         self._logged: set[str] = set()
 
     def caught_up(self) -> None:
@@ -102,6 +106,15 @@ class HealthCollector(Collector):
             "Times this node's log reader missed trimmed entries and rebuilt from the snapshot.",
             value=h.log_gaps,
         )
+        order = CounterMetricFamily(
+            "easyrtc_cluster_order_timeouts",
+            "Relays delivered before the log entries their node appended first, and log "
+            "entries applied before the relays their node sent first, after cluster_order_wait.",
+            labels=["waiting"],
+        )
+        order.add_metric(["relay"], h.order.relays)
+        order.add_metric(["entry"], h.order.entries)
+        yield order
         yield GaugeMetricFamily(
             "easyrtc_cluster_log_lag_seconds",
             "Seconds since this node's log reader last reached the end of the log.",

@@ -7,12 +7,19 @@ list of pushes (in one pipeline), by one task over one connection: one sender's 
 target keep their order. Each node subscribes to its own channel (``keys.inbox``) and sends
 each push to its socket.
 
+A message is a list of relays ``[easyrtcid, event, body]`` (``[easyrtcid, None, None]`` asks the
+owner to close that socket: ``server.disconnect`` of a client on another node), headed by
+``["", sender, [first, after...]]``: the sending node, the index of its first relay among those
+it queued to this node, and for each relay the sequence number of the last log entry its node
+had appended before it (``ordering.Stamps``; -1: a relay dropped at encoding), with which the
+receiving node keeps the sender's order across the log and its inbox (``ordering.Arrivals``).
+The header is a relay to nobody (no easyrtcid is empty): a node of before the ordering skips
+it and delivers the rest as they come; a message without one (from such a node) is delivered so.
 An item is ``[easyrtcid, event, body]``; ``[[easyrtcid, ...], event, body]`` is a room or group
 message to several of that node's sockets, its body (without ``easyrtcid``) carried once, each
-recipient's easyrtcid added by the owner (``outcome.Fanout``); ``[easyrtcid, None, None]``
-asks the owner to close that socket (``server.disconnect`` of a client on another node);
-``[easyrtcid, None, n]`` (an integer) tells the node that kept relayed message ``n`` for that
-connection that its client confirmed it (``delivery``).
+recipient's easyrtcid added by the owner (``outcome.Fanout``); ``[easyrtcid, None, n]`` (an
+integer) tells the node that kept relayed message ``n`` for that connection that its client
+confirmed it (``delivery``).
 
 Neither task stops on what it carries: a push that cannot be encoded (a binary attachment, or
 JSON nested deeper than orjson writes, with ``max_json_depth = 0``) is written by the standard
@@ -41,11 +48,28 @@ from redis.exceptions import RedisError
 
 from .health import ReaderHealth
 from .keys import ClusterKeys
+from .ordering import DROPPED, Stamps
 
 log = logging.getLogger("easyrtc_server.cluster")
 
 Item = list[Any]
 RETRY_DELAY = 0.5
+
+Deliver = Callable[[str | None, int, list[Any], list[Any]], Awaitable[None]]
+"""What a node does with an inbox message: its sender (None: a node of before the ordering),
+its first relay's index, each relay's ``after`` and the relays."""
+
+
+class _Queue:
+    """The relays queued to one node in this loop pass, the index of the first, and the
+    sequence number of the entry before each."""
+
+    __slots__ = ("afters", "first", "items")
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.afters: list[int] = []
+        self.items: list[Item] = []
 
 
 class Inbox:
@@ -56,29 +80,36 @@ class Inbox:
         redis: Redis,
         keys: ClusterKeys,
         node_id: str,
-        deliver: Callable[[list[Item]], Awaitable[None]],
+        deliver: Deliver,
         health: ReaderHealth | None = None,
+        stamps: Stamps | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.node_id = node_id
         self._deliver = deliver
         self.health = health or ReaderHealth()
-        self._queues: dict[str, list[Item]] = {}
+        self.stamps = stamps or Stamps()
+        """This node's sequence, shared with its log appends (``ordering``)."""
+        self._queues: dict[str, _Queue] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: PubSub | None = None
         self._subscribed = asyncio.Event()
         self._failing = False
 
-    def send(self, node: str, item: Item) -> None:
-        """Queue ``item`` for ``node``'s inbox (published at the end of this loop pass)."""
+    def send(self, node: str, to: str | list[str], event: str | None, body: Any) -> None:
+        """Queue a push for ``node``'s inbox (published at the end of this loop pass), stamped
+        with this node's last log entry appended before it."""
+        stamps = self.stamps
+        after = stamps.seq
+        index = stamps.relay(node)
         queue = self._queues.get(node)
         if queue is None:
-            self._queues[node] = [item]
+            queue = self._queues[node] = _Queue(index)
             self._wake.set()
-        else:
-            queue.append(item)
+        queue.afters.append(after)
+        queue.items.append([to, event, body])
 
     async def start(self) -> None:
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
@@ -110,36 +141,43 @@ class Inbox:
             queues, self._queues = self._queues, {}
             try:
                 messages = [
-                    (self.keys.inbox(node), self._encode(items)) for node, items in queues.items()
+                    (self.keys.inbox(node), self._encode(queue)) for node, queue in queues.items()
                 ]
                 if len(messages) == 1:  # the usual case: no pipeline object to build
                     ((channel, data),) = messages
-                    await self.redis.publish(channel, data)
+                    heard = [await self.redis.publish(channel, data)]
                 else:
                     async with self.redis.pipeline(transaction=False) as pipe:
                         for channel, data in messages:
                             pipe.publish(channel, data)
-                        await pipe.execute()
+                        heard = await pipe.execute()
+                for (node, queue), listeners in zip(queues.items(), heard, strict=True):
+                    if not listeners:  # that node is gone, or not subscribed right now
+                        self.stamps.dropped(node, queue.first + len(queue.afters))
             except (RedisError, OSError) as exc:
-                self.health.inbox_drops += sum(len(items) for items in queues.values())
+                for node, queue in queues.items():
+                    self.stamps.dropped(node, queue.first + len(queue.afters))
+                self.health.inbox_drops += sum(len(queue.items) for queue in queues.values())
                 if not self._failing:
                     log.warning("relays to other nodes are lost while Redis is away: %s", exc)
                     self._failing = True
             except Exception as exc:  # a bug: the publisher must go on for the next pushes
-                self.health.inbox_drops += sum(len(items) for items in queues.values())
+                self.health.inbox_drops += sum(len(queue.items) for queue in queues.values())
                 self.health.once("inbox-out", "relays to other nodes dropped: %r", exc)
             else:
                 self._failing = False
 
-    def _encode(self, items: list[Item]) -> bytes:
-        """``items`` as one message; an item not JSON to orjson is written by the standard
-        library (nesting beyond 254 levels) or, not JSON at all, dropped and counted."""
+    def _encode(self, queue: _Queue) -> bytes:
+        """``queue`` as one message; a relay not JSON to orjson is written by the standard
+        library (nesting beyond 254 levels) or, not JSON at all, dropped and counted (its
+        ``after`` stays, as ``DROPPED``: the indices of the others stay right)."""
+        afters = queue.afters
         try:
-            return orjson.dumps(items)
+            return orjson.dumps([["", self.node_id, [queue.first, *afters]], *queue.items])
         except TypeError:
             pass
         parts: list[bytes] = []
-        for item in items:
+        for i, item in enumerate(queue.items):
             try:
                 parts.append(orjson.dumps(item))
                 continue
@@ -148,8 +186,10 @@ class Inbox:
             try:
                 parts.append(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
             except (TypeError, ValueError, RecursionError) as exc:
+                afters[i] = DROPPED
                 self.health.inbox_drops += 1
                 self.health.once("inbox-encode", "dropped a relay to another node: %r", exc)
+        parts.insert(0, orjson.dumps(["", self.node_id, [queue.first, *afters]]))
         return b"[" + b",".join(parts) + b"]"
 
     async def _listen_forever(self, pubsub: PubSub) -> None:
@@ -166,7 +206,19 @@ class Inbox:
                         items = orjson.loads(message["data"])
                         if not isinstance(items, list):
                             raise TypeError("not a list of pushes")
-                        await self._deliver(items)
+                        head = items[0] if items else None
+                        if not (type(head) is list and len(head) == 3 and head[0] == ""):
+                            await self._deliver(None, 0, [], items)  # a node of before
+                            continue
+                        _, sender, stamps = head
+                        if not (
+                            isinstance(sender, str)
+                            and type(stamps) is list
+                            and stamps
+                            and type(stamps[0]) is int
+                        ):
+                            raise TypeError("not an inbox message's header")
+                        await self._deliver(sender, stamps[0], stamps[1:], items[1:])
                     except (RedisError, OSError):
                         raise
                     except Exception as exc:  # whatever was published: the next one counts

@@ -86,13 +86,15 @@ class LogFormatError(ValueError):
 
 @dataclass(slots=True)
 class LogEntry:
-    """One entry: ``kind`` and its origin ``node``, clock ``t``, origin ``seq`` and ``body``."""
+    """One entry: ``kind`` and its origin ``node``, clock ``t``, origin ``seq`` and ``body``;
+    ``relays``: node -> relays the origin had queued to it before this entry."""
 
     kind: str
     node: str
     t: int
     body: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
+    relays: dict[str, int] | None = None
 
     @property
     def peer(self) -> str | None:
@@ -103,7 +105,9 @@ class LogEntry:
     def encode(self) -> bytes:
         """The entry as stream field bytes; raises ``TypeError`` for a payload that is not
         JSON (a client's binary attachment), which the origin then refuses."""
-        head = {"k": self.kind, "n": self.node, "t": self.t, "s": self.seq}
+        head: dict[str, Any] = {"k": self.kind, "n": self.node, "t": self.t, "s": self.seq}
+        if self.relays:
+            head["r"] = self.relays
         return orjson.dumps({**head, **self.body})
 
     @classmethod
@@ -111,11 +115,19 @@ class LogEntry:
         try:
             data = orjson.loads(raw)
             kind, node, t, seq = data.pop("k"), data.pop("n"), data.pop("t"), data.pop("s")
+            relays = data.pop("r", None)
         except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
             raise LogFormatError(f"unreadable log entry: {exc}") from None
         if not (isinstance(kind, str) and isinstance(node, str) and isinstance(t, int)):
             raise LogFormatError("log entry without kind, node or time")
-        return cls(kind, node, t, data, seq if isinstance(seq, int) else 0)
+        return cls(
+            kind,
+            node,
+            t,
+            data,
+            seq if isinstance(seq, int) else 0,
+            relays if isinstance(relays, dict) else None,
+        )
 
 
 def recv(

@@ -13,7 +13,9 @@ and stopped with the application. The server hands every change to it:
   decision, the server's hooks answer it here, on the client's node, and the answer record is
   appended in turn; every other event is this node's core's alone;
 - a push to a socket on another node goes to that node's inbox (``inbox``), and arrives there
-  through that node's server's ``deliver`` like any other push;
+  through that node's server's ``deliver`` like any other push; there a relay waits for the
+  entries its node appended before it, and an entry for the relays its node sent before it
+  (``ordering``), so each node's order holds across both paths;
 - server code's changes (``control``) are appended as ``control`` entries.
 
 The reader applies the log in order, one entry at a time: ``XREAD BLOCK`` from the last id
@@ -24,7 +26,6 @@ log from there before it serves.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -50,6 +51,7 @@ from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
 from .liveness import Liveness
 from .log import EXPIRE, FIELD, HOLD, NODE_GONE, LogEntry, LogFormatError
+from .ordering import Arrivals, Stamps
 from .rebuild import Rebuilder, full_lists
 from .redisclient import blocking_redis_client, redis_client
 from .registry import NodeInfo, NodeRegistry
@@ -154,10 +156,20 @@ class ClusterNode:
             options, self.node_id, kinds=self.rebuilder.kinds, here=links.__contains__
         )
         self.core = self.replica.core
-        self.inbox = Inbox(self.redis, self.keys, self.node_id, self._from_inbox, self.health)
+        self.stamps = Stamps()
+        """This node's sequence of entries and count of relays per node (``ordering``)."""
+        self.arrivals = Arrivals(self.node_id, options.cluster_order_wait)
+        """Other nodes' relays held for their entries, and what an entry waits for."""
+        self.health.order = self.arrivals.lates
+        self._relays_came = asyncio.Event()
+        """Set when relays arrive (the reader may be waiting for them)."""
+        self._order_timer: asyncio.TimerHandle | None = None
+        self._order_logged = False
+        self.inbox = Inbox(
+            self.redis, self.keys, self.node_id, self._from_inbox, self.health, self.stamps
+        )
         self.last_id: bytes | str = "0-0"
         """Stream id of the last entry applied."""
-        self._seq = itertools.count(1)
         self._waiters: dict[int, _Waiter] = {}
         self._appended: set[str] = set()
         """This node's peers that have had an entry: their close goes through the log."""
@@ -218,12 +230,12 @@ class ClusterNode:
         """Leave the cluster. Every step is bounded: a task stuck in a redis-py read that
         ignores its cancellation must not keep the process from exiting."""
         await self._bounded(self.liveness.stop)
-        if self._retransmit_timer is not None:
-            self._retransmit_timer.cancel()
-            self._retransmit_timer = None
-        if self._expiry_timer is not None:
-            self._expiry_timer.cancel()
-            self._expiry_timer = None
+        for timer in (self._retransmit_timer, self._expiry_timer, self._order_timer):
+            if timer is not None:
+                timer.cancel()
+        self._retransmit_timer = self._expiry_timer = self._order_timer = None
+        if held := self.arrivals.drain():  # to their sockets, or queued for held connections
+            await self._release(held)
         if self._tasks:  # the holds of a drain: written before the writer stops
             await asyncio.wait(list(self._tasks), timeout=STOP_STEP_TIMEOUT)
         tasks = [task for task in (self._reader, self._writer) if task is not None]
@@ -251,7 +263,10 @@ class ClusterNode:
         ``APPEND_TIMEOUT`` if Redis did not take it, ``ClusterBehind`` after ``APPLY_TIMEOUT``
         more if this node did not apply it; the entry may still be applied later, without the
         reply."""
-        entry.seq = seq = next(self._seq)
+        entry.seq, relays = self.stamps.entry()
+        seq = entry.seq
+        if relays:
+            entry.relays = relays
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Applied] = loop.create_future()
         self._waiters[seq] = _Waiter(future, ack, login)
@@ -295,6 +310,7 @@ class ClusterNode:
                             pipe.xadd(key, {FIELD: raw})
                         await pipe.execute()
             except (RedisError, OSError) as exc:
+                self.stamps.lost()  # the relay counts they carried: in the next entry
                 for _raw, written in batch:
                     if not written.done():  # done: its event gave up waiting
                         written.set_exception(exc)
@@ -482,6 +498,55 @@ class ClusterNode:
                 await self._maybe_snapshot(entry_id)
 
     async def _apply(self, entry: LogEntry) -> None:
+        """Apply one entry in its origin's order: after the relays its origin sent this node
+        before it, before those sent after it (``ordering``)."""
+        origin = entry.node
+        arrivals = self.arrivals
+        if entry.relays is not None and arrivals.missing(origin, entry.relays):
+            await self._wait_for_relays(entry)
+        if entry.kind == NODE_GONE:  # its last relays, then nothing of it is kept
+            gone = str(entry.body.get("node"))
+            self.stamps.forget(gone)
+            await self._release(arrivals.forget(gone))
+        if held := arrivals.release(origin, entry.seq - 1):
+            await self._release(held)
+        await self._apply_now(entry)
+        if held := arrivals.release(origin, entry.seq):
+            await self._release(held)
+
+    async def _release(self, items: list[Item]) -> None:
+        """Deliver held relays; whatever they do, the entries around them are applied."""
+        try:
+            await self._deliver_relays(items)
+        except Exception as exc:
+            self.health.inbox_drops += len(items)
+            self.health.once("inbox-held", "could not deliver held relays: %r", exc)
+
+    async def _wait_for_relays(self, entry: LogEntry) -> None:
+        """Wait (at most ``cluster_order_wait``) until the relays ``entry``'s origin sent this
+        node before it have arrived; then apply it all the same, counted."""
+        arrivals = self.arrivals
+        assert entry.relays is not None
+        try:
+            async with asyncio.timeout(arrivals.wait):
+                while arrivals.missing(entry.node, entry.relays):
+                    self._relays_came.clear()
+                    await self._relays_came.wait()
+        except TimeoutError:
+            arrivals.gave_up(entry.node, entry.relays)
+            self._order_late("a log entry was applied before relays its node sent before it")
+
+    def _order_late(self, what: str) -> None:
+        if not self._order_logged:
+            self._order_logged = True
+            log.warning(
+                "%s (waited %.1f s, cluster_order_wait); further ones are counted in "
+                "easyrtc_cluster_order_timeouts_total",
+                what,
+                self.arrivals.wait,
+            )
+
+    async def _apply_now(self, entry: LogEntry) -> None:
         """Apply one entry; deliver its pushes to this node's sockets (and the reply, when
         this node appended it); wake the event that waits for it."""
         waiter = self._waiters.pop(entry.seq, None) if entry.node == self.node_id else None
@@ -518,7 +583,7 @@ class ClusterNode:
         if peer is not None and cid is not None and peer.easyrtcid != cid:
             await self.resend(peer.easyrtcid)  # after its token: to wherever it resumed
             if waiter is not None:
-                await self._from_inbox(self._resuming.pop(peer.easyrtcid, (0.0, []))[1])
+                await self._deliver_relays(self._resuming.pop(peer.easyrtcid, (0.0, []))[1])
         elif entry.kind in (HOLD, NODE_GONE):
             self._unconfirmed_to_holds()
         if applied.departed and isinstance(out, Outcome):  # this node reaped a dead node
@@ -627,7 +692,7 @@ class ClusterNode:
                 body = ledger.stamp(to, body)
                 ledger.keep(to, body[STAMP][1], send.event, body)
                 self._arm_retransmit()
-            self.inbox.send(owner, [to, send.event, body])
+            self.inbox.send(owner, to, send.event, body)
         return None
 
     def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
@@ -650,11 +715,11 @@ class ClusterNode:
         for owner, ids in by_owner.items():
             if send.after:  # keys after the easyrtcid (never a relay): a push item each
                 for cid in ids:
-                    self.inbox.send(owner, [cid, send.event, send.body_for(cid)])
+                    self.inbox.send(owner, cid, send.event, send.body_for(cid))
             elif len(ids) == 1:  # nothing to share: the item of one push, as ``route`` queues
-                self.inbox.send(owner, [ids[0], send.event, send.body_for(ids[0])])
+                self.inbox.send(owner, ids[0], send.event, send.body_for(ids[0]))
             else:
-                self.inbox.send(owner, [ids, send.event, send.body])
+                self.inbox.send(owner, ids, send.event, send.body)
         return code
 
     def confirmed(self, origin: str, to: str, n: int) -> None:
@@ -662,7 +727,7 @@ class ClusterNode:
         if origin == self.node_id:
             self.ledger.confirm(to, n)
         else:
-            self.inbox.send(origin, [to, None, n])
+            self.inbox.send(origin, to, None, n)
 
     async def resend(self, easyrtcid: str, *, retransmit: bool = False) -> None:
         """``easyrtcid`` resumed (on this node or another): what this node relayed to it and
@@ -679,7 +744,7 @@ class ClusterNode:
             await self.carrier.deliver(None, out, None)
         elif owner is not None:
             for event, body in again:
-                self.inbox.send(owner, [easyrtcid, event, body])
+                self.inbox.send(owner, easyrtcid, event, body)
         self._arm_retransmit()
 
     def _unconfirmed_to_holds(self, only: str | None = None) -> None:
@@ -707,7 +772,7 @@ class ClusterNode:
         self._retransmit_timer = None
         stale = time.monotonic() - RESUMING_WAIT
         for cid in [cid for cid, (since, _items) in self._resuming.items() if since < stale]:
-            task = asyncio.ensure_future(self._from_inbox(self._resuming.pop(cid)[1]))
+            task = asyncio.ensure_future(self._deliver_relays(self._resuming.pop(cid)[1]))
             self._tasks.add(task)  # its login did not resume it here: on to where it is
             task.add_done_callback(self._tasks.discard)
         ledger = self.ledger
@@ -832,12 +897,56 @@ class ClusterNode:
         owner = self.replica.owners.get(easyrtcid)
         if owner is None or owner == self.node_id:
             return False
-        self.inbox.send(owner, [easyrtcid, None, None])
+        self.inbox.send(owner, easyrtcid, None, None)
         return True
 
-    async def _from_inbox(self, items: list[Item]) -> None:
+    async def _from_inbox(
+        self, sender: str | None, first: int, afters: list[Any], items: list[Any]
+    ) -> None:
+        """Relays ``sender`` sent this node: delivered once this replica has applied the
+        entries ``sender`` appended before each, else held (``ordering``)."""
+        if sender is None:  # a node of before the ordering: as they come
+            await self._deliver_relays(items)
+            return
+        arrivals = self.arrivals
+        applied = self.replica.seqs.get(sender, 0)
+        ready = arrivals.arrived(sender, first, afters, items, applied)
+        if arrivals.unusable:
+            self.health.inbox_drops += arrivals.unusable
+            arrivals.unusable = 0
+        self._relays_came.set()
+        await self._deliver_relays(ready)
+        self._arm_order_timer()
+
+    def _arm_order_timer(self) -> None:
+        """Wake up when the first held relay's wait runs out."""
+        due = self.arrivals.next_deadline()
+        if due is None or self._order_timer is not None:
+            return
+        delay = max(0.0, due - time.monotonic())
+        self._order_timer = asyncio.get_running_loop().call_later(delay, self._order_due)
+
+    def _order_due(self) -> None:
+        self._order_timer = None
+        task = asyncio.ensure_future(self._expire_held())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _expire_held(self) -> None:
+        """Relays held past ``cluster_order_wait``: delivered without their entries, counted.
+        Taken from the holds in the step that sends them, so that none that arrived
+        meanwhile overtakes them."""
+        late = self.arrivals.expired(self.replica.seqs)
+        if late:
+            self._order_late("relays were delivered before log entries their node appended first")
+            await self._release(late)
+        self._arm_order_timer()
+
+    async def _deliver_relays(self, items: list[Item]) -> None:
         """Pushes and disconnects other nodes sent for this node's sockets: the pushes through
         the server's ``deliver``, as every push (counted, settled, the same error handling)."""
+        if not items:
+            return
         carrier = self.carrier
         links = carrier.links
         out = Outcome()

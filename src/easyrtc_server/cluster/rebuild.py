@@ -208,11 +208,11 @@ class Rebuilder:
         own = self.own()
         replica = self.node.replica
         state = self.state
-        before = (state.apps, state.peers, replica.owners, replica.pending)
+        before = (state.apps, state.peers, replica.owners, replica.pending, replica.seqs)
         try:
             snapshot_load(replica, data)
         except Exception:
-            state.apps, state.peers, replica.owners, replica.pending = before
+            state.apps, state.peers, replica.owners, replica.pending, replica.seqs = before
             raise
         for cid, peer in own.items():
             fresh = state.peers.get(cid)

@@ -116,6 +116,9 @@ class Replica:
         socket of a dead node, or a stale one of its own, and ends it."""
         self.pending: dict[str, Decision] = {}
         """easyrtcid -> the decision its origin's hooks are to answer."""
+        self.seqs: dict[str, int] = {}
+        """node -> the sequence number of its last entry applied (``ordering``: a relay from
+        it waits for its entries up to the one before it); forgotten at its ``node-gone``."""
         self.kinds: Mapping[str, Apply] = {
             RECV: self._recv,
             ANSWER: self._answer,
@@ -159,6 +162,9 @@ class Replica:
             log.warning("skipped a log entry of unknown kind %r", entry.kind[:40])
             return Applied(None)
         self.clock.at = entry.t
+        seqs = self.seqs
+        if entry.seq > seqs.get(entry.node, 0):
+            seqs[entry.node] = entry.seq
         try:
             return handler(entry)
         finally:
@@ -254,7 +260,9 @@ class Replica:
         conns: list[Connection] = []
         peers = self.core.state.peers
         holds = self.holds
-        for cid in self.owned_by(str(entry.body.get("node"))):
+        gone_node = str(entry.body.get("node"))
+        self.seqs.pop(gone_node, None)
+        for cid in self.owned_by(gone_node):
             peer = peers.get(cid)
             self.owners.pop(cid, None)
             if peer is not None and (holds.is_held(cid) or self.core.hold(peer)):

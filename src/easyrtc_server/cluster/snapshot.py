@@ -4,7 +4,8 @@ not read the log from its beginning (and the log can be trimmed).
 ``dump`` writes what every replica holds alike: applications with their fields, rooms (members
 in join order with join times and apiFields, room fields), connections (username, presence,
 fields, session, groups), sessions, groups, each peer's owner node, and the resume keys'
-digests with the held connections and their queues (``cluster.holds``). ``load`` rebuilds a
+digests with the held connections and their queues (``cluster.holds``), and each node's last
+sequence number applied (``Replica.seqs``, for ``ordering``). ``load`` rebuilds a
 replica from it. What is not replicated stays out: ``peer.data`` (the origin's hooks' own),
 a login's credential (held by the client's node alone, never in Redis), coalescing
 bookkeeping (per node: ``coalescing``).
@@ -74,7 +75,13 @@ def dump(replica: Replica) -> dict[str, Any]:
         for cid, peer in state.peers.items()
         if cid in replica.owners or replica.holds.is_held(cid)  # a held one has no owner
     }
-    return {"v": VERSION, "apps": apps, "peers": peers, "holds": replica.holds.dump()}
+    return {
+        "v": VERSION,
+        "apps": apps,
+        "peers": peers,
+        "holds": replica.holds.dump(),
+        "seqs": dict(replica.seqs),
+    }
 
 
 def encode(at: str, replica: Replica) -> bytes:
@@ -110,6 +117,12 @@ def load(replica: Replica, data: dict[str, Any]) -> None:
     state.peers = {}
     replica.owners = {}
     replica.pending = {}
+    seqs = data.get("seqs")  # none in a snapshot of before ``ordering``: learnt from the log
+    replica.seqs = {
+        str(node): seq
+        for node, seq in (seqs.items() if isinstance(seqs, dict) else ())
+        if isinstance(seq, int)
+    }
     for cid, (address, owner) in data["peers"].items():
         state.peers[cid] = Peer(cid, address)
         if owner is not None:
