@@ -261,7 +261,7 @@ class ClusterNode:
             if not await wait_until(written, lambda: pulse.write_deadline(queued), pulse.clock):
                 written.cancel()  # the writer sends it all the same, if it is queued
                 if entry.kind in (RECV, ANSWER) and outgoing in self._outgoing:
-                    self._outgoing.remove(outgoing)  # the client is told it failed: it did
+                    self._outgoing.remove(outgoing)  # told it failed: so it never happens
                 raise ClusterUnavailable(f"Redis silent for {pulse.silent_for():.1f} s")
             if (error := written.exception()) is not None:
                 raise ClusterUnavailable(str(error) or type(error).__name__) from error
