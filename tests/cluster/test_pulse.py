@@ -8,7 +8,9 @@ stuck only when it applies nothing at all, never because it is working through a
 from __future__ import annotations
 
 import asyncio
+import threading
 
+from easyrtc_server.cluster.heartbeat import Heartbeat
 from easyrtc_server.cluster.pulse import Pulse, wait_until
 
 
@@ -69,3 +71,33 @@ async def test_the_wait_asks_the_deadline_again_and_leaves_the_future_alone() ->
     assert not future.cancelled()  # the writer may still send it: not cancelled here
     future.set_result(None)
     assert await wait_until(future, lambda: 0.0, loop.time)
+
+
+class PausedWrites:
+    """A Redis under ``CLIENT PAUSE WRITE``: every ``SET`` times out, ``PING`` answers."""
+
+    def set(self, name: str, value: bytes, *, px: int) -> object:
+        raise TimeoutError("paused")
+
+    def ping(self) -> object:
+        return True
+
+
+def test_the_heartbeat_hears_a_redis_that_holds_writes_back() -> None:
+    clock = Clock()
+    pulse = Pulse(6.0, 10.0, clock=clock)
+    heard = threading.Event()
+
+    def answered() -> None:
+        pulse.answered()
+        heard.set()
+
+    heartbeat = Heartbeat(PausedWrites, "k", lambda: b"", 0.03, answered=answered)
+    clock.now += 5.0
+    heartbeat.start()
+    try:
+        assert heard.wait(5.0)
+    finally:
+        heartbeat.stop()
+    assert heartbeat.refreshes == 0  # the alive key was not written
+    assert pulse.silent_for() == 0.0  # but Redis answered: not gone
