@@ -15,6 +15,11 @@ shared machine falls on all of them alike; each figure is the median over the ro
 
     .venv/bin/python bench/cluster.py --rounds 3
     .venv/bin/python bench/cluster.py --rounds 1 --storm-clients 300     # a short check
+    .venv/bin/python bench/cluster.py --rounds 1 --storms-only --sizes 2,3 --logs /tmp/storm
+
+``--logs DIR`` keeps each server's log (``DIR/<cluster>-<i>.log``) and counts in it the lines
+that issue 21 says must not appear under load: a state change refused as unavailable or behind,
+a node reaped.
 """
 
 from __future__ import annotations
@@ -75,8 +80,14 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def process(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+def process(
+    cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    with ExitStack() as files:
+        stderr = files.enter_context(log.open("wb")) if log is not None else None
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=stderr
+        )
     try:
         yield proc
     finally:
@@ -88,12 +99,28 @@ def process(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[subpr
             proc.wait()
 
 
-def start_server(stack: ExitStack, redis_url: str | None, cluster: str | None) -> tuple[str, int]:
+BAD_LINES = {
+    "unavailable": "the cluster log is unavailable",
+    "behind": "cluster log reader is behind",
+    "reaped": "is gone (its alive key expired)",
+    "busy": "refused as busy",
+}
+"""What a node logs when it refuses state changes or reaps a peer (counted with ``--logs``)."""
+
+
+def bad_lines(logs: list[Path]) -> dict[str, int]:
+    text = "".join(path.read_text(errors="replace") for path in logs if path.exists())
+    return {name: text.count(line) for name, line in BAD_LINES.items()}
+
+
+def start_server(
+    stack: ExitStack, redis_url: str | None, cluster: str | None, log: Path | None = None
+) -> tuple[str, int]:
     port = free_port()
     cmd = [PYTHON, "-m", "easyrtc_server", "--host", "127.0.0.1", "--port", str(port)]
     if redis_url is not None and cluster is not None:
         cmd += ["--redis", redis_url, "--cluster", cluster]
-    proc = stack.enter_context(process(cmd, SERVER_ENV))
+    proc = stack.enter_context(process(cmd, SERVER_ENV, log))
     wait_listening(port, proc)
     return f"http://127.0.0.1:{port}", proc.pid
 
@@ -123,7 +150,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3)
     parser.add_argument("--storm-clients", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "cluster-results.json")
+    parser.add_argument("--storms-only", action="store_true", help="no relay runs")
+    parser.add_argument(
+        "--sizes", default="1,2,3", help="cluster sizes of the storms (the single process always)"
+    )
+    parser.add_argument("--logs", type=Path, help="keep each server's log here, count bad lines")
     args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    if args.logs is not None:
+        args.logs.mkdir(parents=True, exist_ok=True)
     redis_binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     results: dict[str, dict[str, list[Any]]] = {}
 
@@ -133,6 +168,10 @@ def main() -> None:
             slot.setdefault("errors", []).append(out.get("error") or out.get("note"))
         for metric, value in (out.get("metrics") or {}).items():
             slot.setdefault(metric, []).append(value)
+        detail = out.get("detail") or {}
+        for metric in ("tokens", "failed", "converged_clients"):  # a storm's: lists whole?
+            if metric in detail:
+                slot.setdefault(metric, []).append(detail[metric])
 
     with ExitStack() as stack:
         redis_port = free_port()
@@ -146,8 +185,17 @@ def main() -> None:
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         single_url, single_pid = start_server(stack, None, None)
         clusters: dict[int, list[tuple[str, int]]] = {}
-        for size in (1, 2, 3):
-            clusters[size] = [start_server(stack, redis_url, f"bench{size}") for _ in range(size)]
+        logs: dict[int, list[Path]] = {}
+        for size in sorted({*sizes, 2}):
+            logs[size] = (
+                [args.logs / f"bench{size}-{i}.log" for i in range(size)] if args.logs else []
+            )
+            clusters[size] = [
+                start_server(
+                    stack, redis_url, f"bench{size}", logs[size][i] if logs[size] else None
+                )
+                for i in range(size)
+            ]
         two = clusters[2]
         (u1, p1), (u2, p2) = two
         relay_setups = [
@@ -161,14 +209,14 @@ def main() -> None:
                 [url for url, _ in clusters[size]],
                 [pid for _, pid in clusters[size]] + [redis.pid],
             )
-            for size in (1, 2, 3)
+            for size in sizes
         ]
         relay_moderate = {"pairs": args.pairs, "rate": args.rate, "seconds": args.seconds}
         relay_max = {"pairs": args.pairs, "window": 8, "seconds": args.seconds}
         storm = {"clients": args.storm_clients, "concurrency": 100, "timeout": 120}
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}/{args.rounds}", file=sys.stderr)
-            for setup in relay_setups:
+            for setup in [] if args.storms_only else relay_setups:
                 record(f"relay-moderate {setup.name}", loadgen(setup, "relay", relay_moderate))
                 record(f"relay-max {setup.name}", loadgen(setup, "relay", relay_max))
             for setup in storm_setups:
@@ -190,13 +238,18 @@ def main() -> None:
             print(f"| {key} | {m.get('msg_per_s')} | {m.get('p50_ms')} | {m.get('p99_ms')} "
                   f"| {m.get('msg_per_cpu_s')} |")  # fmt: skip
     print()
-    print("| storm | users | converge s | all tokens s | joins per CPU-s | server CPU s |")
-    print("|---|---|---|---|---|---|")
+    print("| storm | users | tokens | refused | lists whole | converge s | all tokens s "
+          "| joins per CPU-s | server CPU s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for key, m in summary.items():
         if key.startswith("storm"):
-            print(f"| {key} | {args.storm_clients} | {m.get('converge_s')} "
+            print(f"| {key} | {args.storm_clients} | {m.get('tokens')} | {m.get('failed')} "
+                  f"| {m.get('converged_clients')} | {m.get('converge_s')} "
                   f"| {m.get('all_tokens_s')} | {m.get('joins_per_cpu_s')} "
                   f"| {m.get('server_cpu_s')} |")  # fmt: skip
+    if args.logs is not None:
+        for size in sizes:
+            print(f"node logs, {size} node(s): {bad_lines(logs[size])}")
     for key, found in errors.items():
         print(f"ERRORS {key}: {found}", file=sys.stderr)
 

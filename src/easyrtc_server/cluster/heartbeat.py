@@ -13,6 +13,10 @@ refreshing once the loop has not beaten for ``stall_limit`` seconds (then the no
 as if it were dead, and if it comes back it re-registers, ``rebuild``). A frozen process
 (SIGSTOP) freezes the thread too.
 
+The thread also tells whether Redis answers at all (``answered``, each round's ``PING`` and
+``SET``): a state change waits for the log while it does (``pulse``), and a busy event loop
+cannot delay that news either.
+
 Redis errors are not logged here: the registry logs a lost Redis once.
 """
 
@@ -34,6 +38,8 @@ class AliveKeyWriter(Protocol):
 
     def set(self, name: str, value: bytes, *, px: int) -> object: ...
 
+    def ping(self) -> object: ...
+
 
 class Heartbeat:
     """Refreshes ``key`` with ``value()`` every third of ``ttl`` from a thread, while the
@@ -48,8 +54,11 @@ class Heartbeat:
         *,
         stall_limit: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        answered: Callable[[], None] | None = None,
     ) -> None:
+        """``answered`` is called (from the thread) each time Redis answers it."""
         self._connect = connect
+        self._answered = answered
         self.key = key
         self._value = value
         self.ttl = ttl
@@ -86,12 +95,18 @@ class Heartbeat:
     def _run(self) -> None:
         client = self._connect()
         px = int(self.ttl * 1000)
+        answered = self._answered
         while not self._stop.wait(self.ttl / 3):
-            if not self.due():
-                continue
-            with contextlib.suppress(Exception):  # Redis away or slow: the registry says so
-                client.set(self.key, self._value(), px=px)
-                self.refreshes += 1
+            if self.due():
+                with contextlib.suppress(Exception):  # Redis away or slow: the registry says so
+                    client.set(self.key, self._value(), px=px)
+                    self.refreshes += 1
+                    if answered is not None:
+                        answered()
+            if answered is not None:  # a Redis that holds writes back still answers this
+                with contextlib.suppress(Exception):
+                    client.ping()
+                    answered()
         close = getattr(client, "close", None)
         if close is not None:
             with contextlib.suppress(Exception):

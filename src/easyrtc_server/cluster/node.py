@@ -50,8 +50,9 @@ from .heartbeat import Heartbeat
 from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
 from .liveness import Liveness
-from .log import EXPIRE, FIELD, HOLD, NODE_GONE, LogEntry, LogFormatError
+from .log import ANSWER, EXPIRE, FIELD, HOLD, NODE_GONE, RECV, LogEntry, LogFormatError
 from .ordering import Arrivals, Stamps
+from .pulse import Pulse, wait_until
 from .rebuild import Rebuilder, full_lists
 from .redisclient import blocking_redis_client, redis_client
 from .registry import NodeInfo, NodeRegistry
@@ -64,12 +65,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("easyrtc_server.cluster")
 
-APPEND_TIMEOUT: Final = 2.0
-"""Seconds an event waits for Redis to take its entry before it is refused (unavailable)."""
-APPLY_TIMEOUT: Final = 10.0
-"""Seconds an event then waits for this node to apply its entry (its reader behind a storm)
-before it is refused; the admission bound (``cluster_max_pending_appends``) keeps the wait
-short for the events it lets in."""
+APPEND_LEAST: Final = 2.0
+"""Seconds an event waits at least for Redis to take its entry; beyond, it waits while Redis
+answers this node, and is refused (unavailable) once Redis has been silent for an alive TTL
+(``pulse``)."""
+APPLY_STALL: Final = 10.0
+"""Seconds this node's reader may apply nothing, once an event's entry is written, before the
+event is refused (behind). A reader that applies entries is behind a storm, not stuck: the
+event waits its turn; the admission bound (``cluster_max_pending_appends``) bounds the turns."""
 READ_COUNT: Final = 512
 """Entries read per ``XREAD``."""
 READ_BLOCK_MS: Final = 1000
@@ -113,11 +116,12 @@ entries from the newest id trimmed, recorded with the trim (``gaps``)."""
 
 
 class ClusterUnavailable(EngineUnavailable):
-    """The log could not be appended to (or did not come back) in time."""
+    """Redis refused the entry, or has not answered this node for an alive TTL (``pulse``)."""
 
 
 class ClusterBehind(ClusterUnavailable):
-    """The entry is in the log, but this node did not apply it in time (it is overloaded)."""
+    """The entry is in the log, but this node's reader has applied nothing for
+    ``APPLY_STALL`` seconds since (it is stuck, not merely behind)."""
 
 
 @dataclass(slots=True)
@@ -141,11 +145,14 @@ class ClusterNode:
         self.redis: Redis = redis_client(options)  # one Redis, or a master behind Sentinel
         info = NodeInfo(self.node_id)
         ttl = options.cluster_alive_ttl
+        self.pulse = Pulse(ttl, APPLY_STALL, least=APPEND_LEAST)
+        """Whether Redis answers and the reader moves on: how long an event waits (``append``)."""
         heartbeat = Heartbeat(  # the alive key, kept fresh even while the event loop is busy
             lambda: blocking_redis_client(options, timeout=ttl / 3),
             self.keys.alive(self.node_id),
             info.encode,
             ttl,
+            answered=self.pulse.answered,
         )
         self.registry = NodeRegistry(self.redis, self.keys, info, ttl=ttl, heartbeat=heartbeat)
         self.health = ReaderHealth()
@@ -259,10 +266,14 @@ class ClusterNode:
 
     async def append(self, entry: LogEntry, ack: Ack | None = None, login: Any = None) -> Applied:
         """Append ``entry`` and wait until this node has applied it (its pushes delivered,
-        its reply sent through ``ack``). Raises ``ClusterUnavailable`` after
-        ``APPEND_TIMEOUT`` if Redis did not take it, ``ClusterBehind`` after ``APPLY_TIMEOUT``
-        more if this node did not apply it; the entry may still be applied later, without the
-        reply."""
+        its reply sent through ``ack``). A slow Redis or a busy node only makes it wait
+        (``pulse``; new events meanwhile are refused as busy past
+        ``cluster_max_pending_appends``). Raises ``ClusterUnavailable`` if Redis refused the
+        entry, or did not take it and has not answered this node for an alive TTL;
+        ``ClusterBehind`` if it is written but this node's reader then applied nothing for
+        ``APPLY_STALL`` seconds. A client's state change refused before the writer sent it is
+        never written; one already sent may be applied later, without the reply (a refused
+        login's socket is closed, and its ``close`` entry follows it)."""
         entry.seq, relays = self.stamps.entry()
         seq = entry.seq
         if relays:
@@ -270,20 +281,24 @@ class ClusterNode:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Applied] = loop.create_future()
         self._waiters[seq] = _Waiter(future, ack, login)
+        pulse = self.pulse
         try:
             written: asyncio.Future[None] = loop.create_future()
-            self._outgoing.append((entry.encode(), written))
+            outgoing = (entry.encode(), written)
+            self._outgoing.append(outgoing)
             self._write_due.set()
-            try:
-                async with asyncio.timeout(APPEND_TIMEOUT):
-                    await written
-            except (TimeoutError, RedisError, OSError) as exc:
-                raise ClusterUnavailable(str(exc) or type(exc).__name__) from exc
-            try:
-                async with asyncio.timeout(APPLY_TIMEOUT):
-                    applied = await future
-            except TimeoutError as exc:
-                raise ClusterBehind(f"not applied within {APPLY_TIMEOUT:.0f} s") from exc
+            queued = pulse.clock()
+            if not await wait_until(written, lambda: pulse.write_deadline(queued), pulse.clock):
+                written.cancel()  # the writer sends it all the same, if it is queued
+                if entry.kind in (RECV, ANSWER) and outgoing in self._outgoing:
+                    self._outgoing.remove(outgoing)  # told it failed: so it never happens
+                raise ClusterUnavailable(f"Redis silent for {pulse.silent_for():.1f} s")
+            if (error := written.exception()) is not None:
+                raise ClusterUnavailable(str(error) or type(error).__name__) from error
+            done = pulse.clock()
+            if not await wait_until(future, lambda: pulse.apply_deadline(done), pulse.clock):
+                raise ClusterBehind(f"this node applied nothing for {pulse.stall:.0f} s")
+            applied = future.result()
         finally:
             self._waiters.pop(seq, None)
         self._unavailable_logged = False
@@ -315,6 +330,7 @@ class ClusterNode:
                     if not written.done():  # done: its event gave up waiting
                         written.set_exception(exc)
                 continue
+            self.pulse.answered()
             for _raw, written in batch:
                 if not written.done():
                     written.set_result(None)
@@ -484,6 +500,7 @@ class ClusterNode:
                 if generation is not None and generation != self._generation:
                     return
                 self.last_id = entry_id
+                self.pulse.applied()
                 try:
                     entry = LogEntry.decode(fields[FIELD])
                 except (LogFormatError, KeyError, TypeError) as exc:
