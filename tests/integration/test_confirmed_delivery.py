@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,32 +21,14 @@ import socketio
 
 from easyrtc_server.delivery import STAMP, Seen, stamp_of
 from easyrtc_server.options import Options
-from easyrtc_server.server import EasyRtcServer
 from support.client import TIMEOUT, Client
-from support.ours import serving
+from support.ours import WatchedServer, serving
 from support.tcpproxy import TcpProxy
 from transport.harness import NodeClient, node_client
 
 ROOM = {"r": {"roomName": "r"}}
 AUTH = {"msgType": "authenticate", "msgData": {"apiVersion": "1.1.1-beta", "roomJoin": ROOM}}
 ACK = {"msgType": "ack"}
-
-
-class WatchedServer(EasyRtcServer):
-    """Our server, telling when it has handled a socket's close."""
-
-    def __init__(self, options: Options) -> None:
-        super().__init__(options)
-        self.handled = asyncio.Condition()
-
-    async def close(self, peer: Any) -> None:
-        await super().close(peer)
-        async with self.handled:
-            self.handled.notify_all()
-
-    async def until(self, check: Callable[[], bool]) -> None:
-        async with asyncio.timeout(TIMEOUT), self.handled:
-            await self.handled.wait_for(check)
 
 
 @asynccontextmanager

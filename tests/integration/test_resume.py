@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,10 +16,9 @@ import aiohttp
 import pytest
 
 from easyrtc_server.options import Options
-from easyrtc_server.server import EasyRtcServer
 from easyrtc_server.shutdown import drain
 from support.client import TIMEOUT, Client
-from support.ours import serving
+from support.ours import WatchedServer, serving
 from transport.harness import NodeClient, node_client
 
 ROOM = {"r": {"roomName": "r"}}
@@ -30,23 +29,6 @@ ACK = {"msgType": "ack"}
 def keyed(version: str, key: str, transport: str) -> dict[str, Any]:
     where = "auth" if version == "4" else "query"
     return {"transports": [transport], where: {"easyrtcResumeKey": key}}
-
-
-class WatchedServer(EasyRtcServer):
-    """Our server, telling when it has handled a socket's close (held it, or let it go)."""
-
-    def __init__(self, options: Options) -> None:
-        super().__init__(options)
-        self.handled = asyncio.Condition()
-
-    async def close(self, peer: Any) -> None:
-        await super().close(peer)
-        async with self.handled:
-            self.handled.notify_all()
-
-    async def until(self, check: Callable[[], bool]) -> None:
-        async with asyncio.timeout(TIMEOUT), self.handled:
-            await self.handled.wait_for(check)
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ one port.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -78,3 +78,24 @@ async def connected_clients(
     """Serve ``server`` and connect ``count`` socket.io clients to it (not logged in)."""
     async with serving(server) as url, clients_of(url, count, transport=transport) as made:
         yield made
+
+
+UNTIL_TIMEOUT = 10.0
+
+
+class WatchedServer(EasyRtcServer):
+    """Our server, telling when it has handled a socket's close (held it, or let it go)."""
+
+    def __init__(self, options: Options) -> None:
+        super().__init__(options)
+        self.handled = asyncio.Condition()
+
+    async def close(self, peer: Any) -> None:
+        await super().close(peer)
+        async with self.handled:
+            self.handled.notify_all()
+
+    async def until(self, check: Callable[[], bool]) -> None:
+        """Wait (at most ``UNTIL_TIMEOUT`` seconds) until ``check()`` holds after a close."""
+        async with asyncio.timeout(UNTIL_TIMEOUT), self.handled:
+            await self.handled.wait_for(check)
