@@ -10,7 +10,7 @@ resume, which the clients dropped by their stamp) as JSON. The clients confirm t
 
     .venv/bin/python bench/continuity.py --clients 200 --interval 1000
 
-The same steps as ``tests/cluster/test_continuity.py``, which runs them with 24 clients.
+The same steps as ``tests/cluster/test_continuity.py``, which runs them with 200 clients.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@ leave and no message sent to them is lost or duplicated, through a ``kill -9`` o
 SIGTERM drain of a node and a rolling restart of all three.
 
 Three real nodes on one Redis behind a round-robin nginx; keyed socket.io-client 4 clients in
-pairs (``clients/keyed_pairs.js``), each sending its partner a numbered message every 300 ms.
-The drop-to-resume times are printed (``-s``); ``bench/continuity.py`` runs the same with 200.
+pairs (``clients/keyed_pairs.js``), a room per pair (a room holds 100 at the defaults,
+``room_max_connection``), each sending its partner a numbered message every 300 ms. The
+drop-to-resume times are printed (``-s``); ``bench/continuity.py`` runs the same.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .keyed_pairs import keyed_pairs, percentile, verdict
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-CLIENTS = 24
+CLIENTS = 200
 SOCKETS = 'easyrtc_connections_by_transport{transport="websocket"}'
 SETTLE = 60.0
 """Seconds every dropped client may take to be back (nodes start slowly on a loaded machine)."""
@@ -103,9 +104,15 @@ async def test_kill_drain_and_rolling_restart_are_invisible_to_keyed_pairs(
     three: tuple[Three, str],
 ) -> None:
     cluster, url = three
-    async with keyed_pairs(url, CLIENTS) as pairs:
-        async with asyncio.timeout(SETTLE):
-            await pairs.ready.wait()
+    async with keyed_pairs(url, CLIENTS, rooms="pairs") as pairs:
+        try:
+            async with asyncio.timeout(SETTLE):
+                await pairs.ready.wait()
+        except TimeoutError:
+            saved = cluster.save(pairs.lines)
+            raise AssertionError(
+                f"not every client logged in: {pairs.errors()} (logs in {saved})"
+            ) from None
 
         async def bounce(index: int, *, kill: bool) -> None:
             before = pairs.dropped
