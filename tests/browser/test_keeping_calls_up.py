@@ -205,3 +205,43 @@ async def test_a_closed_tab_still_leaves_at_once(demos: Demos, transport: str) -
     await expect(alice.peer(bob_id)).to_have_count(0, timeout=2_000)
     assert await alice.page.evaluate("() => easyrtc.myEasyrtcid") == alice_id
     assert errors_besides_the_outage(demos) == {}
+
+
+# JavaScript run in a page: a stock easyrtc.js app that gives a resume key in its socket options
+# (no client script) and connects; its easyrtcid.
+CONNECT_WITH_KEY = """async (key) => {
+  easyrtc.webSocket = null;  // after a drop easyrtc.js 2.1.8 keeps it, and will not connect again
+  easyrtc.setSocketUrl(location.origin, {
+    reconnection: false, forceNew: true, transports: ["websocket"],
+    auth: { easyrtcResumeKey: key },
+  });
+  return await new Promise((ok, fail) => {
+    easyrtc.connect("resume-stock-app", ok, (code, text) => fail(new Error(code + ": " + text)));
+    setTimeout(() => fail(new Error("no answer to the login in 20 s")), 20000);
+  });
+}"""
+
+
+async def test_a_stock_app_that_connects_again_gets_its_easyrtcid_back(
+    demos: Demos, proxy: TcpProxy
+) -> None:
+    """Without the client script: easyrtc.js forgets its easyrtcid when its socket drops, and
+    an app that connects again with the same key (clearing ``easyrtc.webSocket`` first, which
+    easyrtc.js keeps after a drop) gets it back: the server held it."""
+    context = await demos.browser.new_context()
+    try:
+        page = await context.new_page()
+        await page.goto(proxy.url + "/healthz")  # same origin as the server: the client files
+        await page.add_script_tag(url="/socket.io/socket.io.js")
+        await page.add_script_tag(url="/easyrtc/easyrtc.js")
+        key = secrets.token_urlsafe(24)
+        first = await page.evaluate(CONNECT_WITH_KEY, key)
+
+        await proxy.cut()  # the socket drops without a goodbye: held
+        await page.wait_for_function("() => !easyrtc.webSocketConnected && !easyrtc.myEasyrtcid")
+        await proxy.start()
+
+        again = await page.evaluate(CONNECT_WITH_KEY, key)
+        assert again == first  # a new login would have been given a new easyrtcid
+    finally:
+        await context.close()
