@@ -95,16 +95,20 @@ async def proxied(url: str) -> AsyncIterator[TcpProxy]:
         await proxy.stop()
 
 
+@pytest.mark.parametrize("target", ["peer", "room"])
 @pytest.mark.parametrize("confirms", [True, False])
 async def test_messages_written_to_a_socket_that_drops_are_delivered_once_after_the_resume(
-    confirms: bool,
+    confirms: bool, target: str
 ) -> None:
+    """To the client itself, or to its room (a message encoded once for all its members, which
+    a confirming member gets stamped for it alone)."""
     key = secrets.token_urlsafe(32)
     client = Receiver(key, confirms=confirms)
     async with world() as (server, url, peer), proxied(url) as proxy:
 
         async def send(n: int) -> None:
-            chat = {"msgType": "chat", "targetEasyrtcid": easyrtcid, "msgData": n}
+            to = {"targetEasyrtcid": easyrtcid} if target == "peer" else {"targetRoom": "r"}
+            chat = {"msgType": "chat", **to, "msgData": n}
             assert await peer.call("easyrtcMsg", chat) == ACK
 
         easyrtcid = await client.login(proxy.url)
