@@ -286,6 +286,12 @@ class NodeClient:
         name: str | None = (await self.expect("transport"))["name"]
         return name
 
+    async def session_id(self) -> str | None:
+        """The Engine.IO session id the client holds now."""
+        await self.send({"cmd": "transport"})
+        sid: str | None = (await self.expect("transport"))["sid"]
+        return sid
+
 
 @asynccontextmanager
 async def node_client(

@@ -82,9 +82,11 @@ rl.on("line", (line) => {
     case "disconnect":
       socket.disconnect();
       break;
-    case "transport":
-      out({ ev: "transport", name: transportName() });
+    case "transport": {
+      const engine = socket.io && socket.io.engine;
+      out({ ev: "transport", name: transportName(), sid: (engine && engine.id) || null });
       break;
+    }
     case "exit":
       socket.close();
       process.exit(0);
