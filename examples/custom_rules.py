@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from easyrtc_server.app import create_app
-from easyrtc_server.errors import EasyRtcError, ErrorCode
 from easyrtc_server.hooks import Hooks, JoinPhase
-from easyrtc_server.model import Connection, Peer
 from easyrtc_server.options import Options
+from easyrtc_server.protocol.errors import EasyRtcError, ErrorCode
+from easyrtc_server.protocol.model import Connection, Peer
 from easyrtc_server.server import EasyRtcServer
 
 ALLOWED_ROOMS = frozenset(("default", "lobby", "support"))

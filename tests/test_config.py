@@ -17,9 +17,9 @@ from easyrtc_server.app import SERVER_KEY
 from easyrtc_server.cli import main
 from easyrtc_server.config import ConfigError, load_options, to_toml
 from easyrtc_server.hooks import Hooks
-from easyrtc_server.jsregex import JsRegExp
 from easyrtc_server.jwtauth import JwtAuth
 from easyrtc_server.options import Options
+from easyrtc_server.protocol.jsregex import JsRegExp
 
 
 @pytest.fixture(autouse=True)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import socketio
 
-from easyrtc_server import control
-from easyrtc_server.errors import EasyRtcError, ErrorCode
 from easyrtc_server.hooks import AuthRequest, Hooks, JoinPhase
-from easyrtc_server.model import Connection, Field, Peer
 from easyrtc_server.options import Options
+from easyrtc_server.protocol import control
+from easyrtc_server.protocol.errors import EasyRtcError, ErrorCode
+from easyrtc_server.protocol.model import Connection, Field, Peer
 from easyrtc_server.server import EasyRtcServer
 from easyrtc_server.transport import SharedEvent
 from support.client import TIMEOUT, Client

@@ -17,12 +17,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from easyrtc_server.auth import AuthRequest
-from easyrtc_server.errors import EasyRtcError, ErrorCode
 from easyrtc_server.hooks import Hooks, JoinPhase
 from easyrtc_server.jwtauth import JwtAuth
-from easyrtc_server.model import Peer
 from easyrtc_server.options import Options
+from easyrtc_server.protocol.auth import AuthRequest
+from easyrtc_server.protocol.errors import EasyRtcError, ErrorCode
+from easyrtc_server.protocol.model import Peer
 from easyrtc_server.server import EasyRtcServer
 from support.client import TIMEOUT, Client
 from support.ours import connected_clients

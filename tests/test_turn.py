@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from easyrtc_server import turn
 from easyrtc_server.options import DEFAULT_ICE_SERVERS, Options, OptionsError
-from easyrtc_server.turn import turn_credentials, turn_server
+from easyrtc_server.protocol import turn
+from easyrtc_server.protocol.turn import turn_credentials, turn_server
 from support.client import Client
 from support.ours import running_server
 

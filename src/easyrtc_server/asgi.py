@@ -29,14 +29,15 @@ from typing import Any, NamedTuple
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from . import routes, shutdown
+from . import shutdown
 from .app import DEMOS_DIR
 from .clientfiles import OUR_CLIENT_DIR, RESUME_SCRIPT, ClientFiles, find_client_files
 from .config import ConfigError
 from .extras import require
 from .hosting import Hosting, asgi_refusals, engine_for
+from .operations import routes
+from .operations.routes import Route, StaticRoute
 from .options import Options
-from .routes import Route, StaticRoute
 from .server import EasyRtcServer
 from .transport.socketio import LeanTransport
 from .web import (

@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from .jsregex import JsRegExp
 from .options import SECRET_OPTIONS, Options, OptionsError, option_name
+from .protocol.jsregex import JsRegExp
 
 ENV_PREFIX: Final = "EASYRTC_"
 CONFIG_ENV: Final = "EASYRTC_CONFIG"

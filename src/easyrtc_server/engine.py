@@ -22,14 +22,14 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import control
-from .core import Core
-from .decisions import Answer, Decision
-from .delivery import Ledger
-from .errors import ErrorCode
-from .model import Connection, Peer
 from .options import Options
-from .outcome import Fanout, Outcome, Push
+from .protocol import control
+from .protocol.core import Core
+from .protocol.decisions import Answer, Decision
+from .protocol.delivery import Ledger
+from .protocol.errors import ErrorCode
+from .protocol.model import Connection, Peer
+from .protocol.outcome import Fanout, Outcome, Push
 from .startup import ALONE
 
 if TYPE_CHECKING:

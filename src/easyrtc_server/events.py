@@ -22,13 +22,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .logsafe import refusals
-from .outcome import Joined, LoggedIn, Outcome, Rejected
+from .protocol.outcome import Joined, LoggedIn, Outcome, Rejected
 
 log = logging.getLogger("easyrtc_server")
 
 if TYPE_CHECKING:
-    from .core import Peer
-    from .model import Connection
+    from .protocol.core import Peer
+    from .protocol.model import Connection
     from .transport import Link
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .decisions import AuthRequest, JoinPhase
-from .errors import EasyRtcError, ErrorCode
-from .ice import ice_servers
-from .model import Connection, Peer
-from .outcome import Json
+from .protocol.decisions import AuthRequest, JoinPhase
+from .protocol.errors import EasyRtcError, ErrorCode
+from .protocol.ice import ice_servers
+from .protocol.model import Connection, Peer
+from .protocol.outcome import Json
 
 if TYPE_CHECKING:
     from .server import EasyRtcServer

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import jwt
 
-from .decisions import AuthRequest, JoinPhase
-from .errors import EasyRtcError, ErrorCode
 from .hooks import Hooks
-from .model import Peer
-from .validation import MISSING
+from .protocol.decisions import AuthRequest, JoinPhase
+from .protocol.errors import EasyRtcError, ErrorCode
+from .protocol.model import Peer
+from .protocol.validation import MISSING
 
 if TYPE_CHECKING:
     from .options import Options

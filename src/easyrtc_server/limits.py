@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from . import logsafe
-from .core import Peer
-from .errors import ErrorCode, error_message
 from .options import Options
-from .outcome import Outcome
+from .protocol.core import Peer
+from .protocol.errors import ErrorCode, error_message
+from .protocol.outcome import Outcome
 from .transport import Link
 
 log = logging.getLogger("easyrtc_server.limits")

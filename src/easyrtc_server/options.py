@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from .extras import missing
-from .jsregex import JsRegExp
+from .protocol.jsregex import JsRegExp
 from .transport.engineio_protocol import ENGINEIO_DEFAULTS, READ_TIMEOUT
 from .transport.socketio_protocol import SOCKETIO_DEFAULTS
 

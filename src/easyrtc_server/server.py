@@ -21,9 +21,15 @@ from collections.abc import Awaitable
 from functools import partial
 from typing import Any
 
-from . import control, logsafe
-from .core import Core
-from .decisions import (
+from . import logsafe
+from .engine import Engine, EngineFactory, EngineUnavailable, LocalEngine, Pending, Step
+from .events import ServerEvents
+from .hooks import Hooks
+from .limits import Guard
+from .options import Options
+from .protocol import control
+from .protocol.core import Core
+from .protocol.decisions import (
     Answer,
     Decision,
     IceAnswer,
@@ -39,15 +45,10 @@ from .decisions import (
     TokenAnswer,
     UnknownCommand,
 )
-from .delivery import RELAYED, STAMP, stamp_of
-from .engine import Engine, EngineFactory, EngineUnavailable, LocalEngine, Pending, Step
-from .errors import EasyRtcError, ErrorCode, error_message
-from .events import ServerEvents
-from .hooks import Hooks
-from .limits import Guard
-from .model import Connection, Peer
-from .options import Options
-from .outcome import ADDRESS, Fanout, Outcome, Rejected, Reply
+from .protocol.delivery import RELAYED, STAMP, stamp_of
+from .protocol.errors import EasyRtcError, ErrorCode, error_message
+from .protocol.model import Connection, Peer
+from .protocol.outcome import ADDRESS, Fanout, Outcome, Rejected, Reply
 from .transport import Ack, Link, SharedEvent
 
 log = logging.getLogger("easyrtc_server")

@@ -29,8 +29,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .errors import ErrorCode, error_message
-from .outcome import Outcome
+from .protocol.errors import ErrorCode, error_message
+from .protocol.outcome import Outcome
 from .server import EasyRtcServer
 
 log = logging.getLogger("easyrtc_server.shutdown")

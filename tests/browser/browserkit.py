@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, expect
 
-from easyrtc_server.core import Peer
 from easyrtc_server.events import Listener
-from easyrtc_server.outcome import Outcome, Push
+from easyrtc_server.protocol.core import Peer
+from easyrtc_server.protocol.outcome import Outcome, Push
 from easyrtc_server.transport import Link
 
 ROOT = Path(__file__).resolve().parents[2]

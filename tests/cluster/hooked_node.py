@@ -16,11 +16,11 @@ import time
 from typing import Any
 
 from easyrtc_server import cli
-from easyrtc_server.errors import EasyRtcError, ErrorCode
 from easyrtc_server.hooks import Hooks, JoinPhase
-from easyrtc_server.model import Connection, Field, Peer
 from easyrtc_server.options import Options
-from easyrtc_server.outcome import Json
+from easyrtc_server.protocol.errors import EasyRtcError, ErrorCode
+from easyrtc_server.protocol.model import Connection, Field, Peer
+from easyrtc_server.protocol.outcome import Json
 
 log = logging.getLogger("easyrtc_server")
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import orjson
 
-from easyrtc_server import control
 from easyrtc_server.cluster.log import node_gone
 from easyrtc_server.cluster.rebuild import full_lists, reset, restore, snapshot
 from easyrtc_server.cluster.replica import LogClock, Replica
-from easyrtc_server.model import Peer
-from easyrtc_server.outcome import Outcome
+from easyrtc_server.protocol import control
+from easyrtc_server.protocol.model import Peer
+from easyrtc_server.protocol.outcome import Outcome
 from support.corekit import NOW, Harness
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from easyrtc_server.cluster import log as entries
 from easyrtc_server.cluster.log import LogEntry, LogFormatError
-from easyrtc_server.decisions import (
+from easyrtc_server.protocol.decisions import (
     Answer,
     IceAnswer,
     JoinAnswer,
@@ -15,8 +15,8 @@ from easyrtc_server.decisions import (
     ReplyAnswer,
     TokenAnswer,
 )
-from easyrtc_server.model import Field
-from easyrtc_server.validation import MISSING
+from easyrtc_server.protocol.model import Field
+from easyrtc_server.protocol.validation import MISSING
 
 
 def test_log_entries_survive_their_encoding() -> None:

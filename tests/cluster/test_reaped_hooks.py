@@ -22,7 +22,7 @@ from aiohttp import web
 
 from easyrtc_server.cluster import log as entries
 from easyrtc_server.events import Listener, Member, ServerEvents
-from easyrtc_server.outcome import Outcome
+from easyrtc_server.protocol.outcome import Outcome
 from support.nodes import Node, running_nodes
 from support.redisserver import running_redis
 from support.webserver import posts_served

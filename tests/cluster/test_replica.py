@@ -19,8 +19,9 @@ from easyrtc_server.cluster import log as entries
 from easyrtc_server.cluster import snapshot
 from easyrtc_server.cluster.log import LogEntry
 from easyrtc_server.cluster.replica import Applied, Replica
-from easyrtc_server.core import changes_state
-from easyrtc_server.decisions import (
+from easyrtc_server.options import Options
+from easyrtc_server.protocol.core import changes_state
+from easyrtc_server.protocol.decisions import (
     Answer,
     Decision,
     JoinAnswer,
@@ -31,9 +32,8 @@ from easyrtc_server.decisions import (
     Refused,
     TokenAnswer,
 )
-from easyrtc_server.ice import ice_servers
-from easyrtc_server.options import Options
-from easyrtc_server.outcome import Outcome, Push, Reply
+from easyrtc_server.protocol.ice import ice_servers
+from easyrtc_server.protocol.outcome import Outcome, Push, Reply
 
 NODES = ("n1", "n2", "n3")
 OPTIONS = Options(room_max_connection=3, max_rooms_per_connection=3, room_update_tick=0)

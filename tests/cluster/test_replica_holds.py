@@ -9,7 +9,7 @@ from typing import Any
 from easyrtc_server.cluster import log as entries
 from easyrtc_server.cluster import snapshot
 from easyrtc_server.cluster.replica import Replica
-from easyrtc_server.outcome import Outcome, Push
+from easyrtc_server.protocol.outcome import Outcome, Push
 
 from .test_replica import Cluster, yes
 

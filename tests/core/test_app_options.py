@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from easyrtc_server import control
-from easyrtc_server.errors import EasyRtcError, ErrorCode
 from easyrtc_server.options import DEFAULT_ICE_SERVERS, Options, OptionsError, ProtocolOptions
+from easyrtc_server.protocol import control
+from easyrtc_server.protocol.errors import EasyRtcError, ErrorCode
 from support.corekit import Harness
 
 APP = "custom"

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from easyrtc_server.errors import ERROR_TEXTS, ErrorCode
 from easyrtc_server.options import DEFAULT_ICE_SERVERS
-from easyrtc_server.outcome import Reply
+from easyrtc_server.protocol.errors import ERROR_TEXTS, ErrorCode
+from easyrtc_server.protocol.outcome import Reply
 from support.corekit import NOW, Harness
 
 

@@ -13,9 +13,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from easyrtc_server.core import changes_state
-from easyrtc_server.model import Peer
-from easyrtc_server.outcome import Outcome
+from easyrtc_server.protocol.core import changes_state
+from easyrtc_server.protocol.model import Peer
+from easyrtc_server.protocol.outcome import Outcome
 from support.corekit import Harness, Result
 
 JUNK = st.dictionaries(

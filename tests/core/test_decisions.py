@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from easyrtc_server.decisions import (
+from easyrtc_server.protocol.decisions import (
     IceRequested,
     JoinPhase,
     JoinRequested,
@@ -15,9 +15,9 @@ from easyrtc_server.decisions import (
     ServerMessage,
     UnknownCommand,
 )
-from easyrtc_server.errors import ErrorCode
-from easyrtc_server.ice import ice_servers
-from easyrtc_server.outcome import Outcome
+from easyrtc_server.protocol.errors import ErrorCode
+from easyrtc_server.protocol.ice import ice_servers
+from easyrtc_server.protocol.outcome import Outcome
 from support.corekit import Harness
 
 AUTH = {"msgType": "authenticate", "msgData": {"apiVersion": "1.1.1-beta"}}

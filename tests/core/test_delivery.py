@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from easyrtc_server.delivery import (
+from easyrtc_server.protocol.delivery import (
     MAX_RETRANSMITS,
     RETRANSMIT_MS,
     SEEN_WINDOW,

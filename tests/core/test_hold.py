@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from easyrtc_server.core import Core
-from easyrtc_server.errors import ErrorCode
-from easyrtc_server.model import Peer
 from easyrtc_server.options import Options, OptionsError
-from easyrtc_server.outcome import Fanout, Outcome, Push
-from easyrtc_server.state import DEPARTURE_GRACE_MS
+from easyrtc_server.protocol.core import Core
+from easyrtc_server.protocol.errors import ErrorCode
+from easyrtc_server.protocol.model import Peer
+from easyrtc_server.protocol.outcome import Fanout, Outcome, Push
+from easyrtc_server.protocol.state import DEPARTURE_GRACE_MS
 from support.corekit import NOW, Result, decide
 
 KEY = "k" * 10 + "Q9_-zx" * 4  # 34 characters

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from easyrtc_server.jsregex import JsRegExp
+from easyrtc_server.protocol.jsregex import JsRegExp
 
 LINES = ["a\nb", "a\rb", "a\r\nb", "a\u2028b", "a\u2029b", "ab\n", "ab\r", "\nab", "ab"]
 

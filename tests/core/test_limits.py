@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from easyrtc_server.errors import ErrorCode
+from easyrtc_server.protocol.errors import ErrorCode
 from support.corekit import Harness
 
 

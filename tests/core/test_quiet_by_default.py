@@ -8,9 +8,9 @@ back for protocol clients and debugging.
 
 from __future__ import annotations
 
-from easyrtc_server.errors import ErrorCode
-from easyrtc_server.relay import ENTRY_GRACE_MS
-from easyrtc_server.state import DEPARTURE_GRACE_MS
+from easyrtc_server.protocol.errors import ErrorCode
+from easyrtc_server.protocol.relay import ENTRY_GRACE_MS
+from easyrtc_server.protocol.state import DEPARTURE_GRACE_MS
 from support.corekit import Harness
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from easyrtc_server.errors import ErrorCode
-from easyrtc_server.outcome import Push, Reply
+from easyrtc_server.protocol.errors import ErrorCode
+from easyrtc_server.protocol.outcome import Push, Reply
 from support.corekit import NOW, Harness
 
 CANDIDATE = {

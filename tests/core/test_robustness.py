@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from easyrtc_server.core import COMMANDS
-from easyrtc_server.errors import ErrorCode
+from easyrtc_server.protocol.core import COMMANDS
+from easyrtc_server.protocol.errors import ErrorCode
 from support.corekit import Harness
 
 json_values = st.recursive(

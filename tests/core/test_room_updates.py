@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from easyrtc_server.core import Core
-from easyrtc_server.model import Peer
 from easyrtc_server.options import Options
-from easyrtc_server.outcome import Fanout, Outcome, Push, Reply, Send
+from easyrtc_server.protocol.core import Core
+from easyrtc_server.protocol.model import Peer
+from easyrtc_server.protocol.outcome import Fanout, Outcome, Push, Reply, Send
 from support.corekit import NOW, decide
 
 View = dict[str, dict[str, dict[str, Any]]]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from easyrtc_server.core import Core
 from easyrtc_server.limits import MSG_REJECT_RATE_LIMIT, Guard, TokenBucket
 from easyrtc_server.options import Options
+from easyrtc_server.protocol.core import Core
 from easyrtc_server.server import EasyRtcServer
 from easyrtc_server.transport import SharedEvent
 from support.client import TIMEOUT, Client

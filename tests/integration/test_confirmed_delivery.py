@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 import socketio
 
-from easyrtc_server.delivery import STAMP, Seen, stamp_of
 from easyrtc_server.options import Options
+from easyrtc_server.protocol.delivery import STAMP, Seen, stamp_of
 from support.client import TIMEOUT, Client
 from support.ours import WatchedServer, serving
 from support.tcpproxy import TcpProxy

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from easyrtc_server.hooks import Hooks
-from easyrtc_server.model import Connection
 from easyrtc_server.options import Options
+from easyrtc_server.protocol.model import Connection
 from easyrtc_server.server import EasyRtcServer
 from support.client import TIMEOUT, Client
 from support.ours import running_server, serving

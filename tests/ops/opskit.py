@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from easyrtc_server.core import Peer
 from easyrtc_server.events import Listener
 from easyrtc_server.hooks import Hooks
 from easyrtc_server.options import Options
+from easyrtc_server.protocol.core import Peer
 from easyrtc_server.server import EasyRtcServer
 from support.client import TIMEOUT, Client
 from support.ours import serving

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from easyrtc_server import control
 from easyrtc_server.options import Options, OptionsError
+from easyrtc_server.protocol import control
 from support.client import TIMEOUT, Client
 
 from .opskit import clients, served

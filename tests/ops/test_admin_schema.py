@@ -11,7 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from easyrtc_server.admin import OPENAPI
+from easyrtc_server.operations.admin import OPENAPI
 from support.client import Client
 
 from .opskit import served

@@ -9,12 +9,12 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from easyrtc_server.auth import AuthRequest
-from easyrtc_server.core import Peer
-from easyrtc_server.errors import EasyRtcError, ErrorCode
 from easyrtc_server.hooks import Hooks
-from easyrtc_server.metrics import HOOK_NAMES, Metrics
-from easyrtc_server.outcome import ACKED, Outcome, Push
+from easyrtc_server.operations.metrics import HOOK_NAMES, Metrics
+from easyrtc_server.protocol.auth import AuthRequest
+from easyrtc_server.protocol.core import Peer
+from easyrtc_server.protocol.errors import EasyRtcError, ErrorCode
+from easyrtc_server.protocol.outcome import ACKED, Outcome, Push
 from easyrtc_server.server import EasyRtcServer
 from easyrtc_server.transport import SharedEvent
 from support.ports import free_port

@@ -15,8 +15,8 @@ import orjson
 import pytest
 from aiohttp import web
 
+from easyrtc_server.operations.webhooks import Webhooks, verify
 from easyrtc_server.options import Options
-from easyrtc_server.webhooks import Webhooks, verify
 from support.client import TIMEOUT
 from support.webserver import posts_served
 

@@ -9,8 +9,9 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from easyrtc_server.core import Core
-from easyrtc_server.decisions import (
+from easyrtc_server.options import Options
+from easyrtc_server.protocol.core import Core
+from easyrtc_server.protocol.decisions import (
     Answer,
     Decision,
     IceAnswer,
@@ -25,11 +26,10 @@ from easyrtc_server.decisions import (
     TokenAnswer,
     UnknownCommand,
 )
-from easyrtc_server.errors import ErrorCode
-from easyrtc_server.ice import ice_servers
-from easyrtc_server.model import Peer
-from easyrtc_server.options import Options
-from easyrtc_server.outcome import Fanout, Outcome, Push, Reply
+from easyrtc_server.protocol.errors import ErrorCode
+from easyrtc_server.protocol.ice import ice_servers
+from easyrtc_server.protocol.model import Peer
+from easyrtc_server.protocol.outcome import Fanout, Outcome, Push, Reply
 
 
 def stock_answer(core: Core, decision: Decision) -> Answer:

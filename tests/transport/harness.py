@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 from aiohttp import web
 
-from easyrtc_server.errors import ErrorCode, error_message
+from easyrtc_server.protocol.errors import ErrorCode, error_message
 from easyrtc_server.transport import Ack, Link
 from easyrtc_server.transport.socketio import LeanTransport
 from support.ports import free_port

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from ..hold import Held, Holds
-from ..model import Peer
-from ..outcome import Push
+from ..protocol.hold import Held, Holds
+from ..protocol.model import Peer
+from ..protocol.outcome import Push
 
 
 class ReplicatedHolds(Holds):

@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import orjson
 
-from ..decisions import (
+from ..protocol.decisions import (
     Answer,
     IceAnswer,
     JoinAnswer,
@@ -45,8 +45,8 @@ from ..decisions import (
     ReplyAnswer,
     TokenAnswer,
 )
-from ..model import Field, Fields
-from ..validation import MISSING
+from ..protocol.model import Field, Fields
+from ..protocol.validation import MISSING
 
 FIELD: Final = b"e"
 """The stream field that holds an entry."""

@@ -36,13 +36,13 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..auth import credential_of
-from ..core import changes_state
-from ..decisions import Answer, Decision, LoginRequested
-from ..delivery import RELAYED, RETRANSMIT_MS, STAMP, Ledger
 from ..engine import Carrier, EngineUnavailable, Pending, Step
-from ..errors import ErrorCode
-from ..outcome import Fanout, Outcome, Push, Reply, Send, refusal
+from ..protocol.auth import credential_of
+from ..protocol.core import changes_state
+from ..protocol.decisions import Answer, Decision, LoginRequested
+from ..protocol.delivery import RELAYED, RETRANSMIT_MS, STAMP, Ledger
+from ..protocol.errors import ErrorCode
+from ..protocol.outcome import Fanout, Outcome, Push, Reply, Send, refusal
 from . import gaps, snapshot
 from . import log as entries
 from .health import ReaderHealth
@@ -59,8 +59,8 @@ from .registry import NodeInfo, NodeRegistry
 from .replica import Applied, Replica
 
 if TYPE_CHECKING:
-    from ..model import Peer
     from ..options import Options
+    from ..protocol.model import Peer
     from ..transport import Ack
 
 log = logging.getLogger("easyrtc_server.cluster")

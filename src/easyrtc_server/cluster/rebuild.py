@@ -21,10 +21,10 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from ..model import Connection, Group, Membership, Peer, Session
-from ..outcome import Json, Outcome
-from ..roomdata import client_entry, join_state, room_data
-from ..state import State
+from ..protocol.model import Connection, Group, Membership, Peer, Session
+from ..protocol.outcome import Json, Outcome
+from ..protocol.roomdata import client_entry, join_state, room_data
+from ..protocol.state import State
 from .log import NODE_GONE, REJOIN, LogEntry, close, decode_fields, encode_fields, rejoin
 from .replica import Applied, Apply
 from .snapshot import load as snapshot_load

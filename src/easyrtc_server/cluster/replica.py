@@ -21,12 +21,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .. import control
-from ..core import Core
-from ..decisions import Decision
-from ..model import Connection, Peer
 from ..options import Options
-from ..outcome import Outcome, Push
+from ..protocol import control
+from ..protocol.core import Core
+from ..protocol.decisions import Decision
+from ..protocol.model import Connection, Peer
+from ..protocol.outcome import Outcome, Push
 from .holds import ReplicatedHolds
 from .log import (
     ANSWER,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..model import (
+from ..protocol.model import (
     Application,
     Connection,
     Group,
@@ -32,7 +32,7 @@ from ..model import (
     Room,
     Session,
 )
-from ..roomdata import client_entry
+from ..protocol.roomdata import client_entry
 from .log import decode_fields, encode_fields
 
 if TYPE_CHECKING:

@@ -39,8 +39,8 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 
-from ..delivery import wants_acks
 from ..options import Options
+from ..protocol.delivery import wants_acks
 from . import Ack, Link, SharedEvent
 from .asgi_engineio import ASGIApp, AsgiEngineIO
 from .engineio import AiohttpEngineIO

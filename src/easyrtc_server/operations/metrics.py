@@ -37,18 +37,18 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from .core import COMMANDS
-from .errors import ErrorCode
-from .events import Listener, Member
-from .outcome import ACKED, Fanout, Outcome, Push
+from ..events import Listener, Member
+from ..protocol.core import COMMANDS
+from ..protocol.errors import ErrorCode
+from ..protocol.outcome import ACKED, Fanout, Outcome, Push
 
 if TYPE_CHECKING:
-    from .core import Peer
-    from .delivery import Ledger
-    from .hold import Holds
-    from .model import Connection
-    from .server import EasyRtcServer
-    from .transport import Link
+    from ..protocol.core import Peer
+    from ..protocol.delivery import Ledger
+    from ..protocol.hold import Holds
+    from ..protocol.model import Connection
+    from ..server import EasyRtcServer
+    from ..transport import Link
 
 log = logging.getLogger("easyrtc_server")
 

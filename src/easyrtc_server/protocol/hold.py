@@ -38,9 +38,9 @@ from typing import Any, Final
 
 import orjson
 
+from ..options import Options
 from .errors import ErrorCode
 from .model import Peer
-from .options import Options
 from .outcome import Push
 
 KEY_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{22,128}")

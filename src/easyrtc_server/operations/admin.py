@@ -24,8 +24,8 @@ from .metrics import transport_of
 from .routes import OpsHandler, OpsRequest, Route, StaticRoute
 
 if TYPE_CHECKING:
-    from .model import Connection
-    from .server import EasyRtcServer
+    from ..protocol.model import Connection
+    from ..server import EasyRtcServer
 
 ADMIN_DIR: Final = Path(__file__).resolve().parent / "admin"
 API: Final = "/admin/api"

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .options import FieldObj, ProtocolOptions
+from ..options import FieldObj, ProtocolOptions
 
 
 @dataclass(slots=True)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..options import Options
 from .decisions import IceRequested
 from .errors import ErrorCode
 from .model import Connection
-from .options import Options
 from .outcome import Json, Outcome, refusal
 from .state import State
 from .turn import turn_server

@@ -16,12 +16,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..server import EasyRtcServer
 from . import routes
 from .admin import AdminApi
 from .health import Readiness
 from .metrics import Metrics
 from .routes import OpsRequest, Route, StaticRoute
-from .server import EasyRtcServer
 from .webhooks import Webhooks
 
 

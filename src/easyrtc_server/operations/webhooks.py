@@ -31,11 +31,11 @@ import aiohttp
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
-from .events import Listener, Member
-from .logsafe import redacted_url, refusals
+from ..events import Listener, Member
+from ..logsafe import redacted_url, refusals
 
 if TYPE_CHECKING:
-    from .options import Options
+    from ..options import Options
 
 log = logging.getLogger("easyrtc_server.webhooks")
 

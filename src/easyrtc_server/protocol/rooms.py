@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
+from ..options import ProtocolOptions
 from .decisions import JoinPhase, JoinRequested
 from .errors import ErrorCode
 from .model import Application, Connection
-from .options import ProtocolOptions
 from .outcome import ACKED, Json, Outcome, refusal
 from .roomdata import client_entry, join_state, leave_state, room_data, update_delta
 from .state import State

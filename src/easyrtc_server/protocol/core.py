@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
+from ..options import Options
 from . import auth, ice, relay, rooms
 from .decisions import (
     Answer,
@@ -40,7 +41,6 @@ from .decisions import (
 from .errors import ErrorCode
 from .hold import key_digest, well_formed_token
 from .model import Application, Connection, Peer
-from .options import Options
 from .outcome import ACK, Json, Outcome, refusal
 from .state import State
 

@@ -17,10 +17,10 @@ import secrets
 import time
 from collections.abc import Callable
 
+from ..options import Options, ProtocolOptions
 from .coalescing import Coalescer
 from .hold import Holds
 from .model import Application, Connection, Membership, Peer, Room, fields_from_obj
-from .options import Options, ProtocolOptions
 from .outcome import Joined, Json, Outcome
 from .roomdata import client_entry, peers_of, remove_delta, update_delta
 

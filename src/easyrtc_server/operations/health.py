@@ -16,7 +16,7 @@ from aiohttp import web
 from .routes import OpsRequest, Route
 
 if TYPE_CHECKING:
-    from .server import EasyRtcServer
+    from ..server import EasyRtcServer
 
 ReadinessCheck = Callable[[], str | None]
 """Returns why the server is not ready, or None when this check is fine."""
