@@ -31,7 +31,9 @@ async def redis_server() -> AsyncIterator[RedisServer]:
 class Watcher:
     """One node's registry and watch, with what it appended and the epochs it rebuilt in."""
 
-    def __init__(self, redis: Redis, node_id: str, owners: set[str]) -> None:
+    def __init__(
+        self, redis: Redis, node_id: str, owners: set[str], senders: set[str] | None = None
+    ) -> None:
         self.keys = ClusterKeys("live")
         self.registry = NodeRegistry(redis, self.keys, NodeInfo(node_id), ttl=0.5)
         self.appended: list[str] = []
@@ -45,6 +47,7 @@ class Watcher:
             self.keys,
             self.registry,
             owners=lambda: self.owners,
+            senders=lambda: senders or set(),
             announce_gone=self._announce_gone,
             on_new_epoch=self._rebuild,
             heard=self.heard.get,
@@ -73,6 +76,25 @@ async def test_a_node_whose_key_expired_is_announced_gone_by_one_node(
         assert reaped == [["c"], []]  # the second is held off by the reaper lock
         assert watchers[0].appended == ["c"]
         assert watchers[1].appended == []
+    finally:
+        await redis.aclose()
+
+
+async def test_a_node_that_left_owning_nothing_is_forgotten_quietly(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node that stopped cleanly owns no connection, but the replicas keep its last sequence
+    number (``ordering``): announced gone, so that one number per node start does not pile up
+    in every snapshot. Without a warning: nobody was removed."""
+    redis = Redis.from_url(redis_server.url)
+    try:
+        watcher = Watcher(redis, "a", owners=set(), senders={"a", "b", "old"})
+        await watcher.registry.announce()
+        await redis.set("live:alive:b", NodeInfo("b").encode(), px=100_000)
+        with caplog.at_level("DEBUG", logger="easyrtc_server.cluster"):
+            assert await watcher.liveness.reap() == ["old"]
+        assert watcher.appended == ["old"]  # not itself, not the live "b"
+        assert not [r for r in caplog.records if r.levelname == "WARNING"]
     finally:
         await redis.aclose()
 

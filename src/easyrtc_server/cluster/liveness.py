@@ -59,6 +59,7 @@ class Liveness:
         registry: NodeRegistry,
         *,
         owners: Callable[[], Iterable[str]],
+        senders: Callable[[], Iterable[str]] = tuple,
         announce_gone: Callable[[str], Awaitable[Any]],
         on_new_epoch: Callable[[str], Awaitable[Any]],
         tidy: Callable[[], Awaitable[Any]] | None = None,
@@ -72,6 +73,10 @@ class Liveness:
         self.node_id = registry.info.node_id
         self._owners = owners
         """The nodes owning connections in this node's replica."""
+        self._senders = senders
+        """The nodes whose last sequence number the replica keeps (``ordering``): a node that
+        stopped owning nothing is announced gone too, so that its number is forgotten, not
+        kept in every snapshot for ever (one per node start)."""
         self._announce_gone = announce_gone
         """Appends ``node-gone`` for a node to the log."""
         self._tidy = tidy
@@ -100,6 +105,7 @@ class Liveness:
             node.keys,
             node.registry,
             owners=lambda: set(node.replica.owners.values()),
+            senders=lambda: list(node.replica.seqs),
             announce_gone=announce_gone,
             on_new_epoch=rebuilder.rebuild,
             tidy=rebuilder.tidy,
@@ -177,10 +183,11 @@ class Liveness:
         """Announce the end of every node owning connections whose alive key is gone; returns
         the nodes this node announced."""
         owners = set(self._owners()) - {self.node_id}
-        if not owners:
+        known = (owners | set(self._senders())) - {self.node_id}
+        if not known:
             return []
         alive = await self.registry.alive_nodes()
-        dead = [node for node in sorted(owners - alive.keys()) if not self.heard_lately(node)]
+        dead = [node for node in sorted(known - alive.keys()) if not self.heard_lately(node)]
         if not dead:
             return []
         # One node announces: the lock is left to expire, so that the others, which may apply
@@ -191,7 +198,10 @@ class Liveness:
         for node in dead:
             if await self.redis.exists(self.keys.alive(node)):
                 continue  # back in time
-            log.warning("node %s is gone (its alive key expired): removing its clients", node)
+            if node in owners:
+                log.warning("node %s is gone (its alive key expired): removing its clients", node)
+            else:  # it left owning nothing (a clean stop): only its sequence number is kept
+                log.debug("node %s has left: forgetting its sequence number", node)
             await self._announce_gone(node)
             reaped.append(node)
         return reaped
