@@ -16,6 +16,12 @@ shared machine falls on all of them alike; each figure is the median over the ro
     .venv/bin/python bench/cluster.py --rounds 3
     .venv/bin/python bench/cluster.py --rounds 1 --storm-clients 300     # a short check
     .venv/bin/python bench/cluster.py --rounds 1 --storms-only --sizes 2,3 --logs /tmp/storm
+    .venv/bin/python bench/cluster.py --breakdown --rounds 3 --seconds 10 --profile /tmp/spy
+
+``--breakdown`` says where a cross-node relay's CPU goes (issue 22's 500 msg/s target): each
+process's CPU (node 1, node 2, redis-server) while the 2-node cluster idles, relays same-node
+and relays cross-node at ``--rate``, per message and idle; ``--profile DIR`` adds a py-spy
+profile (collapsed stacks) of each node during its cross-node runs.
 
 ``--logs DIR`` keeps each server's log (``DIR/<cluster>-<i>.log``) and counts in it the lines
 that issue 21 says must not appear under load: a state change refused as unavailable or behind,
@@ -155,7 +161,14 @@ def main() -> None:
         "--sizes", default="1,2,3", help="cluster sizes of the storms (the single process always)"
     )
     parser.add_argument("--logs", type=Path, help="keep each server's log here, count bad lines")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="per-process CPU of same- and cross-node relays"
+    )
+    parser.add_argument("--profile", type=Path, help="with --breakdown: py-spy of the nodes")
     args = parser.parse_args()
+    if args.breakdown:
+        breakdown(args)
+        return
     sizes = [int(size) for size in args.sizes.split(",")]
     if args.logs is not None:
         args.logs.mkdir(parents=True, exist_ok=True)
@@ -252,6 +265,100 @@ def main() -> None:
             print(f"node logs, {size} node(s): {bad_lines(logs[size])}")
     for key, found in errors.items():
         print(f"ERRORS {key}: {found}", file=sys.stderr)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` so far (every thread, dead ones included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def py_spy(pids: list[int], out: Path | None, label: str) -> Iterator[None]:
+    """Collapsed stacks of each of ``pids`` while the block runs (none without ``out``)."""
+    spy = ROOT / ".venv" / "bin" / "py-spy"
+    if out is None or not spy.exists():
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    recorders = []
+    for i, pid in enumerate(pids):
+        cmd = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+               "--nonblocking", "-o", str(out / f"{label}-node{i + 1}.txt")]  # fmt: skip
+        recorders.append(
+            subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.send_signal(2)  # py-spy writes its output on SIGINT
+        for recorder in recorders:
+            recorder.wait(30)
+
+
+def breakdown(args: argparse.Namespace) -> None:
+    """Where the CPU of a relay at a moderate rate goes, process by process: each process's
+    idle cost (the 2-node cluster doing nothing for ``--seconds``), and its CPU per message
+    relayed same-node and cross-node. The rounds alternate; each figure is the median."""
+    redis_binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    names = ["node 1", "node 2", "redis"]
+    idle: list[list[float]] = []
+    per_msg: dict[str, list[list[float]]] = {"same-node": [], "cross-node": []}
+    with ExitStack() as stack:
+        redis_port = free_port()
+        redis = stack.enter_context(
+            process(
+                [redis_binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--loglevel", "warning"]
+            )
+        )  # fmt: skip
+        wait_listening(redis_port, redis)
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        (u1, p1), (u2, p2) = [start_server(stack, redis_url, "bench2") for _ in range(2)]
+        pids = [p1, p2, redis.pid]
+        setups = [
+            Setup("same-node", [u1, u1, u2, u2], pids),
+            Setup("cross-node", [u1, u2], pids),
+        ]
+        params = {"pairs": args.pairs, "rate": args.rate, "seconds": args.seconds}
+        for round_no in range(1, args.rounds + 1):
+            print(f"round {round_no}/{args.rounds}", file=sys.stderr)
+            before = [cpu_seconds(pid) for pid in pids]
+            time.sleep(args.seconds)
+            idle.append(
+                [(cpu_seconds(pid) - b) / args.seconds for pid, b in zip(pids, before, strict=True)]
+            )
+            for setup in setups:
+                label = f"{setup.name}-round{round_no}"
+                profile = args.profile if setup.name == "cross-node" else None
+                with py_spy([p1, p2], profile, label):
+                    out = loadgen(setup, "relay", params)
+                detail = out.get("detail") or {}
+                delivered, by_pid = detail.get("delivered"), detail.get("server_cpu_s_by_pid")
+                if not delivered or not by_pid or None in by_pid:
+                    print(f"ERRORS {label}: {out.get('error') or detail}", file=sys.stderr)
+                    continue
+                per_msg[setup.name].append([cpu / delivered for cpu in by_pid])
+    load = os.getloadavg()
+    print(f"{len(idle)} rounds, {args.pairs} pairs at {args.rate} msg/s for {args.seconds} s; "
+          f"load average at the end {load[0]:.2f}")  # fmt: skip
+    print("| process | idle, % of a core | same-node, µs per message | cross-node, µs per message "
+          "| of which idle cost at this rate, µs | cross - same, µs |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for i, name in enumerate(names):
+        idle_share = statistics.median(r[i] for r in idle)
+        same = statistics.median(r[i] for r in per_msg["same-node"]) * 1e6
+        cross = statistics.median(r[i] for r in per_msg["cross-node"]) * 1e6
+        fixed = idle_share / args.rate * 1e6
+        totals = [totals[0] + same, totals[1] + cross, totals[2] + fixed, totals[3] + idle_share]
+        print(f"| {name} | {100 * idle_share:.2f} | {same:.1f} | {cross:.1f} | {fixed:.1f} "
+              f"| {cross - same:+.1f} |")  # fmt: skip
+    print(f"| all | {100 * totals[3]:.2f} | {totals[0]:.1f} | {totals[1]:.1f} | {totals[2]:.1f} "
+          f"| {totals[1] - totals[0]:+.1f} |")  # fmt: skip
+    print(f"cross-node / same-node CPU: {totals[1] / totals[0]:.2f}x; without the idle cost "
+          f"{(totals[1] - totals[2]) / (totals[0] - totals[2]):.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

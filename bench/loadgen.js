@@ -172,12 +172,15 @@ function selfCpu() {
 /** A measured phase: wall time, server CPU, generator CPU. */
 function phase() {
   const t0 = performance.now(), c0 = serverCpuSample(), g0 = selfCpu();
+  const each0 = PID ? PIDS.map(processCpuSample) : [];
   return {
     end() {
       const wall = (performance.now() - t0) / 1000;
       return {
         wall,
         serverCpu: serverCpuBetween(c0, serverCpuSample()),
+        // each --pid's own share (a cluster: every node and Redis), in the order given
+        serverCpuByPid: PID ? PIDS.map((pid, i) => round(serverCpuBetween(each0[i], processCpuSample(pid)), 4)) : [],
         genCpu: selfCpu() - g0,
       };
     },
@@ -531,7 +534,7 @@ async function scenarioRelay() {
     },
     detail: { pairs: P.pairs, window: P.window, rate: P.rate || null, delivered, acked, failed, undelivered: lost,
               wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), gen_cpu_s: round(m.genCpu),
-              latency: l },
+              server_cpu_s_by_pid: m.serverCpuByPid, latency: l },
   };
 }
 
