@@ -281,6 +281,9 @@ class Options(ProtocolOptions):
     """Seconds a relay from another node waits for the log entries that node appended before
     it, and a log entry for the relays its node sent before it (``cluster/ordering.py``):
     then it goes on unordered, counted."""
+    cluster_relay: str = "redis"
+    """How relays reach other nodes (``cluster/links.py``): ``redis`` (pub/sub) or ``direct``
+    (a websocket from node to node, on the internal listener; the lean transport only)."""
 
     # Cluster request forwarding (``cluster/forwarding.py``): no sticky sessions needed
     cluster_listen: str = "127.0.0.1:0"
@@ -396,6 +399,12 @@ def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
             f"option 'admin_token' is {len(token)} characters long: it needs at least "
             f"{MIN_ADMIN_TOKEN_LENGTH} (e.g. the output of `openssl rand -hex 32`)",
             key="admin_token",
+        )
+    if options.cluster_relay == "direct" and options.transport != "lean":
+        raise OptionsError(
+            "option 'cluster_relay' = 'direct' needs the lean transport (its internal listener "
+            "takes the links); with 'python-socketio' relays go through Redis",
+            key="cluster_relay",
         )
     cluster_secret = options.cluster_secret
     if isinstance(cluster_secret, str) and len(cluster_secret) < MIN_CLUSTER_SECRET_LENGTH:
@@ -629,6 +638,18 @@ def _cluster_seconds(name: str, value: Any) -> Any:
     return float(value)
 
 
+def _cluster_relay(name: str, value: Any) -> Any:
+    if value not in CLUSTER_RELAYS:
+        raise OptionsError(
+            f"option 'cluster_relay' must be one of {', '.join(CLUSTER_RELAYS)}, got {value!r}",
+            name,
+        )
+    return value
+
+
+CLUSTER_RELAYS = ("redis", "direct")
+
+
 def _transport(name: str, value: Any) -> Any:
     if value not in TRANSPORTS:
         raise OptionsError(f"option 'transport' must be one of {', '.join(TRANSPORTS)}", name)
@@ -695,6 +716,7 @@ def _table() -> dict[str, Check]:
         (("cluster_alive_ttl", "cluster_check_interval", "cluster_order_wait"), _cluster_seconds),
         (("ping_interval", "ping_timeout", "webhook_timeout"), _positive_seconds),
         (("transport",), _transport),
+        (("cluster_relay",), _cluster_relay),
         (("log_level",), _log_level),
         (_STRINGS, _string),
         (_OPTIONAL_STRINGS, _optional_string),

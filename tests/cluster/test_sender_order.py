@@ -4,7 +4,8 @@ Alice (node 1) and Bob (node 2) share a room. Alice sends Bob a burst of message
 "bye", and leaves the room, back to back, as easyrtc.js may: on one server Bob gets every
 message, then her ``removeClient``. Then she joins again and, once joined, sends "hello": Bob is
 told she joined before he gets it. In a cluster the messages travel over Redis pub/sub and the
-room changes through the log, two paths that used to race (on main ``901d301``, under load:
+room changes through the log (or over a direct link between the nodes, ``cluster_relay``), two
+paths that used to race (on main ``901d301``, under load:
 ``removeClient`` before "bye" in 8 to 23 of 150 tries, "hello" before the join in 0 to 14);
 the nodes now deliver both in the order Alice's node produced them (``cluster/ordering.py``).
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+import pytest
 
 from ops.opskit import scrape
 from support.client import Client
@@ -77,10 +80,13 @@ def delta(change: str, easyrtcid: str) -> Any:
     return found
 
 
-async def test_a_message_then_a_room_change_arrive_in_the_order_sent() -> None:
+@pytest.mark.parametrize("relay", ["redis", "direct"])
+async def test_a_message_then_a_room_change_arrive_in_the_order_sent(relay: str) -> None:
+    """Over either path of a relay (``cluster_relay``): Redis pub/sub, or a direct link."""
+    env = {**NODE_ENV, "EASYRTC_CLUSTER_RELAY": relay}
     async with (
         running_redis() as redis,
-        running_nodes(redis.url, 2, cluster="order", env=NODE_ENV) as (first, second),
+        running_nodes(redis.url, 2, cluster="order", env=env) as (first, second),
     ):
         alice, bob = Client(), Client()
         bob_saw = Recorder(bob)

@@ -48,6 +48,7 @@ from redis.exceptions import RedisError
 from ..logsafe import redacted_url, refusals
 from ..transport.engineio import AiohttpEngineIO
 from .keys import NODE_ID_LENGTH
+from .links import LINK_PATH, LinkServer
 from .secret import NODE_AUTH, secret_of, sign, verify
 
 if TYPE_CHECKING:
@@ -135,6 +136,8 @@ class Forwarder:
         self._session: ClientSession | None = None
         self._unreachable: set[str] = set()
         self._secret = secret_of(options)
+        self._links = LinkServer(self._secret, node.inbox.receive)
+        """The other nodes' links to this one (``links``, ``cluster_relay = "direct"``)."""
 
         self.engine.sid_prefix = self.node.node_id + "."  # any node can tell a sid's owner
 
@@ -160,6 +163,7 @@ class Forwarder:
         driver = AiohttpEngineIO(self.engine)  # the same sessions, whichever driver opened them
         self.serve(driver)
         handler = driver.handle_request
+        inner.router.add_get(LINK_PATH, self._links.handle)  # the other nodes' relays
         inner.router.add_route("*", self.path + "/", handler)
         if self.path != "/":
             inner.router.add_route("*", self.path, handler)
@@ -186,6 +190,8 @@ class Forwarder:
     @web.middleware
     async def _only_nodes(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """The internal listener serves the other nodes' forwarded requests, nothing else."""
+        if request.path == LINK_PATH:
+            return await handler(request)  # checks its own signature (``links.LinkServer``)
         sid = request.query.get("sid")
         header = request.headers.get(NODE_AUTH, "")
         if (
@@ -205,6 +211,7 @@ class Forwarder:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._links.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

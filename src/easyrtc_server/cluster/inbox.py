@@ -1,11 +1,12 @@
-"""Per-node inboxes: relayed messages for sockets on other nodes, over Redis pub/sub.
+"""Per-node inboxes: relayed messages for sockets on other nodes.
 
 Relays change no state, so they do not go through the log. The sender's node runs the rule on
 its own replica; a push whose recipient is connected to another node is queued here for that
-node. The queue is published once per event-loop pass, one ``PUBLISH`` per node carrying the
-list of pushes (in one pipeline), by one task over one connection: one sender's messages to one
-target keep their order. Each node subscribes to its own channel (``keys.inbox``) and sends
-each push to its socket.
+node. The queues are sent once per event-loop pass, one message per node carrying the list of
+pushes, by one task: one sender's messages to one target keep their order. They go by Redis
+pub/sub (one ``PUBLISH`` per node, in one pipeline) or over direct links between the nodes
+(``links``, ``cluster_relay``). Each node subscribes to its own channel (``keys.inbox``) and
+takes its links; it sends each push to its socket.
 
 A message is a list of relays ``[easyrtcid, event, body]`` (``[easyrtcid, None, None]`` asks the
 owner to close that socket: ``server.disconnect`` of a client on another node), headed by
@@ -26,7 +27,8 @@ JSON nested deeper than orjson writes, with ``max_json_depth = 0``) is written b
 library or, failing that, dropped; a message that cannot be delivered is dropped; each kind is
 logged once and counted (``health``, ``easyrtc_cluster_inbox_drops``).
 
-Pub/sub delivers at most once: what is published while a node's subscription is down is lost.
+Both paths deliver at most once: what is published while a node's subscription is down, or
+sent while a link is broken, is lost.
 A relay to a keyed client that confirms its messages is kept by its sender's node until
 confirmed, and sent again where the client resumes (``delivery``); other relays are lost, as a
 relayed message to a socket that dropped would be. State never travels this way.
@@ -48,6 +50,7 @@ from redis.exceptions import RedisError
 
 from .health import ReaderHealth
 from .keys import ClusterKeys
+from .links import Batch, Dropped, Outbound, RedisRelays
 from .ordering import DROPPED, Stamps
 
 log = logging.getLogger("easyrtc_server.cluster")
@@ -83,6 +86,7 @@ class Inbox:
         deliver: Deliver,
         health: ReaderHealth | None = None,
         stamps: Stamps | None = None,
+        outbound: Callable[[Dropped], Outbound] | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -91,12 +95,17 @@ class Inbox:
         self.health = health or ReaderHealth()
         self.stamps = stamps or Stamps()
         """This node's sequence, shared with its log appends (``ordering``)."""
+        self.outbound: Outbound = (
+            outbound(self._dropped)
+            if outbound is not None
+            else RedisRelays(redis, keys, self._dropped)
+        )
+        """How this node's messages reach the others (``links``)."""
         self._queues: dict[str, _Queue] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: PubSub | None = None
         self._subscribed = asyncio.Event()
-        self._failing = False
 
     def send(self, node: str, to: str | list[str], event: str | None, body: Any) -> None:
         """Queue a push for ``node``'s inbox (published at the end of this loop pass), stamped
@@ -112,6 +121,7 @@ class Inbox:
         queue.items.append([to, event, body])
 
     async def start(self) -> None:
+        await self.outbound.start()
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         self._tasks = [
             asyncio.create_task(self._publish_forever(), name="cluster-inbox-out"),
@@ -132,6 +142,22 @@ class Inbox:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
             self._pubsub = None
+        await self.outbound.stop()
+
+    def forget(self, node: str) -> None:
+        """``node`` is gone: nothing more is sent to it."""
+        self.outbound.forget(node)
+
+    def _dropped(self, batch: Batch, why: str) -> None:
+        """A message did not reach its node: its relays are not waited for there
+        (``ordering``); counted unless nobody was listening (a node gone or restarting)."""
+        self.stamps.dropped(batch.node, batch.upto)
+        if why:
+            self.health.inbox_drops += batch.count
+        if why.startswith("link"):
+            self.health.once(
+                "inbox-" + why, "relays to node %s dropped (%s)", batch.node, LINK_DROPS[why]
+            )
 
     async def _publish_forever(self) -> None:
         while True:
@@ -140,32 +166,20 @@ class Inbox:
             self._wake.clear()
             queues, self._queues = self._queues, {}
             try:
-                messages = [
-                    (self.keys.inbox(node), self._encode(queue)) for node, queue in queues.items()
+                batches = [
+                    Batch(
+                        node,
+                        self._encode(queue),
+                        queue.first + len(queue.afters),
+                        len(queue.items),
+                    )
+                    for node, queue in queues.items()
                 ]
-                if len(messages) == 1:  # the usual case: no pipeline object to build
-                    ((channel, data),) = messages
-                    heard = [await self.redis.publish(channel, data)]
-                else:
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        for channel, data in messages:
-                            pipe.publish(channel, data)
-                        heard = await pipe.execute()
-                for (node, queue), listeners in zip(queues.items(), heard, strict=True):
-                    if not listeners:  # that node is gone, or not subscribed right now
-                        self.stamps.dropped(node, queue.first + len(queue.afters))
-            except (RedisError, OSError) as exc:
-                for node, queue in queues.items():
-                    self.stamps.dropped(node, queue.first + len(queue.afters))
-                self.health.inbox_drops += sum(len(queue.items) for queue in queues.values())
-                if not self._failing:
-                    log.warning("relays to other nodes are lost while Redis is away: %s", exc)
-                    self._failing = True
             except Exception as exc:  # a bug: the publisher must go on for the next pushes
                 self.health.inbox_drops += sum(len(queue.items) for queue in queues.values())
                 self.health.once("inbox-out", "relays to other nodes dropped: %r", exc)
-            else:
-                self._failing = False
+                continue
+            await self.outbound.send(batches)
 
     def _encode(self, queue: _Queue) -> bytes:
         """``queue`` as one message; a relay not JSON to orjson is written by the standard
@@ -202,29 +216,39 @@ class Inbox:
                     message = await pubsub.get_message(timeout=None)
                     if message is None or message.get("type") != "message":
                         continue
-                    try:
-                        items = orjson.loads(message["data"])
-                        if not isinstance(items, list):
-                            raise TypeError("not a list of pushes")
-                        head = items[0] if items else None
-                        if not (type(head) is list and len(head) == 3 and head[0] == ""):
-                            await self._deliver(None, 0, [], items)  # a node of before
-                            continue
-                        _, sender, stamps = head
-                        if not (
-                            isinstance(sender, str)
-                            and type(stamps) is list
-                            and stamps
-                            and type(stamps[0]) is int
-                        ):
-                            raise TypeError("not an inbox message's header")
-                        await self._deliver(sender, stamps[0], stamps[1:], items[1:])
-                    except (RedisError, OSError):
-                        raise
-                    except Exception as exc:  # whatever was published: the next one counts
-                        self.health.inbox_drops += 1
-                        self.health.once(
-                            "inbox-in", "unusable inbox message on %s: %r", channel, exc
-                        )
+                    await self.receive(message["data"])
             except (RedisError, OSError):
                 await asyncio.sleep(RETRY_DELAY)
+
+    async def receive(self, data: bytes) -> None:
+        """One message to this node's inbox, by either path: each relay to its socket. Never
+        raises on what it carries: an unusable one is counted (and logged once)."""
+        try:
+            items = orjson.loads(data)
+            if not isinstance(items, list):
+                raise TypeError("not a list of pushes")
+            head = items[0] if items else None
+            if not (type(head) is list and len(head) == 3 and head[0] == ""):
+                await self._deliver(None, 0, [], items)  # a node of before
+                return
+            _, sender, stamps = head
+            if not (
+                isinstance(sender, str)
+                and type(stamps) is list
+                and stamps
+                and type(stamps[0]) is int
+            ):
+                raise TypeError("not an inbox message's header")
+            await self._deliver(sender, stamps[0], stamps[1:], items[1:])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # whatever was sent: the next one counts
+            self.health.inbox_drops += 1
+            self.health.once("inbox-in", "unusable inbox message to %s: %r", self.node_id, exc)
+
+
+LINK_DROPS = {
+    "link": "the link to it could not be made or broke",
+    "link-full": "too many waited for its link to connect",
+    "link-bug": "a bug, logged with its traceback",
+}

@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -49,6 +50,7 @@ from .health import ReaderHealth
 from .heartbeat import Heartbeat
 from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
+from .links import DirectLinks, Dropped, Outbound
 from .liveness import Liveness
 from .log import ANSWER, EXPIRE, FIELD, HOLD, NODE_GONE, RECV, LogEntry, LogFormatError
 from .ordering import Arrivals, Stamps
@@ -57,6 +59,7 @@ from .rebuild import Rebuilder, full_lists
 from .redisclient import blocking_redis_client, redis_client
 from .registry import NodeInfo, NodeRegistry
 from .replica import Applied, Replica
+from .secret import secret_of
 
 if TYPE_CHECKING:
     from ..options import Options
@@ -172,8 +175,17 @@ class ClusterNode:
         """Set when relays arrive (the reader may be waiting for them)."""
         self._order_timer: asyncio.TimerHandle | None = None
         self._order_logged = False
+        outbound: Callable[[Dropped], Outbound] | None = None
+        if options.cluster_relay == "direct":
+            outbound = partial(DirectLinks, self.node_id, self.registry, secret_of(options))
         self.inbox = Inbox(
-            self.redis, self.keys, self.node_id, self._from_inbox, self.health, self.stamps
+            self.redis,
+            self.keys,
+            self.node_id,
+            self._from_inbox,
+            self.health,
+            self.stamps,
+            outbound=outbound,
         )
         self.last_id: bytes | str = "0-0"
         """Stream id of the last entry applied."""
@@ -524,6 +536,7 @@ class ClusterNode:
         if entry.kind == NODE_GONE:  # its last relays, then nothing of it is kept
             gone = str(entry.body.get("node"))
             self.stamps.forget(gone)
+            self.inbox.forget(gone)
             await self._release(arrivals.forget(gone))
         if held := arrivals.release(origin, entry.seq - 1):
             await self._release(held)
