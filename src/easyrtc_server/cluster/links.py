@@ -57,6 +57,9 @@ MAX_QUEUED: Final = 1024
 RETRY_DELAY: Final = 0.5
 """Seconds a link that could not be made waits before it is tried again."""
 CONNECT_TIMEOUT: Final = 2.0
+HEARTBEAT: Final = 5.0
+"""Seconds between the pings a link's sender sends (no pong in half of it: the link is
+closed, what waits on it dropped)."""
 MAX_MESSAGE: Final = 64 * 1024 * 1024
 """Bytes of one message a link takes (the nodes are trusted: only a bound for their bugs)."""
 
@@ -240,6 +243,7 @@ class DirectLinks:
             base.rstrip("/") + LINK_PATH,
             headers=headers,
             autoping=True,
+            heartbeat=HEARTBEAT,  # a node that vanished without a FIN: the link is closed
             max_msg_size=MAX_MESSAGE,
             compress=0,
         )
