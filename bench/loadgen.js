@@ -172,12 +172,15 @@ function selfCpu() {
 /** A measured phase: wall time, server CPU, generator CPU. */
 function phase() {
   const t0 = performance.now(), c0 = serverCpuSample(), g0 = selfCpu();
+  const each0 = PIDS.map(processCpuSample);
   return {
     end() {
       const wall = (performance.now() - t0) / 1000;
       return {
         wall,
         serverCpu: serverCpuBetween(c0, serverCpuSample()),
+        // each --pid's own CPU seconds, in --pid's order (a cluster: each node, then redis)
+        serverCpuEach: PIDS.map((pid, i) => round(serverCpuBetween(each0[i], processCpuSample(pid)))),
         genCpu: selfCpu() - g0,
       };
     },
@@ -810,8 +813,8 @@ async function scenarioStorm() {
       failed: state.tokens.reduce((a, t) => a + t.failed, 0),
       lost_workers: lostWorkers, worker_exit_codes: state.exited, pushes,
       converged_minus_last_token_ms: converged ? round(convergedAt - lastToken) : null,
-      wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), coordinator_cpu_s: round(m.genCpu),
-      workers_cpu_s: round(state.finals.reduce((a, f) => a + f.genCpu, 0)),
+      wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), server_cpu_s_each: m.serverCpuEach,
+      coordinator_cpu_s: round(m.genCpu), workers_cpu_s: round(state.finals.reduce((a, f) => a + f.genCpu, 0)),
       server_rss_kb_at_converge: rss, server_peak_rss_kb: peak, auth_latency: lat,
     },
   };
