@@ -50,9 +50,11 @@ def recipients(send: Send) -> list[str]:
 
 def big_reply(send: Send) -> bool:
     """A reply holding a whole room list: a login's token, a roomJoin's reply."""
-    return isinstance(send, Reply) and (
-        send.body.get("msgType") == "token" or "clientList" in str(send.body)
-    )
+    if not isinstance(send, Reply):
+        return False
+    body = send.body
+    rooms = body.get("msgData", {}).get("roomData", {}) if body["msgType"] == "roomData" else {}
+    return body["msgType"] == "token" or any("clientList" in room for room in rooms.values())
 
 
 @dataclass
