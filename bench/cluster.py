@@ -174,8 +174,16 @@ def main() -> None:
     parser.add_argument(
         "--base-src", type=Path, help="also run each storm on the package in this src directory"
     )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option for every server (e.g. EASYRTC_ROOM_UPDATE_TICK=0), repeatable",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
+    SERVER_ENV.update(item.split("=", 1) for item in args.server_env)
     if args.logs is not None:
         args.logs.mkdir(parents=True, exist_ok=True)
     redis_binary = shutil.which("redis-server") or "/usr/bin/redis-server"

@@ -244,10 +244,7 @@ class State:
                 self.updates.mark_changed(member.room, conn.easyrtcid)
             return
         entries: dict[str, Json] = {}
-        here = self.scope.here
-        for peer_id, shared in peers_of(conn).items():
-            if here is not None and not here(peer_id):
-                continue  # another node's socket: that node tells it
+        for peer_id, shared in peers_of(conn, self.scope.here).items():  # this node's sockets
             rooms: Json = {}
             for name in shared:
                 if name not in entries:
