@@ -24,8 +24,10 @@ that issue 21 says must not appear under load: a state change refused as unavail
 a node reaped.
 
 ``--base-src DIR`` also starts the storm setups from the package in ``DIR`` (``PYTHONPATH``: an
-older commit's ``src``), named ``base …``, and runs each storm on it just before the same storm
-on this checkout's code, round after round: before and after side by side under the same noise.
+older commit's ``src``), named ``base …``, and runs each storm on it next to the same storm on
+this checkout's code, round after round, each of the two first in turn (the second of a pair
+shares the machine with the first one's 1,000 disconnects): before and after side by side under
+the same noise.
 Each storm row then gives every process's own CPU seconds (``node CPU s``: the busiest node's),
 and the load average at its start.
 """
@@ -271,9 +273,9 @@ def main() -> None:
                 record(f"relay-moderate {setup.name}", loadgen(setup, "relay", relay_moderate))
                 record(f"relay-max {setup.name}", loadgen(setup, "relay", relay_max))
             for i, setup in enumerate(storm_setups):
-                if base:
-                    storm_run(round_no, base[i])
-                storm_run(round_no, setup)
+                pair = [base[i], setup] if base else [setup]
+                for each in pair if round_no % 2 else pair[::-1]:  # each goes first in turn
+                    storm_run(round_no, each)
     summary = {key: {m: median(v) for m, v in slot.items() if m != "errors"} for key, slot in
                results.items()}  # fmt: skip
     errors = {key: slot["errors"] for key, slot in results.items() if slot.get("errors")}
