@@ -17,15 +17,27 @@ shared machine falls on all of them alike; each figure is the median over the ro
     .venv/bin/python bench/cluster.py --rounds 1 --storm-clients 300     # a short check
     .venv/bin/python bench/cluster.py --rounds 1 --storms-only --sizes 2,3 --logs /tmp/storm
     .venv/bin/python bench/cluster.py --breakdown --rounds 3 --seconds 10 --profile /tmp/spy
+    .venv/bin/python bench/cluster.py --breakdown --server-env EASYRTC_CLUSTER_RELAY=direct
 
 ``--breakdown`` says where a cross-node relay's CPU goes (issue 22's 500 msg/s target): each
 process's CPU (node 1, node 2, redis-server) while the 2-node cluster idles, relays same-node
 and relays cross-node at ``--rate``, per message and idle; ``--profile DIR`` adds a py-spy
 profile (collapsed stacks) of each node during its cross-node runs.
 
+    git archive 8c4b5cd src | tar -x -C /tmp/base       # the storms of another commit beside
+    .venv/bin/python bench/cluster.py --rounds 2 --storms-only --sizes 3 --base-src /tmp/base/src
+
 ``--logs DIR`` keeps each server's log (``DIR/<cluster>-<i>.log``) and counts in it the lines
 that issue 21 says must not appear under load: a state change refused as unavailable or behind,
 a node reaped.
+
+``--base-src DIR`` also starts the storm setups from the package in ``DIR`` (``PYTHONPATH``: an
+older commit's ``src``), named ``base …``, and runs each storm on it next to the same storm on
+this checkout's code, round after round, each of the two first in turn (the second of a pair
+shares the machine with the first one's 1,000 disconnects): before and after side by side under
+the same noise.
+Each storm row then gives every process's own CPU seconds (``node CPU s``: the busiest node's),
+and the load average at its start.
 """
 
 from __future__ import annotations
@@ -63,11 +75,13 @@ SERVER_ENV = {
 
 @dataclass
 class Setup:
-    """Where the clients go (``urls``, client i to ``urls[i % len]``) and whose CPU counts."""
+    """Where the clients go (``urls``, client i to ``urls[i % len]``) and whose CPU counts
+    (a cluster's: its nodes, then redis-server: ``nodes`` of them are nodes)."""
 
     name: str
     urls: list[str]
     pids: list[int]
+    nodes: int = 1
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -120,13 +134,19 @@ def bad_lines(logs: list[Path]) -> dict[str, int]:
 
 
 def start_server(
-    stack: ExitStack, redis_url: str | None, cluster: str | None, log: Path | None = None
+    stack: ExitStack,
+    redis_url: str | None,
+    cluster: str | None,
+    log: Path | None = None,
+    src: Path | None = None,
 ) -> tuple[str, int]:
+    """A server on a free port (``src``: the package from that directory, not this checkout)."""
     port = free_port()
     cmd = [PYTHON, "-m", "easyrtc_server", "--host", "127.0.0.1", "--port", str(port)]
     if redis_url is not None and cluster is not None:
         cmd += ["--redis", redis_url, "--cluster", cluster]
-    proc = stack.enter_context(process(cmd, SERVER_ENV, log))
+    env = SERVER_ENV if src is None else {**SERVER_ENV, "PYTHONPATH": str(src)}
+    proc = stack.enter_context(process(cmd, env, log))
     wait_listening(port, proc)
     return f"http://127.0.0.1:{port}", proc.pid
 
@@ -165,7 +185,18 @@ def main() -> None:
         "--breakdown", action="store_true", help="per-process CPU of same- and cross-node relays"
     )
     parser.add_argument("--profile", type=Path, help="with --breakdown: py-spy of the nodes")
+    parser.add_argument(
+        "--base-src", type=Path, help="also run each storm on the package in this src directory"
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option for every server (e.g. EASYRTC_ROOM_UPDATE_TICK=0), repeatable",
+    )
     args = parser.parse_args()
+    SERVER_ENV.update(item.split("=", 1) for item in args.server_env)
     if args.breakdown:
         breakdown(args)
         return
@@ -174,6 +205,7 @@ def main() -> None:
         args.logs.mkdir(parents=True, exist_ok=True)
     redis_binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     results: dict[str, dict[str, list[Any]]] = {}
+    storm_rows: list[tuple[int, str, float, dict[str, Any], int]] = []
 
     def record(key: str, out: dict[str, Any]) -> None:
         slot = results.setdefault(key, {})
@@ -185,6 +217,16 @@ def main() -> None:
         for metric in ("tokens", "failed", "converged_clients"):  # a storm's: lists whole?
             if metric in detail:
                 slot.setdefault(metric, []).append(detail[metric])
+
+    def storm_run(round_no: int, setup: Setup) -> None:
+        load = os.getloadavg()[0]
+        out = loadgen(setup, "storm", storm)
+        record(f"storm {setup.name}", out)
+        each = (out.get("detail") or {}).get("server_cpu_s_each") or []
+        nodes = [cpu for cpu in each[: setup.nodes] if isinstance(cpu, int | float)]
+        if nodes:
+            results[f"storm {setup.name}"].setdefault("node_cpu_s", []).append(max(nodes))
+        storm_rows.append((round_no, setup.name, load, out, setup.nodes))
 
     with ExitStack() as stack:
         redis_port = free_port()
@@ -209,6 +251,18 @@ def main() -> None:
                 )
                 for i in range(size)
             ]
+        base: list[Setup] = []
+        if args.base_src is not None:
+            url, pid = start_server(stack, None, None, src=args.base_src)
+            base.append(Setup("base single", [url], [pid]))
+            for size in sizes:
+                nodes = [
+                    start_server(stack, redis_url, f"base{size}", src=args.base_src)
+                    for _ in range(size)
+                ]
+                name = f"base {size} node{'s' if size > 1 else ''}"
+                pids = [pid for _, pid in nodes] + [redis.pid]
+                base.append(Setup(name, [url for url, _ in nodes], pids, size))
         two = clusters[2]
         (u1, p1), (u2, p2) = two
         relay_setups = [
@@ -221,6 +275,7 @@ def main() -> None:
                 f"{size} node{'s' if size > 1 else ''}",
                 [url for url, _ in clusters[size]],
                 [pid for _, pid in clusters[size]] + [redis.pid],
+                size,
             )
             for size in sizes
         ]
@@ -232,8 +287,10 @@ def main() -> None:
             for setup in [] if args.storms_only else relay_setups:
                 record(f"relay-moderate {setup.name}", loadgen(setup, "relay", relay_moderate))
                 record(f"relay-max {setup.name}", loadgen(setup, "relay", relay_max))
-            for setup in storm_setups:
-                record(f"storm {setup.name}", loadgen(setup, "storm", storm))
+            for i, setup in enumerate(storm_setups):
+                pair = [base[i], setup] if base else [setup]
+                for each in pair if round_no % 2 else pair[::-1]:  # each goes first in turn
+                    storm_run(round_no, each)
     summary = {key: {m: median(v) for m, v in slot.items() if m != "errors"} for key, slot in
                results.items()}  # fmt: skip
     errors = {key: slot["errors"] for key, slot in results.items() if slot.get("errors")}
@@ -252,14 +309,23 @@ def main() -> None:
                   f"| {m.get('msg_per_cpu_s')} |")  # fmt: skip
     print()
     print("| storm | users | tokens | refused | lists whole | converge s | all tokens s "
-          "| joins per CPU-s | server CPU s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| joins per CPU-s | server CPU s | node CPU s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for key, m in summary.items():
         if key.startswith("storm"):
             print(f"| {key} | {args.storm_clients} | {m.get('tokens')} | {m.get('failed')} "
                   f"| {m.get('converged_clients')} | {m.get('converge_s')} "
                   f"| {m.get('all_tokens_s')} | {m.get('joins_per_cpu_s')} "
-                  f"| {m.get('server_cpu_s')} |")  # fmt: skip
+                  f"| {m.get('server_cpu_s')} | {m.get('node_cpu_s')} |")  # fmt: skip
+    print()
+    print("| round | storm | load avg at start | lists whole | converge s "
+          "| CPU s of each process (nodes, then redis) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for round_no, name, load, out, _nodes in storm_rows:
+        detail = out.get("detail") or {}
+        print(f"| {round_no} | {name} | {load:.1f} | {detail.get('converged_clients')} "
+              f"| {(out.get('metrics') or {}).get('converge_s')} "
+              f"| {detail.get('server_cpu_s_each')} |")  # fmt: skip
     if args.logs is not None:
         for size in sizes:
             print(f"node logs, {size} node(s): {bad_lines(logs[size])}")

@@ -813,8 +813,8 @@ async function scenarioStorm() {
       failed: state.tokens.reduce((a, t) => a + t.failed, 0),
       lost_workers: lostWorkers, worker_exit_codes: state.exited, pushes,
       converged_minus_last_token_ms: converged ? round(convergedAt - lastToken) : null,
-      wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), coordinator_cpu_s: round(m.genCpu),
-      workers_cpu_s: round(state.finals.reduce((a, f) => a + f.genCpu, 0)),
+      wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), server_cpu_s_each: m.serverCpuByPid,
+      coordinator_cpu_s: round(m.genCpu), workers_cpu_s: round(state.finals.reduce((a, f) => a + f.genCpu, 0)),
       server_rss_kb_at_converge: rss, server_peak_rss_kb: peak, auth_latency: lat,
     },
   };

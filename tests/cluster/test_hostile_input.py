@@ -97,6 +97,7 @@ async def test_a_deep_message_to_another_nodes_client_does_not_end_the_relays() 
         AsyncExitStack() as stack,
     ):
         a, b = await joined(stack, one), await joined(stack, two)
+        await sees(a, b.easyrtcid)  # a's node knows b: else the relay is refused (unknown)
         # 252 levels in msgData: beyond 254 once in the inbox's [[to, event, body]] list
         for data in (nested(252), "after"):
             ack = await a.call(

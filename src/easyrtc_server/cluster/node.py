@@ -578,7 +578,8 @@ class ClusterNode:
 
     async def _apply_now(self, entry: LogEntry) -> None:
         """Apply one entry; deliver its pushes to this node's sockets (and the reply, when
-        this node appended it); wake the event that waits for it."""
+        this node appended it); wake the event that waits for it. The replica built only
+        those (``replica.NodeSockets``): a change costs each node its own clients' sends."""
         waiter = self._waiters.pop(entry.seq, None) if entry.node == self.node_id else None
         self.heard[entry.node] = time.monotonic()
         if entry.kind == entries.NODE_GONE:  # forget it (a restarted node has a new id)
@@ -1049,7 +1050,9 @@ def _read_count(batches: Any) -> int:
 
 def _sends_here(out: Outcome, acked: bool, links: Mapping[str, object]) -> list[Send]:
     """What of ``out`` this node sends (and counts in its metrics): the reply when it holds
-    the ack, and the pushes to its own sockets."""
+    the ack, and the pushes to its own sockets. The replica builds little else
+    (``replica.NodeSockets``): the small replies of another node's events (an ack, an error),
+    a resumed connection's own pushes where it was before."""
     sends: list[Send] = []
     for send in out.sends:
         if isinstance(send, Reply):

@@ -6,10 +6,13 @@ state and computes the same outcome for each entry. The replica also keeps what 
 to its caller: each peer's pending decision (a login asks three times; the origin's hooks
 answer with ``accept``/``refuse`` entries) and each peer's owner node (where its socket is).
 
-What to do with an outcome (deliver pushes to this node's sockets, the reply to the origin's
-client) is the node's business (``node``); this module does no I/O. ``Replica.kinds`` maps each
-entry kind to its function: a new kind is one function and one line (kinds defined elsewhere,
-as ``rebuild``'s, are given to the constructor).
+Each replica builds only the sends of its node (``NodeSockets``, the core's ``scope``): the
+pushes to the node's own sockets and, for an entry the node appended, the reply to its client
+(a login's token, with its whole room list, is built on the client's node alone); the state
+changes alike on every replica. What to do with an outcome (deliver the pushes to the sockets,
+the reply to the client) is the node's business (``node``); this module does no I/O.
+``Replica.kinds`` maps each entry kind to its function: a new kind is one function and one
+line (kinds defined elsewhere, as ``rebuild``'s, are given to the constructor).
 """
 
 from __future__ import annotations
@@ -91,6 +94,27 @@ class LogClock:
         return at if at is not None else self.wall()
 
 
+class NodeSockets:
+    """A node's ``scope.SendScope``: pushes to its own sockets (``here``) and, while an
+    entry is applied, the reply only if this node appended it (its client sent the event)."""
+
+    __slots__ = ("node_id", "origin", "sockets")
+
+    def __init__(self, node_id: str, here: Callable[[str], bool]) -> None:
+        self.node_id = node_id
+        self.sockets = here
+        self.origin: str | None = None
+        """The node of the entry being applied, None between entries."""
+
+    @property
+    def here(self) -> Callable[[str], bool] | None:
+        return self.sockets
+
+    def answering(self) -> bool:
+        origin = self.origin
+        return origin is None or origin == self.node_id
+
+
 Apply = Callable[[LogEntry], "Applied"]
 
 
@@ -104,12 +128,15 @@ class Replica:
         clock: LogClock,
         *,
         kinds: Mapping[str, Apply] | None = None,
+        sockets: NodeSockets | None = None,
     ) -> None:
-        """``core`` reads ``clock`` (``Replica.new`` makes both); ``kinds`` adds entry kinds
-        or replaces this module's."""
+        """``core`` reads ``clock`` and builds the sends ``sockets`` says (``Replica.new``
+        makes them; None: all of them); ``kinds`` adds entry kinds or replaces this
+        module's."""
         self.core = core
         self.node_id = node_id
         self.clock = clock
+        self.sockets = sockets
         self.owners: dict[str, str] = {}
         """easyrtcid -> node whose socket it is (peers that ever had an entry). A held
         connection has no socket, so no owner: no node's reaper or tidy-up takes it for a
@@ -147,9 +174,12 @@ class Replica:
         here: Callable[[str], bool] | None = None,
     ) -> Replica:
         """A replica with a fresh core reading the log's clock; ``here`` says which sockets
-        are this node's (the core's coalesced updates are built for those)."""
+        are this node's (the core builds pushes for those only, and the reply for this node's
+        entries only: ``NodeSockets``); None: every push and reply is built."""
         clock = LogClock(wall)
-        return cls(Core(options, clock=clock.now, here=here), node_id, clock, kinds=kinds)
+        sockets = NodeSockets(node_id, here) if here is not None else None
+        core = Core(options, clock=clock.now, scope=sockets)
+        return cls(core, node_id, clock, kinds=kinds, sockets=sockets)
 
     def now(self) -> int:
         """The entry's time while one is applied, else the wall clock."""
@@ -162,6 +192,9 @@ class Replica:
             log.warning("skipped a log entry of unknown kind %r", entry.kind[:40])
             return Applied(None)
         self.clock.at = entry.t
+        sockets = self.sockets
+        if sockets is not None:
+            sockets.origin = entry.node
         seqs = self.seqs
         if entry.seq > seqs.get(entry.node, 0):
             seqs[entry.node] = entry.seq
@@ -169,6 +202,8 @@ class Replica:
             return handler(entry)
         finally:
             self.clock.at = None
+            if sockets is not None:
+                sockets.origin = None
 
     def owned_by(self, node_id: str) -> list[str]:
         return [cid for cid, owner in self.owners.items() if owner == node_id]

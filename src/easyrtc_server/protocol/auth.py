@@ -236,7 +236,8 @@ def finish(state: State, admitted: LoginAdmitted, servers: list[dict[str, Any]])
     out = admitted.out
     admitted.conn.entering_until = state.now() + relay.ENTRY_GRACE_MS
     state.refresh_entries(admitted.conn)  # the hooks may have changed its presence
-    out.reply(token(state, admitted.conn, servers)).note(LoggedIn(admitted.conn))
+    _answer_token(state, admitted.conn, servers, out)
+    out.note(LoggedIn(admitted.conn))
     state.tell_peers(admitted.conn, out, with_api_field=True)
     if admitted.peer.resume_key is not None:
         _bind_key(state, admitted.peer, admitted.conn, out)
@@ -314,7 +315,7 @@ def _finish_resume(state: State, admitted: LoginAdmitted, servers: list[dict[str
     _apply_login(state, app, conn, request)
     for name in admitted.rooms:
         state.join(conn, name, None, early=out)
-    out.reply(token(state, conn, servers))
+    _answer_token(state, conn, servers, out)
     for name, member in conn.rooms.items():
         if member.room.entries.get(easyrtcid) == before.get(name):
             continue  # held, unchanged: nobody needs to hear of it
@@ -359,6 +360,18 @@ def revoke(state: State, admitted: LoginAdmitted) -> Outcome:
                 e for e in out.happened if not (isinstance(e, Joined) and e.conn is admitted.conn)
             ]
     return out
+
+
+def _answer_token(
+    state: State, conn: Connection, servers: list[dict[str, Any]], out: Outcome
+) -> None:
+    """The token as the reply, where the client is (``State.scope``); elsewhere (another
+    node's client) only its lists are marked current, as the token does."""
+    if state.scope.answering():
+        out.reply(token(state, conn, servers))
+        return
+    for member in conn.rooms.values():
+        state.updates.mark_current(member)
 
 
 def token(state: State, conn: Connection, servers: list[dict[str, Any]]) -> Json:

@@ -13,6 +13,7 @@ from .errors import EasyRtcError, ErrorCode, error_message
 from .model import Application, Connection, Field, Group, Room, shared_fields
 from .outcome import Json, Outcome
 from .roomdata import fields_delta, room_data
+from .scope import local
 from .state import State
 
 
@@ -93,7 +94,8 @@ def set_room_field(
     room = room_of(state, app_name, room_name)
     room.fields[name] = Field(value, shared)
     room.persistent = True
-    return command_to(state, room.members, room_data({room.name: fields_delta(room)}))
+    members = local(state.scope, room.members)  # a cluster node: its own sockets' only
+    return command_to(state, members, room_data({room.name: fields_delta(room)}))
 
 
 def set_session_field(
@@ -109,7 +111,7 @@ def set_session_field(
     data: Json = {"easyrtcsid": easyrtcsid, "sessionStatus": "update"}
     data["field"] = shared_fields(session.fields) or {}
     body = {"msgType": "sessionData", "msgData": {"sessionData": data}}
-    return command_to(state, sorted(session.connections), body)
+    return command_to(state, local(state.scope, sorted(session.connections)), body)
 
 
 def set_app_field(

@@ -42,6 +42,7 @@ from .errors import ErrorCode
 from .hold import key_digest, well_formed_token
 from .model import Application, Connection, Peer
 from .outcome import ACK, Json, Outcome, refusal
+from .scope import SendScope
 from .state import State
 
 __all__ = ["CHECKS", "COMMANDS", "Core", "Peer", "changes_state"]
@@ -100,11 +101,11 @@ class Core:
         *,
         clock: Callable[[], int] | None = None,
         new_id: Callable[[], str] | None = None,
-        here: Callable[[str], bool] | None = None,
+        scope: SendScope | None = None,
     ) -> None:
-        """``here``: whether an easyrtcid's socket is on this node, for coalesced member-list
-        updates (``coalescing``); None: all are."""
-        self.state = State(options, clock=clock, new_id=new_id, here=here)
+        """``scope``: which sends the changes build (a cluster node's: pushes to its own
+        sockets, replies to its own clients; ``scope``); None: all of them."""
+        self.state = State(options, clock=clock, new_id=new_id, scope=scope)
 
     @property
     def options(self) -> Options:

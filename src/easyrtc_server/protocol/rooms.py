@@ -130,11 +130,13 @@ def apply_room_join(state: State, join: JoinRequested) -> Outcome:
     for name in names:
         state.join(conn, name, out)
     states: Json = {}
+    answering = state.scope.answering()  # else another node's client: no reply built here
     for name in names:
         member = conn.rooms[name]
         state.updates.mark_current(member)
-        states[name] = join_state(member.room, state.client_list(member.room))
-    return out.reply(room_data(states))
+        if answering:
+            states[name] = join_state(member.room, state.client_list(member.room))
+    return out.reply(room_data(states)) if answering else out
 
 
 def room_leave(state: State, conn: Connection, msg: Json) -> Outcome:

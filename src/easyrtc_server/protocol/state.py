@@ -23,6 +23,7 @@ from .hold import Holds
 from .model import Application, Connection, Membership, Peer, Room, fields_from_obj
 from .outcome import Joined, Json, Outcome
 from .roomdata import client_entry, peers_of, remove_delta, update_delta
+from .scope import AllSockets, SendScope
 
 DEPARTURE_GRACE_MS = 10_000
 """How long after a connection left a message to it alone (``easyrtcMsg`` with its
@@ -49,16 +50,18 @@ class State:
         *,
         clock: Callable[[], int] | None = None,
         new_id: Callable[[], str] | None = None,
-        here: Callable[[str], bool] | None = None,
+        scope: SendScope | None = None,
     ) -> None:
-        """``here``: whether an easyrtcid's socket is on this node (coalesced updates are built
-        for those only); None: every socket is."""
+        """``scope``: which sends the changes build (``scope``: a cluster node's own sockets
+        and clients); None: every socket is here."""
         self.options = options or Options()
         self.now: Callable[[], int] = clock or (lambda: int(time.time() * 1000))
         self._new_id = new_id or random_id
         self.apps: dict[str, Application] = {}
         self.peers: dict[str, Peer] = {}
-        self.updates = Coalescer(self, self.options.room_update_tick, here)
+        self.scope: SendScope = scope or AllSockets()
+        """Which sockets pushes are built for, and whether the reply is (``scope``)."""
+        self.updates = Coalescer(self, self.options.room_update_tick, self.scope.here)
         """The member-list changes not told yet (``room_update_tick`` > 0)."""
         self.coalescing = self.updates.active
         """Member-list changes are announced once per ``room_update_tick``, not one by one."""
@@ -225,10 +228,12 @@ class State:
     # -- telling the members -----------------------------------------------------------------
 
     def tell_room(self, room: Room, subject: str, delta: Json, out: Outcome) -> None:
-        """Push one room's ``delta`` about ``subject`` to the room's other members."""
+        """Push one room's ``delta`` about ``subject`` to the room's other members (those
+        whose sockets are here: ``scope``)."""
         rooms = {room.name: delta}
+        here = self.scope.here
         for member_id in room.members:
-            if member_id != subject:
+            if member_id != subject and (here is None or here(member_id)):
                 self.push_room_data(member_id, rooms, out)
 
     def tell_peers(self, conn: Connection, out: Outcome, *, with_api_field: bool) -> None:
@@ -239,7 +244,7 @@ class State:
                 self.updates.mark_changed(member.room, conn.easyrtcid)
             return
         entries: dict[str, Json] = {}
-        for peer_id, shared in peers_of(conn).items():
+        for peer_id, shared in peers_of(conn, self.scope.here).items():  # this node's sockets
             rooms: Json = {}
             for name in shared:
                 if name not in entries:
