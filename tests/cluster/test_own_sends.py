@@ -22,7 +22,7 @@ from easyrtc_server.cluster import snapshot
 from easyrtc_server.cluster.log import LogEntry
 from easyrtc_server.cluster.replica import Applied, Replica
 from easyrtc_server.options import Options
-from easyrtc_server.outcome import Fanout, Outcome, Reply, Send
+from easyrtc_server.protocol.outcome import Fanout, Outcome, Reply, Send
 
 from .test_replica import ACTIONS, NODES, OPTIONS, Cluster, run
 
