@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 CHAOS = Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
 
 
@@ -50,3 +52,36 @@ async def test_a_short_chaos_run_with_a_node_killed_and_redis_restarted_has_no_v
     # every client logged back in after each fault (else a locked-out violation above)
     assert all(check["connected"] == config.clients for check in summary["checks"]), report
     assert summary["counts"]["joins"] > 0 and summary["counts"]["relays_acked"] > 0, report
+
+
+async def test_the_same_over_direct_links_between_the_nodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Relays over the nodes' direct links (``cluster_relay = "direct"``) instead of pub/sub:
+    a killed node's links break and its replacement's are made anew."""
+    monkeypatch.setenv("EASYRTC_CLUSTER_RELAY", "direct")  # the nodes inherit the environment
+    chaos = load_chaos()
+    lines: list[str] = []
+    config = chaos.Config(
+        clients=40,
+        duration=75.0,
+        max_faults=2,
+        fault_interval=30.0,
+        converge=10.0,
+        rooms=5,
+        action_interval=3.0,
+        faults=("kill", "redis"),
+        seed=23,
+        log=lines.append,
+    )
+    summary = await chaos.Chaos(config).run()
+    report = chaos.text_report(summary) + "\n" + "\n".join(lines)
+    assert [check["name"] for check in summary["checks"]] == [
+        "baseline",
+        "1:kill",
+        "2:redis",
+        "final",
+    ], report
+    assert summary["violations"] == [], report
+    assert all(check["connected"] == config.clients for check in summary["checks"]), report
+    assert summary["counts"]["relays_acked"] > 0, report
