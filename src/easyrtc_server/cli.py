@@ -24,6 +24,7 @@ from .checkconfig import check_config
 from .clientfiles import bundled_versions, find_client_files
 from .cluster import workers as cluster_workers
 from .config import ConfigError, Setting, load_options, to_toml
+from .diagnostics import install_task_dump
 from .jwtauth import JwtAuth
 from .options import LOG_FORMATS, LOG_LEVELS, TRANSPORTS, Options
 from .server import EasyRtcServer
@@ -228,6 +229,7 @@ def main(
     app = create_app(server=server)
     role = server.engine.role
     app.on_shutdown.insert(0, shutdown.exit_on_second_signal)
+    app.on_startup.append(install_task_dump)  # kill -USR1: where every task waits, logged
     try:
         web.run_app(
             app,
