@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from aiohttp import ClientError, web
+from aiohttp import ClientError, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .engineio_protocol import ws_frame
+from .engineio_protocol import SessionState, ws_frame
 from .engineio_routing import (
     BAD_HANDSHAKE_METHOD,
     BAD_REQUEST,
@@ -48,18 +47,6 @@ from .engineio_sessions import (
     EngineIOServer,
     EngineSocket,
     HttpReply,
-)
-from .websocket_frames import (
-    BINARY,
-    FAILED,
-    MESSAGE_TOO_BIG,
-    PING,
-    PONG,
-    TEXT,
-    FrameReader,
-    close_code,
-    close_frame,
-    control_frame,
 )
 
 __all__ = [
@@ -86,72 +73,24 @@ _POLL_WATCH_PERIOD: Final = 0.25
 """Seconds between checks of pending GETs for a closed connection (a closed tab)."""
 NETWORK_ERRORS: Final = (OSError, ClientError, HttpProcessingError, asyncio.IncompleteReadError)
 """What reading a request body raises when the client goes away or sends a broken body."""
+_TEXT: Final = WSMsgType.TEXT
+_CLOSED: Final = SessionState.CLOSED
+_BINARY: Final = WSMsgType.BINARY
 
 Forward = Callable[[web.Request, str], Awaitable[web.StreamResponse | None]]
 """``(request, sid) -> response``, or None when the request is not forwarded."""
 
 
-class AiohttpWebSocket(asyncio.Protocol):
-    """A session's websocket on aiohttp, after the handshake: the asyncio protocol of its
-    connection (aiohttp's is set aside, told only of the connection's loss) and its channel.
+class AiohttpWebSocket:
+    """A session's websocket on aiohttp: frames written straight into the asyncio transport."""
 
-    Bytes read go through a `FrameReader` and each message to the session inline, in order,
-    within the read's callback: no queue, no task per read. A message whose handling suspends
-    (a hook that awaits) gets a task; reading pauses and the messages after it wait their
-    turn. Frames are written straight into the transport (no writer task, no ``drain``).
-    Messages read before `serve` (an upgrade's probe exchange, the open) wait in an inbox.
-    """
-
-    __slots__ = (
-        "_done",
-        "_http",
-        "_inbox",
-        "_reader",
-        "_reason",
-        "_running",
-        "_waiter",
-        "engine",
-        "sock",
-        "transport",
-    )
+    __slots__ = ("engine", "transport")
 
     framed = True
 
-    def __init__(
-        self,
-        engine: EngineIOServer,
-        transport: asyncio.Transport,
-        http: asyncio.BaseProtocol | None = None,
-    ) -> None:
+    def __init__(self, engine: EngineIOServer, transport: asyncio.Transport) -> None:
         self.engine = engine
         self.transport = transport
-        self.sock: EngineSocket | None = None
-        self._http = http
-        """aiohttp's protocol of this connection, told of its loss and of write pauses."""
-        self._reader = FrameReader(engine.limits.max_payload)
-        self._inbox: deque[tuple[int, bytes]] = deque()
-        """Messages not handled yet: read before `serve`, or after one that suspended."""
-        self._running: asyncio.Future[None] | None = None
-        """The task finishing a message whose handling suspended."""
-        self._waiter: asyncio.Future[None] | None = None
-        """`next_text`'s wait for a message."""
-        self._reason: str | None = None
-        """Why the websocket ended (None: it has not)."""
-        self._done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        """`_reason`, once no message is being handled."""
-
-    @classmethod
-    def take_over(cls, engine: EngineIOServer, request: web.BaseRequest) -> AiohttpWebSocket | None:
-        """Become the protocol of ``request``'s connection (before the handshake's reply, so
-        that no frame reaches aiohttp's reader); None if the connection is gone."""
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return None
-        channel = cls(engine, transport, transport.get_protocol())
-        transport.set_protocol(channel)
-        return channel
-
-    # -- writing (the session's channel) -------------------------------------------------------
 
     def flush(self, sock: EngineSocket) -> None:
         wt = self.transport
@@ -188,201 +127,6 @@ class AiohttpWebSocket(asyncio.Protocol):
 
     def abort(self) -> None:
         self.transport.abort()
-
-    # -- reading -------------------------------------------------------------------------------
-
-    async def next_text(self) -> bytes | None:
-        """The next text message read before `serve` (None: anything else, or the end)."""
-        while not self._inbox:
-            if self._reason is not None:
-                return None
-            self._waiter = asyncio.get_running_loop().create_future()
-            self.transport.resume_reading()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        opcode, payload = self._inbox.popleft()
-        return payload if opcode == TEXT else None
-
-    async def serve(self, sock: EngineSocket) -> str:
-        """Hand ``sock`` every message from now on (those in the inbox first); the reason the
-        websocket ended for it, once no message of it is being handled."""
-        self.sock = sock
-        self._handle_inbox()
-        return await asyncio.shield(self._done)
-
-    def data_received(self, data: bytes) -> None:
-        if self._reason is not None:
-            return
-        messages = self._reader.feed(data)
-        sock = self.sock
-        if sock is None or self._running is not None:
-            self._inbox.extend(messages)
-            self._wait()
-            return
-        for i, (opcode, payload) in enumerate(messages):
-            if opcode == TEXT:
-                if not self._handle(sock.receive_text(payload)):
-                    self._inbox.extend(messages[i + 1 :])
-                    return
-            elif not self._other(opcode, payload, sock):
-                self._inbox.extend(messages[i + 1 :])
-                return
-
-    def _wait(self) -> None:
-        """Messages wait: read no more until they are handled (the memory of one read)."""
-        if self._inbox:
-            self.transport.pause_reading()
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-
-    def _handle_inbox(self) -> None:
-        sock = self.sock
-        assert sock is not None
-        inbox = self._inbox
-        while inbox and self._reason is None:
-            opcode, payload = inbox.popleft()
-            if opcode == TEXT:
-                if not self._handle(sock.receive_text(payload)):
-                    return
-            elif not self._other(opcode, payload, sock):
-                return
-        if self._reason is None:
-            self.transport.resume_reading()
-
-    def _other(self, opcode: int, payload: bytes, sock: EngineSocket) -> bool:
-        """Any message but text; False when reading stops (the end, or a suspended one)."""
-        if opcode == BINARY:
-            return self._handle(sock.receive_binary(payload))
-        if opcode == PING:
-            if not self.transport.is_closing():
-                self.transport.write(control_frame(PONG, payload))
-            return True
-        if opcode == PONG:
-            return True
-        if opcode == FAILED:
-            self._fail(int.from_bytes(payload, "big"))
-            return False
-        # CLOSE: answered, and the connection closed (as aiohttp's autoclose does)
-        code = close_code(payload)
-        self._reply_close(1000)
-        self._end("client close" if code in GOODBYE_CODES else "transport close")
-        return False
-
-    def _handle(self, coro: Coroutine[Any, Any, None]) -> bool:
-        """Run one message's handling inline; False when reading stops (the session closed,
-        or the handling suspended: a task finishes it, the inbox waits)."""
-        try:
-            yielded = coro.send(None)
-        except StopIteration:
-            if self.sock is not None and self.sock.closed:
-                self._end("transport close")
-                return False
-            return True
-        except Exception:
-            log.exception("error handling a websocket message")
-            self._end("transport close")
-            self.transport.abort()
-            return False
-        self.transport.pause_reading()
-        running = asyncio.ensure_future(_finish(coro, yielded))
-        running.add_done_callback(self._finished)
-        self._running = running
-        return False
-
-    def _finished(self, running: asyncio.Future[None]) -> None:
-        self._running = None
-        exc = None if running.cancelled() else running.exception()
-        if exc is not None:
-            log.error("error handling a websocket message", exc_info=exc)
-            self._end("transport close")
-            self.transport.abort()
-        elif self.sock is not None and self.sock.closed:
-            self._end("transport close")
-        if self._reason is not None:
-            if not self._done.done():
-                self._done.set_result(self._reason)
-            return
-        self._handle_inbox()
-
-    def _fail(self, code: int) -> None:
-        """A protocol violation: a close frame with ``code``, then the connection closes."""
-        self._reply_close(code)
-        self._end("payload too large" if code == MESSAGE_TOO_BIG else "transport error")
-
-    def _reply_close(self, code: int) -> None:
-        """A close frame after what is queued, then the connection closes."""
-        wt = self.transport
-        if self.sock is not None:
-            self.sock.flush()
-        if not wt.is_closing():
-            wt.write(close_frame(code))
-            wt.close()
-            asyncio.get_running_loop().call_later(CLOSE_GRACE, wt.abort)
-
-    def _end(self, reason: str) -> None:
-        """The websocket is over for its session: told once no message is being handled."""
-        self._inbox.clear()
-        if self._reason is not None:
-            return
-        self._reason = reason
-        if self._running is None:
-            self._done.set_result(reason)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- the connection ------------------------------------------------------------------------
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._end("transport close")
-        if self._http is not None:
-            self._http.connection_lost(exc)  # aiohttp ends its request
-
-    def eof_received(self) -> bool | None:
-        return None  # the transport closes itself
-
-    def pause_writing(self) -> None:
-        if self._http is not None:
-            self._http.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._http is not None:
-            self._http.resume_writing()
-
-
-class _Resumed:
-    """Awaiting it continues a coroutine that already ran up to its first suspension
-    (``yielded``: what it yielded there), so a task can finish what began inline."""
-
-    __slots__ = ("coro", "yielded")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-        self.coro = coro
-        self.yielded = yielded
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro = self.coro
-        yielded = self.yielded
-        while True:
-            try:
-                sent = yield yielded
-            except BaseException as exc:  # thrown into the task (a cancellation)
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    yielded = coro.send(sent)
-                except StopIteration:
-                    return
-
-
-async def _finish(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-    await _Resumed(coro, yielded)
 
 
 def _ws_response_kwargs(max_msg_size: int) -> dict[str, Any]:
@@ -504,38 +248,70 @@ class AiohttpEngineIO:
         ws = web.WebSocketResponse(**self._ws_kwargs)
         if not ws.can_prepare(request).ok:
             return self._reply(request, BAD_REQUEST_REPLY)
-        channel = AiohttpWebSocket.take_over(self.engine, request)
         await ws.prepare(request)
-        if channel is None or channel.transport.is_closing():
+        wt = request.transport
+        if wt is None or wt.is_closing():
             return ws
-        sock = self.engine.open_session(eio, request.remote, channel, request.query)
+        sock = self.engine.open_session(
+            eio, request.remote, AiohttpWebSocket(self.engine, wt), request.query
+        )
         await sock.open()
-        reason = "transport close"
-        try:
-            if not sock.closed:
-                reason = await channel.serve(sock)
-        finally:
-            await sock.connection_lost(reason)
+        if not sock.closed:
+            await self._ws_loop(sock, ws)
         return ws
 
     async def _ws_upgrade(self, request: web.Request, sock: EngineSocket) -> web.StreamResponse:
         ws = web.WebSocketResponse(**self._ws_kwargs)
         if not ws.can_prepare(request).ok:
             return self._reply(request, BAD_REQUEST_REPLY)
-        channel = AiohttpWebSocket.take_over(self.engine, request)
         await ws.prepare(request)
-        if channel is None:
+        transport = request.transport
+        if transport is None:
             return ws
-        if channel.transport.is_closing():
-            channel.abort()
+        wt: asyncio.Transport = transport
+        if wt.is_closing():
+            wt.abort()
             return ws
-        if await sock.upgrade(channel, channel.next_text):
-            reason = "transport close"
-            try:
-                reason = await channel.serve(sock)
-            finally:
-                await sock.connection_lost(reason)
+
+        async def next_text() -> bytes | None:
+            msg = await ws.receive()
+            if msg.type is not _TEXT:
+                return None
+            data = msg.data
+            return data if isinstance(data, bytes) else data.encode()
+
+        if await sock.upgrade(AiohttpWebSocket(self.engine, wt), next_text):
+            await self._ws_loop(sock, ws)
         return ws
+
+    async def _ws_loop(self, sock: EngineSocket, ws: web.WebSocketResponse) -> None:
+        """Read one websocket until it ends; hand messages over inline, in order."""
+        receive_text = sock.receive_text
+        proto = sock.proto
+        reason = "transport close"
+        try:
+            while True:
+                msg = await ws.receive()
+                if proto.state is _CLOSED:
+                    break
+                kind = msg.type
+                if kind is _TEXT:
+                    data = msg.data
+                    await receive_text(data if type(data) is bytes else data.encode())
+                elif kind is _BINARY:
+                    await sock.receive_binary(msg.data)
+                else:
+                    if kind is WSMsgType.ERROR:
+                        reason = "transport error"
+                        if ws.close_code == 1009:
+                            reason = "payload too large"
+                    elif kind is WSMsgType.CLOSE and msg.data in GOODBYE_CODES:
+                        reason = "client close"  # a goodbye (a page closed, a disconnect)
+                    break
+                if sock.closed:
+                    break
+        finally:
+            await sock.connection_lost(reason)
 
 
 def _connected(request: web.BaseRequest) -> Callable[[], bool]:
