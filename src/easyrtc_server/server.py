@@ -51,9 +51,18 @@ from .protocol.model import Connection, Peer
 from .protocol.outcome import ADDRESS, Fanout, Outcome, Rejected, Reply
 from .transport import Ack, Link, SharedEvent
 
+try:  # mypy's, for the optional compiled build (script/compile)
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pure Python without mypy: the decorator means nothing
+
+    def mypyc_attr(*_args: object, **_attrs: object) -> Any:  # type: ignore[misc]
+        return lambda cls: cls
+
+
 log = logging.getLogger("easyrtc_server")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled, it may still be subclassed
 class EasyRtcServer:
     """One EasyRTC server: the core, the hooks, and the links of its open sockets."""
 

@@ -38,7 +38,7 @@ def test_join_new_room_replies_full_list_and_tells_members() -> None:
 def test_rejoin_keeps_join_time_and_tells_members_again() -> None:
     times = iter([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
     h = Harness()
-    h.core.now = lambda: next(times)
+    h.core.state.now = lambda: next(times)  # join times come from the state's clock
     a, b = h.login(), h.login()
     first = _room_data(h.join(a, "default").reply)["default"]["clientList"][a.easyrtcid]
     again = h.join(a, "default")

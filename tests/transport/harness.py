@@ -114,7 +114,10 @@ class EchoServer:
             if ack is not None:
                 await ack(data)
             return
-        if event == "push":
+        if event == "slow":  # a handler that waits (a hook's await) before it answers
+            for _ in range(3):
+                await asyncio.sleep(0)
+        elif event == "push":
             await peer.link.send("pushed", data)
         elif event == "bcast":
             for other in self.open_peers:

@@ -645,6 +645,66 @@ async def test_server_errors_are_contained_and_acks_sent_once() -> None:
         assert await recv_skipping_pings(ws) == "433[3]"
 
 
+async def test_a_message_whose_handling_waits_keeps_its_place() -> None:
+    # messages after one whose handler suspends wait for it: answered in the order sent
+    async with lean_server() as run, raw_ws(run) as ws:
+        await ws_connect_v4(ws)
+        events = ["slow", "echo", "echo", "slow", "slow", "echo"]
+        for i, event in enumerate(events):
+            await ws.send_str(f'42{i}["{event}",{i}]')
+        acks = [await recv_skipping_pings(ws) for _ in events]
+        assert acks == [f"43{i}[{'null' if e == 'slow' else i}]" for i, e in enumerate(events)]
+
+
+async def test_websocket_pings_are_answered_and_close_codes_tell_the_reason() -> None:
+    async with lean_server() as run, http() as session:
+        params = {"EIO": "4", "transport": "websocket"}
+        url = run.url + PATH
+        async with session.ws_connect(url, params=params, autoping=False) as ws:
+            await ws_connect_v4(ws)
+            await ws.ping(b"are you there")
+            msg = await asyncio.wait_for(ws.receive(), TIMEOUT)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.PONG, b"are you there")
+            await ws.close(code=1001)
+            assert ws.close_code == 1000  # the server's answer to a close frame
+        async with session.ws_connect(url, params=params) as ws:
+            await ws_connect_v4(ws)
+            await ws.close(code=4000)
+        await run.server.wait(lambda: len(run.server.closed) == 2)
+    reasons = [peer.link.engine_socket.close_reason for peer in run.server.closed]
+    assert reasons == ["client close", "transport close"]
+
+
+async def test_fragmented_messages_are_joined_and_broken_frames_close_with_1002() -> None:
+    async with lean_server() as run:
+        reader, writer = await _raw_websocket(run)
+        writer.write(_masked_frame("40"))
+        writer.write(_masked_frame('421["echo",', fin=False))
+        writer.write(_masked_frame("1]", opcode=0))
+        async with asyncio.timeout(TIMEOUT):
+            await reader.readuntil(b"431[1]")  # the two fragments, one message
+            writer.write(_masked_frame("1", opcode=0))  # a continuation of nothing
+            rest = await reader.read()  # until the server closes the connection
+        assert rest.endswith(b"\x88\x02\x03\xea")  # a close frame: 1002, protocol error
+        writer.close()
+        await run.server.wait(lambda: len(run.server.closed) == 1)
+    assert run.server.closed[0].link.engine_socket.close_reason == "transport error"
+
+
+async def _raw_websocket(run: Running) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A websocket opened by hand (``Engine.IO`` 4), past the server's 101 and open packet."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", run.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET {PATH}?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    assert head.startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
 async def test_acks_carry_the_event_ack_id_as_a_number() -> None:
     """The plain ack (encoded once) and any other reply go back under the event's ack id,
     written as a number ("007" as 7), as socket.io's own server writes it."""
@@ -752,12 +812,12 @@ async def test_websocket_message_too_big() -> None:
         await run.server.wait(lambda: len(run.server.closed) == 1)
 
 
-def _masked_frame(text: str) -> bytes:
+def _masked_frame(text: str, *, fin: bool = True, opcode: int = 1) -> bytes:
     payload = text.encode()
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     assert len(payload) < 126
-    return bytes((0x81, 0x80 | len(payload))) + mask + masked
+    return bytes(((0x80 if fin else 0) | opcode, 0x80 | len(payload))) + mask + masked
 
 
 async def test_slow_consumer_is_closed() -> None:

@@ -84,7 +84,8 @@ class Membership:
     connection: Connection
     room: Room
     join_time: int
-    api_field: dict[str, Any] | None = None
+    api_field: Any = None
+    """As the client set it: an object, or (a shape left unchecked) any JSON; None: unset."""
     seen: int = 0
     """The room's change number up to which this member's list is current (``room_update_tick``
     > 0: what a coalesced delta for it must still carry)."""

@@ -542,16 +542,7 @@ class EngineSocket:
                     if data is None or self.closed or self._probe is not probe:
                         break
                     if data == b"5":
-                        # Let a POST being handled finish, so messages stay in order.
-                        async with self._post_lock:
-                            if self.closed or proto.receive_probe(data) is not None:
-                                break
-                            if proto.transport is not TransportKind.WEBSOCKET:
-                                break
-                            self._probe = None
-                            self._conn = probe
-                            self._frames = probe.framed
-                            upgraded = True
+                        upgraded = await self._switch_to(probe)
                         break
                     reply = proto.receive_probe(data)
                     if reply is None:
@@ -576,6 +567,20 @@ class EngineSocket:
             probe.flush(self)  # what the outbox held
             self._wake_poll()
         return upgraded
+
+    async def _switch_to(self, probe: WebSocketChannel) -> bool:
+        """The upgrade packet came on ``probe``: the session moves to it (True), unless it
+        closed meanwhile. A POST being handled finishes first, so messages stay in order."""
+        async with self._post_lock:
+            proto = self.proto
+            if self.closed or proto.receive_probe(b"5") is not None:
+                return False
+            if proto.transport is not TransportKind.WEBSOCKET:
+                return False
+            self._probe = None
+            self._conn = probe
+            self._frames = probe.framed
+            return True
 
 
 # -- the registry ---------------------------------------------------------------------------------
