@@ -564,6 +564,7 @@ class Chaos:
         finally:
             rebuilt.cancel()
             switched.cancel()
+            await asyncio.gather(rebuilt, switched, return_exceptions=True)
         took = time.monotonic() - started
         if switched in done and not switched.cancelled() and switched.exception() is None:
             self.switches_caused += 1
