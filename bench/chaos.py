@@ -89,7 +89,8 @@ class Config:
     nodes: int = 3
     seed: int | None = None
     evidence: Path | None = None
-    """Where a check with violations leaves its evidence (each node's log since the fault, the
+    """Where a check with violations, or one that took over half ``converge`` to agree, leaves
+    its evidence (each node's log since the fault, the
     Redis servers' and sentinels' logs, the violations, each client's socket and last login
     error) and the run's end leaves every process's whole log (None: nowhere)."""
     log: Callable[[str], None] = print
@@ -801,7 +802,8 @@ class Chaos:
                     what = await self.fault(kind)
                     result = await self.check(f"{turn}:{kind}", http)
                     self._report_check(result, what)
-                    if result.violations:
+                    slow = (result.converged_after or 0.0) > config.converge / 2
+                    if result.violations or slow:  # a slow one is evidence too
                         self.keep_evidence(result, what, marks)
                     await self._sleep_until(min(end, time.monotonic() + config.fault_interval / 2))
                 final = await self.check("final", http)
