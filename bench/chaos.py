@@ -90,9 +90,9 @@ class Config:
     seed: int | None = None
     evidence: Path | None = None
     """Where a check with violations, or one that took over half ``converge`` to agree, leaves
-    its evidence (each node's log since the fault, the
-    Redis servers' and sentinels' logs, the violations, each client's socket and last login
-    error) and the run's end leaves every process's whole log (None: nowhere)."""
+    its evidence (each node's log since the fault, the Redis servers' and sentinels' logs, the
+    violations, each client's socket and last login error) and the run's end leaves every
+    process's whole log (None: nowhere)."""
     log: Callable[[str], None] = print
 
 
