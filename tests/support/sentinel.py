@@ -262,7 +262,13 @@ class SentinelSetup:
             (folder / f"sentinel{index}-{process.port}.log").write_text(text)
 
     async def stop(self) -> None:
-        for process in [*self.sentinels, *self.servers]:
+        """``kill -9`` of every process at once, then the waits: a stop interrupted in its
+        waits (Ctrl-C of a bench) leaves no server or sentinel running."""
+        processes = [*self.sentinels, *self.servers]
+        for process in processes:
+            if process.process is not None and process.process.returncode is None:
+                process.process.kill()
+        for process in processes:
             await process.stop(kill=True)
 
 
