@@ -6,8 +6,10 @@ nodes and an nginx round-robin in front of them (``--direct``: clients spread ov
 instead), all on loopback, and N python-socketio clients that keep logging in, joining and
 leaving rooms, relaying messages to each other, and disconnecting and reconnecting. Every
 ``--fault-interval`` seconds one fault, in turn: ``kill -9`` of a node (then restarted), SIGSTOP
-of a node past the alive TTL (then SIGCONT), Redis restarted empty, and a Sentinel failover
-(``--sentinel`` only).
+of a node past the alive TTL (then SIGCONT), Redis restarted empty (with ``--sentinel``: the
+master the sentinels name, ``kill -9`` and at once started again empty, as a supervisor restarts
+a Redis without persistence), and a Sentinel failover (``--sentinel`` only: ``kill -9`` of the
+master the sentinels name, a replica promoted, the old master back as an empty replica).
 
 After each fault the churn pauses, every client that lost its socket logs in again (one that
 cannot within ``--converge`` seconds is *locked out*), and the checker compares, until they agree
@@ -20,8 +22,11 @@ or ``--converge`` seconds have passed:
 
 Then every connected client must get an answer to a request (else it is *stuck*) and a relayed
 message to a peer must arrive. RSS of the nodes and of Redis is sampled all along. Prints a
-one-screen report, writes a JSON summary (``--json``), exits 1 on any violation. Everything it
-starts is stopped by its pid; ``--duration`` bounds the run.
+one-screen report, writes a JSON summary (``--json``), exits 1 on any violation. With
+``--evidence DIR`` a check with violations leaves what explains it in ``DIR/<check>/``, and the
+end of the run leaves every process's own log in ``DIR/logs/`` (each node's, each Redis
+server's and each sentinel's, across restarts). Everything it starts is stopped by its pid;
+``--duration`` bounds the run.
 
     .venv/bin/python bench/chaos.py --duration 300 --clients 200
     .venv/bin/python bench/chaos.py --duration 300 --clients 200 --sentinel
@@ -84,8 +89,10 @@ class Config:
     nodes: int = 3
     seed: int | None = None
     evidence: Path | None = None
-    """Where a check with violations leaves its evidence: each node's log since the fault, the
-    violations, and each client's socket (None: nowhere)."""
+    """Where a check with violations, or one that took over half ``converge`` to agree, leaves
+    its evidence (each node's log since the fault, the Redis servers' and sentinels' logs, the
+    violations, each client's socket and last login error) and the run's end leaves every
+    process's whole log (None: nowhere)."""
     log: Callable[[str], None] = print
 
 
@@ -95,7 +102,7 @@ class Violation:
     kind: str
     """``ghost``, ``missing``, ``phantom-room``, ``replica-ghost``, ``replica-missing``,
     ``replica-count``, ``stuck``, ``relay-lost``, ``node-down``, ``no-rebuild``,
-    ``locked-out``."""
+    ``locked-out``, ``no-failover``."""
     where: str
     detail: str
 
@@ -131,6 +138,8 @@ class ChaosClient:
         self.received: dict[str, int] = {}
         """Relayed texts received, by text."""
         self.got_message = asyncio.Event()
+        self.last_error = ""
+        """Why its last login failed (evidence for a *locked-out* client)."""
 
     def take_room_data(self, room_data: dict[str, Any]) -> None:
         for name, data in room_data.items():
@@ -279,6 +288,12 @@ class Chaos:
         """Violations seen while a fault was undone, reported with the next check."""
         self.stopped: set[int] = set()
         """Indexes of nodes that are SIGSTOPped or killed right now."""
+        self.failovers: list[float | None] = []
+        """Seconds from each failover fault's kill to the sentinels' switch (None: none)."""
+        self.switches_caused = 0
+        """Sentinel switches the faults caused (the others the sentinels made on their own)."""
+        self.load: dict[str, list[float]] = {}
+        """Load averages (1, 5, 15 min) at the start and the end of the run."""
 
     # -- processes -----------------------------------------------------------------------------
 
@@ -347,8 +362,9 @@ class Chaos:
         try:
             await client.connect(self.url_for(client), rooms, self.transports)
             self.counts["logins"] += 1
-        except Exception:
+        except Exception as error:
             self.counts["login_failures"] += 1
+            client.last_error = f"{time.strftime('%H:%M:%S')} {error!r}"[:300]
             await client.close()
 
     async def churn(self, client: ChaosClient) -> None:
@@ -442,7 +458,7 @@ class Chaos:
             )
         if kind == "redis":
             if self.sentinels is not None:
-                return await self.failover()
+                return await self.restart_master_empty()
             assert self.redis is not None
             marks = [len(node.lines) for node in self.nodes]
             await self.redis.stop(kill=True)
@@ -473,23 +489,97 @@ class Chaos:
         return f"{time.monotonic() - started:.1f} s"
 
     async def failover(self) -> str:
+        """``kill -9`` of the master the sentinels name, a wait for their ``+switch-master``
+        away from it (bounded), and the killed server back, empty, as a replica of the new
+        master, synced before the churn goes on (a later failover needs a replica in sync)."""
         if self.sentinels is None:
             return "no failover (run with --sentinel)"
         setup = self.sentinels
         starts = [len(s.lines) for s in setup.sentinels]
+        killed_at = time.monotonic()
         old = await setup.kill_master()
         try:
             async with asyncio.timeout(FAILOVER_TIMEOUT):
-                new = await setup.switched(starts)
+                new = await setup.switched(starts, old)
         except TimeoutError:
+            self.failovers.append(None)
             self.pending.append(
                 Violation("fault", "no-failover", f"master {old}", f"{FAILOVER_TIMEOUT} s")
             )
-            return f"Sentinel failover: master {old} killed, no switch within {FAILOVER_TIMEOUT} s"
-        # The killed master comes back as a replica of the new one, so the next failover has
-        # two replicas to choose from, as the first one had.
+            named = await setup.ask_master()
+            await setup.start_server(old, replica_of=None if named == old else named)
+            return (
+                f"Sentinel failover: master {old} killed, no switch within {FAILOVER_TIMEOUT} s; "
+                f"the sentinels name {named}; {old} started again"
+            )
+        took = time.monotonic() - killed_at
+        self.failovers.append(took)
+        self.switches_caused += 1
         await setup.rejoin_as_replica(old)
-        return f"Sentinel failover: master {old} killed, {new} promoted, {old} back as replica"
+        synced = await self.replica_synced(old)
+        return (
+            f"Sentinel failover: master {old} killed, {new} promoted after {took:.1f} s, "
+            f"{old} back as an empty replica ({synced})"
+        )
+
+    async def replica_synced(self, port: int) -> str:
+        """Wait (bounded) for the restarted server on ``port`` to finish its full sync."""
+        assert self.sentinels is not None
+        server = self.sentinels.server(port)
+        mark = next(
+            (i for i in range(len(server.lines) - 1, -1, -1) if "started again" in server.lines[i]),
+            0,
+        )
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(FAILOVER_TIMEOUT / 2):
+                await server.wait_for("MASTER <-> REPLICA sync: Finished with success", start=mark)
+        except (TimeoutError, RuntimeError):
+            return f"not synced after {time.monotonic() - started:.0f} s"
+        return f"synced after {time.monotonic() - started:.1f} s"
+
+    async def restart_master_empty(self) -> str:
+        """Redis restarted empty, behind Sentinel: ``kill -9`` of the master the sentinels
+        name and at once a new empty master on its port. If it is back before the sentinels
+        see it down, the replicas resync from it (empty) and every node rebuilds; otherwise the
+        sentinels fail over and make it a replica. Either ends the fault; neither within
+        ``converge`` is a *no-rebuild* violation."""
+        assert self.sentinels is not None
+        setup = self.sentinels
+        marks = [len(node.lines) for node in self.nodes]
+        starts = [len(s.lines) for s in setup.sentinels]
+        started = time.monotonic()
+        old = await setup.kill_master()
+        await setup.start_server(old, replica_of=None)
+        rebuilt = asyncio.ensure_future(
+            asyncio.gather(
+                *(n.wait_for_line(REBUILT, start=m) for n, m in zip(self.nodes, marks, strict=True))
+            )
+        )
+        switched = asyncio.ensure_future(setup.switched(starts, old))
+        try:
+            waits: list[asyncio.Future[Any]] = [rebuilt, switched]
+            done, _ = await asyncio.wait(
+                waits, timeout=self.config.converge, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            rebuilt.cancel()
+            switched.cancel()
+            await asyncio.gather(rebuilt, switched, return_exceptions=True)
+        took = time.monotonic() - started
+        if switched in done and not switched.cancelled() and switched.exception() is None:
+            self.switches_caused += 1
+            return (
+                f"Redis master {old} killed and started again empty; the sentinels failed over "
+                f"to {switched.result()} after {took:.1f} s"
+            )
+        if rebuilt in done and not rebuilt.cancelled() and rebuilt.exception() is None:
+            return (
+                f"Redis master {old} killed and started again empty, the replicas resynced; "
+                f"every node rebuilt after {took:.1f} s"
+            )
+        self.pending.append(Violation("fault", "no-rebuild", "nodes", "after Redis (sentinel)"))
+        return f"Redis master {old} killed and started again empty; no rebuild nor switch"
 
     # -- checks --------------------------------------------------------------------------------
 
@@ -606,7 +696,12 @@ class Chaos:
                 return
             if time.monotonic() >= deadline:
                 self.pending.extend(
-                    Violation(name, "locked-out", f"client {c.index}", "cannot log in again")
+                    Violation(
+                        name,
+                        "locked-out",
+                        f"client {c.index}",
+                        f"cannot log in again; last error: {c.last_error}",
+                    )
                     for c in out
                 )
                 return
@@ -655,13 +750,15 @@ class Chaos:
             found["redis"] = self.redis.process.pid
         if self.sentinels is not None:
             master = self.sentinels.server(self.sentinels.master_port).process
-            if master is not None:
+            if master is not None and master.returncode is None:
                 found["redis"] = master.pid
         return found
 
     async def sample_rss(self, every: float) -> None:
         started = time.monotonic()
         while not self.stopping.is_set():
+            if self.sentinels is not None:
+                await self.sentinels.ask_master()  # "redis" is the master, wherever it is now
             sample: dict[str, Any] = {"t": round(time.monotonic() - started, 1)}
             for name, pid in self.pids().items():
                 if (mb := rss_mb(pid)) is not None:
@@ -679,7 +776,11 @@ class Chaos:
             self.processes(),
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)) as http,
         ):
-            config.log(f"started redis and {len(self.nodes)} nodes; {config.clients} clients")
+            self.load["start"] = list(os.getloadavg())
+            config.log(
+                f"started redis and {len(self.nodes)} nodes; {config.clients} clients; "
+                f"load average {self.load['start']}"
+            )
             started = time.monotonic()
             rss = asyncio.create_task(self.sample_rss(max(1.0, config.duration / 60)))
             workers = [asyncio.create_task(self.churn(c)) for c in self.clients]
@@ -701,7 +802,8 @@ class Chaos:
                     what = await self.fault(kind)
                     result = await self.check(f"{turn}:{kind}", http)
                     self._report_check(result, what)
-                    if result.violations:
+                    slow = (result.converged_after or 0.0) > config.converge / 2
+                    if result.violations or slow:  # a slow one is evidence too
                         self.keep_evidence(result, what, marks)
                     await self._sleep_until(min(end, time.monotonic() + config.fault_interval / 2))
                 final = await self.check("final", http)
@@ -713,6 +815,8 @@ class Chaos:
                 await asyncio.gather(*workers, return_exceptions=True)
                 await asyncio.gather(*(c.close() for c in self.clients))
                 await rss
+                self.load["end"] = list(os.getloadavg())
+                self.keep_logs()
         return self.summary(time.monotonic() - started)
 
     async def _sleep_until(self, when: float) -> None:
@@ -747,10 +851,39 @@ class Chaos:
             clients.append(
                 f"client {client.index} {client.easyrtcid} logged_in={client.logged_in} "
                 f"rooms={sorted(client.rooms)} sid={getattr(engine, 'sid', None)} "
-                f"transport={sio.transport() if sio is not None else None}"
+                f"transport={sio.transport() if sio is not None else None} "
+                f"last_login_error={client.last_error or None}"
             )
         (folder / "clients.txt").write_text("\n".join(clients) + "\n")
+        self.write_redis_logs(folder)
         self.config.log(f"    evidence: {folder}")
+
+    def write_redis_logs(self, folder: Path) -> None:
+        """Each Redis server's (and sentinel's) own output so far, in ``folder``."""
+        if self.sentinels is not None:
+            self.sentinels.write_logs(folder)
+        elif self.redis is not None:
+            (folder / "redis.log").write_text("\n".join(self.redis.lines) + "\n")
+
+    def keep_logs(self) -> None:
+        """Every process's whole log in ``evidence/logs/`` at the end of the run."""
+        if self.config.evidence is None:
+            return
+        folder = self.config.evidence / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, node in enumerate(self.nodes):
+            (folder / f"node{index}-{node.port}.log").write_text("\n".join(node.lines) + "\n")
+        self.write_redis_logs(folder)
+        self.config.log(f"logs: {folder}")
+
+    def sentinel_switches(self) -> list[str]:
+        """Every ``+switch-master`` one sentinel logged (the one that logged most)."""
+        if self.sentinels is None:
+            return []
+        found = [
+            [line for line in s.lines if "+switch-master" in line] for s in self.sentinels.sentinels
+        ]
+        return max(found, key=len)
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         violations = [v.as_dict() for c in self.checks for v in c.violations]
@@ -791,6 +924,13 @@ class Chaos:
                 for c in self.checks
             ],
             "violations": violations,
+            "failovers": {
+                "kill_to_switch_s": [None if t is None else round(t, 1) for t in self.failovers],
+                "switches_caused": self.switches_caused,
+                "switches_logged": len(switches := self.sentinel_switches()),
+                "switch_lines": switches,
+            },
+            "load_average": self.load,
             "counts": self.counts,
             "rss": rss_by_process,
             "rss_samples": self.rss,
@@ -823,6 +963,14 @@ def text_report(summary: dict[str, Any]) -> str:
             f"connected {check['connected']:>4}  violations {check['violations']}"
         )
     lines.append("counts: " + ", ".join(f"{k} {v}" for k, v in summary["counts"].items()))
+    failovers = summary["failovers"]
+    if config["sentinel"]:
+        lines.append(
+            f"failovers: kill -> switch {failovers['kill_to_switch_s']} s; switches "
+            f"{failovers['switches_logged']} logged, {failovers['switches_caused']} by faults"
+        )
+    load = summary["load_average"]
+    lines.append(f"load average: start {load.get('start')}, end {load.get('end')}")
     lines.append("RSS (MB, first -> last; max; mean of first third -> last third):")
     for name, rss in summary["rss"].items():
         lines.append(
@@ -853,7 +1001,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--json", type=Path, help="write the JSON summary here")
     parser.add_argument(
-        "--evidence", type=Path, help="a check with violations leaves the nodes' logs here"
+        "--evidence",
+        type=Path,
+        help="a check with violations leaves its evidence here, the run every process's log",
     )
     args = parser.parse_args()
     faults = tuple(f for f in args.faults.split(",") if f)

@@ -5,7 +5,8 @@ relaying and reconnecting for about 90 s; two faults, a ``kill -9`` of a node (r
 Redis restarted empty. After each (and before the first, and at the end) every client that lost
 its socket must log in again, every client's own room lists, the truth and every node's replica
 must agree within 10 s, every client must get an answer, and a relayed message must arrive.
-The checker is the bench's own code, imported.
+A second run does the same behind Redis Sentinel with a failover and an empty master. The
+checker is the bench's own code, imported.
 """
 
 from __future__ import annotations
@@ -51,6 +52,37 @@ async def test_a_short_chaos_run_with_a_node_killed_and_redis_restarted_has_no_v
     assert summary["violations"] == [], report
     # every client logged back in after each fault (else a locked-out violation above)
     assert all(check["connected"] == config.clients for check in summary["checks"]), report
+    assert summary["counts"]["joins"] > 0 and summary["counts"]["relays_acked"] > 0, report
+
+
+async def test_a_short_chaos_run_behind_sentinel_with_a_failover_and_an_empty_master() -> None:
+    """The same churn on Redis behind Sentinel (a master, two replicas, three sentinels): the
+    master the sentinels name is killed and a replica promoted, then the new master is killed
+    and started again empty at once (the replicas resync from it, every node rebuilds, or the
+    sentinels fail over first). No violation, the failover within the harness's bound."""
+    chaos = load_chaos()
+    lines: list[str] = []
+    config = chaos.Config(
+        clients=30,
+        duration=60.0,
+        max_faults=2,
+        fault_interval=24.0,
+        converge=10.0,
+        rooms=4,
+        action_interval=3.0,
+        faults=("failover", "redis"),
+        sentinel=True,
+        seed=21,
+        log=lines.append,
+    )
+    summary = await chaos.Chaos(config).run()
+    report = chaos.text_report(summary) + "\n" + "\n".join(lines)
+    names = [check["name"] for check in summary["checks"]]
+    assert names == ["baseline", "1:failover", "2:redis", "final"], report
+    assert summary["violations"] == [], report
+    assert all(check["connected"] == config.clients for check in summary["checks"]), report
+    [took] = summary["failovers"]["kill_to_switch_s"]
+    assert took is not None and took < chaos.FAILOVER_TIMEOUT, report
     assert summary["counts"]["joins"] > 0 and summary["counts"]["relays_acked"] > 0, report
 
 

@@ -2,13 +2,15 @@
 
 It runs as Redis is usually run for a cluster's shared state: no persistence (``--save ""``,
 ``--appendonly no``), so a restart comes back empty. ``stop``/``start`` on the same port let
-failure tests take Redis away and bring it back.
+failure tests take Redis away and bring it back. Its own output is kept (``lines``, across
+restarts) so a failed run can show what Redis said.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,6 +31,8 @@ class RedisServer:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.process: asyncio.subprocess.Process | None = None
+        self.lines: list[str] = []
+        """Its output, every run's, each run after a line saying when it started."""
         self._drain: asyncio.Task[None] | None = None
 
     @property
@@ -37,6 +41,7 @@ class RedisServer:
 
     async def start(self) -> None:
         """Start it and wait for its ready line."""
+        self.lines.append(f"--- redis-server started at {time.strftime('%H:%M:%S')} ---")
         self.process = await asyncio.create_subprocess_exec(
             redis_server_binary(),
             "--port", str(self.port),
@@ -49,21 +54,27 @@ class RedisServer:
             stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         assert self.process.stdout is not None
-        lines: list[bytes] = []
+        mark = len(self.lines)
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 while READY not in (line := await self.process.stdout.readline()):
                     if not line:
-                        raise RuntimeError("redis-server exited: " + b"".join(lines).decode())
-                    lines.append(line)
+                        raise RuntimeError("redis-server exited: " + self._since(mark))
+                    self._keep(line)
         except TimeoutError:
-            raise RuntimeError("redis-server did not start: " + b"".join(lines).decode()) from None
-        self._drain = asyncio.create_task(self._discard(self.process.stdout))
+            raise RuntimeError("redis-server did not start: " + self._since(mark)) from None
+        self._keep(line)
+        self._drain = asyncio.create_task(self._read(self.process.stdout))
 
-    @staticmethod
-    async def _discard(stream: asyncio.StreamReader) -> None:
-        while await stream.read(65536):
-            pass
+    def _keep(self, line: bytes) -> None:
+        self.lines.append(line.decode(errors="replace").rstrip())
+
+    def _since(self, mark: int) -> str:
+        return "\n".join(self.lines[mark:])
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self._keep(line)
 
     async def stop(self, *, kill: bool = False) -> None:
         """Stop it (SIGTERM, or SIGKILL with ``kill``) and wait until it has exited."""

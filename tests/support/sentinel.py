@@ -1,10 +1,12 @@
 """Redis behind Sentinel from Debian's ``redis-server`` and ``redis-sentinel``, for failover tests.
 
 One master, two replicas and three sentinels (quorum 2), each a real process on a free loopback
-port, no persistence. ``down-after-milliseconds`` is short (``DOWN_AFTER_MS``) so a killed
+port, no persistence (a replica's full sync is not kept on disk either, so a restarted server
+comes back empty). ``down-after-milliseconds`` is short (``DOWN_AFTER_MS``) so a killed
 master is failed over within seconds. Ready means: both replicas synced, and every sentinel
 knows both replicas and both other sentinels (so a failover can be voted at once). Every
-process's output is kept (``lines``), so a test can wait for a sentinel's ``+switch-master``.
+process's output is kept (``lines``, across restarts), so a test can wait for a sentinel's
+``+switch-master`` and a failed run can keep each process's own log (``write_logs``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import asyncio
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from .ports import free_port
 
@@ -23,7 +29,8 @@ MASTER_NAME = "easyrtc"
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 5000
 START_TIMEOUT = 30.0
-SWITCH = re.compile(rf"\+switch-master {MASTER_NAME} \S+ (\d+) \S+ (\d+)")
+SWITCH = r"\+switch-master {name} \S+ {old} \S+ (?P<new>\d+)"
+"""A sentinel's line for a failover from port ``old`` (a pattern) to port ``new``."""
 
 
 class LoggedProcess:
@@ -38,6 +45,11 @@ class LoggedProcess:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self, command: Sequence[str], ready: str) -> None:
+        """Start it and wait for ``ready`` in this run's output (a restart's earlier lines stay,
+        after a line saying when it was started again)."""
+        mark = len(self.lines)
+        if mark:
+            self.lines.append(f"--- {self.name} started again at {time.strftime('%H:%M:%S')} ---")
         self.process = await asyncio.create_subprocess_exec(
             *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
@@ -45,7 +57,7 @@ class LoggedProcess:
         self._reader = asyncio.create_task(self._read(self.process.stdout))
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                await self.wait_for(ready)
+                await self.wait_for(ready, start=mark)
         except (TimeoutError, RuntimeError):
             await self.stop(kill=True)
             raise RuntimeError(f"{self.name} did not start:\n" + "\n".join(self.lines)) from None
@@ -72,6 +84,10 @@ class LoggedProcess:
                 raise RuntimeError(f"{self.name} exited before logging {pattern!r}")
             self._added.clear()
             await self._added.wait()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
 
     async def stop(self, *, kill: bool = False) -> None:
         process, self.process = self.process, None
@@ -145,6 +161,9 @@ class SentinelSetup:
             "--daemonize", "no",
             "--dir", str(self.workdir),
             "--dbfilename", f"dump-{port}.rdb",
+            # A replica loads its full sync straight from the socket: with the default it
+            # writes the RDB to disk, and a restart would load that stale copy (not empty).
+            "--repl-diskless-load", "swapdb",
             *(auth if self.password else []),
         ]  # fmt: skip
 
@@ -169,21 +188,58 @@ class SentinelSetup:
         )
         return conf
 
+    async def ask_master(self) -> int:
+        """The master's port as most sentinels that answer name it (``SENTINEL
+        get-master-addr-by-name``), remembered in ``master_port``: the sentinels may have
+        failed over on their own (a master slow to answer on a loaded machine), and a fault
+        must hit the real master. Unchanged if no sentinel answers."""
+        named: list[int] = []
+        for sentinel in self.sentinels:
+            client = Redis(
+                host="127.0.0.1",
+                port=sentinel.port,
+                password=self.sentinel_password,
+                socket_timeout=5.0,
+            )
+            try:
+                found = await client.execute_command(  # type: ignore[no-untyped-call]
+                    "SENTINEL", "get-master-addr-by-name", MASTER_NAME
+                )
+                if found:
+                    named.append(int(found[1]))
+            except (RedisError, OSError):
+                pass
+            finally:
+                await client.aclose()
+        if named:
+            self.master_port = max(set(named), key=named.count)
+        return self.master_port
+
     async def kill_master(self) -> int:
-        """``kill -9`` of the master; returns its port."""
+        """``kill -9`` of the master (as the sentinels know it); returns its port."""
+        await self.ask_master()
         await self.server(self.master_port).stop(kill=True)
         return self.master_port
+
+    async def start_server(self, port: int, *, replica_of: int | None) -> None:
+        """Start the stopped server on ``port`` again, empty: a replica of ``replica_of``, or
+        a master (``None``)."""
+        replica = ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []
+        command = [*self._server_command(port), *replica]
+        (self.workdir / f"dump-{port}.rdb").unlink(missing_ok=True)  # empty, as it claims
+        await self.server(port).start(command, "Ready to accept connections")
 
     async def rejoin_as_replica(self, port: int) -> None:
         """Start the killed server on ``port`` again, as a replica of the current master (so a
         later failover has as many replicas to choose from as the first)."""
-        command = [*self._server_command(port), "--replicaof", "127.0.0.1", str(self.master_port)]
-        await self.server(port).start(command, "Ready to accept connections")
+        await self.start_server(port, replica_of=self.master_port)
 
-    async def switched(self, starts: Sequence[int]) -> int:
-        """Wait for a sentinel's ``+switch-master``; the new master's port."""
+    async def switched(self, starts: Sequence[int], old: int | None = None) -> int:
+        """Wait for a sentinel's ``+switch-master`` (away from ``old`` if given) in the lines
+        from ``starts`` on; the new master's port."""
+        pattern = SWITCH.format(name=MASTER_NAME, old=old or r"\d+")
         waits = [
-            asyncio.ensure_future(sentinel.wait_for(SWITCH.pattern, start=start))
+            asyncio.ensure_future(sentinel.wait_for(pattern, start=start))
             for sentinel, start in zip(self.sentinels, starts, strict=True)
         ]
         try:
@@ -192,11 +248,27 @@ class SentinelSetup:
         finally:
             for wait in waits:
                 wait.cancel()
-        self.master_port = int(found[2])
+        self.master_port = int(found["new"])
         return self.master_port
 
+    def write_logs(self, folder: Path) -> None:
+        """Each server's and sentinel's own output so far, one file each, in ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, process in enumerate(self.servers):
+            text = "\n".join(process.lines) + "\n"
+            (folder / f"redis{index}-{process.port}.log").write_text(text)
+        for index, process in enumerate(self.sentinels):
+            text = "\n".join(process.lines) + "\n"
+            (folder / f"sentinel{index}-{process.port}.log").write_text(text)
+
     async def stop(self) -> None:
-        for process in [*self.sentinels, *self.servers]:
+        """``kill -9`` of every process at once, then the waits: a stop interrupted in its
+        waits (Ctrl-C of a bench) leaves no server or sentinel running."""
+        processes = [*self.sentinels, *self.servers]
+        for process in processes:
+            if process.process is not None and process.process.returncode is None:
+                process.process.kill()
+        for process in processes:
             await process.stop(kill=True)
 
 

@@ -189,6 +189,10 @@ class ClusterNode:
         )
         self.last_id: bytes | str = "0-0"
         """Stream id of the last entry applied."""
+        self._done_id: bytes | str = "0-0"
+        """Stream id of the last entry whose apply has finished (its waiter answered)."""
+        self._advanced = asyncio.Event()
+        """Set when ``_done_id`` moves on (``_written_after_all`` waits for it)."""
         self._waiters: dict[int, _Waiter] = {}
         self._appended: set[str] = set()
         """This node's peers that have had an entry: their close goes through the log."""
@@ -284,8 +288,12 @@ class ClusterNode:
         entry, or did not take it and has not answered this node for an alive TTL;
         ``ClusterBehind`` if it is written but this node's reader then applied nothing for
         ``APPLY_STALL`` seconds. A client's state change refused before the writer sent it is
-        never written; one already sent may be applied later, without the reply (a refused
-        login's socket is closed, and its ``close`` entry follows it)."""
+        never written. One the writer sent whose reply was lost (a read timed out across a
+        stop of this process, a connection dropped after the command) is looked for in the log
+        before it is refused (``_written_after_all``): written, it is applied and answered as
+        any other. Only one sent to a Redis that then went silent may be applied later,
+        without the reply (a refused login's socket is closed, and its ``close`` entry
+        follows it)."""
         entry.seq, relays = self.stamps.entry()
         seq = entry.seq
         if relays:
@@ -306,10 +314,12 @@ class ClusterNode:
                     self._outgoing.remove(outgoing)  # told it failed: so it never happens
                 raise ClusterUnavailable(f"Redis silent for {pulse.silent_for():.1f} s")
             if (error := written.exception()) is not None:
-                raise ClusterUnavailable(str(error) or type(error).__name__) from error
-            done = pulse.clock()
-            if not await wait_until(future, lambda: pulse.apply_deadline(done), pulse.clock):
-                raise ClusterBehind(f"this node applied nothing for {pulse.stall:.0f} s")
+                if not await self._written_after_all(future):
+                    raise ClusterUnavailable(str(error) or type(error).__name__) from error
+            else:
+                done = pulse.clock()
+                if not await wait_until(future, lambda: pulse.apply_deadline(done), pulse.clock):
+                    raise ClusterBehind(f"this node applied nothing for {pulse.stall:.0f} s")
             applied = future.result()
         finally:
             self._waiters.pop(seq, None)
@@ -317,6 +327,34 @@ class ClusterNode:
         if self._busy_logged and len(self._waiters) < self.options.cluster_max_pending_appends // 2:
             self._busy_logged = False
         return applied
+
+    async def _written_after_all(self, future: asyncio.Future[Applied]) -> bool:
+        """The writer's command failed, perhaps after Redis took it (its reply lost): whether
+        the entry is in the log after all, and now applied. Told it failed while every replica
+        applies it, a client's view and the cluster's would part for good. The log's end,
+        asked now, is at or after the entry if it was written; this node's reader applies up
+        to there (the entry's waiter answered on the way, its reply sent). False if Redis
+        cannot say, the reader stalls, or it got there without the entry (never written)."""
+        if future.done():
+            return True
+        try:
+            last = await self.redis.xrevrange(self.keys.log, count=1)
+        except (RedisError, OSError):
+            return future.done()
+        if not last or not (end_id := last[0][0]):
+            return future.done()
+        end = gaps.stream_id(end_id)
+        pulse = self.pulse
+        since = pulse.clock()
+        while not future.done() and gaps.stream_id(self._done_id) < end:
+            self._advanced.clear()
+            advanced = asyncio.ensure_future(self._advanced.wait())
+            try:
+                if not await wait_until(advanced, lambda: pulse.apply_deadline(since), pulse.clock):
+                    break
+            finally:
+                advanced.cancel()
+        return future.done()
 
     async def _write_forever(self) -> None:
         """The one writer of this node's entries: everything appended in a loop pass goes in
@@ -524,6 +562,8 @@ class ClusterNode:
                 except Exception as exc:  # the reader must go on whatever one entry does
                     self.health.skipped_entries += 1
                     self.health.once("apply", "skipped a %s log entry: %r", entry.kind, exc)
+                self._done_id = entry_id
+                self._advanced.set()
                 await self._maybe_snapshot(entry_id)
 
     async def _apply(self, entry: LogEntry) -> None:
