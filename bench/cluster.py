@@ -133,6 +133,20 @@ def bad_lines(logs: list[Path]) -> dict[str, int]:
     return {name: text.count(line) for name, line in BAD_LINES.items()}
 
 
+def start_redis(stack: ExitStack) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server without persistence on a free port, stopped with ``stack``; its URL."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    redis = stack.enter_context(
+        process(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--loglevel", "warning"]
+        )
+    )  # fmt: skip
+    wait_listening(port, redis)
+    return redis, f"redis://127.0.0.1:{port}/0"
+
+
 def start_server(
     stack: ExitStack,
     redis_url: str | None,
@@ -203,7 +217,6 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
     if args.logs is not None:
         args.logs.mkdir(parents=True, exist_ok=True)
-    redis_binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     results: dict[str, dict[str, list[Any]]] = {}
     storm_rows: list[tuple[int, str, float, dict[str, Any], int]] = []
 
@@ -229,15 +242,7 @@ def main() -> None:
         storm_rows.append((round_no, setup.name, load, out, setup.nodes))
 
     with ExitStack() as stack:
-        redis_port = free_port()
-        redis = stack.enter_context(
-            process(
-                [redis_binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--loglevel", "warning"]
-            )
-        )  # fmt: skip
-        wait_listening(redis_port, redis)
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        redis, redis_url = start_redis(stack)
         single_url, single_pid = start_server(stack, None, None)
         clusters: dict[int, list[tuple[str, int]]] = {}
         logs: dict[int, list[Path]] = {}
@@ -367,20 +372,11 @@ def breakdown(args: argparse.Namespace) -> None:
     """Where the CPU of a relay at a moderate rate goes, process by process: each process's
     idle cost (the 2-node cluster doing nothing for ``--seconds``), and its CPU per message
     relayed same-node and cross-node. The rounds alternate; each figure is the median."""
-    redis_binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     names = ["node 1", "node 2", "redis"]
     idle: list[list[float]] = []
     per_msg: dict[str, list[list[float]]] = {"same-node": [], "cross-node": []}
     with ExitStack() as stack:
-        redis_port = free_port()
-        redis = stack.enter_context(
-            process(
-                [redis_binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--loglevel", "warning"]
-            )
-        )  # fmt: skip
-        wait_listening(redis_port, redis)
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        redis, redis_url = start_redis(stack)
         (u1, p1), (u2, p2) = [start_server(stack, redis_url, "bench2") for _ in range(2)]
         pids = [p1, p2, redis.pid]
         setups = [
