@@ -30,29 +30,36 @@ def load_chaos() -> ModuleType:
     return module
 
 
-async def test_a_short_chaos_run_with_a_node_killed_and_redis_restarted_has_no_violation() -> None:
-    chaos = load_chaos()
+async def short_run(chaos: ModuleType, **fields: object) -> dict[str, object]:
+    """A short run (``fields`` over the defaults below), checked for what every short run
+    must show: its checks in order (baseline, each fault, final), no violation, every client
+    logged back in after each fault (else a locked-out violation), joins and relays done.
+    Returns the summary for the checks of its own."""
     lines: list[str] = []
-    config = chaos.Config(
-        clients=40,
-        duration=75.0,
-        max_faults=2,
-        fault_interval=30.0,
-        converge=10.0,
-        rooms=5,
-        action_interval=3.0,
-        faults=("kill", "redis"),
-        seed=21,
-        log=lines.append,
-    )
+    defaults: dict[str, object] = {
+        "clients": 40,
+        "duration": 75.0,
+        "max_faults": 2,
+        "fault_interval": 30.0,
+        "converge": 10.0,
+        "rooms": 5,
+        "action_interval": 3.0,
+    }
+    config = chaos.Config(**{**defaults, **fields}, log=lines.append)
     summary = await chaos.Chaos(config).run()
     report = chaos.text_report(summary) + "\n" + "\n".join(lines)
     names = [check["name"] for check in summary["checks"]]
-    assert names == ["baseline", "1:kill", "2:redis", "final"], report
+    faults = [f"{n}:{kind}" for n, kind in enumerate(config.faults, start=1)]
+    assert names == ["baseline", *faults, "final"], report
     assert summary["violations"] == [], report
-    # every client logged back in after each fault (else a locked-out violation above)
     assert all(check["connected"] == config.clients for check in summary["checks"]), report
     assert summary["counts"]["joins"] > 0 and summary["counts"]["relays_acked"] > 0, report
+    summary["report"] = report
+    return dict(summary)
+
+
+async def test_a_short_chaos_run_with_a_node_killed_and_redis_restarted_has_no_violation() -> None:
+    await short_run(load_chaos(), faults=("kill", "redis"), seed=21)
 
 
 async def test_a_short_chaos_run_behind_sentinel_with_a_failover_and_an_empty_master() -> None:
@@ -61,29 +68,18 @@ async def test_a_short_chaos_run_behind_sentinel_with_a_failover_and_an_empty_ma
     and started again empty at once (the replicas resync from it, every node rebuilds, or the
     sentinels fail over first). No violation, the failover within the harness's bound."""
     chaos = load_chaos()
-    lines: list[str] = []
-    config = chaos.Config(
+    summary = await short_run(
+        chaos,
         clients=30,
         duration=60.0,
-        max_faults=2,
         fault_interval=24.0,
-        converge=10.0,
         rooms=4,
-        action_interval=3.0,
         faults=("failover", "redis"),
         sentinel=True,
         seed=21,
-        log=lines.append,
     )
-    summary = await chaos.Chaos(config).run()
-    report = chaos.text_report(summary) + "\n" + "\n".join(lines)
-    names = [check["name"] for check in summary["checks"]]
-    assert names == ["baseline", "1:failover", "2:redis", "final"], report
-    assert summary["violations"] == [], report
-    assert all(check["connected"] == config.clients for check in summary["checks"]), report
     [took] = summary["failovers"]["kill_to_switch_s"]
-    assert took is not None and took < chaos.FAILOVER_TIMEOUT, report
-    assert summary["counts"]["joins"] > 0 and summary["counts"]["relays_acked"] > 0, report
+    assert took is not None and took < chaos.FAILOVER_TIMEOUT, summary["report"]
 
 
 async def test_the_same_over_direct_links_between_the_nodes(
@@ -92,28 +88,4 @@ async def test_the_same_over_direct_links_between_the_nodes(
     """Relays over the nodes' direct links (``cluster_relay = "direct"``) instead of pub/sub:
     a killed node's links break and its replacement's are made anew."""
     monkeypatch.setenv("EASYRTC_CLUSTER_RELAY", "direct")  # the nodes inherit the environment
-    chaos = load_chaos()
-    lines: list[str] = []
-    config = chaos.Config(
-        clients=40,
-        duration=75.0,
-        max_faults=2,
-        fault_interval=30.0,
-        converge=10.0,
-        rooms=5,
-        action_interval=3.0,
-        faults=("kill", "redis"),
-        seed=23,
-        log=lines.append,
-    )
-    summary = await chaos.Chaos(config).run()
-    report = chaos.text_report(summary) + "\n" + "\n".join(lines)
-    assert [check["name"] for check in summary["checks"]] == [
-        "baseline",
-        "1:kill",
-        "2:redis",
-        "final",
-    ], report
-    assert summary["violations"] == [], report
-    assert all(check["connected"] == config.clients for check in summary["checks"]), report
-    assert summary["counts"]["relays_acked"] > 0, report
+    await short_run(load_chaos(), faults=("kill", "redis"), seed=23)
