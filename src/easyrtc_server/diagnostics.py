@@ -59,5 +59,7 @@ def dump_tasks() -> None:
 async def install_task_dump(_app: object = None) -> None:
     """``SIGUSR1`` dumps the tasks (an aiohttp ``on_startup`` callback)."""
     loop = asyncio.get_running_loop()
+    # A loop without signal handlers (Windows' raises NotImplementedError) or a thread that is
+    # not the main one (RuntimeError, ValueError): no dump there, the server runs all the same.
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
