@@ -469,6 +469,23 @@ class ClusterNode:
             for stream, items in raw or ()
         ]
 
+    async def _wait_and_read(self) -> Any:
+        """Wait with ``XREAD BLOCK`` for the entries after ``last_id`` and keep what it reads:
+        the trimmed mark is read right after it in the same round trip (a pipeline, not a
+        script: a script cannot block). A mark past ``last_id`` may mean the wait read past
+        trimmed entries: then nothing is kept and ``_read`` reads again, noticing the gap.
+        (A caught-up reader is at the log's head, far past any trim: that is a frozen node's
+        case, not a waiting one's.) One read per wake instead of two, and one round trip."""
+        keys = self.keys
+        at = self.last_id
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xread({keys.log: at}, count=READ_COUNT, block=READ_BLOCK_MS)
+        pipe.get(keys.trimmed)
+        raw, trimmed = await pipe.execute()
+        if not raw or gaps.missed(at, trimmed):
+            return None
+        return raw
+
     async def _rebuild_from_snapshot(self, at: bytes | str) -> bool:
         """The reader missed entries after ``at`` (trimmed before it read them): load the latest
         snapshot in place of the replica, keeping this node's sockets, and give their members
@@ -513,18 +530,18 @@ class ClusterNode:
     async def _read_forever(self) -> None:
         """Read and apply the log until stopped; nothing read stops it (``_apply_batches``
         skips what it cannot apply), and ``health`` says when it is behind or failing. When
-        there is nothing to read it waits with ``XREAD BLOCK`` for the next entry, then reads
-        it with the trimmed mark (``_read``)."""
+        there is nothing to read it waits with ``XREAD BLOCK`` for the next entries, read with
+        the trimmed mark (``_wait_and_read``)."""
         health = self.health
-        key = self.keys.log
         while True:
             generation = self._generation
             try:
                 batches = await self._read()
                 if not batches:
                     health.caught_up()
-                    await self.redis.xread({key: self.last_id}, count=1, block=READ_BLOCK_MS)
-                    continue
+                    batches = await self._wait_and_read()
+                    if not batches:
+                        continue
             except (RedisError, OSError) as exc:
                 health.failing(f"cannot read the log ({type(exc).__name__})")
                 await asyncio.sleep(RETRY_DELAY)
