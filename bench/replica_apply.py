@@ -112,8 +112,9 @@ def main() -> None:
     args = parser.parse_args()
     log = build_log(args.clients, args.room_size)
     n = args.clients
+    size = sum(map(len, log)) / n
     print(f"{n} logins into rooms of {args.room_size}: {len(log)} entries, "
-          f"{len(log) / n:.1f} per login, {sum(map(len, log)) / n:.0f} bytes per login")  # fmt: skip
+          f"{len(log) / n:.1f} per login, {size:.0f} bytes per login")  # fmt: skip
     best = float("inf")
     for _ in range(args.repeat):
         start = time.process_time()
