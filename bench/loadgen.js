@@ -793,6 +793,7 @@ async function redisSample() {
       const x = await redisCommand(P.redis, ["XINFO", "STREAM", P.logKey]);
       const k = Array.isArray(x) ? x.indexOf("entries-added") : -1;
       if (k >= 0) entries = x[k + 1];
+      else if (x instanceof Error && /no such key/i.test(x.message)) entries = 0; // no entry yet
     }
     return { out: field("total_net_output_bytes"), in: field("total_net_input_bytes"), entries };
   } catch (e) {
