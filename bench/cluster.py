@@ -124,8 +124,10 @@ BAD_LINES = {
     "behind": "cluster log reader is behind",
     "reaped": "is gone (its alive key expired)",
     "busy": "refused as busy",
+    "gap": "missed entries trimmed from the log",
 }
-"""What a node logs when it refuses state changes or reaps a peer (counted with ``--logs``)."""
+"""What a node logs when it refuses state changes, reaps a peer or rebuilds from the snapshot
+because it fell a snapshot interval behind (counted with ``--logs``)."""
 
 
 def bad_lines(logs: list[Path]) -> dict[str, int]:
@@ -407,9 +409,14 @@ class RoomsSetup:
 
 
 def rooms_figures(out: dict[str, Any], nodes: int, clustered: bool) -> dict[str, Any]:
-    """One rooms storm's figures: the nodes' CPU (max, mean), Redis's, and per state change."""
+    """One rooms storm's figures: the nodes' CPU (max, mean), Redis's, and per state change,
+    from the start until every process idled after convergence (a lagging replica's work
+    counts); ``node_max_at_converge`` until convergence only."""
     detail = out.get("detail") or {}
-    each = detail.get("server_cpu_s_each") or []
+    at_converge = [
+        cpu for cpu in (detail.get("server_cpu_s_each") or [])[:nodes] if cpu is not None
+    ]
+    each = detail.get("server_cpu_s_each_quiet") or detail.get("server_cpu_s_each") or []
     node_cpu = [cpu for cpu in each[:nodes] if isinstance(cpu, int | float)]
     redis_cpu = each[nodes] if clustered and len(each) > nodes else None
     changes = detail.get("state_changes") or 0
@@ -420,6 +427,8 @@ def rooms_figures(out: dict[str, Any], nodes: int, clustered: bool) -> dict[str,
     }
     figures.update(
         converge_s=(out.get("metrics") or {}).get("converge_s"),
+        quiet_s=detail.get("quiet_s") if detail.get("quiet_reached") else None,
+        node_max_at_converge=max(at_converge) if len(at_converge) == nodes else None,
         node_max=max(node_cpu) if node_mean is not None else None,
         node_mean=node_mean,
         redis_cpu=redis_cpu,
@@ -427,9 +436,14 @@ def rooms_figures(out: dict[str, Any], nodes: int, clustered: bool) -> dict[str,
         node_us_per_change=node_mean / changes * 1e6 if node_mean is not None and changes else None,
     )
     for key, name in (("redis_out_bytes", "out_per_change"), ("log_entries", "entries_per_change")):
-        value = detail.get(key)
+        value = detail.get(f"{key}_quiet", detail.get(key))
         figures[name] = value / changes if isinstance(value, int | float) and changes else None
     return figures
+
+
+def whole(value: Any) -> Any:
+    """4000.0 as 4000 (a median of counts)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def rooms_storm(args: argparse.Namespace) -> None:
@@ -483,6 +497,7 @@ def rooms_storm(args: argparse.Namespace) -> None:
                     "timeout": 120,
                     "redis": redis_addr if target.log_key else None,
                     "logKey": target.log_key,
+                    "quiet": 30,
                 }
                 out = loadgen(target.setup, "rooms-storm", params)
                 if "error" in out or out.get("note"):
@@ -493,7 +508,7 @@ def rooms_storm(args: argparse.Namespace) -> None:
                 print(f"  {target.name}: converge {figures['converge_s']} s, load {load:.1f}",
                       file=sys.stderr)  # fmt: skip
     summary = {
-        name: {key: median([run[key] for run in each]) for key in each[0]}
+        name: {key: whole(median([run[key] for run in each])) for key in each[0]}
         for name, each in runs.items()
     }
     machine = f"{platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}"
@@ -509,11 +524,12 @@ def rooms_storm(args: argparse.Namespace) -> None:
 
     print(f"machine: {machine}; load average at the end {load_end[0]:.2f}; rounds {args.rounds}; "
           f"{args.storm_clients} users in rooms of {args.room_size}")  # fmt: skip
-    print("| setup | nodes per room | tokens | failed | lists whole | converge s | node CPU s, max "
-          "| node CPU s, mean | Redis CPU s | total CPU s | node µs per change (mean node) "
-          "| max node / 1 node | mean node / 1 node | of linear | Redis out B per change "
+    print("| setup | nodes per room | tokens | failed | lists whole | converge s | quiet s "
+          "| node CPU s to converge, max | node CPU s, max | node CPU s, mean | Redis CPU s "
+          "| total CPU s | node µs per change (mean node) | max node / 1 node "
+          "| mean node / 1 node | of linear | Redis out B per change "
           "| log entries per change |")  # fmt: skip
-    print("|---" * 16 + "|")
+    print("|---" * 18 + "|")
     for name, m in summary.items():
         nodes = next(t.setup.nodes for t in targets if t.name == name)
         linear = (
@@ -523,7 +539,8 @@ def rooms_storm(args: argparse.Namespace) -> None:
         )
         cells = [
             name, m["nodes_per_room"], m["tokens"], m["failed"], m["converged_clients"],
-            m["converge_s"], m["node_max"], m["node_mean"], m["redis_cpu"], m["total_cpu"],
+            m["converge_s"], m["quiet_s"], m["node_max_at_converge"], m["node_max"],
+            m["node_mean"], m["redis_cpu"], m["total_cpu"],
             m["node_us_per_change"] and round(m["node_us_per_change"], 1),
             ratio(m["node_max"], one.get("node_mean")), ratio(m["node_mean"], one.get("node_mean")),
             linear, m["out_per_change"] and round(m["out_per_change"]),
@@ -531,14 +548,14 @@ def rooms_storm(args: argparse.Namespace) -> None:
         ]  # fmt: skip
         print("| " + " | ".join("" if cell is None else str(cell) for cell in cells) + " |")
     print()
-    print("| round | setup | load avg at start | lists whole | mismatched | converge s "
-          "| CPU s of each process (nodes, then redis) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    print("| round | setup | load avg at start | lists whole | mismatched | converge s | quiet s "
+          "| CPU s of each process until quiet (nodes, then redis) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for round_no, name, load, out in rows:
         detail = out.get("detail") or {}
         print(f"| {round_no} | {name} | {load:.1f} | {detail.get('converged_clients')} "
               f"| {detail.get('mismatched')} | {(out.get('metrics') or {}).get('converge_s')} "
-              f"| {detail.get('server_cpu_s_each')} |")  # fmt: skip
+              f"| {detail.get('quiet_s')} | {detail.get('server_cpu_s_each_quiet')} |")  # fmt: skip
     if args.logs is not None:
         for size in sizes:
             print(f"node logs, {size} node(s): {bad_lines(logs[size])}")

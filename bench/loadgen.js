@@ -19,7 +19,8 @@
 //               `roundrobin` (urls[i % n]: a room's members on as many nodes as it can). With
 //               REDIS (host:port) and LOGKEY, Redis's egress (INFO total_net_output_bytes) and
 //               the entries appended to the log (XINFO entries-added) from the start until
-//               convergence
+//               convergence. With QUIET (seconds, at most), the same figures again once every
+//               --pid idles after convergence (the work of a replica that lags, `*_quiet`)
 //   idle        CLIENTS idle authenticated connections in rooms of ROOMSIZE; server RSS per conn;
 //               server CPU % over max(IDLESECONDS, PINGINTERVALS × the server's ping interval)
 //   disconnect  CLIENTS converged in one room; half disconnect; time until the rest converge;
@@ -68,7 +69,7 @@ const DEFAULTS = {
   storm: { clients: 200, concurrency: 100, procs: 1, hold: 0, timeout: 60 },
   "rooms-storm": {
     clients: 4000, roomSize: 4, placement: "affine", seed: 1, concurrency: 100, procs: 1, hold: 0,
-    timeout: 120, redis: null, logKey: null,
+    timeout: 120, redis: null, logKey: null, quiet: 0,
   },
   idle: {
     clients: 2000, roomSize: 100, concurrency: 100, idleSeconds: 5, pingIntervals: 0, settle: 1,
@@ -82,7 +83,7 @@ if (!DEFAULTS[SCENARIO]) {
 }
 const P = Object.assign({}, DEFAULTS[SCENARIO], PARAMS);
 const WORKER = opt("worker", null); // a storm worker's share: {offset, count, total, concurrency}
-const SLACK = (P.hold || 0) + (P.idleSeconds || 0) + 5 * (P.pingIntervals || 0);
+const SLACK = (P.hold || 0) + (P.quiet || 0) + (P.idleSeconds || 0) + 5 * (P.pingIntervals || 0);
 const HARD_DEADLINE = performance.now() + (P.timeout + SLACK + 60) * 1000;
 // Whatever happens, this process ends by itself.
 setTimeout(() => {
@@ -379,6 +380,18 @@ async function waitFor(pred, timeoutMs, every = 5) {
   const end = Math.min(performance.now() + timeoutMs, HARD_DEADLINE);
   while (!pred() && performance.now() < end) await sleep(every);
   return pred();
+}
+
+/** Wait until every --pid idles: under 5 % of a core over 250 ms (bounded by timeoutMs). */
+async function waitIdle(timeoutMs) {
+  const end = Math.min(performance.now() + timeoutMs, HARD_DEADLINE);
+  while (performance.now() < end) {
+    const before = PIDS.map(processCpuSample);
+    await sleep(250);
+    const used = PIDS.map((pid, i) => serverCpuBetween(before[i], processCpuSample(pid)));
+    if (used.every((cpu) => cpu !== null && cpu < 0.0125)) return true;
+  }
+  return false;
 }
 
 /** Wait until no roomData push arrived for quietMs (bounded by timeoutMs). */
@@ -890,6 +903,7 @@ async function scenarioStorm() {
     workers.push(w);
   }
   const alive = () => state.exited.length === 0;
+  const converged0 = () => state.converged.length === procs;
   if (!(await waitFor(() => state.ready === procs || !alive(), 30000))) throw new Error("workers not ready");
   if (!alive()) throw new Error(`a worker exited before the start (${state.exited})`);
   const redis0 = await redisSample();
@@ -907,10 +921,16 @@ async function scenarioStorm() {
     () => state.converged.length === procs || !alive(), timeoutMs - (nowMs() - t0));
   const m = ph.end();
   const redis1 = await redisSample();
+  let mq = null, redis2 = null, quietReached = null;
+  if (P.quiet && converged0()) {
+    quietReached = await waitIdle(P.quiet * 1000);
+    mq = ph.end();
+    redis2 = await redisSample();
+  }
   clearInterval(progress);
   const rss = serverRssKb();
   const peak = serverPeakRssKb();
-  const converged = ok && state.converged.length === procs;
+  const converged = ok && converged0();
   if (P.hold && alive()) {
     log(`converged: ${converged}; holding ${P.hold} s to see whether any client is dropped`);
     await sleep(P.hold * 1000);
@@ -970,6 +990,11 @@ async function scenarioStorm() {
       coordinator_cpu_s: round(m.genCpu), workers_cpu_s: round(state.finals.reduce((a, f) => a + f.genCpu, 0)),
       server_rss_kb_at_converge: rss, server_peak_rss_kb: peak, auth_latency: lat,
       ...(ROOMS ? roomsDetail(okClients, redis0, redis1) : {}),
+      ...(mq ? {
+        quiet_s: round(mq.wall), quiet_reached: quietReached, server_cpu_s_each_quiet: mq.serverCpuByPid,
+        redis_out_bytes_quiet: redisBetween(redis0, redis2, "out"),
+        log_entries_quiet: redisBetween(redis0, redis2, "entries"),
+      } : {}),
     },
   };
 }
