@@ -1,4 +1,4 @@
-"""``make bench-cluster``: what a cluster costs, relays and a join storm, against one process.
+"""``make bench-cluster``: what a cluster costs, relays and join storms, against one process.
 
 Not a test. Starts one redis-server (no persistence), the single process without Redis (the
 baseline) and clusters of 1, 2 and 3 nodes on that Redis (each under its own cluster name), all
@@ -12,6 +12,8 @@ shared machine falls on all of them alike; each figure is the median over the ro
   cluster), ``cross-node`` (the two ends on the two nodes);
 - storm: 1,000 users join one room, with the clients spread over 1, 2 and 3 nodes (a cluster
   of that many nodes), and on the single process: time until every list holds everyone.
+- rooms storm (``--rooms-storm``, instead of the above; issue 23): many users in small rooms,
+  each node's CPU, Redis's and its egress per state change (below).
 
     .venv/bin/python bench/cluster.py --rounds 3
     .venv/bin/python bench/cluster.py --rounds 1 --storm-clients 300     # a short check
@@ -26,6 +28,23 @@ profile (collapsed stacks) of each node during its cross-node runs.
 
     git archive 8c4b5cd src | tar -x -C /tmp/base       # the storms of another commit beside
     .venv/bin/python bench/cluster.py --rounds 2 --storms-only --sizes 3 --base-src /tmp/base/src
+
+``--rooms-storm`` is issue 23's storm: ``--storm-clients`` users log in into rooms of
+``--room-size`` (client i into room ``r{i // size}``, joined at login), on the single process and
+on clusters of each of ``--sizes`` nodes (1 always: the reference), each ``--placement``:
+``affine`` (every member of room r on node ``r % n``, a balancer hashing the room), ``random``
+(a node per client from a fixed seed: a room of 4 on 4 nodes spans 2.7 of them on average) or
+``roundrobin`` (client i on node ``i % n``: a room on as many nodes as it can, the worst case).
+Every setup once a round (reverse order every other round), after every process idles. Per
+setup: time until every list holds exactly its room, tokens, refusals, then from the start
+until every process idles again (a replica that lags still works after convergence): each
+node's CPU (max, mean), Redis's, the total, the mean node's CPU per state change (a login and a
+join per client), each node's CPU against the 1-node cluster's node, the scaling against linear
+(``of linear``: the 1-node figure per change over N times the N-node one), Redis's egress
+(``total_net_output_bytes``) and the log entries appended, per state change.
+
+    .venv/bin/python bench/cluster.py --rooms-storm --rounds 2 --storm-clients 4000 \
+        --room-size 4 --sizes 1,2,4 --placement affine,random --logs /tmp/rooms
 
 ``--logs DIR`` keeps each server's log (``DIR/<cluster>-<i>.log``) and counts in it the lines
 that issue 21 says must not appear under load: a state change refused as unavailable or behind,
