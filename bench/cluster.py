@@ -225,6 +225,12 @@ def main() -> None:
     )
     parser.add_argument("--room-size", type=int, default=4, help="with --rooms-storm")
     parser.add_argument(
+        "--hold",
+        type=float,
+        default=0,
+        help="with --rooms-storm: seconds the clients stay after it, to count the dropped ones",
+    )
+    parser.add_argument(
         "--placement",
         default="affine,random",
         help="with --rooms-storm: affine, random and/or roundrobin, comma-separated",
@@ -445,6 +451,7 @@ def rooms_figures(out: dict[str, Any], nodes: int, clustered: bool) -> dict[str,
         for key in ("tokens", "failed", "mismatched", "converged_clients", "nodes_per_room")
     }
     figures.update(
+        dropped=(out.get("metrics") or {}).get("dropped"),
         converge_s=(out.get("metrics") or {}).get("converge_s"),
         quiet_s=detail.get("quiet_s") if detail.get("quiet_reached") else None,
         node_max_at_converge=max(at_converge) if len(at_converge) == nodes else None,
@@ -508,6 +515,7 @@ def rooms_storm(args: argparse.Namespace) -> None:
             for target in targets if round_no % 2 else targets[::-1]:
                 settle(pids)
                 load = os.getloadavg()[0]
+                started = time.time()
                 params = {
                     "clients": args.storm_clients,
                     "roomSize": args.room_size,
@@ -517,6 +525,7 @@ def rooms_storm(args: argparse.Namespace) -> None:
                     "redis": redis_addr if target.log_key else None,
                     "logKey": target.log_key,
                     "quiet": 30,
+                    "hold": args.hold,
                 }
                 out = loadgen(target.setup, "rooms-storm", params)
                 if "error" in out or out.get("note"):
@@ -524,7 +533,8 @@ def rooms_storm(args: argparse.Namespace) -> None:
                 figures = rooms_figures(out, target.setup.nodes, target.log_key is not None)
                 runs.setdefault(target.name, []).append(figures)
                 rows.append((round_no, target.name, load, out))
-                print(f"  {target.name}: converge {figures['converge_s']} s, load {load:.1f}",
+                print(f"  {time.strftime('%H:%M:%S', time.gmtime(started))} UTC {target.name}: "
+                      f"converge {figures['converge_s']} s, load {load:.1f}",
                       file=sys.stderr)  # fmt: skip
     summary = {
         name: {key: whole(median([run[key] for run in each])) for key in each[0]}
@@ -543,12 +553,13 @@ def rooms_storm(args: argparse.Namespace) -> None:
 
     print(f"machine: {machine}; load average at the end {load_end[0]:.2f}; rounds {args.rounds}; "
           f"{args.storm_clients} users in rooms of {args.room_size}")  # fmt: skip
-    print("| setup | nodes per room | tokens | failed | lists whole | converge s | quiet s "
+    print("| setup | nodes per room | tokens | failed | lists whole | dropped | converge s "
+          "| quiet s "
           "| node CPU s to converge, max | node CPU s, max | node CPU s, mean | Redis CPU s "
           "| total CPU s | node µs per change (mean node) | max node / 1 node "
           "| mean node / 1 node | of linear | Redis out B per change "
           "| log entries per change |")  # fmt: skip
-    print("|---" * 18 + "|")
+    print("|---" * 19 + "|")
     for name, m in summary.items():
         nodes = next(t.setup.nodes for t in targets if t.name == name)
         linear = (
@@ -558,6 +569,7 @@ def rooms_storm(args: argparse.Namespace) -> None:
         )
         cells = [
             name, m["nodes_per_room"], m["tokens"], m["failed"], m["converged_clients"],
+            m["dropped"],
             m["converge_s"], m["quiet_s"], m["node_max_at_converge"], m["node_max"],
             m["node_mean"], m["redis_cpu"], m["total_cpu"],
             m["node_us_per_change"] and round(m["node_us_per_change"], 1),
