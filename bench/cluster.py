@@ -1,4 +1,4 @@
-"""``make bench-cluster``: what a cluster costs, relays and a join storm, against one process.
+"""``make bench-cluster``: what a cluster costs, relays and join storms, against one process.
 
 Not a test. Starts one redis-server (no persistence), the single process without Redis (the
 baseline) and clusters of 1, 2 and 3 nodes on that Redis (each under its own cluster name), all
@@ -12,6 +12,8 @@ shared machine falls on all of them alike; each figure is the median over the ro
   cluster), ``cross-node`` (the two ends on the two nodes);
 - storm: 1,000 users join one room, with the clients spread over 1, 2 and 3 nodes (a cluster
   of that many nodes), and on the single process: time until every list holds everyone.
+- rooms storm (``--rooms-storm``, instead of the above; issue 23): many users in small rooms,
+  each node's CPU, Redis's and its egress per state change (below).
 
     .venv/bin/python bench/cluster.py --rounds 3
     .venv/bin/python bench/cluster.py --rounds 1 --storm-clients 300     # a short check
@@ -26,6 +28,23 @@ profile (collapsed stacks) of each node during its cross-node runs.
 
     git archive 8c4b5cd src | tar -x -C /tmp/base       # the storms of another commit beside
     .venv/bin/python bench/cluster.py --rounds 2 --storms-only --sizes 3 --base-src /tmp/base/src
+
+``--rooms-storm`` is issue 23's storm: ``--storm-clients`` users log in into rooms of
+``--room-size`` (client i into room ``r{i // size}``, joined at login), on the single process and
+on clusters of each of ``--sizes`` nodes (1 always: the reference), each ``--placement``:
+``affine`` (every member of room r on node ``r % n``, a balancer hashing the room), ``random``
+(a node per client from a fixed seed: a room of 4 on 4 nodes spans 2.7 of them on average) or
+``roundrobin`` (client i on node ``i % n``: a room on as many nodes as it can, the worst case).
+Every setup once a round (reverse order every other round), after every process idles. Per
+setup: time until every list holds exactly its room, tokens, refusals, then from the start
+until every process idles again (a replica that lags still works after convergence): each
+node's CPU (max, mean), Redis's, the total, the mean node's CPU per state change (a login and a
+join per client), each node's CPU against the 1-node cluster's node, the scaling against linear
+(``of linear``: the 1-node figure per change over N times the N-node one), Redis's egress
+(``total_net_output_bytes``) and the log entries appended, per state change.
+
+    .venv/bin/python bench/cluster.py --rooms-storm --rounds 2 --storm-clients 4000 \
+        --room-size 4 --sizes 1,2,4 --placement affine,random --logs /tmp/rooms
 
 ``--logs DIR`` keeps each server's log (``DIR/<cluster>-<i>.log``) and counts in it the lines
 that issue 21 says must not appear under load: a state change refused as unavailable or behind,
@@ -124,8 +143,10 @@ BAD_LINES = {
     "behind": "cluster log reader is behind",
     "reaped": "is gone (its alive key expired)",
     "busy": "refused as busy",
+    "gap": "missed entries trimmed from the log",
 }
-"""What a node logs when it refuses state changes or reaps a peer (counted with ``--logs``)."""
+"""What a node logs when it refuses state changes, reaps a peer or rebuilds from the snapshot
+because it fell a snapshot interval behind (counted with ``--logs``)."""
 
 
 def bad_lines(logs: list[Path]) -> dict[str, int]:
@@ -200,6 +221,21 @@ def main() -> None:
     )
     parser.add_argument("--profile", type=Path, help="with --breakdown: py-spy of the nodes")
     parser.add_argument(
+        "--rooms-storm", action="store_true", help="the storm into many small rooms (issue 23)"
+    )
+    parser.add_argument("--room-size", type=int, default=4, help="with --rooms-storm")
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=0,
+        help="with --rooms-storm: seconds the clients stay after it, to count the dropped ones",
+    )
+    parser.add_argument(
+        "--placement",
+        default="affine,random",
+        help="with --rooms-storm: affine, random and/or roundrobin, comma-separated",
+    )
+    parser.add_argument(
         "--base-src", type=Path, help="also run each storm on the package in this src directory"
     )
     parser.add_argument(
@@ -213,6 +249,9 @@ def main() -> None:
     SERVER_ENV.update(item.split("=", 1) for item in args.server_env)
     if args.breakdown:
         breakdown(args)
+        return
+    if args.rooms_storm:
+        rooms_storm(args)
         return
     sizes = [int(size) for size in args.sizes.split(",")]
     if args.logs is not None:
@@ -366,6 +405,193 @@ def py_spy(pids: list[int], out: Path | None, label: str) -> Iterator[None]:
             recorder.send_signal(2)  # py-spy writes its output on SIGINT
         for recorder in recorders:
             recorder.wait(30)
+
+
+def settle(pids: list[int], timeout: float = 30) -> None:
+    """Wait until every process idles (under 5 % of a core for half a second), at most
+    ``timeout``: the previous storm's disconnects are not the next one's work."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = [cpu_seconds(pid) for pid in pids]
+        time.sleep(0.5)
+        if all(cpu_seconds(pid) - b < 0.025 for pid, b in zip(pids, before, strict=True)):
+            return
+    print(f"settle: still busy after {timeout} s", file=sys.stderr)
+
+
+@dataclass
+class RoomsSetup:
+    """A rooms storm's target: where (``setup``), how its clients are placed, and its log's key
+    (None: the single process, no Redis)."""
+
+    setup: Setup
+    placement: str
+    log_key: str | None
+
+    @property
+    def name(self) -> str:
+        return self.setup.name if self.setup.nodes == 1 else f"{self.setup.name} {self.placement}"
+
+
+def rooms_figures(out: dict[str, Any], nodes: int, clustered: bool) -> dict[str, Any]:
+    """One rooms storm's figures: the nodes' CPU (max, mean), Redis's, and per state change,
+    from the start until every process idled after convergence (a lagging replica's work
+    counts); ``node_max_at_converge`` until convergence only."""
+    detail = out.get("detail") or {}
+    at_converge = [
+        cpu for cpu in (detail.get("server_cpu_s_each") or [])[:nodes] if cpu is not None
+    ]
+    each = detail.get("server_cpu_s_each_quiet") or detail.get("server_cpu_s_each") or []
+    node_cpu = [cpu for cpu in each[:nodes] if isinstance(cpu, int | float)]
+    redis_cpu = each[nodes] if clustered and len(each) > nodes else None
+    changes = detail.get("state_changes") or 0
+    node_mean = statistics.fmean(node_cpu) if len(node_cpu) == nodes else None
+    figures: dict[str, Any] = {
+        key: detail.get(key)
+        for key in ("tokens", "failed", "mismatched", "converged_clients", "nodes_per_room")
+    }
+    figures.update(
+        dropped=(out.get("metrics") or {}).get("dropped"),
+        converge_s=(out.get("metrics") or {}).get("converge_s"),
+        quiet_s=detail.get("quiet_s") if detail.get("quiet_reached") else None,
+        node_max_at_converge=max(at_converge) if len(at_converge) == nodes else None,
+        node_max=max(node_cpu) if node_mean is not None else None,
+        node_mean=node_mean,
+        redis_cpu=redis_cpu,
+        total_cpu=(node_mean * nodes + (redis_cpu or 0)) if node_mean is not None else None,
+        node_us_per_change=node_mean / changes * 1e6 if node_mean is not None and changes else None,
+    )
+    for key, name in (("redis_out_bytes", "out_per_change"), ("log_entries", "entries_per_change")):
+        value = detail.get(f"{key}_quiet", detail.get(key))
+        figures[name] = value / changes if isinstance(value, int | float) and changes else None
+    return figures
+
+
+def whole(value: Any) -> Any:
+    """4000.0 as 4000 (a median of counts)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def rooms_storm(args: argparse.Namespace) -> None:
+    """Issue 23's storm: ``--storm-clients`` users log in into rooms of ``--room-size`` on the
+    single process and on clusters of each of ``--sizes`` nodes (and 1, the reference), with
+    each ``--placement``; every setup once a round, in reverse order every other round, after
+    every process idles. Each figure is the median over the rounds."""
+    sizes = sorted({1, *(int(size) for size in args.sizes.split(","))})
+    placements = args.placement.split(",")
+    if args.logs is not None:
+        args.logs.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    rows: list[tuple[int, str, float, dict[str, Any]]] = []
+    errors: dict[str, list[Any]] = {}
+    logs: dict[int, list[Path]] = {}
+    with ExitStack() as stack:
+        redis, redis_url = start_redis(stack)
+        redis_addr = redis_url.removeprefix("redis://").split("/")[0]
+        single_log = args.logs / "rooms-single.log" if args.logs else None
+        single_url, single_pid = start_server(stack, None, None, single_log)
+        targets = [RoomsSetup(Setup("single", [single_url], [single_pid]), "any", None)]
+        pids = [single_pid, redis.pid]
+        for size in sizes:
+            cluster = f"rooms{size}"
+            logs[size] = (
+                [args.logs / f"{cluster}-{i}.log" for i in range(size)] if args.logs else []
+            )
+            nodes = [
+                start_server(stack, redis_url, cluster, logs[size][i] if logs[size] else None)
+                for i in range(size)
+            ]
+            pids += [pid for _, pid in nodes]
+            setup = Setup(
+                f"{size} node{'s' if size > 1 else ''}",
+                [url for url, _ in nodes],
+                [pid for _, pid in nodes] + [redis.pid],
+                size,
+            )
+            for placement in placements if size > 1 else ["any"]:
+                targets.append(RoomsSetup(setup, placement, f"{cluster}:log"))
+        for round_no in range(1, args.rounds + 1):
+            print(f"round {round_no}/{args.rounds}", file=sys.stderr)
+            for target in targets if round_no % 2 else targets[::-1]:
+                settle(pids)
+                load = os.getloadavg()[0]
+                started = time.time()
+                params = {
+                    "clients": args.storm_clients,
+                    "roomSize": args.room_size,
+                    "placement": "affine" if target.placement == "any" else target.placement,
+                    "concurrency": 100,
+                    "timeout": 120,
+                    "redis": redis_addr if target.log_key else None,
+                    "logKey": target.log_key,
+                    "quiet": 30,
+                    "hold": args.hold,
+                }
+                out = loadgen(target.setup, "rooms-storm", params)
+                if "error" in out or out.get("note"):
+                    errors.setdefault(target.name, []).append(out.get("error") or out.get("note"))
+                figures = rooms_figures(out, target.setup.nodes, target.log_key is not None)
+                runs.setdefault(target.name, []).append(figures)
+                rows.append((round_no, target.name, load, out))
+                print(f"  {time.strftime('%H:%M:%S', time.gmtime(started))} UTC {target.name}: "
+                      f"converge {figures['converge_s']} s, load {load:.1f}",
+                      file=sys.stderr)  # fmt: skip
+    summary = {
+        name: {key: whole(median([run[key] for run in each])) for key in each[0]}
+        for name, each in runs.items()
+    }
+    machine = f"{platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}"
+    load_end = os.getloadavg()
+    args.out.write_text(
+        json.dumps({"machine": machine, "rounds": args.rounds, "summary": summary,
+                    "runs": runs, "errors": errors}, indent=2)
+    )  # fmt: skip
+    one = summary.get("1 node") or {}
+
+    def ratio(value: Any, of: Any) -> str:
+        return f"{100 * value / of:.0f} %" if value is not None and of else ""
+
+    print(f"machine: {machine}; load average at the end {load_end[0]:.2f}; rounds {args.rounds}; "
+          f"{args.storm_clients} users in rooms of {args.room_size}")  # fmt: skip
+    print("| setup | nodes per room | tokens | failed | lists whole | dropped | converge s "
+          "| quiet s "
+          "| node CPU s to converge, max | node CPU s, max | node CPU s, mean | Redis CPU s "
+          "| total CPU s | node µs per change (mean node) | max node / 1 node "
+          "| mean node / 1 node | of linear | Redis out B per change "
+          "| log entries per change |")  # fmt: skip
+    print("|---" * 19 + "|")
+    for name, m in summary.items():
+        nodes = next(t.setup.nodes for t in targets if t.name == name)
+        linear = (
+            f"{one['node_us_per_change'] / (nodes * m['node_us_per_change']):.2f}"
+            if name != "single" and one.get("node_us_per_change") and m["node_us_per_change"]
+            else ""
+        )
+        cells = [
+            name, m["nodes_per_room"], m["tokens"], m["failed"], m["converged_clients"],
+            m["dropped"],
+            m["converge_s"], m["quiet_s"], m["node_max_at_converge"], m["node_max"],
+            m["node_mean"], m["redis_cpu"], m["total_cpu"],
+            m["node_us_per_change"] and round(m["node_us_per_change"], 1),
+            ratio(m["node_max"], one.get("node_mean")), ratio(m["node_mean"], one.get("node_mean")),
+            linear, m["out_per_change"] and round(m["out_per_change"]),
+            m["entries_per_change"] and round(m["entries_per_change"], 2),
+        ]  # fmt: skip
+        print("| " + " | ".join("" if cell is None else str(cell) for cell in cells) + " |")
+    print()
+    print("| round | setup | load avg at start | lists whole | mismatched | converge s | quiet s "
+          "| CPU s of each process until quiet (nodes, then redis) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for round_no, name, load, out in rows:
+        detail = out.get("detail") or {}
+        print(f"| {round_no} | {name} | {load:.1f} | {detail.get('converged_clients')} "
+              f"| {detail.get('mismatched')} | {(out.get('metrics') or {}).get('converge_s')} "
+              f"| {detail.get('quiet_s')} | {detail.get('server_cpu_s_each_quiet')} |")  # fmt: skip
+    if args.logs is not None:
+        for size in sizes:
+            print(f"node logs, {size} node(s): {bad_lines(logs[size])}")
+    for name, found in errors.items():
+        print(f"ERRORS {name}: {found}", file=sys.stderr)
 
 
 def breakdown(args: argparse.Namespace) -> None:

@@ -12,6 +12,15 @@
 //               (and after the last token); PROCS worker processes share the clients (forked
 //               with --worker, pinned like this one); HOLD seconds idle afterwards to count
 //               clients the server dropped; server RSS and peak RSS
+//   rooms-storm the storm into many small rooms (issue 23): client i authenticates into room
+//               r{i // ROOMSIZE}; time until every list holds exactly its room. PLACEMENT says
+//               which URL each client takes: `affine` (every member of room r on urls[r % n], a
+//               balancer hashing the room), `random` (a node drawn per client from SEED), or
+//               `roundrobin` (urls[i % n]: a room's members on as many nodes as it can). With
+//               REDIS (host:port) and LOGKEY, Redis's egress (INFO total_net_output_bytes) and
+//               the entries appended to the log (XINFO entries-added) from the start until
+//               convergence. With QUIET (seconds, at most), the same figures again once every
+//               --pid idles after convergence (the work of a replica that lags, `*_quiet`)
 //   idle        CLIENTS idle authenticated connections in rooms of ROOMSIZE; server RSS per conn;
 //               server CPU % over max(IDLESECONDS, PINGINTERVALS × the server's ping interval)
 //   disconnect  CLIENTS converged in one room; half disconnect; time until the rest converge;
@@ -58,6 +67,10 @@ const DEFAULTS = {
     concurrency: 50, size: 100, timeout: 60,
   },
   storm: { clients: 200, concurrency: 100, procs: 1, hold: 0, timeout: 60 },
+  "rooms-storm": {
+    clients: 4000, roomSize: 4, placement: "affine", seed: 1, concurrency: 100, procs: 1, hold: 0,
+    timeout: 120, redis: null, logKey: null, quiet: 0,
+  },
   idle: {
     clients: 2000, roomSize: 100, concurrency: 100, idleSeconds: 5, pingIntervals: 0, settle: 1,
     timeout: 120,
@@ -70,7 +83,7 @@ if (!DEFAULTS[SCENARIO]) {
 }
 const P = Object.assign({}, DEFAULTS[SCENARIO], PARAMS);
 const WORKER = opt("worker", null); // a storm worker's share: {offset, count, total, concurrency}
-const SLACK = (P.hold || 0) + (P.idleSeconds || 0) + 5 * (P.pingIntervals || 0);
+const SLACK = (P.hold || 0) + (P.quiet || 0) + (P.idleSeconds || 0) + 5 * (P.pingIntervals || 0);
 const HARD_DEADLINE = performance.now() + (P.timeout + SLACK + 60) * 1000;
 // Whatever happens, this process ends by itself.
 setTimeout(() => {
@@ -242,6 +255,7 @@ class Client {
     this.converged = false;
     this.closedByUs = false;
     this.sock = null;
+    this.url = URLS[index % URLS.length]; // a scenario may place it elsewhere
   }
 
   /** Connect and authenticate; resolves with the auth latency in ms. */
@@ -252,7 +266,7 @@ class Client {
         reject(new Error("connect/auth timeout"));
         this.close();
       }, timeoutMs);
-      const sock = io(URLS[this.index % URLS.length], {
+      const sock = io(this.url, {
         transports: ["websocket"],
         forceNew: true,
         reconnection: false,
@@ -366,6 +380,18 @@ async function waitFor(pred, timeoutMs, every = 5) {
   const end = Math.min(performance.now() + timeoutMs, HARD_DEADLINE);
   while (!pred() && performance.now() < end) await sleep(every);
   return pred();
+}
+
+/** Wait until every --pid idles: under 5 % of a core over 250 ms (bounded by timeoutMs). */
+async function waitIdle(timeoutMs) {
+  const end = Math.min(performance.now() + timeoutMs, HARD_DEADLINE);
+  while (performance.now() < end) {
+    const before = PIDS.map(processCpuSample);
+    await sleep(250);
+    const used = PIDS.map((pid, i) => serverCpuBetween(before[i], processCpuSample(pid)));
+    if (used.every((cpu) => cpu !== null && cpu < 0.0125)) return true;
+  }
+  return false;
 }
 
 /** Wait until no roomData push arrived for quietMs (bounded by timeoutMs). */
@@ -665,6 +691,133 @@ class StormClient extends Client {
   }
 }
 
+// Rooms storm (issue 23): client i in room r{i // roomSize}, on the node P.placement gives it.
+const ROOMS = SCENARIO === "rooms-storm";
+const PLACEMENTS = ["affine", "random", "roundrobin"];
+function roomOf(i) {
+  return Math.floor(i / P.roomSize);
+}
+/** How many members room r has once every client joined (the last room may be short). */
+function roomMembers(r) {
+  return Math.min(P.roomSize, P.clients - r * P.roomSize);
+}
+/** A hash of (seed, i) in [0, 1): every worker draws the same node for client i. */
+function draw(seed, i) {
+  let h = (Math.imul(seed, 0x9e3779b1) ^ Math.imul(i + 1, 0x85ebca6b)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
+  h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
+  return ((h ^ (h >>> 16)) >>> 0) / 4294967296;
+}
+/** The index in URLS of client i's node. */
+function nodeOf(i) {
+  const n = URLS.length;
+  if (P.placement === "affine") return roomOf(i) % n;
+  if (P.placement === "roundrobin") return i % n;
+  return Math.floor(draw(P.seed, i) * n); // random
+}
+/** The easyrtcids room r must hold, from the coordinator's index -> id list (null: failed). */
+function roomIds(byIndex, r) {
+  return byIndex.slice(r * P.roomSize, r * P.roomSize + roomMembers(r));
+}
+
+/** A rooms-storm client: a small room, its members in the base class's Set. */
+class RoomClient extends Client {
+  constructor(index, onChange) {
+    super(index, `r${roomOf(index)}`, { track: true, onChange });
+    this.url = URLS[nodeOf(index)];
+  }
+  get count() {
+    return this.members ? this.members.size : 0;
+  }
+  holdsExactly(ids) {
+    if (!this.members || this.members.size !== ids.length) return false;
+    for (const id of ids) if (id === null || !this.members.has(id)) return false;
+    return true;
+  }
+}
+
+// One command to Redis over a fresh connection, for the rooms storm's egress and log counts.
+const net = require("net");
+function redisCommand(hostPort, args) {
+  return new Promise((resolve, reject) => {
+    const [host, port] = hostPort.split(":");
+    const sock = net.connect(Number(port), host);
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error("redis timeout"));
+    }, 5000);
+    sock.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    sock.on("data", (d) => {
+      buf = Buffer.concat([buf, d]);
+      const r = parseResp(buf, 0);
+      if (r) {
+        clearTimeout(timer);
+        sock.end();
+        resolve(r.value);
+      }
+    });
+    sock.write(args.reduce((a, x) => a + `$${Buffer.byteLength(x)}\r\n${x}\r\n`, `*${args.length}\r\n`));
+  });
+}
+/** One RESP2 value at `at` in buf: {value, end}, or null while incomplete. */
+function parseResp(buf, at) {
+  const eol = buf.indexOf("\r\n", at);
+  if (eol < 0) return null;
+  const type = String.fromCharCode(buf[at]);
+  const line = buf.toString("utf8", at + 1, eol);
+  const next = eol + 2;
+  if (type === "+") return { value: line, end: next };
+  if (type === "-") return { value: new Error(line), end: next };
+  if (type === ":") return { value: Number(line), end: next };
+  if (type === "$") {
+    const n = Number(line);
+    if (n < 0) return { value: null, end: next };
+    if (buf.length < next + n + 2) return null;
+    return { value: buf.toString("utf8", next, next + n), end: next + n + 2 };
+  }
+  if (type === "*") {
+    const out = [];
+    let pos = next;
+    for (let k = 0; k < Number(line); k++) {
+      const r = parseResp(buf, pos);
+      if (!r) return null;
+      out.push(r.value);
+      pos = r.end;
+    }
+    return { value: out, end: pos };
+  }
+  throw new Error(`RESP type ${type}`);
+}
+/** Redis's bytes out and in so far, and the entries ever appended to the log (P.logKey). */
+async function redisSample() {
+  if (!P.redis) return null;
+  try {
+    const info = await redisCommand(P.redis, ["INFO", "stats"]);
+    const field = (name) => {
+      const m = new RegExp(`^${name}:(\\d+)`, "m").exec(info);
+      return m ? Number(m[1]) : null;
+    };
+    let entries = null;
+    if (P.logKey) {
+      const x = await redisCommand(P.redis, ["XINFO", "STREAM", P.logKey]);
+      const k = Array.isArray(x) ? x.indexOf("entries-added") : -1;
+      if (k >= 0) entries = x[k + 1];
+      else if (x instanceof Error && /no such key/i.test(x.message)) entries = 0; // no entry yet
+    }
+    return { out: field("total_net_output_bytes"), in: field("total_net_input_bytes"), entries };
+  } catch (e) {
+    noteError(`redis sample: ${e.message}`);
+    return null;
+  }
+}
+function redisBetween(a, b, key) {
+  return a === null || b === null || a[key] === null || b[key] === null ? null : b[key] - a[key];
+}
+
 /** Worker side: start this share of the clients on "go", report tokens and convergence; on
  * "final" (whenever it comes: the coordinator's deadline may fall mid-storm), check every list
  * against the ids the coordinator sends, report, close. */
@@ -680,7 +833,9 @@ async function stormWorker(W) {
     stopStarting = true;
     clearInterval(progress);
     let mismatched = null;
-    if (m.ids) {
+    if (m.ids && ROOMS) {
+      mismatched = clients.filter((c) => !c.id || !c.holdsExactly(roomIds(m.ids, roomOf(c.index)))).length;
+    } else if (m.ids) {
       const expected = m.ids.map(indexOfId);
       mismatched = clients.filter((c) => !c.id || !c.holdsExactly(expected)).length;
     }
@@ -702,21 +857,23 @@ async function stormWorker(W) {
   progress = setInterval(() => {
     process.send({ t: "progress", tokens: tokens(), converged: convergedCount });
   }, 5000);
+  const complete = ROOMS ? (c) => c.count === roomMembers(roomOf(c.index)) : (c) => c.count === W.total;
   const onChange = (c) => {
-    if (c.converged || c.count !== W.total) return;
+    if (c.converged || !complete(c)) return;
     c.converged = true;
     if (++convergedCount === W.count) {
       process.send({ t: "converged", at: nowMs(), cpu: selfCpu() - cpuAtGo });
     }
   };
   const res = await startMany(W.count, W.concurrency, (i) => {
-    const c = new StormClient(W.offset + i, "storm", W.total, onChange);
+    const c = ROOMS ? new RoomClient(W.offset + i, onChange) : new StormClient(W.offset + i, "storm", W.total, onChange);
     clients.push(c);
     return c;
   }, timeoutMs);
   if (stopStarting) return;
   process.send({
-    t: "tokens", last: nowMs(), ids: res.clients.map((c) => c.id), failed: res.failed,
+    t: "tokens", last: nowMs(), ids: res.clients.map((c) => c.id), idx: res.clients.map((c) => c.index),
+    failed: res.failed,
     latencies: res.latencies,
   });
 }
@@ -724,6 +881,7 @@ async function stormWorker(W) {
 /** Coordinator side: fork the workers, time the storm, read the server's CPU and memory. */
 async function scenarioStorm() {
   const { fork } = require("child_process");
+  if (ROOMS && !PLACEMENTS.includes(P.placement)) throw new Error(`placement: one of ${PLACEMENTS}`);
   const procs = Math.max(1, Math.min(P.procs, P.clients));
   const workers = [];
   const state = { ready: 0, tokens: [], converged: [], finals: [], exited: [], progress: [] };
@@ -732,7 +890,7 @@ async function scenarioStorm() {
     const count = Math.floor((P.clients * (k + 1)) / procs) - offset;
     const W = { offset, count, total: P.clients, concurrency: Math.max(1, Math.ceil(P.concurrency / procs)) };
     const w = fork(__filename, [
-      "--url", URL_, "--scenario", "storm", "--params", JSON.stringify(P), "--worker", JSON.stringify(W),
+      "--url", URL_, "--scenario", SCENARIO, "--params", JSON.stringify(P), "--worker", JSON.stringify(W),
     ], { execArgv: ["--max-old-space-size=4096"], stdio: ["ignore", "ignore", "inherit", "ipc"] });
     w.on("message", (m) => {
       if (m.t === "ready") state.ready++;
@@ -745,8 +903,10 @@ async function scenarioStorm() {
     workers.push(w);
   }
   const alive = () => state.exited.length === 0;
+  const converged0 = () => state.converged.length === procs;
   if (!(await waitFor(() => state.ready === procs || !alive(), 30000))) throw new Error("workers not ready");
   if (!alive()) throw new Error(`a worker exited before the start (${state.exited})`);
+  const redis0 = await redisSample();
   const t0 = nowMs();
   const ph = phase();
   for (const w of workers) w.send({ t: "go" });
@@ -760,16 +920,29 @@ async function scenarioStorm() {
   const ok = await waitFor(
     () => state.converged.length === procs || !alive(), timeoutMs - (nowMs() - t0));
   const m = ph.end();
+  const redis1 = await redisSample();
+  let mq = null, redis2 = null, quietReached = null;
+  if (P.quiet && converged0()) {
+    quietReached = await waitIdle(P.quiet * 1000);
+    mq = ph.end();
+    redis2 = await redisSample();
+  }
   clearInterval(progress);
   const rss = serverRssKb();
   const peak = serverPeakRssKb();
-  const converged = ok && state.converged.length === procs;
+  const converged = ok && converged0();
   if (P.hold && alive()) {
     log(`converged: ${converged}; holding ${P.hold} s to see whether any client is dropped`);
     await sleep(P.hold * 1000);
   }
   // every list is checked against every id, once every id is known
-  const ids = state.tokens.length === procs ? state.tokens.flatMap((t) => t.ids) : null;
+  let ids = null;
+  if (state.tokens.length === procs && ROOMS) {
+    ids = new Array(P.clients).fill(null); // by client index
+    for (const t of state.tokens) t.idx.forEach((index, k) => (ids[index] = t.ids[k]));
+  } else if (state.tokens.length === procs) {
+    ids = state.tokens.flatMap((t) => t.ids);
+  }
   for (const w of workers) if (w.connected) w.send({ t: "final", ids });
   await waitFor(() => state.finals.length + state.exited.length >= procs, 60000);
   await waitFor(() => state.exited.length >= procs, 5000);
@@ -816,7 +989,37 @@ async function scenarioStorm() {
       wall_s: round(m.wall), server_cpu_s: round(m.serverCpu), server_cpu_s_each: m.serverCpuByPid,
       coordinator_cpu_s: round(m.genCpu), workers_cpu_s: round(state.finals.reduce((a, f) => a + f.genCpu, 0)),
       server_rss_kb_at_converge: rss, server_peak_rss_kb: peak, auth_latency: lat,
+      ...(ROOMS ? roomsDetail(okClients, redis0, redis1) : {}),
+      ...(mq ? {
+        quiet_s: round(mq.wall), quiet_reached: quietReached, server_cpu_s_each_quiet: mq.serverCpuByPid,
+        redis_out_bytes_quiet: redisBetween(redis0, redis2, "out"),
+        log_entries_quiet: redisBetween(redis0, redis2, "entries"),
+      } : {}),
     },
+  };
+}
+
+/** The rooms storm's placement and what Redis did from the start until convergence. */
+function roomsDetail(tokens, redis0, redis1) {
+  const rooms = Math.ceil(P.clients / P.roomSize);
+  const perNode = new Array(URLS.length).fill(0);
+  let spread = 0; // nodes per room, summed
+  for (let r = 0; r < rooms; r++) {
+    const nodes = new Set();
+    for (let i = r * P.roomSize; i < r * P.roomSize + roomMembers(r); i++) {
+      nodes.add(nodeOf(i));
+      perNode[nodeOf(i)]++;
+    }
+    spread += nodes.size;
+  }
+  return {
+    rooms, room_size: P.roomSize, placement: P.placement, nodes_per_room: round(spread / rooms),
+    clients_per_node: perNode,
+    // a login and a room join per client that got its token
+    state_changes: 2 * tokens,
+    redis_out_bytes: redisBetween(redis0, redis1, "out"),
+    redis_in_bytes: redisBetween(redis0, redis1, "in"),
+    log_entries: redisBetween(redis0, redis1, "entries"),
   };
 }
 
@@ -945,6 +1148,7 @@ const SCENARIOS = {
   relay: scenarioRelay,
   broadcast: scenarioBroadcast,
   storm: scenarioStorm,
+  "rooms-storm": scenarioStorm,
   idle: scenarioIdle,
   disconnect: scenarioDisconnect,
 };
