@@ -46,6 +46,9 @@ join per client), each node's CPU against the 1-node cluster's node, the scaling
     .venv/bin/python bench/cluster.py --rooms-storm --rounds 2 --storm-clients 4000 \
         --room-size 4 --sizes 1,2,4 --placement affine,random --logs /tmp/rooms
 
+``--profile DIR`` with ``--rooms-storm`` records each cluster node with py-spy during each storm
+(``DIR/rooms-<setup>-r<round>-node<i>.txt``; ``bench/profile_summary.py`` reads them).
+
 ``--logs DIR`` keeps each server's log (``DIR/<cluster>-<i>.log``) and counts in it the lines
 that issue 21 says must not appear under load: a state change refused as unavailable or behind,
 a node reaped.
@@ -219,7 +222,9 @@ def main() -> None:
     parser.add_argument(
         "--breakdown", action="store_true", help="per-process CPU of same- and cross-node relays"
     )
-    parser.add_argument("--profile", type=Path, help="with --breakdown: py-spy of the nodes")
+    parser.add_argument(
+        "--profile", type=Path, help="with --breakdown or --rooms-storm: py-spy of the nodes"
+    )
     parser.add_argument(
         "--rooms-storm", action="store_true", help="the storm into many small rooms (issue 23)"
     )
@@ -527,7 +532,10 @@ def rooms_storm(args: argparse.Namespace) -> None:
                     "quiet": 30,
                     "hold": args.hold,
                 }
-                out = loadgen(target.setup, "rooms-storm", params)
+                nodes = target.setup.pids[: target.setup.nodes] if target.log_key else []
+                label = f"rooms-{target.name.replace(' ', '-')}-r{round_no}"
+                with py_spy(nodes, args.profile, label):
+                    out = loadgen(target.setup, "rooms-storm", params)
                 if "error" in out or out.get("note"):
                     errors.setdefault(target.name, []).append(out.get("error") or out.get("note"))
                 figures = rooms_figures(out, target.setup.nodes, target.log_key is not None)

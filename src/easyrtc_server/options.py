@@ -269,6 +269,10 @@ class Options(ProtocolOptions):
     cluster_snapshot_entries: int = 1000
     """Log entries between snapshots of the replicated state; the log is trimmed to the one
     before, so a node that starts loads a snapshot and reads at most twice this many."""
+    cluster_log_retention: float = 30.0
+    """Seconds of log a snapshot's trim keeps at least (0: trim to the snapshot before, however
+    recent): a node that falls behind in a burst (a storm of logins or disconnects) reads on
+    instead of missing trimmed entries and rebuilding from the snapshot."""
     cluster_max_entry_size: int = 16384
     """Bytes one client event may take in the cluster's log, once checked and reduced to what
     the protocol reads (room parameters, apiFields, presence): a larger one is refused with
@@ -638,6 +642,12 @@ def _cluster_seconds(name: str, value: Any) -> Any:
     return float(value)
 
 
+def _log_retention(name: str, value: Any) -> Any:
+    if not _is_number(value) or not 0 <= value <= 3600:
+        raise OptionsError(f"option {name!r} must be a number of seconds >= 0 and <= 3600")
+    return float(value)
+
+
 def _cluster_relay(name: str, value: Any) -> Any:
     if value not in CLUSTER_RELAYS:
         raise OptionsError(
@@ -717,6 +727,7 @@ def _table() -> dict[str, Check]:
         (("ping_interval", "ping_timeout", "webhook_timeout"), _positive_seconds),
         (("transport",), _transport),
         (("cluster_relay",), _cluster_relay),
+        (("cluster_log_retention",), _log_retention),
         (("log_level",), _log_level),
         (_STRINGS, _string),
         (_OPTIONAL_STRINGS, _optional_string),

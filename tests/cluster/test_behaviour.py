@@ -43,6 +43,7 @@ NODE_ENV = {
     "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])),
     "EASYRTC_ROOM_MAX_CONNECTION": str(ROOM_MAX),
     "EASYRTC_CLUSTER_SNAPSHOT_ENTRIES": str(SNAPSHOT_ENTRIES),
+    "EASYRTC_CLUSTER_LOG_RETENTION": "0",  # trimmed at each snapshot: a late node's catch-up
 }
 
 

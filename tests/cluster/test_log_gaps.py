@@ -25,6 +25,7 @@ from .test_failures import TARGET, clients
 NODE_ENV = {
     "EASYRTC_CLUSTER_ALIVE_TTL": "120",
     "EASYRTC_CLUSTER_SNAPSHOT_ENTRIES": "10",
+    "EASYRTC_CLUSTER_LOG_RETENTION": "0",  # a frozen node misses entries at once
 }
 MISSED = "the cluster log reader missed entries trimmed from the log"
 CLUSTER = "gaps"
@@ -72,5 +73,45 @@ async def test_a_node_that_missed_trimmed_entries_rebuilds_from_the_snapshot() -
                 text = await metrics.text()
                 assert ready.status == 200
             assert "easyrtc_cluster_log_gaps_total 1.0" in text
+        finally:
+            await redis.aclose()
+
+
+async def test_a_node_behind_by_several_snapshots_reads_on_within_the_retention() -> None:
+    """The log keeps ``cluster_log_retention`` seconds (30 by default) past its trims: a node
+    behind in a burst reads what it missed instead of rebuilding from the snapshot."""
+    env = {**NODE_ENV}
+    del env["EASYRTC_CLUSTER_LOG_RETENTION"]
+    async with (
+        running_redis() as redis_server,
+        running_nodes(redis_server.url, 2, cluster=CLUSTER, env=env) as (a, b),
+        clients() as join,
+    ):
+        redis = Redis.from_url(redis_server.url)
+        try:
+            on_a, on_b = await join(a), await join(b)
+            await asyncio.gather(on_a.sees({on_a.id, on_b.id}), on_b.sees({on_a.id, on_b.id}))
+            assert b.process is not None
+            [(stopped_at, _)] = await redis.xrevrange(f"{CLUSTER}:log", count=1)
+            b.process.send_signal(signal.SIGSTOP)
+            try:
+                newcomer = await join(a)
+                snapshots: set[bytes] = set()
+                async with asyncio.timeout(4 * TARGET):  # three snapshots after b stopped
+                    while len(snapshots) < 3:
+                        passing = await join(a, "elsewhere")
+                        await passing.client.sio.disconnect()
+                        at = await redis.get(f"{CLUSTER}:snapshot-id")
+                        if at is not None and stream_id(at) > stream_id(stopped_at):
+                            snapshots.add(at)
+                trimmed = await redis.get(f"{CLUSTER}:trimmed") or b"0-0"
+                assert stream_id(trimmed) < stream_id(stopped_at)  # what b has not read is kept
+            finally:
+                b.process.send_signal(signal.SIGCONT)
+
+            everyone = {on_a.id, on_b.id, newcomer.id}
+            await on_b.sees(everyone)
+            assert (await on_b.send_to(newcomer, "read on, not rebuilt"))["msgData"]
+            assert not any(MISSED in line for line in a.lines + b.lines)
         finally:
             await redis.aclose()

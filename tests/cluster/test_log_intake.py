@@ -76,7 +76,11 @@ async def _used_memory(redis: Redis) -> int:
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[tuple[list[Node], Redis]]:
-    env = {"EASYRTC_JWT_SECRET": SECRET, "EASYRTC_CLUSTER_SNAPSHOT_ENTRIES": "3"}
+    env = {
+        "EASYRTC_JWT_SECRET": SECRET,
+        "EASYRTC_CLUSTER_SNAPSHOT_ENTRIES": "3",
+        "EASYRTC_CLUSTER_LOG_RETENTION": "0",  # what Redis keeps is the snapshot's bound
+    }
     async with (
         running_redis() as server,
         running_nodes(server.url, 2, cluster="intake", env=env) as nodes,

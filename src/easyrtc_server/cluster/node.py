@@ -107,15 +107,21 @@ if old and not older(old, ARGV[1]) then return false end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1])
 if old then
-  local last = redis.call('XREVRANGE', KEYS[3], '(' .. old, '-', 'COUNT', 1)
+  local now = redis.call('TIME')
+  local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local upto = old
+  local kept = (ms - tonumber(ARGV[3])) .. '-0'
+  if older(kept, upto) then upto = kept end
+  local last = redis.call('XREVRANGE', KEYS[3], '(' .. upto, '-', 'COUNT', 1)
   if #last > 0 then redis.call('SET', KEYS[4], last[1][1]) end
-  redis.call('XTRIM', KEYS[3], 'MINID', old)
+  redis.call('XTRIM', KEYS[3], 'MINID', upto)
 end
 return old or ''
 """
-"""Write a snapshot unless a newer one is there, and trim the log to the snapshot before:
-a node still reading between the two loses nothing; one further behind learns it missed
-entries from the newest id trimmed, recorded with the trim (``gaps``)."""
+"""Write a snapshot unless a newer one is there, and trim the log to the snapshot before, or
+to ``ARGV[3]`` ms ago by Redis's clock if that is older (``cluster_log_retention``): a node
+still reading after that loses nothing; one further behind learns it missed entries from the
+newest id trimmed, recorded with the trim (``gaps``)."""
 
 
 class ClusterUnavailable(EngineUnavailable):
@@ -427,8 +433,10 @@ class ClusterNode:
                 return
             at = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             doc = snapshot.encode(at, self.replica)
+            retention = int(self.options.cluster_log_retention * 1000)
             await self._write_snapshot(
-                keys=[keys.snapshot, keys.snapshot_id, keys.log, keys.trimmed], args=[at, doc]
+                keys=[keys.snapshot, keys.snapshot_id, keys.log, keys.trimmed],
+                args=[at, doc, retention],
             )
         except (RedisError, OSError) as exc:
             log.warning("could not write a snapshot of the cluster state: %s", exc)
@@ -470,21 +478,23 @@ class ClusterNode:
         ]
 
     async def _wait_and_read(self) -> Any:
-        """Wait with ``XREAD BLOCK`` for the entries after ``last_id`` and keep what it reads:
-        the trimmed mark is read right after it in the same round trip (a pipeline, not a
-        script: a script cannot block). A mark past ``last_id`` may mean the wait read past
-        trimmed entries: then nothing is kept and ``_read`` reads again, noticing the gap.
-        (A caught-up reader is at the log's head, far past any trim: that is a frozen node's
-        case, not a waiting one's.) One read per wake instead of two, and one round trip."""
+        """The entries after ``last_id`` (``XREAD``'s reply, empty after ``READ_BLOCK_MS``
+        without any), waited for with ``XREAD BLOCK`` and followed in the same round trip by
+        the trimmed mark (a pipeline: a script cannot block). None when the mark is past
+        ``last_id``: the read may have skipped trimmed entries, and ``_read`` reads again
+        with the mark in one step (``gaps``), noticing the gap. A reader is that far behind
+        only when it is stuck (the log keeps ``cluster_log_retention`` seconds at least), so
+        the steady state is one round trip per batch, and no script (a script's read costs
+        Redis five times an ``XREAD``'s, measured)."""
         keys = self.keys
         at = self.last_id
         pipe = self.redis.pipeline(transaction=False)
         pipe.xread({keys.log: at}, count=READ_COUNT, block=READ_BLOCK_MS)
         pipe.get(keys.trimmed)
         raw, trimmed = await pipe.execute()
-        if not raw or gaps.missed(at, trimmed):
+        if gaps.missed(at, trimmed):
             return None
-        return raw
+        return raw or []
 
     async def _rebuild_from_snapshot(self, at: bytes | str) -> bool:
         """The reader missed entries after ``at`` (trimmed before it read them): load the latest
@@ -516,9 +526,21 @@ class ClusterNode:
             return False
         self.last_id = snapped
         self._since_snapshot = 0
+        self._fail_skipped_waiters()
         out = full_lists(self.core.state, list(self.carrier.links))
         await self.carrier.deliver(None, out, None)
         return True
+
+    def _fail_skipped_waiters(self) -> None:
+        """This node's own entries that the snapshot holds were never applied here one by one:
+        the events waiting for them are refused now (as behind), not after ``APPLY_STALL``
+        seconds of waiting for an entry the reader will not see again."""
+        upto = self.replica.seqs.get(self.node_id, 0)
+        for seq, waiter in self._waiters.items():
+            if seq <= upto and not waiter.future.done():
+                waiter.future.set_exception(
+                    ClusterBehind("its entry was applied with a snapshot this node rebuilt from")
+                )
 
     def restart_log(self) -> None:
         """Read the log from its start again (Redis came back empty: it is a new log); a
@@ -530,18 +552,18 @@ class ClusterNode:
     async def _read_forever(self) -> None:
         """Read and apply the log until stopped; nothing read stops it (``_apply_batches``
         skips what it cannot apply), and ``health`` says when it is behind or failing. When
-        there is nothing to read it waits with ``XREAD BLOCK`` for the next entries, read with
-        the trimmed mark (``_wait_and_read``)."""
+        there is nothing to read it waits with ``XREAD BLOCK`` for the next entries
+        (``_wait_and_read``)."""
         health = self.health
         while True:
             generation = self._generation
             try:
-                batches = await self._read()
+                batches = await self._wait_and_read()
+                if batches is None:  # past a trim, perhaps: read again with the mark, atomically
+                    batches = await self._read()
                 if not batches:
                     health.caught_up()
-                    batches = await self._wait_and_read()
-                    if not batches:
-                        continue
+                    continue
             except (RedisError, OSError) as exc:
                 health.failing(f"cannot read the log ({type(exc).__name__})")
                 await asyncio.sleep(RETRY_DELAY)
