@@ -13,11 +13,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from easyrtc_server.cluster.health import ReaderHealth
+from easyrtc_server.cluster.health import HealthCollector, ReaderHealth
 from easyrtc_server.cluster.heartbeat import Heartbeat
 from easyrtc_server.cluster.keys import ClusterKeys
 from easyrtc_server.cluster.liveness import Liveness, lost
@@ -260,6 +261,9 @@ async def test_an_older_redis_makes_every_node_rebuild_in_one_new_epoch(
         noticed = [w.health.older_redis for w in watchers]
         assert noticed[0] == 1 and noticed[2] == 0  # c applied nothing: the epoch told it
         assert len(older) == sum(noticed), said  # b noticed too, unless a's new epoch was first
+        metrics = CollectorRegistry()
+        metrics.register(HealthCollector(watchers[0].health))
+        assert b"easyrtc_cluster_older_redis_total 1.0" in generate_latest(metrics)
 
         new = await redis.xadd("live:log", {"e": b"rejoin"})  # a's rejoin, in the new epoch
         late = await watchers[1].liveness.replace_epoch(first)  # b noticed, a moment late
