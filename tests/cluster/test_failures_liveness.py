@@ -247,6 +247,7 @@ async def test_an_older_redis_makes_every_node_rebuild_in_one_new_epoch(
         await _stale_log(redis, "1-1", "7-1")  # back in time (lost 2-1), then written on
         watchers[0].applied = watchers[1].applied = "7-1"  # already read the new one...
         watchers[0].liveness.unsure("2-1")  # ...after its reader lost Redis at 2-1
+        watchers[0].liveness.unsure("7-1")  # (a later failure, once it read on, hides nothing)
         watchers[1].applied = "2-1"
         with caplog.at_level("WARNING", logger="easyrtc_server.cluster"):
             await asyncio.gather(*(w.liveness.check() for w in watchers[:2]))  # at once

@@ -201,10 +201,13 @@ class Liveness:
         epoch, why = await self._epoch_now()
         if epoch != self.epoch:
             known, self.epoch = self.epoch, epoch
-            self._unsure = None
             if known is not None:  # else: started while Redis was away, holding nothing yet
                 log.warning("%s: rebuilding the cluster state", why)
                 await self.drop_connections()
+            # an id of the older log is nothing to look for in the new one: forgotten right
+            # before the rebuild reads the log from its start again (no wait in between)
+            self._unsure = None
+            if known is not None:
                 await self._on_new_epoch(epoch)
             return
         await self.reap()
@@ -212,10 +215,12 @@ class Liveness:
             await self._tidy()
 
     def unsure(self, applied: bytes | str) -> None:
-        """This node's reader lost Redis, having applied up to ``applied``: the next round looks
-        for that entry too (Redis may come back older, and the reader then reads on from it,
-        past what was lost)."""
-        self._unsure = applied
+        """This node's reader lost Redis, having applied up to ``applied``: a round looks for
+        that entry too (Redis may come back older, and the reader then reads on from it, past
+        what was lost). The first one is kept until a round found it: a later failure, after
+        the reader read on, must not hide it."""
+        if self._unsure is None and stream_id(applied) != (0, 0):
+            self._unsure = applied
 
     async def _epoch_now(self) -> tuple[str, str]:
         """The cluster's epoch, and why it changed if it did: Redis came back empty (set anew
@@ -245,9 +250,9 @@ class Liveness:
             if unsure is not None and self._unsure == unsure:
                 self._unsure = None  # still there: nothing was lost while the reader was away
             return epoch, ""
+        now = await self.replace_epoch(epoch)
         if self._health is not None:
             self._health.older_redis += 1
-        now = await self.replace_epoch(epoch)
         if now is None:  # emptied meanwhile: the next round sets one
             return epoch, EMPTY
         return now, OLDER
