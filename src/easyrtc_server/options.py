@@ -306,7 +306,8 @@ class Options(ProtocolOptions):
     """Seconds a node's alive key outlives its last refresh (refreshed every third of it): a
     node killed without a goodbye is reaped this long after its last refresh."""
     cluster_check_interval: float = 1.0
-    """Seconds between a node's checks for dead nodes and for a Redis that came back empty."""
+    """Seconds between a node's checks for dead nodes and for a Redis that came back empty or
+    older."""
 
     @property
     def protocol(self) -> ProtocolOptions:

@@ -4,6 +4,10 @@ It runs as Redis is usually run for a cluster's shared state: no persistence (``
 ``--appendonly no``), so a restart comes back empty. ``stop``/``start`` on the same port let
 failure tests take Redis away and bring it back. Its own output is kept (``lines``, across
 restarts) so a failed run can show what Redis said.
+
+With ``data_dir`` it keeps its dataset in ``data_dir/dump.rdb`` (``dump``): written on
+``SAVE`` only (no automatic saves), and loaded at each start, as a Redis run with persistence
+comes back with what it last saved.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from .ports import free_port
 
@@ -28,8 +33,10 @@ def redis_server_binary() -> str:
 class RedisServer:
     """One redis-server process; ``url`` stays the same across ``stop``/``start``."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, data_dir: Path | None = None) -> None:
         self.port = port or free_port()
+        self.data_dir = data_dir
+        """Where its ``dump.rdb`` is written (``SAVE``) and loaded from (start); None: nowhere."""
         self.process: asyncio.subprocess.Process | None = None
         self.lines: list[str] = []
         """Its output, every run's, each run after a line saying when it started."""
@@ -39,9 +46,19 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def dump(self) -> Path:
+        """The file it saves to and starts from (with ``data_dir``)."""
+        if self.data_dir is None:
+            raise ValueError("this redis-server keeps no dataset (no data_dir)")
+        return self.data_dir / "dump.rdb"
+
     async def start(self) -> None:
         """Start it and wait for its ready line."""
         self.lines.append(f"--- redis-server started at {time.strftime('%H:%M:%S')} ---")
+        kept = () if self.data_dir is None else (
+            "--dir", str(self.data_dir), "--dbfilename", self.dump.name,
+        )  # fmt: skip
         self.process = await asyncio.create_subprocess_exec(
             redis_server_binary(),
             "--port", str(self.port),
@@ -50,6 +67,7 @@ class RedisServer:
             "--appendonly", "no",
             "--daemonize", "no",
             "--loglevel", "notice",
+            *kept,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
@@ -97,9 +115,10 @@ class RedisServer:
 
 
 @asynccontextmanager
-async def running_redis() -> AsyncIterator[RedisServer]:
-    """A fresh, empty redis-server for the duration of the block."""
-    server = RedisServer()
+async def running_redis(*, data_dir: Path | None = None) -> AsyncIterator[RedisServer]:
+    """A fresh, empty redis-server for the duration of the block (keeping its dataset in
+    ``data_dir`` if given: see ``RedisServer``)."""
+    server = RedisServer(data_dir=data_dir)
     await server.start()
     try:
         yield server

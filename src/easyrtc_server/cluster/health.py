@@ -45,6 +45,9 @@ class ReaderHealth:
         self.log_gaps = 0
         """Times the log reader found it had missed trimmed entries (and rebuilt from the
         snapshot)."""
+        self.older_redis = 0
+        """Times this node found Redis back with an older dataset (its log lacking entries
+        this node applied) and started a new epoch (``liveness``)."""
         self.order = Lates()
         """Waits for another node's order that ran out (``ordering``; the node's own)."""
         self._logged: set[str] = set()
@@ -105,6 +108,12 @@ class HealthCollector(Collector):
             "easyrtc_cluster_log_gaps",
             "Times this node's log reader missed trimmed entries and rebuilt from the snapshot.",
             value=h.log_gaps,
+        )
+        yield CounterMetricFamily(
+            "easyrtc_cluster_older_redis",
+            "Times this node found Redis back with an older dataset (its log lacking entries "
+            "this node applied: a stale dump, a failover) and made every node rebuild.",
+            value=h.older_redis,
         )
         order = CounterMetricFamily(
             "easyrtc_cluster_order_timeouts",

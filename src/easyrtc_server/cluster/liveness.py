@@ -1,10 +1,18 @@
-"""Noticing that a node died, or that Redis came back empty, and saying so in the log.
+"""Noticing that a node died, or that Redis came back empty or older, and saying so in the log.
 
 Every node runs one ``Liveness`` watch. Each ``interval`` it
 
 - reads ``{cluster}:epoch``: absent means Redis restarted empty (it runs without persistence);
   one node sets a new one (``SET NX``), every node sees it differ from the one it knew and
   rebuilds (``rebuild``);
+- in the same round trip, looks for the log entry this node applied last (and the one it had
+  applied when its reader last lost Redis): on a live Redis it is there, or a snapshot trimmed
+  it (``lost``). Neither means Redis came back with an older dataset (a stale ``dump.rdb``, a
+  failover to a replica that lacked the last writes): its log and snapshot no longer match
+  what the running replicas hold, and a node started now would diverge from them. The node
+  that notices replaces the epoch, and the stale log and snapshot with it, in one script if the
+  epoch is still the one it knew (``NEW_EPOCH_IF``: two nodes noticing at once make one new
+  epoch); then every node rebuilds as after an empty Redis;
 - compares the nodes owning connections in its replica with the nodes whose alive key is still
   there: a node whose key expired (``kill -9``, a lost machine) is reaped. One node takes the
   reaper lock (``SET NX PX``), checks again that the key is gone, and appends ``node-gone``;
@@ -26,16 +34,18 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from . import log as entries
+from .gaps import stream_id
 from .keys import ClusterKeys
 from .registry import NodeRegistry
 
 if TYPE_CHECKING:
+    from .health import ReaderHealth
     from .node import ClusterNode
     from .rebuild import Rebuilder
 
@@ -45,12 +55,48 @@ REAPER_LOCK_MS = 5000
 """How long the reaper lock is held: one node announces a death, not every node at once."""
 
 
+EMPTY = "Redis came back empty (new epoch)"
+OLDER = "Redis came back with an older dataset (its log lacks entries this node applied)"
+CHANGED = "the cluster epoch changed (Redis came back empty or older, another node noticed)"
+"""Why a node rebuilds, as its warning says (followed by ": rebuilding the cluster state")."""
+
+NEW_EPOCH_IF: Final = """
+local now = redis.call('GET', KEYS[1])
+if now ~= ARGV[1] then return now end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('SET', KEYS[1], ARGV[2])
+return ARGV[2]
+"""
+"""KEYS: epoch, log, snapshot, snapshot id, trimmed mark; ARGV: the epoch known, a new one.
+If the epoch is still the one known, clear the older dataset's log and snapshot (every node
+rebuilds from its own sockets, as after an empty Redis: nothing of them is left to read) and
+set the new epoch. Returns the epoch now (nil if there is none)."""
+
+
 def new_epoch() -> str:
     return secrets.token_hex(8)
 
 
+def lost(
+    applied: bytes | str, at_or_before: bytes | str | None, trimmed: bytes | str | None
+) -> bool:
+    """Whether Redis lost the log entry ``applied`` (one this node applied), given the log's
+    newest entry id at or before it (``at_or_before``, None if there is none) and the newest id
+    a snapshot trimmed (``trimmed``, None if none; only needed when ``at_or_before`` is None).
+    Stream ids only grow on a live Redis and a trim records its newest id in the same script,
+    so there the entry is either still in the log or at or before the trimmed mark. Only older
+    entries, or none and no trim past it: Redis came back with an older dataset. Entries
+    written since (newer ids) do not hide it."""
+    wanted = stream_id(applied)
+    if wanted == (0, 0):
+        return False  # applied nothing (or the log is read again from its start)
+    if at_or_before is not None:
+        return stream_id(at_or_before) < wanted
+    return trimmed is None or stream_id(trimmed) < wanted
+
+
 class Liveness:
-    """The watch of one node: dead nodes reaped, a new epoch noticed."""
+    """The watch of one node: dead nodes reaped, a new epoch noticed, an older Redis noticed."""
 
     def __init__(
         self,
@@ -65,6 +111,8 @@ class Liveness:
         tidy: Callable[[], Awaitable[Any]] | None = None,
         interval: float = 1.0,
         heard: Callable[[str], float | None] | None = None,
+        applied: Callable[[], bytes | str] = lambda: "0-0",
+        health: ReaderHealth | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis = redis
@@ -86,6 +134,14 @@ class Liveness:
         self.interval = interval
         self._heard = heard
         """When (``clock``) this node last applied an entry of a node, None if never."""
+        self._applied = applied
+        """The id of the log entry this node applied last ("0-0": none)."""
+        self._unsure: bytes | str | None = None
+        """The entry applied last when this node's reader lost Redis (``unsure``): looked for
+        in the next round, since entries read from a Redis back in time would hide its loss."""
+        self._health = health
+        """Where an older Redis noticed is counted (``/metrics``)."""
+        self._new_epoch_if = redis.register_script(NEW_EPOCH_IF)
         self._clock = clock
         self.epoch: str | None = None
         """The epoch this node's replica was built in; None before the first check."""
@@ -111,6 +167,8 @@ class Liveness:
             tidy=rebuilder.tidy,
             interval=node.options.cluster_check_interval,
             heard=node.heard.get,
+            applied=lambda: node.last_id,
+            health=node.health,
         )
 
     async def start(self) -> None:
@@ -140,17 +198,75 @@ class Liveness:
 
     async def check(self) -> None:
         """One round: a new epoch first (a rebuild makes reaping moot), then dead nodes."""
-        epoch = await self.current_epoch()
+        epoch, why = await self._epoch_now()
         if epoch != self.epoch:
             known, self.epoch = self.epoch, epoch
             if known is not None:  # else: started while Redis was away, holding nothing yet
-                log.warning("Redis came back empty (new epoch): rebuilding the cluster state")
+                log.warning("%s: rebuilding the cluster state", why)
                 await self.drop_connections()
+            # an id of the older log is nothing to look for in the new one: forgotten right
+            # before the rebuild reads the log from its start again (no wait in between)
+            self._unsure = None
+            if known is not None:
                 await self._on_new_epoch(epoch)
             return
         await self.reap()
         if self._tidy is not None:
             await self._tidy()
+
+    def unsure(self, applied: bytes | str) -> None:
+        """This node's reader lost Redis, having applied up to ``applied``: a round looks for
+        that entry too (Redis may come back older, and the reader then reads on from it, past
+        what was lost). The first one is kept until a round found it: a later failure, after
+        the reader read on, must not hide it."""
+        if self._unsure is None and stream_id(applied) != (0, 0):
+            self._unsure = applied
+
+    async def _epoch_now(self) -> tuple[str, str]:
+        """The cluster's epoch, and why it changed if it did: Redis came back empty (set anew
+        here or by another node), or older (noticed here: replaced if still the same)."""
+        looked = [self._applied()]  # before asking Redis: its reader moves on meanwhile
+        if (unsure := self._unsure) is not None and unsure != looked[0]:
+            looked.append(unsure)
+        looked = [at for at in looked if stream_id(at) != (0, 0)]
+        keys = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(keys.epoch)
+        for at in looked:
+            pipe.xrevrange(keys.log, at, "-", count=1)
+        raw, *found = await pipe.execute()
+        if raw is None:
+            return await self.current_epoch(), EMPTY
+        epoch = _text(raw)
+        if epoch != self.epoch:
+            return epoch, CHANGED
+        trimmed: bytes | str | None = None
+        if any(not near for near in found):  # trimmed past it, or gone: the mark tells
+            trimmed = await self.redis.get(keys.trimmed)
+        if not any(
+            lost(at, near[0][0] if near else None, trimmed)
+            for at, near in zip(looked, found, strict=True)
+        ):
+            if unsure is not None and self._unsure == unsure:
+                self._unsure = None  # still there: nothing was lost while the reader was away
+            return epoch, ""
+        now = await self.replace_epoch(epoch)
+        if self._health is not None:
+            self._health.older_redis += 1
+        if now is None:  # emptied meanwhile: the next round sets one
+            return epoch, EMPTY
+        return now, OLDER
+
+    async def replace_epoch(self, known: str) -> str | None:
+        """A new epoch in place of ``known``, the older dataset's log and snapshot cleared with
+        it, if the epoch is still ``known``: of two nodes noticing at once, the second finds
+        the first's epoch and clears nothing. Returns the epoch now (None: there is none)."""
+        keys = self.keys
+        now = await self._new_epoch_if(
+            keys=[keys.epoch, keys.log, keys.snapshot, keys.snapshot_id, keys.trimmed],
+            args=[known, new_epoch()],
+        )
+        return None if now is None else _text(now)
 
     async def drop_connections(self) -> None:
         """Close the idle pooled connections: after Redis restarted each would fail once, and
@@ -171,7 +287,7 @@ class Liveness:
             epoch = await self.redis.get(key)
             if epoch is None:  # flushed again in between: next round
                 raise RedisError("epoch vanished")
-        return epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        return _text(epoch)
 
     def heard_lately(self, node: str) -> bool:
         """This node applied an entry of ``node`` within the alive TTL: it is writing, so it
@@ -205,3 +321,7 @@ class Liveness:
             await self._announce_gone(node)
             reaped.append(node)
         return reaped
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -566,6 +566,7 @@ class ClusterNode:
                     continue
             except (RedisError, OSError) as exc:
                 health.failing(f"cannot read the log ({type(exc).__name__})")
+                self.liveness.unsure(self.last_id)  # Redis may come back older (``liveness``)
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             except Exception as exc:  # a reply redis-py could not parse: try again
