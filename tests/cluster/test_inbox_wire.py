@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from easyrtc_server.cluster.channels import PlainChannels
 from easyrtc_server.cluster.inbox import Inbox
 from easyrtc_server.cluster.keys import ClusterKeys
 from easyrtc_server.cluster.ordering import DROPPED, Stamps
@@ -71,8 +72,9 @@ async def two_inboxes() -> AsyncIterator[tuple[Inbox, Bus, asyncio.Queue[Got]]]:
     async def nothing(*_: Any) -> None:
         raise AssertionError("node x received something")
 
-    x = Inbox(bus, KEYS, "x", nothing, stamps=Stamps())  # type: ignore[arg-type]
-    b = Inbox(bus, KEYS, "b", deliver)  # type: ignore[arg-type]
+    channels = PlainChannels(bus)  # type: ignore[arg-type]
+    x = Inbox(channels, KEYS, "x", nothing, stamps=Stamps())
+    b = Inbox(channels, KEYS, "b", deliver)
     await b.start()
     await x.start()
     try:

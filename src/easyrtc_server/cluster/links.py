@@ -41,10 +41,10 @@ from aiohttp import (
     WSMsgType,
     web,
 )
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from .channels import Channels
 from .keys import ClusterKeys
+from .redisclient import REDIS_ERRORS
 from .registry import NodeRegistry
 from .secret import NODE_AUTH, sign, verify
 
@@ -93,10 +93,10 @@ class Outbound(Protocol):
 
 
 class RedisRelays:
-    """Each batch ``PUBLISH``ed to its node's channel."""
+    """Each batch published to its node's channel (``channels``)."""
 
-    def __init__(self, redis: Redis, keys: ClusterKeys, dropped: Dropped) -> None:
-        self.redis = redis
+    def __init__(self, channels: Channels, keys: ClusterKeys, dropped: Dropped) -> None:
+        self.channels = channels
         self.keys = keys
         self._dropped = dropped
         self._failing = False
@@ -112,15 +112,9 @@ class RedisRelays:
 
     async def send(self, batches: list[Batch]) -> None:
         try:
-            if len(batches) == 1:  # the usual case: no pipeline object to build
-                (batch,) = batches
-                heard = [await self.redis.publish(self.keys.inbox(batch.node), batch.data)]
-            else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for batch in batches:
-                        pipe.publish(self.keys.inbox(batch.node), batch.data)
-                    heard = await pipe.execute()
-        except (RedisError, OSError) as exc:
+            inbox = self.keys.inbox
+            heard = await self.channels.publish([(inbox(b.node), b.data) for b in batches])
+        except REDIS_ERRORS as exc:
             if not self._failing:
                 log.warning("relays to other nodes are lost while Redis is away: %s", exc)
                 self._failing = True
