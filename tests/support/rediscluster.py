@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -46,6 +47,9 @@ class RedisClusterSetup:
         self.workdir = workdir
         self.password = password
         self.servers = [LoggedProcess(f"redis-cluster {i}", free_port()) for i in range(6)]
+        self.bus_ports = {server.port: free_port() for server in self.servers}
+        """Each node's cluster bus port (``cluster-port``; by default its port + 10000, which
+        may be taken or past 65535)."""
 
     @property
     def url(self) -> str:
@@ -75,7 +79,10 @@ class RedisClusterSetup:
         output, _ = await create.communicate()
         if create.returncode != 0:
             raise RuntimeError("redis-cli --cluster create failed:\n" + output.decode())
-        replicas = [port for port, role in (await self.roles()).items() if role == "replica"]
+        replicas = [  # as redis-cli says: the nodes themselves may not agree on it yet
+            int(port) for port in re.findall(r"Adding replica 127\.0\.0\.1:(\d+)", output.decode())
+        ]
+        assert len(replicas) == 3, output.decode()
         async with asyncio.timeout(START_TIMEOUT):
             for server in self.servers:
                 await server.wait_for(STATE_OK)
@@ -96,6 +103,10 @@ class RedisClusterSetup:
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(self.workdir / f"nodes-{port}.conf"),
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+            "--cluster-port", str(self.bus_ports[port]),
+            # a replica fails over however long since it last heard its master (a loaded
+            # machine may delay the sync; the tests are about the nodes, not Redis' caution)
+            "--cluster-replica-validity-factor", "0",
             "--repl-diskless-load", "swapdb",
             *(auth if self.password else []),
         ]  # fmt: skip

@@ -19,13 +19,22 @@ Knows redis-py and channel names, nothing of what the messages hold.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import MovedError, RedisError
+
+log = logging.getLogger("easyrtc_server.cluster")
+
+UNHEARD_WAIT: Final = 5.0
+"""Seconds a sharded message nobody heard is published again: a subscription following its
+slot to another master is back within a second of the move (retries 0.5 s apart). A failover
+takes about ``cluster-node-timeout`` plus an election: longer than this, and what was sent to
+the dead master's inboxes meanwhile is lost, as with Sentinel."""
 
 Message = tuple[str, bytes]
 """A channel and what to publish on it."""
@@ -49,6 +58,10 @@ class Subscription(Protocol):
 class Channels(Protocol):
     """Publishing to inbox channels, and subscribing to one."""
 
+    unheard_wait: float
+    """Seconds a message nobody heard is published again before it is dropped: 0 where a
+    subscription away means its node is gone (one Redis), some where it follows its slot."""
+
     async def publish(self, messages: Sequence[Message]) -> list[int]:
         """Publish each message; how many subscribers heard each."""
         ...
@@ -58,6 +71,8 @@ class Channels(Protocol):
 
 class PlainChannels:
     """``PUBLISH`` (several in one pipeline) and ``SUBSCRIBE`` on one Redis."""
+
+    unheard_wait = 0.0
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -96,6 +111,8 @@ class PlainSubscription:
 
 class ShardedChannels:
     """``SPUBLISH`` and ``SSUBSCRIBE`` on a Redis Cluster."""
+
+    unheard_wait = UNHEARD_WAIT
 
     def __init__(self, cluster: RedisCluster, node_kwargs: dict[str, Any]) -> None:
         self.cluster = cluster
@@ -156,8 +173,7 @@ class ShardSubscription:
         try:
             message = await pubsub.get_message(timeout=None)
         except MovedError as exc:  # subscribed where the slot is not (any more)
-            self.moves += 1
-            await self._attach((exc.host, int(exc.port)))
+            await self._follow((exc.host, int(exc.port)))
             return None
         if message is None:
             return None
@@ -166,9 +182,15 @@ class ShardSubscription:
             data: bytes = message["data"]
             return data
         if kind in ("sunsubscribe", b"sunsubscribe"):  # the slot left this master: follow it
-            self.moves += 1
-            await self._attach(None)
+            await self._follow(None)
         return None
+
+    async def _follow(self, at: tuple[str, int] | None) -> None:
+        was = self.address
+        self.moves += 1
+        await self._attach(at)
+        if self.address != was and self.address is not None:
+            log.info("inbox channel's slot moved: subscribed at %s:%d now", *self.address)
 
     async def aclose(self) -> None:
         pubsub, client = self._pubsub, self._client
