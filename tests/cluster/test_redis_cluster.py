@@ -248,9 +248,11 @@ async def test_the_log_masters_death_under_load_is_carried_over() -> None:
         log_slot = key_slot(ClusterKeys("test", hash_tags=True).log.encode())
         try:
             await load.relayed(20)
+            killed = time.monotonic()
             old, replica = await redis.kill_master(log_slot)
             async with asyncio.timeout(30):
                 await redis.promoted(replica, log_slot)
+            promoted = time.monotonic() - killed
             await load.relayed(20)
         finally:
             await load.stop()
@@ -258,8 +260,9 @@ async def test_the_log_masters_death_under_load_is_carried_over() -> None:
         spans = {len(lost): (lost[0], lost[-1]) for lost in load.lost().values()}
         gaps = [round(gap, 1) for gap in load.gaps.values()]
         print(
-            f"\nfailover: relays lost (how many: first, last): {spans}; "
-            f"sent {load.acked_count()}; longest silence of each pair (s): {gaps}"
+            f"\nfailover: replica promoted {promoted:.1f} s after the kill; relays lost (how "
+            f"many: first, last): {spans}; sent {load.acked_count()}; longest silence of each "
+            f"pair (s): {gaps}; {len(load.newcomers)} newcomers joined meanwhile"
         )
         assert load.in_order()
         no_node_reaped([a, b])
