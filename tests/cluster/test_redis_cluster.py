@@ -4,8 +4,10 @@ Real processes: a Redis Cluster of three masters and three replicas (``support.r
 ``cluster-node-timeout`` 1000 ms), nodes given a ``redis+cluster://`` URL, real socket.io
 clients. The behaviour tests of ``test_behaviour`` run here again over three nodes on the Redis
 Cluster. Under load (clients relaying across nodes, newcomers joining), one node's inbox slot
-and the log's slot move to other masters, and the master of the log's slot is killed: no relay
-acknowledged is lost while a slot moves, no node is reaped, every client still sees every peer.
+and the log's slot move to other masters, a node's inbox master hands over to its replica
+(``CLUSTER FAILOVER``), and the master of the log's slot is killed: no relay acknowledged is lost
+while a slot moves or in the planned failover, no node is reaped, every client still sees every
+peer.
 """
 
 from __future__ import annotations
@@ -271,3 +273,32 @@ async def test_the_log_masters_death_under_load_is_carried_over() -> None:
         await everyone_sees_everyone(everyone)
         assert await members[0].send_to(members[1], "across nodes after the failover")
         assert await newcomers[1].send_to(members[2], "and from a newcomer")
+
+
+async def test_a_planned_failover_of_an_inbox_master_under_load_loses_nothing() -> None:
+    async with (
+        running_redis_cluster() as redis,
+        running_nodes(redis.url, 2) as (a, b),
+        clients() as join,
+    ):
+        members = [await join(a), await join(b), await join(a), await join(b)]
+        await everyone_sees_everyone(members)
+        originals = {m.id for m in members}
+        load = Load([(members[0], members[1]), (members[1], members[2])], join, [a, b])
+        load.start()
+        inbox_slot = key_slot(ClusterKeys("test", hash_tags=True).inbox(node_id_of(b)).encode())
+        try:
+            await load.relayed(20)
+            old, replica = await redis.fail_over(inbox_slot)
+            async with asyncio.timeout(30):
+                await redis.promoted(replica, inbox_slot)
+            await load.relayed(20)
+        finally:
+            await load.stop()
+        assert (await redis.roles())[old] == "replica"
+        assert load.lost() == {}  # the subscription follows its slot, or hears on the replica
+        assert load.in_order()
+        never_removed(members, originals)
+        no_node_reaped([a, b])
+        await everyone_sees_everyone(members + load.newcomers)
+        assert await members[0].send_to(members[1], "after the planned failover")

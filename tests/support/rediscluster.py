@@ -7,7 +7,8 @@ dependency of ``redis-server``). Ready means every node logged ``Cluster state c
 every replica finished its sync. A test can move a slot to another master (``migrate_slot``,
 as ``redis-cli --cluster reshard`` does it: ``IMPORTING``/``MIGRATING``, ``MIGRATE`` of each
 key, ``SETSLOT NODE``), kill the master of a slot (``kill_master``) and wait for its replica to
-take over (``promoted``). Every process is stopped by its own pid.
+take over (``promoted``), or have a replica take over in a planned failover (``fail_over``).
+Every process is stopped by its own pid.
 """
 
 from __future__ import annotations
@@ -218,6 +219,19 @@ class RedisClusterSetup:
         master = await self.master_of(slot)
         replica = await self.replica_of(master)
         await self.server(master).stop(kill=True)
+        return master, replica
+
+    async def fail_over(self, slot: int) -> tuple[int, int]:
+        """A planned failover (``CLUSTER FAILOVER`` on the replica) of the master serving
+        ``slot``: the master stops taking writes until its replica caught up, then they swap.
+        Returns the old master's port and the replica's."""
+        master = await self.master_of(slot)
+        replica = await self.replica_of(master)
+        client = self.client(replica)
+        try:
+            await client.execute_command("CLUSTER", "FAILOVER")
+        finally:
+            await client.aclose()
         return master, replica
 
     async def promoted(self, replica: int, slot: int) -> None:

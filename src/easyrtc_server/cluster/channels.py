@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
@@ -35,6 +36,9 @@ UNHEARD_WAIT: Final = 5.0
 slot to another master is back within a second of the move (retries 0.5 s apart). A failover
 takes about ``cluster-node-timeout`` plus an election: longer than this, and what was sent to
 the dead master's inboxes meanwhile is lost, as with Sentinel."""
+
+REFRESH_EVERY: Final = 0.5
+"""Seconds at least between two readings of the slot map by a publisher nobody heard."""
 
 Message = tuple[str, bytes]
 """A channel and what to publish on it."""
@@ -118,13 +122,21 @@ class ShardedChannels:
         self.cluster = cluster
         self.node_kwargs = node_kwargs
         """How to connect to one node (credentials, TLS, timeouts) for a subscription."""
+        self._refreshed = 0.0
 
     async def publish(self, messages: Sequence[Message]) -> list[int]:
         """Each message to its channel's master, one after the other: channels of several
-        slots cannot share a command (a cluster pipeline would send them node by node too)."""
+        slots cannot share a command (a cluster pipeline would send them node by node too).
+        A message nobody heard may have gone to a master demoted since (a planned failover:
+        a replica takes ``SPUBLISH`` without ``MOVED``), so the slot map is read again then,
+        at most every ``REFRESH_EVERY`` seconds."""
+        await self.cluster.initialize()  # at once once it is: else SPUBLISH cannot be routed
         heard: list[int] = []
         for channel, data in messages:
             heard.append(await self.cluster.spublish(channel, data))
+        if not all(heard) and time.monotonic() - self._refreshed > REFRESH_EVERY:
+            self._refreshed = time.monotonic()
+            await self.cluster.nodes_manager.initialize()
         return heard
 
     def subscription(self) -> ShardSubscription:
@@ -156,6 +168,7 @@ class ShardSubscription:
             raise RedisError("no channel to subscribe to")
         await self.aclose()
         if at is None:
+            await self.cluster.initialize()
             await self.cluster.nodes_manager.initialize()  # the slot map as it is now
             node = self.cluster.get_node_from_key(channel)
             if node is None:
