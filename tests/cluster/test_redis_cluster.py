@@ -64,6 +64,21 @@ test_presence_and_api_field_reach_members_on_other_nodes = (
 test_errors_are_those_of_one_server = behaviour.test_errors_are_those_of_one_server
 
 
+async def test_a_cluster_reaches_a_redis_cluster_that_needs_a_password() -> None:
+    password = "cluster-pass-4711"
+    async with (
+        running_redis_cluster(password=password) as redis,
+        running_nodes(redis.url, 2) as (a, b),
+        clients() as join,
+    ):
+        on_a, on_b = await join(a), await join(b)
+        await everyone_sees_everyone([on_a, on_b])
+        assert (await on_a.send_to(on_b, "through a guarded Redis Cluster"))["msgData"]
+        assert (await on_b.send_to(on_a, "and back"))["msgData"]
+        for node in (a, b):
+            assert not any(password in line for line in node.lines)
+
+
 # -- under load: a slot migration, a failover --------------------------------------------------
 
 

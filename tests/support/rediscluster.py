@@ -244,10 +244,6 @@ class RedisClusterSetup:
     async def stop(self) -> None:
         await asyncio.gather(*(s.stop(kill=True) for s in self.servers))
 
-    def write_logs(self, directory: Path) -> None:
-        for server in self.servers:
-            (directory / f"redis-cluster-{server.port}.log").write_text("\n".join(server.lines))
-
 
 @asynccontextmanager
 async def running_redis_cluster(*, password: str | None = None) -> AsyncIterator[RedisClusterSetup]:
