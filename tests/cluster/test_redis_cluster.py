@@ -311,7 +311,7 @@ async def test_a_planned_failover_of_an_inbox_master_under_load_loses_nothing() 
         finally:
             await load.stop()
         assert (await redis.roles())[old] == "replica"
-        assert load.lost() == {}  # the subscription follows its slot, or hears on the replica
+        assert load.lost() == {}
         assert load.in_order()
         never_removed(members, originals)
         no_node_reaped([a, b])

@@ -9,7 +9,9 @@ of its own (``keys.ClusterKeys.inbox``), so the relays spread over the masters.
 A node's subscription follows its channel's slot: on its own connection to the master that
 owns the slot, it re-subscribes where the slot went when that master says the slot left it
 (``sunsubscribe``, after a slot migration or a failover that demoted it), when it answers
-``MOVED``, or (through the inbox's retry) when the connection breaks. Messages published while
+``MOVED``, when the cluster's slot map, read every ``CHECK_EVERY`` seconds, names another master
+(a master demoted in a planned failover does not always say so), or (through the inbox's
+retry) when the connection breaks. Messages published while
 a channel has no subscriber are not stored by Redis: the publisher hears 0 listeners
 (``links.RedisRelays``).
 
@@ -27,7 +29,7 @@ from typing import Any, Final, Protocol
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import MovedError, RedisError
+from redis.exceptions import MovedError, RedisClusterException, RedisError
 
 log = logging.getLogger("easyrtc_server.cluster")
 
@@ -37,6 +39,10 @@ slot to another master is back within a second of the move (retries 0.5 s apart)
 takes about ``cluster-node-timeout`` plus an election: longer than this, and what was sent to
 the dead master's inboxes meanwhile is lost, as with Sentinel."""
 
+CLIENT_ERRORS: Final = (RedisError, RedisClusterException, OSError)
+"""What a cluster command fails with while a master is away."""
+CHECK_EVERY: Final = 1.0
+"""Seconds between a subscription's looks at where its slot is (read from the cluster)."""
 REFRESH_EVERY: Final = 0.5
 """Seconds at least between two readings of the slot map by a publisher nobody heard."""
 
@@ -132,11 +138,19 @@ class ShardedChannels:
         at most every ``REFRESH_EVERY`` seconds."""
         await self.cluster.initialize()  # at once once it is: else SPUBLISH cannot be routed
         heard: list[int] = []
+        failed: Exception | None = None
         for channel, data in messages:
-            heard.append(await self.cluster.spublish(channel, data))
+            try:
+                heard.append(await self.cluster.spublish(channel, data))
+            except CLIENT_ERRORS as exc:  # its master away: heard by nobody (the others were)
+                heard.append(0)
+                failed = exc
+        if failed is not None and not any(heard):
+            raise failed
         if not all(heard) and time.monotonic() - self._refreshed > REFRESH_EVERY:
             self._refreshed = time.monotonic()
-            await self.cluster.nodes_manager.initialize()
+            with contextlib.suppress(*CLIENT_ERRORS):
+                await self.cluster.nodes_manager.initialize()
         return heard
 
     def subscription(self) -> ShardSubscription:
@@ -154,8 +168,7 @@ class ShardSubscription:
         """The master subscribed at, if any."""
         self._client: Redis | None = None
         self._pubsub: PubSub | None = None
-        self.moves = 0
-        """Times the subscription followed its slot to another master (for tests)."""
+        self._checked = 0.0
 
     async def subscribe(self, channel: str) -> None:
         self.channel = channel
@@ -177,14 +190,17 @@ class ShardSubscription:
         client = Redis(host=at[0], port=at[1], **self.node_kwargs)
         pubsub = client.pubsub()
         self._client, self._pubsub, self.address = client, pubsub, at
+        self._checked = time.monotonic()
         await pubsub.ssubscribe(channel)
 
     async def next_message(self) -> bytes | None:
+        if time.monotonic() - self._checked > CHECK_EVERY:
+            await self._check()
         pubsub = self._pubsub
         if pubsub is None:
             raise RedisError("not subscribed")
         try:
-            message = await pubsub.get_message(timeout=None)
+            message = await pubsub.get_message(timeout=CHECK_EVERY)
         except MovedError as exc:  # subscribed where the slot is not (any more)
             await self._follow((exc.host, int(exc.port)))
             return None
@@ -198,9 +214,20 @@ class ShardSubscription:
             await self._follow(None)
         return None
 
+    async def _check(self) -> None:
+        """Follow the slot if the cluster says it is elsewhere now (a master demoted in a
+        planned failover does not always say so, and then hears nothing)."""
+        self._checked = time.monotonic()
+        channel = self.channel
+        if channel is None:
+            return
+        await self.cluster.nodes_manager.initialize()
+        node = self.cluster.get_node_from_key(channel)
+        if node is not None and (node.host, int(node.port)) != self.address:
+            await self._follow((node.host, int(node.port)))
+
     async def _follow(self, at: tuple[str, int] | None) -> None:
         was = self.address
-        self.moves += 1
         await self._attach(at)
         if self.address != was and self.address is not None:
             log.info("inbox channel's slot moved: subscribed at %s:%d now", *self.address)

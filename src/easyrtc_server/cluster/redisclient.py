@@ -38,10 +38,9 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis.cluster import ClusterNode as BlockingClusterNode
 from redis.cluster import RedisCluster as BlockingRedisCluster
-from redis.exceptions import RedisClusterException, RedisError
 from redis.sentinel import Sentinel as BlockingSentinel
 
-from .channels import Channels, PlainChannels, ShardedChannels
+from .channels import CLIENT_ERRORS, Channels, PlainChannels, ShardedChannels
 
 if TYPE_CHECKING:
     from ..options import Options
@@ -56,7 +55,7 @@ CONNECT_TIMEOUT: Final = 2.0
 """Seconds a connection to a Sentinel-given master or a cluster node may take (a dead host
 must not hang)."""
 
-REDIS_ERRORS: Final = (RedisError, RedisClusterException, OSError)
+REDIS_ERRORS: Final = CLIENT_ERRORS
 """What a command fails with while Redis is away: redis-py's cluster client raises
 ``RedisClusterException`` (not a ``RedisError``) when no node can say where a slot is."""
 
