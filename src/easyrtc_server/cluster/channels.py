@@ -9,9 +9,9 @@ of its own (``keys.ClusterKeys.inbox``), so the relays spread over the masters.
 A node's subscription follows its channel's slot: on its own connection to the master that
 owns the slot, it re-subscribes where the slot went when that master says the slot left it
 (``sunsubscribe``, after a slot migration or a failover that demoted it), when it answers
-``MOVED``, when the cluster's slot map, read every ``CHECK_EVERY`` seconds, names another master
-(a master demoted in a planned failover does not always say so), or (through the inbox's
-retry) when the connection breaks. Messages published while
+``MOVED``, when the cluster's slot map, read after ``CHECK_EVERY`` seconds without a message,
+names another master (a master demoted in a planned failover does not always say so), or
+(through the inbox's retry) when the connection breaks. Messages published while
 a channel has no subscriber are not stored by Redis: the publisher hears 0 listeners
 (``links.RedisRelays``).
 
@@ -42,7 +42,8 @@ the dead master's inboxes meanwhile is lost, as with Sentinel."""
 CLIENT_ERRORS: Final = (RedisError, RedisClusterException, OSError)
 """What a cluster command fails with while a master is away."""
 CHECK_EVERY: Final = 1.0
-"""Seconds between a subscription's looks at where its slot is (read from the cluster)."""
+"""Seconds without a message after which a subscription looks where its slot is (reads the
+cluster's slot map): one that hears messages is where they are published."""
 REFRESH_EVERY: Final = 0.5
 """Seconds at least between two readings of the slot map by a publisher nobody heard."""
 
@@ -208,6 +209,7 @@ class ShardSubscription:
             return None
         kind = message.get("type")
         if kind in ("smessage", b"smessage"):
+            self._checked = time.monotonic()  # heard: where the slot is
             data: bytes = message["data"]
             return data
         if kind in ("sunsubscribe", b"sunsubscribe"):  # the slot left this master: follow it
