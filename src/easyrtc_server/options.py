@@ -254,7 +254,9 @@ class Options(ProtocolOptions):
     redis_url: str | None = field(default=None, repr=False)
     """``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``; a password may be in it), or a
     master behind Sentinel, ``redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]``
-    (``rediss+sentinel://`` for TLS to the master): this process becomes a node of a cluster.
+    (``rediss+sentinel://`` for TLS to the master), or a Redis Cluster by some of its nodes,
+    ``redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...]`` (``rediss+cluster://`` for TLS):
+    this process becomes a node of a cluster.
     Unset: one process, state in memory (the default)."""
     redis_sentinel_password: str | None = field(default=None, repr=False)
     """Password of the sentinels themselves (``requirepass`` in sentinel.conf), if any."""
@@ -472,7 +474,15 @@ _OPTIONAL_STRINGS = frozenset(
 )
 
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
+_REDIS_SCHEMES = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+    "redis+cluster://",
+    "rediss+cluster://",
+)
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _LISTEN = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
 
@@ -551,7 +561,8 @@ def _redis_url(name: str, value: Any) -> Any:
         return value
     if not isinstance(value, str) or not value.startswith(_REDIS_SCHEMES):
         raise OptionsError(
-            "option 'redis_url' must be a redis://, rediss://, unix:// or redis+sentinel:// URL",
+            "option 'redis_url' must be a redis://, rediss://, unix://, redis+sentinel:// or "
+            "redis+cluster:// URL",
             name,
         )
     if (reason := missing("cluster")) is not None:
@@ -561,6 +572,13 @@ def _redis_url(name: str, value: Any) -> Any:
 
         try:
             parse_sentinel_url(value)
+        except ValueError as exc:
+            raise OptionsError(f"option 'redis_url': {exc}", name) from None
+    if value.startswith(("redis+cluster://", "rediss+cluster://")):
+        from .cluster.redisclient import parse_cluster_url
+
+        try:
+            parse_cluster_url(value)
         except ValueError as exc:
             raise OptionsError(f"option 'redis_url': {exc}", name) from None
     return value

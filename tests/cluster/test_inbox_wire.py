@@ -13,8 +13,10 @@ from typing import Any
 
 import orjson
 
+from easyrtc_server.cluster.channels import PlainChannels
 from easyrtc_server.cluster.inbox import Inbox
 from easyrtc_server.cluster.keys import ClusterKeys
+from easyrtc_server.cluster.links import Batch, RedisRelays
 from easyrtc_server.cluster.ordering import DROPPED, Stamps
 
 KEYS = ClusterKeys("wire")
@@ -71,8 +73,9 @@ async def two_inboxes() -> AsyncIterator[tuple[Inbox, Bus, asyncio.Queue[Got]]]:
     async def nothing(*_: Any) -> None:
         raise AssertionError("node x received something")
 
-    x = Inbox(bus, KEYS, "x", nothing, stamps=Stamps())  # type: ignore[arg-type]
-    b = Inbox(bus, KEYS, "b", deliver)  # type: ignore[arg-type]
+    channels = PlainChannels(bus)  # type: ignore[arg-type]
+    x = Inbox(channels, KEYS, "x", nothing, stamps=Stamps())
+    b = Inbox(channels, KEYS, "b", deliver)
     await b.start()
     await x.start()
     try:
@@ -149,3 +152,61 @@ async def test_relays_nobody_heard_are_not_waited_for() -> None:
         assert stamps.entry() == (1, {})
         x.send("gone", "carol", "easyrtcMsg", {"n": 2})
         assert stamps.entry() == (2, {"gone": 2})  # a relay not known lost yet: waited for
+
+
+class MovingChannels:
+    """Sharded channels as a publisher sees them while subscriptions move: a message to a
+    channel nobody listens on is heard by 0 (``unheard_wait``: how long it is tried again)."""
+
+    unheard_wait = 0.5
+
+    def __init__(self) -> None:
+        self.listening: set[str] = set()
+        self.heard: list[bytes] = []
+        self.changed = asyncio.Event()
+
+    async def publish(self, messages: list[tuple[str, bytes]]) -> list[int]:
+        counts = []
+        for channel, data in messages:
+            counts.append(int(channel in self.listening))
+            if channel in self.listening:
+                self.heard.append(data)
+                self.changed.set()
+        return counts
+
+    async def until(self, done: Any) -> None:
+        async with asyncio.timeout(5):
+            while not done():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_a_batch_nobody_heard_is_published_again_in_order_then_dropped() -> None:
+    channels = MovingChannels()
+    dropped: list[tuple[str, int]] = []
+
+    def drop(batch: Batch, _why: str) -> None:
+        dropped.append((batch.node, batch.upto))
+        channels.changed.set()
+
+    relays = RedisRelays(channels, KEYS, drop)  # type: ignore[arg-type]
+    try:
+        channels.listening.add(KEYS.inbox("d"))
+        await relays.send([Batch("b", b"b1", 1, 1)])  # b's subscription is moving: kept
+        await relays.send([Batch("b", b"b2", 2, 1), Batch("c", b"c1", 1, 1)])
+        channels.listening.add(KEYS.inbox("c"))
+        await relays.send([Batch("c", b"c2", 2, 1), Batch("d", b"d1", 1, 1)])
+        assert channels.heard == [b"d1"]  # d's at once; c2 waits behind c1
+        channels.listening.add(KEYS.inbox("b"))  # b subscribed where its slot went
+        await channels.until(lambda: len(channels.heard) == 5)
+        for node in "bc":  # each node's in their order
+            assert [d for d in channels.heard if d.startswith(node.encode())] == [
+                f"{node}1".encode(),
+                f"{node}2".encode(),
+            ]
+        assert dropped == []
+        await relays.send([Batch("gone", b"x", 1, 1)])  # a node gone for good
+        await channels.until(lambda: dropped == [("gone", 1)])
+        assert b"x" not in channels.heard
+    finally:
+        await relays.stop()

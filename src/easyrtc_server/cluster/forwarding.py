@@ -43,12 +43,12 @@ from aiohttp import (
     web,
 )
 from aiohttp.http_exceptions import HttpProcessingError
-from redis.exceptions import RedisError
 
 from ..logsafe import redacted_url, refusals
 from ..transport.engineio import AiohttpEngineIO
 from .keys import NODE_ID_LENGTH
 from .links import LINK_PATH, LinkServer
+from .redisclient import REDIS_ERRORS
 from .secret import NODE_AUTH, secret_of, sign, verify
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ class Forwarder:
             return None
         try:
             base = await self.node.registry.url_of(owner)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._note(
                 client, logging.WARNING,
                 "cannot forward session %.40s to node %s: Redis: %s", sid, owner, exc,

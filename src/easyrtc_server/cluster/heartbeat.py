@@ -93,10 +93,15 @@ class Heartbeat:
             thread.join(JOIN_TIMEOUT)
 
     def _run(self) -> None:
-        client = self._connect()
+        client: AliveKeyWriter | None = None
         px = int(self.ttl * 1000)
         answered = self._answered
         while not self._stop.wait(self.ttl / 3):
+            if client is None:  # a cluster client connects when made: retried until it does
+                try:
+                    client = self._connect()
+                except Exception:
+                    continue
             if self.due():
                 with contextlib.suppress(Exception):  # Redis away or slow: the registry says so
                     client.set(self.key, self._value(), px=px)

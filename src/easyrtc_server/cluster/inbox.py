@@ -44,14 +44,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
+from .channels import Channels, Subscription
 from .health import ReaderHealth
 from .keys import ClusterKeys
 from .links import Batch, Dropped, Outbound, RedisRelays
 from .ordering import DROPPED, Stamps
+from .redisclient import REDIS_ERRORS
 
 log = logging.getLogger("easyrtc_server.cluster")
 
@@ -80,7 +79,7 @@ class Inbox:
 
     def __init__(
         self,
-        redis: Redis,
+        channels: Channels,
         keys: ClusterKeys,
         node_id: str,
         deliver: Deliver,
@@ -88,7 +87,7 @@ class Inbox:
         stamps: Stamps | None = None,
         outbound: Callable[[Dropped], Outbound] | None = None,
     ) -> None:
-        self.redis = redis
+        self.channels = channels
         self.keys = keys
         self.node_id = node_id
         self._deliver = deliver
@@ -98,13 +97,13 @@ class Inbox:
         self.outbound: Outbound = (
             outbound(self._dropped)
             if outbound is not None
-            else RedisRelays(redis, keys, self._dropped)
+            else RedisRelays(channels, keys, self._dropped)
         )
         """How this node's messages reach the others (``links``)."""
         self._queues: dict[str, _Queue] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: PubSub | None = None
+        self._subscription: Subscription | None = None
         self._subscribed = asyncio.Event()
 
     def send(self, node: str, to: str | list[str], event: str | None, body: Any) -> None:
@@ -122,10 +121,10 @@ class Inbox:
 
     async def start(self) -> None:
         await self.outbound.start()
-        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self._subscription = self.channels.subscription()
         self._tasks = [
             asyncio.create_task(self._publish_forever(), name="cluster-inbox-out"),
-            asyncio.create_task(self._listen_forever(self._pubsub), name="cluster-inbox-in"),
+            asyncio.create_task(self._listen_forever(self._subscription), name="cluster-inbox-in"),
         ]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
@@ -138,10 +137,10 @@ class Inbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()
-            self._pubsub = None
+        if self._subscription is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self._subscription.aclose()
+            self._subscription = None
         await self.outbound.stop()
 
     def forget(self, node: str) -> None:
@@ -206,18 +205,17 @@ class Inbox:
         parts.insert(0, orjson.dumps(["", self.node_id, [queue.first, *afters]]))
         return b"[" + b",".join(parts) + b"]"
 
-    async def _listen_forever(self, pubsub: PubSub) -> None:
+    async def _listen_forever(self, subscription: Subscription) -> None:
         channel = self.keys.inbox(self.node_id)
         while True:
             try:
-                await pubsub.subscribe(channel)
+                await subscription.subscribe(channel)
                 self._subscribed.set()
                 while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is None or message.get("type") != "message":
-                        continue
-                    await self.receive(message["data"])
-            except (RedisError, OSError):
+                    data = await subscription.next_message()
+                    if data is not None:
+                        await self.receive(data)
+            except REDIS_ERRORS:
                 await asyncio.sleep(RETRY_DELAY)
 
     async def receive(self, data: bytes) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,10 +42,10 @@ from aiohttp import (
     WSMsgType,
     web,
 )
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from .channels import Channels
 from .keys import ClusterKeys
+from .redisclient import REDIS_ERRORS
 from .registry import NodeRegistry
 from .secret import NODE_AUTH, sign, verify
 
@@ -54,6 +55,8 @@ LINK_PATH: Final = "/cluster/inbox"
 """The internal listener's path of the links (``forwarding`` serves it)."""
 MAX_QUEUED: Final = 1024
 """Batches a link keeps while it connects; beyond, the oldest are dropped."""
+UNHEARD_RETRY: Final = 0.1
+"""Seconds between two attempts to publish a batch nobody heard (on a Redis Cluster)."""
 RETRY_DELAY: Final = 0.5
 """Seconds a link that could not be made waits before it is tried again."""
 CONNECT_TIMEOUT: Final = 2.0
@@ -93,44 +96,105 @@ class Outbound(Protocol):
 
 
 class RedisRelays:
-    """Each batch ``PUBLISH``ed to its node's channel."""
+    """Each batch published to its node's channel (``channels``).
 
-    def __init__(self, redis: Redis, keys: ClusterKeys, dropped: Dropped) -> None:
-        self.redis = redis
+    A batch nobody heard, or that Redis refused, is dropped at once on one Redis: its node is
+    gone, or Redis is. On a Redis Cluster a node's subscription is expected to be away for a
+    moment (it follows its slot to another master after a migration or a failover, and its
+    publishers may reach the new master first), so there such a batch is kept and published
+    again, with the ones queued to that node after it (their order kept), for up to
+    ``channels.unheard_wait`` seconds, then dropped."""
+
+    def __init__(self, channels: Channels, keys: ClusterKeys, dropped: Dropped) -> None:
+        self.channels = channels
         self.keys = keys
         self._dropped = dropped
         self._failing = False
+        self._kept: dict[str, tuple[float, str, deque[Batch]]] = {}
+        """node -> since when (monotonic), why, its batches waiting to be published again."""
+        self._retry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Nothing to open: the node's Redis client is."""
 
     async def stop(self) -> None:
-        """Nothing to close."""
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+            self._retry = None
+        for node in list(self._kept):
+            self._give_up(node)
 
     def forget(self, node: str) -> None:
-        """Nothing kept per node."""
+        """Nothing published to it any more."""
+        self._give_up(node)
 
     async def send(self, batches: list[Batch]) -> None:
-        try:
-            if len(batches) == 1:  # the usual case: no pipeline object to build
-                (batch,) = batches
-                heard = [await self.redis.publish(self.keys.inbox(batch.node), batch.data)]
+        kept = self._kept
+        fresh = []
+        for batch in batches:
+            if batch.node in kept:  # behind the ones kept for its node
+                self._keep(batch, "")
             else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for batch in batches:
-                        pipe.publish(self.keys.inbox(batch.node), batch.data)
-                    heard = await pipe.execute()
-        except (RedisError, OSError) as exc:
+                fresh.append(batch)
+        if not fresh:
+            return
+        inbox = self.keys.inbox
+        try:
+            heard = await self.channels.publish([(inbox(b.node), b.data) for b in fresh])
+        except REDIS_ERRORS as exc:
             if not self._failing:
                 log.warning("relays to other nodes are lost while Redis is away: %s", exc)
                 self._failing = True
-            for batch in batches:
-                self._dropped(batch, "redis")
+            for batch in fresh:
+                self._unheard(batch, "redis")
             return
         self._failing = False
-        for batch, listeners in zip(batches, heard, strict=True):
+        for batch, listeners in zip(fresh, heard, strict=True):
             if not listeners:  # that node is gone, or not subscribed right now
-                self._dropped(batch, "")
+                self._unheard(batch, "")
+
+    def _unheard(self, batch: Batch, why: str) -> None:
+        if self.channels.unheard_wait > 0:
+            self._keep(batch, why)
+        else:
+            self._dropped(batch, why)
+
+    def _keep(self, batch: Batch, why: str) -> None:
+        since, was, queue = self._kept.get(batch.node) or (time.monotonic(), why, deque())
+        self._kept[batch.node] = since, was or why, queue
+        queue.append(batch)
+        while len(queue) > MAX_QUEUED:
+            self._dropped(queue.popleft(), was or why)
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.create_task(self._publish_kept(), name="cluster-inbox-retry")
+
+    async def _publish_kept(self) -> None:
+        """Publish the kept batches again, each node's in order, until they are heard or
+        their time is up."""
+        inbox = self.keys.inbox
+        while self._kept:
+            await asyncio.sleep(UNHEARD_RETRY)
+            for node in list(self._kept):
+                since, _why, queue = self._kept[node]
+                while queue:
+                    try:
+                        (listeners,) = await self.channels.publish([(inbox(node), queue[0].data)])
+                    except REDIS_ERRORS:
+                        break
+                    if not listeners:
+                        break
+                    queue.popleft()
+                if not queue:
+                    self._kept.pop(node, None)
+                elif time.monotonic() - since > self.channels.unheard_wait:
+                    self._give_up(node)
+
+    def _give_up(self, node: str) -> None:
+        _since, why, queue = self._kept.pop(node, (0.0, "", deque()))
+        for batch in queue:
+            self._dropped(batch, why)
 
 
 class _Link:

@@ -36,12 +36,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from . import log as entries
 from .gaps import stream_id
 from .keys import ClusterKeys
+from .redisclient import REDIS_ERRORS, AsyncClient
 from .registry import NodeRegistry
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class Liveness:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AsyncClient,
         keys: ClusterKeys,
         registry: NodeRegistry,
         *,
@@ -114,8 +114,11 @@ class Liveness:
         applied: Callable[[], bytes | str] = lambda: "0-0",
         health: ReaderHealth | None = None,
         clock: Callable[[], float] = time.monotonic,
+        drop_idle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.redis = redis
+        self._drop_idle = drop_idle
+        """Closes the client's idle pooled connections (``redisclient.Topology``)."""
         self.keys = keys
         self.registry = registry
         self.node_id = registry.info.node_id
@@ -169,12 +172,13 @@ class Liveness:
             heard=node.heard.get,
             applied=lambda: node.last_id,
             health=node.health,
+            drop_idle=node.topology.drop_idle,
         )
 
     async def start(self) -> None:
         """Learn (or set) the epoch, then watch in the background until ``stop``."""
         if self._task is None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_ERRORS):
                 self.epoch = await self.current_epoch()
             self._task = asyncio.create_task(self._watch(), name="cluster-liveness")
 
@@ -191,7 +195,7 @@ class Liveness:
             await asyncio.sleep(self.interval)
             try:
                 await self.check()
-            except (RedisError, OSError):
+            except REDIS_ERRORS:
                 continue  # the registry logs a lost Redis, once
             except Exception:
                 log.exception("cluster liveness check failed")
@@ -271,7 +275,8 @@ class Liveness:
     async def drop_connections(self) -> None:
         """Close the idle pooled connections: after Redis restarted each would fail once, and
         a login that drew one would be refused. Those in use are left to their command."""
-        await self.redis.connection_pool.disconnect(inuse_connections=False)
+        if self._drop_idle is not None:
+            await self._drop_idle()
 
     def _redis_back(self) -> None:
         task = asyncio.ensure_future(self.drop_connections())

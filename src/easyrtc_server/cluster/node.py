@@ -34,8 +34,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from ..engine import Carrier, EngineUnavailable, Pending, Step
 from ..protocol.auth import credential_of
@@ -56,7 +54,7 @@ from .log import ANSWER, EXPIRE, FIELD, HOLD, NODE_GONE, RECV, LogEntry, LogForm
 from .ordering import Arrivals, Stamps
 from .pulse import Pulse, wait_until
 from .rebuild import Rebuilder, full_lists
-from .redisclient import blocking_redis_client, redis_client
+from .redisclient import REDIS_ERRORS, AsyncClient, topology_of
 from .registry import NodeInfo, NodeRegistry
 from .replica import Applied, Replica
 from .secret import secret_of
@@ -150,14 +148,16 @@ class ClusterNode:
         self.carrier = carrier
         self.options = options
         self.node_id = node_id or new_node_id()
-        self.keys = ClusterKeys(options.cluster_name)
-        self.redis: Redis = redis_client(options)  # one Redis, or a master behind Sentinel
+        self.topology = topology_of(options)
+        """One Redis, a master behind Sentinel, or a Redis Cluster (``redisclient``)."""
+        self.keys = ClusterKeys(options.cluster_name, hash_tags=self.topology.hash_tags)
+        self.redis: AsyncClient = self.topology.client()
         info = NodeInfo(self.node_id)
         ttl = options.cluster_alive_ttl
         self.pulse = Pulse(ttl, APPLY_STALL, least=APPEND_LEAST)
         """Whether Redis answers and the reader moves on: how long an event waits (``append``)."""
         heartbeat = Heartbeat(  # the alive key, kept fresh even while the event loop is busy
-            lambda: blocking_redis_client(options, timeout=ttl / 3),
+            partial(self.topology.blocking_client, timeout=ttl / 3),
             self.keys.alive(self.node_id),
             info.encode,
             ttl,
@@ -185,7 +185,7 @@ class ClusterNode:
         if options.cluster_relay == "direct":
             outbound = partial(DirectLinks, self.node_id, self.registry, secret_of(options))
         self.inbox = Inbox(
-            self.redis,
+            self.topology.channels(),
             self.keys,
             self.node_id,
             self._from_inbox,
@@ -247,7 +247,7 @@ class ClusterNode:
         try:
             await self._load_snapshot()
             await self._catch_up()
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.error("could not read the cluster log at start: %s", exc)
         self._reader = asyncio.create_task(self._read_forever(), name="cluster-log-reader")
         self._writer = asyncio.create_task(self._write_forever(), name="cluster-log-writer")
@@ -281,7 +281,7 @@ class ClusterNode:
         try:
             async with asyncio.timeout(STOP_STEP_TIMEOUT):
                 await step()
-        except (TimeoutError, RedisError, OSError) as exc:
+        except (TimeoutError, *REDIS_ERRORS) as exc:
             log.warning("leaving the cluster: %s did not finish (%r)", step.__qualname__, exc)
 
     # -- the log -----------------------------------------------------------------------------
@@ -345,7 +345,7 @@ class ClusterNode:
             return True
         try:
             last = await self.redis.xrevrange(self.keys.log, count=1)
-        except (RedisError, OSError):
+        except REDIS_ERRORS:
             return future.done()
         if not last or not (end_id := last[0][0]):
             return future.done()
@@ -380,7 +380,7 @@ class ClusterNode:
                         for raw, _written in batch:
                             pipe.xadd(key, {FIELD: raw})
                         await pipe.execute()
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 self.stamps.lost()  # the relay counts they carried: in the next entry
                 for _raw, written in batch:
                     if not written.done():  # done: its event gave up waiting
@@ -438,7 +438,7 @@ class ClusterNode:
                 keys=[keys.snapshot, keys.snapshot_id, keys.log, keys.trimmed],
                 args=[at, doc, retention],
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.warning("could not write a snapshot of the cluster state: %s", exc)
         except Exception as exc:  # a bug: the log reader goes on, the log is trimmed later
             self.health.snapshot_failures += 1
@@ -564,7 +564,7 @@ class ClusterNode:
                 if not batches:
                     health.caught_up()
                     continue
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 health.failing(f"cannot read the log ({type(exc).__name__})")
                 self.liveness.unsure(self.last_id)  # Redis may come back older (``liveness``)
                 await asyncio.sleep(RETRY_DELAY)

@@ -1,10 +1,16 @@
-"""The one place the cluster makes its Redis client: a plain Redis, or Redis behind Sentinel.
+"""The one place the cluster makes its Redis clients: one Redis, a master behind Sentinel, or a
+Redis Cluster.
 
 ``redis_url`` names either one Redis (``redis://``, ``rediss://``, ``unix://``, as redis-py
-reads them) or a Sentinel-monitored master::
+reads them), a Sentinel-monitored master::
 
     redis+sentinel://[[user]:password@]host:port[,host:port...]/master_name[/db]
     rediss+sentinel://...      (TLS to the master)
+
+or a Redis Cluster, by some of its nodes (the client learns the others from them)::
+
+    redis+cluster://[[user]:password@]host:port[,host:port...]
+    rediss+cluster://...       (TLS to every node)
 
 The password in the URL is the master's; the sentinels' own is ``redis_sentinel_password`` and
 ``redis_sentinel_tls_enable`` speaks TLS to them. With Sentinel, redis-py's asyncio client asks
@@ -12,31 +18,49 @@ the sentinels for the master's address on every new connection, so after a failo
 connection goes to the new master. Each connection attempt asks anew (``connect_to`` connects
 once per address: redis-py issue 3874, where retries kept dialing the old master); the
 cluster's own loops (log reader, writer, inbox, liveness) retry a failed command after a short
-delay, which is what carries them over a failover.
+delay, which is what carries them over a failover. On a Redis Cluster redis-py follows
+``MOVED`` and refreshes its slot map when a node fails, and the same loops retry.
 
-Knows URLs and redis-py, nothing of the cluster's keys.
+What differs between them is a ``Topology``, chosen here once from the URL: it makes the
+clients, says whether the keys carry hash tags (``keys``) and how inboxes are published and
+subscribed (``channels``). Nothing else in the cluster asks which Redis it runs on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 from urllib.parse import unquote
 
 from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
+from redis.cluster import ClusterNode as BlockingClusterNode
+from redis.cluster import RedisCluster as BlockingRedisCluster
 from redis.sentinel import Sentinel as BlockingSentinel
+
+from .channels import CLIENT_ERRORS, Channels, PlainChannels, ShardedChannels
 
 if TYPE_CHECKING:
     from ..options import Options
 
 SENTINEL_SCHEMES: Final = ("redis+sentinel://", "rediss+sentinel://")
+CLUSTER_SCHEMES: Final = ("redis+cluster://", "rediss+cluster://")
 SENTINEL_PORT: Final = 26379
+REDIS_PORT: Final = 6379
 SENTINEL_TIMEOUT: Final = 1.0
 """Seconds one question to one sentinel may take before the next sentinel is asked."""
 CONNECT_TIMEOUT: Final = 2.0
-"""Seconds a connection to a Sentinel-given master may take (a dead host must not hang)."""
+"""Seconds a connection to a Sentinel-given master or a cluster node may take (a dead host
+must not hang)."""
+
+REDIS_ERRORS: Final = CLIENT_ERRORS
+"""What a command fails with while Redis is away: redis-py's cluster client raises
+``RedisClusterException`` (not a ``RedisError``) when no node can say where a slot is."""
+
+AsyncClient: TypeAlias = Redis | RedisCluster
+BlockingClient: TypeAlias = BlockingRedis | BlockingRedisCluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +75,21 @@ class SentinelUrl:
     tls: bool = False
 
 
-def parse_sentinel_url(url: str) -> SentinelUrl:
-    """Read a ``redis+sentinel://`` URL; ``ValueError`` saying what is wrong (never the
-    password)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme + "://" not in SENTINEL_SCHEMES:
-        raise ValueError("a Sentinel URL starts with redis+sentinel:// or rediss+sentinel://")
+@dataclass(frozen=True, slots=True)
+class ClusterUrl:
+    """What a ``redis+cluster://`` URL says."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+
+def _auth_and_hosts(
+    rest: str, kind: str, what: str, default_port: int
+) -> tuple[str | None, str | None, tuple[tuple[str, int], ...], str]:
+    """User, password, ``host:port`` list of its ``what``s and the path of what follows the
+    scheme of a ``kind`` of URL; ``ValueError`` saying what is wrong (never the password)."""
     rest = rest.split("?", 1)[0].split("#", 1)[0]
     auth, at, hosts_and_path = rest.rpartition("@")
     if not at:
@@ -69,22 +102,34 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         password = unquote(secret) if colon else None
         if not colon:  # redis://secret@host: the lone part is the password
             username, password = None, unquote(user)
-    sentinels: list[tuple[str, int]] = []
+    found: list[tuple[str, int]] = []
     for item in hosts.split(","):
         item = item.strip()
         if not item:
-            raise ValueError("a Sentinel URL needs host:port[,host:port...] of its sentinels")
+            raise ValueError(f"{kind} needs host:port[,host:port...] of its {what}s")
         if item.startswith("["):
             host, _, port_text = item[1:].partition("]")
             port_text = port_text.removeprefix(":")
         else:
             host, _, port_text = item.partition(":")
         if not host or (port_text and not port_text.isdigit()):
-            raise ValueError(f"a Sentinel URL's sentinel {item!r} is not host:port")
-        port = int(port_text) if port_text else SENTINEL_PORT
+            raise ValueError(f"{kind}'s {what} {item!r} is not host:port")
+        port = int(port_text) if port_text else default_port
         if not 0 < port < 65536:
-            raise ValueError(f"a Sentinel URL's sentinel {item!r} has no valid port")
-        sentinels.append((host, port))
+            raise ValueError(f"{kind}'s {what} {item!r} has no valid port")
+        found.append((host, port))
+    return username, password, tuple(found), path
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """Read a ``redis+sentinel://`` URL; ``ValueError`` saying what is wrong (never the
+    password)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme + "://" not in SENTINEL_SCHEMES:
+        raise ValueError("a Sentinel URL starts with redis+sentinel:// or rediss+sentinel://")
+    username, password, sentinels, path = _auth_and_hosts(
+        rest, "a Sentinel URL", "sentinel", SENTINEL_PORT
+    )
     parts = [unquote(part) for part in path.split("/") if part]
     if not parts or len(parts) > 2:
         raise ValueError("a Sentinel URL ends with /master_name or /master_name/db")
@@ -93,9 +138,119 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         if not parts[1].isdigit():
             raise ValueError("a Sentinel URL's db must be a number")
         db = int(parts[1])
-    return SentinelUrl(
-        tuple(sentinels), parts[0], db, username, password, scheme.startswith("rediss")
+    return SentinelUrl(sentinels, parts[0], db, username, password, scheme.startswith("rediss"))
+
+
+def parse_cluster_url(url: str) -> ClusterUrl:
+    """Read a ``redis+cluster://`` URL; ``ValueError`` saying what is wrong (never the
+    password)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme + "://" not in CLUSTER_SCHEMES:
+        raise ValueError("a Redis Cluster URL starts with redis+cluster:// or rediss+cluster://")
+    username, password, nodes, path = _auth_and_hosts(
+        rest, "a Redis Cluster URL", "node", REDIS_PORT
     )
+    if path.strip("/") not in ("", "0"):
+        raise ValueError("a Redis Cluster URL names no database (a Redis Cluster has only db 0)")
+    return ClusterUrl(nodes, username, password, scheme.startswith("rediss"))
+
+
+class Topology(Protocol):
+    """The Redis a cluster runs on, as far as the cluster's code differs by it."""
+
+    hash_tags: bool
+    """Whether the keys carry hash tags (``keys.ClusterKeys``)."""
+
+    def client(self) -> AsyncClient:
+        """The node's asyncio client (made once; every call returns it)."""
+        ...
+
+    def channels(self) -> Channels:
+        """How inboxes are published and subscribed on ``client``."""
+        ...
+
+    def blocking_client(self, *, timeout: float) -> BlockingClient:
+        """The same Redis for a thread of its own (``heartbeat``): redis-py's blocking client,
+        every command bounded by ``timeout`` seconds, so that a Redis that hangs cannot hold
+        it."""
+        ...
+
+    async def drop_idle(self) -> None:
+        """Close the idle pooled connections (each would fail once after Redis restarted)."""
+        ...
+
+
+def topology_of(options: Options) -> Topology:
+    """The topology ``options.redis_url`` names."""
+    url = _url(options)
+    if url.startswith(CLUSTER_SCHEMES):
+        return ClusterTopology(parse_cluster_url(url))
+    return SingleTopology(options)
+
+
+class SingleTopology:
+    """One Redis, or the master Sentinel names: untagged keys, plain pub/sub."""
+
+    hash_tags = False
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self._client = redis_client(options)
+
+    def client(self) -> Redis:
+        return self._client
+
+    def channels(self) -> Channels:
+        return PlainChannels(self._client)
+
+    def blocking_client(self, *, timeout: float) -> BlockingRedis:
+        return blocking_redis_client(self.options, timeout=timeout)
+
+    async def drop_idle(self) -> None:
+        await self._client.connection_pool.disconnect(inuse_connections=False)
+
+
+class ClusterTopology:
+    """A Redis Cluster: keys tagged into one slot, inboxes over sharded pub/sub."""
+
+    hash_tags = True
+
+    def __init__(self, spec: ClusterUrl) -> None:
+        self.spec = spec
+        self._client = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in spec.nodes],
+            **self._node_kwargs(),
+        )
+
+    def _node_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "username": self.spec.username,
+            "password": self.spec.password,
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+        }
+        if self.spec.tls:
+            kwargs["ssl"] = True
+        return kwargs
+
+    def client(self) -> RedisCluster:
+        return self._client
+
+    def channels(self) -> Channels:
+        return ShardedChannels(self._client, self._node_kwargs())
+
+    def blocking_client(self, *, timeout: float) -> BlockingRedisCluster:
+        """Connects when made: raises while no node answers (the caller retries)."""
+        return BlockingRedisCluster(
+            startup_nodes=[
+                BlockingClusterNode(host, port)  # type: ignore[no-untyped-call]
+                for host, port in self.spec.nodes
+            ],
+            **{**self._node_kwargs(), "socket_timeout": timeout, "socket_connect_timeout": timeout},
+        )
+
+    async def drop_idle(self) -> None:
+        for node in self._client.get_nodes():
+            await node.disconnect_free_connections()
 
 
 def redis_client(options: Options) -> Redis:
@@ -110,8 +265,7 @@ def redis_client(options: Options) -> Redis:
 
 
 def blocking_redis_client(options: Options, *, timeout: float) -> BlockingRedis:
-    """The same Redis for a thread of its own (``heartbeat``): redis-py's blocking client,
-    every command bounded by ``timeout`` seconds, so that a Redis that hangs cannot hold it."""
+    """The blocking client of one Redis or of Sentinel's master (``Topology.blocking_client``)."""
     url = _url(options)
     bounds = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     if not url.startswith(SENTINEL_SCHEMES):

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from .heartbeat import Heartbeat
 from .keys import ClusterKeys
+from .redisclient import REDIS_ERRORS, AsyncClient
 
 log = logging.getLogger("easyrtc_server.cluster")
 
@@ -57,7 +56,7 @@ class NodeRegistry:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AsyncClient,
         keys: ClusterKeys,
         info: NodeInfo,
         *,
@@ -107,7 +106,7 @@ class NodeRegistry:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self.redis.delete(self.keys.alive(self.info.node_id))
 
     async def _refresh_forever(self) -> None:
@@ -120,7 +119,7 @@ class NodeRegistry:
             self.heartbeat.beat()
         try:
             await self.announce()
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._set_connected(False, exc)
         else:
             self._set_connected(True)

@@ -1,0 +1,244 @@
+"""How inbox messages are published and subscribed: plain pub/sub, or sharded on a Redis Cluster.
+
+On one Redis (or Sentinel's master) an inbox is a ``PUBLISH``/``SUBSCRIBE`` channel. On a Redis
+Cluster plain pub/sub is broadcast to every node of the cluster (each message crosses the bus
+to all of them), so inboxes use sharded pub/sub instead: ``SPUBLISH``/``SSUBSCRIBE`` on a channel
+that lives in one slot, served by the master that owns it; each node's channel has a hash tag
+of its own (``keys.ClusterKeys.inbox``), so the relays spread over the masters.
+
+A node's subscription follows its channel's slot: on its own connection to the master that
+owns the slot, it re-subscribes where the slot went when that master says the slot left it
+(``sunsubscribe``, after a slot migration or a failover that demoted it), when it answers
+``MOVED``, when the cluster's slot map, read after ``CHECK_EVERY`` seconds without a message,
+names another master (a master demoted in a planned failover does not always say so), or
+(through the inbox's retry) when the connection breaks. Messages published while
+a channel has no subscriber are not stored by Redis: the publisher hears 0 listeners
+(``links.RedisRelays``).
+
+Knows redis-py and channel names, nothing of what the messages hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import MovedError, RedisClusterException, RedisError
+
+log = logging.getLogger("easyrtc_server.cluster")
+
+UNHEARD_WAIT: Final = 5.0
+"""Seconds a sharded message nobody heard is published again: a subscription following its
+slot to another master is back within a second of the move (retries 0.5 s apart). A failover
+takes about ``cluster-node-timeout`` plus an election: longer than this, and what was sent to
+the dead master's inboxes meanwhile is lost, as with Sentinel."""
+
+CLIENT_ERRORS: Final = (RedisError, RedisClusterException, OSError)
+"""What a cluster command fails with while a master is away."""
+CHECK_EVERY: Final = 1.0
+"""Seconds without a message after which a subscription looks where its slot is (reads the
+cluster's slot map): one that hears messages is where they are published."""
+REFRESH_EVERY: Final = 0.5
+"""Seconds at least between two readings of the slot map by a publisher nobody heard."""
+
+Message = tuple[str, bytes]
+"""A channel and what to publish on it."""
+
+
+class Subscription(Protocol):
+    """One node's subscription to its inbox channel."""
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe (again, after a failure) to ``channel``."""
+        ...
+
+    async def next_message(self) -> bytes | None:
+        """Wait for the next message on the channel: its data, or None for anything else
+        (a confirmation, a move followed). Raises what redis-py raises when Redis is away."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Channels(Protocol):
+    """Publishing to inbox channels, and subscribing to one."""
+
+    unheard_wait: float
+    """Seconds a message nobody heard is published again before it is dropped: 0 where a
+    subscription away means its node is gone (one Redis), some where it follows its slot."""
+
+    async def publish(self, messages: Sequence[Message]) -> list[int]:
+        """Publish each message; how many subscribers heard each."""
+        ...
+
+    def subscription(self) -> Subscription: ...
+
+
+class PlainChannels:
+    """``PUBLISH`` (several in one pipeline) and ``SUBSCRIBE`` on one Redis."""
+
+    unheard_wait = 0.0
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def publish(self, messages: Sequence[Message]) -> list[int]:
+        if len(messages) == 1:  # the usual case: no pipeline object to build
+            ((channel, data),) = messages
+            return [await self.redis.publish(channel, data)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, data in messages:
+                pipe.publish(channel, data)
+            heard: list[int] = await pipe.execute()
+        return heard
+
+    def subscription(self) -> PlainSubscription:
+        return PlainSubscription(self.redis.pubsub(ignore_subscribe_messages=True))
+
+
+class PlainSubscription:
+    def __init__(self, pubsub: PubSub) -> None:
+        self.pubsub = pubsub
+
+    async def subscribe(self, channel: str) -> None:
+        await self.pubsub.subscribe(channel)
+
+    async def next_message(self) -> bytes | None:
+        message = await self.pubsub.get_message(timeout=None)
+        if message is None or message.get("type") != "message":
+            return None
+        data: bytes = message["data"]
+        return data
+
+    async def aclose(self) -> None:
+        await self.pubsub.aclose()
+
+
+class ShardedChannels:
+    """``SPUBLISH`` and ``SSUBSCRIBE`` on a Redis Cluster."""
+
+    unheard_wait = UNHEARD_WAIT
+
+    def __init__(self, cluster: RedisCluster, node_kwargs: dict[str, Any]) -> None:
+        self.cluster = cluster
+        self.node_kwargs = node_kwargs
+        """How to connect to one node (credentials, TLS, timeouts) for a subscription."""
+        self._refreshed = 0.0
+
+    async def publish(self, messages: Sequence[Message]) -> list[int]:
+        """Each message to its channel's master, one after the other: channels of several
+        slots cannot share a command (a cluster pipeline would send them node by node too).
+        A message nobody heard may have gone to a master demoted since (a planned failover:
+        a replica takes ``SPUBLISH`` without ``MOVED``), so the slot map is read again then,
+        at most every ``REFRESH_EVERY`` seconds."""
+        await self.cluster.initialize()  # at once once it is: else SPUBLISH cannot be routed
+        heard: list[int] = []
+        failed: Exception | None = None
+        for channel, data in messages:
+            try:
+                heard.append(await self.cluster.spublish(channel, data))
+            except CLIENT_ERRORS as exc:  # its master away: heard by nobody (the others were)
+                heard.append(0)
+                failed = exc
+        if failed is not None and not any(heard):
+            raise failed
+        if not all(heard) and time.monotonic() - self._refreshed > REFRESH_EVERY:
+            self._refreshed = time.monotonic()
+            with contextlib.suppress(*CLIENT_ERRORS):
+                await self.cluster.nodes_manager.initialize()
+        return heard
+
+    def subscription(self) -> ShardSubscription:
+        return ShardSubscription(self.cluster, self.node_kwargs)
+
+
+class ShardSubscription:
+    """``SSUBSCRIBE`` on a connection of its own to the master owning the channel's slot."""
+
+    def __init__(self, cluster: RedisCluster, node_kwargs: dict[str, Any]) -> None:
+        self.cluster = cluster
+        self.node_kwargs = node_kwargs
+        self.channel: str | None = None
+        self.address: tuple[str, int] | None = None
+        """The master subscribed at, if any."""
+        self._client: Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._checked = 0.0
+
+    async def subscribe(self, channel: str) -> None:
+        self.channel = channel
+        await self._attach(None)
+
+    async def _attach(self, at: tuple[str, int] | None) -> None:
+        """Subscribe at ``at``, or where the cluster says the channel's slot is now."""
+        channel = self.channel
+        if channel is None:
+            raise RedisError("no channel to subscribe to")
+        await self.aclose()
+        if at is None:
+            await self.cluster.initialize()
+            await self.cluster.nodes_manager.initialize()  # the slot map as it is now
+            node = self.cluster.get_node_from_key(channel)
+            if node is None:
+                raise RedisError("no master serves the inbox channel's slot")
+            at = node.host, int(node.port)
+        client = Redis(host=at[0], port=at[1], **self.node_kwargs)
+        pubsub = client.pubsub()
+        self._client, self._pubsub, self.address = client, pubsub, at
+        self._checked = time.monotonic()
+        await pubsub.ssubscribe(channel)
+
+    async def next_message(self) -> bytes | None:
+        if time.monotonic() - self._checked > CHECK_EVERY:
+            await self._check()
+        pubsub = self._pubsub
+        if pubsub is None:
+            raise RedisError("not subscribed")
+        try:
+            message = await pubsub.get_message(timeout=CHECK_EVERY)
+        except MovedError as exc:  # subscribed where the slot is not (any more)
+            await self._follow((exc.host, int(exc.port)))
+            return None
+        if message is None:
+            return None
+        kind = message.get("type")
+        if kind in ("smessage", b"smessage"):
+            self._checked = time.monotonic()  # heard: where the slot is
+            data: bytes = message["data"]
+            return data
+        if kind in ("sunsubscribe", b"sunsubscribe"):  # the slot left this master: follow it
+            await self._follow(None)
+        return None
+
+    async def _check(self) -> None:
+        """Follow the slot if the cluster says it is elsewhere now (a master demoted in a
+        planned failover does not always say so, and then hears nothing)."""
+        self._checked = time.monotonic()
+        channel = self.channel
+        if channel is None:
+            return
+        await self.cluster.nodes_manager.initialize()
+        node = self.cluster.get_node_from_key(channel)
+        if node is not None and (node.host, int(node.port)) != self.address:
+            await self._follow((node.host, int(node.port)))
+
+    async def _follow(self, at: tuple[str, int] | None) -> None:
+        was = self.address
+        await self._attach(at)
+        if self.address != was and self.address is not None:
+            log.info("inbox channel's slot moved: subscribed at %s:%d now", *self.address)
+
+    async def aclose(self) -> None:
+        pubsub, client = self._pubsub, self._client
+        self._pubsub = self._client = self.address = None
+        with contextlib.suppress(RedisError, OSError):
+            if pubsub is not None:
+                await pubsub.aclose()
+            if client is not None:
+                await client.aclose()
