@@ -33,7 +33,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from redis.asyncio import Redis
@@ -42,7 +42,7 @@ from redis.exceptions import RedisError
 from . import log as entries
 from .gaps import stream_id
 from .keys import ClusterKeys
-from .registry import NodeRegistry
+from .registry import NodeInfo, NodeRegistry
 
 if TYPE_CHECKING:
     from .health import ReaderHealth
@@ -114,6 +114,7 @@ class Liveness:
         applied: Callable[[], bytes | str] = lambda: "0-0",
         health: ReaderHealth | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_alive: Callable[[Mapping[str, NodeInfo]], Any] | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -141,6 +142,8 @@ class Liveness:
         in the next round, since entries read from a Redis back in time would hide its loss."""
         self._health = health
         """Where an older Redis noticed is counted (``/metrics``)."""
+        self._on_alive = on_alive
+        """Told of the live nodes each round (what they read: ``registry.NodeInfo``)."""
         self._new_epoch_if = redis.register_script(NEW_EPOCH_IF)
         self._clock = clock
         self.epoch: str | None = None
@@ -169,6 +172,7 @@ class Liveness:
             heard=node.heard.get,
             applied=lambda: node.last_id,
             health=node.health,
+            on_alive=node.alive_nodes_read,
         )
 
     async def start(self) -> None:
@@ -300,9 +304,11 @@ class Liveness:
         the nodes this node announced."""
         owners = set(self._owners()) - {self.node_id}
         known = (owners | set(self._senders())) - {self.node_id}
+        alive = await self.registry.alive_nodes()
+        if self._on_alive is not None:
+            self._on_alive(alive)
         if not known:
             return []
-        alive = await self.registry.alive_nodes()
         dead = [node for node in sorted(known - alive.keys()) if not self.heard_lately(node)]
         if not dead:
             return []
