@@ -181,4 +181,3 @@ def test_an_origin_refusal_keeps_the_separate_entries() -> None:
     assert entries.answer_of(cluster.log[1].body) == Refused("LOGIN_BAD_AUTH", None)
     assert all(cid not in r.core.state.peers or r.core.state.peers[cid].connection is None
                for r in cluster.replicas.values()), node  # fmt: skip
-
