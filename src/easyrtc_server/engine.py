@@ -51,6 +51,9 @@ class Carrier(Protocol):
 
     links: dict[str, Link]
     """The sockets this process holds, by easyrtcid."""
+    stock_decisions: bool
+    """Its hooks answer the decisions of a state change as the stock ones do
+    (``protocol.stock``): an engine may answer them itself."""
 
     async def deliver(self, peer: Peer | None, out: Outcome, ack: Ack | None) -> None: ...
 

@@ -103,3 +103,15 @@ class Hooks:
 
     async def disconnect(self, conn: Connection) -> None:
         """An authenticated socket is gone and cleaned up. Errors are only logged."""
+
+
+DECIDING = ("authenticate", "room_create", "room_join", "authenticated", "ice_servers")
+"""The hooks that answer the decisions of a state change (a login, a ``roomJoin``)."""
+
+
+def decides_as_stock(hooks: Hooks) -> bool:
+    """``hooks`` answer every decision of a state change as ``Hooks`` does (none of
+    ``DECIDING`` is overridden): a cluster's replicas may answer them themselves
+    (``protocol.stock``)."""
+    kind = type(hooks)
+    return all(getattr(kind, name) is getattr(Hooks, name) for name in DECIDING)

@@ -287,6 +287,12 @@ class Options(ProtocolOptions):
     """Seconds a relay from another node waits for the log entries that node appended before
     it, and a log entry for the relays its node sent before it (``cluster/ordering.py``):
     then it goes on unordered, counted."""
+    cluster_stock_entries: bool = True
+    """A login or ``roomJoin`` of a client whose hooks decide as the stock ones is one log
+    entry, its decisions answered by every replica (``protocol/stock.py``), while every live
+    node reads such entries. Off: this node writes none, and tells the others it reads none
+    (so none are written while it lives): turn it off on every node before going back to a
+    version before them."""
     cluster_relay: str = "redis"
     """How relays reach other nodes (``cluster/links.py``): ``redis`` (pub/sub) or ``direct``
     (a websocket from node to node, on the internal listener; the lean transport only)."""
@@ -716,7 +722,7 @@ def _table() -> dict[str, Check]:
         (_LIMIT_SECONDS, _seconds),
         ((n for n in OPTION_NAMES if n.endswith("_regexp")), _regexp),
         ((n for n in OPTION_NAMES if n.endswith("_enable")), _flag),
-        (("reclaim_empty_rooms",), _flag),
+        (("reclaim_empty_rooms", "cluster_stock_entries"), _flag),
         (_TRANSPORT_WHOLE_NUMBERS, _whole_number),
         (("http_read_timeout",), _positive_seconds),
         (_WHOLE_NUMBERS, _whole_number),

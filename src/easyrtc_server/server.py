@@ -24,7 +24,7 @@ from typing import Any
 from . import logsafe
 from .engine import Engine, EngineFactory, EngineUnavailable, LocalEngine, Pending, Step
 from .events import ServerEvents
-from .hooks import Hooks
+from .hooks import Hooks, decides_as_stock
 from .limits import Guard
 from .options import Options
 from .protocol import control
@@ -85,6 +85,8 @@ class EasyRtcServer:
         self.options = self.core.options
         self.hooks = hooks or Hooks()
         self.hooks.bind(self)
+        self.stock_decisions = decides_as_stock(self.hooks)
+        """The hooks decide as the stock ones (``Carrier.stock_decisions``)."""
         self._room_update_timer: asyncio.TimerHandle | None = None
         self._room_update_tasks: set[asyncio.Task[None]] = set()
         self._room_update_cost = 0.0

@@ -33,7 +33,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from redis.exceptions import RedisError
@@ -42,7 +42,7 @@ from . import log as entries
 from .gaps import stream_id
 from .keys import ClusterKeys
 from .redisclient import REDIS_ERRORS, AsyncClient
-from .registry import NodeRegistry
+from .registry import NodeInfo, NodeRegistry
 
 if TYPE_CHECKING:
     from .health import ReaderHealth
@@ -115,6 +115,7 @@ class Liveness:
         health: ReaderHealth | None = None,
         clock: Callable[[], float] = time.monotonic,
         drop_idle: Callable[[], Awaitable[None]] | None = None,
+        on_alive: Callable[[Mapping[str, NodeInfo]], Any] | None = None,
     ) -> None:
         self.redis = redis
         self._drop_idle = drop_idle
@@ -144,6 +145,8 @@ class Liveness:
         in the next round, since entries read from a Redis back in time would hide its loss."""
         self._health = health
         """Where an older Redis noticed is counted (``/metrics``)."""
+        self._on_alive = on_alive
+        """Told of the live nodes each round (what they read: ``registry.NodeInfo``)."""
         self._new_epoch_if = redis.register_script(NEW_EPOCH_IF)
         self._clock = clock
         self.epoch: str | None = None
@@ -173,6 +176,7 @@ class Liveness:
             applied=lambda: node.last_id,
             health=node.health,
             drop_idle=node.topology.drop_idle,
+            on_alive=node.alive_nodes_read,
         )
 
     async def start(self) -> None:
@@ -305,9 +309,11 @@ class Liveness:
         the nodes this node announced."""
         owners = set(self._owners()) - {self.node_id}
         known = (owners | set(self._senders())) - {self.node_id}
+        alive = await self.registry.alive_nodes()
+        if self._on_alive is not None:
+            self._on_alive(alive)
         if not known:
             return []
-        alive = await self.registry.alive_nodes()
         dead = [node for node in sorted(known - alive.keys()) if not self.heard_lately(node)]
         if not dead:
             return []

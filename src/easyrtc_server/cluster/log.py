@@ -22,6 +22,9 @@ origin uses to find its own entries when they come back (``seq``). The rest depe
 - ``expire`` ``{p}``: ``p``'s hold ends if its grace is over by the entry's time.
 - ``release`` ``{p}``: server code disconnected ``p`` while held: its hold ends now.
 - ``rejoin`` ``{p, c}``: connection ``p`` rebuilt from its ``snapshot`` ``c`` (``rebuild``).
+- ``stock`` ``{p, a, e, d, rk}``: as ``recv``, from a node whose hooks decide as the stock ones:
+  every replica answers the event's decisions itself (``protocol.stock``), so a login is one
+  entry, not four. Written only while every live node reads it (``registry.NodeInfo``).
 
 Fields (apiFields) travel one way everywhere in the cluster, log and snapshots alike:
 ``{name: [value, shared]}`` (``encode_fields``, ``decode_fields``).
@@ -61,6 +64,7 @@ QUEUE: Final = "queue"
 EXPIRE: Final = "expire"
 RELEASE: Final = "release"
 REJOIN: Final = "rejoin"
+STOCK: Final = "stock"
 
 
 def encode_fields(fields: Fields) -> dict[str, list[Any]]:
@@ -138,11 +142,14 @@ def recv(
     event: str,
     data: Any,
     key: bytes | None = None,
+    *,
+    stock: bool = False,
 ) -> LogEntry:
+    """``stock``: the replicas answer its decisions themselves (a ``stock`` entry)."""
     body = {"p": peer, "a": address, "e": event, "d": data}
     if key is not None:
         body["rk"] = key.hex()
-    return LogEntry(RECV, node, t, body)
+    return LogEntry(STOCK if stock else RECV, node, t, body)
 
 
 def answer(node: str, t: int, peer: str, record: Answer) -> LogEntry:

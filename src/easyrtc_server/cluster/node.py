@@ -152,7 +152,11 @@ class ClusterNode:
         """One Redis, a master behind Sentinel, or a Redis Cluster (``redisclient``)."""
         self.keys = ClusterKeys(options.cluster_name, hash_tags=self.topology.hash_tags)
         self.redis: AsyncClient = self.topology.client()
-        info = NodeInfo(self.node_id)
+        reads = (entries.STOCK,) if options.cluster_stock_entries else ()
+        info = NodeInfo(self.node_id, reads=reads)
+        self.stock_ok = False
+        """Every live node reads ``stock`` entries (and this one writes them): a login of a
+        client whose hooks decide as the stock ones is one entry (``Liveness`` keeps it)."""
         ttl = options.cluster_alive_ttl
         self.pulse = Pulse(ttl, APPLY_STALL, least=APPEND_LEAST)
         """Whether Redis answers and the reader moves on: how long an event waits (``append``)."""
@@ -172,6 +176,7 @@ class ClusterNode:
             options, self.node_id, kinds=self.rebuilder.kinds, here=links.__contains__
         )
         self.core = self.replica.core
+        self.replica.on_login = self._own_login
         self.stamps = Stamps()
         """This node's sequence of entries and count of relays per node (``ordering``)."""
         self.arrivals = Arrivals(self.node_id, options.cluster_order_wait)
@@ -678,9 +683,8 @@ class ClusterNode:
             self._expiring.discard(cid)
         if entry.kind in (HOLD, EXPIRE, NODE_GONE):
             self._arm_expiry()
-        if isinstance(out, LoginRequested) and waiter is not None and waiter.login is not None:
-            out.request.message = waiter.login  # what the authenticate hook reads, as on one
-            out.request.credential = credential_of(waiter.login)  # process; never logged
+        if isinstance(out, LoginRequested) and waiter is not None:
+            self._give_back(waiter, out)
         if isinstance(out, Outcome) and (
             out.sends or out.close or self.core.next_room_update() is not None
         ):  # coalesced updates due for this node's sockets: the server's tick sends them
@@ -701,6 +705,30 @@ class ClusterNode:
             self.carrier.departed(applied.departed, out)
         if waiter is not None and not waiter.future.done():
             waiter.future.set_result(applied)
+
+    @staticmethod
+    def _give_back(waiter: _Waiter, requested: LoginRequested) -> None:
+        """Its own client's login, applied here: the message and credential the log does not
+        carry go back to the request (what the authenticate hook reads, as on one process, and
+        the connection's credential; never logged)."""
+        if waiter.login is not None:
+            requested.request.message = waiter.login
+            requested.request.credential = credential_of(waiter.login)
+
+    def _own_login(self, entry: LogEntry, requested: LoginRequested) -> None:
+        """A ``stock`` login is answered inside the replica (``Replica.on_login``)."""
+        if entry.node == self.node_id and (waiter := self._waiters.get(entry.seq)) is not None:
+            self._give_back(waiter, requested)
+
+    def alive_nodes_read(self, alive: Mapping[str, NodeInfo]) -> None:
+        """The live nodes as the liveness watch found them: ``stock`` entries are written
+        while each says it reads them (a node of before, or one with
+        ``cluster_stock_entries`` off, stops them until it is gone)."""
+        self.stock_ok = (
+            self.options.cluster_stock_entries
+            and self.node_id in alive
+            and all(entries.STOCK in info.reads for info in alive.values())
+        )
 
     # -- the engine: what the server hands over ----------------------------------------------
 
@@ -731,8 +759,9 @@ class ClusterNode:
         if key is not None and (resumes := self.replica.holds.bound.get(key)) is not None:
             self._resuming.setdefault(resumes, (time.monotonic(), []))
             self._arm_retransmit()
+        stock = self.stock_ok and self.carrier.stock_decisions
         entry = entries.recv(
-            self.node_id, core.now(), cid, peer.remote_address, event, checked, key
+            self.node_id, core.now(), cid, peer.remote_address, event, checked, key, stock=stock
         )
         return self._through_log(entry, ack, data if login else None)
 

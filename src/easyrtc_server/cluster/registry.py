@@ -39,16 +39,29 @@ class NodeInfo:
     """Base URL (``http://host:port``) other nodes forward this node's Engine.IO requests to."""
     pid: int = field(default_factory=os.getpid)
     started: int = field(default_factory=lambda: int(time.time() * 1000))
+    reads: tuple[str, ...] = ()
+    """The log entry kinds of later versions this node reads (``log.STOCK``): the others write
+    one only while every live node says it reads it (a node of before says nothing)."""
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {"node": self.node_id, "url": self.url, "pid": self.pid, "started": self.started}
-        )
+        info: dict[str, Any] = {
+            "node": self.node_id, "url": self.url, "pid": self.pid, "started": self.started
+        }  # fmt: skip
+        if self.reads:
+            info["reads"] = list(self.reads)
+        return orjson.dumps(info)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> NodeInfo:
         data: dict[str, Any] = orjson.loads(raw)
-        return cls(str(data["node"]), data.get("url"), int(data["pid"]), int(data["started"]))
+        reads = data.get("reads")
+        return cls(
+            str(data["node"]),
+            data.get("url"),
+            int(data["pid"]),
+            int(data["started"]),
+            tuple(str(kind) for kind in reads) if isinstance(reads, list) else (),
+        )
 
 
 class NodeRegistry:

@@ -27,9 +27,10 @@ from typing import Any, Final
 from ..options import Options
 from ..protocol import control
 from ..protocol.core import Core
-from ..protocol.decisions import Decision
+from ..protocol.decisions import Decision, LoginRequested
 from ..protocol.model import Connection, Peer
 from ..protocol.outcome import Outcome, Push
+from ..protocol.stock import stock_answer
 from .holds import ReplicatedHolds
 from .log import (
     ANSWER,
@@ -41,6 +42,7 @@ from .log import (
     QUEUE,
     RECV,
     RELEASE,
+    STOCK,
     LogEntry,
     answer_of,
 )
@@ -156,8 +158,12 @@ class Replica:
             QUEUE: self._queue,
             EXPIRE: self._expire,
             RELEASE: self._release,
+            STOCK: self._stock,
             **(kinds or {}),
         }
+        self.on_login: Callable[[LogEntry, LoginRequested], None] | None = None
+        """Told of a ``stock`` login's request before it is answered here: its node gives it
+        back the client's own message and credential (``recv`` carries neither)."""
         holds = ReplicatedHolds(core.state.options, clock.now)
         core.state.holds = holds
         self.holds = holds
@@ -242,6 +248,27 @@ class Replica:
         peer = self._peer(entry)
         body = entry.body
         return self._keep(entry, peer, self.core.receive(peer, body["e"], body.get("d"), True))
+
+    def _stock(self, entry: LogEntry) -> Applied:
+        """A ``recv`` whose decisions this replica answers as the stock hooks do, as every
+        replica does, each the same: one entry for what is otherwise the event and its
+        origin's answers. A decision they do not answer stays pending for the origin's
+        hooks, as after a ``recv``."""
+        peer = self._peer(entry)
+        body = entry.body
+        core = self.core
+        step = core.receive(peer, body["e"], body.get("d"), True)
+        sockets = self.sockets
+        answering = sockets is None or sockets.answering()
+        options = core.state.options
+        while not isinstance(step, Outcome):
+            if isinstance(step, LoginRequested) and self.on_login is not None:
+                self.on_login(entry, step)
+            answer = stock_answer(step, options, answering=answering)
+            if answer is None:
+                break
+            step = core.answer(step, answer)
+        return self._keep(entry, peer, step)
 
     def _known(self, entry: LogEntry) -> Peer | None:
         """The entry's peer if it is still open (an answer that comes after its close, or
