@@ -46,6 +46,8 @@ join per client), each node's CPU against the 1-node cluster's node, the scaling
     .venv/bin/python bench/cluster.py --rooms-storm --rounds 2 --storm-clients 4000 \
         --room-size 4 --sizes 1,2,4 --placement affine,random --logs /tmp/rooms
 
+``--base-src DIR`` with ``--rooms-storm`` runs every server of the rooms storm from the package in
+``DIR`` instead (another commit's, to set its figures beside this one's, run after run).
 ``--profile DIR`` with ``--rooms-storm`` records each cluster node with py-spy during each storm
 (``DIR/rooms-<setup>-r<round>-node<i>.txt``; ``bench/profile_summary.py`` reads them).
 
@@ -494,7 +496,7 @@ def rooms_storm(args: argparse.Namespace) -> None:
         redis, redis_url = start_redis(stack)
         redis_addr = redis_url.removeprefix("redis://").split("/")[0]
         single_log = args.logs / "rooms-single.log" if args.logs else None
-        single_url, single_pid = start_server(stack, None, None, single_log)
+        single_url, single_pid = start_server(stack, None, None, single_log, src=args.base_src)
         targets = [RoomsSetup(Setup("single", [single_url], [single_pid]), "any", None)]
         pids = [single_pid, redis.pid]
         for size in sizes:
@@ -503,7 +505,13 @@ def rooms_storm(args: argparse.Namespace) -> None:
                 [args.logs / f"{cluster}-{i}.log" for i in range(size)] if args.logs else []
             )
             nodes = [
-                start_server(stack, redis_url, cluster, logs[size][i] if logs[size] else None)
+                start_server(
+                    stack,
+                    redis_url,
+                    cluster,
+                    logs[size][i] if logs[size] else None,
+                    src=args.base_src,
+                )
                 for i in range(size)
             ]
             pids += [pid for _, pid in nodes]
