@@ -20,9 +20,11 @@ Knows redis-py and channel names, nothing of what the messages hold.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
@@ -46,6 +48,9 @@ CHECK_EVERY: Final = 1.0
 cluster's slot map): one that hears messages is where they are published."""
 REFRESH_EVERY: Final = 0.5
 """Seconds at least between two readings of the slot map by a publisher nobody heard."""
+DRAIN_WAIT: Final = 1.0
+"""Seconds at most a subscription following its slot reads the master it leaves for what that
+master still delivers, until it confirms the ``SUNSUBSCRIBE`` (a master away says nothing)."""
 
 Message = tuple[str, bytes]
 """A channel and what to publish on it."""
@@ -169,6 +174,8 @@ class ShardSubscription:
         """The master subscribed at, if any."""
         self._client: Redis | None = None
         self._pubsub: PubSub | None = None
+        self._pending: deque[bytes] = deque()
+        """Messages read from a master left, handed out before the next ones."""
         self._checked = 0.0
 
     async def subscribe(self, channel: str) -> None:
@@ -176,11 +183,14 @@ class ShardSubscription:
         await self._attach(None)
 
     async def _attach(self, at: tuple[str, int] | None) -> None:
-        """Subscribe at ``at``, or where the cluster says the channel's slot is now."""
+        """Leave the master subscribed at, if any (see ``_drain``), then subscribe at ``at``,
+        or where the cluster says the channel's slot is now."""
         channel = self.channel
         if channel is None:
             raise RedisError("no channel to subscribe to")
-        await self.aclose()
+        old, old_client = self._pubsub, self._client
+        self._pubsub = self._client = self.address = None
+        await self._drain(old, old_client, channel)
         if at is None:
             await self.cluster.initialize()
             await self.cluster.nodes_manager.initialize()  # the slot map as it is now
@@ -194,7 +204,42 @@ class ShardSubscription:
         self._checked = time.monotonic()
         await pubsub.ssubscribe(channel)
 
+    async def _drain(self, pubsub: PubSub | None, client: Redis | None, channel: str) -> None:
+        """Leave a master: ``SUNSUBSCRIBE`` there, and queue what it delivers until it
+        confirms. Redis confirms after every message it queued for the connection, and a
+        publisher still sending there (a demoted master takes ``SPUBLISH``) hears nobody from
+        then on, so publishes again: nothing it counted as heard is lost (closing at once
+        would drop what the connection holds unread), and the old master's messages are
+        handed out before the new one's, in their order. Unsubscribed before subscribing
+        at the new master: a message the old one passes on to it is not heard twice."""
+        if pubsub is None:
+            return
+        connection = pubsub.connection
+        try:
+            if connection is None or not connection.is_connected:
+                return  # broken: nothing to read, and no reconnecting to leave it
+            async with asyncio.timeout(DRAIN_WAIT):
+                await pubsub.execute_command("SUNSUBSCRIBE", channel)
+                while True:
+                    message = await pubsub.get_message(timeout=DRAIN_WAIT)
+                    if message is None:
+                        continue
+                    kind = message.get("type")
+                    if kind in ("smessage", b"smessage"):
+                        self._pending.append(message["data"])
+                    elif kind in ("sunsubscribe", b"sunsubscribe") and not message["data"]:
+                        break  # subscribed to nothing there: all it had is read
+        except (*CLIENT_ERRORS, TimeoutError):
+            pass  # away or no confirmation: what it had is read, or lost with it
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+                if client is not None:
+                    await client.aclose()
+
     async def next_message(self) -> bytes | None:
+        if self._pending:
+            return self._pending.popleft()
         if time.monotonic() - self._checked > CHECK_EVERY:
             await self._check()
         pubsub = self._pubsub
