@@ -48,6 +48,10 @@ CHECK_EVERY: Final = 1.0
 cluster's slot map): one that hears messages is where they are published."""
 REFRESH_EVERY: Final = 0.5
 """Seconds at least between two readings of the slot map by a publisher nobody heard."""
+MOVE_WAIT: Final = 2.0
+"""Seconds at most a subscription told its slot left a master waits for the slot map to name
+another one (read every ``REREAD_EVERY`` seconds), within ``UNHEARD_WAIT``."""
+REREAD_EVERY: Final = 0.1
 DRAIN_WAIT: Final = 1.0
 """Seconds at most a subscription following its slot reads the master it leaves for what that
 master still delivers, until it confirms the ``SUNSUBSCRIBE`` (a master away says nothing)."""
@@ -182,7 +186,26 @@ class ShardSubscription:
         self.channel = channel
         await self._attach(None)
 
-    async def _attach(self, at: tuple[str, int] | None) -> None:
+    async def _where(self, channel: str, left: tuple[str, int] | None) -> tuple[str, int]:
+        """The master the cluster says owns the channel's slot now. Not ``left`` (the master
+        that said the slot left it) while the map still names it, for up to ``MOVE_WAIT``
+        seconds: the node redis-py asks may not know of a failover yet, and a subscription
+        back at the demoted master hears none of what the new master's publishers send."""
+        deadline = time.monotonic() + MOVE_WAIT
+        while True:
+            await self.cluster.initialize()
+            await self.cluster.nodes_manager.initialize()  # the slot map as it is now
+            node = self.cluster.get_node_from_key(channel)
+            if node is None:
+                raise RedisError("no master serves the inbox channel's slot")
+            at = node.host, int(node.port)
+            if at != left or time.monotonic() > deadline:
+                return at
+            await asyncio.sleep(REREAD_EVERY)
+
+    async def _attach(
+        self, at: tuple[str, int] | None, left: tuple[str, int] | None = None
+    ) -> None:
         """Leave the master subscribed at, if any (see ``_drain``), then subscribe at ``at``,
         or where the cluster says the channel's slot is now."""
         channel = self.channel
@@ -192,12 +215,7 @@ class ShardSubscription:
         self._pubsub = self._client = self.address = None
         await self._drain(old, old_client, channel)
         if at is None:
-            await self.cluster.initialize()
-            await self.cluster.nodes_manager.initialize()  # the slot map as it is now
-            node = self.cluster.get_node_from_key(channel)
-            if node is None:
-                raise RedisError("no master serves the inbox channel's slot")
-            at = node.host, int(node.port)
+            at = await self._where(channel, left)
         client = Redis(host=at[0], port=at[1], **self.node_kwargs)
         pubsub = client.pubsub()
         self._client, self._pubsub, self.address = client, pubsub, at
@@ -258,7 +276,7 @@ class ShardSubscription:
             data: bytes = message["data"]
             return data
         if kind in ("sunsubscribe", b"sunsubscribe"):  # the slot left this master: follow it
-            await self._follow(None)
+            await self._follow(None, left=self.address)
         return None
 
     async def _check(self) -> None:
@@ -273,9 +291,11 @@ class ShardSubscription:
         if node is not None and (node.host, int(node.port)) != self.address:
             await self._follow((node.host, int(node.port)))
 
-    async def _follow(self, at: tuple[str, int] | None) -> None:
+    async def _follow(
+        self, at: tuple[str, int] | None, left: tuple[str, int] | None = None
+    ) -> None:
         was = self.address
-        await self._attach(at)
+        await self._attach(at, left)
         if self.address != was and self.address is not None:
             log.info("inbox channel's slot moved: subscribed at %s:%d now", *self.address)
 
