@@ -20,9 +20,11 @@ Knows redis-py and channel names, nothing of what the messages hold.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
@@ -46,6 +48,13 @@ CHECK_EVERY: Final = 1.0
 cluster's slot map): one that hears messages is where they are published."""
 REFRESH_EVERY: Final = 0.5
 """Seconds at least between two readings of the slot map by a publisher nobody heard."""
+MOVE_WAIT: Final = 2.0
+"""Seconds at most a subscription told its slot left a master waits for the slot map to name
+another one (read every ``REREAD_EVERY`` seconds), within ``UNHEARD_WAIT``."""
+REREAD_EVERY: Final = 0.1
+DRAIN_WAIT: Final = 1.0
+"""Seconds at most a subscription following its slot reads the master it leaves for what that
+master still delivers, until it confirms the ``SUNSUBSCRIBE`` (a master away says nothing)."""
 
 Message = tuple[str, bytes]
 """A channel and what to publish on it."""
@@ -169,32 +178,86 @@ class ShardSubscription:
         """The master subscribed at, if any."""
         self._client: Redis | None = None
         self._pubsub: PubSub | None = None
+        self._pending: deque[bytes] = deque()
+        """Messages read from a master left, handed out before the next ones."""
         self._checked = 0.0
 
     async def subscribe(self, channel: str) -> None:
         self.channel = channel
         await self._attach(None)
 
-    async def _attach(self, at: tuple[str, int] | None) -> None:
-        """Subscribe at ``at``, or where the cluster says the channel's slot is now."""
-        channel = self.channel
-        if channel is None:
-            raise RedisError("no channel to subscribe to")
-        await self.aclose()
-        if at is None:
+    async def _where(self, channel: str, left: tuple[str, int] | None) -> tuple[str, int]:
+        """The master the cluster says owns the channel's slot now. Not ``left`` (the master
+        that said the slot left it) while the map still names it, for up to ``MOVE_WAIT``
+        seconds: the node redis-py asks may not know of a failover yet, and a subscription
+        back at the demoted master hears none of what the new master's publishers send."""
+        deadline = time.monotonic() + MOVE_WAIT
+        while True:
             await self.cluster.initialize()
             await self.cluster.nodes_manager.initialize()  # the slot map as it is now
             node = self.cluster.get_node_from_key(channel)
             if node is None:
                 raise RedisError("no master serves the inbox channel's slot")
             at = node.host, int(node.port)
+            if at != left or time.monotonic() > deadline:
+                return at
+            await asyncio.sleep(REREAD_EVERY)
+
+    async def _attach(
+        self, at: tuple[str, int] | None, left: tuple[str, int] | None = None
+    ) -> None:
+        """Leave the master subscribed at, if any (see ``_drain``), then subscribe at ``at``,
+        or where the cluster says the channel's slot is now."""
+        channel = self.channel
+        if channel is None:
+            raise RedisError("no channel to subscribe to")
+        old, old_client = self._pubsub, self._client
+        self._pubsub = self._client = self.address = None
+        await self._drain(old, old_client, channel)
+        if at is None:
+            at = await self._where(channel, left)
         client = Redis(host=at[0], port=at[1], **self.node_kwargs)
         pubsub = client.pubsub()
         self._client, self._pubsub, self.address = client, pubsub, at
         self._checked = time.monotonic()
         await pubsub.ssubscribe(channel)
 
+    async def _drain(self, pubsub: PubSub | None, client: Redis | None, channel: str) -> None:
+        """Leave a master: ``SUNSUBSCRIBE`` there, and queue what it delivers until it
+        confirms. Redis confirms after every message it queued for the connection, and a
+        publisher still sending there (a demoted master takes ``SPUBLISH``) hears nobody from
+        then on, so publishes again: nothing it counted as heard is lost (closing at once
+        would drop what the connection holds unread), and the old master's messages are
+        handed out before the new one's, in their order. Unsubscribed before subscribing
+        at the new master: a message the old one passes on to it is not heard twice."""
+        if pubsub is None:
+            return
+        connection = pubsub.connection
+        try:
+            if connection is None or not connection.is_connected:
+                return  # broken: nothing to read, and no reconnecting to leave it
+            async with asyncio.timeout(DRAIN_WAIT):
+                await pubsub.execute_command("SUNSUBSCRIBE", channel)
+                while True:
+                    message = await pubsub.get_message(timeout=DRAIN_WAIT)
+                    if message is None:
+                        continue
+                    kind = message.get("type")
+                    if kind in ("smessage", b"smessage"):
+                        self._pending.append(message["data"])
+                    elif kind in ("sunsubscribe", b"sunsubscribe") and not message["data"]:
+                        break  # subscribed to nothing there: all it had is read
+        except (*CLIENT_ERRORS, TimeoutError):
+            pass  # away or no confirmation: what it had is read, or lost with it
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+                if client is not None:
+                    await client.aclose()
+
     async def next_message(self) -> bytes | None:
+        if self._pending:
+            return self._pending.popleft()
         if time.monotonic() - self._checked > CHECK_EVERY:
             await self._check()
         pubsub = self._pubsub
@@ -213,7 +276,7 @@ class ShardSubscription:
             data: bytes = message["data"]
             return data
         if kind in ("sunsubscribe", b"sunsubscribe"):  # the slot left this master: follow it
-            await self._follow(None)
+            await self._follow(None, left=self.address)
         return None
 
     async def _check(self) -> None:
@@ -228,9 +291,11 @@ class ShardSubscription:
         if node is not None and (node.host, int(node.port)) != self.address:
             await self._follow((node.host, int(node.port)))
 
-    async def _follow(self, at: tuple[str, int] | None) -> None:
+    async def _follow(
+        self, at: tuple[str, int] | None, left: tuple[str, int] | None = None
+    ) -> None:
         was = self.address
-        await self._attach(at)
+        await self._attach(at, left)
         if self.address != was and self.address is not None:
             log.info("inbox channel's slot moved: subscribed at %s:%d now", *self.address)
 
