@@ -29,34 +29,20 @@ from easyrtc_server.cluster import log as entries
 from easyrtc_server.cluster.log import LogEntry
 from easyrtc_server.cluster.replica import Replica
 from easyrtc_server.options import Options
-from easyrtc_server.protocol.decisions import (
-    Answer,
-    Decision,
-    JoinAnswer,
-    JoinRequested,
-    LoginAdmitted,
-    LoginAnswer,
-    LoginRequested,
-    TokenAnswer,
-)
-from easyrtc_server.protocol.ice import ice_servers
+from easyrtc_server.protocol.decisions import Answer, Decision
 from easyrtc_server.protocol.outcome import Outcome
+from easyrtc_server.protocol.stock import stock_answer
 
 OPTIONS = Options(room_max_connection=0)
 ORIGINS = ("n1", "n2", "n3")
 
 
-def stock(decision: Decision) -> Answer:
-    """The stock hooks' answer, as an origin logs it."""
-    match decision:
-        case LoginRequested(request=r):
-            return LoginAnswer(r.app_name, r.username, r.rooms)
-        case JoinRequested():
-            return JoinAnswer()
-        case LoginAdmitted(conn=conn):
-            servers = ice_servers(conn, OPTIONS)
-            return TokenAnswer(servers, conn.username, conn.presence, conn.fields)
-    raise AssertionError(f"not a login's decision: {decision}")
+def answer_of(decision: Decision) -> Answer:
+    """The stock hooks' answer, as an origin logs it (four entries for a login, as a node
+    whose hooks are its own logs them)."""
+    answer = stock_answer(decision, OPTIONS, answering=True)
+    assert answer is not None, decision
+    return answer
 
 
 def build_log(clients: int, room_size: int) -> list[bytes]:
@@ -90,7 +76,7 @@ def build_log(clients: int, room_size: int) -> list[bytes]:
         recv = entries.recv(node, next(clock), peer.easyrtcid, "127.0.0.1", "easyrtcAuth", checked)
         step = append(recv)[node].result
         while not isinstance(step, Outcome):
-            step = append(entries.answer(node, next(clock), peer.easyrtcid, stock(step)))
+            step = append(entries.answer(node, next(clock), peer.easyrtcid, answer_of(step)))
             step = step[node].result
     return log
 

@@ -236,19 +236,19 @@ class ShardSubscription:
         try:
             if connection is None or not connection.is_connected:
                 return  # broken: nothing to read, and no reconnecting to leave it
-            async with asyncio.timeout(DRAIN_WAIT):
-                await pubsub.execute_command("SUNSUBSCRIBE", channel)
-                while True:
-                    message = await pubsub.get_message(timeout=DRAIN_WAIT)
-                    if message is None:
-                        continue
-                    kind = message.get("type")
-                    if kind in ("smessage", b"smessage"):
-                        self._pending.append(message["data"])
-                    elif kind in ("sunsubscribe", b"sunsubscribe") and not message["data"]:
-                        break  # subscribed to nothing there: all it had is read
-        except (*CLIENT_ERRORS, TimeoutError):
-            pass  # away or no confirmation: what it had is read, or lost with it
+            # away, or no confirmation in time: what it had is read, or lost with it
+            with contextlib.suppress(*CLIENT_ERRORS, TimeoutError):
+                async with asyncio.timeout(DRAIN_WAIT):
+                    await pubsub.execute_command("SUNSUBSCRIBE", channel)
+                    while True:
+                        message = await pubsub.get_message(timeout=DRAIN_WAIT)
+                        if message is None:
+                            continue
+                        kind = message.get("type")
+                        if kind in ("smessage", b"smessage"):
+                            self._pending.append(message["data"])
+                        elif kind in ("sunsubscribe", b"sunsubscribe") and not message["data"]:
+                            break  # subscribed to nothing there: all it had is read
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()
