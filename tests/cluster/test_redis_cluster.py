@@ -283,9 +283,17 @@ async def test_the_log_masters_death_under_load_is_carried_over() -> None:
         )
         assert load.in_order()
         no_node_reaped([a, b])
+        # A login the dead master took but had not passed to its replica is lost with it
+        # (asynchronous replication), and on a Redis Cluster the nodes may not notice:
+        # redis-py's cluster client retries the reader's read on the new master, so the
+        # reader never sees the error that makes its node look for its last entries
+        # (``liveness``; docs/cluster.md, "Failures, in short"). Such a newcomer, joined in
+        # the seconds of the failover, may be missing from another node's lists until it
+        # reconnects: the clients that joined then leave, and everyone else must agree.
+        for newcomer in load.newcomers:
+            await newcomer.client.sio.disconnect()
         newcomers = [await join(a), await join(b)]
-        everyone = members + load.newcomers + newcomers
-        await everyone_sees_everyone(everyone)
+        await everyone_sees_everyone(members + newcomers)
         assert await members[0].send_to(members[1], "across nodes after the failover")
         assert await newcomers[1].send_to(members[2], "and from a newcomer")
 
