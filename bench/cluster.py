@@ -34,7 +34,8 @@ profile (collapsed stacks) of each node during its cross-node runs.
 on clusters of each of ``--sizes`` nodes (1 always: the reference), each ``--placement``:
 ``affine`` (every member of room r on node ``r % n``, a balancer hashing the room), ``random``
 (a node per client from a fixed seed: a room of 4 on 4 nodes spans 2.7 of them on average) or
-``roundrobin`` (client i on node ``i % n``: a room on as many nodes as it can, the worst case).
+``roundrobin`` (client i on node ``i % n``: a room on as many nodes as it can, the worst case)
+or ``first`` (every client on the first node: the others' CPU is what a replica alone costs).
 Every setup once a round (reverse order every other round), after every process idles. Per
 setup: time until every list holds exactly its room, tokens, refusals, then from the start
 until every process idles again (a replica that lags still works after convergence): each
@@ -240,7 +241,7 @@ def main() -> None:
     parser.add_argument(
         "--placement",
         default="affine,random",
-        help="with --rooms-storm: affine, random and/or roundrobin, comma-separated",
+        help="with --rooms-storm: affine, random, roundrobin and/or first, comma-separated",
     )
     parser.add_argument(
         "--base-src", type=Path, help="also run each storm on the package in this src directory"
@@ -471,6 +472,11 @@ def rooms_figures(out: dict[str, Any], nodes: int, clustered: bool) -> dict[str,
     for key, name in (("redis_out_bytes", "out_per_change"), ("log_entries", "entries_per_change")):
         value = detail.get(f"{key}_quiet", detail.get(key))
         figures[name] = value / changes if isinstance(value, int | float) and changes else None
+    reads = detail.get("log_reads_quiet", detail.get("log_reads"))
+    appended = detail.get("log_entries_quiet", detail.get("log_entries"))
+    figures["entries_per_read"] = (
+        appended * nodes / reads if isinstance(reads, int) and reads and appended else None
+    )  # how many entries a node's reader gets per XREAD, on average
     return figures
 
 
@@ -574,8 +580,8 @@ def rooms_storm(args: argparse.Namespace) -> None:
           "| node CPU s to converge, max | node CPU s, max | node CPU s, mean | Redis CPU s "
           "| total CPU s | node µs per change (mean node) | max node / 1 node "
           "| mean node / 1 node | of linear | Redis out B per change "
-          "| log entries per change |")  # fmt: skip
-    print("|---" * 19 + "|")
+          "| log entries per change | entries per node's read |")  # fmt: skip
+    print("|---" * 20 + "|")
     for name, m in summary.items():
         nodes = next(t.setup.nodes for t in targets if t.name == name)
         linear = (
@@ -592,6 +598,7 @@ def rooms_storm(args: argparse.Namespace) -> None:
             ratio(m["node_max"], one.get("node_mean")), ratio(m["node_mean"], one.get("node_mean")),
             linear, m["out_per_change"] and round(m["out_per_change"]),
             m["entries_per_change"] and round(m["entries_per_change"], 2),
+            m["entries_per_read"] and round(m["entries_per_read"], 1),
         ]  # fmt: skip
         print("| " + " | ".join("" if cell is None else str(cell) for cell in cells) + " |")
     print()

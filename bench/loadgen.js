@@ -16,7 +16,9 @@
 //               r{i // ROOMSIZE}; time until every list holds exactly its room. PLACEMENT says
 //               which URL each client takes: `affine` (every member of room r on urls[r % n], a
 //               balancer hashing the room), `random` (a node drawn per client from SEED), or
-//               `roundrobin` (urls[i % n]: a room's members on as many nodes as it can). With
+//               `roundrobin` (urls[i % n]: a room's members on as many nodes as it can), or
+//               `first` (every client on urls[0]: the others serve none, their cost is the
+//               replica's alone). With
 //               REDIS (host:port) and LOGKEY, Redis's egress (INFO total_net_output_bytes) and
 //               the entries appended to the log (XINFO entries-added) from the start until
 //               convergence. With QUIET (seconds, at most), the same figures again once every
@@ -693,7 +695,7 @@ class StormClient extends Client {
 
 // Rooms storm (issue 23): client i in room r{i // roomSize}, on the node P.placement gives it.
 const ROOMS = SCENARIO === "rooms-storm";
-const PLACEMENTS = ["affine", "random", "roundrobin"];
+const PLACEMENTS = ["affine", "random", "roundrobin", "first"];
 function roomOf(i) {
   return Math.floor(i / P.roomSize);
 }
@@ -713,6 +715,7 @@ function nodeOf(i) {
   const n = URLS.length;
   if (P.placement === "affine") return roomOf(i) % n;
   if (P.placement === "roundrobin") return i % n;
+  if (P.placement === "first") return 0;
   return Math.floor(draw(P.seed, i) * n); // random
 }
 /** The easyrtcids room r must hold, from the coordinator's index -> id list (null: failed). */
@@ -808,7 +811,15 @@ async function redisSample() {
       if (k >= 0) entries = x[k + 1];
       else if (x instanceof Error && /no such key/i.test(x.message)) entries = 0; // no entry yet
     }
-    return { out: field("total_net_output_bytes"), in: field("total_net_input_bytes"), entries };
+    const stats = await redisCommand(P.redis, ["INFO", "commandstats"]);
+    const calls = (cmd) => {
+      const m = new RegExp(`^cmdstat_${cmd}:calls=(\\d+)`, "m").exec(String(stats));
+      return m ? Number(m[1]) : 0;
+    };
+    return {
+      out: field("total_net_output_bytes"), in: field("total_net_input_bytes"), entries,
+      xreads: calls("xread"),
+    };
   } catch (e) {
     noteError(`redis sample: ${e.message}`);
     return null;
@@ -994,6 +1005,7 @@ async function scenarioStorm() {
         quiet_s: round(mq.wall), quiet_reached: quietReached, server_cpu_s_each_quiet: mq.serverCpuByPid,
         redis_out_bytes_quiet: redisBetween(redis0, redis2, "out"),
         log_entries_quiet: redisBetween(redis0, redis2, "entries"),
+        log_reads_quiet: redisBetween(redis0, redis2, "xreads"),
       } : {}),
     },
   };
@@ -1020,6 +1032,7 @@ function roomsDetail(tokens, redis0, redis1) {
     redis_out_bytes: redisBetween(redis0, redis1, "out"),
     redis_in_bytes: redisBetween(redis0, redis1, "in"),
     log_entries: redisBetween(redis0, redis1, "entries"),
+    log_reads: redisBetween(redis0, redis1, "xreads"),
   };
 }
 

@@ -45,8 +45,9 @@ def answer_of(decision: Decision) -> Answer:
     return answer
 
 
-def build_log(clients: int, room_size: int) -> list[bytes]:
-    """The encoded entries of ``clients`` logins, each into its room, from three origins."""
+def build_log(clients: int, room_size: int, *, stock: bool = False) -> list[bytes]:
+    """The encoded entries of ``clients`` logins, each into its room, from three origins;
+    ``stock``: one ``stock`` entry per login, as nodes with the stock hooks log it."""
     origins = {node: Replica.new(OPTIONS, node, here=lambda _cid: True) for node in ORIGINS}
     clock = itertools.count(1_000_000)
     log: list[bytes] = []
@@ -73,7 +74,9 @@ def build_log(clients: int, room_size: int) -> list[bytes]:
         }
         checked = core.check(peer, "easyrtcAuth", message)
         assert not isinstance(checked, Outcome), checked
-        recv = entries.recv(node, next(clock), peer.easyrtcid, "127.0.0.1", "easyrtcAuth", checked)
+        recv = entries.recv(
+            node, next(clock), peer.easyrtcid, "127.0.0.1", "easyrtcAuth", checked, stock=stock
+        )
         step = append(recv)[node].result
         while not isinstance(step, Outcome):
             step = append(entries.answer(node, next(clock), peer.easyrtcid, answer_of(step)))
@@ -95,8 +98,9 @@ def main() -> None:
     parser.add_argument("--room-size", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="a cProfile of one apply")
+    parser.add_argument("--stock", action="store_true", help="one stock entry per login")
     args = parser.parse_args()
-    log = build_log(args.clients, args.room_size)
+    log = build_log(args.clients, args.room_size, stock=args.stock)
     n = args.clients
     size = sum(map(len, log)) / n
     print(f"{n} logins into rooms of {args.room_size}: {len(log)} entries, "
