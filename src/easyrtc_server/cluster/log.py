@@ -69,6 +69,8 @@ STOCK: Final = "stock"
 
 def encode_fields(fields: Fields) -> dict[str, list[Any]]:
     """Fields as JSON: ``{name: [value, shared]}``."""
+    if not fields:  # most connections have none: a snapshot encodes one per connection
+        return {}
     return {name: [f.value, f.shared] for name, f in fields.items()}
 
 

@@ -424,10 +424,17 @@ class ClusterNode:
         )
 
     async def _maybe_snapshot(self, entry_id: bytes | str) -> None:
-        """Every ``cluster_snapshot_entries`` entries, between decisions: one node writes the
-        state at ``entry_id`` and trims the log."""
+        """Every ``cluster_snapshot_entries`` entries, or as many entries as the state holds
+        connections if that is more, between decisions: one node writes the state at
+        ``entry_id`` and trims the log. A snapshot costs the state's size; spaced by it, its
+        cost per entry stays the same however large the cluster grows (a fixed interval made
+        a storm of n logins cost n²/interval connection dumps)."""
         self._since_snapshot += 1
-        if self._since_snapshot < self.options.cluster_snapshot_entries or self.replica.pending:
+        since = self._since_snapshot
+        replica = self.replica
+        if since < self.options.cluster_snapshot_entries or since < len(replica.owners):
+            return
+        if replica.pending:
             return
         self._since_snapshot = 0
         keys = self.keys
