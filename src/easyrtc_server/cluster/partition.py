@@ -401,7 +401,7 @@ class Partition:
         del self.holds[rid]
         fact = hold.fact
         rules = self.rules(fact.app)
-        app_rooms = self.rooms[fact.app]
+        app_rooms = self.rooms.get(fact.app, {})
         for name, entry in hold.entries.items():
             room = app_rooms[name]
             room.holds.pop(rid, None)
@@ -435,7 +435,7 @@ class Partition:
             census.pending.pop(rid, None)
         if not hold.granted:
             return
-        app_rooms = self.rooms[fact.app]
+        app_rooms = self.rooms.get(fact.app, {})
         for name in hold.entries:
             room = app_rooms[name]
             room.holds.pop(rid, None)
