@@ -354,3 +354,14 @@ def test_the_connection_limit_is_checked_by_the_members_node() -> None:
     assert connection_refusal({"a", "b"}, ["b", "c"], 3) is None
     assert connection_refusal({"a", "b"}, ["c", "d"], 3) == "too_many"
     assert connection_refusal({"a", "b"}, ["c", "d"], 0) is None
+
+
+def test_a_new_room_starts_with_the_default_room_fields() -> None:
+    opts = ProtocolOptions().replace(
+        room_default_field_obj={"topic": {"fieldValue": "hi", "fieldOption": {"isShared": True}}},
+        max_rooms_per_app=0,
+    )
+    rules = RoomRules.of(opts)
+    p = Partition(lambda app: rules)
+    p.apply(join("j1", "alice", "lobby"))
+    assert p.room(APP, "lobby").fields == {"topic": ["hi", True]}  # type: ignore[union-attr]

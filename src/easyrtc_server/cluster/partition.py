@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..options import ProtocolOptions
+from ..protocol.model import fields_from_obj
 from .facts import (
     Abort,
     Commit,
@@ -52,6 +53,7 @@ from .facts import (
     from_json,
     to_json,
 )
+from .log import encode_fields
 
 VERSION: Final = 1
 GONE_KEPT: Final = 1024
@@ -76,6 +78,9 @@ class RoomRules:
     max_rooms_per_app: int = 10_000
     default_room: str | None = "default"
     reclaim_empty_rooms: bool = True
+    room_fields: Mapping[str, list[Any]] = field(default_factory=dict)
+    """The fields a new room starts with (``room_default_field_obj``), ``{name: [value,
+    shared]}``."""
 
     @classmethod
     def of(cls, opts: ProtocolOptions) -> RoomRules:
@@ -85,6 +90,13 @@ class RoomRules:
             opts.max_rooms_per_app,
             opts.room_default_name if opts.room_default_enable else None,
             opts.reclaim_empty_rooms,
+            encode_fields(fields_from_obj(opts.room_default_field_obj)),
+        )
+
+    def new_room(self, name: str) -> RoomState:
+        return RoomState(
+            fields={k: list(pair) for k, pair in self.room_fields.items()},
+            persistent=name == self.default_room,
         )
 
 
@@ -337,7 +349,7 @@ class Partition:
         for name in hold.entries:
             room = app_rooms.get(name)
             if room is None:
-                room = app_rooms[name] = RoomState(persistent=name == rules.default_room)
+                room = app_rooms[name] = rules.new_room(name)
                 room.creator = fact.rid
             room.holds[fact.rid] = fact.cid
         if fact.count is not None and rules.max_rooms_per_app:
@@ -477,9 +489,8 @@ class Partition:
         rules = self.rules(fact.app)
         room = self.rooms.get(fact.app, {}).get(fact.room)
         if room is None and fact.room == rules.default_room:
-            room = self.rooms.setdefault(fact.app, {})[fact.room] = RoomState(
-                persistent=True, created=True
-            )
+            room = self.rooms.setdefault(fact.app, {})[fact.room] = rules.new_room(fact.room)
+            room.created = True
         if room is None or not room.created:
             return  # no such room (server code raced its removal): nothing to set
         room.fields[fact.name] = [fact.value, fact.shared]
