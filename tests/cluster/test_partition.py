@@ -26,11 +26,11 @@ from easyrtc_server.cluster.facts import (
 )
 from easyrtc_server.cluster.partition import (
     Admitted,
+    Denied,
     FieldSet,
     Granted,
     Left,
     Partition,
-    Refused,
     RoomCreated,
     RoomRemoved,
     RoomRules,
@@ -73,7 +73,7 @@ def test_a_join_is_admitted_in_log_order_until_the_room_is_full() -> None:
         Admitted("j1", APP, "lobby", "alice", "n1", entry("alice")),
     ]
     assert p.apply(join("j2", "bob", "lobby"))[0] == Granted("j2", "n1", (), committed=True)
-    assert p.apply(join("j3", "carol", "lobby")) == [Refused("j3", "n1", APP, "carol", "full")]
+    assert p.apply(join("j3", "carol", "lobby")) == [Denied("j3", "n1", APP, "carol", "full")]
     assert members(p, "lobby") == ["alice", "bob"]
 
 
@@ -94,7 +94,7 @@ def test_a_reservation_holds_a_place_and_a_later_join_waits_for_it() -> None:
         assert p.apply(join("j-carol", "carol", "lobby", node="n3")) == []  # waits: no guess
         effects = p.apply(settle)
         if carol == "full":
-            assert effects[-1] == Refused("j-carol", "n3", APP, "carol", "full")
+            assert effects[-1] == Denied("j-carol", "n3", APP, "carol", "full")
             assert members(p, "lobby") == ["alice", "bob"]
         else:
             assert Admitted("j-carol", APP, "lobby", "carol", "n3", entry("carol")) in effects
@@ -124,7 +124,7 @@ def test_waiting_requests_are_decided_oldest_first() -> None:
     assert Left(APP, "lobby", "alice", "n1") in effects
     # one place free, bob still holds the other: carol is granted, dave waits for bob
     assert [e.rid for e in effects if isinstance(e, Granted)] == ["j-carol"]
-    assert p.apply(Commit("r-bob"))[-1] == Refused("j-dave", "n1", APP, "dave", "full")
+    assert p.apply(Commit("r-bob"))[-1] == Denied("j-dave", "n1", APP, "dave", "full")
 
 
 def test_leave_is_idempotent_and_keyed_by_the_login() -> None:
@@ -168,13 +168,13 @@ def test_node_gone_removes_its_members_aborts_its_reservations_and_wakes_waiters
     assert p.apply(NodeGone("n1", "reaper")) == []
     # a dead node's request read after its node-gone holds nothing
     assert p.apply(join("late", "eve", "lobby", node="n2")) == [
-        Refused("late", "n2", APP, "eve", "gone")
+        Denied("late", "n2", APP, "eve", "gone")
     ]
 
 
 def test_rooms_are_created_and_removed_as_the_core_does() -> None:
     p = part(room_auto_create_enable=False)
-    assert p.apply(join("j1", "alice", "lobby")) == [Refused("j1", "n1", APP, "alice", "missing")]
+    assert p.apply(join("j1", "alice", "lobby")) == [Denied("j1", "n1", APP, "alice", "missing")]
     p.apply(join("j2", "alice", "default"))  # the default room always exists
     assert p.apply(Leave(APP, "alice", 1, ("default",), "n1")) == [
         Left(APP, "default", "alice", "n1")
@@ -212,7 +212,7 @@ def test_the_census_keeps_max_rooms_per_app_exact() -> None:
     assert p.apply(Commit("r1", ("a",))) == [Granted("r2", "n1", ())]  # "b" was not created
     assert p.counted(APP) == {"default", "a", "c"}
     assert p.apply(reserve("r3", "carol", count=("d",))) == []
-    assert p.apply(Commit("r2", ("c",)))[-1] == Refused("r3", "n1", APP, "carol", "too_many")
+    assert p.apply(Commit("r2", ("c",)))[-1] == Denied("r3", "n1", APP, "carol", "too_many")
     p.apply(Release(APP, "a", "r1"))
     p.apply(Release(APP, "a", "r1"))  # idempotent
     assert p.counted(APP) == {"default", "c"}
@@ -220,7 +220,7 @@ def test_the_census_keeps_max_rooms_per_app_exact() -> None:
 
 def test_creating_a_room_without_a_census_claim_is_refused_retry() -> None:
     p = part(max_rooms_per_app=5)
-    assert p.apply(join("j1", "alice", "lobby")) == [Refused("j1", "n1", APP, "alice", "retry")]
+    assert p.apply(join("j1", "alice", "lobby")) == [Denied("j1", "n1", APP, "alice", "retry")]
     covered = Reserve("j2", "n1", APP, "alice", 1, {"lobby": entry("alice")}, frozenset({"lobby"}))
     granted = p.apply(covered)
     assert granted == [Granted("j2", "n1", ("lobby",))]
@@ -328,7 +328,7 @@ def test_a_refusal_aborts_the_partitions_granted_so_far() -> None:
     req.start()
     req.on_granted(Granted("q", "n1"))
     req.on_granted(Granted("q", "n1"))
-    aborts = req.on_refused(Refused("q", "n1", APP, "alice", "full"))
+    aborts = req.on_refused(Denied("q", "n1", APP, "alice", "full"))
     assert aborts == [Append(0, Abort("q", "n1")), Append(1, Abort("q", "n1"))]
     assert req.result == "full"
 
@@ -337,7 +337,7 @@ def test_a_retry_claims_every_room_in_the_census_partition() -> None:
     where = {"a": 0, "b": 2}
     req = RoomRequest("q", "n1", APP, "alice", 1, {r: entry("alice") for r in where}, where.get, 1)
     assert req.start()[0].fact == Reserve("q", "n1", APP, "alice", 1, {"a": entry("alice")})
-    again = req.on_refused(Refused("q", "n1", APP, "alice", "retry"))
+    again = req.on_refused(Denied("q", "n1", APP, "alice", "retry"))
     assert [a.partition for a in again] == [0]
     assert again[0].fact.rid == "q~1"  # type: ignore[union-attr]
     assert again[0].fact.covered == {"a"}  # type: ignore[union-attr]

@@ -32,11 +32,11 @@ from hypothesis import strategies as st
 from easyrtc_server.cluster.facts import Fact, Leave, NodeGone, Release, Update
 from easyrtc_server.cluster.partition import (
     Admitted,
+    Denied,
     Effect,
     Granted,
     Left,
     Partition,
-    Refused,
     RoomRules,
     ToRelease,
 )
@@ -217,7 +217,7 @@ class World:
             release = Release(effect.app, effect.room, effect.permit)
             self.outbox[node].append(Append(CENSUS, release))
             return
-        assert isinstance(effect, Granted | Refused)
+        assert isinstance(effect, Granted | Denied)
         req = self.by_rid.get(effect.rid)
         if req is None or req.node != node or req.result is not None:
             return
@@ -239,7 +239,7 @@ class World:
                 req.locked = True
                 self.serial.append((key, "admit", req))  # its commits are on their way
         else:
-            assert isinstance(effect, Refused)
+            assert isinstance(effect, Denied)
             self.serial.append((key, "refused", (req, effect.reason)))
 
     # -- the partitions ----------------------------------------------------------------------
@@ -257,14 +257,14 @@ class World:
             self.awaiting.pop((fact.room, fact.permit), None)
         for i, effect in enumerate(effects):
             key = (self.time, i)
-            if isinstance(effect, Granted | Refused):
+            if isinstance(effect, Granted | Denied):
                 if effect.node in self.alive:
                     self.inbox[effect.node].append((effect, key))
                 req = self.by_rid[effect.rid]
                 if isinstance(effect, Granted) and effect.committed:
                     req.locked = True
                     self.serial.append((key, "admit", req))  # a join: committed here
-                if isinstance(effect, Refused) and effect.reason == "too_many":
+                if isinstance(effect, Denied) and effect.reason == "too_many":
                     self.check_too_many(req)
             elif isinstance(effect, Left):
                 self.serial.append((key, "left", (effect.room, effect.cid)))

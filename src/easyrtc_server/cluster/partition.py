@@ -115,7 +115,7 @@ class Granted:
 
 
 @dataclass(frozen=True, slots=True)
-class Refused:
+class Denied:
     """A request refused here: ``full``, ``missing``, ``too_many`` (as ``check_joinable``),
     ``retry`` or ``gone``. Nothing of it is held."""
 
@@ -186,7 +186,7 @@ class FieldSet:
 
 
 Effect = (
-    Granted | Refused | Admitted | Updated | Left | RoomCreated | RoomRemoved | ToRelease | FieldSet
+    Granted | Denied | Admitted | Updated | Left | RoomCreated | RoomRemoved | ToRelease | FieldSet
 )
 
 
@@ -194,7 +194,7 @@ Effect = (
 
 
 @dataclass(slots=True)
-class Member:
+class RoomMember:
     node: str
     login: int
     entry: Json
@@ -202,7 +202,7 @@ class Member:
 
 @dataclass(slots=True, eq=False)
 class RoomState:
-    members: dict[str, Member] = field(default_factory=dict)
+    members: dict[str, RoomMember] = field(default_factory=dict)
     """In join order (a member joining again keeps its place)."""
     fields: dict[str, list[Any]] = field(default_factory=dict)
     """``{name: [value, shared]}``, as the log writes fields (``log.encode_fields``)."""
@@ -302,7 +302,7 @@ class Partition:
         if fact.rid in self.holds:
             return  # a reservation appended twice: the first one stands
         if fact.node in self.gone:
-            out.append(Refused(fact.rid, fact.node, fact.app, fact.cid, GONE))
+            out.append(Denied(fact.rid, fact.node, fact.app, fact.cid, GONE))
             return
         hold = Hold(fact, dict(fact.rooms))
         self.holds[fact.rid] = hold
@@ -341,7 +341,7 @@ class Partition:
             reason = census if census != _GRANT else ""
         if reason:
             del self.holds[fact.rid]
-            out.append(Refused(fact.rid, fact.node, fact.app, fact.cid, reason))
+            out.append(Denied(fact.rid, fact.node, fact.app, fact.cid, reason))
             return True
         hold.granted = True
         hold.creates = creates
@@ -425,7 +425,7 @@ class Partition:
                 out.append(RoomCreated(fact.app, name))
             member = room.members.get(fact.cid)
             if member is None:
-                room.members[fact.cid] = Member(fact.node, fact.login, entry)
+                room.members[fact.cid] = RoomMember(fact.node, fact.login, entry)
             else:
                 member.node, member.login, member.entry = fact.node, fact.login, entry
             out.append(Admitted(rid, fact.app, name, fact.cid, fact.node, entry))
@@ -599,7 +599,7 @@ class Partition:
                 )
                 for item in _list(raw["m"]):
                     cid, node, login, entry = _list(item)
-                    room.members[_str(cid)] = Member(_str(node), _int(login), _object(entry))
+                    room.members[_str(cid)] = RoomMember(_str(node), _int(login), _object(entry))
         for item in _list(data["holds"]):
             raw_fact, entries, granted, creates = _list(item)
             fact = from_json(raw_fact)

@@ -2,7 +2,7 @@
 
 A login or ``roomJoin`` naming rooms of several partitions is all or nothing. The member's
 node acquires the partitions **in ascending order**: it appends ``reserve`` to the lowest and
-waits for that partition to decide it (``partition.Granted`` or ``Refused``), then the next;
+waits for that partition to decide it (``partition.Granted`` or ``Denied``), then the next;
 when every one is granted it appends ``commit`` to each, else ``abort`` to those granted.
 Since every request acquires in the same global order, no two wait on each other in a cycle.
 Rooms all in one partition are one ``join`` fact (decided and committed at once).
@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .facts import Abort, Commit, Fact, Json, Reserve
-from .partition import RETRY, TOO_MANY, Granted, Refused
+from .partition import RETRY, TOO_MANY, Denied, Granted
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ class RoomRequest:
         order = sorted(self.steps, key=lambda p: p != self.census)  # the census's first
         return [Append(p, Commit(self.current, created)) for p in order]
 
-    def on_refused(self, effect: Refused) -> list[Append]:
+    def on_refused(self, effect: Denied) -> list[Append]:
         if effect.rid != self.current or self.result is not None:
             return []
         aborts = [Append(p, Abort(self.current, self.node)) for p in self.granted]
