@@ -328,7 +328,7 @@ def test_a_refusal_aborts_the_partitions_granted_so_far() -> None:
     req.start()
     req.on_granted(Granted("q", "n1"))
     req.on_granted(Granted("q", "n1"))
-    aborts = req.on_refused(Denied("q", "n1", APP, "alice", "full"))
+    aborts = req.on_denied(Denied("q", "n1", APP, "alice", "full"))
     assert aborts == [Append(0, Abort("q", "n1")), Append(1, Abort("q", "n1"))]
     assert req.result == "full"
 
@@ -337,7 +337,7 @@ def test_a_retry_claims_every_room_in_the_census_partition() -> None:
     where = {"a": 0, "b": 2}
     req = RoomRequest("q", "n1", APP, "alice", 1, {r: entry("alice") for r in where}, where.get, 1)
     assert req.start()[0].fact == Reserve("q", "n1", APP, "alice", 1, {"a": entry("alice")})
-    again = req.on_refused(Denied("q", "n1", APP, "alice", "retry"))
+    again = req.on_denied(Denied("q", "n1", APP, "alice", "retry"))
     assert [a.partition for a in again] == [0]
     assert again[0].fact.rid == "q~1"  # type: ignore[union-attr]
     assert again[0].fact.covered == {"a"}  # type: ignore[union-attr]

@@ -224,7 +224,7 @@ class World:
         if isinstance(effect, Granted):
             out = req.flow.on_granted(effect)
         else:
-            out = req.flow.on_refused(effect)
+            out = req.flow.on_denied(effect)
         self.outbox[node].extend(out)
         self.track(req)
         result = req.flow.result

@@ -7,6 +7,12 @@ when every one is granted it appends ``commit`` to each, else ``abort`` to those
 Since every request acquires in the same global order, no two wait on each other in a cycle.
 Rooms all in one partition are one ``join`` fact (decided and committed at once).
 
+The facts are to be appended in the order returned, each append finished (retried if need
+be) before the next and before the node acts on a decision: the census's ``commit`` lands
+before the rooms' (a node dying in between leaves rooms uncreated, whose claims ``node-gone``
+gives back, never rooms created uncounted), and a reservation appended twice lands while it
+is still open (the partition ignores the second copy).
+
 Where the application limits its rooms (``max_rooms_per_app``), a request that may create
 rooms also claims their names in the application's census partition, in the same ascending
 order. A room found missing with no claim covering it is refused ``retry``: the request then
@@ -98,7 +104,7 @@ class RoomRequest:
         order = sorted(self.steps, key=lambda p: p != self.census)  # the census's first
         return [Append(p, Commit(self.current, created)) for p in order]
 
-    def on_refused(self, effect: Denied) -> list[Append]:
+    def on_denied(self, effect: Denied) -> list[Append]:
         if effect.rid != self.current or self.result is not None:
             return []
         aborts = [Append(p, Abort(self.current, self.node)) for p in self.granted]
