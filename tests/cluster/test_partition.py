@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from easyrtc_server.cluster.facts import (
     Abort,
     Commit,
+    Fact,
     FactError,
     Leave,
     NodeGone,
@@ -365,3 +368,84 @@ def test_a_new_room_starts_with_the_default_room_fields() -> None:
     p = Partition(lambda app: rules)
     p.apply(join("j1", "alice", "lobby"))
     assert p.room(APP, "lobby").fields == {"topic": ["hi", True]}  # type: ignore[union-attr]
+
+
+def test_a_node_dying_between_its_commits_never_leaves_a_room_uncounted() -> None:
+    # room "a" lives in partition 0, the application's census in partition 1
+    rules = RoomRules(max_rooms_per_app=5)
+    parts = [Partition(lambda app: rules) for _ in range(2)]
+    req = RoomRequest(
+        "q", "n1", APP, "alice", 1, {"a": entry("alice")}, {"a": 0}.__getitem__, 1, frozenset("a")
+    )
+    pending = req.start()
+    while req.result is None:
+        (item,) = pending
+        (decision,) = [e for e in parts[item.partition].apply(item.fact) if isinstance(e, Granted)]
+        pending = req.on_granted(decision)
+    first, _second = pending  # the node dies after appending the first commit only
+    parts[first.partition].apply(first.fact)
+    for p in (1, 0):
+        effects = parts[p].apply(NodeGone("n1", "reaper"))
+        created = {name for name, room in parts[0].rooms.get(APP, {}).items() if room.created}
+        assert created <= parts[1].counted(APP), "a room exists that the census does not count"
+        for effect in effects:
+            if isinstance(effect, ToRelease):
+                parts[1].apply(Release(effect.app, effect.room, effect.permit))
+    assert parts[1].counted(APP) == {"default"}
+
+
+names = st.sampled_from(["x", "y", "default"])
+rids = st.sampled_from(["r1", "r2", "r3", "r4"])
+nodes = st.sampled_from(["n1", "n2"])
+cids = st.sampled_from(["a", "b", "c"])
+logins = st.integers(1, 2)
+any_fact = st.one_of(
+    st.builds(
+        Reserve,
+        rids,
+        nodes,
+        st.just(APP),
+        cids,
+        logins,
+        st.dictionaries(names, st.builds(entry, cids, st.integers(0, 3)), max_size=3),
+        st.frozensets(names),
+        st.none() | st.lists(names, max_size=3, unique=True).map(tuple),
+        st.booleans(),
+    ),
+    st.builds(Commit, rids, st.lists(names, max_size=3, unique=True).map(tuple)),
+    st.builds(Abort, rids, nodes),
+    st.builds(Update, st.just(APP), cids, logins, st.dictionaries(names, st.just({"u": 1}))),
+    st.builds(Leave, st.just(APP), cids, logins, st.lists(names, unique=True).map(tuple), nodes),
+    st.builds(SetField, st.just(APP), names, st.just("f"), st.integers(), st.booleans()),
+    st.builds(Release, st.just(APP), names, rids),
+    st.builds(NodeGone, nodes, nodes),
+)
+
+
+@given(
+    st.lists(any_fact, max_size=40),
+    st.integers(0, 40),
+    st.integers(0, 2),
+    st.sampled_from([0, 2, 3]),
+    st.booleans(),
+)
+def test_any_sequence_of_facts_applies_and_snapshots_exactly(
+    facts: list[Fact], cut: int, limit: int, most: int, create: bool
+) -> None:
+    """Facts in any order, commits of unknown reservations and all (a confused or hostile
+    node): no crash, no room over its limit, and a snapshot anywhere is the state."""
+    rules = RoomRules(limit, create, most)
+    whole, head = Partition(lambda app: rules), Partition(lambda app: rules)
+    for fact in facts[:cut]:
+        assert decode(encode(fact)) == fact
+        whole.apply(fact)
+        head.apply(fact)
+    rest = Partition.restore(orjson.loads(orjson.dumps(head.snapshot())), head.rules)
+    for fact in facts[cut:]:
+        assert rest.apply(fact) == whole.apply(fact)
+        for room in whole.rooms.get(APP, {}).values():
+            assert not limit or room.taken() <= limit
+            assert room.created or not room.members
+        if most:
+            assert len(whole.counted(APP)) <= most
+    assert rest.snapshot() == whole.snapshot()
