@@ -416,7 +416,7 @@ any_fact = st.one_of(
     st.builds(Abort, rids, nodes),
     st.builds(Update, st.just(APP), cids, logins, st.dictionaries(names, st.just({"u": 1}))),
     st.builds(Leave, st.just(APP), cids, logins, st.lists(names, unique=True).map(tuple), nodes),
-    st.builds(SetField, st.just(APP), names, st.just("f"), st.integers(), st.booleans()),
+    st.builds(SetField, st.just(APP), names, st.just("f"), st.integers(-9, 9), st.booleans()),
     st.builds(Release, st.just(APP), names, rids),
     st.builds(NodeGone, nodes, nodes),
 )

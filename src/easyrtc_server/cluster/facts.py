@@ -175,6 +175,8 @@ def to_json(fact: Fact) -> Json:
 
 
 def encode(fact: Fact) -> bytes:
+    """The fact's bytes; ``TypeError`` for a value JSON cannot carry (an integer past 64
+    bits, bytes): its writer refuses it, as ``log.LogEntry.encode``'s do."""
     return orjson.dumps(to_json(fact))
 
 
