@@ -12,22 +12,23 @@ carried, or what a driver does with the effects.
 its ``commit`` or ``abort``: members plus held places never exceed ``room_max_connection``. A
 later request whose outcome depends on whether a held place commits *waits* (in log order,
 inside the partition) until it does: it is granted when it fits even if every held place
-commits, refused when it does not fit even if none does (``"full"``: committed members
+commits, denied when it does not fit even if none does (``"full"``: committed members
 only), else decided at the ``commit``, ``abort``, ``leave`` or ``node-gone`` that settles it.
-A refusal therefore always comes from committed state, and every outcome matches a serial
-order of the requests (the order of their last grants: docs/cluster.md, "The partition
-protocol"). Requests wait only on reservations held by requests acquiring partitions in
+A denial therefore always comes from committed state, and every outcome matches a serial
+order of the requests (the order of their last grants: docs/cluster.md, "Built: the
+partition protocol"). Requests wait only on reservations held by requests acquiring partitions in
 ascending order (``reservations``): no cycle, no request waits forever while nodes live.
 
 **The census** (``max_rooms_per_app`` > 0) lives in the application's partition: a request
 that creates rooms claims their names there (``count``); the names of rooms that exist, are
 being created or were removed and not yet released count, each once. A removed room's place
 comes back with a ``release`` appended by the node whose fact removed it (``ToRelease``).
-A room created without a census claim where the application has a limit is refused
+A room created without a census claim where the application has a limit is denied
 ``"retry"``: the requester asks again, claiming it.
 
-``max_rooms_per_connection`` is not here: the member's node, the only one adding its
-connection to rooms, checks it (``reservations.connection_refusal``).
+Entries (``{cid: entry}``, in effects too) are shared, never mutated: a driver copies one
+before changing it. ``max_rooms_per_connection`` is not here: the member's node, the only
+one adding its connection to rooms, checks it (``reservations.connection_refusal``).
 """
 
 from __future__ import annotations
@@ -664,18 +665,3 @@ def _pair(value: Any) -> list[Any]:
     if not isinstance(value, list) or len(value) != 2 or not isinstance(value[1], bool):
         raise FactError("snapshot: a field [value, shared] expected")
     return value
-
-
-def rules_of(
-    options: Mapping[str, ProtocolOptions], default: ProtocolOptions
-) -> Callable[[str], RoomRules]:
-    """``Partition``'s rules from each application's protocol options (else ``default``)."""
-    cache: dict[str, RoomRules] = {}
-
-    def rules(app: str) -> RoomRules:
-        found = cache.get(app)
-        if found is None:
-            found = cache[app] = RoomRules.of(options.get(app, default))
-        return found
-
-    return rules
