@@ -258,7 +258,9 @@ class Partition:
         self.rules = rules
         self.rooms: dict[str, dict[str, RoomState]] = {}
         self.holds: dict[str, Hold] = {}
-        """Reservations read and not ended, in log order (waiting ones are decided in it)."""
+        """Reservations read and not ended, in log order."""
+        self.waiting: dict[str, Hold] = {}
+        """Those not decided yet, in log order (the order they are decided in)."""
         self.census: dict[str, Census] = {}
         self.gone: dict[str, None] = {}
 
@@ -307,14 +309,15 @@ class Partition:
             return
         hold = Hold(fact, dict(fact.rooms))
         self.holds[fact.rid] = hold
-        self._decide(hold, out)
+        if not self._decide(hold, out):
+            self.waiting[fact.rid] = hold
 
     def _wake(self, out: list[Effect]) -> None:
         """Decide the waiting reservations, oldest first, until none can be."""
-        progress = True
+        progress = bool(self.waiting)
         while progress:
             progress = False
-            for hold in [h for h in self.holds.values() if not h.granted]:
+            for hold in list(self.waiting.values()):
                 if self._decide(hold, out):
                     progress = True
 
@@ -340,6 +343,7 @@ class Partition:
             if census == _WAIT:
                 return False
             reason = census if census != _GRANT else ""
+        self.waiting.pop(fact.rid, None)
         if reason:
             del self.holds[fact.rid]
             out.append(Denied(fact.rid, fact.node, fact.app, fact.cid, reason))
@@ -442,6 +446,7 @@ class Partition:
         hold = self.holds.pop(rid, None)
         if hold is None:
             return
+        self.waiting.pop(rid, None)
         fact = hold.fact
         census = self.census.get(fact.app)
         if census is not None:
@@ -610,6 +615,8 @@ class Partition:
             hold.granted = _flag(granted)
             hold.creates = tuple(_str(n) for n in _list(creates))
             part.holds[fact.rid] = hold
+            if not hold.granted:
+                part.waiting[fact.rid] = hold
             if hold.granted:
                 for name in hold.entries:
                     room = part.rooms[fact.app][name]
