@@ -5,7 +5,7 @@ Pure functions of the model; they decide nothing about who receives what.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from .model import Connection, Membership, Room, shared_fields
 from .outcome import Json
@@ -75,12 +75,18 @@ def room_data(rooms: Json) -> Json:
     return {"msgType": "roomData", "msgData": {"roomData": rooms}}
 
 
-def peers_of(conn: Connection, here: Callable[[str], bool] | None = None) -> dict[str, list[str]]:
-    """Every other member sharing a room with ``conn`` (whose socket is ``here``, if given),
-    with the rooms they share, in order."""
+def peers_of(
+    conn: Connection,
+    here: Callable[[str], bool] | None = None,
+    rooms: Collection[str] | None = None,
+) -> dict[str, list[str]]:
+    """Every other member sharing a room with ``conn`` (whose socket is ``here``, if given;
+    in one of ``rooms``, if given), with the rooms they share, in order."""
     peers: dict[str, list[str]] = {}
     me = conn.easyrtcid
     for room_name, member in conn.rooms.items():
+        if rooms is not None and room_name not in rooms:
+            continue
         for other in member.room.members:
             if other != me and (here is None or here(other)):
                 peers.setdefault(other, []).append(room_name)

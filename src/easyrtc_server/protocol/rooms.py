@@ -15,7 +15,7 @@ import orjson
 from ..options import ProtocolOptions
 from .decisions import JoinPhase, JoinRequested
 from .errors import ErrorCode
-from .model import Application, Connection
+from .model import Application, Connection, Membership
 from .outcome import ACKED, Json, Outcome, refusal
 from .roomdata import client_entry, join_state, leave_state, room_data, update_delta
 from .state import State
@@ -246,19 +246,27 @@ def set_room_api_field(state: State, conn: Connection, msg: Json) -> Outcome:
     room_name = request["roomName"]
     field = request.get("field", MISSING)
     member = conn.rooms[room_name]
-    member.api_field = field if field is not MISSING and field else None
+    out = Outcome()
+    delta = change_api_field(state, member, field if field is not MISSING else None, out)
+    return out.reply(room_data({room_name: delta}))
+
+
+def change_api_field(state: State, member: Membership, field: Any, out: Outcome) -> Json:
+    """Set ``member``'s apiField (a falsy ``field``: cleared) and tell the room's other
+    members; the room's delta, as they are told it."""
+    member.api_field = field or None
     state.refresh_entry(member)
+    room = member.room
     entry = client_entry(member)
     if member.api_field is None:
         entry["apiField"] = {}  # so peers drop the old value (the reference leaves it stale)
-    delta = room_data({room_name: update_delta(room_name, entry)})
-    out = Outcome()
-    cid = conn.easyrtcid
+    delta = update_delta(room.name, entry)
+    cid = member.connection.easyrtcid
     if state.coalescing:
-        state.updates.mark_changed(member.room, cid, api_cleared=member.api_field is None)
+        state.updates.mark_changed(room, cid, api_cleared=member.api_field is None)
     else:
-        state.tell_room(member.room, cid, delta["msgData"]["roomData"][room_name], out)
-    return out.reply(delta)
+        state.tell_room(room, cid, delta, out)
+    return delta
 
 
 def check_set_room_api_field(state: State, conn: Connection, msg: Json) -> Json | Outcome:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import Any
 
 from ..options import Options, ProtocolOptions
 from .coalescing import Coalescer
@@ -122,12 +123,21 @@ class State:
     # -- membership --------------------------------------------------------------------------
 
     def join(
-        self, conn: Connection, room_name: str, out: Outcome | None, *, early: Outcome | None = None
+        self,
+        conn: Connection,
+        room_name: str,
+        out: Outcome | None,
+        *,
+        early: Outcome | None = None,
+        joined_at: int | None = None,
+        api_field: Any = None,
     ) -> Membership:
         """Put ``conn`` in a room (created if needed); tell its other members when ``out`` is
         given. Joining a room again keeps the membership and its join time, and tells the others
         again. ``early`` takes the pushes that must precede an untold join (coalescing: a
-        member that left within the tick is announced gone first)."""
+        member that left within the tick is announced gone first). ``joined_at`` and
+        ``api_field``: a new membership's join time (None: now) and apiField, for a member
+        known only by its entry (another node's, admitted there: ``cluster.stubs``)."""
         app = conn.app
         room = app.rooms.get(room_name) or self.create_room(app, room_name)
         cid = conn.easyrtcid
@@ -136,7 +146,8 @@ class State:
             if cid in room.changed:  # left within this tick: one delta cannot say both
                 sink = out if out is not None else early
                 self.updates.flush([room], sink if sink is not None else Outcome())
-            member = Membership(conn, room, self.now(), seen=room.seq)
+            when = self.now() if joined_at is None else joined_at
+            member = Membership(conn, room, when, api_field, seen=room.seq)
             room.members[cid] = member
             conn.rooms[room_name] = member
             told = out if out is not None else early
@@ -236,15 +247,24 @@ class State:
             if member_id != subject and (here is None or here(member_id)):
                 self.push_room_data(member_id, rooms, out)
 
-    def tell_peers(self, conn: Connection, out: Outcome, *, with_api_field: bool) -> None:
+    def tell_peers(
+        self,
+        conn: Connection,
+        out: Outcome,
+        *,
+        with_api_field: bool,
+        rooms: Collection[str] | None = None,
+    ) -> None:
         """One push to each member sharing a room with ``conn``: its entry in each shared room
-        (coalescing: the change is noted, and told at the next flush)."""
+        (coalescing: the change is noted, and told at the next flush). ``rooms``: only these
+        of its rooms (None: all)."""
         if self.coalescing:
-            for member in conn.rooms.values():
-                self.updates.mark_changed(member.room, conn.easyrtcid)
+            for name, member in conn.rooms.items():
+                if rooms is None or name in rooms:
+                    self.updates.mark_changed(member.room, conn.easyrtcid)
             return
         entries: dict[str, Json] = {}
-        for peer_id, shared in peers_of(conn, self.scope.here).items():  # this node's sockets
+        for peer_id, shared in peers_of(conn, self.scope.here, rooms).items():  # this node's
             rooms: Json = {}
             for name in shared:
                 if name not in entries:
