@@ -265,13 +265,13 @@ class State:
             return
         entries: dict[str, Json] = {}
         for peer_id, shared in peers_of(conn, self.scope.here, rooms).items():  # this node's
-            rooms: Json = {}
+            told: Json = {}
             for name in shared:
                 if name not in entries:
                     entry = client_entry(conn.rooms[name], with_api_field=with_api_field)
                     entries[name] = update_delta(name, entry)
-                rooms[name] = entries[name]
-            self.push_room_data(peer_id, rooms, out)
+                told[name] = entries[name]
+            self.push_room_data(peer_id, told, out)
 
     def push_room_data(self, to: str, rooms: Json, out: Outcome) -> None:
         out.push(

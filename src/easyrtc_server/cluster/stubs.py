@@ -1,0 +1,222 @@
+"""Other nodes' members in a node's core, known only by their entries (issue 23; not yet wired).
+
+In the partitioned design a node's ``Core`` holds its own connections in full; a member of
+another node, in a room whose partition the node reads, it knows only by the clientList entry
+that member's node put in the room's facts (``facts``). ``Stubs.apply`` takes the effects of one
+fact (``Partition.apply``) and makes them so in the core: such a member is a *stub*, a
+``Connection`` of its application with no socket here (no ``Peer``: the core's scope never
+counts it as here), whose username and presence, and per room join time and apiField, are its
+entry's. It joins, changes and leaves rooms through the core's own paths (``State.join``,
+``leave``, ``tell_peers``, ``rooms.change_api_field``), so this node's members get the
+``roomData`` pushes a full replica gives them today, coalesced alike when ``room_update_tick``
+is on. A stub is dropped when it is in no room here.
+
+What one fact's effects are told as: a stub new here entering rooms is told as a login is (one
+push per member with its entry in every room they share); a known stub entering a room, as a
+``roomJoin`` (one push per room); an entry whose apiField changed, as ``setRoomApiField`` (that
+room, with the apiField, ``{}`` when cleared); any other change, as ``setPresence`` (one push per
+member, every room of the fact, without the apiField); a member leaving, as a leave or a
+disconnect (one push per room). docs/cluster.md, "Stubs", says where this differs.
+
+Effects about this node's own connections are skipped (``node`` is the reader's own, or the
+easyrtcid is a connection of the core that is not a stub): the node's own joins, changes and
+leaves go through its own core, as in one process (its driver answers its client's request
+once its ``RoomRequest`` is granted). Hooks and events are the member's node's business: the
+outcome holds sends only. Admission, the census and reservations are the partition's
+(``partition``); this module decides nothing, does no I/O and knows nothing of how facts travel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..protocol import control
+from ..protocol.model import Connection
+from ..protocol.outcome import Json, Outcome
+from ..protocol.rooms import change_api_field
+from ..protocol.state import State
+from .partition import Admitted, Effect, FieldSet, Left, RoomCreated, RoomRemoved, Updated
+
+
+class Stubs:
+    """The stubs of one node's core, changed by the effects of the partitions it reads."""
+
+    def __init__(self, state: State, node: str) -> None:
+        """``state``: the node's core's (its scope must count only the node's own sockets as
+        here, ``replica.NodeSockets``); ``node``: this node's id, whose effects are skipped."""
+        self.state = state
+        self.node = node
+        self.members: dict[tuple[str, str], Connection] = {}
+        """(application, easyrtcid) -> its stub."""
+
+    def stub(self, app: str, easyrtcid: str) -> Connection | None:
+        return self.members.get((app, easyrtcid))
+
+    def apply(self, effects: Sequence[Effect]) -> Outcome:
+        """The effects of one fact, in order: the pushes to this node's members (sends only).
+        A request's admissions are told together, at the first, and so are one member's
+        changed entries (``RoomCreated`` between them only makes a room they make anyway)."""
+        out = Outcome()
+        admitted: dict[str, list[Admitted]] = {}
+        updated: dict[tuple[str, str], list[Updated]] = {}
+        for effect in effects:
+            match effect:
+                case Admitted():
+                    admitted.setdefault(effect.rid, []).append(effect)
+                case Updated():
+                    updated.setdefault((effect.app, effect.cid), []).append(effect)
+        for effect in effects:
+            match effect:
+                case Admitted():
+                    run = admitted.pop(effect.rid, None)
+                    if run is not None:
+                        self._admit(run, out)
+                case Updated():
+                    changes = updated.pop((effect.app, effect.cid), None)
+                    if changes is not None:
+                        self._update(changes, out)
+                case Left():
+                    self._leave(effect, out)
+                case RoomCreated():
+                    self._room_created(effect)
+                case RoomRemoved():
+                    self._room_removed(effect)
+                case FieldSet():
+                    self._field_set(effect, out)
+        out.left = None  # the room_left hooks run on the member's node
+        out.happened = None
+        return out
+
+    # -- members ---------------------------------------------------------------------------
+
+    def _admit(self, run: list[Admitted], out: Outcome) -> None:
+        first = run[0]
+        if first.node == self.node:
+            return
+        state = self.state
+        app = state.apps.get(first.app) or state.create_app(first.app)
+        known = app.connections.get(first.cid)
+        stub = self.members.get((first.app, first.cid))
+        if known is not None and known is not stub:
+            return  # this node's own connection
+        arriving = stub is None
+        if stub is None:
+            stub = Connection(first.cid, app)
+            app.connections[first.cid] = stub
+            self.members[(first.app, first.cid)] = stub
+        _take_identity(stub, run[-1].entry)
+        for effect in run:
+            member = stub.rooms.get(effect.room)
+            if member is not None:  # in it already: its entry as admitted now
+                member.api_field = _api_field(effect.entry)
+            state.join(
+                stub,
+                effect.room,
+                None if arriving else out,
+                early=out if arriving else None,
+                joined_at=_join_time(effect.entry),
+                api_field=_api_field(effect.entry),
+            )
+        if arriving:  # told as a login is: its entry in every room shared, one push each
+            rooms = [effect.room for effect in run]
+            state.tell_peers(stub, out, with_api_field=True, rooms=rooms)
+
+    def _update(self, run: list[Updated], out: Outcome) -> None:
+        stub = self.members.get((run[0].app, run[0].cid))
+        if stub is None:
+            return  # this node's own connection, or one not in a room here
+        state = self.state
+        presence: list[str] = []
+        for effect in run:
+            member = stub.rooms.get(effect.room)
+            if member is None:
+                continue
+            _take_identity(stub, effect.entry)
+            api_field = _api_field(effect.entry)
+            if api_field != member.api_field:  # as setRoomApiField: this room
+                self._tell_presence(stub, presence, out)
+                presence = []
+                change_api_field(state, member, api_field, out)
+            else:
+                state.refresh_entry(member)
+                presence.append(effect.room)
+        self._tell_presence(stub, presence, out)
+
+    def _tell_presence(self, stub: Connection, rooms: list[str], out: Outcome) -> None:
+        """As setPresence: one push per member, the stub's entry in ``rooms`` without
+        apiField."""
+        if rooms:
+            self.state.tell_peers(stub, out, with_api_field=False, rooms=rooms)
+
+    def _leave(self, effect: Left, out: Outcome) -> None:
+        if effect.node == self.node:
+            return
+        stub = self.members.get((effect.app, effect.cid))
+        if stub is None:
+            return
+        state = self.state
+        state.leave(stub, effect.room, out)
+        if not stub.rooms:
+            self._drop(stub)
+
+    def _drop(self, stub: Connection) -> None:
+        """In no room here: forgotten (its departure is not remembered: it may only have
+        left the rooms this node reads; who is connected is the directory's business)."""
+        app = stub.app
+        del self.members[(app.name, stub.easyrtcid)]
+        if app.connections.get(stub.easyrtcid) is stub:
+            del app.connections[stub.easyrtcid]
+        self.state.reclaim_app(app)
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    def _room_created(self, effect: RoomCreated) -> None:
+        """Made here too if its application is (else the ``Admitted`` that follows makes
+        both)."""
+        app = self.state.apps.get(effect.app)
+        if app is not None and effect.room not in app.rooms:
+            self.state.create_room(app, effect.room)
+
+    def _room_removed(self, effect: RoomRemoved) -> None:
+        """Gone from the partition: gone here unless the core keeps it (a member of this
+        node's own, or a room made persistent here)."""
+        app = self.state.apps.get(effect.app)
+        room = app.rooms.get(effect.room) if app is not None else None
+        if app is None or room is None or room.members or room.persistent:
+            return
+        del app.rooms[effect.room]
+        self.state.updates.forget(room)
+        self.state.reclaim_app(app)
+
+    def _field_set(self, effect: FieldSet, out: Outcome) -> None:
+        """As server code setting it here: kept in the room, its members told."""
+        state = self.state
+        app = state.apps.get(effect.app) or state.create_app(effect.app)
+        if effect.room not in app.rooms:
+            state.create_room(app, effect.room)
+        try:
+            told = control.set_room_field(
+                state, effect.app, effect.room, effect.name, effect.value, shared=effect.shared
+            )
+        except (KeyError, ValueError):  # a name this node's options refuse: not set here
+            return
+        out.extend(told)
+
+
+def _take_identity(stub: Connection, entry: Json) -> None:
+    """The stub's username and presence, as its entry says them."""
+    username = entry.get("username")
+    stub.username = username if isinstance(username, str) and username else None
+    presence = entry.get("presence")
+    if isinstance(presence, dict):
+        stub.presence = dict(presence)
+
+
+def _join_time(entry: Json) -> int | None:
+    when = entry.get("roomJoinTime")
+    return when if isinstance(when, int) and not isinstance(when, bool) else None
+
+
+def _api_field(entry: Json) -> Any:
+    return entry.get("apiField") or None
