@@ -6,11 +6,14 @@ join, leave, setPresence, setRoomApiField, disconnect) and server code's room fi
 today's cluster: one log of core inputs, applied by a full replica on each node. Path 2 is the
 partitioned design: B's core takes its own clients' events as one process does, and knows A's
 members only from the room facts A appends (``join``/``update``/``leave``, each member's entry
-read from A's core after each of A's actions), decided by a ``Partition`` and applied by
-``Stubs``; B appends its own facts to the same partition. B's sockets must receive the same
-sends on both paths: the ``roomData`` pushes, in the same order with the same content, and
-the replies (tokens and ``roomJoin`` replies with their clientLists). One injected clock; the
-facts are applied at the time of the last entry of the action that caused them.
+read from A's core after each of A's actions; a join through ``RoomRequest``), decided by the
+``Partition`` of each room and applied by ``Stubs``; B appends its own facts alike. With one
+partition, B's sockets must receive the same sends on both paths: the ``roomData`` pushes, in
+the same order with the same content, and the replies (tokens and ``roomJoin`` replies with
+their clientLists). With three, each socket must be told the same of each room in the same
+order (a change spanning partitions is one batch of effects per partition), and exactly the
+same with coalesced updates. One injected clock; the facts are applied at the time of the
+last entry of the action that caused them.
 
 Left out, because they differ by design (docs/cluster.md, "Stubs"): a setRoomApiField that
 sets the apiField it already has (the apiField values drawn never repeat), a login of a
@@ -21,7 +24,9 @@ socket already logged in, and a roomJoin naming several rooms by a member of A i
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +35,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from easyrtc_server.cluster import log as entries
-from easyrtc_server.cluster.facts import Fact, Leave, Reserve, SetField, Update
-from easyrtc_server.cluster.partition import Admitted, Denied, Effect, Partition, RoomRules
+from easyrtc_server.cluster.facts import Fact, Leave, SetField, Update
+from easyrtc_server.cluster.partition import Denied, Effect, Granted, Partition, RoomRules
 from easyrtc_server.cluster.replica import NodeSockets, Replica
+from easyrtc_server.cluster.reservations import RoomRequest
 from easyrtc_server.cluster.stubs import Stubs
 from easyrtc_server.options import Options
 from easyrtc_server.protocol.core import Core, changes_state
@@ -86,6 +92,20 @@ def sends(out: Outcome) -> list[tuple[str, str, Json]]:
     return flat
 
 
+def by_room(sent: list[tuple[str, str, Json]]) -> tuple[list[Json], dict[Any, list[Any]]]:
+    """The replies in order, and what each socket was told of each room in order, however
+    the rooms were grouped into pushes."""
+    replies = [body for to, _event, body in sent if to == "reply"]
+    told: dict[Any, list[Any]] = {}
+    for to, event, body in sent:
+        if to != "reply" and body.get("msgType") == "roomData":
+            for name, delta in body["msgData"]["roomData"].items():
+                told.setdefault((to, name), []).append((body["serverTime"], delta))
+        elif to != "reply":
+            told.setdefault((to, event), []).append(body)
+    return replies, told
+
+
 def view(core: Core, cid: str) -> tuple[str | None, dict[str, Json]]:
     """A connection's application and its entry in each of its rooms, as peers see it."""
     peer = core.peers.get(cid)
@@ -116,6 +136,8 @@ class Nodes:
     """Both paths, driven in lockstep."""
 
     opts: Options
+    parts: int = 1
+    """Partitions the rooms are spread over."""
     clock: Clock = field(default_factory=Clock)
     owner: dict[str, str] = field(default_factory=dict)
     """easyrtcid -> its node (both paths)."""
@@ -138,7 +160,7 @@ class Nodes:
         self.b = Core(self.opts, clock=self.clock.now, scope=mine)
         self.stubs = Stubs(self.b.state, B)
         rules = RoomRules.of(self.opts.protocol)
-        self.partition = Partition(lambda app: rules)
+        self.partitions = [Partition(lambda app: rules) for _ in range(self.parts)]
 
     def _here(self, node: str) -> Callable[[str], bool]:
         return lambda cid: self.owner.get(cid) == node
@@ -227,7 +249,7 @@ class Nodes:
         assert isinstance(b, Outcome)
         self.record(self.today, self.replicas[B].core, b, None, node)
         if errors[0].error is None:
-            self.publish(SetField(app, room, "f", value, True))
+            self.publish(self.part_of(app, room), SetField(app, room, "f", value, True))
 
     def flush(self) -> None:
         """Coalesced updates told at the same point on both paths."""
@@ -236,13 +258,43 @@ class Nodes:
 
     # -- path 2: the facts ------------------------------------------------------------------
 
-    def publish(self, fact: Fact) -> list[Effect]:
-        """``fact`` appended to the partition; B applies its effects (stubs)."""
+    def part_of(self, app: str, room: str | None = None) -> int:
+        """A room's partition (an application's: its census), as the plan places them."""
+        key = app if room is None else f"{app}\0{room}"
+        return zlib.crc32(key.encode()) % len(self.partitions)
+
+    def publish(self, partition: int, fact: Fact) -> list[Effect]:
+        """``fact`` appended to ``partition``; B applies its effects (stubs)."""
         self.facts.append(fact)
-        effects = self.partition.apply(fact)
-        assert not [e for e in effects if isinstance(e, Denied)], effects
+        effects = self.partitions[partition].apply(fact)
         self.record(self.stubbed, self.b, self.stubs.apply(effects), None, A)
         return effects
+
+    def spread(self, rooms: Iterable[str], app: str) -> dict[int, list[str]]:
+        """``rooms`` by partition, in ascending order (the order a node appends in)."""
+        parts: dict[int, list[str]] = {}
+        for room in rooms:
+            parts.setdefault(self.part_of(app, room), []).append(room)
+        return dict(sorted(parts.items()))
+
+    def request(self, rid: str, node: str, app: str, cid: str, rooms: dict[str, Json]) -> None:
+        """A join as its node makes it: one ``join``, or reservations in ascending order."""
+        census = self.part_of(app) if self.opts.protocol.max_rooms_per_app else None
+        missing = frozenset(
+            r for r in rooms if self.partitions[self.part_of(app, r)].room(app, r) is None
+        )
+        req = RoomRequest(
+            rid, node, app, cid, 1, rooms, lambda r: self.part_of(app, r), census, missing
+        )
+        queue = deque(req.start())
+        while queue:
+            step = queue.popleft()
+            for effect in self.publish(step.partition, step.fact):
+                if isinstance(effect, Granted):
+                    queue.extend(req.on_granted(effect))
+                elif isinstance(effect, Denied):
+                    queue.extend(req.on_denied(effect))
+        assert req.result == "admitted", req.result  # rooms big enough: none refused
 
     def tell(
         self,
@@ -253,34 +305,30 @@ class Nodes:
         updated: tuple[str, ...] | None = (),
     ) -> None:
         """The facts ``cid``'s node appends after its action: its leaves, changed entries and
-        joins, each with its entry as its node's core has it now. ``rejoined``: the rooms it
-        asked into (in its request's order, joined again or not); ``updated``: rooms whose
-        entry it set again (None: all)."""
+        joins, each with its entry as its node's core has it now, one fact per partition.
+        ``rejoined``: the rooms it asked into (in its request's order, joined again or not);
+        ``updated``: rooms whose entry it set again (None: all)."""
         node = self.owner[cid]
         core = self.b if node == B else self.replicas[A].core
         app, now = view(core, cid)
         old_app, old = before
         if old and old_app is not None:
-            gone = tuple(r for r in old if r not in now or app != old_app)
-            if gone:
-                self.publish(Leave(old_app, cid, 1, gone, node))
+            gone = [r for r in old if r not in now or app != old_app]
+            for part, rooms in self.spread(gone, old_app).items():
+                self.publish(part, Leave(old_app, cid, 1, tuple(rooms), node))
         if app is None:
             return
         order = [*rejoined, *now]  # a request's rooms in its order
         joined = {r: now[r] for r in order if r in now and (r not in old or r in rejoined)}
-        changed = {
-            r: e
+        changed = [
+            r
             for r, e in now.items()
             if r not in joined and (e != old[r] or updated is None or r in updated)
-        }
-        if changed:
-            self.publish(Update(app, cid, 1, changed))
+        ]
+        for part, rooms in self.spread(changed, app).items():
+            self.publish(part, Update(app, cid, 1, {r: now[r] for r in rooms}))
         if joined:
-            rid = f"r{next(self.rids)}"
-            count = tuple(joined)
-            fact = Reserve(rid, node, app, cid, 1, joined, count=count, join=True)
-            effects = self.publish(fact)
-            assert [e.room for e in effects if isinstance(e, Admitted)] == list(joined)
+            self.request(f"r{next(self.rids)}", node, app, cid, joined)
 
 
 ROOMS = st.sampled_from(["r1", "r2", "r3"])
@@ -380,6 +428,18 @@ LOGINS = st.lists(
 )
 
 
+def scenario(start: tuple[list[Any], list[Any]], actions: list[Any]) -> list[Any]:
+    return [*start[0], *start[1], *actions]
+
+
+def per_socket(sent: list[tuple[str, str, Json]]) -> dict[str, list[Any]]:
+    """What each socket received, in its order (the order between sockets is nobody's)."""
+    out: dict[str, list[Any]] = {}
+    for send in sent:
+        out.setdefault(send[0], []).append(send)
+    return out
+
+
 @pytest.mark.parametrize("tick", [0, 0.05])
 @settings(max_examples=100, deadline=None)
 @given(start=st.tuples(SOCKETS, LOGINS), actions=st.lists(ACTIONS, min_size=5, max_size=60))
@@ -387,6 +447,32 @@ def test_b_tells_its_clients_the_same_with_a_members_as_stubs(
     tick: float, start: tuple[list[Any], list[Any]], actions: list[tuple[Any, ...]]
 ) -> None:
     nodes = Nodes(options(tick))
-    for i, action in enumerate([*start[0], *start[1], *actions]):
+    for i, action in enumerate(scenario(start, actions)):
         run(nodes, action)
         assert nodes.stubbed == nodes.today, f"after action {i}: {action}"
+
+
+@settings(max_examples=100, deadline=None)
+@given(start=st.tuples(SOCKETS, LOGINS), actions=st.lists(ACTIONS, min_size=5, max_size=60))
+def test_over_partitions_each_room_is_told_the_same_in_its_order(
+    start: tuple[list[Any], list[Any]], actions: list[tuple[Any, ...]]
+) -> None:
+    """Rooms over three partitions: a change spanning them arrives as one batch of effects
+    per partition, so a member may get a push per partition where it got one (docs)."""
+    nodes = Nodes(options(0), parts=3)
+    for i, action in enumerate(scenario(start, actions)):
+        run(nodes, action)
+        assert by_room(nodes.stubbed) == by_room(nodes.today), f"after action {i}: {action}"
+
+
+@settings(max_examples=100, deadline=None)
+@given(start=st.tuples(SOCKETS, LOGINS), actions=st.lists(ACTIONS, min_size=5, max_size=60))
+def test_over_partitions_coalesced_updates_are_the_same(
+    start: tuple[list[Any], list[Any]], actions: list[tuple[Any, ...]]
+) -> None:
+    """With ``room_update_tick`` on, flushed once every partition's facts of an action are
+    applied, every socket receives exactly what it receives today."""
+    nodes = Nodes(options(0.05), parts=3)
+    for i, action in enumerate(scenario(start, actions)):
+        run(nodes, action)
+        assert per_socket(nodes.stubbed) == per_socket(nodes.today), f"after {i}: {action}"
