@@ -35,7 +35,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from easyrtc_server.cluster import log as entries
-from easyrtc_server.cluster.facts import Fact, Leave, SetField, Update
+from easyrtc_server.cluster.facts import Fact, Leave, Reserve, SetField, Update
 from easyrtc_server.cluster.partition import Denied, Effect, Granted, Partition, RoomRules
 from easyrtc_server.cluster.replica import NodeSockets, Replica
 from easyrtc_server.cluster.reservations import RoomRequest
@@ -56,6 +56,7 @@ from easyrtc_server.protocol.decisions import (
 from easyrtc_server.protocol.ice import ice_servers
 from easyrtc_server.protocol.model import Peer
 from easyrtc_server.protocol.outcome import Fanout, Json, Outcome, Push, Reply
+from support.corekit import Harness, Result
 
 A, B = "nA", "nB"
 ADDRESS = "127.0.0.1"
@@ -476,3 +477,123 @@ def test_over_partitions_coalesced_updates_are_the_same(
     for i, action in enumerate(scenario(start, actions)):
         run(nodes, action)
         assert per_socket(nodes.stubbed) == per_socket(nodes.today), f"after {i}: {action}"
+
+
+# -- examples: what the module does at its edges ------------------------------------------------
+
+PRESENCE = {"show": "chat", "status": None}
+
+
+class Node(Harness):
+    """Node B's core (only its own sockets are here) with its stubs and one partition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        ids = itertools.count(1)
+        scope = NodeSockets(B, lambda cid: cid in self.core.peers)
+        opts = self.core.options
+        self.core = Core(
+            opts, clock=lambda: self.now, new_id=lambda: f"id-{next(ids)}", scope=scope
+        )
+        self.stubs = Stubs(self.core.state, B)
+        rules = RoomRules.of(opts.protocol)
+        self.partition = Partition(lambda app: rules)
+        self.rids = itertools.count()
+
+    def fact(self, fact: Fact) -> Result:
+        return Result(self.stubs.apply(self.partition.apply(fact)))
+
+    def arrives(self, cid: str, *rooms: str, node: str = A, **entry: Any) -> Result:
+        """``cid`` of ``node`` is admitted into ``rooms`` of the default application."""
+        made = {
+            r: {"easyrtcid": cid, "roomJoinTime": 5, "presence": PRESENCE, **entry} for r in rooms
+        }
+        rid = f"r{next(self.rids)}"
+        return self.fact(Reserve(rid, node, "default", cid, 1, made, count=rooms, join=True))
+
+
+def rooms_of(body: Json) -> dict[str, Json]:
+    return dict(body["msgData"]["roomData"])
+
+
+def test_a_member_new_here_is_told_as_a_login_with_its_entry_as_its_node_made_it() -> None:
+    node = Node()
+    b = node.login(roomJoin={r: {"roomName": r} for r in ("r1", "r2", "r3")})
+    api = {"k": {"fieldName": "k", "fieldValue": 1}}
+    told = node.arrives("X" * 16, "r1", "r2", username="ux", apiField=api)
+    [(_event, body)] = told.pushes(b)  # one push, both rooms it shares, as at a login
+    entry = {"easyrtcid": "X" * 16, "roomJoinTime": 5, "presence": PRESENCE, "username": "ux"}
+    entry["apiField"] = api
+    assert rooms_of(body) == {
+        r: {
+            "roomName": r,
+            "roomStatus": "update",
+            "clientListDelta": {"updateClient": {"X" * 16: entry}},
+        }
+        for r in ("r1", "r2")
+    }
+    c = node.open()
+    token = node.auth(c, roomJoin={"r2": {"roomName": "r2"}}).reply
+    assert token["msgData"]["roomData"]["r2"]["clientList"]["X" * 16] == entry
+    assert told.pushes("X" * 16) == []  # nothing is built for a socket that is not here
+
+
+def test_a_known_member_entering_a_room_is_told_per_room_and_leaving_drops_it() -> None:
+    node = Node()
+    b = node.login(roomJoin={r: {"roomName": r} for r in ("r1", "r2")})
+    node.arrives("X" * 16, "r1")
+    told = node.arrives("X" * 16, "r2")
+    assert [list(rooms_of(body)) for _e, body in told.pushes(b)] == [["r2"]]
+    left = node.fact(Leave("default", "X" * 16, 1, ("r1", "r2"), A))
+    removed = [rooms_of(body) for _e, body in left.pushes(b)]
+    assert [list(r) for r in removed] == [["r1"], ["r2"]]
+    assert "removeClient" in removed[0]["r1"]["clientListDelta"]
+    assert node.stubs.members == {}
+    assert "X" * 16 not in node.core.apps["default"].connections
+    assert left.outcome.left is None  # the room_left hooks run on its own node
+
+
+def test_a_stub_in_no_room_here_leaves_no_application_behind() -> None:
+    node = Node()
+    entry = {"easyrtcid": "X" * 16, "roomJoinTime": 5, "presence": PRESENCE}
+    node.fact(Reserve("r", A, "a2", "X" * 16, 1, {"r1": entry}, count=("r1",), join=True))
+    assert node.core.apps["a2"].rooms["r1"].members.keys() == {"X" * 16}
+    node.fact(Leave("a2", "X" * 16, 1, ("r1",), A))
+    assert "a2" not in node.core.apps
+
+
+def test_effects_about_this_nodes_own_connections_change_nothing() -> None:
+    node = Node()
+    b = node.login(roomJoin={"r1": {"roomName": "r1"}})
+    cid = b.easyrtcid
+    before = node.core.state.client_list(node.core.apps["default"].rooms["r1"])
+    own = {"easyrtcid": cid, "roomJoinTime": 99, "presence": {"show": "away", "status": None}}
+    assert node.arrives(cid, "r1", node=B).outcome.sends == []
+    assert node.fact(Update("default", cid, 1, {"r1": own})).outcome.sends == []
+    assert node.fact(Leave("default", cid, 1, ("r1",), B)).outcome.sends == []
+    assert node.core.state.client_list(node.core.apps["default"].rooms["r1"]) == before
+    assert node.stubs.members == {}
+
+
+def test_a_room_field_is_applied_from_its_fact_by_every_reader() -> None:
+    node = Node()
+    b = node.login(roomJoin={"r1": {"roomName": "r1"}})
+    node.arrives(b.easyrtcid, "r1", node=B)  # its own join, appended by B: skipped here
+    told = node.fact(SetField("default", "r1", "f", 3, True))
+    [(_event, body)] = told.pushes(b)
+    assert rooms_of(body)["r1"]["field"] == {"f": {"fieldName": "f", "fieldValue": 3}}
+    node.leave(b, "r1")
+    assert node.core.apps["default"].rooms["r1"].persistent  # kept when empty, as the core keeps it
+
+
+def test_an_api_field_set_again_is_told_as_a_presence_change() -> None:
+    """What differs from today (docs/cluster.md, "Stubs"): the entry does not say that the
+    apiField was set again, so peers hear the entry without it (today: with it)."""
+    node = Node()
+    b = node.login(roomJoin={"r1": {"roomName": "r1"}})
+    api = {"k": {"fieldName": "k", "fieldValue": 1}}
+    node.arrives("X" * 16, "r1", apiField=api)
+    entry = {"easyrtcid": "X" * 16, "roomJoinTime": 5, "presence": PRESENCE, "apiField": api}
+    [(_event, body)] = node.fact(Update("default", "X" * 16, 1, {"r1": entry})).pushes(b)
+    told = rooms_of(body)["r1"]["clientListDelta"]["updateClient"]["X" * 16]
+    assert "apiField" not in told and told["presence"] == PRESENCE
