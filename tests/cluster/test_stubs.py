@@ -24,6 +24,7 @@ socket already logged in, and a roomJoin naming several rooms by a member of A i
 from __future__ import annotations
 
 import itertools
+import json
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -151,6 +152,8 @@ class Nodes:
     stubbed: list[tuple[str, str, Json]] = field(default_factory=list)
     """What B sent on path 2 (its own core, A's members as stubs)."""
     facts: list[Fact] = field(default_factory=list)
+    late: tuple[list[Partition], Stubs, Core] | None = None
+    """A reader that started from the partitions' snapshots (``start_late_reader``)."""
 
     def __post_init__(self) -> None:
         self.replicas = {
@@ -265,11 +268,29 @@ class Nodes:
         return zlib.crc32(key.encode()) % len(self.partitions)
 
     def publish(self, partition: int, fact: Fact) -> list[Effect]:
-        """``fact`` appended to ``partition``; B applies its effects (stubs)."""
+        """``fact`` appended to ``partition``; B applies its effects (stubs), and so does a
+        late reader, if one started (it has no sockets: it sends nothing)."""
         self.facts.append(fact)
         effects = self.partitions[partition].apply(fact)
         self.record(self.stubbed, self.b, self.stubs.apply(effects), None, A)
+        if self.late is not None:
+            late_partition, late_stubs, _core = self.late[0][partition], *self.late[1:]
+            assert late_stubs.apply(late_partition.apply(fact)).sends == []
         return effects
+
+    def start_late_reader(self) -> None:
+        """A third node, C, without sockets, starts reading every partition from its
+        snapshot (through JSON) and stubs everyone."""
+        rules = RoomRules.of(self.opts.protocol)
+        core = Core(self.opts, clock=self.clock.now, scope=NodeSockets("nC", lambda cid: False))
+        stubs = Stubs(core.state, "nC")
+        parts = [
+            Partition.restore(json.loads(json.dumps(p.snapshot())), lambda app: rules)
+            for p in self.partitions
+        ]
+        for part in parts:
+            stubs.load(part)
+        self.late = (parts, stubs, core)
 
     def spread(self, rooms: Iterable[str], app: str) -> dict[int, list[str]]:
         """``rooms`` by partition, in ascending order (the order a node appends in)."""
@@ -479,6 +500,45 @@ def test_over_partitions_coalesced_updates_are_the_same(
         assert per_socket(nodes.stubbed) == per_socket(nodes.today), f"after {i}: {action}"
 
 
+def rooms_seen(core: Core, partitions: list[Partition]) -> dict[Any, Any]:
+    """Every room with members in the partitions, as ``core`` has it: its clientList, in
+    order. (Not its fields: a room's fields outlive its application's last connection in
+    its partition, not in a core; docs/cluster.md, "Stubs".)"""
+    seen: dict[Any, Any] = {}
+    for part in partitions:
+        for app, rooms in part.rooms.items():
+            for name, room in rooms.items():
+                if room.members:
+                    held = core.apps[app].rooms[name]
+                    seen[app, name] = list(core.state.client_list(held).items())
+    return seen
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    start=st.tuples(SOCKETS, LOGINS),
+    actions=st.lists(ACTIONS, min_size=5, max_size=60),
+    late=st.integers(0, 70),
+    parts=st.sampled_from([1, 3]),
+)
+def test_a_reader_starting_from_snapshots_holds_the_rooms_as_b_does(
+    start: tuple[list[Any], list[Any]], actions: list[tuple[Any, ...]], late: int, parts: int
+) -> None:
+    """C starts reading at a random point (``Stubs.load`` of each partition's snapshot),
+    then applies the facts that follow; at the end its core holds every room with members
+    as B's does (B's own members are stubs in C)."""
+    nodes = Nodes(options(0), parts=parts)
+    for i, action in enumerate(scenario(start, actions)):
+        if i == late:
+            nodes.start_late_reader()
+        run(nodes, action)
+    if nodes.late is None:
+        nodes.start_late_reader()
+    assert nodes.late is not None
+    late_core = nodes.late[2]
+    assert rooms_seen(late_core, nodes.partitions) == rooms_seen(nodes.b, nodes.partitions)
+
+
 # -- examples: what the module does at its edges ------------------------------------------------
 
 PRESENCE = {"show": "chat", "status": None}
@@ -597,3 +657,20 @@ def test_an_api_field_set_again_is_told_as_a_presence_change() -> None:
     [(_event, body)] = node.fact(Update("default", "X" * 16, 1, {"r1": entry})).pushes(b)
     told = rooms_of(body)["r1"]["clientListDelta"]["updateClient"]["X" * 16]
     assert "apiField" not in told and told["presence"] == PRESENCE
+
+
+def test_a_room_field_outlives_its_application_in_the_partition_not_in_a_core() -> None:
+    """A gap left for the wiring (docs/cluster.md, "Stubs"): the core forgets an application
+    with its rooms when its last connection here leaves; the partition keeps a room with a
+    field. A node that reads the room again gets it without the field; one that loads the
+    partition's snapshot, with it."""
+    node = Node()
+    entry = {"easyrtcid": "X" * 16, "roomJoinTime": 5, "presence": PRESENCE}
+    node.fact(Reserve("r1", A, "a1", "X" * 16, 1, {"r1": entry}, count=("r1",), join=True))
+    node.fact(SetField("a1", "r1", "f", 3, True))
+    node.fact(Leave("a1", "X" * 16, 1, ("r1",), A))
+    assert "a1" not in node.core.apps
+    node.fact(Reserve("r2", A, "a1", "X" * 16, 2, {"r1": entry}, count=("r1",), join=True))
+    assert node.core.apps["a1"].rooms["r1"].fields == {}
+    room = node.partition.room("a1", "r1")
+    assert room is not None and room.fields == {"f": [3, True]}

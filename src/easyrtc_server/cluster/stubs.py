@@ -32,11 +32,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..protocol import control
-from ..protocol.model import Connection
+from ..protocol.model import Application, Connection, Field
 from ..protocol.outcome import Json, Outcome
 from ..protocol.rooms import change_api_field
 from ..protocol.state import State
-from .partition import Admitted, Effect, FieldSet, Left, RoomCreated, RoomRemoved, Updated
+from .partition import (
+    Admitted,
+    Effect,
+    FieldSet,
+    Left,
+    Partition,
+    RoomCreated,
+    RoomRemoved,
+    Updated,
+)
 
 
 class Stubs:
@@ -50,8 +59,35 @@ class Stubs:
         self.members: dict[tuple[str, str], Connection] = {}
         """(application, easyrtcid) -> its stub."""
 
-    def stub(self, app: str, easyrtcid: str) -> Connection | None:
-        return self.members.get((app, easyrtcid))
+    def load(self, partition: Partition) -> None:
+        """A partition this node starts reading (restored from its snapshot): its rooms and
+        their fields, its members of other nodes as stubs, nobody told (no member of this
+        node is in its rooms before it reads them). Then ``apply`` the facts that follow."""
+        state = self.state
+        for app_name, rooms in partition.rooms.items():
+            for name, room in rooms.items():
+                if not room.created:
+                    continue
+                app = state.apps.get(app_name) or state.create_app(app_name)
+                core_room = app.rooms.get(name) or state.create_room(app, name)
+                for field_name, (value, shared) in room.fields.items():
+                    core_room.fields[field_name] = Field(value, shared)
+                core_room.persistent = core_room.persistent or room.persistent
+                for cid, member in room.members.items():
+                    if member.node != self.node:
+                        self._enter(app, cid, name, member.entry)
+
+    def _enter(self, app: Application, cid: str, room: str, entry: Json) -> None:
+        """A stub in a room, nobody told."""
+        stub = self.members.get((app.name, cid))
+        if stub is None:
+            if cid in app.connections:
+                return  # this node's own connection
+            stub = Connection(cid, app)
+            app.connections[cid] = stub
+            self.members[(app.name, cid)] = stub
+        _take_identity(stub, entry)
+        self.state.join(stub, room, None, joined_at=_join_time(entry), api_field=_api_field(entry))
 
     def apply(self, effects: Sequence[Effect]) -> Outcome:
         """The effects of one fact, in order: the pushes to this node's members (sends only).
