@@ -74,20 +74,23 @@ class Stubs:
                     core_room.fields[field_name] = Field(value, shared)
                 core_room.persistent = core_room.persistent or room.persistent
                 for cid, member in room.members.items():
-                    if member.node != self.node:
-                        self._enter(app, cid, name, member.entry)
+                    stub = self._stub(app, cid) if member.node != self.node else None
+                    if stub is not None:
+                        entry = member.entry
+                        _take_identity(stub, entry)
+                        when, api_field = _join_time(entry), _api_field(entry)
+                        state.join(stub, name, None, joined_at=when, api_field=api_field)
 
-    def _enter(self, app: Application, cid: str, room: str, entry: Json) -> None:
-        """A stub in a room, nobody told."""
+    def _stub(self, app: Application, cid: str) -> Connection | None:
+        """``cid``'s stub, made if need be; None if it is this node's own connection."""
         stub = self.members.get((app.name, cid))
         if stub is None:
             if cid in app.connections:
-                return  # this node's own connection
+                return None
             stub = Connection(cid, app)
             app.connections[cid] = stub
             self.members[(app.name, cid)] = stub
-        _take_identity(stub, entry)
-        self.state.join(stub, room, None, joined_at=_join_time(entry), api_field=_api_field(entry))
+        return stub
 
     def apply(self, effects: Sequence[Effect]) -> Outcome:
         """The effects of one fact, in order: the pushes to this node's members (sends only).
@@ -132,15 +135,10 @@ class Stubs:
             return
         state = self.state
         app = state.apps.get(first.app) or state.create_app(first.app)
-        known = app.connections.get(first.cid)
-        stub = self.members.get((first.app, first.cid))
-        if known is not None and known is not stub:
-            return  # this node's own connection
-        arriving = stub is None
+        arriving = (first.app, first.cid) not in self.members
+        stub = self._stub(app, first.cid)
         if stub is None:
-            stub = Connection(first.cid, app)
-            app.connections[first.cid] = stub
-            self.members[(first.app, first.cid)] = stub
+            return  # this node's own connection
         _take_identity(stub, run[-1].entry)
         for effect in run:
             member = stub.rooms.get(effect.room)
