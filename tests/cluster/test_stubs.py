@@ -538,7 +538,8 @@ def test_a_reader_starting_from_snapshots_holds_the_rooms_as_b_does(
 ) -> None:
     """C starts reading at a random point (``Stubs.load`` of each partition's snapshot),
     then applies the facts that follow; at the end its core holds every room with members
-    as B's does (B's own members are stubs in C)."""
+    as B's does (B's own members are stubs in C). Then it stops reading every partition
+    (``Stubs.unload``): nobody is left in its core."""
     nodes = Nodes(options(0), parts=parts)
     for i, action in enumerate(scenario(start, actions)):
         if i == late:
@@ -547,8 +548,13 @@ def test_a_reader_starting_from_snapshots_holds_the_rooms_as_b_does(
     if nodes.late is None:
         nodes.start_late_reader()
     assert nodes.late is not None
-    late_core = nodes.late[2]
+    late_parts, late_stubs, late_core = nodes.late
     assert rooms_seen(late_core, nodes.partitions) == rooms_seen(nodes.b, nodes.partitions)
+    for part in late_parts:  # and stops reading: nobody is left in its core
+        late_stubs.unload(part)
+    assert late_stubs.members == {}
+    for app in late_core.apps.values():
+        assert not app.connections and not any(room.members for room in app.rooms.values())
 
 
 # -- examples: what the module does at its edges ------------------------------------------------

@@ -81,6 +81,21 @@ class Stubs:
                         when, api_field = _join_time(entry), _api_field(entry)
                         state.join(stub, name, None, joined_at=when, api_field=api_field)
 
+    def unload(self, partition: Partition) -> None:
+        """A partition this node stops reading (none of its members is in its rooms): its
+        stubs leave those rooms, nobody told, and are dropped when in no room here; rooms
+        left empty go as the core reclaims them (one kept when empty, such as the default
+        room, stays)."""
+        state = self.state
+        for app_name, rooms in partition.rooms.items():
+            for name, room in rooms.items():
+                for cid in room.members:
+                    stub = self.members.get((app_name, cid))
+                    if stub is not None and name in stub.rooms:
+                        state.leave(stub, name, Outcome(), tell=False)
+                        if not stub.rooms:
+                            self._drop(stub)
+
     def _stub(self, app: Application, cid: str) -> Connection | None:
         """``cid``'s stub, made if need be; None if it is this node's own connection."""
         stub = self.members.get((app.name, cid))
