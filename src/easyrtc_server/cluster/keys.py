@@ -20,6 +20,8 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 _NODE_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 NODE_ID_LENGTH = 8
+TAG_TRIES = 16
+"""Suffixes tried per read group and group of the layout (``group_tag``)."""
 
 
 def new_node_id() -> str:
@@ -131,14 +133,16 @@ class PartitionKeys:
 
 @cache
 def group_tag(cluster: str, group: int, groups: int) -> str:
-    """The hash tag of read group ``group`` of ``groups``: ``CLUSTER:gGROUP``, with a suffix
-    (``.n``, the first that fits) putting its slot in the group's share of the slot range,
-    ``[group, group + 1) * 16384 / groups``. About ``groups`` tries each, once per process."""
-    low = group * REDIS_CLUSTER_HASH_SLOTS // groups
-    high = (group + 1) * REDIS_CLUSTER_HASH_SLOTS // groups
+    """The hash tag of read group ``group`` of ``groups``: ``CLUSTER:gGROUP`` with the suffix
+    (``.n``, the first ``TAG_TRIES * groups`` tried) whose slot is nearest the middle of
+    the group's share of the slot range, ``(group + 1/2) * 16384 / groups``: evenly spaced
+    points, so masters serving equal contiguous ranges get as many groups give or take one.
+    Once per process and group (a few hundred ``crc16`` for 16 groups)."""
+    middle = (2 * group + 1) * REDIS_CLUSTER_HASH_SLOTS // (2 * groups)
     base = f"{cluster}:g{group}"
-    tag, n = base, 0
-    while not low <= key_slot(tag.encode()) < high:
-        n += 1
+    best, distance = base, abs(key_slot(base.encode()) - middle)
+    for n in range(1, TAG_TRIES * groups):
         tag = f"{base}.{n}"
-    return tag
+        if (far := abs(key_slot(tag.encode()) - middle)) < distance:
+            best, distance = tag, far
+    return best
