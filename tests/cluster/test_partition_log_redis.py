@@ -396,7 +396,8 @@ async def run_load_through(
     acknowledged was lost (unless ``lossy``), and a reader started afterwards reads the same."""
     layout = redis.layout(next(names), partitions=32, groups=8)
     writer = writer_of(redis, layout)
-    moving, staying = (3, 11), (4, 12)  # groups 3 and 4
+    group = await group_with_replica(redis, layout)  # earlier tests may have killed a master
+    moving, staying = (group, group + 8), ((group + 1) % 8, (group + 1) % 8 + 8)
     seen = replica(redis, layout, *moving, *staying)
     await seen.read_until(lambda: len(seen.facts) == 4)
     load = Load(writer, (*moving, *staying))
@@ -418,6 +419,16 @@ async def run_load_through(
     await fresh.read_to(ends(tails))
     assert fresh.facts == seen.facts
     await seen.reader.aclose()
+
+
+async def group_with_replica(redis: Redis, layout: PartitionLayout) -> int:
+    """A read group whose master has a replica to take over."""
+    assert redis.cluster is not None
+    for group in range(layout.groups):
+        master = await redis.cluster.master_of(key_slot(layout.of(group).stream.encode()))
+        if await redis.cluster.replicas_of(master):
+            return group
+    raise AssertionError("no master of the Redis Cluster has a replica left")
 
 
 async def seen_grow(seen: Replica, load: Load, more: int) -> None:
