@@ -105,8 +105,9 @@ async def one_run(
     appender = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--append", url, name, str(entries), cwd=ROOT
     )
-    given = 0
+    given = wakes = 0
     while any(wanted[p] < per_partition[p] for p in wanted):
+        wakes += 1
         for read in await reader.read():
             wanted[read.partition] += len(read.entries)
             given += len(read.entries)
@@ -118,6 +119,7 @@ async def one_run(
     await topology.client().aclose()
     return {
         "given": given,
+        "wakes": wakes,
         "reader_cpu": reader_cpu,
         "redis_out": bytes1 - bytes0,
         "redis_cpu": cpu1 - cpu0,
