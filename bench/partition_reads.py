@@ -92,9 +92,8 @@ async def one_run(
     topology = topology_of(Options(redis_url=url))
     layout = layout_of(topology, name)
     reader = PartitionReader(topology.client(), layout)
-    if interest:
-        for partition in range(0, PARTITIONS, PARTITIONS // interest):  # spread over groups
-            reader.gain(partition)
+    for i in range(interest):  # spread over the partitions and over the read groups
+        reader.gain((i * (PARTITIONS // interest) + i) % PARTITIONS)
     wanted = {p: 0 for p in reader.interest}
     loaded: set[int] = set()
     while loaded != set(wanted):  # the snapshots (none yet) loaded before the clock starts

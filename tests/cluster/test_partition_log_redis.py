@@ -131,6 +131,8 @@ class Replica:
     reads: list[PartitionRead] = field(default_factory=list)
     applied: asyncio.Event = field(default_factory=asyncio.Event)
     """Set at each read applied."""
+    failures: int = 0
+    """Reads that failed (and were tried again)."""
 
     def apply(self, read: PartitionRead) -> None:
         self.reads.append(read)
@@ -151,6 +153,7 @@ class Replica:
                 try:
                     reads = await self.reader.read()
                 except REDIS_ERRORS:
+                    self.failures += 1
                     await asyncio.sleep(RETRY)
                     continue
                 for read in reads:
@@ -265,6 +268,27 @@ async def test_a_reader_gaining_a_partition_mid_stream_catches_up_exactly(
     assert late.facts[5] == first.facts[5] and 6 not in late.facts
     for reader in (first.reader, late.reader):
         await reader.aclose()
+
+
+async def test_a_partition_gained_while_a_read_blocks_is_read_without_waiting_for_it(
+    redis: Redis, writer_of: Callable[[Redis, PartitionLayout], PartitionWriter]
+) -> None:
+    layout = redis.layout(next(names), partitions=32, groups=8)
+    writer = writer_of(redis, layout)
+    reader = PartitionReader(redis.client, layout, block_ms=int(BOUND * 4000))
+    # blocks longer than the client waits for a reply (5 s on one Redis): a read that was not
+    # sent again for the partition gained would fail there (or wait past BOUND)
+    seen = Replica(reader)
+    reader.gain(2)
+    await seen.read_until(lambda: 2 in seen.facts)
+    blocked = asyncio.ensure_future(seen.read_until(lambda: 10 in seen.seqs))
+    await asyncio.sleep(0)  # the XREAD of partition 2's group is sent, and blocks
+    reader.gain(10)  # the same group: the blocked XREAD does not name it
+    await blocked  # its snapshot, loaded at once
+    appended = await writer.append(10, b"news")
+    await seen.read_to(ends([appended]))
+    assert seen.facts == {2: [], 10: ["news"]} and seen.failures == 0
+    await reader.aclose()
 
 
 async def test_a_reader_behind_a_trim_is_told_to_reload_the_snapshot(

@@ -45,6 +45,7 @@ GROUPS: Final = 16
 READ_COUNT: Final = 512
 """Entries read per partition per ``XREAD`` (and per load)."""
 READ_BLOCK_MS: Final = 1000
+"""How long one ``XREAD`` blocks: below the 5 s redis-py's clients wait for a reply."""
 SEQ: Final = b"s"
 """The field of an entry holding its sequence number."""
 FACT: Final = b"f"
