@@ -92,8 +92,9 @@ async def one_run(
     topology = topology_of(Options(redis_url=url))
     layout = layout_of(topology, name)
     reader = PartitionReader(topology.client(), layout)
+    step = PARTITIONS // interest if interest else 1
     for i in range(interest):  # spread over the partitions and over the read groups
-        reader.gain((i * (PARTITIONS // interest) + i) % PARTITIONS)
+        reader.gain(i * step + i % step)
     wanted = {p: 0 for p in reader.interest}
     loaded: set[int] = set()
     while loaded != set(wanted):  # the snapshots (none yet) loaded before the clock starts
