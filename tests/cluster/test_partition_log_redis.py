@@ -6,7 +6,7 @@ read only the partitions they have interest in; a reader that gains a partition 
 catches up from its snapshot and stream to exactly what a reader from the start has; a reader
 behind a trim is told to reload; on the Redis Cluster the partitions spread over the three
 masters, and reading goes on while a partition's slot moves to another master and while its
-master fails over to its replica.
+master fails over to its replica; behind Sentinel, while the master is killed and replaced.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from easyrtc_server.cluster.redisclient import (
 from easyrtc_server.options import Options
 from support.rediscluster import RedisClusterSetup, running_redis_cluster
 from support.redisserver import running_redis
-from support.sentinel import running_sentinels
+from support.sentinel import SentinelSetup, running_sentinels
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -59,6 +59,7 @@ class Redis:
     kind: str
     topology: Topology
     cluster: RedisClusterSetup | None = None
+    sentinels: SentinelSetup | None = None
 
     @property
     def client(self) -> AsyncClient:
@@ -91,7 +92,7 @@ async def single_redis() -> AsyncIterator[Redis]:
 async def sentinel_redis() -> AsyncIterator[Redis]:
     async with running_sentinels() as sentinels:
         topology = SingleTopology(Options(redis_url=sentinels.url))
-        yield Redis("sentinel", topology)
+        yield Redis("sentinel", topology, sentinels=sentinels)
         await topology.client().aclose()
 
 
@@ -420,7 +421,7 @@ async def run_load_through(
     acknowledged was lost (unless ``lossy``), and a reader started afterwards reads the same."""
     layout = redis.layout(next(names), partitions=32, groups=8)
     writer = writer_of(redis, layout)
-    group = await group_with_replica(redis, layout)  # earlier tests may have killed a master
+    group = await group_with_replica(redis, layout) if redis.cluster else 3
     moving, staying = (group, group + 8), ((group + 1) % 8, (group + 1) % 8 + 8)
     seen = replica(redis, layout, *moving, *staying)
     await seen.read_until(lambda: len(seen.facts) == 4)
@@ -509,3 +510,18 @@ async def test_reads_go_on_and_stay_true_to_redis_when_a_partitions_master_is_ki
             await cluster.promoted(replica_port, slot)
 
     await run_load_through(redis_cluster, writer_of, kill, lossy=True)
+
+
+async def test_reads_go_on_and_stay_true_to_redis_when_sentinel_fails_over(
+    sentinel_redis: Redis, writer_of: Callable[[Redis, PartitionLayout], PartitionWriter]
+) -> None:
+    sentinels = sentinel_redis.sentinels
+    assert sentinels is not None
+
+    async def kill(layout: PartitionLayout, slot: int) -> None:
+        starts = [len(sentinel.lines) for sentinel in sentinels.sentinels]
+        old = await sentinels.kill_master()
+        async with asyncio.timeout(BOUND):
+            assert await sentinels.switched(starts) != old
+
+    await run_load_through(sentinel_redis, writer_of, kill, lossy=True)
