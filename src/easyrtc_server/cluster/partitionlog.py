@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Final
 
 from redis.exceptions import NoScriptError, RedisError
@@ -123,7 +124,13 @@ class PartitionLayout:
     def of(self, partition: int) -> PartitionKeys:
         if not 0 <= partition < self.partitions:
             raise ValueError(f"no partition {partition} of {self.partitions}")
-        return self.keys.partition(partition, self.group_of(partition), self.groups)
+        return _keys_of(self, partition)
+
+
+@cache
+def _keys_of(layout: PartitionLayout, partition: int) -> PartitionKeys:
+    """Named once per process (every append and read names them)."""
+    return layout.keys.partition(partition, layout.group_of(partition), layout.groups)
 
 
 @dataclass(frozen=True, slots=True)
