@@ -422,8 +422,8 @@ class PartitionReader:
 
     async def read(self) -> list[PartitionRead]:
         """What the partitions of interest have next, per partition in order (empty after
-        ``block_ms`` without any). Raises what Redis answered when nothing could be read (the
-        caller retries after a pause)."""
+        ``block_ms`` without any, or when the interest changed). Raises what Redis answered
+        when nothing could be read (the caller retries after a pause)."""
         if self.cursors.to_load():
             return await self._load_due()
         self._changed.clear()
