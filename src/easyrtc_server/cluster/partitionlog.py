@@ -37,7 +37,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from .gaps import stream_id
 from .keys import ClusterKeys, PartitionKeys
-from .redisclient import AsyncClient
+from .redisclient import REDIS_ERRORS, AsyncClient
 
 PARTITIONS: Final = 128
 """Partitions of a cluster (fixed for its life: a room never moves between partitions)."""
@@ -453,7 +453,10 @@ class PartitionReader:
                 error = task.exception()
                 continue
             out.extend(self._take(reads, task.result()))
-        out.extend(await self._load_due())
+        try:
+            out.extend(await self._load_due())
+        except REDIS_ERRORS as exc:  # the loads stay due; what was taken must be given
+            error = exc
         if not out and error is not None:
             raise error
         return out
