@@ -176,6 +176,14 @@ class RedisClusterSetup:
         master_id = next(n["id"] for n in nodes if n["port"] == master_port)
         return next(n["port"] for n in nodes if n["master"] == master_id)
 
+    async def replicas_of(self, master_port: int) -> list[int]:
+        """The ports of the live replicas of the master at ``master_port`` (none after its
+        replica took over from it and it was killed, or before a demoted master is known
+        as the new one's replica)."""
+        nodes = await self._nodes()
+        master_id = next(n["id"] for n in nodes if n["port"] == master_port)
+        return [n["port"] for n in nodes if n["master"] == master_id and "fail" not in n["flags"]]
+
     async def node_id(self, port: int) -> str:
         client = self.client(port)
         try:

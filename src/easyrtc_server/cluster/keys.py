@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from functools import cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 _NODE_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 NODE_ID_LENGTH = 8
+TAG_TRIES = 16
+"""Suffixes tried per read group and group of the layout (``group_tag``)."""
 
 
 def new_node_id() -> str:
@@ -77,8 +82,67 @@ class ClusterKeys:
         """String with a TTL, refreshed while the node lives: its ``NodeInfo`` as JSON."""
         return f"{self._prefix}:alive:{node_id}"
 
+    def partition(self, partition: int, group: int, groups: int) -> PartitionKeys:
+        """The keys of one partition log (``partitionlog``), in read group ``group`` of
+        ``groups``. On a Redis Cluster the partitions of a group share one hash tag, so one
+        ``XREAD`` and each partition's scripts touch one slot, and the groups' tags are
+        chosen so that their slots are evenly spaced over the 16,384 (``group_tag``): a
+        cluster whose masters serve equal contiguous ranges, as ``redis-cli --cluster create``
+        makes them, gets the groups evenly. Untagged on one Redis or Sentinel."""
+        if self.hash_tags:
+            tag: str | None = "{" + group_tag(self.cluster, group, groups) + "}"
+            base = f"{tag}:p{partition}"
+        else:
+            tag, base = None, f"{self.cluster}:p{partition}"
+        return PartitionKeys(
+            partition=partition,
+            tag=tag,
+            stream=f"{base}:log",
+            snapshot=f"{base}:snapshot",
+            trimmed=f"{base}:trimmed",
+            seq=f"{base}:seq",
+            snapshot_lock=f"{base}:snapshot-lock",
+        )
+
     def inbox(self, node_id: str) -> str:
         """Pub/sub channel: relayed messages for the sockets of one node."""
         if self.hash_tags:
             return "{" + f"{self.cluster}:node:{node_id}" + "}"
         return f"{self.cluster}:node:{node_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionKeys:
+    """One partition log's keys; all in one slot on a Redis Cluster."""
+
+    partition: int
+    tag: str | None
+    """The hash tag the partition shares with the others of its read group (None: untagged,
+    every partition may be read in one ``XREAD``)."""
+    stream: str
+    """Stream: the partition's facts, each with its sequence number."""
+    snapshot: str
+    """Hash: the partition's state (``doc``) after the entry ``id``, number ``seq``."""
+    trimmed: str
+    """String: the newest stream id a snapshot trimmed."""
+    seq: str
+    """String: the sequence number of the partition's last entry (``INCR`` per append)."""
+    snapshot_lock: str
+    """String with a short TTL: the node writing the partition's next snapshot."""
+
+
+@cache
+def group_tag(cluster: str, group: int, groups: int) -> str:
+    """The hash tag of read group ``group`` of ``groups``: ``CLUSTER:gGROUP`` with the suffix
+    (``.n``, the first ``TAG_TRIES * groups`` tried) whose slot is nearest the middle of
+    the group's share of the slot range, ``(group + 1/2) * 16384 / groups``: evenly spaced
+    points, so masters serving equal contiguous ranges get as many groups give or take one.
+    Once per process and group (a few hundred ``crc16`` for 16 groups)."""
+    middle = (2 * group + 1) * REDIS_CLUSTER_HASH_SLOTS // (2 * groups)
+    base = f"{cluster}:g{group}"
+    best, distance = base, abs(key_slot(base.encode()) - middle)
+    for n in range(1, TAG_TRIES * groups):
+        tag = f"{base}.{n}"
+        if (far := abs(key_slot(tag.encode()) - middle)) < distance:
+            best, distance = tag, far
+    return best
