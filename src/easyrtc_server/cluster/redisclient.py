@@ -21,6 +21,12 @@ cluster's own loops (log reader, writer, inbox, liveness) retry a failed command
 delay, which is what carries them over a failover. On a Redis Cluster redis-py follows
 ``MOVED`` and refreshes its slot map when a node fails, and the same loops retry.
 
+The log reader alone has a client of its own on a Redis Cluster (``reader_client``), which
+does not retry: redis-py's cluster client would retry a read that failed with its master on the
+replica that took over, and the reader would never hear that the entries it applied last may
+have died with that master (``liveness``: ``Liveness.unsure``). Its slot map is its own, so the
+server it reads from changes only by its own reads (``reader_server``).
+
 What differs between them is a ``Topology``, chosen here once from the URL: it makes the
 clients, says whether the keys carry hash tags (``keys``) and how inboxes are published and
 subscribed (``channels``). Nothing else in the cluster asks which Redis it runs on.
@@ -35,7 +41,9 @@ from urllib.parse import unquote
 from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode as BlockingClusterNode
 from redis.cluster import RedisCluster as BlockingRedisCluster
 from redis.sentinel import Sentinel as BlockingSentinel
@@ -175,8 +183,23 @@ class Topology(Protocol):
         it."""
         ...
 
+    def reader_client(self) -> AsyncClient:
+        """The log reader's client (made once): a read that fails raises, rather than being
+        sent again, unseen, to a server that may lack what the reader read before."""
+        ...
+
+    def reader_server(self, key: str) -> str | None:
+        """The server ``reader_client`` sends commands on ``key`` to now, by its own slot map
+        (no round trip); None where that never changes but through a failed read (one Redis,
+        Sentinel's master: a new one is a new connection, after an error), or not known yet."""
+        ...
+
     async def drop_idle(self) -> None:
         """Close the idle pooled connections (each would fail once after Redis restarted)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close every client made here (not the blocking ones: their thread closes them)."""
         ...
 
 
@@ -206,8 +229,19 @@ class SingleTopology:
     def blocking_client(self, *, timeout: float) -> BlockingRedis:
         return blocking_redis_client(self.options, timeout=timeout)
 
+    def reader_client(self) -> Redis:
+        """The node's client: its connections do not retry a failed command (redis-py's
+        default for a client made from a URL or by Sentinel)."""
+        return self._client
+
+    def reader_server(self, key: str) -> str | None:
+        return None
+
     async def drop_idle(self) -> None:
         await self._client.connection_pool.disconnect(inuse_connections=False)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 class ClusterTopology:
@@ -217,9 +251,14 @@ class ClusterTopology:
 
     def __init__(self, spec: ClusterUrl) -> None:
         self.spec = spec
-        self._client = RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in spec.nodes],
+        self._client = self._new_client()
+        self._reader = self._new_client(retry=Retry(NoBackoff(), 0))
+
+    def _new_client(self, **kwargs: Any) -> RedisCluster:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in self.spec.nodes],
             **self._node_kwargs(),
+            **kwargs,
         )
 
     def _node_kwargs(self) -> dict[str, Any]:
@@ -248,9 +287,25 @@ class ClusterTopology:
             **{**self._node_kwargs(), "socket_timeout": timeout, "socket_connect_timeout": timeout},
         )
 
+    def reader_client(self) -> RedisCluster:
+        """A client of its own, without retries: the one that reads ``keys.log``."""
+        return self._reader
+
+    def reader_server(self, key: str) -> str | None:
+        try:
+            node = self._reader.get_node_from_key(key)
+        except REDIS_ERRORS:  # no slot map yet (or none covers it): nothing to compare
+            return None
+        return None if node is None else node.name
+
     async def drop_idle(self) -> None:
-        for node in self._client.get_nodes():
-            await node.disconnect_free_connections()
+        for client in (self._client, self._reader):
+            for node in client.get_nodes():
+                await node.disconnect_free_connections()
+
+    async def aclose(self) -> None:
+        await self._reader.aclose()
+        await self._client.aclose()
 
 
 def redis_client(options: Options) -> Redis:
