@@ -7,7 +7,9 @@ dependency of ``redis-server``). Ready means every node logged ``Cluster state c
 every replica finished its sync. A test can move a slot to another master (``migrate_slot``,
 as ``redis-cli --cluster reshard`` does it: ``IMPORTING``/``MIGRATING``, ``MIGRATE`` of each
 key, ``SETSLOT NODE``), kill the master of a slot (``kill_master``) and wait for its replica to
-take over (``promoted``), or have a replica take over in a planned failover (``fail_over``).
+take over (``promoted``), cut a master's replica off (``cut_off_replica``, let go with
+``resume``: the master's writes meanwhile reach no replica), or have a replica take over in a
+planned failover (``fail_over``).
 Every process is stopped by its own pid.
 """
 
@@ -17,6 +19,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -220,6 +223,32 @@ class RedisClusterSetup:
         replica = await self.replica_of(master)
         await self.server(master).stop(kill=True)
         return master, replica
+
+    def pause(self, port: int) -> None:
+        """Freeze the node at ``port`` (``SIGSTOP``)."""
+        self._signal(port, signal.SIGSTOP)
+
+    async def cut_off_replica(self, master: int) -> int:
+        """Freeze the replica of ``master`` and close its link: the master's writes from now
+        on reach no replica, and die with it if it is killed (what it sent before is in the
+        frozen replica's socket, read when it is let go). Returns the replica's port."""
+        replica = await self.replica_of(master)
+        self.pause(replica)
+        client = self.client(master)
+        try:
+            await client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+        finally:
+            await client.aclose()
+        return replica
+
+    def resume(self, port: int) -> None:
+        """Let a frozen node go on (``SIGCONT``)."""
+        self._signal(port, signal.SIGCONT)
+
+    def _signal(self, port: int, signum: signal.Signals) -> None:
+        process = self.server(port).process
+        assert process is not None and process.returncode is None, f"{port} is not running"
+        os.kill(process.pid, signum)
 
     async def fail_over(self, slot: int) -> tuple[int, int]:
         """A planned failover (``CLUSTER FAILOVER`` on the replica) of the master serving
