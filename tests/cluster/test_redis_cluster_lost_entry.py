@@ -2,13 +2,13 @@
 
 Real processes: a Redis Cluster (``support.rediscluster``), two nodes on ``redis+cluster://``,
 real socket.io clients. The replica of the log's master is frozen (``SIGSTOP``) and its link
-closed, so a login made then is on the master alone; the master is killed (``kill -9``) and the replica, let go,
-takes over without it. A login right after the failover makes the entry each node applied
-last one of the new master, present in its log: the loss is found through the entry each
-reader applied last from the dead master (its read failed, or came from another server:
-``Topology.reader_server``; ``Liveness.unsure``), and every node rebuilds, as when Redis came
-back older (``test_stale_redis``). Unnoticed, the nodes running would list the lost login while
-a node started later would not.
+closed, so a login made then is on the master alone; the master is killed (``kill -9``) and
+the replica, let go, takes over without it. A login right after the failover makes the entry
+each node applied last one of the new master, present in its log: the loss is found through
+the entry each reader applied last from the dead master (its read failed, or came from
+another server: ``Topology.reader_server``; ``Liveness.unsure``), and every node rebuilds, as
+when Redis came back older (``test_stale_redis``). Unnoticed, the nodes running would list the
+lost login while a node started later would not.
 
 Here a liveness round waiting on the dead master usually reads the new one first, before the
 login after the failover, and finds the loss by itself; the reader's part shows under load,
