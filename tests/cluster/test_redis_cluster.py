@@ -17,7 +17,9 @@ import itertools
 import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
@@ -26,9 +28,10 @@ from redis.cluster import key_slot
 from easyrtc_server.cluster.keys import ClusterKeys
 from support.nodes import Node, running_nodes
 from support.rediscluster import RedisClusterSetup, running_redis_cluster
+from support.tlscerts import make_tls_files
 
 from . import test_behaviour as behaviour
-from .test_failures import Member, clients
+from .test_failures import Member, clients, error_code, try_login
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -77,6 +80,41 @@ async def test_a_cluster_reaches_a_redis_cluster_that_needs_a_password() -> None
         assert (await on_b.send_to(on_a, "and back"))["msgData"]
         for node in (a, b):
             assert not any(password in line for line in node.lines)
+
+
+@pytest.mark.parametrize("password", [None, "tls-pass-4711"], ids=["tls", "tls-and-password"])
+async def test_a_cluster_reaches_a_redis_cluster_over_tls(
+    password: str | None, tmp_path: Path
+) -> None:
+    """Every node speaks TLS only (``rediss+cluster://``; the cluster bus and replication too),
+    with certificates of the test's own authority, which the URL's query names: logins and
+    relays cross nodes. A node given another authority does not trust the cluster: its
+    logins are refused."""
+    async with (
+        running_redis_cluster(password=password, tls=True) as redis,
+        running_nodes(redis.url, 2) as (a, b),
+        clients() as join,
+    ):
+        assert redis.url.startswith("rediss+cluster://")
+        on_a, on_b = await join(a), await join(b)
+        await everyone_sees_everyone([on_a, on_b])
+        assert (await on_a.send_to(on_b, "through a Redis Cluster over TLS"))["msgData"]
+        assert (await on_b.send_to(on_a, "and back"))["msgData"]
+        if password is not None:
+            for node in (a, b):
+                assert not any(password in line for line in node.lines)
+            return
+        assert redis.tls is not None
+        stranger = make_tls_files(tmp_path)
+        url = redis.url.replace(quote(str(redis.tls.ca), safe=""), quote(str(stranger.ca), safe=""))
+        assert url != redis.url
+        c = Node(url)
+        await c.start()
+        try:
+            reply, _took = await try_login(c)
+            assert error_code(reply) == "LOGIN_GEN_FAIL", reply
+        finally:
+            await c.stop()
 
 
 # -- under load: a slot migration, a failover --------------------------------------------------

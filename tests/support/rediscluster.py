@@ -11,6 +11,11 @@ take over (``promoted``), cut a master's replica off (``cut_off_replica``, let g
 ``resume``: the master's writes meanwhile reach no replica), or have a replica take over in a
 planned failover (``fail_over``).
 Every process is stopped by its own pid.
+
+With ``tls=True`` the nodes speak only TLS (``tls-port``, no plain port), on the cluster bus
+and to their masters too (``tls-cluster``, ``tls-replication``), with a certificate signed by
+an authority made for the test (``support.tlscerts``); clients must show a certificate of the
+same authority (``tls-auth-clients yes``): ``url`` names the files in its query.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .ports import free_port
 from .sentinel import LoggedProcess
+from .tlscerts import TlsFiles, make_tls_files
 
 NODE_TIMEOUT_MS = 1000
 """``cluster-node-timeout``: a master silent this long is failed over by its replica."""
@@ -47,9 +54,14 @@ def _binary(name: str) -> str:
 class RedisClusterSetup:
     """Six redis-server processes made one Redis Cluster; ``url`` is what a node is given."""
 
-    def __init__(self, workdir: Path, *, password: str | None = None) -> None:
+    def __init__(self, workdir: Path, *, password: str | None = None, tls: bool = False) -> None:
         self.workdir = workdir
         self.password = password
+        self.tls: TlsFiles | None = None
+        """The authority, certificate and key of every node (and of its clients), if TLS."""
+        if tls:
+            (workdir / "tls").mkdir()
+            self.tls = make_tls_files(workdir / "tls")
         self.servers = [LoggedProcess(f"redis-cluster {i}", free_port()) for i in range(6)]
         self.bus_ports = {server.port: free_port() for server in self.servers}
         """Each node's cluster bus port (``cluster-port``; by default its port + 10000, which
@@ -59,19 +71,44 @@ class RedisClusterSetup:
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.servers[:3])
         auth = f":{self.password}@" if self.password else ""
-        return f"redis+cluster://{auth}{hosts}"
+        if self.tls is None:
+            return f"redis+cluster://{auth}{hosts}"
+        files = {"ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert}
+        query = urlencode({**files, "ssl_keyfile": self.tls.key})
+        return f"rediss+cluster://{auth}{hosts}?{query}"
+
+    def _tls_kwargs(self) -> dict[str, Any]:
+        if self.tls is None:
+            return {}
+        return {
+            "ssl": True,
+            "ssl_ca_certs": str(self.tls.ca),
+            "ssl_certfile": str(self.tls.cert),
+            "ssl_keyfile": str(self.tls.key),
+        }
 
     def server(self, port: int) -> LoggedProcess:
         return next(s for s in self.servers if s.port == port)
 
     def client(self, port: int) -> Redis:
         """A plain client of one of the cluster's nodes (cluster commands, ``MIGRATE``)."""
-        return Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=10)
+        return Redis(
+            host="127.0.0.1",
+            port=port,
+            password=self.password,
+            socket_timeout=10,
+            **self._tls_kwargs(),
+        )
 
     async def start(self) -> None:
         await asyncio.gather(*(s.start(self._server_command(s.port), READY) for s in self.servers))
+        tls = []
+        if self.tls is not None:
+            tls = ["--tls", "--cacert", str(self.tls.ca), "--cert", str(self.tls.cert)]
+            tls += ["--key", str(self.tls.key)]
         create = await asyncio.create_subprocess_exec(
             _binary("redis-cli"),
+            *tls,
             "--cluster", "create",
             *(f"127.0.0.1:{s.port}" for s in self.servers),
             "--cluster-replicas", "1",
@@ -95,9 +132,21 @@ class RedisClusterSetup:
 
     def _server_command(self, port: int) -> list[str]:
         auth = ["--requirepass", self.password, "--masterauth", self.password]
+        listen = ["--port", str(port)]
+        if self.tls is not None:
+            listen = [
+                "--port", "0",
+                "--tls-port", str(port),
+                "--tls-cert-file", str(self.tls.cert),
+                "--tls-key-file", str(self.tls.key),
+                "--tls-ca-cert-file", str(self.tls.ca),
+                "--tls-auth-clients", "yes",
+                "--tls-cluster", "yes",
+                "--tls-replication", "yes",
+            ]  # fmt: skip
         return [
             _binary("redis-server"),
-            "--port", str(port),
+            *listen,
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
@@ -275,11 +324,13 @@ class RedisClusterSetup:
 
 
 @asynccontextmanager
-async def running_redis_cluster(*, password: str | None = None) -> AsyncIterator[RedisClusterSetup]:
+async def running_redis_cluster(
+    *, password: str | None = None, tls: bool = False
+) -> AsyncIterator[RedisClusterSetup]:
     """A fresh Redis Cluster of six processes for the duration of the block."""
     async with AsyncExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rcluster-")))
-        setup = RedisClusterSetup(workdir, password=password)
+        setup = RedisClusterSetup(workdir, password=password, tls=tls)
         stack.push_async_callback(setup.stop)
         await setup.start()
         yield setup

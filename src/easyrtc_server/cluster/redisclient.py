@@ -12,6 +12,12 @@ or a Redis Cluster, by some of its nodes (the client learns the others from them
     redis+cluster://[[user]:password@]host:port[,host:port...]
     rediss+cluster://...       (TLS to every node)
 
+With TLS, both take what redis-py takes in a ``rediss://`` URL's query to check the server and
+to show a client certificate (``TLS_QUERY``): ``?ssl_ca_certs=/etc/redis/ca.crt``,
+``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs`` (``required``, the default, ``optional``,
+``none``), ``ssl_check_hostname``. Anything else in the query is refused (a mistyped name would
+otherwise be ignored, and the server's certificate checked against the system's authorities).
+
 The password in the URL is the master's; the sentinels' own is ``redis_sentinel_password`` and
 ``redis_sentinel_tls_enable`` speaks TLS to them. With Sentinel, redis-py's asyncio client asks
 the sentinels for the master's address on every new connection, so after a failover the next
@@ -36,7 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
@@ -57,6 +63,14 @@ SENTINEL_SCHEMES: Final = ("redis+sentinel://", "rediss+sentinel://")
 CLUSTER_SCHEMES: Final = ("redis+cluster://", "rediss+cluster://")
 SENTINEL_PORT: Final = 26379
 REDIS_PORT: Final = 6379
+TLS_QUERY: Final = (
+    "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname"
+)  # fmt: skip
+"""What the query of a ``rediss+sentinel://`` or ``rediss+cluster://`` URL may say (redis-py's
+names, as in a ``rediss://`` URL): the authority that signed the servers' certificates, this
+node's own certificate and key, whether and how the server's is checked."""
+CERT_REQS: Final = ("none", "optional", "required")
+TRUTH: Final = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 SENTINEL_TIMEOUT: Final = 1.0
 """Seconds one question to one sentinel may take before the next sentinel is asked."""
 CONNECT_TIMEOUT: Final = 2.0
@@ -81,6 +95,8 @@ class SentinelUrl:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    tls_options: tuple[tuple[str, str], ...] = ()
+    """``TLS_QUERY`` names and values from the URL's query."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +107,8 @@ class ClusterUrl:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    tls_options: tuple[tuple[str, str], ...] = ()
+    """``TLS_QUERY`` names and values from the URL's query."""
 
 
 def _auth_and_hosts(
@@ -98,7 +116,7 @@ def _auth_and_hosts(
 ) -> tuple[str | None, str | None, tuple[tuple[str, int], ...], str]:
     """User, password, ``host:port`` list of its ``what``s and the path of what follows the
     scheme of a ``kind`` of URL; ``ValueError`` saying what is wrong (never the password)."""
-    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    rest = rest.split("#", 1)[0].split("?", 1)[0]
     auth, at, hosts_and_path = rest.rpartition("@")
     if not at:
         hosts_and_path = rest
@@ -129,6 +147,36 @@ def _auth_and_hosts(
     return username, password, tuple(found), path
 
 
+def _tls_options(url: str, kind: str, tls: bool) -> tuple[tuple[str, str], ...]:
+    """The ``TLS_QUERY`` settings of ``url``'s query; ``ValueError`` for anything else (naming
+    the setting, never a value)."""
+    query = url.split("#", 1)[0].partition("?")[2]
+    found: list[tuple[str, str]] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in TLS_QUERY:
+            raise ValueError(f"{kind} takes no {name!r} in its query (only {', '.join(TLS_QUERY)})")
+        if not tls:
+            raise ValueError(f"{kind}'s {name} needs TLS (rediss+...)")
+        if name == "ssl_cert_reqs" and value not in CERT_REQS:
+            raise ValueError(f"{kind}'s ssl_cert_reqs is one of {', '.join(CERT_REQS)}")
+        if name == "ssl_check_hostname" and value.lower() not in TRUTH:
+            raise ValueError(f"{kind}'s ssl_check_hostname is true or false")
+        if not value:
+            raise ValueError(f"{kind}'s {name} is empty")
+        found.append((name, value))
+    return tuple(found)
+
+
+def _tls_kwargs(tls: bool, options: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """redis-py's keyword arguments for TLS as a URL asks it."""
+    if not tls:
+        return {}
+    kwargs: dict[str, Any] = {"ssl": True}
+    for name, value in options:
+        kwargs[name] = TRUTH[value.lower()] if name == "ssl_check_hostname" else value
+    return kwargs
+
+
 def parse_sentinel_url(url: str) -> SentinelUrl:
     """Read a ``redis+sentinel://`` URL; ``ValueError`` saying what is wrong (never the
     password)."""
@@ -146,7 +194,9 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         if not parts[1].isdigit():
             raise ValueError("a Sentinel URL's db must be a number")
         db = int(parts[1])
-    return SentinelUrl(sentinels, parts[0], db, username, password, scheme.startswith("rediss"))
+    tls = scheme.startswith("rediss")
+    tls_options = _tls_options(url, "a Sentinel URL", tls)
+    return SentinelUrl(sentinels, parts[0], db, username, password, tls, tls_options)
 
 
 def parse_cluster_url(url: str) -> ClusterUrl:
@@ -160,7 +210,8 @@ def parse_cluster_url(url: str) -> ClusterUrl:
     )
     if path.strip("/") not in ("", "0"):
         raise ValueError("a Redis Cluster URL names no database (a Redis Cluster has only db 0)")
-    return ClusterUrl(nodes, username, password, scheme.startswith("rediss"))
+    tls = scheme.startswith("rediss")
+    return ClusterUrl(nodes, username, password, tls, _tls_options(url, "a Redis Cluster URL", tls))
 
 
 class Topology(Protocol):
@@ -267,8 +318,7 @@ class ClusterTopology:
             "password": self.spec.password,
             "socket_connect_timeout": CONNECT_TIMEOUT,
         }
-        if self.spec.tls:
-            kwargs["ssl"] = True
+        kwargs.update(_tls_kwargs(self.spec.tls, self.spec.tls_options))
         return kwargs
 
     def client(self) -> RedisCluster:
@@ -358,6 +408,5 @@ def _master_kwargs(spec: SentinelUrl) -> dict[str, Any]:
         "password": spec.password,
         "socket_connect_timeout": CONNECT_TIMEOUT,
     }
-    if spec.tls:
-        kwargs["ssl"] = True
+    kwargs.update(_tls_kwargs(spec.tls, spec.tls_options))
     return kwargs
