@@ -7,9 +7,10 @@ dependency of ``redis-server``). Ready means every node logged ``Cluster state c
 every replica finished its sync. A test can move a slot to another master (``migrate_slot``,
 as ``redis-cli --cluster reshard`` does it: ``IMPORTING``/``MIGRATING``, ``MIGRATE`` of each
 key, ``SETSLOT NODE``), kill the master of a slot (``kill_master``) and wait for its replica to
-take over (``promoted``), cut a master's replica off (``cut_off_replica``, let go with
-``resume``: the master's writes meanwhile reach no replica), or have a replica take over in a
-planned failover (``fail_over``).
+take over (``promoted``), kill a master with its replica (``kill_shard``: with
+``full_coverage=False`` the other slots stay served), cut a master's replica off
+(``cut_off_replica``, let go with ``resume``: the master's writes meanwhile reach no replica),
+or have a replica take over in a planned failover (``fail_over``).
 Every process is stopped by its own pid.
 
 With ``tls=True`` the nodes speak only TLS (``tls-port``, no plain port), on the cluster bus
@@ -54,9 +55,19 @@ def _binary(name: str) -> str:
 class RedisClusterSetup:
     """Six redis-server processes made one Redis Cluster; ``url`` is what a node is given."""
 
-    def __init__(self, workdir: Path, *, password: str | None = None, tls: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        password: str | None = None,
+        tls: bool = False,
+        full_coverage: bool = True,
+    ) -> None:
         self.workdir = workdir
         self.password = password
+        self.full_coverage = full_coverage
+        """``cluster-require-full-coverage``: False keeps the other slots served while one
+        master and its replica are both down (``kill_shard``)."""
         self.tls: TlsFiles | None = None
         """The authority, certificate and key of every node (and of its clients), if TLS."""
         if tls:
@@ -161,6 +172,7 @@ class RedisClusterSetup:
             # machine may delay the sync; the tests are about the nodes, not Redis' caution)
             "--cluster-replica-validity-factor", "0",
             "--repl-diskless-load", "swapdb",
+            "--cluster-require-full-coverage", "yes" if self.full_coverage else "no",
             *(auth if self.password else []),
         ]  # fmt: skip
 
@@ -273,6 +285,13 @@ class RedisClusterSetup:
         await self.server(master).stop(kill=True)
         return master, replica
 
+    async def kill_shard(self, master: int) -> int:
+        """``kill -9`` the master at ``master`` and its replica: its slots stay unserved.
+        Returns the replica's port."""
+        replica = await self.replica_of(master)
+        await asyncio.gather(*(self.server(port).stop(kill=True) for port in (master, replica)))
+        return replica
+
     def pause(self, port: int) -> None:
         """Freeze the node at ``port`` (``SIGSTOP``)."""
         self._signal(port, signal.SIGSTOP)
@@ -325,12 +344,12 @@ class RedisClusterSetup:
 
 @asynccontextmanager
 async def running_redis_cluster(
-    *, password: str | None = None, tls: bool = False
+    *, password: str | None = None, tls: bool = False, full_coverage: bool = True
 ) -> AsyncIterator[RedisClusterSetup]:
     """A fresh Redis Cluster of six processes for the duration of the block."""
     async with AsyncExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rcluster-")))
-        setup = RedisClusterSetup(workdir, password=password, tls=tls)
+        setup = RedisClusterSetup(workdir, password=password, tls=tls, full_coverage=full_coverage)
         stack.push_async_callback(setup.stop)
         await setup.start()
         yield setup

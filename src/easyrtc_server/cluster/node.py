@@ -167,7 +167,14 @@ class ClusterNode:
             ttl,
             answered=self.pulse.answered,
         )
-        self.registry = NodeRegistry(self.redis, self.keys, info, ttl=ttl, heartbeat=heartbeat)
+        self.registry = NodeRegistry(
+            self.redis,
+            self.keys,
+            info,
+            ttl=ttl,
+            heartbeat=heartbeat,
+            keys_like=self.topology.keys_like,
+        )
         self.health = ReaderHealth()
         """The readers' progress and what they skipped (``/readyz``, ``/metrics``)."""
         self.rebuilder = Rebuilder(self)  # failures: cluster/rebuild.py, cluster/liveness.py
@@ -513,7 +520,9 @@ class ClusterNode:
         keys = self.keys
         at = self.last_id
         pipe = self._reads.pipeline(transaction=False)
-        pipe.xread({keys.log: at}, count=READ_COUNT, block=READ_BLOCK_MS)
+        route = self.topology.reader_route(keys.log)
+        read = ("XREAD", "COUNT", READ_COUNT, "BLOCK", READ_BLOCK_MS, "STREAMS", keys.log, at)
+        pipe.execute_command(*read, keys=(keys.log,), **route)
         pipe.get(keys.trimmed)
         raw, trimmed = await pipe.execute()
         if gaps.missed(at, trimmed):

@@ -27,11 +27,14 @@ cluster's own loops (log reader, writer, inbox, liveness) retry a failed command
 delay, which is what carries them over a failover. On a Redis Cluster redis-py follows
 ``MOVED`` and refreshes its slot map when a node fails, and the same loops retry.
 
-The log reader alone has a client of its own on a Redis Cluster (``reader_client``), which
-does not retry: redis-py's cluster client would retry a read that failed with its master on the
-replica that took over, and the reader would never hear that the entries it applied last may
-have died with that master (``liveness``: ``Liveness.unsure``). Its slot map is its own, so the
-server it reads from changes only by its own reads (``reader_server``).
+The log reader alone has a client of its own on a Redis Cluster (``reader_client``): redis-py's
+cluster client retries a read that failed with its master on the replica that took over, and
+the reader would never hear that the entries it applied last may have died with that master
+(``liveness``: ``Liveness.unsure``). Its slot map is its own, changed only by its own reads,
+so the reader knows exactly when the server it reads from changed (``reader_server``). (A
+client without retries is not enough, nor needed: redis-py replaces a dead node it asks for
+the keys of an ``XREAD`` only in its retries, and another task's refresh of a shared slot map
+would move the reader's next read unseen.)
 
 What differs between them is a ``Topology``, chosen here once from the URL: it makes the
 clients, says whether the keys carry hash tags (``keys``) and how inboxes are published and
@@ -40,6 +43,7 @@ subscribed (``channels``). Nothing else in the cluster asks which Redis it runs 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 from urllib.parse import parse_qsl, unquote
@@ -47,9 +51,7 @@ from urllib.parse import parse_qsl, unquote
 from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode as BlockingClusterNode
 from redis.cluster import RedisCluster as BlockingRedisCluster
 from redis.sentinel import Sentinel as BlockingSentinel
@@ -234,15 +236,28 @@ class Topology(Protocol):
         it."""
         ...
 
+    def keys_like(self, pattern: str) -> AsyncIterator[Any]:
+        """The keys matching ``pattern``, whose hash tag (if any) names their slot: ``SCAN``
+        on one Redis; on a Redis Cluster only on the master serving that slot, so that a
+        master down elsewhere does not fail it (``registry.alive_nodes``)."""
+        ...
+
     def reader_client(self) -> AsyncClient:
-        """The log reader's client (made once): a read that fails raises, rather than being
-        sent again, unseen, to a server that may lack what the reader read before."""
+        """The log reader's client (made once): what it reads comes from the server
+        ``reader_server`` names, or its read fails."""
         ...
 
     def reader_server(self, key: str) -> str | None:
         """The server ``reader_client`` sends commands on ``key`` to now, by its own slot map
         (no round trip); None where that never changes but through a failed read (one Redis,
         Sentinel's master: a new one is a new connection, after an error), or not known yet."""
+        ...
+
+    def reader_route(self, key: str) -> dict[str, Any]:
+        """What a command of ``reader_client`` on ``key`` is sent with to go straight to the
+        server of its slot (``target_nodes`` on a Redis Cluster: an ``XREAD``'s keys are
+        otherwise asked of one node with ``COMMAND GETKEYS``, and while that node is down
+        for good every read failed)."""
         ...
 
     async def drop_idle(self) -> None:
@@ -280,13 +295,20 @@ class SingleTopology:
     def blocking_client(self, *, timeout: float) -> BlockingRedis:
         return blocking_redis_client(self.options, timeout=timeout)
 
+    def keys_like(self, pattern: str) -> AsyncIterator[Any]:
+        return self._client.scan_iter(match=pattern)
+
     def reader_client(self) -> Redis:
         """The node's client: its connections do not retry a failed command (redis-py's
-        default for a client made from a URL or by Sentinel)."""
+        default for a client made from a URL or by Sentinel), so a read from a new master
+        follows a failed one."""
         return self._client
 
     def reader_server(self, key: str) -> str | None:
         return None
+
+    def reader_route(self, key: str) -> dict[str, Any]:
+        return {}
 
     async def drop_idle(self) -> None:
         await self._client.connection_pool.disconnect(inuse_connections=False)
@@ -303,7 +325,7 @@ class ClusterTopology:
     def __init__(self, spec: ClusterUrl) -> None:
         self.spec = spec
         self._client = self._new_client()
-        self._reader = self._new_client(retry=Retry(NoBackoff(), 0))
+        self._reader = self._new_client()
 
     def _new_client(self, **kwargs: Any) -> RedisCluster:
         return RedisCluster(
@@ -337,16 +359,32 @@ class ClusterTopology:
             **{**self._node_kwargs(), "socket_timeout": timeout, "socket_connect_timeout": timeout},
         )
 
+    async def keys_like(self, pattern: str) -> AsyncIterator[Any]:
+        """Only the master serving the pattern's slot (as the client's slot map says: one that
+        moved meanwhile is found with fewer keys, never more)."""
+        client = self._client
+        node = client.get_node_from_key(pattern)
+        async for key in client.scan_iter(match=pattern, target_nodes=node):
+            yield key
+
     def reader_client(self) -> RedisCluster:
-        """A client of its own, without retries: the one that reads ``keys.log``."""
+        """A client of its own, the one that reads ``keys.log``: its slot map changes only
+        with its reads."""
         return self._reader
 
     def reader_server(self, key: str) -> str | None:
-        try:
-            node = self._reader.get_node_from_key(key)
-        except REDIS_ERRORS:  # no slot map yet (or none covers it): nothing to compare
-            return None
+        node = self._reader_node(key)
         return None if node is None else node.name
+
+    def reader_route(self, key: str) -> dict[str, Any]:
+        node = self._reader_node(key)
+        return {} if node is None else {"target_nodes": node}
+
+    def _reader_node(self, key: str) -> ClusterNode | None:
+        try:
+            return self._reader.get_node_from_key(key)
+        except REDIS_ERRORS:  # no slot map yet (or none covers it)
+            return None
 
     async def drop_idle(self) -> None:
         for client in (self._client, self._reader):
