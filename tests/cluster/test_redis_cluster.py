@@ -286,6 +286,7 @@ async def test_slots_migrate_under_load_and_nothing_is_lost() -> None:
         assert await redis.master_of(inbox_slot) != left
         assert any("inbox channel's slot moved" in line for line in b.lines)
         assert await redis.master_of(log_slot) != moved_log
+        assert not any(older_dataset(node) for node in (a, b))  # the log moved, whole
         assert load.lost() == {}
         assert load.in_order()
         assert load.newcomers, "logins went on while the slots moved"

