@@ -224,7 +224,8 @@ class ClusterNode:
         self._since_snapshot = 0
         self._write_snapshot = self.redis.register_script(_WRITE_SNAPSHOT)
         self._reads: AsyncClient = self.topology.reader_client()
-        """The reader's client: it does not retry a failed read on another server unseen."""
+        """The reader's client (on a Redis Cluster one of its own, whose slot map only the
+        reader's reads change: ``_same_server``)."""
         self._read_log = self._reads.register_script(gaps.READ)
         self._read_from: str | None = None
         """The server the reader read the log from last (``Topology.reader_server``)."""

@@ -327,11 +327,10 @@ class ClusterTopology:
         self._client = self._new_client()
         self._reader = self._new_client()
 
-    def _new_client(self, **kwargs: Any) -> RedisCluster:
+    def _new_client(self) -> RedisCluster:
         return RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in self.spec.nodes],
             **self._node_kwargs(),
-            **kwargs,
         )
 
     def _node_kwargs(self) -> dict[str, Any]:
