@@ -255,7 +255,8 @@ class Options(ProtocolOptions):
     """``redis://HOST:PORT/DB`` (or ``rediss://``, ``unix://``; a password may be in it), or a
     master behind Sentinel, ``redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]``
     (``rediss+sentinel://`` for TLS to the master), or a Redis Cluster by some of its nodes,
-    ``redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...]`` (``rediss+cluster://`` for TLS):
+    ``redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...]`` (``rediss+cluster://`` for TLS;
+    the query of either ``rediss+`` URL takes ``redisclient.TLS_QUERY``, e.g. ``?ssl_ca_certs=``):
     this process becomes a node of a cluster.
     Unset: one process, state in memory (the default)."""
     redis_sentinel_password: str | None = field(default=None, repr=False)

@@ -1,4 +1,4 @@
-"""A Redis Cluster URL, and the names of a cluster's keys on each kind of Redis.
+"""A Redis Cluster URL and its TLS settings; the names of a cluster's keys on each kind of Redis.
 
 On one Redis or Sentinel the names are those of before (old and new nodes of a rolling upgrade
 agree on them); on a Redis Cluster they carry hash tags: the keys the scripts touch together in
@@ -11,7 +11,7 @@ import pytest
 from redis.cluster import key_slot
 
 from easyrtc_server.cluster.keys import ClusterKeys
-from easyrtc_server.cluster.redisclient import parse_cluster_url
+from easyrtc_server.cluster.redisclient import parse_cluster_url, parse_sentinel_url
 from easyrtc_server.options import Options, OptionsError
 
 
@@ -24,6 +24,24 @@ def test_a_cluster_url_names_its_nodes_and_password() -> None:
     assert Options(redis_url="redis+cluster://h:1,h:2").redis_url == "redis+cluster://h:1,h:2"
 
 
+def test_a_tls_url_names_the_authority_and_certificate_in_its_query() -> None:
+    url = (
+        "rediss+cluster://:pw@h:1?ssl_ca_certs=%2Fetc%2Fca.crt&ssl_certfile=/c.crt"
+        "&ssl_keyfile=/c.key&ssl_cert_reqs=required&ssl_check_hostname=false"
+    )
+    spec = parse_cluster_url(url)
+    assert (spec.nodes, spec.password, spec.tls) == ((("h", 1),), "pw", True)
+    assert dict(spec.tls_options) == {
+        "ssl_ca_certs": "/etc/ca.crt",
+        "ssl_certfile": "/c.crt",
+        "ssl_keyfile": "/c.key",
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": "false",
+    }
+    sentinel = parse_sentinel_url("rediss+sentinel://h:1/m?ssl_ca_certs=/ca.crt")
+    assert (sentinel.master, sentinel.tls_options) == ("m", (("ssl_ca_certs", "/ca.crt"),))
+
+
 def test_a_bad_cluster_url_is_refused_at_start_without_its_password() -> None:
     for url, why in (
         ("redis+cluster://:hunter2@h:x", "is not host:port"),
@@ -31,6 +49,12 @@ def test_a_bad_cluster_url_is_refused_at_start_without_its_password() -> None:
         ("redis+cluster://:hunter2@h:1,,h:2", "needs host:port"),
         ("redis+cluster://:hunter2@h:99999", "no valid port"),
         ("redis+cluster://:hunter2@h:1/3", "names no database"),
+        ("rediss+cluster://:hunter2@h:1?ssl_ca_cert=/ca", "takes no 'ssl_ca_cert'"),
+        ("redis+cluster://:hunter2@h:1?ssl_ca_certs=/ca", "needs TLS"),
+        ("rediss+cluster://:hunter2@h:1?ssl_cert_reqs=maybe", "one of none, optional"),
+        ("rediss+cluster://:hunter2@h:1?ssl_check_hostname=perhaps", "true or false"),
+        ("rediss+cluster://:hunter2@h:1?ssl_ca_certs=", "is empty"),
+        ("rediss+sentinel://:hunter2@h:1/m?password=hunter2", "takes no 'password'"),
     ):
         with pytest.raises(OptionsError) as refused:
             Options(redis_url=url)

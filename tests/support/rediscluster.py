@@ -7,8 +7,16 @@ dependency of ``redis-server``). Ready means every node logged ``Cluster state c
 every replica finished its sync. A test can move a slot to another master (``migrate_slot``,
 as ``redis-cli --cluster reshard`` does it: ``IMPORTING``/``MIGRATING``, ``MIGRATE`` of each
 key, ``SETSLOT NODE``), kill the master of a slot (``kill_master``) and wait for its replica to
-take over (``promoted``), or have a replica take over in a planned failover (``fail_over``).
+take over (``promoted``), kill a master with its replica (``kill_shard``: with
+``full_coverage=False`` the other slots stay served), cut a master's replica off
+(``cut_off_replica``, let go with ``resume``: the master's writes meanwhile reach no replica),
+or have a replica take over in a planned failover (``fail_over``).
 Every process is stopped by its own pid.
+
+With ``tls=True`` the nodes speak only TLS (``tls-port``, no plain port), on the cluster bus
+and to their masters too (``tls-cluster``, ``tls-replication``), with a certificate signed by
+an authority made for the test (``support.tlscerts``); clients must show a certificate of the
+same authority (``tls-auth-clients yes``): ``url`` names the files in its query.
 """
 
 from __future__ import annotations
@@ -17,17 +25,20 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .ports import free_port
 from .sentinel import LoggedProcess
+from .tlscerts import TlsFiles, make_tls_files
 
 NODE_TIMEOUT_MS = 1000
 """``cluster-node-timeout``: a master silent this long is failed over by its replica."""
@@ -44,9 +55,24 @@ def _binary(name: str) -> str:
 class RedisClusterSetup:
     """Six redis-server processes made one Redis Cluster; ``url`` is what a node is given."""
 
-    def __init__(self, workdir: Path, *, password: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        password: str | None = None,
+        tls: bool = False,
+        full_coverage: bool = True,
+    ) -> None:
         self.workdir = workdir
         self.password = password
+        self.full_coverage = full_coverage
+        """``cluster-require-full-coverage``: False keeps the other slots served while one
+        master and its replica are both down (``kill_shard``)."""
+        self.tls: TlsFiles | None = None
+        """The authority, certificate and key of every node (and of its clients), if TLS."""
+        if tls:
+            (workdir / "tls").mkdir()
+            self.tls = make_tls_files(workdir / "tls")
         self.servers = [LoggedProcess(f"redis-cluster {i}", free_port()) for i in range(6)]
         self.bus_ports = {server.port: free_port() for server in self.servers}
         """Each node's cluster bus port (``cluster-port``; by default its port + 10000, which
@@ -56,19 +82,44 @@ class RedisClusterSetup:
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.servers[:3])
         auth = f":{self.password}@" if self.password else ""
-        return f"redis+cluster://{auth}{hosts}"
+        if self.tls is None:
+            return f"redis+cluster://{auth}{hosts}"
+        files = {"ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert}
+        query = urlencode({**files, "ssl_keyfile": self.tls.key})
+        return f"rediss+cluster://{auth}{hosts}?{query}"
+
+    def _tls_kwargs(self) -> dict[str, Any]:
+        if self.tls is None:
+            return {}
+        return {
+            "ssl": True,
+            "ssl_ca_certs": str(self.tls.ca),
+            "ssl_certfile": str(self.tls.cert),
+            "ssl_keyfile": str(self.tls.key),
+        }
 
     def server(self, port: int) -> LoggedProcess:
         return next(s for s in self.servers if s.port == port)
 
     def client(self, port: int) -> Redis:
         """A plain client of one of the cluster's nodes (cluster commands, ``MIGRATE``)."""
-        return Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=10)
+        return Redis(
+            host="127.0.0.1",
+            port=port,
+            password=self.password,
+            socket_timeout=10,
+            **self._tls_kwargs(),
+        )
 
     async def start(self) -> None:
         await asyncio.gather(*(s.start(self._server_command(s.port), READY) for s in self.servers))
+        tls = []
+        if self.tls is not None:
+            tls = ["--tls", "--cacert", str(self.tls.ca), "--cert", str(self.tls.cert)]
+            tls += ["--key", str(self.tls.key)]
         create = await asyncio.create_subprocess_exec(
             _binary("redis-cli"),
+            *tls,
             "--cluster", "create",
             *(f"127.0.0.1:{s.port}" for s in self.servers),
             "--cluster-replicas", "1",
@@ -92,9 +143,21 @@ class RedisClusterSetup:
 
     def _server_command(self, port: int) -> list[str]:
         auth = ["--requirepass", self.password, "--masterauth", self.password]
+        listen = ["--port", str(port)]
+        if self.tls is not None:
+            listen = [
+                "--port", "0",
+                "--tls-port", str(port),
+                "--tls-cert-file", str(self.tls.cert),
+                "--tls-key-file", str(self.tls.key),
+                "--tls-ca-cert-file", str(self.tls.ca),
+                "--tls-auth-clients", "yes",
+                "--tls-cluster", "yes",
+                "--tls-replication", "yes",
+            ]  # fmt: skip
         return [
             _binary("redis-server"),
-            "--port", str(port),
+            *listen,
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
@@ -109,6 +172,7 @@ class RedisClusterSetup:
             # machine may delay the sync; the tests are about the nodes, not Redis' caution)
             "--cluster-replica-validity-factor", "0",
             "--repl-diskless-load", "swapdb",
+            "--cluster-require-full-coverage", "yes" if self.full_coverage else "no",
             *(auth if self.password else []),
         ]  # fmt: skip
 
@@ -229,6 +293,39 @@ class RedisClusterSetup:
         await self.server(master).stop(kill=True)
         return master, replica
 
+    async def kill_shard(self, master: int) -> int:
+        """``kill -9`` the master at ``master`` and its replica: its slots stay unserved.
+        Returns the replica's port."""
+        replica = await self.replica_of(master)
+        await asyncio.gather(*(self.server(port).stop(kill=True) for port in (master, replica)))
+        return replica
+
+    def pause(self, port: int) -> None:
+        """Freeze the node at ``port`` (``SIGSTOP``)."""
+        self._signal(port, signal.SIGSTOP)
+
+    async def cut_off_replica(self, master: int) -> int:
+        """Freeze the replica of ``master`` and close its link: the master's writes from now
+        on reach no replica, and die with it if it is killed (what it sent before is in the
+        frozen replica's socket, read when it is let go). Returns the replica's port."""
+        replica = await self.replica_of(master)
+        self.pause(replica)
+        client = self.client(master)
+        try:
+            await client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+        finally:
+            await client.aclose()
+        return replica
+
+    def resume(self, port: int) -> None:
+        """Let a frozen node go on (``SIGCONT``)."""
+        self._signal(port, signal.SIGCONT)
+
+    def _signal(self, port: int, signum: signal.Signals) -> None:
+        process = self.server(port).process
+        assert process is not None and process.returncode is None, f"{port} is not running"
+        os.kill(process.pid, signum)
+
     async def fail_over(self, slot: int) -> tuple[int, int]:
         """A planned failover (``CLUSTER FAILOVER`` on the replica) of the master serving
         ``slot``: the master stops taking writes until its replica caught up, then they swap.
@@ -254,11 +351,13 @@ class RedisClusterSetup:
 
 
 @asynccontextmanager
-async def running_redis_cluster(*, password: str | None = None) -> AsyncIterator[RedisClusterSetup]:
+async def running_redis_cluster(
+    *, password: str | None = None, tls: bool = False, full_coverage: bool = True
+) -> AsyncIterator[RedisClusterSetup]:
     """A fresh Redis Cluster of six processes for the duration of the block."""
     async with AsyncExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rcluster-")))
-        setup = RedisClusterSetup(workdir, password=password)
+        setup = RedisClusterSetup(workdir, password=password, tls=tls, full_coverage=full_coverage)
         stack.push_async_callback(setup.stop)
         await setup.start()
         yield setup

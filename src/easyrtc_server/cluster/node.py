@@ -167,7 +167,14 @@ class ClusterNode:
             ttl,
             answered=self.pulse.answered,
         )
-        self.registry = NodeRegistry(self.redis, self.keys, info, ttl=ttl, heartbeat=heartbeat)
+        self.registry = NodeRegistry(
+            self.redis,
+            self.keys,
+            info,
+            ttl=ttl,
+            heartbeat=heartbeat,
+            keys_like=self.topology.keys_like,
+        )
         self.health = ReaderHealth()
         """The readers' progress and what they skipped (``/readyz``, ``/metrics``)."""
         self.rebuilder = Rebuilder(self)  # failures: cluster/rebuild.py, cluster/liveness.py
@@ -216,7 +223,12 @@ class ClusterNode:
         self._busy_logged = False
         self._since_snapshot = 0
         self._write_snapshot = self.redis.register_script(_WRITE_SNAPSHOT)
-        self._read_log = self.redis.register_script(gaps.READ)
+        self._reads: AsyncClient = self.topology.reader_client()
+        """The reader's client (on a Redis Cluster one of its own, whose slot map only the
+        reader's reads change: ``_same_server``)."""
+        self._read_log = self._reads.register_script(gaps.READ)
+        self._read_from: str | None = None
+        """The server the reader read the log from last (``Topology.reader_server``)."""
         self._gap_accepted: bytes | str = "0-0"
         """A trim this node could not rebuild past (no readable snapshot): not noticed again."""
         self.heard: dict[str, float] = {}
@@ -278,7 +290,7 @@ class ClusterNode:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_STEP_TIMEOUT)
-        for step in (self.inbox.stop, self.registry.stop, self.redis.aclose):
+        for step in (self.inbox.stop, self.registry.stop, self.topology.aclose):
             await self._bounded(step)
 
     @staticmethod
@@ -459,10 +471,25 @@ class ClusterNode:
     async def _catch_up(self) -> None:
         """Apply the whole log as it stands, before this node serves anyone."""
         while True:
+            at = self.last_id
             batches = await self._read()
+            self._same_server(at)
             if not batches:
                 return
             await self._apply_batches(batches)
+
+    def _same_server(self, at: bytes | str) -> None:
+        """After a read: if it came from another server than the one before (a Redis Cluster
+        failed the log's master over, or moved its slot), the entries up to ``at``, the last
+        one applied from that server, may have died with it (replication is asynchronous):
+        the watch looks for ``at``, as when a read fails (``Liveness.unsure``). The last of
+        them tells: a replica holds a prefix of its master's log."""
+        server = self.topology.reader_server(self.keys.log)
+        if server is None or server == self._read_from:
+            return
+        if self._read_from is not None:
+            self.liveness.unsure(at)
+        self._read_from = server
 
     async def _read(self) -> Any:
         """The next entries after ``last_id`` (``XREAD``'s reply), read with the newest
@@ -500,8 +527,10 @@ class ClusterNode:
         Redis five times an ``XREAD``'s, measured)."""
         keys = self.keys
         at = self.last_id
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xread({keys.log: at}, count=READ_COUNT, block=READ_BLOCK_MS)
+        pipe = self._reads.pipeline(transaction=False)
+        route = self.topology.reader_route(keys.log)
+        read = ("XREAD", "COUNT", READ_COUNT, "BLOCK", READ_BLOCK_MS, "STREAMS", keys.log, at)
+        pipe.execute_command(*read, keys=(keys.log,), **route)
         pipe.get(keys.trimmed)
         raw, trimmed = await pipe.execute()
         if gaps.missed(at, trimmed):
@@ -569,10 +598,12 @@ class ClusterNode:
         health = self.health
         while True:
             generation = self._generation
+            at = self.last_id
             try:
                 batches = await self._wait_and_read()
                 if batches is None:  # past a trim, perhaps: read again with the mark, atomically
                     batches = await self._read()
+                self._same_server(at)
                 if not batches:
                     health.caught_up()
                     continue

@@ -12,6 +12,12 @@ or a Redis Cluster, by some of its nodes (the client learns the others from them
     redis+cluster://[[user]:password@]host:port[,host:port...]
     rediss+cluster://...       (TLS to every node)
 
+With TLS, both take what redis-py takes in a ``rediss://`` URL's query to check the server and
+to show a client certificate (``TLS_QUERY``): ``?ssl_ca_certs=/etc/redis/ca.crt``,
+``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs`` (``required``, the default, ``optional``,
+``none``), ``ssl_check_hostname``. Anything else in the query is refused (a mistyped name would
+otherwise be ignored, and the server's certificate checked against the system's authorities).
+
 The password in the URL is the master's; the sentinels' own is ``redis_sentinel_password`` and
 ``redis_sentinel_tls_enable`` speaks TLS to them. With Sentinel, redis-py's asyncio client asks
 the sentinels for the master's address on every new connection, so after a failover the next
@@ -21,6 +27,15 @@ cluster's own loops (log reader, writer, inbox, liveness) retry a failed command
 delay, which is what carries them over a failover. On a Redis Cluster redis-py follows
 ``MOVED`` and refreshes its slot map when a node fails, and the same loops retry.
 
+The log reader alone has a client of its own on a Redis Cluster (``reader_client``): redis-py's
+cluster client retries a read that failed with its master on the replica that took over, and
+the reader would never hear that the entries it applied last may have died with that master
+(``liveness``: ``Liveness.unsure``). Its slot map is its own, changed only by its own reads,
+so the reader knows exactly when the server it reads from changed (``reader_server``). (A
+client without retries is not enough, nor needed: redis-py replaces a dead node it asks for
+the keys of an ``XREAD`` only in its retries, and another task's refresh of a shared slot map
+would move the reader's next read unseen.)
+
 What differs between them is a ``Topology``, chosen here once from the URL: it makes the
 clients, says whether the keys carry hash tags (``keys``) and how inboxes are published and
 subscribed (``channels``). Nothing else in the cluster asks which Redis it runs on.
@@ -28,9 +43,10 @@ subscribed (``channels``). Nothing else in the cluster asks which Redis it runs 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
@@ -49,6 +65,14 @@ SENTINEL_SCHEMES: Final = ("redis+sentinel://", "rediss+sentinel://")
 CLUSTER_SCHEMES: Final = ("redis+cluster://", "rediss+cluster://")
 SENTINEL_PORT: Final = 26379
 REDIS_PORT: Final = 6379
+TLS_QUERY: Final = (
+    "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname"
+)  # fmt: skip
+"""What the query of a ``rediss+sentinel://`` or ``rediss+cluster://`` URL may say (redis-py's
+names, as in a ``rediss://`` URL): the authority that signed the servers' certificates, this
+node's own certificate and key, whether and how the server's is checked."""
+CERT_REQS: Final = ("none", "optional", "required")
+TRUTH: Final = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 SENTINEL_TIMEOUT: Final = 1.0
 """Seconds one question to one sentinel may take before the next sentinel is asked."""
 CONNECT_TIMEOUT: Final = 2.0
@@ -73,6 +97,8 @@ class SentinelUrl:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    tls_options: tuple[tuple[str, str], ...] = ()
+    """``TLS_QUERY`` names and values from the URL's query."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +109,8 @@ class ClusterUrl:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    tls_options: tuple[tuple[str, str], ...] = ()
+    """``TLS_QUERY`` names and values from the URL's query."""
 
 
 def _auth_and_hosts(
@@ -90,7 +118,7 @@ def _auth_and_hosts(
 ) -> tuple[str | None, str | None, tuple[tuple[str, int], ...], str]:
     """User, password, ``host:port`` list of its ``what``s and the path of what follows the
     scheme of a ``kind`` of URL; ``ValueError`` saying what is wrong (never the password)."""
-    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    rest = rest.split("#", 1)[0].split("?", 1)[0]
     auth, at, hosts_and_path = rest.rpartition("@")
     if not at:
         hosts_and_path = rest
@@ -121,6 +149,36 @@ def _auth_and_hosts(
     return username, password, tuple(found), path
 
 
+def _tls_options(url: str, kind: str, tls: bool) -> tuple[tuple[str, str], ...]:
+    """The ``TLS_QUERY`` settings of ``url``'s query; ``ValueError`` for anything else (naming
+    the setting, never a value)."""
+    query = url.split("#", 1)[0].partition("?")[2]
+    found: list[tuple[str, str]] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in TLS_QUERY:
+            raise ValueError(f"{kind} takes no {name!r} in its query (only {', '.join(TLS_QUERY)})")
+        if not tls:
+            raise ValueError(f"{kind}'s {name} needs TLS (rediss+...)")
+        if name == "ssl_cert_reqs" and value not in CERT_REQS:
+            raise ValueError(f"{kind}'s ssl_cert_reqs is one of {', '.join(CERT_REQS)}")
+        if name == "ssl_check_hostname" and value.lower() not in TRUTH:
+            raise ValueError(f"{kind}'s ssl_check_hostname is true or false")
+        if not value:
+            raise ValueError(f"{kind}'s {name} is empty")
+        found.append((name, value))
+    return tuple(found)
+
+
+def _tls_kwargs(tls: bool, options: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """redis-py's keyword arguments for TLS as a URL asks it."""
+    if not tls:
+        return {}
+    kwargs: dict[str, Any] = {"ssl": True}
+    for name, value in options:
+        kwargs[name] = TRUTH[value.lower()] if name == "ssl_check_hostname" else value
+    return kwargs
+
+
 def parse_sentinel_url(url: str) -> SentinelUrl:
     """Read a ``redis+sentinel://`` URL; ``ValueError`` saying what is wrong (never the
     password)."""
@@ -138,7 +196,9 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         if not parts[1].isdigit():
             raise ValueError("a Sentinel URL's db must be a number")
         db = int(parts[1])
-    return SentinelUrl(sentinels, parts[0], db, username, password, scheme.startswith("rediss"))
+    tls = scheme.startswith("rediss")
+    tls_options = _tls_options(url, "a Sentinel URL", tls)
+    return SentinelUrl(sentinels, parts[0], db, username, password, tls, tls_options)
 
 
 def parse_cluster_url(url: str) -> ClusterUrl:
@@ -152,7 +212,8 @@ def parse_cluster_url(url: str) -> ClusterUrl:
     )
     if path.strip("/") not in ("", "0"):
         raise ValueError("a Redis Cluster URL names no database (a Redis Cluster has only db 0)")
-    return ClusterUrl(nodes, username, password, scheme.startswith("rediss"))
+    tls = scheme.startswith("rediss")
+    return ClusterUrl(nodes, username, password, tls, _tls_options(url, "a Redis Cluster URL", tls))
 
 
 class Topology(Protocol):
@@ -175,8 +236,36 @@ class Topology(Protocol):
         it."""
         ...
 
+    def keys_like(self, pattern: str) -> AsyncIterator[Any]:
+        """The keys matching ``pattern``, whose hash tag (if any) names their slot: ``SCAN``
+        on one Redis; on a Redis Cluster only on the master serving that slot, so that a
+        master down elsewhere does not fail it (``registry.alive_nodes``)."""
+        ...
+
+    def reader_client(self) -> AsyncClient:
+        """The log reader's client (made once): what it reads comes from the server
+        ``reader_server`` names, or its read fails."""
+        ...
+
+    def reader_server(self, key: str) -> str | None:
+        """The server ``reader_client`` sends commands on ``key`` to now, by its own slot map
+        (no round trip); None where that never changes but through a failed read (one Redis,
+        Sentinel's master: a new one is a new connection, after an error), or not known yet."""
+        ...
+
+    def reader_route(self, key: str) -> dict[str, Any]:
+        """What a command of ``reader_client`` on ``key`` is sent with to go straight to the
+        server of its slot (``target_nodes`` on a Redis Cluster: an ``XREAD``'s keys are
+        otherwise asked of one node with ``COMMAND GETKEYS``, and while that node is down
+        for good every read failed)."""
+        ...
+
     async def drop_idle(self) -> None:
         """Close the idle pooled connections (each would fail once after Redis restarted)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close every client made here (not the blocking ones: their thread closes them)."""
         ...
 
 
@@ -206,8 +295,26 @@ class SingleTopology:
     def blocking_client(self, *, timeout: float) -> BlockingRedis:
         return blocking_redis_client(self.options, timeout=timeout)
 
+    def keys_like(self, pattern: str) -> AsyncIterator[Any]:
+        return self._client.scan_iter(match=pattern)
+
+    def reader_client(self) -> Redis:
+        """The node's client: its connections do not retry a failed command (redis-py's
+        default for a client made from a URL or by Sentinel), so a read from a new master
+        follows a failed one."""
+        return self._client
+
+    def reader_server(self, key: str) -> str | None:
+        return None
+
+    def reader_route(self, key: str) -> dict[str, Any]:
+        return {}
+
     async def drop_idle(self) -> None:
         await self._client.connection_pool.disconnect(inuse_connections=False)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 class ClusterTopology:
@@ -217,8 +324,12 @@ class ClusterTopology:
 
     def __init__(self, spec: ClusterUrl) -> None:
         self.spec = spec
-        self._client = RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in spec.nodes],
+        self._client = self._new_client()
+        self._reader = self._new_client()
+
+    def _new_client(self) -> RedisCluster:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in self.spec.nodes],
             **self._node_kwargs(),
         )
 
@@ -228,8 +339,7 @@ class ClusterTopology:
             "password": self.spec.password,
             "socket_connect_timeout": CONNECT_TIMEOUT,
         }
-        if self.spec.tls:
-            kwargs["ssl"] = True
+        kwargs.update(_tls_kwargs(self.spec.tls, self.spec.tls_options))
         return kwargs
 
     def client(self) -> RedisCluster:
@@ -248,9 +358,41 @@ class ClusterTopology:
             **{**self._node_kwargs(), "socket_timeout": timeout, "socket_connect_timeout": timeout},
         )
 
+    async def keys_like(self, pattern: str) -> AsyncIterator[Any]:
+        """Only the master serving the pattern's slot (as the client's slot map says: one that
+        moved meanwhile is found with fewer keys, never more)."""
+        client = self._client
+        node = client.get_node_from_key(pattern)
+        async for key in client.scan_iter(match=pattern, target_nodes=node):
+            yield key
+
+    def reader_client(self) -> RedisCluster:
+        """A client of its own, the one that reads ``keys.log``: its slot map changes only
+        with its reads."""
+        return self._reader
+
+    def reader_server(self, key: str) -> str | None:
+        node = self._reader_node(key)
+        return None if node is None else node.name
+
+    def reader_route(self, key: str) -> dict[str, Any]:
+        node = self._reader_node(key)
+        return {} if node is None else {"target_nodes": node}
+
+    def _reader_node(self, key: str) -> ClusterNode | None:
+        try:
+            return self._reader.get_node_from_key(key)
+        except REDIS_ERRORS:  # no slot map yet (or none covers it)
+            return None
+
     async def drop_idle(self) -> None:
-        for node in self._client.get_nodes():
-            await node.disconnect_free_connections()
+        for client in (self._client, self._reader):
+            for node in client.get_nodes():
+                await node.disconnect_free_connections()
+
+    async def aclose(self) -> None:
+        await self._reader.aclose()
+        await self._client.aclose()
 
 
 def redis_client(options: Options) -> Redis:
@@ -303,6 +445,5 @@ def _master_kwargs(spec: SentinelUrl) -> dict[str, Any]:
         "password": spec.password,
         "socket_connect_timeout": CONNECT_TIMEOUT,
     }
-    if spec.tls:
-        kwargs["ssl"] = True
+    kwargs.update(_tls_kwargs(spec.tls, spec.tls_options))
     return kwargs

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,10 +76,13 @@ class NodeRegistry:
         ttl: float = ALIVE_TTL,
         clock: Callable[[], float] = time.monotonic,
         heartbeat: Heartbeat | None = None,
+        keys_like: Callable[[str], AsyncIterator[Any]] | None = None,
     ) -> None:
         """``heartbeat`` also refreshes the key from a thread, while this registry's own
-        refreshes (from the event loop) show the loop is alive."""
+        refreshes (from the event loop) show the loop is alive. ``keys_like`` finds the alive
+        keys (``Topology.keys_like``; by default ``SCAN`` on ``redis``)."""
         self.redis = redis
+        self._keys_like = keys_like
         self.heartbeat = heartbeat
         self.keys = keys
         self.info = info
@@ -166,9 +169,16 @@ class NodeRegistry:
         return url
 
     async def alive_nodes(self) -> dict[str, NodeInfo]:
-        """Every node whose alive key has not expired."""
+        """Every node whose alive key has not expired. (On a Redis Cluster the keys share one
+        slot: only its master is scanned, and a master down elsewhere does not delay reaping.)"""
         found: dict[str, NodeInfo] = {}
-        keys = [key async for key in self.redis.scan_iter(match=self.keys.alive_pattern)]
+        pattern = self.keys.alive_pattern
+        found_keys = (
+            self.redis.scan_iter(match=pattern)
+            if self._keys_like is None
+            else self._keys_like(pattern)
+        )
+        keys = [key async for key in found_keys]
         if not keys:
             return found
         for raw in await self.redis.mget(keys):
