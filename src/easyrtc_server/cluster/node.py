@@ -137,6 +137,8 @@ class _Waiter:
     ack: Ack | None
     login: Any = None
     """The client's own login message (with its credential), for the login the entry asks."""
+    written: asyncio.Future[None] | None = None
+    """Done without an exception once Redis took the entry (``_fail_lost_waiters``)."""
 
 
 class ClusterNode:
@@ -323,10 +325,10 @@ class ClusterNode:
             entry.relays = relays
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Applied] = loop.create_future()
-        self._waiters[seq] = _Waiter(future, ack, login)
+        written: asyncio.Future[None] = loop.create_future()
+        self._waiters[seq] = _Waiter(future, ack, login, written)
         pulse = self.pulse
         try:
-            written: asyncio.Future[None] = loop.create_future()
             outgoing = (entry.encode(), written)
             self._outgoing.append(outgoing)
             self._write_due.set()
@@ -583,6 +585,28 @@ class ClusterNode:
                     ClusterBehind("its entry was applied with a snapshot this node rebuilt from")
                 )
 
+    def _fail_lost_waiters(self, seq: int) -> None:
+        """This node's entry ``seq`` is being applied: an earlier one that Redis took is not
+        in the log any more (Redis lost it in a failover before any reader read it; the
+        writer sends a batch only after the one before was taken, so the log holds a node's
+        taken entries in its order). Its event is refused now: while the reader applies
+        later entries, ``APPLY_STALL`` never runs out for it. The waiters are in the order of
+        their numbers, so this stops at the first that is not earlier (usually at once)."""
+        for earlier, waiter in self._waiters.items():
+            if earlier >= seq:
+                break
+            written = waiter.written
+            if (
+                not waiter.future.done()
+                and written is not None
+                and written.done()
+                and not written.cancelled()
+                and written.exception() is None
+            ):
+                waiter.future.set_exception(
+                    ClusterUnavailable("Redis lost its entry (a failover): not applied")
+                )
+
     def restart_log(self) -> None:
         """Read the log from its start again (Redis came back empty: it is a new log); a
         batch read before is dropped."""
@@ -703,7 +727,10 @@ class ClusterNode:
         """Apply one entry; deliver its pushes to this node's sockets (and the reply, when
         this node appended it); wake the event that waits for it. The replica built only
         those (``replica.NodeSockets``): a change costs each node its own clients' sends."""
-        waiter = self._waiters.pop(entry.seq, None) if entry.node == self.node_id else None
+        waiter = None
+        if entry.node == self.node_id:
+            waiter = self._waiters.pop(entry.seq, None)
+            self._fail_lost_waiters(entry.seq)
         self.heard[entry.node] = time.monotonic()
         if entry.kind == entries.NODE_GONE:  # forget it (a restarted node has a new id)
             self.heard.pop(str(entry.body.get("node")), None)
