@@ -4,11 +4,13 @@ within its drain time; a second signal ends it at once."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from easyrtc_server.app import create_app
@@ -21,6 +23,8 @@ from support.ports import free_port
 from .serverprocess import exit_code, server_process, until_listening
 
 DRAIN = 5.0
+AIOHTTP_SHUTDOWN_TIMEOUT = 1.0
+"""What the command line gives aiohttp's own shutdown to wait for a request still running."""
 
 
 async def _logged_in(url: str, count: int, transport: str = "websocket") -> list[Client]:
@@ -108,3 +112,50 @@ async def test_shutdown_of_the_application_runs_every_disconnect_hook() -> None:
     for client in clients:
         await asyncio.wait_for(client.disconnected.wait(), TIMEOUT)
     assert server.links == {} and server.core.peers == {} and server.guard.sockets == {}
+
+
+async def _post_in_flight(url: str) -> asyncio.StreamWriter:
+    """A long-polling session with a POST whose body has only begun to arrive."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url + "/socket.io/?EIO=4&transport=polling") as r:
+            sid = json.loads((await r.text())[1:])["sid"]
+    _, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    writer.write(
+        f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\n4".encode()
+    )
+    return writer
+
+
+async def test_requests_still_running_at_sigterm_leave_no_traceback() -> None:
+    """Clients whose requests are still running when the server stops (uploads under way)
+    and that give up around the time aiohttp's shutdown stops waiting for them: aiohttp logs
+    an ``InvalidStateError`` traceback for each request that ends just then (its race), unless
+    the server has let them end first. Many, spread over that moment, to hit it."""
+    with server_process() as (proc, url):
+        await until_listening(proc, url)
+        assert proc.stdout is not None
+        output = asyncio.create_task(asyncio.to_thread(proc.stdout.read))
+        async with aiohttp.ClientSession() as session:
+            watcher = await session.ws_connect(
+                url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+            )
+            assert (await watcher.receive_str(timeout=TIMEOUT)).startswith("0{")
+            posts: list[asyncio.StreamWriter] = []
+            for _ in range(10):  # in batches: not 1,000 connections at once
+                posts += await asyncio.gather(*(_post_in_flight(url) for _ in range(100)))
+            proc.send_signal(signal.SIGTERM)
+            while not (await watcher.receive(timeout=TIMEOUT)).type.name.startswith("CLOS"):
+                pass  # the sessions are closed now: aiohttp's shutdown comes right after
+            loop = asyncio.get_running_loop()
+            closed = loop.time()
+            for i, post in enumerate(posts):  # they give up, one every 50 µs from the timeout
+                give_up = closed + AIOHTTP_SHUTDOWN_TIMEOUT + i * 0.05 / len(posts)
+                loop.call_at(give_up, post.transport.abort)
+            assert await exit_code(proc, DRAIN + 10) == 0
+        log = (await output).decode(errors="replace")
+        for post in posts:
+            post.transport.abort()
+    assert "Unhandled exception" not in log
+    assert "Task was destroyed but it is pending" not in log
+    assert "Traceback" not in log
