@@ -178,15 +178,16 @@ class AiohttpEngineIO:
         await self._settle()
 
     async def _settle(self) -> None:
-        """Let the requests still running end, now that their sessions are closed, so that
+        """Let the requests still running end, now that the sessions are closed, so that
         aiohttp's shutdown finds none (see the module's docstring). aiohttp reads nothing more
         from any connection by now: a websocket's handler returns once its last frames are
         flushed and its connection closed (within `CLOSE_GRACE`, the close's own bound), a poll
-        has its answer, but a POST whose body is still arriving never gets it (its packets would
-        be dropped anyway: its session is closed), so its connection is aborted at once. What
-        still runs after `CLOSE_GRACE` has its connection aborted too, and gets `_AFTER_ABORT`
-        more to return: this adds at most ``CLOSE_GRACE + _AFTER_ABORT`` seconds (3) to a
-        shutdown, and nothing where every client takes its last frames."""
+        has its answer, but a POST whose body is still arriving would never get the rest, so its
+        connection is aborted at once (its session is closed anyway, or, forwarded, another
+        node's client posts again). What still runs after `CLOSE_GRACE` has its connection
+        aborted too and gets `_AFTER_ABORT` more to return: this adds at most ``CLOSE_GRACE +
+        _AFTER_ABORT`` seconds (3) to a shutdown, and nothing where every client took its last
+        frames."""
         current = asyncio.current_task()
         running = {t: r for t, r in self._running.items() if t is not current and not t.done()}
         if not running:
@@ -201,7 +202,10 @@ class AiohttpEngineIO:
             _abort(running[task])
         _, pending = await asyncio.wait(pending, timeout=_AFTER_ABORT)
         if pending:
-            log.warning("%d Engine.IO requests still running at shutdown", len(pending))
+            log.warning(
+                "%d Engine.IO requests still running at shutdown: aiohttp cancels them",
+                len(pending),
+            )
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._running.pop(task, None)
