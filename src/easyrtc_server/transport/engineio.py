@@ -8,6 +8,11 @@ taken by the peer) exceeds ``max_send_buffer`` bytes when more is to be written 
 consumer; one large frame just queued is not a backlog. aiohttp does not tell a handler that
 its client left, so pending GETs' connections are checked every `_POLL_WATCH_PERIOD`.
 
+At shutdown, once the sessions are closed, the requests still running are let end (bounded,
+`_settle`) before aiohttp's own shutdown starts: aiohttp would otherwise wait for each with a
+timeout, and a request ending just as that timeout fires makes it log an ``InvalidStateError``
+traceback (aiohttp's race, in ``RequestHandler.shutdown``).
+
 The sessions, their timers and every rule of the protocol live in ``engineio_sessions``; this
 module's old names (`EngineIOServer`, `EngineSocket`, ...) are re-exported.
 """
@@ -69,6 +74,8 @@ log = logging.getLogger("easyrtc_server.transport.engineio")
 
 CLOSE_GRACE: Final = 2.0
 """Seconds a gracefully closed websocket may take to flush before its connection is aborted."""
+_AFTER_ABORT: Final = 1.0
+"""Seconds shutdown waits for the requests whose connections it aborted to return."""
 _POLL_WATCH_PERIOD: Final = 0.25
 """Seconds between checks of pending GETs for a closed connection (a closed tab)."""
 NETWORK_ERRORS: Final = (OSError, ClientError, HttpProcessingError, asyncio.IncompleteReadError)
@@ -154,6 +161,8 @@ class AiohttpEngineIO:
         self._ws_kwargs = _ws_response_kwargs(engine.limits.max_payload)
         self._waiting_polls: dict[asyncio.Future[None], asyncio.BaseTransport] = {}
         self._poll_watch: asyncio.TimerHandle | None = None
+        self._running: dict[asyncio.Task[Any], web.BaseRequest] = {}
+        """aiohttp's task of each request still being handled (and its response written)."""
 
     def attach(self, app: web.Application, path: str = "/socket.io/") -> None:
         """Serve Engine.IO at exactly ``path`` (and the same path without its trailing slash);
@@ -166,11 +175,49 @@ class AiohttpEngineIO:
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         await self.engine.shutdown()
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Let the requests still running end, now that the sessions are closed, so that
+        aiohttp's shutdown finds none (see the module's docstring). aiohttp reads nothing more
+        from any connection by now: a websocket's handler returns once its last frames are
+        flushed and its connection closed (within `CLOSE_GRACE`, the close's own bound), a poll
+        has its answer, but a POST whose body is still arriving would never get the rest, so its
+        connection is aborted at once (its session is closed anyway, or, forwarded, another
+        node's client posts again). What still runs after `CLOSE_GRACE` has its connection
+        aborted too and gets `_AFTER_ABORT` more to return: this adds at most ``CLOSE_GRACE +
+        _AFTER_ABORT`` seconds (3) to a shutdown, and nothing where every client took its last
+        frames."""
+        current = asyncio.current_task()
+        running = {t: r for t, r in self._running.items() if t is not current and not t.done()}
+        if not running:
+            return
+        for request in running.values():
+            if request.method == "POST" and not request.content.is_eof():
+                _abort(request)
+        _, pending = await asyncio.wait(list(running), timeout=CLOSE_GRACE)
+        if not pending:
+            return
+        for task in pending:
+            _abort(running[task])
+        _, pending = await asyncio.wait(pending, timeout=_AFTER_ABORT)
+        if pending:
+            log.warning(
+                "%d Engine.IO requests still running at shutdown: aiohttp cancels them",
+                len(pending),
+            )
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._running.pop(task, None)
 
     # -- requests ------------------------------------------------------------------------------
 
     async def handle_request(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler for the Engine.IO path."""
+        task = asyncio.current_task()  # aiohttp's own task for this request, done once answered
+        if task is not None:
+            self._running[task] = request
+            task.add_done_callback(self._finished)
         headers = request.headers
         origin = headers.get("Origin")
         route = self.engine.route(
@@ -312,6 +359,12 @@ class AiohttpEngineIO:
                     break
         finally:
             await sock.connection_lost(reason)
+
+
+def _abort(request: web.BaseRequest) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
 
 
 def _connected(request: web.BaseRequest) -> Callable[[], bool]:
