@@ -23,6 +23,30 @@ return {trimmed, redis.call('XREAD', 'COUNT', ARGV[2], 'STREAMS', KEYS[1], ARGV[
 ``XREAD`` returns (entries with their fields as flat lists), read in one step."""
 
 
+TRIM_BEFORE: Final = """
+local function older(a, b)
+  local am, as = string.match(a, '(%d+)-(%d+)')
+  local bm, bs = string.match(b, '(%d+)-(%d+)')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local function trim_before(stream, mark, old, retention)
+  local now = redis.call('TIME')
+  local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local upto = old
+  local kept = (ms - tonumber(retention)) .. '-0'
+  if older(kept, upto) then upto = kept end
+  local last = redis.call('XREVRANGE', stream, '(' .. upto, '-', 'COUNT', 1)
+  if #last > 0 then redis.call('SET', mark, last[1][1]) end
+  redis.call('XTRIM', stream, 'MINID', upto)
+end
+"""
+"""Lua for the snapshot scripts (the log's, ``node``; a partition's, ``partitionlog``):
+``older(a, b)`` compares stream ids; ``trim_before(stream, mark, old, retention)`` trims
+``stream`` to ``old`` (the snapshot before), or to ``retention`` ms ago by Redis's clock if
+that is older, and records the newest id trimmed in ``mark`` (what ``missed`` reads)."""
+
+
 def stream_id(raw: bytes | str) -> tuple[int, int]:
     """A stream id (``<ms>-<seq>``) as a comparable pair; ``(0, 0)`` for one that is not."""
     text = raw.decode() if isinstance(raw, bytes) else raw

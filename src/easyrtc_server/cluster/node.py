@@ -93,29 +93,17 @@ RESUMING_WAIT: Final = 5.0
 SNAPSHOT_LOCK_MS: Final = 250
 """At most one node dumps the state per this many ms (the others would dump the same)."""
 
-_WRITE_SNAPSHOT: Final = """
-local function older(a, b)
-  local am, as = string.match(a, '(%d+)-(%d+)')
-  local bm, bs = string.match(b, '(%d+)-(%d+)')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
+_WRITE_SNAPSHOT: Final = (
+    gaps.TRIM_BEFORE
+    + """
 local old = redis.call('GET', KEYS[2])
 if old and not older(old, ARGV[1]) then return false end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1])
-if old then
-  local now = redis.call('TIME')
-  local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  local upto = old
-  local kept = (ms - tonumber(ARGV[3])) .. '-0'
-  if older(kept, upto) then upto = kept end
-  local last = redis.call('XREVRANGE', KEYS[3], '(' .. upto, '-', 'COUNT', 1)
-  if #last > 0 then redis.call('SET', KEYS[4], last[1][1]) end
-  redis.call('XTRIM', KEYS[3], 'MINID', upto)
-end
+if old then trim_before(KEYS[3], KEYS[4], old, ARGV[3]) end
 return old or ''
 """
+)
 """Write a snapshot unless a newer one is there, and trim the log to the snapshot before, or
 to ``ARGV[3]`` ms ago by Redis's clock if that is older (``cluster_log_retention``): a node
 still reading after that loses nothing; one further behind learns it missed entries from the

@@ -35,6 +35,7 @@ from typing import Any, Final
 
 from redis.exceptions import NoScriptError, RedisError
 
+from . import gaps
 from .gaps import stream_id
 from .keys import ClusterKeys, PartitionKeys
 from .redisclient import REDIS_ERRORS, AsyncClient
@@ -74,28 +75,16 @@ return {snap[1], snap[2], snap[3], entries}
 """KEYS: snapshot, stream; ARGV: how many entries. The snapshot (id, seq, doc; nil when there
 is none) and the entries after it, in one step (nothing can be trimmed in between)."""
 
-WRITE_SNAPSHOT: Final = """
-local function older(a, b)
-  local am, as = string.match(a, '(%d+)-(%d+)')
-  local bm, bs = string.match(b, '(%d+)-(%d+)')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
+WRITE_SNAPSHOT: Final = (
+    gaps.TRIM_BEFORE
+    + """
 local old = redis.call('HGET', KEYS[1], 'id')
 if old and not older(old, ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'seq', ARGV[2], 'doc', ARGV[3])
-if old then
-  local now = redis.call('TIME')
-  local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  local upto = old
-  local kept = (ms - tonumber(ARGV[4])) .. '-0'
-  if older(kept, upto) then upto = kept end
-  local last = redis.call('XREVRANGE', KEYS[2], '(' .. upto, '-', 'COUNT', 1)
-  if #last > 0 then redis.call('SET', KEYS[3], last[1][1]) end
-  redis.call('XTRIM', KEYS[2], 'MINID', upto)
-end
+if old then trim_before(KEYS[2], KEYS[3], old, ARGV[4]) end
 return 1
 """
+)
 """KEYS: snapshot, stream, trimmed mark; ARGV: id, seq, doc, retention ms. Writes the snapshot
 unless one as new is there (1 if written), and trims the stream to the snapshot before, or to
 ``retention`` ms ago by Redis's clock if that is older, recording the newest id trimmed (as
