@@ -50,17 +50,11 @@ from easyrtc_server.protocol.core import Core, changes_state
 from easyrtc_server.protocol.decisions import (
     Answer,
     Decision,
-    JoinAnswer,
-    JoinRequested,
-    LoginAdmitted,
-    LoginAnswer,
-    LoginRequested,
     Refused,
-    TokenAnswer,
 )
-from easyrtc_server.protocol.ice import ice_servers
 from easyrtc_server.protocol.model import Peer
 from easyrtc_server.protocol.outcome import Fanout, Json, Outcome, Push, Reply
+from easyrtc_server.protocol.stock import stock_answer
 from support.corekit import Harness, Result
 
 A, B = "nA", "nB"
@@ -76,15 +70,10 @@ def options(tick: float) -> Options:
 
 
 def yes(decision: Decision, opts: Options) -> Answer:
-    """What the default hooks answer."""
-    match decision:
-        case LoginRequested(request=r):
-            return LoginAnswer(r.app_name, r.username, r.rooms)
-        case JoinRequested():
-            return JoinAnswer()
-        case LoginAdmitted(conn=conn):
-            return TokenAnswer(ice_servers(conn, opts), conn.username, conn.presence, conn.fields)
-    raise AssertionError(f"not a decision the hooks answer: {decision}")
+    """What the default hooks answer (``protocol.stock``: the stock hooks' answers)."""
+    answer = stock_answer(decision, opts, answering=True)
+    assert answer is not None, f"not a decision the hooks answer: {decision}"
+    return answer
 
 
 def sends(out: Outcome) -> list[tuple[str, str, Json]]:
