@@ -75,6 +75,12 @@ class ClusterKeys:
         return f"{self._prefix}:reaper"
 
     @property
+    def layout(self) -> str:
+        """String: the partition layout every node of a partitioned cluster must share,
+        ``{"partitions": N, "groups": G}`` (``layoutmeta``); the first node writes it."""
+        return f"{self._prefix}:layout"
+
+    @property
     def alive_pattern(self) -> str:
         return f"{self._prefix}:alive:*"
 
