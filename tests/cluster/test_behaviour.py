@@ -47,14 +47,14 @@ NODE_ENV = {
 }
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def nodes() -> AsyncIterator[list[Node]]:
-    """Three nodes of one cluster with the test hooks (``hooked_node``), rooms of 5 at most."""
+@pytest_asyncio.fixture(loop_scope="module", scope="module", params=["log", "partitioned"])
+async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[Node]]:
+    """Three nodes of one cluster with the test hooks (``hooked_node``), rooms of 5 at most;
+    the cluster keeps its state in one log, or in partitions (``cluster_state``)."""
+    env = {**NODE_ENV, "EASYRTC_CLUSTER_STATE": request.param}
     async with (
         running_redis() as redis,
-        running_nodes(
-            redis.url, 3, cluster="beh", env=NODE_ENV, module="cluster.hooked_node"
-        ) as started,
+        running_nodes(redis.url, 3, cluster="beh", env=env, module="cluster.hooked_node") as started,
     ):
         yield started
 

@@ -28,6 +28,7 @@ through the ``redisclient`` client, the same on every topology.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -109,6 +110,15 @@ class PartitionLayout:
     def group_of(self, partition: int) -> int:
         """Round-robin: neighbouring partitions land in different groups, so on masters."""
         return partition % self.groups
+
+    def room_partition(self, app: str, room: str) -> int:
+        """The partition holding room ``room`` of application ``app``: a hash of both, so an
+        application's rooms spread over every partition."""
+        return zlib.crc32(f"{app}\0{room}".encode()) % self.partitions
+
+    def census_partition(self, app: str) -> int:
+        """The partition holding the census of application ``app`` (``max_rooms_per_app``)."""
+        return zlib.crc32(app.encode()) % self.partitions
 
     def of(self, partition: int) -> PartitionKeys:
         if not 0 <= partition < self.partitions:
@@ -330,11 +340,16 @@ class PartitionWriter:
     async def append(self, partition: int, fact: bytes) -> Appended:
         """Append ``fact`` to ``partition``: its id and number once Redis took it. Raises what
         Redis answered (``redisclient.REDIS_ERRORS``): then it may or may not be written."""
+        return await self.post(partition, fact)
+
+    def post(self, partition: int, fact: bytes) -> asyncio.Future[Appended]:
+        """``append`` queued now, in the caller's step: facts posted one after the other land
+        in that order in their partition, without awaiting each."""
         self.layout.of(partition)
         written: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         self._queue.append((partition, fact, written))
         self._due.set()
-        return await written
+        return written
 
     async def run(self) -> None:
         """The writer's loop (the owner runs it as a task and cancels it)."""
