@@ -54,7 +54,9 @@ async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[Node]]:
     env = {**NODE_ENV, "EASYRTC_CLUSTER_STATE": request.param}
     async with (
         running_redis() as redis,
-        running_nodes(redis.url, 3, cluster="beh", env=env, module="cluster.hooked_node") as started,
+        running_nodes(
+            redis.url, 3, cluster="beh", env=env, module="cluster.hooked_node"
+        ) as started,
     ):
         yield started
 
