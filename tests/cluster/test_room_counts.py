@@ -295,7 +295,7 @@ class ReplyLost(AsyncRedis):
 
     lose_next = False
 
-    async def evalsha(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def evalsha(self, *args: Any, **kwargs: Any) -> Any:
         reply = await super().evalsha(*args, **kwargs)
         if self.lose_next:
             self.lose_next = False
@@ -308,7 +308,7 @@ async def test_a_batch_whose_reply_was_lost_counts_once(
 ) -> None:
     assert single_redis.server is not None
     keys = keys_of(single_redis)
-    client = ReplyLost.from_url(single_redis.server.url)
+    client = ReplyLost(host="127.0.0.1", port=single_redis.server.port)
     try:
         a = node_of(client, keys, "nodea")
         a.joined("app", "lobby")
