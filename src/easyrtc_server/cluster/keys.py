@@ -110,6 +110,20 @@ class ClusterKeys:
             snapshot_lock=f"{base}:snapshot-lock",
         )
 
+    def room_counts(self, app: str) -> str:
+        """Hash: an application's rooms with members, each with its number of members
+        cluster-wide (``roomcounts``). Under the cluster's one tag, with the nodes' shares."""
+        return f"{self._prefix}:room-counts:app:{app}"
+
+    def room_counts_of(self, node_id: str) -> str:
+        """Hash: what one node's members add to ``room_counts`` (``roomcounts``), and the
+        number of the node's last batch written there."""
+        return f"{self._prefix}:room-counts:node:{node_id}"
+
+    def room_counts_gone(self, node_id: str) -> str:
+        """String with a TTL: the node's share was reaped; its late batches are refused."""
+        return f"{self._prefix}:room-counts:gone:{node_id}"
+
     def inbox(self, node_id: str) -> str:
         """Pub/sub channel: relayed messages for the sockets of one node."""
         if self.hash_tags:
