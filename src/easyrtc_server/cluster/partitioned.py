@@ -87,6 +87,7 @@ from .redisclient import REDIS_ERRORS, AsyncClient, topology_of
 from .registry import NodeInfo, NodeRegistry
 from .replica import NodeSockets
 from .reservations import Append, RoomRequest
+from .roomcounts import RoomCounts
 from .stubs import Stubs
 
 if TYPE_CHECKING:
@@ -165,6 +166,8 @@ class PartitionedNode:
         self.writer = PartitionWriter(self.redis, self.layout)
         self.reader = PartitionReader(self.topology.reader_client(), self.layout)
         self.snapshots = PartitionSnapshots(self.redis, self.layout)
+        self.counts = RoomCounts(self.redis, self.keys, self.node_id)
+        """Every application's rooms and members, cluster-wide (``getRoomList``)."""
         rules = RoomRules.of(options.protocol)
         self._rules: Callable[[str], RoomRules] = lambda app: rules
         self.parts: dict[int, Partition] = {}
@@ -185,6 +188,8 @@ class PartitionedNode:
         self.where: dict[str, str] = {}
         """easyrtcid of a stub -> the node holding its socket (relays go there)."""
         self._reaped: set[str] = set()
+        self._alive: set[str] = set()
+        """The other nodes alive at the last look (``_reap_forever``)."""
         self._tasks: set[asyncio.Future[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self.ledger = Ledger(
@@ -214,6 +219,7 @@ class PartitionedNode:
         await self.inbox.start()
         self._loops = [
             asyncio.create_task(self.writer.run(), name="partition-writer"),
+            asyncio.create_task(self.counts.run(), name="room-counts"),
             asyncio.create_task(self._read_forever(), name="partition-reader"),
             asyncio.create_task(self._reap_forever(), name="partition-reaper"),
         ]
@@ -238,7 +244,14 @@ class PartitionedNode:
             task.cancel()
         if loops:
             await asyncio.wait(loops, timeout=STOP_STEP_TIMEOUT)
-        for step in (self.reader.aclose, self.inbox.stop, self.registry.stop, self.topology.aclose):
+        steps = (
+            self.counts.aclose,
+            self.reader.aclose,
+            self.inbox.stop,
+            self.registry.stop,
+            self.topology.aclose,
+        )
+        for step in steps:
             try:
                 async with asyncio.timeout(STOP_STEP_TIMEOUT):
                     await step()
@@ -262,6 +275,8 @@ class PartitionedNode:
         if event != "easyrtcCmd" or conn is None or ack is None or type(data) is not dict:
             return self.core.receive(peer, event, data, ack is not None)
         msg_type = data.get("msgType")
+        if msg_type == "getRoomList" and "msgData" not in data:
+            return self._room_list(peer, conn, ack)
         if msg_type == "roomJoin":
             wanted = self._partitions_of(conn.app.name, _asked_rooms(data))
             if not self._reading(wanted):  # its rooms' members known before the core decides
@@ -359,6 +374,29 @@ class PartitionedNode:
     async def resend(self, easyrtcid: str) -> None:
         return None
 
+    def _room_list(self, peer: Peer, conn: Connection, ack: Ack | None) -> Pending:
+        """``getRoomList`` for the whole cluster: the rooms with members from the room
+        counts, and the rooms this node knows (kept while empty, such as the default room),
+        in the order this node knows them."""
+
+        async def listed() -> Step:
+            app = conn.app
+            try:
+                counts = await self.counts.rooms(app.name)
+            except REDIS_ERRORS as exc:
+                raise EngineUnavailable(str(exc)) from None
+            rooms: dict[str, Json] = {}
+            for name, room in app.rooms.items():
+                number = max(counts.pop(name, 0), len(room.members))
+                rooms[name] = {"roomName": name, "numberClients": number}
+            for name in sorted(counts):
+                rooms[name] = {"roomName": name, "numberClients": counts[name]}
+            out = Outcome().reply({"msgType": "roomList", "msgData": {"roomList": rooms}})
+            await self.carrier.deliver(peer, out, ack)
+            return out
+
+        return listed()
+
     # -- joins -----------------------------------------------------------------------------
 
     def _admit_login(self, peer: Peer, admitted: LoginAdmitted, ack: Ack | None) -> Pending:
@@ -454,6 +492,8 @@ class PartitionedNode:
             current = peer is not None and peer.connection is conn
             view = self._told.setdefault(cid, (app, {}))[1]
             view.update(rooms)
+            for name in rooms:
+                self.counts.joined(app, name)
             self._need(layout.room_partition(app, name) for name in rooms)
             if len(view) == len(rooms) and census is not None:  # its first rooms here
                 self._need([census])
@@ -515,6 +555,7 @@ class PartitionedNode:
             self._post(partition, Leave(app, cid, LOGIN, tuple(names), self.node_id))
             for name in names:
                 del known[name]
+                self.counts.left(app, name)
             self._unneed([partition] * len(names))
         for partition, entries in sorted(changed.items()):
             self._post(partition, Update(app, cid, LOGIN, entries))
@@ -756,22 +797,31 @@ class PartitionedNode:
     # -- other nodes ------------------------------------------------------------------------
 
     async def _reap_forever(self) -> None:
-        """Every ``cluster_check_interval``: the nodes whose members this node shows and
-        whose alive key expired are gone from the partitions it reads."""
+        """Every ``cluster_check_interval``: a node whose alive key expired (it was seen
+        alive, or this node shows its members) is gone: ``node-gone`` to the partitions this
+        node reads that hold its members or requests, its room counts taken back. Every node
+        does it; both are idempotent."""
         while True:
             await asyncio.sleep(self.options.cluster_check_interval)
-            shown = set(self.where.values()) - self._reaped - {self.node_id}
-            if not shown:
-                continue
             try:
-                alive = await self.registry.alive_nodes()
+                alive = set(await self.registry.alive_nodes())
             except REDIS_ERRORS:
                 continue
-            for node in shown - set(alive):
+            alive.discard(self.node_id)
+            suspects = (self._alive | set(self.where.values())) - alive - self._reaped
+            suspects.discard(self.node_id)
+            self._alive = alive
+            for node in sorted(suspects):
                 self._reaped.add(node)
                 log.warning("cluster node %s is gone: its clients leave their rooms", node)
-                for partition in sorted(self.parts):
-                    self._post(partition, NodeGone(node, self.node_id))
+                for partition, part in sorted(self.parts.items()):
+                    if _mentions(part, node):
+                        self._post(partition, NodeGone(node, self.node_id))
+                try:
+                    await self.counts.reap(node)
+                except REDIS_ERRORS as exc:
+                    self._reaped.discard(node)  # tried again at the next look
+                    log.warning("could not reap the room counts of node %s: %r", node, exc)
 
     async def _from_inbox(
         self, sender: str | None, first: int, afters: list[Any], items: list[Any]
@@ -811,6 +861,18 @@ def _entry(conn: Connection, room: str) -> Json:
     member = conn.rooms[room]
     entry = member.room.entries.get(conn.easyrtcid)
     return dict(entry if entry is not None else client_entry(member))
+
+
+def _mentions(part: Partition, node: str) -> bool:
+    """Whether ``node`` has members or requests in ``part``."""
+    if any(hold.fact.node == node for hold in part.holds.values()):
+        return True
+    return any(
+        member.node == node
+        for rooms in part.rooms.values()
+        for room in rooms.values()
+        for member in room.members.values()
+    )
 
 
 def _asked_rooms(msg: Json) -> list[str]:
