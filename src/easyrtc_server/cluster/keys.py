@@ -124,6 +124,11 @@ class ClusterKeys:
         """String with a TTL: the node's share was reaped; its late batches are refused."""
         return f"{self._prefix}:room-counts:gone:{node_id}"
 
+    def room_names(self, app: str) -> str:
+        """Hash: the room names an application counts against ``max_rooms_per_app`` in a
+        partitioned cluster, each with its claims (``roomclaims``)."""
+        return f"{self._prefix}:room-names:{app}"
+
     def inbox(self, node_id: str) -> str:
         """Pub/sub channel: relayed messages for the sockets of one node."""
         if self.hash_tags:

@@ -35,7 +35,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -59,21 +59,22 @@ from ..protocol.errors import ErrorCode
 from ..protocol.model import Connection
 from ..protocol.outcome import Fanout, Json, Outcome, Push, refusal
 from ..protocol.roomdata import client_entry
-from .facts import Abort, Fact, FactError, Leave, NodeGone, Release, Update, decode, encode
+from .facts import Abort, Fact, FactError, Leave, NodeGone, Reserve, Update, decode, encode
 from .health import ReaderHealth
 from .heartbeat import Heartbeat
 from .inbox import Inbox
 from .keys import ClusterKeys, new_node_id
 from .partition import (
     FULL,
+    TOO_MANY,
     Admitted,
     Denied,
     Effect,
     Granted,
     Left,
     Partition,
+    RoomRemoved,
     RoomRules,
-    ToRelease,
 )
 from .partitionlog import (
     PartitionLayout,
@@ -87,6 +88,7 @@ from .redisclient import REDIS_ERRORS, AsyncClient, topology_of
 from .registry import NodeInfo, NodeRegistry
 from .replica import NodeSockets
 from .reservations import Append, RoomRequest
+from .roomclaims import RoomClaims
 from .roomcounts import RoomCounts
 from .stubs import Stubs
 
@@ -168,7 +170,8 @@ class PartitionedNode:
         self.snapshots = PartitionSnapshots(self.redis, self.layout)
         self.counts = RoomCounts(self.redis, self.keys, self.node_id)
         """Every application's rooms and members, cluster-wide (``getRoomList``)."""
-        rules = RoomRules.of(options.protocol)
+        # the partitions decide each room; max_rooms_per_app is the claims' (``roomclaims``)
+        rules = replace(RoomRules.of(options.protocol), max_rooms_per_app=0)
         self._rules: Callable[[str], RoomRules] = lambda app: rules
         self.parts: dict[int, Partition] = {}
         """The partitions this node reads, as applied so far."""
@@ -198,7 +201,10 @@ class PartitionedNode:
             options.resume_queue_bytes,
             self.core.now,
         )
-        self._census = bool(options.max_rooms_per_app)
+        self.claims = RoomClaims(self.redis, self.keys)
+        """``max_rooms_per_app``, counted in Redis rather than in a census partition."""
+        self._limit = options.max_rooms_per_app
+        self._default_room = options.room_default_name if options.room_default_enable else None
 
     @property
     def role(self) -> str:
@@ -458,12 +464,20 @@ class PartitionedNode:
     async def _request(self, conn: Connection, app: str, rooms: dict[str, Json]) -> str:
         cid = conn.easyrtcid
         layout = self.layout
-        census = layout.census_partition(app) if self._census else None
-        expect = frozenset(
+        expect = [
             name
             for name in rooms
             if self.parts[layout.room_partition(app, name)].room(app, name) is None
-        )
+        ]
+        claimed: list[str] = []
+        if self._limit and expect:  # max_rooms_per_app: the names it may create, claimed
+            default = self._default_room
+            try:
+                if not await self.claims.claim(app, expect, self._limit, default):
+                    return TOO_MANY
+            except REDIS_ERRORS as exc:
+                raise EngineUnavailable(str(exc)) from None
+            claimed = [name for name in expect if name != default]
         rid = f"{self.node_id}.{next(self._rids)}"
         request = RoomRequest(
             rid,
@@ -473,11 +487,12 @@ class PartitionedNode:
             LOGIN,
             rooms,
             partial(layout.room_partition, app),
-            census,
-            expect,
+            None,
+            frozenset(expect),
         )
         asking = _Asking(request, asyncio.get_running_loop().create_future())
         self._asking[rid] = asking
+        result = "unavailable"
         try:
             self._append_in_turn(asking, request.start())
             async with asyncio.timeout(REQUEST_TIMEOUT):
@@ -487,6 +502,8 @@ class PartitionedNode:
             raise EngineUnavailable("the rooms' partitions did not decide in time") from None
         finally:
             del self._asking[rid]
+            created = set(request.creates) if result == "admitted" else set()
+            self.claims.give_back(app, [name for name in claimed if name not in created])
         if result == "admitted":
             peer = self.core.peers.get(cid)
             current = peer is not None and peer.connection is conn
@@ -495,8 +512,6 @@ class PartitionedNode:
             for name in rooms:
                 self.counts.joined(app, name)
             self._need(layout.room_partition(app, name) for name in rooms)
-            if len(view) == len(rooms) and census is not None:  # its first rooms here
-                self._need([census])
             if not current:  # closed meanwhile: it leaves what it entered
                 self._tell(cid, None)
             else:
@@ -562,8 +577,6 @@ class PartitionedNode:
             known.update(entries)
         if not known:
             del self._told[cid]
-            if self._census:
-                self._unneed([self.layout.census_partition(app)])
 
     def _post(self, partition: int, fact: Fact) -> None:
         written = self.writer.post(partition, encode(fact))
@@ -580,8 +593,6 @@ class PartitionedNode:
     def _partitions_of(self, app: str, rooms: Any) -> set[int]:
         layout = self.layout
         wanted = {layout.room_partition(app, name) for name in rooms if isinstance(name, str)}
-        if self._census:
-            wanted.add(layout.census_partition(app))
         return wanted
 
     def _reading(self, partitions: set[int]) -> bool:
@@ -695,7 +706,7 @@ class PartitionedNode:
             self._position[partition] = (entry.id, entry.seq)
             self._since_snapshot[partition] += 1
             out.extend(self.stubs.apply(effects))
-            self._follow(effects)
+            self._follow(fact, effects)
         if read.entries:  # even without sends: coalesced room updates get their flush timer
             await self.carrier.deliver(None, out, None)
         self._maybe_snapshot(partition, part)
@@ -726,7 +737,7 @@ class PartitionedNode:
         if loaded is not None and not loaded.done():
             loaded.set_result(None)
 
-    def _follow(self, effects: list[Effect]) -> None:
+    def _follow(self, fact: Fact, effects: list[Effect]) -> None:
         """What the effects of one fact mean beyond the stubs: decisions for this node's
         requests, the addresses of stubs, the releases this node owes the census."""
         touched: list[_Asking] = []
@@ -755,9 +766,9 @@ class PartitionedNode:
                 case Left(node=node):
                     if node != self.node_id and (effect.app, effect.cid) not in self.stubs.members:
                         self.where.pop(effect.cid, None)
-                case ToRelease(by=by) if by == self.node_id:
-                    census = self.layout.census_partition(effect.app)
-                    self._post(census, Release(effect.app, effect.room, effect.permit))
+                case RoomRemoved(app=app, room=room) if _by(fact) == self.node_id:
+                    if self._limit and room != self._default_room:  # its fact removed it
+                        self.claims.give_back(app, [room])
         for asking in touched:
             result = asking.request.result
             if result is None or asking.done.done():
@@ -861,6 +872,16 @@ def _entry(conn: Connection, room: str) -> Json:
     member = conn.rooms[room]
     entry = member.room.entries.get(conn.easyrtcid)
     return dict(entry if entry is not None else client_entry(member))
+
+
+def _by(fact: Fact) -> str | None:
+    """The node that appended ``fact``, where the fact names it."""
+    match fact:
+        case Leave(by=by) | NodeGone(by=by) | Abort(by=by):
+            return by
+        case Reserve(node=node):
+            return node
+    return None
 
 
 def _mentions(part: Partition, node: str) -> bool:
