@@ -306,6 +306,7 @@ async def servers() -> AsyncIterator[ServerPool]:
 # option set, each under its own cluster name, so option sets do not share state.
 
 CLUSTER_NODES = 3
+CLUSTER_KINDS = frozenset({"cluster", "partitioned"})
 _cluster_ids = itertools.count(1)
 
 
@@ -324,14 +325,15 @@ def node_environment(options: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
-def cluster_factory(redis_url: str) -> ServerFactory:
-    """Start ``CLUSTER_NODES`` nodes with the options; their URLs, space-separated, are the
-    ``url`` a scenario spreads its clients over (``scenarios.node_url``)."""
+def cluster_factory(redis_url: str, **cluster_options: Any) -> ServerFactory:
+    """Start ``CLUSTER_NODES`` nodes with the options (and ``cluster_options``, e.g. the
+    cluster's state); their URLs, space-separated, are the ``url`` a scenario spreads its
+    clients over (``scenarios.node_url``)."""
 
     @asynccontextmanager
     async def running_cluster(options: dict[str, Any]) -> AsyncIterator[str]:
         name = f"diff{next(_cluster_ids)}"
-        env = node_environment(options)
+        env = node_environment({**options, **cluster_options})
         async with running_nodes(redis_url, CLUSTER_NODES, cluster=name, env=env) as nodes:
             yield " ".join(node.url for node in nodes)
 
@@ -342,12 +344,17 @@ _run_ids = itertools.count(1)
 
 
 async def run_scenario(
-    scenario: Scenario, url: str, *, tolerate: bool = False, cluster_barrier: bool = False
+    scenario: Scenario,
+    url: str,
+    *,
+    tolerate: bool = False,
+    cluster_barrier: bool = False,
+    log_rounds: int = 1,
 ) -> list[Event]:
     """Run ``scenario`` once against ``url``; its normalised trace. With ``tolerate``, an exception
     inside the scenario is appended to the trace as an ``error`` event instead of raised;
     ``cluster_barrier``: the barriers wait for what crosses a cluster's nodes too (``Trace``)."""
-    trace = Trace(f"d{next(_run_ids)}", cluster_barrier=cluster_barrier)
+    trace = Trace(f"d{next(_run_ids)}", cluster_barrier=cluster_barrier, log_rounds=log_rounds)
     failure: BaseException | None = None
     try:
         await asyncio.wait_for(scenario.run(url, trace), SCENARIO_TIMEOUT)
@@ -378,14 +385,15 @@ async def run_on(
     *,
     tolerate: bool = False,
 ) -> list[Event]:
-    cluster_barrier = kind == "cluster"
+    barrier = {
+        "cluster_barrier": kind in CLUSTER_KINDS,
+        "log_rounds": 2 if kind == "partitioned" else 1,
+    }
     if scenario.fresh:
         async with factory(dict(scenario.options)) as url:
-            return await run_scenario(
-                scenario, url, tolerate=tolerate, cluster_barrier=cluster_barrier
-            )
+            return await run_scenario(scenario, url, tolerate=tolerate, **barrier)
     url = await servers.url(kind, factory, scenario.options)
-    return await run_scenario(scenario, url, tolerate=tolerate, cluster_barrier=cluster_barrier)
+    return await run_scenario(scenario, url, tolerate=tolerate, **barrier)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,6 +437,17 @@ async def test_differential_cluster(
     """The same scenarios against ours as a cluster of ``CLUSTER_NODES`` node processes, the
     scenario's clients spread over them round-robin: the same trace as the single process."""
     await compare_with_expected(name, servers, "cluster", cluster_factory(redis_server.url))
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_differential_partitioned(
+    name: str, servers: ServerPool, redis_server: RedisServer
+) -> None:
+    """The same scenarios against ours as a partitioned cluster (``cluster_state =
+    "partitioned"``) of ``CLUSTER_NODES`` node processes, clients round-robin: the same trace
+    as the single process, but for the partitioned state's own deliberate differences."""
+    factory = cluster_factory(redis_server.url, cluster_state="partitioned")
+    await compare_with_expected(name, servers, "partitioned", factory)
 
 
 async def compare_with_expected(
