@@ -59,6 +59,7 @@ from ..protocol.errors import ErrorCode
 from ..protocol.model import Connection
 from ..protocol.outcome import Fanout, Json, Outcome, Push, refusal
 from ..protocol.roomdata import client_entry
+from ..protocol.validation import as_map
 from .facts import Abort, Fact, FactError, Leave, NodeGone, Release, Update, decode, encode
 from .health import ReaderHealth
 from .heartbeat import Heartbeat
@@ -857,6 +858,7 @@ def _entry(conn: Connection, room: str) -> Json:
 
 
 def _asked_rooms(msg: Json) -> list[str]:
+    """The room names a ``roomJoin`` asks for, an array read as the core reads it."""
     data = msg.get("msgData")
-    asked = data.get("roomJoin") if isinstance(data, dict) else None
-    return [name for name in asked if isinstance(name, str)] if isinstance(asked, dict) else []
+    asked = as_map(data.get("roomJoin")) if isinstance(data, dict) else None
+    return list(asked) if asked is not None else []
