@@ -59,6 +59,7 @@ from ..protocol.errors import ErrorCode
 from ..protocol.model import Connection
 from ..protocol.outcome import Fanout, Json, Outcome, Push, refusal
 from ..protocol.roomdata import client_entry
+from ..protocol.validation import as_map
 from .facts import Abort, Fact, FactError, Leave, NodeGone, Reserve, Update, decode, encode
 from .health import ReaderHealth
 from .heartbeat import Heartbeat
@@ -205,6 +206,8 @@ class PartitionedNode:
         """``max_rooms_per_app``, counted in Redis rather than in a census partition."""
         self._limit = options.max_rooms_per_app
         self._default_room = options.room_default_name if options.room_default_enable else None
+        self._progress = asyncio.Event()
+        """Set (and replaced) after each read is applied and its pushes carried out."""
 
     @property
     def role(self) -> str:
@@ -290,9 +293,16 @@ class PartitionedNode:
                     peer, ack, wanted, lambda: self.core.receive(peer, event, data, True)
                 )
             return self.core.receive(peer, event, data, True)
+        rooms_before = len(conn.rooms)
         step = self.core.receive(peer, event, data, True)
         if msg_type in ("roomLeave", "setPresence", "setRoomApiField"):
             self._tell(peer.easyrtcid, conn)
+        if (
+            msg_type == "roomLeave"
+            and isinstance(step, Outcome)
+            and len(conn.rooms) == rooms_before
+        ):
+            return self._after_catching_up(peer, conn, step, ack)
         return step
 
     def answer(
@@ -402,6 +412,38 @@ class PartitionedNode:
             return out
 
         return listed()
+
+    # -- catching up -----------------------------------------------------------------------
+
+    def _after_catching_up(self, peer: Peer, conn: Connection, out: Outcome, ack: Ack) -> Pending:
+        """``out``, a roomLeave's that left nothing, carried out once this node has caught up
+        with ``conn``'s rooms: its own facts posted before are written, and their partitions
+        applied up to their last fact then (as the log cluster answers any state change after
+        its log round trip; the differential suite's cluster barrier waits on it). Answered
+        anyway after ``REQUEST_TIMEOUT``: nothing changed."""
+        partitions = {self.layout.room_partition(conn.app.name, name) for name in conn.rooms}
+
+        async def caught_up() -> Step:
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    await self._catch_up(partitions)
+            except (TimeoutError, *REDIS_ERRORS) as exc:
+                self.health.once("catch-up", "a roomLeave did not catch up: %r", exc)
+            await self.carrier.deliver(peer, out, ack)
+            return out
+
+        return caught_up()
+
+    async def _catch_up(self, partitions: set[int]) -> None:
+        posted = [task for task in self._tasks if not task.done()]
+        if posted:
+            await asyncio.wait(posted)
+        wanted = sorted(partitions)
+        ends = await asyncio.gather(*(self.redis.get(self.layout.of(p).seq) for p in wanted))
+        for partition, end in zip(wanted, ends, strict=True):
+            last = int(end or 0)
+            while partition in self._loaded and self._position.get(partition, ("", 0))[1] < last:
+                await self._progress.wait()
 
     # -- joins -----------------------------------------------------------------------------
 
@@ -684,6 +726,8 @@ class PartitionedNode:
                 except Exception:  # a bug must cost one partition's batch, not the reader
                     self.health.skipped_entries += len(read.entries)
                     log.exception("partition %d: facts could not be applied", read.partition)
+            self._progress.set()  # what waits for the partitions to catch up looks again
+            self._progress = asyncio.Event()
 
     async def _take(self, read: PartitionRead) -> None:
         partition = read.partition
@@ -897,6 +941,7 @@ def _mentions(part: Partition, node: str) -> bool:
 
 
 def _asked_rooms(msg: Json) -> list[str]:
+    """The room names a ``roomJoin`` asks for, an array read as the core reads it."""
     data = msg.get("msgData")
-    asked = data.get("roomJoin") if isinstance(data, dict) else None
-    return [name for name in asked if isinstance(name, str)] if isinstance(asked, dict) else []
+    asked = as_map(data.get("roomJoin")) if isinstance(data, dict) else None
+    return list(asked) if asked is not None else []
