@@ -59,6 +59,7 @@ from ..protocol.errors import ErrorCode
 from ..protocol.model import Connection
 from ..protocol.outcome import Fanout, Json, Outcome, Push, refusal
 from ..protocol.roomdata import client_entry
+from ..protocol.stock import stock_answer
 from ..protocol.validation import as_map
 from .facts import Abort, Fact, FactError, Leave, NodeGone, Reserve, Update, decode, encode
 from .health import ReaderHealth
@@ -229,6 +230,7 @@ class PartitionedNode:
         self._loops = [
             asyncio.create_task(self.writer.run(), name="partition-writer"),
             asyncio.create_task(self.counts.run(), name="room-counts"),
+            asyncio.create_task(self.claims.run(), name="room-claims"),
             asyncio.create_task(self._read_forever(), name="partition-reader"),
             asyncio.create_task(self._reap_forever(), name="partition-reaper"),
         ]
@@ -280,6 +282,35 @@ class PartitionedNode:
         return False
 
     def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
+        step = self._receive(peer, event, data, ack)
+        if self.carrier.stock_decisions and isinstance(step, Decision):
+            return self._stock(peer, step, ack)
+        return step
+
+    def _stock(self, peer: Peer, step: Decision, ack: Ack | None) -> Pending:
+        """The decisions of an event answered here as the stock hooks answer them (the
+        server's hooks decide as those: ``Carrier.stock_decisions``), without a round through
+        the server per decision; one they do not answer goes back to the server."""
+
+        async def answered() -> Step:
+            current: Step | Pending = step
+            while True:
+                if isinstance(current, Outcome):
+                    await self.carrier.deliver(peer, current, ack)
+                    return current
+                if not isinstance(current, Decision):  # pending: carried out already
+                    current = await current
+                    if isinstance(current, Outcome):
+                        return current
+                    continue
+                answer = stock_answer(current, self.options, answering=True)
+                if answer is None:
+                    return current
+                current = self.answer(peer, current, answer, ack)
+
+        return answered()
+
+    def _receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
         conn = peer.connection
         if event != "easyrtcCmd" or conn is None or ack is None or type(data) is not dict:
             return self.core.receive(peer, event, data, ack is not None)

@@ -34,11 +34,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
 
-from redis.exceptions import NoScriptError, RedisError
-
 from . import gaps
 from .gaps import stream_id
 from .keys import ClusterKeys, PartitionKeys
+from .luascript import LuaScript
 from .redisclient import REDIS_ERRORS, AsyncClient
 
 PARTITIONS: Final = 128
@@ -280,41 +279,6 @@ def snapshot_of(reply: Sequence[Any]) -> tuple[Snapshot, list[Entry]]:
 # -- I/O ------------------------------------------------------------------------------------
 
 
-class _Script:
-    """A Lua script run by ``EVALSHA`` (in pipelines too), and by ``EVAL`` where a node does
-    not know it yet (a fresh master after a failover, a restarted Redis)."""
-
-    def __init__(self, client: AsyncClient, text: str) -> None:
-        self.client = client
-        self.text = text
-        self.sha: str = client.register_script(text).sha
-
-    def queue(self, pipe: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
-
-    async def run_all(self, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
-        """Every call in one pipeline (one round trip per master), their replies in order; a
-        call that failed gives its exception in its place."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                self.queue(pipe, keys, args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        for i, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):  # nothing ran: run it with its text
-                keys, args = calls[i]
-                try:
-                    replies[i] = await self.client.eval(self.text, len(keys), *keys, *args)
-                except RedisError as exc:
-                    replies[i] = exc
-        return replies
-
-    async def run(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        (reply,) = await self.run_all([(keys, args)])
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
-
-
 @dataclass(frozen=True, slots=True)
 class Appended:
     """Where an append landed: its partition, stream id and sequence number."""
@@ -333,7 +297,7 @@ class PartitionWriter:
 
     def __init__(self, client: AsyncClient, layout: PartitionLayout) -> None:
         self.layout = layout
-        self._append = _Script(client, APPEND)
+        self._append = LuaScript(client, APPEND)
         self._queue: list[tuple[int, bytes, asyncio.Future[Appended]]] = []
         self._due = asyncio.Event()
 
@@ -408,7 +372,7 @@ class PartitionReader:
         self.cursors = ReadCursors(layout)
         self.count = count
         self.block_ms = block_ms
-        self._load = _Script(client, LOAD)
+        self._load = LuaScript(client, LOAD)
         self._reads: dict[str | None, tuple[asyncio.Task[Any], tuple[StreamRead, ...]]] = {}
         self._changed = asyncio.Event()
 
@@ -535,7 +499,7 @@ class PartitionSnapshots:
     def __init__(self, client: AsyncClient, layout: PartitionLayout) -> None:
         self.client = client
         self.layout = layout
-        self._write = _Script(client, WRITE_SNAPSHOT)
+        self._write = LuaScript(client, WRITE_SNAPSHOT)
 
     async def claim(self, partition: int, node_id: str, ms: int) -> bool:
         """Whether this node writes the partition's next snapshot: at most one per ``ms``

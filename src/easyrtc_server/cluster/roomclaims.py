@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 from .keys import ClusterKeys
-from .redisclient import AsyncClient
+from .luascript import LuaScript
+from .redisclient import REDIS_ERRORS, AsyncClient
 
 CLAIM: Final = """
 local new = 0
@@ -50,13 +51,19 @@ return 1
 
 
 class RoomClaims:
-    """Claims of room names, per application (``ClusterKeys.room_names``)."""
+    """Claims of room names, per application (``ClusterKeys.room_names``). The claims and
+    give-backs asked in one event-loop pass go in one pipeline each (its owner runs ``run``):
+    a storm of logins into new rooms holds one connection, not one per login."""
 
     def __init__(self, client: AsyncClient, keys: ClusterKeys) -> None:
         self.keys = keys
-        self._claim = client.register_script(CLAIM)
-        self._give_back = client.register_script(GIVE_BACK)
-        self._pending: set[asyncio.Future[object]] = set()
+        self._claim = LuaScript(client, CLAIM)
+        self._give_back = LuaScript(client, GIVE_BACK)
+        self._claims: list[tuple[list[str], list[str | int], asyncio.Future[Any]]] = []
+        self._backs: list[tuple[list[str], list[str | int]]] = []
+        self._due = asyncio.Event()
+        self.lost = 0
+        """Give-backs Redis did not take (their names stay counted)."""
 
     async def claim(
         self, app: str, names: Iterable[str], limit: int, default_room: str | None
@@ -66,24 +73,42 @@ class RoomClaims:
         wanted = [name for name in dict.fromkeys(names) if name != default_room]
         if not wanted:
             return True
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         args: list[str | int] = [limit, default_room or "", *wanted]
-        return bool(await self._claim(keys=[self.keys.room_names(app)], args=args))
+        self._claims.append(([self.keys.room_names(app)], args, answered))
+        self._due.set()
+        return bool(await answered)
 
     def give_back(self, app: str, names: Iterable[str]) -> None:
-        """Give claims back (in the background; a failure leaves them counted)."""
-        names = list(names)
-        if not names:
-            return
-        task = asyncio.ensure_future(self._give_back(keys=[self.keys.room_names(app)], args=names))
-        self._pending.add(task)
-        task.add_done_callback(self._done)
+        """Give claims back (with the next pipeline)."""
+        args: list[str | int] = list(names)
+        if args:
+            self._backs.append(([self.keys.room_names(app)], args))
+            self._due.set()
 
-    def _done(self, task: asyncio.Future[object]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled():
-            task.exception()  # counted too many until the application's hash goes
-
-    async def settled(self) -> None:
-        """Every give-back started so far has ended."""
-        if self._pending:
-            await asyncio.wait(list(self._pending))
+    async def run(self) -> None:
+        """The claims' loop (the owner runs it as a task and cancels it)."""
+        while True:
+            await self._due.wait()
+            await asyncio.sleep(0)  # one more loop pass: what is asked in it joins the batch
+            self._due.clear()
+            claims, self._claims = self._claims, []
+            backs, self._backs = self._backs, []
+            if claims:
+                try:
+                    replies = await self._claim.run_all([(k, a) for k, a, _ in claims])
+                except REDIS_ERRORS as exc:
+                    replies = [exc] * len(claims)
+                for (_, _, answered), reply in zip(claims, replies, strict=True):
+                    if answered.done():
+                        continue
+                    if isinstance(reply, BaseException):
+                        answered.set_exception(reply)
+                    else:
+                        answered.set_result(reply)
+            if backs:
+                try:
+                    replies = await self._give_back.run_all(backs)
+                except REDIS_ERRORS as exc:
+                    replies = [exc]
+                self.lost += sum(1 for reply in replies if isinstance(reply, BaseException))
