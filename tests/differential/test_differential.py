@@ -225,38 +225,11 @@ TRANSFORMS["disconnect_cleanup"] = reclaimed_rooms_unlisted
 
 # -- the partitioned cluster's limitations for now (README, "Partitioned state") ---------------
 
-NODE_VIEW = "<the rooms of the partitions its node reads>"
-NODE_VIEW_ONLY = (
-    "a partitioned node answers getRoomList from the partitions it reads (its clients' rooms), "
-    "not from the whole cluster"
-)
 NO_SHARED_PARTITION = (
     "a partitioned node relays only to an easyrtcid it knows, a member of a room whose "
     "partition it reads: a relay between clients sharing no room may be refused"
 )
 RELAY_OUTCOME = "<delivered, or refused: no room partition shared>"
-
-
-def node_view_room_lists(events: list[Event]) -> list[Event]:
-    """Every getRoomList answer's ``roomList`` as ``NODE_VIEW``."""
-    return replace_data(
-        lambda e: (
-            e.kind == "ack"
-            and e.request == "getRoomList"
-            and isinstance(e.data, dict)
-            and e.data.get("msgType") == "roomList"
-        ),
-        lambda e: {**e.data, "msgData": {"roomList": NODE_VIEW}},
-    )(events)
-
-
-for _name in (
-    "auth_room_join",
-    "auth_room_join_numeric_and_array_form",
-    "reauth_failure_full_room_before_another",
-    "room_list_contents",
-):
-    deliberate(_name, NODE_VIEW_ONLY, kind="partitioned")(node_view_room_lists)
 
 
 def _relayed(event: Event) -> bool:
