@@ -119,10 +119,20 @@ class PartitionLayout:
         """The partition holding the census of application ``app`` (``max_rooms_per_app``)."""
         return zlib.crc32(app.encode()) % self.partitions
 
+    def partition_of_stream(self, stream: str) -> int | None:
+        """The partition whose stream is named ``stream`` (None: none of this layout's)."""
+        return _streams_of(self).get(stream)
+
     def of(self, partition: int) -> PartitionKeys:
         if not 0 <= partition < self.partitions:
             raise ValueError(f"no partition {partition} of {self.partitions}")
         return _keys_of(self, partition)
+
+
+@cache
+def _streams_of(layout: PartitionLayout) -> dict[str, int]:
+    """Stream name -> partition, named once per process."""
+    return {layout.of(p).stream: p for p in range(layout.partitions)}
 
 
 @cache
@@ -171,6 +181,45 @@ class StreamRead:
     after: str
 
 
+class GroupRead:
+    """One hash tag's ``XREAD``: its streams and the id each is read after, as two lists an
+    ``XREAD`` takes whole (``STREAMS k1 k2 … id1 id2 …``). ``added`` counts the streams added:
+    a blocked read of an older count misses one and is sent again; a stream removed only
+    leaves its entries unread (``took`` ignores them)."""
+
+    __slots__ = ("added", "ids", "index", "keys")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self.added = 0
+
+    def add(self, stream: str, after: str) -> None:
+        at = self.index.get(stream)
+        if at is not None:
+            self.ids[at] = after
+            return
+        self.index = {**self.index, stream: len(self.keys)}  # a read in flight keeps its own
+        self.keys = [*self.keys, stream]
+        self.ids = [*self.ids, after]
+        self.added += 1
+
+    def remove(self, stream: str) -> None:
+        at = self.index.get(stream)
+        if at is None:
+            return
+        keys = self.keys[:at] + self.keys[at + 1 :]
+        self.ids = self.ids[:at] + self.ids[at + 1 :]
+        self.keys = keys
+        self.index = {key: i for i, key in enumerate(keys)}
+
+    def moved(self, stream: str, after: str) -> None:
+        at = self.index.get(stream)
+        if at is not None:
+            self.ids[at] = after
+
+
 @dataclass(slots=True)
 class ReadCursors:
     """Where a reader is in each partition of interest, and what it reads next.
@@ -185,6 +234,9 @@ class ReadCursors:
     _at: dict[int, tuple[str, int]] = field(default_factory=dict)
     _to_load: dict[int, bool] = field(default_factory=dict)
     """partition -> whether it is reloaded because of a gap."""
+    _groups: dict[str | None, GroupRead] = field(default_factory=dict)
+    """Per hash tag, the ``XREAD`` of its partitions read on, kept as they move
+    (``group``): a reader's wake costs what it read, not what it reads from."""
 
     @property
     def interest(self) -> frozenset[int]:
@@ -196,8 +248,38 @@ class ReadCursors:
             self._to_load.setdefault(partition, False)
 
     def drop(self, partition: int) -> None:
-        self._at.pop(partition, None)
+        if self._at.pop(partition, None) is not None:
+            self._leave_group(partition)
         self._to_load.pop(partition, None)
+
+    def groups(self) -> list[str | None]:
+        """The hash tags with partitions read on (one ``XREAD`` each)."""
+        return [tag for tag, group in self._groups.items() if group.keys]
+
+    def group(self, tag: str | None) -> GroupRead:
+        return self._groups[tag]
+
+    def took_stream(
+        self, stream: str, after: str, entries: Sequence[Entry]
+    ) -> PartitionRead | None:
+        """``took`` for the entries of ``stream`` an ``XREAD`` sent with ``after`` returned."""
+        partition = self.layout.partition_of_stream(stream)
+        if partition is None:
+            return None
+        return self.took(StreamRead(partition, stream, after), entries)
+
+    def _join_group(self, partition: int) -> None:
+        keys = self.layout.of(partition)
+        group = self._groups.get(keys.tag)
+        if group is None:
+            group = self._groups[keys.tag] = GroupRead()
+        group.add(keys.stream, self._at[partition][0])
+
+    def _leave_group(self, partition: int) -> None:
+        keys = self.layout.of(partition)
+        group = self._groups.get(keys.tag)
+        if group is not None:
+            group.remove(keys.stream)
 
     def to_load(self) -> list[int]:
         return sorted(self._to_load)
@@ -213,6 +295,7 @@ class ReadCursors:
             return None
         last = entries[-1] if entries else snap
         self._at[partition] = (last.id, last.seq)
+        self._join_group(partition)
         return PartitionRead(partition, tuple(entries), snap, gap)
 
     def plan(self) -> dict[str | None, tuple[StreamRead, ...]]:
@@ -234,10 +317,15 @@ class ReadCursors:
         for entry in entries:
             if entry.seq != seq + 1:
                 del self._at[read.partition]
+                self._leave_group(read.partition)
                 self._to_load[read.partition] = True
                 return None
             seq = entry.seq
-        self._at[read.partition] = (entries[-1].id, seq)
+        last = entries[-1].id
+        self._at[read.partition] = (last, seq)
+        group = self._groups.get(self.layout.of(read.partition).tag)
+        if group is not None:
+            group.moved(read.stream, last)
         return PartitionRead(read.partition, tuple(entries))
 
 
@@ -347,6 +435,16 @@ class PartitionWriter:
                     written.set_result(Appended(partition, _text(entry_id), int(seq)))
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """What a group's ``XREAD`` in flight was sent with."""
+
+    added: int
+    keys: list[str]
+    ids: list[str]
+    index: dict[str, int]
+
+
 class PartitionReader:
     """Reads the partitions of interest. ``gain(p)``: the next ``read`` gives the partition's
     snapshot (``PartitionRead.reload``) and the entries after it; from then on its new
@@ -373,7 +471,7 @@ class PartitionReader:
         self.count = count
         self.block_ms = block_ms
         self._load = LuaScript(client, LOAD)
-        self._reads: dict[str | None, tuple[asyncio.Task[Any], tuple[StreamRead, ...]]] = {}
+        self._reads: dict[str | None, tuple[asyncio.Future[Any], _Sent]] = {}
         self._changed = asyncio.Event()
 
     @property
@@ -420,7 +518,7 @@ class PartitionReader:
             if task.exception() is not None:
                 error = task.exception()
                 continue
-            out.extend(self._take(reads, task.result()))
+            out.extend(self._take(reads, task.result()))  # reads: what it was sent with
         try:
             out.extend(await self._load_due())
         except REDIS_ERRORS as exc:  # the loads stay due; what was taken must be given
@@ -439,30 +537,43 @@ class PartitionReader:
             await asyncio.wait(tasks)
 
     async def _start_reads(self) -> None:
-        plan = self.cursors.plan()
-        for tag, (task, reads) in list(self._reads.items()):
-            wanted = plan.get(tag, ())
-            if not set(wanted) <= set(reads):  # a partition gained or reloaded meanwhile
+        cursors = self.cursors
+        tags = cursors.groups()
+        for tag, (task, sent) in list(self._reads.items()):
+            if tag not in tags or cursors.group(tag).added != sent.added:  # one gained
                 del self._reads[tag]
                 task.cancel()
                 await asyncio.wait([task])
-        for tag, reads in plan.items():
+        for tag in tags:
             if tag not in self._reads:
-                self._reads[tag] = (asyncio.ensure_future(self._xread(reads)), reads)
+                group = cursors.group(tag)
+                sent = _Sent(group.added, group.keys, list(group.ids), group.index)
+                self._reads[tag] = (asyncio.ensure_future(self._xread(sent)), sent)
 
-    async def _xread(self, reads: tuple[StreamRead, ...]) -> Any:
-        return await self.client.xread(
-            {read.stream: read.after for read in reads}, count=self.count, block=self.block_ms
+    async def _xread(self, sent: _Sent) -> Any:
+        """One ``XREAD`` of a group's streams, sent as the lists it keeps (no per-stream work
+        in Python: a reader of hundreds of partitions wakes for what it read)."""
+        return await self.client.execute_command(
+            "XREAD",
+            "COUNT",
+            self.count,
+            "BLOCK",
+            self.block_ms,
+            "STREAMS",
+            *sent.keys,
+            *sent.ids,
+            keys=sent.keys,
         )
 
-    def _take(self, reads: tuple[StreamRead, ...], reply: Any) -> list[PartitionRead]:
-        by_stream = {read.stream: read for read in reads}
+    def _take(self, sent: _Sent, reply: Any) -> list[PartitionRead]:
         out = []
-        for stream, entries in reply or ():
-            read = by_stream.get(_text(stream))
-            if read is None:
+        items = reply.items() if isinstance(reply, dict) else reply or ()
+        for stream, entries in items:
+            name = _text(stream)
+            at = sent.index.get(name)
+            if at is None:
                 continue
-            taken = self.cursors.took(read, entries_of(entries))
+            taken = self.cursors.took_stream(name, sent.ids[at], entries_of(entries))
             if taken is not None:
                 out.append(taken)
         return out
