@@ -63,7 +63,6 @@ from ..protocol.stock import stock_answer
 from ..protocol.validation import as_map
 from .facts import Abort, Fact, FactError, Leave, NodeGone, Reserve, Update, decode, encode
 from .health import ReaderHealth
-from .heartbeat import Heartbeat
 from .inbox import Inbox
 from .keys import ClusterKeys, new_node_id
 from .partition import (
@@ -141,21 +140,8 @@ class PartitionedNode:
         self.topology = topology_of(options)
         self.keys = ClusterKeys(options.cluster_name, hash_tags=self.topology.hash_tags)
         self.redis: AsyncClient = self.topology.client()
-        ttl = options.cluster_alive_ttl
-        info = NodeInfo(self.node_id)
-        heartbeat = Heartbeat(
-            partial(self.topology.blocking_client, timeout=ttl / 3),
-            self.keys.alive(self.node_id),
-            info.encode,
-            ttl,
-        )
-        self.registry = NodeRegistry(
-            self.redis,
-            self.keys,
-            info,
-            ttl=ttl,
-            heartbeat=heartbeat,
-            keys_like=self.topology.keys_like,
+        self.registry = NodeRegistry.of_node(
+            self.topology, self.keys, NodeInfo(self.node_id), options.cluster_alive_ttl
         )
         self.health = ReaderHealth()
         links = carrier.links
