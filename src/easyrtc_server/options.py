@@ -705,25 +705,20 @@ def _log_retention(name: str, value: Any) -> Any:
     return float(value)
 
 
-def _cluster_relay(name: str, value: Any) -> Any:
-    if value not in CLUSTER_RELAYS:
-        raise OptionsError(
-            f"option 'cluster_relay' must be one of {', '.join(CLUSTER_RELAYS)}, got {value!r}",
-            name,
-        )
-    return value
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], Any]:
+    """A check that the option is one of ``choices``."""
+
+    def check(name: str, value: Any) -> Any:
+        if value not in choices:
+            raise OptionsError(
+                f"option {name!r} must be one of {', '.join(choices)}, got {value!r}", name
+            )
+        return value
+
+    return check
 
 
 CLUSTER_RELAYS = ("redis", "direct")
-
-
-def _cluster_state(name: str, value: Any) -> Any:
-    if value not in CLUSTER_STATES:
-        raise OptionsError(
-            f"option 'cluster_state' must be one of {', '.join(CLUSTER_STATES)}, got {value!r}",
-            name,
-        )
-    return value
 
 
 CLUSTER_STATES = ("log", "partitioned")
@@ -822,8 +817,8 @@ def _table() -> dict[str, Check]:
         (("cluster_alive_ttl", "cluster_check_interval", "cluster_order_wait"), _cluster_seconds),
         (("ping_interval", "ping_timeout", "webhook_timeout"), _positive_seconds),
         (("transport",), _transport),
-        (("cluster_relay",), _cluster_relay),
-        (("cluster_state",), _cluster_state),
+        (("cluster_relay",), _one_of(CLUSTER_RELAYS)),
+        (("cluster_state",), _one_of(CLUSTER_STATES)),
         (("cluster_partitions",), _cluster_partitions),
         (("cluster_read_groups",), _cluster_read_groups),
         (("cluster_log_retention",), _log_retention),
