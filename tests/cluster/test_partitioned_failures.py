@@ -216,12 +216,17 @@ async def test_max_rooms_per_app_is_exact_across_nodes() -> None:
             clients = [await join(nodes[n % 3], app) for n in range(9)]
             wanted = [fresh("new") for _ in clients]
             replies = await asyncio.gather(
-                *(m.client.cmd("roomJoin", msgData=joining(w)) for m, w in zip(clients, wanted))
+                *(
+                    m.client.cmd("roomJoin", msgData=joining(w))
+                    for m, w in zip(clients, wanted, strict=True)
+                )
             )
             won = [
-                (m, w) for m, w, r in zip(clients, wanted, replies) if r["msgType"] == "roomData"
+                (m, w)
+                for m, w, r in zip(clients, wanted, replies, strict=True)
+                if r["msgType"] == "roomData"
             ]
-            lost = [m for m, r in zip(clients, replies) if r["msgType"] == "error"]
+            lost = [m for m, r in zip(clients, replies, strict=True) if r["msgType"] == "error"]
             assert len(won) == MAX_ROOMS - 1, replies
             assert len(lost) == len(clients) - len(won)
             assert all(
@@ -246,7 +251,10 @@ async def test_max_rooms_per_app_is_exact_across_nodes() -> None:
                 await watch(redis, names, two_left)
             again = [fresh("again") for _ in lost]
             replies = await asyncio.gather(
-                *(m.client.cmd("roomJoin", msgData=joining(w)) for m, w in zip(lost, again))
+                *(
+                    m.client.cmd("roomJoin", msgData=joining(w))
+                    for m, w in zip(lost, again, strict=True)
+                )
             )
             assert [r["msgType"] for r in replies].count("roomData") == 2, replies
     finally:
@@ -259,7 +267,7 @@ def joining(room: str) -> dict[str, Any]:
 
 async def test_a_relay_crosses_nodes_and_the_room_outlives_the_senders_node() -> None:
     app, room = fresh("app"), fresh("room")
-    async with cluster() as (redis, (a, b, c)), members() as join:
+    async with cluster() as (_, (a, b, c)), members() as join:
         sender, survivor = await join(a, app, room), await join(b, app, room)
         async with asyncio.timeout(BOUND):
             await sender.sees(room, {sender.id, survivor.id})

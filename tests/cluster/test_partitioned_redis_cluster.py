@@ -11,7 +11,7 @@ import asyncio
 from support.nodes import running_nodes
 from support.rediscluster import running_redis_cluster
 
-from .test_partitioned_failures import BOUND, NODE_ENV, fresh, members
+from .test_partitioned_failures import BOUND, NODE_ENV, Member, fresh, members
 
 
 async def test_three_nodes_on_a_redis_cluster_serve_one_room() -> None:
@@ -22,7 +22,7 @@ async def test_three_nodes_on_a_redis_cluster_serve_one_room() -> None:
         running_nodes(redis.url, 3, cluster="pcluster", env=env) as nodes,
         members() as join,
     ):
-        joined = []
+        joined: list[Member] = []
         for node in nodes:
             member = await join(node, app, room)
             ids = {m.id for m in joined} | {member.id}
