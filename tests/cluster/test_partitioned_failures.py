@@ -261,6 +261,32 @@ async def test_max_rooms_per_app_is_exact_across_nodes() -> None:
         await alone.stop()
 
 
+async def test_at_the_limit_a_client_that_left_a_room_may_create_another_at_once() -> None:
+    """As in one process: the room a client just left (its last member) no longer counts when
+    the client's next request asks for a new room, though its name is given back only once
+    its node read the leave back (the node settles its own facts before refusing)."""
+    app = fresh("app")
+    async with (
+        cluster({"EASYRTC_MAX_ROOMS_PER_APP": str(MAX_ROOMS)}) as (_redis, nodes),
+        members() as join,
+    ):
+        member = await join(nodes[0], app)
+        held = [fresh("held") for _ in range(MAX_ROOMS - 1)]  # with the default room: full
+        for name in held:
+            reply = await member.client.cmd("roomJoin", msgData=joining(name))
+            assert reply["msgType"] == "roomData", reply
+        for _ in range(5):
+            name, held = held[0], held[1:]
+            reply = await member.client.cmd(
+                "roomLeave", msgData={"roomLeave": joining(name)["roomJoin"]}
+            )
+            assert reply["msgType"] == "roomData", reply
+            new = fresh("next")
+            reply = await member.client.cmd("roomJoin", msgData=joining(new))
+            assert reply["msgType"] == "roomData", reply
+            held.append(new)
+
+
 def joining(room: str) -> dict[str, Any]:
     return {"roomJoin": {room: {"roomName": room}}}
 

@@ -5,7 +5,7 @@ The second implementation of the cluster's engine seam (``engine.Engine``), besi
 connections in full, as one process does, and the rooms' state lives in partition logs
 (``partitionlog``): each room's partition carries room facts (``facts``), decided in its one
 order by every reader alike (``partition``). A node reads only the partitions of its own
-clients' rooms (and of their applications' census), and knows the other nodes' members there
+clients' rooms, and knows the other nodes' members there
 as stubs (``stubs``). What it does:
 
 - a client's event is made on this node's core, at once, as in one process; what changed in
@@ -23,9 +23,11 @@ as stubs (``stubs``). What it does:
   to each partition it reads (idempotent);
 - any reader of a partition may snapshot it (``PartitionSnapshots``, one per lock period).
 
-What it does not do yet (README, "Partitioned state"): holds and resumes, server code's changes
-beyond this node, the ordering of relays against facts, and the answers for the whole cluster
-of ``getRoomList`` and the admin API (this node's view).
+``max_rooms_per_app`` is counted by room-name claims in Redis (``roomclaims``), ``getRoomList``
+answered from the cluster's room counts (``roomcounts``). What it does not do yet (README,
+"Partitioned state"): holds and resumes, sessions and groups across nodes, server code's
+changes beyond this node, the ordering of relays against facts, the push API, queries and admin
+API for the whole cluster (this node's view).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ from .partition import (
     RoomRules,
 )
 from .partitionlog import (
+    Appended,
     PartitionLayout,
     PartitionRead,
     PartitionReader,
@@ -195,6 +198,9 @@ class PartitionedNode:
         self._default_room = options.room_default_name if options.room_default_enable else None
         self._progress = asyncio.Event()
         """Set (and replaced) after each read is applied and its pushes carried out."""
+        self._posted: dict[int, int] = {}
+        """partition -> the number of the last fact this node posted there and had written,
+        until it is known applied (``_own_facts_applied``)."""
 
     @property
     def role(self) -> str:
@@ -532,9 +538,17 @@ class PartitionedNode:
         if self._limit and expect:  # max_rooms_per_app: the names it may create, claimed
             default = self._default_room
             try:
-                if not await self.claims.claim(app, expect, self._limit, default):
+                granted = await self.claims.claim(app, expect, self._limit, default)
+                if not granted and (self._posted or self._tasks):
+                    # a room this node's clients just left may be on its way out (its claim
+                    # is given back once its leave is read back): as in one process, a join
+                    # after that leave's reply finds the place free
+                    async with asyncio.timeout(REQUEST_TIMEOUT):
+                        await self._own_facts_applied()
+                    granted = await self.claims.claim(app, expect, self._limit, default)
+                if not granted:
                     return TOO_MANY
-            except REDIS_ERRORS as exc:
+            except (TimeoutError, *REDIS_ERRORS) as exc:
                 raise EngineUnavailable(str(exc)) from None
             claimed = [name for name in expect if name != default]
         rid = f"{self.node_id}.{next(self._rids)}"
@@ -644,8 +658,26 @@ class PartitionedNode:
 
     def _written(self, written: asyncio.Future[Any]) -> None:
         self._tasks.discard(written)
-        if not written.cancelled() and (exc := written.exception()) is not None:
+        if written.cancelled():
+            return
+        if (exc := written.exception()) is not None:
             self.health.once("fact", "a room fact could not be written: %r", exc)
+            return
+        at: Appended = written.result()
+        if at.seq > self._posted.get(at.partition, 0):
+            self._posted[at.partition] = at.seq
+
+    async def _own_facts_applied(self) -> None:
+        """Every fact this node posted is written and applied here, and the claims its
+        effects gave back are sent: what its clients did before is settled."""
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending)
+        for partition, seq in list(self._posted.items()):
+            while partition in self._loaded and self._position.get(partition, ("", 0))[1] < seq:
+                await self._progress.wait()
+        self._posted.clear()
+        await self.claims.flushed()
 
     # -- interest: the partitions read -----------------------------------------------------
 

@@ -62,6 +62,9 @@ class RoomClaims:
         self._claims: list[tuple[list[str], list[str | int], asyncio.Future[Any]]] = []
         self._backs: list[tuple[list[str], list[str | int]]] = []
         self._due = asyncio.Event()
+        self._sending = False
+        self._sent = asyncio.Event()
+        """Set (and replaced) after each pass is sent."""
         self.lost = 0
         """Give-backs Redis did not take (their names stay counted)."""
 
@@ -86,6 +89,11 @@ class RoomClaims:
             self._backs.append(([self.keys.room_names(app)], args))
             self._due.set()
 
+    async def flushed(self) -> None:
+        """Every claim and give-back asked so far has been sent (and answered)."""
+        while self._claims or self._backs or self._sending:
+            await self._sent.wait()
+
     async def run(self) -> None:
         """The claims' loop (the owner runs it as a task and cancels it)."""
         while True:
@@ -94,21 +102,34 @@ class RoomClaims:
             self._due.clear()
             claims, self._claims = self._claims, []
             backs, self._backs = self._backs, []
-            if claims:
-                try:
-                    replies = await self._claim.run_all([(k, a) for k, a, _ in claims])
-                except REDIS_ERRORS as exc:
-                    replies = [exc] * len(claims)
-                for (_, _, answered), reply in zip(claims, replies, strict=True):
-                    if answered.done():
-                        continue
-                    if isinstance(reply, BaseException):
-                        answered.set_exception(reply)
-                    else:
-                        answered.set_result(reply)
-            if backs:
-                try:
-                    replies = await self._give_back.run_all(backs)
-                except REDIS_ERRORS as exc:
-                    replies = [exc]
-                self.lost += sum(1 for reply in replies if isinstance(reply, BaseException))
+            self._sending = True
+            try:
+                await self._send(claims, backs)
+            finally:
+                self._sending = False
+                self._sent.set()
+                self._sent = asyncio.Event()
+
+    async def _send(
+        self,
+        claims: list[tuple[list[str], list[str | int], asyncio.Future[Any]]],
+        backs: list[tuple[list[str], list[str | int]]],
+    ) -> None:
+        if claims:
+            try:
+                replies = await self._claim.run_all([(k, a) for k, a, _ in claims])
+            except REDIS_ERRORS as exc:
+                replies = [exc] * len(claims)
+            for (_, _, answered), reply in zip(claims, replies, strict=True):
+                if answered.done():
+                    continue
+                if isinstance(reply, BaseException):
+                    answered.set_exception(reply)
+                else:
+                    answered.set_result(reply)
+        if backs:
+            try:
+                replies = await self._give_back.run_all(backs)
+            except REDIS_ERRORS as exc:
+                replies = [exc]
+            self.lost += sum(1 for reply in replies if isinstance(reply, BaseException))
