@@ -59,7 +59,7 @@ from ..protocol.decisions import (
 from ..protocol.delivery import Ledger
 from ..protocol.errors import ErrorCode
 from ..protocol.model import Connection
-from ..protocol.outcome import Fanout, Json, Outcome, Push, refusal
+from ..protocol.outcome import Fanout, Json, Outcome, Push, Reply, refusal
 from ..protocol.roomdata import client_entry
 from ..protocol.stock import stock_answer
 from ..protocol.validation import as_map
@@ -131,6 +131,16 @@ class _Asking:
     """The appends it made, one after the other (``_append_in_turn``)."""
 
 
+@dataclass(slots=True, eq=False)
+class _Claim:
+    """This node's claim of one room name (``roomclaims``): asked once, held by its joins."""
+
+    granted: asyncio.Future[bool]
+    holders: int = 0
+    kept: bool = False
+    """A join that held it created the room: the claim is the room's now."""
+
+
 class PartitionedNode:
     """One node of the partitioned cluster named by ``options.cluster_name``."""
 
@@ -198,6 +208,8 @@ class PartitionedNode:
         self._default_room = options.room_default_name if options.room_default_enable else None
         self._progress = asyncio.Event()
         """Set (and replaced) after each read is applied and its pushes carried out."""
+        self._claiming: dict[tuple[str, str], _Claim] = {}
+        """(application, room name) -> this node's claim of it, shared by its joins."""
         self._posted: dict[int, int] = {}
         """partition -> the number of the last fact this node posted there and had written,
         until it is known applied (``_own_facts_applied``)."""
@@ -318,15 +330,32 @@ class PartitionedNode:
             return self.core.receive(peer, event, data, True)
         rooms_before = len(conn.rooms)
         step = self.core.receive(peer, event, data, True)
+        posted = []
         if msg_type in ("roomLeave", "setPresence", "setRoomApiField"):
-            self._tell(peer.easyrtcid, conn)
+            posted = self._tell(peer.easyrtcid, conn)
         if (
             msg_type == "roomLeave"
             and isinstance(step, Outcome)
             and len(conn.rooms) == rooms_before
         ):
             return self._after_catching_up(peer, conn, step, ack)
+        if posted and isinstance(step, Outcome):
+            return self._after_written(peer, posted, step, ack)
         return step
+
+    def _after_written(
+        self, peer: Peer, posted: list[asyncio.Future[Appended]], out: Outcome, ack: Ack | None
+    ) -> Pending:
+        """``out`` carried out once its facts are in their partitions: what the client does
+        after the reply (or another client it tells) comes after them in every partition, as
+        with one server (a room left is free for the next join)."""
+
+        async def written() -> Step:
+            await asyncio.wait(posted)
+            await self.carrier.deliver(peer, out, ack)
+            return out
+
+        return written()
 
     def answer(
         self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None
@@ -346,19 +375,51 @@ class PartitionedNode:
                 return self.core.answer(decision, answer)
             case JoinRequested(), JoinAnswer():
                 step = self.core.answer(decision, answer)
-                if decision.phase is JoinPhase.LOGIN:
-                    if isinstance(step, LoginAdmitted):
-                        return self._admit_login(peer, step, ack)
-                    return step
-                conn = decision.conn
-                if conn is None or not isinstance(step, Outcome) or not self._untold(conn):
-                    return step  # refused by the core, or only rooms it was in already
-                return self._admit_join(peer, conn, step, ack)
+                if _refused(step):  # the stubs may be behind their partitions: look again
+                    return self._after_catching_up_join(peer, decision, answer, ack)
+                return self._joining(peer, decision, step, ack)
         step = self.core.answer(decision, answer)
         conn = peer.connection
         if conn is not None and peer.easyrtcid in self._told:
             self._tell(peer.easyrtcid, conn)
         return step
+
+    def _after_catching_up_join(
+        self, peer: Peer, decision: JoinRequested, answer: Answer, ack: Ack | None
+    ) -> Pending:
+        """A join the core refused, decided again once this node has applied its rooms'
+        partitions up to their last fact: a place freed by a leave another node already
+        answered is free here too (its leave is written before its reply)."""
+
+        async def again() -> Step:
+            partitions = self._partitions_of(decision.app_name, decision.rooms)
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    await self._catch_up(partitions)
+            except (TimeoutError, *REDIS_ERRORS) as exc:
+                self.health.once("join-catch-up", "a join did not catch up: %r", exc)
+            step = self._joining(peer, decision, self.core.answer(decision, answer), ack)
+            if isinstance(step, Outcome):
+                await self.carrier.deliver(peer, step, ack)
+                return step
+            if isinstance(step, Decision):
+                return step
+            return await step
+
+        return again()
+
+    def _joining(
+        self, peer: Peer, decision: JoinRequested, step: Step, ack: Ack | None
+    ) -> Step | Pending:
+        """The core's answer to a join: what it entered is asked of the partitions."""
+        if decision.phase is JoinPhase.LOGIN:
+            if isinstance(step, LoginAdmitted):
+                return self._admit_login(peer, step, ack)
+            return step
+        conn = decision.conn
+        if conn is None or not isinstance(step, Outcome) or not self._untold(conn):
+            return step  # refused by the core, or only rooms it was in already
+        return self._admit_join(peer, conn, step, ack)
 
     async def close(self, peer: Peer) -> Outcome:
         out = self.core.close(peer)
@@ -462,7 +523,10 @@ class PartitionedNode:
         if posted:
             await asyncio.wait(posted)
         wanted = sorted(partitions)
-        ends = await asyncio.gather(*(self.redis.get(self.layout.of(p).seq) for p in wanted))
+        async with self.redis.pipeline(transaction=False) as pipe:  # one connection
+            for partition in wanted:
+                pipe.get(self.layout.of(partition).seq)
+            ends = await pipe.execute()
         for partition, end in zip(wanted, ends, strict=True):
             last = int(end or 0)
             while partition in self._loaded and self._position.get(partition, ("", 0))[1] < last:
@@ -535,22 +599,22 @@ class PartitionedNode:
             if self.parts[layout.room_partition(app, name)].room(app, name) is None
         ]
         claimed: list[str] = []
-        if self._limit and expect:  # max_rooms_per_app: the names it may create, claimed
-            default = self._default_room
+        names = [name for name in expect if name != self._default_room]
+        if self._limit and names:  # max_rooms_per_app: the names it may create, claimed
             try:
-                granted = await self.claims.claim(app, expect, self._limit, default)
+                granted = await self._claim(app, names)
                 if not granted and (self._posted or self._tasks):
                     # a room this node's clients just left may be on its way out (its claim
                     # is given back once its leave is read back): as in one process, a join
                     # after that leave's reply finds the place free
                     async with asyncio.timeout(REQUEST_TIMEOUT):
                         await self._own_facts_applied()
-                    granted = await self.claims.claim(app, expect, self._limit, default)
+                    granted = await self._claim(app, names)
                 if not granted:
                     return TOO_MANY
             except (TimeoutError, *REDIS_ERRORS) as exc:
                 raise EngineUnavailable(str(exc)) from None
-            claimed = [name for name in expect if name != default]
+            claimed = names
         rid = f"{self.node_id}.{next(self._rids)}"
         request = RoomRequest(
             rid,
@@ -576,7 +640,7 @@ class PartitionedNode:
         finally:
             del self._asking[rid]
             created = set(request.creates) if result == "admitted" else set()
-            self.claims.give_back(app, [name for name in claimed if name not in created])
+            self._unclaim(app, claimed, created)
         if result == "admitted":
             peer = self.core.peers.get(cid)
             current = peer is not None and peer.connection is conn
@@ -590,6 +654,57 @@ class PartitionedNode:
             else:
                 self._tell(cid, conn)  # entries changed while it waited
         return result
+
+    async def _claim(self, app: str, names: list[str]) -> bool:
+        """Claim ``names`` of ``app`` for a join, sharing this node's claims in flight or held
+        (the members of a new room log in together: one claim per node, not per member).
+        False (nothing held) when the limit refuses one."""
+        claiming = self._claiming
+        new = [name for name in names if (app, name) not in claiming]
+        if new:
+            asked = asyncio.ensure_future(
+                self.claims.claim(app, new, self._limit, self._default_room)
+            )
+            for name in new:
+                claiming[app, name] = _Claim(asked)
+        held = [claiming[app, name] for name in names]
+        for claim in held:
+            claim.holders += 1
+        try:
+            granted = all([await asyncio.shield(claim.granted) for claim in held])
+        except BaseException:
+            self._unclaim(app, names, set())
+            raise
+        if not granted:
+            self._unclaim(app, names, set())
+        return granted
+
+    def _unclaim(self, app: str, names: list[str], created: set[str]) -> None:
+        """A join's claims released: the claim of a room it created stays the room's (given
+        back when the room is removed); a name no join of this node holds any more is given
+        back unless a room of it was created."""
+        back = []
+        for name in names:
+            claim = self._claiming.get((app, name))
+            if claim is None:
+                continue
+            claim.holders -= 1
+            claim.kept = claim.kept or name in created
+            if claim.holders > 0:
+                continue
+            del self._claiming[app, name]
+            if claim.kept:
+                continue
+            granted = claim.granted
+            if not granted.done():  # its joins gave up waiting: given back once it is held
+                granted.add_done_callback(partial(self._late_claim, app, name))
+            elif not granted.cancelled() and not granted.exception() and granted.result():
+                back.append(name)
+        self.claims.give_back(app, back)
+
+    def _late_claim(self, app: str, name: str, granted: asyncio.Future[bool]) -> None:
+        if not granted.cancelled() and not granted.exception() and granted.result():
+            self.claims.give_back(app, [name])
 
     def _give_up(self, asking: _Asking) -> None:
         request = asking.request
@@ -618,13 +733,13 @@ class PartitionedNode:
 
     # -- what the partitions know of this node's connections --------------------------------
 
-    def _tell(self, cid: str, conn: Connection | None) -> None:
+    def _tell(self, cid: str, conn: Connection | None) -> list[asyncio.Future[Appended]]:
         """The partitions told what changed for ``cid`` since they were last told: a ``leave``
         per partition of the rooms it left, an ``update`` per partition of those whose entry
         changed. Rooms it entered are asked (``_ask``), not told."""
         told = self._told.get(cid)
         if told is None:
-            return
+            return []
         app, known = told
         now = (
             {name: _entry(conn, name) for name in conn.rooms}
@@ -632,6 +747,7 @@ class PartitionedNode:
             else {}
         )
         layout = self.layout
+        posted: list[asyncio.Future[Appended]] = []
         gone: dict[int, list[str]] = {}
         changed: dict[int, dict[str, Json]] = {}
         for name, entry in known.items():
@@ -640,21 +756,23 @@ class PartitionedNode:
             elif now[name] != entry:
                 changed.setdefault(layout.room_partition(app, name), {})[name] = now[name]
         for partition, names in sorted(gone.items()):
-            self._post(partition, Leave(app, cid, LOGIN, tuple(names), self.node_id))
+            posted.append(self._post(partition, Leave(app, cid, LOGIN, tuple(names), self.node_id)))
             for name in names:
                 del known[name]
                 self.counts.left(app, name)
             self._unneed([partition] * len(names))
         for partition, entries in sorted(changed.items()):
-            self._post(partition, Update(app, cid, LOGIN, entries))
+            posted.append(self._post(partition, Update(app, cid, LOGIN, entries)))
             known.update(entries)
         if not known:
             del self._told[cid]
+        return posted
 
-    def _post(self, partition: int, fact: Fact) -> None:
+    def _post(self, partition: int, fact: Fact) -> asyncio.Future[Appended]:
         written = self.writer.post(partition, encode(fact))
         self._tasks.add(written)
         written.add_done_callback(self._written)
+        return written
 
     def _written(self, written: asyncio.Future[Any]) -> None:
         self._tasks.discard(written)
@@ -965,6 +1083,16 @@ def _entry(conn: Connection, room: str) -> Json:
     member = conn.rooms[room]
     entry = member.room.entries.get(conn.easyrtcid)
     return dict(entry if entry is not None else client_entry(member))
+
+
+def _refused(step: Step) -> bool:
+    """The core answered with an EasyRTC error."""
+    return isinstance(step, Outcome) and any(
+        isinstance(send, Reply)
+        and isinstance(send.body, dict)
+        and send.body.get("msgType") == "error"
+        for send in step.sends
+    )
 
 
 def _by(fact: Fact) -> str | None:

@@ -1,5 +1,5 @@
 """The partition logs in Redis (issue 23): append facts, read the partitions of interest,
-snapshot and trim them. Not wired into ``ClusterNode`` yet.
+snapshot and trim them (driven by ``partitioned.PartitionedNode``).
 
 Each of the cluster's N partitions is a log of its own (``keys.PartitionKeys``): a stream of
 facts (``facts.encode``), each entry with the partition's next **sequence number** (``seq``,
@@ -435,6 +435,13 @@ class PartitionWriter:
                     written.set_result(Appended(partition, _text(entry_id), int(seq)))
 
 
+REPLAN_GRACE: Final = 0.01
+"""Seconds a group's blocked read that misses a partition just gained may go on before it is
+cancelled and sent again: in a storm of logins into new rooms it ends by itself meanwhile
+(cancelling costs a reconnection: redis-py drops a connection cancelled mid-command); at a
+quiet time the gain waits this long more."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Sent:
     """What a group's ``XREAD`` in flight was sent with."""
@@ -472,6 +479,8 @@ class PartitionReader:
         self.block_ms = block_ms
         self._load = LuaScript(client, LOAD)
         self._reads: dict[str | None, tuple[asyncio.Future[Any], _Sent]] = {}
+        self._stale: dict[str | None, float] = {}
+        """Groups whose read in flight misses a partition gained, since when (loop time)."""
         self._changed = asyncio.Event()
 
     @property
@@ -505,6 +514,7 @@ class PartitionReader:
         try:
             await asyncio.wait(
                 [changed, *(task for task, _ in self._reads.values())],
+                timeout=REPLAN_GRACE if self._stale else None,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
@@ -515,6 +525,7 @@ class PartitionReader:
             if not task.done():
                 continue
             del self._reads[tag]
+            self._stale.pop(tag, None)
             if task.exception() is not None:
                 error = task.exception()
                 continue
@@ -539,11 +550,18 @@ class PartitionReader:
     async def _start_reads(self) -> None:
         cursors = self.cursors
         tags = cursors.groups()
+        now = asyncio.get_running_loop().time()
         for tag, (task, sent) in list(self._reads.items()):
-            if tag not in tags or cursors.group(tag).added != sent.added:  # one gained
-                del self._reads[tag]
-                task.cancel()
-                await asyncio.wait([task])
+            if tag in tags and cursors.group(tag).added == sent.added:
+                self._stale.pop(tag, None)
+                continue
+            since = self._stale.setdefault(tag, now)
+            if tag in tags and now - since < REPLAN_GRACE:
+                continue  # one gained: a busy group's read ends by itself in a moment
+            self._stale.pop(tag, None)
+            del self._reads[tag]
+            task.cancel()  # redis-py drops the connection: one reconnection
+            await asyncio.wait([task])
         for tag in tags:
             if tag not in self._reads:
                 group = cursors.group(tag)

@@ -1,5 +1,5 @@
-"""The cluster-wide count of each room's members, for ``getRoomList`` (issue 23). Not wired
-into a node yet.
+"""The cluster-wide count of each room's members, for ``getRoomList`` (issue 23),
+kept by the nodes of a partitioned cluster (``partitioned``).
 
 A node of a partitioned cluster holds only the rooms whose partitions it reads, so the list
 of an application's rooms comes from Redis: per application a hash ``room -> members``
