@@ -52,6 +52,17 @@ join per client), each node's CPU against the 1-node cluster's node, the scaling
 ``--profile DIR`` with ``--rooms-storm`` records each cluster node with py-spy during each storm
 (``DIR/rooms-<setup>-r<round>-node<i>.txt``; ``bench/profile_summary.py`` reads them).
 
+``--state partitioned`` starts every cluster node with ``cluster_state = "partitioned"``
+(issue 23's partition logs; ``--partitions N`` and ``--read-groups G`` set
+``cluster_partitions`` and ``cluster_read_groups``), in every mode; the default, ``log``, sets
+nothing (the nodes' default, so a ``--base-src`` of before the option still starts). With
+``partitioned`` the rooms storm's ``log entries per change`` counts every ``XADD`` (the
+partition logs' appends; ``INFO commandstats`` counts a script's too) and ``entries per node's
+read`` is left out (a node reads only its partitions).
+
+    .venv/bin/python bench/cluster.py --rooms-storm --state partitioned --partitions 1024 \
+        --rounds 2 --storm-clients 4000 --room-size 4 --sizes 1,4 --placement affine,random
+
 ``--logs DIR`` keeps each server's log (``DIR/<cluster>-<i>.log``) and counts in it the lines
 that issue 21 says must not appear under load: a state change refused as unavailable or behind,
 a node reaped.
@@ -96,6 +107,8 @@ SERVER_ENV = {
     "EASYRTC_LOG_LEVEL": "warning",
     "EASYRTC_DEMOS_ENABLE": "false",
 }
+CLUSTER_ENV: dict[str, str] = {}
+"""Options for cluster nodes only, beside ``SERVER_ENV`` (``--state``, ``--partitions``)."""
 
 
 @dataclass
@@ -184,9 +197,12 @@ def start_server(
     """A server on a free port (``src``: the package from that directory, not this checkout)."""
     port = free_port()
     cmd = [PYTHON, "-m", "easyrtc_server", "--host", "127.0.0.1", "--port", str(port)]
+    env = dict(SERVER_ENV)
     if redis_url is not None and cluster is not None:
         cmd += ["--redis", redis_url, "--cluster", cluster]
-    env = SERVER_ENV if src is None else {**SERVER_ENV, "PYTHONPATH": str(src)}
+        env.update(CLUSTER_ENV)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     proc = stack.enter_context(process(cmd, env, log))
     wait_listening(port, proc)
     return f"http://127.0.0.1:{port}", proc.pid
@@ -253,8 +269,17 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="an option for every server (e.g. EASYRTC_ROOM_UPDATE_TICK=0), repeatable",
     )
+    parser.add_argument(
+        "--state",
+        choices=("log", "partitioned"),
+        default="log",
+        help="cluster_state of every cluster node: one log (the default) or partition logs",
+    )
+    parser.add_argument("--partitions", type=int, help="cluster_partitions of every node")
+    parser.add_argument("--read-groups", type=int, help="cluster_read_groups of every node")
     args = parser.parse_args()
     SERVER_ENV.update(item.split("=", 1) for item in args.server_env)
+    CLUSTER_ENV.update(cluster_options(args))
     if args.breakdown:
         breakdown(args)
         return
@@ -385,6 +410,19 @@ def main() -> None:
         print(f"ERRORS {key}: {found}", file=sys.stderr)
 
 
+def cluster_options(args: argparse.Namespace) -> dict[str, str]:
+    """The environment of ``--state``, ``--partitions`` and ``--read-groups`` for the nodes:
+    only what differs from the nodes' defaults is set (``log`` sets nothing)."""
+    env: dict[str, str] = {}
+    if args.state != "log":
+        env["EASYRTC_CLUSTER_STATE"] = args.state
+    if args.partitions is not None:
+        env["EASYRTC_CLUSTER_PARTITIONS"] = str(args.partitions)
+    if args.read_groups is not None:
+        env["EASYRTC_CLUSTER_READ_GROUPS"] = str(args.read_groups)
+    return env
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` so far (every thread, dead ones included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -441,10 +479,13 @@ class RoomsSetup:
         return self.setup.name if self.setup.nodes == 1 else f"{self.setup.name} {self.placement}"
 
 
-def rooms_figures(out: dict[str, Any], nodes: int, clustered: bool) -> dict[str, Any]:
+def rooms_figures(
+    out: dict[str, Any], nodes: int, clustered: bool, state: str = "log"
+) -> dict[str, Any]:
     """One rooms storm's figures: the nodes' CPU (max, mean), Redis's, and per state change,
     from the start until every process idled after convergence (a lagging replica's work
-    counts); ``node_max_at_converge`` until convergence only."""
+    counts); ``node_max_at_converge`` until convergence only. With ``state`` partitioned the
+    entries are every ``XADD`` (the partition logs'), and no entries per read."""
     detail = out.get("detail") or {}
     at_converge = [
         cpu for cpu in (detail.get("server_cpu_s_each") or [])[:nodes] if cpu is not None
@@ -469,14 +510,17 @@ def rooms_figures(out: dict[str, Any], nodes: int, clustered: bool) -> dict[str,
         total_cpu=(node_mean * nodes + (redis_cpu or 0)) if node_mean is not None else None,
         node_us_per_change=node_mean / changes * 1e6 if node_mean is not None and changes else None,
     )
-    for key, name in (("redis_out_bytes", "out_per_change"), ("log_entries", "entries_per_change")):
+    entries = "log_entries" if state == "log" else "xadds"
+    for key, name in (("redis_out_bytes", "out_per_change"), (entries, "entries_per_change")):
         value = detail.get(f"{key}_quiet", detail.get(key))
         figures[name] = value / changes if isinstance(value, int | float) and changes else None
     reads = detail.get("log_reads_quiet", detail.get("log_reads"))
     appended = detail.get("log_entries_quiet", detail.get("log_entries"))
     figures["entries_per_read"] = (
-        appended * nodes / reads if isinstance(reads, int) and reads and appended else None
-    )  # how many entries a node's reader gets per XREAD, on average
+        appended * nodes / reads
+        if state == "log" and isinstance(reads, int) and reads and appended
+        else None
+    )  # how many entries a node's reader gets per XREAD, on average (each reads them all)
     return figures
 
 
@@ -552,7 +596,9 @@ def rooms_storm(args: argparse.Namespace) -> None:
                     out = loadgen(target.setup, "rooms-storm", params)
                 if "error" in out or out.get("note"):
                     errors.setdefault(target.name, []).append(out.get("error") or out.get("note"))
-                figures = rooms_figures(out, target.setup.nodes, target.log_key is not None)
+                figures = rooms_figures(
+                    out, target.setup.nodes, target.log_key is not None, args.state
+                )
                 runs.setdefault(target.name, []).append(figures)
                 rows.append((round_no, target.name, load, out))
                 print(f"  {time.strftime('%H:%M:%S', time.gmtime(started))} UTC {target.name}: "
@@ -565,16 +611,19 @@ def rooms_storm(args: argparse.Namespace) -> None:
     machine = f"{platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}"
     load_end = os.getloadavg()
     args.out.write_text(
-        json.dumps({"machine": machine, "rounds": args.rounds, "summary": summary,
-                    "runs": runs, "errors": errors}, indent=2)
+        json.dumps({"machine": machine, "rounds": args.rounds, "state": args.state,
+                    "options": CLUSTER_ENV, "summary": summary, "runs": runs, "errors": errors},
+                   indent=2)
     )  # fmt: skip
     one = summary.get("1 node") or {}
 
     def ratio(value: Any, of: Any) -> str:
         return f"{100 * value / of:.0f} %" if value is not None and of else ""
 
+    options = " ".join(f"{name}={value}" for name, value in CLUSTER_ENV.items())
     print(f"machine: {machine}; load average at the end {load_end[0]:.2f}; rounds {args.rounds}; "
-          f"{args.storm_clients} users in rooms of {args.room_size}")  # fmt: skip
+          f"{args.storm_clients} users in rooms of {args.room_size}; nodes' options: "
+          f"{options or 'the defaults (one log)'}")  # fmt: skip
     print("| setup | nodes per room | tokens | failed | lists whole | dropped | converge s "
           "| quiet s "
           "| node CPU s to converge, max | node CPU s, max | node CPU s, mean | Redis CPU s "

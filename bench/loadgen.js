@@ -795,7 +795,8 @@ function parseResp(buf, at) {
   }
   throw new Error(`RESP type ${type}`);
 }
-/** Redis's bytes out and in so far, and the entries ever appended to the log (P.logKey). */
+/** Redis's bytes out and in so far, the entries ever appended to the log (P.logKey), and every
+ * XADD (the partition logs' appends, whichever stream). */
 async function redisSample() {
   if (!P.redis) return null;
   try {
@@ -819,6 +820,7 @@ async function redisSample() {
     return {
       out: field("total_net_output_bytes"), in: field("total_net_input_bytes"), entries,
       xreads: calls("xread"),
+      xadds: calls("xadd"), // the XADDs of scripts count too: every partition log's appends
     };
   } catch (e) {
     noteError(`redis sample: ${e.message}`);
@@ -1006,6 +1008,7 @@ async function scenarioStorm() {
         redis_out_bytes_quiet: redisBetween(redis0, redis2, "out"),
         log_entries_quiet: redisBetween(redis0, redis2, "entries"),
         log_reads_quiet: redisBetween(redis0, redis2, "xreads"),
+        xadds_quiet: redisBetween(redis0, redis2, "xadds"),
       } : {}),
     },
   };
@@ -1033,6 +1036,7 @@ function roomsDetail(tokens, redis0, redis1) {
     redis_in_bytes: redisBetween(redis0, redis1, "in"),
     log_entries: redisBetween(redis0, redis1, "entries"),
     log_reads: redisBetween(redis0, redis1, "xreads"),
+    xadds: redisBetween(redis0, redis1, "xadds"),
   };
 }
 

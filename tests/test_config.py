@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from easyrtc_server.cli import main
 from easyrtc_server.config import ConfigError, load_options, to_toml
 from easyrtc_server.hooks import Hooks
 from easyrtc_server.jwtauth import JwtAuth
-from easyrtc_server.options import Options
+from easyrtc_server.options import Options, OptionsError
 from easyrtc_server.protocol.jsregex import JsRegExp
 
 
@@ -241,3 +242,64 @@ def test_server_starts_with_the_effective_options(monkeypatch: pytest.MonkeyPatc
     result = run(env={"EASYRTC_HOST": "127.0.0.1"})
     assert result.exit_code == 0, result.output
     assert type(started["server"].hooks) is Hooks  # no secret: the stock hooks
+
+
+def test_cluster_state_options_from_file_environment_and_defaults(tmp_path: Path) -> None:
+    defaults = Options()
+    assert (defaults.cluster_state, defaults.cluster_partitions) == ("log", 1024)
+    assert defaults.cluster_read_groups == 16
+    path = write(tmp_path, '[cluster]\nstate = "partitioned"\npartitions = 128\n')
+    options = load_options(path, environ={"EASYRTC_CLUSTER_READ_GROUPS": "8"})
+    assert options.cluster_state == "partitioned"
+    assert (options.cluster_partitions, options.cluster_read_groups) == (128, 8)
+    config = printed(env={"EASYRTC_CLUSTER_STATE": "partitioned", "EASYRTC_WORKERS": "4"})
+    assert config["cluster_state"] == "partitioned" and config["workers"] == 4
+    edges = Options(cluster_partitions=65_536, cluster_read_groups=1024)
+    assert (edges.cluster_partitions, edges.cluster_read_groups) == (65_536, 1024)
+    assert Options(cluster_partitions=1, cluster_read_groups=1).cluster_partitions == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "expected"),
+    [
+        ({"cluster_state": "sharded"}, "cluster_state", "must be one of log, partitioned"),
+        ({"cluster_state": "Log"}, "cluster_state", "got 'Log'"),
+        ({"cluster_partitions": 0}, "cluster_partitions", "from 1 to 65536, got 0"),
+        ({"cluster_partitions": 65_537}, "cluster_partitions", "from 1 to 65536"),
+        ({"cluster_partitions": 12.0}, "cluster_partitions", "whole number"),
+        ({"cluster_partitions": True}, "cluster_partitions", "whole number"),
+        ({"cluster_read_groups": 0}, "cluster_read_groups", "from 1 to 1024"),
+        (
+            {"cluster_partitions": 4096, "cluster_read_groups": 1025},
+            "cluster_read_groups",
+            "from 1 to 1024",
+        ),
+        (
+            {"cluster_partitions": 8, "cluster_read_groups": 16},
+            "cluster_read_groups",
+            "'cluster_read_groups' (16) must be at most 'cluster_partitions' (8)",
+        ),
+        (
+            {"cluster_state": "partitioned", "cluster_relay": "direct"},
+            "cluster_state",
+            "'cluster_state' = 'partitioned' does not support cluster_relay = 'direct'",
+        ),
+    ],
+)
+def test_bad_cluster_state_options_are_refused_by_name(
+    changes: dict[str, Any], key: str, expected: str
+) -> None:
+    with pytest.raises(OptionsError, match=re.escape(expected)) as caught:
+        Options.from_mapping(changes)
+    assert caught.value.key == key
+    assert Options.from_mapping({"cluster_relay": "direct"}).cluster_state == "log"
+
+
+def test_a_bad_cluster_state_option_names_its_source(tmp_path: Path) -> None:
+    output = failure(env={"EASYRTC_CLUSTER_PARTITIONS": "many"})
+    assert "option 'cluster_partitions' must be a number" in output
+    assert "EASYRTC_CLUSTER_PARTITIONS" in output
+    path = write(tmp_path, "[cluster]\npartitions = 4\nread_groups = 16\n")
+    output = failure("--config", str(path))
+    assert "'cluster_read_groups' (16) must be at most 'cluster_partitions' (4)" in output
+    assert "key 'cluster.read_groups'" in output

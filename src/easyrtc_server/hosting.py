@@ -28,6 +28,7 @@ from .transport.engineio_sessions import EngineIOServer
 if TYPE_CHECKING:
     from .cluster.forwarding import Forwarder
     from .cluster.node import ClusterNode
+    from .cluster.partitioned import PartitionedNode
 
 log = logging.getLogger("easyrtc_server")
 
@@ -38,6 +39,13 @@ def engine_for(options: Options) -> EngineFactory | None:
     if options.redis_url is None:
         return None
     require("cluster", "redis_url (a cluster node)")
+    if options.cluster_state == "partitioned":
+        from .cluster.partitioned import PartitionedNode
+
+        def partitioned(carrier: Carrier, options: Options) -> Engine:
+            return PartitionedNode(carrier, options)
+
+        return partitioned
     from .cluster.node import ClusterNode  # redis-py only for a cluster
 
     def node(carrier: Carrier, options: Options) -> Engine:
@@ -57,12 +65,13 @@ class Hosting:
         self.server = server
         options = server.options
         self.engine = server.engine  # a node of a cluster joins it at start, leaves at the end
-        self.node: ClusterNode | None = None
+        self.node: ClusterNode | PartitionedNode | None = None
         if options.redis_url is not None:
             require("cluster", "redis_url (a cluster node)")
             from .cluster.node import ClusterNode
+            from .cluster.partitioned import PartitionedNode
 
-            if not isinstance(self.engine, ClusterNode):
+            if not isinstance(self.engine, ClusterNode | PartitionedNode):
                 raise ValueError("a server for redis_url is made with engine=engine_for(options)")
             self.node = self.engine
         self.operations = Operations(server)  # health, metrics, admin, webhooks

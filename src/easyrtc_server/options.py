@@ -297,6 +297,24 @@ class Options(ProtocolOptions):
     cluster_relay: str = "redis"
     """How relays reach other nodes (``cluster/links.py``): ``redis`` (pub/sub) or ``direct``
     (a websocket from node to node, on the internal listener; the lean transport only)."""
+    cluster_state: str = "log"
+    """Where the cluster keeps its replicated state: ``log`` (one log, every node a full
+    replica of everything) or ``partitioned`` (the rooms' state in ``cluster_partitions``
+    partition logs, each node reading only the partitions of its own clients' rooms, so a
+    node's state work follows its clients, not the cluster's; issue 23, ``docs/cluster.md``).
+    The same on every node of a cluster."""
+    cluster_partitions: int = 1024
+    """Partitions the rooms' state is split into (``cluster_state = "partitioned"``). Fixed
+    for a cluster's life: it names the keys (a room's partition is its hash mod N), so every
+    node must be started with the same (``cluster/layoutmeta.py`` refuses one that is not).
+    1024 because a node reads every partition holding one of its rooms: with 250 rooms it
+    reads about 22 % of 1,024 partitions, against 86 % of 128 (``docs/cluster.md``, "What
+    interest saves")."""
+    cluster_read_groups: int = 16
+    """Hash-tag groups the partitions are dealt into (``p mod G``; at most
+    ``cluster_partitions`` and 1024): a Redis Cluster spreads the groups over its masters,
+    and a node blocks on one ``XREAD`` per group it reads from. Fixed per cluster like
+    ``cluster_partitions``; 16 suits 3 to 8 masters."""
 
     # Cluster request forwarding (``cluster/forwarding.py``): no sticky sessions needed
     cluster_listen: str = "127.0.0.1:0"
@@ -419,6 +437,19 @@ def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
             "option 'cluster_relay' = 'direct' needs the lean transport (its internal listener "
             "takes the links); with 'python-socketio' relays go through Redis",
             key="cluster_relay",
+        )
+    if options.cluster_state == "partitioned" and options.cluster_relay == "direct":
+        raise OptionsError(
+            "option 'cluster_state' = 'partitioned' does not support cluster_relay = 'direct' "
+            "yet: use cluster_relay = 'redis' with it",
+            key="cluster_state",
+        )
+    if options.cluster_read_groups > options.cluster_partitions:
+        raise OptionsError(
+            f"option 'cluster_read_groups' ({options.cluster_read_groups}) must be at most "
+            f"'cluster_partitions' ({options.cluster_partitions}): each group holds at least "
+            "one partition",
+            key="cluster_read_groups",
         )
     cluster_secret = options.cluster_secret
     if isinstance(cluster_secret, str) and len(cluster_secret) < MIN_CLUSTER_SECRET_LENGTH:
@@ -674,16 +705,50 @@ def _log_retention(name: str, value: Any) -> Any:
     return float(value)
 
 
-def _cluster_relay(name: str, value: Any) -> Any:
-    if value not in CLUSTER_RELAYS:
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], Any]:
+    """A check that the option is one of ``choices``."""
+
+    def check(name: str, value: Any) -> Any:
+        if value not in choices:
+            raise OptionsError(
+                f"option {name!r} must be one of {', '.join(choices)}, got {value!r}", name
+            )
+        return value
+
+    return check
+
+
+CLUSTER_RELAYS = ("redis", "direct")
+
+
+CLUSTER_STATES = ("log", "partitioned")
+"""``log``: one log, every node a full replica; ``partitioned``: partition logs (issue 23)."""
+
+
+def _cluster_partitions(name: str, value: Any) -> Any:
+    if not _is_int(value) or not 1 <= value <= MAX_CLUSTER_PARTITIONS:
         raise OptionsError(
-            f"option 'cluster_relay' must be one of {', '.join(CLUSTER_RELAYS)}, got {value!r}",
+            f"option 'cluster_partitions' must be a whole number from 1 to "
+            f"{MAX_CLUSTER_PARTITIONS}, got {value!r}",
             name,
         )
     return value
 
 
-CLUSTER_RELAYS = ("redis", "direct")
+def _cluster_read_groups(name: str, value: Any) -> Any:
+    if not _is_int(value) or not 1 <= value <= MAX_CLUSTER_READ_GROUPS:
+        raise OptionsError(
+            f"option 'cluster_read_groups' must be a whole number from 1 to "
+            f"{MAX_CLUSTER_READ_GROUPS} (and at most 'cluster_partitions'), got {value!r}",
+            name,
+        )
+    return value
+
+
+MAX_CLUSTER_PARTITIONS = 65_536
+"""Partitions at most: a node keeps a cursor per partition it reads, and names them once."""
+MAX_CLUSTER_READ_GROUPS = 1024
+"""Read groups at most: a node reading everything blocks on one connection per group."""
 
 
 def _transport(name: str, value: Any) -> Any:
@@ -752,7 +817,10 @@ def _table() -> dict[str, Check]:
         (("cluster_alive_ttl", "cluster_check_interval", "cluster_order_wait"), _cluster_seconds),
         (("ping_interval", "ping_timeout", "webhook_timeout"), _positive_seconds),
         (("transport",), _transport),
-        (("cluster_relay",), _cluster_relay),
+        (("cluster_relay",), _one_of(CLUSTER_RELAYS)),
+        (("cluster_state",), _one_of(CLUSTER_STATES)),
+        (("cluster_partitions",), _cluster_partitions),
+        (("cluster_read_groups",), _cluster_read_groups),
         (("cluster_log_retention",), _log_retention),
         (("log_level",), _log_level),
         (_STRINGS, _string),

@@ -179,12 +179,18 @@ class Trace:
         close_timeout: float = 3.0,
         sync_markers: bool = True,
         cluster_barrier: bool = False,
+        log_rounds: int = 1,
     ) -> None:
         self.prefix = prefix
         self.ack_timeout = ack_timeout
         self.close_timeout = close_timeout
         self.sync_markers = sync_markers
         self.cluster_barrier = cluster_barrier
+        self.log_rounds = log_rounds
+        """Rounds of log round trips a cluster barrier makes after a state change: 2 on a
+        partitioned cluster, whose nodes answer one once they wrote what they acked before and
+        read their clients' partitions up to what was written then (the first round has every
+        node write, the second reads it all)."""
         self.relayed = False
         """A relay was sent since the last barrier (a cluster barrier then probes the relays)."""
         self.changed = False
@@ -237,7 +243,7 @@ class Trace:
             self.relayed = self.changed = False
             if relayed:
                 await asyncio.gather(*(self._relays_arrived(t, targets) for t in targets))
-            if changed:
+            for _ in range(self.log_rounds if changed else 0):
                 await asyncio.gather(*(c.log_round_trip() for c in targets))
         await asyncio.gather(*(c.sync() for c in targets))
 

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from ..options import Options
     from ..transport.engineio_sessions import EngineIOServer
     from .node import ClusterNode
+    from .partitioned import PartitionedNode
 
 log = logging.getLogger("easyrtc_server.cluster.forwarding")
 
@@ -118,7 +119,7 @@ class Forwarder:
 
     def __init__(
         self,
-        node: ClusterNode,
+        node: ClusterNode | PartitionedNode,
         engine: EngineIOServer,
         options: Options,
         *,

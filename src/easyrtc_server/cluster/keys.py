@@ -75,6 +75,12 @@ class ClusterKeys:
         return f"{self._prefix}:reaper"
 
     @property
+    def layout(self) -> str:
+        """String: the partition layout every node of a partitioned cluster must share,
+        ``{"partitions": N, "groups": G}`` (``layoutmeta``); the first node writes it."""
+        return f"{self._prefix}:layout"
+
+    @property
     def alive_pattern(self) -> str:
         return f"{self._prefix}:alive:*"
 
@@ -103,6 +109,25 @@ class ClusterKeys:
             seq=f"{base}:seq",
             snapshot_lock=f"{base}:snapshot-lock",
         )
+
+    def room_counts(self, app: str) -> str:
+        """Hash: an application's rooms with members, each with its number of members
+        cluster-wide (``roomcounts``). Under the cluster's one tag, with the nodes' shares."""
+        return f"{self._prefix}:room-counts:app:{app}"
+
+    def room_counts_of(self, node_id: str) -> str:
+        """Hash: what one node's members add to ``room_counts`` (``roomcounts``), and the
+        number of the node's last batch written there."""
+        return f"{self._prefix}:room-counts:node:{node_id}"
+
+    def room_counts_gone(self, node_id: str) -> str:
+        """String with a TTL: the node's share was reaped; its late batches are refused."""
+        return f"{self._prefix}:room-counts:gone:{node_id}"
+
+    def room_names(self, app: str) -> str:
+        """Hash: the room names an application counts against ``max_rooms_per_app`` in a
+        partitioned cluster, each with its claims (``roomclaims``)."""
+        return f"{self._prefix}:room-names:{app}"
 
     def inbox(self, node_id: str) -> str:
         """Pub/sub channel: relayed messages for the sockets of one node."""

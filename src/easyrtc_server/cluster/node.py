@@ -45,7 +45,6 @@ from ..protocol.outcome import Fanout, Outcome, Push, Reply, Send, refusal
 from . import gaps, snapshot
 from . import log as entries
 from .health import ReaderHealth
-from .heartbeat import Heartbeat
 from .inbox import Inbox, Item
 from .keys import ClusterKeys, new_node_id
 from .links import DirectLinks, Dropped, Outbound
@@ -150,20 +149,8 @@ class ClusterNode:
         ttl = options.cluster_alive_ttl
         self.pulse = Pulse(ttl, APPLY_STALL, least=APPEND_LEAST)
         """Whether Redis answers and the reader moves on: how long an event waits (``append``)."""
-        heartbeat = Heartbeat(  # the alive key, kept fresh even while the event loop is busy
-            partial(self.topology.blocking_client, timeout=ttl / 3),
-            self.keys.alive(self.node_id),
-            info.encode,
-            ttl,
-            answered=self.pulse.answered,
-        )
-        self.registry = NodeRegistry(
-            self.redis,
-            self.keys,
-            info,
-            ttl=ttl,
-            heartbeat=heartbeat,
-            keys_like=self.topology.keys_like,
+        self.registry = NodeRegistry.of_node(
+            self.topology, self.keys, info, ttl, answered=self.pulse.answered
         )
         self.health = ReaderHealth()
         """The readers' progress and what they skipped (``/readyz``, ``/metrics``)."""

@@ -1,4 +1,4 @@
-"""One partition's rooms, decided from its facts in log order (issue 23; not yet wired).
+"""One partition's rooms, decided from its facts in log order (issue 23; driven by ``partitioned``).
 
 Every reader of a partition applies the same facts (``facts``) in the same order and so ends
 in the same state with the same effects: ``Partition.apply`` is a pure function of the state

@@ -1,5 +1,5 @@
 """The partition logs in Redis (issue 23): append facts, read the partitions of interest,
-snapshot and trim them. Not wired into ``ClusterNode`` yet.
+snapshot and trim them (driven by ``partitioned.PartitionedNode``).
 
 Each of the cluster's N partitions is a log of its own (``keys.PartitionKeys``): a stream of
 facts (``facts.encode``), each entry with the partition's next **sequence number** (``seq``,
@@ -28,16 +28,16 @@ through the ``redisclient`` client, the same on every topology.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
 
-from redis.exceptions import NoScriptError, RedisError
-
 from . import gaps
 from .gaps import stream_id
 from .keys import ClusterKeys, PartitionKeys
+from .luascript import LuaScript
 from .redisclient import REDIS_ERRORS, AsyncClient
 
 PARTITIONS: Final = 128
@@ -110,10 +110,29 @@ class PartitionLayout:
         """Round-robin: neighbouring partitions land in different groups, so on masters."""
         return partition % self.groups
 
+    def room_partition(self, app: str, room: str) -> int:
+        """The partition holding room ``room`` of application ``app``: a hash of both, so an
+        application's rooms spread over every partition."""
+        return zlib.crc32(f"{app}\0{room}".encode()) % self.partitions
+
+    def census_partition(self, app: str) -> int:
+        """The partition holding the census of application ``app`` (``max_rooms_per_app``)."""
+        return zlib.crc32(app.encode()) % self.partitions
+
+    def partition_of_stream(self, stream: str) -> int | None:
+        """The partition whose stream is named ``stream`` (None: none of this layout's)."""
+        return _streams_of(self).get(stream)
+
     def of(self, partition: int) -> PartitionKeys:
         if not 0 <= partition < self.partitions:
             raise ValueError(f"no partition {partition} of {self.partitions}")
         return _keys_of(self, partition)
+
+
+@cache
+def _streams_of(layout: PartitionLayout) -> dict[str, int]:
+    """Stream name -> partition, named once per process."""
+    return {layout.of(p).stream: p for p in range(layout.partitions)}
 
 
 @cache
@@ -162,6 +181,45 @@ class StreamRead:
     after: str
 
 
+class GroupRead:
+    """One hash tag's ``XREAD``: its streams and the id each is read after, as two lists an
+    ``XREAD`` takes whole (``STREAMS k1 k2 … id1 id2 …``). ``added`` counts the streams added:
+    a blocked read of an older count misses one and is sent again; a stream removed only
+    leaves its entries unread (``took`` ignores them)."""
+
+    __slots__ = ("added", "ids", "index", "keys")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self.added = 0
+
+    def add(self, stream: str, after: str) -> None:
+        at = self.index.get(stream)
+        if at is not None:
+            self.ids[at] = after
+            return
+        self.index = {**self.index, stream: len(self.keys)}  # a read in flight keeps its own
+        self.keys = [*self.keys, stream]
+        self.ids = [*self.ids, after]
+        self.added += 1
+
+    def remove(self, stream: str) -> None:
+        at = self.index.get(stream)
+        if at is None:
+            return
+        keys = self.keys[:at] + self.keys[at + 1 :]
+        self.ids = self.ids[:at] + self.ids[at + 1 :]
+        self.keys = keys
+        self.index = {key: i for i, key in enumerate(keys)}
+
+    def moved(self, stream: str, after: str) -> None:
+        at = self.index.get(stream)
+        if at is not None:
+            self.ids[at] = after
+
+
 @dataclass(slots=True)
 class ReadCursors:
     """Where a reader is in each partition of interest, and what it reads next.
@@ -176,6 +234,9 @@ class ReadCursors:
     _at: dict[int, tuple[str, int]] = field(default_factory=dict)
     _to_load: dict[int, bool] = field(default_factory=dict)
     """partition -> whether it is reloaded because of a gap."""
+    _groups: dict[str | None, GroupRead] = field(default_factory=dict)
+    """Per hash tag, the ``XREAD`` of its partitions read on, kept as they move
+    (``group``): a reader's wake costs what it read, not what it reads from."""
 
     @property
     def interest(self) -> frozenset[int]:
@@ -187,8 +248,38 @@ class ReadCursors:
             self._to_load.setdefault(partition, False)
 
     def drop(self, partition: int) -> None:
-        self._at.pop(partition, None)
+        if self._at.pop(partition, None) is not None:
+            self._leave_group(partition)
         self._to_load.pop(partition, None)
+
+    def groups(self) -> list[str | None]:
+        """The hash tags with partitions read on (one ``XREAD`` each)."""
+        return [tag for tag, group in self._groups.items() if group.keys]
+
+    def group(self, tag: str | None) -> GroupRead:
+        return self._groups[tag]
+
+    def took_stream(
+        self, stream: str, after: str, entries: Sequence[Entry]
+    ) -> PartitionRead | None:
+        """``took`` for the entries of ``stream`` an ``XREAD`` sent with ``after`` returned."""
+        partition = self.layout.partition_of_stream(stream)
+        if partition is None:
+            return None
+        return self.took(StreamRead(partition, stream, after), entries)
+
+    def _join_group(self, partition: int) -> None:
+        keys = self.layout.of(partition)
+        group = self._groups.get(keys.tag)
+        if group is None:
+            group = self._groups[keys.tag] = GroupRead()
+        group.add(keys.stream, self._at[partition][0])
+
+    def _leave_group(self, partition: int) -> None:
+        keys = self.layout.of(partition)
+        group = self._groups.get(keys.tag)
+        if group is not None:
+            group.remove(keys.stream)
 
     def to_load(self) -> list[int]:
         return sorted(self._to_load)
@@ -204,6 +295,7 @@ class ReadCursors:
             return None
         last = entries[-1] if entries else snap
         self._at[partition] = (last.id, last.seq)
+        self._join_group(partition)
         return PartitionRead(partition, tuple(entries), snap, gap)
 
     def plan(self) -> dict[str | None, tuple[StreamRead, ...]]:
@@ -225,10 +317,15 @@ class ReadCursors:
         for entry in entries:
             if entry.seq != seq + 1:
                 del self._at[read.partition]
+                self._leave_group(read.partition)
                 self._to_load[read.partition] = True
                 return None
             seq = entry.seq
-        self._at[read.partition] = (entries[-1].id, seq)
+        last = entries[-1].id
+        self._at[read.partition] = (last, seq)
+        group = self._groups.get(self.layout.of(read.partition).tag)
+        if group is not None:
+            group.moved(read.stream, last)
         return PartitionRead(read.partition, tuple(entries))
 
 
@@ -270,41 +367,6 @@ def snapshot_of(reply: Sequence[Any]) -> tuple[Snapshot, list[Entry]]:
 # -- I/O ------------------------------------------------------------------------------------
 
 
-class _Script:
-    """A Lua script run by ``EVALSHA`` (in pipelines too), and by ``EVAL`` where a node does
-    not know it yet (a fresh master after a failover, a restarted Redis)."""
-
-    def __init__(self, client: AsyncClient, text: str) -> None:
-        self.client = client
-        self.text = text
-        self.sha: str = client.register_script(text).sha
-
-    def queue(self, pipe: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
-
-    async def run_all(self, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
-        """Every call in one pipeline (one round trip per master), their replies in order; a
-        call that failed gives its exception in its place."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                self.queue(pipe, keys, args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        for i, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):  # nothing ran: run it with its text
-                keys, args = calls[i]
-                try:
-                    replies[i] = await self.client.eval(self.text, len(keys), *keys, *args)
-                except RedisError as exc:
-                    replies[i] = exc
-        return replies
-
-    async def run(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        (reply,) = await self.run_all([(keys, args)])
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
-
-
 @dataclass(frozen=True, slots=True)
 class Appended:
     """Where an append landed: its partition, stream id and sequence number."""
@@ -323,18 +385,23 @@ class PartitionWriter:
 
     def __init__(self, client: AsyncClient, layout: PartitionLayout) -> None:
         self.layout = layout
-        self._append = _Script(client, APPEND)
+        self._append = LuaScript(client, APPEND)
         self._queue: list[tuple[int, bytes, asyncio.Future[Appended]]] = []
         self._due = asyncio.Event()
 
     async def append(self, partition: int, fact: bytes) -> Appended:
         """Append ``fact`` to ``partition``: its id and number once Redis took it. Raises what
         Redis answered (``redisclient.REDIS_ERRORS``): then it may or may not be written."""
+        return await self.post(partition, fact)
+
+    def post(self, partition: int, fact: bytes) -> asyncio.Future[Appended]:
+        """``append`` queued now, in the caller's step: facts posted one after the other land
+        in that order in their partition, without awaiting each."""
         self.layout.of(partition)
         written: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         self._queue.append((partition, fact, written))
         self._due.set()
-        return await written
+        return written
 
     async def run(self) -> None:
         """The writer's loop (the owner runs it as a task and cancels it)."""
@@ -368,6 +435,23 @@ class PartitionWriter:
                     written.set_result(Appended(partition, _text(entry_id), int(seq)))
 
 
+REPLAN_GRACE: Final = 0.01
+"""Seconds a group's blocked read that misses a partition just gained may go on before it is
+cancelled and sent again: in a storm of logins into new rooms it ends by itself meanwhile
+(cancelling costs a reconnection: redis-py drops a connection cancelled mid-command); at a
+quiet time the gain waits this long more."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """What a group's ``XREAD`` in flight was sent with."""
+
+    added: int
+    keys: list[str]
+    ids: list[str]
+    index: dict[str, int]
+
+
 class PartitionReader:
     """Reads the partitions of interest. ``gain(p)``: the next ``read`` gives the partition's
     snapshot (``PartitionRead.reload``) and the entries after it; from then on its new
@@ -393,8 +477,10 @@ class PartitionReader:
         self.cursors = ReadCursors(layout)
         self.count = count
         self.block_ms = block_ms
-        self._load = _Script(client, LOAD)
-        self._reads: dict[str | None, tuple[asyncio.Task[Any], tuple[StreamRead, ...]]] = {}
+        self._load = LuaScript(client, LOAD)
+        self._reads: dict[str | None, tuple[asyncio.Future[Any], _Sent]] = {}
+        self._stale: dict[str | None, float] = {}
+        """Groups whose read in flight misses a partition gained, since when (loop time)."""
         self._changed = asyncio.Event()
 
     @property
@@ -428,6 +514,7 @@ class PartitionReader:
         try:
             await asyncio.wait(
                 [changed, *(task for task, _ in self._reads.values())],
+                timeout=REPLAN_GRACE if self._stale else None,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
@@ -438,10 +525,11 @@ class PartitionReader:
             if not task.done():
                 continue
             del self._reads[tag]
+            self._stale.pop(tag, None)
             if task.exception() is not None:
                 error = task.exception()
                 continue
-            out.extend(self._take(reads, task.result()))
+            out.extend(self._take(reads, task.result()))  # reads: what it was sent with
         try:
             out.extend(await self._load_due())
         except REDIS_ERRORS as exc:  # the loads stay due; what was taken must be given
@@ -460,30 +548,50 @@ class PartitionReader:
             await asyncio.wait(tasks)
 
     async def _start_reads(self) -> None:
-        plan = self.cursors.plan()
-        for tag, (task, reads) in list(self._reads.items()):
-            wanted = plan.get(tag, ())
-            if not set(wanted) <= set(reads):  # a partition gained or reloaded meanwhile
-                del self._reads[tag]
-                task.cancel()
-                await asyncio.wait([task])
-        for tag, reads in plan.items():
+        cursors = self.cursors
+        tags = cursors.groups()
+        now = asyncio.get_running_loop().time()
+        for tag, (task, sent) in list(self._reads.items()):
+            if tag in tags and cursors.group(tag).added == sent.added:
+                self._stale.pop(tag, None)
+                continue
+            since = self._stale.setdefault(tag, now)
+            if tag in tags and now - since < REPLAN_GRACE:
+                continue  # one gained: a busy group's read ends by itself in a moment
+            self._stale.pop(tag, None)
+            del self._reads[tag]
+            task.cancel()  # redis-py drops the connection: one reconnection
+            await asyncio.wait([task])
+        for tag in tags:
             if tag not in self._reads:
-                self._reads[tag] = (asyncio.ensure_future(self._xread(reads)), reads)
+                group = cursors.group(tag)
+                sent = _Sent(group.added, group.keys, list(group.ids), group.index)
+                self._reads[tag] = (asyncio.ensure_future(self._xread(sent)), sent)
 
-    async def _xread(self, reads: tuple[StreamRead, ...]) -> Any:
-        return await self.client.xread(
-            {read.stream: read.after for read in reads}, count=self.count, block=self.block_ms
+    async def _xread(self, sent: _Sent) -> Any:
+        """One ``XREAD`` of a group's streams, sent as the lists it keeps (no per-stream work
+        in Python: a reader of hundreds of partitions wakes for what it read)."""
+        return await self.client.execute_command(
+            "XREAD",
+            "COUNT",
+            self.count,
+            "BLOCK",
+            self.block_ms,
+            "STREAMS",
+            *sent.keys,
+            *sent.ids,
+            keys=sent.keys,
         )
 
-    def _take(self, reads: tuple[StreamRead, ...], reply: Any) -> list[PartitionRead]:
-        by_stream = {read.stream: read for read in reads}
+    def _take(self, sent: _Sent, reply: Any) -> list[PartitionRead]:
         out = []
-        for stream, entries in reply or ():
-            read = by_stream.get(_text(stream))
-            if read is None:
+        items = reply.items() if isinstance(reply, dict) else reply or ()
+        for stream, entries in items:
+            name = _text(stream)
+            at = sent.index.get(name)
+            if at is None:
                 continue
-            taken = self.cursors.took(read, entries_of(entries))
+            taken = self.cursors.took_stream(name, sent.ids[at], entries_of(entries))
             if taken is not None:
                 out.append(taken)
         return out
@@ -520,7 +628,7 @@ class PartitionSnapshots:
     def __init__(self, client: AsyncClient, layout: PartitionLayout) -> None:
         self.client = client
         self.layout = layout
-        self._write = _Script(client, WRITE_SNAPSHOT)
+        self._write = LuaScript(client, WRITE_SNAPSHOT)
 
     async def claim(self, partition: int, node_id: str, ms: int) -> bool:
         """Whether this node writes the partition's next snapshot: at most one per ``ms``

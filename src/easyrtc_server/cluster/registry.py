@@ -16,13 +16,14 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
 
 from .heartbeat import Heartbeat
 from .keys import ClusterKeys
-from .redisclient import REDIS_ERRORS, AsyncClient
+from .redisclient import REDIS_ERRORS, AsyncClient, Topology
 
 log = logging.getLogger("easyrtc_server.cluster")
 
@@ -66,6 +67,34 @@ class NodeInfo:
 
 class NodeRegistry:
     """This node's alive key, and lookups of the others'."""
+
+    @classmethod
+    def of_node(
+        cls,
+        topology: Topology,
+        keys: ClusterKeys,
+        info: NodeInfo,
+        ttl: float,
+        *,
+        answered: Callable[[], None] | None = None,
+    ) -> NodeRegistry:
+        """A node's registry on ``topology``, its alive key also kept fresh by a heartbeat
+        thread while the event loop is busy (``answered``: told when Redis answered it)."""
+        heartbeat = Heartbeat(
+            partial(topology.blocking_client, timeout=ttl / 3),
+            keys.alive(info.node_id),
+            info.encode,
+            ttl,
+            answered=answered,
+        )
+        return cls(
+            topology.client(),
+            keys,
+            info,
+            ttl=ttl,
+            heartbeat=heartbeat,
+            keys_like=topology.keys_like,
+        )
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""The requesting node's side of a join spanning partitions (issue 23; not yet wired).
+"""The requesting node's side of a join spanning partitions (issue 23; driven by ``partitioned``).
 
 A login or ``roomJoin`` naming rooms of several partitions is all or nothing. The member's
 node acquires the partitions **in ascending order**: it appends ``reserve`` to the lowest and

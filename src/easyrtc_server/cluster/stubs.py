@@ -1,4 +1,4 @@
-"""Other nodes' members in a node's core, known only by their entries (issue 23; not yet wired).
+"""Other nodes' members in a node's core, known only by their entries (issue 23; ``partitioned``).
 
 In the partitioned design a node's ``Core`` holds its own connections in full; a member of
 another node, in a room whose partition the node reads, it knows only by the clientList entry

@@ -1,0 +1,1124 @@
+"""This process as a node of a partitioned cluster (``cluster_state = "partitioned"``, issue 23).
+
+The second implementation of the cluster's engine seam (``engine.Engine``), beside
+``node.ClusterNode``'s one log read by every node. Here a node's ``Core`` holds its own
+connections in full, as one process does, and the rooms' state lives in partition logs
+(``partitionlog``): each room's partition carries room facts (``facts``), decided in its one
+order by every reader alike (``partition``). A node reads only the partitions of its own
+clients' rooms, and knows the other nodes' members there
+as stubs (``stubs``). What it does:
+
+- a client's event is made on this node's core, at once, as in one process; what changed in
+  the rooms then goes to their partitions: a ``leave`` per partition of the rooms a connection
+  left, an ``update`` per partition of those whose entry changed (setPresence, apiField);
+- a join (login or ``roomJoin``) is made on the core first, untold, then asked of the rooms'
+  partitions (``reservations.RoomRequest``: one ``join``, or reservations in ascending
+  partition order); only once every partition admitted it is it told and answered, else it
+  is undone and refused as the core refuses a full or missing room. Before the core decides a
+  join, the node starts reading the rooms' partitions, so its core knows their members;
+- the effects of every fact read go to ``Stubs`` (the pushes about other nodes' members to this
+  node's sockets), to the request they decide, and to the stubs' addresses (``where``);
+- a relay to a stub goes to its node's inbox (``inbox``), as in the log cluster;
+- a node whose alive key expired is reaped by every node that shows its members: ``node-gone``
+  to each partition it reads (idempotent);
+- any reader of a partition may snapshot it (``PartitionSnapshots``, one per lock period).
+
+``max_rooms_per_app`` is counted by room-name claims in Redis (``roomclaims``), ``getRoomList``
+answered from the cluster's room counts (``roomcounts``). What it does not do yet (README,
+"Partitioned state"): holds and resumes, sessions and groups across nodes, server code's
+changes beyond this node, the ordering of relays against facts, the push API, queries and admin
+API for the whole cluster (this node's view).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from ..engine import Carrier, EngineUnavailable, Pending, Step
+from ..protocol import control
+from ..protocol.core import Core
+from ..protocol.decisions import (
+    Answer,
+    Decision,
+    JoinAnswer,
+    JoinPhase,
+    JoinRequested,
+    LoginAdmitted,
+    LoginAnswer,
+    LoginRequested,
+)
+from ..protocol.delivery import Ledger
+from ..protocol.errors import ErrorCode
+from ..protocol.model import Connection
+from ..protocol.outcome import Fanout, Json, Outcome, Push, Reply, refusal
+from ..protocol.roomdata import client_entry
+from ..protocol.stock import stock_answer
+from ..protocol.validation import as_map
+from .facts import Abort, Fact, FactError, Leave, NodeGone, Reserve, Update, decode, encode
+from .health import ReaderHealth
+from .inbox import Inbox
+from .keys import ClusterKeys, new_node_id
+from .partition import (
+    FULL,
+    TOO_MANY,
+    Admitted,
+    Denied,
+    Effect,
+    Granted,
+    Left,
+    Partition,
+    RoomRemoved,
+    RoomRules,
+)
+from .partitionlog import (
+    Appended,
+    PartitionLayout,
+    PartitionRead,
+    PartitionReader,
+    PartitionSnapshots,
+    PartitionWriter,
+    Snapshot,
+)
+from .redisclient import REDIS_ERRORS, AsyncClient, topology_of
+from .registry import NodeInfo, NodeRegistry
+from .replica import NodeSockets
+from .reservations import Append, RoomRequest
+from .roomclaims import RoomClaims
+from .roomcounts import RoomCounts
+from .stubs import Stubs
+
+if TYPE_CHECKING:
+    from ..options import Options
+    from ..protocol.model import Peer
+    from ..transport import Ack
+
+log = logging.getLogger("easyrtc_server.cluster")
+
+REQUEST_TIMEOUT: Final = 10.0
+"""Seconds a join waits for its partitions' decisions (and a node for a partition it starts
+reading) before the event is refused as unavailable."""
+LINGER: Final = 30.0
+"""Seconds a node keeps reading a partition none of its clients' rooms are in any more: a
+client coming back soon finds it loaded."""
+RETRY_DELAY: Final = 0.5
+STOP_STEP_TIMEOUT: Final = 2.0
+SNAPSHOT_LOCK_MS: Final = 250
+LOGIN: Final = 1
+"""The login number of this node's connections' facts (a resume, which would need another,
+is not offered here)."""
+
+View = tuple[str, dict[str, Json]]
+"""What a partition knows of one connection: its application and, per room, its entry."""
+
+
+@dataclass(slots=True, eq=False)
+class _Asking:
+    """One join in flight: its request, what it awaits, the rooms admitted so far."""
+
+    request: RoomRequest
+    done: asyncio.Future[str]
+    admitted: set[str] = field(default_factory=set)
+    chain: asyncio.Future[None] | None = None
+    """The appends it made, one after the other (``_append_in_turn``)."""
+
+
+@dataclass(slots=True, eq=False)
+class _Claim:
+    """This node's claim of one room name (``roomclaims``): asked once, held by its joins."""
+
+    granted: asyncio.Future[bool]
+    holders: int = 0
+    kept: bool = False
+    """A join that held it created the room: the claim is the room's now."""
+
+
+class PartitionedNode:
+    """One node of the partitioned cluster named by ``options.cluster_name``."""
+
+    def __init__(self, carrier: Carrier, options: Options, *, node_id: str | None = None) -> None:
+        if options.redis_url is None:
+            raise ValueError("a cluster node needs redis_url")
+        self.carrier = carrier
+        self.options = options
+        self.node_id = node_id or new_node_id()
+        self.topology = topology_of(options)
+        self.keys = ClusterKeys(options.cluster_name, hash_tags=self.topology.hash_tags)
+        self.redis: AsyncClient = self.topology.client()
+        self.registry = NodeRegistry.of_node(
+            self.topology, self.keys, NodeInfo(self.node_id), options.cluster_alive_ttl
+        )
+        self.health = ReaderHealth()
+        links = carrier.links
+        self.core = Core(options, scope=NodeSockets(self.node_id, links.__contains__))
+        self.stubs = Stubs(self.core.state, self.node_id)
+        self.inbox = Inbox(
+            self.topology.channels(), self.keys, self.node_id, self._from_inbox, self.health
+        )
+        self.layout = PartitionLayout(
+            self.keys, partitions=options.cluster_partitions, groups=options.cluster_read_groups
+        )
+        self.writer = PartitionWriter(self.redis, self.layout)
+        self.reader = PartitionReader(self.topology.reader_client(), self.layout)
+        self.snapshots = PartitionSnapshots(self.redis, self.layout)
+        self.counts = RoomCounts(self.redis, self.keys, self.node_id)
+        """Every application's rooms and members, cluster-wide (``getRoomList``)."""
+        # the partitions decide each room; max_rooms_per_app is the claims' (``roomclaims``)
+        rules = replace(RoomRules.of(options.protocol), max_rooms_per_app=0)
+        self._rules: Callable[[str], RoomRules] = lambda app: rules
+        self.parts: dict[int, Partition] = {}
+        """The partitions this node reads, as applied so far."""
+        self._loaded: dict[int, asyncio.Future[None]] = {}
+        """Partitions gained: done once their snapshot is loaded."""
+        self._needs: Counter[int] = Counter()
+        """Why each partition is read: this node's memberships in its rooms, its connections
+        in the application whose census it holds, and joins in flight."""
+        self._dropping: dict[int, asyncio.TimerHandle] = {}
+        self._position: dict[int, tuple[str, int]] = {}
+        """Per partition: the stream id and number of the last fact applied."""
+        self._since_snapshot: Counter[int] = Counter()
+        self._told: dict[str, View] = {}
+        """easyrtcid -> what the partitions know of this node's connection."""
+        self._asking: dict[str, _Asking] = {}
+        self._rids = itertools.count(1)
+        self.where: dict[str, str] = {}
+        """easyrtcid of a stub -> the node holding its socket (relays go there)."""
+        self._reaped: set[str] = set()
+        self._alive: set[str] = set()
+        """The other nodes alive at the last look (``_reap_forever``)."""
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self.ledger = Ledger(
+            self.node_id,
+            options.resume_queue_messages,
+            options.resume_queue_bytes,
+            self.core.now,
+        )
+        self.claims = RoomClaims(self.redis, self.keys)
+        """``max_rooms_per_app``, counted in Redis rather than in a census partition."""
+        self._limit = options.max_rooms_per_app
+        self._default_room = options.room_default_name if options.room_default_enable else None
+        self._progress = asyncio.Event()
+        """Set (and replaced) after each read is applied and its pushes carried out."""
+        self._claiming: dict[tuple[str, str], _Claim] = {}
+        """(application, room name) -> this node's claim of it, shared by its joins."""
+        self._posted: dict[int, int] = {}
+        """partition -> the number of the last fact this node posted there and had written,
+        until it is known applied (``_own_facts_applied``)."""
+
+    @property
+    def role(self) -> str:
+        return (
+            f"as node {self.node_id} of partitioned cluster {self.options.cluster_name} "
+            f"({self.layout.partitions} partitions)"
+        )
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from .layoutmeta import agree_on_layout
+
+        await agree_on_layout(
+            self.redis, self.keys.layout, self.layout.partitions, self.layout.groups
+        )
+        await self.registry.start()
+        await self.inbox.start()
+        self._loops = [
+            asyncio.create_task(self.writer.run(), name="partition-writer"),
+            asyncio.create_task(self.counts.run(), name="room-counts"),
+            asyncio.create_task(self.claims.run(), name="room-claims"),
+            asyncio.create_task(self._read_forever(), name="partition-reader"),
+            asyncio.create_task(self._reap_forever(), name="partition-reaper"),
+        ]
+        log.info(
+            "cluster node %s of %r started (partitioned state, %d partitions)",
+            self.node_id,
+            self.options.cluster_name,
+            self.layout.partitions,
+        )
+
+    async def stop(self) -> None:
+        """Leave the cluster: the facts of the connections closed meanwhile are written
+        first, each step bounded."""
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_STEP_TIMEOUT)
+        for timer in self._dropping.values():
+            timer.cancel()
+        self._dropping.clear()
+        loops, self._loops = self._loops, []
+        for task in loops:
+            task.cancel()
+        if loops:
+            await asyncio.wait(loops, timeout=STOP_STEP_TIMEOUT)
+        steps = (
+            self.counts.aclose,
+            self.reader.aclose,
+            self.inbox.stop,
+            self.registry.stop,
+            self.topology.aclose,
+        )
+        for step in steps:
+            try:
+                async with asyncio.timeout(STOP_STEP_TIMEOUT):
+                    await step()
+            except (TimeoutError, *REDIS_ERRORS) as exc:
+                log.warning("leaving the cluster: %s did not finish (%r)", step.__qualname__, exc)
+
+    # -- the engine seam -------------------------------------------------------------------
+
+    def open(self, remote: str | None, resume_key: Any, resume_token: Any) -> Peer:
+        """No resume key is kept: a partitioned node does not hold connections (yet)."""
+        return self.core.open(remote)
+
+    def hold(self, peer: Peer) -> bool:
+        return False
+
+    def holds_outlive_stop(self) -> bool:
+        return False
+
+    def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
+        step = self._receive(peer, event, data, ack)
+        if self.carrier.stock_decisions and isinstance(step, Decision):
+            return self._stock(peer, step, ack)
+        return step
+
+    def _stock(self, peer: Peer, step: Decision, ack: Ack | None) -> Pending:
+        """The decisions of an event answered here as the stock hooks answer them (the
+        server's hooks decide as those: ``Carrier.stock_decisions``), without a round through
+        the server per decision; one they do not answer goes back to the server."""
+
+        async def answered() -> Step:
+            current: Step | Pending = step
+            while True:
+                if isinstance(current, Outcome):
+                    await self.carrier.deliver(peer, current, ack)
+                    return current
+                if not isinstance(current, Decision):  # pending: carried out already
+                    current = await current
+                    if isinstance(current, Outcome):
+                        return current
+                    continue
+                answer = stock_answer(current, self.options, answering=True)
+                if answer is None:
+                    return current
+                current = self.answer(peer, current, answer, ack)
+
+        return answered()
+
+    def _receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
+        conn = peer.connection
+        if event != "easyrtcCmd" or conn is None or ack is None or type(data) is not dict:
+            return self.core.receive(peer, event, data, ack is not None)
+        msg_type = data.get("msgType")
+        if msg_type == "getRoomList" and "msgData" not in data:
+            return self._room_list(peer, conn, ack)
+        if msg_type == "roomJoin":
+            wanted = self._partitions_of(conn.app.name, _asked_rooms(data))
+            if not self._reading(wanted):  # its rooms' members known before the core decides
+                return self._after_gain(
+                    peer, ack, wanted, lambda: self.core.receive(peer, event, data, True)
+                )
+            return self.core.receive(peer, event, data, True)
+        rooms_before = len(conn.rooms)
+        step = self.core.receive(peer, event, data, True)
+        posted = []
+        if msg_type in ("roomLeave", "setPresence", "setRoomApiField"):
+            posted = self._tell(peer.easyrtcid, conn)
+        if (
+            msg_type == "roomLeave"
+            and isinstance(step, Outcome)
+            and len(conn.rooms) == rooms_before
+        ):
+            return self._after_catching_up(peer, conn, step, ack)
+        if posted and isinstance(step, Outcome):
+            return self._after_written(peer, posted, step, ack)
+        return step
+
+    def _after_written(
+        self, peer: Peer, posted: list[asyncio.Future[Appended]], out: Outcome, ack: Ack | None
+    ) -> Pending:
+        """``out`` carried out once its facts are in their partitions: what the client does
+        after the reply (or another client it tells) comes after them in every partition, as
+        with one server (a room left is free for the next join)."""
+
+        async def written() -> Step:
+            await asyncio.wait(posted)
+            await self.carrier.deliver(peer, out, ack)
+            return out
+
+        return written()
+
+    def answer(
+        self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None
+    ) -> Step | Pending:
+        match decision, answer:
+            case LoginRequested(), LoginAnswer(app_name=app_name, rooms=rooms):
+                names = rooms if isinstance(rooms, dict) and rooms else {}
+                if not names and self.options.room_default_enable:
+                    names = {self.options.room_default_name: None}
+                wanted = (
+                    self._partitions_of(app_name, names) if isinstance(app_name, str) else set()
+                )
+                if not self._reading(wanted):
+                    return self._after_gain(
+                        peer, ack, wanted, lambda: self.core.answer(decision, answer)
+                    )
+                return self.core.answer(decision, answer)
+            case JoinRequested(), JoinAnswer():
+                step = self.core.answer(decision, answer)
+                if _refused(step):  # the stubs may be behind their partitions: look again
+                    return self._after_catching_up_join(peer, decision, answer, ack)
+                return self._joining(peer, decision, step, ack)
+        step = self.core.answer(decision, answer)
+        conn = peer.connection
+        if conn is not None and peer.easyrtcid in self._told:
+            self._tell(peer.easyrtcid, conn)
+        return step
+
+    def _after_catching_up_join(
+        self, peer: Peer, decision: JoinRequested, answer: Answer, ack: Ack | None
+    ) -> Pending:
+        """A join the core refused, decided again once this node has applied its rooms'
+        partitions up to their last fact: a place freed by a leave another node already
+        answered is free here too (its leave is written before its reply)."""
+
+        async def again() -> Step:
+            partitions = self._partitions_of(decision.app_name, decision.rooms)
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    await self._catch_up(partitions)
+            except (TimeoutError, *REDIS_ERRORS) as exc:
+                self.health.once("join-catch-up", "a join did not catch up: %r", exc)
+            step = self._joining(peer, decision, self.core.answer(decision, answer), ack)
+            if isinstance(step, Outcome):
+                await self.carrier.deliver(peer, step, ack)
+                return step
+            if isinstance(step, Decision):
+                return step
+            return await step
+
+        return again()
+
+    def _joining(
+        self, peer: Peer, decision: JoinRequested, step: Step, ack: Ack | None
+    ) -> Step | Pending:
+        """The core's answer to a join: what it entered is asked of the partitions."""
+        if decision.phase is JoinPhase.LOGIN:
+            if isinstance(step, LoginAdmitted):
+                return self._admit_login(peer, step, ack)
+            return step
+        conn = decision.conn
+        if conn is None or not isinstance(step, Outcome) or not self._untold(conn):
+            return step  # refused by the core, or only rooms it was in already
+        return self._admit_join(peer, conn, step, ack)
+
+    async def close(self, peer: Peer) -> Outcome:
+        out = self.core.close(peer)
+        await self.carrier.deliver(peer, out, None)
+        self._tell(peer.easyrtcid, None)
+        return out
+
+    async def change(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Server code's change, made on this node's core (its own connections and the rooms
+        it reads): the partitions are told what changed for its connections."""
+        result = getattr(control, name)(self.core.state, *args, **kwargs)
+        if isinstance(result, Outcome):
+            await self.carrier.deliver(None, result, None)
+        for cid in list(self._told):
+            peer = self.core.peers.get(cid)
+            self._tell(cid, peer.connection if peer is not None else None)
+        return result
+
+    def route(self, send: Push) -> ErrorCode | None:
+        """A push for a stub: to its node's inbox (dropped if nobody here knows it)."""
+        node = self.where.get(send.to)
+        if node is not None and node != self.node_id:
+            self.inbox.send(node, send.to, send.event, send.body)
+        return None
+
+    def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
+        by_node: dict[str, list[str]] = {}
+        where = self.where
+        for cid in to:
+            node = where.get(cid)
+            if node is not None and node != self.node_id:
+                by_node.setdefault(node, []).append(cid)
+        for node, ids in by_node.items():
+            if send.after or len(ids) == 1:
+                for cid in ids:
+                    self.inbox.send(node, cid, send.event, send.body_for(cid))
+            else:
+                self.inbox.send(node, ids, send.event, send.body)
+        return None
+
+    def disconnect(self, easyrtcid: str) -> bool:
+        node = self.where.get(easyrtcid)
+        if node is None or node == self.node_id:
+            return False
+        self.inbox.send(node, easyrtcid, None, None)
+        return True
+
+    def confirmed(self, origin: str, to: str, n: int) -> None:
+        if origin == self.ledger.origin:
+            self.ledger.confirm(to, n)
+
+    async def resend(self, easyrtcid: str) -> None:
+        return None
+
+    def _room_list(self, peer: Peer, conn: Connection, ack: Ack | None) -> Pending:
+        """``getRoomList`` for the whole cluster: the rooms with members from the room
+        counts, and the rooms this node knows (kept while empty, such as the default room),
+        in the order this node knows them."""
+
+        async def listed() -> Step:
+            app = conn.app
+            try:
+                counts = await self.counts.rooms(app.name)
+            except REDIS_ERRORS as exc:
+                raise EngineUnavailable(str(exc)) from None
+            rooms: dict[str, Json] = {}
+            for name, room in app.rooms.items():
+                number = max(counts.pop(name, 0), len(room.members))
+                rooms[name] = {"roomName": name, "numberClients": number}
+            for name in sorted(counts):
+                rooms[name] = {"roomName": name, "numberClients": counts[name]}
+            out = Outcome().reply({"msgType": "roomList", "msgData": {"roomList": rooms}})
+            await self.carrier.deliver(peer, out, ack)
+            return out
+
+        return listed()
+
+    # -- catching up -----------------------------------------------------------------------
+
+    def _after_catching_up(self, peer: Peer, conn: Connection, out: Outcome, ack: Ack) -> Pending:
+        """``out``, a roomLeave's that left nothing, carried out once this node has caught up
+        with ``conn``'s rooms: its own facts posted before are written, and their partitions
+        applied up to their last fact then (as the log cluster answers any state change after
+        its log round trip; the differential suite's cluster barrier waits on it). Answered
+        anyway after ``REQUEST_TIMEOUT``: nothing changed."""
+        partitions = {self.layout.room_partition(conn.app.name, name) for name in conn.rooms}
+
+        async def caught_up() -> Step:
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    await self._catch_up(partitions)
+            except (TimeoutError, *REDIS_ERRORS) as exc:
+                self.health.once("catch-up", "a roomLeave did not catch up: %r", exc)
+            await self.carrier.deliver(peer, out, ack)
+            return out
+
+        return caught_up()
+
+    async def _catch_up(self, partitions: set[int]) -> None:
+        posted = [task for task in self._tasks if not task.done()]
+        if posted:
+            await asyncio.wait(posted)
+        wanted = sorted(partitions)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one connection
+            for partition in wanted:
+                pipe.get(self.layout.of(partition).seq)
+            ends = await pipe.execute()
+        for partition, end in zip(wanted, ends, strict=True):
+            last = int(end or 0)
+            while partition in self._loaded and self._position.get(partition, ("", 0))[1] < last:
+                await self._progress.wait()
+
+    # -- joins -----------------------------------------------------------------------------
+
+    def _admit_login(self, peer: Peer, admitted: LoginAdmitted, ack: Ack | None) -> Pending:
+        async def asked() -> Step:
+            result = await self._ask(admitted.conn)
+            if result == "admitted":
+                return admitted
+            code = ErrorCode.LOGIN_GEN_FAIL if result == FULL else ErrorCode.LOGIN_BAD_ROOM
+            out = self.core.refuse(admitted, code)
+            await self.carrier.deliver(peer, out, ack)
+            self._tell(peer.easyrtcid, peer.connection)
+            return out
+
+        return asked()
+
+    def _admit_join(self, peer: Peer, conn: Connection, out: Outcome, ack: Ack | None) -> Pending:
+        async def asked() -> Step:
+            result = await self._ask(conn)
+            if result == "admitted":
+                await self.carrier.deliver(peer, out, ack)
+                return out
+            undone = Outcome()
+            for name in self._untold(conn):
+                self.core.state.leave(conn, name, undone, tell=False)
+            refused = refusal(
+                self.core.now(), conn.easyrtcid, "roomJoin", ErrorCode.MSG_REJECT_BAD_ROOM
+            )
+            await self.carrier.deliver(peer, refused, ack)
+            return refused
+
+        return asked()
+
+    def _untold(self, conn: Connection) -> list[str]:
+        """The rooms ``conn`` is in on the core that its partitions do not know of."""
+        told = self._told.get(conn.easyrtcid)
+        known = told[1] if told is not None and told[0] == conn.app.name else {}
+        return [name for name in conn.rooms if name not in known]
+
+    async def _ask(self, conn: Connection) -> str:
+        """The rooms ``conn`` is in on the core and not yet in its partitions, asked of them:
+        ``"admitted"`` or the refusal's reason. Once admitted, the partitions know it."""
+        cid, app = conn.easyrtcid, conn.app.name
+        told = self._told.get(cid)
+        if told is not None and told[0] != app:  # moved to another application: left there
+            self._tell(cid, None)
+            told = None
+        known = told[1] if told is not None else {}
+        rooms = {name: _entry(conn, name) for name in conn.rooms if name not in known}
+        if not rooms:
+            return "admitted"
+        wanted = self._partitions_of(app, rooms)
+        self._need(wanted)
+        try:
+            await self._gain(wanted)
+            return await self._request(conn, app, rooms)
+        finally:
+            self._unneed(wanted)
+
+    async def _request(self, conn: Connection, app: str, rooms: dict[str, Json]) -> str:
+        cid = conn.easyrtcid
+        layout = self.layout
+        expect = [
+            name
+            for name in rooms
+            if self.parts[layout.room_partition(app, name)].room(app, name) is None
+        ]
+        claimed: list[str] = []
+        names = [name for name in expect if name != self._default_room]
+        if self._limit and names:  # max_rooms_per_app: the names it may create, claimed
+            try:
+                granted = await self._claim(app, names)
+                if not granted and (self._posted or self._tasks):
+                    # a room this node's clients just left may be on its way out (its claim
+                    # is given back once its leave is read back): as in one process, a join
+                    # after that leave's reply finds the place free
+                    async with asyncio.timeout(REQUEST_TIMEOUT):
+                        await self._own_facts_applied()
+                    granted = await self._claim(app, names)
+                if not granted:
+                    return TOO_MANY
+            except (TimeoutError, *REDIS_ERRORS) as exc:
+                raise EngineUnavailable(str(exc)) from None
+            claimed = names
+        rid = f"{self.node_id}.{next(self._rids)}"
+        request = RoomRequest(
+            rid,
+            self.node_id,
+            app,
+            cid,
+            LOGIN,
+            rooms,
+            partial(layout.room_partition, app),
+            None,
+            frozenset(expect),
+        )
+        asking = _Asking(request, asyncio.get_running_loop().create_future())
+        self._asking[rid] = asking
+        result = "unavailable"
+        try:
+            self._append_in_turn(asking, request.start())
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                result = await asking.done
+        except TimeoutError:
+            self._give_up(asking)
+            raise EngineUnavailable("the rooms' partitions did not decide in time") from None
+        finally:
+            del self._asking[rid]
+            created = set(request.creates) if result == "admitted" else set()
+            self._unclaim(app, claimed, created)
+        if result == "admitted":
+            peer = self.core.peers.get(cid)
+            current = peer is not None and peer.connection is conn
+            view = self._told.setdefault(cid, (app, {}))[1]
+            view.update(rooms)
+            for name in rooms:
+                self.counts.joined(app, name)
+            self._need(layout.room_partition(app, name) for name in rooms)
+            if not current:  # closed meanwhile: it leaves what it entered
+                self._tell(cid, None)
+            else:
+                self._tell(cid, conn)  # entries changed while it waited
+        return result
+
+    async def _claim(self, app: str, names: list[str]) -> bool:
+        """Claim ``names`` of ``app`` for a join, sharing this node's claims in flight or held
+        (the members of a new room log in together: one claim per node, not per member).
+        False (nothing held) when the limit refuses one."""
+        claiming = self._claiming
+        new = [name for name in names if (app, name) not in claiming]
+        if new:
+            asked = asyncio.ensure_future(
+                self.claims.claim(app, new, self._limit, self._default_room)
+            )
+            for name in new:
+                claiming[app, name] = _Claim(asked)
+        held = [claiming[app, name] for name in names]
+        for claim in held:
+            claim.holders += 1
+        try:
+            granted = all([await asyncio.shield(claim.granted) for claim in held])
+        except BaseException:
+            self._unclaim(app, names, set())
+            raise
+        if not granted:
+            self._unclaim(app, names, set())
+        return granted
+
+    def _unclaim(self, app: str, names: list[str], created: set[str]) -> None:
+        """A join's claims released: the claim of a room it created stays the room's (given
+        back when the room is removed); a name no join of this node holds any more is given
+        back unless a room of it was created."""
+        back = []
+        for name in names:
+            claim = self._claiming.get((app, name))
+            if claim is None:
+                continue
+            claim.holders -= 1
+            claim.kept = claim.kept or name in created
+            if claim.holders > 0:
+                continue
+            del self._claiming[app, name]
+            if claim.kept:
+                continue
+            granted = claim.granted
+            if not granted.done():  # its joins gave up waiting: given back once it is held
+                granted.add_done_callback(partial(self._late_claim, app, name))
+            elif not granted.cancelled() and not granted.exception() and granted.result():
+                back.append(name)
+        self.claims.give_back(app, back)
+
+    def _late_claim(self, app: str, name: str, granted: asyncio.Future[bool]) -> None:
+        if not granted.cancelled() and not granted.exception() and granted.result():
+            self.claims.give_back(app, [name])
+
+    def _give_up(self, asking: _Asking) -> None:
+        request = asking.request
+        for partition in {*request.granted, *request.steps}:
+            self._post(partition, Abort(request.current, self.node_id))
+
+    def _append_in_turn(self, asking: _Asking, appends: list[Append]) -> None:
+        """Append a request's facts one after the other, each taken by Redis before the next
+        is sent (the census's commit lands before the rooms')."""
+        if not appends:
+            return
+        previous = asking.chain
+
+        async def in_turn() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            for step in appends:
+                try:
+                    await self.writer.append(step.partition, encode(step.fact))
+                except REDIS_ERRORS as exc:
+                    if not asking.done.done():
+                        asking.done.set_exception(EngineUnavailable(str(exc)))
+                    return
+
+        asking.chain = self._spawn(in_turn())
+
+    # -- what the partitions know of this node's connections --------------------------------
+
+    def _tell(self, cid: str, conn: Connection | None) -> list[asyncio.Future[Appended]]:
+        """The partitions told what changed for ``cid`` since they were last told: a ``leave``
+        per partition of the rooms it left, an ``update`` per partition of those whose entry
+        changed. Rooms it entered are asked (``_ask``), not told."""
+        told = self._told.get(cid)
+        if told is None:
+            return []
+        app, known = told
+        now = (
+            {name: _entry(conn, name) for name in conn.rooms}
+            if conn is not None and conn.app.name == app
+            else {}
+        )
+        layout = self.layout
+        posted: list[asyncio.Future[Appended]] = []
+        gone: dict[int, list[str]] = {}
+        changed: dict[int, dict[str, Json]] = {}
+        for name, entry in known.items():
+            if name not in now:
+                gone.setdefault(layout.room_partition(app, name), []).append(name)
+            elif now[name] != entry:
+                changed.setdefault(layout.room_partition(app, name), {})[name] = now[name]
+        for partition, names in sorted(gone.items()):
+            posted.append(self._post(partition, Leave(app, cid, LOGIN, tuple(names), self.node_id)))
+            for name in names:
+                del known[name]
+                self.counts.left(app, name)
+            self._unneed([partition] * len(names))
+        for partition, entries in sorted(changed.items()):
+            posted.append(self._post(partition, Update(app, cid, LOGIN, entries)))
+            known.update(entries)
+        if not known:
+            del self._told[cid]
+        return posted
+
+    def _post(self, partition: int, fact: Fact) -> asyncio.Future[Appended]:
+        written = self.writer.post(partition, encode(fact))
+        self._tasks.add(written)
+        written.add_done_callback(self._written)
+        return written
+
+    def _written(self, written: asyncio.Future[Any]) -> None:
+        self._tasks.discard(written)
+        if written.cancelled():
+            return
+        if (exc := written.exception()) is not None:
+            self.health.once("fact", "a room fact could not be written: %r", exc)
+            return
+        at: Appended = written.result()
+        if at.seq > self._posted.get(at.partition, 0):
+            self._posted[at.partition] = at.seq
+
+    async def _own_facts_applied(self) -> None:
+        """Every fact this node posted is written and applied here, and the claims its
+        effects gave back are sent: what its clients did before is settled."""
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending)
+        for partition, seq in list(self._posted.items()):
+            while partition in self._loaded and self._position.get(partition, ("", 0))[1] < seq:
+                await self._progress.wait()
+        self._posted.clear()
+        await self.claims.flushed()
+
+    # -- interest: the partitions read -----------------------------------------------------
+
+    def _partitions_of(self, app: str, rooms: Any) -> set[int]:
+        layout = self.layout
+        wanted = {layout.room_partition(app, name) for name in rooms if isinstance(name, str)}
+        return wanted
+
+    def _reading(self, partitions: set[int]) -> bool:
+        loaded = self._loaded
+        return all(p in loaded and loaded[p].done() for p in partitions)
+
+    def _after_gain(
+        self, peer: Peer, ack: Ack | None, partitions: set[int], then: Callable[[], Step]
+    ) -> Pending:
+        """``then`` once ``partitions`` are read; an outcome it gives is carried out here
+        (an engine's pending change carries its outcome out itself)."""
+
+        async def gained() -> Step:
+            self._need(partitions)
+            try:
+                await self._gain(partitions)
+            finally:
+                self._unneed(partitions)
+            step = then()
+            if isinstance(step, Outcome):
+                await self.carrier.deliver(peer, step, ack)
+            return step
+
+        return gained()
+
+    def _need(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._needs[partition] += 1
+            timer = self._dropping.pop(partition, None)
+            if timer is not None:
+                timer.cancel()
+            if partition not in self._loaded:
+                self._loaded[partition] = asyncio.get_running_loop().create_future()
+                self.reader.gain(partition)
+
+    def _unneed(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._needs[partition] -= 1
+            if self._needs[partition] <= 0:
+                del self._needs[partition]
+                if partition not in self._dropping:
+                    loop = asyncio.get_running_loop()
+                    self._dropping[partition] = loop.call_later(LINGER, self._drop, partition)
+
+    def _drop(self, partition: int) -> None:
+        self._dropping.pop(partition, None)
+        if self._needs.get(partition):
+            return
+        self.reader.drop(partition)
+        loaded = self._loaded.pop(partition, None)
+        if loaded is not None and not loaded.done():
+            loaded.cancel()
+        part = self.parts.pop(partition, None)
+        self._position.pop(partition, None)
+        if part is not None:
+            self.stubs.unload(part)
+            self._forget_gone_stubs(part)
+
+    async def _gain(self, partitions: set[int]) -> None:
+        waiting = [self._loaded[p] for p in partitions if not self._loaded[p].done()]
+        if not waiting:
+            return
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                for loaded in waiting:
+                    await asyncio.shield(loaded)
+        except TimeoutError:
+            raise EngineUnavailable("a partition could not be read in time") from None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _read_forever(self) -> None:
+        failing = False
+        while True:
+            try:
+                reads = await self.reader.read()
+            except REDIS_ERRORS as exc:
+                if not failing:
+                    log.error("cannot read the partition logs: %r", exc)
+                    failing = True
+                self.health.failing(repr(exc))
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            failing = False
+            self.health.caught_up()
+            for read in reads:
+                try:
+                    await self._take(read)
+                except Exception:  # a bug must cost one partition's batch, not the reader
+                    self.health.skipped_entries += len(read.entries)
+                    log.exception("partition %d: facts could not be applied", read.partition)
+            self._progress.set()  # what waits for the partitions to catch up looks again
+            self._progress = asyncio.Event()
+
+    async def _take(self, read: PartitionRead) -> None:
+        partition = read.partition
+        if partition not in self._loaded:
+            return  # dropped meanwhile
+        if read.reload is not None:
+            self._reload(partition, read.reload, gap=read.gap)
+        part = self.parts.get(partition)
+        if part is None:
+            return
+        out = Outcome()
+        for entry in read.entries:
+            try:
+                fact = decode(entry.fact)
+            except FactError as exc:
+                self.health.skipped_entries += 1
+                self.health.once("fact-skipped", "a room fact was skipped: %s", exc)
+                continue
+            effects = part.apply(fact)
+            self._position[partition] = (entry.id, entry.seq)
+            self._since_snapshot[partition] += 1
+            out.extend(self.stubs.apply(effects))
+            self._follow(fact, effects)
+        if read.entries:  # even without sends: coalesced room updates get their flush timer
+            await self.carrier.deliver(None, out, None)
+        self._maybe_snapshot(partition, part)
+
+    def _reload(self, partition: int, snap: Snapshot, *, gap: bool) -> None:
+        old = self.parts.pop(partition, None)
+        if old is not None:
+            self.stubs.unload(old)
+            self._forget_gone_stubs(old)
+            self.health.log_gaps += 1
+        part = Partition(self._rules)
+        if snap.doc:
+            try:
+                part = Partition.restore(orjson.loads(snap.doc), self._rules)
+            except (ValueError, TypeError) as exc:
+                self.health.snapshot_failures += 1
+                self.health.once("snapshot", "a partition's snapshot was unreadable: %s", exc)
+        self.parts[partition] = part
+        self.stubs.load(part)
+        for rooms in part.rooms.values():
+            for room in rooms.values():
+                for cid, member in room.members.items():
+                    if member.node != self.node_id:
+                        self.where[cid] = member.node
+        self._position[partition] = (snap.id, snap.seq)
+        self._since_snapshot[partition] = 0
+        loaded = self._loaded.get(partition)
+        if loaded is not None and not loaded.done():
+            loaded.set_result(None)
+
+    def _follow(self, fact: Fact, effects: list[Effect]) -> None:
+        """What the effects of one fact mean beyond the stubs: decisions for this node's
+        requests, the addresses of stubs, the releases this node owes the census."""
+        touched: list[_Asking] = []
+        for effect in effects:
+            match effect:
+                case Granted(node=node) | Denied(node=node) if node == self.node_id:
+                    asking = self._asking.get(effect.rid.split("~", 1)[0])
+                    if asking is None:
+                        continue
+                    request = asking.request
+                    if isinstance(effect, Granted):
+                        appends = request.on_granted(effect)
+                    else:
+                        appends = request.on_denied(effect)
+                    self._append_in_turn(asking, appends)
+                    touched.append(asking)
+                case Admitted(node=node):
+                    if node != self.node_id:
+                        self.where[effect.cid] = node
+                        continue
+                    asking = self._asking.get(effect.rid.split("~", 1)[0])
+                    if asking is None:
+                        continue
+                    asking.admitted.add(effect.room)
+                    touched.append(asking)
+                case Left(node=node):
+                    if node != self.node_id and (effect.app, effect.cid) not in self.stubs.members:
+                        self.where.pop(effect.cid, None)
+                case RoomRemoved(app=app, room=room) if _by(fact) == self.node_id:
+                    if self._limit and room != self._default_room:  # its fact removed it
+                        self.claims.give_back(app, [room])
+        for asking in touched:
+            result = asking.request.result
+            if result is None or asking.done.done():
+                continue
+            if result != "admitted" or asking.admitted >= set(asking.request.rooms):
+                asking.done.set_result(result)  # admitted: once in every room it asked
+
+    def _forget_gone_stubs(self, part: Partition) -> None:
+        members = self.stubs.members
+        for app, rooms in part.rooms.items():
+            for room in rooms.values():
+                for cid in room.members:
+                    if (app, cid) not in members:
+                        self.where.pop(cid, None)
+
+    def _maybe_snapshot(self, partition: int, part: Partition) -> None:
+        """Every ``cluster_snapshot_entries`` facts, a snapshot of the partition by one of its
+        readers (the lock's holder): a node gaining interest loads it and what follows."""
+        if self._since_snapshot[partition] < self.options.cluster_snapshot_entries:
+            return
+        self._since_snapshot[partition] = 0
+        position = self._position.get(partition)
+        if position is None:
+            return
+        doc = orjson.dumps(part.snapshot())
+        self._spawn(self._write_snapshot(partition, Snapshot(position[0], position[1], doc)))
+
+    async def _write_snapshot(self, partition: int, snap: Snapshot) -> None:
+        try:
+            if await self.snapshots.claim(partition, self.node_id, SNAPSHOT_LOCK_MS):
+                retention = int(self.options.cluster_log_retention * 1000)
+                await self.snapshots.write(partition, snap, retention_ms=retention)
+        except REDIS_ERRORS as exc:
+            self.health.snapshot_failures += 1
+            self.health.once("partition-snapshot", "a partition snapshot failed: %r", exc)
+
+    # -- other nodes ------------------------------------------------------------------------
+
+    async def _reap_forever(self) -> None:
+        """Every ``cluster_check_interval``: a node whose alive key expired (it was seen
+        alive, or this node shows its members) is gone: ``node-gone`` to the partitions this
+        node reads that hold its members or requests, its room counts taken back. Every node
+        does it; both are idempotent."""
+        while True:
+            await asyncio.sleep(self.options.cluster_check_interval)
+            try:
+                alive = set(await self.registry.alive_nodes())
+            except REDIS_ERRORS:
+                continue
+            alive.discard(self.node_id)
+            suspects = (self._alive | set(self.where.values())) - alive - self._reaped
+            suspects.discard(self.node_id)
+            self._alive = alive
+            for node in sorted(suspects):
+                self._reaped.add(node)
+                log.warning("cluster node %s is gone: its clients leave their rooms", node)
+                for partition, part in sorted(self.parts.items()):
+                    if _mentions(part, node):
+                        self._post(partition, NodeGone(node, self.node_id))
+                try:
+                    await self.counts.reap(node)
+                except REDIS_ERRORS as exc:
+                    self._reaped.discard(node)  # tried again at the next look
+                    log.warning("could not reap the room counts of node %s: %r", node, exc)
+
+    async def _from_inbox(
+        self, sender: str | None, first: int, afters: list[Any], items: list[Any]
+    ) -> None:
+        """Relays other nodes sent for this node's sockets, delivered as they come."""
+        links = self.carrier.links
+        out = Outcome()
+        for to, event, body in items:
+            if type(to) is list:
+                if type(body) is not dict or type(event) is not str:
+                    raise TypeError("not a fan-out")
+                here = [cid for cid in to if cid in links]
+                if here:
+                    out.sends.append(Fanout(here, event, body))
+                continue
+            if to not in links or (event is None and type(body) is int):
+                continue
+            if event is None:  # a disconnect: what came before it first
+                if out.sends:
+                    await self.carrier.deliver(None, out, None)
+                    out = Outcome()
+                await links[to].close()
+                continue
+            out.push(to, event, body)
+        if out.sends:
+            await self.carrier.deliver(None, out, None)
+
+    def _spawn(self, work: Awaitable[Any]) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+def _entry(conn: Connection, room: str) -> Json:
+    """``conn``'s entry in ``room`` as its peers see it."""
+    member = conn.rooms[room]
+    entry = member.room.entries.get(conn.easyrtcid)
+    return dict(entry if entry is not None else client_entry(member))
+
+
+def _refused(step: Step) -> bool:
+    """The core answered with an EasyRTC error."""
+    return isinstance(step, Outcome) and any(
+        isinstance(send, Reply)
+        and isinstance(send.body, dict)
+        and send.body.get("msgType") == "error"
+        for send in step.sends
+    )
+
+
+def _by(fact: Fact) -> str | None:
+    """The node that appended ``fact``, where the fact names it."""
+    match fact:
+        case Leave(by=by) | NodeGone(by=by) | Abort(by=by):
+            return by
+        case Reserve(node=node):
+            return node
+    return None
+
+
+def _mentions(part: Partition, node: str) -> bool:
+    """Whether ``node`` has members or requests in ``part``."""
+    if any(hold.fact.node == node for hold in part.holds.values()):
+        return True
+    return any(
+        member.node == node
+        for rooms in part.rooms.values()
+        for room in rooms.values()
+        for member in room.members.values()
+    )
+
+
+def _asked_rooms(msg: Json) -> list[str]:
+    """The room names a ``roomJoin`` asks for, an array read as the core reads it."""
+    data = msg.get("msgData")
+    asked = as_map(data.get("roomJoin")) if isinstance(data, dict) else None
+    return list(asked) if asked is not None else []

@@ -1,0 +1,44 @@
+"""A partitioned cluster (``cluster_state = "partitioned"``, issue 23) on a Redis Cluster of three
+masters (``support.rediscluster``): its partitions, room counts, room names and inboxes spread
+over the masters, three nodes given a ``redis+cluster://`` URL serve one room as one process
+would. Real processes, real socket.io clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from support.nodes import running_nodes
+from support.rediscluster import running_redis_cluster
+
+from .test_partitioned_failures import BOUND, NODE_ENV, Member, fresh, members
+
+
+async def test_three_nodes_on_a_redis_cluster_serve_one_room() -> None:
+    app, room = fresh("app"), fresh("room")
+    env = {**NODE_ENV, "EASYRTC_MAX_ROOMS_PER_APP": "10"}
+    async with (
+        running_redis_cluster() as redis,
+        running_nodes(redis.url, 3, cluster="pcluster", env=env) as nodes,
+        members() as join,
+    ):
+        joined: list[Member] = []
+        for node in nodes:
+            member = await join(node, app, room)
+            ids = {m.id for m in joined} | {member.id}
+            assert member.lists[room] == ids, "the token lists everyone who joined, on any node"
+            joined.append(member)
+            async with asyncio.timeout(BOUND):  # the others get their delta
+                await asyncio.gather(*(m.sees(room, ids) for m in joined))
+        first, second, third = joined
+        async with asyncio.timeout(BOUND):
+            got = await first.relay(third, "offer", "across")
+            assert (got["senderEasyrtcid"], got["msgData"]) == (first.id, {"sdp": "across"})
+            got = await third.relay(second, "answer", "back")
+            assert (got["senderEasyrtcid"], got["msgData"]) == (third.id, {"sdp": "back"})
+        for member in joined:
+            assert await member.room_count(room) == 3
+        await second.client.cmd("roomLeave", msgData={"roomLeave": {room: {"roomName": room}}})
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(first.told_removed(second.id), third.told_removed(second.id))
+        assert first.lists[room] == third.lists[room] == {first.id, third.id}
