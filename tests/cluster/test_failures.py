@@ -18,6 +18,7 @@ from typing import Any
 from support.client import Client
 from support.nodes import Node, running_nodes
 from support.redisserver import running_redis
+from support.roomview import Lists, apply
 
 TARGET = 10.0
 """Seconds within which the issue wants lists correct again after a failure."""
@@ -37,20 +38,16 @@ class Member:
     def __init__(self, client: Client, token: dict[str, Any]) -> None:
         self.client = client
         self.id = client.easyrtcid
-        self.lists: dict[str, set[str]] = {}
+        self.held: Lists = {}
         self._take(token["msgData"]["roomData"])
 
+    @property
+    def lists(self) -> dict[str, set[str]]:
+        """Room name -> the easyrtcids in this member's list of it."""
+        return {room: set(members) for room, members in self.held.items()}
+
     def _take(self, room_data: dict[str, Any]) -> None:
-        for name, data in room_data.items():
-            if data.get("roomStatus") == "leave":
-                self.lists.pop(name, None)
-            elif "clientList" in data:
-                self.lists[name] = set(data["clientList"])
-            elif "clientListDelta" in data:
-                delta = data["clientListDelta"]
-                listed = self.lists.setdefault(name, set())
-                listed |= set(delta.get("updateClient", {}))
-                listed -= set(delta.get("removeClient", {}))
+        apply(self.held, room_data)
 
     async def sees(self, members: set[str], room: str = ROOM) -> float:
         """Wait until this member's list of ``room`` is ``members``; returns how long it took."""

@@ -22,6 +22,7 @@ from easyrtc_server.cluster.keys import ClusterKeys
 from support.client import Client
 from support.nodes import Node, running_nodes
 from support.redisserver import running_redis
+from support.roomview import Lists, apply
 
 BOUND = 30.0
 """Seconds a test waits for what it expects (15 alive TTLs: a loaded machine)."""
@@ -47,23 +48,20 @@ class Member:
     def __init__(self, client: Client, token: dict[str, Any]) -> None:
         self.client = client
         self.id = client.easyrtcid
-        self.lists: dict[str, set[str]] = {}
+        self.held: Lists = {}
         self.removed: set[str] = set()
         """Every easyrtcid a ``removeClient`` delta named."""
         self._take(token["msgData"]["roomData"])
 
+    @property
+    def lists(self) -> dict[str, set[str]]:
+        """Room name -> the easyrtcids in this member's list of it."""
+        return {room: set(members) for room, members in self.held.items()}
+
     def _take(self, room_data: dict[str, Any]) -> None:
-        for name, data in room_data.items():
-            if data.get("roomStatus") == "leave":
-                self.lists.pop(name, None)
-            elif "clientList" in data:
-                self.lists[name] = set(data["clientList"])
-            elif "clientListDelta" in data:
-                delta = data["clientListDelta"]
-                listed = self.lists.setdefault(name, set())
-                listed |= set(delta.get("updateClient", {}))
-                listed -= set(delta.get("removeClient", {}))
-                self.removed |= set(delta.get("removeClient", {}))
+        for data in room_data.values():
+            self.removed |= set(data.get("clientListDelta", {}).get("removeClient", {}))
+        apply(self.held, room_data)
 
     async def sees(self, room: str, members: set[str]) -> None:
         """Wait until this member's list of ``room`` is ``members``."""
