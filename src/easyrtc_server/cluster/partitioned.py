@@ -519,18 +519,14 @@ class PartitionedNode:
         return caught_up()
 
     async def _catch_up(self, partitions: set[int]) -> None:
-        posted = [task for task in self._tasks if not task.done()]
-        if posted:
-            await asyncio.wait(posted)
+        """This node's facts written, then ``partitions`` applied up to their last fact."""
+        await self._posted_written()
         wanted = sorted(partitions)
         async with self.redis.pipeline(transaction=False) as pipe:  # one connection
             for partition in wanted:
                 pipe.get(self.layout.of(partition).seq)
             ends = await pipe.execute()
-        for partition, end in zip(wanted, ends, strict=True):
-            last = int(end or 0)
-            while partition in self._loaded and self._position.get(partition, ("", 0))[1] < last:
-                await self._progress.wait()
+        await self._applied_up_to({p: int(end or 0) for p, end in zip(wanted, ends, strict=True)})
 
     # -- joins -----------------------------------------------------------------------------
 
@@ -788,14 +784,22 @@ class PartitionedNode:
     async def _own_facts_applied(self) -> None:
         """Every fact this node posted is written and applied here, and the claims its
         effects gave back are sent: what its clients did before is settled."""
+        await self._posted_written()
+        await self._applied_up_to(dict(self._posted))
+        self._posted.clear()
+        await self.claims.flushed()
+
+    async def _posted_written(self) -> None:
+        """Every fact (and other work) this node has under way is done."""
         pending = [task for task in self._tasks if not task.done()]
         if pending:
             await asyncio.wait(pending)
-        for partition, seq in list(self._posted.items()):
+
+    async def _applied_up_to(self, seqs: dict[int, int]) -> None:
+        """Each partition (still read here) applied up to its number in ``seqs``."""
+        for partition, seq in seqs.items():
             while partition in self._loaded and self._position.get(partition, ("", 0))[1] < seq:
                 await self._progress.wait()
-        self._posted.clear()
-        await self.claims.flushed()
 
     # -- interest: the partitions read -----------------------------------------------------
 

@@ -115,10 +115,6 @@ class PartitionLayout:
         application's rooms spread over every partition."""
         return zlib.crc32(f"{app}\0{room}".encode()) % self.partitions
 
-    def census_partition(self, app: str) -> int:
-        """The partition holding the census of application ``app`` (``max_rooms_per_app``)."""
-        return zlib.crc32(app.encode()) % self.partitions
-
     def partition_of_stream(self, stream: str) -> int | None:
         """The partition whose stream is named ``stream`` (None: none of this layout's)."""
         return _streams_of(self).get(stream)
