@@ -84,6 +84,12 @@ class ClusterKeys:
     def alive_pattern(self) -> str:
         return f"{self._prefix}:alive:*"
 
+    @property
+    def nodes(self) -> str:
+        """Set: the ids of the nodes that announced themselves and were not forgotten since
+        (``registry.NodeRegistry.alive_nodes``: their alive keys say which live)."""
+        return f"{self._prefix}:nodes"
+
     def alive(self, node_id: str) -> str:
         """String with a TTL, refreshed while the node lives: its ``NodeInfo`` as JSON."""
         return f"{self._prefix}:alive:{node_id}"

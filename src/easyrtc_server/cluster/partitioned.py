@@ -1030,11 +1030,12 @@ class PartitionedNode:
         while True:
             await asyncio.sleep(self.options.cluster_check_interval)
             try:
-                alive = set(await self.registry.alive_nodes())
+                known = self._alive | set(self.where.values())
+                alive = set(await self.registry.alive_nodes(also=known))
             except REDIS_ERRORS:
                 continue
             alive.discard(self.node_id)
-            suspects = (self._alive | set(self.where.values())) - alive - self._reaped
+            suspects = known - alive - self._reaped
             suspects.discard(self.node_id)
             self._alive = alive
             for node in sorted(suspects):
