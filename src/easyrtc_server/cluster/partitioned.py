@@ -24,10 +24,12 @@ as stubs (``stubs``). What it does:
 - any reader of a partition may snapshot it (``PartitionSnapshots``, one per lock period).
 
 ``max_rooms_per_app`` is counted by room-name claims in Redis (``roomclaims``), ``getRoomList``
-answered from the cluster's room counts (``roomcounts``). What it does not do yet (README,
-"Partitioned state"): holds and resumes, sessions and groups across nodes, server code's
-changes beyond this node, the ordering of relays against facts, the push API, queries and admin
-API for the whole cluster (this node's view).
+answered from the cluster's room counts (``roomcounts``). The admin API and server code's push
+API (``directory``) ask every node, each answering for its own connections
+(``clusterqueries``, made by ``directory``); a room field server code sets goes to the room's
+partition (``set_room_field``). What it does not do yet (README, "Partitioned state"): holds
+and resumes, sessions and groups across nodes, server code's other changes (``change``) beyond
+this node, the ordering of relays against facts.
 """
 
 from __future__ import annotations
