@@ -19,6 +19,7 @@ from easyrtc_server.cluster import clusterqueries
 from easyrtc_server.cluster.clusterqueries import ClusterQueries
 from easyrtc_server.cluster.keys import ClusterKeys
 from easyrtc_server.directory import LocalDirectory
+from easyrtc_server.engine import EngineUnavailable
 
 KEYS = ClusterKeys("q")
 
@@ -121,6 +122,7 @@ class Cluster:
     def __init__(self, views: dict[str, View], alive: list[str]) -> None:
         self.hub = Hub()
         self.alive = alive
+        self.redis_away = False
         self.nodes = {
             node: ClusterQueries(
                 cast(LocalDirectory, view),
@@ -134,6 +136,8 @@ class Cluster:
         }
 
     async def listed(self) -> list[str]:
+        if self.redis_away:
+            raise ConnectionError("Redis is away")
         return self.alive
 
     async def __aenter__(self) -> Cluster:
@@ -234,3 +238,12 @@ async def test_junk_on_a_nodes_channel_is_dropped_and_it_answers_on() -> None:
         assert sorted((a["r"], a["v"]) for a in answers) == [("2", None), ("3", None)]
         apps = await c.nodes["n1"].applications()
         assert apps.missing == [] and len(apps.value) == 2
+
+
+async def test_a_redis_that_does_not_answer_makes_the_cluster_unavailable() -> None:
+    async with cluster() as c:
+        c.redis_away = True
+        asker = c.nodes["n1"]
+        with pytest.raises(EngineUnavailable):
+            await asker.applications()
+        assert (await asker.connection("a1")).value is not None, "its own: no need to ask"

@@ -115,7 +115,10 @@ class AdminApi:
                 response = _problem(401, "a valid bearer token is required")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="easyrtc-admin"'
                 return response
-            return await handler(request)
+            try:
+                return await handler(request)
+            except EngineUnavailable:  # a cluster's Redis or partition did not answer in time
+                return _problem(503, "the cluster did not answer in time")
 
         return guarded
 
@@ -194,8 +197,6 @@ class AdminApi:
             return _problem(404, "no such application or room")
         except ValueError as exc:
             return _problem(400, str(exc))
-        except EngineUnavailable as exc:
-            return _problem(503, f"the room's state did not answer in time: {exc}")
         return _json({"name": info["field"], "value": body["value"], "shared": shared})
 
     # -- documents -----------------------------------------------------------------------------
@@ -245,7 +246,12 @@ def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 _ERR = _ok(_ref("Error"), "Not found")
 _BAD = _ok(_ref("Error"), "Bad request")
-_AWAY = _ok(_ref("Error"), "Not found among the cluster's nodes that answered in time")
+_AWAY = _ok(
+    _ref("Error"),
+    "Not found among the cluster's nodes that answered in time (missingNodes), or the "
+    "cluster did not answer",
+)
+_UNAVAILABLE = _ok(_ref("Error"), "The cluster did not answer in time")
 _PARTIAL: Final[dict[str, Any]] = {
     "missingNodes": {
         "type": "array",
@@ -292,6 +298,7 @@ OPENAPI: Final[dict[str, Any]] = {
                         }
                     ),
                     "401": _ok(_ref("Error"), "Missing or wrong token"),
+                    "503": _UNAVAILABLE,
                 },
             }
         },
@@ -389,7 +396,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     "400": _BAD,
                     "401": _ok(_ref("Error"), "Missing or wrong token"),
                     "404": _ERR,
-                    "503": _ok(_ref("Error"), "The room's partition did not answer in time"),
+                    "503": _UNAVAILABLE,
                 },
             }
         },
@@ -445,6 +452,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     "400": _BAD,
                     "401": _ok(_ref("Error"), "Missing or wrong token"),
                     "404": _ERR,
+                    "503": _UNAVAILABLE,
                 },
             }
         },
