@@ -21,6 +21,7 @@ import pytest_asyncio
 
 from support.client import Client
 from support.nodes import Node, running_nodes
+from support.rediscluster import running_redis_cluster
 from support.redisserver import running_redis
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -195,3 +196,25 @@ async def test_a_node_that_does_not_answer_is_named(
     assert answer["missingNodes"] == [gone_id]
     status, answer = await api(nodes[0], "GET", "/connections/nobody")
     assert (status, answer["missingNodes"]) == (503, [gone_id])
+
+
+async def test_the_queries_travel_over_a_redis_cluster(stack: AsyncExitStack) -> None:
+    """Sharded pub/sub (``SSUBSCRIBE``): each node's query channel on its own master."""
+    app, room = fresh("app"), fresh("room")
+    async with (
+        running_redis_cluster() as redis,
+        running_nodes(redis.url, 2, cluster="padminrc", env=NODE_ENV) as (asked, other),
+    ):
+        far = await connect(
+            stack, other, applicationName=app, username="far", roomJoin={room: {"roomName": room}}
+        )
+        status, seen = await api(asked, "GET", f"/connections/{far.easyrtcid}")
+        assert (status, seen["username"]) == (200, "far")
+        body = {"app": app, "room": room, "msgType": "notice", "msgData": "sharded"}
+        assert await api(asked, "POST", "/messages", body) == (200, {"recipients": 1})
+        msg = await next_msg(far)
+        assert (msg["msgType"], msg["msgData"]) == ("notice", "sharded")
+        status, kicked = await api(asked, "DELETE", f"/connections/{far.easyrtcid}")
+        assert (status, kicked) == (200, {"disconnected": True})
+        async with asyncio.timeout(BOUND):
+            await far.disconnected.wait()
