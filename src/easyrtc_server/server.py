@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any
 
 from . import logsafe
-from .directory import Directory, LocalDirectory
+from .directory import Directory, LocalDirectory, Target
 from .engine import Engine, EngineFactory, EngineUnavailable, LocalEngine, Pending, Step
 from .events import ServerEvents
 from .hooks import Hooks, decides_as_stock
@@ -461,17 +461,17 @@ class EasyRtcServer:
         Returns how many connections it was sent to (of the nodes that answered in time, on a
         partitioned cluster). KeyError: no such application (or room).
         """
-        app_name = app or self.options.app_default_name
+        target: Target
         if easyrtcid is not None:
-            found = await self.directory.send_message(
-                msg_type, msg_data, app_name, "easyrtcid", easyrtcid
-            )
+            target, name = "easyrtcid", easyrtcid
         elif room is not None:
-            found = await self.directory.send_message(msg_type, msg_data, app_name, "room", room)
+            target, name = "room", room
         elif group is not None:
-            found = await self.directory.send_message(msg_type, msg_data, app_name, "group", group)
+            target, name = "group", group
         else:
             raise ValueError("send_message needs easyrtcid, room or group")
+        app_name = app or self.options.app_default_name
+        found = await self.directory.send_message(msg_type, msg_data, app_name, target, name)
         return found.value
 
     async def send_error(self, easyrtcid: str, code: ErrorCode | str) -> None:
