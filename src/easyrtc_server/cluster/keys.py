@@ -141,6 +141,12 @@ class ClusterKeys:
             return "{" + f"{self.cluster}:node:{node_id}" + "}"
         return f"{self.cluster}:node:{node_id}"
 
+    def queries(self, node_id: str) -> str:
+        """Pub/sub channel: questions to one node and answers to its questions about the
+        whole cluster (``clusterqueries``); beside its inbox (one master on a Redis
+        Cluster)."""
+        return self.inbox(node_id) + ":queries"
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionKeys:

@@ -24,10 +24,12 @@ as stubs (``stubs``). What it does:
 - any reader of a partition may snapshot it (``PartitionSnapshots``, one per lock period).
 
 ``max_rooms_per_app`` is counted by room-name claims in Redis (``roomclaims``), ``getRoomList``
-answered from the cluster's room counts (``roomcounts``). What it does not do yet (README,
-"Partitioned state"): holds and resumes, sessions and groups across nodes, server code's
-changes beyond this node, the ordering of relays against facts, the push API, queries and admin
-API for the whole cluster (this node's view).
+answered from the cluster's room counts (``roomcounts``). The admin API and server code's push
+API (``directory``) ask every node, each answering for its own connections
+(``clusterqueries``, made by ``directory``); a room field server code sets goes to the room's
+partition (``set_room_field``). What it does not do yet (README, "Partitioned state"): holds
+and resumes, sessions and groups across nodes, server code's other changes (``change``) beyond
+this node, the ordering of relays against facts.
 """
 
 from __future__ import annotations
@@ -63,7 +65,19 @@ from ..protocol.outcome import Fanout, Json, Outcome, Push, Reply, refusal
 from ..protocol.roomdata import client_entry
 from ..protocol.stock import stock_answer
 from ..protocol.validation import as_map
-from .facts import Abort, Fact, FactError, Leave, NodeGone, Reserve, Update, decode, encode
+from .clusterqueries import ClusterQueries
+from .facts import (
+    Abort,
+    Fact,
+    FactError,
+    Leave,
+    NodeGone,
+    Reserve,
+    SetField,
+    Update,
+    decode,
+    encode,
+)
 from .health import ReaderHealth
 from .inbox import Inbox
 from .keys import ClusterKeys, new_node_id
@@ -97,6 +111,7 @@ from .roomcounts import RoomCounts
 from .stubs import Stubs
 
 if TYPE_CHECKING:
+    from ..directory import Directory, LocalDirectory
     from ..options import Options
     from ..protocol.model import Peer
     from ..transport import Ack
@@ -473,6 +488,55 @@ class PartitionedNode:
 
     async def resend(self, easyrtcid: str) -> None:
         return None
+
+    def directory(self, local: LocalDirectory) -> Directory:
+        """No node knows every connection: the whole cluster's answers are asked of every
+        node (``clusterqueries``), a room field goes to its partition (``set_room_field``)."""
+
+        async def alive() -> list[str]:
+            return list(await self.registry.alive_nodes())
+
+        async def set_field(app: str, room: str, name: str, value: Any, shared: bool) -> None:
+            await self.set_room_field(app, room, name, value, shared=shared)
+
+        return ClusterQueries(
+            local,
+            node_id=self.node_id,
+            keys=self.keys,
+            channels=self.topology.channels(),
+            alive=alive,
+            set_room_field=set_field,
+            health=self.health,
+        )
+
+    async def set_room_field(
+        self, app: str, room: str, name: str, value: Any, *, shared: bool = True
+    ) -> None:
+        """Server code's room field for the whole cluster: a ``field`` fact in the room's
+        partition, which every node reading it applies, telling its own members
+        (``Stubs``). This node reads the partition meanwhile (to know the room is there) and
+        returns once it applied the fact. KeyError: no such room; ValueError: an improper
+        field name."""
+        if not self.options.protocol.field_name_regexp.test(name):
+            raise ValueError(f"improper field name {name!r}")
+        fact = encode(SetField(app, room, name, value, shared))  # not JSON: TypeError here
+        partition = self.layout.room_partition(app, room)
+        self._need([partition])
+        try:
+            await self._gain({partition})
+            part = self.parts.get(partition)
+            there = part.room(app, room) if part is not None else None
+            default = room == self._default_room and app in self.core.apps
+            if (there is None or not there.created) and not default:
+                raise KeyError(f"no room {room!r} in application {app!r}")
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    written = await self.writer.post(partition, fact)
+                    await self._applied_up_to({partition: written.seq})
+            except (TimeoutError, *REDIS_ERRORS) as exc:
+                raise EngineUnavailable(f"the room's partition did not answer: {exc!r}") from None
+        finally:
+            self._unneed([partition])
 
     def _room_list(self, peer: Peer, conn: Connection, ack: Ack | None) -> Pending:
         """``getRoomList`` for the whole cluster: the rooms with members from the room
