@@ -79,7 +79,8 @@ async def test_a_dead_node_leaves_the_list_and_an_unlisted_one_is_still_found() 
     async with running_redis() as redis_server:
         redis = Redis.from_url(redis_server.url)
         keys = ClusterKeys("dead")
-        looking = NodeRegistry(redis, keys, NodeInfo("looking"), ttl=60)
+        clock = [0.0]
+        looking = NodeRegistry(redis, keys, NodeInfo("looking"), ttl=60, clock=lambda: clock[0])
         try:
             await looking.announce()
             await NodeRegistry(redis, keys, NodeInfo("dying"), ttl=60).announce()
@@ -88,7 +89,10 @@ async def test_a_dead_node_leaves_the_list_and_an_unlisted_one_is_still_found() 
             assert set(await looking.alive_nodes()) == {"looking", "dying", "older"}
             await redis.delete(keys.alive("dying"))  # expired
             assert set(await looking.alive_nodes()) == {"looking", "older"}
+            clock[0] = 59.0
+            assert set(await looking.alive_nodes()) == {"looking", "older"}
             assert await redis.sismember(keys.nodes, "dying")  # others may not have looked
+            clock[0] = 60.0  # an alive TTL: every node has looked since
             assert set(await looking.alive_nodes()) == {"looking", "older"}
             assert not await redis.sismember(keys.nodes, "dying")
             # known to the caller (it shows that node's clients): judged by its own key

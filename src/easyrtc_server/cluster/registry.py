@@ -134,8 +134,8 @@ class NodeRegistry:
         self._looks = 0
         self._unlisted: set[str] = set()
         """Alive nodes found by ``SCAN`` that are not in the set (of before it)."""
-        self._missing: set[str] = set()
-        """Listed nodes whose alive key was missing at the last look."""
+        self._missing: dict[str, float] = {}
+        """Listed nodes whose alive key is missing, since when (this node's clock)."""
 
     async def announce(self) -> None:
         """Write (or refresh) this node's alive key, and list the node (again, after a Redis
@@ -212,10 +212,11 @@ class NodeRegistry:
     async def alive_nodes(self, also: Iterable[str] = ()) -> dict[str, NodeInfo]:
         """Every node whose alive key has not expired, among the listed ones, ``also`` (the
         nodes the caller knows of: a node that never listed itself is judged by its own key)
-        and, every ``SCAN_EVERY`` looks, those a ``SCAN`` finds. A listed node missing at two
-        looks in a row is taken off the list: every node looking has seen it gone by then, or
-        knows of it (``also``). (On a Redis Cluster the keys share one slot: only its master
-        is asked, and a master down elsewhere does not delay reaping.)"""
+        and, every ``SCAN_EVERY`` looks, those a ``SCAN`` finds. A listed node this node has
+        seen missing for an alive TTL is taken off the list: every node looking (each
+        ``cluster_check_interval``) has seen it gone by then, or knows of it (``also``). (On
+        a Redis Cluster the keys share one slot: only its master is asked, and a master down
+        elsewhere does not delay reaping.)"""
         listed = {_text(raw) for raw in await self.redis.smembers(self.keys.nodes)}
         ids = listed | set(also) | self._unlisted
         if self._looks % SCAN_EVERY == 0:
@@ -230,10 +231,11 @@ class NodeRegistry:
             if raw is not None:
                 info = NodeInfo.decode(raw)
                 found[info.node_id] = info
-        missing = listed - found.keys() - {self.info.node_id}
-        if gone := missing & self._missing:
-            await self.redis.srem(self.keys.nodes, *sorted(gone))
-        self._missing = missing - gone
+        now = self._clock()
+        since = {n: self._missing.get(n, now) for n in listed - found.keys() - {self.info.node_id}}
+        if gone := sorted(n for n, t in since.items() if now - t >= self.ttl):
+            await self.redis.srem(self.keys.nodes, *gone)
+        self._missing = {n: t for n, t in since.items() if now - t < self.ttl}
         self._unlisted = found.keys() - listed
         return found
 
