@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -309,3 +310,38 @@ async def test_a_relay_crosses_nodes_and_the_room_outlives_the_senders_node() ->
             await asyncio.gather(survivor.sees(room, both), newcomer.sees(room, both))
         reply = await newcomer.client.cmd("offer", targetEasyrtcid=sender.id, msgData={"sdp": "x"})
         assert reply["msgData"]["errorCode"] == "MSG_REJECT_TARGET_EASYRTCID"
+
+
+async def test_a_node_reaped_while_frozen_comes_back_with_its_clients_in_their_rooms() -> None:
+    """A node paused past its alive TTL (a VM frozen, a stop-the-world pause, Redis out of its
+    reach) is taken for dead: the others see its client leave. Alive again, it reads its own
+    ``node-gone``, says it is back and asks its clients' rooms again: they see the client come
+    back, the room counts it again, and a relay reaches it, as in the log cluster."""
+    app, room = fresh("app"), fresh("room")
+    async with cluster() as (redis, (a, b, c)), members() as join:
+        on_a, on_b = await join(a, app, room), await join(b, app, room)
+        both = {on_a.id, on_b.id}
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(on_a.sees(room, both), on_b.sees(room, both))
+        assert b.process is not None
+        b.process.send_signal(signal.SIGSTOP)  # its alive key expires: it is reaped
+        try:
+            async with asyncio.timeout(BOUND):
+                await on_a.sees(room, {on_a.id})
+        finally:
+            b.process.send_signal(signal.SIGCONT)
+        async with asyncio.timeout(BOUND):
+            await on_a.sees(room, both)  # back in the room
+            counts = keys().room_counts(app)
+
+            async def counted_two() -> bool:
+                return await redis.hget(counts, room) == b"2"
+
+            await watch(redis, counts, counted_two)
+        assert on_b.lists[room] == both  # its own client never saw itself go
+        assert (await on_a.relay(on_b, "offer", "v=0 back"))["msgData"] == {"sdp": "v=0 back"}
+        assert (await on_b.relay(on_a, "answer", "v=0 yes"))["msgData"] == {"sdp": "v=0 yes"}
+        newcomer = await join(c, app, room)  # and the partition takes its node's requests
+        everyone = {*both, newcomer.id}
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(on_a.sees(room, everyone), on_b.sees(room, everyone))

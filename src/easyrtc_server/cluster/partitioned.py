@@ -20,7 +20,8 @@ as stubs (``stubs``). What it does:
   node's sockets), to the request they decide, and to the stubs' addresses (``where``);
 - a relay to a stub goes to its node's inbox (``inbox``), as in the log cluster;
 - a node whose alive key expired is reaped by every node that shows its members: ``node-gone``
-  to each partition it reads (idempotent);
+  to each partition it reads (idempotent); a node reaped while it lived (paused, cut off)
+  says ``node-back`` where it reads its own ``node-gone`` and asks its clients' rooms again;
 - any reader of a partition may snapshot it (``PartitionSnapshots``, one per lock period).
 
 ``max_rooms_per_app`` is counted by room-name claims in Redis (``roomclaims``), ``getRoomList``
@@ -62,7 +63,7 @@ from ..protocol.delivery import Ledger
 from ..protocol.errors import ErrorCode
 from ..protocol.model import Connection
 from ..protocol.outcome import Fanout, Json, Outcome, Push, Reply, refusal
-from ..protocol.roomdata import client_entry
+from ..protocol.roomdata import client_entry, leave_state, room_data
 from ..protocol.stock import stock_answer
 from ..protocol.validation import as_map
 from .clusterqueries import ClusterQueries
@@ -71,6 +72,7 @@ from .facts import (
     Fact,
     FactError,
     Leave,
+    NodeBack,
     NodeGone,
     Reserve,
     SetField,
@@ -208,6 +210,10 @@ class PartitionedNode:
         """easyrtcid of a stub -> the node holding its socket (relays go there)."""
         self._reaped: set[str] = set()
         self._alive: set[str] = set()
+        self._coming_back: set[int] = set()
+        """Partitions that took this node for dead and are being told it is back."""
+        self._restate_counts = False
+        """This node was taken for dead: its share of the room counts is written again."""
         """The other nodes alive at the last look (``_reap_forever``)."""
         self._tasks: set[asyncio.Future[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -989,6 +995,8 @@ class PartitionedNode:
         if read.entries:  # even without sends: coalesced room updates get their flush timer
             await self.carrier.deliver(None, out, None)
         self._maybe_snapshot(partition, part)
+        if self.node_id in part.gone and partition not in self._coming_back:
+            self._come_back(partition)
 
     def _reload(self, partition: int, snap: Snapshot, *, gap: bool) -> None:
         old = self.parts.pop(partition, None)
@@ -1093,6 +1101,8 @@ class PartitionedNode:
         does it; both are idempotent."""
         while True:
             await asyncio.sleep(self.options.cluster_check_interval)
+            if self._restate_counts or self.counts.reaped:
+                await self._restate()
             try:
                 known = self._alive | set(self.where.values())
                 alive = set(await self.registry.alive_nodes(also=known))
@@ -1113,6 +1123,76 @@ class PartitionedNode:
                 except REDIS_ERRORS as exc:
                     self._reaped.discard(node)  # tried again at the next look
                     log.warning("could not reap the room counts of node %s: %r", node, exc)
+
+    # -- taken for dead, and alive ----------------------------------------------------------
+
+    def _come_back(self, partition: int) -> None:
+        """``partition`` took this node for dead (a reaper saw its alive key expire: the
+        process was paused, or cut off from Redis past the TTL) and its clients' members there
+        are gone. Its clients are still here: the node says it is back (``node-back``) and
+        asks their rooms there again, as joins; the others see them leave and come back, as
+        in the log cluster (``liveness``). A room that refuses one now (filled meanwhile) is
+        left on the core: its client and this node's members there are told."""
+        if not self._coming_back:
+            log.warning(
+                "this node was taken for dead (paused, or cut off from Redis past its alive "
+                "TTL): its clients ask their rooms again"
+            )
+        self._coming_back.add(partition)
+        self._restate_counts = True
+        task = self._spawn(self._back_in(partition))
+        task.add_done_callback(lambda _task: self._coming_back.discard(partition))
+
+    async def _back_in(self, partition: int) -> None:
+        layout = self.layout
+        asking: list[str] = []
+        for cid, (app, known) in list(self._told.items()):
+            names = [name for name in known if layout.room_partition(app, name) == partition]
+            for name in names:
+                del known[name]  # gone there: asked again below
+            self._unneed([partition] * len(names))
+            if names:
+                asking.append(cid)
+            if not known:
+                del self._told[cid]
+        while True:
+            try:
+                at = await self._post(partition, NodeBack(self.node_id))
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    await self._applied_up_to({partition: at.seq})
+                break
+            except (TimeoutError, *REDIS_ERRORS):
+                await asyncio.sleep(RETRY_DELAY)
+        for cid in asking:
+            peer = self.core.peers.get(cid)
+            conn = peer.connection if peer is not None else None
+            if conn is None:
+                continue
+            try:
+                admitted = await self._ask(conn) == "admitted"
+            except EngineUnavailable:
+                admitted = False
+            if admitted or peer is None or peer.connection is not conn:
+                continue
+            out = Outcome()
+            left = self._untold(conn)
+            for name in left:
+                self.core.state.leave(conn, name, out)
+            out.extend(
+                control.command_to(
+                    self.core.state, [cid], room_data({n: leave_state(n) for n in left})
+                )
+            )
+            await self.carrier.deliver(None, out, None)
+
+    async def _restate(self) -> None:
+        """This node's whole share of the room counts written again (the reap took it)."""
+        share = Counter((app, name) for app, known in self._told.values() for name in known)
+        self._restate_counts = False
+        try:
+            await self.counts.restate(share)
+        except REDIS_ERRORS:
+            self._restate_counts = True  # again at the next look
 
     async def _from_inbox(
         self, sender: str | None, first: int, afters: list[Any], items: list[Any]
