@@ -345,3 +345,38 @@ async def test_a_node_reaped_while_frozen_comes_back_with_its_clients_in_their_r
         everyone = {*both, newcomer.id}
         async with asyncio.timeout(BOUND):
             await asyncio.gather(on_a.sees(room, everyone), on_b.sees(room, everyone))
+
+
+async def test_after_redis_came_back_empty_the_rooms_hold_every_client_again() -> None:
+    """Redis restarted without its data (no persistence): the partition logs lost every
+    member. Each node notices the cluster's epoch gone and asks its clients' rooms again, so a
+    newcomer on a third node finds both earlier members there, they see it, and the room
+    counts three."""
+    app, room = fresh("app"), fresh("room")
+    async with cluster() as (redis, (a, b, c)), members() as join:
+        on_a, on_b = await join(a, app, room), await join(b, app, room)
+        both = {on_a.id, on_b.id}
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(on_a.sees(room, both), on_b.sees(room, both))
+        epoch = keys().epoch
+
+        async def new_epoch() -> bool:
+            return await redis.exists(epoch) == 1
+
+        await redis.flushall()
+        async with asyncio.timeout(BOUND):
+            await watch(redis, epoch, new_epoch)  # a node noticed
+            counts = keys().room_counts(app)
+
+            async def counted_two() -> bool:
+                return await redis.hget(counts, room) == b"2"
+
+            await watch(redis, counts, counted_two)  # both nodes told their members again
+        newcomer = await join(c, app, room)
+        everyone = {*both, newcomer.id}
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(
+                newcomer.sees(room, everyone), on_a.sees(room, everyone), on_b.sees(room, everyone)
+            )
+        assert await newcomer.room_count(room) == 3
+        assert (await newcomer.relay(on_a, "offer", "v=0 a"))["msgData"] == {"sdp": "v=0 a"}

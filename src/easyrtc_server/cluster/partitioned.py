@@ -83,6 +83,7 @@ from .facts import (
 from .health import ReaderHealth
 from .inbox import Inbox
 from .keys import ClusterKeys, new_node_id
+from .liveness import new_epoch
 from .partition import (
     FULL,
     TOO_MANY,
@@ -214,6 +215,9 @@ class PartitionedNode:
         """Partitions that took this node for dead and are being told it is back."""
         self._restate_counts = False
         """This node was taken for dead: its share of the room counts is written again."""
+        self._epoch: bytes | str | None = None
+        """The cluster's epoch (``keys.epoch``) as this node knows it: a Redis that came back
+        empty has none, then a new one."""
         """The other nodes alive at the last look (``_reap_forever``)."""
         self._tasks: set[asyncio.Future[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -245,11 +249,8 @@ class PartitionedNode:
     # -- lifetime --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from .layoutmeta import agree_on_layout
-
-        await agree_on_layout(
-            self.redis, self.keys.layout, self.layout.partitions, self.layout.groups
-        )
+        await self._agree_on_layout()
+        await self._epoch_changed()
         await self.registry.start()
         await self.inbox.start()
         self._loops = [
@@ -1101,6 +1102,11 @@ class PartitionedNode:
         does it; both are idempotent."""
         while True:
             await asyncio.sleep(self.options.cluster_check_interval)
+            try:
+                if await self._epoch_changed():
+                    await self._redis_came_back_empty()
+            except REDIS_ERRORS:
+                continue
             if self._restate_counts or self.counts.reaped:
                 await self._restate()
             try:
@@ -1140,10 +1146,46 @@ class PartitionedNode:
             )
         self._coming_back.add(partition)
         self._restate_counts = True
-        task = self._spawn(self._back_in(partition))
+        task = self._spawn(self._back_in(partition, NodeBack(self.node_id)))
         task.add_done_callback(lambda _task: self._coming_back.discard(partition))
 
-    async def _back_in(self, partition: int) -> None:
+    async def _agree_on_layout(self) -> None:
+        from .layoutmeta import agree_on_layout
+
+        await agree_on_layout(
+            self.redis, self.keys.layout, self.layout.partitions, self.layout.groups
+        )
+
+    async def _epoch_changed(self) -> bool:
+        """Whether Redis came back empty since the last look: the cluster's epoch is gone
+        (then one node sets a new one, ``SET NX``) or is another than this node knew."""
+        key = self.keys.epoch
+        epoch = await self.redis.get(key)
+        if epoch is None:
+            await self.redis.set(key, new_epoch(), nx=True)
+            epoch = await self.redis.get(key)
+        changed = self._epoch is not None and epoch != self._epoch
+        self._epoch = epoch
+        return changed
+
+    async def _redis_came_back_empty(self) -> None:
+        """Redis restarted without its data: the partition logs lost this node's members
+        (each reader reloads a partition whose numbers start again). The node records its
+        layout again and asks again, as joins, every room of its connections; its room counts
+        are written again (the claims of rooms created again are made as they are)."""
+        log.warning("Redis came back empty: this node's clients ask their rooms again")
+        await self._agree_on_layout()
+        self._restate_counts = True
+        layout = self.layout
+        partitions = {
+            layout.room_partition(app, name) for app, known in self._told.values() for name in known
+        }
+        for partition in sorted(partitions):
+            self._spawn(self._back_in(partition, None))
+
+    async def _back_in(self, partition: int, back: NodeBack | None) -> None:
+        """This node's connections' rooms in ``partition`` asked again (after ``back``, when
+        the partition had taken the node for dead)."""
         layout = self.layout
         asking: list[str] = []
         for cid, (app, known) in list(self._told.items()):
@@ -1155,9 +1197,9 @@ class PartitionedNode:
                 asking.append(cid)
             if not known:
                 del self._told[cid]
-        while True:
+        while back is not None:
             try:
-                at = await self._post(partition, NodeBack(self.node_id))
+                at = await self._post(partition, back)
                 async with asyncio.timeout(REQUEST_TIMEOUT):
                     await self._applied_up_to({partition: at.seq})
                 break
