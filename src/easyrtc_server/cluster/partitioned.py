@@ -21,7 +21,8 @@ as stubs (``stubs``). What it does:
 - a relay to a stub goes to its node's inbox (``inbox``), as in the log cluster;
 - a node whose alive key expired is reaped by every node that shows its members: ``node-gone``
   to each partition it reads (idempotent); a node reaped while it lived (paused, cut off)
-  says ``node-back`` where it reads its own ``node-gone`` and asks its clients' rooms again;
+  says ``node-back`` where it reads its own ``node-gone`` and asks its clients' rooms again,
+  as every node does when the cluster's epoch says Redis came back empty;
 - any reader of a partition may snapshot it (``PartitionSnapshots``, one per lock period).
 
 ``max_rooms_per_app`` is counted by room-name claims in Redis (``roomclaims``), ``getRoomList``
