@@ -84,6 +84,11 @@ class ClusterKeys:
     def alive_pattern(self) -> str:
         return f"{self._prefix}:alive:*"
 
+    def departed(self, node_id: str) -> str:
+        """Hash with a short TTL: a dead node's connections whose ``disconnect`` hook a reaper
+        of a partitioned cluster has claimed (``HSETNX``: it runs once in the cluster)."""
+        return f"{self._prefix}:departed:{node_id}"
+
     @property
     def nodes(self) -> str:
         """Set: the ids of the nodes that announced themselves and were not forgotten since

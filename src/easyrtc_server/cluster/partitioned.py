@@ -130,6 +130,9 @@ LINGER: Final = 30.0
 client coming back soon finds it loaded."""
 RETRY_DELAY: Final = 0.5
 STOP_STEP_TIMEOUT: Final = 2.0
+DEPARTED_TTL_MS: Final = 60_000
+"""How long the claims of a dead node's ``disconnect`` hooks are kept: its reapers read its
+``node-gone`` within seconds of each other."""
 SNAPSHOT_LOCK_MS: Final = 250
 LOGIN: Final = 1
 """The login number of this node's connections' facts (a resume, which would need another,
@@ -982,6 +985,7 @@ class PartitionedNode:
         if part is None:
             return
         out = Outcome()
+        reaped: dict[str, list[tuple[Connection, str]]] = {}
         for entry in read.entries:
             try:
                 fact = decode(entry.fact)
@@ -992,10 +996,14 @@ class PartitionedNode:
             effects = part.apply(fact)
             self._position[partition] = (entry.id, entry.seq)
             self._since_snapshot[partition] += 1
+            if type(fact) is NodeGone and fact.by == self.node_id:  # this node's reap did it
+                self._reaped_here(effects, reaped.setdefault(fact.node, []))
             out.extend(self.stubs.apply(effects))
             self._follow(fact, effects)
         if read.entries:  # even without sends: coalesced room updates get their flush timer
             await self.carrier.deliver(None, out, None)
+        if any(reaped.values()):
+            self._spawn(self._departed(reaped))
         self._maybe_snapshot(partition, part)
         if self.node_id in part.gone and partition not in self._coming_back:
             self._come_back(partition)
@@ -1130,6 +1138,40 @@ class PartitionedNode:
                 except REDIS_ERRORS as exc:
                     self._reaped.discard(node)  # tried again at the next look
                     log.warning("could not reap the room counts of node %s: %r", node, exc)
+
+    def _reaped_here(self, effects: list[Effect], left: list[tuple[Connection, str]]) -> None:
+        """The rooms a dead node's members (as this node knows them: stubs) left by ``effects``
+        of this node's ``node-gone``."""
+        members = self.stubs.members
+        for effect in effects:
+            if type(effect) is Left and (stub := members.get((effect.app, effect.cid))):
+                left.append((stub, effect.room))
+
+    async def _departed(self, reaped: dict[str, list[tuple[Connection, str]]]) -> None:
+        """A dead node's members (``reaped``: by node, each room one left) left rooms by this
+        node's ``node-gone`` (the first of that partition's, so one node in the cluster):
+        their ``room_left`` hooks run here, as the log cluster runs them on its reaper; each
+        one's ``disconnect`` hook runs on the node that claims it first (``keys.departed``),
+        after the ``room_left`` hooks it runs there."""
+        claimed: list[Connection] = []
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                groups = []
+                for node, left in reaped.items():
+                    conns = list({conn.easyrtcid: conn for conn, _room in left}.values())
+                    groups.append(conns)
+                    key = self.keys.departed(node)
+                    for conn in conns:
+                        pipe.hsetnx(key, conn.easyrtcid, self.node_id)
+                    pipe.pexpire(key, DEPARTED_TTL_MS)
+                answers = iter(await pipe.execute())
+            for conns in groups:
+                claimed.extend(conn for conn in conns if next(answers))
+                next(answers)  # the pexpire's
+        except REDIS_ERRORS as exc:
+            self.health.once("departed", "a dead node's disconnect hooks not claimed: %r", exc)
+        left = [pair for pairs in reaped.values() for pair in pairs]
+        self.carrier.departed(claimed, Outcome(left=left))
 
     # -- taken for dead, and alive ----------------------------------------------------------
 
