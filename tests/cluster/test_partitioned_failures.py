@@ -140,6 +140,17 @@ async def watch(redis: Redis, key: str, holds: Callable[[], Awaitable[bool]]) ->
             await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
 
 
+async def together(
+    join: Callable[..., Awaitable[Member]], app: str, room: str, *nodes: Node
+) -> list[Member]:
+    """A member of ``room`` on each of ``nodes``, once each one's list shows them all."""
+    joined = [await join(node, app, room) for node in nodes]
+    everyone = {member.id for member in joined}
+    async with asyncio.timeout(BOUND):
+        await asyncio.gather(*(member.sees(room, everyone) for member in joined))
+    return joined
+
+
 def keys() -> ClusterKeys:
     return ClusterKeys(CLUSTER)
 
@@ -319,10 +330,8 @@ async def test_a_node_reaped_while_frozen_comes_back_with_its_clients_in_their_r
     back, the room counts it again, and a relay reaches it, as in the log cluster."""
     app, room = fresh("app"), fresh("room")
     async with cluster() as (redis, (a, b, c)), members() as join:
-        on_a, on_b = await join(a, app, room), await join(b, app, room)
+        on_a, on_b = await together(join, app, room, a, b)
         both = {on_a.id, on_b.id}
-        async with asyncio.timeout(BOUND):
-            await asyncio.gather(on_a.sees(room, both), on_b.sees(room, both))
         assert b.process is not None
         b.process.send_signal(signal.SIGSTOP)  # its alive key expires: it is reaped
         try:
@@ -354,10 +363,8 @@ async def test_after_redis_came_back_empty_the_rooms_hold_every_client_again() -
     counts three."""
     app, room = fresh("app"), fresh("room")
     async with cluster() as (redis, (a, b, c)), members() as join:
-        on_a, on_b = await join(a, app, room), await join(b, app, room)
+        on_a, on_b = await together(join, app, room, a, b)
         both = {on_a.id, on_b.id}
-        async with asyncio.timeout(BOUND):
-            await asyncio.gather(on_a.sees(room, both), on_b.sees(room, both))
         epoch = keys().epoch
 
         async def new_epoch() -> bool:

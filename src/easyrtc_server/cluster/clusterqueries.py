@@ -42,7 +42,7 @@ import orjson
 
 from ..directory import Found, Json, LocalDirectory, Target
 from ..engine import EngineUnavailable
-from .channels import Channels, Subscription
+from .channels import Channels, Subscription, listen
 from .health import ReaderHealth
 from .keys import ClusterKeys
 from .redisclient import REDIS_ERRORS
@@ -105,7 +105,14 @@ class ClusterQueries:
     async def start(self) -> None:
         self._subscription = self.channels.subscription()
         self._listener = asyncio.create_task(
-            self._listen_forever(self._subscription), name="cluster-queries"
+            listen(
+                self._subscription,
+                self.keys.queries(self.node_id),
+                self._take,
+                self._subscribed,
+                RETRY_DELAY,
+            ),
+            name="cluster-queries",
         )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SUBSCRIBE_WAIT):
@@ -248,18 +255,8 @@ class ClusterQueries:
 
     # -- answering ---------------------------------------------------------------------------
 
-    async def _listen_forever(self, subscription: Subscription) -> None:
-        channel = self.keys.queries(self.node_id)
-        while True:
-            try:
-                await subscription.subscribe(channel)
-                self._subscribed.set()
-                while True:
-                    data = await subscription.next_message()
-                    if data is not None:
-                        self._receive(data)
-            except REDIS_ERRORS:
-                await asyncio.sleep(RETRY_DELAY)
+    async def _take(self, data: bytes) -> None:
+        self._receive(data)
 
     def _receive(self, data: bytes) -> None:
         """A question (answered in a task of its own) or an answer; junk dropped."""
