@@ -387,3 +387,5 @@ async def test_after_redis_came_back_empty_the_rooms_hold_every_client_again() -
             )
         assert await newcomer.room_count(room) == 3
         assert (await newcomer.relay(on_a, "offer", "v=0 a"))["msgData"] == {"sdp": "v=0 a"}
+        # the alive keys went with the data: nobody was taken for dead meanwhile
+        assert not [line for node in (a, b, c) for line in node.lines if "is gone" in line]

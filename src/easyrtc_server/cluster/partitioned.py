@@ -149,7 +149,7 @@ class _Asking:
     request: RoomRequest
     done: asyncio.Future[str]
     admitted: set[str] = field(default_factory=set)
-    chain: asyncio.Future[None] | None = None
+    chain: asyncio.Future[Any] | None = None
     """The appends it made, one after the other (``_append_in_turn``)."""
 
 
@@ -742,7 +742,14 @@ class PartitionedNode:
         for claim in held:
             claim.holders += 1
         try:
-            granted = all([await asyncio.shield(claim.granted) for claim in held])
+            granted = all(
+                [
+                    claim.granted.result()
+                    if claim.granted.done()
+                    else await asyncio.shield(claim.granted)
+                    for claim in held
+                ]
+            )
         except BaseException:
             self._unclaim(app, names, set())
             raise
@@ -788,6 +795,12 @@ class PartitionedNode:
         if not appends:
             return
         previous = asking.chain
+        if (previous is None or previous.done()) and len(appends) == 1:  # most joins: one fact
+            step = appends[0]
+            written = self.writer.post(step.partition, encode(step.fact))
+            written.add_done_callback(partial(self._append_failed, asking))
+            asking.chain = written
+            return
 
         async def in_turn() -> None:
             if previous is not None:
@@ -801,6 +814,12 @@ class PartitionedNode:
                     return
 
         asking.chain = self._spawn(in_turn())
+
+    def _append_failed(self, asking: _Asking, written: asyncio.Future[Appended]) -> None:
+        if written.cancelled() or (exc := written.exception()) is None:
+            return
+        if not asking.done.done():
+            asking.done.set_exception(EngineUnavailable(str(exc)))
 
     # -- what the partitions know of this node's connections --------------------------------
 
@@ -1108,11 +1127,15 @@ class PartitionedNode:
         """Every ``cluster_check_interval``: a node whose alive key expired (it was seen
         alive, or this node shows its members) is gone: ``node-gone`` to the partitions this
         node reads that hold its members or requests, its room counts taken back. Every node
-        does it; both are idempotent."""
+        does it; both are idempotent. Nobody is judged for an alive TTL after Redis came back
+        empty: every node's alive key went with the data, and comes back at its next refresh."""
+        loop = asyncio.get_running_loop()
+        judge_from = 0.0
         while True:
             await asyncio.sleep(self.options.cluster_check_interval)
             try:
                 if await self._epoch_changed():
+                    judge_from = loop.time() + self.registry.ttl
                     await self._redis_came_back_empty()
             except REDIS_ERRORS:
                 continue
@@ -1122,6 +1145,9 @@ class PartitionedNode:
                 known = self._alive | set(self.where.values())
                 alive = set(await self.registry.alive_nodes(also=known))
             except REDIS_ERRORS:
+                continue
+            if loop.time() < judge_from:
+                self._alive |= alive
                 continue
             alive.discard(self.node_id)
             suspects = known - alive - self._reaped
@@ -1189,7 +1215,7 @@ class PartitionedNode:
             )
         self._coming_back.add(partition)
         self._restate_counts = True
-        task = self._spawn(self._back_in(partition, NodeBack(self.node_id)))
+        task = self._back_in(partition, NodeBack(self.node_id))
         task.add_done_callback(lambda _task: self._coming_back.discard(partition))
 
     async def _agree_on_layout(self) -> None:
@@ -1224,11 +1250,12 @@ class PartitionedNode:
             layout.room_partition(app, name) for app, known in self._told.values() for name in known
         }
         for partition in sorted(partitions):
-            self._spawn(self._back_in(partition, None))
+            self._back_in(partition, None)
 
-    async def _back_in(self, partition: int, back: NodeBack | None) -> None:
-        """This node's connections' rooms in ``partition`` asked again (after ``back``, when
-        the partition had taken the node for dead)."""
+    def _back_in(self, partition: int, back: NodeBack | None) -> asyncio.Future[Any]:
+        """This node's connections' rooms in ``partition`` forgotten as told, at once (room
+        counts restated from now on leave them out: their joins count them), then asked again
+        in a task (after ``back``, when the partition had taken the node for dead)."""
         layout = self.layout
         asking: list[str] = []
         for cid, (app, known) in list(self._told.items()):
@@ -1240,6 +1267,9 @@ class PartitionedNode:
                 asking.append(cid)
             if not known:
                 del self._told[cid]
+        return self._spawn(self._ask_again(partition, asking, back))
+
+    async def _ask_again(self, partition: int, asking: list[str], back: NodeBack | None) -> None:
         while back is not None:
             try:
                 at = await self._post(partition, back)
