@@ -58,7 +58,8 @@ from ..protocol.decisions import (
 )
 from ..protocol.delivery import Ledger
 from ..protocol.errors import ErrorCode
-from ..protocol.model import Connection
+from ..protocol.hold import Held
+from ..protocol.model import Connection, Peer
 from ..protocol.outcome import Fanout, Json, Outcome, Push, Reply, refusal
 from ..protocol.roomdata import client_entry
 from ..protocol.stock import stock_answer
@@ -67,6 +68,7 @@ from .facts import Abort, Fact, FactError, Leave, NodeGone, Reserve, Update, dec
 from .health import ReaderHealth
 from .inbox import Inbox
 from .keys import ClusterKeys, new_node_id
+from .log import decode_fields, encode_fields
 from .partition import (
     FULL,
     TOO_MANY,
@@ -78,6 +80,15 @@ from .partition import (
     Partition,
     RoomRemoved,
     RoomRules,
+)
+from .partitionholds import (
+    HOLD_ASK,
+    HOLD_GIVE,
+    Handover,
+    HoldDirectory,
+    PartitionHolds,
+    detach,
+    hold_name,
 )
 from .partitionlog import (
     Appended,
@@ -98,7 +109,6 @@ from .stubs import Stubs
 
 if TYPE_CHECKING:
     from ..options import Options
-    from ..protocol.model import Peer
     from ..transport import Ack
 
 log = logging.getLogger("easyrtc_server.cluster")
@@ -113,8 +123,14 @@ RETRY_DELAY: Final = 0.5
 STOP_STEP_TIMEOUT: Final = 2.0
 SNAPSHOT_LOCK_MS: Final = 250
 LOGIN: Final = 1
-"""The login number of this node's connections' facts (a resume, which would need another,
-is not offered here)."""
+"""The login number of a connection's facts; a held connection taken over by another node
+joins again there with the next one (``partitionholds``)."""
+HANDOVER_TIMEOUT: Final = 5.0
+"""Seconds a keyed login waits for the node holding its connection to hand it over; then it
+logs in afresh (a hand-over that comes later is held here until its grace ends)."""
+MOVED_KEPT: Final = 30.0
+"""Seconds a node forwards relays for a connection it handed over (other nodes' stubs point to
+it until they read the connection's new join)."""
 
 View = tuple[str, dict[str, Json]]
 """What a partition knows of one connection: its application and, per room, its entry."""
@@ -159,6 +175,9 @@ class PartitionedNode:
         self.health = ReaderHealth()
         links = carrier.links
         self.core = Core(options, scope=NodeSockets(self.node_id, links.__contains__))
+        self.holds = PartitionHolds(options, self.core.now)
+        """This node's holds (``partitionholds``): held here, handed over on request."""
+        self.core.state.holds = self.holds
         self.stubs = Stubs(self.core.state, self.node_id)
         self.inbox = Inbox(
             self.topology.channels(), self.keys, self.node_id, self._from_inbox, self.health
@@ -213,6 +232,15 @@ class PartitionedNode:
         self._posted: dict[int, int] = {}
         """partition -> the number of the last fact this node posted there and had written,
         until it is known applied (``_own_facts_applied``)."""
+        self.directory = HoldDirectory(self.redis, self.keys)
+        self._logins: dict[str, int] = {}
+        """easyrtcid -> its login number, where not ``LOGIN`` (taken over from another node)."""
+        self._held_names: dict[str, str] = {}
+        """The directory's name of each hold of this node -> its easyrtcid."""
+        self._handovers: dict[str, asyncio.Future[bool]] = {}
+        """The directory's name -> a hand-over this node asked for (True: installed)."""
+        self._moved: dict[str, str] = {}
+        """easyrtcid of a connection this node handed over -> the node it went to."""
 
     @property
     def role(self) -> str:
@@ -246,8 +274,13 @@ class PartitionedNode:
         )
 
     async def stop(self) -> None:
-        """Leave the cluster: the facts of the connections closed meanwhile are written
-        first, each step bounded."""
+        """Leave the cluster: the holds end (their rooms told), the facts of the connections
+        closed meanwhile are written first, each step bounded."""
+        try:
+            async with asyncio.timeout(STOP_STEP_TIMEOUT):
+                await self._end_holds()
+        except TimeoutError:
+            log.warning("leaving the cluster: not every hold was ended in time")
         pending = [task for task in self._tasks if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=STOP_STEP_TIMEOUT)
@@ -276,11 +309,24 @@ class PartitionedNode:
     # -- the engine seam -------------------------------------------------------------------
 
     def open(self, remote: str | None, resume_key: Any, resume_token: Any) -> Peer:
-        """No resume key is kept: a partitioned node does not hold connections (yet)."""
-        return self.core.open(remote)
+        """Its resume key's digest is kept; no token (``partitionholds``)."""
+        return self.core.open(remote, resume_key=resume_key)
 
     def hold(self, peer: Peer) -> bool:
-        return False
+        """Held here, as in one process: its partitions are not told, what its client had
+        not confirmed goes first in its queue, and the directory names this node."""
+        if not self.core.hold(peer):
+            return False
+        cid = peer.easyrtcid
+        unconfirmed = self.ledger.take(cid)
+        if unconfirmed:
+            self.holds.requeue(cid, [Push(cid, event, body) for event, body in unconfirmed])
+        digest = self.holds.key_of.get(cid)
+        if digest is not None:
+            name = hold_name(digest)
+            self._held_names[name] = cid
+            self._spawn(self._announce(name, self.holds.grace_ms))
+        return True
 
     def holds_outlive_stop(self) -> bool:
         return False
@@ -298,9 +344,12 @@ class PartitionedNode:
 
         async def answered() -> Step:
             current: Step | Pending = step
+            before = peer.easyrtcid
             while True:
                 if isinstance(current, Outcome):
                     await self.carrier.deliver(peer, current, ack)
+                    if peer.easyrtcid != before:  # resumed: the server resends after
+                        await self.resend(peer.easyrtcid)  # an outcome, not a pending
                     return current
                 if not isinstance(current, Decision):  # pending: carried out already
                     current = await current
@@ -361,28 +410,50 @@ class PartitionedNode:
         self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None
     ) -> Step | Pending:
         match decision, answer:
-            case LoginRequested(), LoginAnswer(app_name=app_name, rooms=rooms):
-                names = rooms if isinstance(rooms, dict) and rooms else {}
-                if not names and self.options.room_default_enable:
-                    names = {self.options.room_default_name: None}
-                wanted = (
-                    self._partitions_of(app_name, names) if isinstance(app_name, str) else set()
-                )
-                if not self._reading(wanted):
-                    return self._after_gain(
-                        peer, ack, wanted, lambda: self.core.answer(decision, answer)
-                    )
-                return self.core.answer(decision, answer)
+            case LoginRequested(), LoginAnswer():
+                if self._may_be_held_elsewhere(peer):
+                    return self._after_handover(peer, decision, answer, ack)
+                return self._login_answer(peer, decision, answer, ack)
             case JoinRequested(), JoinAnswer():
                 step = self.core.answer(decision, answer)
                 if _refused(step):  # the stubs may be behind their partitions: look again
                     return self._after_catching_up_join(peer, decision, answer, ack)
                 return self._joining(peer, decision, step, ack)
+        before = peer.easyrtcid
         step = self.core.answer(decision, answer)
+        if peer.easyrtcid != before:  # its login resumed a held connection
+            self._took_over(before, peer.easyrtcid)
         conn = peer.connection
         if conn is not None and peer.easyrtcid in self._told:
             self._tell(peer.easyrtcid, conn)
+            if self._untold(conn):  # a resume entered rooms it was not in when held
+                self._spawn(self._ask_after_resume(peer, conn))
         return step
+
+    def _took_over(self, before: str, easyrtcid: str) -> None:
+        """A login (``before``) resumed ``easyrtcid``: its socket is that easyrtcid's from
+        now on, before the resume's outcome is carried out (its token reaches it); a socket
+        still open under that easyrtcid here is closed (its client came back)."""
+        links = self.carrier.links
+        link = links.pop(before, None)
+        old = links.pop(easyrtcid, None)
+        if link is not None:
+            links[easyrtcid] = link
+        if old is not None and old is not link:
+            self._spawn(old.close())
+
+    def _login_answer(
+        self, peer: Peer, decision: LoginRequested, answer: LoginAnswer, ack: Ack | None
+    ) -> Step | Pending:
+        """The login's rooms' partitions read, then the core decides (their members known)."""
+        app_name, rooms = answer.app_name, answer.rooms
+        names = rooms if isinstance(rooms, dict) and rooms else {}
+        if not names and self.options.room_default_enable:
+            names = {self.options.room_default_name: None}
+        wanted = self._partitions_of(app_name, names) if isinstance(app_name, str) else set()
+        if not self._reading(wanted):
+            return self._after_gain(peer, ack, wanted, lambda: self.core.answer(decision, answer))
+        return self.core.answer(decision, answer)
 
     def _after_catching_up_join(
         self, peer: Peer, decision: JoinRequested, answer: Answer, ack: Ack | None
@@ -422,9 +493,14 @@ class PartitionedNode:
         return self._admit_join(peer, conn, step, ack)
 
     async def close(self, peer: Peer) -> Outcome:
+        cid = peer.easyrtcid
+        digest = self.holds.key_of.get(cid)
         out = self.core.close(peer)
         await self.carrier.deliver(peer, out, None)
-        self._tell(peer.easyrtcid, None)
+        self._tell(cid, None)
+        self._logins.pop(cid, None)
+        if digest is not None:  # a hold that ended (its grace ran out, server code ended it)
+            self._forget_hold(hold_name(digest))
         return out
 
     async def change(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -439,7 +515,10 @@ class PartitionedNode:
         return result
 
     def route(self, send: Push) -> ErrorCode | None:
-        """A push for a stub: to its node's inbox (dropped if nobody here knows it)."""
+        """A push for a connection held here: queued (or refused when its queue is full); for
+        a stub: to its node's inbox (dropped if nobody here knows it)."""
+        if send.to in self.holds.held:
+            return self.holds.take(send)
         node = self.where.get(send.to)
         if node is not None and node != self.node_id:
             self.inbox.send(node, send.to, send.event, send.body)
@@ -448,7 +527,12 @@ class PartitionedNode:
     def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
         by_node: dict[str, list[str]] = {}
         where = self.where
+        held = self.holds.held
+        code = None
         for cid in to:
+            if cid in held:
+                code = self.holds.take(Push(cid, send.event, send.body_for(cid))) or code
+                continue
             node = where.get(cid)
             if node is not None and node != self.node_id:
                 by_node.setdefault(node, []).append(cid)
@@ -458,7 +542,7 @@ class PartitionedNode:
                     self.inbox.send(node, cid, send.event, send.body_for(cid))
             else:
                 self.inbox.send(node, ids, send.event, send.body)
-        return None
+        return code
 
     def disconnect(self, easyrtcid: str) -> bool:
         node = self.where.get(easyrtcid)
@@ -472,7 +556,17 @@ class PartitionedNode:
             self.ledger.confirm(to, n)
 
     async def resend(self, easyrtcid: str) -> None:
-        return None
+        """Resumed here: what its client had not confirmed is sent again; its hold is off
+        the directory."""
+        digest = self.holds.key_of.get(easyrtcid)
+        if digest is not None:
+            self._forget_hold(hold_name(digest))
+        again = self.ledger.pending(easyrtcid)
+        if again:
+            out = Outcome()
+            for event, body in again:
+                out.push(easyrtcid, event, body)
+            await self.carrier.deliver(None, out, None)
 
     def _room_list(self, peer: Peer, conn: Connection, ack: Ack | None) -> Pending:
         """``getRoomList`` for the whole cluster: the rooms with members from the room
@@ -617,7 +711,7 @@ class PartitionedNode:
             self.node_id,
             app,
             cid,
-            LOGIN,
+            self._logins.get(cid, LOGIN),
             rooms,
             partial(layout.room_partition, app),
             None,
@@ -737,6 +831,7 @@ class PartitionedNode:
         if told is None:
             return []
         app, known = told
+        login = self._logins.get(cid, LOGIN)
         now = (
             {name: _entry(conn, name) for name in conn.rooms}
             if conn is not None and conn.app.name == app
@@ -752,13 +847,13 @@ class PartitionedNode:
             elif now[name] != entry:
                 changed.setdefault(layout.room_partition(app, name), {})[name] = now[name]
         for partition, names in sorted(gone.items()):
-            posted.append(self._post(partition, Leave(app, cid, LOGIN, tuple(names), self.node_id)))
+            posted.append(self._post(partition, Leave(app, cid, login, tuple(names), self.node_id)))
             for name in names:
                 del known[name]
                 self.counts.left(app, name)
             self._unneed([partition] * len(names))
         for partition, entries in sorted(changed.items()):
-            posted.append(self._post(partition, Update(app, cid, LOGIN, entries)))
+            posted.append(self._post(partition, Update(app, cid, login, entries)))
             known.update(entries)
         if not known:
             del self._told[cid]
@@ -1020,6 +1115,292 @@ class PartitionedNode:
             self.health.snapshot_failures += 1
             self.health.once("partition-snapshot", "a partition snapshot failed: %r", exc)
 
+    # -- holds: the directory and the hand-over (``partitionholds``) --------------------------
+
+    def _may_be_held_elsewhere(self, peer: Peer) -> bool:
+        """A keyed login whose key this node does not know: another node may hold it."""
+        return (
+            self.holds.grace_ms > 0
+            and peer.resume_key is not None
+            and peer.connection is None
+            and self.holds.resumes(peer) is None
+        )
+
+    def _after_handover(
+        self, peer: Peer, decision: LoginRequested, answer: LoginAnswer, ack: Ack | None
+    ) -> Pending:
+        """The login, once the node holding its key's connection handed it over (or said it
+        does not hold it, or did not answer in time: then it logs in afresh)."""
+
+        async def handed() -> Step:
+            digest = peer.resume_key
+            if digest is not None:
+                await self._take_over(hold_name(digest))
+            step = self._login_answer(peer, decision, answer, ack)
+            if isinstance(step, Outcome):
+                await self.carrier.deliver(peer, step, ack)
+                return step
+            if isinstance(step, Decision):
+                return step
+            return await step
+
+        return handed()
+
+    async def _take_over(self, name: str) -> None:
+        """Ask the node the directory names for the hold ``name``; back once it is installed
+        here, refused, or after ``HANDOVER_TIMEOUT``."""
+        try:
+            owner = await self.directory.owner(name)
+        except REDIS_ERRORS as exc:
+            self.health.once("hold-directory", "the hold directory could not be read: %r", exc)
+            return
+        if owner is None or owner == self.node_id:
+            return
+        waiting = self._handovers.get(name)
+        if waiting is None:
+            waiting = self._handovers[name] = asyncio.get_running_loop().create_future()
+            self.inbox.send(owner, "", HOLD_ASK, {"n": name, "from": self.node_id})
+        try:
+            async with asyncio.timeout(HANDOVER_TIMEOUT):
+                await asyncio.shield(waiting)
+        except TimeoutError:
+            log.warning("node %s did not hand a held connection over in time", owner)
+        finally:
+            if self._handovers.get(name) is waiting and not waiting.done():
+                del self._handovers[name]  # a late one is held here until its grace ends
+
+    def _node_message(self, kind: Any, body: Any) -> None:
+        """A message from another node to this one (not to a socket)."""
+        if type(body) is not dict or type(body.get("n")) is not str:
+            raise TypeError("not a node message")
+        if kind == HOLD_ASK and type(body.get("from")) is str:
+            self._give_hold(body["n"], body["from"])
+        elif kind == HOLD_GIVE:
+            record = Handover.from_json(body) if len(body) > 1 else None
+            if record is not None:
+                self._spawn(self._install(record))
+                return
+            waiting = self._handovers.pop(body["n"], None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(False)
+        else:
+            raise TypeError("not a node message")
+
+    def _give_hold(self, name: str, to: str) -> None:
+        """Node ``to`` asks for the hold ``name``: let it go without telling anyone (the
+        connection stays in the core as ``to``'s member) and send it there; or say it is not
+        held here."""
+        cid = self._held_names.get(name)
+        held = self.holds.held.get(cid) if cid is not None else None
+        conn = held.peer.connection if held is not None else None
+        told = self._told.get(cid) if cid is not None else None
+        digest = self.holds.key_of.get(cid) if cid is not None else None
+        if (
+            cid is None
+            or held is None
+            or conn is None
+            or digest is None
+            or told is None
+            or told[0] != conn.app.name
+            or to == self.node_id
+        ):
+            self.inbox.send(to, "", HOLD_GIVE, {"n": name})
+            return
+        app, known = told
+        record = Handover(
+            name,
+            digest,
+            cid,
+            app,
+            self._logins.get(cid, LOGIN),
+            conn.username,
+            dict(conn.presence),
+            encode_fields(conn.fields),
+            {room: dict(entry) for room, entry in known.items()},
+            [(push.event, push.body) for push in held.queue if type(push.body) is dict],
+            held.size,
+            max(0, held.until - self.core.now()),
+        )
+        self.holds.give(cid)
+        del self._held_names[name]
+        peer = held.peer
+        state = self.core.state
+        if state.peers.get(cid) is peer:
+            del state.peers[cid]
+        peer.connection = None
+        peer.superseded = True
+        detach(conn)
+        self.stubs.take(conn)
+        del self._told[cid]
+        for room in known:
+            self.counts.left(app, room)
+        self._unneed([self.layout.room_partition(app, room) for room in known])
+        self._logins.pop(cid, None)
+        self.where[cid] = to
+        self._moved[cid] = to
+        asyncio.get_running_loop().call_later(MOVED_KEPT, self._moved.pop, cid, None)
+        self.inbox.send(to, "", HOLD_GIVE, record.to_json())
+        self.carrier.released(peer)
+
+    async def _install(self, record: Handover) -> None:
+        waiting = self._handovers.pop(record.name, None)
+        installed = False
+        try:
+            installed = await self._adopt(record)
+        except Exception:  # a bug must cost one hold, not the inbox
+            log.exception("a held connection handed over could not be installed")
+        finally:
+            if waiting is not None and not waiting.done():
+                waiting.set_result(installed)
+
+    async def _adopt(self, record: Handover) -> bool:
+        """A held connection another node gave this one: its rooms' partitions read, the
+        connection built from its stub, held here for the grace it has left, then its rooms
+        joined again with the next login number (nobody is told: its entries are the same).
+        What cannot be done ends the hold as a disconnect."""
+        wanted = self._partitions_of(record.app, record.rooms)
+        self._need(wanted)
+        try:
+            try:
+                await self._gain(wanted)
+            except EngineUnavailable:
+                self._leave_handed(record)
+                return False
+            conn = self._connection_of(record)
+            if conn is None:
+                self._leave_handed(record)
+                return False
+            cid = record.cid
+            peer = Peer(cid, connection=conn, resume_key=record.digest)
+            self.core.state.peers[cid] = peer
+            queue = [Push(cid, event, body) for event, body in record.queue]
+            held = self.holds.adopt(peer, record.digest, record.left_ms, queue, record.size)
+            self._logins[cid] = record.login + 1
+            self._held_names[record.name] = cid
+            self._spawn(self._announce(record.name, record.left_ms))
+            loop = asyncio.get_running_loop()
+            loop.call_later(record.left_ms / 1000, self._adopted_due, cid, held)
+            try:
+                result = await self._ask(conn)
+            except EngineUnavailable:
+                result = "unavailable"
+            if result != "admitted":
+                log.warning("a held connection handed over could not join again: %s", result)
+                self._leave_handed(record)
+                self._adopted_due(cid, held)
+                return False
+            return True
+        finally:
+            self._unneed(wanted)
+
+    def _connection_of(self, record: Handover) -> Connection | None:
+        """The handed-over connection in this node's core, made from its stub (or anew), with
+        its identity and rooms as the record says; None if its easyrtcid is in use here."""
+        state = self.core.state
+        cid = record.cid
+        if cid in state.peers:
+            return None
+        app = state.apps.get(record.app) or state.create_app(record.app)
+        conn = self.stubs.give(app.name, cid)
+        if conn is None:
+            if cid in app.connections:
+                return None
+            conn = Connection(cid, app)
+            app.connections[cid] = conn
+        conn.username = record.username
+        conn.presence = dict(record.presence)
+        conn.fields = decode_fields(record.fields)
+        for name, entry in record.rooms.items():
+            if name not in conn.rooms:
+                when = entry.get("roomJoinTime")
+                state.join(
+                    conn,
+                    name,
+                    None,
+                    joined_at=when if type(when) is int else None,
+                    api_field=entry.get("apiField") or None,
+                )
+        state.refresh_entries(conn)
+        self.where.pop(cid, None)
+        return conn
+
+    def _leave_handed(self, record: Handover) -> None:
+        """The rooms a handed-over connection could not be installed in are told it left
+        (with the login its node gave it)."""
+        rooms: dict[int, list[str]] = {}
+        for name in record.rooms:
+            rooms.setdefault(self.layout.room_partition(record.app, name), []).append(name)
+        for partition, names in sorted(rooms.items()):
+            fact = Leave(record.app, record.cid, record.login, tuple(names), self.node_id)
+            self._post(partition, fact)
+
+    def _adopted_due(self, cid: str, held: Held) -> None:
+        """The grace of a hold handed over to this node is over (the server's timer knows
+        only the holds of its own sockets): it ends as a disconnect, unless resumed."""
+        if self.holds.held.get(cid) is held:
+            self._spawn(self._end_hold(cid))
+
+    async def _end_hold(self, cid: str) -> None:
+        """A hold ends as a disconnect: the members here told, the partitions told, the
+        ``room_left`` and ``disconnect`` hooks run (``Carrier.departed``)."""
+        digest = self.holds.key_of.get(cid)
+        peer = self.holds.end(cid)
+        if peer is None:
+            return
+        conn = peer.connection
+        out = await self.close(peer)
+        if digest is not None:
+            self._forget_hold(hold_name(digest))
+        if conn is not None:
+            self.carrier.departed([conn], out)
+
+    async def _ask_after_resume(self, peer: Peer, conn: Connection) -> None:
+        """A resume entered rooms its held connection was not in: asked of their partitions
+        afterwards; a room they refuse is left again (its members told)."""
+        try:
+            result = await self._ask(conn)
+        except EngineUnavailable:
+            result = "unavailable"
+        if result == "admitted" or peer.connection is not conn:
+            return
+        out = Outcome()
+        for name in self._untold(conn):
+            self.core.state.leave(conn, name, out)
+        await self.carrier.deliver(None, out, None)
+
+    def _not_here(self, cid: str, event: str, body: Any) -> None:
+        """A relay from another node for a socket this node does not have: queued if it is
+        held here, forwarded if it was handed over, else dropped."""
+        if cid in self.holds.held:
+            self.holds.take(Push(cid, event, body))
+            return
+        node = self._moved.get(cid)
+        if node is not None:
+            self.inbox.send(node, cid, event, body)
+
+    async def _announce(self, name: str, ttl_ms: int) -> None:
+        try:
+            await self.directory.put(name, self.node_id, ttl_ms)
+        except REDIS_ERRORS as exc:
+            self.health.once("hold-directory", "a hold could not be announced: %r", exc)
+
+    def _forget_hold(self, name: str) -> None:
+        """A hold of this node ended (resumed, expired): off the directory."""
+        if self._held_names.pop(name, None) is not None:
+            self._spawn(self._unannounce(name))
+
+    async def _unannounce(self, name: str) -> None:
+        try:
+            await self.directory.drop(name, self.node_id)
+        except REDIS_ERRORS as exc:
+            self.health.once("hold-directory", "a hold could not be taken back: %r", exc)
+
+    async def _end_holds(self) -> None:
+        """Stopping: every hold of this node ends as a disconnect (its rooms told), as the
+        other nodes would end it once this node is gone."""
+        for cid in list(self.holds.held):
+            await self._end_hold(cid)
+
     # -- other nodes ------------------------------------------------------------------------
 
     async def _reap_forever(self) -> None:
@@ -1056,14 +1437,26 @@ class PartitionedNode:
         links = self.carrier.links
         out = Outcome()
         for to, event, body in items:
+            if to == "":  # a message to this node itself
+                self._node_message(event, body)
+                continue
             if type(to) is list:
                 if type(body) is not dict or type(event) is not str:
                     raise TypeError("not a fan-out")
                 here = [cid for cid in to if cid in links]
                 if here:
                     out.sends.append(Fanout(here, event, body))
+                if len(here) < len(to):
+                    fanout = Fanout(to, event, body)
+                    for cid in to:
+                        if cid not in links:
+                            self._not_here(cid, event, fanout.body_for(cid))
                 continue
-            if to not in links or (event is None and type(body) is int):
+            if event is None and type(body) is int:
+                continue
+            if to not in links:
+                if event is not None:
+                    self._not_here(to, event, body)
                 continue
             if event is None:  # a disconnect: what came before it first
                 if out.sends:

@@ -1,0 +1,221 @@
+"""Holds and resumes on a partitioned cluster (``cluster_state = "partitioned"``, issue 23;
+``cluster.partitionholds``): a keyed client whose socket drops keeps its easyrtcid, its rooms
+and what was sent to it meanwhile, resuming on its node or on another, and the other nodes'
+members never see it leave; when the grace runs out they do.
+
+Real redis-server, real node processes (three partitioned nodes), keyed Node clients
+(socket.io-client 4, killed for a drop without goodbye) and python-socketio peers. Every wait
+is for an event, bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis.asyncio import Redis
+
+from easyrtc_server.cluster.keys import ClusterKeys
+from support.client import Client
+from support.nodes import Node, running_nodes
+from support.redisserver import running_redis
+from transport.harness import NodeClient, node_client
+
+BOUND = 30.0
+CLUSTER = "pholds"
+NODE_ENV = {
+    "EASYRTC_CLUSTER_STATE": "partitioned",
+    "EASYRTC_CLUSTER_ALIVE_TTL": "2",
+    "EASYRTC_CLUSTER_CHECK_INTERVAL": "0.2",
+}
+APP = "holds"
+ACK = {"msgType": "ack"}
+
+_names = itertools.count(1)
+
+
+def fresh_room() -> str:
+    return f"r{next(_names)}"
+
+
+@asynccontextmanager
+async def cluster(
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[tuple[Redis, list[Node]]]:
+    async with running_redis() as server:
+        redis = Redis.from_url(server.url)
+        try:
+            await redis.config_set("notify-keyspace-events", "KA")
+            async with running_nodes(
+                server.url, 3, cluster=CLUSTER, env={**NODE_ENV, **(env or {})}
+            ) as nodes:
+                yield redis, nodes
+        finally:
+            await redis.aclose()
+
+
+def auth(room: str) -> dict[str, Any]:
+    return {
+        "msgType": "authenticate",
+        "msgData": {
+            "apiVersion": "1.1.1-beta",
+            "applicationName": APP,
+            "roomJoin": {room: {"roomName": room}},
+        },
+    }
+
+
+async def keyed_login(client: NodeClient, room: str) -> tuple[str, dict[str, Any]]:
+    """A keyed client's login: its easyrtcid and the room's member list in its token."""
+    await client.expect("connect")
+    token = await client.call("easyrtcAuth", auth(room))
+    assert token["msgType"] == "token", token
+    await client.expect("message", event="easyrtcResume")
+    return token["msgData"]["easyrtcid"], token["msgData"]["roomData"][room]["clientList"]
+
+
+def keyed(key: str) -> dict[str, Any]:
+    return {"transports": ["websocket"], "auth": {"easyrtcResumeKey": key}}
+
+
+class Peer:
+    """A python-socketio member of the room: what it was told about the others."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.removed: set[str] = set()
+        self.present: set[str] = set()
+
+    @classmethod
+    async def join(cls, node: Node, room: str) -> Peer:
+        client = Client()
+        await client.connect(node.url)
+        token = await client.login(applicationName=APP, roomJoin={room: {"roomName": room}})
+        peer = cls(client)
+        peer.present = set(token["msgData"]["roomData"][room]["clientList"])
+        return peer
+
+    def _take(self, cmd: dict[str, Any]) -> None:
+        if cmd.get("msgType") != "roomData":
+            return
+        for data in cmd["msgData"]["roomData"].values():
+            delta = data.get("clientListDelta") or {}
+            gone = set(delta.get("removeClient") or {})
+            self.removed |= gone
+            self.present -= gone
+            self.present |= set(delta.get("updateClient") or {})
+            if "clientList" in data:
+                self.present = set(data["clientList"])
+
+    async def sees(self, easyrtcid: str) -> None:
+        while easyrtcid not in self.present:
+            self._take(await self.client.cmds.get())
+
+    async def told_removed(self, easyrtcid: str) -> None:
+        while easyrtcid not in self.removed:
+            self._take(await self.client.cmds.get())
+
+    async def settled(self) -> None:
+        """One round trip: every push sent to it before has come; take them."""
+        await self.client.cmd("getRoomList")
+        while not self.client.cmds.empty():
+            self._take(self.client.cmds.get_nowait())
+
+    async def send(self, to: str, n: int) -> None:
+        msg = {"msgType": "chat", "targetEasyrtcid": to, "msgData": n}
+        assert await self.client.call("easyrtcMsg", msg) == ACK
+
+
+async def held_in_directory(redis: Redis, count: int) -> None:
+    """Until ``count`` holds are named in the directory (a node noticed the drop), looking
+    again at each change of a directory key (keyspace events)."""
+    pattern = ClusterKeys(CLUSTER).hold("*")
+    async with redis.pubsub() as pubsub:
+        await pubsub.psubscribe(f"__keyspace@0__:{pattern}")
+        while len(await redis.keys(pattern)) < count:
+            await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+
+
+async def test_a_client_resumes_on_its_node_and_the_other_nodes_member_sees_no_leave() -> None:
+    room = fresh_room()
+    key = secrets.token_urlsafe(32)
+    async with cluster() as (redis, (a, b, _c)), asyncio.timeout(BOUND * 3):
+        bob = await Peer.join(b, room)
+        async with node_client("4", a.url, keyed(key)) as alice:
+            alice_id, _ = await keyed_login(alice, room)
+            await bob.sees(alice_id)
+            alice.proc.kill()  # no goodbye: the socket just drops
+            await held_in_directory(redis, 1)
+        for n in range(3):  # from another node, through a's inbox: queued in the hold
+            await bob.send(alice_id, n)
+        async with node_client("4", a.url, keyed(key)) as again:
+            resumed_id, members = await keyed_login(again, room)
+            assert resumed_id == alice_id
+            assert set(members) == {alice_id, bob.client.easyrtcid}
+            got = [await again.expect("message", event="easyrtcMsg") for _ in range(3)]
+            assert [m["data"]["msgData"] for m in got] == [0, 1, 2]
+            await bob.settled()
+            assert alice_id not in bob.removed
+            assert alice_id in bob.present
+        await bob.client.sio.disconnect()
+
+
+async def test_a_client_resumes_on_another_node_and_relays_reach_it_there() -> None:
+    room = fresh_room()
+    key = secrets.token_urlsafe(32)
+    async with cluster() as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
+        bob = await Peer.join(b, room)
+        carol = await Peer.join(c, room)
+        async with node_client("4", a.url, keyed(key)) as alice:
+            alice_id, _ = await keyed_login(alice, room)
+            await bob.sees(alice_id)
+            await carol.sees(alice_id)
+            alice.proc.kill()
+            await held_in_directory(redis, 1)
+        await carol.send(alice_id, 0)  # queued at a while held
+        async with node_client("4", b.url, keyed(key)) as again:  # the balancer chose b
+            resumed_id, members = await keyed_login(again, room)
+            assert resumed_id == alice_id
+            assert set(members) == {alice_id, bob.client.easyrtcid, carol.client.easyrtcid}
+            first = await again.expect("message", event="easyrtcMsg")
+            assert first["data"]["msgData"] == 0
+            for n in (1, 2):  # after the resume: from c to b, wherever c thinks it is
+                await carol.send(alice_id, n)
+                got = await again.expect("message", event="easyrtcMsg")
+                assert got["data"]["msgData"] == n
+            await bob.send(alice_id, 3)  # a member of b, its new node
+            got = await again.expect("message", event="easyrtcMsg")
+            assert got["data"]["msgData"] == 3
+            for peer in (bob, carol):
+                await peer.settled()
+                assert alice_id not in peer.removed
+                assert alice_id in peer.present
+            await again.send({"cmd": "disconnect"})  # a goodbye on b: everyone is told
+            await bob.told_removed(alice_id)
+            await carol.told_removed(alice_id)
+        for peer in (bob, carol):
+            await peer.client.sio.disconnect()
+
+
+async def test_when_the_grace_runs_out_the_other_nodes_are_told() -> None:
+    room = fresh_room()
+    key = secrets.token_urlsafe(32)
+    async with (
+        cluster({"EASYRTC_RESUME_GRACE": "1"}) as (redis, (a, b, _c)),
+        asyncio.timeout(BOUND * 3),
+    ):
+        bob = await Peer.join(b, room)
+        async with node_client("4", a.url, keyed(key)) as alice:
+            alice_id, _ = await keyed_login(alice, room)
+            await bob.sees(alice_id)
+            alice.proc.kill()
+            await bob.told_removed(alice_id)
+        assert not await redis.keys(ClusterKeys(CLUSTER).hold("*"))  # the directory forgot it
+        async with node_client("4", b.url, keyed(key)) as again:  # too late: a new easyrtcid
+            later_id, _ = await keyed_login(again, room)
+            assert later_id != alice_id
+        await bob.client.sio.disconnect()
