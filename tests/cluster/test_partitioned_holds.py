@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -33,6 +35,10 @@ NODE_ENV = {
     "EASYRTC_CLUSTER_CHECK_INTERVAL": "0.2",
 }
 APP = "holds"
+HOOKED_PATH = os.pathsep.join(
+    filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+)
+"""Where ``cluster.hooked_node`` is found (it logs where each hook runs)."""
 ACK = {"msgType": "ack"}
 
 _names = itertools.count(1)
@@ -219,3 +225,59 @@ async def test_when_the_grace_runs_out_the_other_nodes_are_told() -> None:
             later_id, _ = await keyed_login(again, room)
             assert later_id != alice_id
         await bob.client.sio.disconnect()
+
+
+async def test_a_draining_nodes_holds_go_to_the_other_nodes_and_nobody_is_told() -> None:
+    """SIGTERM: its keyed clients are dropped and held, resumed elsewhere; a client held
+    before the drain is handed to another node as it stops, and resumes after it stopped."""
+    room = fresh_room()
+    env = {**NODE_ENV, "PYTHONPATH": HOOKED_PATH, "EASYRTC_SHUTDOWN_DRAIN_TIME": "5"}
+    async with running_redis() as server:
+        redis = Redis.from_url(server.url)
+        await redis.config_set("notify-keyspace-events", "KA")
+        try:
+            async with (
+                running_nodes(
+                    server.url, 3, cluster=CLUSTER, env=env, module="cluster.hooked_node"
+                ) as (a, b, c),
+                asyncio.timeout(BOUND * 3),
+            ):
+                bob = await Peer.join(b, room)
+                alice_key, dave_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+                alice = Client()
+                await alice.sio.connect(
+                    a.url, transports=["websocket"], auth={"easyrtcResumeKey": alice_key}
+                )
+                token = await alice.login(applicationName=APP, roomJoin={room: {"roomName": room}})
+                alice_id = token["msgData"]["easyrtcid"]
+                async with node_client("4", a.url, keyed(dave_key)) as dave:
+                    dave_id, _ = await keyed_login(dave, room)
+                    await bob.sees(alice_id)
+                    await bob.sees(dave_id)
+                    dave.proc.kill()  # held on a before the drain
+                    await held_in_directory(redis, 1)
+                stopped = asyncio.create_task(a.stop())  # SIGTERM: a drain
+                await alice.disconnected.wait()  # dropped without a goodbye: held
+                again = Client()
+                await again.sio.connect(
+                    b.url, transports=["websocket"], auth={"easyrtcResumeKey": alice_key}
+                )
+                resumed = await again.login(
+                    applicationName=APP, roomJoin={room: {"roomName": room}}
+                )
+                assert resumed["msgData"]["easyrtcid"] == alice_id
+                assert await stopped == 0
+                async with node_client("4", c.url, keyed(dave_key)) as dave_again:
+                    resumed_id, members = await keyed_login(dave_again, room)
+                    assert resumed_id == dave_id
+                    assert set(members) == {alice_id, dave_id, bob.client.easyrtcid}
+                    await bob.settled()
+                    assert not bob.removed & {alice_id, dave_id}
+                    assert not any("hook disconnect" in line for line in a.lines), a.lines
+                    await dave_again.send({"cmd": "disconnect"})
+                    await bob.told_removed(dave_id)
+                await again.sio.disconnect()
+                await bob.told_removed(alice_id)
+                await bob.client.sio.disconnect()
+        finally:
+            await redis.aclose()

@@ -241,6 +241,9 @@ class PartitionedNode:
         """The directory's name -> a hand-over this node asked for (True: installed)."""
         self._moved: dict[str, str] = {}
         """easyrtcid of a connection this node handed over -> the node it went to."""
+        self._handed: dict[str, asyncio.Future[None]] = {}
+        """Held connections handed over as this node stops: done once a partition shows
+        them on their new node."""
 
     @property
     def role(self) -> str:
@@ -277,10 +280,10 @@ class PartitionedNode:
         """Leave the cluster: the holds end (their rooms told), the facts of the connections
         closed meanwhile are written first, each step bounded."""
         try:
-            async with asyncio.timeout(STOP_STEP_TIMEOUT):
-                await self._end_holds()
-        except TimeoutError:
-            log.warning("leaving the cluster: not every hold was ended in time")
+            async with asyncio.timeout(HANDOVER_TIMEOUT + STOP_STEP_TIMEOUT):
+                await self._hand_over_holds()
+        except (TimeoutError, *REDIS_ERRORS) as exc:
+            log.warning("leaving the cluster: not every hold was handed over (%r)", exc)
         pending = [task for task in self._tasks if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=STOP_STEP_TIMEOUT)
@@ -329,7 +332,8 @@ class PartitionedNode:
         return True
 
     def holds_outlive_stop(self) -> bool:
-        return False
+        """A hold made as this node stops is handed over to another node (``stop``)."""
+        return True
 
     def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
         step = self._receive(peer, event, data, ack)
@@ -1067,6 +1071,9 @@ class PartitionedNode:
                 case Admitted(node=node):
                     if node != self.node_id:
                         self.where[effect.cid] = node
+                        handed = self._handed.pop(effect.cid, None)
+                        if handed is not None and not handed.done():
+                            handed.set_result(None)
                         continue
                     asking = self._asking.get(effect.rid.split("~", 1)[0])
                     if asking is None:
@@ -1135,7 +1142,10 @@ class PartitionedNode:
         async def handed() -> Step:
             digest = peer.resume_key
             if digest is not None:
-                await self._take_over(hold_name(digest))
+                name = hold_name(digest)
+                asked = await self._take_over(name, None)
+                if asked is not None and self.holds.resumes(peer) is None:
+                    await self._take_over(name, asked)  # handed on meanwhile (a drain)?
             step = self._login_answer(peer, decision, answer, ack)
             if isinstance(step, Outcome):
                 await self.carrier.deliver(peer, step, ack)
@@ -1146,16 +1156,17 @@ class PartitionedNode:
 
         return handed()
 
-    async def _take_over(self, name: str) -> None:
-        """Ask the node the directory names for the hold ``name``; back once it is installed
-        here, refused, or after ``HANDOVER_TIMEOUT``."""
+    async def _take_over(self, name: str, asked: str | None) -> str | None:
+        """Ask the node the directory names for the hold ``name`` (unless it is ``asked``,
+        asked already); back once it is installed here, refused, or after
+        ``HANDOVER_TIMEOUT``. The node asked, if any."""
         try:
             owner = await self.directory.owner(name)
         except REDIS_ERRORS as exc:
             self.health.once("hold-directory", "the hold directory could not be read: %r", exc)
-            return
-        if owner is None or owner == self.node_id:
-            return
+            return None
+        if owner is None or owner == self.node_id or owner == asked:
+            return None
         waiting = self._handovers.get(name)
         if waiting is None:
             waiting = self._handovers[name] = asyncio.get_running_loop().create_future()
@@ -1168,6 +1179,7 @@ class PartitionedNode:
         finally:
             if self._handovers.get(name) is waiting and not waiting.done():
                 del self._handovers[name]  # a late one is held here until its grace ends
+        return owner
 
     def _node_message(self, kind: Any, body: Any) -> None:
         """A message from another node to this one (not to a socket)."""
@@ -1187,26 +1199,26 @@ class PartitionedNode:
             raise TypeError("not a node message")
 
     def _give_hold(self, name: str, to: str) -> None:
-        """Node ``to`` asks for the hold ``name``: let it go without telling anyone (the
-        connection stays in the core as ``to``'s member) and send it there; or say it is not
+        """Node ``to`` asks for the hold ``name``: handed over, or it is told it is not
         held here."""
         cid = self._held_names.get(name)
-        held = self.holds.held.get(cid) if cid is not None else None
-        conn = held.peer.connection if held is not None else None
-        told = self._told.get(cid) if cid is not None else None
-        digest = self.holds.key_of.get(cid) if cid is not None else None
-        if (
-            cid is None
-            or held is None
-            or conn is None
-            or digest is None
-            or told is None
-            or told[0] != conn.app.name
-            or to == self.node_id
-        ):
+        if cid is None or to == self.node_id or not self._hand_over(cid, to):
             self.inbox.send(to, "", HOLD_GIVE, {"n": name})
-            return
+
+    def _hand_over(self, cid: str, to: str) -> bool:
+        """Let the hold of ``cid`` go without telling anyone (the connection stays in the
+        core as ``to``'s member) and send it to node ``to``; False if it is not held here
+        (or is in no room the partitions know)."""
+        held = self.holds.held.get(cid)
+        conn = held.peer.connection if held is not None else None
+        told = self._told.get(cid)
+        digest = self.holds.key_of.get(cid)
+        if held is None or conn is None or digest is None or told is None:
+            return False
         app, known = told
+        if app != conn.app.name:
+            return False
+        name = hold_name(digest)
         record = Handover(
             name,
             digest,
@@ -1222,7 +1234,7 @@ class PartitionedNode:
             max(0, held.until - self.core.now()),
         )
         self.holds.give(cid)
-        del self._held_names[name]
+        self._held_names.pop(name, None)
         peer = held.peer
         state = self.core.state
         if state.peers.get(cid) is peer:
@@ -1241,6 +1253,7 @@ class PartitionedNode:
         asyncio.get_running_loop().call_later(MOVED_KEPT, self._moved.pop, cid, None)
         self.inbox.send(to, "", HOLD_GIVE, record.to_json())
         self.carrier.released(peer)
+        return True
 
     async def _install(self, record: Handover) -> None:
         waiting = self._handovers.pop(record.name, None)
@@ -1368,11 +1381,15 @@ class PartitionedNode:
             self.core.state.leave(conn, name, out)
         await self.carrier.deliver(None, out, None)
 
-    def _not_here(self, cid: str, event: str, body: Any) -> None:
+    def _not_here(self, cid: str, event: str | None, body: Any) -> None:
         """A relay from another node for a socket this node does not have: queued if it is
-        held here, forwarded if it was handed over, else dropped."""
+        held here (a disconnect ends its hold), forwarded if it was handed over, else
+        dropped."""
         if cid in self.holds.held:
-            self.holds.take(Push(cid, event, body))
+            if event is not None:
+                self.holds.take(Push(cid, event, body))
+            elif body is None:
+                self._spawn(self._end_hold(cid))
             return
         node = self._moved.get(cid)
         if node is not None:
@@ -1395,11 +1412,30 @@ class PartitionedNode:
         except REDIS_ERRORS as exc:
             self.health.once("hold-directory", "a hold could not be taken back: %r", exc)
 
-    async def _end_holds(self) -> None:
-        """Stopping: every hold of this node ends as a disconnect (its rooms told), as the
-        other nodes would end it once this node is gone."""
-        for cid in list(self.holds.held):
-            await self._end_hold(cid)
+    async def _hand_over_holds(self) -> None:
+        """Stopping: the holds of this node go to the other nodes alive, in turn, each until
+        its rooms' partitions show it there (then this node may leave the cluster: its
+        ``node-gone`` no longer concerns them). A hold no node takes in time ends as a
+        disconnect, its rooms told; one handed over whose new node did not show up in time
+        leaves its rooms when the other nodes reap this one."""
+        held = list(self.holds.held)
+        if not held:
+            return
+        try:
+            others = sorted(set(await self.registry.alive_nodes()) - {self.node_id})
+        except REDIS_ERRORS:
+            others = []
+        shown: list[asyncio.Future[None]] = []
+        loop = asyncio.get_running_loop()
+        for i, cid in enumerate(held):
+            if others and self._hand_over(cid, others[i % len(others)]):
+                shown.append(self._handed.setdefault(cid, loop.create_future()))
+            else:
+                await self._end_hold(cid)
+        if shown:
+            _, late = await asyncio.wait(shown, timeout=HANDOVER_TIMEOUT)
+            if late:
+                log.warning("leaving the cluster: %d held connections not taken in time", len(late))
 
     # -- other nodes ------------------------------------------------------------------------
 
@@ -1455,8 +1491,7 @@ class PartitionedNode:
             if event is None and type(body) is int:
                 continue
             if to not in links:
-                if event is not None:
-                    self._not_here(to, event, body)
+                self._not_here(to, event, body)
                 continue
             if event is None:  # a disconnect: what came before it first
                 if out.sends:
