@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -205,6 +206,26 @@ async def test_a_client_resumes_on_another_node_and_relays_reach_it_there() -> N
             await carol.told_removed(alice_id)
         for peer in (bob, carol):
             await peer.client.sio.disconnect()
+
+
+async def test_a_client_back_on_another_node_before_its_drop_was_noticed_takes_it_over() -> None:
+    room = fresh_room()
+    key = secrets.token_urlsafe(32)
+    async with cluster() as (_redis, (a, b, c)), asyncio.timeout(BOUND * 3):
+        carol = await Peer.join(c, room)
+        async with node_client("4", a.url, keyed(key)) as alice:
+            alice_id, _ = await keyed_login(alice, room)
+            await carol.sees(alice_id)
+            os.kill(alice.proc.pid, signal.SIGSTOP)  # silent: its socket stays open on a
+            async with node_client("4", b.url, keyed(key)) as again:
+                resumed_id, _ = await keyed_login(again, room)
+                assert resumed_id == alice_id
+                await carol.send(alice_id, 1)
+                got = await again.expect("message", event="easyrtcMsg")
+                assert got["data"]["msgData"] == 1
+                await carol.settled()
+                assert alice_id not in carol.removed
+        await carol.client.sio.disconnect()
 
 
 async def test_when_the_grace_runs_out_the_other_nodes_are_told() -> None:

@@ -128,6 +128,9 @@ joins again there with the next one (``partitionholds``)."""
 HANDOVER_TIMEOUT: Final = 5.0
 """Seconds a keyed login waits for the node holding its connection to hand it over; then it
 logs in afresh (a hand-over that comes later is held here until its grace ends)."""
+LIVE_NAMED_MS: Final = 86_400_000
+"""How long the directory names the node of a keyed connection that has not dropped (a node
+that dies leaves its names behind this long at most; a hold names it again for its grace)."""
 MOVED_KEPT: Final = 30.0
 """Seconds a node forwards relays for a connection it handed over (other nodes' stubs point to
 it until they read the connection's new join)."""
@@ -235,12 +238,18 @@ class PartitionedNode:
         self.directory = HoldDirectory(self.redis, self.keys)
         self._logins: dict[str, int] = {}
         """easyrtcid -> its login number, where not ``LOGIN`` (taken over from another node)."""
-        self._held_names: dict[str, str] = {}
-        """The directory's name of each hold of this node -> its easyrtcid."""
+        self._named: dict[str, str] = {}
+        """The directory's name of each keyed connection of this node (live or held) -> its
+        easyrtcid."""
         self._handovers: dict[str, asyncio.Future[bool]] = {}
         """The directory's name -> a hand-over this node asked for (True: installed)."""
         self._moved: dict[str, str] = {}
         """easyrtcid of a connection this node handed over -> the node it went to."""
+        self._moved_names: dict[str, str] = {}
+        """The directory's name of a connection this node handed over -> the node it went
+        to (an ask that comes here still goes on there)."""
+        self._installing: dict[str, asyncio.Future[bool]] = {}
+        """The directory's name -> a hand-over to this node being installed."""
         self._handed: dict[str, asyncio.Future[None]] = {}
         """Held connections handed over as this node stops: done once a partition shows
         them on their new node."""
@@ -321,13 +330,14 @@ class PartitionedNode:
         if not self.core.hold(peer):
             return False
         cid = peer.easyrtcid
+
         unconfirmed = self.ledger.take(cid)
         if unconfirmed:
             self.holds.requeue(cid, [Push(cid, event, body) for event, body in unconfirmed])
         digest = self.holds.key_of.get(cid)
         if digest is not None:
             name = hold_name(digest)
-            self._held_names[name] = cid
+            self._named[name] = cid
             self._spawn(self._announce(name, self.holds.grace_ms))
         return True
 
@@ -427,12 +437,24 @@ class PartitionedNode:
         step = self.core.answer(decision, answer)
         if peer.easyrtcid != before:  # its login resumed a held connection
             self._took_over(before, peer.easyrtcid)
+        if isinstance(decision, LoginAdmitted) and peer.resume_key is not None:
+            self._name_keyed(peer)
         conn = peer.connection
         if conn is not None and peer.easyrtcid in self._told:
             self._tell(peer.easyrtcid, conn)
             if self._untold(conn):  # a resume entered rooms it was not in when held
                 self._spawn(self._ask_after_resume(peer, conn))
         return step
+
+    def _name_keyed(self, peer: Peer) -> None:
+        """A keyed login (or resume) done: the directory names this node for its key, so a
+        client that comes back elsewhere before this node noticed its socket drop finds it."""
+        cid, digest = peer.easyrtcid, peer.resume_key
+        if digest is None or peer.connection is None or self.holds.key_of.get(cid) != digest:
+            return
+        name = hold_name(digest)
+        self._named[name] = cid
+        self._spawn(self._announce(name, LIVE_NAMED_MS))
 
     def _took_over(self, before: str, easyrtcid: str) -> None:
         """A login (``before``) resumed ``easyrtcid``: its socket is that easyrtcid's from
@@ -560,11 +582,7 @@ class PartitionedNode:
             self.ledger.confirm(to, n)
 
     async def resend(self, easyrtcid: str) -> None:
-        """Resumed here: what its client had not confirmed is sent again; its hold is off
-        the directory."""
-        digest = self.holds.key_of.get(easyrtcid)
-        if digest is not None:
-            self._forget_hold(hold_name(digest))
+        """Resumed here: what its client had not confirmed is sent again."""
         again = self.ledger.pending(easyrtcid)
         if again:
             out = Outcome()
@@ -1190,6 +1208,8 @@ class PartitionedNode:
         elif kind == HOLD_GIVE:
             record = Handover.from_json(body) if len(body) > 1 else None
             if record is not None:
+                loop = asyncio.get_running_loop()
+                self._installing.setdefault(record.name, loop.create_future())
                 self._spawn(self._install(record))
                 return
             waiting = self._handovers.pop(body["n"], None)
@@ -1199,11 +1219,37 @@ class PartitionedNode:
             raise TypeError("not a node message")
 
     def _give_hold(self, name: str, to: str) -> None:
-        """Node ``to`` asks for the hold ``name``: handed over, or it is told it is not
-        held here."""
-        cid = self._held_names.get(name)
+        """Node ``to`` asks for the connection of the key named ``name``: handed over, or it
+        is told it is not here. One still live here (its client came back elsewhere before
+        this node noticed the drop) is held first, its socket closed, as one process lets a
+        key take its live connection over."""
+        installing = self._installing.get(name)
+        if installing is not None:  # handed to this node a moment ago: on once it is here
+            self._spawn(self._give_once_installed(installing, name, to))
+            return
+        moved = self._moved_names.get(name)
+        if moved is not None and moved != to:  # handed on already: asked there
+            self.inbox.send(moved, "", HOLD_ASK, {"n": name, "from": to})
+            return
+        cid = self._named.get(name)
+        if cid is not None and to != self.node_id and cid not in self.holds.held:
+            self._hold_live(cid)
         if cid is None or to == self.node_id or not self._hand_over(cid, to):
             self.inbox.send(to, "", HOLD_GIVE, {"n": name})
+
+    async def _give_once_installed(
+        self, installing: asyncio.Future[bool], name: str, to: str
+    ) -> None:
+        await asyncio.wait([installing])
+        self._give_hold(name, to)
+
+    def _hold_live(self, cid: str) -> None:
+        peer = self.core.state.peers.get(cid)
+        link = self.carrier.links.get(cid)
+        if peer is None or link is None or not self.hold(peer):
+            return
+        del self.carrier.links[cid]
+        self._spawn(link.close())  # superseded by then: its close tells nobody
 
     def _hand_over(self, cid: str, to: str) -> bool:
         """Let the hold of ``cid`` go without telling anyone (the connection stays in the
@@ -1234,7 +1280,7 @@ class PartitionedNode:
             max(0, held.until - self.core.now()),
         )
         self.holds.give(cid)
-        self._held_names.pop(name, None)
+        self._named.pop(name, None)
         peer = held.peer
         state = self.core.state
         if state.peers.get(cid) is peer:
@@ -1250,7 +1296,10 @@ class PartitionedNode:
         self._logins.pop(cid, None)
         self.where[cid] = to
         self._moved[cid] = to
-        asyncio.get_running_loop().call_later(MOVED_KEPT, self._moved.pop, cid, None)
+        self._moved_names[name] = to
+        loop = asyncio.get_running_loop()
+        loop.call_later(MOVED_KEPT, self._moved.pop, cid, None)
+        loop.call_later(MOVED_KEPT, self._moved_names.pop, name, None)
         self.inbox.send(to, "", HOLD_GIVE, record.to_json())
         self.carrier.released(peer)
         return True
@@ -1263,14 +1312,16 @@ class PartitionedNode:
         except Exception:  # a bug must cost one hold, not the inbox
             log.exception("a held connection handed over could not be installed")
         finally:
-            if waiting is not None and not waiting.done():
-                waiting.set_result(installed)
+            for done in (waiting, self._installing.pop(record.name, None)):
+                if done is not None and not done.done():
+                    done.set_result(installed)
 
     async def _adopt(self, record: Handover) -> bool:
         """A held connection another node gave this one: its rooms' partitions read, the
         connection built from its stub, held here for the grace it has left, then its rooms
         joined again with the next login number (nobody is told: its entries are the same).
         What cannot be done ends the hold as a disconnect."""
+        self._spawn(self._announce(record.name, record.left_ms))  # asked here from now on
         wanted = self._partitions_of(record.app, record.rooms)
         self._need(wanted)
         try:
@@ -1289,8 +1340,7 @@ class PartitionedNode:
             queue = [Push(cid, event, body) for event, body in record.queue]
             held = self.holds.adopt(peer, record.digest, record.left_ms, queue, record.size)
             self._logins[cid] = record.login + 1
-            self._held_names[record.name] = cid
-            self._spawn(self._announce(record.name, record.left_ms))
+            self._named[record.name] = cid
             loop = asyncio.get_running_loop()
             loop.call_later(record.left_ms / 1000, self._adopted_due, cid, held)
             try:
@@ -1339,7 +1389,8 @@ class PartitionedNode:
 
     def _leave_handed(self, record: Handover) -> None:
         """The rooms a handed-over connection could not be installed in are told it left
-        (with the login its node gave it)."""
+        (with the login its node gave it); the directory forgets it."""
+        self._spawn(self._unannounce(record.name))
         rooms: dict[int, list[str]] = {}
         for name in record.rooms:
             rooms.setdefault(self.layout.room_partition(record.app, name), []).append(name)
@@ -1403,7 +1454,7 @@ class PartitionedNode:
 
     def _forget_hold(self, name: str) -> None:
         """A hold of this node ended (resumed, expired): off the directory."""
-        if self._held_names.pop(name, None) is not None:
+        if self._named.pop(name, None) is not None:
             self._spawn(self._unannounce(name))
 
     async def _unannounce(self, name: str) -> None:
