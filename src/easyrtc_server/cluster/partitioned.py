@@ -21,13 +21,17 @@ as stubs (``stubs``). What it does:
 - a relay to a stub goes to its node's inbox (``inbox``), as in the log cluster;
 - a node whose alive key expired is reaped by every node that shows its members: ``node-gone``
   to each partition it reads (idempotent);
+- a keyed connection whose socket dropped is held here (its partitions not told, relays for it
+  queued, from the inbox too); a login with its key on another node takes it over there
+  (``partitionholds``: the directory, the hand-over, the next login number); a node that stops
+  hands its holds to the others;
 - any reader of a partition may snapshot it (``PartitionSnapshots``, one per lock period).
 
 ``max_rooms_per_app`` is counted by room-name claims in Redis (``roomclaims``), ``getRoomList``
 answered from the cluster's room counts (``roomcounts``). What it does not do yet (README,
-"Partitioned state"): holds and resumes, sessions and groups across nodes, server code's
-changes beyond this node, the ordering of relays against facts, the push API, queries and admin
-API for the whole cluster (this node's view).
+"Partitioned state"): holds that outlive a node's death, sessions and groups across nodes,
+server code's changes beyond this node, the ordering of relays against facts, the push API,
+queries and admin API for the whole cluster (this node's view).
 """
 
 from __future__ import annotations
