@@ -331,18 +331,23 @@ class PartitionedNode:
     def hold(self, peer: Peer) -> bool:
         """Held here, as in one process: its partitions are not told, what its client had
         not confirmed goes first in its queue, and the directory names this node."""
-        if not self.core.hold(peer):
+        if not self._hold(peer):
             return False
         cid = peer.easyrtcid
-
-        unconfirmed = self.ledger.take(cid)
-        if unconfirmed:
-            self.holds.requeue(cid, [Push(cid, event, body) for event, body in unconfirmed])
         digest = self.holds.key_of.get(cid)
         if digest is not None:
             name = hold_name(digest)
             self._named[name] = cid
             self._spawn(self._announce(name, self.holds.grace_ms))
+        return True
+
+    def _hold(self, peer: Peer) -> bool:
+        if not self.core.hold(peer):
+            return False
+        cid = peer.easyrtcid
+        unconfirmed = self.ledger.take(cid)
+        if unconfirmed:
+            self.holds.requeue(cid, [Push(cid, event, body) for event, body in unconfirmed])
         return True
 
     def holds_outlive_stop(self) -> bool:
@@ -1250,8 +1255,8 @@ class PartitionedNode:
     def _hold_live(self, cid: str) -> None:
         peer = self.core.state.peers.get(cid)
         link = self.carrier.links.get(cid)
-        if peer is None or link is None or not self.hold(peer):
-            return
+        if peer is None or link is None or not self._hold(peer):
+            return  # (not announced: it is handed over at once)
         del self.carrier.links[cid]
         self._spawn(link.close())  # superseded by then: its close tells nobody
 
