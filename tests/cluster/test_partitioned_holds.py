@@ -302,3 +302,41 @@ async def test_a_draining_nodes_holds_go_to_the_other_nodes_and_nobody_is_told()
                 await bob.client.sio.disconnect()
         finally:
             await redis.aclose()
+
+
+async def test_a_hold_handed_over_at_a_stop_ends_on_its_new_node_when_the_grace_runs_out() -> None:
+    room = fresh_room()
+    env = {
+        **NODE_ENV,
+        "PYTHONPATH": HOOKED_PATH,
+        "EASYRTC_SHUTDOWN_DRAIN_TIME": "5",
+        "EASYRTC_RESUME_GRACE": "4",
+    }
+    async with running_redis() as server:
+        redis = Redis.from_url(server.url)
+        await redis.config_set("notify-keyspace-events", "KA")
+        try:
+            async with (
+                running_nodes(
+                    server.url, 3, cluster=CLUSTER, env=env, module="cluster.hooked_node"
+                ) as (a, b, c),
+                asyncio.timeout(BOUND * 3),
+            ):
+                bob = await Peer.join(b, room)
+                async with node_client("4", a.url, keyed(secrets.token_urlsafe(32))) as eve:
+                    eve_id, _ = await keyed_login(eve, room)
+                    await bob.sees(eve_id)
+                    eve.proc.kill()
+                    await held_in_directory(redis, 1)
+                assert await a.stop() == 0  # handed over as it stopped
+                await bob.told_removed(eve_id)  # its grace ran out on its new node
+                ended = f"hook disconnect of {eve_id} ran here"
+                waits = [asyncio.ensure_future(node.wait_for_line(ended)) for node in (b, c)]
+                done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for wait in pending:
+                    wait.cancel()
+                assert [wait.result() for wait in done]  # once, where it went
+                assert not any(ended in line for line in a.lines)
+                await bob.client.sio.disconnect()
+        finally:
+            await redis.aclose()
