@@ -340,3 +340,24 @@ async def test_a_hold_handed_over_at_a_stop_ends_on_its_new_node_when_the_grace_
                 await bob.client.sio.disconnect()
         finally:
             await redis.aclose()
+
+
+async def test_a_killed_nodes_holds_die_with_it_and_their_clients_come_back_anew() -> None:
+    """What the partitioned cluster does not keep (the log cluster does): a ``kill -9``'d
+    node's held client leaves its rooms when the node is reaped, and logs in afresh."""
+    room = fresh_room()
+    key = secrets.token_urlsafe(32)
+    async with cluster() as (redis, (a, b, _c)), asyncio.timeout(BOUND * 3):
+        bob = await Peer.join(b, room)
+        async with node_client("4", a.url, keyed(key)) as alice:
+            alice_id, _ = await keyed_login(alice, room)
+            await bob.sees(alice_id)
+            alice.proc.kill()
+            await held_in_directory(redis, 1)
+        await a.kill()
+        await bob.told_removed(alice_id)
+        async with node_client("4", b.url, keyed(key)) as again:
+            later_id, members = await keyed_login(again, room)
+            assert later_id != alice_id
+            assert alice_id not in members
+        await bob.client.sio.disconnect()

@@ -1192,8 +1192,8 @@ class PartitionedNode:
         except REDIS_ERRORS as exc:
             self.health.once("hold-directory", "the hold directory could not be read: %r", exc)
             return None
-        if owner is None or owner == self.node_id or owner == asked:
-            return None
+        if owner is None or owner == self.node_id or owner == asked or owner in self._reaped:
+            return None  # (a dead node's holds died with it)
         waiting = self._handovers.get(name)
         if waiting is None:
             waiting = self._handovers[name] = asyncio.get_running_loop().create_future()
