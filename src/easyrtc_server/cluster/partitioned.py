@@ -290,8 +290,8 @@ class PartitionedNode:
         )
 
     async def stop(self) -> None:
-        """Leave the cluster: the holds end (their rooms told), the facts of the connections
-        closed meanwhile are written first, each step bounded."""
+        """Leave the cluster: the holds go to the other nodes (``_hand_over_holds``), the
+        facts of the connections closed meanwhile are written first, each step bounded."""
         try:
             async with asyncio.timeout(HANDOVER_TIMEOUT + STOP_STEP_TIMEOUT):
                 await self._hand_over_holds()
