@@ -361,3 +361,20 @@ async def test_a_killed_nodes_holds_die_with_it_and_their_clients_come_back_anew
             assert later_id != alice_id
             assert alice_id not in members
         await bob.client.sio.disconnect()
+
+
+async def test_a_hold_handed_away_no_longer_counts_on_its_old_node() -> None:
+    """``max_connections``: a held socket counts on its node until it is handed over."""
+    room = fresh_room()
+    key = secrets.token_urlsafe(32)
+    async with cluster({"EASYRTC_MAX_CONNECTIONS": "2"}) as (redis, (a, b, _c)):
+        async with asyncio.timeout(BOUND * 3):
+            async with node_client("4", a.url, keyed(key)) as alice:
+                await keyed_login(alice, room)
+                alice.proc.kill()
+                await held_in_directory(redis, 1)
+            async with node_client("4", b.url, keyed(key)) as again:
+                await keyed_login(again, room)
+                peers = [await Peer.join(a, room), await Peer.join(a, room)]  # both fit
+                for peer in peers:
+                    await peer.client.sio.disconnect()
