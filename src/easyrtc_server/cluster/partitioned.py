@@ -239,7 +239,8 @@ class PartitionedNode:
         self._posted: dict[int, int] = {}
         """partition -> the number of the last fact this node posted there and had written,
         until it is known applied (``_own_facts_applied``)."""
-        self.directory = HoldDirectory(self.redis, self.keys)
+        self.directory = HoldDirectory(self.redis, self.keys, self.health)
+        """Which node holds each keyed connection (``partitionholds``)."""
         self._logins: dict[str, int] = {}
         """easyrtcid -> its login number, where not ``LOGIN`` (taken over from another node)."""
         self._named: dict[str, str] = {}
@@ -279,6 +280,7 @@ class PartitionedNode:
             asyncio.create_task(self.writer.run(), name="partition-writer"),
             asyncio.create_task(self.counts.run(), name="room-counts"),
             asyncio.create_task(self.claims.run(), name="room-claims"),
+            asyncio.create_task(self.directory.run(), name="hold-directory"),
             asyncio.create_task(self._read_forever(), name="partition-reader"),
             asyncio.create_task(self._reap_forever(), name="partition-reaper"),
         ]
@@ -338,7 +340,7 @@ class PartitionedNode:
         if digest is not None:
             name = hold_name(digest)
             self._named[name] = cid
-            self._spawn(self._announce(name, self.holds.grace_ms))
+            self.directory.put(name, self.node_id, self.holds.grace_ms)
         return True
 
     def _hold(self, peer: Peer) -> bool:
@@ -463,7 +465,7 @@ class PartitionedNode:
             return
         name = hold_name(digest)
         self._named[name] = cid
-        self._spawn(self._announce(name, LIVE_NAMED_MS))
+        self.directory.put(name, self.node_id, LIVE_NAMED_MS)
 
     def _took_over(self, before: str, easyrtcid: str) -> None:
         """A login (``before``) resumed ``easyrtcid``: its socket is that easyrtcid's from
@@ -1236,11 +1238,11 @@ class PartitionedNode:
         if installing is not None:  # handed to this node a moment ago: on once it is here
             self._spawn(self._give_once_installed(installing, name, to))
             return
+        cid = self._named.get(name)
         moved = self._moved_names.get(name)
-        if moved is not None and moved != to:  # handed on already: asked there
+        if cid is None and moved is not None and moved != to:  # handed on: asked there
             self.inbox.send(moved, "", HOLD_ASK, {"n": name, "from": to})
             return
-        cid = self._named.get(name)
         if cid is not None and to != self.node_id and cid not in self.holds.held:
             self._hold_live(cid)
         if cid is None or to == self.node_id or not self._hand_over(cid, to):
@@ -1330,7 +1332,9 @@ class PartitionedNode:
         connection built from its stub, held here for the grace it has left, then its rooms
         joined again with the next login number (nobody is told: its entries are the same).
         What cannot be done ends the hold as a disconnect."""
-        self._spawn(self._announce(record.name, record.left_ms))  # asked here from now on
+        self.directory.put(record.name, self.node_id, record.left_ms)  # asked here from now on
+        self._moved_names.pop(record.name, None)  # (back here, if it was here before)
+        self._moved.pop(record.cid, None)
         wanted = self._partitions_of(record.app, record.rooms)
         self._need(wanted)
         try:
@@ -1399,7 +1403,7 @@ class PartitionedNode:
     def _leave_handed(self, record: Handover) -> None:
         """The rooms a handed-over connection could not be installed in are told it left
         (with the login its node gave it); the directory forgets it."""
-        self._spawn(self._unannounce(record.name))
+        self.directory.drop(record.name, self.node_id)
         rooms: dict[int, list[str]] = {}
         for name in record.rooms:
             rooms.setdefault(self.layout.room_partition(record.app, name), []).append(name)
@@ -1455,22 +1459,10 @@ class PartitionedNode:
         if node is not None:
             self.inbox.send(node, cid, event, body)
 
-    async def _announce(self, name: str, ttl_ms: int) -> None:
-        try:
-            await self.directory.put(name, self.node_id, ttl_ms)
-        except REDIS_ERRORS as exc:
-            self.health.once("hold-directory", "a hold could not be announced: %r", exc)
-
     def _forget_hold(self, name: str) -> None:
         """A hold of this node ended (resumed, expired): off the directory."""
         if self._named.pop(name, None) is not None:
-            self._spawn(self._unannounce(name))
-
-    async def _unannounce(self, name: str) -> None:
-        try:
-            await self.directory.drop(name, self.node_id)
-        except REDIS_ERRORS as exc:
-            self.health.once("hold-directory", "a hold could not be taken back: %r", exc)
+            self.directory.drop(name, self.node_id)
 
     async def _hand_over_holds(self) -> None:
         """Stopping: the holds of this node go to the other nodes alive, in turn, each until

@@ -26,6 +26,7 @@ form, and knows nothing of sockets, partitions or facts.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import deque
 from dataclasses import dataclass
@@ -34,9 +35,10 @@ from typing import Any, Final
 from ..protocol.hold import Held, Holds
 from ..protocol.model import Connection, Peer
 from ..protocol.outcome import Json, Push
+from .health import ReaderHealth
 from .keys import ClusterKeys
 from .luascript import LuaScript
-from .redisclient import AsyncClient
+from .redisclient import REDIS_ERRORS, AsyncClient
 
 HOLD_ASK: Final = "hold-ask"
 """Inbox message ``{"n": name, "from": node}``: hand the hold named ``name`` over to ``node``."""
@@ -179,22 +181,79 @@ def detach(conn: Connection) -> None:
 
 
 class HoldDirectory:
-    """Which node holds each hold: ``keys.hold(name)`` -> node id, with the grace as TTL."""
+    """Which node holds each keyed connection: ``keys.hold(name)`` -> node id, with a TTL.
+    What is asked in one event-loop pass goes in one pipeline (its owner runs ``run``): a
+    storm of keyed logins or drops holds one connection, not one per client; the writes of
+    one name keep their order (the last asked in a pass wins)."""
 
-    def __init__(self, redis: AsyncClient, keys: ClusterKeys) -> None:
+    def __init__(self, redis: AsyncClient, keys: ClusterKeys, health: ReaderHealth) -> None:
         self.redis = redis
         self.keys = keys
+        self.health = health
         self._drop = LuaScript(redis, _DROP_IF_OWNER)
+        self._writes: dict[str, tuple[str, int | None]] = {}
+        """name -> (node, TTL ms) to set, or (node, None) to delete if it still names it."""
+        self._reads: list[tuple[str, asyncio.Future[Any]]] = []
+        self._due = asyncio.Event()
 
-    async def put(self, name: str, node: str, ttl_ms: int) -> None:
-        await self.redis.set(self.keys.hold(name), node, px=max(1, ttl_ms + DIRECTORY_SLACK_MS))
+    def put(self, name: str, node: str, ttl_ms: int) -> None:
+        self._writes.pop(name, None)  # (re-inserted last: after the others of this pass)
+        self._writes[name] = (node, max(1, ttl_ms + DIRECTORY_SLACK_MS))
+        self._due.set()
+
+    def drop(self, name: str, node: str) -> None:
+        """The connection ended at ``node``: its name goes, unless another node has it now."""
+        self._writes.pop(name, None)
+        self._writes[name] = (node, None)
+        self._due.set()
 
     async def owner(self, name: str) -> str | None:
-        raw = await self.redis.get(self.keys.hold(name))
+        """The node named for ``name``, or None. Raises what Redis answered."""
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._reads.append((name, answered))
+        self._due.set()
+        raw = await answered
         if raw is None:
             return None
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
-    async def drop(self, name: str, node: str) -> None:
-        """The hold ended at ``node``: its key goes, unless another node holds it now."""
-        await self._drop.run([self.keys.hold(name)], [node])
+    async def run(self) -> None:
+        """The directory's loop (the owner runs it as a task and cancels it)."""
+        while True:
+            await self._due.wait()
+            await asyncio.sleep(0)  # one more loop pass: what is asked in it joins the batch
+            self._due.clear()
+            writes, self._writes = self._writes, {}
+            reads, self._reads = self._reads, []
+            await self._send(writes, reads)
+
+    async def _send(
+        self,
+        writes: dict[str, tuple[str, int | None]],
+        reads: list[tuple[str, asyncio.Future[Any]]],
+    ) -> None:
+        hold = self.keys.hold
+        drops = [([hold(name)], [node]) for name, (node, ttl) in writes.items() if ttl is None]
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name, (node, ttl) in writes.items():
+                    if ttl is not None:
+                        pipe.set(hold(name), node, px=ttl)
+                for name, _ in reads:
+                    pipe.get(hold(name))
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if drops:
+                replies.extend(await self._drop.run_all(drops))
+        except REDIS_ERRORS as exc:
+            replies = [exc] * (len(writes) + len(reads))
+        failed = [reply for reply in replies if isinstance(reply, BaseException)]
+        if failed:
+            self.health.once("hold-directory", "the hold directory failed: %r", failed[0])
+        got = replies[len(writes) - len(drops) :]
+        for (_, answered), reply in zip(reads, got, strict=False):
+            if answered.done():
+                continue
+            if isinstance(reply, BaseException):
+                answered.set_exception(reply)
+            else:
+                answered.set_result(reply)
