@@ -255,6 +255,9 @@ class PartitionedNode:
         to (an ask that comes here still goes on there)."""
         self._installing: dict[str, asyncio.Future[bool]] = {}
         """The directory's name -> a hand-over to this node being installed."""
+        self._arriving: dict[str, list[Push]] = {}
+        """easyrtcid of a hand-over being installed -> the relays that came for it meanwhile
+        (queued in its hold once it is installed)."""
         self._handed: dict[str, asyncio.Future[None]] = {}
         """Held connections handed over as this node stops: done once a partition shows
         them on their new node."""
@@ -1221,6 +1224,7 @@ class PartitionedNode:
             if record is not None:
                 loop = asyncio.get_running_loop()
                 self._installing.setdefault(record.name, loop.create_future())
+                self._arriving.setdefault(record.cid, [])
                 self._spawn(self._install(record))
                 return
             waiting = self._handovers.pop(body["n"], None)
@@ -1323,6 +1327,7 @@ class PartitionedNode:
         except Exception:  # a bug must cost one hold, not the inbox
             log.exception("a held connection handed over could not be installed")
         finally:
+            self._arriving.pop(record.cid, None)
             for done in (waiting, self._installing.pop(record.name, None)):
                 if done is not None and not done.done():
                     done.set_result(installed)
@@ -1352,6 +1357,7 @@ class PartitionedNode:
             self.core.state.peers[cid] = peer
             queue = [Push(cid, event, body) for event, body in record.queue]
             held = self.holds.adopt(peer, record.digest, record.left_ms, queue, record.size)
+            self.holds.requeue(cid, self._arriving.pop(cid, []), first=False)
             self._logins[cid] = record.login + 1
             self._named[record.name] = cid
             loop = asyncio.get_running_loop()
@@ -1447,13 +1453,18 @@ class PartitionedNode:
 
     def _not_here(self, cid: str, event: str | None, body: Any) -> None:
         """A relay from another node for a socket this node does not have: queued if it is
-        held here (a disconnect ends its hold), forwarded if it was handed over, else
-        dropped."""
+        held here or being handed over to it (a disconnect ends its hold), forwarded if it was
+        handed on, else dropped."""
         if cid in self.holds.held:
             if event is not None:
                 self.holds.take(Push(cid, event, body))
             elif body is None:
                 self._spawn(self._end_hold(cid))
+            return
+        arriving = self._arriving.get(cid)
+        if arriving is not None:  # handed over to this node, being installed
+            if event is not None and type(body) is dict and "senderEasyrtcid" in body:
+                arriving.append(Push(cid, event, body))
             return
         node = self._moved.get(cid)
         if node is not None:
