@@ -37,6 +37,7 @@ queries and admin API for the whole cluster (this node's view).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections import Counter
@@ -259,8 +260,9 @@ class PartitionedNode:
         """easyrtcid of a hand-over being installed -> the relays that came for it meanwhile
         (queued in its hold once it is installed)."""
         self._handed: dict[str, asyncio.Future[None]] = {}
-        """Held connections handed over as this node stops: done once a partition shows
-        them on their new node."""
+        """Held connections handed over, until a partition shows them on their new node (or
+        gone): a node that stops waits for them (other nodes' relays still come here until
+        then, and are forwarded)."""
 
     @property
     def role(self) -> str:
@@ -1115,6 +1117,9 @@ class PartitionedNode:
                 case Left(node=node):
                     if node != self.node_id and (effect.app, effect.cid) not in self.stubs.members:
                         self.where.pop(effect.cid, None)
+                    handed = self._handed.pop(effect.cid, None)
+                    if handed is not None and not handed.done():
+                        handed.set_result(None)
                 case RoomRemoved(app=app, room=room) if _by(fact) == self.node_id:
                     if self._limit and room != self._default_room:  # its fact removed it
                         self.claims.give_back(app, [room])
@@ -1317,6 +1322,8 @@ class PartitionedNode:
         loop.call_later(MOVED_KEPT, self._moved_names.pop, name, None)
         self.inbox.send(to, "", HOLD_GIVE, record.to_json())
         self.carrier.released(peer)
+        if cid not in self._handed:
+            self._handed[cid] = loop.create_future()
         return True
 
     async def _install(self, record: Handover) -> None:
@@ -1482,19 +1489,14 @@ class PartitionedNode:
         disconnect, its rooms told; one handed over whose new node did not show up in time
         leaves its rooms when the other nodes reap this one."""
         held = list(self.holds.held)
-        if not held:
-            return
-        try:
-            others = sorted(set(await self.registry.alive_nodes()) - {self.node_id})
-        except REDIS_ERRORS:
-            others = []
-        shown: list[asyncio.Future[None]] = []
-        loop = asyncio.get_running_loop()
+        others: list[str] = []
+        if held:
+            with contextlib.suppress(*REDIS_ERRORS):
+                others = sorted(set(await self.registry.alive_nodes()) - {self.node_id})
         for i, cid in enumerate(held):
-            if others and self._hand_over(cid, others[i % len(others)]):
-                shown.append(self._handed.setdefault(cid, loop.create_future()))
-            else:
+            if not (others and self._hand_over(cid, others[i % len(others)])):
                 await self._end_hold(cid)
+        shown = [handed for handed in self._handed.values() if not handed.done()]
         if shown:
             _, late = await asyncio.wait(shown, timeout=HANDOVER_TIMEOUT)
             if late:
