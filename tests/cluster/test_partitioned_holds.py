@@ -16,7 +16,7 @@ import os
 import secrets
 import signal
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,13 @@ from redis.asyncio import Redis
 
 from easyrtc_server.cluster.keys import ClusterKeys
 from support.client import Client
+from support.nginx import running_nginx
 from support.nodes import Node, running_nodes
 from support.redisserver import running_redis
 from transport.harness import NodeClient, node_client
+
+from . import test_continuity as continuity
+from .keyed_pairs import keyed_pairs, verdict
 
 BOUND = 30.0
 CLUSTER = "pholds"
@@ -378,3 +382,48 @@ async def test_a_hold_handed_away_no_longer_counts_on_its_old_node() -> None:
                 peers = [await Peer.join(a, room), await Peer.join(a, room)]  # both fit
                 for peer in peers:
                     await peer.client.sio.disconnect()
+
+
+PAIRS = 100
+
+
+async def test_a_rolling_drain_of_every_node_is_invisible_to_keyed_pairs() -> None:
+    """``test_continuity``'s drains and rolling restart over a partitioned cluster (its
+    ``kill -9`` is not: a dead node's holds die with it): keyed clients in pairs through a
+    round-robin nginx, each sending its partner a numbered message every 300 ms; every node
+    drained and restarted in turn. Every client keeps its easyrtcid, no peer hears of a keyed
+    client leaving, no message is lost or duplicated."""
+    env = {**continuity.ENV, "EASYRTC_CLUSTER_STATE": "partitioned"}
+    async with running_redis() as redis, AsyncExitStack() as stack:
+        three = continuity.Three(redis.url, env)
+        await asyncio.gather(*(node.start() for node in three.nodes))
+        for index in range(3):
+            stack.push_async_callback(lambda i=index: three.nodes[i].stop())
+        upstreams = [f"127.0.0.1:{node.port}" for node in three.nodes]
+        nginx = await stack.enter_async_context(running_nginx(upstreams))
+        three.nginx = nginx
+        async with keyed_pairs(f"http://127.0.0.1:{nginx.port}", PAIRS, rooms="pairs") as pairs:
+            async with asyncio.timeout(continuity.SETTLE):
+                await pairs.ready.wait()
+            for index in range(3):
+                before = pairs.dropped
+                on_it = await continuity.sockets_on(three.nodes[index])
+                await pairs.mark("drain")
+                await three.restart(index, kill=False)
+                try:
+                    async with asyncio.timeout(continuity.SETTLE):
+                        await pairs.settled_after(before + on_it)
+                except TimeoutError:
+                    saved = three.save(pairs.lines)
+                    raise AssertionError(f"node {index}: {pairs.errors()} ({saved})") from None
+                await pairs.mark("settled")
+                await three.start(index)
+            summary = await pairs.stop()
+    seen = verdict(summary)
+    if seen.changed_ids or seen.removed_keyed or seen.duplicated or seen.lost:
+        print(f"logs in {three.save(pairs.lines)}")
+    assert len(pairs.resumed) >= PAIRS  # every client dropped at least once
+    assert seen.changed_ids == []
+    assert seen.removed_keyed == []
+    assert seen.duplicated == []
+    assert seen.lost == []
