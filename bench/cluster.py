@@ -514,6 +514,10 @@ def rooms_figures(
     for key, name in (("redis_out_bytes", "out_per_change"), (entries, "entries_per_change")):
         value = detail.get(f"{key}_quiet", detail.get(key))
         figures[name] = value / changes if isinstance(value, int | float) and changes else None
+    calls = detail.get("redis_calls") or {}
+    figures["redis_calls_per_change"] = (
+        {cmd: round(n / changes, 3) for cmd, n in sorted(calls.items())} if changes else None
+    )  # until convergence, each command Redis ran (a script's calls inside it too)
     reads = detail.get("log_reads_quiet", detail.get("log_reads"))
     appended = detail.get("log_entries_quiet", detail.get("log_entries"))
     figures["entries_per_read"] = (

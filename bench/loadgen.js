@@ -817,8 +817,10 @@ async function redisSample() {
       const m = new RegExp(`^cmdstat_${cmd}:calls=(\\d+)`, "m").exec(String(stats));
       return m ? Number(m[1]) : 0;
     };
+    const commands = {};
+    for (const m of String(stats).matchAll(/^cmdstat_([a-z|_-]+):calls=(\d+)/gm)) commands[m[1]] = Number(m[2]);
     return {
-      out: field("total_net_output_bytes"), in: field("total_net_input_bytes"), entries,
+      out: field("total_net_output_bytes"), in: field("total_net_input_bytes"), entries, commands,
       xreads: calls("xread"),
       xadds: calls("xadd"), // the XADDs of scripts count too: every partition log's appends
     };
@@ -1037,7 +1039,19 @@ function roomsDetail(tokens, redis0, redis1) {
     log_entries: redisBetween(redis0, redis1, "entries"),
     log_reads: redisBetween(redis0, redis1, "xreads"),
     xadds: redisBetween(redis0, redis1, "xadds"),
+    redis_calls: callsBetween(redis0, redis1),
   };
+}
+
+/** Redis's calls of each command from sample ``a`` to ``b`` (``INFO commandstats``). */
+function callsBetween(a, b) {
+  if (a === null || b === null) return null;
+  const calls = {};
+  for (const [cmd, n] of Object.entries(b.commands)) {
+    const d = n - (a.commands[cmd] || 0);
+    if (d > 0) calls[cmd] = d;
+  }
+  return calls;
 }
 
 async function scenarioIdle() {

@@ -18,7 +18,7 @@ from typing import Any
 import click
 from aiohttp import web
 
-from . import logformat, shutdown
+from . import collector, logformat, shutdown
 from .app import create_app, engine_for
 from .checkconfig import check_config
 from .clientfiles import bundled_versions, find_client_files
@@ -230,6 +230,7 @@ def main(
     role = server.engine.role
     app.on_shutdown.insert(0, shutdown.exit_on_second_signal)
     app.on_startup.append(install_task_dump)  # kill -USR1: where every task waits, logged
+    collector.tune_for_serving()
     try:
         web.run_app(
             app,

@@ -33,6 +33,7 @@ from .protocol.outcome import Fanout, Outcome, Push
 from .startup import ALONE
 
 if TYPE_CHECKING:
+    from .directory import Directory, LocalDirectory
     from .transport import Ack, Link
 
 Step = Outcome | Decision
@@ -144,6 +145,11 @@ class Engine(Protocol):
         token delivered): what its client has not confirmed is sent again."""
         ...
 
+    def directory(self, local: LocalDirectory) -> Directory:
+        """What the admin API and the push API ask about the whole state, given what this
+        process's core holds (``local``): ``local`` itself where the core holds it all."""
+        ...
+
 
 EngineFactory = Callable[[Carrier, Options], Engine]
 """How the server makes its engine: given itself (to carry outcomes out) and its options."""
@@ -225,6 +231,9 @@ class LocalEngine:
     def confirmed(self, origin: str, to: str, n: int) -> None:
         if origin == self.ledger.origin:
             self.ledger.confirm(to, n)
+
+    def directory(self, local: LocalDirectory) -> Directory:
+        return local
 
     async def resend(self, easyrtcid: str) -> None:
         again = self.ledger.pending(easyrtcid)

@@ -96,6 +96,7 @@ class Hosting:
         if self.forwarder is not None:
             await self.forwarder.start()
         await self.engine.start()
+        await self.server.directory.start()  # a partitioned node answers the others' queries
 
     async def drain(self) -> None:
         """Say goodbye to every client within ``shutdown_drain_time`` (``shutdown.drain``)."""
@@ -103,6 +104,7 @@ class Hosting:
 
     async def stop(self) -> None:
         """Leave the cluster; the transport has closed every session by now."""
+        await self.server.directory.stop()
         await self.engine.stop()
         if self.forwarder is not None:
             await self.forwarder.stop()

@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any
 
 from . import logsafe
+from .directory import Directory, LocalDirectory, Target
 from .engine import Engine, EngineFactory, EngineUnavailable, LocalEngine, Pending, Step
 from .events import ServerEvents
 from .hooks import Hooks, decides_as_stock
@@ -100,6 +101,9 @@ class EasyRtcServer:
         """Sockets dropped by ``hold_for_restart``, until their close comes: held, though a
         cluster's replica may not have applied the hold yet."""
         self._hold_tasks: set[asyncio.Task[None]] = set()
+        self.directory: Directory = self.engine.directory(LocalDirectory(self))
+        """The connections and rooms of the whole state, and actions on them, wherever they
+        are (``directory``): what the admin API and the push API ask."""
 
     # -- the transport seam ------------------------------------------------------------------
 
@@ -457,25 +461,24 @@ class EasyRtcServer:
         room: str | None = None,
         group: str | None = None,
     ) -> int:
-        """Push an ``easyrtcMsg`` from the server to a connection, a room or a group.
+        """Push an ``easyrtcMsg`` from the server to a connection, a room or a group, wherever
+        its recipients are connected (``directory``).
 
-        Returns how many connections it was sent to.
+        Returns how many connections it was sent to (of the nodes that answered in time, on a
+        partitioned cluster). KeyError: no such application (or room).
         """
-        core = self.core
-        app_name = app or self.options.app_default_name
-        extra: dict[str, Any] = {}
+        target: Target
         if easyrtcid is not None:
-            recipients = [easyrtcid] if easyrtcid in core.peers else []
+            target, name = "easyrtcid", easyrtcid
         elif room is not None:
-            recipients = control.room_members(core.state, app_name, room)
-            extra["targetRoom"] = room
+            target, name = "room", room
         elif group is not None:
-            recipients = control.group_members(core.state, app_name, group)
-            extra["targetGroup"] = group
+            target, name = "group", group
         else:
             raise ValueError("send_message needs easyrtcid, room or group")
-        await self.apply(control.message_to(core.state, recipients, msg_type, msg_data, **extra))
-        return len(recipients)
+        app_name = app or self.options.app_default_name
+        found = await self.directory.send_message(msg_type, msg_data, app_name, target, name)
+        return found.value
 
     async def send_error(self, easyrtcid: str, code: ErrorCode | str) -> None:
         """Push an EasyRTC error to a client, which shows its text."""
@@ -496,7 +499,8 @@ class EasyRtcServer:
     async def set_room_field(
         self, app: str, room: str, name: str, value: Any, *, shared: bool = True
     ) -> None:
-        await self.change("set_room_field", app, room, name, value, shared=shared)
+        """Set a room field wherever the room's members are (``directory``); they are told."""
+        await self.directory.set_room_field(app, room, name, value, shared=shared)
 
     async def set_session_field(
         self, app: str, easyrtcsid: str, name: str, value: Any, *, shared: bool = True
@@ -504,17 +508,27 @@ class EasyRtcServer:
         await self.change("set_session_field", app, easyrtcsid, name, value, shared=shared)
 
     async def disconnect(self, easyrtcid: str) -> bool:
-        """Close a client's socket (it is then cleaned up as any disconnect); a held
-        connection (``hold``) leaves at once."""
+        """Close a client's socket, wherever it is connected (``directory``; it is then
+        cleaned up as any disconnect); a held connection (``hold``) leaves at once. False:
+        nobody has it."""
+        return (await self.directory.disconnect(easyrtcid)).value
+
+    async def disconnect_here(self, easyrtcid: str) -> bool:
+        """``disconnect`` of a socket of this process, or of a connection held here; False if
+        neither."""
         link = self.links.get(easyrtcid)
         if link is None:
             held = self.core.end_hold(easyrtcid)
-            if held is not None:
-                await self._gone(held)
-                return True
-            return self.engine.disconnect(easyrtcid)
+            if held is None:
+                return False
+            await self._gone(held)
+            return True
         await link.close()
         return True
+
+    # The queries below read this process's core: the whole state in one process and on a
+    # log cluster's node; on a partitioned node, its own connections and the rooms it reads.
+    # ``directory`` answers for the whole cluster (awaited).
 
     def connection(self, easyrtcid: str) -> Connection | None:
         peer = self.core.peers.get(easyrtcid)

@@ -4,7 +4,7 @@ The command line is the server's (``easyrtc_server.cli``); only the hooks differ
 they run (``room_join``, ``room_left``, ``disconnect``), refuse rooms named ``forbidden…``, give
 each connection a shared field naming the process that admitted it, and answer commands that
 reach the push API and the queries
-(``server.change``, ``send_message``, ``set_session_field``, ``disconnect``, ``occupants``…),
+(``server.change``, ``send_message``, ``set_session_field``, ``disconnect``, ``directory``…),
 so a client on one node can make the server act on clients of other nodes.
 """
 
@@ -62,16 +62,17 @@ class BehaviourHooks(Hooks):
             case "kick":
                 done = await server.disconnect(data["to"])
                 return {"msgType": "kicked", "msgData": done}
-            case "occupants":
-                found = sorted(server.occupants(app, data["room"]))
+            case "occupants":  # the whole cluster's (``server.directory``)
+                room = (await server.directory.room(app, data["room"])).value or {}
+                found = sorted(o["easyrtcid"] for o in room.get("occupants", ()))
                 return {"msgType": "occupants", "msgData": found}
             case "hog":  # a long, blocking piece of work: the event loop starves meanwhile
                 time.sleep(float(data["seconds"]))  # noqa: ASYNC251 (the point)
             case "rooms":
                 return {"msgType": "rooms", "msgData": server.rooms(app)}
             case "connection":
-                other = server.connection(data["id"])
-                user = other.username if other is not None else None
+                other = (await server.directory.connection(data["id"])).value
+                user = other["username"] if other is not None else None
                 return {"msgType": "connection", "msgData": user}
             case _:
                 raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_TYPE)

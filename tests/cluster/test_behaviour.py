@@ -293,8 +293,7 @@ async def test_hooks_run_on_the_node_of_the_client(
 
 
 LOG_ONLY = pytest.mark.parametrize("nodes", ["log"], indirect=True)
-"""What only the log cluster does so far: sessions and groups across nodes, server code acting on
-other nodes' clients (a partitioned node knows other nodes' members only in its rooms; README,
+"""What only the log cluster does so far: sessions and groups across nodes (README,
 "Partitioned state")."""
 
 
@@ -331,7 +330,6 @@ async def test_sessions_and_groups_span_nodes(nodes: list[Node], stack: AsyncExi
         )
 
 
-@LOG_ONLY
 async def test_push_api_and_queries_act_on_the_whole_cluster(
     nodes: list[Node], stack: AsyncExitStack
 ) -> None:
@@ -360,6 +358,18 @@ async def test_push_api_and_queries_act_on_the_whole_cluster(
     assert (await b.cmd("kick", msgData={"to": c.easyrtcid}))["msgData"] is True
     await asyncio.wait_for(c.disconnected.wait(), 10)
     assert await removed(a) == {c.easyrtcid}
+    # a client in a room no client of a's node is in: found, told, kicked all the same
+    apart = fresh("room")
+    d = await connect(stack, nodes[2])
+    await d.login(applicationName=app, roomJoin={apart: {"roomName": apart}}, username="apart")
+    await caught_up(a)
+    assert (await a.cmd("connection", msgData={"id": d.easyrtcid}))["msgData"] == "apart"
+    assert (await a.cmd("occupants", msgData={"room": apart}))["msgData"] == [d.easyrtcid]
+    await a.cmd("tellClient", msgData={"to": d.easyrtcid, "text": "alone"})
+    msg = await d.next_msg()
+    assert (msg["msgType"], msg["msgData"]) == ("news", "alone")
+    assert (await a.cmd("kick", msgData={"to": d.easyrtcid}))["msgData"] is True
+    await asyncio.wait_for(d.disconnected.wait(), 10)
 
 
 async def test_messages_to_a_room_cross_nodes_in_order_for_node_clients(

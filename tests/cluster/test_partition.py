@@ -19,6 +19,7 @@ from easyrtc_server.cluster.facts import (
     Fact,
     FactError,
     Leave,
+    NodeBack,
     NodeGone,
     Release,
     Reserve,
@@ -173,6 +174,21 @@ def test_node_gone_removes_its_members_aborts_its_reservations_and_wakes_waiters
     assert p.apply(join("late", "eve", "lobby", node="n2")) == [
         Denied("late", "n2", APP, "eve", "gone")
     ]
+
+
+def test_a_node_taken_for_dead_that_says_it_is_back_is_decided_again() -> None:
+    p = part()
+    p.apply(join("j1", "alice", "lobby", node="n1"))
+    assert Left(APP, "lobby", "alice", "n1") in p.apply(NodeGone("n1", "reaper"))
+    assert p.apply(join("j2", "alice", "lobby", node="n1")) == [
+        Denied("j2", "n1", APP, "alice", "gone")
+    ]
+    assert p.apply(NodeBack("n1")) == []
+    assert p.apply(join("j3", "alice", "lobby", node="n1"))[-1] == Admitted(
+        "j3", APP, "lobby", "alice", "n1", entry("alice")
+    )
+    assert decode(encode(NodeBack("n1"))) == NodeBack("n1")
+    assert "n1" not in Partition.restore(p.snapshot(), lambda app: RoomRules()).gone
 
 
 def test_rooms_are_created_and_removed_as_the_core_does() -> None:
@@ -419,6 +435,7 @@ any_fact = st.one_of(
     st.builds(SetField, st.just(APP), names, st.just("f"), st.integers(-9, 9), st.booleans()),
     st.builds(Release, st.just(APP), names, rids),
     st.builds(NodeGone, nodes, nodes),
+    st.builds(NodeBack, nodes),
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -137,6 +138,17 @@ async def watch(redis: Redis, key: str, holds: Callable[[], Awaitable[bool]]) ->
         await pubsub.subscribe(f"__keyspace@0__:{key}")
         while not await holds():
             await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+
+
+async def together(
+    join: Callable[..., Awaitable[Member]], app: str, room: str, *nodes: Node
+) -> list[Member]:
+    """A member of ``room`` on each of ``nodes``, once each one's list shows them all."""
+    joined = [await join(node, app, room) for node in nodes]
+    everyone = {member.id for member in joined}
+    async with asyncio.timeout(BOUND):
+        await asyncio.gather(*(member.sees(room, everyone) for member in joined))
+    return joined
 
 
 def keys() -> ClusterKeys:
@@ -309,3 +321,69 @@ async def test_a_relay_crosses_nodes_and_the_room_outlives_the_senders_node() ->
             await asyncio.gather(survivor.sees(room, both), newcomer.sees(room, both))
         reply = await newcomer.client.cmd("offer", targetEasyrtcid=sender.id, msgData={"sdp": "x"})
         assert reply["msgData"]["errorCode"] == "MSG_REJECT_TARGET_EASYRTCID"
+
+
+async def test_a_node_reaped_while_frozen_comes_back_with_its_clients_in_their_rooms() -> None:
+    """A node paused past its alive TTL (a VM frozen, a stop-the-world pause, Redis out of its
+    reach) is taken for dead: the others see its client leave. Alive again, it reads its own
+    ``node-gone``, says it is back and asks its clients' rooms again: they see the client come
+    back, the room counts it again, and a relay reaches it, as in the log cluster."""
+    app, room = fresh("app"), fresh("room")
+    async with cluster() as (redis, (a, b, c)), members() as join:
+        on_a, on_b = await together(join, app, room, a, b)
+        both = {on_a.id, on_b.id}
+        assert b.process is not None
+        b.process.send_signal(signal.SIGSTOP)  # its alive key expires: it is reaped
+        try:
+            async with asyncio.timeout(BOUND):
+                await on_a.sees(room, {on_a.id})
+        finally:
+            b.process.send_signal(signal.SIGCONT)
+        async with asyncio.timeout(BOUND):
+            await on_a.sees(room, both)  # back in the room
+            counts = keys().room_counts(app)
+
+            async def counted_two() -> bool:
+                return await redis.hget(counts, room) == b"2"
+
+            await watch(redis, counts, counted_two)
+        assert on_b.lists[room] == both  # its own client never saw itself go
+        assert (await on_a.relay(on_b, "offer", "v=0 back"))["msgData"] == {"sdp": "v=0 back"}
+        assert (await on_b.relay(on_a, "answer", "v=0 yes"))["msgData"] == {"sdp": "v=0 yes"}
+        newcomer = await join(c, app, room)  # and the partition takes its node's requests
+        everyone = {*both, newcomer.id}
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(on_a.sees(room, everyone), on_b.sees(room, everyone))
+
+
+async def test_after_redis_came_back_empty_the_rooms_hold_every_client_again() -> None:
+    """Redis restarted without its data (no persistence): the partition logs lost every
+    member. Each node notices the cluster's epoch gone and asks its clients' rooms again, so a
+    newcomer on a third node finds both earlier members there, they see it, and the room
+    counts three."""
+    app, room = fresh("app"), fresh("room")
+    async with cluster() as (redis, (a, b, c)), members() as join:
+        on_a, on_b = await together(join, app, room, a, b)
+        both = {on_a.id, on_b.id}
+        epoch = keys().epoch
+
+        async def new_epoch() -> bool:
+            return await redis.exists(epoch) == 1
+
+        await redis.flushall()
+        async with asyncio.timeout(BOUND):
+            await watch(redis, epoch, new_epoch)  # a node noticed
+            counts = keys().room_counts(app)
+
+            async def counted_two() -> bool:
+                return await redis.hget(counts, room) == b"2"
+
+            await watch(redis, counts, counted_two)  # both nodes told their members again
+        newcomer = await join(c, app, room)
+        everyone = {*both, newcomer.id}
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(
+                newcomer.sees(room, everyone), on_a.sees(room, everyone), on_b.sees(room, everyone)
+            )
+        assert await newcomer.room_count(room) == 3
+        assert (await newcomer.relay(on_a, "offer", "v=0 a"))["msgData"] == {"sdp": "v=0 a"}

@@ -4,7 +4,9 @@ Real redis-server, three real node processes with the test hooks (``hooked_node`
 where each hook runs) and a webhook receiver shared by all of them. A node is killed with
 ``kill -9``: one survivor (the one that appends its ``node-gone``) runs what the dead node
 would have run for each of its clients: each ``room_left``, then ``disconnect``, and each
-``participant_left`` webhook, exactly once in the whole cluster. Without Redis: which rooms
+``participant_left`` webhook, exactly once in the whole cluster; in a partitioned cluster
+too (the node whose ``node-gone`` a room's partition applied first runs its ``room_left``, the
+first to claim a connection its ``disconnect``). Without Redis: which rooms
 the listeners are told finished (only one whose last member anywhere left, once).
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 
 from easyrtc_server.cluster import log as entries
@@ -73,10 +76,14 @@ def ran(nodes: list[Node], line: str) -> list[int]:
     return [sum(line in logged for logged in node.lines) for node in nodes]
 
 
-async def test_a_dead_nodes_clients_get_their_hooks_and_webhooks_once_on_one_survivor() -> None:
+@pytest.mark.parametrize("state", ["log", "partitioned"])
+async def test_a_dead_nodes_clients_get_their_hooks_and_webhooks_once_on_one_survivor(
+    state: str,
+) -> None:
     async with receiver() as (hook, url), running_redis() as redis:
         env = {
             **NODE_ENV,
+            "EASYRTC_CLUSTER_STATE": state,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.getenv("PYTHONPATH")])),
             "EASYRTC_WEBHOOK_URLS": url,
             "EASYRTC_WEBHOOK_SECRET": SECRET,

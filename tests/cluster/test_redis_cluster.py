@@ -26,11 +26,14 @@ import pytest_asyncio
 from redis.cluster import key_slot
 
 from easyrtc_server.cluster.keys import ClusterKeys
+from easyrtc_server.cluster.partitionlog import PartitionLayout
 from support.nodes import Node, running_nodes
 from support.rediscluster import RedisClusterSetup, running_redis_cluster
 from support.tlscerts import make_tls_files
 
 from . import test_behaviour as behaviour
+from .test_failures import APP as FAILURES_APP
+from .test_failures import ROOM as FAILURES_ROOM
 from .test_failures import Member, clients, error_code, try_login
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -365,3 +368,52 @@ async def test_a_planned_failover_of_an_inbox_master_under_load_loses_nothing() 
         no_node_reaped([a, b])
         await everyone_sees_everyone(members + load.newcomers)
         assert await members[0].send_to(members[1], "after the planned failover")
+
+
+# -- the partitioned state under load ------------------------------------------------------------
+
+PARTITIONED = {"EASYRTC_CLUSTER_STATE": "partitioned"}
+
+
+def room_slot() -> int:
+    """The slot of the partition log that holds ``test_failures``' room."""
+    layout = PartitionLayout(ClusterKeys("test", hash_tags=True))
+    stream = layout.of(layout.room_partition(FAILURES_APP, FAILURES_ROOM)).stream
+    return int(key_slot(stream.encode()))
+
+
+async def test_a_rooms_partition_moves_and_fails_over_under_load_and_nothing_is_lost() -> None:
+    """A partitioned cluster (issue 23) on a Redis Cluster: while members relay across nodes
+    and newcomers join, the slot of their room's partition log moves to another master, then
+    that master fails over to its replica (planned). No acknowledged relay is lost, none comes
+    out of order, nobody is reaped, and every list holds every member after."""
+    async with (
+        running_redis_cluster() as redis,
+        running_nodes(redis.url, 2, env=PARTITIONED) as (a, b),
+        clients() as join,
+    ):
+        members = [await join(a), await join(b), await join(a), await join(b)]
+        await everyone_sees_everyone(members)
+        originals = {m.id for m in members}
+        load = Load([(members[0], members[1]), (members[1], members[2])], join, [a, b])
+        load.start()
+        slot = room_slot()
+        try:
+            await load.relayed(20)
+            left = await redis.migrate_slot(slot, await other_master(redis, slot))
+            await load.relayed(20)
+            old, replica = await redis.fail_over(slot)
+            async with asyncio.timeout(30):
+                await redis.promoted(replica, slot)
+            await load.relayed(20)
+        finally:
+            await load.stop()
+        assert await redis.master_of(slot) == replica != old != left
+        assert load.lost() == {}
+        assert load.in_order()
+        assert load.newcomers, "logins went on while the partition's slot moved"
+        never_removed(members, originals)
+        no_node_reaped([a, b])
+        newcomers = [await join(a), await join(b)]
+        await everyone_sees_everyone(members + load.newcomers + newcomers)
+        assert await newcomers[0].send_to(members[3], "across nodes after the moves")

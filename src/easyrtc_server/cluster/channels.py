@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol
 
 from redis.asyncio import Redis
@@ -73,6 +73,27 @@ class Subscription(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+async def listen(
+    subscription: Subscription,
+    channel: str,
+    take: Callable[[bytes], Awaitable[None]],
+    subscribed: asyncio.Event,
+    retry_delay: float,
+) -> None:
+    """Forever: subscribe to ``channel`` (``subscribed`` set once it is), hand each message's
+    data to ``take``, in order; a Redis that is away is waited out and subscribed to again."""
+    while True:
+        try:
+            await subscription.subscribe(channel)
+            subscribed.set()
+            while True:
+                data = await subscription.next_message()
+                if data is not None:
+                    await take(data)
+        except CLIENT_ERRORS:
+            await asyncio.sleep(retry_delay)
 
 
 class Channels(Protocol):

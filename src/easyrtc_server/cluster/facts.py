@@ -20,6 +20,9 @@ holding a connection is its authority: it appends the facts about it. The kinds:
 - ``field {app, room, name, value, shared}``: server code set a room field.
 - ``release {app, room, permit}``: a removed room's census place given back.
 - ``node-gone {node, by}``: every member of a dead node leaves, its reservations abort.
+- ``node-back {node}``: a node taken for dead that lived (paused, or cut off from Redis past
+  its alive TTL) is back: its later requests are decided again (it asks its members' rooms
+  anew, ``partitioned``).
 
 Only this module knows the wire form (an orjson object with the kind in ``k``). Nodes write
 facts, but entries and values came from clients: ``decode`` checks every shape and refuses
@@ -46,6 +49,7 @@ LEAVE: Final = "leave"
 FIELD: Final = "field"
 RELEASE: Final = "release"
 NODE_GONE: Final = "node-gone"
+NODE_BACK: Final = "node-back"
 
 
 class FactError(ValueError):
@@ -118,7 +122,12 @@ class NodeGone:
     by: str
 
 
-Fact = Reserve | Commit | Abort | Update | Leave | SetField | Release | NodeGone
+@dataclass(frozen=True, slots=True)
+class NodeBack:
+    node: str
+
+
+Fact = Reserve | Commit | Abort | Update | Leave | SetField | Release | NodeGone | NodeBack
 
 
 def to_json(fact: Fact) -> Json:
@@ -172,6 +181,8 @@ def to_json(fact: Fact) -> Json:
             return {"k": RELEASE, "app": fact.app, "room": fact.room, "permit": fact.permit}
         case NodeGone():
             return {"k": NODE_GONE, "node": fact.node, "by": fact.by}
+        case NodeBack():
+            return {"k": NODE_BACK, "node": fact.node}
 
 
 def encode(fact: Fact) -> bytes:
@@ -297,4 +308,5 @@ _READERS: Final[dict[str, Callable[[Json], Fact]]] = {
     FIELD: _field,
     RELEASE: _release,
     NODE_GONE: _node_gone,
+    NODE_BACK: lambda data: NodeBack(_text(data, "node")),
 }

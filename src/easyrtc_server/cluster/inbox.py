@@ -45,7 +45,7 @@ from typing import Any
 
 import orjson
 
-from .channels import Channels, Subscription
+from .channels import Channels, Subscription, listen
 from .health import ReaderHealth
 from .keys import ClusterKeys
 from .links import Batch, Dropped, Outbound, RedisRelays
@@ -124,7 +124,16 @@ class Inbox:
         self._subscription = self.channels.subscription()
         self._tasks = [
             asyncio.create_task(self._publish_forever(), name="cluster-inbox-out"),
-            asyncio.create_task(self._listen_forever(self._subscription), name="cluster-inbox-in"),
+            asyncio.create_task(
+                listen(
+                    self._subscription,
+                    self.keys.inbox(self.node_id),
+                    self.receive,
+                    self._subscribed,
+                    RETRY_DELAY,
+                ),
+                name="cluster-inbox-in",
+            ),
         ]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
@@ -204,19 +213,6 @@ class Inbox:
                 self.health.once("inbox-encode", "dropped a relay to another node: %r", exc)
         parts.insert(0, orjson.dumps(["", self.node_id, [queue.first, *afters]]))
         return b"[" + b",".join(parts) + b"]"
-
-    async def _listen_forever(self, subscription: Subscription) -> None:
-        channel = self.keys.inbox(self.node_id)
-        while True:
-            try:
-                await subscription.subscribe(channel)
-                self._subscribed.set()
-                while True:
-                    data = await subscription.next_message()
-                    if data is not None:
-                        await self.receive(data)
-            except REDIS_ERRORS:
-                await asyncio.sleep(RETRY_DELAY)
 
     async def receive(self, data: bytes) -> None:
         """One message to this node's inbox, by either path: each relay to its socket. Never

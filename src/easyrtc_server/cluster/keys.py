@@ -84,6 +84,17 @@ class ClusterKeys:
     def alive_pattern(self) -> str:
         return f"{self._prefix}:alive:*"
 
+    def departed(self, node_id: str) -> str:
+        """Hash with a short TTL: a dead node's connections whose ``disconnect`` hook a reaper
+        of a partitioned cluster has claimed (``HSETNX``: it runs once in the cluster)."""
+        return f"{self._prefix}:departed:{node_id}"
+
+    @property
+    def nodes(self) -> str:
+        """Set: the ids of the nodes that announced themselves and were not forgotten since
+        (``registry.NodeRegistry.alive_nodes``: their alive keys say which live)."""
+        return f"{self._prefix}:nodes"
+
     def alive(self, node_id: str) -> str:
         """String with a TTL, refreshed while the node lives: its ``NodeInfo`` as JSON."""
         return f"{self._prefix}:alive:{node_id}"
@@ -139,6 +150,12 @@ class ClusterKeys:
         if self.hash_tags:
             return "{" + f"{self.cluster}:node:{node_id}" + "}"
         return f"{self.cluster}:node:{node_id}"
+
+    def queries(self, node_id: str) -> str:
+        """Pub/sub channel: questions to one node and answers to its questions about the
+        whole cluster (``clusterqueries``); beside its inbox (one master on a Redis
+        Cluster)."""
+        return self.inbox(node_id) + ":queries"
 
 
 @dataclass(frozen=True, slots=True)

@@ -309,7 +309,7 @@ class Liveness:
         the nodes this node announced."""
         owners = set(self._owners()) - {self.node_id}
         known = (owners | set(self._senders())) - {self.node_id}
-        alive = await self.registry.alive_nodes()
+        alive = await self.registry.alive_nodes(also=known)
         if self._on_alive is not None:
             self._on_alive(alive)
         if not known:

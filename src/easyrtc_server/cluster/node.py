@@ -59,6 +59,7 @@ from .replica import Applied, Replica
 from .secret import secret_of
 
 if TYPE_CHECKING:
+    from ..directory import Directory, LocalDirectory
     from ..options import Options
     from ..protocol.model import Peer
     from ..transport import Ack
@@ -1067,6 +1068,10 @@ class ClusterNode:
                 self._expiring.add(cid)
                 self._append_later(entries.expire(self.node_id, now, cid))
         self._arm_expiry()
+
+    def directory(self, local: LocalDirectory) -> Directory:
+        """Every node is a full replica: its core answers for the whole cluster."""
+        return local
 
     def disconnect(self, easyrtcid: str) -> bool:
         """Ask the node holding ``easyrtcid``'s socket to close it; a held connection is

@@ -46,6 +46,7 @@ from .facts import (
     FactError,
     Json,
     Leave,
+    NodeBack,
     NodeGone,
     Release,
     Reserve,
@@ -298,6 +299,8 @@ class Partition:
                 self._release(fact)
             case NodeGone():
                 self._node_gone(fact, out)
+            case NodeBack():
+                self.gone.pop(fact.node, None)
         self._wake(out)
         return out
 

@@ -20,18 +20,22 @@ as stubs (``stubs``). What it does:
   node's sockets), to the request they decide, and to the stubs' addresses (``where``);
 - a relay to a stub goes to its node's inbox (``inbox``), as in the log cluster;
 - a node whose alive key expired is reaped by every node that shows its members: ``node-gone``
-  to each partition it reads (idempotent);
+  to each partition it reads (idempotent); a node reaped while it lived (paused, cut off)
+  says ``node-back`` where it reads its own ``node-gone`` and asks its clients' rooms again,
+  as every node does when the cluster's epoch says Redis came back empty;
 - a keyed connection whose socket dropped is held here (its partitions not told, relays for it
   queued, from the inbox too); a login with its key on another node takes it over there
-  (``partitionholds``: the directory, the hand-over, the next login number); a node that stops
+  (``partitionholds``: the hold directory, the hand-over, the next login number); a node that stops
   hands its holds to the others;
 - any reader of a partition may snapshot it (``PartitionSnapshots``, one per lock period).
 
 ``max_rooms_per_app`` is counted by room-name claims in Redis (``roomclaims``), ``getRoomList``
-answered from the cluster's room counts (``roomcounts``). What it does not do yet (README,
-"Partitioned state"): holds that outlive a node's death, sessions and groups across nodes,
-server code's changes beyond this node, the ordering of relays against facts, the push API,
-queries and admin API for the whole cluster (this node's view).
+answered from the cluster's room counts (``roomcounts``). The admin API and server code's push
+API (``directory``) ask every node, each answering for its own connections
+(``clusterqueries``, made by ``directory``); a room field server code sets goes to the room's
+partition (``set_room_field``). What it does not do yet (README, "Partitioned state"): holds
+that outlive a node's death, sessions and groups across nodes, server code's other changes
+(``change``) beyond this node, the ordering of relays against facts.
 """
 
 from __future__ import annotations
@@ -66,13 +70,27 @@ from ..protocol.errors import ErrorCode
 from ..protocol.hold import Held
 from ..protocol.model import Connection, Peer
 from ..protocol.outcome import Fanout, Json, Outcome, Push, Reply, refusal
-from ..protocol.roomdata import client_entry
+from ..protocol.roomdata import client_entry, leave_state, room_data
 from ..protocol.stock import stock_answer
 from ..protocol.validation import as_map
-from .facts import Abort, Fact, FactError, Leave, NodeGone, Reserve, Update, decode, encode
+from .clusterqueries import ClusterQueries
+from .facts import (
+    Abort,
+    Fact,
+    FactError,
+    Leave,
+    NodeBack,
+    NodeGone,
+    Reserve,
+    SetField,
+    Update,
+    decode,
+    encode,
+)
 from .health import ReaderHealth
 from .inbox import Inbox
 from .keys import ClusterKeys, new_node_id
+from .liveness import new_epoch
 from .log import decode_fields, encode_fields
 from .partition import (
     FULL,
@@ -113,6 +131,7 @@ from .roomcounts import RoomCounts
 from .stubs import Stubs
 
 if TYPE_CHECKING:
+    from ..directory import Directory, LocalDirectory
     from ..options import Options
     from ..transport import Ack
 
@@ -126,6 +145,9 @@ LINGER: Final = 30.0
 client coming back soon finds it loaded."""
 RETRY_DELAY: Final = 0.5
 STOP_STEP_TIMEOUT: Final = 2.0
+DEPARTED_TTL_MS: Final = 60_000
+"""How long the claims of a dead node's ``disconnect`` hooks are kept: its reapers read its
+``node-gone`` within seconds of each other."""
 SNAPSHOT_LOCK_MS: Final = 250
 LOGIN: Final = 1
 """The login number of a connection's facts; a held connection taken over by another node
@@ -134,7 +156,7 @@ HANDOVER_TIMEOUT: Final = 5.0
 """Seconds a keyed login waits for the node holding its connection to hand it over; then it
 logs in afresh (a hand-over that comes later is held here until its grace ends)."""
 LIVE_NAMED_MS: Final = 86_400_000
-"""How long the directory names the node of a keyed connection that has not dropped (a node
+"""How long the hold directory names the node of a keyed connection that has not dropped (a node
 that dies leaves its names behind this long at most; a hold names it again for its grace)."""
 MOVED_KEPT: Final = 30.0
 """Seconds a node forwards relays for a connection it handed over (other nodes' stubs point to
@@ -220,6 +242,13 @@ class PartitionedNode:
         """easyrtcid of a stub -> the node holding its socket (relays go there)."""
         self._reaped: set[str] = set()
         self._alive: set[str] = set()
+        self._coming_back: set[int] = set()
+        """Partitions that took this node for dead and are being told it is back."""
+        self._restate_counts = False
+        """This node was taken for dead: its share of the room counts is written again."""
+        self._epoch: bytes | str | None = None
+        """The cluster's epoch (``keys.epoch``) as this node knows it: a Redis that came back
+        empty has none, then a new one."""
         """The other nodes alive at the last look (``_reap_forever``)."""
         self._tasks: set[asyncio.Future[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -240,22 +269,22 @@ class PartitionedNode:
         self._posted: dict[int, int] = {}
         """partition -> the number of the last fact this node posted there and had written,
         until it is known applied (``_own_facts_applied``)."""
-        self.directory = HoldDirectory(self.redis, self.keys, self.health)
-        """Which node holds each keyed connection (``partitionholds``)."""
+        self.holds_directory = HoldDirectory(self.redis, self.keys, self.health)
+        """Which node holds each keyed connection (``partitionholds``); not ``directory``."""
         self._logins: dict[str, int] = {}
         """easyrtcid -> its login number, where not ``LOGIN`` (taken over from another node)."""
         self._named: dict[str, str] = {}
-        """The directory's name of each keyed connection of this node (live or held) -> its
+        """The hold directory's name of each keyed connection of this node (live or held) -> its
         easyrtcid."""
         self._handovers: dict[str, asyncio.Future[bool]] = {}
-        """The directory's name -> a hand-over this node asked for (True: installed)."""
+        """The hold directory's name -> a hand-over this node asked for (True: installed)."""
         self._moved: dict[str, str] = {}
         """easyrtcid of a connection this node handed over -> the node it went to."""
         self._moved_names: dict[str, str] = {}
-        """The directory's name of a connection this node handed over -> the node it went
+        """The hold directory's name of a connection this node handed over -> the node it went
         to (an ask that comes here still goes on there)."""
         self._installing: dict[str, asyncio.Future[bool]] = {}
-        """The directory's name -> a hand-over to this node being installed."""
+        """The hold directory's name -> a hand-over to this node being installed."""
         self._arriving: dict[str, list[Push]] = {}
         """easyrtcid of a hand-over being installed -> the relays that came for it meanwhile
         (queued in its hold once it is installed)."""
@@ -274,18 +303,15 @@ class PartitionedNode:
     # -- lifetime --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from .layoutmeta import agree_on_layout
-
-        await agree_on_layout(
-            self.redis, self.keys.layout, self.layout.partitions, self.layout.groups
-        )
+        await self._agree_on_layout()
+        await self._epoch_changed()
         await self.registry.start()
         await self.inbox.start()
         self._loops = [
             asyncio.create_task(self.writer.run(), name="partition-writer"),
             asyncio.create_task(self.counts.run(), name="room-counts"),
             asyncio.create_task(self.claims.run(), name="room-claims"),
-            asyncio.create_task(self.directory.run(), name="hold-directory"),
+            asyncio.create_task(self.holds_directory.run(), name="hold-directory"),
             asyncio.create_task(self._read_forever(), name="partition-reader"),
             asyncio.create_task(self._reap_forever(), name="partition-reaper"),
         ]
@@ -337,7 +363,7 @@ class PartitionedNode:
 
     def hold(self, peer: Peer) -> bool:
         """Held here, as in one process: its partitions are not told, what its client had
-        not confirmed goes first in its queue, and the directory names this node."""
+        not confirmed goes first in its queue, and the hold directory names this node."""
         if not self._hold(peer):
             return False
         cid = peer.easyrtcid
@@ -345,7 +371,7 @@ class PartitionedNode:
         if digest is not None:
             name = hold_name(digest)
             self._named[name] = cid
-            self.directory.put(name, self.node_id, self.holds.grace_ms)
+            self.holds_directory.put(name, self.node_id, self.holds.grace_ms)
         return True
 
     def _hold(self, peer: Peer) -> bool:
@@ -463,14 +489,14 @@ class PartitionedNode:
         return step
 
     def _name_keyed(self, peer: Peer) -> None:
-        """A keyed login (or resume) done: the directory names this node for its key, so a
+        """A keyed login (or resume) done: the hold directory names this node for its key, so a
         client that comes back elsewhere before this node noticed its socket drop finds it."""
         cid, digest = peer.easyrtcid, peer.resume_key
         if digest is None or peer.connection is None or self.holds.key_of.get(cid) != digest:
             return
         name = hold_name(digest)
         self._named[name] = cid
-        self.directory.put(name, self.node_id, LIVE_NAMED_MS)
+        self.holds_directory.put(name, self.node_id, LIVE_NAMED_MS)
 
     def _took_over(self, before: str, easyrtcid: str) -> None:
         """A login (``before``) resumed ``easyrtcid``: its socket is that easyrtcid's from
@@ -605,6 +631,55 @@ class PartitionedNode:
             for event, body in again:
                 out.push(easyrtcid, event, body)
             await self.carrier.deliver(None, out, None)
+
+    def directory(self, local: LocalDirectory) -> Directory:
+        """No node knows every connection: the whole cluster's answers are asked of every
+        node (``clusterqueries``), a room field goes to its partition (``set_room_field``)."""
+
+        async def alive() -> list[str]:
+            return list(await self.registry.alive_nodes())
+
+        async def set_field(app: str, room: str, name: str, value: Any, shared: bool) -> None:
+            await self.set_room_field(app, room, name, value, shared=shared)
+
+        return ClusterQueries(
+            local,
+            node_id=self.node_id,
+            keys=self.keys,
+            channels=self.topology.channels(),
+            alive=alive,
+            set_room_field=set_field,
+            health=self.health,
+        )
+
+    async def set_room_field(
+        self, app: str, room: str, name: str, value: Any, *, shared: bool = True
+    ) -> None:
+        """Server code's room field for the whole cluster: a ``field`` fact in the room's
+        partition, which every node reading it applies, telling its own members
+        (``Stubs``). This node reads the partition meanwhile (to know the room is there) and
+        returns once it applied the fact. KeyError: no such room; ValueError: an improper
+        field name."""
+        if not self.options.protocol.field_name_regexp.test(name):
+            raise ValueError(f"improper field name {name!r}")
+        fact = encode(SetField(app, room, name, value, shared))  # not JSON: TypeError here
+        partition = self.layout.room_partition(app, room)
+        self._need([partition])
+        try:
+            await self._gain({partition})
+            part = self.parts.get(partition)
+            there = part.room(app, room) if part is not None else None
+            default = room == self._default_room and app in self.core.apps
+            if (there is None or not there.created) and not default:
+                raise KeyError(f"no room {room!r} in application {app!r}")
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    written = await self.writer.post(partition, fact)
+                    await self._applied_up_to({partition: written.seq})
+            except (TimeoutError, *REDIS_ERRORS) as exc:
+                raise EngineUnavailable(f"the room's partition did not answer: {exc!r}") from None
+        finally:
+            self._unneed([partition])
 
     def _room_list(self, peer: Peer, conn: Connection, ack: Ack | None) -> Pending:
         """``getRoomList`` for the whole cluster: the rooms with members from the room
@@ -1043,6 +1118,7 @@ class PartitionedNode:
         if part is None:
             return
         out = Outcome()
+        reaped: dict[str, list[tuple[Connection, str]]] = {}
         for entry in read.entries:
             try:
                 fact = decode(entry.fact)
@@ -1053,11 +1129,17 @@ class PartitionedNode:
             effects = part.apply(fact)
             self._position[partition] = (entry.id, entry.seq)
             self._since_snapshot[partition] += 1
+            if type(fact) is NodeGone and fact.by == self.node_id:  # this node's reap did it
+                self._reaped_here(effects, reaped.setdefault(fact.node, []))
             out.extend(self.stubs.apply(effects))
             self._follow(fact, effects)
         if read.entries:  # even without sends: coalesced room updates get their flush timer
             await self.carrier.deliver(None, out, None)
+        if any(reaped.values()):
+            self._spawn(self._departed(reaped))
         self._maybe_snapshot(partition, part)
+        if self.node_id in part.gone and partition not in self._coming_back:
+            self._come_back(partition)
 
     def _reload(self, partition: int, snap: Snapshot, *, gap: bool) -> None:
         old = self.parts.pop(partition, None)
@@ -1159,7 +1241,7 @@ class PartitionedNode:
             self.health.snapshot_failures += 1
             self.health.once("partition-snapshot", "a partition snapshot failed: %r", exc)
 
-    # -- holds: the directory and the hand-over (``partitionholds``) --------------------------
+    # -- holds: the hold directory and the hand-over (``partitionholds``) --------------------------
 
     def _may_be_held_elsewhere(self, peer: Peer) -> bool:
         """A keyed login whose key this node does not know: another node may hold it."""
@@ -1194,11 +1276,11 @@ class PartitionedNode:
         return handed()
 
     async def _take_over(self, name: str, asked: str | None) -> str | None:
-        """Ask the node the directory names for the hold ``name`` (unless it is ``asked``,
+        """Ask the node the hold directory names for the hold ``name`` (unless it is ``asked``,
         asked already); back once it is installed here, refused, or after
         ``HANDOVER_TIMEOUT``. The node asked, if any."""
         try:
-            owner = await self.directory.owner(name)
+            owner = await self.holds_directory.owner(name)
         except REDIS_ERRORS as exc:
             self.health.once("hold-directory", "the hold directory could not be read: %r", exc)
             return None
@@ -1344,7 +1426,7 @@ class PartitionedNode:
         connection built from its stub, held here for the grace it has left, then its rooms
         joined again with the next login number (nobody is told: its entries are the same).
         What cannot be done ends the hold as a disconnect."""
-        self.directory.put(record.name, self.node_id, record.left_ms)  # asked here from now on
+        self.holds_directory.put(record.name, self.node_id, record.left_ms)  # asked here now
         self._moved_names.pop(record.name, None)  # (back here, if it was here before)
         self._moved.pop(record.cid, None)
         wanted = self._partitions_of(record.app, record.rooms)
@@ -1415,8 +1497,8 @@ class PartitionedNode:
 
     def _leave_handed(self, record: Handover) -> None:
         """The rooms a handed-over connection could not be installed in are told it left
-        (with the login its node gave it); the directory forgets it."""
-        self.directory.drop(record.name, self.node_id)
+        (with the login its node gave it); the hold directory forgets it."""
+        self.holds_directory.drop(record.name, self.node_id)
         rooms: dict[int, list[str]] = {}
         for name in record.rooms:
             rooms.setdefault(self.layout.room_partition(record.app, name), []).append(name)
@@ -1478,9 +1560,9 @@ class PartitionedNode:
             self.inbox.send(node, cid, event, body)
 
     def _forget_hold(self, name: str) -> None:
-        """A hold of this node ended (resumed, expired): off the directory."""
+        """A hold of this node ended (resumed, expired): off the hold directory."""
         if self._named.pop(name, None) is not None:
-            self.directory.drop(name, self.node_id)
+            self.holds_directory.drop(name, self.node_id)
 
     async def _hand_over_holds(self) -> None:
         """Stopping: the holds of this node go to the other nodes alive, in turn, each until
@@ -1512,11 +1594,19 @@ class PartitionedNode:
         while True:
             await asyncio.sleep(self.options.cluster_check_interval)
             try:
-                alive = set(await self.registry.alive_nodes())
+                if await self._epoch_changed():
+                    await self._redis_came_back_empty()
+            except REDIS_ERRORS:
+                continue
+            if self._restate_counts or self.counts.reaped:
+                await self._restate()
+            try:
+                known = self._alive | set(self.where.values())
+                alive = set(await self.registry.alive_nodes(also=known))
             except REDIS_ERRORS:
                 continue
             alive.discard(self.node_id)
-            suspects = (self._alive | set(self.where.values())) - alive - self._reaped
+            suspects = known - alive - self._reaped
             suspects.discard(self.node_id)
             self._alive = alive
             for node in sorted(suspects):
@@ -1530,6 +1620,146 @@ class PartitionedNode:
                 except REDIS_ERRORS as exc:
                     self._reaped.discard(node)  # tried again at the next look
                     log.warning("could not reap the room counts of node %s: %r", node, exc)
+
+    def _reaped_here(self, effects: list[Effect], left: list[tuple[Connection, str]]) -> None:
+        """The rooms a dead node's members (as this node knows them: stubs) left by ``effects``
+        of this node's ``node-gone``."""
+        members = self.stubs.members
+        for effect in effects:
+            if type(effect) is Left and (stub := members.get((effect.app, effect.cid))):
+                left.append((stub, effect.room))
+
+    async def _departed(self, reaped: dict[str, list[tuple[Connection, str]]]) -> None:
+        """A dead node's members (``reaped``: by node, each room one left) left rooms by this
+        node's ``node-gone`` (the first of that partition's, so one node in the cluster):
+        their ``room_left`` hooks run here, as the log cluster runs them on its reaper; each
+        one's ``disconnect`` hook runs on the node that claims it first (``keys.departed``),
+        after the ``room_left`` hooks it runs there."""
+        claimed: list[Connection] = []
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                groups = []
+                for node, left in reaped.items():
+                    conns = list({conn.easyrtcid: conn for conn, _room in left}.values())
+                    groups.append(conns)
+                    key = self.keys.departed(node)
+                    for conn in conns:
+                        pipe.hsetnx(key, conn.easyrtcid, self.node_id)
+                    pipe.pexpire(key, DEPARTED_TTL_MS)
+                answers = iter(await pipe.execute())
+            for conns in groups:
+                claimed.extend(conn for conn in conns if next(answers))
+                next(answers)  # the pexpire's
+        except REDIS_ERRORS as exc:
+            self.health.once("departed", "a dead node's disconnect hooks not claimed: %r", exc)
+        left = [pair for pairs in reaped.values() for pair in pairs]
+        self.carrier.departed(claimed, Outcome(left=left))
+
+    # -- taken for dead, and alive ----------------------------------------------------------
+
+    def _come_back(self, partition: int) -> None:
+        """``partition`` took this node for dead (a reaper saw its alive key expire: the
+        process was paused, or cut off from Redis past the TTL) and its clients' members there
+        are gone. Its clients are still here: the node says it is back (``node-back``) and
+        asks their rooms there again, as joins; the others see them leave and come back, as
+        in the log cluster (``liveness``). A room that refuses one now (filled meanwhile) is
+        left on the core: its client and this node's members there are told."""
+        if not self._coming_back:
+            log.warning(
+                "this node was taken for dead (paused, or cut off from Redis past its alive "
+                "TTL): its clients ask their rooms again"
+            )
+        self._coming_back.add(partition)
+        self._restate_counts = True
+        task = self._spawn(self._back_in(partition, NodeBack(self.node_id)))
+        task.add_done_callback(lambda _task: self._coming_back.discard(partition))
+
+    async def _agree_on_layout(self) -> None:
+        from .layoutmeta import agree_on_layout
+
+        await agree_on_layout(
+            self.redis, self.keys.layout, self.layout.partitions, self.layout.groups
+        )
+
+    async def _epoch_changed(self) -> bool:
+        """Whether Redis came back empty since the last look: the cluster's epoch is gone
+        (then one node sets a new one, ``SET NX``) or is another than this node knew."""
+        key = self.keys.epoch
+        epoch = await self.redis.get(key)
+        if epoch is None:
+            await self.redis.set(key, new_epoch(), nx=True)
+            epoch = await self.redis.get(key)
+        changed = self._epoch is not None and epoch != self._epoch
+        self._epoch = epoch
+        return changed
+
+    async def _redis_came_back_empty(self) -> None:
+        """Redis restarted without its data: the partition logs lost this node's members
+        (each reader reloads a partition whose numbers start again). The node records its
+        layout again and asks again, as joins, every room of its connections; its room counts
+        are written again (the claims of rooms created again are made as they are)."""
+        log.warning("Redis came back empty: this node's clients ask their rooms again")
+        await self._agree_on_layout()
+        self._restate_counts = True
+        layout = self.layout
+        partitions = {
+            layout.room_partition(app, name) for app, known in self._told.values() for name in known
+        }
+        for partition in sorted(partitions):
+            self._spawn(self._back_in(partition, None))
+
+    async def _back_in(self, partition: int, back: NodeBack | None) -> None:
+        """This node's connections' rooms in ``partition`` asked again (after ``back``, when
+        the partition had taken the node for dead)."""
+        layout = self.layout
+        asking: list[str] = []
+        for cid, (app, known) in list(self._told.items()):
+            names = [name for name in known if layout.room_partition(app, name) == partition]
+            for name in names:
+                del known[name]  # gone there: asked again below
+            self._unneed([partition] * len(names))
+            if names:
+                asking.append(cid)
+            if not known:
+                del self._told[cid]
+        while back is not None:
+            try:
+                at = await self._post(partition, back)
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    await self._applied_up_to({partition: at.seq})
+                break
+            except (TimeoutError, *REDIS_ERRORS):
+                await asyncio.sleep(RETRY_DELAY)
+        for cid in asking:
+            peer = self.core.peers.get(cid)
+            conn = peer.connection if peer is not None else None
+            if conn is None:
+                continue
+            try:
+                admitted = await self._ask(conn) == "admitted"
+            except EngineUnavailable:
+                admitted = False
+            if admitted or peer is None or peer.connection is not conn:
+                continue
+            out = Outcome()
+            left = self._untold(conn)
+            for name in left:
+                self.core.state.leave(conn, name, out)
+            out.extend(
+                control.command_to(
+                    self.core.state, [cid], room_data({n: leave_state(n) for n in left})
+                )
+            )
+            await self.carrier.deliver(None, out, None)
+
+    async def _restate(self) -> None:
+        """This node's whole share of the room counts written again (the reap took it)."""
+        share = Counter((app, name) for app, known in self._told.values() for name in known)
+        self._restate_counts = False
+        try:
+            await self.counts.restate(share)
+        except REDIS_ERRORS:
+            self._restate_counts = True  # again at the next look
 
     async def _from_inbox(
         self, sender: str | None, first: int, afters: list[Any], items: list[Any]

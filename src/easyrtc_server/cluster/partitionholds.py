@@ -6,7 +6,7 @@ dropped is held by its node alone, as one process holds it (``hold.Holds``): its
 partitions keep its entries (no ``leave`` is posted), relays for it are queued there, from this
 node's sockets and from other nodes' inboxes alike. What this module adds:
 
-- **The directory**: one Redis key per hold, named by a digest of the resume key's digest
+- **The hold directory**: one Redis key per hold, named by a digest of the resume key's digest
   (``hold_name``; never the key, which no node keeps), holding the id of the node that holds it,
   with a TTL of the grace. A node whose socket logs in with a key it does not know looks there.
 - **The handover**: that node asks the holding one over its inbox (``HOLD_ASK``); the holder, if
@@ -20,8 +20,9 @@ node's sockets and from other nodes' inboxes alike. What this module adds:
 - Relays that reach the old node after it gave the connection away are forwarded to the new one
   (the other nodes' stubs still point to the old node until they read the new join).
 
-Only ``partitioned`` drives this; this module does the directory's I/O and the records' wire
-form, and knows nothing of sockets, partitions or facts.
+Only ``partitioned`` drives this; this module does the hold directory's I/O and the records'
+wire form, and knows nothing of sockets, partitions or facts. (The hold directory is not
+``directory``, the admin and push API's view of the cluster.)
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ HOLD_ASK: Final = "hold-ask"
 HOLD_GIVE: Final = "hold-give"
 """Inbox message: a ``Handover`` record, or ``{"n": name}`` alone when it is not held there."""
 DIRECTORY_SLACK_MS: Final = 1000
-"""The directory key outlives its grace by this much (a look just before the end finds it)."""
+"""A hold directory key outlives its grace by this much (a look just before the end finds it)."""
 
 _DROP_IF_OWNER: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -56,8 +57,9 @@ return 0
 
 
 def hold_name(digest: bytes) -> str:
-    """The directory's name of the hold of a resume key whose digest is ``digest``: a digest of
-    it again (what Redis holds says nothing of the key, nor of the digest a node keeps)."""
+    """The hold directory's name of the hold of a resume key whose digest is ``digest``: a
+    digest of it again (what Redis holds says nothing of the key, nor of the digest a node
+    keeps)."""
     return hashlib.sha256(b"easyrtc-hold|" + digest).hexdigest()[:32]
 
 
@@ -218,7 +220,7 @@ class HoldDirectory:
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
     async def run(self) -> None:
-        """The directory's loop (the owner runs it as a task and cancels it)."""
+        """The hold directory's loop (the owner runs it as a task and cancels it)."""
         while True:
             await self._due.wait()
             await asyncio.sleep(0)  # one more loop pass: what is asked in it joins the batch

@@ -74,6 +74,9 @@ node's own certificate and key, whether and how the server's is checked."""
 CERT_REQS: Final = ("none", "optional", "required")
 TRUTH: Final = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 SENTINEL_TIMEOUT: Final = 1.0
+SCAN_COUNT: Final = 1000
+"""Keys a ``SCAN`` step looks at (``keys_like``): Redis's default, 10, took a round trip per
+ten keys of the whole keyspace (partition logs, other applications' keys)."""
 """Seconds one question to one sentinel may take before the next sentinel is asked."""
 CONNECT_TIMEOUT: Final = 2.0
 """Seconds a connection to a Sentinel-given master or a cluster node may take (a dead host
@@ -296,7 +299,7 @@ class SingleTopology:
         return blocking_redis_client(self.options, timeout=timeout)
 
     def keys_like(self, pattern: str) -> AsyncIterator[Any]:
-        return self._client.scan_iter(match=pattern)
+        return self._client.scan_iter(match=pattern, count=SCAN_COUNT)
 
     def reader_client(self) -> Redis:
         """The node's client: its connections do not retry a failed command (redis-py's
@@ -363,7 +366,7 @@ class ClusterTopology:
         moved meanwhile is found with fewer keys, never more)."""
         client = self._client
         node = client.get_node_from_key(pattern)
-        async for key in client.scan_iter(match=pattern, target_nodes=node):
+        async for key in client.scan_iter(match=pattern, count=SCAN_COUNT, target_nodes=node):
             yield key
 
     def reader_client(self) -> RedisCluster:

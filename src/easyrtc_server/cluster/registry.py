@@ -3,8 +3,10 @@
 Each node keeps a key ``{cluster}:alive:{node_id}`` with a TTL (``ALIVE_TTL``) and refreshes it
 every third of that; the value is its ``NodeInfo`` (the URL that forwarded Engine.IO requests go
 to, its pid and start time). A node whose key expired is dead: its clients are reaped
-(``docs/cluster.md``). Losing Redis is logged once when it happens and once when it is back, not
-per refresh.
+(``docs/cluster.md``). The node also lists its id in the set ``{cluster}:nodes``, so the alive
+nodes are found by reading the set and their keys, not by scanning the keyspace (which grows
+with partition logs and whatever else shares the Redis). Losing Redis is logged once when it
+happens and once when it is back, not per refresh.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -23,7 +25,7 @@ import orjson
 
 from .heartbeat import Heartbeat
 from .keys import ClusterKeys
-from .redisclient import REDIS_ERRORS, AsyncClient, Topology
+from .redisclient import REDIS_ERRORS, SCAN_COUNT, AsyncClient, Topology
 
 log = logging.getLogger("easyrtc_server.cluster")
 
@@ -31,6 +33,9 @@ ALIVE_TTL = 6.0
 """Seconds a node's alive key outlives its last refresh."""
 URL_CACHE_TTL = 1.0
 """Seconds a looked-up node URL is trusted without asking Redis again."""
+SCAN_EVERY = 30
+"""Every this many looks for the alive nodes, also those that never listed themselves in
+``keys.nodes`` (nodes of before it) are searched for by ``SCAN``."""
 
 
 @dataclass(slots=True)
@@ -126,12 +131,18 @@ class NodeRegistry:
         self._urls: dict[str, tuple[str | None, float]] = {}
         self._task: asyncio.Task[None] | None = None
         self._lost_logged = False
+        self._looks = 0
+        self._unlisted: set[str] = set()
+        """Alive nodes found by ``SCAN`` that are not in the set (of before it)."""
+        self._missing: dict[str, float] = {}
+        """Listed nodes whose alive key is missing, since when (this node's clock)."""
 
     async def announce(self) -> None:
-        """Write (or refresh) this node's alive key."""
-        await self.redis.set(
-            self.keys.alive(self.info.node_id), self.info.encode(), px=int(self.ttl * 1000)
-        )
+        """Write (or refresh) this node's alive key, and list the node (again, after a Redis
+        that came back empty)."""
+        node_id = self.info.node_id
+        await self.redis.set(self.keys.alive(node_id), self.info.encode(), px=int(self.ttl * 1000))
+        await self.redis.sadd(self.keys.nodes, node_id)
 
     async def start(self) -> None:
         """Announce this node, then keep its alive key fresh in the background until ``stop``.
@@ -153,6 +164,7 @@ class NodeRegistry:
             self._task = None
         with contextlib.suppress(*REDIS_ERRORS):
             await self.redis.delete(self.keys.alive(self.info.node_id))
+            await self.redis.srem(self.keys.nodes, self.info.node_id)
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -197,21 +209,41 @@ class NodeRegistry:
         self._urls[node_id] = (url, now + URL_CACHE_TTL)
         return url
 
-    async def alive_nodes(self) -> dict[str, NodeInfo]:
-        """Every node whose alive key has not expired. (On a Redis Cluster the keys share one
-        slot: only its master is scanned, and a master down elsewhere does not delay reaping.)"""
+    async def alive_nodes(self, also: Iterable[str] = ()) -> dict[str, NodeInfo]:
+        """Every node whose alive key has not expired, among the listed ones, ``also`` (the
+        nodes the caller knows of: a node that never listed itself is judged by its own key)
+        and, every ``SCAN_EVERY`` looks, those a ``SCAN`` finds. A listed node this node has
+        seen missing for an alive TTL is taken off the list: every node looking (each
+        ``cluster_check_interval``) has seen it gone by then, or knows of it (``also``). (On
+        a Redis Cluster the keys share one slot: only its master is asked, and a master down
+        elsewhere does not delay reaping.)"""
+        listed = {_text(raw) for raw in await self.redis.smembers(self.keys.nodes)}
+        ids = listed | set(also) | self._unlisted
+        if self._looks % SCAN_EVERY == 0:
+            prefix = len(self.keys.alive(""))
+            ids |= {_text(key)[prefix:] async for key in self._keys(self.keys.alive_pattern)}
+        self._looks += 1
         found: dict[str, NodeInfo] = {}
-        pattern = self.keys.alive_pattern
-        found_keys = (
-            self.redis.scan_iter(match=pattern)
-            if self._keys_like is None
-            else self._keys_like(pattern)
-        )
-        keys = [key async for key in found_keys]
-        if not keys:
+        if not ids:
             return found
-        for raw in await self.redis.mget(keys):
+        order = sorted(ids)
+        for raw in await self.redis.mget([self.keys.alive(node_id) for node_id in order]):
             if raw is not None:
                 info = NodeInfo.decode(raw)
                 found[info.node_id] = info
+        now = self._clock()
+        since = {n: self._missing.get(n, now) for n in listed - found.keys() - {self.info.node_id}}
+        if gone := sorted(n for n, t in since.items() if now - t >= self.ttl):
+            await self.redis.srem(self.keys.nodes, *gone)
+        self._missing = {n: t for n, t in since.items() if now - t < self.ttl}
+        self._unlisted = found.keys() - listed
         return found
+
+    def _keys(self, pattern: str) -> AsyncIterator[Any]:
+        if self._keys_like is None:
+            return self.redis.scan_iter(match=pattern, count=SCAN_COUNT)
+        return self._keys_like(pattern)
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)

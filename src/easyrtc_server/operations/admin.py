@@ -2,8 +2,9 @@
 
 Off unless ``admin_token`` is set. Every API request needs ``Authorization: Bearer <token>``,
 compared in constant time; anything else gets 401. No CORS headers are ever sent, so other
-origins' pages cannot read it. The API is a thin JSON layer over ``EasyRtcServer``'s push API
-and queries; ``OPENAPI`` describes it and is served at ``/admin/api/openapi.json``.
+origins' pages cannot read it. The API is a thin JSON layer over the server's ``directory``
+(the whole state, on every kind of cluster too: a node that did not answer in time is named in
+``missingNodes``); ``OPENAPI`` describes it and is served at ``/admin/api/openapi.json``.
 The dashboard is static (``admin/``): the token is typed in by the user, never embedded.
 Nothing under ``/admin`` may be framed by another page (``FRAME_BLOCKING``: no clickjacking of
 the kick button).
@@ -13,18 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from aiohttp import web
 
-from .metrics import transport_of
+from ..directory import Found, Target
+from ..engine import EngineUnavailable
 from .routes import OpsHandler, OpsRequest, Route, StaticRoute
 
 if TYPE_CHECKING:
-    from ..protocol.model import Connection
     from ..server import EasyRtcServer
 
 ADMIN_DIR: Final = Path(__file__).resolve().parent / "admin"
@@ -51,10 +51,22 @@ def _problem(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
-def _iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+def _whole(body: dict[str, Any], found: Found[Any]) -> dict[str, Any]:
+    """``body`` saying what it lacks: the nodes that did not answer in time
+    (``missingNodes``), lists cut at ``ANSWER_MAX_ITEMS`` per node (``truncated``)."""
+    if found.missing:
+        body["missingNodes"] = found.missing
+    if found.truncated:
+        body["truncated"] = True
+    return body
+
+
+def _not_found(message: str, found: Found[Any]) -> web.Response:
+    """404; 503 when nodes that did not answer in time may have it (``missingNodes``)."""
+    if not found.missing:
+        return _problem(404, message)
+    answer = {"error": f"{message} among the nodes that answered", "missingNodes": found.missing}
+    return _json(answer, 503)
 
 
 class AdminApi:
@@ -103,70 +115,44 @@ class AdminApi:
                 response = _problem(401, "a valid bearer token is required")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="easyrtc-admin"'
                 return response
-            return await handler(request)
+            try:
+                return await handler(request)
+            except EngineUnavailable:  # a cluster's Redis or partition did not answer in time
+                return _problem(503, "the cluster did not answer in time")
 
         return guarded
 
     # -- reading -------------------------------------------------------------------------------
 
     async def applications(self, _request: OpsRequest) -> web.Response:
-        apps = self.server.core.apps
-        return _json(
-            {
-                "applications": [
-                    {"name": name, "rooms": len(app.rooms), "connections": len(app.connections)}
-                    for name, app in apps.items()
-                ]
-            }
-        )
+        found = await self.server.directory.applications()
+        return _json(_whole({"applications": found.value}, found))
 
     async def rooms(self, request: OpsRequest) -> web.Response:
-        app = self.server.core.apps.get(request.match_info["app"])
-        if app is None:
-            return _problem(404, "no such application")
-        return _json({"rooms": [self._room(room) for room in app.rooms.values()]})
+        found = await self.server.directory.rooms(request.match_info["app"])
+        if found.value is None:
+            return _not_found("no such application", found)
+        return _json(_whole({"rooms": found.value}, found))
 
     async def room(self, request: OpsRequest) -> web.Response:
-        app = self.server.core.apps.get(request.match_info["app"])
-        room = app.rooms.get(request.match_info["room"]) if app is not None else None
-        if room is None:
-            return _problem(404, "no such room")
-        body = self._room(room)
-        body["occupants"] = [self._occupant(m.connection) for m in room.members.values()]
-        return _json(body)
+        info = request.match_info
+        found = await self.server.directory.room(info["app"], info["room"])
+        if found.value is None:
+            return _not_found("no such room", found)
+        return _json(_whole(found.value, found))
 
     async def connection(self, request: OpsRequest) -> web.Response:
-        conn = self.server.connection(request.match_info["easyrtcid"])
-        if conn is None:
-            return _problem(404, "no such connection")
-        return _json(self._occupant(conn))
-
-    def _room(self, room: Any) -> dict[str, Any]:
-        return {
-            "name": room.name,
-            "members": len(room.members),
-            "fields": {name: f.value for name, f in room.fields.items()},
-        }
-
-    def _occupant(self, conn: Connection) -> dict[str, Any]:
-        server = self.server
-        link = server.links.get(conn.easyrtcid)
-        return {
-            "easyrtcid": conn.easyrtcid,
-            "app": conn.app.name,
-            "username": conn.username,
-            "presence": dict(conn.presence),
-            "rooms": list(conn.rooms),
-            "remoteAddress": link.remote_address if link is not None else None,
-            "connectedSince": _iso(server.events.connected_since.get(conn.easyrtcid)),
-            "transport": transport_of(link) if link is not None else None,
-        }
+        found = await self.server.directory.connection(request.match_info["easyrtcid"])
+        if found.value is None:
+            return _not_found("no such connection", found)
+        return _json(found.value)
 
     # -- acting --------------------------------------------------------------------------------
 
     async def kick(self, request: OpsRequest) -> web.Response:
-        if not await self.server.disconnect(request.match_info["easyrtcid"]):
-            return _problem(404, "no such connection")
+        found = await self.server.directory.disconnect(request.match_info["easyrtcid"])
+        if not found.value:
+            return _not_found("no such connection", found)
         return _json({"disconnected": True})
 
     async def message(self, request: OpsRequest) -> web.Response:
@@ -182,14 +168,18 @@ class AdminApi:
         app = body.get("app", "")
         if not isinstance(app, str):
             return _problem(400, "app must be a string")
-        target = targets[0]
+        target: Target = targets[0]  # type: ignore[assignment]
         try:
-            count = await self.server.send_message(
-                msg_type, body.get("msgData"), app=app or None, **{target: body[target]}
+            found = await self.server.directory.send_message(
+                msg_type,
+                body.get("msgData"),
+                app or self.server.options.app_default_name,
+                target,
+                body[target],
             )
         except KeyError:
             return _problem(404, "no such application or room")
-        return _json({"recipients": count})
+        return _json(_whole({"recipients": found.value}, found))
 
     async def set_room_field(self, request: OpsRequest) -> web.Response:
         body = await _body(request)
@@ -199,11 +189,8 @@ class AdminApi:
         if not isinstance(shared, bool):
             return _problem(400, "shared must be true or false")
         info = request.match_info
-        app = self.server.core.apps.get(info["app"])
-        if app is None or info["room"] not in app.rooms:
-            return _problem(404, "no such application or room")
         try:
-            await self.server.set_room_field(
+            await self.server.directory.set_room_field(
                 info["app"], info["room"], info["field"], body["value"], shared=shared
             )
         except KeyError:
@@ -259,6 +246,24 @@ def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 _ERR = _ok(_ref("Error"), "Not found")
 _BAD = _ok(_ref("Error"), "Bad request")
+_AWAY = _ok(
+    _ref("Error"),
+    "Not found among the cluster's nodes that answered in time (missingNodes), or the "
+    "cluster did not answer",
+)
+_UNAVAILABLE = _ok(_ref("Error"), "The cluster did not answer in time")
+_PARTIAL: Final[dict[str, Any]] = {
+    "missingNodes": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Nodes of a partitioned cluster that did not answer in time: the answer "
+        "is what the others hold. Absent when every node answered.",
+    },
+    "truncated": {
+        "type": "boolean",
+        "description": "A node's list was cut at 1,000 items. Absent when nothing was cut.",
+    },
+}
 _NAME = {"type": "string", "minLength": 1}
 
 
@@ -287,11 +292,13 @@ OPENAPI: Final[dict[str, Any]] = {
                             "type": "object",
                             "required": ["applications"],
                             "properties": {
-                                "applications": {"type": "array", "items": _ref("Application")}
+                                "applications": {"type": "array", "items": _ref("Application")},
+                                **_PARTIAL,
                             },
                         }
                     ),
                     "401": _ok(_ref("Error"), "Missing or wrong token"),
+                    "503": _UNAVAILABLE,
                 },
             }
         },
@@ -305,11 +312,15 @@ OPENAPI: Final[dict[str, Any]] = {
                         {
                             "type": "object",
                             "required": ["rooms"],
-                            "properties": {"rooms": {"type": "array", "items": _ref("Room")}},
+                            "properties": {
+                                "rooms": {"type": "array", "items": _ref("Room")},
+                                **_PARTIAL,
+                            },
                         }
                     ),
                     "401": _ok(_ref("Error"), "Missing or wrong token"),
                     "404": _ERR,
+                    "503": _AWAY,
                 },
             }
         },
@@ -327,7 +338,8 @@ OPENAPI: Final[dict[str, Any]] = {
                                     "type": "object",
                                     "required": ["occupants"],
                                     "properties": {
-                                        "occupants": {"type": "array", "items": _ref("Occupant")}
+                                        "occupants": {"type": "array", "items": _ref("Occupant")},
+                                        **_PARTIAL,
                                     },
                                 },
                             ]
@@ -335,6 +347,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     ),
                     "401": _ok(_ref("Error"), "Missing or wrong token"),
                     "404": _ERR,
+                    "503": _AWAY,
                 },
             }
         },
@@ -383,6 +396,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     "400": _BAD,
                     "401": _ok(_ref("Error"), "Missing or wrong token"),
                     "404": _ERR,
+                    "503": _UNAVAILABLE,
                 },
             }
         },
@@ -395,6 +409,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     "200": _ok(_ref("Occupant")),
                     "401": _ok(_ref("Error"), "Missing or wrong token"),
                     "404": _ERR,
+                    "503": _AWAY,
                 },
             },
             "delete": {
@@ -411,6 +426,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     ),
                     "401": _ok(_ref("Error"), "Missing or wrong token"),
                     "404": _ERR,
+                    "503": _AWAY,
                 },
             },
         },
@@ -427,12 +443,16 @@ OPENAPI: Final[dict[str, Any]] = {
                         {
                             "type": "object",
                             "required": ["recipients"],
-                            "properties": {"recipients": {"type": "integer", "minimum": 0}},
+                            "properties": {
+                                "recipients": {"type": "integer", "minimum": 0},
+                                **_PARTIAL,
+                            },
                         }
                     ),
                     "400": _BAD,
                     "401": _ok(_ref("Error"), "Missing or wrong token"),
                     "404": _ERR,
+                    "503": _UNAVAILABLE,
                 },
             }
         },
@@ -443,7 +463,10 @@ OPENAPI: Final[dict[str, Any]] = {
             "Error": {
                 "type": "object",
                 "required": ["error"],
-                "properties": {"error": {"type": "string"}},
+                "properties": {
+                    "error": {"type": "string"},
+                    "missingNodes": _PARTIAL["missingNodes"],
+                },
             },
             "Application": {
                 "type": "object",

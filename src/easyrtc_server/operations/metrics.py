@@ -378,7 +378,9 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         core = self.server.core
         apps = list(core.apps.values())
-        authenticated = sum(len(app.connections) for app in apps)
+        # connections with a socket here (or held): not a partitioned node's stubs of the
+        # other nodes' members, so that the nodes' gauges add up
+        authenticated = sum(1 for peer in list(core.peers.values()) if peer.connection is not None)
         conns = GaugeMetricFamily(
             "easyrtc_connections", "Open socket.io connections, by state.", labels=["state"]
         )

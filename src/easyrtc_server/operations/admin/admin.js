@@ -138,10 +138,13 @@
   async function refresh() {
     if (!token()) return;
     try {
-      const apps = (await api("GET", "/applications")).applications;
-      const sections = await Promise.all(apps.map(loadApp));
+      const listing = await api("GET", "/applications");
+      const sections = await Promise.all(listing.applications.map(loadApp));
       appsBox.replaceChildren(...sections);
-      say("Updated " + new Date().toLocaleTimeString());
+      // a partitioned cluster's node that did not answer in time: its clients are not shown
+      const missing = listing.missingNodes || [];
+      const unheard = missing.length ? " (no answer from node " + missing.join(", ") + ")" : "";
+      say("Updated " + new Date().toLocaleTimeString() + unheard, missing.length > 0);
       body.dataset.updated = String(Date.now());
     } catch (error) {
       if (error.message !== "unauthorized") say("Cannot reach the admin API: " + error.message, true);
