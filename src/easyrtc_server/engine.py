@@ -65,6 +65,12 @@ class Carrier(Protocol):
         once; the hooks run in the background."""
         ...
 
+    def released(self, peer: Peer) -> None:
+        """``peer``'s held connection was taken over by another process (a partitioned
+        cluster's handover): its dropped socket is counted no more here; nobody is told and no
+        hook runs (they go on where the connection went)."""
+        ...
+
 
 class Engine(Protocol):
     """One place where the server's state is changed (see the module docstring)."""

@@ -182,6 +182,12 @@ class EasyRtcServer:
         if conn is not None:
             await self._notify("disconnect", conn)
 
+    def released(self, peer: Peer) -> None:
+        """A held connection another process took over (``engine.Carrier.released``)."""
+        self.guard.closed(peer)
+        self.engine.ledger.forget(peer.easyrtcid)
+        self.events.connected_since.pop(peer.easyrtcid, None)
+
     def departed(self, conns: list[Connection], out: Outcome) -> None:
         """Connections of a dead node, reaped by this one (``engine.Carrier.departed``): their
         hooks run here, in the background, in the order of a disconnect's."""

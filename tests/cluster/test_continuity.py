@@ -38,9 +38,10 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "continuity
 
 
 class Three:
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, env: dict[str, str] | None = None) -> None:
         self.redis_url = redis_url
-        self.nodes = [Node(redis_url, cluster="continuity", env=ENV) for _ in range(3)]
+        self.env = ENV if env is None else env
+        self.nodes = [Node(redis_url, cluster="continuity", env=self.env) for _ in range(3)]
         self.every = list(self.nodes)
         """Every node process so far, stopped ones too (their logs, on a failure)."""
         self.events: list[str] = []
@@ -55,7 +56,7 @@ class Three:
         self.note(f"{'kill -9' if kill else 'SIGTERM'} node {index} (port {old.port})")
         await old.stop(kill=kill)
         self.note(f"node {index} exited")
-        self.nodes[index] = Node(self.redis_url, cluster="continuity", env=ENV, port=old.port)
+        self.nodes[index] = Node(self.redis_url, cluster="continuity", env=self.env, port=old.port)
         self.every.append(self.nodes[index])
 
     async def start(self, index: int) -> None:

@@ -7,11 +7,14 @@ would. Real processes, real socket.io clients.
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 from support.nodes import running_nodes
 from support.rediscluster import running_redis_cluster
+from transport.harness import node_client
 
 from .test_partitioned_failures import BOUND, NODE_ENV, Member, fresh, members
+from .test_partitioned_holds import Peer, keyed, keyed_login
 
 
 async def test_three_nodes_on_a_redis_cluster_serve_one_room() -> None:
@@ -42,3 +45,26 @@ async def test_three_nodes_on_a_redis_cluster_serve_one_room() -> None:
         async with asyncio.timeout(BOUND):
             await asyncio.gather(first.told_removed(second.id), third.told_removed(second.id))
         assert first.lists[room] == third.lists[room] == {first.id, third.id}
+
+
+async def test_a_keyed_client_resumes_on_another_node_of_a_redis_cluster() -> None:
+    """A hold handed over between nodes whose inboxes live on different masters (the
+    directory under the cluster's tag, the hand-over over sharded pub/sub)."""
+    room = fresh("room")
+    key = secrets.token_urlsafe(32)
+    async with (
+        running_redis_cluster() as redis,
+        running_nodes(redis.url, 3, cluster="pcluster", env=NODE_ENV) as (a, b, _c),
+        asyncio.timeout(BOUND * 3),
+    ):
+        bob = await Peer.join(b, room)
+        async with node_client("4", a.url, keyed(key)) as alice:
+            alice_id, _ = await keyed_login(alice, room)
+            await bob.sees(alice_id)
+            alice.proc.kill()  # held, or still live on a: handed over either way
+        async with node_client("4", b.url, keyed(key)) as again:
+            resumed_id, _ = await keyed_login(again, room)
+            assert resumed_id == alice_id
+        await bob.settled()
+        assert alice_id not in bob.removed
+        await bob.client.sio.disconnect()

@@ -140,6 +140,11 @@ class ClusterKeys:
         partitioned cluster, each with its claims (``roomclaims``)."""
         return f"{self._prefix}:room-names:{app}"
 
+    def hold(self, name: str) -> str:
+        """String with a TTL (the grace): the node holding a dropped keyed connection in a
+        partitioned cluster, by a digest of its resume key's digest (``partitionholds``)."""
+        return f"{self._prefix}:hold:{name}"
+
     def inbox(self, node_id: str) -> str:
         """Pub/sub channel: relayed messages for the sockets of one node."""
         if self.hash_tags:

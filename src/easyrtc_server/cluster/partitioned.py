@@ -23,6 +23,10 @@ as stubs (``stubs``). What it does:
   to each partition it reads (idempotent); a node reaped while it lived (paused, cut off)
   says ``node-back`` where it reads its own ``node-gone`` and asks its clients' rooms again,
   as every node does when the cluster's epoch says Redis came back empty;
+- a keyed connection whose socket dropped is held here (its partitions not told, relays for it
+  queued, from the inbox too); a login with its key on another node takes it over there
+  (``partitionholds``: the hold directory, the hand-over, the next login number); a node that stops
+  hands its holds to the others;
 - any reader of a partition may snapshot it (``PartitionSnapshots``, one per lock period).
 
 ``max_rooms_per_app`` is counted by room-name claims in Redis (``roomclaims``), ``getRoomList``
@@ -30,13 +34,14 @@ answered from the cluster's room counts (``roomcounts``). The admin API and serv
 API (``directory``) ask every node, each answering for its own connections
 (``clusterqueries``, made by ``directory``); a room field server code sets goes to the room's
 partition (``set_room_field``). What it does not do yet (README, "Partitioned state"): holds
-and resumes, sessions and groups across nodes, server code's other changes (``change``) beyond
-this node, the ordering of relays against facts.
+that outlive a node's death, sessions and groups across nodes, server code's other changes
+(``change``) beyond this node, the ordering of relays against facts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections import Counter
@@ -62,7 +67,8 @@ from ..protocol.decisions import (
 )
 from ..protocol.delivery import Ledger
 from ..protocol.errors import ErrorCode
-from ..protocol.model import Connection
+from ..protocol.hold import Held
+from ..protocol.model import Connection, Peer
 from ..protocol.outcome import Fanout, Json, Outcome, Push, Reply, refusal
 from ..protocol.roomdata import client_entry, leave_state, room_data
 from ..protocol.stock import stock_answer
@@ -85,6 +91,7 @@ from .health import ReaderHealth
 from .inbox import Inbox
 from .keys import ClusterKeys, new_node_id
 from .liveness import new_epoch
+from .log import decode_fields, encode_fields
 from .partition import (
     FULL,
     TOO_MANY,
@@ -96,6 +103,15 @@ from .partition import (
     Partition,
     RoomRemoved,
     RoomRules,
+)
+from .partitionholds import (
+    HOLD_ASK,
+    HOLD_GIVE,
+    Handover,
+    HoldDirectory,
+    PartitionHolds,
+    detach,
+    hold_name,
 )
 from .partitionlog import (
     Appended,
@@ -117,7 +133,6 @@ from .stubs import Stubs
 if TYPE_CHECKING:
     from ..directory import Directory, LocalDirectory
     from ..options import Options
-    from ..protocol.model import Peer
     from ..transport import Ack
 
 log = logging.getLogger("easyrtc_server.cluster")
@@ -135,8 +150,17 @@ DEPARTED_TTL_MS: Final = 60_000
 ``node-gone`` within seconds of each other."""
 SNAPSHOT_LOCK_MS: Final = 250
 LOGIN: Final = 1
-"""The login number of this node's connections' facts (a resume, which would need another,
-is not offered here)."""
+"""The login number of a connection's facts; a held connection taken over by another node
+joins again there with the next one (``partitionholds``)."""
+HANDOVER_TIMEOUT: Final = 5.0
+"""Seconds a keyed login waits for the node holding its connection to hand it over; then it
+logs in afresh (a hand-over that comes later is held here until its grace ends)."""
+LIVE_NAMED_MS: Final = 86_400_000
+"""How long the hold directory names the node of a keyed connection that has not dropped (a node
+that dies leaves its names behind this long at most; a hold names it again for its grace)."""
+MOVED_KEPT: Final = 30.0
+"""Seconds a node forwards relays for a connection it handed over (other nodes' stubs point to
+it until they read the connection's new join)."""
 
 View = tuple[str, dict[str, Json]]
 """What a partition knows of one connection: its application and, per room, its entry."""
@@ -181,6 +205,9 @@ class PartitionedNode:
         self.health = ReaderHealth()
         links = carrier.links
         self.core = Core(options, scope=NodeSockets(self.node_id, links.__contains__))
+        self.holds = PartitionHolds(options, self.core.now)
+        """This node's holds (``partitionholds``): held here, handed over on request."""
+        self.core.state.holds = self.holds
         self.stubs = Stubs(self.core.state, self.node_id)
         self.inbox = Inbox(
             self.topology.channels(), self.keys, self.node_id, self._from_inbox, self.health
@@ -242,6 +269,29 @@ class PartitionedNode:
         self._posted: dict[int, int] = {}
         """partition -> the number of the last fact this node posted there and had written,
         until it is known applied (``_own_facts_applied``)."""
+        self.holds_directory = HoldDirectory(self.redis, self.keys, self.health)
+        """Which node holds each keyed connection (``partitionholds``); not ``directory``."""
+        self._logins: dict[str, int] = {}
+        """easyrtcid -> its login number, where not ``LOGIN`` (taken over from another node)."""
+        self._named: dict[str, str] = {}
+        """The hold directory's name of each keyed connection of this node (live or held) -> its
+        easyrtcid."""
+        self._handovers: dict[str, asyncio.Future[bool]] = {}
+        """The hold directory's name -> a hand-over this node asked for (True: installed)."""
+        self._moved: dict[str, str] = {}
+        """easyrtcid of a connection this node handed over -> the node it went to."""
+        self._moved_names: dict[str, str] = {}
+        """The hold directory's name of a connection this node handed over -> the node it went
+        to (an ask that comes here still goes on there)."""
+        self._installing: dict[str, asyncio.Future[bool]] = {}
+        """The hold directory's name -> a hand-over to this node being installed."""
+        self._arriving: dict[str, list[Push]] = {}
+        """easyrtcid of a hand-over being installed -> the relays that came for it meanwhile
+        (queued in its hold once it is installed)."""
+        self._handed: dict[str, asyncio.Future[None]] = {}
+        """Held connections handed over, until a partition shows them on their new node (or
+        gone): a node that stops waits for them (other nodes' relays still come here until
+        then, and are forwarded)."""
 
     @property
     def role(self) -> str:
@@ -261,6 +311,7 @@ class PartitionedNode:
             asyncio.create_task(self.writer.run(), name="partition-writer"),
             asyncio.create_task(self.counts.run(), name="room-counts"),
             asyncio.create_task(self.claims.run(), name="room-claims"),
+            asyncio.create_task(self.holds_directory.run(), name="hold-directory"),
             asyncio.create_task(self._read_forever(), name="partition-reader"),
             asyncio.create_task(self._reap_forever(), name="partition-reaper"),
         ]
@@ -272,8 +323,13 @@ class PartitionedNode:
         )
 
     async def stop(self) -> None:
-        """Leave the cluster: the facts of the connections closed meanwhile are written
-        first, each step bounded."""
+        """Leave the cluster: the holds go to the other nodes (``_hand_over_holds``), the
+        facts of the connections closed meanwhile are written first, each step bounded."""
+        try:
+            async with asyncio.timeout(HANDOVER_TIMEOUT + STOP_STEP_TIMEOUT):
+                await self._hand_over_holds()
+        except (TimeoutError, *REDIS_ERRORS) as exc:
+            log.warning("leaving the cluster: not every hold was handed over (%r)", exc)
         pending = [task for task in self._tasks if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=STOP_STEP_TIMEOUT)
@@ -302,14 +358,34 @@ class PartitionedNode:
     # -- the engine seam -------------------------------------------------------------------
 
     def open(self, remote: str | None, resume_key: Any, resume_token: Any) -> Peer:
-        """No resume key is kept: a partitioned node does not hold connections (yet)."""
-        return self.core.open(remote)
+        """Its resume key's digest is kept; no token (``partitionholds``)."""
+        return self.core.open(remote, resume_key=resume_key)
 
     def hold(self, peer: Peer) -> bool:
-        return False
+        """Held here, as in one process: its partitions are not told, what its client had
+        not confirmed goes first in its queue, and the hold directory names this node."""
+        if not self._hold(peer):
+            return False
+        cid = peer.easyrtcid
+        digest = self.holds.key_of.get(cid)
+        if digest is not None:
+            name = hold_name(digest)
+            self._named[name] = cid
+            self.holds_directory.put(name, self.node_id, self.holds.grace_ms)
+        return True
+
+    def _hold(self, peer: Peer) -> bool:
+        if not self.core.hold(peer):
+            return False
+        cid = peer.easyrtcid
+        unconfirmed = self.ledger.take(cid)
+        if unconfirmed:
+            self.holds.requeue(cid, [Push(cid, event, body) for event, body in unconfirmed])
+        return True
 
     def holds_outlive_stop(self) -> bool:
-        return False
+        """A hold made as this node stops is handed over to another node (``stop``)."""
+        return True
 
     def receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
         step = self._receive(peer, event, data, ack)
@@ -324,9 +400,12 @@ class PartitionedNode:
 
         async def answered() -> Step:
             current: Step | Pending = step
+            before = peer.easyrtcid
             while True:
                 if isinstance(current, Outcome):
                     await self.carrier.deliver(peer, current, ack)
+                    if peer.easyrtcid != before:  # resumed: the server resends after
+                        await self.resend(peer.easyrtcid)  # an outcome, not a pending
                     return current
                 if not isinstance(current, Decision):  # pending: carried out already
                     current = await current
@@ -387,28 +466,62 @@ class PartitionedNode:
         self, peer: Peer, decision: Decision, answer: Answer, ack: Ack | None
     ) -> Step | Pending:
         match decision, answer:
-            case LoginRequested(), LoginAnswer(app_name=app_name, rooms=rooms):
-                names = rooms if isinstance(rooms, dict) and rooms else {}
-                if not names and self.options.room_default_enable:
-                    names = {self.options.room_default_name: None}
-                wanted = (
-                    self._partitions_of(app_name, names) if isinstance(app_name, str) else set()
-                )
-                if not self._reading(wanted):
-                    return self._after_gain(
-                        peer, ack, wanted, lambda: self.core.answer(decision, answer)
-                    )
-                return self.core.answer(decision, answer)
+            case LoginRequested(), LoginAnswer():
+                if self._may_be_held_elsewhere(peer):
+                    return self._after_handover(peer, decision, answer, ack)
+                return self._login_answer(peer, decision, answer, ack)
             case JoinRequested(), JoinAnswer():
                 step = self.core.answer(decision, answer)
                 if _refused(step):  # the stubs may be behind their partitions: look again
                     return self._after_catching_up_join(peer, decision, answer, ack)
                 return self._joining(peer, decision, step, ack)
+        before = peer.easyrtcid
         step = self.core.answer(decision, answer)
+        if peer.easyrtcid != before:  # its login resumed a held connection
+            self._took_over(before, peer.easyrtcid)
+        if isinstance(decision, LoginAdmitted) and peer.resume_key is not None:
+            self._name_keyed(peer)
         conn = peer.connection
         if conn is not None and peer.easyrtcid in self._told:
             self._tell(peer.easyrtcid, conn)
+            if self._untold(conn):  # a resume entered rooms it was not in when held
+                self._spawn(self._ask_after_resume(peer, conn))
         return step
+
+    def _name_keyed(self, peer: Peer) -> None:
+        """A keyed login (or resume) done: the hold directory names this node for its key, so a
+        client that comes back elsewhere before this node noticed its socket drop finds it."""
+        cid, digest = peer.easyrtcid, peer.resume_key
+        if digest is None or peer.connection is None or self.holds.key_of.get(cid) != digest:
+            return
+        name = hold_name(digest)
+        self._named[name] = cid
+        self.holds_directory.put(name, self.node_id, LIVE_NAMED_MS)
+
+    def _took_over(self, before: str, easyrtcid: str) -> None:
+        """A login (``before``) resumed ``easyrtcid``: its socket is that easyrtcid's from
+        now on, before the resume's outcome is carried out (its token reaches it); a socket
+        still open under that easyrtcid here is closed (its client came back)."""
+        links = self.carrier.links
+        link = links.pop(before, None)
+        old = links.pop(easyrtcid, None)
+        if link is not None:
+            links[easyrtcid] = link
+        if old is not None and old is not link:
+            self._spawn(old.close())
+
+    def _login_answer(
+        self, peer: Peer, decision: LoginRequested, answer: LoginAnswer, ack: Ack | None
+    ) -> Step | Pending:
+        """The login's rooms' partitions read, then the core decides (their members known)."""
+        app_name, rooms = answer.app_name, answer.rooms
+        names = rooms if isinstance(rooms, dict) and rooms else {}
+        if not names and self.options.room_default_enable:
+            names = {self.options.room_default_name: None}
+        wanted = self._partitions_of(app_name, names) if isinstance(app_name, str) else set()
+        if not self._reading(wanted):
+            return self._after_gain(peer, ack, wanted, lambda: self.core.answer(decision, answer))
+        return self.core.answer(decision, answer)
 
     def _after_catching_up_join(
         self, peer: Peer, decision: JoinRequested, answer: Answer, ack: Ack | None
@@ -448,9 +561,14 @@ class PartitionedNode:
         return self._admit_join(peer, conn, step, ack)
 
     async def close(self, peer: Peer) -> Outcome:
+        cid = peer.easyrtcid
+        digest = self.holds.key_of.get(cid)
         out = self.core.close(peer)
         await self.carrier.deliver(peer, out, None)
-        self._tell(peer.easyrtcid, None)
+        self._tell(cid, None)
+        self._logins.pop(cid, None)
+        if digest is not None:  # a hold that ended (its grace ran out, server code ended it)
+            self._forget_hold(hold_name(digest))
         return out
 
     async def change(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -465,7 +583,10 @@ class PartitionedNode:
         return result
 
     def route(self, send: Push) -> ErrorCode | None:
-        """A push for a stub: to its node's inbox (dropped if nobody here knows it)."""
+        """A push for a connection held here: queued (or refused when its queue is full); for
+        a stub: to its node's inbox (dropped if nobody here knows it)."""
+        if send.to in self.holds.held:
+            return self.holds.take(send)
         node = self.where.get(send.to)
         if node is not None and node != self.node_id:
             self.inbox.send(node, send.to, send.event, send.body)
@@ -474,7 +595,12 @@ class PartitionedNode:
     def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
         by_node: dict[str, list[str]] = {}
         where = self.where
+        held = self.holds.held
+        code = None
         for cid in to:
+            if cid in held:
+                code = self.holds.take(Push(cid, send.event, send.body_for(cid))) or code
+                continue
             node = where.get(cid)
             if node is not None and node != self.node_id:
                 by_node.setdefault(node, []).append(cid)
@@ -484,7 +610,7 @@ class PartitionedNode:
                     self.inbox.send(node, cid, send.event, send.body_for(cid))
             else:
                 self.inbox.send(node, ids, send.event, send.body)
-        return None
+        return code
 
     def disconnect(self, easyrtcid: str) -> bool:
         node = self.where.get(easyrtcid)
@@ -498,7 +624,13 @@ class PartitionedNode:
             self.ledger.confirm(to, n)
 
     async def resend(self, easyrtcid: str) -> None:
-        return None
+        """Resumed here: what its client had not confirmed is sent again."""
+        again = self.ledger.pending(easyrtcid)
+        if again:
+            out = Outcome()
+            for event, body in again:
+                out.push(easyrtcid, event, body)
+            await self.carrier.deliver(None, out, None)
 
     def directory(self, local: LocalDirectory) -> Directory:
         """No node knows every connection: the whole cluster's answers are asked of every
@@ -692,7 +824,7 @@ class PartitionedNode:
             self.node_id,
             app,
             cid,
-            LOGIN,
+            self._logins.get(cid, LOGIN),
             rooms,
             partial(layout.room_partition, app),
             None,
@@ -831,6 +963,7 @@ class PartitionedNode:
         if told is None:
             return []
         app, known = told
+        login = self._logins.get(cid, LOGIN)
         now = (
             {name: _entry(conn, name) for name in conn.rooms}
             if conn is not None and conn.app.name == app
@@ -846,13 +979,13 @@ class PartitionedNode:
             elif now[name] != entry:
                 changed.setdefault(layout.room_partition(app, name), {})[name] = now[name]
         for partition, names in sorted(gone.items()):
-            posted.append(self._post(partition, Leave(app, cid, LOGIN, tuple(names), self.node_id)))
+            posted.append(self._post(partition, Leave(app, cid, login, tuple(names), self.node_id)))
             for name in names:
                 del known[name]
                 self.counts.left(app, name)
             self._unneed([partition] * len(names))
         for partition, entries in sorted(changed.items()):
-            posted.append(self._post(partition, Update(app, cid, LOGIN, entries)))
+            posted.append(self._post(partition, Update(app, cid, login, entries)))
             known.update(entries)
         if not known:
             del self._told[cid]
@@ -1073,6 +1206,9 @@ class PartitionedNode:
                 case Admitted(node=node):
                     if node != self.node_id:
                         self.where[effect.cid] = node
+                        handed = self._handed.pop(effect.cid, None)
+                        if handed is not None and not handed.done():
+                            handed.set_result(None)
                         continue
                     asking = self._asking.get(effect.rid.split("~", 1)[0])
                     if asking is None:
@@ -1082,6 +1218,9 @@ class PartitionedNode:
                 case Left(node=node):
                     if node != self.node_id and (effect.app, effect.cid) not in self.stubs.members:
                         self.where.pop(effect.cid, None)
+                    handed = self._handed.pop(effect.cid, None)
+                    if handed is not None and not handed.done():
+                        handed.set_result(None)
                 case RoomRemoved(app=app, room=room) if _by(fact) == self.node_id:
                     if self._limit and room != self._default_room:  # its fact removed it
                         self.claims.give_back(app, [room])
@@ -1120,6 +1259,349 @@ class PartitionedNode:
         except REDIS_ERRORS as exc:
             self.health.snapshot_failures += 1
             self.health.once("partition-snapshot", "a partition snapshot failed: %r", exc)
+
+    # -- holds: the hold directory and the hand-over (``partitionholds``) --------------------------
+
+    def _may_be_held_elsewhere(self, peer: Peer) -> bool:
+        """A keyed login whose key this node does not know: another node may hold it."""
+        return (
+            self.holds.grace_ms > 0
+            and peer.resume_key is not None
+            and peer.connection is None
+            and self.holds.resumes(peer) is None
+        )
+
+    def _after_handover(
+        self, peer: Peer, decision: LoginRequested, answer: LoginAnswer, ack: Ack | None
+    ) -> Pending:
+        """The login, once the node holding its key's connection handed it over (or said it
+        does not hold it, or did not answer in time: then it logs in afresh)."""
+
+        async def handed() -> Step:
+            digest = peer.resume_key
+            if digest is not None:
+                name = hold_name(digest)
+                asked = await self._take_over(name, None)
+                if asked is not None and self.holds.resumes(peer) is None:
+                    await self._take_over(name, asked)  # handed on meanwhile (a drain)?
+            step = self._login_answer(peer, decision, answer, ack)
+            if isinstance(step, Outcome):
+                await self.carrier.deliver(peer, step, ack)
+                return step
+            if isinstance(step, Decision):
+                return step
+            return await step
+
+        return handed()
+
+    async def _take_over(self, name: str, asked: str | None) -> str | None:
+        """Ask the node the hold directory names for the hold ``name`` (unless it is ``asked``,
+        asked already); back once it is installed here, refused, or after
+        ``HANDOVER_TIMEOUT``. The node asked, if any."""
+        try:
+            owner = await self.holds_directory.owner(name)
+        except REDIS_ERRORS as exc:
+            self.health.once("hold-directory", "the hold directory could not be read: %r", exc)
+            return None
+        if owner is None or owner == self.node_id or owner == asked or owner in self._reaped:
+            return None  # (a dead node's holds died with it)
+        waiting = self._handovers.get(name)
+        if waiting is None:
+            waiting = self._handovers[name] = asyncio.get_running_loop().create_future()
+            self.inbox.send(owner, "", HOLD_ASK, {"n": name, "from": self.node_id})
+        try:
+            async with asyncio.timeout(HANDOVER_TIMEOUT):
+                await asyncio.shield(waiting)
+        except TimeoutError:
+            log.warning("node %s did not hand a held connection over in time", owner)
+        finally:
+            if self._handovers.get(name) is waiting and not waiting.done():
+                del self._handovers[name]  # a late one is held here until its grace ends
+        return owner
+
+    def _node_message(self, kind: Any, body: Any) -> None:
+        """A message from another node to this one (not to a socket)."""
+        if type(body) is not dict or type(body.get("n")) is not str:
+            raise TypeError("not a node message")
+        if kind == HOLD_ASK and type(body.get("from")) is str:
+            self._give_hold(body["n"], body["from"])
+        elif kind == HOLD_GIVE:
+            record = Handover.from_json(body) if len(body) > 1 else None
+            if record is not None:
+                loop = asyncio.get_running_loop()
+                self._installing.setdefault(record.name, loop.create_future())
+                self._arriving.setdefault(record.cid, [])
+                self._spawn(self._install(record))
+                return
+            waiting = self._handovers.pop(body["n"], None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(False)
+        else:
+            raise TypeError("not a node message")
+
+    def _give_hold(self, name: str, to: str) -> None:
+        """Node ``to`` asks for the connection of the key named ``name``: handed over, or it
+        is told it is not here. One still live here (its client came back elsewhere before
+        this node noticed the drop) is held first, its socket closed, as one process lets a
+        key take its live connection over."""
+        installing = self._installing.get(name)
+        if installing is not None:  # handed to this node a moment ago: on once it is here
+            self._spawn(self._give_once_installed(installing, name, to))
+            return
+        cid = self._named.get(name)
+        moved = self._moved_names.get(name)
+        if cid is None and moved is not None and moved != to:  # handed on: asked there
+            self.inbox.send(moved, "", HOLD_ASK, {"n": name, "from": to})
+            return
+        if cid is not None and to != self.node_id and cid not in self.holds.held:
+            self._hold_live(cid)
+        if cid is None or to == self.node_id or not self._hand_over(cid, to):
+            self.inbox.send(to, "", HOLD_GIVE, {"n": name})
+
+    async def _give_once_installed(
+        self, installing: asyncio.Future[bool], name: str, to: str
+    ) -> None:
+        await asyncio.wait([installing])
+        self._give_hold(name, to)
+
+    def _hold_live(self, cid: str) -> None:
+        peer = self.core.state.peers.get(cid)
+        link = self.carrier.links.get(cid)
+        if peer is None or link is None or not self._hold(peer):
+            return  # (not announced: it is handed over at once)
+        del self.carrier.links[cid]
+        self._spawn(link.close())  # superseded by then: its close tells nobody
+
+    def _hand_over(self, cid: str, to: str) -> bool:
+        """Let the hold of ``cid`` go without telling anyone (the connection stays in the
+        core as ``to``'s member) and send it to node ``to``; False if it is not held here
+        (or is in no room the partitions know)."""
+        held = self.holds.held.get(cid)
+        conn = held.peer.connection if held is not None else None
+        told = self._told.get(cid)
+        digest = self.holds.key_of.get(cid)
+        if held is None or conn is None or digest is None or told is None:
+            return False
+        app, known = told
+        if app != conn.app.name:
+            return False
+        name = hold_name(digest)
+        record = Handover(
+            name,
+            digest,
+            cid,
+            app,
+            self._logins.get(cid, LOGIN),
+            conn.username,
+            dict(conn.presence),
+            encode_fields(conn.fields),
+            {room: dict(entry) for room, entry in known.items()},
+            [(push.event, push.body) for push in held.queue if type(push.body) is dict],
+            held.size,
+            max(0, held.until - self.core.now()),
+        )
+        self.holds.give(cid)
+        self._named.pop(name, None)
+        peer = held.peer
+        state = self.core.state
+        if state.peers.get(cid) is peer:
+            del state.peers[cid]
+        peer.connection = None
+        peer.superseded = True
+        detach(conn)
+        self.stubs.take(conn)
+        del self._told[cid]
+        for room in known:
+            self.counts.left(app, room)
+        self._unneed([self.layout.room_partition(app, room) for room in known])
+        self._logins.pop(cid, None)
+        self.where[cid] = to
+        self._moved[cid] = to
+        self._moved_names[name] = to
+        loop = asyncio.get_running_loop()
+        loop.call_later(MOVED_KEPT, self._moved.pop, cid, None)
+        loop.call_later(MOVED_KEPT, self._moved_names.pop, name, None)
+        self.inbox.send(to, "", HOLD_GIVE, record.to_json())
+        self.carrier.released(peer)
+        if cid not in self._handed:
+            self._handed[cid] = loop.create_future()
+        return True
+
+    async def _install(self, record: Handover) -> None:
+        waiting = self._handovers.pop(record.name, None)
+        installed = False
+        try:
+            installed = await self._adopt(record)
+        except Exception:  # a bug must cost one hold, not the inbox
+            log.exception("a held connection handed over could not be installed")
+        finally:
+            self._arriving.pop(record.cid, None)
+            for done in (waiting, self._installing.pop(record.name, None)):
+                if done is not None and not done.done():
+                    done.set_result(installed)
+
+    async def _adopt(self, record: Handover) -> bool:
+        """A held connection another node gave this one: its rooms' partitions read, the
+        connection built from its stub, held here for the grace it has left, then its rooms
+        joined again with the next login number (nobody is told: its entries are the same).
+        What cannot be done ends the hold as a disconnect."""
+        self.holds_directory.put(record.name, self.node_id, record.left_ms)  # asked here now
+        self._moved_names.pop(record.name, None)  # (back here, if it was here before)
+        self._moved.pop(record.cid, None)
+        wanted = self._partitions_of(record.app, record.rooms)
+        self._need(wanted)
+        try:
+            try:
+                await self._gain(wanted)
+            except EngineUnavailable:
+                self._leave_handed(record)
+                return False
+            conn = self._connection_of(record)
+            if conn is None:
+                self._leave_handed(record)
+                return False
+            cid = record.cid
+            peer = Peer(cid, connection=conn, resume_key=record.digest)
+            self.core.state.peers[cid] = peer
+            queue = [Push(cid, event, body) for event, body in record.queue]
+            held = self.holds.adopt(peer, record.digest, record.left_ms, queue, record.size)
+            self.holds.requeue(cid, self._arriving.pop(cid, []), first=False)
+            self._logins[cid] = record.login + 1
+            self._named[record.name] = cid
+            loop = asyncio.get_running_loop()
+            loop.call_later(record.left_ms / 1000, self._adopted_due, cid, held)
+            try:
+                result = await self._ask(conn)
+            except EngineUnavailable:
+                result = "unavailable"
+            if result != "admitted":
+                log.warning("a held connection handed over could not join again: %s", result)
+                self._leave_handed(record)
+                self._adopted_due(cid, held)
+                return False
+            return True
+        finally:
+            self._unneed(wanted)
+
+    def _connection_of(self, record: Handover) -> Connection | None:
+        """The handed-over connection in this node's core, made from its stub (or anew), with
+        its identity and rooms as the record says; None if its easyrtcid is in use here."""
+        state = self.core.state
+        cid = record.cid
+        if cid in state.peers:
+            return None
+        app = state.apps.get(record.app) or state.create_app(record.app)
+        conn = self.stubs.give(app.name, cid)
+        if conn is None:
+            if cid in app.connections:
+                return None
+            conn = Connection(cid, app)
+            app.connections[cid] = conn
+        conn.username = record.username
+        conn.presence = dict(record.presence)
+        conn.fields = decode_fields(record.fields)
+        for name, entry in record.rooms.items():
+            if name not in conn.rooms:
+                when = entry.get("roomJoinTime")
+                state.join(
+                    conn,
+                    name,
+                    None,
+                    joined_at=when if type(when) is int else None,
+                    api_field=entry.get("apiField") or None,
+                )
+        state.refresh_entries(conn)
+        self.where.pop(cid, None)
+        return conn
+
+    def _leave_handed(self, record: Handover) -> None:
+        """The rooms a handed-over connection could not be installed in are told it left
+        (with the login its node gave it); the hold directory forgets it."""
+        self.holds_directory.drop(record.name, self.node_id)
+        rooms: dict[int, list[str]] = {}
+        for name in record.rooms:
+            rooms.setdefault(self.layout.room_partition(record.app, name), []).append(name)
+        for partition, names in sorted(rooms.items()):
+            fact = Leave(record.app, record.cid, record.login, tuple(names), self.node_id)
+            self._post(partition, fact)
+
+    def _adopted_due(self, cid: str, held: Held) -> None:
+        """The grace of a hold handed over to this node is over (the server's timer knows
+        only the holds of its own sockets): it ends as a disconnect, unless resumed."""
+        if self.holds.held.get(cid) is held:
+            self._spawn(self._end_hold(cid))
+
+    async def _end_hold(self, cid: str) -> None:
+        """A hold ends as a disconnect: the members here told, the partitions told, the
+        ``room_left`` and ``disconnect`` hooks run (``Carrier.departed``)."""
+        digest = self.holds.key_of.get(cid)
+        peer = self.holds.end(cid)
+        if peer is None:
+            return
+        conn = peer.connection
+        out = await self.close(peer)
+        if digest is not None:
+            self._forget_hold(hold_name(digest))
+        if conn is not None:
+            self.carrier.departed([conn], out)
+
+    async def _ask_after_resume(self, peer: Peer, conn: Connection) -> None:
+        """A resume entered rooms its held connection was not in: asked of their partitions
+        afterwards; a room they refuse is left again (its members told)."""
+        try:
+            result = await self._ask(conn)
+        except EngineUnavailable:
+            result = "unavailable"
+        if result == "admitted" or peer.connection is not conn:
+            return
+        out = Outcome()
+        for name in self._untold(conn):
+            self.core.state.leave(conn, name, out)
+        await self.carrier.deliver(None, out, None)
+
+    def _not_here(self, cid: str, event: str | None, body: Any) -> None:
+        """A relay from another node for a socket this node does not have: queued if it is
+        held here or being handed over to it (a disconnect ends its hold), forwarded if it was
+        handed on, else dropped."""
+        if cid in self.holds.held:
+            if event is not None:
+                self.holds.take(Push(cid, event, body))
+            elif body is None:
+                self._spawn(self._end_hold(cid))
+            return
+        arriving = self._arriving.get(cid)
+        if arriving is not None:  # handed over to this node, being installed
+            if event is not None and type(body) is dict and "senderEasyrtcid" in body:
+                arriving.append(Push(cid, event, body))
+            return
+        node = self._moved.get(cid)
+        if node is not None:
+            self.inbox.send(node, cid, event, body)
+
+    def _forget_hold(self, name: str) -> None:
+        """A hold of this node ended (resumed, expired): off the hold directory."""
+        if self._named.pop(name, None) is not None:
+            self.holds_directory.drop(name, self.node_id)
+
+    async def _hand_over_holds(self) -> None:
+        """Stopping: the holds of this node go to the other nodes alive, in turn, each until
+        its rooms' partitions show it there (then this node may leave the cluster: its
+        ``node-gone`` no longer concerns them). A hold no node takes in time ends as a
+        disconnect, its rooms told; one handed over whose new node did not show up in time
+        leaves its rooms when the other nodes reap this one."""
+        held = list(self.holds.held)
+        others: list[str] = []
+        if held:
+            with contextlib.suppress(*REDIS_ERRORS):
+                others = sorted(set(await self.registry.alive_nodes()) - {self.node_id})
+        for i, cid in enumerate(held):
+            if not (others and self._hand_over(cid, others[i % len(others)])):
+                await self._end_hold(cid)
+        shown = [handed for handed in self._handed.values() if not handed.done()]
+        if shown:
+            _, late = await asyncio.wait(shown, timeout=HANDOVER_TIMEOUT)
+            if late:
+                log.warning("leaving the cluster: %d held connections not taken in time", len(late))
 
     # -- other nodes ------------------------------------------------------------------------
 
@@ -1316,14 +1798,25 @@ class PartitionedNode:
         links = self.carrier.links
         out = Outcome()
         for to, event, body in items:
+            if to == "":  # a message to this node itself
+                self._node_message(event, body)
+                continue
             if type(to) is list:
                 if type(body) is not dict or type(event) is not str:
                     raise TypeError("not a fan-out")
                 here = [cid for cid in to if cid in links]
                 if here:
                     out.sends.append(Fanout(here, event, body))
+                if len(here) < len(to):
+                    fanout = Fanout(to, event, body)
+                    for cid in to:
+                        if cid not in links:
+                            self._not_here(cid, event, fanout.body_for(cid))
                 continue
-            if to not in links or (event is None and type(body) is int):
+            if event is None and type(body) is int:
+                continue
+            if to not in links:
+                self._not_here(to, event, body)
                 continue
             if event is None:  # a disconnect: what came before it first
                 if out.sends:

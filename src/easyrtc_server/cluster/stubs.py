@@ -107,6 +107,17 @@ class Stubs:
             self.members[(app.name, cid)] = stub
         return stub
 
+    def take(self, conn: Connection) -> None:
+        """This node's own ``conn`` (a held connection another node took over) is another
+        node's member from now on: a stub, with its rooms and entries as they are, nobody told
+        (``partitionholds``)."""
+        self.members[(conn.app.name, conn.easyrtcid)] = conn
+
+    def give(self, app: str, cid: str) -> Connection | None:
+        """The stub of ``cid`` becomes this node's own connection (a held connection handed
+        over to this node), with its rooms and entries; None if there is no such stub."""
+        return self.members.pop((app, cid), None)
+
     def apply(self, effects: Sequence[Effect]) -> Outcome:
         """The effects of one fact, in order: the pushes to this node's members (sends only).
         A request's admissions are told together, at the first, and so are one member's
