@@ -389,3 +389,18 @@ async def test_after_redis_came_back_empty_the_rooms_hold_every_client_again() -
         assert (await newcomer.relay(on_a, "offer", "v=0 a"))["msgData"] == {"sdp": "v=0 a"}
         # the alive keys went with the data: nobody was taken for dead meanwhile
         assert not [line for node in (a, b, c) for line in node.lines if "is gone" in line]
+
+
+async def test_a_member_that_leaves_while_redis_came_back_empty_leaves_every_list() -> None:
+    """Redis restarted empty, and a member leaves before its node noticed: its ``leave`` is the
+    first fact of its partition's new log. The other node reads its partition again from what
+    is there now, without that member: its client is told the member left (it kept it as a
+    ghost while the node reloaded without telling)."""
+    app, room = fresh("app"), fresh("room")
+    async with cluster() as (redis, (a, b, _c)), members() as join:
+        on_a, on_b = await together(join, app, room, a, b)
+        await redis.flushall()
+        await on_b.client.sio.disconnect()
+        async with asyncio.timeout(BOUND):
+            await on_a.told_removed(on_b.id)
+            await on_a.sees(room, {on_a.id})

@@ -1131,12 +1131,12 @@ class PartitionedNode:
         partition = read.partition
         if partition not in self._loaded:
             return  # dropped meanwhile
+        out = Outcome()
         if read.reload is not None:
-            self._reload(partition, read.reload, gap=read.gap)
+            out = self._reload(partition, read.reload, gap=read.gap)
         part = self.parts.get(partition)
         if part is None:
             return
-        out = Outcome()
         reaped: dict[str, list[tuple[Connection, str]]] = {}
         for entry in read.entries:
             try:
@@ -1152,7 +1152,7 @@ class PartitionedNode:
                 self._reaped_here(effects, reaped.setdefault(fact.node, []))
             out.extend(self.stubs.apply(effects))
             self._follow(fact, effects)
-        if read.entries:  # even without sends: coalesced room updates get their flush timer
+        if read.entries or out.sends:  # even without sends: coalesced updates get their timer
             await self.carrier.deliver(None, out, None)
         if any(reaped.values()):
             self._spawn(self._departed(reaped))
@@ -1160,11 +1160,15 @@ class PartitionedNode:
         if self.node_id in part.gone and partition not in self._coming_back:
             self._come_back(partition)
 
-    def _reload(self, partition: int, snap: Snapshot, *, gap: bool) -> None:
+    def _reload(self, partition: int, snap: Snapshot, *, gap: bool) -> Outcome:
+        """``partition`` (re)loaded from ``snap``. Read again (a gap, Redis back empty), its
+        other nodes' members that are gone now leave, told, and those that are new join,
+        told: this node's clients in its rooms hold the lists it holds now."""
+        told = Outcome()
         old = self.parts.pop(partition, None)
+        before: dict[tuple[str, str, str], str] = {}
         if old is not None:
-            self.stubs.unload(old)
-            self._forget_gone_stubs(old)
+            before = _others(old, self.node_id)
             self.health.log_gaps += 1
         part = Partition(self._rules)
         if snap.doc:
@@ -1173,8 +1177,20 @@ class PartitionedNode:
             except (ValueError, TypeError) as exc:
                 self.health.snapshot_failures += 1
                 self.health.once("snapshot", "a partition's snapshot was unreadable: %s", exc)
+        if old is not None:
+            after = _others(part, self.node_id)
+            gone = [
+                Left(a, r, c, node) for (a, r, c), node in before.items() if (a, r, c) not in after
+            ]
+            told.extend(self.stubs.apply(gone))
+            self.stubs.unload(old)
+            self._forget_gone_stubs(old)
         self.parts[partition] = part
         self.stubs.load(part)
+        if old is not None:
+            for app, name, cid in after.keys() - before.keys():
+                if (stub := self.stubs.members.get((app, cid))) is not None:
+                    self.core.state.tell_peers(stub, told, with_api_field=True, rooms=[name])
         for rooms in part.rooms.values():
             for room in rooms.values():
                 for cid, member in room.members.items():
@@ -1185,6 +1201,7 @@ class PartitionedNode:
         loaded = self._loaded.get(partition)
         if loaded is not None and not loaded.done():
             loaded.set_result(None)
+        return told
 
     def _follow(self, fact: Fact, effects: list[Effect]) -> None:
         """What the effects of one fact mean beyond the stubs: decisions for this node's
@@ -1727,12 +1744,18 @@ class PartitionedNode:
         log.warning("Redis came back empty: this node's clients ask their rooms again")
         await self._agree_on_layout()
         self._restate_counts = True
+        for partition in list(self.parts):  # what was read of them is gone: read them anew
+            self.reader.reload(partition)
         layout = self.layout
         partitions = {
             layout.room_partition(app, name) for app, known in self._told.values() for name in known
         }
-        for partition in sorted(partitions):
-            self._back_in(partition, None)
+        asked = [self._back_in(partition, None) for partition in sorted(partitions)]
+        self._spawn(self._reregistered(asked))
+
+    async def _reregistered(self, asked: list[asyncio.Future[Any]]) -> None:
+        await asyncio.gather(*asked, return_exceptions=True)
+        log.info("re-registered this node's connections (%d partitions)", len(asked))
 
     def _back_in(self, partition: int, back: NodeBack | None) -> asyncio.Future[Any]:
         """This node's connections' rooms in ``partition`` forgotten as told, at once (room
@@ -1860,6 +1883,18 @@ def _by(fact: Fact) -> str | None:
         case Reserve(node=node):
             return node
     return None
+
+
+def _others(part: Partition, node: str) -> dict[tuple[str, str, str], str]:
+    """``(app, room, easyrtcid) -> node`` of the members of ``part`` on other nodes than
+    ``node``."""
+    return {
+        (app, name, cid): member.node
+        for app, rooms in part.rooms.items()
+        for name, room in rooms.items()
+        for cid, member in room.members.items()
+        if member.node != node
+    }
 
 
 def _mentions(part: Partition, node: str) -> bool:

@@ -78,6 +78,7 @@ is none) and the entries after it, in one step (nothing can be trimmed in betwee
 WRITE_SNAPSHOT: Final = (
     gaps.TRIM_BEFORE
     + """
+if tonumber(redis.call('GET', KEYS[4]) or '0') < tonumber(ARGV[2]) then return 0 end
 local old = redis.call('HGET', KEYS[1], 'id')
 if old and not older(old, ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'seq', ARGV[2], 'doc', ARGV[3])
@@ -85,8 +86,10 @@ if old then trim_before(KEYS[2], KEYS[3], old, ARGV[4]) end
 return 1
 """
 )
-"""KEYS: snapshot, stream, trimmed mark; ARGV: id, seq, doc, retention ms. Writes the snapshot
-unless one as new is there (1 if written), and trims the stream to the snapshot before, or to
+"""KEYS: snapshot, stream, trimmed mark, sequence counter; ARGV: id, seq, doc, retention ms.
+Writes the snapshot unless one as new is there, or the partition has not numbered that many
+facts (a reader's view from before Redis came back empty: its members would come back as
+ghosts) (1 if written), and trims the stream to the snapshot before, or to
 ``retention`` ms ago by Redis's clock if that is older, recording the newest id trimmed (as
 ``node``'s snapshot of the single log does)."""
 
@@ -247,6 +250,13 @@ class ReadCursors:
         if self._at.pop(partition, None) is not None:
             self._leave_group(partition)
         self._to_load.pop(partition, None)
+
+    def reload(self, partition: int) -> None:
+        """Read ``partition`` again from its snapshot, as after a gap (Redis came back
+        empty: what was read of it is no longer there)."""
+        if self._at.pop(partition, None) is not None:
+            self._leave_group(partition)
+            self._to_load[partition] = True
 
     def groups(self) -> list[str | None]:
         """The hash tags with partitions read on (one ``XREAD`` each)."""
@@ -491,6 +501,10 @@ class PartitionReader:
         self.cursors.drop(partition)
         self._changed.set()
 
+    def reload(self, partition: int) -> None:
+        self.cursors.reload(partition)
+        self._changed.set()
+
     async def read(self) -> list[PartitionRead]:
         """What the partitions of interest have next, per partition in order (empty after
         ``block_ms`` without any, or when the interest changed). Raises what Redis answered
@@ -638,7 +652,7 @@ class PartitionSnapshots:
         ``retention_ms`` of entries at least. True if written."""
         keys = self.layout.of(partition)
         written = await self._write.run(
-            [keys.snapshot, keys.stream, keys.trimmed],
+            [keys.snapshot, keys.stream, keys.trimmed, keys.seq],
             [snap.id, snap.seq, snap.doc or b"", retention_ms],
         )
         return bool(written)
