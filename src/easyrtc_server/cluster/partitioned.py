@@ -94,6 +94,7 @@ from .liveness import new_epoch
 from .log import decode_fields, encode_fields
 from .partition import (
     FULL,
+    GONE,
     TOO_MANY,
     Admitted,
     Denied,
@@ -145,6 +146,9 @@ LINGER: Final = 30.0
 client coming back soon finds it loaded."""
 RETRY_DELAY: Final = 0.5
 STOP_STEP_TIMEOUT: Final = 2.0
+ASK_AGAIN_TRIES: Final = 20
+"""Times a connection's rooms are asked again after this node was taken for dead or Redis
+came back empty, while the partitions do not answer (``RETRY_DELAY`` apart)."""
 DEPARTED_TTL_MS: Final = 60_000
 """How long the claims of a dead node's ``disconnect`` hooks are kept: its reapers read its
 ``node-gone`` within seconds of each other."""
@@ -242,6 +246,9 @@ class PartitionedNode:
         """easyrtcid of a stub -> the node holding its socket (relays go there)."""
         self._reaped: set[str] = set()
         self._alive: set[str] = set()
+        self._reasking: dict[str, set[str]] = {}
+        """Rooms of this node's connections asked again (``_back_in``): not theirs to undo
+        when another join of theirs is refused meanwhile."""
         self._coming_back: set[int] = set()
         """Partitions that took this node for dead and are being told it is back."""
         self._restate_counts = False
@@ -737,9 +744,20 @@ class PartitionedNode:
 
     # -- joins -----------------------------------------------------------------------------
 
+    async def _ask_past_gone(self, conn: Connection) -> str:
+        """``_ask``, asked again while a partition denies it ``gone``: this node was taken for
+        dead there and is saying ``node-back`` (``_come_back``)."""
+        result = await self._ask(conn)
+        for _ in range(ASK_AGAIN_TRIES):
+            if result != GONE:
+                break
+            await asyncio.sleep(RETRY_DELAY)
+            result = await self._ask(conn)
+        return result
+
     def _admit_login(self, peer: Peer, admitted: LoginAdmitted, ack: Ack | None) -> Pending:
         async def asked() -> Step:
-            result = await self._ask(admitted.conn)
+            result = await self._ask_past_gone(admitted.conn)
             if result == "admitted":
                 return admitted
             code = ErrorCode.LOGIN_GEN_FAIL if result == FULL else ErrorCode.LOGIN_BAD_ROOM
@@ -752,13 +770,15 @@ class PartitionedNode:
 
     def _admit_join(self, peer: Peer, conn: Connection, out: Outcome, ack: Ack | None) -> Pending:
         async def asked() -> Step:
-            result = await self._ask(conn)
+            result = await self._ask_past_gone(conn)
             if result == "admitted":
                 await self.carrier.deliver(peer, out, ack)
                 return out
             undone = Outcome()
+            asked_again = self._reasking.get(conn.easyrtcid, set())  # not this join's rooms
             for name in self._untold(conn):
-                self.core.state.leave(conn, name, undone, tell=False)
+                if name not in asked_again:
+                    self.core.state.leave(conn, name, undone, tell=False)
             refused = refusal(
                 self.core.now(), conn.easyrtcid, "roomJoin", ErrorCode.MSG_REJECT_BAD_ROOM
             )
@@ -1770,6 +1790,7 @@ class PartitionedNode:
             self._unneed([partition] * len(names))
             if names:
                 asking.append(cid)
+                self._reasking.setdefault(cid, set()).update(names)
             if not known:
                 del self._told[cid]
         return self._spawn(self._ask_again(partition, asking, back))
@@ -1783,27 +1804,44 @@ class PartitionedNode:
                 break
             except (TimeoutError, *REDIS_ERRORS):
                 await asyncio.sleep(RETRY_DELAY)
-        for cid in asking:
+        try:
+            await asyncio.gather(*(self._ask_until_decided(cid) for cid in asking))
+        finally:
+            for cid in asking:
+                self._reasking.pop(cid, None)
+
+    async def _ask_until_decided(self, cid: str) -> None:
+        """``cid``'s untold rooms asked until the partitions decide (Redis just back, or this
+        node just woken, a request may go unanswered, or be denied ``gone`` by a partition of
+        its other rooms this node has not said ``node-back`` to yet: asked again); refused, or
+        never decided, they are left on the core and its client told."""
+        for _ in range(ASK_AGAIN_TRIES):
             peer = self.core.peers.get(cid)
             conn = peer.connection if peer is not None else None
             if conn is None:
-                continue
+                return
             try:
-                admitted = await self._ask(conn) == "admitted"
+                result = await self._ask(conn)
             except EngineUnavailable:
-                admitted = False
-            if admitted or peer is None or peer.connection is not conn:
+                result = GONE
+            if result == GONE:  # a partition of its other rooms that has not been told yet
+                await asyncio.sleep(RETRY_DELAY)
                 continue
-            out = Outcome()
-            left = self._untold(conn)
-            for name in left:
-                self.core.state.leave(conn, name, out)
-            out.extend(
-                control.command_to(
-                    self.core.state, [cid], room_data({n: leave_state(n) for n in left})
-                )
-            )
-            await self.carrier.deliver(None, out, None)
+            if result == "admitted" or peer is None or peer.connection is not conn:
+                return
+            break
+        peer = self.core.peers.get(cid)
+        conn = peer.connection if peer is not None else None
+        if conn is None:
+            return
+        out = Outcome()
+        left = self._untold(conn)
+        for name in left:
+            self.core.state.leave(conn, name, out)
+        out.extend(
+            control.command_to(self.core.state, [cid], room_data({n: leave_state(n) for n in left}))
+        )
+        await self.carrier.deliver(None, out, None)
 
     async def _restate(self) -> None:
         """This node's whole share of the room counts written again (the reap took it)."""
