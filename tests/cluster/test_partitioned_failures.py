@@ -404,4 +404,3 @@ async def test_a_member_that_leaves_while_redis_came_back_empty_leaves_every_lis
         async with asyncio.timeout(BOUND):
             await on_a.told_removed(on_b.id)
             await on_a.sees(room, {on_a.id})
-
