@@ -155,6 +155,19 @@ EngineFactory = Callable[[Carrier, Options], Engine]
 """How the server makes its engine: given itself (to carry outcomes out) and its options."""
 
 
+def hold_with_unconfirmed(core: Core, ledger: Ledger, peer: Peer) -> bool:
+    """``core.hold(peer)``, with what its client had not confirmed (``ledger``) first in its
+    hold's queue: sent again when it resumes."""
+    if not core.hold(peer):
+        return False
+    cid = peer.easyrtcid
+    unconfirmed = ledger.take(cid)
+    if unconfirmed:
+        pushes = [Push(cid, event, body) for event, body in unconfirmed]
+        core.state.holds.requeue(cid, pushes)
+    return True
+
+
 class LocalEngine:
     """The state in this process: every change is made at once, on the one core."""
 
@@ -182,14 +195,7 @@ class LocalEngine:
 
     def hold(self, peer: Peer) -> bool:
         """What its client had not confirmed goes first in its hold's queue."""
-        if not self.core.hold(peer):
-            return False
-        cid = peer.easyrtcid
-        unconfirmed = self.ledger.take(cid)
-        if unconfirmed:
-            pushes = [Push(cid, event, body) for event, body in unconfirmed]
-            self.core.state.holds.requeue(cid, pushes)
-        return True
+        return hold_with_unconfirmed(self.core, self.ledger, peer)
 
     def holds_outlive_stop(self) -> bool:
         return bool(self.core.state.options.resume_secret)

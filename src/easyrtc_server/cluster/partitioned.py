@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ..engine import Carrier, EngineUnavailable, Pending, Step
+from ..engine import Carrier, EngineUnavailable, Pending, Step, hold_with_unconfirmed
 from ..protocol import control
 from ..protocol.core import Core
 from ..protocol.decisions import (
@@ -382,13 +382,7 @@ class PartitionedNode:
         return True
 
     def _hold(self, peer: Peer) -> bool:
-        if not self.core.hold(peer):
-            return False
-        cid = peer.easyrtcid
-        unconfirmed = self.ledger.take(cid)
-        if unconfirmed:
-            self.holds.requeue(cid, [Push(cid, event, body) for event, body in unconfirmed])
-        return True
+        return hold_with_unconfirmed(self.core, self.ledger, peer)
 
     def holds_outlive_stop(self) -> bool:
         """A hold made as this node stops is handed over to another node (``stop``)."""
@@ -545,14 +539,19 @@ class PartitionedNode:
             except (TimeoutError, *REDIS_ERRORS) as exc:
                 self.health.once("join-catch-up", "a join did not catch up: %r", exc)
             step = self._joining(peer, decision, self.core.answer(decision, answer), ack)
-            if isinstance(step, Outcome):
-                await self.carrier.deliver(peer, step, ack)
-                return step
-            if isinstance(step, Decision):
-                return step
-            return await step
+            return await self._carried(peer, step, ack)
 
         return again()
+
+    async def _carried(self, peer: Peer, step: Step | Pending, ack: Ack | None) -> Step:
+        """``step`` from within a pending change: an outcome carried out here, a decision
+        handed back, a pending change awaited."""
+        if isinstance(step, Outcome):
+            await self.carrier.deliver(peer, step, ack)
+            return step
+        if isinstance(step, Decision):
+            return step
+        return await step
 
     def _joining(
         self, peer: Peer, decision: JoinRequested, step: Step, ack: Ack | None
@@ -1321,13 +1320,7 @@ class PartitionedNode:
                 asked = await self._take_over(name, None)
                 if asked is not None and self.holds.resumes(peer) is None:
                     await self._take_over(name, asked)  # handed on meanwhile (a drain)?
-            step = self._login_answer(peer, decision, answer, ack)
-            if isinstance(step, Outcome):
-                await self.carrier.deliver(peer, step, ack)
-                return step
-            if isinstance(step, Decision):
-                return step
-            return await step
+            return await self._carried(peer, self._login_answer(peer, decision, answer, ack), ack)
 
         return handed()
 
