@@ -29,7 +29,7 @@ from .protocol.decisions import Answer, Decision
 from .protocol.delivery import Ledger
 from .protocol.errors import ErrorCode
 from .protocol.model import Connection, Peer
-from .protocol.outcome import Fanout, Outcome, Push
+from .protocol.outcome import Fanout, Outcome, Push, pushes_to
 from .startup import ALONE
 
 if TYPE_CHECKING:
@@ -168,6 +168,13 @@ def hold_with_unconfirmed(core: Core, ledger: Ledger, peer: Peer) -> bool:
     return True
 
 
+async def resend_unconfirmed(carrier: Carrier, ledger: Ledger, easyrtcid: str) -> None:
+    """What ``easyrtcid``'s client had not confirmed (``ledger``), sent again (it resumed)."""
+    again = ledger.pending(easyrtcid)
+    if again:
+        await carrier.deliver(None, pushes_to(easyrtcid, again), None)
+
+
 class LocalEngine:
     """The state in this process: every change is made at once, on the one core."""
 
@@ -242,9 +249,4 @@ class LocalEngine:
         return local
 
     async def resend(self, easyrtcid: str) -> None:
-        again = self.ledger.pending(easyrtcid)
-        if again:
-            out = Outcome()
-            for event, body in again:
-                out.push(easyrtcid, event, body)
-            await self.carrier.deliver(None, out, None)
+        await resend_unconfirmed(self.carrier, self.ledger, easyrtcid)

@@ -8,7 +8,7 @@ import pytest
 
 from easyrtc_server.options import DEFAULT_ICE_SERVERS
 from easyrtc_server.protocol.errors import ErrorCode
-from easyrtc_server.protocol.outcome import Reply
+from easyrtc_server.protocol.outcome import Fanout, Push, Reply
 from support.corekit import NOW, Harness
 
 
@@ -366,3 +366,29 @@ def test_room_parameter_is_not_checked_by_room_join() -> None:
     assert _room_data(h.cmd(a, "roomJoin", msgData={"roomJoin": rooms}).reply)["r"][
         "roomStatus"
     ] == ("join")
+
+
+def test_a_join_reply_rebuilt_later_lists_the_room_as_it_is_then() -> None:
+    """A join answered after the core applied it (a partitioned node asks the room's
+    partition first): members that came and went meanwhile are in its rebuilt reply, and
+    the joiner is told only what changes after it."""
+    h = Harness(room_update_tick=0.005)
+    a, b, c = h.login(), h.login(), h.login()
+    h.join(b, "talk")
+    first = h.join(a, "talk")
+    assert set(_room_data(first.reply)["talk"]["clientList"]) == {a.easyrtcid, b.easyrtcid}
+    h.join(c, "talk")
+    h.leave(b, "talk")
+    conn = a.connection
+    assert conn is not None
+    rebuilt = _room_data(h.core.join_reply(conn, ["talk", "elsewhere"]))
+    assert list(rebuilt) == ["talk"]
+    assert rebuilt["talk"]["roomStatus"] == "join"
+    assert set(rebuilt["talk"]["clientList"]) == {a.easyrtcid, c.easyrtcid}
+    told = set()  # told of talk's changes
+    for send in h.core.flush_room_updates().sends:
+        assert isinstance(send, Push | Fanout)
+        if "talk" in _room_data(send.body):
+            told.update([send.to] if isinstance(send.to, str) else send.to)
+    assert a.easyrtcid not in told  # its list is current: no update for what it was given
+    assert c.easyrtcid in told  # b's leave, after c's join

@@ -41,7 +41,7 @@ from ..protocol.core import changes_state
 from ..protocol.decisions import Answer, Decision, LoginRequested
 from ..protocol.delivery import RELAYED, RETRANSMIT_MS, STAMP, Ledger
 from ..protocol.errors import ErrorCode
-from ..protocol.outcome import Fanout, Outcome, Push, Reply, Send, refusal
+from ..protocol.outcome import Fanout, Outcome, Push, Reply, Send, pushes_to, refusal
 from . import gaps, snapshot
 from . import log as entries
 from .health import ReaderHealth
@@ -919,10 +919,7 @@ class ClusterNode:
             return
         owner = self.replica.owners.get(easyrtcid)
         if owner == self.node_id:
-            out = Outcome()
-            for event, body in again:
-                out.push(easyrtcid, event, body)
-            await self.carrier.deliver(None, out, None)
+            await self.carrier.deliver(None, pushes_to(easyrtcid, again), None)
         elif owner is not None:
             for event, body in again:
                 self.inbox.send(owner, easyrtcid, event, body)

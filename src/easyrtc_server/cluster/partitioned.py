@@ -52,7 +52,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ..engine import Carrier, EngineUnavailable, Pending, Step, hold_with_unconfirmed
+from ..engine import (
+    Carrier,
+    EngineUnavailable,
+    Pending,
+    Step,
+    hold_with_unconfirmed,
+    resend_unconfirmed,
+)
 from ..protocol import control
 from ..protocol.core import Core
 from ..protocol.decisions import (
@@ -564,7 +571,7 @@ class PartitionedNode:
         conn = decision.conn
         if conn is None or not isinstance(step, Outcome) or not self._untold(conn):
             return step  # refused by the core, or only rooms it was in already
-        return self._admit_join(peer, conn, step, ack)
+        return self._admit_join(peer, conn, list(decision.rooms), step, ack)
 
     async def close(self, peer: Peer) -> Outcome:
         cid = peer.easyrtcid
@@ -631,12 +638,7 @@ class PartitionedNode:
 
     async def resend(self, easyrtcid: str) -> None:
         """Resumed here: what its client had not confirmed is sent again."""
-        again = self.ledger.pending(easyrtcid)
-        if again:
-            out = Outcome()
-            for event, body in again:
-                out.push(easyrtcid, event, body)
-            await self.carrier.deliver(None, out, None)
+        await resend_unconfirmed(self.carrier, self.ledger, easyrtcid)
 
     def directory(self, local: LocalDirectory) -> Directory:
         """No node knows every connection: the whole cluster's answers are asked of every
@@ -767,10 +769,15 @@ class PartitionedNode:
 
         return asked()
 
-    def _admit_join(self, peer: Peer, conn: Connection, out: Outcome, ack: Ack | None) -> Pending:
+    def _admit_join(
+        self, peer: Peer, conn: Connection, names: list[str], out: Outcome, ack: Ack | None
+    ) -> Pending:
         async def asked() -> Step:
             result = await self._ask_past_gone(conn)
             if result == "admitted":
+                # members came and went while the partitions decided (their updates reach it
+                # first): the reply lists the rooms as they are now, not as the core saw them
+                out.replace_reply(self.core.join_reply(conn, names))
                 await self.carrier.deliver(peer, out, ack)
                 return out
             undone = Outcome()

@@ -16,7 +16,7 @@ state-changing event's rule without changing anything (a cluster node does, befo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from ..options import Options
@@ -293,6 +293,11 @@ class Core:
         if not self.is_current(decision):
             return Outcome()
         return Outcome().reply(body if body is not None else ACK)
+
+    def join_reply(self, conn: Connection, names: Iterable[str]) -> Json:
+        """``roomJoin``'s reply as the rooms ``names`` are now (for a join answered later
+        than the core applied it: its member-list updates start from here)."""
+        return rooms.join_reply(self.state, conn, names)
 
     def refuse(self, decision: Decision, code: str, text: str | None = None) -> Outcome:
         """Refuse with EasyRTC error ``code``; a refused login closes the socket, and one

@@ -11,6 +11,7 @@ records where it happens (``LoggedIn``, ``Joined``, ``Rejected``; rooms left are
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -128,6 +129,14 @@ class Outcome:
         self.sends.append(Reply(body))
         return self
 
+    def replace_reply(self, body: Json) -> None:
+        """The reply given ``body`` instead (a reply rebuilt as things are now)."""
+        for i, send in enumerate(self.sends):
+            if isinstance(send, Reply):
+                self.sends[i] = Reply(body)
+                return
+        raise ValueError("no reply to replace")
+
     def push(self, easyrtcid: str, event: str, body: Json) -> None:
         self.sends.append(Push(easyrtcid, event, body))
 
@@ -146,6 +155,15 @@ class Outcome:
         if other.happened:
             self.happened = [*(self.happened or ()), *other.happened]
         return self
+
+
+def pushes_to(easyrtcid: str, sends: Iterable[tuple[str, Json]]) -> Outcome:
+    """Each ``(event, body)`` pushed to ``easyrtcid``, in order (what its client had not
+    confirmed, sent again)."""
+    out = Outcome()
+    for event, body in sends:
+        out.push(easyrtcid, event, body)
+    return out
 
 
 def refusal(

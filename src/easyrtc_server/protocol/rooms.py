@@ -8,6 +8,7 @@ changes, so a refused request leaves every room as it was. ``roomJoin`` is a dec
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -129,14 +130,23 @@ def apply_room_join(state: State, join: JoinRequested) -> Outcome:
     out = Outcome()
     for name in names:
         state.join(conn, name, out)
+    if not state.scope.answering():  # another node's client: no reply built here
+        for name in names:
+            state.updates.mark_current(conn.rooms[name])
+        return out
+    return out.reply(join_reply(state, conn, names))
+
+
+def join_reply(state: State, conn: Connection, names: Iterable[str]) -> Json:
+    """The ``roomJoin`` reply: the whole state of each room of ``names`` that ``conn`` is in,
+    as it is now (its member-list updates start from here)."""
     states: Json = {}
-    answering = state.scope.answering()  # else another node's client: no reply built here
     for name in names:
-        member = conn.rooms[name]
-        state.updates.mark_current(member)
-        if answering:
+        member = conn.rooms.get(name)
+        if member is not None:
+            state.updates.mark_current(member)
             states[name] = join_state(member.room, state.client_list(member.room))
-    return out.reply(room_data(states)) if answering else out
+    return room_data(states)
 
 
 def room_leave(state: State, conn: Connection, msg: Json) -> Outcome:
