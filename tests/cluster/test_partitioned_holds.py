@@ -144,7 +144,11 @@ class Peer:
 async def held_in_directory(redis: Redis, count: int) -> None:
     """Until ``count`` holds are named in the directory (a node noticed the drop), looking
     again at each change of a directory key (keyspace events)."""
-    pattern = ClusterKeys(CLUSTER).hold("*")
+    await keys_made(redis, ClusterKeys(CLUSTER).hold("*"), count)
+
+
+async def keys_made(redis: Redis, pattern: str, count: int) -> None:
+    """Until ``count`` keys match ``pattern``, looking again at each change of one."""
     async with redis.pubsub() as pubsub:
         await pubsub.psubscribe(f"__keyspace@0__:{pattern}")
         while len(await redis.keys(pattern)) < count:
@@ -427,3 +431,108 @@ async def test_a_rolling_drain_of_every_node_is_invisible_to_keyed_pairs() -> No
     assert seen.removed_keyed == []
     assert seen.duplicated == []
     assert seen.lost == []
+
+
+async def keyed_python_client(node: Node, key: str, room: str) -> Client:
+    client = Client()
+    await client.sio.connect(node.url, transports=["websocket"], auth={"easyrtcResumeKey": key})
+    await client.login(applicationName=APP, roomJoin={room: {"roomName": room}})
+    return client
+
+
+async def test_a_dead_nodes_keyed_clients_keep_their_easyrtcids_and_nobody_sees_them_go() -> None:
+    """Node a killed (``kill -9``): its unkeyed client leaves every list; its keyed ones, one
+    live and one held, are adopted from their wills (``partitionwills``) before the others
+    reap a: they come back on other nodes with their easyrtcids and rooms, relays reach them
+    there, and the other members never see them leave."""
+    room = fresh_room()
+    alice_key, dave_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    async with cluster() as (_redis, (a, b, c)), asyncio.timeout(BOUND * 3):
+        bob = await Peer.join(b, room)
+        eve = await Peer.join(a, room)  # unkeyed: leaves with its node
+        alice = await keyed_python_client(a, alice_key, room)
+        async with node_client("4", a.url, keyed(dave_key)) as dave:
+            dave_id, _ = await keyed_login(dave, room)
+            for cid in (alice.easyrtcid, dave_id, eve.client.easyrtcid):
+                await bob.sees(cid)
+            dave.proc.kill()  # dropped: held on a (or about to be) when a dies
+        await a.kill()
+        await bob.told_removed(eve.client.easyrtcid)  # a was reaped
+        again = await keyed_python_client(c, alice_key, room)
+        assert again.easyrtcid == alice.easyrtcid
+        await bob.send(alice.easyrtcid, 1)
+        got = await again.next_msg()
+        assert got["msgData"] == 1
+        async with node_client("4", b.url, keyed(dave_key)) as dave_again:
+            resumed_id, members = await keyed_login(dave_again, room)
+            assert resumed_id == dave_id
+            assert set(members) == {alice.easyrtcid, dave_id, bob.client.easyrtcid}
+            await bob.settled()
+            assert not bob.removed & {alice.easyrtcid, dave_id}, bob.removed
+            assert {alice.easyrtcid, dave_id} <= bob.present
+            await dave_again.send({"cmd": "disconnect"})
+            await bob.told_removed(dave_id)
+        await again.sio.disconnect()
+        await bob.told_removed(alice.easyrtcid)
+        await bob.client.sio.disconnect()
+
+
+async def test_a_keyed_client_back_before_its_dead_node_was_reaped_keeps_its_easyrtcid() -> None:
+    """The client comes back to another node at once: the node its key names does not answer;
+    once that node's alive key expired its will is taken (by this node or by a reaper) and the
+    login resumes the connection."""
+    room = fresh_room()
+    key = secrets.token_urlsafe(32)
+    async with cluster() as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
+        bob = await Peer.join(b, room)
+        alice = await keyed_python_client(a, key, room)
+        await bob.sees(alice.easyrtcid)
+        await keys_made(redis, ClusterKeys(CLUSTER).wills("*"), 1)  # a's will is written
+        await a.kill()
+        again = await keyed_python_client(c, key, room)
+        assert again.easyrtcid == alice.easyrtcid
+        await bob.send(alice.easyrtcid, 1)
+        got = await again.next_msg()
+        assert got["msgData"] == 1
+        await bob.settled()
+        assert alice.easyrtcid not in bob.removed
+        await again.sio.disconnect()
+        await bob.told_removed(alice.easyrtcid)
+        await bob.client.sio.disconnect()
+
+
+async def test_a_node_taken_for_dead_lets_go_of_the_keyed_clients_adopted_meanwhile() -> None:
+    """Node a paused past its alive TTL: another node adopts its keyed client from its will
+    (nobody sees it leave). Alive again, a finds the will taken and lets the connection go,
+    closing its socket; the client resumes on another node with its easyrtcid."""
+    room = fresh_room()
+    key = secrets.token_urlsafe(32)
+    async with cluster() as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
+        bob = await Peer.join(b, room)
+        alice = await keyed_python_client(a, key, room)
+        await bob.sees(alice.easyrtcid)
+        await keys_made(redis, ClusterKeys(CLUSTER).wills("*"), 1)  # a's will is written
+        assert a.process is not None
+        a.process.send_signal(signal.SIGSTOP)
+        try:
+            adopted = [
+                asyncio.create_task(node.wait_for_line("adopting 1 keyed connections"))
+                for node in (b, c)
+            ]
+            await asyncio.wait(adopted, return_when=asyncio.FIRST_COMPLETED)
+            for task in adopted:
+                task.cancel()
+        finally:
+            a.process.send_signal(signal.SIGCONT)
+        await alice.disconnected.wait()
+        again = await keyed_python_client(c, key, room)
+        assert again.easyrtcid == alice.easyrtcid
+        await bob.send(alice.easyrtcid, 1)
+        got = await again.next_msg()
+        assert got["msgData"] == 1
+        await bob.settled()
+        assert alice.easyrtcid not in bob.removed
+        assert alice.easyrtcid in bob.present
+        await again.sio.disconnect()
+        await bob.told_removed(alice.easyrtcid)
+        await bob.client.sio.disconnect()

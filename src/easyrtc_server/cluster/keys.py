@@ -145,6 +145,16 @@ class ClusterKeys:
         partitioned cluster, by a digest of its resume key's digest (``partitionholds``)."""
         return f"{self._prefix}:hold:{name}"
 
+    def wills(self, node_id: str) -> str:
+        """Hash: what another node needs to hold each keyed connection of node ``node_id`` if
+        it dies, by hold name (a partitioned cluster's ``partitionwills``)."""
+        return f"{self._prefix}:wills:{node_id}"
+
+    def adopting(self, node_id: str) -> str:
+        """Set (TTL): the nodes adopting a dead node's keyed connections now; its
+        ``node-gone`` waits until they are in their rooms again (``partitionwills``)."""
+        return f"{self._prefix}:adopting:{node_id}"
+
     def inbox(self, node_id: str) -> str:
         """Pub/sub channel: relayed messages for the sockets of one node."""
         if self.hash_tags:

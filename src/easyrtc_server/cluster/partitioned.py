@@ -26,16 +26,18 @@ as stubs (``stubs``). What it does:
 - a keyed connection whose socket dropped is held here (its partitions not told, relays for it
   queued, from the inbox too); a login with its key on another node takes it over there
   (``partitionholds``: the hold directory, the hand-over, the next login number); a node that stops
-  hands its holds to the others;
+  hands its holds to the others; a node that dies leaves wills the first reaper adopts
+  (``partitionwills``);
 - any reader of a partition may snapshot it (``PartitionSnapshots``, one per lock period).
 
 ``max_rooms_per_app`` is counted by room-name claims in Redis (``roomclaims``), ``getRoomList``
 answered from the cluster's room counts (``roomcounts``). The admin API and server code's push
 API (``directory``) ask every node, each answering for its own connections
 (``clusterqueries``, made by ``directory``); a room field server code sets goes to the room's
-partition (``set_room_field``). What it does not do yet (README, "Partitioned state"): holds
-that outlive a node's death, sessions and groups across nodes, server code's other changes
-(``change``) beyond this node, the ordering of relays against facts.
+partition (``set_room_field``). A dead node's keyed
+connections are adopted from their wills (``partitionwills``) before its ``node-gone``. What
+it does not do yet (README, "Partitioned state"): sessions and groups across nodes, server
+code's other changes (``change``) beyond this node, the ordering of relays against facts.
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ from .partitionlog import (
     PartitionWriter,
     Snapshot,
 )
+from .partitionwills import SETTLE_POLL, Wills
 from .redisclient import REDIS_ERRORS, AsyncClient, topology_of
 from .registry import NodeInfo, NodeRegistry
 from .replica import NodeSockets
@@ -285,6 +288,12 @@ class PartitionedNode:
         until it is known applied (``_own_facts_applied``)."""
         self.holds_directory = HoldDirectory(self.redis, self.keys, self.health)
         """Which node holds each keyed connection (``partitionholds``); not ``directory``."""
+        self.wills = Wills(self.redis, self.keys, self.node_id, self.health)
+        """What another node needs to hold this node's keyed connections if it dies
+        (``partitionwills``)."""
+        self._taken_check: asyncio.Future[None] | None = None
+        """Back from being taken for dead: the look for this node's connections another node
+        adopted meanwhile (``_let_taken_go``), shared by the partitions asked again."""
         self._logins: dict[str, int] = {}
         """easyrtcid -> its login number, where not ``LOGIN`` (taken over from another node)."""
         self._named: dict[str, str] = {}
@@ -326,6 +335,7 @@ class PartitionedNode:
             asyncio.create_task(self.counts.run(), name="room-counts"),
             asyncio.create_task(self.claims.run(), name="room-claims"),
             asyncio.create_task(self.holds_directory.run(), name="hold-directory"),
+            asyncio.create_task(self.wills.run(), name="wills"),
             asyncio.create_task(self._read_forever(), name="partition-reader"),
             asyncio.create_task(self._reap_forever(), name="partition-reaper"),
         ]
@@ -505,6 +515,7 @@ class PartitionedNode:
         name = hold_name(digest)
         self._named[name] = cid
         self.holds_directory.put(name, self.node_id, LIVE_NAMED_MS)
+        self._write_will(cid)
 
     def _took_over(self, before: str, easyrtcid: str) -> None:
         """A login (``before``) resumed ``easyrtcid``: its socket is that easyrtcid's from
@@ -582,6 +593,7 @@ class PartitionedNode:
         self._logins.pop(cid, None)
         if digest is not None:  # a hold that ended (its grace ran out, server code ended it)
             self._forget_hold(hold_name(digest))
+            self.wills.drop(hold_name(digest))
         return out
 
     async def change(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -882,6 +894,8 @@ class PartitionedNode:
                 self._tell(cid, None)
             else:
                 self._tell(cid, conn)  # entries changed while it waited
+                if cid in self.holds.key_of:
+                    self._write_will(cid)
         return result
 
     async def _claim(self, app: str, names: list[str]) -> bool:
@@ -1015,6 +1029,8 @@ class PartitionedNode:
             known.update(entries)
         if not known:
             del self._told[cid]
+        if posted and cid in self.holds.key_of:
+            self._write_will(cid)
         return posted
 
     def _post(self, partition: int, fact: Fact) -> asyncio.Future[Appended]:
@@ -1335,13 +1351,22 @@ class PartitionedNode:
         """Ask the node the hold directory names for the hold ``name`` (unless it is ``asked``,
         asked already); back once it is installed here, refused, or after
         ``HANDOVER_TIMEOUT``. The node asked, if any."""
+        installing = self._installing.get(name)
+        if installing is not None:  # adopted here from a will, or handed over, right now
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HANDOVER_TIMEOUT):
+                    await asyncio.shield(installing)
+            return None
         try:
             owner = await self.holds_directory.owner(name)
         except REDIS_ERRORS as exc:
             self.health.once("hold-directory", "the hold directory could not be read: %r", exc)
             return None
-        if owner is None or owner == self.node_id or owner == asked or owner in self._reaped:
-            return None  # (a dead node's holds died with it)
+        if owner is None or owner == self.node_id or owner == asked:
+            return None
+        if owner in self._reaped:  # dead: its will, unless a node adopted it already
+            await self._from_will(owner, name)
+            return owner
         waiting = self._handovers.get(name)
         if waiting is None:
             waiting = self._handovers[name] = asyncio.get_running_loop().create_future()
@@ -1354,7 +1379,31 @@ class PartitionedNode:
         finally:
             if self._handovers.get(name) is waiting and not waiting.done():
                 del self._handovers[name]  # a late one is held here until its grace ends
+        if not waiting.done():  # dead, and not reaped yet? its will, once it is not alive
+            await self._from_will(owner, name, wait_dead=True)
         return owner
+
+    async def _from_will(self, node: str, name: str, *, wait_dead: bool = False) -> None:
+        """The connection named ``name`` of dead ``node``, adopted here from its will if no
+        node took it yet (``wait_dead``: once ``node``'s alive key expired, at most an alive
+        TTL from now; alive, it is left to it)."""
+        try:
+            if wait_dead:
+                async with asyncio.timeout(self.registry.ttl + 1.0):
+                    while True:  # a look in Redis (its key's TTL), not an event here
+                        if node not in await self.registry.alive_nodes(also=[node]):
+                            break
+                        await asyncio.sleep(RETRY_DELAY)
+            wills = await self.wills.take(node, [name])
+            if not wills:  # taken by another node: on once the hold directory names it
+                async with asyncio.timeout(HANDOVER_TIMEOUT):
+                    while True:  # a look in Redis, not an event here
+                        if await self.holds_directory.owner(name) != node:
+                            return
+                        await asyncio.sleep(SETTLE_POLL)
+        except (TimeoutError, *REDIS_ERRORS):
+            return
+        await self._adopt_wills(node, wills)
 
     def _node_message(self, kind: Any, body: Any) -> None:
         """A message from another node to this one (not to a socket)."""
@@ -1414,17 +1463,34 @@ class PartitionedNode:
         core as ``to``'s member) and send it to node ``to``; False if it is not held here
         (or is in no room the partitions know)."""
         held = self.holds.held.get(cid)
-        conn = held.peer.connection if held is not None else None
+        if held is None:
+            return False
+        queue = [(push.event, push.body) for push in held.queue if type(push.body) is dict]
+        left_ms = max(0, held.until - self.core.now())
+        record = self._record_of(cid, held.peer, queue, held.size, left_ms)
+        if record is None:
+            return False
+        self.wills.drop(record.name)
+        self._let_go(held.peer, record.name, to)
+        self.inbox.send(to, "", HOLD_GIVE, record.to_json())
+        self.carrier.released(held.peer)
+        if cid not in self._handed:
+            self._handed[cid] = asyncio.get_running_loop().create_future()
+        return True
+
+    def _record_of(
+        self, cid: str, peer: Peer, queue: list[tuple[str, Json]], size: int, left_ms: int
+    ) -> Handover | None:
+        """What another node needs to hold ``cid`` (a hand-over, or a will); None if it is
+        not keyed here or in no room its partitions know."""
+        conn = peer.connection
         told = self._told.get(cid)
         digest = self.holds.key_of.get(cid)
-        if held is None or conn is None or digest is None or told is None:
-            return False
+        if conn is None or digest is None or told is None or told[0] != conn.app.name:
+            return None
         app, known = told
-        if app != conn.app.name:
-            return False
-        name = hold_name(digest)
-        record = Handover(
-            name,
+        return Handover(
+            hold_name(digest),
             digest,
             cid,
             app,
@@ -1433,24 +1499,46 @@ class PartitionedNode:
             dict(conn.presence),
             encode_fields(conn.fields),
             {room: dict(entry) for room, entry in known.items()},
-            [(push.event, push.body) for push in held.queue if type(push.body) is dict],
-            held.size,
-            max(0, held.until - self.core.now()),
+            queue,
+            size,
+            left_ms,
         )
+
+    def _write_will(self, cid: str) -> None:
+        """``cid``'s will as it is now (``partitionwills``); dropped when it is in no room
+        the partitions know."""
+        peer = self.core.state.peers.get(cid)
+        digest = self.holds.key_of.get(cid)
+        if peer is None or digest is None:
+            return
+        will = self._record_of(cid, peer, [], 0, self.holds.grace_ms)
+        if will is None:
+            self.wills.drop(hold_name(digest))
+        else:
+            self.wills.put(will)
+
+    def _let_go(self, peer: Peer, name: str, to: str) -> None:
+        """``peer``'s connection is node ``to``'s from now on (handed over, or adopted there
+        while this node was taken for dead): its hold, if any, ends here, nobody told; the
+        connection stays in the core as ``to``'s member (a stub)."""
+        cid = peer.easyrtcid
+        conn = peer.connection
         self.holds.give(cid)
         self._named.pop(name, None)
-        peer = held.peer
         state = self.core.state
         if state.peers.get(cid) is peer:
             del state.peers[cid]
         peer.connection = None
         peer.superseded = True
-        detach(conn)
-        self.stubs.take(conn)
-        del self._told[cid]
-        for room in known:
-            self.counts.left(app, room)
-        self._unneed([self.layout.room_partition(app, room) for room in known])
+        if conn is not None:
+            detach(conn)
+            self.stubs.take(conn)
+        told = self._told.pop(cid, None)
+        if told is not None:
+            app, known = told
+            for room in known:
+                self.counts.left(app, room)
+            self._unneed([self.layout.room_partition(app, room) for room in known])
         self._logins.pop(cid, None)
         self.where[cid] = to
         self._moved[cid] = to
@@ -1458,11 +1546,6 @@ class PartitionedNode:
         loop = asyncio.get_running_loop()
         loop.call_later(MOVED_KEPT, self._moved.pop, cid, None)
         loop.call_later(MOVED_KEPT, self._moved_names.pop, name, None)
-        self.inbox.send(to, "", HOLD_GIVE, record.to_json())
-        self.carrier.released(peer)
-        if cid not in self._handed:
-            self._handed[cid] = loop.create_future()
-        return True
 
     async def _install(self, record: Handover) -> None:
         waiting = self._handovers.pop(record.name, None)
@@ -1675,6 +1758,7 @@ class PartitionedNode:
             for node in sorted(suspects):
                 self._reaped.add(node)
                 log.warning("cluster node %s is gone: its clients leave their rooms", node)
+                await self._adopt_wills_of(node)
                 for partition, part in sorted(self.parts.items()):
                     if _mentions(part, node):
                         self._post(partition, NodeGone(node, self.node_id))
@@ -1683,6 +1767,49 @@ class PartitionedNode:
                 except REDIS_ERRORS as exc:
                     self._reaped.discard(node)  # tried again at the next look
                     log.warning("could not reap the room counts of node %s: %r", node, exc)
+
+    async def _adopt_wills_of(self, node: str) -> None:
+        """Before dead ``node``'s ``node-gone``: its keyed connections no other node took
+        first are adopted here (held, their rooms joined again: ``partitionwills``), and
+        every node's adoptions are in (at most ``REQUEST_TIMEOUT`` each), so that its
+        ``node-gone`` finds them moved and nobody sees them leave."""
+        try:
+            wills = await self.wills.take(node)
+        except REDIS_ERRORS as exc:
+            log.warning("could not take the wills of node %s: %r", node, exc)
+            wills = []
+        if wills:
+            log.warning("adopting %d keyed connections of node %s", len(wills), node)
+            await self._adopt_wills(node, wills)
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                await self.wills.settled(node)
+        except (TimeoutError, *REDIS_ERRORS) as exc:
+            log.warning("the adoptions of node %s's connections did not end: %r", node, exc)
+
+    async def _adopt_wills(self, node: str, wills: list[Handover]) -> None:
+        """``wills`` of dead ``node``, taken by this node: each installed as a hand-over is.
+        Then ``node-gone`` to their rooms' partitions (where ``node`` may have no member
+        left to be reaped for): a node only paused finds it there and lets them go."""
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                await asyncio.gather(*(self._install_will(will) for will in wills))
+        except TimeoutError:
+            log.warning("adopting the connections of node %s took too long", node)
+        finally:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.wills.adopted(node)
+        partitions = {
+            partition for will in wills for partition in self._partitions_of(will.app, will.rooms)
+        }
+        for partition in sorted(partitions):
+            self._post(partition, NodeGone(node, self.node_id))
+
+    async def _install_will(self, will: Handover) -> None:
+        loop = asyncio.get_running_loop()
+        self._installing.setdefault(will.name, loop.create_future())
+        self._arriving.setdefault(will.cid, [])
+        await self._install(will)
 
     def _reaped_here(self, effects: list[Effect], left: list[tuple[Connection, str]]) -> None:
         """The rooms a dead node's members (as this node knows them: stubs) left by ``effects``
@@ -1732,10 +1859,38 @@ class PartitionedNode:
                 "this node was taken for dead (paused, or cut off from Redis past its alive "
                 "TTL): its clients ask their rooms again"
             )
+            self._taken_check = self._spawn(self._let_taken_go())
         self._coming_back.add(partition)
         self._restate_counts = True
         task = self._back_in(partition, NodeBack(self.node_id))
         task.add_done_callback(lambda _task: self._coming_back.discard(partition))
+
+    async def _let_taken_go(self) -> None:
+        """Back from being taken for dead: the keyed connections another node adopted from
+        their wills meanwhile (``partitionwills``; their wills are gone) are that node's now:
+        let go here, nobody told, a live one's socket closed (its client resumes there)."""
+        try:
+            kept = await self.wills.names()
+            taken = [
+                (name, cid)
+                for name, cid in self._named.items()
+                if name not in kept and not self.wills.writing(name)
+            ]
+            owners = [await self.holds_directory.owner(name) for name, _ in taken]
+        except REDIS_ERRORS as exc:
+            log.warning("could not look for connections adopted meanwhile: %r", exc)
+            return
+        for (name, cid), owner in zip(taken, owners, strict=True):
+            peer = self.core.state.peers.get(cid)
+            if owner is None or owner == self.node_id or peer is None:
+                continue
+            if cid not in self.holds.held:
+                self._hold_live(cid)
+            self._let_go(peer, name, owner)
+            self._reasking.pop(cid, None)
+            self.carrier.released(peer)
+        if taken:
+            log.warning("%d keyed connections were adopted by other nodes meanwhile", len(taken))
 
     async def _agree_on_layout(self) -> None:
         from .layoutmeta import agree_on_layout
@@ -1805,6 +1960,8 @@ class PartitionedNode:
             except (TimeoutError, *REDIS_ERRORS):
                 await asyncio.sleep(RETRY_DELAY)
         try:
+            if back is not None and self._taken_check is not None:
+                await asyncio.wait([self._taken_check])  # adopted elsewhere: not asked again
             await asyncio.gather(*(self._ask_until_decided(cid) for cid in asking))
         finally:
             for cid in asking:
