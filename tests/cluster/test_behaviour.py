@@ -330,6 +330,64 @@ async def test_sessions_and_groups_span_nodes(nodes: list[Node], stack: AsyncExi
         )
 
 
+async def session_data(client: Client) -> dict[str, Any]:
+    """The next ``sessionData`` push's data."""
+    while True:
+        cmd = await client.next_cmd()
+        if cmd["msgType"] == "sessionData":
+            return cmd["msgData"]["sessionData"]  # type: ignore[no-any-return]
+
+
+def values(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: field["fieldValue"] for name, field in fields.items()}
+
+
+async def test_server_code_changes_reach_every_node(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    """Server code on one node changes sessions, groups, connections and applications of
+    clients on the others, as one server does."""
+    app, sid, crew = fresh("app"), fresh("session"), fresh("crew")
+    a, b, c = [await connect(stack, node) for node in nodes]
+    await a.login(applicationName=app, easyrtcsid=sid)
+    await b.login(applicationName=app, easyrtcsid=sid)
+    await c.login(applicationName=app)
+
+    assert await c.cmd("setSessionFieldOf", msgData={"sid": sid, "note": "hello"}) == {
+        "msgType": "ack"
+    }, "c's node has no connection of the session"
+    for member in (a, b):
+        told = await session_data(member)
+        assert (told["easyrtcsid"], values(told["field"])) == (sid, {"note": "hello"})
+    later = await connect(stack, nodes[2])
+    token = await later.login(applicationName=app, easyrtcsid=sid)
+    assert values(token["msgData"]["sessionData"]["field"]) == {"note": "hello"}
+    nobody = await a.cmd("setSessionFieldOf", msgData={"sid": fresh("nobody"), "note": "x"})
+    assert nobody == {"msgType": "refused", "msgData": "KeyError"}
+
+    assert await a.cmd("groupOf", msgData={"id": c.easyrtcid, "group": crew}) == {"msgType": "ack"}
+    told = await a.cmd("tellGroup", msgData={"group": crew, "text": "to the crew"})
+    assert told == {"msgType": "told", "msgData": 1}
+    msg = await c.next_msg()
+    assert (msg["msgType"], msg["msgData"], msg["targetGroup"]) == ("news", "to the crew", crew)
+    await b.cmd("ungroupOf", msgData={"id": c.easyrtcid, "group": crew})
+    told = await a.cmd("tellGroup", msgData={"group": crew, "text": "anyone?"})
+    assert told == {"msgType": "told", "msgData": 0}
+    gone = await a.cmd("groupOf", msgData={"id": "nosuchclient", "group": crew})
+    assert gone == {"msgType": "refused", "msgData": "KeyError"}
+
+    badge = {"id": c.easyrtcid, "name": "badge", "value": "gold"}
+    assert await b.cmd("fieldOf", msgData=badge) == {"msgType": "ack"}
+    mine = await c.cmd("myFields")
+    assert mine["msgData"]["badge"] == "gold", "made on c's own node"
+
+    assert await b.cmd("setAppField", msgData={"name": "motd", "value": "hi"}) == {"msgType": "ack"}
+    for node in nodes:
+        newcomer, room = await connect(stack, node), fresh("room")  # the default room is full
+        token = await newcomer.login(applicationName=app, roomJoin={room: {"roomName": room}})
+        assert values(token["msgData"]["application"]["field"]) == {"motd": "hi"}
+
+
 async def test_push_api_and_queries_act_on_the_whole_cluster(
     nodes: list[Node], stack: AsyncExitStack
 ) -> None:
