@@ -33,9 +33,10 @@ as stubs (``stubs``). What it does:
 answered from the cluster's room counts (``roomcounts``). The admin API and server code's push
 API (``directory``) ask every node, each answering for its own connections
 (``clusterqueries``, made by ``directory``); a room field server code sets goes to the room's
-partition (``set_room_field``). What it does not do yet (README, "Partitioned state"): holds
-that outlive a node's death, sessions and groups across nodes, server code's other changes
-(``change``) beyond this node, the ordering of relays against facts.
+partition (``set_room_field``); server code's other changes go where their object lives
+(``clusterchanges``). What it does not do yet (README, "Partitioned state"): holds that outlive
+a node's death, clients' group messages across nodes, server code's ``create_room`` and
+``delete_room`` beyond this node, the ordering of relays against facts.
 """
 
 from __future__ import annotations
