@@ -103,6 +103,10 @@ class BehaviourHooks(Hooks):
                     return {"msgType": "told", "msgData": count}
                 case "setAppField":
                     await server.change("set_app_field", app, data["name"], data["value"])
+                case "setAppFieldOf":
+                    await server.change("set_app_field", data["app"], "motd", data["value"])
+                case "createApp":
+                    await server.change("create_app", data["name"], **data["options"])
                 case "myFields":  # read on the client's own node
                     return {
                         "msgType": "fields",

@@ -293,8 +293,11 @@ async def test_hooks_run_on_the_node_of_the_client(
 
 
 LOG_ONLY = pytest.mark.parametrize("nodes", ["log"], indirect=True)
-"""What only the log cluster does so far: sessions and groups across nodes (README,
+"""What only the log cluster does so far: a client's message to a group across nodes (README,
 "Partitioned state")."""
+PARTITIONED_ONLY = pytest.mark.parametrize("nodes", ["partitioned"], indirect=True)
+"""What the log cluster does not (README: its nodes must each create an application with
+options of its own)."""
 
 
 def state_of(nodes: list[Node]) -> str:
@@ -542,3 +545,30 @@ async def test_a_node_started_later_loads_the_state_from_a_snapshot(
     }
     offer = await a.next_cmd()
     assert (offer["msgType"], offer["senderEasyrtcid"]) == ("offer", c.easyrtcid)
+
+
+@PARTITIONED_ONLY
+async def test_a_node_started_later_has_the_applications_server_code_made(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    made, other = fresh("app"), fresh("app")
+    a = await connect(stack, nodes[0])
+    await a.login(applicationName=other)
+    motd = {"motd": {"fieldValue": "from its options", "fieldOption": {"isShared": True}}}
+    assert await a.cmd(
+        "createApp", msgData={"name": made, "options": {"appDefaultFieldObj": motd}}
+    ) == {"msgType": "ack"}
+    unknown = await a.cmd("setAppFieldOf", msgData={"app": fresh("app"), "value": "x"})
+    assert unknown == {"msgType": "refused", "msgData": "KeyError"}
+    late = Node(nodes[0].redis_url, cluster="beh", env=nodes[0].env, module="cluster.hooked_node")
+    await late.start()
+    stack.push_async_callback(late.stop)
+    c = await connect(stack, late)
+    token = await c.login(applicationName=made, roomJoin={"r": {"roomName": "r"}})
+    assert values(token["msgData"]["application"]["field"]) == {"motd": "from its options"}
+    assert await a.cmd("setAppFieldOf", msgData={"app": made, "value": "changed"}) == {
+        "msgType": "ack"
+    }
+    d = await connect(stack, late)
+    token = await d.login(applicationName=made, roomJoin={"r": {"roomName": "r"}})
+    assert values(token["msgData"]["application"]["field"]) == {"motd": "changed"}
