@@ -151,11 +151,12 @@ class ClusterChanges:
         await self.carrier.deliver(None, out, None)
         found = await self._ask(["session", app, named, encode_fields(fields)])
         if not (existed or here or any(answer is True for answer in found.value)):
-            if not found.missing:  # nobody has it: one process refuses it, and keeps nothing
-                try:
-                    await self.redis.delete(key)
-                except REDIS_ERRORS as exc:
-                    self.health.once("session-undo", "a session key was left: %r", exc)
+            if found.missing:  # the session may be there: its field is kept
+                raise EngineUnavailable(f"no node that answered has the session: {found.missing}")
+            try:  # nobody has it: one process refuses it, and keeps nothing
+                await self.redis.delete(key)
+            except REDIS_ERRORS as exc:
+                self.health.once("session-undo", "a session key was left: %r", exc)
             raise KeyError(f"no session {easyrtcsid!r} in application {app!r}")
         return out
 

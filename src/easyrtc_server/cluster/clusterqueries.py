@@ -10,6 +10,9 @@ connections (a kick, a server message to a connection, room or group) goes to ev
 node knows; its members of a room told the message. The asking node merges the answers: counts
 summed, rooms and applications by name, occupants listed node after node.
 
+Server code's changes of the other nodes' connections, sessions and applications are asked
+the same way (op ``change``, answered by ``clusterchanges``).
+
 A room field is not a question: it is the room's state, so it goes to the room's partition
 (``PartitionedNode.set_room_field``): every node with members there applies it and tells them.
 
