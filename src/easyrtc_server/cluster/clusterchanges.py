@@ -16,13 +16,13 @@ there alone misses the other nodes' clients. Each change goes where its object l
   token is made. KeyError when no node has a connection of that session and Redis no field;
 - an application's field or creation (``set_app_field``, ``create_app``): written to Redis
   (``keys.apps`` with the options, ``keys.app_fields``), then made on every node; a node that
-  starts later loads them once it hears the others' questions (``load``), and a login reads the
-  application's fields again before its token is made (a node that missed a change catches up);
+  starts later loads them once it hears the others' questions (``load``); the first login into
+  an application a node has not read yet (one a client created there) reads its fields;
 - a room field (``set_room_field``): to the room's partition (``PartitionedNode.set_room_field``);
 - ``create_room``, ``delete_room`` and any other ``control`` change: on this node, as before.
 
 Nodes that did not answer within ``clusterqueries.QUERY_TIMEOUT`` miss the push of a session
-field (their later logins still read it) or an application field (read again at each login).
+field (their later logins still read it) or of an application field (until it restarts).
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ log = logging.getLogger("easyrtc_server.cluster")
 SESSION_TTL: Final = 7 * 24 * 3600
 """Seconds a session's fields stay in Redis after the last write or login that read them."""
 CONNECTION_CHANGES: Final = frozenset(("set_connection_field", "add_to_group", "remove_from_group"))
+APPS_READ_MAX: Final = 10_000
+"""Applications whose fields a node remembers having read whole (``ClusterChanges.apps_read``);
+past it, it forgets them all and reads each again at its next login."""
 ERRORS: Final[dict[str, type[Exception]]] = {"ValueError": ValueError, "TypeError": TypeError}
 """What a node's refusal of a connection change is raised as on the asking node."""
 
@@ -87,6 +90,9 @@ class ClusterChanges:
         self.health = health
         self.queries: ClusterQueries | None = None
         """Set once the node made its directory (``PartitionedNode.directory``)."""
+        self.apps_read: set[str] = set()
+        """Applications whose fields this node has had whole from Redis (at start, in a
+        change, at a login): a login into one of them reads none (one round trip less)."""
 
     # -- server code's side ------------------------------------------------------------------
 
@@ -231,7 +237,13 @@ class ClusterChanges:
             application = control.create_app(self.core.state, app, **options)
         application.persistent = True
         application.fields.update(fields)
+        self._read(app)
         return had
+
+    def _read(self, app: str) -> None:
+        if len(self.apps_read) >= APPS_READ_MAX:
+            self.apps_read.clear()
+        self.apps_read.add(app)
 
     async def _room_field(
         self, app: str, room: str, name: str, value: Any, *, shared: bool = True
@@ -299,13 +311,17 @@ class ClusterChanges:
                 self.health.once("app-load", "application %r could not be made: %r", name, exc)
 
     async def at_login(self, conn: Connection) -> None:
-        """Before ``conn``'s token: its application's and session's fields as Redis has them
-        (set from any node)."""
+        """Before ``conn``'s token: its session's fields as Redis has them (set from any node),
+        and its application's, the first time this node sees a login into it."""
         app = conn.app
         session = conn.session
+        read_app = app.name not in self.apps_read
+        if session is None and not read_app:
+            return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(self.keys.app_fields(app.name))
+                if read_app:
+                    pipe.hgetall(self.keys.app_fields(app.name))
                 if session is not None:
                     key = self.keys.session(session_name(app.name, session.easyrtcsid))
                     pipe.hgetall(key)
@@ -314,12 +330,14 @@ class ClusterChanges:
         except REDIS_ERRORS as exc:
             self.health.once("login-fields", "a login's fields could not be read: %r", exc)
             return
-        app_fields = _fields(found[0])
-        if app_fields:
-            app.fields.update(app_fields)
-            app.persistent = True
+        if read_app:
+            app_fields = _fields(found.pop(0))
+            if app_fields:
+                app.fields.update(app_fields)
+                app.persistent = True
+            self._read(app.name)
         if session is not None:
-            session.fields.update(_fields(found[1]))
+            session.fields.update(_fields(found[0]))
 
 
 def _text(raw: Any) -> str:
