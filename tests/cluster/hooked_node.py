@@ -4,7 +4,8 @@ The command line is the server's (``easyrtc_server.cli``); only the hooks differ
 they run (``room_join``, ``room_left``, ``disconnect``), refuse rooms named ``forbidden…``, give
 each connection a shared field naming the process that admitted it, and answer commands that
 reach the push API and the queries
-(``server.change``, ``send_message``, ``set_session_field``, ``disconnect``, ``directory``…),
+(``server.change``, ``send_message``, ``set_session_field``, ``disconnect``, ``directory``…;
+``change_command``: changes of other clients, sessions and applications),
 so a client on one node can make the server act on clients of other nodes.
 """
 
@@ -75,7 +76,46 @@ class BehaviourHooks(Hooks):
                 user = other["username"] if other is not None else None
                 return {"msgType": "connection", "msgData": user}
             case _:
-                raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_TYPE)
+                return await self.change_command(conn, msg["msgType"], data)
+        return None
+
+    async def change_command(self, conn: Connection, msg_type: str, data: Json) -> Json | None:
+        """Server code's changes of other clients, sessions and applications: ``refused`` with
+        the exception's name when the change raised."""
+        server = self.server
+        app = conn.app.name
+        try:
+            match msg_type:
+                case "setSessionFieldOf":
+                    await server.set_session_field(app, data["sid"], "note", data["note"])
+                case "groupOf":
+                    await server.change("add_to_group", data["id"], data["group"])
+                case "ungroupOf":
+                    await server.change("remove_from_group", data["id"], data["group"])
+                case "fieldOf":
+                    await server.change(
+                        "set_connection_field", data["id"], data["name"], data["value"]
+                    )
+                case "tellGroup":
+                    count = await server.send_message(
+                        "news", data["text"], app=app, group=data["group"]
+                    )
+                    return {"msgType": "told", "msgData": count}
+                case "setAppField":
+                    await server.change("set_app_field", app, data["name"], data["value"])
+                case "setAppFieldOf":
+                    await server.change("set_app_field", data["app"], "motd", data["value"])
+                case "createApp":
+                    await server.change("create_app", data["name"], **data["options"])
+                case "myFields":  # read on the client's own node
+                    return {
+                        "msgType": "fields",
+                        "msgData": {k: f.value for k, f in conn.fields.items()},
+                    }
+                case _:
+                    raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_TYPE)
+        except (KeyError, ValueError) as exc:
+            return {"msgType": "refused", "msgData": type(exc).__name__}
         return None
 
 

@@ -293,8 +293,11 @@ async def test_hooks_run_on_the_node_of_the_client(
 
 
 LOG_ONLY = pytest.mark.parametrize("nodes", ["log"], indirect=True)
-"""What only the log cluster does so far: sessions and groups across nodes (README,
+"""What only the log cluster does so far: a client's message to a group across nodes (README,
 "Partitioned state")."""
+PARTITIONED_ONLY = pytest.mark.parametrize("nodes", ["partitioned"], indirect=True)
+"""What the log cluster does not (README: its nodes must each create an application with
+options of its own)."""
 
 
 def state_of(nodes: list[Node]) -> str:
@@ -328,6 +331,64 @@ async def test_sessions_and_groups_span_nodes(nodes: list[Node], stack: AsyncExi
             "crew",
             "to the crew",
         )
+
+
+async def session_data(client: Client) -> dict[str, Any]:
+    """The next ``sessionData`` push's data."""
+    while True:
+        cmd = await client.next_cmd()
+        if cmd["msgType"] == "sessionData":
+            return cmd["msgData"]["sessionData"]  # type: ignore[no-any-return]
+
+
+def values(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: field["fieldValue"] for name, field in fields.items()}
+
+
+async def test_server_code_changes_reach_every_node(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    """Server code on one node changes sessions, groups, connections and applications of
+    clients on the others, as one server does."""
+    app, sid, crew = fresh("app"), fresh("session"), fresh("crew")
+    a, b, c = [await connect(stack, node) for node in nodes]
+    await a.login(applicationName=app, easyrtcsid=sid)
+    await b.login(applicationName=app, easyrtcsid=sid)
+    await c.login(applicationName=app)
+
+    assert await c.cmd("setSessionFieldOf", msgData={"sid": sid, "note": "hello"}) == {
+        "msgType": "ack"
+    }, "c's node has no connection of the session"
+    for member in (a, b):
+        told = await session_data(member)
+        assert (told["easyrtcsid"], values(told["field"])) == (sid, {"note": "hello"})
+    later = await connect(stack, nodes[2])
+    token = await later.login(applicationName=app, easyrtcsid=sid)
+    assert values(token["msgData"]["sessionData"]["field"]) == {"note": "hello"}
+    nobody = await a.cmd("setSessionFieldOf", msgData={"sid": fresh("nobody"), "note": "x"})
+    assert nobody == {"msgType": "refused", "msgData": "KeyError"}
+
+    assert await a.cmd("groupOf", msgData={"id": c.easyrtcid, "group": crew}) == {"msgType": "ack"}
+    told = await a.cmd("tellGroup", msgData={"group": crew, "text": "to the crew"})
+    assert told == {"msgType": "told", "msgData": 1}
+    msg = await c.next_msg()
+    assert (msg["msgType"], msg["msgData"], msg["targetGroup"]) == ("news", "to the crew", crew)
+    await b.cmd("ungroupOf", msgData={"id": c.easyrtcid, "group": crew})
+    told = await a.cmd("tellGroup", msgData={"group": crew, "text": "anyone?"})
+    assert told == {"msgType": "told", "msgData": 0}
+    gone = await a.cmd("groupOf", msgData={"id": "nosuchclient", "group": crew})
+    assert gone == {"msgType": "refused", "msgData": "KeyError"}
+
+    badge = {"id": c.easyrtcid, "name": "badge", "value": "gold"}
+    assert await b.cmd("fieldOf", msgData=badge) == {"msgType": "ack"}
+    mine = await c.cmd("myFields")
+    assert mine["msgData"]["badge"] == "gold", "made on c's own node"
+
+    assert await b.cmd("setAppField", msgData={"name": "motd", "value": "hi"}) == {"msgType": "ack"}
+    for node in nodes:
+        newcomer, room = await connect(stack, node), fresh("room")  # the default room is full
+        token = await newcomer.login(applicationName=app, roomJoin={room: {"roomName": room}})
+        assert values(token["msgData"]["application"]["field"]) == {"motd": "hi"}
 
 
 async def test_push_api_and_queries_act_on_the_whole_cluster(
@@ -484,3 +545,30 @@ async def test_a_node_started_later_loads_the_state_from_a_snapshot(
     }
     offer = await a.next_cmd()
     assert (offer["msgType"], offer["senderEasyrtcid"]) == ("offer", c.easyrtcid)
+
+
+@PARTITIONED_ONLY
+async def test_a_node_started_later_has_the_applications_server_code_made(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    made, other = fresh("app"), fresh("app")
+    a = await connect(stack, nodes[0])
+    await a.login(applicationName=other)
+    motd = {"motd": {"fieldValue": "from its options", "fieldOption": {"isShared": True}}}
+    assert await a.cmd(
+        "createApp", msgData={"name": made, "options": {"appDefaultFieldObj": motd}}
+    ) == {"msgType": "ack"}
+    unknown = await a.cmd("setAppFieldOf", msgData={"app": fresh("app"), "value": "x"})
+    assert unknown == {"msgType": "refused", "msgData": "KeyError"}
+    late = Node(nodes[0].redis_url, cluster="beh", env=nodes[0].env, module="cluster.hooked_node")
+    await late.start()
+    stack.push_async_callback(late.stop)
+    c = await connect(stack, late)
+    token = await c.login(applicationName=made, roomJoin={"r": {"roomName": "r"}})
+    assert values(token["msgData"]["application"]["field"]) == {"motd": "from its options"}
+    assert await a.cmd("setAppFieldOf", msgData={"app": made, "value": "changed"}) == {
+        "msgType": "ack"
+    }
+    d = await connect(stack, late)
+    token = await d.login(applicationName=made, roomJoin={"r": {"roomName": "r"}})
+    assert values(token["msgData"]["application"]["field"]) == {"motd": "changed"}

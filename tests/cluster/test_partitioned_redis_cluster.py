@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from contextlib import AsyncExitStack
 
 from support.nodes import running_nodes
 from support.rediscluster import running_redis_cluster
 from transport.harness import node_client
 
+from . import test_behaviour as behaviour
 from .test_partitioned_failures import BOUND, NODE_ENV, Member, fresh, members
 from .test_partitioned_holds import Peer, keyed, keyed_login
 
@@ -68,3 +70,36 @@ async def test_a_keyed_client_resumes_on_another_node_of_a_redis_cluster() -> No
         await bob.settled()
         assert alice_id not in bob.removed
         await bob.client.sio.disconnect()
+
+
+async def test_server_code_changes_cross_nodes_of_a_redis_cluster() -> None:
+    """A session field and a group kept and carried on a Redis Cluster: the session's hash
+    under the cluster's tag, the changes over sharded pub/sub (``clusterchanges``)."""
+    app, sid, crew = fresh("app"), fresh("session"), fresh("crew")
+    env = {**NODE_ENV, "PYTHONPATH": behaviour.NODE_ENV["PYTHONPATH"]}
+    async with (
+        running_redis_cluster() as redis,
+        running_nodes(
+            redis.url, 3, cluster="pchanges", env=env, module="cluster.hooked_node"
+        ) as nodes,
+        AsyncExitStack() as stack,
+        asyncio.timeout(BOUND * 3),
+    ):
+        a, b, c = [await behaviour.connect(stack, node) for node in nodes]
+        await a.login(applicationName=app, easyrtcsid=sid)
+        await b.login(applicationName=app, easyrtcsid=sid)
+        await c.login(applicationName=app)
+        assert await c.cmd("setSessionFieldOf", msgData={"sid": sid, "note": "hi"}) == {
+            "msgType": "ack"
+        }
+        for member in (a, b):
+            told = await behaviour.session_data(member)
+            assert behaviour.values(told["field"]) == {"note": "hi"}
+        later = await behaviour.connect(stack, nodes[2])
+        token = await later.login(applicationName=app, easyrtcsid=sid)
+        assert behaviour.values(token["msgData"]["sessionData"]["field"]) == {"note": "hi"}
+        await c.cmd("groupOf", msgData={"id": a.easyrtcid, "group": crew})
+        told = await b.cmd("tellGroup", msgData={"group": crew, "text": "crew"})
+        assert told == {"msgType": "told", "msgData": 1}
+        msg = await a.next_msg()
+        assert (msg["msgData"], msg["targetGroup"]) == ("crew", crew)

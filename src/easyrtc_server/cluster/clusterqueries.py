@@ -10,6 +10,9 @@ connections (a kick, a server message to a connection, room or group) goes to ev
 node knows; its members of a room told the message. The asking node merges the answers: counts
 summed, rooms and applications by name, occupants listed node after node.
 
+Server code's changes of the other nodes' connections, sessions and applications are asked
+the same way (op ``change``, answered by ``clusterchanges``).
+
 A room field is not a question: it is the room's state, so it goes to the room's partition
 (``PartitionedNode.set_room_field``): every node with members there applies it and tells them.
 
@@ -54,10 +57,11 @@ QUERY_TIMEOUT: Final = 2.0
 then are named missing."""
 SUBSCRIBE_WAIT: Final = 5.0
 RETRY_DELAY: Final = 0.5
-OPS: Final = frozenset(("apps", "rooms", "room", "conn", "kick", "msg"))
+OPS: Final = frozenset(("apps", "rooms", "room", "conn", "kick", "msg", "change"))
 TARGETS: Final = frozenset(("easyrtcid", "room", "group"))
 
 SetRoomField = Callable[[str, str, str, Any, bool], Awaitable[None]]
+Change = Callable[[list[Any]], Awaitable[Any]]
 
 
 @dataclass(slots=True, eq=False)
@@ -83,15 +87,21 @@ class ClusterQueries:
         alive: Callable[[], Awaitable[Iterable[str]]],
         set_room_field: SetRoomField,
         health: ReaderHealth | None = None,
+        change: Change | None = None,
+        subscribed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """``alive``: the ids of the nodes alive now (this one among them or not);
-        ``set_room_field``: the node's way to set a field in a room's partition."""
+        ``set_room_field``: the node's way to set a field in a room's partition; ``change``:
+        its answer to another node's change of server code (``clusterchanges``);
+        ``subscribed``: awaited once this node hears the others' questions."""
         self.local = local
         self.node_id = node_id
         self.keys = keys
         self.channels = channels
         self._alive = alive
         self._set_room_field = set_room_field
+        self._change = change
+        self._on_subscribed = subscribed
         self.health = health or ReaderHealth()
         self._asked: dict[str, _Asked] = {}
         self._ids = itertools.count(1)
@@ -117,6 +127,8 @@ class ClusterQueries:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SUBSCRIBE_WAIT):
                 await self._subscribed.wait()
+        if self._on_subscribed is not None:
+            await self._on_subscribed()
 
     async def stop(self) -> None:
         tasks = [t for t in (self._listener, *self._answering) if t is not None]
@@ -220,6 +232,10 @@ class ClusterQueries:
 
     # -- asking ------------------------------------------------------------------------------
 
+    async def ask(self, op: str, args: list[Any]) -> Found[list[Any]]:
+        """``op`` (one of ``OPS``) asked of every other node alive (``_ask``)."""
+        return await self._ask(op, args)
+
     async def _ask(self, op: str, args: list[Any]) -> Found[list[Any]]:
         """``op`` asked of every other node alive: their answers (in node order) and those
         that did not answer in time. EngineUnavailable: Redis did not answer."""
@@ -315,6 +331,10 @@ class ClusterQueries:
                 return local.connection_here(_str(args[0])), False
             case "kick":
                 return await local.disconnect_here(_str(args[0])), False
+            case "change":
+                if self._change is None:
+                    raise ValueError("this node makes no changes for others")
+                return await self._change(args), False
             case _:  # "msg"
                 msg_type, msg_data, app, target, name = args
                 if target not in TARGETS:

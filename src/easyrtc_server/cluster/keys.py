@@ -155,6 +155,23 @@ class ClusterKeys:
         ``node-gone`` waits until they are in their rooms again (``partitionwills``)."""
         return f"{self._prefix}:adopting:{node_id}"
 
+    def session(self, name: str) -> str:
+        """Hash with a TTL: the fields server code set on an EasyRTC session (``easyrtcsid``) in
+        a partitioned cluster, by a digest of its application and easyrtcsid (``clusterchanges``;
+        a login on any node reads them)."""
+        return f"{self._prefix}:session:{name}"
+
+    @property
+    def apps(self) -> str:
+        """Hash: the applications server code created or gave fields in a partitioned cluster,
+        each with the options it created it with, as orjson (``clusterchanges``)."""
+        return f"{self._prefix}:apps"
+
+    def app_fields(self, app: str) -> str:
+        """Hash: the fields server code set on an application in a partitioned cluster, each
+        ``[value, shared]`` as orjson (``clusterchanges``)."""
+        return f"{self._prefix}:app-fields:{app}"
+
     def inbox(self, node_id: str) -> str:
         """Pub/sub channel: relayed messages for the sockets of one node."""
         if self.hash_tags:

@@ -34,10 +34,11 @@ as stubs (``stubs``). What it does:
 answered from the cluster's room counts (``roomcounts``). The admin API and server code's push
 API (``directory``) ask every node, each answering for its own connections
 (``clusterqueries``, made by ``directory``); a room field server code sets goes to the room's
-partition (``set_room_field``). A dead node's keyed
-connections are adopted from their wills (``partitionwills``) before its ``node-gone``. What
-it does not do yet (README, "Partitioned state"): sessions and groups across nodes, server
-code's other changes (``change``) beyond this node, the ordering of relays against facts.
+partition (``set_room_field``); server code's other changes go where their object lives
+(``clusterchanges``). A dead node's keyed connections are adopted from their wills
+(``partitionwills``) before its ``node-gone``. What it does not do yet (README, "Partitioned
+state"): clients' group messages across nodes, server code's ``create_room`` and
+``delete_room`` beyond this node, the ordering of relays against facts.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ from ..protocol.outcome import Fanout, Json, Outcome, Push, Reply, refusal
 from ..protocol.roomdata import client_entry, leave_state, room_data
 from ..protocol.stock import stock_answer
 from ..protocol.validation import as_map
+from .clusterchanges import ClusterChanges
 from .clusterqueries import ClusterQueries
 from .facts import (
     Abort,
@@ -315,6 +317,16 @@ class PartitionedNode:
         """Held connections handed over, until a partition shows them on their new node (or
         gone): a node that stops waits for them (other nodes' relays still come here until
         then, and are forwarded)."""
+        self.changes = ClusterChanges(
+            self.core,
+            carrier,
+            self.redis,
+            self.keys,
+            tell=self._tell_again,
+            set_room_field=self._set_room_field,
+            health=self.health,
+        )
+        """Server code's changes for the whole cluster (``clusterchanges``)."""
 
     @property
     def role(self) -> str:
@@ -597,15 +609,21 @@ class PartitionedNode:
         return out
 
     async def change(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Server code's change, made on this node's core (its own connections and the rooms
-        it reads): the partitions are told what changed for its connections."""
-        result = getattr(control, name)(self.core.state, *args, **kwargs)
-        if isinstance(result, Outcome):
-            await self.carrier.deliver(None, result, None)
+        """Server code's change, made where its object lives (``clusterchanges``): the
+        partitions are then told what changed for this node's connections."""
+        result = await self.changes.change(name, args, kwargs)
         for cid in list(self._told):
-            peer = self.core.peers.get(cid)
-            self._tell(cid, peer.connection if peer is not None else None)
+            self._tell_again(cid)
         return result
+
+    def _tell_again(self, cid: str) -> None:
+        peer = self.core.peers.get(cid)
+        self._tell(cid, peer.connection if peer is not None else None)
+
+    async def _set_room_field(
+        self, app: str, room: str, name: str, value: Any, shared: bool
+    ) -> None:
+        await self.set_room_field(app, room, name, value, shared=shared)
 
     def route(self, send: Push) -> ErrorCode | None:
         """A push for a connection held here: queued (or refused when its queue is full); for
@@ -659,18 +677,19 @@ class PartitionedNode:
         async def alive() -> list[str]:
             return list(await self.registry.alive_nodes())
 
-        async def set_field(app: str, room: str, name: str, value: Any, shared: bool) -> None:
-            await self.set_room_field(app, room, name, value, shared=shared)
-
-        return ClusterQueries(
+        queries = ClusterQueries(
             local,
             node_id=self.node_id,
             keys=self.keys,
             channels=self.topology.channels(),
             alive=alive,
-            set_room_field=set_field,
+            set_room_field=self._set_room_field,
             health=self.health,
+            change=self.changes.here,
+            subscribed=self.changes.load,
         )
+        self.changes.queries = queries
+        return queries
 
     async def set_room_field(
         self, app: str, room: str, name: str, value: Any, *, shared: bool = True
@@ -770,8 +789,10 @@ class PartitionedNode:
 
     def _admit_login(self, peer: Peer, admitted: LoginAdmitted, ack: Ack | None) -> Pending:
         async def asked() -> Step:
+            fields = self._spawn(self.changes.at_login(admitted.conn))  # meanwhile
             result = await self._ask_past_gone(admitted.conn)
             if result == "admitted":
+                await fields  # its token shows them
                 return admitted
             code = ErrorCode.LOGIN_GEN_FAIL if result == FULL else ErrorCode.LOGIN_BAD_ROOM
             out = self.core.refuse(admitted, code)

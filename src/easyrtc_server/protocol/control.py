@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import EasyRtcError, ErrorCode, error_message
-from .model import Application, Connection, Field, Group, Room, shared_fields
+from .model import Application, Connection, Field, Group, Room, Session, shared_fields
 from .outcome import Json, Outcome
 from .roomdata import fields_delta, room_data
 from .scope import local
@@ -108,7 +108,13 @@ def set_session_field(
     if session is None:
         raise KeyError(f"no session {easyrtcsid!r} in application {app_name!r}")
     session.fields[name] = Field(value, shared)
-    data: Json = {"easyrtcsid": easyrtcsid, "sessionStatus": "update"}
+    return session_told(state, session)
+
+
+def session_told(state: State, session: Session) -> Outcome:
+    """Every connection of ``session`` (of this process, or of a cluster node's sockets) told
+    its fields, as ``set_session_field`` tells them."""
+    data: Json = {"easyrtcsid": session.easyrtcsid, "sessionStatus": "update"}
     data["field"] = shared_fields(session.fields) or {}
     body = {"msgType": "sessionData", "msgData": {"sessionData": data}}
     return command_to(state, local(state.scope, sorted(session.connections)), body)
