@@ -141,7 +141,7 @@ from .replica import NodeSockets
 from .reservations import Append, RoomRequest
 from .roomclaims import RoomClaims
 from .roomcounts import RoomCounts
-from .stubs import Stubs
+from .stubs import KEYED, Stubs
 
 if TYPE_CHECKING:
     from ..directory import Directory, LocalDirectory
@@ -360,7 +360,8 @@ class PartitionedNode:
 
     async def stop(self) -> None:
         """Leave the cluster: the holds go to the other nodes (``_hand_over_holds``), the
-        facts of the connections closed meanwhile are written first, each step bounded."""
+        facts of the connections closed meanwhile are written first, its wills deleted, each
+        step bounded."""
         try:
             async with asyncio.timeout(HANDOVER_TIMEOUT + STOP_STEP_TIMEOUT):
                 await self._hand_over_holds()
@@ -369,6 +370,11 @@ class PartitionedNode:
         pending = [task for task in self._tasks if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=STOP_STEP_TIMEOUT)
+        try:
+            async with asyncio.timeout(STOP_STEP_TIMEOUT):
+                await self.wills.clear()  # before its alive key goes: nothing left to adopt
+        except (TimeoutError, *REDIS_ERRORS) as exc:
+            log.warning("leaving the cluster: its wills were not cleared (%r)", exc)
         for timer in self._dropping.values():
             timer.cancel()
         self._dropping.clear()
@@ -841,7 +847,8 @@ class PartitionedNode:
             self._tell(cid, None)
             told = None
         known = told[1] if told is not None else {}
-        rooms = {name: _entry(conn, name) for name in conn.rooms if name not in known}
+        keyed = self._keyed(cid)
+        rooms = {name: _entry(conn, name, keyed) for name in conn.rooms if name not in known}
         if not rooms:
             return "admitted"
         wanted = self._partitions_of(app, rooms)
@@ -1016,6 +1023,12 @@ class PartitionedNode:
 
     # -- what the partitions know of this node's connections --------------------------------
 
+    def _keyed(self, cid: str) -> bool:
+        """Whether ``cid`` may be held (a resume key, a grace): its entries say so, and the
+        other nodes keep what they relay to it until its client confirms it."""
+        peer = self.core.state.peers.get(cid)
+        return peer is not None and peer.resume_key is not None and self.holds.grace_ms > 0
+
     def _tell(self, cid: str, conn: Connection | None) -> list[asyncio.Future[Appended]]:
         """The partitions told what changed for ``cid`` since they were last told: a ``leave``
         per partition of the rooms it left, an ``update`` per partition of those whose entry
@@ -1025,8 +1038,9 @@ class PartitionedNode:
             return []
         app, known = told
         login = self._logins.get(cid, LOGIN)
+        keyed = self._keyed(cid)
         now = (
-            {name: _entry(conn, name) for name in conn.rooms}
+            {name: _entry(conn, name, keyed) for name in conn.rooms}
             if conn is not None and conn.app.name == app
             else {}
         )
@@ -2074,11 +2088,14 @@ class PartitionedNode:
         return task
 
 
-def _entry(conn: Connection, room: str) -> Json:
-    """``conn``'s entry in ``room`` as its peers see it."""
+def _entry(conn: Connection, room: str, keyed: bool) -> Json:
+    """``conn``'s entry in ``room`` as its peers see it (and whether it is keyed, which they
+    do not see: ``stubs.KEYED``)."""
     member = conn.rooms[room]
-    entry = member.room.entries.get(conn.easyrtcid)
-    return dict(entry if entry is not None else client_entry(member))
+    entry = dict(member.room.entries.get(conn.easyrtcid) or client_entry(member))
+    if keyed:
+        entry[KEYED] = 1
+    return entry
 
 
 def _refused(step: Step) -> bool:

@@ -119,6 +119,12 @@ class Wills:
         except REDIS_ERRORS as exc:
             self.health.once("wills", "the keyed connections' wills could not be written: %r", exc)
 
+    async def clear(self) -> None:
+        """This node leaves the cluster: no will of its may be adopted (what it held went to
+        the other nodes, or ended). Raises what Redis answered."""
+        self._writes.clear()
+        await self.redis.delete(self.keys.wills(self.node_id))
+
     async def take(self, node: str, names: list[str] | None = None) -> list[Handover]:
         """Dead ``node``'s wills (``names`` only, if given), each taken by one node only; this
         node is listed as adopting until ``adopted``. Raises what Redis answered."""
