@@ -100,7 +100,17 @@ def test_a_ticket_nobody_was_relayed_behind_tells_nobody() -> None:
     marks.joined("alice", {P: 12}, {P})
     ticket = marks.posted("alice", P)
     assert marks.written(ticket, 0) == []  # its write failed: nothing to wait for
+    assert marks.stamp("alice", B) == [P, 0]
+    marks.posted("alice", P)  # the next one is waited for again
+    assert marks.stamp("alice", B) == [P, -2]
+
+
+def test_a_client_never_joined_or_closed_is_not_stamped_by_its_facts() -> None:
+    marks = FactMarks()
+    ticket = marks.posted("alice", P)  # a leave of a join that ended after its close
     assert marks.stamp("alice", B) == 0
+    assert marks.written(ticket, 5) == []
+    assert not marks._marks and not marks._open and not marks._unresolved
 
 
 def test_a_closed_client_is_forgotten_though_its_leave_is_still_told() -> None:

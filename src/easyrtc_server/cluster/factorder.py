@@ -98,14 +98,16 @@ class FactMarks:
         self._set(cid, {p: s for p, s in pairs.items() if p in keep or s < 0})
 
     def posted(self, cid: str, partition: int) -> int:
-        """A fact about ``cid`` posted to ``partition``: its ticket, for ``written``."""
+        """A fact about ``cid`` posted to ``partition``: its ticket, for ``written``. A
+        client not stamped (never joined, or closed) stays so."""
         self._next += 1
         ticket = self._next
         self._open[ticket] = _Ticket(cid, partition)
-        self._unresolved.setdefault(cid, []).append(ticket)
-        pairs = dict(self._pairs(cid))
-        pairs[partition] = -ticket
-        self._set(cid, pairs)
+        if cid in self._marks:
+            self._unresolved.setdefault(cid, []).append(ticket)
+            pairs = dict(self._pairs(cid))
+            pairs[partition] = -ticket
+            self._set(cid, pairs)
         return ticket
 
     def written(self, ticket: int, seq: int) -> list[str]:
@@ -116,12 +118,12 @@ class FactMarks:
             return []
         cid = record.cid
         tickets = self._unresolved.get(cid)
-        if tickets is not None:
+        if tickets is not None and ticket in tickets:
             tickets.remove(ticket)
             if not tickets:
                 del self._unresolved[cid]
         pairs = dict(self._pairs(cid))
-        if pairs.get(record.partition) == -ticket:
+        if cid in self._marks and pairs.get(record.partition) == -ticket:
             pairs[record.partition] = seq
             self._set(cid, pairs)
         return sorted(record.nodes)
@@ -129,17 +131,14 @@ class FactMarks:
     def forget(self, cid: str) -> None:
         """``cid`` closed: it relays no more (its open tickets are still told)."""
         self._marks.pop(cid, None)
+        self._unresolved.pop(cid, None)
 
     def _pairs(self, cid: str) -> list[tuple[int, int]]:
         mark = self._marks.get(cid, [])
         return list(zip(mark[::2], mark[1::2], strict=True))
 
     def _set(self, cid: str, pairs: Mapping[int, int]) -> None:
-        flat = [n for partition in sorted(pairs) for n in (partition, pairs[partition])]
-        if any(flat[1::2]):
-            self._marks[cid] = flat
-        else:
-            self._marks.pop(cid, None)
+        self._marks[cid] = [n for partition in sorted(pairs) for n in (partition, pairs[partition])]
 
 
 @dataclass(slots=True)

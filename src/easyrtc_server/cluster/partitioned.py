@@ -890,10 +890,10 @@ class PartitionedNode:
             for name in rooms:
                 self.counts.joined(app, name)
             self._need(layout.room_partition(app, name) for name in rooms)
-            self._stamp_joined(cid, app, rooms, view)
             if not current:  # closed meanwhile: it leaves what it entered
                 self._tell(cid, None)
             else:
+                self._stamp_joined(cid, app, rooms, view)
                 self._tell(cid, conn)  # entries changed while it waited
         return result
 
@@ -1148,6 +1148,7 @@ class PartitionedNode:
             loaded.cancel()
         part = self.parts.pop(partition, None)
         self._position.pop(partition, None)
+        self._settled.pop(partition, None)
         if part is not None:
             self.stubs.unload(part)
             self._forget_gone_stubs(part)
