@@ -1,7 +1,7 @@
 """A partitioned node whose partition reader lags, for the ordering test:
 ``python -m cluster.slow_reader_node ARGS`` (the server's command line).
 
-Each read that brought facts is handed on ``EASYRTC_TEST_READ_LAG`` seconds late (default 0.2):
+Each read that brought facts is handed on ``SLOW_READER_LAG`` seconds late (default 0.2):
 relays from other nodes reach it over pub/sub at once, the facts their senders made before them
 late, as on a node whose reader is behind. Without the ordering (``factorder``) its clients get
 relays from peers their lists do not show yet.
@@ -15,7 +15,7 @@ import os
 from easyrtc_server import cli
 from easyrtc_server.cluster.partitionlog import PartitionRead, PartitionReader
 
-LAG = float(os.environ.get("EASYRTC_TEST_READ_LAG", "0.2"))
+LAG = float(os.environ.get("SLOW_READER_LAG", "0.2"))
 _read = PartitionReader.read
 
 

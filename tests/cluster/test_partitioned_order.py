@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from ops.opskit import scrape
 from support.client import Client
 from support.nodes import Node, running_nodes
 from support.redisserver import running_redis
@@ -37,19 +38,22 @@ NODE_ENV = {
     "EASYRTC_CLUSTER_ORDER_WAIT": "30",  # a loaded machine's reader never outwaits it here
 }
 
+LATES = "easyrtc_cluster_order_timeouts_total"
+
 _names = itertools.count(1)
 
 
 @asynccontextmanager
-async def two_nodes() -> AsyncIterator[list[Node]]:
-    """Node 1, and node 2 with a lagging reader."""
+async def two_nodes(**env: str) -> AsyncIterator[list[Node]]:
+    """Node 1, and node 2 with a lagging reader; ``env``: for both."""
+    env = {**NODE_ENV, **env}
     async with running_redis() as server, AsyncExitStack() as stack:
         one = await stack.enter_async_context(
-            running_nodes(server.url, 1, cluster="porder", env=NODE_ENV)
+            running_nodes(server.url, 1, cluster="porder", env=env)
         )
         two = await stack.enter_async_context(
             running_nodes(
-                server.url, 1, cluster="porder", env=NODE_ENV, module="cluster.slow_reader_node"
+                server.url, 1, cluster="porder", env=env, module="cluster.slow_reader_node"
             )
         )
         yield [*one, *two]
@@ -124,3 +128,33 @@ async def test_a_peer_never_gets_a_relay_before_the_facts_its_sender_made_first(
             await watching
         assert b.wrong == []
         assert len(b.offers) == len(b.candidates) == SENDERS
+
+
+async def test_a_relay_is_held_no_longer_than_the_order_wait_then_counted() -> None:
+    """Node 2's reader 1.5 s behind, ``cluster_order_wait`` 0.3 s: B gets A's offer all the
+    same, before A's join (what one server never does, the price of a bounded wait), and the
+    node says so once and counts it."""
+    app, room = f"app{next(_names)}", f"room{next(_names)}"
+    lagging = {"EASYRTC_CLUSTER_ORDER_WAIT": "0.3", "SLOW_READER_LAG": "1.5"}
+    async with two_nodes(**lagging) as (one, two), AsyncExitStack() as stack:
+        b = Client()
+        await b.connect(two.url)
+        stack.push_async_callback(b.sio.disconnect)
+        await b.login(applicationName=app, roomJoin={room: {"roomName": room}})
+        async with asyncio.timeout(BOUND):
+            await sender_offer(stack, one, app, room, b.easyrtcid)
+            while (cmd := await b.cmds.get()).get("msgType") != "offer":
+                assert cmd.get("msgType") != "roomData", "held until the join came: too long"
+            await two.wait_for_line("further ones are counted in")
+            _, samples = await scrape(two.url + "/metrics")
+        assert samples[LATES, frozenset({("waiting", "relay")})] == 1
+        assert sum("further ones are counted in" in line for line in two.lines) == 1
+
+
+async def sender_offer(stack: AsyncExitStack, node: Node, app: str, room: str, b: str) -> None:
+    client = Client()
+    await client.connect(node.url)
+    stack.push_async_callback(client.sio.disconnect)
+    await client.login(applicationName=app, roomJoin={room: {"roomName": room}})
+    reply = await client.cmd("offer", targetEasyrtcid=b, msgData={"sdp": "x"})
+    assert reply == {"msgType": "ack"}, reply

@@ -1921,6 +1921,12 @@ class PartitionedNode:
 
     def _order_due(self) -> None:
         self._order_timer = None
+        self._spawn(self._expire_held())
+
+    async def _expire_held(self) -> None:
+        """Relays held past ``cluster_order_wait``: delivered without their facts, counted.
+        Taken from the holds in the step that sends them, so that none that arrived meanwhile
+        overtakes them."""
         late = self.order.expired(self._told_at)
         if late:
             if not self._order_logged:
@@ -1931,7 +1937,7 @@ class PartitionedNode:
                     "easyrtc_cluster_order_timeouts_total",
                     self.order.wait,
                 )
-            self._spawn(self._deliver_ordered(late))
+            await self._deliver_ordered(late)
         self._arm_order_timer()
 
     async def _deliver_ordered(self, items: list[Any]) -> None:
