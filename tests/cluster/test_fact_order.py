@@ -72,6 +72,8 @@ def test_a_joined_client_stamps_its_rooms_partitions_as_applied_at_its_join() ->
     assert marks.stamp("alice", B) == [P, 12, Q, 3]
     marks.joined("alice", {Q: 5}, {Q})  # left P's rooms: P is not waited for any more
     assert marks.stamp("alice", B) == [Q, 5]
+    marks.joined("alice", {Q: 2}, {Q})  # asked again after Redis came back empty
+    assert marks.stamp("alice", B) == [Q, 2]
 
 
 def test_one_stamp_is_shared_by_relays_until_the_clients_facts_change() -> None:

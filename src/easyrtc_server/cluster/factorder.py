@@ -94,7 +94,7 @@ class FactMarks:
         pairs = dict(self._pairs(cid))
         for partition, seq in positions.items():
             if pairs.get(partition, 0) >= 0:  # an open ticket there is waited for instead
-                pairs[partition] = max(pairs.get(partition, 0), seq)
+                pairs[partition] = seq  # not the max: after Redis came back empty, numbers restart
         self._set(cid, {p: s for p, s in pairs.items() if p in keep or s < 0})
 
     def posted(self, cid: str, partition: int) -> int:
