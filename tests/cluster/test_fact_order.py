@@ -301,3 +301,14 @@ def seq_of(k: int, plan: list[tuple[int, int]]) -> int:
             return seq
         n += batch
     raise AssertionError(k)
+
+
+def test_a_stopping_node_delivers_what_it_holds_and_holds_nothing_more() -> None:
+    target, _ = order()
+    reader = Reader()
+    reader.at[P] = 0
+    target.arrived(X, [[P, 5], 0], [relay(1), relay(2)], reader)
+    target.arrived("y", [[P, 6]], [relay(3)], reader)
+    assert numbers(target.drain()) == [1, 2, 3]
+    assert numbers(target.arrived(X, [[P, 9]], [relay(4)], reader)) == [4]
+    assert target.holding == 0 and target.next_deadline() is None

@@ -166,6 +166,8 @@ class FactOrder:
         """sender node -> its relays held, in the order sent."""
         self.holding = 0
         """Relays held, over all senders."""
+        self.draining = False
+        """This node stops: nothing is held any more (``drain``)."""
 
     def arrived(
         self, sender: str, afters: list[Any], items: list[Any], position: Position
@@ -186,7 +188,7 @@ class FactOrder:
             if type(item) is list and len(item) == 3 and item[0] == "" and item[1] == WRITTEN:
                 self._written(held, item[2])
                 continue
-            if not held and _met(after, position):
+            if not held and (self.draining or _met(after, position)):
                 ready.append(item)
                 continue
             if held is None:
@@ -234,6 +236,16 @@ class FactOrder:
             out.extend(self._release(held, position))
         for sender in [s for s, held in self._held.items() if not held]:
             del self._held[sender]
+        return out
+
+    def drain(self) -> list[Item]:
+        """This node stops: every held relay, per sender in order, and none held from now on
+        (better out of order than lost: a stopping node's held clients are handed over with
+        what was queued for them)."""
+        self.draining = True
+        out: list[Item] = []
+        for held in self._held.values():
+            out.extend(self._take_all(held))
         return out
 
     def forget(self, sender: str) -> list[Item]:

@@ -342,7 +342,10 @@ class PartitionedNode:
 
     async def stop(self) -> None:
         """Leave the cluster: the holds go to the other nodes (``_hand_over_holds``), the
-        facts of the connections closed meanwhile are written first, each step bounded."""
+        facts of the connections closed meanwhile are written first, each step bounded. The
+        relays held for their senders' facts go first (``factorder``): to held connections
+        they are queued and handed over with them."""
+        await self._deliver_ordered(self.order.drain())
         try:
             async with asyncio.timeout(HANDOVER_TIMEOUT + STOP_STEP_TIMEOUT):
                 await self._hand_over_holds()
