@@ -70,7 +70,7 @@ class _Queue:
 
     def __init__(self, first: int) -> None:
         self.first = first
-        self.afters: list[int] = []
+        self.afters: list[Any] = []
         self.items: list[Item] = []
 
 
@@ -106,11 +106,15 @@ class Inbox:
         self._subscription: Subscription | None = None
         self._subscribed = asyncio.Event()
 
-    def send(self, node: str, to: str | list[str], event: str | None, body: Any) -> None:
+    def send(
+        self, node: str, to: str | list[str], event: str | None, body: Any, after: Any = None
+    ) -> None:
         """Queue a push for ``node``'s inbox (published at the end of this loop pass), stamped
-        with this node's last log entry appended before it."""
+        with this node's last log entry appended before it, or with ``after`` (the partitioned
+        state's stamp, ``factorder``)."""
         stamps = self.stamps
-        after = stamps.seq
+        if after is None:
+            after = stamps.seq
         index = stamps.relay(node)
         queue = self._queues.get(node)
         if queue is None:

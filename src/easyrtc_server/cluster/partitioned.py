@@ -18,7 +18,8 @@ as stubs (``stubs``). What it does:
   join, the node starts reading the rooms' partitions, so its core knows their members;
 - the effects of every fact read go to ``Stubs`` (the pushes about other nodes' members to this
   node's sockets), to the request they decide, and to the stubs' addresses (``where``);
-- a relay to a stub goes to its node's inbox (``inbox``), as in the log cluster;
+- a relay to a stub goes to its node's inbox (``inbox``), as in the log cluster, stamped with
+  where its sender's facts stand; that node holds it until it applied them (``factorder``);
 - a node whose alive key expired is reaped by every node that shows its members: ``node-gone``
   to each partition it reads (idempotent); a node reaped while it lived (paused, cut off)
   says ``node-back`` where it reads its own ``node-gone`` and asks its clients' rooms again,
@@ -38,7 +39,7 @@ partition (``set_room_field``); server code's other changes go where their objec
 (``clusterchanges``). A dead node's keyed connections are adopted from their wills
 (``partitionwills``) before its ``node-gone``. What it does not do yet (README, "Partitioned
 state"): clients' group messages across nodes, server code's ``create_room`` and
-``delete_room`` beyond this node, the ordering of relays against facts.
+``delete_room`` beyond this node.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ from ..protocol.stock import stock_answer
 from ..protocol.validation import as_map
 from .clusterchanges import ClusterChanges
 from .clusterqueries import ClusterQueries
+from .factorder import WRITTEN, FactMarks, FactOrder
 from .facts import (
     Abort,
     Fact,
@@ -228,6 +230,15 @@ class PartitionedNode:
         self.inbox = Inbox(
             self.topology.channels(), self.keys, self.node_id, self._from_inbox, self.health
         )
+        self.marks = FactMarks()
+        """The stamp of each of this node's clients' relays (``factorder``)."""
+        self.order = FactOrder(options.cluster_order_wait)
+        """Relays from other nodes held until their senders' facts are applied here."""
+        self.health.order = self.order.lates
+        self._order_timer: asyncio.TimerHandle | None = None
+        self._order_logged = False
+        self._settled: dict[int, int] = {}
+        """partition -> the number of its last fact applied and told here (``_told_at``)."""
         self.layout = PartitionLayout(
             self.keys, partitions=options.cluster_partitions, groups=options.cluster_read_groups
         )
@@ -361,7 +372,9 @@ class PartitionedNode:
     async def stop(self) -> None:
         """Leave the cluster: the holds go to the other nodes (``_hand_over_holds``), the
         facts of the connections closed meanwhile are written first, its wills deleted, each
-        step bounded."""
+        step bounded. The relays held for their senders' facts go first (``factorder``): to
+        held connections they are queued and handed over with them."""
+        await self._deliver_ordered(self.order.drain())
         try:
             async with asyncio.timeout(HANDOVER_TIMEOUT + STOP_STEP_TIMEOUT):
                 await self._hand_over_holds()
@@ -378,6 +391,9 @@ class PartitionedNode:
         for timer in self._dropping.values():
             timer.cancel()
         self._dropping.clear()
+        if self._order_timer is not None:
+            self._order_timer.cancel()
+            self._order_timer = None
         loops, self._loops = self._loops, []
         for task in loops:
             task.cancel()
@@ -608,6 +624,7 @@ class PartitionedNode:
         out = self.core.close(peer)
         await self.carrier.deliver(peer, out, None)
         self._tell(cid, None)
+        self.marks.forget(cid)
         self._logins.pop(cid, None)
         if digest is not None:  # a hold that ended (its grace ran out, server code ended it)
             self._forget_hold(hold_name(digest))
@@ -638,7 +655,9 @@ class PartitionedNode:
             return self.holds.take(send)
         node = self.where.get(send.to)
         if node is not None and node != self.node_id:
-            self.inbox.send(node, send.to, send.event, send.body)
+            body = send.body
+            sender = body.get("senderEasyrtcid") if type(body) is dict else None
+            self.inbox.send(node, send.to, send.event, body, self.marks.stamp(sender, node))
         return None
 
     def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
@@ -653,12 +672,14 @@ class PartitionedNode:
             node = where.get(cid)
             if node is not None and node != self.node_id:
                 by_node.setdefault(node, []).append(cid)
+        sender = send.body.get("senderEasyrtcid")
         for node, ids in by_node.items():
+            after = self.marks.stamp(sender, node)
             if send.after or len(ids) == 1:
                 for cid in ids:
-                    self.inbox.send(node, cid, send.event, send.body_for(cid))
+                    self.inbox.send(node, cid, send.event, send.body_for(cid), after)
             else:
-                self.inbox.send(node, ids, send.event, send.body)
+                self.inbox.send(node, ids, send.event, send.body, after)
         return code
 
     def disconnect(self, easyrtcid: str) -> bool:
@@ -921,6 +942,7 @@ class PartitionedNode:
             if not current:  # closed meanwhile: it leaves what it entered
                 self._tell(cid, None)
             else:
+                self._stamp_joined(cid, app, rooms, view)
                 self._tell(cid, conn)  # entries changed while it waited
                 if cid in self.holds.key_of:
                     self._write_will(cid)
@@ -1072,7 +1094,29 @@ class PartitionedNode:
         written = self.writer.post(partition, encode(fact))
         self._tasks.add(written)
         written.add_done_callback(self._written)
+        if type(fact) is Update or (type(fact) is Leave and fact.by == self.node_id):
+            ticket = self.marks.posted(fact.cid, partition)  # its relays wait for it
+            written.add_done_callback(partial(self._fact_written, ticket))
         return written
+
+    def _fact_written(self, ticket: int, written: asyncio.Future[Appended]) -> None:
+        """A client's fact its relays were stamped with is written: the nodes they went to
+        are told its number (``factorder``; 0: not written, nothing to wait for)."""
+        seq = 0
+        if not written.cancelled() and written.exception() is None:
+            seq = written.result().seq
+        for node in self.marks.written(ticket, seq):
+            self.inbox.send(node, "", WRITTEN, [ticket, seq])
+
+    def _stamp_joined(self, cid: str, app: str, rooms: Iterable[str], view: Iterable[str]) -> None:
+        """``cid`` admitted into ``rooms``: its relays wait, on the nodes they reach, for
+        those partitions as applied here now (its join is, it was answered after)."""
+        partition_of = self.layout.room_partition
+        positions = {}
+        for name in rooms:
+            partition = partition_of(app, name)
+            positions[partition] = self._position.get(partition, ("", 0))[1]
+        self.marks.joined(cid, positions, {partition_of(app, name) for name in view})
 
     def _written(self, written: asyncio.Future[Any]) -> None:
         self._tasks.discard(written)
@@ -1164,6 +1208,7 @@ class PartitionedNode:
             loaded.cancel()
         part = self.parts.pop(partition, None)
         self._position.pop(partition, None)
+        self._settled.pop(partition, None)
         if part is not None:
             self.stubs.unload(part)
             self._forget_gone_stubs(part)
@@ -1201,6 +1246,11 @@ class PartitionedNode:
                 except Exception:  # a bug must cost one partition's batch, not the reader
                     self.health.skipped_entries += len(read.entries)
                     log.exception("partition %d: facts could not be applied", read.partition)
+            for read in reads:
+                if (at := self._position.get(read.partition)) is not None:
+                    self._settled[read.partition] = at[1]
+            if self.order.holding:
+                await self._deliver_ordered(self.order.ready(self._told_at))
             self._progress.set()  # what waits for the partitions to catch up looks again
             self._progress = asyncio.Event()
 
@@ -1568,6 +1618,7 @@ class PartitionedNode:
         if conn is not None:
             detach(conn)
             self.stubs.take(conn)
+        self.marks.forget(cid)
         told = self._told.pop(cid, None)
         if told is not None:
             app, known = told
@@ -2047,7 +2098,59 @@ class PartitionedNode:
     async def _from_inbox(
         self, sender: str | None, first: int, afters: list[Any], items: list[Any]
     ) -> None:
-        """Relays other nodes sent for this node's sockets, delivered as they come."""
+        """Relays other nodes sent for this node's sockets: delivered once this node applied
+        the facts their senders' nodes had appended before them, else held (``factorder``)."""
+        if sender is not None:
+            items = self.order.arrived(sender, afters, items, self._told_at)
+            self._arm_order_timer()
+        await self._deliver_items(items)
+
+    def _told_at(self, partition: int) -> int | None:
+        """The number of ``partition``'s last fact applied here and told to this node's
+        sockets; None when it is not read here (nothing to wait for)."""
+        if partition not in self._loaded:
+            return None
+        return self._settled.get(partition, 0)
+
+    def _arm_order_timer(self) -> None:
+        """Wake up when the first held relay's wait runs out."""
+        due = self.order.next_deadline()
+        if due is None or self._order_timer is not None:
+            return
+        delay = max(0.0, due - self.order.clock())
+        self._order_timer = asyncio.get_running_loop().call_later(delay, self._order_due)
+
+    def _order_due(self) -> None:
+        self._order_timer = None
+        self._spawn(self._expire_held())
+
+    async def _expire_held(self) -> None:
+        """Relays held past ``cluster_order_wait``: delivered without their facts, counted.
+        Taken from the holds in the step that sends them, so that none that arrived meanwhile
+        overtakes them."""
+        late = self.order.expired(self._told_at)
+        if late:
+            if not self._order_logged:
+                self._order_logged = True
+                log.warning(
+                    "relays were delivered before facts their senders' nodes appended first "
+                    "(waited %.1f s, cluster_order_wait); further ones are counted in "
+                    "easyrtc_cluster_order_timeouts_total",
+                    self.order.wait,
+                )
+            await self._deliver_ordered(late)
+        self._arm_order_timer()
+
+    async def _deliver_ordered(self, items: list[Any]) -> None:
+        """Held relays, released; whatever they do, the reader and the timer go on."""
+        try:
+            await self._deliver_items(items)
+        except Exception as exc:
+            self.health.inbox_drops += len(items)
+            self.health.once("inbox-held", "could not deliver held relays: %r", exc)
+
+    async def _deliver_items(self, items: list[Any]) -> None:
+        """Inbox items for this node's sockets (or for this node itself), in order."""
         links = self.carrier.links
         out = Outcome()
         for to, event, body in items:
