@@ -183,9 +183,10 @@ class EasyRtcServer:
             await self._notify("disconnect", conn)
 
     def released(self, peer: Peer) -> None:
-        """A held connection another process took over (``engine.Carrier.released``)."""
+        """A held connection another process took over (``engine.Carrier.released``): this
+        process may still relay to it there, numbered on."""
         self.guard.closed(peer)
-        self.engine.ledger.forget(peer.easyrtcid)
+        self.engine.ledger.release(peer.easyrtcid)
         self.events.connected_since.pop(peer.easyrtcid, None)
 
     def departed(self, conns: list[Connection], out: Outcome) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from easyrtc_server.protocol.delivery import (
     MAX_RETRANSMITS,
+    RELEASED_KEPT,
     RETRANSMIT_MS,
     SEEN_WINDOW,
     STAMP,
@@ -71,6 +72,27 @@ def test_a_drop_takes_the_unconfirmed_for_the_hold_and_numbering_goes_on() -> No
     assert [body for _event, body in ledger.take("A")] == bodies[1:]
     assert ledger.take("A") == []
     assert ledger.stamp("A", msg(9))[STAMP] == ["o", 4]  # a client remembers 2 and 3: not 1 again
+
+
+def test_a_connection_that_lives_on_elsewhere_keeps_its_numbering_forgotten_ones_do_not() -> None:
+    """Released (handed over, out of the rooms this origin shares with it): nothing kept, and
+    a later relay to it is numbered after what its client has seen; the oldest released past
+    ``RELEASED_KEPT`` and one gone for good start again."""
+    ledger = Ledger("o", 100, 1 << 20, Clock())
+    for _ in range(3):
+        sent(ledger, "A", msg(0))
+    ledger.release("A")
+    assert ledger.pending("A") == []
+    assert ledger.stamp("A", msg(1))[STAMP] == ["o", 4]
+    sent(ledger, "B", msg(0))
+    ledger.forget("B")
+    assert ledger.stamp("B", msg(1))[STAMP] == ["o", 1]
+    ledger.release("A")
+    for n in range(RELEASED_KEPT):
+        sent(ledger, f"C{n}", msg(0))
+        ledger.release(f"C{n}")
+    assert ledger.stamp(f"C{RELEASED_KEPT - 1}", msg(2))[STAMP] == ["o", 2]
+    assert ledger.stamp("A", msg(2))[STAMP] == ["o", 1]  # the oldest released: forgotten
 
 
 def test_unconfirmed_messages_are_bounded_by_count_and_bytes_oldest_first() -> None:

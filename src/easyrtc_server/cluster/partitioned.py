@@ -76,7 +76,7 @@ from ..protocol.decisions import (
     LoginAnswer,
     LoginRequested,
 )
-from ..protocol.delivery import Ledger
+from ..protocol.delivery import RELAYED, STAMP, Ledger
 from ..protocol.errors import ErrorCode
 from ..protocol.hold import Held
 from ..protocol.model import Connection, Peer
@@ -656,18 +656,35 @@ class PartitionedNode:
         node = self.where.get(send.to)
         if node is not None and node != self.node_id:
             body = send.body
-            sender = body.get("senderEasyrtcid") if type(body) is dict else None
+            sender = None
+            if type(body) is dict:
+                sender = body.get("senderEasyrtcid")
+                if send.to in self.stubs.keyed and RELAYED in body and STAMP not in body:
+                    body = self._kept(send.to, send.event, body)
             self.inbox.send(node, send.to, send.event, body, self.marks.stamp(sender, node))
         return None
+
+    def _kept(self, to: str, event: str, body: Json) -> Json:
+        """``body`` stamped for keyed ``to`` and kept until its client confirms it, wherever
+        it is by then: sent again to the node it moves to (adopted after its node died, or
+        handed over), as the log cluster's sender keeps it (``delivery``)."""
+        ledger = self.ledger
+        body = ledger.stamp(to, body)
+        ledger.keep(to, body[STAMP][1], event, body)
+        return body
 
     def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
         by_node: dict[str, list[str]] = {}
         where = self.where
         held = self.holds.held
+        keyed = self.stubs.keyed if RELAYED in send.body else ()
         code = None
         for cid in to:
             if cid in held:
                 code = self.holds.take(Push(cid, send.event, send.body_for(cid))) or code
+                continue
+            if cid in keyed:  # stamped and kept for it alone (``route``)
+                code = self.route(Push(cid, send.event, send.body_for(cid))) or code
                 continue
             node = where.get(cid)
             if node is not None and node != self.node_id:
@@ -690,8 +707,17 @@ class PartitionedNode:
         return True
 
     def confirmed(self, origin: str, to: str, n: int) -> None:
+        """Confirmed to the node that kept it (through its inbox, batched as relays are)."""
         if origin == self.ledger.origin:
             self.ledger.confirm(to, n)
+        else:
+            self.inbox.send(origin, to, None, n)
+
+    def _resend_to(self, node: str, cid: str) -> None:
+        """Stub ``cid`` moved to ``node``: what this node relayed to it unconfirmed goes
+        again, in order (its client drops what it had: ``delivery``)."""
+        for event, body in self.ledger.pending(cid):
+            self.inbox.send(node, cid, event, body)
 
     async def resend(self, easyrtcid: str) -> None:
         """Resumed here: what its client had not confirmed is sent again."""
@@ -1349,6 +1375,8 @@ class PartitionedNode:
                     touched.append(asking)
                 case Admitted(node=node):
                     if node != self.node_id:
+                        if self.where.get(effect.cid, node) != node:  # moved: adopted, handed
+                            self._resend_to(node, effect.cid)
                         self.where[effect.cid] = node
                         handed = self._handed.pop(effect.cid, None)
                         if handed is not None and not handed.done():
@@ -1362,6 +1390,7 @@ class PartitionedNode:
                 case Left(node=node):
                     if node != self.node_id and (effect.app, effect.cid) not in self.stubs.members:
                         self.where.pop(effect.cid, None)
+                        self.ledger.release(effect.cid)
                     handed = self._handed.pop(effect.cid, None)
                     if handed is not None and not handed.done():
                         handed.set_result(None)
@@ -1685,6 +1714,7 @@ class PartitionedNode:
                 self._leave_handed(record)
                 self._adopted_due(cid, held)
                 return False
+            await self.resend(cid)  # what this node kept for it: into its hold's queue
             return True
         finally:
             self._unneed(wanted)
@@ -1972,6 +2002,9 @@ class PartitionedNode:
                 continue
             if cid not in self.holds.held:
                 self._hold_live(cid)
+            held = self.holds.held.get(cid)
+            for push in held.queue if held is not None else ():  # unconfirmed, queued: there
+                self.inbox.send(owner, cid, push.event, push.body)
             self._let_go(peer, name, owner)
             self._reasking.pop(cid, None)
             self.carrier.released(peer)
@@ -2169,7 +2202,8 @@ class PartitionedNode:
                         if cid not in links:
                             self._not_here(cid, event, fanout.body_for(cid))
                 continue
-            if event is None and type(body) is int:
+            if event is None and type(body) is int:  # a confirmation (``confirmed``)
+                self.ledger.confirm(to, body)
                 continue
             if to not in links:
                 self._not_here(to, event, body)

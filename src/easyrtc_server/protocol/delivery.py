@@ -43,6 +43,9 @@ RETRANSMIT_MS: Final = 1000
 """A message unconfirmed this long is sent again (a cluster's resend that raced a resume)."""
 MAX_RETRANSMITS: Final = 3
 """Times a message is sent again for want of a confirmation before it is forgotten."""
+RELEASED_KEPT: Final = 10_000
+"""Connections that live on elsewhere whose numbering a ledger keeps (``release``); past
+this, the oldest are forgotten."""
 SEEN_WINDOW: Final = 1024
 """Numbers a client remembers above its last contiguous one, per origin (a gap left by a
 forgotten message is skipped past this many)."""
@@ -104,6 +107,8 @@ class Ledger:
         self.now = clock
         self.out: dict[str, Outstanding] = {}
         self.counts = LedgerCounts()
+        self._released: dict[str, None] = {}
+        """Connections released (``release``), oldest first."""
 
     def stamp(self, to: str, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` with the next number of ``to`` (a copy: room messages share theirs)."""
@@ -183,6 +188,26 @@ class Ledger:
     def forget(self, to: str) -> None:
         """``to`` is gone for good."""
         self.out.pop(to, None)
+        self._released.pop(to, None)
+
+    def release(self, to: str) -> None:
+        """``to`` lives on where this origin no longer follows it (handed over, out of the
+        rooms it shares): nothing kept for it, but its numbering goes on, should this origin
+        relay to it again (its client drops numbers it has seen). The last ``RELEASED_KEPT``
+        released are remembered so."""
+        out = self.out.get(to)
+        if out is None:
+            return
+        out.items, out.size = {}, 0
+        released = self._released
+        released.pop(to, None)
+        released[to] = None
+        while len(released) > RELEASED_KEPT:
+            oldest = next(iter(released))
+            del released[oldest]
+            out = self.out.get(oldest)
+            if out is not None and not out.items:
+                del self.out[oldest]
 
     def due(self) -> list[str]:
         """The connections with a message unconfirmed for ``RETRANSMIT_MS``."""
