@@ -420,6 +420,18 @@ async def test_a_kill_and_a_rolling_drain_of_every_node_are_invisible_to_keyed_p
     assert seen.in_flight == []
 
 
+async def keyed_beside_a_peer(
+    redis: Redis, node: Node, peer_node: Node, room: str, key: str
+) -> tuple[Peer, Client]:
+    """A peer on ``peer_node`` and a keyed client on ``node`` in ``room``, once the peer sees
+    the client and ``node`` wrote the client's will."""
+    peer = await Peer.join(peer_node, room)
+    client = await keyed_python_client(node, key, room)
+    await peer.sees(client.easyrtcid)
+    await keys_made(redis, ClusterKeys(CLUSTER).wills("*"), 1)
+    return peer, client
+
+
 async def keyed_python_client(node: Node, key: str, room: str) -> Client:
     client = Client()
     await client.sio.connect(node.url, transports=["websocket"], auth={"easyrtcResumeKey": key})
@@ -471,10 +483,7 @@ async def test_a_keyed_client_back_before_its_dead_node_was_reaped_keeps_its_eas
     room = fresh_room()
     key = secrets.token_urlsafe(32)
     async with cluster() as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
-        bob = await Peer.join(b, room)
-        alice = await keyed_python_client(a, key, room)
-        await bob.sees(alice.easyrtcid)
-        await keys_made(redis, ClusterKeys(CLUSTER).wills("*"), 1)  # a's will is written
+        bob, alice = await keyed_beside_a_peer(redis, a, b, room, key)
         await a.kill()
         again = await keyed_python_client(c, key, room)
         assert again.easyrtcid == alice.easyrtcid
@@ -495,10 +504,7 @@ async def test_a_node_taken_for_dead_lets_go_of_the_keyed_clients_adopted_meanwh
     room = fresh_room()
     key = secrets.token_urlsafe(32)
     async with cluster() as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
-        bob = await Peer.join(b, room)
-        alice = await keyed_python_client(a, key, room)
-        await bob.sees(alice.easyrtcid)
-        await keys_made(redis, ClusterKeys(CLUSTER).wills("*"), 1)  # a's will is written
+        bob, alice = await keyed_beside_a_peer(redis, a, b, room, key)
         assert a.process is not None
         a.process.send_signal(signal.SIGSTOP)
         try:
