@@ -76,7 +76,7 @@ from ..protocol.decisions import (
     LoginAnswer,
     LoginRequested,
 )
-from ..protocol.delivery import RELAYED, STAMP, Ledger
+from ..protocol.delivery import Ledger
 from ..protocol.errors import ErrorCode
 from ..protocol.hold import Held
 from ..protocol.model import Connection, Peer
@@ -143,7 +143,7 @@ from .replica import NodeSockets
 from .reservations import Append, RoomRequest
 from .roomclaims import RoomClaims
 from .roomcounts import RoomCounts
-from .stubs import KEYED, Stubs
+from .stubs import Stubs
 
 if TYPE_CHECKING:
     from ..directory import Directory, LocalDirectory
@@ -656,35 +656,18 @@ class PartitionedNode:
         node = self.where.get(send.to)
         if node is not None and node != self.node_id:
             body = send.body
-            sender = None
-            if type(body) is dict:
-                sender = body.get("senderEasyrtcid")
-                if send.to in self.stubs.keyed and RELAYED in body and STAMP not in body:
-                    body = self._kept(send.to, send.event, body)
+            sender = body.get("senderEasyrtcid") if type(body) is dict else None
             self.inbox.send(node, send.to, send.event, body, self.marks.stamp(sender, node))
         return None
-
-    def _kept(self, to: str, event: str, body: Json) -> Json:
-        """``body`` stamped for keyed ``to`` and kept until its client confirms it, wherever
-        it is by then: sent again to the node it moves to (adopted after its node died, or
-        handed over), as the log cluster's sender keeps it (``delivery``)."""
-        ledger = self.ledger
-        body = ledger.stamp(to, body)
-        ledger.keep(to, body[STAMP][1], event, body)
-        return body
 
     def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
         by_node: dict[str, list[str]] = {}
         where = self.where
         held = self.holds.held
-        keyed = self.stubs.keyed if RELAYED in send.body else ()
         code = None
         for cid in to:
             if cid in held:
                 code = self.holds.take(Push(cid, send.event, send.body_for(cid))) or code
-                continue
-            if cid in keyed:  # stamped and kept for it alone (``route``)
-                code = self.route(Push(cid, send.event, send.body_for(cid))) or code
                 continue
             node = where.get(cid)
             if node is not None and node != self.node_id:
@@ -707,17 +690,8 @@ class PartitionedNode:
         return True
 
     def confirmed(self, origin: str, to: str, n: int) -> None:
-        """Confirmed to the node that kept it (through its inbox, batched as relays are)."""
         if origin == self.ledger.origin:
             self.ledger.confirm(to, n)
-        else:
-            self.inbox.send(origin, to, None, n)
-
-    def _resend_to(self, node: str, cid: str) -> None:
-        """Stub ``cid`` moved to ``node``: what this node relayed to it unconfirmed goes
-        again, in order (its client drops what it had: ``delivery``)."""
-        for event, body in self.ledger.pending(cid):
-            self.inbox.send(node, cid, event, body)
 
     async def resend(self, easyrtcid: str) -> None:
         """Resumed here: what its client had not confirmed is sent again."""
@@ -894,8 +868,7 @@ class PartitionedNode:
             self._tell(cid, None)
             told = None
         known = told[1] if told is not None else {}
-        keyed = self._keyed(cid)
-        rooms = {name: _entry(conn, name, keyed) for name in conn.rooms if name not in known}
+        rooms = {name: _entry(conn, name) for name in conn.rooms if name not in known}
         if not rooms:
             return "admitted"
         wanted = self._partitions_of(app, rooms)
@@ -1071,12 +1044,6 @@ class PartitionedNode:
 
     # -- what the partitions know of this node's connections --------------------------------
 
-    def _keyed(self, cid: str) -> bool:
-        """Whether ``cid`` may be held (a resume key, a grace): its entries say so, and the
-        other nodes keep what they relay to it until its client confirms it."""
-        peer = self.core.state.peers.get(cid)
-        return peer is not None and peer.resume_key is not None and self.holds.grace_ms > 0
-
     def _tell(self, cid: str, conn: Connection | None) -> list[asyncio.Future[Appended]]:
         """The partitions told what changed for ``cid`` since they were last told: a ``leave``
         per partition of the rooms it left, an ``update`` per partition of those whose entry
@@ -1086,9 +1053,8 @@ class PartitionedNode:
             return []
         app, known = told
         login = self._logins.get(cid, LOGIN)
-        keyed = self._keyed(cid)
         now = (
-            {name: _entry(conn, name, keyed) for name in conn.rooms}
+            {name: _entry(conn, name) for name in conn.rooms}
             if conn is not None and conn.app.name == app
             else {}
         )
@@ -1375,8 +1341,6 @@ class PartitionedNode:
                     touched.append(asking)
                 case Admitted(node=node):
                     if node != self.node_id:
-                        if self.where.get(effect.cid, node) != node:  # moved: adopted, handed
-                            self._resend_to(node, effect.cid)
                         self.where[effect.cid] = node
                         handed = self._handed.pop(effect.cid, None)
                         if handed is not None and not handed.done():
@@ -1390,7 +1354,6 @@ class PartitionedNode:
                 case Left(node=node):
                     if node != self.node_id and (effect.app, effect.cid) not in self.stubs.members:
                         self.where.pop(effect.cid, None)
-                        self.ledger.release(effect.cid)
                     handed = self._handed.pop(effect.cid, None)
                     if handed is not None and not handed.done():
                         handed.set_result(None)
@@ -1714,7 +1677,6 @@ class PartitionedNode:
                 self._leave_handed(record)
                 self._adopted_due(cid, held)
                 return False
-            await self.resend(cid)  # what this node kept for it: into its hold's queue
             return True
         finally:
             self._unneed(wanted)
@@ -2202,8 +2164,7 @@ class PartitionedNode:
                         if cid not in links:
                             self._not_here(cid, event, fanout.body_for(cid))
                 continue
-            if event is None and type(body) is int:  # a confirmation (``confirmed``)
-                self.ledger.confirm(to, body)
+            if event is None and type(body) is int:
                 continue
             if to not in links:
                 self._not_here(to, event, body)
@@ -2225,14 +2186,11 @@ class PartitionedNode:
         return task
 
 
-def _entry(conn: Connection, room: str, keyed: bool) -> Json:
-    """``conn``'s entry in ``room`` as its peers see it (and whether it is keyed, which they
-    do not see: ``stubs.KEYED``)."""
+def _entry(conn: Connection, room: str) -> Json:
+    """``conn``'s entry in ``room`` as its peers see it."""
     member = conn.rooms[room]
-    entry = dict(member.room.entries.get(conn.easyrtcid) or client_entry(member))
-    if keyed:
-        entry[KEYED] = 1
-    return entry
+    entry = member.room.entries.get(conn.easyrtcid)
+    return dict(entry if entry is not None else client_entry(member))
 
 
 def _refused(step: Step) -> bool:
