@@ -176,3 +176,15 @@ def test_a_gap_that_never_fills_costs_the_client_bounded_memory() -> None:
 def test_only_a_clear_yes_asks_for_acks() -> None:
     assert all(wants_acks(v) for v in (True, "1", "true", 1))
     assert not any(wants_acks(v) for v in (None, False, "0", "yes please", 2, [], {}))
+
+
+def test_a_node_knows_the_copies_it_is_done_with_and_who_sends_them() -> None:
+    """The target's node side (``partitioned``): a stamp taken once is known after (a second
+    copy from an origin sending again is dropped), a noted origin is one to ask again."""
+    seen = Seen()
+    assert not seen.has(("b", 1))
+    seen.note("c")
+    assert seen.first_time(("b", 1))
+    assert seen.has(("b", 1)) and not seen.has(("b", 2))
+    assert not seen.first_time(("b", 1))
+    assert seen.origins() == {"b", "c"}

@@ -76,7 +76,7 @@ from ..protocol.decisions import (
     LoginAnswer,
     LoginRequested,
 )
-from ..protocol.delivery import Ledger
+from ..protocol.delivery import RELAYED, STAMP, Ledger, Seen, stamp_of
 from ..protocol.errors import ErrorCode
 from ..protocol.hold import Held
 from ..protocol.model import Connection, Peer
@@ -143,7 +143,7 @@ from .replica import NodeSockets
 from .reservations import Append, RoomRequest
 from .roomclaims import RoomClaims
 from .roomcounts import RoomCounts
-from .stubs import Stubs
+from .stubs import KEYED, Stubs
 
 if TYPE_CHECKING:
     from ..directory import Directory, LocalDirectory
@@ -171,6 +171,9 @@ LOGIN: Final = 1
 """The login number of a connection's facts; a held connection taken over by another node
 joins again there with the next one (``partitionholds``)."""
 HANDOVER_TIMEOUT: Final = 5.0
+RESEND: Final = "resend"
+"""Node message ``{"n": easyrtcid, "from": node}``: that connection resumed at ``node``; what
+this node relayed to it unconfirmed goes there again (``_resend_to``)."""
 """Seconds a keyed login waits for the node holding its connection to hand it over; then it
 logs in afresh (a hand-over that comes later is held here until its grace ends)."""
 LIVE_NAMED_MS: Final = 86_400_000
@@ -304,6 +307,10 @@ class PartitionedNode:
         self.wills = Wills(self.redis, self.keys, self.node_id, self.health)
         """What another node needs to hold this node's keyed connections if it dies
         (``partitionwills``)."""
+        self._seen: dict[str, Seen] = {}
+        """Per keyed connection of this node: the stamped relays done with here (confirmed
+        by its client, or queued in its hold), so that a second copy (an origin sending again
+        what a hand-over carried, or what was forwarded) is dropped (``_known``)."""
         self._taken_check: asyncio.Future[None] | None = None
         """Back from being taken for dead: the look for this node's connections another node
         adopted meanwhile (``_let_taken_go``), shared by the partitions asked again."""
@@ -626,6 +633,7 @@ class PartitionedNode:
         self._tell(cid, None)
         self.marks.forget(cid)
         self._logins.pop(cid, None)
+        self._seen.pop(cid, None)
         if digest is not None:  # a hold that ended (its grace ran out, server code ended it)
             self._forget_hold(hold_name(digest))
             self.wills.drop(hold_name(digest))
@@ -652,22 +660,39 @@ class PartitionedNode:
         """A push for a connection held here: queued (or refused when its queue is full); for
         a stub: to its node's inbox (dropped if nobody here knows it)."""
         if send.to in self.holds.held:
-            return self.holds.take(send)
+            return self._queue(send)
         node = self.where.get(send.to)
         if node is not None and node != self.node_id:
             body = send.body
-            sender = body.get("senderEasyrtcid") if type(body) is dict else None
+            sender = None
+            if type(body) is dict:
+                sender = body.get("senderEasyrtcid")
+                if send.to in self.stubs.keyed and RELAYED in body and STAMP not in body:
+                    body = self._kept(send.to, send.event, body)
             self.inbox.send(node, send.to, send.event, body, self.marks.stamp(sender, node))
         return None
+
+    def _kept(self, to: str, event: str, body: Json) -> Json:
+        """``body`` stamped for keyed ``to`` and kept until its client confirms it, wherever
+        it is by then: sent again to the node it moves to (adopted after its node died, or
+        handed over), as the log cluster's sender keeps it (``delivery``)."""
+        ledger = self.ledger
+        body = ledger.stamp(to, body)
+        ledger.keep(to, body[STAMP][1], event, body)
+        return body
 
     def route_fanout(self, send: Fanout, to: list[str]) -> ErrorCode | None:
         by_node: dict[str, list[str]] = {}
         where = self.where
         held = self.holds.held
+        keyed = self.stubs.keyed if RELAYED in send.body else ()
         code = None
         for cid in to:
             if cid in held:
                 code = self.holds.take(Push(cid, send.event, send.body_for(cid))) or code
+                continue
+            if cid in keyed:  # stamped and kept for it alone (``route``)
+                code = self.route(Push(cid, send.event, send.body_for(cid))) or code
                 continue
             node = where.get(cid)
             if node is not None and node != self.node_id:
@@ -690,12 +715,67 @@ class PartitionedNode:
         return True
 
     def confirmed(self, origin: str, to: str, n: int) -> None:
+        """Confirmed to the node that kept it (through its inbox, batched as relays are); a
+        second copy of it here is dropped (``_known``)."""
+        seen = self._seen.get(to)
+        if seen is None and to in self.holds.key_of:
+            seen = self._seen[to] = Seen()
+        if seen is not None:
+            seen.first_time((origin, n))
         if origin == self.ledger.origin:
             self.ledger.confirm(to, n)
+        else:
+            self.inbox.send(origin, to, None, n)
+
+    def _queue(self, send: Push) -> ErrorCode | None:
+        """A push into its connection's hold here, unless it is a second copy; a stamped one
+        counts as done here (the hold, and a hand-over of it, carries it)."""
+        stamp = stamp_of(send.body)
+        if stamp is not None:
+            seen = self._seen.get(send.to)
+            if seen is None:
+                seen = self._seen[send.to] = Seen()
+            if not seen.first_time(stamp):
+                return None
+        return self.holds.take(send)
+
+    def _known(self, cid: str, body: Any, link: Any, taken: set[tuple[str, str, int]]) -> bool:
+        """``body`` is a second copy of a relay done with here (confirmed; or sent, to a
+        client that does not confirm): its origin told so, dropped. Else its origin is noted
+        (asked to send again what is unconfirmed after a resume)."""
+        stamp = stamp_of(body)
+        if stamp is None:
+            return False
+        seen = self._seen.get(cid)
+        if seen is None:
+            seen = self._seen[cid] = Seen()
+        key = (cid, *stamp)
+        if key in taken:  # a second copy in this batch: the first one goes
+            return True
+        if not getattr(link, "confirms", False) and seen.first_time(stamp):
+            return False  # sent now: done with
+        if seen.has(stamp):
+            if stamp[0] != self.ledger.origin:
+                self.inbox.send(stamp[0], cid, None, stamp[1])
+            return True
+        seen.note(stamp[0])
+        taken.add(key)
+        return False
+
+    def _resend_to(self, node: str, cid: str) -> None:
+        """Stub ``cid`` moved to ``node``: what this node relayed to it unconfirmed goes
+        again, in order (its client drops what it had: ``delivery``)."""
+        for event, body in self.ledger.pending(cid):
+            self.inbox.send(node, cid, event, body)
 
     async def resend(self, easyrtcid: str) -> None:
-        """Resumed here: what its client had not confirmed is sent again."""
+        """Resumed here: what its client had not confirmed is sent again, by this node and
+        by the other nodes that relayed to it here (``RESEND``)."""
         await resend_unconfirmed(self.carrier, self.ledger, easyrtcid)
+        seen = self._seen.get(easyrtcid)
+        for origin in seen.origins() if seen is not None else ():
+            if origin != self.node_id:
+                self.inbox.send(origin, "", RESEND, {"n": easyrtcid, "from": self.node_id})
 
     def directory(self, local: LocalDirectory) -> Directory:
         """No node knows every connection: the whole cluster's answers are asked of every
@@ -868,7 +948,8 @@ class PartitionedNode:
             self._tell(cid, None)
             told = None
         known = told[1] if told is not None else {}
-        rooms = {name: _entry(conn, name) for name in conn.rooms if name not in known}
+        keyed = self._keyed(cid)
+        rooms = {name: _entry(conn, name, keyed) for name in conn.rooms if name not in known}
         if not rooms:
             return "admitted"
         wanted = self._partitions_of(app, rooms)
@@ -1044,6 +1125,12 @@ class PartitionedNode:
 
     # -- what the partitions know of this node's connections --------------------------------
 
+    def _keyed(self, cid: str) -> bool:
+        """Whether ``cid`` may be held (a resume key, a grace): its entries say so, and the
+        other nodes keep what they relay to it until its client confirms it."""
+        peer = self.core.state.peers.get(cid)
+        return peer is not None and peer.resume_key is not None and self.holds.grace_ms > 0
+
     def _tell(self, cid: str, conn: Connection | None) -> list[asyncio.Future[Appended]]:
         """The partitions told what changed for ``cid`` since they were last told: a ``leave``
         per partition of the rooms it left, an ``update`` per partition of those whose entry
@@ -1053,8 +1140,9 @@ class PartitionedNode:
             return []
         app, known = told
         login = self._logins.get(cid, LOGIN)
+        keyed = self._keyed(cid)
         now = (
-            {name: _entry(conn, name) for name in conn.rooms}
+            {name: _entry(conn, name, keyed) for name in conn.rooms}
             if conn is not None and conn.app.name == app
             else {}
         )
@@ -1341,6 +1429,8 @@ class PartitionedNode:
                     touched.append(asking)
                 case Admitted(node=node):
                     if node != self.node_id:
+                        if self.where.get(effect.cid, node) != node:  # moved: adopted, handed
+                            self._resend_to(node, effect.cid)
                         self.where[effect.cid] = node
                         handed = self._handed.pop(effect.cid, None)
                         if handed is not None and not handed.done():
@@ -1354,6 +1444,7 @@ class PartitionedNode:
                 case Left(node=node):
                     if node != self.node_id and (effect.app, effect.cid) not in self.stubs.members:
                         self.where.pop(effect.cid, None)
+                        self.ledger.release(effect.cid)
                     handed = self._handed.pop(effect.cid, None)
                     if handed is not None and not handed.done():
                         handed.set_result(None)
@@ -1488,6 +1579,8 @@ class PartitionedNode:
             raise TypeError("not a node message")
         if kind == HOLD_ASK and type(body.get("from")) is str:
             self._give_hold(body["n"], body["from"])
+        elif kind == RESEND and type(body.get("from")) is str:
+            self._resend_to(body["from"], body["n"])
         elif kind == HOLD_GIVE:
             record = Handover.from_json(body) if len(body) > 1 else None
             if record is not None:
@@ -1602,6 +1695,7 @@ class PartitionedNode:
         conn = peer.connection
         self.holds.give(cid)
         self._named.pop(name, None)
+        self._seen.pop(cid, None)
         state = self.core.state
         if state.peers.get(cid) is peer:
             del state.peers[cid]
@@ -1661,9 +1755,11 @@ class PartitionedNode:
             cid = record.cid
             peer = Peer(cid, connection=conn, resume_key=record.digest)
             self.core.state.peers[cid] = peer
-            queue = [Push(cid, event, body) for event, body in record.queue]
+            seen = self._seen[cid] = Seen()
+            queue = _first_copies(seen, [Push(cid, event, body) for event, body in record.queue])
             held = self.holds.adopt(peer, record.digest, record.left_ms, queue, record.size)
-            self.holds.requeue(cid, self._arriving.pop(cid, []), first=False)
+            arrived = _first_copies(seen, self._arriving.pop(cid, []))
+            self.holds.requeue(cid, arrived, first=False)
             self._logins[cid] = record.login + 1
             self._named[record.name] = cid
             loop = asyncio.get_running_loop()
@@ -1677,6 +1773,7 @@ class PartitionedNode:
                 self._leave_handed(record)
                 self._adopted_due(cid, held)
                 return False
+            await self.resend(cid)  # what this node kept for it: into its hold's queue
             return True
         finally:
             self._unneed(wanted)
@@ -1763,7 +1860,7 @@ class PartitionedNode:
         handed on, else dropped."""
         if cid in self.holds.held:
             if event is not None:
-                self.holds.take(Push(cid, event, body))
+                self._queue(Push(cid, event, body))
             elif body is None:
                 self._spawn(self._end_hold(cid))
             return
@@ -2148,6 +2245,7 @@ class PartitionedNode:
         """Inbox items for this node's sockets (or for this node itself), in order."""
         links = self.carrier.links
         out = Outcome()
+        taken: set[tuple[str, str, int]] = set()  # stamped relays pushed in this batch
         for to, event, body in items:
             if to == "":  # a message to this node itself
                 self._node_message(event, body)
@@ -2164,10 +2262,13 @@ class PartitionedNode:
                         if cid not in links:
                             self._not_here(cid, event, fanout.body_for(cid))
                 continue
-            if event is None and type(body) is int:
+            if event is None and type(body) is int:  # a confirmation (``confirmed``)
+                self.ledger.confirm(to, body)
                 continue
             if to not in links:
                 self._not_here(to, event, body)
+                continue
+            if event is not None and self._known(to, body, links[to], taken):
                 continue
             if event is None:  # a disconnect: what came before it first
                 if out.sends:
@@ -2186,11 +2287,25 @@ class PartitionedNode:
         return task
 
 
-def _entry(conn: Connection, room: str) -> Json:
-    """``conn``'s entry in ``room`` as its peers see it."""
+def _first_copies(seen: Seen, pushes: list[Push]) -> list[Push]:
+    """``pushes`` but a second copy of a stamped one, each taken into ``seen`` (carried into
+    a hold here: an origin's copy sent again is dropped)."""
+    stamps = [stamp_of(push.body) for push in pushes]
+    return [
+        push
+        for push, stamp in zip(pushes, stamps, strict=True)
+        if stamp is None or seen.first_time(stamp)
+    ]
+
+
+def _entry(conn: Connection, room: str, keyed: bool) -> Json:
+    """``conn``'s entry in ``room`` as its peers see it (and whether it is keyed, which they
+    do not see: ``stubs.KEYED``)."""
     member = conn.rooms[room]
-    entry = member.room.entries.get(conn.easyrtcid)
-    return dict(entry if entry is not None else client_entry(member))
+    entry = dict(member.room.entries.get(conn.easyrtcid) or client_entry(member))
+    if keyed:
+        entry[KEYED] = 1
+    return entry
 
 
 def _refused(step: Step) -> bool:

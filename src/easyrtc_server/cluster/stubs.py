@@ -29,7 +29,7 @@ outcome holds sends only. Admission, the census and reservations are the partiti
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from ..protocol import control
 from ..protocol.model import Application, Connection, Field
@@ -47,6 +47,10 @@ from .partition import (
     Updated,
 )
 
+KEYED: Final = "k"
+"""In a member's entry in its partitions: its connection is keyed (what is relayed to it is
+kept until confirmed). Never shown to a client: a stub's entry is built from its identity."""
+
 
 class Stubs:
     """The stubs of one node's core, changed by the effects of the partitions it reads."""
@@ -58,6 +62,9 @@ class Stubs:
         self.node = node
         self.members: dict[tuple[str, str], Connection] = {}
         """(application, easyrtcid) -> its stub."""
+        self.keyed: set[str] = set()
+        """The stubs whose entries say they are keyed (``KEYED``): what this node relays to
+        them is kept until their clients confirm it (``partitioned.route``)."""
 
     def load(self, partition: Partition) -> None:
         """A partition this node starts reading (restored from its snapshot): its rooms and
@@ -77,7 +84,7 @@ class Stubs:
                     stub = self._stub(app, cid) if member.node != self.node else None
                     if stub is not None:
                         entry = member.entry
-                        _take_identity(stub, entry)
+                        self._take_identity(stub, entry)
                         when, api_field = _join_time(entry), _api_field(entry)
                         state.join(stub, name, None, joined_at=when, api_field=api_field)
 
@@ -112,10 +119,12 @@ class Stubs:
         node's member from now on: a stub, with its rooms and entries as they are, nobody told
         (``partitionholds``)."""
         self.members[(conn.app.name, conn.easyrtcid)] = conn
+        self.keyed.add(conn.easyrtcid)  # (only keyed connections are handed over)
 
     def give(self, app: str, cid: str) -> Connection | None:
         """The stub of ``cid`` becomes this node's own connection (a held connection handed
         over to this node), with its rooms and entries; None if there is no such stub."""
+        self.keyed.discard(cid)
         return self.members.pop((app, cid), None)
 
     def apply(self, effects: Sequence[Effect]) -> Outcome:
@@ -165,7 +174,7 @@ class Stubs:
         stub = self._stub(app, first.cid)
         if stub is None:
             return  # this node's own connection
-        _take_identity(stub, run[-1].entry)
+        self._take_identity(stub, run[-1].entry)
         for effect in run:
             member = stub.rooms.get(effect.room)
             if member is not None:  # in it already: its entry as admitted now
@@ -192,7 +201,7 @@ class Stubs:
             member = stub.rooms.get(effect.room)
             if member is None:
                 continue
-            _take_identity(stub, effect.entry)
+            self._take_identity(stub, effect.entry)
             api_field = _api_field(effect.entry)
             if api_field != member.api_field:  # as setRoomApiField: this room
                 self._tell_presence(stub, presence, out)
@@ -225,6 +234,7 @@ class Stubs:
         left the rooms this node reads; who is connected is the directory's business)."""
         app = stub.app
         del self.members[(app.name, stub.easyrtcid)]
+        self.keyed.discard(stub.easyrtcid)
         if app.connections.get(stub.easyrtcid) is stub:
             del app.connections[stub.easyrtcid]
         self.state.reclaim_app(app)
@@ -263,9 +273,15 @@ class Stubs:
             return
         out.extend(told)
 
+    def _take_identity(self, stub: Connection, entry: Json) -> None:
+        """The stub's username and presence, as its entry says them, and whether it is
+        keyed."""
+        if entry.get(KEYED):
+            self.keyed.add(stub.easyrtcid)
+        _take_names(stub, entry)
 
-def _take_identity(stub: Connection, entry: Json) -> None:
-    """The stub's username and presence, as its entry says them."""
+
+def _take_names(stub: Connection, entry: Json) -> None:
     username = entry.get("username")
     stub.username = username if isinstance(username, str) and username else None
     presence = entry.get("presence")

@@ -227,6 +227,18 @@ class Seen:
         self.last: dict[str, int] = {}
         self.above: dict[str, set[int]] = {}
 
+    def note(self, origin: str) -> None:
+        """``origin`` relays to this connection (one to ask again after a resume)."""
+        self.above.setdefault(origin, set())
+
+    def origins(self) -> set[str]:
+        return self.last.keys() | self.above.keys()
+
+    def has(self, stamp: tuple[str, int]) -> bool:
+        """Whether ``stamp`` was taken already (``first_time``)."""
+        origin, n = stamp
+        return n <= self.last.get(origin, 0) or n in self.above.get(origin, ())
+
     def first_time(self, stamp: tuple[str, int]) -> bool:
         origin, n = stamp
         last = self.last.get(origin, 0)
