@@ -432,6 +432,19 @@ async def keyed_beside_a_peer(
     return peer, client
 
 
+async def resumed_unseen(node: Node, key: str, room: str, was: Client, peer: Peer) -> Client:
+    """``was``'s client back on ``node`` with its key: the same easyrtcid, a relay from
+    ``peer`` reaches it, and ``peer`` was never told it left."""
+    again = await keyed_python_client(node, key, room)
+    assert again.easyrtcid == was.easyrtcid
+    await peer.send(was.easyrtcid, 1)
+    got = await again.next_msg()
+    assert got["msgData"] == 1
+    await peer.settled()
+    assert was.easyrtcid not in peer.removed
+    return again
+
+
 async def keyed_python_client(node: Node, key: str, room: str) -> Client:
     client = Client()
     await client.sio.connect(node.url, transports=["websocket"], auth={"easyrtcResumeKey": key})
@@ -485,13 +498,7 @@ async def test_a_keyed_client_back_before_its_dead_node_was_reaped_keeps_its_eas
     async with cluster() as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
         bob, alice = await keyed_beside_a_peer(redis, a, b, room, key)
         await a.kill()
-        again = await keyed_python_client(c, key, room)
-        assert again.easyrtcid == alice.easyrtcid
-        await bob.send(alice.easyrtcid, 1)
-        got = await again.next_msg()
-        assert got["msgData"] == 1
-        await bob.settled()
-        assert alice.easyrtcid not in bob.removed
+        again = await resumed_unseen(c, key, room, alice, bob)
         await again.sio.disconnect()
         await bob.told_removed(alice.easyrtcid)
         await bob.client.sio.disconnect()
@@ -518,13 +525,7 @@ async def test_a_node_taken_for_dead_lets_go_of_the_keyed_clients_adopted_meanwh
         finally:
             a.process.send_signal(signal.SIGCONT)
         await alice.disconnected.wait()
-        again = await keyed_python_client(c, key, room)
-        assert again.easyrtcid == alice.easyrtcid
-        await bob.send(alice.easyrtcid, 1)
-        got = await again.next_msg()
-        assert got["msgData"] == 1
-        await bob.settled()
-        assert alice.easyrtcid not in bob.removed
+        again = await resumed_unseen(c, key, room, alice, bob)
         assert alice.easyrtcid in bob.present
         await again.sio.disconnect()
         await bob.told_removed(alice.easyrtcid)
