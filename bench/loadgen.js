@@ -71,7 +71,7 @@ const DEFAULTS = {
   storm: { clients: 200, concurrency: 100, procs: 1, hold: 0, timeout: 60 },
   "rooms-storm": {
     clients: 4000, roomSize: 4, placement: "affine", seed: 1, concurrency: 100, procs: 1, hold: 0,
-    timeout: 120, redis: null, logKey: null, quiet: 0,
+    timeout: 120, redis: null, logKey: null, quiet: 0, nodeByNode: false,
   },
   idle: {
     clients: 2000, roomSize: 100, concurrency: 100, idleSeconds: 5, pingIntervals: 0, settle: 1,
@@ -723,6 +723,18 @@ function roomIds(byIndex, r) {
   return byIndex.slice(r * P.roomSize, r * P.roomSize + roomMembers(r));
 }
 
+/**
+ * The client indexes of [offset, offset + count) in the order they log in: by index, or with
+ * `nodeByNode` every client of the first node, then every one of the second...: each node's
+ * share of the storm then runs while the other nodes idle, its CPU as on a machine of its own
+ * (on this 2-core machine the nodes otherwise take turns on the cores).
+ */
+function loginOrder(offset, count) {
+  const order = Array.from({ length: count }, (_, k) => offset + k);
+  if (ROOMS && P.nodeByNode) order.sort((a, b) => nodeOf(a) - nodeOf(b) || a - b);
+  return order;
+}
+
 /** A rooms-storm client: a small room, its members in the base class's Set. */
 class RoomClient extends Client {
   constructor(index, onChange) {
@@ -880,8 +892,9 @@ async function stormWorker(W) {
       process.send({ t: "converged", at: nowMs(), cpu: selfCpu() - cpuAtGo });
     }
   };
+  const order = loginOrder(W.offset, W.count);
   const res = await startMany(W.count, W.concurrency, (i) => {
-    const c = ROOMS ? new RoomClient(W.offset + i, onChange) : new StormClient(W.offset + i, "storm", W.total, onChange);
+    const c = ROOMS ? new RoomClient(order[i], onChange) : new StormClient(W.offset + i, "storm", W.total, onChange);
     clients.push(c);
     return c;
   }, timeoutMs);
