@@ -163,6 +163,10 @@ reading) before the event is refused as unavailable."""
 LINGER: Final = 30.0
 """Seconds a node keeps reading a partition none of its clients' rooms are in any more: a
 client coming back soon finds it loaded."""
+SERVER_CODE_LINGER: Final = 2.0
+"""Seconds a node keeps reading a partition it started reading only for server code's change
+of a room there (``set_room_field``, ``create_room``, ``delete_room``): changes made in a row
+share it, and a node with no client in the room soon stops applying its facts."""
 RETRY_DELAY: Final = 0.5
 STOP_STEP_TIMEOUT: Final = 2.0
 ASK_AGAIN_TRIES: Final = 20
@@ -822,7 +826,7 @@ class PartitionedNode:
             raise ValueError(f"improper field name {name!r}")
         fact = encode(SetField(app, room, name, value, shared))  # not JSON: TypeError here
         partition = self.layout.room_partition(app, room)
-        self._need([partition])
+        linger = self._need_for_server_code(partition)
         try:
             await self._gain({partition})
             part = self.parts.get(partition)
@@ -839,7 +843,7 @@ class PartitionedNode:
             except (TimeoutError, *REDIS_ERRORS) as exc:
                 raise EngineUnavailable(f"the room's partition did not answer: {exc!r}") from None
         finally:
-            self._unneed([partition])
+            self._unneed([partition], linger)
 
     async def create_room(self, app: str, room: str) -> Room:
         """Server code's ``create_room`` for the whole cluster: a ``keep`` fact in the room's
@@ -851,7 +855,7 @@ class PartitionedNode:
         partition = self.layout.room_partition(app, room)
         rid = f"{self.node_id}.{next(self._rids)}"
         claim = bool(self._limit) and room != self._default_room
-        self._need([partition])
+        linger = self._need_for_server_code(partition)
         try:
             await self._gain({partition})
             if claim:
@@ -860,8 +864,9 @@ class PartitionedNode:
             answer = await self._room_change(partition, Keep(rid, self.node_id, app, room))
             if answer is None:  # it may be written yet: its claim is settled if it is read
                 raise EngineUnavailable("the room's partition could not be written")
+            await self.claims.flushed()  # a claim it did not keep is given back by now
         finally:
-            self._unneed([partition])
+            self._unneed([partition], linger)
         return self.core.apps[app].rooms[room]  # made here by the fact (``Stubs``)
 
     async def delete_room(self, app: str, room: str) -> None:
@@ -872,12 +877,12 @@ class PartitionedNode:
         has members, on any node."""
         partition = self.layout.room_partition(app, room)
         rid = f"{self.node_id}.{next(self._rids)}"
-        self._need([partition])
+        linger = self._need_for_server_code(partition)
         try:
             await self._gain({partition})
             answer = await self._room_change(partition, Remove(rid, self.node_id, app, room))
         finally:
-            self._unneed([partition])
+            self._unneed([partition], linger)
         if answer is None:
             raise EngineUnavailable("the room's partition could not be written")
         seq, decided = answer
@@ -886,6 +891,7 @@ class PartitionedNode:
         if isinstance(decided, RoomDeleted) and decided.result:
             raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_ROOM, f"room {room!r} is not empty")
         await self._unavailable_on_failure(self.counts.deleted(app, room, seq))
+        await self.claims.flushed()  # its place is free for the next join, on any node
 
     async def _room_change(
         self, partition: int, fact: Keep | Remove
@@ -1357,14 +1363,21 @@ class PartitionedNode:
                 self._loaded[partition] = asyncio.get_running_loop().create_future()
                 self.reader.gain(partition)
 
-    def _unneed(self, partitions: Iterable[int]) -> None:
+    def _unneed(self, partitions: Iterable[int], linger: float = LINGER) -> None:
         for partition in partitions:
             self._needs[partition] -= 1
             if self._needs[partition] <= 0:
                 del self._needs[partition]
                 if partition not in self._dropping:
                     loop = asyncio.get_running_loop()
-                    self._dropping[partition] = loop.call_later(LINGER, self._drop, partition)
+                    self._dropping[partition] = loop.call_later(linger, self._drop, partition)
+
+    def _need_for_server_code(self, partition: int) -> float:
+        """``_need`` of a partition for server code's change of a room there: how long to
+        linger after it (``SERVER_CODE_LINGER`` if it was not read before, else ``LINGER``)."""
+        linger = LINGER if partition in self._loaded else SERVER_CODE_LINGER
+        self._need([partition])
+        return linger
 
     def _drop(self, partition: int) -> None:
         self._dropping.pop(partition, None)
