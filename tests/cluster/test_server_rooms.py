@@ -1,5 +1,6 @@
-"""Rooms that server code creates and deletes (``control.create_room``, ``delete_room``) are
-the same for every client of a cluster, wherever it is connected, as in one process.
+"""Rooms that server code creates, deletes or gives fields (``control.create_room``,
+``delete_room``, ``set_room_field``) are the same for every client of a cluster, wherever it
+is connected, as in one process.
 
 The same steps and assertions run on one process and on three nodes of a cluster in each state
 (``log``, ``partitioned``), over real Redis, with real socket.io clients; the nodes run the test
@@ -177,3 +178,19 @@ async def test_rooms_server_code_creates_count_against_max_rooms_per_app(
     assert await b.cmd("deleteRoom", msgData={"room": stage}) == {"msgType": "ack"}
     assert await join(c, late) == "joined", "its place is free"
     assert await join(a, stage) == "MSG_REJECT_BAD_ROOM", "five rooms would be too many"
+
+
+async def test_a_room_server_code_gives_a_field_is_kept_for_every_client(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    """A room field makes the room kept when empty (``control.set_room_field``): listed on
+    every node once its members left, and joined again with its field."""
+    app, room = fresh("app"), fresh("room")
+    a, b, c = await clients(stack, nodes, app)
+    assert await join(b, room) == "joined"
+    assert await a.cmd("setRoomField", msgData={"room": room, "topic": "t"}) == {"msgType": "ack"}
+    await leave(b, room)
+    for client in (a, b, c):
+        await lists(client, room, 0)
+    reply = await c.cmd("roomJoin", msgData=joining(room))
+    assert reply["msgData"]["roomData"][room]["field"]["topic"]["fieldValue"] == "t"
