@@ -107,6 +107,10 @@ class BehaviourHooks(Hooks):
                     await server.change("set_app_field", data["app"], "motd", data["value"])
                 case "createApp":
                     await server.change("create_app", data["name"], **data["options"])
+                case "createRoom":
+                    await server.change("create_room", app, data["room"])
+                case "deleteRoom":
+                    await server.change("delete_room", app, data["room"])
                 case "myFields":  # read on the client's own node
                     return {
                         "msgType": "fields",
@@ -114,7 +118,7 @@ class BehaviourHooks(Hooks):
                     }
                 case _:
                     raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_TYPE)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, EasyRtcError) as exc:
             return {"msgType": "refused", "msgData": type(exc).__name__}
         return None
 

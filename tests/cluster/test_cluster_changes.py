@@ -43,7 +43,7 @@ class Node:
         self.delivered = Delivered()
         self.told: list[str] = []
 
-        async def no_room_field(*args: Any) -> None:
+        async def no_room_field(*args: Any) -> Any:
             raise AssertionError("not a room's change")
 
         self.changes = ClusterChanges(
@@ -53,6 +53,8 @@ class Node:
             ClusterKeys("c"),
             tell=self.told.append,
             set_room_field=no_room_field,
+            create_room=no_room_field,
+            delete_room=no_room_field,
             health=ReaderHealth(),
         )
 

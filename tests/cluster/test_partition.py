@@ -18,10 +18,12 @@ from easyrtc_server.cluster.facts import (
     Commit,
     Fact,
     FactError,
+    Keep,
     Leave,
     NodeBack,
     NodeGone,
     Release,
+    Remove,
     Reserve,
     SetField,
     Update,
@@ -36,6 +38,8 @@ from easyrtc_server.cluster.partition import (
     Left,
     Partition,
     RoomCreated,
+    RoomDeleted,
+    RoomKept,
     RoomRemoved,
     RoomRules,
     ToRelease,
@@ -212,6 +216,52 @@ def test_rooms_are_created_and_removed_as_the_core_does() -> None:
     assert r.apply(Leave(APP, "alice", 1, ("lobby",), "n1")) == [Left(APP, "lobby", "alice", "n1")]
 
 
+def test_server_code_keeps_and_deletes_rooms_as_the_core_does() -> None:
+    """``create_room``: made if missing, kept when empty, joined without creating it;
+    ``delete_room``: only an empty room, even one kept when empty."""
+    p = part(room_auto_create_enable=False)
+    assert p.apply(Keep("k1", "n2", APP, "stage")) == [
+        RoomCreated(APP, "stage"),
+        RoomKept("k1", "n2", APP, "stage", True),
+    ]
+    assert p.apply(join("j1", "alice", "stage"))[0] == Granted("j1", "n1", (), committed=True)
+    assert p.apply(Keep("k2", "n1", APP, "stage")) == [RoomKept("k2", "n1", APP, "stage", False)]
+    assert p.apply(Remove("d1", "n2", APP, "stage")) == [
+        RoomDeleted("d1", "n2", APP, "stage", "occupied")
+    ]
+    p.apply(Leave(APP, "alice", 1, ("stage",), "n1"))
+    assert p.room(APP, "stage") is not None  # kept when empty
+    assert p.apply(Remove("d2", "n2", APP, "stage")) == [
+        RoomRemoved(APP, "stage"),
+        RoomDeleted("d2", "n2", APP, "stage", ""),
+    ]
+    assert p.apply(Remove("d3", "n2", APP, "stage")) == [
+        RoomDeleted("d3", "n2", APP, "stage", "missing")
+    ]
+    assert p.apply(join("j2", "alice", "stage")) == [Denied("j2", "n1", APP, "alice", "missing")]
+
+
+def test_a_room_kept_while_a_join_creates_it_is_settled_with_that_join() -> None:
+    p = part()
+    p.apply(reserve("r1", "alice", "lobby"))
+    assert p.apply(Keep("k1", "n2", APP, "lobby")) == []  # the join's creation first
+    assert p.apply(Remove("d1", "n2", APP, "lobby")) == [
+        RoomDeleted("d1", "n2", APP, "lobby", "occupied")
+    ]
+    effects = p.apply(Commit("r1"))
+    assert RoomKept("k1", "n2", APP, "lobby", False) in effects  # made by the join
+    q = part()
+    q.apply(reserve("r1", "alice", "lobby"))
+    q.apply(Keep("k1", "n2", APP, "lobby"))
+    q.apply(Keep("k2", "n1", APP, "lobby"))
+    assert q.apply(Abort("r1", "n1")) == [
+        RoomCreated(APP, "lobby"),
+        RoomKept("k1", "n2", APP, "lobby", True),  # made by the first keep, kept when empty
+        RoomKept("k2", "n1", APP, "lobby", False),
+    ]
+    assert q.room(APP, "lobby") is not None
+
+
 def test_a_reservation_creating_a_room_makes_others_wait_for_its_outcome() -> None:
     p = part()
     assert p.apply(reserve("r1", "alice", "lobby")) == [Granted("r1", "n1", ("lobby",))]
@@ -259,6 +309,7 @@ def test_snapshot_then_the_rest_of_the_log_is_the_whole_log() -> None:
     facts = [
         join("j1", "alice", "lobby"),
         reserve("r1", "bob", "lobby", "attic", node="n2"),
+        Keep("k1", "n1", APP, "attic"),
         join("j2", "carol", "lobby"),
         SetField(APP, "lobby", "topic", {"t": 1}),
         Commit("r1"),
@@ -292,6 +343,8 @@ def test_snapshot_then_the_rest_of_the_log_is_the_whole_log() -> None:
         b'{"k": "commit", "rid": "r", "created": [1]}',
         b'{"k": "field", "app": "a", "room": "r", "name": "f"}',
         b'{"k": "node-gone", "node": ""}',
+        b'{"k": "keep", "rid": "r", "node": "n", "app": "a"}',
+        b'{"k": "remove", "rid": "r", "node": "n", "app": "a", "room": 3}',
     ],
 )
 def test_a_malformed_fact_is_refused_not_a_crash(raw: bytes) -> None:
@@ -314,6 +367,8 @@ def test_every_fact_reads_back_as_written() -> None:
         Update(APP, "alice", 1, {"lobby": entry("alice")}),
         Leave(APP, "alice", 1, ("lobby",), "n1"),
         SetField(APP, "lobby", "topic", [1, {"x": None}], False),
+        Keep("k1", "n1", APP, "lobby"),
+        Remove("d1", "n2", APP, "lobby"),
         Release(APP, "a", "r1"),
         NodeGone("n1", "n2"),
     ]
@@ -434,6 +489,8 @@ any_fact = st.one_of(
     st.builds(Leave, st.just(APP), cids, logins, st.lists(names, unique=True).map(tuple), nodes),
     st.builds(SetField, st.just(APP), names, st.just("f"), st.integers(-9, 9), st.booleans()),
     st.builds(Release, st.just(APP), names, rids),
+    st.builds(Keep, rids, nodes, st.just(APP), names),
+    st.builds(Remove, rids, nodes, st.just(APP), names),
     st.builds(NodeGone, nodes, nodes),
     st.builds(NodeBack, nodes),
 )

@@ -129,6 +129,18 @@ async def test_the_limit_refuses_a_claim_that_would_count_more_and_claims_nothin
     assert not await node.claim("e", limit=3)
 
 
+async def test_server_codes_claim_passes_the_limit_and_counts_against_the_next(
+    redis: Redis, claimer_of: Callable[[Redis], Claimer]
+) -> None:
+    """``create_room`` (limit 0): one process creates the room past the limit; clients'
+    creations then count it."""
+    node = claimer_of(redis)
+    assert await node.claim("a", "b", limit=2)
+    assert await node.claim("stage", limit=0)
+    assert await node.held() == {"a": 1, "b": 1, "stage": 1}
+    assert not await node.claim("c", limit=3)
+
+
 async def test_the_default_room_counts_from_the_start(
     redis: Redis, claimer_of: Callable[[Redis], Claimer]
 ) -> None:

@@ -142,6 +142,33 @@ async def test_two_nodes_joins_and_leaves_add_up_per_room(
     assert await b.rooms("app") == {"lobby": 3}
 
 
+async def test_rooms_kept_when_empty_are_listed_as_their_partition_last_decided(
+    redis: Redis, node_of: Callable[..., RoomCounts]
+) -> None:
+    """Server code's rooms: listed with no member; the write of the later fact wins, in
+    whichever order two nodes' writes arrive."""
+    keys = keys_of(redis)
+    a = node_of(redis.client, keys, "nodea")
+    b = node_of(redis.client, keys, "nodeb")
+    await a.kept("app", "stage", 5)
+    a.joined("app", "lobby")
+    await flushed(a)
+    assert await b.rooms("app") == {"lobby": 1, "stage": 0}
+    a.joined("app", "stage")
+    await flushed(a)
+    assert await b.rooms("app") == {"lobby": 1, "stage": 1}
+    a.left("app", "stage")
+    await flushed(a)
+    await b.deleted("app", "stage", 7)
+    await a.kept("app", "stage", 6)  # an older keep arriving late
+    assert await a.rooms("app") == {"lobby": 1}
+    await a.kept("app", "stage", 9)  # kept again by a later fact
+    await b.deleted("app", "stage", 8)
+    assert await b.rooms("app") == {"lobby": 1, "stage": 0}
+    await a.kept("app", "other", 1)
+    assert await b.rooms("app") == {"lobby": 1, "stage": 0, "other": 0}
+
+
 async def test_a_storm_in_one_pass_is_one_batch(
     redis: Redis, node_of: Callable[..., RoomCounts]
 ) -> None:

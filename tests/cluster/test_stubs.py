@@ -39,7 +39,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from easyrtc_server.cluster import log as entries
-from easyrtc_server.cluster.facts import Fact, Leave, Reserve, SetField, Update
+from easyrtc_server.cluster.facts import Fact, Keep, Leave, Remove, Reserve, SetField, Update
 from easyrtc_server.cluster.partition import Denied, Effect, Granted, Partition, RoomRules
 from easyrtc_server.cluster.replica import NodeSockets, Replica
 from easyrtc_server.cluster.reservations import RoomRequest
@@ -681,3 +681,27 @@ def test_a_room_field_outlives_its_application_in_the_partition_not_in_a_core() 
     assert node.core.apps["a1"].rooms["r1"].fields == {}
     room = node.partition.room("a1", "r1")
     assert room is not None and room.fields == {"f": [3, True]}
+
+
+def test_a_room_server_code_keeps_or_deletes_is_so_in_every_readers_core() -> None:
+    """``keep``: the room in the core, kept when empty; ``remove``: gone from it, but for a
+    room this node's own client is joining (the fresh room its join makes); a partition no
+    longer read leaves no empty room behind but the default room."""
+    node = Node()
+    assert node.fact(Keep("k1", A, "default", "stage")).outcome.sends == []
+    room = node.core.apps["default"].rooms["stage"]
+    assert room.persistent and not room.members
+    assert node.fact(Remove("d1", A, "default", "stage")).outcome.sends == []
+    assert "stage" not in node.core.apps["default"].rooms
+    node.fact(Keep("k2", A, "default", "stage"))
+    b = node.login(roomJoin={"stage": {"roomName": "stage"}})  # in the core, not yet told
+    node.fact(SetField("default", "stage", "f", 1, True))
+    node.fact(Remove("d2", A, "default", "stage"))
+    room = node.core.apps["default"].rooms["stage"]
+    assert list(room.members) == [b.easyrtcid]
+    assert not room.persistent and room.fields == {}
+    node.leave(b, "stage")
+    node.fact(Keep("k3", A, "default", "lobby"))
+    node.fact(Keep("k4", A, "default", "default"))
+    node.stubs.unload(node.partition)
+    assert list(node.core.apps["default"].rooms) == ["default"]

@@ -19,7 +19,10 @@ there alone misses the other nodes' clients. Each change goes where its object l
   starts later loads them once it hears the others' questions (``load``); the first login into
   an application a node has not read yet (one a client created there) reads its fields;
 - a room field (``set_room_field``): to the room's partition (``PartitionedNode.set_room_field``);
-- ``create_room``, ``delete_room`` and any other ``control`` change: on this node, as before.
+- a room's creation or deletion (``create_room``, ``delete_room``): checked here as one process
+  checks them (the application known, the name its options allow), then decided in the room's
+  partition (``PartitionedNode.create_room``, ``delete_room``);
+- any other ``control`` change: on this node, as before.
 
 Nodes that did not answer within ``clusterqueries.QUERY_TIMEOUT`` miss the push of a session
 field (their later logins still read it) or of an application field (until it restarts).
@@ -37,7 +40,7 @@ import orjson
 from ..engine import Carrier, EngineUnavailable
 from ..protocol import control
 from ..protocol.core import Core
-from ..protocol.model import Application, Connection, Fields, Session
+from ..protocol.model import Application, Connection, Fields, Room, Session
 from ..protocol.outcome import Outcome
 from .clusterqueries import ClusterQueries
 from .health import ReaderHealth
@@ -57,6 +60,8 @@ ERRORS: Final[dict[str, type[Exception]]] = {"ValueError": ValueError, "TypeErro
 """What a node's refusal of a connection change is raised as on the asking node."""
 
 SetRoomField = Callable[[str, str, str, Any, bool], Awaitable[None]]
+CreateRoom = Callable[[str, str], Awaitable[Room]]
+DeleteRoom = Callable[[str, str], Awaitable[None]]
 
 
 def session_name(app: str, easyrtcsid: str) -> str:
@@ -77,16 +82,20 @@ class ClusterChanges:
         *,
         tell: Callable[[str], None],
         set_room_field: SetRoomField,
+        create_room: CreateRoom,
+        delete_room: DeleteRoom,
         health: ReaderHealth,
     ) -> None:
         """``tell``: the partitions told what changed for this node's connection;
-        ``set_room_field``: a field set in a room's partition."""
+        ``set_room_field``, ``create_room``, ``delete_room``: made in a room's partition."""
         self.core = core
         self.carrier = carrier
         self.redis = redis
         self.keys = keys
         self._tell = tell
         self._set_room_field = set_room_field
+        self._create_room = create_room
+        self._delete_room = delete_room
         self.health = health
         self.queries: ClusterQueries | None = None
         """Set once the node made its directory (``PartitionedNode.directory``)."""
@@ -111,6 +120,10 @@ class ClusterChanges:
             case "set_room_field":
                 await self._room_field(*args, **kwargs)
                 return Outcome()
+            case "create_room":
+                return await self._room_created(*args, **kwargs)
+            case "delete_room":
+                return await self._delete_room(*args, **kwargs)
         result = getattr(control, name)(self.core.state, *args, **kwargs)
         if isinstance(result, Outcome):
             await self.carrier.deliver(None, result, None)
@@ -249,6 +262,17 @@ class ClusterChanges:
         self, app: str, room: str, name: str, value: Any, *, shared: bool = True
     ) -> None:
         await self._set_room_field(app, room, name, value, shared)
+
+    async def _room_created(self, app: str, room: str) -> Room:
+        """``control.create_room``'s checks (KeyError: an application no node knows;
+        ValueError: a name its options refuse), then the room's partition makes it."""
+        if app not in self.core.apps and not await self._known_app(app):
+            raise KeyError(f"no application {app!r}")
+        application = self.core.apps.get(app)
+        options = application.options if application is not None else self.core.options.protocol
+        if not options.room_name_regexp.test(room):
+            raise ValueError(f"improper room name {room!r}")
+        return await self._create_room(app, room)
 
     def _check_field_name(self, app: str, name: str) -> None:
         application = self.core.apps.get(app)

@@ -18,6 +18,10 @@ holding a connection is its authority: it appends the facts about it. The kinds:
 - ``leave {app, cid, login, rooms, by}``: the member out of ``rooms``; idempotent: a member of
   another login is left alone. ``by``: the node that wrote it (the member's, or a reaper).
 - ``field {app, room, name, value, shared}``: server code set a room field.
+- ``keep {rid, node, app, room}`` / ``remove {rid, node, app, room}``: server code created the
+  room (kept when empty: ``control.create_room``) or deleted it (``control.delete_room``:
+  only an empty room); ``node`` waits for the outcome (``partition.RoomKept``,
+  ``RoomDeleted``).
 - ``release {app, room, permit}``: a removed room's census place given back.
 - ``node-gone {node, by}``: every member of a dead node leaves, its reservations abort.
 - ``node-back {node}``: a node taken for dead that lived (paused, or cut off from Redis past
@@ -47,6 +51,8 @@ ABORT: Final = "abort"
 UPDATE: Final = "update"
 LEAVE: Final = "leave"
 FIELD: Final = "field"
+KEEP: Final = "keep"
+REMOVE: Final = "remove"
 RELEASE: Final = "release"
 NODE_GONE: Final = "node-gone"
 NODE_BACK: Final = "node-back"
@@ -110,6 +116,26 @@ class SetField:
 
 
 @dataclass(frozen=True, slots=True)
+class Keep:
+    """Server code's ``create_room``: the room made if missing, kept when empty."""
+
+    rid: str
+    node: str
+    app: str
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """Server code's ``delete_room``: the room gone, if it is empty."""
+
+    rid: str
+    node: str
+    app: str
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
 class Release:
     app: str
     room: str
@@ -127,7 +153,19 @@ class NodeBack:
     node: str
 
 
-Fact = Reserve | Commit | Abort | Update | Leave | SetField | Release | NodeGone | NodeBack
+Fact = (
+    Reserve
+    | Commit
+    | Abort
+    | Update
+    | Leave
+    | SetField
+    | Keep
+    | Remove
+    | Release
+    | NodeGone
+    | NodeBack
+)
 
 
 def to_json(fact: Fact) -> Json:
@@ -176,6 +214,22 @@ def to_json(fact: Fact) -> Json:
                 "name": fact.name,
                 "value": fact.value,
                 "shared": fact.shared,
+            }
+        case Keep():
+            return {
+                "k": KEEP,
+                "rid": fact.rid,
+                "node": fact.node,
+                "app": fact.app,
+                "room": fact.room,
+            }
+        case Remove():
+            return {
+                "k": REMOVE,
+                "rid": fact.rid,
+                "node": fact.node,
+                "app": fact.app,
+                "room": fact.room,
             }
         case Release():
             return {"k": RELEASE, "app": fact.app, "room": fact.room, "permit": fact.permit}
@@ -290,6 +344,14 @@ def _field(data: Json) -> SetField:
     )
 
 
+def _keep(data: Json) -> Keep:
+    return Keep(_text(data, "rid"), _text(data, "node"), _text(data, "app"), _text(data, "room"))
+
+
+def _remove(data: Json) -> Remove:
+    return Remove(_text(data, "rid"), _text(data, "node"), _text(data, "app"), _text(data, "room"))
+
+
 def _release(data: Json) -> Release:
     return Release(_text(data, "app"), _text(data, "room"), _text(data, "permit"))
 
@@ -306,6 +368,8 @@ _READERS: Final[dict[str, Callable[[Json], Fact]]] = {
     UPDATE: _update,
     LEAVE: _leave,
     FIELD: _field,
+    KEEP: _keep,
+    REMOVE: _remove,
     RELEASE: _release,
     NODE_GONE: _node_gone,
     NODE_BACK: lambda data: NodeBack(_text(data, "node")),

@@ -135,6 +135,12 @@ class ClusterKeys:
         """String with a TTL: the node's share was reaped; its late batches are refused."""
         return f"{self._prefix}:room-counts:gone:{node_id}"
 
+    def kept_rooms(self, app: str) -> str:
+        """Hash: an application's rooms kept when empty (server code created them or set
+        their fields), each with the number of its partition's fact that last said so,
+        negative once deleted (``roomcounts``)."""
+        return f"{self._prefix}:room-counts:kept:{app}"
+
     def room_names(self, app: str) -> str:
         """Hash: the room names an application counts against ``max_rooms_per_app`` in a
         partitioned cluster, each with its claims (``roomclaims``)."""

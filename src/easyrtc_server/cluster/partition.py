@@ -45,10 +45,12 @@ from .facts import (
     Fact,
     FactError,
     Json,
+    Keep,
     Leave,
     NodeBack,
     NodeGone,
     Release,
+    Remove,
     Reserve,
     SetField,
     Update,
@@ -69,6 +71,8 @@ RETRY: Final = "retry"
 """A room to create that the request has no census claim for: ask again, claiming it."""
 GONE: Final = "gone"
 """The requesting node was declared dead before its request was read."""
+OCCUPIED: Final = "occupied"
+"""A room server code asked to delete has members, or places held (``RoomDeleted``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +171,31 @@ class RoomRemoved:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomKept:
+    """Server code's ``keep`` (``rid``, by ``node``) settled: the room exists and is kept when
+    empty; ``made``: this fact made it (a join did not: the room was there, or the join
+    creating it committed)."""
+
+    rid: str
+    node: str
+    app: str
+    room: str
+    made: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomDeleted:
+    """Server code's ``remove`` (``rid``, by ``node``) decided: ``result`` is ``""`` (the room
+    is gone, even kept when empty), ``missing`` or ``occupied`` (nothing changed)."""
+
+    rid: str
+    node: str
+    app: str
+    room: str
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToRelease:
     """Node ``by`` (the writer of the fact that caused it) appends ``release {app, room,
     permit}`` to the application's census: a room created under that claim was removed, or
@@ -188,7 +217,17 @@ class FieldSet:
 
 
 Effect = (
-    Granted | Denied | Admitted | Updated | Left | RoomCreated | RoomRemoved | ToRelease | FieldSet
+    Granted
+    | Denied
+    | Admitted
+    | Updated
+    | Left
+    | RoomCreated
+    | RoomRemoved
+    | ToRelease
+    | FieldSet
+    | RoomKept
+    | RoomDeleted
 )
 
 
@@ -217,6 +256,9 @@ class RoomState:
     """The reservation creating it, until that commits or aborts."""
     holds: dict[str, str] = field(default_factory=dict)
     """Reservations holding a place: rid -> cid."""
+    keeping: list[list[str]] = field(default_factory=list)
+    """Server code's ``keep`` facts (``[rid, node]``) read while a join was creating the room:
+    settled when that join commits, or made by the first of them when it aborts."""
 
     def taken(self) -> int:
         """Places taken: members and held places of connections not yet members."""
@@ -295,6 +337,10 @@ class Partition:
                 self._leave(fact, out)
             case SetField():
                 self._set_field(fact, out)
+            case Keep():
+                self._keep(fact, out)
+            case Remove():
+                self._remove(fact, out)
             case Release():
                 self._release(fact)
             case NodeGone():
@@ -431,6 +477,7 @@ class Partition:
                 if rules.max_rooms_per_app and name != rules.default_room:
                     room.permit = rid
                 out.append(RoomCreated(fact.app, name))
+                self._kept(fact.app, name, room, made_here=False, out=out)
             member = room.members.get(fact.cid)
             if member is None:
                 room.members[fact.cid] = RoomMember(fact.node, fact.login, entry)
@@ -463,7 +510,11 @@ class Partition:
             if room.creator == rid:
                 room.creator = None
                 rules = self.rules(fact.app)
-                if reaped and rules.max_rooms_per_app and name != rules.default_room:
+                if room.keeping:  # server code kept it meanwhile: made by that, not the join
+                    room.created = True
+                    out.append(RoomCreated(fact.app, name))
+                    self._kept(fact.app, name, room, made_here=True, out=out)
+                elif reaped and rules.max_rooms_per_app and name != rules.default_room:
                     room.permit = rid  # its node may have committed the census claim first
             self._reclaim(fact.app, name, by, out)
 
@@ -505,6 +556,50 @@ class Partition:
         room.fields[fact.name] = [fact.value, fact.shared]
         room.persistent = True
         out.append(FieldSet(fact.app, fact.room, fact.name, fact.value, fact.shared))
+
+    def _keep(self, fact: Keep, out: list[Effect]) -> None:
+        """As ``control.create_room``: the room made if missing, kept when empty from now on.
+        A room a join is creating is settled with it (``_kept``)."""
+        app_rooms = self.rooms.setdefault(fact.app, {})
+        room = app_rooms.get(fact.room)
+        made = room is None
+        if room is None:
+            room = app_rooms[fact.room] = self.rules(fact.app).new_room(fact.room)
+            room.created = True
+            out.append(RoomCreated(fact.app, fact.room))
+        room.persistent = True
+        if room.created:
+            out.append(RoomKept(fact.rid, fact.node, fact.app, fact.room, made))
+        else:
+            room.keeping.append([fact.rid, fact.node])
+
+    @staticmethod
+    def _kept(app: str, name: str, room: RoomState, *, made_here: bool, out: list[Effect]) -> None:
+        """The ``keep`` facts waiting on a room's creation settled (``made_here``: the first
+        one made it)."""
+        for n, (rid, node) in enumerate(room.keeping):
+            out.append(RoomKept(rid, node, app, name, made_here and n == 0))
+        room.keeping.clear()
+
+    def _remove(self, fact: Remove, out: list[Effect]) -> None:
+        """As ``control.delete_room``: an empty room gone, even kept when empty; a room with
+        members, or places held (a join committed after this would find it), stays."""
+        app_rooms = self.rooms.get(fact.app, {})
+        room = app_rooms.get(fact.room)
+        result = ""
+        if room is None:
+            if fact.room != self.rules(fact.app).default_room:  # the default room: always there
+                result = MISSING
+        elif room.members or room.holds or room.creator is not None:
+            result = OCCUPIED
+        else:
+            del app_rooms[fact.room]
+            if not app_rooms:
+                del self.rooms[fact.app]
+            out.append(RoomRemoved(fact.app, fact.room))
+            if room.permit is not None:
+                out.append(ToRelease(fact.app, fact.room, room.permit, fact.node))
+        out.append(RoomDeleted(fact.rid, fact.node, fact.app, fact.room, result))
 
     def _release(self, fact: Release) -> None:
         census = self.census.get(fact.app)
@@ -562,6 +657,7 @@ class Partition:
                         "p": room.persistent,
                         "c": room.created,
                         "permit": room.permit,
+                        "k": [list(pair) for pair in room.keeping],
                     }
                     for name, room in app_rooms.items()
                 }
@@ -605,6 +701,7 @@ class Partition:
                     persistent=_flag(raw["p"]),
                     created=_flag(raw["c"]),
                     permit=_optional_text(raw.get("permit")),
+                    keeping=[[_str(r), _str(n)] for r, n in map(_list, _list(raw.get("k", [])))],
                 )
                 for item in _list(raw["m"]):
                     cid, node, login, entry = _list(item)

@@ -34,12 +34,12 @@ as stubs (``stubs``). What it does:
 ``max_rooms_per_app`` is counted by room-name claims in Redis (``roomclaims``), ``getRoomList``
 answered from the cluster's room counts (``roomcounts``). The admin API and server code's push
 API (``directory``) ask every node, each answering for its own connections
-(``clusterqueries``, made by ``directory``); a room field server code sets goes to the room's
-partition (``set_room_field``); server code's other changes go where their object lives
+(``clusterqueries``, made by ``directory``); a room field server code sets, and a room it
+creates or deletes, go to the room's partition (``set_room_field``, ``create_room``,
+``delete_room``); server code's other changes go where their object lives
 (``clusterchanges``). A dead node's keyed connections are adopted from their wills
 (``partitionwills``) before its ``node-gone``. What it does not do yet (README, "Partitioned
-state"): clients' group messages across nodes, server code's ``create_room`` and
-``delete_room`` beyond this node.
+state"): clients' group messages across nodes.
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ from ..protocol.decisions import (
     LoginRequested,
 )
 from ..protocol.delivery import RELAYED, STAMP, Ledger, Seen, stamp_of
-from ..protocol.errors import ErrorCode
+from ..protocol.errors import EasyRtcError, ErrorCode
 from ..protocol.hold import Held
-from ..protocol.model import Connection, Peer
+from ..protocol.model import Connection, Peer, Room
 from ..protocol.outcome import Fanout, Json, Outcome, Push, Reply, refusal
 from ..protocol.roomdata import client_entry, leave_state, room_data
 from ..protocol.stock import stock_answer
@@ -91,9 +91,11 @@ from .facts import (
     Abort,
     Fact,
     FactError,
+    Keep,
     Leave,
     NodeBack,
     NodeGone,
+    Remove,
     Reserve,
     SetField,
     Update,
@@ -108,6 +110,7 @@ from .log import decode_fields, encode_fields
 from .partition import (
     FULL,
     GONE,
+    MISSING,
     TOO_MANY,
     Admitted,
     Denied,
@@ -115,6 +118,8 @@ from .partition import (
     Granted,
     Left,
     Partition,
+    RoomDeleted,
+    RoomKept,
     RoomRemoved,
     RoomRules,
 )
@@ -158,6 +163,10 @@ reading) before the event is refused as unavailable."""
 LINGER: Final = 30.0
 """Seconds a node keeps reading a partition none of its clients' rooms are in any more: a
 client coming back soon finds it loaded."""
+SERVER_CODE_LINGER: Final = 2.0
+"""Seconds a node keeps reading a partition it started reading only for server code's change
+of a room there (``set_room_field``, ``create_room``, ``delete_room``): changes made in a row
+share it, and a node with no client in the room soon stops applying its facts."""
 RETRY_DELAY: Final = 0.5
 STOP_STEP_TIMEOUT: Final = 2.0
 ASK_AGAIN_TRIES: Final = 20
@@ -299,6 +308,11 @@ class PartitionedNode:
         """Set (and replaced) after each read is applied and its pushes carried out."""
         self._claiming: dict[tuple[str, str], _Claim] = {}
         """(application, room name) -> this node's claim of it, shared by its joins."""
+        self._room_changes: dict[str, asyncio.Future[RoomKept | RoomDeleted]] = {}
+        """rid -> server code's ``keep`` or ``remove`` waiting for its partition's answer."""
+        self._keep_claims: set[str] = set()
+        """rids of ``keep`` facts whose room name this node claimed (``max_rooms_per_app``):
+        the room's claim if the fact made it, else given back (``_follow``)."""
         self._posted: dict[int, int] = {}
         """partition -> the number of the last fact this node posted there and had written,
         until it is known applied (``_own_facts_applied``)."""
@@ -342,6 +356,8 @@ class PartitionedNode:
             self.keys,
             tell=self._tell_again,
             set_room_field=self._set_room_field,
+            create_room=self.create_room,
+            delete_room=self.delete_room,
             health=self.health,
         )
         """Server code's changes for the whole cluster (``clusterchanges``)."""
@@ -810,7 +826,7 @@ class PartitionedNode:
             raise ValueError(f"improper field name {name!r}")
         fact = encode(SetField(app, room, name, value, shared))  # not JSON: TypeError here
         partition = self.layout.room_partition(app, room)
-        self._need([partition])
+        linger = self._need_for_server_code(partition)
         try:
             await self._gain({partition})
             part = self.parts.get(partition)
@@ -822,10 +838,88 @@ class PartitionedNode:
                 async with asyncio.timeout(REQUEST_TIMEOUT):
                     written = await self.writer.post(partition, fact)
                     await self._applied_up_to({partition: written.seq})
+                    if (part := self.parts.get(partition)) and part.room(app, room) is not None:
+                        await self.counts.kept(app, room, written.seq)  # listed when empty
             except (TimeoutError, *REDIS_ERRORS) as exc:
                 raise EngineUnavailable(f"the room's partition did not answer: {exc!r}") from None
         finally:
-            self._unneed([partition])
+            self._unneed([partition], linger)
+
+    async def create_room(self, app: str, room: str) -> Room:
+        """Server code's ``create_room`` for the whole cluster: a ``keep`` fact in the room's
+        partition, which makes the room if it is missing and keeps it when empty, on every
+        node reading it (``Stubs``); listed by every node's ``getRoomList`` (``counts``), its
+        name claimed against ``max_rooms_per_app`` (past the limit, as one process creates
+        it). This node reads the partition until the fact is applied. The caller checked the
+        application and the name (``clusterchanges``)."""
+        partition = self.layout.room_partition(app, room)
+        rid = f"{self.node_id}.{next(self._rids)}"
+        claim = bool(self._limit) and room != self._default_room
+        linger = self._need_for_server_code(partition)
+        try:
+            await self._gain({partition})
+            if claim:
+                await self._unavailable_on_failure(self.claims.claim(app, [room], 0, None))
+                self._keep_claims.add(rid)
+            answer = await self._room_change(partition, Keep(rid, self.node_id, app, room))
+            if answer is None:  # it may be written yet: its claim is settled if it is read
+                raise EngineUnavailable("the room's partition could not be written")
+            await self.claims.flushed()  # a claim it did not keep is given back by now
+        finally:
+            self._unneed([partition], linger)
+        return self.core.apps[app].rooms[room]  # made here by the fact (``Stubs``)
+
+    async def delete_room(self, app: str, room: str) -> None:
+        """Server code's ``delete_room`` for the whole cluster: a ``remove`` fact in the
+        room's partition, which deletes the room if it is empty, on every node reading it
+        (``Stubs``), and takes it off the list of kept rooms (``counts``); its name's claim
+        is given back (``_follow``). KeyError: no such room; ``EasyRtcError`` (bad room): it
+        has members, on any node."""
+        partition = self.layout.room_partition(app, room)
+        rid = f"{self.node_id}.{next(self._rids)}"
+        linger = self._need_for_server_code(partition)
+        try:
+            await self._gain({partition})
+            answer = await self._room_change(partition, Remove(rid, self.node_id, app, room))
+        finally:
+            self._unneed([partition], linger)
+        if answer is None:
+            raise EngineUnavailable("the room's partition could not be written")
+        seq, decided = answer
+        if isinstance(decided, RoomDeleted) and decided.result == MISSING:
+            raise KeyError(f"no room {room!r} in application {app!r}")
+        if isinstance(decided, RoomDeleted) and decided.result:
+            raise EasyRtcError(ErrorCode.MSG_REJECT_BAD_ROOM, f"room {room!r} is not empty")
+        await self._unavailable_on_failure(self.counts.deleted(app, room, seq))
+        await self.claims.flushed()  # its place is free for the next join, on any node
+
+    async def _room_change(
+        self, partition: int, fact: Keep | Remove
+    ) -> tuple[int, RoomKept | RoomDeleted] | None:
+        """Server code's ``fact`` written and decided by its partition: its number and the
+        decision; None if it could not be written. A ``keep`` lists its room before it is
+        decided (a ``remove`` after it is written later: it wins, ``RoomCounts.kept``)."""
+        decided = self._room_changes[fact.rid] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                try:
+                    written = await self.writer.post(partition, encode(fact))
+                except REDIS_ERRORS:
+                    return None
+                if isinstance(fact, Keep):
+                    await self.counts.kept(fact.app, fact.room, written.seq)
+                return written.seq, await decided
+        except (TimeoutError, *REDIS_ERRORS) as exc:
+            raise EngineUnavailable(f"the room's partition did not answer: {exc!r}") from None
+        finally:
+            self._room_changes.pop(fact.rid, None)
+
+    @staticmethod
+    async def _unavailable_on_failure(work: Awaitable[Any]) -> Any:
+        try:
+            return await work
+        except REDIS_ERRORS as exc:
+            raise EngineUnavailable(f"Redis did not answer: {exc!r}") from None
 
     def _room_list(self, peer: Peer, conn: Connection, ack: Ack | None) -> Pending:
         """``getRoomList`` for the whole cluster: the rooms with members from the room
@@ -1269,14 +1363,21 @@ class PartitionedNode:
                 self._loaded[partition] = asyncio.get_running_loop().create_future()
                 self.reader.gain(partition)
 
-    def _unneed(self, partitions: Iterable[int]) -> None:
+    def _unneed(self, partitions: Iterable[int], linger: float = LINGER) -> None:
         for partition in partitions:
             self._needs[partition] -= 1
             if self._needs[partition] <= 0:
                 del self._needs[partition]
                 if partition not in self._dropping:
                     loop = asyncio.get_running_loop()
-                    self._dropping[partition] = loop.call_later(LINGER, self._drop, partition)
+                    self._dropping[partition] = loop.call_later(linger, self._drop, partition)
+
+    def _need_for_server_code(self, partition: int) -> float:
+        """``_need`` of a partition for server code's change of a room there: how long to
+        linger after it (``SERVER_CODE_LINGER`` if it was not read before, else ``LINGER``)."""
+        linger = LINGER if partition in self._loaded else SERVER_CODE_LINGER
+        self._need([partition])
+        return linger
 
     def _drop(self, partition: int) -> None:
         self._dropping.pop(partition, None)
@@ -1451,6 +1552,14 @@ class PartitionedNode:
                 case RoomRemoved(app=app, room=room) if _by(fact) == self.node_id:
                     if self._limit and room != self._default_room:  # its fact removed it
                         self.claims.give_back(app, [room])
+                case RoomKept(node=node) | RoomDeleted(node=node) if node == self.node_id:
+                    if isinstance(effect, RoomKept) and effect.rid in self._keep_claims:
+                        self._keep_claims.discard(effect.rid)
+                        if not effect.made:  # the room's claim is the join's that made it
+                            self.claims.give_back(effect.app, [effect.room])
+                    decided = self._room_changes.pop(effect.rid, None)
+                    if decided is not None and not decided.done():
+                        decided.set_result(effect)
         for asking in touched:
             result = asking.request.result
             if result is None or asking.done.done():
@@ -2323,7 +2432,7 @@ def _by(fact: Fact) -> str | None:
     match fact:
         case Leave(by=by) | NodeGone(by=by) | Abort(by=by):
             return by
-        case Reserve(node=node):
+        case Reserve(node=node) | Remove(node=node):
             return node
     return None
 

@@ -14,6 +14,10 @@ into new rooms four facts and two more waits per join. What it does not cover: a
 between its claim and giving it back, or after removing a room and before giving its claim
 back, leaves a name counted until the application's hash goes (counted too many, never too
 few: a join may be refused ``too_many`` a little early).
+
+Server code's ``create_room`` claims its room's name the same way, past the limit as one
+process creates it (``partitioned.PartitionedNode.create_room``): kept by the room if its
+``keep`` fact made it, else given back; ``delete_room`` gives it back with the room.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ local new = 0
 for i = 3, #ARGV do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then new = new + 1 end
 end
-if new > 0 then
+if new > 0 and tonumber(ARGV[1]) > 0 then
   local have = redis.call('HLEN', KEYS[1])
   if ARGV[2] ~= '' and redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then have = have + 1 end
   if have + new > tonumber(ARGV[1]) then return 0 end
@@ -40,7 +44,7 @@ for i = 3, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
 return 1
 """
 """Claim ``ARGV[3..]`` (distinct, not the default room ``ARGV[2]``) under the limit
-``ARGV[1]``: 1, or 0 when the names counted would be too many (nothing claimed)."""
+``ARGV[1]`` (0: none): 1, or 0 when the names counted would be too many (nothing claimed)."""
 
 GIVE_BACK: Final = """
 for i = 1, #ARGV do
@@ -72,7 +76,8 @@ class RoomClaims:
         self, app: str, names: Iterable[str], limit: int, default_room: str | None
     ) -> bool:
         """Claim ``names`` of ``app``: False when that would count more than ``limit`` room
-        names (nothing is claimed then). Raises what Redis answered."""
+        names (nothing is claimed then; ``limit`` 0: server code's ``create_room``, which one
+        process does not refuse either). Raises what Redis answered."""
         wanted = [name for name in dict.fromkeys(names) if name != default_room]
         if not wanted:
             return True

@@ -40,6 +40,14 @@ hash one field per room its own members are in (at most its connections times
 arbitrary strings here: ``field_of`` prefixes the application's length, so no application or
 room name (``:``, NUL, quotes, any Unicode, lone surrogates) can read as another pair.
 
+**Rooms kept when empty** (server code's ``create_room``, or a room field it set) have no
+member to count: they are listed from a second hash per application (``keys.kept_rooms``),
+``room -> n`` where ``n`` is the number of the fact in the room's partition that last said
+so, negated by the ``remove`` that deleted it (``kept``/``deleted``). A write whose number is
+not above the one there changes nothing, so two nodes' writes about one room, in any order,
+leave what its partition decided last. A deleted room's name stays (a few bytes per name server
+code deleted), so that an older ``kept`` arriving late cannot list it again.
+
 What this module must not know: the core, the partitions, which node is dead (its caller's
 liveness says).
 """
@@ -156,6 +164,16 @@ node's old share taken back and the new one written whole, its gone mark removed
 for ``REAP``."""
 
 
+KEEP: Final = """
+local now = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local new = tonumber(ARGV[2])
+if math.abs(new) > math.abs(now) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
+"""KEYS[1]: an application's kept rooms; ARGV: the room, its fact's number (negative:
+deleted). Written only past the number there."""
+
+
 def _bytes(name: str) -> bytes:
     """A name as Redis keeps it: UTF-8, lone surrogates too (nothing a client sends crashes)."""
     return name.encode("utf-8", "surrogatepass")
@@ -191,6 +209,7 @@ class RoomCounts:
         self._flush = client.register_script(FLUSH)
         self._reap = client.register_script(REAP)
         self._restate = client.register_script(RESTATE)
+        self._keep = client.register_script(KEEP)
         self._queue: dict[tuple[str, str], int] = {}
         self._due = asyncio.Event()
         self._batch = 0
@@ -289,14 +308,31 @@ class RoomCounts:
         self._written(self._asked)  # nobody waits on what will not be written
 
     async def rooms(self, app: str) -> dict[str, int]:
-        """The application's rooms with members and their numbers of members, cluster-wide."""
-        raw = await self.client.hgetall(_bytes(self.keys.room_counts(app)))
+        """The application's rooms with members and their numbers of members, cluster-wide,
+        and its rooms kept when empty (0 when nobody is in them)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(_bytes(self.keys.room_counts(app)))
+            pipe.hgetall(_bytes(self.keys.kept_rooms(app)))
+            raw, kept = await pipe.execute()
         out: dict[str, int] = {}
         for room, count in raw.items():
             number = int(count)
             if number > 0:
                 out[_text(room)] = number
+        for room, at in kept.items():
+            if int(at) > 0:
+                out.setdefault(_text(room), 0)
         return out
+
+    async def kept(self, app: str, room: str, seq: int) -> None:
+        """``room`` is kept when empty since fact ``seq`` of its partition (listed even
+        without members). Raises what Redis answered."""
+        await self._keep(keys=[_bytes(self.keys.kept_rooms(app))], args=[_bytes(room), seq])
+
+    async def deleted(self, app: str, room: str, seq: int) -> None:
+        """``room`` was deleted by fact ``seq`` of its partition: no longer listed unless a
+        later fact keeps it again. Raises what Redis answered."""
+        await self._keep(keys=[_bytes(self.keys.kept_rooms(app))], args=[_bytes(room), -seq])
 
     async def reap(self, node_id: str) -> None:
         """Take a dead node's share back from every application's counts and delete its

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ..protocol import control
-from ..protocol.model import Application, Connection, Field
+from ..protocol.model import Application, Connection, Field, fields_from_obj
 from ..protocol.outcome import Json, Outcome
 from ..protocol.rooms import change_api_field
 from ..protocol.state import State
@@ -43,6 +43,8 @@ from .partition import (
     Left,
     Partition,
     RoomCreated,
+    RoomDeleted,
+    RoomKept,
     RoomRemoved,
     Updated,
 )
@@ -90,9 +92,9 @@ class Stubs:
 
     def unload(self, partition: Partition) -> None:
         """A partition this node stops reading (none of its members is in its rooms): its
-        stubs leave those rooms, nobody told, and are dropped when in no room here; rooms
-        left empty go as the core reclaims them (one kept when empty, such as the default
-        room, stays)."""
+        stubs leave those rooms, nobody told, and are dropped when in no room here; its rooms
+        left empty go, even those kept when empty (the partition has them: this node no
+        longer hears of their deletion), but for the application's default room."""
         state = self.state
         for app_name, rooms in partition.rooms.items():
             for name, room in rooms.items():
@@ -102,6 +104,9 @@ class Stubs:
                         state.leave(stub, name, Outcome(), tell=False)
                         if not stub.rooms:
                             self._drop(stub)
+                app = state.apps.get(app_name)
+                if app is not None and name != _default_room(app):
+                    self._forget_room(app, name)
 
     def _stub(self, app: Application, cid: str) -> Connection | None:
         """``cid``'s stub, made if need be; None if it is this node's own connection."""
@@ -158,6 +163,10 @@ class Stubs:
                     self._room_removed(effect)
                 case FieldSet():
                     self._field_set(effect, out)
+                case RoomKept():
+                    self._room_kept(effect)
+                case RoomDeleted(result=""):
+                    self._room_deleted(effect)
         out.left = None  # the room_left hooks run on the member's node
         out.happened = None
         return out
@@ -259,6 +268,36 @@ class Stubs:
         self.state.updates.forget(room)
         self.state.reclaim_app(app)
 
+    def _room_kept(self, effect: RoomKept) -> None:
+        """As ``control.create_room`` here: the room is in the core, kept when empty."""
+        state = self.state
+        app = state.apps.get(effect.app) or state.create_app(effect.app)
+        room = app.rooms.get(effect.room) or state.create_room(app, effect.room)
+        room.persistent = True
+
+    def _room_deleted(self, effect: RoomDeleted) -> None:
+        """As ``control.delete_room`` here. A room this node's own clients are joining (the
+        core put them in first, their partition decides after: ``partitioned``) stays, as the
+        new room their join makes: not kept when empty, its fields the defaults."""
+        app = self.state.apps.get(effect.app)
+        room = app.rooms.get(effect.room) if app is not None else None
+        if app is None or room is None:
+            return
+        if room.members:
+            room.persistent = False
+            room.fields = fields_from_obj(app.options.room_default_field_obj)
+            return
+        self._forget_room(app, effect.room)
+
+    def _forget_room(self, app: Application, name: str) -> None:
+        """An empty room out of the core (one with members stays)."""
+        room = app.rooms.get(name)
+        if room is None or room.members:
+            return
+        del app.rooms[name]
+        self.state.updates.forget(room)
+        self.state.reclaim_app(app)
+
     def _field_set(self, effect: FieldSet, out: Outcome) -> None:
         """As server code setting it here: kept in the room, its members told."""
         state = self.state
@@ -287,6 +326,11 @@ def _take_names(stub: Connection, entry: Json) -> None:
     presence = entry.get("presence")
     if isinstance(presence, dict):
         stub.presence = dict(presence)
+
+
+def _default_room(app: Application) -> str | None:
+    opts = app.options
+    return opts.room_default_name if opts.room_default_enable else None
 
 
 def _join_time(entry: Json) -> int | None:
