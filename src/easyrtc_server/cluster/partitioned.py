@@ -326,6 +326,8 @@ class PartitionedNode:
         self._moved_names: dict[str, str] = {}
         """The hold directory's name of a connection this node handed over -> the node it went
         to (an ask that comes here still goes on there)."""
+        self._reconciled: Counter[str] = Counter()
+        """What the partitions read anew in this read found lacking (``_reconcile``)."""
         self._installing: dict[str, asyncio.Future[bool]] = {}
         """The hold directory's name -> a hand-over to this node being installed."""
         self._arriving: dict[str, list[Push]] = {}
@@ -1318,6 +1320,8 @@ class PartitionedNode:
                 self.health.failing(repr(exc))
                 await asyncio.sleep(RETRY_DELAY)
                 continue
+            if failing:  # an idle partition of an older Redis shows no gap: looked at
+                self._spawn(self._look_back_in_time())
             failing = False
             self.health.caught_up()
             for read in reads:
@@ -1326,6 +1330,8 @@ class PartitionedNode:
                 except Exception:  # a bug must cost one partition's batch, not the reader
                     self.health.skipped_entries += len(read.entries)
                     log.exception("partition %d: facts could not be applied", read.partition)
+            if self._reconciled:
+                self._told_reconciled()
             for read in reads:
                 if (at := self._position.get(read.partition)) is not None:
                     self._settled[read.partition] = at[1]
@@ -1339,6 +1345,7 @@ class PartitionedNode:
         if partition not in self._loaded:
             return  # dropped meanwhile
         out = Outcome()
+        reread = read.reload is not None and partition in self.parts
         if read.reload is not None:
             out = self._reload(partition, read.reload, gap=read.gap)
         part = self.parts.get(partition)
@@ -1366,6 +1373,81 @@ class PartitionedNode:
         self._maybe_snapshot(partition, part)
         if self.node_id in part.gone and partition not in self._coming_back:
             self._come_back(partition)
+        elif reread:
+            self._reconcile(partition, part)
+
+    def _told_reconciled(self) -> None:
+        """One line for the partitions a read found lacking this node's facts."""
+        found, self._reconciled = self._reconciled, Counter()
+        self.health.older_redis += 1
+        log.warning(
+            "%d partitions lack facts this node wrote (Redis came back with an older dataset): "
+            "%d of its connections ask their rooms there again, %d gone since leave",
+            found["partitions"],
+            found["missing"],
+            found["ghosts"],
+        )
+
+    async def _look_back_in_time(self) -> None:
+        """After the reader lost Redis: a partition whose number is now below the last one
+        this node applied went back in time (Redis came back older) and is read anew
+        (``_reconcile``); one with new facts shows it by their numbers, an idle one only so.
+        A Redis back empty (no epoch) is the epoch's watch's (``_redis_came_back_empty``)."""
+        positions = list(self._position.items())
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.keys.epoch)
+                for partition, _at in positions:
+                    pipe.get(self.layout.of(partition).seq)
+                epoch, *numbers = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self.health.once("look-back", "the partitions' numbers could not be read: %r", exc)
+            return
+        if epoch is None or epoch != self._epoch:
+            return
+        for (partition, (_id, seq)), number in zip(positions, numbers, strict=True):
+            if int(number or 0) < seq and self._position.get(partition, (None, 0))[1] >= seq:
+                self.reader.reload(partition)
+
+    def _reconcile(self, partition: int, part: Partition) -> None:
+        """``partition`` read anew (its numbers jumped, or went back): Redis may have come
+        back with an older dataset (a stale dump, a failover to a replica that lacked the last
+        writes) and lost facts about this node's connections. Its members that are missing
+        there are asked again, as joins (the others see them come back); members there of
+        this node that it no longer has leave. A partition that was only trimmed past this
+        reader differs in nothing of this node's."""
+        missing: set[str] = set()
+        layout = self.layout
+        for cid, (app, known) in self._told.items():
+            rooms = part.rooms.get(app, {})
+            for name in known:
+                if layout.room_partition(app, name) != partition:
+                    continue
+                room = rooms.get(name)
+                member = room.members.get(cid) if room is not None else None
+                if member is None or member.node != self.node_id:
+                    missing.add(cid)
+        busy = {asking.request.cid for asking in self._asking.values()}
+        busy |= self._reasking.keys() | self._moved.keys() | self.holds.held.keys()
+        ghosts: dict[tuple[str, str, int], list[str]] = {}
+        for app, rooms in part.rooms.items():
+            for name, room in rooms.items():
+                for cid, member in room.members.items():
+                    if (
+                        member.node == self.node_id
+                        and cid not in self.core.peers
+                        and cid not in self._told
+                        and cid not in busy
+                    ):
+                        ghosts.setdefault((app, cid, member.login), []).append(name)
+        if not missing and not ghosts:
+            return
+        self._reconciled.update(partitions=1, missing=len(missing), ghosts=len(ghosts))
+        self._restate_counts = True
+        if missing:
+            self._back_in(partition, None, only=missing)
+        for (app, cid, login), names in ghosts.items():
+            self._post(partition, Leave(app, cid, login, tuple(names), self.node_id))
 
     def _reload(self, partition: int, snap: Snapshot, *, gap: bool) -> Outcome:
         """``partition`` (re)loaded from ``snap``. Read again (a gap, Redis back empty), its
@@ -2110,13 +2192,18 @@ class PartitionedNode:
         await asyncio.gather(*asked, return_exceptions=True)
         log.info("re-registered this node's connections (%d partitions)", len(asked))
 
-    def _back_in(self, partition: int, back: NodeBack | None) -> asyncio.Future[Any]:
-        """This node's connections' rooms in ``partition`` forgotten as told, at once (room
-        counts restated from now on leave them out: their joins count them), then asked again
-        in a task (after ``back``, when the partition had taken the node for dead)."""
+    def _back_in(
+        self, partition: int, back: NodeBack | None, *, only: set[str] | None = None
+    ) -> asyncio.Future[Any]:
+        """This node's connections' rooms in ``partition`` (those of ``only``, if given)
+        forgotten as told, at once (room counts restated from now on leave them out: their
+        joins count them), then asked again in a task (after ``back``, when the partition had
+        taken the node for dead)."""
         layout = self.layout
         asking: list[str] = []
         for cid, (app, known) in list(self._told.items()):
+            if only is not None and cid not in only:
+                continue
             names = [name for name in known if layout.room_partition(app, name) == partition]
             for name in names:
                 del known[name]  # gone there: asked again below
