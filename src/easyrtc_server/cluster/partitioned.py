@@ -1026,8 +1026,10 @@ class PartitionedNode:
             else:
                 self._stamp_joined(cid, app, rooms, view)
                 self._tell(cid, conn)  # entries changed while it waited
-                if cid in self.holds.key_of:
-                    self._write_will(cid)
+                if cid in self.holds.key_of and (will := self._write_will(cid)) is not None:
+                    # before its token or its rooms' answer: were this node killed then, the
+                    # client comes back to another node with its easyrtcid (adopted)
+                    await asyncio.wait([will], timeout=REQUEST_TIMEOUT)
         return result
 
     async def _claim(self, app: str, names: list[str]) -> bool:
@@ -1756,18 +1758,18 @@ class PartitionedNode:
             left_ms,
         )
 
-    def _write_will(self, cid: str) -> None:
+    def _write_will(self, cid: str) -> asyncio.Future[None] | None:
         """``cid``'s will as it is now (``partitionwills``); dropped when it is in no room
-        the partitions know."""
+        the partitions know. The write, when there is one (done once sent)."""
         peer = self.core.state.peers.get(cid)
         digest = self.holds.key_of.get(cid)
         if peer is None or digest is None:
-            return
+            return None
         will = self._record_of(cid, peer, [], 0, self.holds.grace_ms)
         if will is None:
             self.wills.drop(hold_name(digest))
-        else:
-            self.wills.put(will)
+            return None
+        return self.wills.put(will)
 
     def _let_go(self, peer: Peer, name: str, to: str) -> None:
         """``peer``'s connection is node ``to``'s from now on (handed over, or adopted there

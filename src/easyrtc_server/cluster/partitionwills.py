@@ -79,12 +79,19 @@ class Wills:
         self._take = LuaScript(redis, _TAKE)
         self._writes: dict[str, bytes | None] = {}
         """name -> the will to write, or None to delete it."""
+        self._sent: asyncio.Future[None] | None = None
+        """Done once the batch being gathered was sent (written, or failed: logged)."""
         self._due = asyncio.Event()
 
-    def put(self, will: Handover) -> None:
+    def put(self, will: Handover) -> asyncio.Future[None]:
+        """Write ``will`` with this loop pass's batch; done once the batch was sent (a login
+        awaits it before its token: a client that has its easyrtcid has a will)."""
         self._writes.pop(will.name, None)
         self._writes[will.name] = orjson.dumps(will.to_json())
         self._due.set()
+        if self._sent is None:
+            self._sent = asyncio.get_running_loop().create_future()
+        return self._sent
 
     def drop(self, name: str) -> None:
         self._writes.pop(name, None)
@@ -102,7 +109,12 @@ class Wills:
             await asyncio.sleep(0)  # one more loop pass: what is written in it joins the batch
             self._due.clear()
             writes, self._writes = self._writes, {}
-            await self._send(writes)
+            sent, self._sent = self._sent, None
+            try:
+                await self._send(writes)
+            finally:
+                if sent is not None and not sent.done():
+                    sent.set_result(None)
 
     async def _send(self, writes: dict[str, bytes | None]) -> None:
         key = self.keys.wills(self.node_id)
@@ -123,6 +135,9 @@ class Wills:
         """This node leaves the cluster: no will of its may be adopted (what it held went to
         the other nodes, or ended). Raises what Redis answered."""
         self._writes.clear()
+        if self._sent is not None and not self._sent.done():
+            self._sent.set_result(None)
+        self._sent = None
         await self.redis.delete(self.keys.wills(self.node_id))
 
     async def take(self, node: str, names: list[str] | None = None) -> list[Handover]:
