@@ -160,14 +160,7 @@ def keys() -> ClusterKeys:
 async def test_a_killed_nodes_client_is_removed_from_the_others_and_from_the_counts() -> None:
     app, room = fresh("app"), fresh("room")
     async with cluster() as (redis, (a, b, c)), members() as join:
-        on_a, on_b, on_c = (
-            await join(a, app, room),
-            await join(b, app, room),
-            await join(c, app, room),
-        )
-        everyone = {on_a.id, on_b.id, on_c.id}
-        async with asyncio.timeout(BOUND):
-            await asyncio.gather(on_a.sees(room, everyone), on_b.sees(room, everyone))
+        on_a, on_b, on_c = await together(join, app, room, a, b, c)
         assert await on_a.room_count(room) == 3
         await c.kill()
         async with asyncio.timeout(BOUND):
@@ -406,14 +399,7 @@ async def test_after_redis_came_back_older_the_lists_are_whole_again(tmp_path: P
         running_nodes(server.url, 2, cluster=CLUSTER, env=NODE_ENV) as (a, b),
         members() as join,
     ):
-        on_a, on_b, ghost = (
-            await join(a, app, room),
-            await join(b, app, room),
-            await join(b, app, room),
-        )
-        first = {on_a.id, on_b.id, ghost.id}
-        async with asyncio.timeout(BOUND):
-            await asyncio.gather(on_a.sees(room, first), on_b.sees(room, first))
+        on_a, on_b, ghost = await together(join, app, room, a, b, b)
         redis = Redis.from_url(server.url)
         try:
             await redis.save()  # the dump: these three in the room
