@@ -538,27 +538,43 @@ class PartitionedNode:
                 return self._joining(peer, decision, step, ack)
         before = peer.easyrtcid
         step = self.core.answer(decision, answer)
-        if peer.easyrtcid != before:  # its login resumed a held connection
+        resumed = peer.easyrtcid != before
+        if resumed:  # its login resumed a held connection
             self._took_over(before, peer.easyrtcid)
+        written: list[asyncio.Future[None]] = []
         if isinstance(decision, LoginAdmitted) and peer.resume_key is not None:
-            self._name_keyed(peer)
+            written = self._name_keyed(peer)
         conn = peer.connection
         if conn is not None and peer.easyrtcid in self._told:
             self._tell(peer.easyrtcid, conn)
             if self._untold(conn):  # a resume entered rooms it was not in when held
                 self._spawn(self._ask_after_resume(peer, conn))
+        if written and not resumed and isinstance(step, Outcome):
+            return self._named_first(peer, step, ack, written)
         return step
 
-    def _name_keyed(self, peer: Peer) -> None:
+    def _name_keyed(self, peer: Peer) -> list[asyncio.Future[None]]:
         """A keyed login (or resume) done: the hold directory names this node for its key, so a
-        client that comes back elsewhere before this node noticed its socket drop finds it."""
+        client that comes back elsewhere before this node noticed its socket drop finds it,
+        and its will is written. The writes (done once sent)."""
         cid, digest = peer.easyrtcid, peer.resume_key
         if digest is None or peer.connection is None or self.holds.key_of.get(cid) != digest:
-            return
+            return []
         name = hold_name(digest)
         self._named[name] = cid
-        self.holds_directory.put(name, self.node_id, LIVE_NAMED_MS)
-        self._write_will(cid)
+        written = [self.holds_directory.put(name, self.node_id, LIVE_NAMED_MS)]
+        will = self._write_will(cid)
+        return written if will is None else [*written, will]
+
+    async def _named_first(
+        self, peer: Peer, step: Outcome, ack: Ack | None, written: list[asyncio.Future[None]]
+    ) -> Step:
+        """A keyed login's token once its name and will are in Redis: a client that has its
+        easyrtcid finds it again on another node were this one killed the moment after (one
+        batched round trip; at most ``REQUEST_TIMEOUT``, Redis failing)."""
+        await asyncio.wait(written, timeout=REQUEST_TIMEOUT)
+        await self.carrier.deliver(peer, step, ack)
+        return step
 
     def _took_over(self, before: str, easyrtcid: str) -> None:
         """A login (``before``) resumed ``easyrtcid``: its socket is that easyrtcid's from

@@ -31,6 +31,7 @@ from .health import ReaderHealth
 from .keys import ClusterKeys
 from .luascript import LuaScript
 from .partitionholds import Handover
+from .passbatch import PassBatch
 from .redisclient import REDIS_ERRORS, AsyncClient
 
 WILLS_TTL_MS: Final = 86_400_000
@@ -79,24 +80,19 @@ class Wills:
         self._take = LuaScript(redis, _TAKE)
         self._writes: dict[str, bytes | None] = {}
         """name -> the will to write, or None to delete it."""
-        self._sent: asyncio.Future[None] | None = None
-        """Done once the batch being gathered was sent (written, or failed: logged)."""
-        self._due = asyncio.Event()
+        self._batch = PassBatch(self._flush)
 
     def put(self, will: Handover) -> asyncio.Future[None]:
         """Write ``will`` with this loop pass's batch; done once the batch was sent (a login
         awaits it before its token: a client that has its easyrtcid has a will)."""
         self._writes.pop(will.name, None)
         self._writes[will.name] = orjson.dumps(will.to_json())
-        self._due.set()
-        if self._sent is None:
-            self._sent = asyncio.get_running_loop().create_future()
-        return self._sent
+        return self._batch.sent()
 
     def drop(self, name: str) -> None:
         self._writes.pop(name, None)
         self._writes[name] = None
-        self._due.set()
+        self._batch.due()
 
     def writing(self, name: str) -> bool:
         """Whether the will ``name`` has a write not sent yet."""
@@ -104,17 +100,11 @@ class Wills:
 
     async def run(self) -> None:
         """The writing loop (the owner runs it as a task and cancels it)."""
-        while True:
-            await self._due.wait()
-            await asyncio.sleep(0)  # one more loop pass: what is written in it joins the batch
-            self._due.clear()
-            writes, self._writes = self._writes, {}
-            sent, self._sent = self._sent, None
-            try:
-                await self._send(writes)
-            finally:
-                if sent is not None and not sent.done():
-                    sent.set_result(None)
+        await self._batch.run()
+
+    async def _flush(self) -> None:
+        writes, self._writes = self._writes, {}
+        await self._send(writes)
 
     async def _send(self, writes: dict[str, bytes | None]) -> None:
         key = self.keys.wills(self.node_id)
@@ -135,9 +125,7 @@ class Wills:
         """This node leaves the cluster: no will of its may be adopted (what it held went to
         the other nodes, or ended). Raises what Redis answered."""
         self._writes.clear()
-        if self._sent is not None and not self._sent.done():
-            self._sent.set_result(None)
-        self._sent = None
+        self._batch.release()
         await self.redis.delete(self.keys.wills(self.node_id))
 
     async def take(self, node: str, names: list[str] | None = None) -> list[Handover]:
