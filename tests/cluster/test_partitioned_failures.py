@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -158,14 +160,7 @@ def keys() -> ClusterKeys:
 async def test_a_killed_nodes_client_is_removed_from_the_others_and_from_the_counts() -> None:
     app, room = fresh("app"), fresh("room")
     async with cluster() as (redis, (a, b, c)), members() as join:
-        on_a, on_b, on_c = (
-            await join(a, app, room),
-            await join(b, app, room),
-            await join(c, app, room),
-        )
-        everyone = {on_a.id, on_b.id, on_c.id}
-        async with asyncio.timeout(BOUND):
-            await asyncio.gather(on_a.sees(room, everyone), on_b.sees(room, everyone))
+        on_a, on_b, on_c = await together(join, app, room, a, b, c)
         assert await on_a.room_count(room) == 3
         await c.kill()
         async with asyncio.timeout(BOUND):
@@ -389,6 +384,57 @@ async def test_after_redis_came_back_empty_the_rooms_hold_every_client_again() -
         assert (await newcomer.relay(on_a, "offer", "v=0 a"))["msgData"] == {"sdp": "v=0 a"}
         # the alive keys went with the data: nobody was taken for dead meanwhile
         assert not [line for node in (a, b, c) for line in node.lines if "is gone" in line]
+
+
+async def test_after_redis_came_back_older_the_lists_are_whole_again(tmp_path: Path) -> None:
+    """Redis killed and started from a dump saved before a member left and two joined (a stale
+    ``dump.rdb``; a failover to a replica that lacked the last writes is the same): the room's
+    partition lacks those facts, its numbers behind what the nodes applied. Each node reads it
+    anew and puts its own connections right there: the two who joined are asked again, the
+    one gone since leaves. Every list ends whole, and a node started afterwards finds exactly
+    the members there are, no ghost, nobody missing."""
+    app, room = fresh("app"), fresh("room")
+    async with (
+        running_redis(data_dir=tmp_path) as server,
+        running_nodes(server.url, 2, cluster=CLUSTER, env=NODE_ENV) as (a, b),
+        members() as join,
+    ):
+        on_a, on_b, ghost = await together(join, app, room, a, b, b)
+        redis = Redis.from_url(server.url)
+        try:
+            await redis.save()  # the dump: these three in the room
+        finally:
+            await redis.aclose()
+        stale = tmp_path / "stale.rdb"
+        shutil.copy(server.dump, stale)
+
+        await ghost.client.sio.disconnect()  # the partition moves on past the dump
+        late_a, late_b = await join(a, app, room), await join(b, app, room)
+        everyone = {on_a.id, on_b.id, late_a.id, late_b.id}
+        stayed = [on_a, on_b, late_a, late_b]
+        async with asyncio.timeout(BOUND):
+            await asyncio.gather(*(m.sees(room, everyone) for m in stayed))
+
+        marks = len(a.lines), len(b.lines)
+        await server.stop(kill=True)
+        shutil.copy(stale, server.dump)
+        await server.start()  # back in time: the ghost in the room, the late ones never came
+        async with asyncio.timeout(BOUND):
+            for node, mark in zip((a, b), marks, strict=True):
+                await node.wait_for_line("lack facts this node wrote", start=mark)
+            await asyncio.gather(*(m.sees(room, everyone) for m in stayed))
+
+        c = Node(server.url, cluster=CLUSTER, env=NODE_ENV)  # started now: reads what Redis has
+        await c.start()
+        try:
+            async with asyncio.timeout(BOUND):
+                on_c = await join(c, app, room)
+                assert on_c.lists[room] == everyone | {on_c.id}  # no ghost, nobody missing
+                await asyncio.gather(*(m.sees(room, everyone | {on_c.id}) for m in stayed))
+                assert await on_c.room_count(room) == 5
+                assert (await on_c.relay(late_a, "offer", "v=0 c"))["msgData"] == {"sdp": "v=0 c"}
+        finally:
+            await c.stop()
 
 
 async def test_a_member_that_leaves_while_redis_came_back_empty_leaves_every_list() -> None:

@@ -424,11 +424,11 @@ async def keyed_beside_a_peer(
     redis: Redis, node: Node, peer_node: Node, room: str, key: str
 ) -> tuple[Peer, Client]:
     """A peer on ``peer_node`` and a keyed client on ``node`` in ``room``, once the peer sees
-    the client and ``node`` wrote the client's will."""
+    the client; ``node`` wrote the client's will before its token."""
     peer = await Peer.join(peer_node, room)
     client = await keyed_python_client(node, key, room)
+    assert len(await redis.keys(ClusterKeys(CLUSTER).wills("*"))) == 1
     await peer.sees(client.easyrtcid)
-    await keys_made(redis, ClusterKeys(CLUSTER).wills("*"), 1)
     return peer, client
 
 

@@ -111,8 +111,9 @@ class HealthCollector(Collector):
         )
         yield CounterMetricFamily(
             "easyrtc_cluster_older_redis",
-            "Times this node found Redis back with an older dataset (its log lacking entries "
-            "this node applied: a stale dump, a failover) and made every node rebuild.",
+            "Times this node found Redis back with an older dataset (a stale dump, a "
+            "failover): its log lacking entries this node applied (every node rebuilds), or, "
+            "partitioned, partitions lacking its facts (it puts its connections right there).",
             value=h.older_redis,
         )
         order = CounterMetricFamily(

@@ -340,6 +340,8 @@ class PartitionedNode:
         self._moved_names: dict[str, str] = {}
         """The hold directory's name of a connection this node handed over -> the node it went
         to (an ask that comes here still goes on there)."""
+        self._reconciled: Counter[str] = Counter()
+        """What the partitions read anew in this read found lacking (``_reconcile``)."""
         self._installing: dict[str, asyncio.Future[bool]] = {}
         """The hold directory's name -> a hand-over to this node being installed."""
         self._arriving: dict[str, list[Push]] = {}
@@ -552,27 +554,43 @@ class PartitionedNode:
                 return self._joining(peer, decision, step, ack)
         before = peer.easyrtcid
         step = self.core.answer(decision, answer)
-        if peer.easyrtcid != before:  # its login resumed a held connection
+        resumed = peer.easyrtcid != before
+        if resumed:  # its login resumed a held connection
             self._took_over(before, peer.easyrtcid)
+        written: list[asyncio.Future[None]] = []
         if isinstance(decision, LoginAdmitted) and peer.resume_key is not None:
-            self._name_keyed(peer)
+            written = self._name_keyed(peer)
         conn = peer.connection
         if conn is not None and peer.easyrtcid in self._told:
             self._tell(peer.easyrtcid, conn)
             if self._untold(conn):  # a resume entered rooms it was not in when held
                 self._spawn(self._ask_after_resume(peer, conn))
+        if written and not resumed and isinstance(step, Outcome):
+            return self._named_first(peer, step, ack, written)
         return step
 
-    def _name_keyed(self, peer: Peer) -> None:
+    def _name_keyed(self, peer: Peer) -> list[asyncio.Future[None]]:
         """A keyed login (or resume) done: the hold directory names this node for its key, so a
-        client that comes back elsewhere before this node noticed its socket drop finds it."""
+        client that comes back elsewhere before this node noticed its socket drop finds it,
+        and its will is written. The writes (done once sent)."""
         cid, digest = peer.easyrtcid, peer.resume_key
         if digest is None or peer.connection is None or self.holds.key_of.get(cid) != digest:
-            return
+            return []
         name = hold_name(digest)
         self._named[name] = cid
-        self.holds_directory.put(name, self.node_id, LIVE_NAMED_MS)
-        self._write_will(cid)
+        written = [self.holds_directory.put(name, self.node_id, LIVE_NAMED_MS)]
+        will = self._write_will(cid)
+        return written if will is None else [*written, will]
+
+    async def _named_first(
+        self, peer: Peer, step: Outcome, ack: Ack | None, written: list[asyncio.Future[None]]
+    ) -> Step:
+        """A keyed login's token once its name and will are in Redis: a client that has its
+        easyrtcid finds it again on another node were this one killed the moment after (one
+        batched round trip; at most ``REQUEST_TIMEOUT``, Redis failing)."""
+        await asyncio.wait(written, timeout=REQUEST_TIMEOUT)
+        await self.carrier.deliver(peer, step, ack)
+        return step
 
     def _took_over(self, before: str, easyrtcid: str) -> None:
         """A login (``before``) resumed ``easyrtcid``: its socket is that easyrtcid's from
@@ -1118,8 +1136,10 @@ class PartitionedNode:
             else:
                 self._stamp_joined(cid, app, rooms, view)
                 self._tell(cid, conn)  # entries changed while it waited
-                if cid in self.holds.key_of:
-                    self._write_will(cid)
+                if cid in self.holds.key_of and (will := self._write_will(cid)) is not None:
+                    # before its token or its rooms' answer: were this node killed then, the
+                    # client comes back to another node with its easyrtcid (adopted)
+                    await asyncio.wait([will], timeout=REQUEST_TIMEOUT)
         return result
 
     async def _claim(self, app: str, names: list[str]) -> bool:
@@ -1419,6 +1439,8 @@ class PartitionedNode:
                 self.health.failing(repr(exc))
                 await asyncio.sleep(RETRY_DELAY)
                 continue
+            if failing:  # an idle partition of an older Redis shows no gap: looked at
+                self._spawn(self._look_back_in_time())
             failing = False
             self.health.caught_up()
             for read in reads:
@@ -1427,6 +1449,8 @@ class PartitionedNode:
                 except Exception:  # a bug must cost one partition's batch, not the reader
                     self.health.skipped_entries += len(read.entries)
                     log.exception("partition %d: facts could not be applied", read.partition)
+            if self._reconciled:
+                self._told_reconciled()
             for read in reads:
                 if (at := self._position.get(read.partition)) is not None:
                     self._settled[read.partition] = at[1]
@@ -1440,6 +1464,7 @@ class PartitionedNode:
         if partition not in self._loaded:
             return  # dropped meanwhile
         out = Outcome()
+        reread = read.reload is not None and partition in self.parts
         if read.reload is not None:
             out = self._reload(partition, read.reload, gap=read.gap)
         part = self.parts.get(partition)
@@ -1467,6 +1492,81 @@ class PartitionedNode:
         self._maybe_snapshot(partition, part)
         if self.node_id in part.gone and partition not in self._coming_back:
             self._come_back(partition)
+        elif reread:
+            self._reconcile(partition, part)
+
+    def _told_reconciled(self) -> None:
+        """One line for the partitions a read found lacking this node's facts."""
+        found, self._reconciled = self._reconciled, Counter()
+        self.health.older_redis += 1
+        log.warning(
+            "%d partitions lack facts this node wrote (Redis came back with an older dataset): "
+            "%d of its connections ask their rooms there again, %d gone since leave",
+            found["partitions"],
+            found["missing"],
+            found["ghosts"],
+        )
+
+    async def _look_back_in_time(self) -> None:
+        """After the reader lost Redis: a partition whose number is now below the last one
+        this node applied went back in time (Redis came back older) and is read anew
+        (``_reconcile``); one with new facts shows it by their numbers, an idle one only so.
+        A Redis back empty (no epoch) is the epoch's watch's (``_redis_came_back_empty``)."""
+        positions = list(self._position.items())
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.keys.epoch)
+                for partition, _at in positions:
+                    pipe.get(self.layout.of(partition).seq)
+                epoch, *numbers = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self.health.once("look-back", "the partitions' numbers could not be read: %r", exc)
+            return
+        if epoch is None or epoch != self._epoch:
+            return
+        for (partition, (_id, seq)), number in zip(positions, numbers, strict=True):
+            if int(number or 0) < seq and self._position.get(partition, (None, 0))[1] >= seq:
+                self.reader.reload(partition)
+
+    def _reconcile(self, partition: int, part: Partition) -> None:
+        """``partition`` read anew (its numbers jumped, or went back): Redis may have come
+        back with an older dataset (a stale dump, a failover to a replica that lacked the last
+        writes) and lost facts about this node's connections. Its members that are missing
+        there are asked again, as joins (the others see them come back); members there of
+        this node that it no longer has leave. A partition that was only trimmed past this
+        reader differs in nothing of this node's."""
+        missing: set[str] = set()
+        layout = self.layout
+        for cid, (app, known) in self._told.items():
+            rooms = part.rooms.get(app, {})
+            for name in known:
+                if layout.room_partition(app, name) != partition:
+                    continue
+                room = rooms.get(name)
+                member = room.members.get(cid) if room is not None else None
+                if member is None or member.node != self.node_id:
+                    missing.add(cid)
+        busy = {asking.request.cid for asking in self._asking.values()}
+        busy |= self._reasking.keys() | self._moved.keys() | self.holds.held.keys()
+        ghosts: dict[tuple[str, str, int], list[str]] = {}
+        for app, rooms in part.rooms.items():
+            for name, room in rooms.items():
+                for cid, member in room.members.items():
+                    if (
+                        member.node == self.node_id
+                        and cid not in self.core.peers
+                        and cid not in self._told
+                        and cid not in busy
+                    ):
+                        ghosts.setdefault((app, cid, member.login), []).append(name)
+        if not missing and not ghosts:
+            return
+        self._reconciled.update(partitions=1, missing=len(missing), ghosts=len(ghosts))
+        self._restate_counts = True
+        if missing:
+            self._back_in(partition, None, only=missing)
+        for (app, cid, login), names in ghosts.items():
+            self._post(partition, Leave(app, cid, login, tuple(names), self.node_id))
 
     def _reload(self, partition: int, snap: Snapshot, *, gap: bool) -> Outcome:
         """``partition`` (re)loaded from ``snap``. Read again (a gap, Redis back empty), its
@@ -1783,18 +1883,18 @@ class PartitionedNode:
             left_ms,
         )
 
-    def _write_will(self, cid: str) -> None:
+    def _write_will(self, cid: str) -> asyncio.Future[None] | None:
         """``cid``'s will as it is now (``partitionwills``); dropped when it is in no room
-        the partitions know."""
+        the partitions know. The write, when there is one (done once sent)."""
         peer = self.core.state.peers.get(cid)
         digest = self.holds.key_of.get(cid)
         if peer is None or digest is None:
-            return
+            return None
         will = self._record_of(cid, peer, [], 0, self.holds.grace_ms)
         if will is None:
             self.wills.drop(hold_name(digest))
-        else:
-            self.wills.put(will)
+            return None
+        return self.wills.put(will)
 
     def _let_go(self, peer: Peer, name: str, to: str) -> None:
         """``peer``'s connection is node ``to``'s from now on (handed over, or adopted there
@@ -2219,13 +2319,18 @@ class PartitionedNode:
         await asyncio.gather(*asked, return_exceptions=True)
         log.info("re-registered this node's connections (%d partitions)", len(asked))
 
-    def _back_in(self, partition: int, back: NodeBack | None) -> asyncio.Future[Any]:
-        """This node's connections' rooms in ``partition`` forgotten as told, at once (room
-        counts restated from now on leave them out: their joins count them), then asked again
-        in a task (after ``back``, when the partition had taken the node for dead)."""
+    def _back_in(
+        self, partition: int, back: NodeBack | None, *, only: set[str] | None = None
+    ) -> asyncio.Future[Any]:
+        """This node's connections' rooms in ``partition`` (those of ``only``, if given)
+        forgotten as told, at once (room counts restated from now on leave them out: their
+        joins count them), then asked again in a task (after ``back``, when the partition had
+        taken the node for dead)."""
         layout = self.layout
         asking: list[str] = []
         for cid, (app, known) in list(self._told.items()):
+            if only is not None and cid not in only:
+                continue
             names = [name for name in known if layout.room_partition(app, name) == partition]
             for name in names:
                 del known[name]  # gone there: asked again below

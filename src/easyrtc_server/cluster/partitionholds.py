@@ -39,6 +39,7 @@ from ..protocol.outcome import Json, Push
 from .health import ReaderHealth
 from .keys import ClusterKeys
 from .luascript import LuaScript
+from .passbatch import PassBatch
 from .redisclient import REDIS_ERRORS, AsyncClient
 
 HOLD_ASK: Final = "hold-ask"
@@ -196,24 +197,25 @@ class HoldDirectory:
         self._writes: dict[str, tuple[str, int | None]] = {}
         """name -> (node, TTL ms) to set, or (node, None) to delete if it still names it."""
         self._reads: list[tuple[str, asyncio.Future[Any]]] = []
-        self._due = asyncio.Event()
+        self._batch = PassBatch(self._flush)
 
-    def put(self, name: str, node: str, ttl_ms: int) -> None:
+    def put(self, name: str, node: str, ttl_ms: int) -> asyncio.Future[None]:
+        """Name ``node`` for ``name``, in this loop pass's batch: done once it was sent."""
         self._writes.pop(name, None)  # (re-inserted last: after the others of this pass)
         self._writes[name] = (node, max(1, ttl_ms + DIRECTORY_SLACK_MS))
-        self._due.set()
+        return self._batch.sent()
 
     def drop(self, name: str, node: str) -> None:
         """The connection ended at ``node``: its name goes, unless another node has it now."""
         self._writes.pop(name, None)
         self._writes[name] = (node, None)
-        self._due.set()
+        self._batch.due()
 
     async def owner(self, name: str) -> str | None:
         """The node named for ``name``, or None. Raises what Redis answered."""
         answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._reads.append((name, answered))
-        self._due.set()
+        self._batch.due()
         raw = await answered
         if raw is None:
             return None
@@ -221,13 +223,12 @@ class HoldDirectory:
 
     async def run(self) -> None:
         """The hold directory's loop (the owner runs it as a task and cancels it)."""
-        while True:
-            await self._due.wait()
-            await asyncio.sleep(0)  # one more loop pass: what is asked in it joins the batch
-            self._due.clear()
-            writes, self._writes = self._writes, {}
-            reads, self._reads = self._reads, []
-            await self._send(writes, reads)
+        await self._batch.run()
+
+    async def _flush(self) -> None:
+        writes, self._writes = self._writes, {}
+        reads, self._reads = self._reads, []
+        await self._send(writes, reads)
 
     async def _send(
         self,

@@ -31,6 +31,7 @@ from .health import ReaderHealth
 from .keys import ClusterKeys
 from .luascript import LuaScript
 from .partitionholds import Handover
+from .passbatch import PassBatch
 from .redisclient import REDIS_ERRORS, AsyncClient
 
 WILLS_TTL_MS: Final = 86_400_000
@@ -79,17 +80,19 @@ class Wills:
         self._take = LuaScript(redis, _TAKE)
         self._writes: dict[str, bytes | None] = {}
         """name -> the will to write, or None to delete it."""
-        self._due = asyncio.Event()
+        self._batch = PassBatch(self._flush)
 
-    def put(self, will: Handover) -> None:
+    def put(self, will: Handover) -> asyncio.Future[None]:
+        """Write ``will`` with this loop pass's batch; done once the batch was sent (a login
+        awaits it before its token: a client that has its easyrtcid has a will)."""
         self._writes.pop(will.name, None)
         self._writes[will.name] = orjson.dumps(will.to_json())
-        self._due.set()
+        return self._batch.sent()
 
     def drop(self, name: str) -> None:
         self._writes.pop(name, None)
         self._writes[name] = None
-        self._due.set()
+        self._batch.due()
 
     def writing(self, name: str) -> bool:
         """Whether the will ``name`` has a write not sent yet."""
@@ -97,12 +100,11 @@ class Wills:
 
     async def run(self) -> None:
         """The writing loop (the owner runs it as a task and cancels it)."""
-        while True:
-            await self._due.wait()
-            await asyncio.sleep(0)  # one more loop pass: what is written in it joins the batch
-            self._due.clear()
-            writes, self._writes = self._writes, {}
-            await self._send(writes)
+        await self._batch.run()
+
+    async def _flush(self) -> None:
+        writes, self._writes = self._writes, {}
+        await self._send(writes)
 
     async def _send(self, writes: dict[str, bytes | None]) -> None:
         key = self.keys.wills(self.node_id)
@@ -123,6 +125,7 @@ class Wills:
         """This node leaves the cluster: no will of its may be adopted (what it held went to
         the other nodes, or ended). Raises what Redis answered."""
         self._writes.clear()
+        self._batch.release()
         await self.redis.delete(self.keys.wills(self.node_id))
 
     async def take(self, node: str, names: list[str] | None = None) -> list[Handover]:
