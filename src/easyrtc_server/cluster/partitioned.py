@@ -37,8 +37,10 @@ API (``directory``) ask every node, each answering for its own connections
 (``clusterqueries``, made by ``directory``); a room field server code sets goes to the room's
 partition (``set_room_field``); server code's other changes go where their object lives
 (``clusterchanges``). A dead node's keyed connections are adopted from their wills
-(``partitionwills``) before its ``node-gone``. What it does not do yet (README, "Partitioned
-state"): clients' group messages across nodes, server code's ``create_room`` and
+(``partitionwills``) before its ``node-gone``. A connection's groups travel in its entries
+(``stubs.GROUPS``: room and peer messages with a group are decided here), and a client's
+message to a group alone goes to the nodes the group directory names (``groupdirectory``).
+What it does not do yet (README, "Partitioned state"): server code's ``create_room`` and
 ``delete_room`` beyond this node.
 """
 
@@ -497,6 +499,7 @@ class PartitionedNode:
                 and conn is not None
                 and type(data) is dict
                 and type(data.get("targetGroup")) is str
+                and conn.app.options.group_name_regexp.test(data["targetGroup"])
                 and "targetRoom" not in data
                 and "targetEasyrtcid" not in data
             ):
