@@ -408,6 +408,12 @@ async def test_room_and_peer_messages_with_a_group_reach_its_members_on_other_no
     assert await a.call("easyrtcMsg", to_b) == {"msgType": "ack"}
     msg = await b.next_msg()
     assert (msg["msgData"], msg["targetGroup"]) == (1, crew)
+    # a message to the group alone keeps its order with the sender's next relay
+    alone = {"msgType": "chat", "targetGroup": crew, "msgData": "first"}
+    then = {"msgType": "chat", "targetEasyrtcid": b.easyrtcid, "msgData": "second"}
+    acks = await asyncio.gather(a.call("easyrtcMsg", alone), a.call("easyrtcMsg", then))
+    assert acks == [{"msgType": "ack"}] * 2
+    assert [(await b.next_msg())["msgData"] for _ in range(2)] == ["first", "second"]
     to_a = {"msgType": "chat", "targetEasyrtcid": a.easyrtcid, "targetGroup": crew, "msgData": 2}
     assert await b.call("easyrtcMsg", to_a) == {"msgType": "ack"}
     assert (await a.next_msg())["msgData"] == 2
