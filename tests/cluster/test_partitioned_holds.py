@@ -539,6 +539,14 @@ async def test_a_node_taken_for_dead_lets_go_of_the_keyed_clients_adopted_meanwh
         await bob.client.sio.disconnect()
 
 
+async def set_sized(redis: Redis, key: str, size: int) -> None:
+    """Until the set at ``key`` has ``size`` members, looking again at each change of it."""
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(f"__keyspace@0__:{key}")
+        while await redis.scard(key) != size:
+            await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+
+
 async def group_message(sender: Client, group: str, text: str) -> None:
     msg = {"msgType": "chat", "targetGroup": group, "msgData": text}
     assert await sender.call("easyrtcMsg", msg) == ACK
@@ -581,7 +589,7 @@ async def test_a_dead_nodes_keyed_client_keeps_its_groups_where_it_was_adopted()
     room's member may message it with the group."""
     room, apart, crew = fresh_room(), fresh_room(), "crew"
     key = secrets.token_urlsafe(32)
-    async with cluster(hooked=True) as (_redis, (a, b, c)), asyncio.timeout(BOUND * 3):
+    async with cluster(hooked=True) as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
         bob = await Peer.join(b, room)
         carol = await Peer.join(b, apart)
         alice = await keyed_python_client(a, key, room)
@@ -602,6 +610,8 @@ async def test_a_dead_nodes_keyed_client_keeps_its_groups_where_it_was_adopted()
         }
         assert await bob.client.call("easyrtcMsg", to_alice) == ACK
         assert (await again.next_msg())["msgData"] == "peer"
+        # the group directory names b and c (and that the group was made), not dead a
+        await set_sized(redis, ClusterKeys(CLUSTER).group(APP, crew), 3)
         await again.sio.disconnect()
         for peer in (bob, carol):
             await peer.client.sio.disconnect()
