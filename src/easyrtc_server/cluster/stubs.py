@@ -29,6 +29,7 @@ outcome holds sends only. Admission, the census and reservations are the partiti
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
 from ..protocol import control
@@ -244,7 +245,7 @@ class Stubs:
         app = stub.app
         del self.members[(app.name, stub.easyrtcid)]
         self.keyed.discard(stub.easyrtcid)
-        set_groups(stub, ())
+        set_groups(stub, frozenset())
         if app.connections.get(stub.easyrtcid) is stub:
             del app.connections[stub.easyrtcid]
         self.state.reclaim_app(app)
@@ -300,7 +301,7 @@ def groups_of(entry: Json) -> set[str]:
     return {name for name in names if type(name) is str}
 
 
-def set_groups(conn: Connection, names: set[str] | tuple[()]) -> None:
+def set_groups(conn: Connection, names: AbstractSet[str]) -> None:
     """``conn`` in exactly the groups ``names`` of its application (made there if need be; a
     group left stays, as in one process)."""
     if conn.groups == names:
