@@ -1865,15 +1865,21 @@ class PartitionedNode:
         self._moved.pop(record.cid, None)
         wanted = self._partitions_of(record.app, record.rooms)
         self._need(wanted)
+        named = self._name_in_groups(record)
         try:
             try:
                 await self._gain(wanted)
+                await self.groups.written()  # named for its groups before it can resume here
             except EngineUnavailable:
                 self._leave_handed(record)
+                if named:
+                    self._note_groups(record.cid, None)
                 return False
             conn = self._connection_of(record)
             if conn is None:
                 self._leave_handed(record)
+                if named:
+                    self._note_groups(record.cid, None)
                 return False
             cid = record.cid
             peer = Peer(cid, connection=conn, resume_key=record.digest)
@@ -1898,10 +1904,22 @@ class PartitionedNode:
                 self._adopted_due(cid, held)
                 return False
             await self.resend(cid)  # what this node kept for it: into its hold's queue
-            await self.groups.written()  # its groups name this node before its client is back
             return True
         finally:
             self._unneed(wanted)
+
+    def _name_in_groups(self, record: Handover) -> bool:
+        """The group directory asked to name this node for the groups of the connection handed
+        over (its entries carry them), before its hold is made here: once its client can
+        resume here, a message to one of its groups comes here. False if nothing was asked."""
+        cid = record.cid
+        names = groups_of(next(iter(record.rooms.values()), {}))
+        if not names or cid in self.core.state.peers or cid in self._grouped:
+            return False
+        for name in names:
+            self.groups.joined(record.app, name)
+        self._grouped[cid] = (record.app, frozenset(names))
+        return True
 
     def _connection_of(self, record: Handover) -> Connection | None:
         """The handed-over connection in this node's core, made from its stub (or anew), with
