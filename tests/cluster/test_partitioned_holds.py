@@ -133,6 +133,18 @@ class Peer:
         while easyrtcid not in self.present:
             self._take(await self.client.cmds.get())
 
+    async def told_status(self, easyrtcid: str, status: str) -> None:
+        """Until it is told ``easyrtcid``'s presence status ``status``."""
+        while True:
+            cmd = await self.client.cmds.get()
+            self._take(cmd)
+            if cmd.get("msgType") != "roomData":
+                continue
+            for data in cmd["msgData"]["roomData"].values():
+                updated = (data.get("clientListDelta") or {}).get("updateClient") or {}
+                if (updated.get(easyrtcid) or {}).get("presence", {}).get("status") == status:
+                    return
+
     async def told_removed(self, easyrtcid: str) -> None:
         while easyrtcid not in self.removed:
             self._take(await self.client.cmds.get())
@@ -592,11 +604,17 @@ async def test_a_dead_nodes_keyed_client_keeps_its_groups_where_it_was_adopted()
     async with cluster(hooked=True) as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
         bob = await Peer.join(b, room)
         carol = await Peer.join(b, apart)
+        eve = await Peer.join(a, room)  # unkeyed: leaves with its node
         alice = await keyed_python_client(a, key, room)
         await bob.sees(alice.easyrtcid)
         assert await alice.cmd("joinGroup", msgData={"group": crew}) == ACK
         assert await bob.client.cmd("joinGroup", msgData={"group": crew}) == ACK
+        # a's facts and will say so before it dies (lost with it in its last milliseconds)
+        presence = {"setPresence": {"show": "chat", "status": "grouped"}}
+        assert (await alice.cmd("setPresence", msgData=presence))["msgType"] == "roomData"
+        await bob.told_status(alice.easyrtcid, "grouped")
         await a.kill()
+        await bob.told_removed(eve.client.easyrtcid)  # a was reaped, alice adopted
         again = await keyed_python_client(c, key, room)
         assert again.easyrtcid == alice.easyrtcid
         await group_message(carol.client, crew, "to the crew")
