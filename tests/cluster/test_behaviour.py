@@ -292,9 +292,6 @@ async def test_hooks_run_on_the_node_of_the_client(
     assert token["msgData"]["field"]["admittedBy"]["fieldValue"] == nodes[0].process.pid  # type: ignore[union-attr]
 
 
-LOG_ONLY = pytest.mark.parametrize("nodes", ["log"], indirect=True)
-"""What only the log cluster does so far: a client's message to a group across nodes (README,
-"Partitioned state")."""
 PARTITIONED_ONLY = pytest.mark.parametrize("nodes", ["partitioned"], indirect=True)
 """What the log cluster does not (README: its nodes must each create an application with
 options of its own)."""
@@ -304,7 +301,6 @@ def state_of(nodes: list[Node]) -> str:
     return nodes[0].env["EASYRTC_CLUSTER_STATE"]
 
 
-@LOG_ONLY
 async def test_sessions_and_groups_span_nodes(nodes: list[Node], stack: AsyncExitStack) -> None:
     app, sid = fresh("app"), fresh("session")
     a, b, c = [await connect(stack, node) for node in nodes]
@@ -331,6 +327,107 @@ async def test_sessions_and_groups_span_nodes(nodes: list[Node], stack: AsyncExi
             "crew",
             "to the crew",
         )
+
+
+async def refused_with(client: Client, msg: dict[str, Any]) -> str:
+    reply = await client.call("easyrtcMsg", msg)
+    assert reply["msgType"] == "error", reply
+    return reply["msgData"]["errorCode"]  # type: ignore[no-any-return]
+
+
+async def test_a_clients_group_message_reaches_members_sharing_no_room_on_every_node(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    """``targetGroup`` alone: every member of the group in the application, wherever it is
+    connected and whatever room it is in, not the sender; refused only for a group the
+    application never had, as one server does."""
+    app, crew, lonely = fresh("app"), fresh("crew"), fresh("lonely")
+    a, b, c, d = [await connect(stack, node) for node in (*nodes, nodes[1])]
+    for client in (a, b, c, d):
+        room = fresh("room")  # each alone in its own room: no node shares a room
+        await client.login(applicationName=app, roomJoin={room: {"roomName": room}})
+    for client in (b, c):
+        assert await client.cmd("joinGroup", msgData={"group": crew}) == {"msgType": "ack"}
+    to_crew = {"msgType": "chat", "targetGroup": crew, "msgData": "from a"}
+    assert await a.call("easyrtcMsg", to_crew) == {"msgType": "ack"}
+    for member in (b, c):
+        msg = await member.next_msg()
+        assert (msg["senderEasyrtcid"], msg["targetGroup"], msg["msgData"]) == (
+            a.easyrtcid,
+            crew,
+            "from a",
+        )
+        assert msg["easyrtcid"] == member.easyrtcid
+    from_b = {"msgType": "chat", "targetGroup": crew, "msgData": "from b"}
+    assert await b.call("easyrtcMsg", from_b) == {"msgType": "ack"}
+    assert (await c.next_msg())["msgData"] == "from b"
+    assert await a.call("easyrtcMsg", to_crew) == {"msgType": "ack"}
+    assert (await b.next_msg())["msgData"] == "from a", "b was not sent its own message"
+    assert (await c.next_msg())["msgData"] == "from a"
+    nowhere = {"msgType": "chat", "targetGroup": fresh("nogroup"), "msgData": 1}
+    assert await refused_with(a, nowhere) == "MSG_REJECT_TARGET_GROUP"
+    # a group its only member left still exists, as in one server: acked, reaching nobody
+    await a.cmd("groupOf", msgData={"id": d.easyrtcid, "group": lonely})
+    await a.cmd("ungroupOf", msgData={"id": d.easyrtcid, "group": lonely})
+    to_lonely = {"msgType": "chat", "targetGroup": lonely, "msgData": 2}
+    assert await c.call("easyrtcMsg", to_lonely) == {"msgType": "ack"}
+    await a.cmd("groupOf", msgData={"id": d.easyrtcid, "group": crew})  # from another node
+    assert await a.call("easyrtcMsg", to_crew) == {"msgType": "ack"}
+    for member in (b, c, d):
+        assert (await member.next_msg())["msgData"] == "from a"
+
+
+async def presence_seen(watcher: Client, member: Client, status: str) -> None:
+    """Until ``watcher`` is told ``member``'s presence status ``status`` (its node applied
+    what ``member``'s node said of it before)."""
+    await member.cmd("setPresence", msgData={"setPresence": {"show": "chat", "status": status}})
+    while True:
+        update = (await next_delta(watcher)).get("clientListDelta", {}).get("updateClient", {})
+        if (update.get(member.easyrtcid) or {}).get("presence", {}).get("status") == status:
+            return
+
+
+async def test_room_and_peer_messages_with_a_group_reach_its_members_on_other_nodes(
+    nodes: list[Node], stack: AsyncExitStack
+) -> None:
+    """``targetRoom`` + ``targetGroup``: the room's members in the group, wherever they are;
+    ``targetEasyrtcid`` + ``targetGroup``: only when both are in the group."""
+    app, room, crew = fresh("app"), fresh("room"), fresh("crew")
+    a, b, d = [await connect(stack, node) for node in nodes]
+    for client in (a, b, d):
+        await client.login(applicationName=app, roomJoin={room: {"roomName": room}})
+    for client in (a, b):
+        assert await client.cmd("joinGroup", msgData={"group": crew}) == {"msgType": "ack"}
+    await presence_seen(a, b, "grouped")  # b's groups changed before, on b's node
+    await presence_seen(b, a, "grouped")
+    to_room = {"msgType": "chat", "targetRoom": room, "targetGroup": crew, "msgData": "room"}
+    assert await a.call("easyrtcMsg", to_room) == {"msgType": "ack"}
+    msg = await b.next_msg()
+    assert (msg["msgData"], msg["targetRoom"], msg["easyrtcid"]) == ("room", room, b.easyrtcid)
+    to_b = {"msgType": "chat", "targetEasyrtcid": b.easyrtcid, "targetGroup": crew, "msgData": 1}
+    assert await a.call("easyrtcMsg", to_b) == {"msgType": "ack"}
+    msg = await b.next_msg()
+    assert (msg["msgData"], msg["targetGroup"]) == (1, crew)
+    # a message to the group alone keeps its order with the sender's next relay
+    alone = {"msgType": "chat", "targetGroup": crew, "msgData": "first"}
+    then = {"msgType": "chat", "targetEasyrtcid": b.easyrtcid, "msgData": "second"}
+    acks = await asyncio.gather(a.call("easyrtcMsg", alone), a.call("easyrtcMsg", then))
+    assert acks == [{"msgType": "ack"}] * 2
+    assert [(await b.next_msg())["msgData"] for _ in range(2)] == ["first", "second"]
+    to_a = {"msgType": "chat", "targetEasyrtcid": a.easyrtcid, "targetGroup": crew, "msgData": 2}
+    assert await b.call("easyrtcMsg", to_a) == {"msgType": "ack"}
+    assert (await a.next_msg())["msgData"] == 2
+    to_d = {**to_b, "targetEasyrtcid": d.easyrtcid}
+    assert await refused_with(a, to_d) == "MSG_REJECT_TARGET_GROUP", "d is not in the group"
+    assert await refused_with(d, {**to_a, "targetEasyrtcid": b.easyrtcid}) == (
+        "MSG_REJECT_TARGET_GROUP"
+    ), "nor is its sender"
+    plain = {"msgType": "chat", "targetEasyrtcid": d.easyrtcid, "msgData": "plain"}
+    assert await a.call("easyrtcMsg", plain) == {"msgType": "ack"}
+    assert (await d.next_msg())["msgData"] == "plain", "d got none of the group's messages"
+    await b.cmd("ungroupOf", msgData={"id": b.easyrtcid, "group": crew})
+    await presence_seen(a, b, "ungrouped")
+    assert await refused_with(a, to_b) == "MSG_REJECT_TARGET_GROUP", "b left the group"
 
 
 async def session_data(client: Client) -> dict[str, Any]:

@@ -55,14 +55,21 @@ def fresh_room() -> str:
 
 @asynccontextmanager
 async def cluster(
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None, *, hooked: bool = False
 ) -> AsyncIterator[tuple[Redis, list[Node]]]:
+    """Three nodes on a fresh Redis; ``hooked``: with the test hooks (``hooked_node``: server
+    code's changes asked by a client's command)."""
+    env = {**NODE_ENV, **(env or {})}
+    module = "easyrtc_server"
+    if hooked:
+        env["PYTHONPATH"] = HOOKED_PATH
+        module = "cluster.hooked_node"
     async with running_redis() as server:
         redis = Redis.from_url(server.url)
         try:
             await redis.config_set("notify-keyspace-events", "KA")
             async with running_nodes(
-                server.url, 3, cluster=CLUSTER, env={**NODE_ENV, **(env or {})}
+                server.url, 3, cluster=CLUSTER, env=env, module=module
             ) as nodes:
                 yield redis, nodes
         finally:
@@ -125,6 +132,18 @@ class Peer:
     async def sees(self, easyrtcid: str) -> None:
         while easyrtcid not in self.present:
             self._take(await self.client.cmds.get())
+
+    async def told_status(self, easyrtcid: str, status: str) -> None:
+        """Until it is told ``easyrtcid``'s presence status ``status``."""
+        while True:
+            cmd = await self.client.cmds.get()
+            self._take(cmd)
+            if cmd.get("msgType") != "roomData":
+                continue
+            for data in cmd["msgData"]["roomData"].values():
+                updated = (data.get("clientListDelta") or {}).get("updateClient") or {}
+                if (updated.get(easyrtcid) or {}).get("presence", {}).get("status") == status:
+                    return
 
     async def told_removed(self, easyrtcid: str) -> None:
         while easyrtcid not in self.removed:
@@ -530,3 +549,87 @@ async def test_a_node_taken_for_dead_lets_go_of_the_keyed_clients_adopted_meanwh
         await again.sio.disconnect()
         await bob.told_removed(alice.easyrtcid)
         await bob.client.sio.disconnect()
+
+
+async def set_sized(redis: Redis, key: str, size: int) -> None:
+    """Until the set at ``key`` has ``size`` members, looking again at each change of it."""
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(f"__keyspace@0__:{key}")
+        while await redis.scard(key) != size:
+            await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+
+
+async def group_message(sender: Client, group: str, text: str) -> None:
+    msg = {"msgType": "chat", "targetGroup": group, "msgData": text}
+    assert await sender.call("easyrtcMsg", msg) == ACK
+
+
+async def test_a_client_resumed_on_another_node_keeps_its_groups() -> None:
+    """A keyed client that server code put in a group resumes on another node: a message to
+    the group from a client sharing no room with it reaches it there, and a room message to
+    the group from its room's member too."""
+    room, apart, crew = fresh_room(), fresh_room(), "crew"
+    key = secrets.token_urlsafe(32)
+    async with cluster(hooked=True) as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
+        bob = await Peer.join(b, room)
+        carol = await Peer.join(c, apart)
+        async with node_client("4", a.url, keyed(key)) as alice:
+            alice_id, _ = await keyed_login(alice, room)
+            await bob.sees(alice_id)
+            grouped = await bob.client.cmd("groupOf", msgData={"id": alice_id, "group": crew})
+            assert grouped == ACK
+            alice.proc.kill()
+            await held_in_directory(redis, 1)
+        async with node_client("4", b.url, keyed(key)) as again:  # the balancer chose b
+            resumed_id, _ = await keyed_login(again, room)
+            assert resumed_id == alice_id
+            await group_message(carol.client, crew, "to the crew")
+            got = await again.expect("message", event="easyrtcMsg")
+            assert (got["data"]["msgData"], got["data"]["targetGroup"]) == ("to the crew", crew)
+            assert await bob.client.cmd("joinGroup", msgData={"group": crew}) == ACK
+            to_room = {"msgType": "chat", "targetRoom": room, "targetGroup": crew, "msgData": 2}
+            assert await bob.client.call("easyrtcMsg", to_room) == ACK
+            got = await again.expect("message", event="easyrtcMsg")
+            assert got["data"]["msgData"] == 2
+        for peer in (bob, carol):
+            await peer.client.sio.disconnect()
+
+
+async def test_a_dead_nodes_keyed_client_keeps_its_groups_where_it_was_adopted() -> None:
+    """Node a killed: its keyed client, adopted from its will and back on c, is still in the
+    group server code put it in: a message to the group from another node reaches it, and its
+    room's member may message it with the group."""
+    room, apart, crew = fresh_room(), fresh_room(), "crew"
+    key = secrets.token_urlsafe(32)
+    async with cluster(hooked=True) as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
+        bob = await Peer.join(b, room)
+        carol = await Peer.join(b, apart)
+        eve = await Peer.join(a, room)  # unkeyed: leaves with its node
+        alice = await keyed_python_client(a, key, room)
+        await bob.sees(alice.easyrtcid)
+        assert await alice.cmd("joinGroup", msgData={"group": crew}) == ACK
+        assert await bob.client.cmd("joinGroup", msgData={"group": crew}) == ACK
+        # a's facts and will say so before it dies (lost with it in its last milliseconds)
+        presence = {"setPresence": {"show": "chat", "status": "grouped"}}
+        assert (await alice.cmd("setPresence", msgData=presence))["msgType"] == "roomData"
+        await bob.told_status(alice.easyrtcid, "grouped")
+        await a.kill()
+        await bob.told_removed(eve.client.easyrtcid)  # a was reaped, alice adopted
+        again = await keyed_python_client(c, key, room)
+        assert again.easyrtcid == alice.easyrtcid
+        await group_message(carol.client, crew, "to the crew")
+        assert (await again.next_msg())["msgData"] == "to the crew"
+        assert (await bob.client.next_msg())["msgData"] == "to the crew"
+        to_alice = {
+            "msgType": "chat",
+            "targetEasyrtcid": alice.easyrtcid,
+            "targetGroup": crew,
+            "msgData": "peer",
+        }
+        assert await bob.client.call("easyrtcMsg", to_alice) == ACK
+        assert (await again.next_msg())["msgData"] == "peer"
+        # the group directory names b and c (and that the group was made), not dead a
+        await set_sized(redis, ClusterKeys(CLUSTER).group(APP, crew), 3)
+        await again.sio.disconnect()
+        for peer in (bob, carol):
+            await peer.client.sio.disconnect()

@@ -74,7 +74,8 @@ async def test_a_keyed_client_resumes_on_another_node_of_a_redis_cluster() -> No
 
 async def test_server_code_changes_cross_nodes_of_a_redis_cluster() -> None:
     """A session field and a group kept and carried on a Redis Cluster: the session's hash
-    under the cluster's tag, the changes over sharded pub/sub (``clusterchanges``)."""
+    under the cluster's tag, the changes over sharded pub/sub (``clusterchanges``), a client's
+    message to the group through the group directory (``groupdirectory``)."""
     app, sid, crew = fresh("app"), fresh("session"), fresh("crew")
     env = {**NODE_ENV, "PYTHONPATH": behaviour.NODE_ENV["PYTHONPATH"]}
     async with (
@@ -103,3 +104,8 @@ async def test_server_code_changes_cross_nodes_of_a_redis_cluster() -> None:
         assert told == {"msgType": "told", "msgData": 1}
         msg = await a.next_msg()
         assert (msg["msgData"], msg["targetGroup"]) == ("crew", crew)
+        # a client's message to the group, through the group directory under the cluster's tag
+        to_crew = {"msgType": "chat", "targetGroup": crew, "msgData": "from c"}
+        assert await c.call("easyrtcMsg", to_crew) == {"msgType": "ack"}
+        msg = await a.next_msg()
+        assert (msg["msgData"], msg["senderEasyrtcid"]) == ("from c", c.easyrtcid)

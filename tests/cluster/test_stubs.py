@@ -705,3 +705,28 @@ def test_a_room_server_code_keeps_or_deletes_is_so_in_every_readers_core() -> No
     node.fact(Keep("k4", A, "default", "default"))
     node.stubs.unload(node.partition)
     assert list(node.core.apps["default"].rooms) == ["default"]
+
+
+def test_a_stubs_groups_come_with_its_entry_and_a_change_of_them_alone_tells_nobody() -> None:
+    """``stubs.GROUPS``: a member of another node is in its groups here (a room or peer
+    message with a group reaches it), its entry's groups are never shown, a change of its
+    groups alone pushes nothing, and it leaves its groups when it leaves this node's rooms."""
+    node = Node()
+    b = node.login(roomJoin={"r1": {"roomName": "r1"}})
+    cid = "X" * 16
+    told = node.arrives(cid, "r1", g=["crew"])
+    [(_event, body)] = told.pushes(b)
+    assert "g" not in rooms_of(body)["r1"]["clientListDelta"]["updateClient"][cid]
+    groups = node.core.apps["default"].groups
+    assert groups["crew"].members == {cid}
+    entry = {"easyrtcid": cid, "roomJoinTime": 5, "presence": PRESENCE, "g": ["band", "crew"]}
+    assert node.fact(Update("default", cid, 1, {"r1": entry})).pushes(b) == []
+    assert (groups["band"].members, groups["crew"].members) == ({cid}, {cid})
+    away = {"show": "away", "status": None}
+    moved = {"easyrtcid": cid, "roomJoinTime": 5, "presence": away}  # no groups any more
+    [(_event, body)] = node.fact(Update("default", cid, 1, {"r1": moved})).pushes(b)
+    assert rooms_of(body)["r1"]["clientListDelta"]["updateClient"][cid]["presence"] == away
+    assert groups["crew"].members == set() and groups["band"].members == set()
+    node.fact(Update("default", cid, 1, {"r1": {**moved, "g": ["crew"]}}))
+    node.fact(Leave("default", cid, 1, ("r1",), A))
+    assert groups["crew"].members == set()  # the group stays, as in one process

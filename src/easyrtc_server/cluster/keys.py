@@ -161,6 +161,16 @@ class ClusterKeys:
         ``node-gone`` waits until they are in their rooms again (``partitionwills``)."""
         return f"{self._prefix}:adopting:{node_id}"
 
+    def group(self, app: str, group: str) -> str:
+        """Set: the nodes with members of an application's group in a partitioned cluster,
+        and ``""`` once the group was ever made (``groupdirectory``). The application's name
+        goes with its length, so no two (application, group) pairs share a key."""
+        return f"{self._prefix}:group:{len(app)}:{app}:{group}"
+
+    def groups_of(self, node_id: str) -> str:
+        """Set: the ``group`` keys naming node ``node_id`` (a reaper takes it out of them)."""
+        return f"{self._prefix}:groups-of:{node_id}"
+
     def session(self, name: str) -> str:
         """Hash with a TTL: the fields server code set on an EasyRTC session (``easyrtcsid``) in
         a partitioned cluster, by a digest of its application and easyrtcsid (``clusterchanges``;

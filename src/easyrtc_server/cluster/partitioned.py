@@ -38,8 +38,9 @@ API (``directory``) ask every node, each answering for its own connections
 creates or deletes, go to the room's partition (``set_room_field``, ``create_room``,
 ``delete_room``); server code's other changes go where their object lives
 (``clusterchanges``). A dead node's keyed connections are adopted from their wills
-(``partitionwills``) before its ``node-gone``. What it does not do yet (README, "Partitioned
-state"): clients' group messages across nodes.
+(``partitionwills``) before its ``node-gone``. A connection's groups travel in its entries
+(``stubs.GROUPS``: room and peer messages with a group are decided here), and a client's
+message to a group alone goes to the nodes the group directory names (``groupdirectory``).
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ from ..protocol.decisions import (
 from ..protocol.delivery import RELAYED, STAMP, Ledger, Seen, stamp_of
 from ..protocol.errors import EasyRtcError, ErrorCode
 from ..protocol.hold import Held
-from ..protocol.model import Connection, Peer, Room
+from ..protocol.model import Connection, Group, Peer, Room
 from ..protocol.outcome import Fanout, Json, Outcome, Push, Reply, refusal
+from ..protocol.relay import group_body
 from ..protocol.roomdata import client_entry, leave_state, room_data
 from ..protocol.stock import stock_answer
 from ..protocol.validation import as_map
@@ -102,6 +104,7 @@ from .facts import (
     decode,
     encode,
 )
+from .groupdirectory import GroupDirectory
 from .health import ReaderHealth
 from .inbox import Inbox
 from .keys import ClusterKeys, new_node_id
@@ -148,7 +151,7 @@ from .replica import NodeSockets
 from .reservations import Append, RoomRequest
 from .roomclaims import RoomClaims
 from .roomcounts import RoomCounts
-from .stubs import KEYED, Stubs
+from .stubs import GROUPS, KEYED, Stubs, groups_of, set_groups
 
 if TYPE_CHECKING:
     from ..directory import Directory, LocalDirectory
@@ -185,6 +188,9 @@ RESEND: Final = "resend"
 this node relayed to it unconfirmed goes there again (``_resend_to``)."""
 """Seconds a keyed login waits for the node holding its connection to hand it over; then it
 logs in afresh (a hand-over that comes later is held here until its grace ends)."""
+GROUP_MESSAGE: Final = "group-msg"
+"""Node message ``{"n": app, "g": group, "m": body}``: a client's message to a group alone, for
+this node's own members of it (``_group_here``); in its sender's order with its relays."""
 LIVE_NAMED_MS: Final = 86_400_000
 """How long the hold directory names the node of a keyed connection that has not dropped (a node
 that dies leaves its names behind this long at most; a hold names it again for its grace)."""
@@ -363,6 +369,12 @@ class PartitionedNode:
             health=self.health,
         )
         """Server code's changes for the whole cluster (``clusterchanges``)."""
+        self.groups = GroupDirectory(self.redis, self.keys, self.node_id, self.health)
+        """Which nodes have members of each group (``groupdirectory``): a client's message
+        to a group alone goes to them."""
+        self._grouped: dict[str, tuple[str, frozenset[str]]] = {}
+        """easyrtcid of this node's connection -> its application and groups, as the group
+        directory counts them."""
 
     @property
     def role(self) -> str:
@@ -499,6 +511,16 @@ class PartitionedNode:
     def _receive(self, peer: Peer, event: str, data: Any, ack: Ack | None) -> Step | Pending:
         conn = peer.connection
         if event != "easyrtcCmd" or conn is None or ack is None or type(data) is not dict:
+            if (
+                event == "easyrtcMsg"
+                and conn is not None
+                and type(data) is dict
+                and type(data.get("targetGroup")) is str
+                and conn.app.options.group_name_regexp.test(data["targetGroup"])
+                and "targetRoom" not in data
+                and "targetEasyrtcid" not in data
+            ):
+                return self._group_message(peer, conn, data, ack)
             return self.core.receive(peer, event, data, ack is not None)
         msg_type = data.get("msgType")
         if msg_type == "getRoomList" and "msgData" not in data:
@@ -679,7 +701,105 @@ class PartitionedNode:
         result = await self.changes.change(name, args, kwargs)
         for cid in list(self._told):
             self._tell_again(cid)
+        await self.groups.written()  # a group message sent after it finds the member's node
         return result
+
+    async def _change_here(self, args: list[Any]) -> Any:
+        """Another node's server code's change (``clusterchanges``), answered once the group
+        directory has it."""
+        answer = await self.changes.here(args)
+        await self.groups.written()
+        return answer
+
+    def _group_message(self, peer: Peer, conn: Connection, data: Json, ack: Ack | None) -> Pending:
+        """A client's ``easyrtcMsg`` to a group alone: the group directory says whether the
+        application has the group and which nodes have members (one Redis round trip); the
+        core answers it as one process does, its own members get it from here, and each other
+        node named gets it once, in the sender's order with its relays (``GROUP_MESSAGE``),
+        for its own members. The socket's next event waits for it (order kept)."""
+
+        async def sent() -> Step:
+            app, name = conn.app.name, data["targetGroup"]
+            try:
+                nodes = await self.groups.lookup(app, name)
+            except REDIS_ERRORS as exc:  # the members of this node's only
+                self.health.once("group-lookup", "a group message reached this node only: %r", exc)
+                nodes = set()
+            if nodes is not None and name not in conn.app.groups:
+                conn.app.groups[name] = Group(name)  # made elsewhere: one process has it
+            step = self.core.receive(peer, "easyrtcMsg", data, ack is not None)
+            if isinstance(step, Outcome) and nodes and not _refused(step):
+                step = self._group_sends(step, conn, data, nodes)
+            return await self._carried(peer, step, ack)
+
+        return sent()
+
+    def _group_sends(self, out: Outcome, conn: Connection, data: Json, nodes: set[str]) -> Outcome:
+        """``out`` (the core's acked group message) to this node's own members only (the
+        stubs are other nodes'), and to each other node with members, once."""
+        app, name, sender = conn.app.name, data["targetGroup"], conn.easyrtcid
+        sends: list[Any] = []
+        body: Json | None = None
+        members = self.stubs.members
+        for send in out.sends:
+            if type(send) is Fanout and send.event == "easyrtcMsg":
+                body = send.body
+                own = [cid for cid in send.to if (app, cid) not in members]
+                if own:
+                    sends.append(Fanout(own, send.event, body))
+            else:
+                sends.append(send)
+        if body is None:  # no member here: the body its members elsewhere get
+            body = group_body(self.core.state, conn, data)
+        for node in sorted(nodes - {self.node_id}):
+            item = {"n": app, "g": name, "m": body}
+            self.inbox.send(node, "", GROUP_MESSAGE, item, self.marks.stamp(sender, node))
+        out.sends = sends
+        return out
+
+    def _group_here(self, body: Any, out: Outcome) -> None:
+        """Another node's client's group message: to this node's own members of the group (a
+        socket or a hold here), not its sender."""
+        if (
+            type(body) is not dict
+            or type(body.get("n")) is not str
+            or type(body.get("m")) is not dict
+        ):
+            raise TypeError("not a group message")
+        app = self.core.apps.get(body["n"])
+        name = body.get("g")
+        group = app.groups.get(name) if app is not None and type(name) is str else None
+        if group is None:
+            return
+        msg = body["m"]
+        sender = msg.get("senderEasyrtcid")
+        links, held = self.carrier.links, self.holds.held
+        to = [cid for cid in group.members if cid != sender and (cid in links or cid in held)]
+        if to:
+            out.sends.append(Fanout(sorted(to), "easyrtcMsg", msg))
+
+    def _note_groups(self, cid: str, conn: Connection | None) -> None:
+        """This node's connection ``cid`` in the groups of ``conn`` (None: in none here any
+        more), as the group directory counts them."""
+        now = frozenset(conn.groups) if conn is not None and conn.groups else frozenset()
+        before = self._grouped.get(cid)
+        if before is None and not now:
+            return
+        app, old = before if before is not None else ("", frozenset())
+        if conn is None or conn.app.name != app:  # in none of them any more
+            for name in old:
+                self.groups.left(app, name)
+            old = frozenset()
+        if conn is not None:
+            app = conn.app.name
+            for name in old - now:
+                self.groups.left(app, name)
+            for name in now - old:
+                self.groups.joined(app, name)
+        if now:
+            self._grouped[cid] = (app, now)
+        else:
+            self._grouped.pop(cid, None)
 
     def _tell_again(self, cid: str) -> None:
         peer = self.core.peers.get(cid)
@@ -826,7 +946,7 @@ class PartitionedNode:
             alive=alive,
             set_room_field=self._set_room_field,
             health=self.health,
-            change=self.changes.here,
+            change=self._change_here,
             subscribed=self.changes.load,
         )
         self.changes.queries = queries
@@ -1248,7 +1368,8 @@ class PartitionedNode:
     def _tell(self, cid: str, conn: Connection | None) -> list[asyncio.Future[Appended]]:
         """The partitions told what changed for ``cid`` since they were last told: a ``leave``
         per partition of the rooms it left, an ``update`` per partition of those whose entry
-        changed. Rooms it entered are asked (``_ask``), not told."""
+        changed. Rooms it entered are asked (``_ask``), not told. The group directory too."""
+        self._note_groups(cid, conn)
         told = self._told.get(cid)
         if told is None:
             return []
@@ -1913,6 +2034,7 @@ class PartitionedNode:
         if conn is not None:
             detach(conn)
             self.stubs.take(conn)
+        self._note_groups(cid, None)  # its groups are its new node's to name
         self.marks.forget(cid)
         told = self._told.pop(cid, None)
         if told is not None:
@@ -1951,19 +2073,26 @@ class PartitionedNode:
         self._moved.pop(record.cid, None)
         wanted = self._partitions_of(record.app, record.rooms)
         self._need(wanted)
+        named = self._name_in_groups(record)
         try:
             try:
                 await self._gain(wanted)
+                await self.groups.written()  # named for its groups before it can resume here
             except EngineUnavailable:
                 self._leave_handed(record)
+                if named:
+                    self._note_groups(record.cid, None)
                 return False
             conn = self._connection_of(record)
             if conn is None:
                 self._leave_handed(record)
+                if named:
+                    self._note_groups(record.cid, None)
                 return False
             cid = record.cid
             peer = Peer(cid, connection=conn, resume_key=record.digest)
             self.core.state.peers[cid] = peer
+            self._note_groups(cid, conn)
             seen = self._seen[cid] = Seen()
             queue = _first_copies(seen, [Push(cid, event, body) for event, body in record.queue])
             held = self.holds.adopt(peer, record.digest, record.left_ms, queue, record.size)
@@ -1986,6 +2115,19 @@ class PartitionedNode:
             return True
         finally:
             self._unneed(wanted)
+
+    def _name_in_groups(self, record: Handover) -> bool:
+        """The group directory asked to name this node for the groups of the connection handed
+        over (its entries carry them), before its hold is made here: once its client can
+        resume here, a message to one of its groups comes here. False if nothing was asked."""
+        cid = record.cid
+        names = groups_of(next(iter(record.rooms.values()), {}))
+        if not names or cid in self.core.state.peers or cid in self._grouped:
+            return False
+        for name in names:
+            self.groups.joined(record.app, name)
+        self._grouped[cid] = (record.app, frozenset(names))
+        return True
 
     def _connection_of(self, record: Handover) -> Connection | None:
         """The handed-over connection in this node's core, made from its stub (or anew), with
@@ -2015,6 +2157,8 @@ class PartitionedNode:
                     api_field=entry.get("apiField") or None,
                 )
         state.refresh_entries(conn)
+        entries = iter(record.rooms.values())
+        set_groups(conn, groups_of(next(entries, {})))  # carried in its entries
         self.where.pop(cid, None)
         return conn
 
@@ -2148,6 +2292,7 @@ class PartitionedNode:
                         self._post(partition, NodeGone(node, self.node_id))
                 try:
                     await self.counts.reap(node)
+                    await self.groups.reap(node)
                 except REDIS_ERRORS as exc:
                     self._reaped.discard(node)  # tried again at the next look
                     log.warning("could not reap the room counts of node %s: %r", node, exc)
@@ -2398,6 +2543,7 @@ class PartitionedNode:
         self._restate_counts = False
         try:
             await self.counts.restate(share)
+            await self.groups.restate()
         except REDIS_ERRORS:
             self._restate_counts = True  # again at the next look
 
@@ -2462,7 +2608,10 @@ class PartitionedNode:
         taken: set[tuple[str, str, int]] = set()  # stamped relays pushed in this batch
         for to, event, body in items:
             if to == "":  # a message to this node itself
-                self._node_message(event, body)
+                if event == GROUP_MESSAGE:
+                    self._group_here(body, out)
+                else:
+                    self._node_message(event, body)
                 continue
             if type(to) is list:
                 if type(body) is not dict or type(event) is not str:
@@ -2513,12 +2662,14 @@ def _first_copies(seen: Seen, pushes: list[Push]) -> list[Push]:
 
 
 def _entry(conn: Connection, room: str, keyed: bool) -> Json:
-    """``conn``'s entry in ``room`` as its peers see it (and whether it is keyed, which they
-    do not see: ``stubs.KEYED``)."""
+    """``conn``'s entry in ``room`` as its peers see it (and whether it is keyed and its groups,
+    which they do not see: ``stubs.KEYED``, ``stubs.GROUPS``)."""
     member = conn.rooms[room]
     entry = dict(member.room.entries.get(conn.easyrtcid) or client_entry(member))
     if keyed:
         entry[KEYED] = 1
+    if conn.groups:
+        entry[GROUPS] = sorted(conn.groups)
     return entry
 
 

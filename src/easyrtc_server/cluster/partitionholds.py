@@ -168,7 +168,9 @@ class Handover:
 
 
 def detach(conn: Connection) -> None:
-    """``conn`` leaves its session and groups (they are not carried to another node)."""
+    """``conn`` leaves its session (not carried to another node). Its groups stay: its
+    entries carry them (``stubs.GROUPS``), so it is a stub in them here and in them on the node
+    it goes to."""
     app = conn.app
     session = conn.session
     if session is not None:
@@ -176,11 +178,6 @@ def detach(conn: Connection) -> None:
         if not session.connections and not session.fields:
             app.sessions.pop(session.easyrtcsid, None)
         conn.session = None
-    for group_name in conn.groups:
-        group = app.groups.get(group_name)
-        if group is not None:
-            group.members.discard(conn.easyrtcid)
-    conn.groups.clear()
 
 
 class HoldDirectory:

@@ -29,10 +29,11 @@ outcome holds sends only. Admission, the census and reservations are the partiti
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
 from ..protocol import control
-from ..protocol.model import Application, Connection, Field, fields_from_obj
+from ..protocol.model import Application, Connection, Field, Group, fields_from_obj
 from ..protocol.outcome import Json, Outcome
 from ..protocol.rooms import change_api_field
 from ..protocol.state import State
@@ -52,6 +53,11 @@ from .partition import (
 KEYED: Final = "k"
 """In a member's entry in its partitions: its connection is keyed (what is relayed to it is
 kept until confirmed). Never shown to a client: a stub's entry is built from its identity."""
+GROUPS: Final = "g"
+"""In a member's entry in its partitions: the groups server code put its connection in (sorted;
+absent when none), so that a room or peer message with ``targetGroup`` reaches the members of
+other nodes that one process would reach. Never shown to a client; a change of groups alone
+tells nobody (``Stubs._update``)."""
 
 
 class Stubs:
@@ -206,11 +212,15 @@ class Stubs:
             return  # this node's own connection, or one not in a room here
         state = self.state
         presence: list[str] = []
+        regrouped = groups_of(run[-1].entry) != stub.groups
         for effect in run:
             member = stub.rooms.get(effect.room)
             if member is None:
                 continue
+            unseen = regrouped and _seen_alike(stub, member.api_field, effect.entry)
             self._take_identity(stub, effect.entry)
+            if unseen:  # its groups alone changed: nothing a client sees
+                continue
             api_field = _api_field(effect.entry)
             if api_field != member.api_field:  # as setRoomApiField: this room
                 self._tell_presence(stub, presence, out)
@@ -244,6 +254,7 @@ class Stubs:
         app = stub.app
         del self.members[(app.name, stub.easyrtcid)]
         self.keyed.discard(stub.easyrtcid)
+        set_groups(stub, frozenset())
         if app.connections.get(stub.easyrtcid) is stub:
             del app.connections[stub.easyrtcid]
         self.state.reclaim_app(app)
@@ -313,11 +324,48 @@ class Stubs:
         out.extend(told)
 
     def _take_identity(self, stub: Connection, entry: Json) -> None:
-        """The stub's username and presence, as its entry says them, and whether it is
-        keyed."""
+        """The stub's username and presence, as its entry says them, whether it is keyed,
+        and its groups."""
         if entry.get(KEYED):
             self.keyed.add(stub.easyrtcid)
         _take_names(stub, entry)
+        set_groups(stub, groups_of(entry))
+
+
+def groups_of(entry: Json) -> set[str]:
+    """The groups a member's entry names (``GROUPS``); junk left out."""
+    names = entry.get(GROUPS)
+    if type(names) is not list:
+        return set()
+    return {name for name in names if type(name) is str}
+
+
+def set_groups(conn: Connection, names: AbstractSet[str]) -> None:
+    """``conn`` in exactly the groups ``names`` of its application (made there if need be; a
+    group left stays, as in one process)."""
+    if conn.groups == names:
+        return
+    groups = conn.app.groups
+    for name in conn.groups - set(names):
+        group = groups.get(name)
+        if group is not None:
+            group.members.discard(conn.easyrtcid)
+    for name in names:
+        group = groups.get(name)
+        if group is None:
+            group = groups[name] = Group(name)
+        group.members.add(conn.easyrtcid)
+    conn.groups = set(names)
+
+
+def _seen_alike(stub: Connection, api_field: Any, entry: Json) -> bool:
+    """What ``entry`` shows a client (username, presence, apiField) is what it showed."""
+    username = entry.get("username")
+    return (
+        (username if isinstance(username, str) and username else None) == stub.username
+        and entry.get("presence") == stub.presence
+        and _api_field(entry) == api_field
+    )
 
 
 def _take_names(stub: Connection, entry: Json) -> None:

@@ -169,6 +169,18 @@ def _to_group(state: State, conn: Connection, body: Json, group_name: str) -> Ou
     return _broadcast(state, body, recipients)
 
 
+def group_body(state: State, conn: Connection, msg: Json) -> Json:
+    """The body ``_to_group`` sends each member for ``msg`` (a message to a group alone that
+    ``route_message`` acked), without the member's easyrtcid: for the members another process
+    holds (a partitioned cluster's nodes) when this one had none to send it to."""
+    body: Json = {"senderEasyrtcid": conn.easyrtcid, "msgType": msg["msgType"]}
+    if "msgData" in msg:
+        body["msgData"] = msg["msgData"]
+    body["targetGroup"] = msg["targetGroup"]
+    body["serverTime"] = state.now()
+    return body
+
+
 def _broadcast(state: State, body: Json, recipients: list[str]) -> Outcome:
     """Every recipient gets ``body`` with its own easyrtcid last: one ``Fanout``, whose
     shared part is encoded once for all of them."""
