@@ -183,11 +183,11 @@ LOGIN: Final = 1
 """The login number of a connection's facts; a held connection taken over by another node
 joins again there with the next one (``partitionholds``)."""
 HANDOVER_TIMEOUT: Final = 5.0
+"""Seconds a keyed login waits for the node holding its connection to hand it over; then it
+logs in afresh (a hand-over that comes later is held here until its grace ends)."""
 RESEND: Final = "resend"
 """Node message ``{"n": easyrtcid, "from": node}``: that connection resumed at ``node``; what
 this node relayed to it unconfirmed goes there again (``_resend_to``)."""
-"""Seconds a keyed login waits for the node holding its connection to hand it over; then it
-logs in afresh (a hand-over that comes later is held here until its grace ends)."""
 GROUP_MESSAGE: Final = "group-msg"
 """Node message ``{"n": app, "g": group, "m": body}``: a client's message to a group alone, for
 this node's own members of it (``_group_here``); in its sender's order with its relays."""
