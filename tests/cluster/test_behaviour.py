@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +56,17 @@ async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[Node]]:
     """Three nodes of one cluster with the test hooks (``hooked_node``), rooms of 5 at most;
     the cluster keeps its state in one log, or in partitions (``cluster_state``)."""
     env = {**NODE_ENV, "EASYRTC_CLUSTER_STATE": request.param}
+    async with hooked_cluster("beh", env) as started:
+        yield started
+
+
+@asynccontextmanager
+async def hooked_cluster(cluster: str, env: Mapping[str, str]) -> AsyncIterator[list[Node]]:
+    """A redis-server and three nodes of ``cluster`` with the test hooks (``hooked_node``)."""
     async with (
         running_redis() as redis,
         running_nodes(
-            redis.url, 3, cluster="beh", env=env, module="cluster.hooked_node"
+            redis.url, 3, cluster=cluster, env=env, module="cluster.hooked_node"
         ) as started,
     ):
         yield started

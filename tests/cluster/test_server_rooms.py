@@ -20,10 +20,9 @@ import pytest
 import pytest_asyncio
 
 from support.client import Client
-from support.nodes import Node, running_nodes
-from support.redisserver import running_redis
+from support.nodes import Node
 
-from .test_behaviour import NODE_ENV, caught_up
+from .test_behaviour import NODE_ENV, caught_up, hooked_cluster
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -54,12 +53,7 @@ async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[Node]]:
             await node.stop()
         return
     env["EASYRTC_CLUSTER_STATE"] = request.param
-    async with (
-        running_redis() as redis,
-        running_nodes(
-            redis.url, 3, cluster="srooms", env=env, module="cluster.hooked_node"
-        ) as started,
-    ):
+    async with hooked_cluster("srooms", env) as started:
         yield started
 
 
