@@ -46,7 +46,7 @@ from .clusterqueries import ClusterQueries
 from .health import ReaderHealth
 from .keys import ClusterKeys
 from .log import decode_fields, encode_fields
-from .redisclient import REDIS_ERRORS, AsyncClient
+from .redisclient import REDIS_ERRORS, AsyncClient, text
 
 log = logging.getLogger("easyrtc_server.cluster")
 
@@ -320,7 +320,7 @@ class ClusterChanges:
         hearing the others' changes from now on)."""
         try:
             apps = await self.redis.hgetall(self.keys.apps)
-            names = [_text(name) for name in apps]
+            names = [text(name) for name in apps]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for name in names:
                     pipe.hgetall(self.keys.app_fields(name))
@@ -364,16 +364,12 @@ class ClusterChanges:
             session.fields.update(_fields(found[0]))
 
 
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
 def _fields(stored: Any) -> Fields:
     """A Redis hash of ``[value, shared]`` pairs as fields; junk left out."""
     raw: dict[str, Any] = {}
     for name, value in (stored or {}).items():
         try:
-            raw[_text(name)] = orjson.loads(value)
+            raw[text(name)] = orjson.loads(value)
         except (orjson.JSONDecodeError, TypeError):
             continue
     return decode_fields(raw)

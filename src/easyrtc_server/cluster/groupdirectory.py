@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any, Final
+from typing import Final
 
 from .health import ReaderHealth
 from .keys import ClusterKeys
-from .redisclient import REDIS_ERRORS, AsyncClient
+from .redisclient import REDIS_ERRORS, AsyncClient, text
 
 MADE: Final = ""
 """The member of a group's set saying the group was made (a node id is never empty)."""
@@ -85,7 +85,7 @@ class GroupDirectory:
         found = await self.redis.smembers(self.keys.group(app, group))
         if not found:
             return None
-        return {_text(member) for member in found} - {MADE}
+        return {text(member) for member in found} - {MADE}
 
     async def reap(self, node: str) -> None:
         """Dead ``node`` taken out of every group it was named in. Repeating it changes
@@ -94,7 +94,7 @@ class GroupDirectory:
         keys = await self.redis.smembers(index)
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.srem(_text(key), node)
+                pipe.srem(text(key), node)
             pipe.delete(index)
             await pipe.execute()
 
@@ -129,7 +129,3 @@ class GroupDirectory:
                 else:
                     pipe.srem(key, self.node_id)
             await pipe.execute()
-
-
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)

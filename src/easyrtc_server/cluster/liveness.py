@@ -41,7 +41,7 @@ from redis.exceptions import RedisError
 from . import log as entries
 from .gaps import stream_id
 from .keys import ClusterKeys
-from .redisclient import REDIS_ERRORS, AsyncClient
+from .redisclient import REDIS_ERRORS, AsyncClient, text
 from .registry import NodeInfo, NodeRegistry
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ class Liveness:
         raw, *found = await pipe.execute()
         if raw is None:
             return await self.current_epoch(), EMPTY
-        epoch = _text(raw)
+        epoch = text(raw)
         if epoch != self.epoch:
             return epoch, CHANGED
         trimmed: bytes | str | None = None
@@ -274,7 +274,7 @@ class Liveness:
             keys=[keys.epoch, keys.log, keys.snapshot, keys.snapshot_id, keys.trimmed],
             args=[known, new_epoch()],
         )
-        return None if now is None else _text(now)
+        return None if now is None else text(now)
 
     async def drop_connections(self) -> None:
         """Close the idle pooled connections: after Redis restarted each would fail once, and
@@ -296,7 +296,7 @@ class Liveness:
             epoch = await self.redis.get(key)
             if epoch is None:  # flushed again in between: next round
                 raise RedisError("epoch vanished")
-        return _text(epoch)
+        return text(epoch)
 
     def heard_lately(self, node: str) -> bool:
         """This node applied an entry of ``node`` within the alive TTL: it is writing, so it
@@ -332,7 +332,3 @@ class Liveness:
             await self._announce_gone(node)
             reaped.append(node)
         return reaped
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)

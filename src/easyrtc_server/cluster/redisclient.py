@@ -90,6 +90,12 @@ AsyncClient: TypeAlias = Redis | RedisCluster
 BlockingClient: TypeAlias = BlockingRedis | BlockingRedisCluster
 
 
+def text(raw: bytes | str | Any) -> str:
+    """A reply as text: redis-py answers bytes unless ``decode_responses`` (lone surrogates a
+    name was written with come back as they were)."""
+    return raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else str(raw)
+
+
 @dataclass(frozen=True, slots=True)
 class SentinelUrl:
     """What a ``redis+sentinel://`` URL says."""

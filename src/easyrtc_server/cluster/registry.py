@@ -25,7 +25,7 @@ import orjson
 
 from .heartbeat import Heartbeat
 from .keys import ClusterKeys
-from .redisclient import REDIS_ERRORS, SCAN_COUNT, AsyncClient, Topology
+from .redisclient import REDIS_ERRORS, SCAN_COUNT, AsyncClient, Topology, text
 
 log = logging.getLogger("easyrtc_server.cluster")
 
@@ -217,11 +217,11 @@ class NodeRegistry:
         ``cluster_check_interval``) has seen it gone by then, or knows of it (``also``). (On
         a Redis Cluster the keys share one slot: only its master is asked, and a master down
         elsewhere does not delay reaping.)"""
-        listed = {_text(raw) for raw in await self.redis.smembers(self.keys.nodes)}
+        listed = {text(raw) for raw in await self.redis.smembers(self.keys.nodes)}
         ids = listed | set(also) | self._unlisted
         if self._looks % SCAN_EVERY == 0:
             prefix = len(self.keys.alive(""))
-            ids |= {_text(key)[prefix:] async for key in self._keys(self.keys.alive_pattern)}
+            ids |= {text(key)[prefix:] async for key in self._keys(self.keys.alive_pattern)}
         self._looks += 1
         found: dict[str, NodeInfo] = {}
         if not ids:
@@ -243,7 +243,3 @@ class NodeRegistry:
         if self._keys_like is None:
             return self.redis.scan_iter(match=pattern, count=SCAN_COUNT)
         return self._keys_like(pattern)
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -61,7 +61,7 @@ from typing import Any, Final
 from redis.commands.core import AsyncScript
 
 from .keys import ClusterKeys
-from .redisclient import REDIS_ERRORS, AsyncClient
+from .redisclient import REDIS_ERRORS, AsyncClient, text
 
 RETRY_DELAY: Final = 0.2
 """Seconds between a failed batch and its retry."""
@@ -177,10 +177,6 @@ deleted). Written only past the number there."""
 def _bytes(name: str) -> bytes:
     """A name as Redis keeps it: UTF-8, lone surrogates too (nothing a client sends crashes)."""
     return name.encode("utf-8", "surrogatepass")
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else raw
 
 
 def field_of(app: str, room: str) -> bytes:
@@ -318,10 +314,10 @@ class RoomCounts:
         for room, count in raw.items():
             number = int(count)
             if number > 0:
-                out[_text(room)] = number
+                out[text(room)] = number
         for room, at in kept.items():
             if int(at) > 0:
-                out.setdefault(_text(room), 0)
+                out.setdefault(text(room), 0)
         return out
 
     async def kept(self, app: str, room: str, seq: int) -> None:
@@ -364,7 +360,7 @@ class RoomCounts:
         keys = [
             _bytes(self.keys.room_counts_of(node_id)),
             _bytes(self.keys.room_counts_gone(node_id)),
-            *(_bytes(self.keys.room_counts(_text(app))) for app in apps),
+            *(_bytes(self.keys.room_counts(text(app))) for app in apps),
         ]
         args: list[Any] = [first, *apps]
         for (app, room), n in pairs.items():
