@@ -11,11 +11,12 @@ that a reaper takes a dead node out of them. A group message costs its sender's 
 ``SMEMBERS`` (``lookup``), then one inbox item per other node named (``partitioned``).
 
 **Writes.** ``joined``/``left`` count this node's members per group; a group whose count left
-or reached 0 is written (``SADD`` or ``SREM``) by one task, a pipeline per event-loop pass, in
-order. ``written`` waits for what was asked before it: server code's ``add_to_group`` returns
-once the directory names the member's node, so a message sent after it reaches the member, as
-in one process. A write that failed (Redis away) is kept and written with the next, or by
-``restate`` (what a node taken for dead, or back after Redis came back empty, does).
+or reached 0 is written (``SADD`` or ``SREM``) in one pipeline per event-loop pass, in order
+(``passbatch``; the owner runs ``run``). ``written`` waits for what was asked before it: server
+code's ``add_to_group`` returns once the directory names the member's node, so a message sent
+after it reaches the member, as in one process. A write that failed (Redis away) is kept and
+written with the next, or by ``restate`` (what a node taken for dead, or back after Redis came
+back empty, does).
 
 What this module must not know: the core, the partitions, which node is dead (its caller's
 liveness says). All its keys are under the cluster's one hash tag (``keys``).
@@ -29,6 +30,7 @@ from typing import Final
 
 from .health import ReaderHealth
 from .keys import ClusterKeys
+from .passbatch import PassBatch
 from .redisclient import REDIS_ERRORS, AsyncClient, text
 
 MADE: Final = ""
@@ -48,7 +50,8 @@ class GroupDirectory:
         self._counts: Counter[tuple[str, str]] = Counter()
         """(application, group) -> this node's own connections in it."""
         self._dirty: set[tuple[str, str]] = set()
-        self._writing: asyncio.Future[None] | None = None
+        """Groups whose count left or reached 0 since they were last written."""
+        self._batch = PassBatch(self._flush)
 
     def joined(self, app: str, group: str) -> None:
         """A connection of this node entered ``group`` of ``app``."""
@@ -68,16 +71,25 @@ class GroupDirectory:
 
     async def written(self) -> None:
         """Once what was asked so far is in Redis (or failed)."""
-        writing = self._writing
-        if writing is not None and not writing.done():
-            await asyncio.shield(writing)
+        pending = self._batch.pending()
+        if pending is not None:
+            await asyncio.shield(pending)
 
     async def restate(self) -> None:
         """Every group of this node's written again (reaped while it lived, or Redis came
         back empty)."""
         self._dirty.update(self._counts)
-        self._start()
+        if self._dirty:
+            self._batch.due()
         await self.written()
+
+    async def run(self) -> None:
+        """The writing loop (the owner runs it as a task and cancels it)."""
+        await self._batch.run()
+
+    def release(self) -> None:
+        """This node stops: whoever awaits ``written`` goes on, and nobody waits any more."""
+        self._batch.release()
 
     async def lookup(self, app: str, group: str) -> set[str] | None:
         """The nodes with members of ``group`` (this one included); None if the application
@@ -100,23 +112,18 @@ class GroupDirectory:
 
     def _write(self, pair: tuple[str, str]) -> None:
         self._dirty.add(pair)
-        self._start()
+        self._batch.due()
 
-    def _start(self) -> None:
-        if self._dirty and (self._writing is None or self._writing.done()):
-            self._writing = asyncio.ensure_future(self._write_all())
-
-    async def _write_all(self) -> None:
-        """What is dirty, a pipeline at a time, until nothing is (one writer: in order)."""
-        await asyncio.sleep(0)  # what the rest of this pass asks goes in the same pipeline
-        while self._dirty:
-            batch, self._dirty = self._dirty, set()
-            try:
-                await self._pipeline(batch)
-            except REDIS_ERRORS as exc:
-                self._dirty |= batch  # with the next write, or ``restate``
-                self.health.once("group-directory", "the group directory was not written: %r", exc)
-                return
+    async def _flush(self) -> None:
+        """What is dirty, in one pipeline; kept dirty if it failed."""
+        batch, self._dirty = self._dirty, set()
+        if not batch:
+            return
+        try:
+            await self._pipeline(batch)
+        except REDIS_ERRORS as exc:
+            self._dirty |= batch  # with the next write, or ``restate``
+            self.health.once("group-directory", "the group directory was not written: %r", exc)
 
     async def _pipeline(self, batch: set[tuple[str, str]]) -> None:
         index = self.keys.groups_of(self.node_id)
