@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from easyrtc_server import cli
+from easyrtc_server.cluster.partitionfeed import PartitionFeed
 from easyrtc_server.cluster.partitionlog import PartitionRead, PartitionReader
 
 LAG = float(os.environ.get("SLOW_READER_LAG", "0.2"))
-_read = PartitionReader.read
 
 
-async def _lagging_read(self: PartitionReader) -> list[PartitionRead]:
-    reads = await _read(self)
-    if any(read.entries for read in reads):
-        await asyncio.sleep(LAG)  # the point: a reader behind
-    return reads
+def lagging(original: Callable[[Any], Awaitable[list[PartitionRead]]]) -> Any:
+    async def lagging_read(self: Any) -> list[PartitionRead]:
+        reads = await original(self)
+        if any(read.entries for read in reads):
+            await asyncio.sleep(LAG)  # the point: a reader behind
+        return reads
+
+    return lagging_read
 
 
 if __name__ == "__main__":
-    PartitionReader.read = _lagging_read  # type: ignore[method-assign]
+    for reader in (PartitionReader, PartitionFeed):  # as the topology reads: both
+        reader.read = lagging(reader.read)  # type: ignore[method-assign]
     cli.main()

@@ -119,6 +119,7 @@ class ClusterKeys:
             trimmed=f"{base}:trimmed",
             seq=f"{base}:seq",
             snapshot_lock=f"{base}:snapshot-lock",
+            feed=f"{base}:feed",
         )
 
     def room_counts(self, app: str) -> str:
@@ -219,6 +220,9 @@ class PartitionKeys:
     """String: the sequence number of the partition's last entry (``INCR`` per append)."""
     snapshot_lock: str
     """String with a short TTL: the node writing the partition's next snapshot."""
+    feed: str
+    """Pub/sub channel: the partition's facts as appended, for its readers
+    (``partitionfeed``; one Redis or Sentinel)."""
 
 
 @cache

@@ -139,7 +139,6 @@ from .partitionlog import (
     Appended,
     PartitionLayout,
     PartitionRead,
-    PartitionReader,
     PartitionSnapshots,
     PartitionWriter,
     Snapshot,
@@ -260,8 +259,8 @@ class PartitionedNode:
         self.layout = PartitionLayout(
             self.keys, partitions=options.cluster_partitions, groups=options.cluster_read_groups
         )
-        self.writer = PartitionWriter(self.redis, self.layout)
-        self.reader = PartitionReader(self.topology.reader_client(), self.layout)
+        self.reader = self.topology.partition_source(self.layout)
+        self.writer = PartitionWriter(self.redis, self.layout, self.reader.append_script)
         self.snapshots = PartitionSnapshots(self.redis, self.layout)
         self.counts = RoomCounts(self.redis, self.keys, self.node_id)
         """Every application's rooms and members, cluster-wide (``getRoomList``)."""

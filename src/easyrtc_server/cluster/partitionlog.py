@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from . import gaps
 from .gaps import stream_id
@@ -54,16 +54,17 @@ FACT: Final = b"f"
 """The field of an entry holding the fact (``facts.encode``)."""
 
 APPEND: Final = """
-local n = #ARGV
+local n = #ARGV - 1
 local seq = redis.call('INCRBY', KEYS[2], n) - n
 local out = {}
 for i = 1, n do
   seq = seq + 1
-  out[i] = {redis.call('XADD', KEYS[1], '*', 's', seq, 'f', ARGV[i]), seq}
+  out[i] = {redis.call('XADD', KEYS[1], '*', 's', seq, 'f', ARGV[i + 1]), seq}
 end
 return out
 """
-"""KEYS: stream, sequence; ARGV: the facts. Appends them in order, each with the next number;
+"""KEYS: stream, sequence; ARGV: the partition's feed channel (``partitionfeed``'s script
+publishes on it; not this one), the facts. Appends them in order, each with the next number;
 returns ``[id, seq]`` of each."""
 
 LOAD: Final = """
@@ -389,9 +390,10 @@ class PartitionWriter:
     were appended. Appends to different partitions have no order between them: a caller
     needing one awaits each append before the next (``reservations``)."""
 
-    def __init__(self, client: AsyncClient, layout: PartitionLayout) -> None:
+    def __init__(self, client: AsyncClient, layout: PartitionLayout, script: str = APPEND) -> None:
         self.layout = layout
-        self._append = LuaScript(client, APPEND)
+        self._append = LuaScript(client, script)
+        """``APPEND``, or the one the partitions' reader needs (``PartitionSource``)."""
         self._queue: list[tuple[int, bytes, asyncio.Future[Appended]]] = []
         self._due = asyncio.Event()
 
@@ -425,7 +427,7 @@ class PartitionWriter:
         calls = []
         for partition, items in by_partition.items():
             keys = self.layout.of(partition)
-            calls.append(([keys.stream, keys.seq], [fact for fact, _ in items]))
+            calls.append(([keys.stream, keys.seq], [keys.feed, *(fact for fact, _ in items)]))
         try:
             replies = await self._append.run_all(calls)
         except Exception as exc:  # the whole pipeline failed (connection, slot map)
@@ -458,6 +460,38 @@ class _Sent:
     index: dict[str, int]
 
 
+class PartitionSource(Protocol):
+    """How a node reads the partitions of interest: blocked on their streams
+    (``PartitionReader``, a Redis Cluster), or from what their appends publish
+    (``partitionfeed.PartitionFeed``, one Redis or Sentinel)."""
+
+    @property
+    def append_script(self) -> str:
+        """The append script the writers must run for this reader to hear them."""
+        ...
+
+    @property
+    def interest(self) -> frozenset[int]: ...
+
+    def gain(self, partition: int) -> None:
+        """The next ``read``s give the partition's snapshot (``PartitionRead.reload``) and the
+        entries after it; from then on its new entries."""
+        ...
+
+    def drop(self, partition: int) -> None: ...
+
+    def reload(self, partition: int) -> None:
+        """Read ``partition`` again from its snapshot (Redis may have lost what was read)."""
+        ...
+
+    async def read(self) -> list[PartitionRead]:
+        """What the partitions of interest have next, per partition in order (empty after a
+        while without any). Raises what Redis answered when nothing could be read."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
 class PartitionReader:
     """Reads the partitions of interest. ``gain(p)``: the next ``read`` gives the partition's
     snapshot (``PartitionRead.reload``) and the entries after it; from then on its new
@@ -470,6 +504,8 @@ class PartitionReader:
     so that costs a reconnection per gain, and a node gains at most N partitions at a time.
     A drop leaves a group's read to end by itself; what it brings of the dropped partition is
     not given."""
+
+    append_script: Final = APPEND
 
     def __init__(
         self,

@@ -60,6 +60,7 @@ from .channels import CLIENT_ERRORS, Channels, PlainChannels, ShardedChannels
 
 if TYPE_CHECKING:
     from ..options import Options
+    from .partitionlog import PartitionLayout, PartitionSource
 
 SENTINEL_SCHEMES: Final = ("redis+sentinel://", "rediss+sentinel://")
 CLUSTER_SCHEMES: Final = ("redis+cluster://", "rediss+cluster://")
@@ -256,6 +257,11 @@ class Topology(Protocol):
         ``reader_server`` names, or its read fails."""
         ...
 
+    def partition_source(self, layout: PartitionLayout) -> PartitionSource:
+        """How a partitioned node reads its partitions (made once per node): from what their
+        appends publish where pub/sub reaches every node cheaply, else blocked on streams."""
+        ...
+
     def reader_server(self, key: str) -> str | None:
         """The server ``reader_client`` sends commands on ``key`` to now, by its own slot map
         (no round trip); None where that never changes but through a failed read (one Redis,
@@ -312,6 +318,11 @@ class SingleTopology:
         default for a client made from a URL or by Sentinel), so a read from a new master
         follows a failed one."""
         return self._client
+
+    def partition_source(self, layout: PartitionLayout) -> PartitionSource:
+        from .partitionfeed import PartitionFeed  # it needs this module: imported when used
+
+        return PartitionFeed(self._client, layout)
 
     def reader_server(self, key: str) -> str | None:
         return None
@@ -379,6 +390,14 @@ class ClusterTopology:
         """A client of its own, the one that reads ``keys.log``: its slot map changes only
         with its reads."""
         return self._reader
+
+    def partition_source(self, layout: PartitionLayout) -> PartitionSource:
+        """Blocked on streams: plain ``PUBLISH`` crosses the bus to every node of a Redis
+        Cluster. Sharded pub/sub would not, with a subscription per read group following its
+        slot as an inbox's does (``channels.ShardSubscription``): not built yet."""
+        from .partitionlog import PartitionReader  # it needs this module: imported when used
+
+        return PartitionReader(self._reader, layout)
 
     def reader_server(self, key: str) -> str | None:
         node = self._reader_node(key)
