@@ -52,7 +52,7 @@ from .partitionlog import (
     entries_of,
     snapshot_of,
 )
-from .redisclient import REDIS_ERRORS
+from .redisclient import REDIS_ERRORS, text
 
 SWEEP_EVERY: Final = 1.0
 """Seconds between two readings of the partitions' numbers (``MGET``): what a push lost
@@ -401,7 +401,7 @@ class PartitionFeed:
                 message = await pubsub.get_message(timeout=None)
                 if message is None:
                     continue
-                partition = partition_of_channel(layout, _text(message["channel"]))
+                partition = partition_of_channel(layout, text(message["channel"]))
                 if partition is None:
                     continue
                 kind = message["type"]
@@ -485,7 +485,3 @@ class PartitionFeed:
             self.cursors.read_on(partition, after, entries_of(reply))
         if error is not None:
             raise error
-
-
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)

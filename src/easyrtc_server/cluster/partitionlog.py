@@ -38,7 +38,7 @@ from . import gaps
 from .gaps import stream_id
 from .keys import ClusterKeys, PartitionKeys
 from .luascript import LuaScript
-from .redisclient import REDIS_ERRORS, AsyncClient
+from .redisclient import REDIS_ERRORS, AsyncClient, text
 
 PARTITIONS: Final = 128
 """Partitions of a cluster (fixed for its life: a room never moves between partitions)."""
@@ -336,10 +336,6 @@ class ReadCursors:
         return PartitionRead(read.partition, tuple(entries))
 
 
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
 def _number(raw: Any) -> int:
     try:
         return int(raw)
@@ -357,7 +353,7 @@ def entries_of(items: Iterable[Any]) -> list[Entry]:
             fields = dict(zip(flat[::2], flat[1::2], strict=False))
         fact = fields.get(FACT)
         seq = _number(fields.get(SEQ))
-        out.append(Entry(_text(entry_id), seq, fact if isinstance(fact, bytes) else b""))
+        out.append(Entry(text(entry_id), seq, fact if isinstance(fact, bytes) else b""))
     return out
 
 
@@ -367,7 +363,7 @@ def snapshot_of(reply: Sequence[Any]) -> tuple[Snapshot, list[Entry]]:
     if snap_id is None:
         snap = Snapshot("0-0", 0, None)
     else:
-        snap = Snapshot(_text(snap_id), _number(seq), doc if isinstance(doc, bytes) else None)
+        snap = Snapshot(text(snap_id), _number(seq), doc if isinstance(doc, bytes) else None)
     return snap, entries_of(items or ())
 
 
@@ -440,7 +436,7 @@ class PartitionWriter:
                     written.set_exception(reply)
                 else:
                     entry_id, seq = reply[i]
-                    written.set_result(Appended(partition, _text(entry_id), int(seq)))
+                    written.set_result(Appended(partition, text(entry_id), int(seq)))
 
 
 REPLAN_GRACE: Final = 0.01
@@ -633,7 +629,7 @@ class PartitionReader:
         out = []
         items = reply.items() if isinstance(reply, dict) else reply or ()
         for stream, entries in items:
-            name = _text(stream)
+            name = text(stream)
             at = sent.index.get(name)
             if at is None:
                 continue
