@@ -8,9 +8,12 @@ channel is refused without touching the state.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
+import orjson
 import pytest
+from redis.asyncio import Redis
 
 from easyrtc_server.cluster.clusterchanges import ClusterChanges, session_name
 from easyrtc_server.cluster.health import ReaderHealth
@@ -18,9 +21,10 @@ from easyrtc_server.cluster.keys import ClusterKeys
 from easyrtc_server.cluster.log import encode_fields
 from easyrtc_server.cluster.redisclient import AsyncClient
 from easyrtc_server.engine import Carrier
-from easyrtc_server.protocol.model import Field
+from easyrtc_server.protocol.model import Connection, Field
 from easyrtc_server.protocol.outcome import Outcome, Push
 from support.corekit import Harness
+from support.redisserver import running_redis
 
 pytestmark = pytest.mark.asyncio
 
@@ -38,7 +42,7 @@ class Delivered:
 
 
 class Node:
-    def __init__(self) -> None:
+    def __init__(self, redis: Any = None, keys: ClusterKeys | None = None) -> None:
         self.h = Harness()
         self.delivered = Delivered()
         self.told: list[str] = []
@@ -49,8 +53,8 @@ class Node:
         self.changes = ClusterChanges(
             self.h.core,
             cast(Carrier, self.delivered),
-            cast(AsyncClient, None),  # ``here`` never reaches Redis
-            ClusterKeys("c"),
+            cast(AsyncClient, redis),  # None: ``here`` never reaches Redis
+            keys or ClusterKeys("c"),
             tell=self.told.append,
             set_room_field=no_room_field,
             create_room=no_room_field,
@@ -129,3 +133,28 @@ async def test_junk_is_refused_and_changes_nothing(junk: list[Any]) -> None:
     with pytest.raises(ValueError):  # the queries answer it null (``clusterqueries``)
         await node.changes.here(junk)
     assert set(node.h.core.apps) == before and node.told == []
+
+
+async def test_a_storm_of_logins_reads_every_sessions_fields_with_few_connections() -> None:
+    """100 logins at once, each with a session whose field is in Redis, through a client of 4
+    pooled connections: each login's token shows its session's field (one at a time, they ran
+    out of connections: ``Too many connections``, fields missing)."""
+    sessions = [f"s-{n}" for n in range(100)]
+    async with running_redis() as server:
+        redis = Redis.from_url(server.url, max_connections=4)
+        keys = ClusterKeys("c")
+        for easyrtcsid in sessions:
+            key = keys.session(session_name(APP, easyrtcsid))
+            await redis.hset(key, "seat", orjson.dumps([easyrtcsid, True]))
+        node = Node(redis, keys)
+        runs = asyncio.ensure_future(node.changes.run())
+        peers = [node.h.login(applicationName=APP, easyrtcsid=sid) for sid in sessions]
+        conns = [peer.connection for peer in peers]
+        assert all(conn is not None for conn in conns)
+        await asyncio.gather(*(node.changes.at_login(cast(Connection, c)) for c in conns))
+        for easyrtcsid, conn in zip(sessions, conns, strict=True):
+            assert conn is not None and conn.session is not None
+            assert conn.session.fields.get("seat") == Field(easyrtcsid, True)
+        runs.cancel()
+        node.changes.release()
+        await redis.aclose()

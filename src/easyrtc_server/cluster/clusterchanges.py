@@ -30,9 +30,11 @@ field (their later logins still read it) or of an application field (until it re
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -46,6 +48,7 @@ from .clusterqueries import ClusterQueries
 from .health import ReaderHealth
 from .keys import ClusterKeys
 from .log import decode_fields, encode_fields
+from .passbatch import PassBatch
 from .redisclient import REDIS_ERRORS, AsyncClient, text
 
 log = logging.getLogger("easyrtc_server.cluster")
@@ -68,6 +71,16 @@ def session_name(app: str, easyrtcsid: str) -> str:
     """The name of a session in Redis and between nodes: says nothing of its ``easyrtcsid``."""
     digest = hashlib.sha256(f"easyrtc-session|{app}|{easyrtcsid}".encode())
     return digest.hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class _LoginRead:
+    """A login's fields to read (its application's too when ``read_app``): ``found``, the
+    replies, once read (None: not read)."""
+
+    conn: Connection
+    read_app: bool
+    found: list[Any] | None = None
 
 
 class ClusterChanges:
@@ -99,6 +112,9 @@ class ClusterChanges:
         self.health = health
         self.queries: ClusterQueries | None = None
         """Set once the node made its directory (``PartitionedNode.directory``)."""
+        self._logins: list[_LoginRead] = []
+        """Logins whose fields are to be read in the next batch."""
+        self._login_reads = PassBatch(self._read_logins)
         self.apps_read: set[str] = set()
         """Applications whose fields this node has had whole from Redis (at start, in a
         change, at a login): a login into one of them reads none (one round trip less)."""
@@ -334,25 +350,56 @@ class ClusterChanges:
             except (ValueError, TypeError) as exc:
                 self.health.once("app-load", "application %r could not be made: %r", name, exc)
 
+    async def run(self) -> None:
+        """The logins' reads, a pipeline per event-loop pass (the owner runs it as a task and
+        cancels it, then calls ``release``)."""
+        await self._login_reads.run()
+
+    def release(self) -> None:
+        """This node stops: a login waiting for its fields goes on without them."""
+        self._login_reads.release()
+
+    async def _read_logins(self) -> None:
+        batch, self._logins = self._logins, []
+        if not batch:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for asked in batch:
+                    if asked.read_app:
+                        pipe.hgetall(self.keys.app_fields(asked.conn.app.name))
+                    session = asked.conn.session
+                    if session is not None:
+                        key = self.keys.session(
+                            session_name(asked.conn.app.name, session.easyrtcsid)
+                        )
+                        pipe.hgetall(key)
+                        pipe.expire(key, SESSION_TTL)
+                found = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self.health.once("login-fields", "a login's fields could not be read: %r", exc)
+            return
+        at = 0
+        for asked in batch:
+            size = asked.read_app + 2 * (asked.conn.session is not None)
+            asked.found = found[at : at + size]
+            at += size
+
     async def at_login(self, conn: Connection) -> None:
         """Before ``conn``'s token: its session's fields as Redis has them (set from any node),
-        and its application's, the first time this node sees a login into it."""
+        and its application's, the first time this node sees a login into it. The reads of
+        one event-loop pass's logins go in one pipeline (``run``): a storm of logins each
+        holding a pooled connection ran out of redis-py's and lost their fields."""
         app = conn.app
         session = conn.session
         read_app = app.name not in self.apps_read
         if session is None and not read_app:
             return
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                if read_app:
-                    pipe.hgetall(self.keys.app_fields(app.name))
-                if session is not None:
-                    key = self.keys.session(session_name(app.name, session.easyrtcsid))
-                    pipe.hgetall(key)
-                    pipe.expire(key, SESSION_TTL)
-                found = await pipe.execute()
-        except REDIS_ERRORS as exc:
-            self.health.once("login-fields", "a login's fields could not be read: %r", exc)
+        asked = _LoginRead(conn, read_app)
+        self._logins.append(asked)
+        await asyncio.shield(self._login_reads.sent())  # shared with the batch's others
+        found = asked.found
+        if found is None:  # Redis failed: logged once by the batch
             return
         if read_app:
             app_fields = _fields(found.pop(0))

@@ -396,6 +396,7 @@ class PartitionedNode:
             asyncio.create_task(self.holds_directory.run(), name="hold-directory"),
             asyncio.create_task(self.wills.run(), name="wills"),
             asyncio.create_task(self.groups.run(), name="group-directory"),
+            asyncio.create_task(self.changes.run(), name="login-fields"),
             asyncio.create_task(self._read_forever(), name="partition-reader"),
             asyncio.create_task(self._reap_forever(), name="partition-reaper"),
         ]
@@ -437,6 +438,7 @@ class PartitionedNode:
         if loops:
             await asyncio.wait(loops, timeout=STOP_STEP_TIMEOUT)
         self.groups.release()  # nothing written from now on: nobody waits for it
+        self.changes.release()
         steps = (
             self.counts.aclose,
             self.reader.aclose,
