@@ -279,11 +279,6 @@ def test_cluster_state_options_from_file_environment_and_defaults(tmp_path: Path
             "cluster_read_groups",
             "'cluster_read_groups' (16) must be at most 'cluster_partitions' (8)",
         ),
-        (
-            {"cluster_state": "partitioned", "cluster_relay": "direct"},
-            "cluster_state",
-            "'cluster_state' = 'partitioned' does not support cluster_relay = 'direct'",
-        ),
     ],
 )
 def test_bad_cluster_state_options_are_refused_by_name(

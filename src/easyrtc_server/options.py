@@ -438,12 +438,6 @@ def _validated(options: ProtocolOptions) -> list[tuple[str, Any]]:
             "takes the links); with 'python-socketio' relays go through Redis",
             key="cluster_relay",
         )
-    if options.cluster_state == "partitioned" and options.cluster_relay == "direct":
-        raise OptionsError(
-            "option 'cluster_state' = 'partitioned' does not support cluster_relay = 'direct' "
-            "yet: use cluster_relay = 'redis' with it",
-            key="cluster_state",
-        )
     if options.cluster_read_groups > options.cluster_partitions:
         raise OptionsError(
             f"option 'cluster_read_groups' ({options.cluster_read_groups}) must be at most "

@@ -101,6 +101,17 @@ async def test_the_same_on_the_partitioned_state_with_two_nodes_killed(
     await short_run(load_chaos(), faults=("kill", "kill"), seed=25)
 
 
+async def test_the_partitioned_state_over_direct_links_with_a_node_killed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The partitioned state's inbox (relays, hand-overs, group messages) over the nodes'
+    direct links (``cluster_relay = "direct"``): a killed node's links break, its
+    replacement's are made anew, every list right."""
+    monkeypatch.setenv("EASYRTC_CLUSTER_STATE", "partitioned")
+    monkeypatch.setenv("EASYRTC_CLUSTER_RELAY", "direct")
+    await short_run(load_chaos(), faults=("kill",), max_faults=1, duration=45.0, seed=27)
+
+
 async def test_the_partitioned_state_with_redis_back_empty_and_a_node_taken_for_dead(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -2,7 +2,9 @@
 
 What an operator would check: relays to clients on the other node arrive and Redis carries
 none of them (no ``PUBLISH``, where the default path publishes each); the links take only the
-cluster's nodes; a node killed and replaced is linked to anew. The order of a sender's relays
+cluster's nodes; a node killed and replaced is linked to anew. On both cluster states (the
+partitioned state's inbox carries its hand-overs and group messages too: the holds' tests run
+over both paths). The order of a sender's relays
 against its state changes over a link is tested with the pub/sub path's
 (``test_sender_order.py``).
 """
@@ -53,11 +55,12 @@ def inbox_of(client: Client) -> asyncio.Queue[object]:
     return got
 
 
+@pytest.mark.parametrize("state", ["log", "partitioned"])
 @pytest.mark.parametrize("relay", ["redis", "direct"])
 async def test_relays_to_another_node_arrive_and_only_the_redis_path_publishes(
-    relay: str,
+    relay: str, state: str
 ) -> None:
-    env = {**ENV, "EASYRTC_CLUSTER_RELAY": relay}
+    env = {**ENV, "EASYRTC_CLUSTER_RELAY": relay, "EASYRTC_CLUSTER_STATE": state}
     async with running_redis() as server, running_nodes(server.url, 2, env=env) as (a, b):
         redis = Redis.from_url(server.url)
         alice, bob = Client(), Client()
@@ -99,8 +102,9 @@ async def test_a_link_takes_only_the_clusters_nodes() -> None:
     assert any("listening on" in line for line in node.lines)
 
 
-async def test_a_node_killed_and_replaced_is_linked_to_anew() -> None:
-    env = {**ENV, "EASYRTC_CLUSTER_RELAY": "direct"}
+@pytest.mark.parametrize("state", ["log", "partitioned"])
+async def test_a_node_killed_and_replaced_is_linked_to_anew(state: str) -> None:
+    env = {**ENV, "EASYRTC_CLUSTER_RELAY": "direct", "EASYRTC_CLUSTER_STATE": state}
     async with running_redis() as server, running_nodes(server.url, 2, env=env) as (a, b):
         alice, bob, carol = Client(), Client(), Client()
         try:

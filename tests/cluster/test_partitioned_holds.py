@@ -20,6 +20,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from easyrtc_server.cluster.keys import ClusterKeys
@@ -198,10 +199,13 @@ async def test_a_client_resumes_on_its_node_and_the_other_nodes_member_sees_no_l
         await bob.client.sio.disconnect()
 
 
-async def test_a_client_resumes_on_another_node_and_relays_reach_it_there() -> None:
+@pytest.mark.parametrize("relay", ["redis", "direct"])
+async def test_a_client_resumes_on_another_node_and_relays_reach_it_there(relay: str) -> None:
+    """Over either path of the inbox (``cluster_relay``): the hand-over and the relays."""
     room = fresh_room()
     key = secrets.token_urlsafe(32)
-    async with cluster() as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
+    env = {"EASYRTC_CLUSTER_RELAY": relay}
+    async with cluster(env) as (redis, (a, b, c)), asyncio.timeout(BOUND * 3):
         bob = await Peer.join(b, room)
         carol = await Peer.join(c, room)
         async with node_client("4", a.url, keyed(key)) as alice:
@@ -471,14 +475,19 @@ async def keyed_python_client(node: Node, key: str, room: str) -> Client:
     return client
 
 
-async def test_a_dead_nodes_keyed_clients_keep_their_easyrtcids_and_nobody_sees_them_go() -> None:
+@pytest.mark.parametrize("relay", ["redis", "direct"])
+async def test_a_dead_nodes_keyed_clients_keep_their_easyrtcids_and_nobody_sees_them_go(
+    relay: str,
+) -> None:
     """Node a killed (``kill -9``): its unkeyed client leaves every list; its keyed ones, one
     live and one held, are adopted from their wills (``partitionwills``) before the others
     reap a: they come back on other nodes with their easyrtcids and rooms, relays reach them
-    there, and the other members never see them leave."""
+    there, and the other members never see them leave. Over either path of the inbox: a
+    link to the dead node breaks."""
     room = fresh_room()
     alice_key, dave_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    async with cluster() as (_redis, (a, b, c)), asyncio.timeout(BOUND * 3):
+    env = {"EASYRTC_CLUSTER_RELAY": relay}
+    async with cluster(env) as (_redis, (a, b, c)), asyncio.timeout(BOUND * 3):
         bob = await Peer.join(b, room)
         eve = await Peer.join(a, room)  # unkeyed: leaves with its node
         alice = await keyed_python_client(a, alice_key, room)

@@ -108,6 +108,7 @@ from .groupdirectory import GroupDirectory
 from .health import ReaderHealth
 from .inbox import Inbox
 from .keys import ClusterKeys, new_node_id
+from .links import DirectLinks, Dropped, Outbound
 from .liveness import new_epoch
 from .log import decode_fields, encode_fields
 from .partition import (
@@ -150,6 +151,7 @@ from .replica import NodeSockets
 from .reservations import Append, RoomRequest
 from .roomclaims import RoomClaims
 from .roomcounts import RoomCounts
+from .secret import secret_of
 from .stubs import GROUPS, KEYED, Stubs, groups_of, set_groups
 
 if TYPE_CHECKING:
@@ -244,8 +246,16 @@ class PartitionedNode:
         """This node's holds (``partitionholds``): held here, handed over on request."""
         self.core.state.holds = self.holds
         self.stubs = Stubs(self.core.state, self.node_id)
+        outbound: Callable[[Dropped], Outbound] | None = None
+        if options.cluster_relay == "direct":  # the inbox's messages over links, not Redis
+            outbound = partial(DirectLinks, self.node_id, self.registry, secret_of(options))
         self.inbox = Inbox(
-            self.topology.channels(), self.keys, self.node_id, self._from_inbox, self.health
+            self.topology.channels(),
+            self.keys,
+            self.node_id,
+            self._from_inbox,
+            self.health,
+            outbound=outbound,
         )
         self.marks = FactMarks()
         """The stamp of each of this node's clients' relays (``factorder``)."""
@@ -2289,6 +2299,7 @@ class PartitionedNode:
             for node in sorted(suspects):
                 self._reaped.add(node)
                 log.warning("cluster node %s is gone: its clients leave their rooms", node)
+                self.inbox.forget(node)  # a direct link to it is closed
                 await self._adopt_wills_of(node)
                 for partition, part in sorted(self.parts.items()):
                     if _mentions(part, node):
