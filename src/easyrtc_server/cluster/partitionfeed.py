@@ -50,7 +50,7 @@ from .partitionlog import (
     PartitionRead,
     Snapshot,
     entries_of,
-    snapshot_of,
+    load_snapshots,
 )
 from .redisclient import REDIS_ERRORS, text
 
@@ -453,18 +453,10 @@ class PartitionFeed:
         )
 
     async def _load_due(self) -> None:
-        due = self.cursors.to_load()
-        if not due:
-            return
-        keys = [self.layout.of(p) for p in due]
-        calls = [([k.snapshot, k.stream], [self.count]) for k in keys]
-        replies = await self._load.run_all(calls)
-        error: BaseException | None = None
-        for partition, reply in zip(due, replies, strict=True):
-            if isinstance(reply, BaseException):
-                error = reply
-                continue
-            snap, entries = snapshot_of(reply)
+        loaded, error = await load_snapshots(
+            self._load, self.layout, self.cursors.to_load(), self.count
+        )
+        for partition, snap, entries in loaded:
             self.cursors.loaded(partition, snap, entries)
         if error is not None:
             raise error

@@ -640,28 +640,41 @@ class PartitionReader:
 
     async def _load_due(self) -> list[PartitionRead]:
         """Load every partition waiting for its snapshot, in one pipeline."""
-        due = self.cursors.to_load()
-        if not due:
-            return []
-        layout = self.cursors.layout
-        calls = []
-        for partition in due:
-            keys = layout.of(partition)
-            calls.append(([keys.snapshot, keys.stream], [self.count]))
-        replies = await self._load.run_all(calls)
+        loaded, error = await load_snapshots(
+            self._load, self.cursors.layout, self.cursors.to_load(), self.count
+        )
         out = []
-        error: BaseException | None = None
-        for partition, reply in zip(due, replies, strict=True):
-            if isinstance(reply, BaseException):
-                error = reply
-                continue
-            snap, entries = snapshot_of(reply)
+        for partition, snap, entries in loaded:
             taken = self.cursors.loaded(partition, snap, entries)
             if taken is not None:
                 out.append(taken)
         if not out and error is not None:
             raise error
         return out
+
+
+async def load_snapshots(
+    script: LuaScript, layout: PartitionLayout, partitions: Sequence[int], count: int
+) -> tuple[list[tuple[int, Snapshot, list[Entry]]], BaseException | None]:
+    """``LOAD`` of each of ``partitions`` (at most ``count`` entries after the snapshot), in
+    one pipeline: what was loaded, and an error one of them failed with (the others are
+    loaded all the same)."""
+    if not partitions:
+        return [], None
+    calls = []
+    for partition in partitions:
+        keys = layout.of(partition)
+        calls.append(([keys.snapshot, keys.stream], [count]))
+    replies = await script.run_all(calls)
+    out = []
+    error: BaseException | None = None
+    for partition, reply in zip(partitions, replies, strict=True):
+        if isinstance(reply, BaseException):
+            error = reply
+            continue
+        snap, entries = snapshot_of(reply)
+        out.append((partition, snap, entries))
+    return out, error
 
 
 class PartitionSnapshots:
